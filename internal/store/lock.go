@@ -1,0 +1,72 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// errWouldBlock is returned by a non-blocking lock attempt that failed.
+var errWouldBlock = errors.New("lock held by another process")
+
+// Lock takes the named cross-process lock (shared or exclusive), waiting
+// until it is free or ctx is done. The lock lives in locks/NAME; it is
+// released by calling the returned function, or by the kernel when the
+// process dies, which is what makes a killed program's locks harmless.
+func (s *Store) Lock(ctx context.Context, name string, exclusive bool) (func(), error) {
+	delay := 500 * time.Microsecond
+	for {
+		unlock, err := s.lockFile(name, exclusive, false)
+		if err == nil {
+			return unlock, nil
+		}
+		if !errors.Is(err, errWouldBlock) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for lock %s: %w", name, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 20*time.Millisecond)
+	}
+}
+
+// TryLock takes the named lock if it is free and reports whether it did.
+func (s *Store) TryLock(name string, exclusive bool) (func(), bool) {
+	unlock, err := s.lockFile(name, exclusive, false)
+	return unlock, err == nil
+}
+
+func (s *Store) lockFile(name string, exclusive, block bool) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.root, "locks", name), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock %s: %w", name, err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if !block {
+		how |= unix.LOCK_NB
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, errWouldBlock
+		}
+		return nil, fmt.Errorf("locking %s: %w", name, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,60 @@
+package berth
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// parseRef parses an image reference the way docker does: a missing
+// registry means Docker Hub, a missing tag means "latest".
+func parseRef(ref string, insecure bool) (name.Reference, error) {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: image reference %q: %v", ErrInvalid, ref, err)
+	}
+	return r, nil
+}
+
+// refKey is the canonical form under which a reference is stored:
+// "docker.io/library/busybox:latest" or "host:port/repo@sha256:…".
+func refKey(r name.Reference) string {
+	repo := r.Context().Name()
+	repo = strings.Replace(repo, name.DefaultRegistry+"/", "docker.io/", 1)
+	switch r := r.(type) {
+	case name.Tag:
+		return repo + ":" + r.TagStr()
+	case name.Digest:
+		return repo + "@" + r.DigestStr()
+	}
+	return repo
+}
+
+// familiar shortens a stored reference the way docker prints it:
+// "docker.io/library/busybox:latest" becomes "busybox:latest".
+func familiar(key string) string {
+	key = strings.TrimPrefix(key, "docker.io/")
+	return strings.TrimPrefix(key, "library/")
+}
+
+// splitRepoTag splits a familiar reference into repository and tag (or
+// digest) for listings.
+func splitRepoTag(key string) (repo, tag string) {
+	f := familiar(key)
+	if i := strings.LastIndex(f, "@"); i >= 0 {
+		return f[:i], f[i+1:]
+	}
+	if i := strings.LastIndex(f, ":"); i > strings.LastIndex(f, "/") {
+		return f[:i], f[i+1:]
+	}
+	return f, "latest"
+}
+
+// danglingPrefix marks references kept only so that an image whose tag
+// moved elsewhere stays listed as <none>, as docker keeps it.
+const danglingPrefix = "@"

@@ -1,0 +1,349 @@
+package berth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// registryConfig holds what Pull and Push share.
+type registryConfig struct {
+	auth      authn.Authenticator
+	insecure  bool
+	progress  func(Progress)
+	platform  string
+	transport http.RoundTripper
+}
+
+// PullOption configures Pull.
+type PullOption interface{ applyPull(*registryConfig) }
+
+// PushOption configures Push.
+type PushOption interface{ applyPush(*registryConfig) }
+
+// RegistryOption configures both Pull and Push.
+type RegistryOption func(*registryConfig)
+
+func (o RegistryOption) applyPull(c *registryConfig) { o(c) }
+func (o RegistryOption) applyPush(c *registryConfig) { o(c) }
+
+type pullOnly func(*registryConfig)
+
+func (o pullOnly) applyPull(c *registryConfig) { o(c) }
+
+// WithAuth sets the registry credentials. Default: the credentials that
+// `docker login` stored for the registry in $DOCKER_CONFIG/config.json or
+// ~/.docker/config.json, or anonymous access.
+func WithAuth(username, password string) RegistryOption {
+	return func(c *registryConfig) {
+		c.auth = authn.FromConfig(authn.AuthConfig{Username: username, Password: password})
+	}
+}
+
+// WithInsecureRegistry lets berth talk plain HTTP to the registry (docker's
+// insecure-registries). Default: HTTPS, except for localhost and 127.0.0.1,
+// which are always allowed plain HTTP as docker allows them.
+func WithInsecureRegistry() RegistryOption {
+	return func(c *registryConfig) { c.insecure = true }
+}
+
+// WithProgress has fn called as layers transfer. Calls are serialized and
+// rate-limited; fn must not block for long. Default: no reports.
+func WithProgress(fn func(Progress)) RegistryOption {
+	return func(c *registryConfig) { c.progress = fn }
+}
+
+// WithTransport sets the HTTP transport used to reach registries (for
+// proxies, custom CAs, or tests). Default: http.DefaultTransport.
+func WithTransport(t http.RoundTripper) RegistryOption {
+	return func(c *registryConfig) { c.transport = t }
+}
+
+// WithPlatform selects the image for a platform, "os/arch[/variant]",
+// from a multi-platform index (docker pull --platform). Default: this
+// machine's platform.
+func WithPlatform(platform string) PullOption {
+	return pullOnly(func(c *registryConfig) { c.platform = platform })
+}
+
+func (c *registryConfig) remoteOptions(ctx context.Context) []remote.Option {
+	auth := remote.WithAuthFromKeychain(authn.DefaultKeychain)
+	if c.auth != nil {
+		auth = remote.WithAuth(c.auth)
+	}
+	base := c.transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return []remote.Option{
+		remote.WithContext(ctx),
+		auth,
+		remote.WithTransport(&boundedTransport{base: base}),
+		remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
+		remote.WithUserAgent("berth"),
+	}
+}
+
+func hostPlatform() string {
+	p := runtime.GOOS + "/" + runtime.GOARCH
+	if runtime.GOARCH == "arm" {
+		p += "/v7"
+	}
+	return p
+}
+
+// Pull fetches an image from its registry into the store and unpacks its
+// layers, ready to run (docker pull). Layers download in parallel and
+// unpack while they download; blobs already present are not fetched again,
+// also when another program pulls the same image into the same root at the
+// same time. The reference gets the pulled image.
+func (r *Runtime) Pull(ctx context.Context, ref string, opts ...PullOption) (*Image, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	cfg := registryConfig{platform: hostPlatform()}
+	for _, o := range opts {
+		o.applyPull(&cfg)
+	}
+	parsed, err := parseRef(ref, cfg.insecure)
+	if err != nil {
+		return nil, err
+	}
+	plat, err := v1.ParsePlatform(cfg.platform)
+	if err != nil {
+		return nil, fmt.Errorf("%w: platform %q: %v", ErrInvalid, cfg.platform, err)
+	}
+	ropts := append(cfg.remoteOptions(ctx), remote.WithPlatform(*plat))
+	img, err := r.pull(ctx, parsed, plat, ropts, newProgress(cfg.progress))
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+func (r *Runtime) pull(ctx context.Context, ref name.Reference, plat *v1.Platform, ropts []remote.Option, prog *progress) (*Image, error) {
+	unlock, err := r.gcShared(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	desc, err := remote.Get(ref, ropts...)
+	if err != nil {
+		return nil, err
+	}
+	var rimg v1.Image
+	switch mt := desc.MediaType; {
+	case mt.IsIndex():
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, err
+		}
+		child, err := selectPlatform(idx, plat)
+		if err != nil {
+			return nil, err
+		}
+		rimg, err = idx.Image(child)
+		if err != nil {
+			return nil, err
+		}
+	case mt == types.DockerManifestSchema1 || mt == types.DockerManifestSchema1Signed:
+		return nil, fmt.Errorf("%w: Docker schema 1 manifests are deprecated; push the image again with a current client", ErrUnsupported)
+	case mt.IsImage():
+		rimg, err = desc.Image()
+		if err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: manifest media type %q", ErrUnsupported, mt)
+	}
+	raw, err := rimg.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxManifestSize {
+		return nil, fmt.Errorf("%w: manifest of %d bytes (limit %d)", ErrUnsupported, len(raw), maxManifestSize)
+	}
+	fetch := func(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
+		l, err := rimg.LayerByDigest(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		return l.Compressed()
+	}
+	if m, err := rimg.Manifest(); err == nil {
+		// The config comes through RawConfigFile, which ggcr verifies
+		// against the manifest.
+		cfgDigest := m.Config.Digest
+		next := fetch
+		fetch = func(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
+			if d.Digest == cfgDigest {
+				b, err := rimg.RawConfigFile()
+				if err != nil {
+					return nil, err
+				}
+				return bytesFetch(map[string][]byte{d.Digest.String(): b}, next)(ctx, d)
+			}
+			return next(ctx, d)
+		}
+	}
+	img, err := r.ingest(ctx, raw, fetch, prog)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.setRef(ctx, refKey(ref), img.Digest); err != nil {
+		return nil, err
+	}
+	return r.Image(ctx, img.Digest)
+}
+
+// selectPlatform picks the manifest for plat from an index, naming what the
+// index offers when nothing matches.
+func selectPlatform(idx v1.ImageIndex, plat *v1.Platform) (v1.Hash, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	var offered []string
+	for _, m := range im.Manifests {
+		if m.Platform == nil || !m.MediaType.IsImage() {
+			continue
+		}
+		if m.Platform.Satisfies(*plat) {
+			return m.Digest, nil
+		}
+		offered = append(offered, m.Platform.String())
+	}
+	return v1.Hash{}, fmt.Errorf("%w: no image for platform %s in the index (it has: %s)", ErrNotFound, plat, strings.Join(offered, ", "))
+}
+
+// Push uploads img to a registry under ref (docker push). Blobs the
+// registry already has are not uploaded again.
+func (r *Runtime) Push(ctx context.Context, img *Image, ref string, opts ...PushOption) error {
+	if err := r.checkOpen(); err != nil {
+		return err
+	}
+	var cfg registryConfig
+	for _, o := range opts {
+		o.applyPush(&cfg)
+	}
+	parsed, err := parseRef(ref, cfg.insecure)
+	if err != nil {
+		return err
+	}
+	vimg, err := r.v1Image(img)
+	if err != nil {
+		return err
+	}
+	ropts := cfg.remoteOptions(ctx)
+	if cfg.progress != nil {
+		ch := make(chan v1.Update, 16)
+		ropts = append(ropts, remote.WithProgress(ch))
+		go func() {
+			for u := range ch {
+				cfg.progress(Progress{Layer: "", Current: u.Complete, Total: u.Total, Done: u.Complete == u.Total})
+			}
+		}()
+	}
+	if err := remote.Write(parsed, vimg, ropts...); err != nil {
+		return fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	return nil
+}
+
+// v1Image adapts a stored image to go-containerregistry's image interface,
+// reading blobs from the store as they are needed.
+func (r *Runtime) v1Image(img *Image) (v1.Image, error) {
+	core := &storeImage{r: r, img: img}
+	return partial.CompressedToImage(core)
+}
+
+type storeImage struct {
+	r   *Runtime
+	img *Image
+}
+
+func (s *storeImage) RawConfigFile() ([]byte, error) { return s.img.rawConfig, nil }
+func (s *storeImage) MediaType() (types.MediaType, error) {
+	return types.MediaType(s.img.MediaType), nil
+}
+func (s *storeImage) RawManifest() ([]byte, error) { return s.img.manifest, nil }
+func (s *storeImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	for _, l := range s.img.Layers {
+		if l.Digest == h.String() {
+			return &storeLayer{r: s.r, l: l}, nil
+		}
+	}
+	if h.String() == s.img.ID {
+		return &storeLayer{r: s.r, l: Layer{Digest: s.img.ID, Size: int64(len(s.img.rawConfig)), MediaType: string(types.OCIConfigJSON)}}, nil
+	}
+	return nil, fmt.Errorf("image %s has no blob %s: %w", s.img.ShortID(), h, ErrNotFound)
+}
+
+type storeLayer struct {
+	r *Runtime
+	l Layer
+}
+
+func (s *storeLayer) Digest() (v1.Hash, error)            { return v1.NewHash(s.l.Digest) }
+func (s *storeLayer) Size() (int64, error)                { return s.l.Size, nil }
+func (s *storeLayer) MediaType() (types.MediaType, error) { return types.MediaType(s.l.MediaType), nil }
+func (s *storeLayer) Compressed() (io.ReadCloser, error)  { return s.r.store.Open(s.l.Digest) }
+
+// boundedTransport bounds what a registry can make berth read: manifests
+// beyond maxManifestSize fail instead of being buffered. (Error bodies are
+// already bounded by go-containerregistry.)
+type boundedTransport struct{ base http.RoundTripper }
+
+// errTooLarge reports a registry response over its bound.
+var errTooLarge = errors.New("registry response exceeds the size limit")
+
+func (t *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || !strings.Contains(req.URL.Path, "/manifests/") {
+		return resp, err
+	}
+	if resp.ContentLength > maxManifestSize {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: manifest of %d bytes from %s (limit %d)", errTooLarge, resp.ContentLength, req.URL.Host, maxManifestSize)
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: maxManifestSize, host: req.URL.Host}
+	return resp, nil
+}
+
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+	host string
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// Probe one byte: a body of exactly the limit is fine.
+		var one [1]byte
+		if n, _ := b.rc.Read(one[:]); n > 0 {
+			return 0, fmt.Errorf("%w: manifest from %s exceeds %d bytes", errTooLarge, b.host, maxManifestSize)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }

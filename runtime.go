@@ -1,0 +1,91 @@
+package berth
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// DefaultRoot is the state directory used when New is given an empty root.
+const DefaultRoot = "/var/lib/berth"
+
+// Runtime is berth's handle on one state directory (its root). All images,
+// containers, networks and volumes live under the root; several Runtimes,
+// in one program or in several, may share a root at once.
+//
+// A Runtime is safe for concurrent use. The caller must call Close.
+type Runtime struct {
+	root  string
+	store *store.Store
+	snaps *snapshot.Snapshots
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Option configures a Runtime.
+type Option interface{ applyRuntime(*Runtime) }
+
+// New opens (creating if needed) the berth state directory root, or
+// DefaultRoot when root is empty, and sweeps what crashed programs left in
+// it: partial downloads and unpacks are removed, so the store always opens
+// consistent. New needs root privileges for everything beyond image
+// storage.
+func New(root string, opts ...Option) (*Runtime, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("berth root %q: %w", root, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("creating berth root: %w", err)
+	}
+	st, err := store.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("opening berth root %s: %w", abs, err)
+	}
+	snaps, err := snapshot.New(st)
+	if err != nil {
+		return nil, fmt.Errorf("opening snapshots in %s: %w", abs, err)
+	}
+	r := &Runtime{root: abs, store: st, snaps: snaps}
+	for _, o := range opts {
+		o.applyRuntime(r)
+	}
+	return r, nil
+}
+
+// Root returns the absolute path of the runtime's state directory.
+func (r *Runtime) Root() string { return r.root }
+
+// Close releases the runtime. It is idempotent. Images and detached
+// containers stay in the root for the next Runtime that opens it.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	return nil
+}
+
+func (r *Runtime) checkOpen() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// gcShared holds the garbage-collection lock shared for the length of an
+// operation that adds content, so that Prune in another program never
+// deletes blobs that are written but not yet referenced.
+func (r *Runtime) gcShared(ctx context.Context) (func(), error) {
+	return r.store.Lock(ctx, "gc", false)
+}
