@@ -129,7 +129,7 @@ func isLayerMediaType(mt types.MediaType) bool {
 func parseManifest(raw []byte) (*v1.Manifest, error) {
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("decoding manifest: %w", err)
+		return nil, fmt.Errorf("%w: decoding image manifest: %v", ErrInvalid, err)
 	}
 	mt := m.MediaType
 	if mt == "" {

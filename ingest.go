@@ -61,25 +61,29 @@ func (r *Runtime) ingest(ctx context.Context, raw []byte, fetch fetchFunc, prog 
 }
 
 func (r *Runtime) ensureConfig(ctx context.Context, d v1.Descriptor, fetch fetchFunc) ([]byte, error) {
-	if r.store.Has(d.Digest.String()) {
-		return r.store.ReadAll(d.Digest.String(), maxConfigSize)
+	if !r.store.Has(d.Digest.String()) {
+		// Take the blob's lock before fetching so that programs pulling
+		// the same image at once fetch it once.
+		w, err := r.store.Writer(d.Digest.String(), d.Size)
+		if err != nil {
+			return nil, err
+		}
+		defer w.Close()
+		if !w.Present() {
+			rc, err := fetch(ctx, d)
+			if err != nil {
+				return nil, fmt.Errorf("fetching image config: %w", err)
+			}
+			defer rc.Close()
+			if _, err := io.Copy(w, io.LimitReader(rc, d.Size+1)); err != nil {
+				return nil, fmt.Errorf("fetching image config: %w", err)
+			}
+			if err := w.Commit(); err != nil {
+				return nil, fmt.Errorf("image config: %w", err)
+			}
+		}
 	}
-	rc, err := fetch(ctx, d)
-	if err != nil {
-		return nil, fmt.Errorf("fetching image config: %w", err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, d.Size+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetching image config: %w", err)
-	}
-	if _, err := r.store.Put(b, d.Digest.String()); err != nil {
-		return nil, fmt.Errorf("image config: %w", err)
-	}
-	if int64(len(b)) != d.Size {
-		return nil, fmt.Errorf("image config is %d bytes, manifest says %d", len(b), d.Size)
-	}
-	return b, nil
+	return r.store.ReadAll(d.Digest.String(), maxConfigSize)
 }
 
 // ensureLayer makes the layer's blob and snapshot present. A missing blob

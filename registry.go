@@ -1,6 +1,7 @@
 package berth
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -125,81 +127,52 @@ func (r *Runtime) Pull(ctx context.Context, ref string, opts ...PullOption) (*Im
 	if err != nil {
 		return nil, fmt.Errorf("%w: platform %q: %v", ErrInvalid, cfg.platform, err)
 	}
-	ropts := append(cfg.remoteOptions(ctx), remote.WithPlatform(*plat))
-	img, err := r.pull(ctx, parsed, plat, ropts, newProgress(cfg.progress))
+	img, err := r.pull(ctx, parsed, plat, &cfg, newProgress(cfg.progress))
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", ref, err)
 	}
 	return img, nil
 }
 
-func (r *Runtime) pull(ctx context.Context, ref name.Reference, plat *v1.Platform, ropts []remote.Option, prog *progress) (*Image, error) {
+func (r *Runtime) pull(ctx context.Context, ref name.Reference, plat *v1.Platform, cfg *registryConfig, prog *progress) (*Image, error) {
 	unlock, err := r.gcShared(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	desc, err := remote.Get(ref, ropts...)
+	c, err := newRegistryClient(ctx, ref.Context(), cfg, transport.PullScope)
 	if err != nil {
 		return nil, err
 	}
-	var rimg v1.Image
-	switch mt := desc.MediaType; {
+	raw, mt, err := c.manifest(ctx, ref.Identifier())
+	if err != nil {
+		return nil, err
+	}
+	switch {
 	case mt.IsIndex():
-		idx, err := desc.ImageIndex()
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("decoding index: %w", err)
 		}
 		child, err := selectPlatform(idx, plat)
 		if err != nil {
 			return nil, err
 		}
-		rimg, err = idx.Image(child)
+		raw, mt, err = c.manifest(ctx, child.String())
 		if err != nil {
 			return nil, err
+		}
+		if !mt.IsImage() {
+			return nil, fmt.Errorf("%w: index entry %s has media type %q", ErrUnsupported, child, mt)
 		}
 	case mt == types.DockerManifestSchema1 || mt == types.DockerManifestSchema1Signed:
 		return nil, fmt.Errorf("%w: Docker schema 1 manifests are deprecated; push the image again with a current client", ErrUnsupported)
 	case mt.IsImage():
-		rimg, err = desc.Image()
-		if err != nil {
-			return nil, err
-		}
 	default:
 		return nil, fmt.Errorf("%w: manifest media type %q", ErrUnsupported, mt)
 	}
-	raw, err := rimg.RawManifest()
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > maxManifestSize {
-		return nil, fmt.Errorf("%w: manifest of %d bytes (limit %d)", ErrUnsupported, len(raw), maxManifestSize)
-	}
-	fetch := func(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
-		l, err := rimg.LayerByDigest(d.Digest)
-		if err != nil {
-			return nil, err
-		}
-		return l.Compressed()
-	}
-	if m, err := rimg.Manifest(); err == nil {
-		// The config comes through RawConfigFile, which ggcr verifies
-		// against the manifest.
-		cfgDigest := m.Config.Digest
-		next := fetch
-		fetch = func(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
-			if d.Digest == cfgDigest {
-				b, err := rimg.RawConfigFile()
-				if err != nil {
-					return nil, err
-				}
-				return bytesFetch(map[string][]byte{d.Digest.String(): b}, next)(ctx, d)
-			}
-			return next(ctx, d)
-		}
-	}
-	img, err := r.ingest(ctx, raw, fetch, prog)
+	img, err := r.ingest(ctx, raw, c.blob, prog)
 	if err != nil {
 		return nil, err
 	}
@@ -211,11 +184,7 @@ func (r *Runtime) pull(ctx context.Context, ref name.Reference, plat *v1.Platfor
 
 // selectPlatform picks the manifest for plat from an index, naming what the
 // index offers when nothing matches.
-func selectPlatform(idx v1.ImageIndex, plat *v1.Platform) (v1.Hash, error) {
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return v1.Hash{}, err
-	}
+func selectPlatform(im *v1.IndexManifest, plat *v1.Platform) (v1.Hash, error) {
 	var offered []string
 	for _, m := range im.Manifests {
 		if m.Platform == nil || !m.MediaType.IsImage() {
