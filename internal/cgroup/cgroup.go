@@ -1,0 +1,359 @@
+// Package cgroup places container processes in control groups and limits them, on cgroup v1,
+// hybrid and unified (v2) hosts, behind one concrete type.
+//
+// A cgroup is named by a path such as "/berth/<id>", relative to the root of every hierarchy
+// (not to the caller's own cgroup), so that any program opening the same berth root finds it.
+// Which hierarchies a path lives in depends on the host:
+//
+//   - v1: one directory per mounted v1 hierarchy (cpu, cpuacct, cpuset, memory, devices,
+//     freezer, blkio, pids, name=systemd, ...).
+//   - hybrid: the same v1 directories plus one in the cgroup2 tree at /sys/fs/cgroup/unified.
+//     That tree usually has no controllers, but processes must be placed there too, as runc and
+//     systemd do, so that the container's /proc/self/cgroup and its cgroup namespace are
+//     consistent and so that cgroup.kill can reach the whole container.
+//   - v2: one directory in the unified tree at /sys/fs/cgroup, with the cpu, memory and pids
+//     controllers enabled.
+//
+// containerd/cgroups v3 does the parts it does well: detecting the host mode, creating the v1
+// directories (including the cpuset parents that must be filled before a task can join),
+// applying cpu and pids limits, moving processes, reading statistics, and creating, enabling
+// and updating v2 cgroups. The rest is small direct file code, each for a stated reason:
+// memory limits on v1 (the library writes memory.memsw.limit_in_bytes unconditionally and
+// orders it against memory.limit_in_bytes only when both are positive), lifting a pids limit
+// on v1 (the library never writes "max"), the freezer (the library spins forever with no
+// context), Kill, Delete and List (the library's versions log, wait on processes it does not
+// own, are not idempotent and cannot remove nested cgroups).
+//
+// Every function needs root, or at least write access to the cgroup filesystems. The methods
+// of a Cgroup may be called from several goroutines, but two concurrent Updates interleave
+// their file writes, so callers serialise those.
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// ErrPopulated is returned (wrapped) by Delete when processes are still in the cgroup.
+var ErrPopulated = errors.New("cgroup still has processes")
+
+// Host modes, as returned by Mode.
+const (
+	ModeV1     = "v1"
+	ModeHybrid = "hybrid"
+	ModeV2     = "v2"
+)
+
+// Mode reports how cgroups are mounted on this host: ModeV1 ("v1"), ModeHybrid ("hybrid": v1
+// controllers plus a cgroup2 tree at /sys/fs/cgroup/unified) or ModeV2 ("v2": only the unified
+// tree at /sys/fs/cgroup). It returns "" when no cgroup filesystem is mounted at /sys/fs/cgroup.
+func Mode() string {
+	l, err := hostLayout()
+	if err != nil {
+		return ""
+	}
+	return l.mode
+}
+
+// layout says which hierarchies a cgroup path lives in. It is a value so that tests can run
+// the v2 code paths against the controller-less cgroup2 tree of a hybrid host.
+type layout struct {
+	mode    string
+	v1      cgroup1.Hierarchy // nil on v2 hosts
+	v2Mount string            // "" on v1 hosts
+}
+
+func hostLayout() (layout, error) {
+	switch cgroups.Mode() {
+	case cgroups.Legacy:
+		return layout{mode: ModeV1, v1: cgroup1.Default}, nil
+	case cgroups.Hybrid:
+		return layout{mode: ModeHybrid, v1: cgroup1.Default, v2Mount: "/sys/fs/cgroup/unified"}, nil
+	case cgroups.Unified:
+		return layout{mode: ModeV2, v2Mount: "/sys/fs/cgroup"}, nil
+	}
+	return layout{}, fmt.Errorf("no cgroup filesystem mounted at /sys/fs/cgroup: %w", errors.ErrUnsupported)
+}
+
+// v1Roots returns the root directory of every mounted v1 hierarchy, keyed by controller name.
+// Co-mounted controllers (cpu,cpuacct) appear under each name with their own path.
+func (l layout) v1Roots() (map[cgroup1.Name]string, error) {
+	if l.v1 == nil {
+		return nil, nil
+	}
+	subsystems, err := l.v1()
+	if err != nil {
+		return nil, fmt.Errorf("listing cgroup v1 hierarchies: %w", err)
+	}
+	roots := make(map[cgroup1.Name]string, len(subsystems))
+	for _, s := range subsystems {
+		if p, ok := s.(interface{ Path(string) string }); ok {
+			roots[s.Name()] = p.Path("/")
+		}
+	}
+	return roots, nil
+}
+
+// roots returns every hierarchy root directory of the layout, v1 ones first, without
+// duplicates.
+func (l layout) roots() ([]string, error) {
+	v1, err := l.v1Roots()
+	if err != nil {
+		return nil, err
+	}
+	var roots []string
+	for _, r := range v1 {
+		roots = append(roots, r)
+	}
+	slices.Sort(roots)
+	roots = slices.Compact(roots)
+	if l.v2Mount != "" {
+		roots = append(roots, l.v2Mount)
+	}
+	return roots, nil
+}
+
+// Cgroup is one cgroup path in every hierarchy of the host. It is created by New or Load.
+type Cgroup struct {
+	path   string
+	layout layout
+
+	v1     cgroup1.Cgroup          // nil on v2 hosts, or when no v1 directory exists
+	v1Dirs map[cgroup1.Name]string // absolute directory per v1 controller
+	v2     *cgroup2.Manager        // the unified tree (all of it on v2, controller-less on hybrid)
+	v2Dir  string
+	dirs   []string // every directory, existing or not: what Delete removes
+}
+
+// New creates the cgroup at path (for example "/berth/<id>", relative to the root of each
+// hierarchy) in every hierarchy of the host and applies res. If the cgroup exists already, New
+// applies res to it and returns it. If creating a new cgroup fails, New removes what it
+// created. The caller owns the result and must call Delete when the last process has gone.
+func New(path string, res Resources) (*Cgroup, error) {
+	l, err := hostLayout()
+	if err != nil {
+		return nil, err
+	}
+	return l.create(path, res)
+}
+
+// Load returns the existing cgroup at path. If it exists in no hierarchy, the error wraps
+// fs.ErrNotExist. A cgroup left half-created by a crashed program loads as long as one of its
+// directories exists, so that it can be deleted.
+func Load(path string) (*Cgroup, error) {
+	l, err := hostLayout()
+	if err != nil {
+		return nil, err
+	}
+	return l.load(path)
+}
+
+// List returns the paths of the cgroups directly under parent (for example "/berth") in any
+// hierarchy, sorted. It is meant for sweeping the cgroups of crashed programs: a path is listed
+// even if it exists in only some hierarchies. A parent that does not exist has no children.
+func List(parent string) ([]string, error) {
+	l, err := hostLayout()
+	if err != nil {
+		return nil, err
+	}
+	return l.list(parent)
+}
+
+func checkPath(p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("cgroup path %q: must be absolute, clean and not the root", p)
+	}
+	return nil
+}
+
+func (l layout) newCgroup(p string) (*Cgroup, error) {
+	if err := checkPath(p); err != nil {
+		return nil, err
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", p, err)
+	}
+	c := &Cgroup{path: p, layout: l, v1Dirs: make(map[cgroup1.Name]string, len(roots))}
+	for name, root := range roots {
+		dir := filepath.Join(root, p)
+		c.v1Dirs[name] = dir
+		c.dirs = append(c.dirs, dir)
+	}
+	slices.Sort(c.dirs)
+	c.dirs = slices.Compact(c.dirs)
+	if l.v2Mount != "" {
+		c.v2Dir = filepath.Join(l.v2Mount, p)
+		c.dirs = append(c.dirs, c.v2Dir)
+	}
+	return c, nil
+}
+
+func (c *Cgroup) exists() bool {
+	for _, d := range c.dirs {
+		if _, err := os.Stat(d); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
+	c, err := l.newCgroup(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := res.validate(); err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", p, err)
+	}
+	// Creating is idempotent (it only makes missing directories), which also completes a
+	// cgroup a crashed program left half-made. Only what this call created is rolled back.
+	if !c.exists() {
+		defer func() {
+			if retErr != nil {
+				_ = c.Delete()
+			}
+		}()
+	}
+	if l.v1 != nil {
+		// No resources here: Update below applies them, with the ordering memory needs.
+		cg, err := cgroup1.New(cgroup1.StaticPath(p), &specs.LinuxResources{}, cgroup1.WithHierarchy(l.v1))
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: creating v1 directories: %w", p, err)
+		}
+		c.v1 = cg
+	}
+	if l.v2Mount != "" {
+		r2 := &cgroup2.Resources{}
+		if l.mode == ModeV2 {
+			// Enabling the controllers happens here, in every ancestor's
+			// cgroup.subtree_control; the values follow in Update.
+			r2, err = c.v2Resources(Resources{})
+			if err != nil {
+				return nil, err
+			}
+		}
+		m, err := cgroup2.NewManager(l.v2Mount, p, r2)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: creating %s: %w", p, c.v2Dir, err)
+		}
+		c.v2 = m
+	}
+	if err := c.Update(res); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (l layout) load(p string) (*Cgroup, error) {
+	c, err := l.newCgroup(p)
+	if err != nil {
+		return nil, err
+	}
+	if !c.exists() {
+		return nil, fmt.Errorf("cgroup %s: %w", p, fs.ErrNotExist)
+	}
+	if l.v1 != nil {
+		cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(l.v1))
+		switch {
+		case errors.Is(err, cgroup1.ErrCgroupDeleted):
+			// Only the v2 directory of a hybrid cgroup is left; keep it deletable.
+		case err != nil:
+			return nil, fmt.Errorf("cgroup %s: loading v1 directories: %w", p, err)
+		default:
+			c.v1 = cg
+		}
+	}
+	if l.v2Mount != "" {
+		if _, err := os.Stat(c.v2Dir); err == nil {
+			m, err := cgroup2.Load(p, cgroup2.WithMountpoint(l.v2Mount))
+			if err != nil {
+				return nil, fmt.Errorf("cgroup %s: loading %s: %w", p, c.v2Dir, err)
+			}
+			c.v2 = m
+		}
+	}
+	return c, nil
+}
+
+func (l layout) list(parent string) ([]string, error) {
+	if parent != "/" {
+		if err := checkPath(parent); err != nil {
+			return nil, err
+		}
+	}
+	roots, err := l.roots()
+	if err != nil {
+		return nil, err
+	}
+	var children []string
+	for _, root := range roots {
+		entries, err := os.ReadDir(filepath.Join(root, parent))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing cgroups under %s: %w", parent, err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				children = append(children, path.Join(parent, e.Name()))
+			}
+		}
+	}
+	slices.Sort(children)
+	return slices.Compact(children), nil
+}
+
+// Path returns the cgroup's path relative to each hierarchy root, as given to New or Load.
+func (c *Cgroup) Path() string { return c.path }
+
+// Add moves the process pid into the cgroup in every hierarchy: each v1 hierarchy including
+// name=systemd, and the cgroup2 tree on hybrid and v2 hosts. Its threads move with it, and
+// children it forks afterwards start inside. To keep user code from escaping the limits, add
+// a process before it runs any (start it blocked, Add, then release it). If Add fails, the
+// process may be in some hierarchies and not others; the caller should kill it.
+func (c *Cgroup) Add(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("cgroup %s: adding pid %d: invalid pid", c.path, pid)
+	}
+	if c.v1 != nil {
+		if err := c.v1.Add(cgroup1.Process{Pid: pid}); err != nil {
+			return fmt.Errorf("cgroup %s: adding pid %d: %w", c.path, pid, err)
+		}
+	}
+	if c.v2 != nil {
+		if err := c.v2.AddProc(uint64(pid)); err != nil {
+			return fmt.Errorf("cgroup %s: adding pid %d: %w", c.path, pid, err)
+		}
+	}
+	return nil
+}
+
+// FD returns an open file descriptor of the cgroup's directory in the unified tree, for
+// starting a process directly inside it with clone3 CLONE_INTO_CGROUP
+// (syscall.SysProcAttr.UseCgroupFD and CgroupFD). The caller must close it. On v1 and hybrid
+// hosts, where one fd cannot name every hierarchy, FD returns -1 and a nil error: start the
+// process blocked and call Add before releasing it.
+func (c *Cgroup) FD() (int, error) {
+	if c.layout.mode != ModeV2 {
+		return -1, nil
+	}
+	fd, err := unix.Open(c.v2Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("cgroup %s: opening %s: %w", c.path, c.v2Dir, err)
+	}
+	return fd, nil
+}

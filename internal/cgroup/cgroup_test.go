@@ -1,0 +1,794 @@
+package cgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"golang.org/x/sys/unix"
+)
+
+const busybox = "/bin/busybox"
+
+// testRoot is this run's parent cgroup; every test works below it.
+var testRoot = fmt.Sprintf("/berth-test-%d", os.Getpid())
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if l, err := hostLayout(); err == nil && os.Geteuid() == 0 {
+		if c, err := l.load(testRoot); err == nil {
+			if err := c.Delete(); err != nil {
+				fmt.Fprintf(os.Stderr, "removing %s: %v\n", testRoot, err)
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+type testLayout struct {
+	name string
+	l    layout
+	// limits says whether the layout has the memory, cpu and pids controllers.
+	limits bool
+}
+
+// layouts returns the host's layout and, on a hybrid host, two more: its v1 hierarchies alone
+// (a v1 host, where Kill has no cgroup.kill and must freeze, signal and thaw), and its cgroup2
+// tree driven as if it were a v2 host: that tree has no controllers, but it exercises the v2
+// code for creating, adding, freezing, killing, FD and deleting on a real kernel.
+func layouts(t *testing.T) []testLayout {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create cgroups under /sys/fs/cgroup")
+	}
+	l, err := hostLayout()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if err := unix.Access(firstRoot(t, l), unix.W_OK); err != nil {
+		t.Skipf("skipping: cgroup filesystem not writable (%v); read-only /sys/fs/cgroup in a container?", err)
+	}
+	out := []testLayout{{name: "host-" + l.mode, l: l, limits: true}}
+	if l.mode == ModeHybrid {
+		out = append(out,
+			testLayout{name: "v1-only", l: layout{mode: ModeV1, v1: l.v1}, limits: true},
+			testLayout{name: "v2-on-unified", l: layout{mode: ModeV2, v2Mount: l.v2Mount}})
+	}
+	return out
+}
+
+func firstRoot(t *testing.T, l layout) string {
+	t.Helper()
+	roots, err := l.roots()
+	if err != nil || len(roots) == 0 {
+		t.Skipf("skipping: no cgroup hierarchy found (%v)", err)
+	}
+	return roots[0]
+}
+
+func requireBusybox(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skipf("skipping: %s is missing (install busybox-static): %v", busybox, err)
+	}
+}
+
+// parentFor returns a parent cgroup path for one (sub)test and removes it when the test ends.
+func parentFor(t *testing.T, l layout) string {
+	t.Helper()
+	name := strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
+	parent := path.Join(testRoot, name)
+	t.Cleanup(func() {
+		c, err := l.load(parent)
+		if errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if err == nil {
+			_ = c.Kill()
+			err = c.Delete()
+		}
+		if err != nil {
+			t.Errorf("cleaning up %s: %v", parent, err)
+		}
+	})
+	return parent
+}
+
+func mustNew(t *testing.T, l layout, p string, res Resources) *Cgroup {
+	t.Helper()
+	c, err := l.create(p, res)
+	if err != nil {
+		t.Fatalf("New(%q): %v", p, err)
+	}
+	return c
+}
+
+// proc is a busybox shell that runs script only after a line arrives on its stdin, so that a
+// test can place it in a cgroup before it does anything.
+type proc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{}
+	err   error
+}
+
+func startBlocked(t *testing.T, script string) *proc {
+	t.Helper()
+	requireBusybox(t)
+	cmd := exec.Command(busybox, "sh", "-c", "read x; "+script)
+	cmd.Env = []string{"PATH=/bin:/usr/bin:/sbin:/usr/sbin"}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %q: %v", script, err)
+	}
+	p := &proc{cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		p.wait(t, 10*time.Second)
+	})
+	return p
+}
+
+// reap starts collecting the exit status; until then the process stays a zombie after death.
+func (p *proc) reap() {
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+}
+
+func (p *proc) release(t *testing.T) {
+	t.Helper()
+	p.reap()
+	if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+		t.Fatalf("releasing pid %d: %v", p.cmd.Process.Pid, err)
+	}
+}
+
+func (p *proc) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		t.Fatalf("pid %d still running after %v", p.cmd.Process.Pid, timeout)
+		return nil
+	}
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func signaled(err error) (syscall.Signal, bool) {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return 0, false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return 0, false
+	}
+	return ws.Signal(), true
+}
+
+func readFile(t *testing.T, dir, name string) string {
+	t.Helper()
+	s, err := readString(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMode(t *testing.T) {
+	got := Mode()
+	if !slices.Contains([]string{ModeV1, ModeHybrid, ModeV2, ""}, got) {
+		t.Fatalf("Mode() = %q", got)
+	}
+	t.Logf("Mode() = %q", got)
+}
+
+func TestLifecycle(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			l := tl.l
+			parent := parentFor(t, l)
+			a := mustNew(t, l, parent+"/a", Resources{})
+			mustNew(t, l, parent+"/b", Resources{})
+			if got := a.Path(); got != parent+"/a" {
+				t.Errorf("Path() = %q, want %q", got, parent+"/a")
+			}
+			for _, d := range a.dirs {
+				if _, err := os.Stat(d); err != nil {
+					t.Errorf("after New: %v", err)
+				}
+			}
+			if l.mode == ModeHybrid {
+				for _, name := range []cgroup1.Name{"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd"} {
+					if _, ok := a.v1Dirs[name]; !ok {
+						t.Errorf("no %s hierarchy in %v", name, a.v1Dirs)
+					}
+				}
+				if a.v2Dir != "/sys/fs/cgroup/unified"+parent+"/a" {
+					t.Errorf("v2 dir = %q", a.v2Dir)
+				}
+			}
+			if _, err := l.create(parent+"/a", Resources{}); err != nil {
+				t.Errorf("New on an existing cgroup: %v", err)
+			}
+			if _, err := l.load(parent + "/a"); err != nil {
+				t.Errorf("Load: %v", err)
+			}
+			if _, err := l.load(parent + "/missing"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Load(missing) = %v, want an error wrapping fs.ErrNotExist", err)
+			}
+			if _, err := l.create("relative/path", Resources{}); err == nil {
+				t.Error("New accepted a relative path")
+			}
+			if got, err := l.list(parent); err != nil || !slices.Equal(got, []string{parent + "/a", parent + "/b"}) {
+				t.Errorf("List(%q) = %q, %v; want [a b]", parent, got, err)
+			}
+			if got, err := l.list(parent + "/missing"); err != nil || len(got) != 0 {
+				t.Errorf("List(missing) = %q, %v; want nothing", got, err)
+			}
+
+			// A process added lands in every hierarchy.
+			p := startBlocked(t, "exec sleep 100")
+			if err := a.Add(p.pid()); err != nil {
+				t.Fatal(err)
+			}
+			p.release(t)
+			cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.pid()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+				fields := strings.SplitN(line, ":", 3)
+				inV1 := fields[1] != "" && tl.l.v1 != nil
+				inV2 := fields[1] == "" && tl.l.v2Mount != ""
+				if (inV1 || inV2) && fields[2] != parent+"/a" {
+					t.Errorf("/proc/%d/cgroup: %q, want every hierarchy at %s", p.pid(), line, parent+"/a")
+				}
+			}
+			if pids, err := a.Pids(); err != nil || !slices.Equal(pids, []int{p.pid()}) {
+				t.Errorf("Pids() = %v, %v; want [%d]", pids, err, p.pid())
+			}
+
+			// Delete kills nothing and says why it failed.
+			err = a.Delete()
+			if !errors.Is(err, ErrPopulated) || !strings.Contains(err.Error(), "cgroup.procs") || !strings.Contains(err.Error(), parent+"/a") {
+				t.Errorf("Delete of a populated cgroup = %v; want ErrPopulated naming the cgroup and file", err)
+			}
+			if err := unix.Kill(p.pid(), 0); err != nil {
+				t.Errorf("Delete harmed the process: %v", err)
+			}
+
+			// A child cgroup made by the container is killed and removed with its parent.
+			if err := os.Mkdir(filepath.Join(a.dirs[0], "nested"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			if sig, ok := signaled(p.wait(t, 5*time.Second)); !ok || sig != syscall.SIGKILL {
+				t.Errorf("process ended with %v, want SIGKILL", p.err)
+			}
+			if err := a.Delete(); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if err := a.Delete(); err != nil {
+				t.Errorf("second Delete: %v", err)
+			}
+			for _, d := range a.dirs {
+				if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("after Delete, stat %s: %v", d, err)
+				}
+			}
+			if _, err := l.load(parent + "/a"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Load after Delete = %v, want fs.ErrNotExist", err)
+			}
+			if got, err := l.list(parent); err != nil || !slices.Equal(got, []string{parent + "/b"}) {
+				t.Errorf("List after Delete = %q, %v; want [b]", got, err)
+			}
+		})
+	}
+}
+
+// TestKillLeavesNoZombieInside checks what Kill's doc promises: a killed process its parent
+// has not reaped yet no longer counts as inside the cgroup.
+func TestKillLeavesNoZombieInside(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/c", Resources{})
+			p := startBlocked(t, "exec sleep 100")
+			if err := c.Add(p.pid()); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Kill(); err != nil {
+				t.Fatalf("Kill with an unreaped child: %v", err)
+			}
+			if err := c.Delete(); err != nil {
+				t.Fatalf("Delete with a zombie left: %v", err)
+			}
+			p.reap()
+			p.wait(t, 5*time.Second)
+		})
+	}
+}
+
+func TestMemoryLimitOOM(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			if !tl.limits {
+				t.Skip("skipping: this layout has no memory controller")
+			}
+			const limit = 32 << 20
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/oom", Resources{MemoryLimit: limit})
+			if s, err := c.Stats(); err != nil || s.MemoryLimit != limit {
+				t.Errorf("Stats().MemoryLimit = %d, %v; want %d", s.MemoryLimit, err, limit)
+			}
+			if oom, err := c.OOMKilled(); err != nil || oom {
+				t.Fatalf("OOMKilled() before anything ran = %v, %v", oom, err)
+			}
+			p := startBlocked(t, "exec tail /dev/zero")
+			if err := c.Add(p.pid()); err != nil {
+				t.Fatal(err)
+			}
+			p.release(t)
+			err := p.wait(t, 60*time.Second)
+			if sig, ok := signaled(err); !ok || sig != syscall.SIGKILL {
+				t.Fatalf("memory hog ended with %v, want SIGKILL", err)
+			}
+			if oom, err := c.OOMKilled(); err != nil || !oom {
+				t.Errorf("OOMKilled() = %v, %v; want true", oom, err)
+			}
+		})
+	}
+}
+
+func TestPidsLimit(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			if !tl.limits {
+				t.Skip("skipping: this layout has no pids controller")
+			}
+			const limit = 10
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/pids", Resources{PidsLimit: limit})
+			dir := c.v2Dir
+			if tl.l.v1 != nil {
+				dir = c.v1Dirs[cgroup1.Pids]
+			}
+			if got := readFile(t, dir, "pids.max"); got != "10" {
+				t.Errorf("pids.max = %q, want 10", got)
+			}
+			p := startBlocked(t, `i=0; while [ $i -lt 50 ]; do sleep 30 & i=$((i+1)); done; wait`)
+			if err := c.Add(p.pid()); err != nil {
+				t.Fatal(err)
+			}
+			p.release(t)
+			peak, peakCurrent := 0, int64(0)
+			for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+				pids, err := c.Pids()
+				if err != nil {
+					t.Fatal(err)
+				}
+				cur, err := readInt(dir, "pids.current")
+				if err != nil {
+					t.Fatal(err)
+				}
+				peak, peakCurrent = max(peak, len(pids)), max(peakCurrent, cur)
+			}
+			if peak > limit || peakCurrent > limit {
+				t.Errorf("peak of %d processes, pids.current %d: above the limit of %d", peak, peakCurrent, limit)
+			}
+			// Sampling can miss the moment at the limit (the shell exits when a fork fails),
+			// so ask the kernel: its own peak, and its count of refused forks.
+			if kpeak, err := readInt(dir, "pids.peak"); err == nil && kpeak != limit {
+				t.Errorf("pids.peak = %d, want the limit %d", kpeak, limit)
+			}
+			if ev, err := readKV(dir, "pids.events"); err == nil {
+				if ev["max"] == 0 {
+					t.Errorf("pids.events max = 0, want refused forks counted")
+				}
+			} else if peakCurrent < limit-1 {
+				t.Errorf("pids.current peaked at %d, want the loop to reach the limit %d", peakCurrent, limit)
+			}
+			t.Logf("sampled peak: %d processes, pids.current %d", peak, peakCurrent)
+			if err := c.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			if pids, err := c.Pids(); err != nil || len(pids) != 0 {
+				t.Errorf("after Kill, Pids() = %v, %v", pids, err)
+			}
+		})
+	}
+}
+
+func TestCPULimit(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			if !tl.limits {
+				t.Skip("skipping: this layout has no cpu controller")
+			}
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/cpu", Resources{NanoCPUs: 5e8})
+			if tl.l.v1 != nil {
+				dir := c.v1Dirs[cgroup1.Cpu]
+				if q, p := readFile(t, dir, "cpu.cfs_quota_us"), readFile(t, dir, "cpu.cfs_period_us"); q != "50000" || p != "100000" {
+					t.Errorf("cfs quota/period = %s/%s, want 50000/100000", q, p)
+				}
+			} else if got := readFile(t, c.v2Dir, "cpu.max"); got != "50000 100000" {
+				t.Errorf("cpu.max = %q, want \"50000 100000\"", got)
+			}
+			p := startBlocked(t, "while :; do :; done")
+			if err := c.Add(p.pid()); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			p.release(t)
+			time.Sleep(time.Second)
+			s, err := c.Stats()
+			wall := time.Since(start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			used := time.Duration(s.CPUUsageNanos)
+			// Half a CPU over the wall time, plus one period of slack for the boundary.
+			if budget := wall/2 + 100*time.Millisecond; used > budget {
+				t.Errorf("used %v of CPU in %v at 0.5 CPU, want at most %v", used, wall, budget)
+			}
+			if used < wall/5 {
+				t.Errorf("used only %v of CPU in %v; did the loop run?", used, wall)
+			}
+			t.Logf("busy loop used %v of CPU in %v", used, wall)
+		})
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			if !tl.limits {
+				t.Skip("skipping: this layout has no controllers to update")
+			}
+			if tl.l.v1 == nil {
+				t.Skip("skipping: v2 Update is covered by TestV2Resources here")
+			}
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/update", Resources{MemoryLimit: 32 << 20, PidsLimit: 5, CPUShares: 512, NanoCPUs: 1e9})
+			mem, cpu, pids := c.v1Dirs[cgroup1.Memory], c.v1Dirs[cgroup1.Cpu], c.v1Dirs[cgroup1.Pids]
+			_, swapErr := os.Stat(filepath.Join(mem, "memory.memsw.limit_in_bytes"))
+			check := func(dir, name, want string) {
+				t.Helper()
+				if name == "memory.memsw.limit_in_bytes" && swapErr != nil {
+					return
+				}
+				if got := readFile(t, dir, name); got != want {
+					t.Errorf("%s = %s, want %s", name, got, want)
+				}
+			}
+			check(mem, "memory.limit_in_bytes", "33554432")
+			check(mem, "memory.memsw.limit_in_bytes", "67108864")
+			check(cpu, "cpu.shares", "512")
+			check(cpu, "cpu.cfs_quota_us", "100000")
+			check(pids, "pids.max", "5")
+
+			// Lowering memory+swap below the old memory limit needs the memory limit first.
+			if err := c.Update(Resources{MemoryLimit: 16 << 20, MemorySwap: 16 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			check(mem, "memory.limit_in_bytes", "16777216")
+			check(mem, "memory.memsw.limit_in_bytes", "16777216")
+			// Raising above the old memory+swap limit needs memory+swap first.
+			if err := c.Update(Resources{MemoryLimit: 128 << 20, MemorySwap: -1}); err != nil {
+				t.Fatal(err)
+			}
+			check(mem, "memory.limit_in_bytes", "134217728")
+			if err := c.Update(Resources{}); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := readInt(mem, "memory.limit_in_bytes"); err != nil || v < unlimitedV1 {
+				t.Errorf("memory.limit_in_bytes after lifting = %d, %v; want unlimited", v, err)
+			}
+			check(cpu, "cpu.shares", "1024")
+			check(cpu, "cpu.cfs_quota_us", "-1")
+			check(pids, "pids.max", "max")
+			if err := c.Update(Resources{MemorySwap: 1 << 20}); err == nil {
+				t.Error("Update accepted a swap limit without a memory limit")
+			}
+		})
+	}
+}
+
+func TestFreezeThawKillStats(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/freeze", Resources{})
+			// v1 charges a page to the cgroup that first touched it, not to where its process
+			// lives now: allocate a megabyte after joining so that the usage is ours.
+			p := startBlocked(t, `s=$(head -c 1000000 /dev/zero | tr '\0' x); while :; do :; done`)
+			if err := c.Add(p.pid()); err != nil {
+				t.Fatal(err)
+			}
+			p.release(t)
+			time.Sleep(200 * time.Millisecond)
+
+			s, err := c.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.CPUUsageNanos == 0 {
+				t.Errorf("Stats() = %+v: no CPU usage for a busy process", s)
+			}
+			if tl.limits && (s.MemoryUsage == 0 || s.Pids == 0) {
+				t.Errorf("Stats() = %+v: want memory usage and pids of a running process", s)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.Freeze(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if dir, ok := c.v1Dirs[cgroup1.Freezer]; ok {
+				if got := readFile(t, dir, "freezer.state"); got != "FROZEN" {
+					t.Errorf("freezer.state = %q, want FROZEN", got)
+				}
+			} else if ev, err := readKV(c.v2Dir, "cgroup.events"); err != nil || ev["frozen"] != 1 {
+				t.Errorf("cgroup.events = %v, %v; want frozen 1", ev, err)
+			}
+			if d := cpuDuring(t, c, 300*time.Millisecond); d > time.Millisecond {
+				t.Errorf("frozen process used %v of CPU in 300ms", d)
+			}
+			if err := c.Thaw(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if d := cpuDuring(t, c, 300*time.Millisecond); d < 50*time.Millisecond {
+				t.Errorf("thawed process used only %v of CPU in 300ms", d)
+			}
+
+			// Kill must get through a freeze too.
+			if err := c.Freeze(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			if sig, ok := signaled(p.wait(t, 5*time.Second)); !ok || sig != syscall.SIGKILL {
+				t.Errorf("process ended with %v, want SIGKILL", p.err)
+			}
+			if pids, err := c.Pids(); err != nil || len(pids) != 0 {
+				t.Errorf("after Kill, Pids() = %v, %v", pids, err)
+			}
+			if err := c.Delete(); err != nil {
+				t.Errorf("Delete after Kill of a frozen cgroup: %v", err)
+			}
+		})
+	}
+}
+
+func cpuDuring(t *testing.T, c *Cgroup, d time.Duration) time.Duration {
+	t.Helper()
+	before, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d)
+	after, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(after.CPUUsageNanos - before.CPUUsageNanos)
+}
+
+// TestPollContext covers what a real cgroup cannot be made to do on demand: stay FREEZING.
+// The wait must end with ctx, undo the half-done freeze and name the file it watched.
+func TestPollContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	undone := false
+	err := poll(ctx, func() (bool, error) { return false, nil }, func() { undone = true }, "/x/freezer.state")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "/x/freezer.state") || !undone {
+		t.Errorf("poll = %v (undone %v); want DeadlineExceeded naming the file, and undo called", err, undone)
+	}
+}
+
+func TestErrorsNameCgroupAndFile(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/errors", Resources{})
+			// A pid that cannot exist: above the kernel's pid_max limit of 2^22.
+			err := c.Add(1 << 23)
+			if err == nil || !strings.Contains(err.Error(), c.Path()) || !strings.Contains(err.Error(), "cgroup.procs") {
+				t.Errorf("Add(no such pid) = %v; want an error naming the cgroup and cgroup.procs", err)
+			}
+		})
+	}
+}
+
+func TestFD(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/fd", Resources{})
+			fd, err := c.FD()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tl.l.mode != ModeV2 {
+				if fd != -1 {
+					t.Errorf("FD() on %s = %d, want -1", tl.l.mode, fd)
+				}
+				return
+			}
+			defer unix.Close(fd)
+			requireBusybox(t)
+			cmd := exec.Command(busybox, "sleep", "100")
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+			if err := cmd.Start(); err != nil {
+				t.Fatalf("starting with CLONE_INTO_CGROUP: %v", err)
+			}
+			defer cmd.Wait()
+			defer cmd.Process.Kill()
+			if pids, err := c.Pids(); err != nil || !slices.Equal(pids, []int{cmd.Process.Pid}) {
+				t.Errorf("Pids() = %v, %v; want the child started into the cgroup, %d", pids, err, cmd.Process.Pid)
+			}
+		})
+	}
+}
+
+func TestNoLeaks(t *testing.T) {
+	for _, tl := range layouts(t) {
+		t.Run(tl.name, func(t *testing.T) {
+			requireBusybox(t)
+			parent := parentFor(t, tl.l)
+			const cycles = 200
+			start := time.Now()
+			for i := range cycles {
+				p := path.Join(parent, fmt.Sprint(i))
+				var res Resources
+				if tl.limits {
+					res.PidsLimit = 100
+				}
+				c, err := tl.l.create(p, res)
+				if err != nil {
+					t.Fatalf("cycle %d: %v", i, err)
+				}
+				cmd := exec.Command(busybox, "sleep", "100")
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Add(cmd.Process.Pid); err != nil {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("cycle %d: %v", i, err)
+				}
+				if err := c.Kill(); err != nil {
+					t.Fatalf("cycle %d: %v", i, err)
+				}
+				cmd.Wait()
+				if err := c.Delete(); err != nil {
+					t.Fatalf("cycle %d: %v", i, err)
+				}
+			}
+			t.Logf("%d cycles in %v", cycles, time.Since(start))
+			roots, err := tl.l.roots()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, root := range roots {
+				entries, err := os.ReadDir(filepath.Join(root, parent))
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					t.Fatal(err)
+				}
+				for _, e := range entries {
+					if e.IsDir() {
+						t.Errorf("left behind: %s", filepath.Join(root, parent, e.Name()))
+					}
+				}
+			}
+			if got, err := tl.l.list(parent); err != nil || len(got) != 0 {
+				t.Errorf("List(%q) = %q, %v; want nothing", parent, got, err)
+			}
+		})
+	}
+}
+
+func TestResourcesValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		res  Resources
+		ok   bool
+	}{
+		{"zero", Resources{}, true},
+		{"memory", Resources{MemoryLimit: 1 << 20}, true},
+		{"memory and swap", Resources{MemoryLimit: 1 << 20, MemorySwap: 2 << 20}, true},
+		{"unlimited swap", Resources{MemoryLimit: 1 << 20, MemorySwap: -1}, true},
+		{"swap alone", Resources{MemorySwap: 1 << 20}, false},
+		{"swap below memory", Resources{MemoryLimit: 2 << 20, MemorySwap: 1 << 20}, false},
+		{"negative memory", Resources{MemoryLimit: -1}, false},
+		{"too few cpus", Resources{NanoCPUs: 1e6}, false},
+		{"one share", Resources{CPUShares: 1}, false},
+		{"too many shares", Resources{CPUShares: 262145}, false},
+		{"unlimited pids", Resources{PidsLimit: -1}, true},
+		{"negative pids", Resources{PidsLimit: -2}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.res.validate(); (err == nil) != tc.ok {
+				t.Errorf("validate(%+v) = %v, want ok=%v", tc.res, err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestV2Resources checks the translation to v2 values without a v2 host: on a hybrid host the
+// memory, cpu and pids controllers are bound to v1 and cannot be enabled in any cgroup2 tree.
+func TestV2Resources(t *testing.T) {
+	all := map[string]bool{"cpu": true, "memory": true, "pids": true}
+	type want struct {
+		memMax, swapMax int64 // -1: field unset
+		weight          uint64
+		cpuMax          string
+		pidsMax         int64
+	}
+	for _, tc := range []struct {
+		name string
+		res  Resources
+		swap bool
+		want want
+	}{
+		{"unlimited", Resources{}, true, want{math.MaxInt64, math.MaxInt64, 100, "max 100000", -1}},
+		{"docker defaults swap to twice memory", Resources{MemoryLimit: 32 << 20}, true,
+			want{32 << 20, 32 << 20, 100, "max 100000", -1}},
+		{"swap counts memory", Resources{MemoryLimit: 32 << 20, MemorySwap: 48 << 20}, true,
+			want{32 << 20, 16 << 20, 100, "max 100000", -1}},
+		{"no swap", Resources{MemoryLimit: 32 << 20, MemorySwap: 32 << 20}, true,
+			want{32 << 20, 0, 100, "max 100000", -1}},
+		{"unlimited swap", Resources{MemoryLimit: 32 << 20, MemorySwap: -1}, true,
+			want{32 << 20, math.MaxInt64, 100, "max 100000", -1}},
+		{"no swap accounting", Resources{MemoryLimit: 32 << 20}, false,
+			want{32 << 20, -1, 100, "max 100000", -1}},
+		{"half a cpu", Resources{NanoCPUs: 5e8}, true, want{math.MaxInt64, math.MaxInt64, 100, "50000 100000", -1}},
+		{"cpus", Resources{NanoCPUs: 1.5e9}, true, want{math.MaxInt64, math.MaxInt64, 100, "150000 100000", -1}},
+		{"shares 2", Resources{CPUShares: 2}, true, want{math.MaxInt64, math.MaxInt64, 1, "max 100000", -1}},
+		{"shares 512", Resources{CPUShares: 512}, true, want{math.MaxInt64, math.MaxInt64, 59, "max 100000", -1}},
+		{"shares max", Resources{CPUShares: 262144}, true, want{math.MaxInt64, math.MaxInt64, 10000, "max 100000", -1}},
+		{"pids", Resources{PidsLimit: 10}, true, want{math.MaxInt64, math.MaxInt64, 100, "max 100000", 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r2, err := v2Resources(tc.res, all, tc.swap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := want{memMax: *r2.Memory.Max, swapMax: -1, weight: *r2.CPU.Weight, cpuMax: string(r2.CPU.Max), pidsMax: r2.Pids.Max}
+			if r2.Memory.Swap != nil {
+				got.swapMax = *r2.Memory.Swap
+			}
+			if got != tc.want {
+				t.Errorf("v2Resources(%+v) (-want +got):\n-%+v\n+%+v", tc.res, tc.want, got)
+			}
+		})
+	}
+	t.Run("missing controller", func(t *testing.T) {
+		_, err := v2Resources(Resources{PidsLimit: 10}, map[string]bool{"cpu": true, "memory": true}, true)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("pids limit without the pids controller: %v, want ErrUnsupported", err)
+		}
+		r2, err := v2Resources(Resources{}, map[string]bool{}, true)
+		if err != nil || r2.CPU != nil || r2.Memory != nil || r2.Pids != nil {
+			t.Errorf("no controllers, no limits: %+v, %v; want empty resources", r2, err)
+		}
+	})
+}

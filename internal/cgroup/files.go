@@ -1,0 +1,147 @@
+package cgroup
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeFile writes value to an existing cgroup file. Unlike os.WriteFile it never creates the
+// file: a missing control file means a missing controller or cgroup and must say so.
+func writeFile(dir, name, value string) error {
+	p := filepath.Join(dir, name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err // *fs.PathError names the file.
+	}
+	_, err = f.WriteString(value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %q to %s: %w", value, p, err)
+	}
+	return nil
+}
+
+func readString(dir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+func readInt(dir, name string) (int64, error) {
+	s, err := readString(dir, name)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parsing %s: %w", filepath.Join(dir, name), err)
+	}
+	return v, nil
+}
+
+// readKV parses a flat keyed file such as memory.oom_control or cgroup.events.
+func readKV(dir, name string) (map[string]uint64, error) {
+	p := filepath.Join(dir, name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64)
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) != 2 {
+			continue
+		}
+		v, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: line %q: %w", p, sc.Text(), err)
+		}
+		out[fields[0]] = v
+	}
+	return out, nil
+}
+
+// subtree returns dir and every cgroup directory below it, deepest first, so that removing
+// them in order never meets a non-empty directory. A missing dir yields nothing.
+func subtree(dir string) ([]string, error) {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	slices.Reverse(dirs)
+	return dirs, err
+}
+
+// procsIn returns the processes in dir's cgroup.procs and in those of every cgroup below it.
+// found names the first file that listed any, for error messages.
+func procsIn(dir string) (pids []int, found string, err error) {
+	dirs, err := subtree(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed while we walked
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, "", fmt.Errorf("parsing %s: %w", filepath.Join(d, "cgroup.procs"), err)
+			}
+			pids = append(pids, pid)
+			if found == "" {
+				found = filepath.Join(d, "cgroup.procs")
+			}
+		}
+	}
+	return pids, found, nil
+}
+
+// rmdirRetry removes an empty cgroup directory. The kernel answers EBUSY for a short while
+// after the last task left, until that task has finished exiting, so it retries for up to
+// a second. A directory already gone is success.
+func rmdirRetry(dir string) error {
+	delay := time.Millisecond
+	deadline := time.Now().Add(time.Second)
+	for {
+		err := unix.Rmdir(dir)
+		switch {
+		case err == nil, errors.Is(err, unix.ENOENT):
+			return nil
+		case errors.Is(err, unix.EBUSY) && time.Now().Before(deadline):
+			time.Sleep(delay)
+			delay = min(2*delay, 50*time.Millisecond)
+		default:
+			return &fs.PathError{Op: "rmdir", Path: dir, Err: err}
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Resources are the limits of a cgroup. The zero value means no limits. Every call that takes
+// Resources sets all of them: a zero field lifts a limit set earlier.
+type Resources struct {
+	// MemoryLimit is the memory limit in bytes (docker run --memory); 0 means unlimited.
+	MemoryLimit int64
+	// MemorySwap is the limit of memory plus swap in bytes (docker run --memory-swap). As in
+	// docker, 0 means twice MemoryLimit when MemoryLimit is set, and -1 means unlimited swap.
+	// It must be at least MemoryLimit, and needs MemoryLimit. It is ignored where the kernel
+	// does not account swap (as docker does, which warns).
+	MemorySwap int64
+	// NanoCPUs is the CPU limit in billionths of a CPU (docker run --cpus=1.5 is 1.5e9),
+	// enforced as a quota over a 100 ms period; 0 means unlimited. The kernel's smallest quota
+	// makes 0.01 CPU (1e7) the minimum.
+	NanoCPUs int64
+	// CPUShares is the relative CPU weight (docker run --cpu-shares), 2 to 262144, 0 meaning
+	// the default of 1024. On v2 it becomes cpu.weight with runc's conversion.
+	CPUShares uint64
+	// PidsLimit is the maximum number of tasks (docker run --pids-limit); 0 or -1 means
+	// unlimited.
+	PidsLimit int64
+}
+
+const (
+	cpuPeriodUs      = 100_000 // docker's and the kernel's default CFS period
+	minNanoCPUs      = 10_000_000
+	defaultCPUShares = 1024
+	maxCPUShares     = 262144
+)
+
+func (r Resources) validate() error {
+	switch {
+	case r.MemoryLimit < 0:
+		return fmt.Errorf("invalid memory limit %d: must be 0 (unlimited) or positive", r.MemoryLimit)
+	case r.MemorySwap < -1:
+		return fmt.Errorf("invalid memory+swap limit %d: must be -1, 0 or positive", r.MemorySwap)
+	case r.MemorySwap > 0 && r.MemoryLimit == 0:
+		return fmt.Errorf("invalid memory+swap limit %d: set a memory limit too", r.MemorySwap)
+	case r.MemorySwap > 0 && r.MemorySwap < r.MemoryLimit:
+		return fmt.Errorf("invalid memory+swap limit %d: smaller than the memory limit %d", r.MemorySwap, r.MemoryLimit)
+	case r.MemoryLimit > 0 && r.MemorySwap == 0 && r.MemoryLimit > math.MaxInt64/2:
+		return fmt.Errorf("invalid memory limit %d: too large", r.MemoryLimit)
+	case r.NanoCPUs < 0 || (r.NanoCPUs > 0 && r.NanoCPUs < minNanoCPUs):
+		return fmt.Errorf("invalid CPU limit %d nanoCPUs: the minimum is 0.01 CPU (%d)", r.NanoCPUs, minNanoCPUs)
+	case r.NanoCPUs > math.MaxInt64/cpuPeriodUs:
+		return fmt.Errorf("invalid CPU limit %d nanoCPUs: too large", r.NanoCPUs)
+	case r.CPUShares == 1 || r.CPUShares > maxCPUShares:
+		return fmt.Errorf("invalid CPU shares %d: must be 0 (default) or 2 to %d", r.CPUShares, maxCPUShares)
+	case r.PidsLimit < -1:
+		return fmt.Errorf("invalid pids limit %d: must be -1, 0 (unlimited) or positive", r.PidsLimit)
+	}
+	return nil
+}
+
+// memory returns the memory limit and the memory+swap limit in bytes, -1 meaning unlimited.
+func (r Resources) memory() (limit, memsw int64) {
+	switch {
+	case r.MemoryLimit == 0 || r.MemorySwap == -1:
+		memsw = -1
+	case r.MemorySwap == 0:
+		memsw = 2 * r.MemoryLimit
+	default:
+		memsw = r.MemorySwap
+	}
+	if r.MemoryLimit == 0 {
+		return -1, memsw
+	}
+	return r.MemoryLimit, memsw
+}
+
+// cpuQuota returns the CFS quota in microseconds per cpuPeriodUs, -1 meaning unlimited.
+func (r Resources) cpuQuota() int64 {
+	if r.NanoCPUs == 0 {
+		return -1
+	}
+	return r.NanoCPUs * cpuPeriodUs / 1e9
+}
+
+func (r Resources) cpuShares() uint64 {
+	if r.CPUShares == 0 {
+		return defaultCPUShares
+	}
+	return r.CPUShares
+}
+
+// Update replaces the cgroup's limits with res, like docker update. Zero fields lift limits.
+// A limit on a controller the host lacks is an error, not silently dropped.
+func (c *Cgroup) Update(res Resources) error {
+	if err := res.validate(); err != nil {
+		return fmt.Errorf("cgroup %s: %w", c.path, err)
+	}
+	if c.layout.mode == ModeV2 {
+		return c.updateV2(res)
+	}
+	return c.updateV1(res)
+}
+
+func (c *Cgroup) updateV1(res Resources) error {
+	for _, need := range []struct {
+		name   cgroup1.Name
+		wanted bool
+	}{
+		{cgroup1.Memory, res.MemoryLimit > 0},
+		{cgroup1.Cpu, res.NanoCPUs > 0 || res.CPUShares > 0},
+		{cgroup1.Pids, res.PidsLimit > 0},
+	} {
+		if _, ok := c.v1Dirs[need.name]; need.wanted && !ok {
+			return fmt.Errorf("cgroup %s: a %s limit was requested but the host has no %s hierarchy: %w",
+				c.path, need.name, need.name, errors.ErrUnsupported)
+		}
+	}
+	if c.v1 == nil {
+		return fmt.Errorf("cgroup %s: no v1 directory exists: %w", c.path, fs.ErrNotExist)
+	}
+	spec := &specs.LinuxResources{CPU: &specs.LinuxCPU{
+		Shares: new(res.cpuShares()),
+		Quota:  new(res.cpuQuota()),
+		Period: new(uint64(cpuPeriodUs)),
+	}}
+	if res.PidsLimit > 0 {
+		spec.Pids = &specs.LinuxPids{Limit: new(res.PidsLimit)}
+	}
+	if err := c.v1.Update(spec); err != nil {
+		return fmt.Errorf("cgroup %s: updating cpu and pids limits: %w", c.path, err)
+	}
+	if dir, ok := c.v1Dirs[cgroup1.Pids]; ok && res.PidsLimit <= 0 {
+		// cgroup1's pids controller writes only positive limits, so it could never lift one.
+		if err := writeFile(dir, "pids.max", "max"); err != nil {
+			return fmt.Errorf("cgroup %s: %w", c.path, err)
+		}
+	}
+	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok {
+		limit, memsw := res.memory()
+		if err := setV1Memory(dir, limit, memsw); err != nil {
+			return fmt.Errorf("cgroup %s: %w", c.path, err)
+		}
+	}
+	return nil
+}
+
+// setV1Memory writes memory.limit_in_bytes and memory.memsw.limit_in_bytes (-1 meaning
+// unlimited) in the order the kernel accepts: it refuses any moment where the memory limit
+// exceeds the memory+swap limit. This is direct file code because cgroup1 writes memsw even
+// where swap accounting is off (the file is then missing) and orders the two writes only when
+// both values are positive, so lifting a limit with -1 fails.
+func setV1Memory(dir string, limit, memsw int64) error {
+	if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err != nil {
+		return writeFile(dir, "memory.limit_in_bytes", strconv.FormatInt(limit, 10))
+	}
+	current, err := readInt(dir, "memory.limit_in_bytes")
+	if err != nil {
+		return err
+	}
+	files := []string{"memory.memsw.limit_in_bytes", "memory.limit_in_bytes"}
+	values := []int64{memsw, limit}
+	if memsw != -1 && memsw < current {
+		// Lowering below the current memory limit: lower the memory limit first.
+		files[0], files[1] = files[1], files[0]
+		values[0], values[1] = values[1], values[0]
+	}
+	for i := range files {
+		if err := writeFile(dir, files[i], strconv.FormatInt(values[i], 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cgroup) updateV2(res Resources) error {
+	if c.v2 == nil {
+		return fmt.Errorf("cgroup %s: %s does not exist: %w", c.path, c.v2Dir, fs.ErrNotExist)
+	}
+	r2, err := c.v2Resources(res)
+	if err != nil {
+		return err
+	}
+	if err := c.v2.Update(r2); err != nil {
+		return fmt.Errorf("cgroup %s: updating limits: %w", c.path, err)
+	}
+	return nil
+}
+
+// v2Resources translates res for the controllers available in the unified tree, refusing a
+// limit whose controller is missing.
+func (c *Cgroup) v2Resources(res Resources) (*cgroup2.Resources, error) {
+	raw, err := os.ReadFile(filepath.Join(c.layout.v2Mount, "cgroup.controllers"))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", c.path, err)
+	}
+	available := make(map[string]bool)
+	for _, name := range strings.Fields(string(raw)) {
+		available[name] = true
+	}
+	// memory.swap.max is absent where the kernel does not account swap; the file in our own
+	// directory says so once the memory controller is enabled there.
+	_, err = os.Stat(filepath.Join(c.v2Dir, "memory.swap.max"))
+	swap := err == nil
+	return v2Resources(res, available, swap)
+}
+
+// v2Resources translates res into cgroup2 values. Unlimited memory is math.MaxInt64 because
+// cgroup2.Memory holds numbers only; the kernel clamps any byte count above its maximum to
+// "max", which is what reading memory.max then shows.
+func v2Resources(res Resources, available map[string]bool, swap bool) (*cgroup2.Resources, error) {
+	var r2 cgroup2.Resources
+	wanted := map[string]bool{
+		"memory": res.MemoryLimit > 0,
+		"cpu":    res.NanoCPUs > 0 || res.CPUShares > 0,
+		"pids":   res.PidsLimit > 0,
+	}
+	for _, name := range []string{"memory", "cpu", "pids"} {
+		if wanted[name] && !available[name] {
+			return nil, fmt.Errorf("a %s limit was requested but the %s controller is not available: %w",
+				name, name, errors.ErrUnsupported)
+		}
+	}
+	if available["cpu"] {
+		quota := res.cpuQuota()
+		var q *int64
+		if quota > 0 {
+			q = &quota
+		}
+		r2.CPU = &cgroup2.CPU{
+			Weight: new(cgroup2.ConvertCPUSharesToCgroupV2Value(res.cpuShares())),
+			Max:    cgroup2.NewCPUMax(q, new(uint64(cpuPeriodUs))),
+		}
+	}
+	if available["memory"] {
+		limit, memsw := res.memory()
+		unlimited := func(v int64) int64 {
+			if v == -1 {
+				return math.MaxInt64
+			}
+			return v
+		}
+		r2.Memory = &cgroup2.Memory{Max: new(unlimited(limit))}
+		if swap {
+			// memory.swap.max counts swap alone, docker's value counts memory plus swap.
+			swapOnly := int64(-1)
+			if memsw != -1 {
+				swapOnly = memsw - limit
+			}
+			r2.Memory.Swap = new(unlimited(swapOnly))
+		}
+	}
+	if available["pids"] {
+		limit := res.PidsLimit
+		if limit <= 0 {
+			limit = -1 // cgroup2.Pids writes "max" for negative values and nothing for 0.
+		}
+		r2.Pids = &cgroup2.Pids{Max: limit}
+	}
+	return &r2, nil
+}
