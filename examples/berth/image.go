@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth"
+)
+
+// noSuchImage is docker's message for an image that is not in the store;
+// other errors pass through.
+func noSuchImage(name string, err error) error {
+	if errors.Is(err, berth.ErrNotFound) {
+		return fmt.Errorf("No such image: %s", name)
+	}
+	return err
+}
+
+// pullCommand is docker pull.
+func pullCommand(fs *flagSet) runFunc {
+	var platform string
+	var quiet bool
+	fs.String(&platform, "", "platform", "string", "", "Set platform if the registry has several (os/arch[/variant])")
+	fs.Bool(&quiet, "q", "quiet", "Suppress verbose output")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		ref := parseReference(args[0])
+		var before string
+		if old, err := rt.Image(ctx, ref.String()); err == nil {
+			before = old.Digest
+		}
+		var opts []berth.PullOption
+		if platform != "" {
+			opts = append(opts, berth.WithPlatform(platform))
+		}
+		if !quiet {
+			if ref.defaultTag {
+				fmt.Fprintf(c.stdout, "Using default tag: %s\n", ref.tag)
+			}
+			fmt.Fprintf(c.stdout, "%s: Pulling from %s\n", ref.tagOrDigest(), ref.path)
+			prog := &pullProgress{w: newStatusWriter(c.stdout)}
+			opts = append(opts, berth.WithProgress(prog.report))
+		}
+		img, err := rt.Pull(ctx, args[0], opts...)
+		if err != nil {
+			return err
+		}
+		if !quiet {
+			fmt.Fprintf(c.stdout, "Digest: %s\n", img.Digest)
+			if before == img.Digest {
+				fmt.Fprintf(c.stdout, "Status: Image is up to date for %s\n", ref.familiar())
+			} else {
+				fmt.Fprintf(c.stdout, "Status: Downloaded newer image for %s\n", ref.familiar())
+			}
+		}
+		fmt.Fprintln(c.stdout, ref)
+		return nil
+	}
+}
+
+// pushCommand is docker push.
+func pushCommand(fs *flagSet) runFunc {
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		ref := parseReference(args[0])
+		img, err := rt.Image(ctx, args[0])
+		if errors.Is(err, berth.ErrNotFound) {
+			return fmt.Errorf("An image does not exist locally with the tag: %s", ref.familiarRepository())
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "The push refers to repository [%s]\n", ref.familiarRepository())
+		if err := rt.Push(ctx, img, args[0]); err != nil {
+			return err
+		}
+		// berth reports push progress for the whole image, not per layer,
+		// so the per-layer lines come once the push succeeded; docker
+		// lists layers top first, by diff ID.
+		for _, l := range slices.Backward(img.Layers) {
+			fmt.Fprintf(c.stdout, "%s: Pushed\n", shortDigest(l.DiffID))
+		}
+		fmt.Fprintf(c.stdout, "%s: digest: %s size: %d\n", ref.tagOrDigest(), img.Digest, len(img.RawManifest()))
+		return nil
+	}
+}
+
+// imageRow is one line of docker images, and the object its --format
+// template sees.
+type imageRow struct {
+	Repository, Tag, ID, Digest string
+	CreatedSince, CreatedAt     string
+	Size                        string
+}
+
+// imageHeader is what a "table" --format prints as the header line.
+var imageHeader = imageRow{
+	Repository: "REPOSITORY", Tag: "TAG", ID: "IMAGE ID", Digest: "DIGEST",
+	CreatedSince: "CREATED", CreatedAt: "CREATED AT", Size: "SIZE",
+}
+
+const defaultImagesFormat = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+
+// imagesCommand is docker images.
+func imagesCommand(fs *flagSet) runFunc {
+	var quiet, noTrunc, all bool
+	var format string
+	fs.Bool(&all, "a", "all", "Show all images (berth keeps no intermediate images, so this changes nothing)")
+	fs.String(&format, "", "format", "string", "", "Pretty-print images using a Go template")
+	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
+	fs.Bool(&quiet, "q", "quiet", "Only show image IDs")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		images, err := rt.Images(ctx)
+		if err != nil {
+			return err
+		}
+		filter := ""
+		if len(args) == 1 {
+			filter = args[0]
+		}
+		rows := imageRows(images, filter, noTrunc, time.Now())
+		if quiet {
+			seen := map[string]bool{}
+			for _, r := range rows {
+				if !seen[r.ID] {
+					seen[r.ID] = true
+					fmt.Fprintln(c.stdout, r.ID)
+				}
+			}
+			return nil
+		}
+		if format == "" {
+			format = defaultImagesFormat
+		}
+		return printRows(c.stdout, format, imageHeader, rows)
+	}
+}
+
+// imageRows makes the rows of docker images: one per tag, or one
+// "<none>" row for an untagged image. A filter "repo[:tag]" (shell
+// patterns allowed) keeps the matching tagged rows.
+func imageRows(images []*berth.Image, filter string, noTrunc bool, now time.Time) []imageRow {
+	var fRepo, fTag string
+	if filter != "" {
+		fRepo, fTag, _ = splitRepoTag(filter)
+		if !strings.Contains(filter[strings.LastIndex(filter, "/")+1:], ":") {
+			fTag = "*"
+		}
+	}
+	var rows []imageRow
+	for _, img := range images {
+		id := img.ShortID()
+		if noTrunc {
+			id = img.ID
+		}
+		base := imageRow{
+			ID:           id,
+			Digest:       "<none>",
+			CreatedSince: createdSince(img.Created, now),
+			CreatedAt:    img.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
+			Size:         humanSize(img.Size),
+		}
+		var tagged []imageRow
+		digestRepos := map[string]string{}
+		for _, name := range img.RepoTags {
+			repo, tag, digest := splitRepoTag(name)
+			if digest != "" {
+				digestRepos[repo] = digest
+				continue
+			}
+			r := base
+			r.Repository, r.Tag = repo, tag
+			tagged = append(tagged, r)
+		}
+		for i := range tagged {
+			if d, ok := digestRepos[tagged[i].Repository]; ok {
+				tagged[i].Digest = d
+				delete(digestRepos, tagged[i].Repository)
+			}
+		}
+		// An image known only by digest in a repository lists as
+		// "repo <none>", one known by nothing as "<none> <none>".
+		for _, repo := range sortedKeys(digestRepos) {
+			r := base
+			r.Repository, r.Tag, r.Digest = repo, "<none>", digestRepos[repo]
+			tagged = append(tagged, r)
+		}
+		if len(tagged) == 0 {
+			r := base
+			r.Repository, r.Tag = "<none>", "<none>"
+			tagged = append(tagged, r)
+		}
+		for _, r := range tagged {
+			if filter != "" && !matchRepoTag(r, fRepo, fTag) {
+				continue
+			}
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
+func matchRepoTag(r imageRow, repo, tag string) bool {
+	if r.Repository == "<none>" {
+		return false
+	}
+	okRepo, _ := path.Match(repo, r.Repository)
+	okTag, _ := path.Match(tag, r.Tag)
+	return okRepo && okTag
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// printRows prints rows through a docker --format template; a "table"
+// template gets a header line and aligned columns.
+func printRows[T any](w io.Writer, format string, header T, rows []T) error {
+	table := false
+	if rest, ok := strings.CutPrefix(format, "table"); ok {
+		table, format = true, strings.TrimLeft(rest, " ")
+	}
+	tmpl, err := parseTemplate(format + "\n")
+	if err != nil {
+		return &statusError{code: exitTemplate, msg: "Template parsing error: " + err.Error()}
+	}
+	out := w
+	tw := newTable(w)
+	if table {
+		out = tw
+		if err := tmpl.Execute(out, header); err != nil {
+			return err
+		}
+	}
+	for _, r := range rows {
+		if err := tmpl.Execute(out, r); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}
+
+// tagCommand is docker tag.
+func tagCommand(fs *flagSet) runFunc {
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		img, err := rt.Image(ctx, args[0])
+		if err != nil {
+			return noSuchImage(args[0], err)
+		}
+		return rt.Tag(ctx, img, args[1])
+	}
+}
+
+// rmiCommand is docker rmi. Like docker it goes on past an image that
+// fails, and exits 1 if any did; with -f an image that does not exist is
+// reported but is no failure.
+func rmiCommand(fs *flagSet) runFunc {
+	var force bool
+	fs.Bool(&force, "f", "force", "Force removal of the image")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		var opts []berth.RemoveImageOption
+		if force {
+			opts = append(opts, berth.WithForceRemove())
+		}
+		var errs []string
+		failed := false
+		for _, name := range args {
+			if err := removeImage(ctx, c.stdout, rt, name, opts); err != nil {
+				if !errors.Is(err, berth.ErrNotFound) || !force {
+					failed = true
+				}
+				errs = append(errs, "Error: "+noSuchImage(name, err).Error())
+			}
+		}
+		if len(errs) == 0 {
+			return nil
+		}
+		msg := strings.Join(errs, "\n")
+		if !failed {
+			fmt.Fprintln(c.stderr, msg)
+			return nil
+		}
+		return &statusError{code: exitFailure, msg: msg}
+	}
+}
+
+// removeImage removes one image and prints what it untagged and deleted.
+// berth does not say whether the content went too, so the image ID is
+// looked up again: when nothing resolves it any more, it was deleted.
+func removeImage(ctx context.Context, w io.Writer, rt *berth.Runtime, name string, opts []berth.RemoveImageOption) error {
+	img, err := rt.Image(ctx, name)
+	if err != nil {
+		return err
+	}
+	untagged, err := rt.RemoveImage(ctx, name, opts...)
+	for _, u := range untagged {
+		fmt.Fprintf(w, "Untagged: %s\n", u)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := rt.Image(ctx, img.ID); errors.Is(err, berth.ErrNotFound) {
+		fmt.Fprintf(w, "Deleted: %s\n", img.ID)
+	}
+	return nil
+}
+
+// imageInspect is the object docker image inspect prints, with the fields
+// berth knows.
+type imageInspect struct {
+	Id            string
+	RepoTags      []string
+	RepoDigests   []string
+	Parent        string
+	Comment       string
+	Created       string
+	DockerVersion string
+	Author        string
+	Config        containerConfig
+	Architecture  string
+	Variant       string `json:",omitempty"`
+	Os            string
+	Size          int64
+	VirtualSize   int64
+	RootFS        rootFS
+}
+
+type rootFS struct {
+	Type   string
+	Layers []string
+}
+
+// containerConfig is docker's container config as image inspect shows it:
+// the fields scripts read are there even when empty (null).
+type containerConfig struct {
+	Hostname     string
+	Domainname   string
+	User         string
+	AttachStdin  bool
+	AttachStdout bool
+	AttachStderr bool
+	ExposedPorts map[string]struct{} `json:",omitempty"`
+	Tty          bool
+	OpenStdin    bool
+	StdinOnce    bool
+	Env          []string
+	Cmd          []string
+	Healthcheck  *berth.HealthConfig `json:",omitempty"`
+	ArgsEscaped  bool                `json:",omitempty"`
+	Image        string
+	Volumes      map[string]struct{}
+	WorkingDir   string
+	Entrypoint   []string
+	OnBuild      []string
+	Labels       map[string]string
+	StopSignal   string   `json:",omitempty"`
+	Shell        []string `json:",omitempty"`
+}
+
+// newImageInspect shapes img as docker image inspect does.
+func newImageInspect(img *berth.Image) imageInspect {
+	// Fields of the image config that berth.Image does not carry.
+	var raw struct {
+		Comment       string `json:"comment"`
+		DockerVersion string `json:"docker_version"`
+		Parent        string `json:"parent"`
+	}
+	_ = json.Unmarshal(img.RawConfig(), &raw) // berth validated the config; missing fields stay empty
+
+	out := imageInspect{
+		Id:            img.ID,
+		RepoTags:      []string{},
+		RepoDigests:   []string{},
+		Parent:        raw.Parent,
+		Comment:       raw.Comment,
+		Created:       img.Created.UTC().Format(time.RFC3339Nano),
+		DockerVersion: raw.DockerVersion,
+		Author:        img.Author,
+		Architecture:  img.Architecture,
+		Variant:       img.Variant,
+		Os:            img.OS,
+		Size:          img.Size,
+		VirtualSize:   img.Size,
+		RootFS:        rootFS{Type: "layers", Layers: []string{}},
+	}
+	for _, name := range img.RepoTags {
+		if strings.Contains(name, "@") {
+			out.RepoDigests = append(out.RepoDigests, name)
+		} else {
+			out.RepoTags = append(out.RepoTags, name)
+		}
+	}
+	for _, l := range img.Layers {
+		out.RootFS.Layers = append(out.RootFS.Layers, l.DiffID)
+	}
+	cfg := img.Config
+	out.Config = containerConfig{
+		User: cfg.User, ExposedPorts: cfg.ExposedPorts, Env: cfg.Env, Cmd: cfg.Cmd,
+		Healthcheck: cfg.Healthcheck, ArgsEscaped: cfg.ArgsEscaped, Volumes: cfg.Volumes,
+		WorkingDir: cfg.WorkingDir, Entrypoint: cfg.Entrypoint, OnBuild: cfg.OnBuild,
+		Labels: cfg.Labels, StopSignal: cfg.StopSignal, Shell: cfg.Shell,
+	}
+	return out
+}
+
+// inspectCommand is docker inspect. Like docker it prints what it found,
+// then an error line per name it did not find, and exits 1 if there was
+// any; a template that does not parse exits 64.
+func inspectCommand(fs *flagSet) runFunc {
+	var kind, format string
+	var size bool
+	fs.String(&format, "f", "format", "string", "", "Format the output using the given Go template")
+	fs.Bool(&size, "s", "size", "Display total file sizes (always shown for images)")
+	fs.String(&kind, "", "type", "string", "", "Return JSON for specified type (image)")
+	return func(ctx context.Context, c *cli, args []string) error {
+		notFound := "No such object"
+		switch kind {
+		case "":
+		case "image":
+			notFound = "No such image"
+		default:
+			return fmt.Errorf("%q is not a valid value for --type", kind)
+		}
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		var found []imageInspect
+		var errs []string
+		for _, name := range args {
+			img, err := rt.Image(ctx, name)
+			switch {
+			case errors.Is(err, berth.ErrNotFound):
+				errs = append(errs, fmt.Sprintf("Error: %s: %s", notFound, name))
+			case err != nil:
+				errs = append(errs, "Error: "+err.Error())
+			default:
+				found = append(found, newImageInspect(img))
+			}
+		}
+		if err := printInspect(c.stdout, format, found); err != nil {
+			return err
+		}
+		if len(errs) > 0 {
+			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
+		}
+		return nil
+	}
+}
+
+// printInspect prints objects as docker inspect does: an indented JSON
+// array, or the template once per object.
+func printInspect[T any](w io.Writer, format string, objs []T) error {
+	if format == "" {
+		if objs == nil {
+			objs = []T{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false) // docker prints "<none>" as is
+		enc.SetIndent("", "    ")
+		return enc.Encode(objs)
+	}
+	tmpl, err := parseTemplate(format)
+	if err != nil {
+		return &statusError{code: exitTemplate, msg: "Template parsing error: " + err.Error()}
+	}
+	for _, o := range objs {
+		if err := tmpl.Execute(w, o); err != nil {
+			return &statusError{code: exitFailure, msg: "Template parsing error: " + err.Error()}
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}

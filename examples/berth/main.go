@@ -1,0 +1,353 @@
+// Command berth is a docker-compatible command line over the berth library:
+// it pulls, pushes, lists, tags, removes, inspects, saves, loads and
+// imports OCI images in a berth state directory, with no daemon.
+//
+// Usage:
+//
+//	berth [--root DIR] COMMAND [OPTIONS] [ARG...]
+//
+// Commands, flags, output formats and exit codes follow the docker CLI so
+// that scripts written for docker work unchanged:
+//
+//	0    success
+//	1    some of the named objects could not be handled (rmi, inspect),
+//	     as docker exits
+//	64   a --format template does not parse (docker inspect's code)
+//	125  berth itself failed: a bad flag or argument, an image that is not
+//	     there, a registry or store error
+//
+// The state directory is --root, else $BERTH_ROOT, else /var/lib/berth.
+// Everything beyond image storage needs root.
+//
+// The program is a thin layer over the public API of package berth; every
+// command lives in the file of its group (image.go, archive.go) and is
+// listed once in the dispatch table below.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/berth-dev/berth"
+)
+
+// Exit codes, as docker uses them.
+const (
+	exitOK       = 0
+	exitFailure  = 1   // an operation on one of several named objects failed
+	exitTemplate = 64  // a --format template does not parse
+	exitBerth    = 125 // berth itself failed, or the command line is wrong
+)
+
+// runFunc runs a command with its flags already parsed.
+type runFunc func(ctx context.Context, c *cli, args []string) error
+
+// command is one entry of the dispatch table.
+type command struct {
+	name  string
+	usage string // arguments after "berth NAME [OPTIONS]"
+	short string // one line for "berth --help"
+	long  string // the description "berth NAME --help" shows; short if empty
+	args  argCount
+	// setup registers the command's flags on fs and returns the function
+	// that runs it, which reads the flag values through its closure.
+	setup func(fs *flagSet) runFunc
+}
+
+// commands is the dispatch table. Keep it sorted by name: it is the order
+// of "berth --help".
+func commands() []*command {
+	return []*command{
+		{name: "images", usage: "[OPTIONS] [REPOSITORY[:TAG]]", short: "List images", args: atMost(1), setup: imagesCommand},
+		{name: "import", usage: "[OPTIONS] file|- [REPOSITORY[:TAG]]", short: "Import the contents from a tarball to create a filesystem image", args: between(1, 2), setup: importCommand},
+		{name: "inspect", usage: "[OPTIONS] NAME [NAME...]", short: "Return low-level information on berth objects", args: atLeast(1), setup: inspectCommand},
+		{name: "load", usage: "[OPTIONS]", short: "Load an image from a tar archive or STDIN", args: exactly(0), setup: loadCommand},
+		{name: "pull", usage: "[OPTIONS] NAME[:TAG|@DIGEST]", short: "Pull an image from a registry", args: exactly(1), setup: pullCommand},
+		{name: "push", usage: "NAME[:TAG]", short: "Push an image to a registry", args: exactly(1), setup: pushCommand},
+		{name: "rmi", usage: "[OPTIONS] IMAGE [IMAGE...]", short: "Remove one or more images", args: atLeast(1), setup: rmiCommand},
+		{name: "save", usage: "[OPTIONS] IMAGE [IMAGE...]", short: "Save one or more images to a tar archive (streamed to STDOUT by default)", args: atLeast(1), setup: saveCommand},
+		{name: "tag", usage: "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", args: exactly(2), setup: tagCommand},
+	}
+}
+
+// cli is what every command gets: the streams and the runtime, opened on
+// first use so that help and usage errors never touch the state directory.
+type cli struct {
+	root           string
+	stdin          *os.File
+	stdout, stderr io.Writer
+	rt             *berth.Runtime
+}
+
+// runtime opens the runtime on the chosen root.
+func (c *cli) runtime() (*berth.Runtime, error) {
+	if c.rt == nil {
+		rt, err := berth.New(c.root)
+		if err != nil {
+			return nil, err
+		}
+		c.rt = rt
+	}
+	return c.rt, nil
+}
+
+func (c *cli) close() {
+	if c.rt != nil {
+		c.rt.Close()
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit code.
+func run(ctx context.Context, argv []string, stdin *os.File, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	defer c.close()
+
+	root := os.Getenv("BERTH_ROOT")
+	if root == "" {
+		root = berth.DefaultRoot
+	}
+	global := newFlagSet("berth")
+	global.String(&c.root, "", "root", "string", root, "Root directory of berth state (default $BERTH_ROOT, else "+berth.DefaultRoot+")")
+	cmds := commands()
+	if err := global.Parse(argv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printMainHelp(stdout, global, cmds)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "Error: %v\nSee 'berth --help'.\n", flagError(err))
+		return exitBerth
+	}
+	rest := global.Args()
+	if len(rest) == 0 {
+		printMainHelp(stdout, global, cmds)
+		return exitOK
+	}
+	name, rest := rest[0], rest[1:]
+	if name == "help" {
+		if len(rest) == 0 {
+			printMainHelp(stdout, global, cmds)
+			return exitOK
+		}
+		name, rest = rest[0], []string{"--help"}
+	}
+	cmd := lookup(cmds, name)
+	if cmd == nil {
+		fmt.Fprintf(stderr, "Error: '%s' is not a berth command.\nSee 'berth --help'.\n", name)
+		return exitBerth
+	}
+
+	fs := newFlagSet("berth " + cmd.name)
+	runCmd := cmd.setup(fs)
+	args, err := fs.parseInterspersed(rest)
+	if errors.Is(err, flag.ErrHelp) {
+		printCommandHelp(stdout, cmd, fs)
+		return exitOK
+	}
+	if err == nil {
+		err = cmd.args.check(cmd.name, len(args))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\nSee 'berth %s --help'.\n", flagError(err), cmd.name)
+		return exitBerth
+	}
+
+	return report(stderr, runCmd(ctx, c, args))
+}
+
+// report prints err the way docker does and returns the exit code.
+func report(stderr io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		if se.msg != "" {
+			fmt.Fprintln(stderr, se.msg)
+		}
+		return se.code
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	return exitBerth
+}
+
+// statusError ends a command with a given exit code and a message printed
+// as is (docker's cli.StatusError).
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func lookup(cmds []*command, name string) *command {
+	for _, c := range cmds {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// argCount bounds the number of positional arguments of a command.
+type argCount struct{ min, max int } // max < 0: no bound
+
+func exactly(n int) argCount    { return argCount{n, n} }
+func atLeast(n int) argCount    { return argCount{n, -1} }
+func atMost(n int) argCount     { return argCount{0, n} }
+func between(a, b int) argCount { return argCount{a, b} }
+
+// check returns docker's message for a wrong number of arguments.
+func (a argCount) check(cmd string, n int) error {
+	plural := func(k int) string {
+		if k == 1 {
+			return "1 argument"
+		}
+		return fmt.Sprintf("%d arguments", k)
+	}
+	switch {
+	case a.min == a.max && n != a.min && a.min == 0:
+		return fmt.Errorf("\"berth %s\" accepts no arguments.", cmd)
+	case a.min == a.max && n != a.min:
+		return fmt.Errorf("\"berth %s\" requires exactly %s.", cmd, plural(a.min))
+	case n < a.min && a.max < 0:
+		return fmt.Errorf("\"berth %s\" requires at least %s.", cmd, plural(a.min))
+	case n < a.min:
+		return fmt.Errorf("\"berth %s\" requires at least %s and at most %s.", cmd, plural(a.min), plural(a.max))
+	case a.max >= 0 && n > a.max:
+		return fmt.Errorf("\"berth %s\" requires at most %s.", cmd, plural(a.max))
+	}
+	return nil
+}
+
+// flagSet is a flag.FlagSet whose flags have docker's short and long
+// names ("-q, --quiet") and which remembers them for the help text.
+type flagSet struct {
+	*flag.FlagSet
+	docs []flagDoc
+}
+
+type flagDoc struct {
+	short, long, kind, usage string
+}
+
+func newFlagSet(name string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported docker's way, by run
+	return &flagSet{FlagSet: fs}
+}
+
+// Bool defines a boolean flag with an optional one-letter alias.
+func (f *flagSet) Bool(p *bool, short, long, usage string) {
+	f.BoolVar(p, long, false, usage)
+	if short != "" {
+		f.BoolVar(p, short, false, usage)
+	}
+	f.docs = append(f.docs, flagDoc{short, long, "", usage})
+}
+
+// String defines a string flag with an optional one-letter alias; kind
+// names the value in the help text.
+func (f *flagSet) String(p *string, short, long, kind, value, usage string) {
+	f.StringVar(p, long, value, usage)
+	if short != "" {
+		f.StringVar(p, short, value, usage)
+	}
+	f.docs = append(f.docs, flagDoc{short, long, kind, usage})
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments, as docker allows ("images busybox -q"); "--"
+// ends the flags.
+func (f *flagSet) parseInterspersed(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := f.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// flagError rewords the flag package's errors as docker's.
+func flagError(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		if len(name) == 1 {
+			return fmt.Errorf("unknown shorthand flag: '%s' in -%s", name, name)
+		}
+		return fmt.Errorf("unknown flag: --%s", name)
+	}
+	if rest, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return fmt.Errorf("flag needs an argument: %s", rest)
+	}
+	return err
+}
+
+func printMainHelp(w io.Writer, global *flagSet, cmds []*command) {
+	fmt.Fprint(w, "\nUsage:  berth [OPTIONS] COMMAND\n\nA daemonless runtime for OCI containers\n\nOptions:\n")
+	printFlags(w, global)
+	fmt.Fprint(w, "\nCommands:\n")
+	sorted := append([]*command(nil), cmds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
+	for _, c := range sorted {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.short)
+	}
+	fmt.Fprint(w, "\nRun 'berth COMMAND --help' for more information on a command.\n")
+}
+
+func printCommandHelp(w io.Writer, cmd *command, fs *flagSet) {
+	desc := cmd.long
+	if desc == "" {
+		desc = cmd.short
+	}
+	fmt.Fprintf(w, "\nUsage:  berth %s %s\n\n%s\n", cmd.name, cmd.usage, desc)
+	if len(fs.docs) > 0 {
+		fmt.Fprint(w, "\nOptions:\n")
+		printFlags(w, fs)
+	}
+}
+
+func printFlags(w io.Writer, fs *flagSet) {
+	var names []string
+	width := 0
+	for _, d := range fs.docs {
+		n := "    "
+		if d.short != "" {
+			n = "-" + d.short + ", "
+		}
+		n += "--" + d.long
+		if d.kind != "" {
+			n += " " + d.kind
+		}
+		names = append(names, n)
+		width = max(width, len(n))
+	}
+	for i, d := range fs.docs {
+		fmt.Fprintf(w, "  %-*s   %s\n", width, names[i], d.usage)
+	}
+}
