@@ -37,6 +37,11 @@ type Image struct {
 	// form ("busybox:latest"). It is a snapshot taken when the Image was
 	// read.
 	RepoTags []string
+	// RepoDigests lists the digest references of the image
+	// ("busybox@sha256:…"), as docker image inspect shows them: the digest a
+	// registry knows the image by, which for an image pulled through a
+	// multi-platform index is the index's.
+	RepoDigests []string
 	// Created is when the image was built, from its config.
 	Created time.Time
 	// Author is the config's author field.
@@ -206,11 +211,16 @@ func (r *Runtime) imageFromStore(manifestDigest string, refs map[string]string) 
 		}
 	}
 	for k, d := range refs {
-		if d == manifestDigest && !strings.HasPrefix(k, danglingPrefix) {
+		switch {
+		case d != manifestDigest || strings.HasPrefix(k, danglingPrefix):
+		case strings.Contains(k, "@"):
+			img.RepoDigests = append(img.RepoDigests, familiar(k))
+		default:
 			img.RepoTags = append(img.RepoTags, familiar(k))
 		}
 	}
 	sort.Strings(img.RepoTags)
+	sort.Strings(img.RepoDigests)
 	return img, nil
 }
 
@@ -427,9 +437,25 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 	var untagged []string
 	err := r.store.UpdateRefs(ctx, func(refs map[string]string) error {
 		if parsed, err := parseRef(ref, false); err == nil {
-			if _, ok := refs[refKey(parsed)]; ok {
+			if d, ok := refs[refKey(parsed)]; ok {
 				untagged = append(untagged, familiar(refKey(parsed)))
 				delete(refs, refKey(parsed))
+				// Like docker, the image's digest references go with its
+				// last tag.
+				tagged := false
+				for k, v := range refs {
+					if v == d && !strings.HasPrefix(k, danglingPrefix) && !strings.Contains(k, "@") {
+						tagged = true
+					}
+				}
+				if !tagged {
+					for _, k := range sortedKeys(refs) {
+						if refs[k] == d && strings.Contains(k, "@") && !strings.HasPrefix(k, danglingPrefix) {
+							untagged = append(untagged, familiar(k))
+							delete(refs, k)
+						}
+					}
+				}
 				return nil
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/store"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -149,6 +150,7 @@ func (r *Runtime) pull(ctx context.Context, ref name.Reference, plat *v1.Platfor
 	if err != nil {
 		return nil, err
 	}
+	repoDigest := refKey(ref.Context().Digest(store.Digest(raw)))
 	switch {
 	case mt.IsIndex():
 		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
@@ -177,6 +179,9 @@ func (r *Runtime) pull(ctx context.Context, ref name.Reference, plat *v1.Platfor
 		return nil, err
 	}
 	if err := r.setRef(ctx, refKey(ref), img.Digest); err != nil {
+		return nil, err
+	}
+	if err := r.setRef(ctx, repoDigest, img.Digest); err != nil {
 		return nil, err
 	}
 	return r.Image(ctx, img.Digest)

@@ -132,5 +132,9 @@ func checkResponse(resp *http.Response) error {
 		return fmt.Errorf("registry answered %s for %s with an error body over %d bytes", resp.Status, resp.Request.URL, maxErrorBody)
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
-	return transport.CheckError(resp, http.StatusOK)
+	err := transport.CheckError(resp, http.StatusOK)
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return err
 }
