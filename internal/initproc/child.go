@@ -1,0 +1,327 @@
+package initproc
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"github.com/berth-dev/berth/internal/caps"
+	"golang.org/x/sys/unix"
+)
+
+// childMain runs the stage and reports its failure; it returns only on error.
+// Success is execve.
+func childMain() {
+	err := runStage()
+	var se *SetupError
+	if !errors.As(err, &se) {
+		se = &SetupError{Step: "setup", Msg: err.Error()}
+	}
+	b, _ := json.Marshal(se)
+	unix.Write(syncFd, b)
+	os.Exit(1)
+}
+
+// stepError wraps a failing system call with the step and path.
+func stepError(step, p string, err error) error {
+	se := &SetupError{Step: step, Path: p}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		se.Errno = errno
+	} else if err != nil {
+		se.Msg = err.Error()
+	}
+	return se
+}
+
+// runStage is the container setup, in runc's order (libcontainer
+// standard_init_linux.go and rootfs_linux.go): close leaked fds, mounts,
+// pivot_root, hostname, network, rlimits, tty, user, capabilities,
+// no_new_privs, seccomp, execve. Each step's comment says why it sits where
+// it does.
+func runStage() error {
+	// Before anything else, so that no fd the parent leaked (every fd without
+	// CLOEXEC in the parent survives the fork and exec) is usable during setup:
+	// CVE-2024-21626 chdir'ed through such an fd into the host.
+	if err := closeInheritedFds(); err != nil {
+		return stepError("close inherited fds", "", err)
+	}
+	if _, err := unix.FcntlInt(syncFd, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		return stepError("sync pipe", "", err)
+	}
+
+	// Blocks until the parent's Release: by then the parent has put us in our
+	// cgroup and wired the network.
+	spec := os.NewFile(specFd, "spec")
+	data, err := io.ReadAll(spec)
+	spec.Close()
+	if err != nil {
+		return stepError("read spec", "", err)
+	}
+	var cfg stageConfig
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return stepError("decode spec", "", err)
+	}
+	s := &cfg.Spec
+	trace := func(string) {}
+	if cfg.Trace {
+		trace = func(step string) {
+			var ts unix.Timespec
+			unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+			var ru unix.Rusage
+			unix.Getrusage(unix.RUSAGE_SELF, &ru)
+			cpu := ru.Utime.Nano()/1000 + ru.Stime.Nano()/1000
+			os.Stderr.WriteString("berth-trace " + step + " " + strconv.FormatInt(ts.Nano()/1000, 10) + " " + strconv.FormatInt(cpu, 10) + "\n")
+		}
+	}
+	trace("released")
+
+	// Only now: the cgroup namespace is rooted at the cgroup we are in when
+	// unsharing, and the parent moved us there before Release.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return stepError("unshare cgroup namespace", "", err)
+	}
+	// Device nodes and dirs get exactly the modes asked for; the user's
+	// program gets Docker's 022 back right before execve.
+	unix.Umask(0)
+
+	if err := setupRootfs(&cfg); err != nil {
+		return err
+	}
+	trace("rootfs")
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return stepError("sethostname", s.Hostname, err)
+		}
+	}
+	if err := loopbackUp(); err != nil {
+		return stepError("bring up lo", "", err)
+	}
+	for _, r := range s.Rlimits {
+		if err := unix.Setrlimit(r.Type, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
+			return stepError("setrlimit "+strconv.Itoa(r.Type), "", err)
+		}
+	}
+	if s.TTY {
+		if _, err := unix.Setsid(); err != nil {
+			return stepError("setsid", "", err)
+		}
+		if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+			return stepError("TIOCSCTTY", "/dev/console", err)
+		}
+	}
+
+	trace("hostname-net-rlimits")
+	// Resolve the command while we can still report cleanly, as the
+	// container's user would see the filesystem (after pivot_root).
+	argv0, err := lookPath(s.Args[0], s.Env)
+	if err != nil {
+		return err
+	}
+
+	filter := bytesFilter(cfg.Seccomp)
+	// Without no_new_privs the kernel only accepts a filter from a thread with
+	// CAP_SYS_ADMIN, so load it while we still have it; every later syscall of
+	// ours (setgroups, setresuid, capset, prctl, chdir, execve) is one the
+	// default profile allows. With no_new_privs it goes last, as in runc.
+	if len(filter) > 0 && !s.NoNewPrivileges {
+		if err := filter.Load(); err != nil {
+			return stepError("load seccomp filter", "", err)
+		}
+	}
+	if err := setupUser(s, cfg.Caps); err != nil {
+		return err
+	}
+	// After the user switch, so that a directory the user may not enter is an
+	// error as it is for Docker.
+	dir := s.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if err := unix.Chdir(dir); err != nil {
+		return stepError("chdir", dir, err)
+	}
+	// CVE-2024-21626: a working directory reached through a host fd is outside
+	// our root, and getcwd then reports an unreachable (non-absolute) path.
+	if wd, err := unix.Getwd(); err != nil || !filepath.IsAbs(wd) {
+		return &SetupError{Step: "chdir", Path: dir, Msg: "working directory is outside the container root", Errno: syscall.ENOENT}
+	}
+	// Every fd we still hold (the sync pipe, the Go runtime's) goes away at
+	// execve; only stdio crosses into the user's program.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return stepError("close_range", "", err)
+	}
+	if s.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return stepError("no_new_privs", "", err)
+		}
+		if len(filter) > 0 {
+			if err := filter.Load(); err != nil {
+				return stepError("load seccomp filter", "", err)
+			}
+		}
+	}
+	unix.Umask(0o022)
+	trace("exec")
+
+	unix.Write(syncFd, []byte{execMarker})
+	err = syscall.Exec(argv0, s.Args, s.Env)
+	return execError(argv0, err)
+}
+
+// closeInheritedFds closes every fd above the two pipes that lacks CLOEXEC.
+// Anything the Go runtime or this package opens has CLOEXEC; anything without
+// it came from the parent by accident.
+func closeInheritedFds() error {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd <= syncFd {
+			continue
+		}
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			continue
+		}
+		unix.Close(fd)
+	}
+	return nil
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// setupUser switches to the container's user and leaves exactly the wanted
+// capabilities. The raw syscalls are deliberate: they act on this thread only,
+// the one that will execve (Go's syscall.Setuid would broadcast to every
+// thread, and refuses to when cgo is linked in).
+func setupUser(s *Spec, keep caps.Set) error {
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return stepError("PR_SET_KEEPCAPS", "", err)
+	}
+	// Needs CAP_SETPCAP in the effective set: before the uid change drops it.
+	if err := caps.DropBounding(keep); err != nil {
+		return stepError("capability bounding set", "", err)
+	}
+	gids := s.AdditionalGIDs
+	var gp uintptr
+	if len(gids) > 0 {
+		gp = uintptr(unsafe.Pointer(&gids[0]))
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gids)), gp, 0); e != 0 {
+		return stepError("setgroups", "", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(s.GID), uintptr(s.GID), uintptr(s.GID)); e != 0 {
+		return stepError("setresgid "+strconv.Itoa(int(s.GID)), "", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(s.UID), uintptr(s.UID), uintptr(s.UID)); e != 0 {
+		return stepError("setresuid "+strconv.Itoa(int(s.UID)), "", e)
+	}
+	// A uid change clears the parent-death signal; without it a container
+	// running as a user would outlive its parent.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return stepError("PR_SET_PDEATHSIG", "", err)
+	}
+	// Inheritable stays empty (Docker 23+, CVE-2022-24769).
+	if err := caps.SetThread(keep, keep, 0); err != nil {
+		return stepError("capset", "", err)
+	}
+	if err := caps.ClearAmbient(); err != nil {
+		return stepError("ambient capabilities", "", err)
+	}
+	return nil
+}
+
+// lookPath finds name as the container's shell would, in the PATH of env
+// (Docker's default when env has none), with Docker's exit codes for failure.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := checkExecutable(name); err != nil {
+			return "", execError(name, err)
+		}
+		return name, nil
+	}
+	pathEnv := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	var denied error
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := path.Join(dir, name)
+		err := checkExecutable(p)
+		if err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ENOTDIR) && denied == nil {
+			denied = err
+		}
+	}
+	if denied != nil {
+		return "", execError(name, denied)
+	}
+	return "", &SetupError{Step: "exec", Path: name, Msg: "executable file not found in $PATH", ExitCode: ExitNotFound}
+}
+
+func checkExecutable(p string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return syscall.EISDIR
+	}
+	if st.Mode&0o111 == 0 {
+		return syscall.EACCES
+	}
+	return nil
+}
+
+// execError maps an exec failure to Docker's exit codes: 127 when the file
+// (or its interpreter) is missing, 126 when it exists but cannot be run.
+func execError(p string, err error) error {
+	se := &SetupError{Step: "exec", Path: p, ExitCode: ExitNotExecutable}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		se.Errno = errno
+		if errno == syscall.ENOENT || errno == syscall.ENOTDIR {
+			se.ExitCode = ExitNotFound
+		}
+	} else {
+		se.Msg = err.Error()
+	}
+	return se
+}

@@ -1,0 +1,298 @@
+package initproc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/berth-dev/berth/internal/caps"
+	"github.com/berth-dev/berth/internal/seccomp"
+	"golang.org/x/sys/unix"
+)
+
+// execMarker is the byte the child writes right before execve. The sync pipe
+// is CLOEXEC in the child, so after the marker, EOF means execve succeeded and
+// anything else is a JSON SetupError from a failed execve. EOF without the
+// marker means the child died during setup without managing to say why.
+const execMarker = 0
+
+// stageConfig is what travels over the spec pipe.
+type stageConfig struct {
+	Spec    Spec
+	Files   []fileMount
+	Caps    caps.Set
+	Seccomp []byte // the compiled filter, 8 bytes per instruction, native order
+	// Trace makes the child print the monotonic time of each step to its
+	// stderr; set by tests and benchmarks through traceSteps.
+	Trace bool
+}
+
+// traceSteps is a test hook: see stageConfig.Trace.
+var traceSteps bool
+
+type fileMount struct {
+	Source string // host path, written by Command
+	Dest   string // container path
+}
+
+// Process is a prepared or running container child. Cmd is exposed so the
+// caller can set Stdin, Stdout and Stderr (the pty slave when Spec.TTY)
+// before Start, and call Cmd.Wait after Release. Its methods are not safe for
+// concurrent use.
+type Process struct {
+	// Cmd runs the sealed binary. Do not change Path, Args, Env, ExtraFiles or
+	// SysProcAttr.
+	Cmd *exec.Cmd
+	// Warnings lists adjustments Command made to the spec, such as rlimits
+	// clamped to the current hard limit.
+	Warnings []string
+
+	config       []byte
+	specR, specW *os.File
+	syncR, syncW *os.File
+	released     bool
+}
+
+// defaultPath is the PATH Docker gives a container whose image sets none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Command prepares, without starting, the child for spec: an exec.Cmd of the
+// sealed binary in new mount, pid, uts, ipc and net namespaces (the child
+// unshares its cgroup namespace itself after Release, so that it is rooted at
+// the cgroup the caller put it in), killed if the thread that starts it exits
+// (Pdeathsig, which is per thread: start it from a thread that lives as long
+// as the container should). Command writes spec.Files into spec.StateDir.
+func Command(spec *Spec) (*Process, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	exe, err := exePath()
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{}
+	cfg := stageConfig{Spec: *spec, Trace: traceSteps}
+	cfg.Spec.Files = nil
+	if cfg.Spec.Capabilities == nil {
+		cfg.Spec.Capabilities = caps.Default()
+	}
+	if cfg.Caps, err = caps.ParseSet(cfg.Spec.Capabilities); err != nil {
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	cfg.Spec.Rlimits, p.Warnings = clampRlimits(spec.Rlimits)
+	if spec.Seccomp {
+		f, err := defaultFilter(cfg.Caps)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Seccomp = filterBytes(f)
+	}
+	if cfg.Files, err = writeFiles(spec); err != nil {
+		return nil, err
+	}
+	if p.config, err = json.Marshal(&cfg); err != nil {
+		return nil, fmt.Errorf("encoding the container spec: %w", err)
+	}
+
+	if p.specR, p.specW, err = os.Pipe(); err != nil {
+		return nil, err
+	}
+	if p.syncR, p.syncW, err = os.Pipe(); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	p.Cmd = &exec.Cmd{
+		Path: exe,
+		Args: []string{"berth-init"},
+		// The stage is one short-lived thread of work: a single P spares the
+		// runtime its cgroup CPU-limit probe and extra threads, and no GC runs
+		// in its few milliseconds. The user's program gets Spec.Env instead.
+		Env:        []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1", "GOGC=off"},
+		ExtraFiles: []*os.File{p.specR, p.syncW}, // fds 3 and 4: see reexec.go
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	if traceSteps {
+		p.Cmd.Env = append(p.Cmd.Env, "GODEBUG=inittrace=1")
+	}
+	return p, nil
+}
+
+func validate(s *Spec) error {
+	switch {
+	case len(s.Args) == 0 || s.Args[0] == "":
+		return errors.New("initproc: Spec.Args is empty")
+	case len(s.Lower) == 0:
+		return errors.New("initproc: Spec.Lower is empty")
+	case !filepath.IsAbs(s.Rootfs):
+		return fmt.Errorf("initproc: Spec.Rootfs %q is not an absolute path", s.Rootfs)
+	case (s.Upper == "") != (s.Work == ""):
+		return errors.New("initproc: Spec.Upper and Spec.Work must be set together")
+	case len(s.Files) > 0 && s.StateDir == "":
+		return errors.New("initproc: Spec.Files needs Spec.StateDir")
+	}
+	for _, d := range append(append([]string{}, s.Lower...), s.Upper, s.Work) {
+		if strings.ContainsAny(d, ":,") {
+			// overlayfs option syntax has no escaping we want to rely on.
+			return fmt.Errorf("initproc: layer path %q contains ':' or ','", d)
+		}
+	}
+	return nil
+}
+
+// filterCache holds compiled default filters per capability set: compiling
+// takes about a millisecond and the set rarely varies within one program.
+var filterCache sync.Map // caps.Set → seccomp.Filter
+
+func defaultFilter(c caps.Set) (seccomp.Filter, error) {
+	if f, ok := filterCache.Load(c); ok {
+		return f.(seccomp.Filter), nil
+	}
+	f, err := seccomp.DefaultFilter(c.Names())
+	if err != nil {
+		return nil, err
+	}
+	filterCache.Store(c, f)
+	return f, nil
+}
+
+func filterBytes(f seccomp.Filter) []byte {
+	b := make([]byte, 0, 8*len(f))
+	for _, in := range f {
+		b = append(b, byte(in.Code), byte(in.Code>>8), in.Jt, in.Jf,
+			byte(in.K), byte(in.K>>8), byte(in.K>>16), byte(in.K>>24))
+	}
+	return b
+}
+
+func bytesFilter(b []byte) seccomp.Filter {
+	f := make(seccomp.Filter, len(b)/8)
+	for i := range f {
+		c := b[8*i:]
+		f[i] = unix.SockFilter{
+			Code: uint16(c[0]) | uint16(c[1])<<8, Jt: c[2], Jf: c[3],
+			K: uint32(c[4]) | uint32(c[5])<<8 | uint32(c[6])<<16 | uint32(c[7])<<24,
+		}
+	}
+	return f
+}
+
+// clampRlimits lowers every limit to the current hard limit: this process
+// lacks CAP_SYS_RESOURCE, and setrlimit would fail on the whole container
+// for a value it cannot grant anyway.
+func clampRlimits(in []Rlimit) ([]Rlimit, []string) {
+	var warn []string
+	out := make([]Rlimit, 0, len(in))
+	for _, r := range in {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(r.Type, &cur); err == nil {
+			if r.Hard > cur.Max {
+				warn = append(warn, fmt.Sprintf("rlimit %d: hard limit %d lowered to the current hard limit %d", r.Type, r.Hard, cur.Max))
+				r.Hard = cur.Max
+			}
+			if r.Soft > r.Hard {
+				warn = append(warn, fmt.Sprintf("rlimit %d: soft limit %d lowered to the hard limit %d", r.Type, r.Soft, r.Hard))
+				r.Soft = r.Hard
+			}
+		}
+		out = append(out, r)
+	}
+	return out, warn
+}
+
+// writeFiles writes Spec.Files into StateDir. Host-side names flatten the
+// container path ("/etc/resolv.conf" → "etc_resolv.conf"), as Docker keeps
+// hosts, hostname and resolv.conf side by side in the container's directory.
+func writeFiles(s *Spec) ([]fileMount, error) {
+	var out []fileMount
+	for dest, data := range s.Files {
+		clean := filepath.Clean("/" + dest)
+		if clean == "/" {
+			return nil, fmt.Errorf("initproc: Files has an entry for %q", dest)
+		}
+		host := filepath.Join(s.StateDir, strings.ReplaceAll(strings.TrimPrefix(clean, "/"), "/", "_"))
+		if err := os.WriteFile(host, data, 0o644); err != nil {
+			return nil, fmt.Errorf("writing %s for the container: %w", clean, err)
+		}
+		out = append(out, fileMount{Source: host, Dest: clean})
+	}
+	return out, nil
+}
+
+// Start starts the child. It blocks in its first read until Release, having
+// done nothing but start the Go runtime; Cmd.Process.Pid is then valid for
+// placing it in a cgroup and moving network interfaces into its namespace.
+// A caller that gives up before Release kills Cmd.Process and calls Cmd.Wait.
+func (p *Process) Start() error {
+	if err := p.Cmd.Start(); err != nil {
+		p.closeAll()
+		return fmt.Errorf("starting the container child: %w", err)
+	}
+	// The child holds its own copies; ours would keep the pipes from ever
+	// reporting EOF.
+	p.specR.Close()
+	p.syncW.Close()
+	return nil
+}
+
+// Pid returns the child's pid in the caller's pid namespace; valid after Start.
+func (p *Process) Pid() int { return p.Cmd.Process.Pid }
+
+// Release lets the started child proceed with its setup and waits until it
+// either execve's the user's program (nil) or fails. A failure is a
+// *SetupError naming the step and path; ExitCode is 127 or 126 when the
+// command was not found or not executable. Either way the caller must still
+// call Cmd.Wait: after a failure the child exits by itself with status 1.
+// Release has no timeout of its own: to bound it, kill Cmd.Process, which
+// makes it return.
+func (p *Process) Release() error {
+	if p.released {
+		return errors.New("initproc: Release called twice")
+	}
+	p.released = true
+	_, werr := p.specW.Write(p.config)
+	p.specW.Close()
+	out, rerr := io.ReadAll(p.syncR)
+	p.syncR.Close()
+	if len(out) > 0 && out[0] == execMarker {
+		out = out[1:]
+		if len(out) == 0 && rerr == nil {
+			return nil
+		}
+	}
+	if len(out) > 0 {
+		var se SetupError
+		if err := json.Unmarshal(bytes.TrimSpace(out), &se); err != nil {
+			return fmt.Errorf("container setup failed with an unreadable report %q: %w", out, err)
+		}
+		return &se
+	}
+	if werr != nil {
+		return fmt.Errorf("container setup: sending the spec to the child: %w", werr)
+	}
+	if rerr != nil {
+		return fmt.Errorf("container setup: reading the child's report: %w", rerr)
+	}
+	return &SetupError{Step: "start", Msg: "the child stage exited before reaching execve without a report (see its stderr)"}
+}
+
+// Wait waits for the container's process to exit, like Cmd.Wait.
+func (p *Process) Wait() error { return p.Cmd.Wait() }
+
+func (p *Process) closeAll() {
+	for _, f := range []*os.File{p.specR, p.specW, p.syncR, p.syncW} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

@@ -1,0 +1,439 @@
+package initproc
+
+import (
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Docker's masked and read-only paths (moby oci/defaults.go). Masked files
+// get /dev/null bound over them, masked directories an empty read-only tmpfs.
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+		"/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// Every path inside the container is resolved with openat2 against an fd of
+// the new root: RESOLVE_IN_ROOT makes "..", absolute symlinks and absolute
+// paths stay inside it, RESOLVE_NO_MAGICLINKS refuses /proc/*/fd tricks. The
+// resulting O_PATH fd is then the mount target by its /proc/self/fd path, so
+// the image cannot swap a symlink in between resolving and mounting.
+const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+func relPath(p string) string {
+	p = strings.TrimPrefix(path.Clean("/"+p), "/")
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
+func openIn(root int, p string, flags int, resolve uint64) (int, error) {
+	for {
+		fd, err := unix.Openat2(root, relPath(p), &unix.OpenHow{
+			Flags:   uint64(flags | unix.O_CLOEXEC),
+			Resolve: resolveInRoot | resolve,
+		})
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue // openat2 asks for a retry when a rename raced the lookup
+		}
+		return fd, err
+	}
+}
+
+// mkdirIn makes directory p and its parents inside root (mode 0755, owned by
+// root) and returns an O_PATH fd of it.
+func mkdirIn(root int, p string, resolve uint64) (int, error) {
+	fd, err := openIn(root, p, unix.O_PATH|unix.O_DIRECTORY, resolve)
+	if err != unix.ENOENT {
+		return fd, err
+	}
+	cur := "."
+	for _, c := range strings.Split(relPath(p), "/") {
+		nextPath := path.Join(cur, c)
+		fd, err := openIn(root, nextPath, unix.O_PATH|unix.O_DIRECTORY, resolve)
+		if err == unix.ENOENT {
+			parent, perr := openIn(root, cur, unix.O_PATH|unix.O_DIRECTORY, resolve)
+			if perr != nil {
+				return -1, perr
+			}
+			err = unix.Mkdirat(parent, c, 0o755)
+			unix.Close(parent)
+			if err != nil && err != unix.EEXIST {
+				return -1, err
+			}
+			fd, err = openIn(root, nextPath, unix.O_PATH|unix.O_DIRECTORY, resolve)
+		}
+		if err != nil {
+			return -1, err
+		}
+		unix.Close(fd)
+		cur = nextPath
+	}
+	return openIn(root, p, unix.O_PATH|unix.O_DIRECTORY, resolve)
+}
+
+// mkfileIn makes an empty file p (and its parent directories) inside root if
+// it is missing and returns an O_PATH fd of it, a target for bind-mounting a
+// file. A dangling image symlink at p is followed, inside root, and its target
+// created, as runc does with securejoin.
+func mkfileIn(root int, p string) (int, error) {
+	fd, err := openIn(root, p, unix.O_PATH, 0)
+	if err != unix.ENOENT {
+		return fd, err
+	}
+	create := func() error {
+		for {
+			f, err := unix.Openat2(root, relPath(p), &unix.OpenHow{
+				Flags:   unix.O_CREAT | unix.O_WRONLY | unix.O_CLOEXEC,
+				Mode:    0o644,
+				Resolve: resolveInRoot,
+			})
+			if err == unix.EAGAIN || err == unix.EINTR {
+				continue
+			}
+			if err == nil {
+				unix.Close(f)
+			}
+			return err
+		}
+	}
+	if err := create(); err == unix.ENOENT {
+		parent, err := mkdirIn(root, path.Dir("/"+relPath(p)), 0)
+		if err != nil {
+			return -1, err
+		}
+		unix.Close(parent)
+		if err := create(); err != nil {
+			return -1, err
+		}
+	} else if err != nil {
+		return -1, err
+	}
+	return openIn(root, p, unix.O_PATH, 0)
+}
+
+func mountOn(source string, target int, fstype string, flags uintptr, data string) error {
+	return unix.Mount(source, fdPath(target), fstype, flags, data)
+}
+
+func setupRootfs(cfg *stageConfig) error {
+	s := &cfg.Spec
+	// Nothing we mount may propagate back to the host (its mount table must
+	// not change), and host mount events must not reach the container.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return stepError("make / rprivate", "/", err)
+	}
+	if err := mountOverlay(s); err != nil {
+		return err
+	}
+	root, err := unix.Open(s.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stepError("open rootfs", s.Rootfs, err)
+	}
+	defer unix.Close(root)
+
+	// proc, dev and sys must be real directories in the image: mounting procfs
+	// through an image symlink (/proc → /) would shadow whatever it points at,
+	// so like runc we refuse rather than follow.
+	if err := mountFresh(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	if err := setupDev(root, s.TTY); err != nil {
+		return err
+	}
+	if err := mountFresh(root, "/sys", "sysfs", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	for _, f := range cfg.Files {
+		if err := bindFile(root, f.Source, f.Dest); err != nil {
+			return err
+		}
+	}
+	for _, m := range s.Mounts {
+		if err := mountUser(root, m); err != nil {
+			return err
+		}
+	}
+	if err := maskPaths(root); err != nil {
+		return err
+	}
+	if s.Dir != "" {
+		fd, err := mkdirIn(root, s.Dir, 0)
+		if err != nil {
+			return stepError("create working directory", s.Dir, err)
+		}
+		unix.Close(fd)
+	}
+	if err := pivotRoot(root); err != nil {
+		return err
+	}
+	if s.ReadonlyRootfs {
+		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return stepError("remount root read-only", "/", err)
+		}
+	}
+	return nil
+}
+
+func mountOverlay(s *Spec) error {
+	if s.Upper == "" && len(s.Lower) == 1 {
+		// overlayfs wants two layers when there is no upper; one read-only
+		// layer is just a read-only bind.
+		if err := unix.Mount(s.Lower[0], s.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return stepError("bind rootfs", s.Lower[0], err)
+		}
+		if err := unix.Mount("", s.Rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return stepError("remount rootfs read-only", s.Rootfs, err)
+		}
+		return nil
+	}
+	data := "lowerdir=" + strings.Join(s.Lower, ":")
+	if s.Upper != "" {
+		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work
+	}
+	if len(data) >= os.Getpagesize() {
+		// mount(2) takes one page of options; deep images need the fsconfig
+		// API (lowerdir+ per layer) or shorter snapshot paths.
+		return &SetupError{Step: "mount overlay", Path: s.Rootfs, Msg: "overlay options exceed one page (" + strconv.Itoa(len(data)) + " bytes): too many layers", Errno: unix.E2BIG}
+	}
+	if err := unix.Mount("overlay", s.Rootfs, "overlay", 0, data); err != nil {
+		return stepError("mount overlay", s.Rootfs, err)
+	}
+	return nil
+}
+
+// mountFresh mounts a new filesystem instance on dir inside root, refusing
+// symlinks anywhere on the way.
+func mountFresh(root int, dir, source, fstype string, flags uintptr, data string) error {
+	fd, err := mkdirIn(root, dir, unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		if err == unix.ELOOP {
+			return &SetupError{Step: "mount " + fstype, Path: dir, Errno: unix.ELOOP, Msg: "the image has a symlink there; " + fstype + " must be mounted on a plain directory"}
+		}
+		return stepError("mount "+fstype, dir, err)
+	}
+	defer unix.Close(fd)
+	if err := mountOn(source, fd, fstype, flags, data); err != nil {
+		return stepError("mount "+fstype, dir, err)
+	}
+	return nil
+}
+
+type devNode struct {
+	name         string
+	major, minor uint32
+}
+
+// The devices Docker gives every container (runc's default devices).
+var devNodes = []devNode{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+	{"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+// setupDev mounts a fresh tmpfs on /dev and fills it. Nothing from the image's
+// /dev is visible, so nothing there can redirect a device (say /dev/null →
+// /etc/passwd).
+func setupDev(root int, tty bool) error {
+	if err := mountFresh(root, "/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return err
+	}
+	// Re-resolve: the fd from before the mount names the covered directory.
+	dev, err := openIn(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return stepError("open /dev", "/dev", err)
+	}
+	defer unix.Close(dev)
+	for _, n := range devNodes {
+		if err := unix.Mknodat(dev, n.name, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			return stepError("mknod", "/dev/"+n.name, err)
+		}
+	}
+	for _, d := range []string{"pts", "shm", "mqueue"} {
+		if err := unix.Mkdirat(dev, d, 0o755); err != nil {
+			return stepError("mkdir", "/dev/"+d, err)
+		}
+	}
+	for _, m := range []struct {
+		dir, fstype string
+		flags       uintptr
+		data        string
+	}{
+		{"pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=65536k"},
+		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	} {
+		fd, err := unix.Openat(dev, m.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return stepError("open", "/dev/"+m.dir, err)
+		}
+		err = mountOn(m.fstype, fd, m.fstype, m.flags, m.data)
+		unix.Close(fd)
+		if err != nil {
+			return stepError("mount "+m.fstype, "/dev/"+m.dir, err)
+		}
+	}
+	for _, l := range [][2]string{
+		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"},
+	} {
+		if err := unix.Symlinkat(l[0], dev, l[1]); err != nil {
+			return stepError("symlink", "/dev/"+l[1], err)
+		}
+	}
+	if tty {
+		// The pty slave on fd 0 is a file on the host's devpts: bind it so
+		// programs that open /dev/console reach the same terminal.
+		fd, err := unix.Openat(dev, "console", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return stepError("create", "/dev/console", err)
+		}
+		unix.Close(fd)
+		target, err := unix.Openat(dev, "console", unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return stepError("open", "/dev/console", err)
+		}
+		// fd 0 was opened in the parent's mount namespace and a bind cannot
+		// take its source from another namespace (EINVAL), so bind the same
+		// path in our copy of the host's mounts, checked to be the same device.
+		var src string
+		if src, err = os.Readlink(fdPath(0)); err == nil {
+			err = sameFile(0, src)
+		}
+		if err == nil {
+			err = unix.Mount(src, fdPath(target), "", unix.MS_BIND, "")
+		}
+		unix.Close(target)
+		if err != nil {
+			return stepError("bind console", "/dev/console", err)
+		}
+	}
+	return nil
+}
+
+// bindFile binds a host file the parent wrote (trusted) over dest inside root.
+func bindFile(root int, source, dest string) error {
+	src, err := unix.Open(source, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stepError("open", source, err)
+	}
+	defer unix.Close(src)
+	target, err := mkfileIn(root, dest)
+	if err != nil {
+		return stepError("create mount target", dest, err)
+	}
+	defer unix.Close(target)
+	if err := unix.Mount(fdPath(src), fdPath(target), "", unix.MS_BIND, ""); err != nil {
+		return stepError("bind", dest, err)
+	}
+	return nil
+}
+
+// maskPaths hides Docker's masked paths and makes its read-only paths
+// read-only. Paths the kernel does not have are skipped.
+func maskPaths(root int) error {
+	null, err := openIn(root, "/dev/null", unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return stepError("open", "/dev/null", err)
+	}
+	defer unix.Close(null)
+	for _, p := range maskedPaths {
+		fd, err := openIn(root, p, unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
+		if err == unix.ENOENT {
+			continue
+		}
+		if err != nil {
+			return stepError("mask", p, err)
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		if err == nil {
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				err = mountOn("tmpfs", fd, "tmpfs", unix.MS_RDONLY, "")
+			} else {
+				err = unix.Mount(fdPath(null), fdPath(fd), "", unix.MS_BIND, "")
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return stepError("mask", p, err)
+		}
+	}
+	for _, p := range readonlyPaths {
+		fd, err := openIn(root, p, unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
+		if err == unix.ENOENT {
+			continue
+		}
+		if err != nil {
+			return stepError("make read-only", p, err)
+		}
+		err = unix.Mount(fdPath(fd), fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
+		if err == nil {
+			// Re-open: the fd names the covered file, the remount must hit the
+			// bind mount on top of it.
+			unix.Close(fd)
+			fd, err = openIn(root, p, unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
+			if err == nil {
+				err = mountOn("", fd, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+			}
+		}
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return stepError("make read-only", p, err)
+		}
+	}
+	return nil
+}
+
+// pivotRoot makes root the process's root with runc's trick: pivot_root(".",
+// ".") stacks the old root on top of the new one at "/", and a lazy unmount of
+// "." then drops it, with no directory needed for the old root inside the
+// image.
+func pivotRoot(root int) error {
+	if err := unix.Fchdir(root); err != nil {
+		return stepError("chdir to rootfs", "/", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return stepError("pivot_root", "/", err)
+	}
+	// The old root is private already; rslave first anyway, as runc does, so
+	// the unmount below cannot propagate anywhere whatever changes upstream.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return stepError("make old root rslave", "/", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return stepError("unmount old root", "/", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return stepError("chdir", "/", err)
+	}
+	return nil
+}
+
+func sameFile(fd int, p string) error {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(fd, &a); err != nil {
+		return err
+	}
+	if err := unix.Stat(p, &b); err != nil {
+		return err
+	}
+	if a.Rdev != b.Rdev || a.Ino != b.Ino || a.Dev != b.Dev {
+		return unix.EXDEV
+	}
+	return nil
+}

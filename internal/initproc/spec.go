@@ -1,0 +1,150 @@
+// Package initproc is the container child stage: the code that runs inside a
+// re-executed, sealed copy of the calling binary, in the container's new
+// namespaces, and ends by execve'ing the user's program as PID 1.
+//
+// The parent side is Command → Start → (place the child in its cgroup, wire
+// its network) → Release → Cmd.Wait. The child side needs no hook from the
+// importer: this package's init function recognises the re-exec and runs the
+// stage before the importer's main or the test runner (see reexec.go).
+//
+// Only root in the initial user namespace can use this package: the child
+// mounts overlayfs, procfs and sysfs, makes device nodes and pivots its root.
+package initproc
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// Spec describes one container process. The zero value of every optional
+// field means "Docker's default".
+type Spec struct {
+	// Lower lists the read-only layers, topmost first (overlayfs lowerdir
+	// order). Upper and Work are the container's writable layer and overlayfs
+	// work dir on the same filesystem; with Upper empty the root is read-only.
+	Lower []string
+	Upper string
+	Work  string
+	// Rootfs is the directory the child mounts the overlay on, in its own mount
+	// namespace only: on the host it stays an empty directory.
+	Rootfs string
+	// ReadonlyRootfs remounts the root read-only after all mounts are made
+	// (`docker run --read-only`).
+	ReadonlyRootfs bool
+	// Hostname is set in the container's UTS namespace; empty keeps the
+	// kernel's default for a new namespace (the host's name, as copied).
+	Hostname string
+
+	// Args is the command; Args[0] is looked up in Env's PATH inside the
+	// container (Docker's default PATH when Env has none). Required.
+	Args []string
+	// Env is the complete environment of the user's process.
+	Env []string
+	// Dir is the working directory inside the container, created (root-owned,
+	// mode 0755) when missing, as Docker does. Empty means "/".
+	Dir string
+
+	// UID, GID and AdditionalGIDs are the numeric user and groups the program
+	// runs as; names are resolved by the caller.
+	UID, GID       uint32
+	AdditionalGIDs []uint32
+
+	// Capabilities lists the capabilities the program keeps in its bounding,
+	// permitted and effective sets ("CAP_CHOWN"). nil means Docker's default 14
+	// (caps.Default, CapBnd 00000000a80425fb); an empty non-nil slice means none.
+	// The inheritable and ambient sets are always empty, as in Docker 23+.
+	Capabilities []string
+	// NoNewPrivileges sets no_new_privs (`--security-opt no-new-privileges`).
+	NoNewPrivileges bool
+	// Seccomp loads Docker's default seccomp profile, adjusted for
+	// Capabilities, as the last step before execve.
+	Seccomp bool
+	// Rlimits are applied in the child. No limit is raised above the
+	// caller's current hard limit: such values are clamped and reported in
+	// Process.Warnings.
+	Rlimits []Rlimit
+
+	// Files maps container paths (e.g. "/etc/hosts") to contents. Command
+	// writes each into StateDir and the child bind-mounts it (read-write) over
+	// the path, as Docker does for /etc/hostname, /etc/hosts and
+	// /etc/resolv.conf.
+	Files map[string][]byte
+	// StateDir is a host directory owned by the caller for this container
+	// (berth's containers/<id>). Required when Files is set.
+	StateDir string
+
+	// Mounts are applied after /proc, /dev and /sys, in order.
+	Mounts []Mount
+
+	// TTY says that the caller passes a pty slave as stdin, stdout and stderr
+	// (Process.Cmd.Stdin etc.): the child makes it its controlling terminal and
+	// bind-mounts it at /dev/console.
+	TTY bool
+}
+
+// Rlimit is one resource limit (`docker run --ulimit`). Type is an
+// RLIMIT_* constant from golang.org/x/sys/unix.
+type Rlimit struct {
+	Type       int
+	Soft, Hard uint64
+}
+
+// Mount is an extra mount inside the container, like an OCI spec mount.
+// Destination is resolved inside the container's root (symlinks in the image
+// cannot lead outside it); Source is a host path for bind mounts and is
+// trusted. Options takes the usual mount(8) words ("ro", "nosuid", "rbind",
+// "rprivate", ...); unknown words are passed to the filesystem with Data.
+type Mount struct {
+	Source      string
+	Destination string
+	Type        string
+	Options     []string
+	Flags       uintptr
+	Data        string
+}
+
+// Exit codes Docker uses when the container's command cannot be run.
+const (
+	ExitNotExecutable = 126 // found but not executable (permission denied, a directory, bad format)
+	ExitNotFound      = 127 // not found in PATH, or the path does not exist
+)
+
+// SetupError reports a failure inside the child stage. It is sent back over
+// the sync pipe and returned by Process.Release.
+type SetupError struct {
+	// Step names what the child was doing, e.g. "mount proc" or "exec".
+	Step string
+	// Path is the file the step was working on, as the container sees it
+	// when relevant.
+	Path string
+	// Errno is the system error, or 0.
+	Errno syscall.Errno
+	// Msg adds detail in words.
+	Msg string
+	// ExitCode is ExitNotFound or ExitNotExecutable when the command could not
+	// be run, the code `docker run` exits with in that case; 0 otherwise.
+	ExitCode int
+}
+
+// Error formats the step, path and cause.
+func (e *SetupError) Error() string {
+	s := "container setup: " + e.Step
+	if e.Path != "" {
+		s += fmt.Sprintf(" %q", e.Path)
+	}
+	if e.Msg != "" {
+		s += ": " + e.Msg
+	}
+	if e.Errno != 0 {
+		s += ": " + e.Errno.Error()
+	}
+	return s
+}
+
+// Unwrap returns the Errno, so errors.Is(err, fs.ErrNotExist) and friends work.
+func (e *SetupError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
+}
