@@ -24,8 +24,9 @@ type Runtime struct {
 	store *store.Store
 	snaps *snapshot.Snapshots
 
-	mu     sync.Mutex
-	closed bool
+	mu      sync.Mutex
+	closed  bool
+	running map[string]*running // attached containers this Runtime owns
 }
 
 // Option configures a Runtime.
@@ -59,18 +60,29 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	for _, o := range opts {
 		o.applyRuntime(r)
 	}
+	r.sweepContainers()
 	return r, nil
 }
 
 // Root returns the absolute path of the runtime's state directory.
 func (r *Runtime) Root() string { return r.root }
 
-// Close releases the runtime. It is idempotent. Images and detached
-// containers stay in the root for the next Runtime that opens it.
+// Close releases the runtime. Attached containers it started are killed
+// and cleaned up (removed too when they were run with WithAutoRemove);
+// images and detached containers stay in the root for the next Runtime
+// that opens it. Close is idempotent.
 func (r *Runtime) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.closed = true
+	var owned []*running
+	for _, run := range r.running {
+		owned = append(owned, run)
+	}
+	r.mu.Unlock()
+	for _, run := range owned {
+		run.cg.Kill()
+		<-run.done
+	}
 	return nil
 }
 

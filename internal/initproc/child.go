@@ -118,6 +118,18 @@ func runStage() error {
 		}
 	}
 
+	// The container's own /etc/passwd and /etc/group, as it will see them.
+	var callerGIDs []uint32
+	if s.User == "" {
+		s.User = strconv.FormatUint(uint64(s.UID), 10) + ":" + strconv.FormatUint(uint64(s.GID), 10)
+		callerGIDs = s.AdditionalGIDs // the caller chose the groups; only HOME is derived
+	}
+	if err := resolveUser(s); err != nil {
+		return err
+	}
+	if callerGIDs != nil {
+		s.AdditionalGIDs = callerGIDs
+	}
 	trace("hostname-net-rlimits")
 	// Resolve the command while we can still report cleanly, as the
 	// container's user would see the filesystem (after pivot_root).
@@ -248,8 +260,10 @@ func setupUser(s *Spec, keep caps.Set) error {
 	}
 	// A uid change clears the parent-death signal; without it a container
 	// running as a user would outlive its parent.
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return stepError("PR_SET_PDEATHSIG", "", err)
+	if !s.Detached {
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+			return stepError("PR_SET_PDEATHSIG", "", err)
+		}
 	}
 	// Inheritable stays empty (Docker 23+, CVE-2022-24769).
 	if err := caps.SetThread(keep, keep, 0); err != nil {

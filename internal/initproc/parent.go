@@ -125,8 +125,15 @@ func Command(spec *Spec) (*Process, error) {
 	if traceSteps {
 		p.Cmd.Env = append(p.Cmd.Env, "GODEBUG=inittrace=1")
 	}
+	if spec.Detached {
+		p.Cmd.SysProcAttr.Pdeathsig = 0
+	}
 	return p, nil
 }
+
+// Executable returns the path of the sealed copy of the calling binary
+// (see sealedExe), for other stages of berth that re-execute it.
+func Executable() (string, error) { return exePath() }
 
 func validate(s *Spec) error {
 	switch {

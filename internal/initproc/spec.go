@@ -48,6 +48,15 @@ type Spec struct {
 	// runs as; names are resolved by the caller.
 	UID, GID       uint32
 	AdditionalGIDs []uint32
+	// User, when not empty, overrides UID, GID and AdditionalGIDs: it is
+	// "name", "uid", "uid:gid", "name:group" or "uid:group", resolved in the
+	// child from the container's /etc/passwd and /etc/group. Whether set or
+	// not, HOME is added to Env from the passwd entry when Env lacks it.
+	User string
+	// Detached keeps the container alive when its parent dies: no parent-
+	// death signal is armed. Default: the container is SIGKILLed when the
+	// thread that started it exits.
+	Detached bool
 
 	// Capabilities lists the capabilities the program keeps in its bounding,
 	// permitted and effective sets ("CAP_CHOWN"). nil means Docker's default 14

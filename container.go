@@ -1,0 +1,159 @@
+package berth
+
+import (
+	"context"
+	"io"
+	"syscall"
+	"time"
+)
+
+// Process is the program a container runs, like exec.Cmd. Zero values
+// take the image's config: no Args runs the image's CMD, no User runs as
+// the image's USER, and so on.
+type Process struct {
+	// Args replaces the image's CMD (docker run IMAGE ARGS...). The image's
+	// ENTRYPOINT, if any, stays in front of it unless WithEntrypoint
+	// replaces it.
+	Args []string
+	// Env adds to the image's environment; a KEY=VALUE here replaces the
+	// image's KEY (docker run -e).
+	Env []string
+	// Dir is the working directory (docker run -w), created if missing.
+	// Default: the image's WORKDIR, else "/".
+	Dir string
+	// User is "name", "uid", "uid:gid", "name:group" or "uid:group",
+	// resolved from the container's own /etc/passwd and /etc/group (docker
+	// run -u). Default: the image's USER, else root.
+	User string
+	// TTY gives the process a pseudo-terminal as its stdin, stdout and
+	// stderr (docker run -t). Stdout then receives the terminal's output
+	// and Stderr is unused.
+	TTY bool
+	// Stdin, if not nil, is copied to the process's standard input (docker
+	// run -i). Default: /dev/null.
+	Stdin io.Reader
+	// Stdout and Stderr, if not nil, receive the process's output as it
+	// comes. Output is also kept in the container's log (Container.Logs)
+	// either way.
+	Stdout, Stderr io.Writer
+}
+
+// Container is a container in a runtime's root. Its methods are safe for
+// concurrent use. A Container value stays valid after the container exits;
+// it is invalid after Remove.
+type Container struct {
+	// ID is the container's 64-hex-digit identifier.
+	ID string
+	// Name is the container's unique name (docker run --name, or one berth
+	// made up).
+	Name string
+
+	rt  *Runtime
+	run *running // set when this Runtime owns the container's process
+}
+
+// ContainerState says where a container is in its life, as docker inspect's
+// State does.
+type ContainerState struct {
+	// Status is "created", "running", "paused", "exited" or "dead".
+	Status string
+	// Running reports Status "running" or "paused".
+	Running bool
+	// Pid is the host pid of the container's first process while it runs.
+	Pid int
+	// ExitCode is the process's exit status once it exited (128+signal
+	// when a signal killed it; 126 or 127 when it could not be run).
+	ExitCode int
+	// OOMKilled reports that the kernel's OOM killer ended the container.
+	OOMKilled bool
+	// Error says why the container failed to start, if it did.
+	Error string
+	// StartedAt and FinishedAt are zero until the container starts and
+	// exits.
+	StartedAt, FinishedAt time.Time
+}
+
+// ContainerStats is a snapshot of a running container's resource use
+// (docker stats --no-stream).
+type ContainerStats struct {
+	// CPUNanos is the CPU time used so far, in nanoseconds.
+	CPUNanos uint64
+	// MemoryUsage and MemoryLimit are in bytes; MemoryLimit is 0 when
+	// unlimited.
+	MemoryUsage, MemoryLimit uint64
+	// Pids is the number of processes and threads in the container.
+	Pids uint64
+}
+
+// Signal is a process signal, as the container's processes receive it.
+type Signal = syscall.Signal
+
+// DefaultStopTimeout is how long Stop waits after the stop signal before
+// it sends SIGKILL, as docker does.
+const DefaultStopTimeout = 10 * time.Second
+
+// containerConfig is what a container was created with; it is stored in the
+// container's state file so any program on the root can inspect, restart
+// or remove it.
+type containerConfig struct {
+	Image       string            `json:"image"`   // the reference it was run with
+	ImageID     string            `json:"imageID"` // config digest
+	ImageDigest string            `json:"imageDigest"`
+	ChainIDs    []string          `json:"chainIDs"` // bottom first
+	Entrypoint  []string          `json:"entrypoint,omitempty"`
+	Cmd         []string          `json:"cmd,omitempty"`
+	Args        []string          `json:"args"` // what runs: entrypoint + cmd
+	Env         []string          `json:"env"`
+	Dir         string            `json:"dir"`
+	User        string            `json:"user,omitempty"`
+	TTY         bool              `json:"tty,omitempty"`
+	OpenStdin   bool              `json:"openStdin,omitempty"`
+	Hostname    string            `json:"hostname"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	StopSignal  string            `json:"stopSignal,omitempty"`
+	StopTimeout time.Duration     `json:"stopTimeout,omitempty"`
+	AutoRemove  bool              `json:"autoRemove,omitempty"`
+	Detached    bool              `json:"detached,omitempty"`
+	ReadOnly    bool              `json:"readOnly,omitempty"`
+	CapAdd      []string          `json:"capAdd,omitempty"`
+	CapDrop     []string          `json:"capDrop,omitempty"`
+	NoNewPrivs  bool              `json:"noNewPrivileges"`
+	Seccomp     bool              `json:"seccomp"`
+	Resources   Resources         `json:"resources"`
+	Rlimits     []Rlimit          `json:"rlimits,omitempty"`
+}
+
+// Resources limits what a container may use (docker run --memory, --cpus,
+// --cpu-shares, --pids-limit). Zero values mean unlimited.
+type Resources struct {
+	// Memory is the memory limit in bytes.
+	Memory int64 `json:"memory,omitempty"`
+	// MemorySwap is memory plus swap in bytes; 0 means twice Memory when
+	// Memory is set, -1 unlimited (docker's rule).
+	MemorySwap int64 `json:"memorySwap,omitempty"`
+	// NanoCPUs is the CPU quota in billionths of a CPU (--cpus 1.5 is
+	// 1_500_000_000).
+	NanoCPUs int64 `json:"nanoCPUs,omitempty"`
+	// CPUShares is the relative CPU weight (cgroup v1 shares; converted to
+	// a weight on cgroup v2).
+	CPUShares uint64 `json:"cpuShares,omitempty"`
+	// PidsLimit caps the number of processes and threads.
+	PidsLimit int64 `json:"pidsLimit,omitempty"`
+}
+
+// Rlimit is a resource limit of the container's processes (docker run
+// --ulimit). Name is the lower-case docker name: "nofile", "nproc",
+// "core", "memlock", "stack", ….
+type Rlimit struct {
+	Name string `json:"name"`
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// Wait waits until the container's process exits and returns nil for exit
+// status 0 or an *ExitError. It may be called at any time, from any
+// goroutine, any number of times, also on a container started by another
+// program; ctx bounds the wait only.
+func (c *Container) Wait(ctx context.Context) error {
+	return c.rt.waitContainer(ctx, c)
+}

@@ -1,0 +1,526 @@
+package berth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Run creates a container from image (a reference or ID of an image in the
+// store, as docker run takes it) and starts p in it (docker run). It
+// returns once the container's process runs; use Wait for its end.
+//
+// The container gets its own mount, pid, uts, ipc, net (loopback only) and
+// cgroup namespaces, an overlay root over the image's layers, docker's
+// default capabilities, seccomp profile, masked paths and no_new_privs. An
+// attached container (the default) dies with the Runtime or the program;
+// see WithDetach for one that outlives it. If the command cannot be run,
+// Run fails with an error that errors.As finds an *ExitError in, with code
+// 127 (not found) or 126 (not executable), as docker exits.
+func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...RunOption) (_ *Container, retErr error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = &Process{}
+	}
+	o := runConfig{noNewPrivs: true, seccomp: true}
+	for _, opt := range opts {
+		opt.applyRun(&o)
+	}
+	if o.detach && (p.Stdin != nil || p.Stdout != nil || p.Stderr != nil) {
+		return nil, fmt.Errorf("%w: a detached container's output goes to its log; Process.Stdin, Stdout and Stderr must be nil", ErrInvalid)
+	}
+	img, err := r.Image(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.ensureSnapshots(ctx, img); err != nil {
+		return nil, err
+	}
+	id := newContainerID()
+	cfg, err := buildConfig(img, image, p, &o, id)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimPrefix(o.name, "/")
+	if name == "" {
+		name = generatedName(id)
+	}
+	if err := r.claimName(name, id); err != nil {
+		return nil, err
+	}
+	dir := r.containerDir(id)
+	defer func() {
+		if retErr != nil && cfg.AutoRemove {
+			r.removeContainerFiles(id, name)
+		}
+	}()
+	for _, d := range []string{"upper", "work", "rootfs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			r.releaseName(name, id)
+			return nil, err
+		}
+	}
+	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated}}
+	if err := r.writeRecord(rec); err != nil {
+		r.removeContainerFiles(id, name)
+		return nil, err
+	}
+	c := &Container{ID: id, Name: name, rt: r}
+	if cfg.Detached {
+		if err := r.startDetached(ctx, rec); err != nil {
+			return nil, fmt.Errorf("starting container %s: %w", name, err)
+		}
+		return c, nil
+	}
+	run, err := r.launch(ctx, rec, stdio{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr})
+	if err != nil {
+		return nil, fmt.Errorf("starting container %s: %w", name, err)
+	}
+	c.run = run
+	r.track(run)
+	return c, nil
+}
+
+// ensureSnapshots unpacks any layer of img whose snapshot is missing (after
+// a Prune raced, or a store copied without snapshots).
+func (r *Runtime) ensureSnapshots(ctx context.Context, img *Image) error {
+	for _, l := range img.Layers {
+		if r.snaps.Exists(l.ChainID) {
+			continue
+		}
+		if err := r.unpackFromStore(ctx, l, nil); err != nil {
+			return fmt.Errorf("unpacking layer %s: %w", shortID(l.Digest), err)
+		}
+	}
+	return nil
+}
+
+func (r *Runtime) track(run *running) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running == nil {
+		r.running = map[string]*running{}
+	}
+	r.running[run.rec.ID] = run
+}
+
+func (r *Runtime) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.running, id)
+}
+
+func (r *Runtime) owned(id string) *running {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running[id]
+}
+
+// Container finds a container of the root by name, full ID or unique ID
+// prefix (docker's rules), including containers started by other programs.
+func (r *Runtime) Container(ctx context.Context, nameOrID string) (*Container, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	name := strings.TrimPrefix(nameOrID, "/")
+	if id, err := os.ReadFile(filepath.Join(r.root, "names", name)); err == nil && validContainerName(name) {
+		if _, err := r.readRecord(string(id)); err == nil {
+			return r.containerHandle(string(id), name), nil
+		}
+	}
+	entries, err := os.ReadDir(r.containersDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var match *containerRecord
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), nameOrID) || nameOrID == "" {
+			continue
+		}
+		rec, err := r.readRecord(e.Name())
+		if err != nil {
+			continue
+		}
+		if match != nil {
+			return nil, fmt.Errorf("%w: container ID prefix %q is ambiguous", ErrInvalid, nameOrID)
+		}
+		match = rec
+	}
+	if match == nil {
+		return nil, fmt.Errorf("no such container: %s: %w", nameOrID, ErrNotFound)
+	}
+	return r.containerHandle(match.ID, match.Name), nil
+}
+
+func (r *Runtime) containerHandle(id, name string) *Container {
+	return &Container{ID: id, Name: name, rt: r, run: r.owned(id)}
+}
+
+// ListOption configures Containers.
+type ListOption interface{ applyList(*listConfig) }
+
+type listConfig struct{ all bool }
+
+type listOptionFunc func(*listConfig)
+
+func (f listOptionFunc) applyList(c *listConfig) { f(c) }
+
+// WithAll lists stopped containers too (docker ps -a). Default: running
+// ones only.
+func WithAll() ListOption { return listOptionFunc(func(c *listConfig) { c.all = true }) }
+
+// ContainerInfo is what Inspect and Containers report about a container.
+type ContainerInfo struct {
+	ID      string
+	Name    string
+	Created time.Time
+	// Image is the reference the container was run with; ImageID the
+	// image's config digest.
+	Image, ImageID string
+	// Args is the command line of the container's process (entrypoint
+	// plus command).
+	Args       []string
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+	Hostname   string
+	TTY        bool
+	Labels     map[string]string
+	StopSignal string
+	AutoRemove bool
+	Detached   bool
+	ReadOnly   bool
+	Resources  Resources
+	State      ContainerState
+	// LogPath is the file holding the container's output.
+	LogPath string
+}
+
+func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
+	cfg := rec.Config
+	return &ContainerInfo{
+		ID: rec.ID, Name: rec.Name, Created: rec.Created, Image: cfg.Image, ImageID: cfg.ImageID,
+		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
+		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, Labels: cfg.Labels, StopSignal: cfg.StopSignal,
+		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
+		State: rec.State, LogPath: filepath.Join(r.containerDir(rec.ID), logName),
+	}
+}
+
+// Containers lists the root's containers, newest first, including those
+// other programs started (docker ps).
+func (r *Runtime) Containers(ctx context.Context, opts ...ListOption) ([]*ContainerInfo, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	var cfg listConfig
+	for _, o := range opts {
+		o.applyList(&cfg)
+	}
+	entries, err := os.ReadDir(r.containersDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var out []*ContainerInfo
+	for _, e := range entries {
+		rec, err := r.currentRecord(e.Name())
+		if err != nil {
+			continue
+		}
+		if !cfg.all && !rec.State.Running {
+			continue
+		}
+		out = append(out, r.info(rec))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// currentRecord reads a record and corrects a "running" state whose owner
+// died (a detached container whose monitor was killed, say).
+func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
+	rec, err := r.readRecord(id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State.Running && !rec.alive() {
+		if unlock, ok := r.store.TryLock("owner-"+id, true); ok {
+			unlock()
+			rec.State.Status, rec.State.Running, rec.State.Pid = statusDead, false, 0
+		}
+	}
+	return rec, nil
+}
+
+// Inspect returns the container's configuration and state (docker
+// inspect).
+func (c *Container) Inspect(ctx context.Context) (*ContainerInfo, error) {
+	rec, err := c.rt.currentRecord(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	return c.rt.info(rec), nil
+}
+
+// State returns the container's current state.
+func (c *Container) State(ctx context.Context) (ContainerState, error) {
+	rec, err := c.rt.currentRecord(c.ID)
+	if err != nil {
+		return ContainerState{}, err
+	}
+	return rec.State, nil
+}
+
+func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
+	if run := c.run; run != nil {
+		select {
+		case <-run.done:
+			return run.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// Owned elsewhere: wait for the process through a pidfd, then for the
+	// owner to record the exit.
+	for {
+		rec, err := r.currentRecord(c.ID)
+		if err != nil {
+			return err
+		}
+		if !rec.State.Running && rec.State.Status != statusCreated {
+			if rec.State.ExitCode != 0 || rec.State.OOMKilled {
+				sig := 0
+				if rec.State.ExitCode > 128 && rec.State.ExitCode < 128+65 {
+					sig = rec.State.ExitCode - 128
+				}
+				return &ExitError{Code: rec.State.ExitCode, Signal: sig, OOMKilled: rec.State.OOMKilled}
+			}
+			return nil
+		}
+		delay := 10 * time.Millisecond
+		if rec.State.Running && rec.alive() {
+			if fd, err := unix.PidfdOpen(rec.State.Pid, 0); err == nil {
+				waitPidfd(ctx, fd)
+				unix.Close(fd)
+				delay = time.Millisecond
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// waitPidfd blocks until the process exits or ctx ends.
+func waitPidfd(ctx context.Context, fd int) {
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(fds, 100)
+		if n > 0 {
+			return
+		}
+	}
+}
+
+// Signal sends sig to the container's first process (docker kill -s).
+func (c *Container) Signal(ctx context.Context, sig Signal) error {
+	rec, err := c.rt.currentRecord(c.ID)
+	if err != nil {
+		return err
+	}
+	if !rec.State.Running || !rec.alive() {
+		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+	}
+	fd, err := unix.PidfdOpen(rec.State.Pid, 0)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+	}
+	defer unix.Close(fd)
+	// The pidfd pins the process: check it is still the container's.
+	if procStartTime(rec.State.Pid) != rec.PidStart {
+		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+		}
+		return fmt.Errorf("signalling container %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Stop sends the container's stop signal (the image's STOPSIGNAL, else
+// SIGTERM), waits up to timeout for it to exit, then kills every process
+// of the container with SIGKILL (docker stop -t). A negative timeout means
+// the container's stop timeout (DefaultStopTimeout unless WithStopTimeout
+// set one). Stopping a container that is not running is not an error.
+func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
+	rec, err := c.rt.currentRecord(c.ID)
+	if err != nil {
+		return err
+	}
+	if !rec.State.Running {
+		return nil
+	}
+	if timeout < 0 {
+		timeout = rec.Config.StopTimeout
+		if timeout == 0 {
+			timeout = DefaultStopTimeout
+		}
+	}
+	sig, err := parseSignal(rec.Config.StopSignal)
+	if err != nil {
+		return err
+	}
+	if err := c.Signal(ctx, sig); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	werr := c.Wait(wctx)
+	cancel()
+	if werr == nil || !errors.Is(werr, context.DeadlineExceeded) {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
+		cg.Kill()
+	} else {
+		c.Signal(ctx, syscall.SIGKILL)
+	}
+	if err := c.Wait(ctx); err != nil && ctx.Err() != nil {
+		return err
+	}
+	return nil
+}
+
+// RemoveOption configures Remove.
+type RemoveOption interface{ applyRemove(*removeConfig) }
+
+type removeConfig struct{ force bool }
+
+type removeOptionFunc func(*removeConfig)
+
+func (f removeOptionFunc) applyRemove(c *removeConfig) { f(c) }
+
+// WithForce kills a running container before removing it (docker rm -f).
+// Default: removing a running container fails with ErrInUse.
+func WithForce() RemoveOption { return removeOptionFunc(func(c *removeConfig) { c.force = true }) }
+
+// Remove deletes the container and everything it made: its writable
+// layer, log and state (docker rm). It is idempotent: removing a container
+// that is gone is not an error.
+func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
+	var cfg removeConfig
+	for _, o := range opts {
+		o.applyRemove(&cfg)
+	}
+	rec, err := c.rt.currentRecord(c.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.State.Running {
+		if !cfg.force {
+			return fmt.Errorf("cannot remove running container %s: stop it first or force removal: %w", c.Name, ErrInUse)
+		}
+		if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
+			cg.Kill()
+		}
+		c.Signal(ctx, syscall.SIGKILL)
+		if err := c.Wait(ctx); err != nil && ctx.Err() != nil {
+			return err
+		}
+	}
+	// Wait for the owner to let go (it records the exit first).
+	unlock, err := c.rt.store.Lock(ctx, "owner-"+c.ID, true)
+	if err != nil {
+		return err
+	}
+	unlock()
+	c.rt.removeContainerFiles(c.ID, rec.Name)
+	return nil
+}
+
+// removeContainerFiles deletes a container's directory, name, cgroup and
+// locks. The caller makes sure nothing runs in it.
+func (r *Runtime) removeContainerFiles(id, name string) {
+	if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
+		cg.Kill()
+		cg.Delete()
+	}
+	dir := r.containerDir(id)
+	// Rename first so a half-removed container is never listed.
+	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
+	if err := os.Rename(dir, tmp); err == nil {
+		dir = tmp
+	}
+	os.RemoveAll(dir)
+	r.releaseName(name, id)
+	for _, l := range []string{"owner-", "ctr-"} {
+		os.Remove(filepath.Join(r.root, "locks", l+id))
+	}
+}
+
+// Stats returns the container's current resource use (docker stats
+// --no-stream).
+func (c *Container) Stats(ctx context.Context) (ContainerStats, error) {
+	rec, err := c.rt.currentRecord(c.ID)
+	if err != nil {
+		return ContainerStats{}, err
+	}
+	if !rec.State.Running {
+		return ContainerStats{}, fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+	}
+	cg, err := cgroup.Load(c.rt.cgroupPath(c.ID))
+	if err != nil {
+		return ContainerStats{}, fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+	}
+	s, err := cg.Stats()
+	if err != nil {
+		return ContainerStats{}, err
+	}
+	return ContainerStats{CPUNanos: s.CPUUsageNanos, MemoryUsage: s.MemoryUsage, MemoryLimit: s.MemoryLimit, Pids: s.Pids}, nil
+}
+
+// openPTY opens a new pseudo-terminal pair.
+func openPTY() (master, slave *os.File, err error) {
+	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening /dev/ptmx: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(m)
+		return nil, nil, fmt.Errorf("unlocking pty: %w", err)
+	}
+	n, err := unix.IoctlGetInt(m, unix.TIOCGPTN)
+	if err != nil {
+		unix.Close(m)
+		return nil, nil, fmt.Errorf("pty number: %w", err)
+	}
+	name := fmt.Sprintf("/dev/pts/%d", n)
+	s, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(m)
+		return nil, nil, fmt.Errorf("opening %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(m), "/dev/ptmx"), os.NewFile(uintptr(s), name), nil
+}

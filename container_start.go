@@ -1,0 +1,510 @@
+package berth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/caps"
+	"github.com/berth-dev/berth/internal/cgroup"
+	"github.com/berth-dev/berth/internal/initproc"
+	"golang.org/x/sys/unix"
+)
+
+// defaultPath is the PATH docker gives a container whose image sets none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// buildConfig applies docker's rules for what a container runs: ENTRYPOINT
+// and CMD from the image, Process.Args replacing CMD, --entrypoint
+// replacing ENTRYPOINT and dropping CMD; environment, directory and user
+// from the image unless the Process says otherwise.
+func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (containerConfig, error) {
+	cfg := containerConfig{
+		Image: ref, ImageID: img.ID, ImageDigest: img.Digest,
+		Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
+		Dir: img.Config.WorkingDir, User: img.Config.User,
+		TTY: p.TTY, OpenStdin: p.Stdin != nil,
+		Hostname: o.hostname, Labels: o.labels,
+		StopSignal: img.Config.StopSignal, StopTimeout: o.stopTimeout,
+		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
+		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
+		Resources: o.resources, Rlimits: o.rlimits,
+	}
+	for _, l := range img.Layers {
+		cfg.ChainIDs = append(cfg.ChainIDs, l.ChainID)
+	}
+	if o.hasEntry {
+		cfg.Entrypoint, cfg.Cmd = o.entrypoint, nil
+	}
+	if len(p.Args) > 0 {
+		cfg.Cmd = p.Args
+	}
+	cfg.Args = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
+	if len(cfg.Args) == 0 {
+		return cfg, fmt.Errorf("%w: no command specified: the image has no ENTRYPOINT or CMD and Process.Args is empty", ErrInvalid)
+	}
+	if p.Dir != "" {
+		cfg.Dir = p.Dir
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = "/"
+	}
+	if !strings.HasPrefix(cfg.Dir, "/") {
+		return cfg, fmt.Errorf("%w: working directory %q is not absolute", ErrInvalid, cfg.Dir)
+	}
+	if p.User != "" {
+		cfg.User = p.User
+	}
+	if o.stopSignal != "" {
+		cfg.StopSignal = o.stopSignal
+	}
+	if _, err := parseSignal(cfg.StopSignal); err != nil {
+		return cfg, err
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = id[:12]
+	}
+	cfg.Env = mergeEnv(img.Config.Env, p.Env)
+	if !hasEnv(cfg.Env, "PATH") {
+		cfg.Env = append([]string{"PATH=" + defaultPath}, cfg.Env...)
+	}
+	if !hasEnv(cfg.Env, "HOSTNAME") {
+		cfg.Env = append(cfg.Env, "HOSTNAME="+cfg.Hostname)
+	}
+	if p.TTY && !hasEnv(cfg.Env, "TERM") {
+		cfg.Env = append(cfg.Env, "TERM=xterm")
+	}
+	if _, err := capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
+		return cfg, err
+	}
+	for _, rl := range cfg.Rlimits {
+		if _, ok := rlimitTypes[rl.Name]; !ok {
+			return cfg, fmt.Errorf("%w: unknown ulimit %q", ErrInvalid, rl.Name)
+		}
+	}
+	return cfg, nil
+}
+
+// mergeEnv overlays KEY=VALUE pairs on base, replacing keys base has.
+func mergeEnv(base, over []string) []string {
+	out := append([]string{}, base...)
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, old := range out {
+			if ok, _, _ := strings.Cut(old, "="); ok == k {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// capabilitySet is docker's default set with adds and drops applied.
+func capabilitySet(add, drop []string) ([]string, error) {
+	set := caps.DefaultSet
+	norm := func(n string) string {
+		n = strings.ToUpper(n)
+		if n != "ALL" && !strings.HasPrefix(n, "CAP_") {
+			n = "CAP_" + n
+		}
+		return n
+	}
+	for _, n := range add {
+		if norm(n) == "ALL" {
+			set = caps.All() & caps.Supported()
+			continue
+		}
+		c, err := caps.Parse(norm(n))
+		if err != nil {
+			return nil, fmt.Errorf("%w: --cap-add %q: %v", ErrInvalid, n, err)
+		}
+		set = set.Add(c)
+	}
+	for _, n := range drop {
+		if norm(n) == "ALL" {
+			set = 0
+			continue
+		}
+		c, err := caps.Parse(norm(n))
+		if err != nil {
+			return nil, fmt.Errorf("%w: --cap-drop %q: %v", ErrInvalid, n, err)
+		}
+		set &^= caps.Set(1) << uint(c)
+	}
+	names := set.Names()
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+var rlimitTypes = map[string]int{
+	"core": unix.RLIMIT_CORE, "cpu": unix.RLIMIT_CPU, "data": unix.RLIMIT_DATA, "fsize": unix.RLIMIT_FSIZE,
+	"locks": unix.RLIMIT_LOCKS, "memlock": unix.RLIMIT_MEMLOCK, "msgqueue": unix.RLIMIT_MSGQUEUE,
+	"nice": unix.RLIMIT_NICE, "nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC,
+	"rss": unix.RLIMIT_RSS, "rtprio": unix.RLIMIT_RTPRIO, "rttime": unix.RLIMIT_RTTIME,
+	"sigpending": unix.RLIMIT_SIGPENDING, "stack": unix.RLIMIT_STACK, "as": unix.RLIMIT_AS,
+}
+
+// parseSignal accepts "SIGTERM", "TERM", "15"; empty means SIGTERM.
+func parseSignal(s string) (syscall.Signal, error) {
+	if s == "" {
+		return syscall.SIGTERM, nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("%w: signal %q", ErrInvalid, s)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("%w: unknown signal %q", ErrInvalid, s)
+}
+
+// initSpec turns a container record into the child stage's spec.
+func (r *Runtime) initSpec(rec *containerRecord) (*initproc.Spec, error) {
+	cfg := &rec.Config
+	dir := r.containerDir(rec.ID)
+	s := &initproc.Spec{
+		Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Rootfs: filepath.Join(dir, "rootfs"),
+		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname,
+		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
+		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp,
+		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,
+		Files: map[string][]byte{
+			"/etc/hostname":    []byte(cfg.Hostname + "\n"),
+			"/etc/hosts":       []byte(hostsFile(cfg.Hostname)),
+			"/etc/resolv.conf": resolvConf(),
+		},
+	}
+	if s.User == "" {
+		s.User = "0"
+	}
+	// overlayfs wants the topmost lower layer first.
+	for i := len(cfg.ChainIDs) - 1; i >= 0; i-- {
+		fs, err := r.snaps.FS(cfg.ChainIDs[i])
+		if err != nil {
+			return nil, err
+		}
+		s.Lower = append(s.Lower, fs)
+	}
+	var err error
+	if s.Capabilities, err = capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
+		return nil, err
+	}
+	for _, rl := range cfg.Rlimits {
+		s.Rlimits = append(s.Rlimits, initproc.Rlimit{Type: rlimitTypes[rl.Name], Soft: rl.Soft, Hard: rl.Hard})
+	}
+	return s, nil
+}
+
+func hostsFile(hostname string) string {
+	return "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t" + hostname + "\n"
+}
+
+// resolvConf is the host's resolv.conf, minus loopback name servers a
+// container cannot reach, as docker writes it.
+func resolvConf() []byte {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return []byte(strings.Join(out, "\n"))
+}
+
+// cgroupResources converts a container's limits for the cgroup package.
+func cgroupResources(res Resources) cgroup.Resources {
+	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares, PidsLimit: res.PidsLimit}
+}
+
+// stdio is how a started container's standard streams are wired.
+type stdio struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// running is a container process this process started and owns: the
+// calling program for attached containers, the monitor for detached ones.
+type running struct {
+	rt      *Runtime
+	rec     *containerRecord
+	proc    *initproc.Process
+	cg      *cgroup.Cgroup
+	unlock  func() // releases the owner lock
+	log     *logFile
+	copiers sync.WaitGroup
+	closers []io.Closer
+
+	done chan struct{}
+	err  error // the exit, once done is closed: nil or *ExitError
+}
+
+// launch starts the container described by rec, which is in state
+// "created", and returns once its process runs the user's program. On
+// failure everything it made is undone and the record says why.
+func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (_ *running, retErr error) {
+	unlock, ok := r.store.TryLock("owner-"+rec.ID, true)
+	if !ok {
+		return nil, fmt.Errorf("container %s is owned by another program", rec.Name)
+	}
+	run := &running{rt: r, rec: rec, unlock: unlock, done: make(chan struct{})}
+	defer func() {
+		if retErr != nil {
+			run.abort(retErr)
+		}
+	}()
+	dir := r.containerDir(rec.ID)
+	var err error
+	if run.log, err = openLog(dir); err != nil {
+		return nil, err
+	}
+	if run.cg, err = cgroup.New(r.cgroupPath(rec.ID), cgroupResources(rec.Config.Resources)); err != nil {
+		return nil, fmt.Errorf("creating the container's cgroup: %w", err)
+	}
+	spec, err := r.initSpec(rec)
+	if err != nil {
+		return nil, err
+	}
+	if run.proc, err = initproc.Command(spec); err != nil {
+		return nil, err
+	}
+	if err := run.wire(std); err != nil {
+		return nil, err
+	}
+	if err := run.proc.Start(); err != nil {
+		return nil, err
+	}
+	pid := run.proc.Pid()
+	if err := run.cg.Add(pid); err != nil {
+		run.proc.Cmd.Process.Kill()
+		run.proc.Wait()
+		return nil, fmt.Errorf("placing the container in its cgroup: %w", err)
+	}
+	if err := run.proc.Release(); err != nil {
+		run.proc.Wait()
+		var se *initproc.SetupError
+		if errors.As(err, &se) && se.ExitCode != 0 {
+			return nil, &startError{err: err, code: se.ExitCode}
+		}
+		return nil, err
+	}
+	for _, c := range run.closers {
+		c.Close() // the child's ends of the pipes
+	}
+	run.closers = nil
+	rec.State = ContainerState{Status: statusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC()}
+	rec.PidStart = procStartTime(pid)
+	if err := r.writeRecord(rec); err != nil {
+		run.proc.Cmd.Process.Kill()
+		run.proc.Wait()
+		return nil, err
+	}
+	go run.wait()
+	return run, nil
+}
+
+// startError is a container whose command could not run: docker's exit
+// codes 126 (not executable) and 127 (not found).
+type startError struct {
+	err  error
+	code int
+}
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() []error {
+	return []error{e.err, &ExitError{Code: e.code}}
+}
+
+// wire connects the container's standard streams: pipes copied into the
+// log (and the caller's writers), or a pseudo-terminal.
+func (run *running) wire(std stdio) error {
+	cmd := run.proc.Cmd
+	if run.rec.Config.TTY {
+		master, slave, err := openPTY()
+		if err != nil {
+			return err
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		run.closers = append(run.closers, slave)
+		run.copy(master, &streamWriter{log: run.log, stream: "stdout", user: std.stdout}, master)
+		if std.stdin != nil {
+			go func() { copyQuiet(master, std.stdin) }()
+		}
+		return nil
+	}
+	if std.stdin != nil {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		cmd.Stdin = pr
+		run.closers = append(run.closers, pr)
+		go func() {
+			copyQuiet(pw, std.stdin)
+			pw.Close()
+		}()
+	}
+	for _, s := range []struct {
+		name string
+		user io.Writer
+		set  func(*os.File)
+	}{
+		{"stdout", std.stdout, func(f *os.File) { cmd.Stdout = f }},
+		{"stderr", std.stderr, func(f *os.File) { cmd.Stderr = f }},
+	} {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		s.set(pw)
+		run.closers = append(run.closers, pw)
+		run.copy(pr, &streamWriter{log: run.log, stream: s.name, user: s.user}, pr)
+	}
+	return nil
+}
+
+func (run *running) copy(src *os.File, dst *streamWriter, closer io.Closer) {
+	run.copiers.Add(1)
+	go func() {
+		defer run.copiers.Done()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				dst.Write(buf[:n])
+			}
+			if err != nil {
+				break
+			}
+		}
+		closer.Close()
+	}()
+}
+
+func copyQuiet(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// wait reaps the container's process, records how it ended and cleans up.
+func (run *running) wait() {
+	werr := run.proc.Wait()
+	run.copiers.Wait()
+	code, sig := exitStatus(run.proc.Cmd.ProcessState, werr)
+	oom, _ := run.cg.OOMKilled()
+	run.finish(code, sig, oom, "")
+}
+
+func exitStatus(ps *os.ProcessState, err error) (code, sig int) {
+	if ps == nil {
+		return 255, 0
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), int(ws.Signal())
+	}
+	return ps.ExitCode(), 0
+}
+
+// finish records the exit, releases the container's resources and, under
+// auto-remove, removes it.
+func (run *running) finish(code, sig int, oom bool, msg string) {
+	r, rec := run.rt, run.rec
+	if run.cg != nil {
+		run.cg.Kill()
+		run.cg.Delete()
+	}
+	if run.log != nil {
+		run.log.close()
+	}
+	ctx := context.Background()
+	var exitErr error
+	if code != 0 || oom {
+		exitErr = &ExitError{Code: code, Signal: sig, OOMKilled: oom}
+	}
+	updated, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+		cur.State.Status = statusExited
+		cur.State.Running = false
+		cur.State.Pid = 0
+		cur.State.ExitCode = code
+		cur.State.OOMKilled = oom
+		cur.State.Error = msg
+		cur.State.FinishedAt = time.Now().UTC()
+		return nil
+	})
+	if err == nil {
+		run.rec = updated
+	}
+	run.unlock()
+	if rec.Config.AutoRemove {
+		r.removeContainerFiles(rec.ID, rec.Name)
+	}
+	run.err = exitErr
+	close(run.done)
+	r.forget(rec.ID)
+}
+
+// abort undoes a launch that failed before the user's program ran.
+func (run *running) abort(cause error) {
+	for _, c := range run.closers {
+		c.Close()
+	}
+	code := 0
+	var se *startError
+	if errors.As(cause, &se) {
+		code = se.code
+	}
+	if run.proc != nil && run.proc.Cmd.Process != nil && run.proc.Cmd.ProcessState == nil {
+		run.proc.Cmd.Process.Kill()
+		run.proc.Wait()
+	}
+	run.copiers.Wait()
+	if code == 0 {
+		code = 128 // docker's "created, never ran" has no code; keep it non-zero
+	}
+	run.finish(code, 0, false, cause.Error())
+}

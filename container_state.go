@@ -1,0 +1,187 @@
+package berth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// containerRecord is a container's state file, containers/<id>/state.json.
+// The program or monitor that owns a running container holds the flock of
+// containers/<id>/owner.lock; a free lock on a "running" record means its
+// owner died, which is how New recognises leftovers.
+type containerRecord struct {
+	ID      string          `json:"id"`
+	Name    string          `json:"name"`
+	Created time.Time       `json:"created"`
+	Config  containerConfig `json:"config"`
+	State   ContainerState  `json:"state"`
+	// PidStart is the start time (clock ticks since boot) of State.Pid,
+	// from /proc/PID/stat: a pid matches the container only if its start
+	// time does, so a recycled pid is never signalled.
+	PidStart uint64 `json:"pidStart,omitempty"`
+}
+
+const (
+	statusCreated = "created"
+	statusRunning = "running"
+	statusPaused  = "paused"
+	statusExited  = "exited"
+	statusDead    = "dead"
+)
+
+func (r *Runtime) containersDir() string { return filepath.Join(r.root, "containers") }
+
+func (r *Runtime) containerDir(id string) string { return filepath.Join(r.root, "containers", id) }
+
+// rootTag names this root in host-wide namespaces (cgroups, the monitor's
+// socket), so that roots never touch each other's containers.
+func rootTag(root string) string {
+	sum := sha256.Sum256([]byte(root))
+	return hex.EncodeToString(sum[:6])
+}
+
+func (r *Runtime) cgroupPath(id string) string { return "/berth/" + rootTag(r.root) + "/" + id }
+
+func newContainerID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// readRecord reads a container's state file.
+func (r *Runtime) readRecord(id string) (*containerRecord, error) {
+	b, err := os.ReadFile(filepath.Join(r.containerDir(id), "state.json"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("container %s: %w", shortID(id), ErrNotFound)
+		}
+		return nil, err
+	}
+	var rec containerRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("container %s: state file: %w", shortID(id), err)
+	}
+	return &rec, nil
+}
+
+// writeRecord replaces the state file by rename. It is not fsynced: a
+// container does not survive a host crash, and a rename is atomic against
+// readers and killed writers.
+func (r *Runtime) writeRecord(rec *containerRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	dir := r.containerDir(rec.ID)
+	tmp := filepath.Join(dir, ".state.json.tmp-"+strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "state.json"))
+}
+
+// updateRecord applies fn to the state file under the container's lock.
+func (r *Runtime) updateRecord(ctx context.Context, id string, fn func(*containerRecord) error) (*containerRecord, error) {
+	unlock, err := r.store.Lock(ctx, "ctr-"+id, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, err := r.readRecord(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(rec); err != nil {
+		return nil, err
+	}
+	return rec, r.writeRecord(rec)
+}
+
+// claimName reserves a container name, failing with ErrExists when taken.
+func (r *Runtime) claimName(name, id string) error {
+	if !validContainerName(name) {
+		return fmt.Errorf("%w: container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, name)
+	}
+	dir := filepath.Join(r.root, "names")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			owner, _ := os.ReadFile(filepath.Join(dir, name))
+			return fmt.Errorf("container name %q is already in use by container %s: %w", name, shortID(string(owner)), ErrExists)
+		}
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(id)
+	return err
+}
+
+func (r *Runtime) releaseName(name, id string) {
+	p := filepath.Join(r.root, "names", name)
+	if owner, err := os.ReadFile(p); err == nil && string(owner) == id {
+		os.Remove(p)
+	}
+}
+
+func validContainerName(name string) bool {
+	name = strings.TrimPrefix(name, "/")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for i, c := range name {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || (c != '_' && c != '.' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
+
+var nameLeft = []string{"brave", "calm", "eager", "fond", "keen", "bold", "quiet", "swift", "tidy", "wise", "jolly", "lucid", "merry", "nimble", "proud", "sunny"}
+var nameRight = []string{"albatross", "beacon", "cutter", "dinghy", "ferry", "galley", "harbor", "jetty", "keel", "lighthouse", "mooring", "pilot", "quay", "rudder", "schooner", "wharf"}
+
+func generatedName(id string) string {
+	b, _ := hex.DecodeString(id[:4])
+	return nameLeft[b[0]%16] + "_" + nameRight[b[1]%16] + "_" + id[4:8]
+}
+
+// procStartTime returns a process's start time in clock ticks since boot,
+// or 0 if it does not exist.
+func procStartTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may contain spaces and parentheses: fields count
+	// from the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(fields[19], 10, 64)
+	return v
+}
+
+// alive reports whether the record's process still runs.
+func (rec *containerRecord) alive() bool {
+	return rec.State.Pid > 0 && rec.PidStart != 0 && procStartTime(rec.State.Pid) == rec.PidStart
+}

@@ -1,0 +1,57 @@
+package berth_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+)
+
+// runOut runs args in img attached and returns stdout, stderr and Wait's
+// error.
+func runOut(t *testing.T, rt *berth.Runtime, img string, p *berth.Process, opts ...berth.RunOption) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	p.Stdout, p.Stderr = &out, &errb
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := rt.Run(ctx, img, p, opts...)
+	if err != nil {
+		return "", "", err
+	}
+	err = c.Wait(ctx)
+	return out.String(), errb.String(), err
+}
+
+func TestRunBasics(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	out, _, err := runOut(t, rt, "busybox", &berth.Process{Args: []string{"echo", "hello"}}, berth.WithAutoRemove())
+	if err != nil || out != "hello\n" {
+		t.Fatalf("echo hello: %q, %v", out, err)
+	}
+	_, _, err = runOut(t, rt, "busybox", &berth.Process{Args: []string{"sh", "-c", "exit 3"}})
+	var ee *berth.ExitError
+	if !errors.As(err, &ee) || ee.Code != 3 {
+		t.Errorf("exit 3: %v", err)
+	}
+	_, _, err = runOut(t, rt, "busybox", &berth.Process{Args: []string{"nosuchcommand"}})
+	if !errors.As(err, &ee) || ee.Code != 127 {
+		t.Errorf("missing command: %v, want exit 127", err)
+	}
+	out, _, err = runOut(t, rt, "busybox", &berth.Process{Args: []string{"sh", "-c", "echo $$; hostname; id -u; grep -E 'CapBnd|Seccomp:|NoNewPrivs' /proc/self/status"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1\n", "CapBnd:\t00000000a80425fb", "Seccomp:\t2", "NoNewPrivs:\t1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q lacks %q", out, want)
+		}
+	}
+}

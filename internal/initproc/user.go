@@ -1,0 +1,116 @@
+package initproc
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// resolveUser turns Spec.User ("name", "uid", "uid:gid", "name:group",
+// "uid:group") into numeric ids from the container's own /etc/passwd and
+// /etc/group, read in Go after pivot_root, never through NSS: the files are
+// the image's, and the host's resolver must never see them. It also sets
+// HOME from the passwd entry when the environment has none, as Docker does
+// ("/" for a uid with no entry).
+func resolveUser(s *Spec) error {
+	userPart, groupPart, hasGroup := strings.Cut(s.User, ":")
+	passwd := readColonFile("/etc/passwd")
+	groups := readColonFile("/etc/group")
+
+	home := "/"
+	var name string
+	uid, err := strconv.ParseUint(userPart, 10, 32)
+	found := false
+	for _, f := range passwd {
+		if len(f) < 7 {
+			continue
+		}
+		if (err == nil && f[2] == userPart) || (err != nil && f[0] == userPart) {
+			u, e1 := strconv.ParseUint(f[2], 10, 32)
+			g, e2 := strconv.ParseUint(f[3], 10, 32)
+			if e1 != nil || e2 != nil {
+				continue
+			}
+			uid, name, home, found = u, f[0], f[5], true
+			s.GID = uint32(g)
+			break
+		}
+	}
+	if !found {
+		if err != nil {
+			return &SetupError{Step: "resolve user", Path: "/etc/passwd", Msg: fmt.Sprintf("unable to find user %s: no matching entries in passwd file", userPart)}
+		}
+		s.GID = 0
+	}
+	s.UID = uint32(uid)
+
+	if hasGroup {
+		gid, err := strconv.ParseUint(groupPart, 10, 32)
+		if err != nil {
+			ok := false
+			for _, f := range groups {
+				if len(f) >= 3 && f[0] == groupPart {
+					if g, e := strconv.ParseUint(f[2], 10, 32); e == nil {
+						gid, ok = g, true
+						break
+					}
+				}
+			}
+			if !ok {
+				return &SetupError{Step: "resolve user", Path: "/etc/group", Msg: fmt.Sprintf("unable to find group %s: no matching entries in group file", groupPart)}
+			}
+		}
+		s.GID = uint32(gid)
+	}
+	// Supplementary groups: every group listing the user by name, plus the
+	// primary group, as Docker (runc) sets them.
+	s.AdditionalGIDs = []uint32{s.GID}
+	if name != "" {
+		for _, f := range groups {
+			if len(f) < 4 {
+				continue
+			}
+			for _, m := range strings.Split(f[3], ",") {
+				if m == name {
+					if g, e := strconv.ParseUint(f[2], 10, 32); e == nil && uint32(g) != s.GID {
+						s.AdditionalGIDs = append(s.AdditionalGIDs, uint32(g))
+					}
+				}
+			}
+		}
+	}
+	hasHome := false
+	for _, kv := range s.Env {
+		if strings.HasPrefix(kv, "HOME=") {
+			hasHome = true
+		}
+	}
+	if !hasHome {
+		s.Env = append(s.Env, "HOME="+home)
+	}
+	return nil
+}
+
+// readColonFile reads a passwd(5)-style file, bounded in size so that a
+// hostile image cannot make the child read without end. A missing file
+// reads as empty.
+func readColonFile(path string) [][]string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for n := 0; sc.Scan() && n < 100000; n++ {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, strings.Split(line, ":"))
+	}
+	return out
+}

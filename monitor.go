@@ -1,0 +1,273 @@
+package berth
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/initproc"
+)
+
+// Detached containers must outlive the program that starts them, and their
+// exit status and output must still be recorded. One monitor process per
+// root does that for all of them: it is a re-executed, sealed copy of the
+// calling binary (like the container child stage), started on demand,
+// parent of every detached container of its root, and gone once none runs.
+// One shared process keeps the host cost per detached container to a few
+// goroutines instead of a process each (docker and podman run a shim or
+// conmon per container).
+//
+// Programs reach it on an abstract unix socket named after the root; the
+// request is a container ID whose record the program has written; the reply
+// is the pid or why the start failed. Only root may connect.
+
+const monitorEnv = "_BERTH_MONITOR_ROOT"
+
+// monitorIdle is how long a monitor with no container waits for new work
+// before it exits.
+const monitorIdle = 2 * time.Second
+
+func init() {
+	if root, ok := os.LookupEnv(monitorEnv); ok {
+		os.Unsetenv(monitorEnv)
+		os.Exit(monitorMain(root))
+	}
+}
+
+func monitorAddr(root string) string { return "@berth-monitor-" + rootTag(root) }
+
+type monitorRequest struct {
+	ID string `json:"id"`
+}
+
+type monitorReply struct {
+	Pid      int    `json:"pid,omitempty"`
+	Error    string `json:"error,omitempty"`
+	ExitCode int    `json:"exitCode,omitempty"`
+}
+
+// startDetached asks the root's monitor to start the container, starting
+// the monitor first if none runs.
+func (r *Runtime) startDetached(ctx context.Context, rec *containerRecord) error {
+	deadline := time.Now().Add(10 * time.Second)
+	spawned := false
+	for {
+		reply, err := r.askMonitor(ctx, rec.ID)
+		if err == nil {
+			if reply.Error != "" {
+				if reply.ExitCode != 0 {
+					return &startError{err: errors.New(reply.Error), code: reply.ExitCode}
+				}
+				return errors.New(reply.Error)
+			}
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("reaching the berth monitor of %s: %w", r.root, err)
+		}
+		if !spawned {
+			if err := r.spawnMonitor(); err != nil {
+				return err
+			}
+			spawned = true
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (r *Runtime) askMonitor(ctx context.Context, id string) (*monitorReply, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", monitorAddr(r.root))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if err := json.NewEncoder(conn).Encode(monitorRequest{ID: id}); err != nil {
+		return nil, err
+	}
+	var reply monitorReply
+	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&reply); err != nil {
+		// A monitor that was exiting closed the connection unanswered.
+		return nil, fmt.Errorf("monitor closed the connection: %w", err)
+	}
+	return &reply, nil
+}
+
+// spawnMonitor starts a monitor for the root. Several programs may race to
+// do so; the monitor's lock lets exactly one serve.
+func (r *Runtime) spawnMonitor() error {
+	exe, err := initproc.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(filepath.Join(r.root, "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := &exec.Cmd{
+		Path:        exe,
+		Args:        []string{"berth-monitor"},
+		Env:         []string{monitorEnv + "=" + r.root, "GOMAXPROCS=2"},
+		Dir:         "/",
+		Stdout:      logf,
+		Stderr:      logf,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the berth monitor: %w", err)
+	}
+	go cmd.Wait() // reap it if it exits while this program runs
+	return nil
+}
+
+// monitorMain is the monitor process. It returns its exit code.
+func monitorMain(root string) int {
+	rt, err := New(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "berth monitor:", err)
+		return 1
+	}
+	unlock, ok := rt.store.TryLock("monitor", true)
+	if !ok {
+		return 0 // another monitor serves this root
+	}
+	defer unlock()
+	ln, err := net.Listen("unix", monitorAddr(root))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "berth monitor:", err)
+		return 1
+	}
+	m := &monitor{rt: rt, ln: ln, idle: make(chan struct{}, 1)}
+	go m.accept()
+	m.serveUntilIdle()
+	ln.Close()
+	// Let in-flight starts finish before the process goes.
+	m.wg.Wait()
+	return 0
+}
+
+type monitor struct {
+	rt     *Runtime
+	ln     net.Listener
+	mu     sync.Mutex
+	active int
+	idle   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func (m *monitor) serveUntilIdle() {
+	for {
+		select {
+		case <-m.idle:
+		case <-time.After(monitorIdle):
+			m.mu.Lock()
+			active := m.active
+			m.mu.Unlock()
+			if active == 0 {
+				return
+			}
+		}
+	}
+}
+
+func (m *monitor) poke() {
+	select {
+	case m.idle <- struct{}{}:
+	default:
+	}
+}
+
+func (m *monitor) accept() {
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		m.active++
+		m.mu.Unlock()
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.serve(conn)
+		}()
+	}
+}
+
+func (m *monitor) serve(conn net.Conn) {
+	defer conn.Close()
+	started := false
+	defer func() {
+		if !started {
+			m.release()
+		}
+	}()
+	if uc, ok := conn.(*net.UnixConn); ok && !peerIsRoot(uc) {
+		json.NewEncoder(conn).Encode(monitorReply{Error: "only root may start containers"})
+		return
+	}
+	var req monitorRequest
+	if err := json.NewDecoder(conn).Decode(&req); err != nil {
+		return
+	}
+	reply := m.start(req.ID)
+	started = reply.Error == ""
+	json.NewEncoder(conn).Encode(reply)
+}
+
+func (m *monitor) release() {
+	m.mu.Lock()
+	m.active--
+	m.mu.Unlock()
+	m.poke()
+}
+
+func (m *monitor) start(id string) monitorReply {
+	if len(id) != 64 {
+		return monitorReply{Error: "bad container id"}
+	}
+	rec, err := m.rt.readRecord(id)
+	if err != nil {
+		return monitorReply{Error: err.Error()}
+	}
+	if rec.State.Status != statusCreated {
+		return monitorReply{Error: fmt.Sprintf("container %s is %s, not created", rec.Name, rec.State.Status)}
+	}
+	run, err := m.rt.launch(context.Background(), rec, stdio{})
+	if err != nil {
+		var se *startError
+		if errors.As(err, &se) {
+			return monitorReply{Error: err.Error(), ExitCode: se.code}
+		}
+		return monitorReply{Error: err.Error()}
+	}
+	go func() {
+		<-run.done
+		m.release()
+	}()
+	return monitorReply{Pid: run.rec.State.Pid}
+}
+
+// peerIsRoot checks the connecting process's credentials.
+func peerIsRoot(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	raw.Control(func(fd uintptr) {
+		cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+		ok = err == nil && cred.Uid == 0
+	})
+	return ok
+}

@@ -1,0 +1,134 @@
+package berth
+
+import "time"
+
+// RunOption configures Run.
+type RunOption interface{ applyRun(*runConfig) }
+
+type runConfig struct {
+	name        string
+	detach      bool
+	autoRemove  bool
+	entrypoint  []string
+	hasEntry    bool
+	hostname    string
+	labels      map[string]string
+	resources   Resources
+	readOnly    bool
+	capAdd      []string
+	capDrop     []string
+	noNewPrivs  bool
+	seccomp     bool
+	stopSignal  string
+	stopTimeout time.Duration
+	rlimits     []Rlimit
+}
+
+type runOptionFunc func(*runConfig)
+
+func (f runOptionFunc) applyRun(c *runConfig) { f(c) }
+
+// WithName names the container (docker run --name). Names are unique in a
+// root: a taken name fails Run with ErrExists. Default: a generated name.
+func WithName(name string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.name = name })
+}
+
+// WithDetach starts the container detached (docker run -d): it outlives the
+// calling program, its output goes only to its log, and any program opening
+// the same root can list, wait for, stop and remove it. Default: the
+// container is attached and dies with the Runtime that started it or with
+// the program, even if the program is SIGKILLed.
+func WithDetach() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.detach = true })
+}
+
+// WithAutoRemove removes the container and everything it made once it
+// exits (docker run --rm). Default: an exited container stays until Remove.
+func WithAutoRemove() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.autoRemove = true })
+}
+
+// WithEntrypoint replaces the image's ENTRYPOINT (docker run --entrypoint)
+// and, as docker does, drops the image's CMD: Process.Args alone follow it.
+// No arguments clears the entrypoint.
+func WithEntrypoint(args ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.entrypoint, c.hasEntry = args, true })
+}
+
+// WithHostname sets the container's hostname (docker run --hostname).
+// Default: the first 12 hex digits of its ID.
+func WithHostname(name string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.hostname = name })
+}
+
+// WithLabels adds labels to the container (docker run --label).
+func WithLabels(labels map[string]string) RunOption {
+	return runOptionFunc(func(c *runConfig) {
+		if c.labels == nil {
+			c.labels = map[string]string{}
+		}
+		for k, v := range labels {
+			c.labels[k] = v
+		}
+	})
+}
+
+// WithResources limits memory, CPU and processes (docker run --memory,
+// --memory-swap, --cpus, --cpu-shares, --pids-limit). Default: unlimited.
+func WithResources(r Resources) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.resources = r })
+}
+
+// WithReadOnlyRootfs mounts the container's root filesystem read-only
+// (docker run --read-only).
+func WithReadOnlyRootfs() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.readOnly = true })
+}
+
+// WithCapAdd adds capabilities to docker's default set (docker run
+// --cap-add); names with or without the CAP_ prefix, or "ALL".
+func WithCapAdd(caps ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.capAdd = append(c.capAdd, caps...) })
+}
+
+// WithCapDrop removes capabilities from the set (docker run --cap-drop);
+// "ALL" drops every one.
+func WithCapDrop(caps ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.capDrop = append(c.capDrop, caps...) })
+}
+
+// WithNoNewPrivileges sets whether the container's processes run with
+// no_new_privs (docker --security-opt no-new-privileges). Default: true —
+// berth is stricter than docker here; setuid binaries in the image then
+// gain nothing.
+func WithNoNewPrivileges(on bool) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.noNewPrivs = on })
+}
+
+// WithSeccomp sets whether docker's default seccomp profile applies
+// (docker --security-opt seccomp=unconfined turns it off). Default: true.
+func WithSeccomp(on bool) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.seccomp = on })
+}
+
+// WithStopSignal sets the signal Stop sends first, by name ("SIGINT",
+// "TERM") or number (docker run --stop-signal). Default: the image's
+// STOPSIGNAL, else SIGTERM.
+func WithStopSignal(sig string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.stopSignal = sig })
+}
+
+// WithStopTimeout sets how long Stop waits before SIGKILL when called with
+// a negative timeout (docker run --stop-timeout). Default:
+// DefaultStopTimeout.
+func WithStopTimeout(d time.Duration) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.stopTimeout = d })
+}
+
+// WithRlimits sets resource limits of the container's processes (docker run
+// --ulimit). A limit above the calling program's own hard limit is lowered
+// to it: berth never raises a hard limit.
+func WithRlimits(limits ...Rlimit) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.rlimits = append(c.rlimits, limits...) })
+}
