@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/internal/caps"
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
+	"github.com/berth-dev/berth/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -196,7 +197,7 @@ func (r *Runtime) initSpec(rec *containerRecord) (*initproc.Spec, error) {
 		Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Rootfs: filepath.Join(dir, "rootfs"),
 		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname,
 		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
-		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp,
+		NoNewPrivileges: cfg.NoNewPrivs,
 		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,
 		Files: map[string][]byte{
 			"/etc/hostname":    []byte(cfg.Hostname + "\n"),
@@ -219,10 +220,30 @@ func (r *Runtime) initSpec(rec *containerRecord) (*initproc.Spec, error) {
 	if s.Capabilities, err = capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
 		return nil, err
 	}
+	if cfg.Seccomp {
+		if s.SeccompFilter, err = r.seccompFilter(s.Capabilities); err != nil {
+			return nil, err
+		}
+	}
 	for _, rl := range cfg.Rlimits {
 		s.Rlimits = append(s.Rlimits, initproc.Rlimit{Type: rlimitTypes[rl.Name], Soft: rl.Soft, Hard: rl.Hard})
 	}
 	return s, nil
+}
+
+// seccompFilter compiles docker's default profile for a capability set,
+// once per set and Runtime: compiling takes about a millisecond.
+func (r *Runtime) seccompFilter(capNames []string) ([]unix.SockFilter, error) {
+	key := strings.Join(capNames, ",")
+	if f, ok := r.filters.Load(key); ok {
+		return f.([]unix.SockFilter), nil
+	}
+	f, err := seccomp.DefaultFilter(capNames)
+	if err != nil {
+		return nil, fmt.Errorf("compiling the seccomp profile: %w", err)
+	}
+	r.filters.Store(key, []unix.SockFilter(f))
+	return f, nil
 }
 
 func hostsFile(hostname string) string {
@@ -278,6 +299,8 @@ type running struct {
 // "created", and returns once its process runs the user's program. On
 // failure everything it made is undone and the record says why.
 func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (_ *running, retErr error) {
+	tr := newTracer("launch")
+	defer tr.done()
 	unlock, ok := r.store.TryLock("owner-"+rec.ID, true)
 	if !ok {
 		return nil, fmt.Errorf("container %s is owned by another program", rec.Name)
@@ -293,9 +316,11 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 	if run.log, err = openLog(dir); err != nil {
 		return nil, err
 	}
+	tr.mark("log")
 	if run.cg, err = cgroup.New(r.cgroupPath(rec.ID), cgroupResources(rec.Config.Resources)); err != nil {
 		return nil, fmt.Errorf("creating the container's cgroup: %w", err)
 	}
+	tr.mark("cgroup")
 	spec, err := r.initSpec(rec)
 	if err != nil {
 		return nil, err
@@ -303,18 +328,21 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 	if run.proc, err = initproc.Command(spec); err != nil {
 		return nil, err
 	}
+	tr.mark("command")
 	if err := run.wire(std); err != nil {
 		return nil, err
 	}
 	if err := run.proc.Start(); err != nil {
 		return nil, err
 	}
+	tr.mark("start")
 	pid := run.proc.Pid()
 	if err := run.cg.Add(pid); err != nil {
 		run.proc.Cmd.Process.Kill()
 		run.proc.Wait()
 		return nil, fmt.Errorf("placing the container in its cgroup: %w", err)
 	}
+	tr.mark("cgadd")
 	if err := run.proc.Release(); err != nil {
 		run.proc.Wait()
 		var se *initproc.SetupError
@@ -323,6 +351,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		}
 		return nil, err
 	}
+	tr.mark("release")
 	for _, c := range run.closers {
 		c.Close() // the child's ends of the pipes
 	}
@@ -433,8 +462,12 @@ func copyQuiet(dst io.Writer, src io.Reader) {
 
 // wait reaps the container's process, records how it ended and cleans up.
 func (run *running) wait() {
+	tr := newTracer("wait")
+	defer tr.done()
 	werr := run.proc.Wait()
+	tr.mark("procwait")
 	run.copiers.Wait()
+	tr.mark("copiers")
 	code, sig := exitStatus(run.proc.Cmd.ProcessState, werr)
 	oom, _ := run.cg.OOMKilled()
 	run.finish(code, sig, oom, "")
@@ -454,9 +487,13 @@ func exitStatus(ps *os.ProcessState, err error) (code, sig int) {
 // auto-remove, removes it.
 func (run *running) finish(code, sig int, oom bool, msg string) {
 	r, rec := run.rt, run.rec
+	tr := newTracer("finish")
+	defer tr.done()
 	if run.cg != nil {
 		run.cg.Kill()
+		tr.mark("cgkill")
 		run.cg.Delete()
+		tr.mark("cgdelete")
 	}
 	if run.log != nil {
 		run.log.close()
@@ -479,8 +516,10 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	if err == nil {
 		run.rec = updated
 	}
+	tr.mark("record")
 	run.unlock()
 	if rec.Config.AutoRemove {
+		r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit
 		r.removeContainerFiles(rec.ID, rec.Name)
 	}
 	run.err = exitErr
@@ -507,4 +546,23 @@ func (run *running) abort(cause error) {
 		code = 128 // docker's "created, never ran" has no code; keep it non-zero
 	}
 	run.finish(code, 0, false, cause.Error())
+}
+
+type tracer struct {
+	name  string
+	start time.Time
+	last  time.Time
+	buf   []string
+}
+
+func newTracer(name string) *tracer { n := time.Now(); return &tracer{name: name, start: n, last: n} }
+func (t *tracer) mark(step string) {
+	n := time.Now()
+	t.buf = append(t.buf, fmt.Sprintf("%s=%v", step, n.Sub(t.last).Round(10*time.Microsecond)))
+	t.last = n
+}
+func (t *tracer) done() {
+	if os.Getenv("BERTH_TRACE") != "" {
+		fmt.Fprintln(os.Stderr, t.name, time.Since(t.start).Round(10*time.Microsecond), t.buf)
+	}
 }

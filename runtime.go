@@ -27,6 +27,7 @@ type Runtime struct {
 	mu      sync.Mutex
 	closed  bool
 	running map[string]*running // attached containers this Runtime owns
+	filters sync.Map            // compiled seccomp filters by capability set
 }
 
 // Option configures a Runtime.

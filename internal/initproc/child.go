@@ -144,7 +144,7 @@ func runStage() error {
 	// ours (setgroups, setresuid, capset, prctl, chdir, execve) is one the
 	// default profile allows. With no_new_privs it goes last, as in runc.
 	if len(filter) > 0 && !s.NoNewPrivileges {
-		if err := filter.Load(); err != nil {
+		if err := loadFilter(filter); err != nil {
 			return stepError("load seccomp filter", "", err)
 		}
 	}
@@ -175,7 +175,7 @@ func runStage() error {
 			return stepError("no_new_privs", "", err)
 		}
 		if len(filter) > 0 {
-			if err := filter.Load(); err != nil {
+			if err := loadFilter(filter); err != nil {
 				return stepError("load seccomp filter", "", err)
 			}
 		}
@@ -338,4 +338,14 @@ func execError(p string, err error) error {
 		se.Msg = err.Error()
 	}
 	return se
+}
+
+// loadFilter installs a seccomp filter on the calling thread (the one that
+// will execve).
+func loadFilter(f []unix.SockFilter) error {
+	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
+	if _, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog))); e != 0 {
+		return e
+	}
+	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/caps"
+	"github.com/berth-dev/berth/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,8 +96,23 @@ func newSpec(t testing.TB, lower string, args ...string) *Spec {
 		StateDir: filepath.Join(base, "state"),
 		Args:     args,
 		Env:      []string{"PATH=/bin", "HOME=/root"},
-		Seccomp:  true,
+
+		SeccompFilter: testFilter(t, nil),
 	}
+}
+
+// testFilter compiles Docker's default profile for capNames (nil: the
+// default capabilities), as the berth package does before Command.
+func testFilter(t testing.TB, capNames []string) []unix.SockFilter {
+	t.Helper()
+	if capNames == nil {
+		capNames = caps.Default()
+	}
+	f, err := seccomp.DefaultFilter(capNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 type result struct {
@@ -201,7 +218,10 @@ func TestSeccomp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := newSpec(t, img, "sh", "-c", tt.cmd)
-			spec.Seccomp = tt.seccomp
+			spec.SeccompFilter = nil
+			if tt.seccomp {
+				spec.SeccompFilter = testFilter(t, tt.caps)
+			}
 			spec.Capabilities = tt.caps
 			if out := mustRun(t, spec); !strings.Contains(out, tt.want) {
 				t.Errorf("output %q, want it to contain %q", out, tt.want)
@@ -607,7 +627,7 @@ func BenchmarkStartTrue(b *testing.B) {
 	var times, cpu []time.Duration
 	for i := 0; b.Loop(); i++ {
 		spec := &Spec{
-			Lower: []string{img}, Args: []string{"true"}, Seccomp: true, NoNewPrivileges: true,
+			Lower: []string{img}, Args: []string{"true"}, SeccompFilter: testFilter(b, nil), NoNewPrivileges: true,
 			Upper: filepath.Join(base, fmt.Sprint("u", i)), Work: filepath.Join(base, fmt.Sprint("w", i)),
 			Rootfs: filepath.Join(base, fmt.Sprint("r", i)),
 		}

@@ -14,6 +14,8 @@ package initproc
 import (
 	"fmt"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Spec describes one container process. The zero value of every optional
@@ -65,9 +67,13 @@ type Spec struct {
 	Capabilities []string
 	// NoNewPrivileges sets no_new_privs (`--security-opt no-new-privileges`).
 	NoNewPrivileges bool
-	// Seccomp loads Docker's default seccomp profile, adjusted for
-	// Capabilities, as the last step before execve.
-	Seccomp bool
+	// SeccompFilter is a compiled seccomp BPF program (internal/seccomp's
+	// DefaultFilter for Docker's profile), loaded as the last step before
+	// execve; nil loads none. It arrives compiled so that this package links
+	// no profile tables: the child stage starts during package
+	// initialisation, and every package initialised before this one is
+	// start-up time of every container.
+	SeccompFilter []unix.SockFilter
 	// Rlimits are applied in the child. No limit is raised above the
 	// caller's current hard limit: such values are clamped and reported in
 	// Process.Warnings.
