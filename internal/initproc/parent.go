@@ -10,11 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/berth-dev/berth/internal/caps"
-	"github.com/berth-dev/berth/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -88,13 +86,8 @@ func Command(spec *Spec) (*Process, error) {
 		return nil, fmt.Errorf("capabilities: %w", err)
 	}
 	cfg.Spec.Rlimits, p.Warnings = clampRlimits(spec.Rlimits)
-	if spec.Seccomp {
-		f, err := defaultFilter(cfg.Caps)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Seccomp = filterBytes(f)
-	}
+	cfg.Seccomp = filterBytes(spec.SeccompFilter)
+	cfg.Spec.SeccompFilter = nil
 	if cfg.Files, err = writeFiles(spec); err != nil {
 		return nil, err
 	}
@@ -157,23 +150,7 @@ func validate(s *Spec) error {
 	return nil
 }
 
-// filterCache holds compiled default filters per capability set: compiling
-// takes about a millisecond and the set rarely varies within one program.
-var filterCache sync.Map // caps.Set → seccomp.Filter
-
-func defaultFilter(c caps.Set) (seccomp.Filter, error) {
-	if f, ok := filterCache.Load(c); ok {
-		return f.(seccomp.Filter), nil
-	}
-	f, err := seccomp.DefaultFilter(c.Names())
-	if err != nil {
-		return nil, err
-	}
-	filterCache.Store(c, f)
-	return f, nil
-}
-
-func filterBytes(f seccomp.Filter) []byte {
+func filterBytes(f []unix.SockFilter) []byte {
 	b := make([]byte, 0, 8*len(f))
 	for _, in := range f {
 		b = append(b, byte(in.Code), byte(in.Code>>8), in.Jt, in.Jf,
@@ -182,8 +159,8 @@ func filterBytes(f seccomp.Filter) []byte {
 	return b
 }
 
-func bytesFilter(b []byte) seccomp.Filter {
-	f := make(seccomp.Filter, len(b)/8)
+func bytesFilter(b []byte) []unix.SockFilter {
+	f := make([]unix.SockFilter, len(b)/8)
 	for i := range f {
 		c := b[8*i:]
 		f[i] = unix.SockFilter{
