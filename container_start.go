@@ -198,7 +198,7 @@ func (r *Runtime) initSpec(rec *containerRecord) (*initproc.Spec, error) {
 		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname,
 		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
 		NoNewPrivileges: cfg.NoNewPrivs,
-		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,
+		StateDir:        dir, TTY: cfg.TTY, Detached: cfg.Detached,
 		Files: map[string][]byte{
 			"/etc/hostname":    []byte(cfg.Hostname + "\n"),
 			"/etc/hosts":       []byte(hostsFile(cfg.Hostname)),

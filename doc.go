@@ -31,11 +31,38 @@
 // directory: a hostile layer is refused with an error naming the entry and
 // never touches anything outside the root.
 //
+// # Containers
+//
+// [Runtime.Run] starts a [Process] from an image in new mount, pid, uts,
+// ipc, net and cgroup namespaces, on an overlay of the image's layers, with
+// docker's default capabilities, seccomp profile and masked paths, and
+// no_new_privs. The process is PID 1 of its namespace, as in docker. An
+// attached container (the default) dies with its Runtime and with the
+// program, even if the program is SIGKILLed; [WithDetach] makes one that
+// outlives it, which any program opening the same root can list
+// ([Runtime.Containers]), find ([Runtime.Container]), wait for, read the
+// logs of, stop and remove.
+//
+// # The re-exec contract
+//
+// A Go program is multi-threaded, so what must happen inside a new
+// container (mounts, pivot_root, dropping privileges) runs in a re-executed
+// copy of the calling binary. berth's own package initialisation recognises
+// such a child and runs it before the importer's main or the test runner:
+// importers, test binaries included, add no hook and no TestMain. The copy
+// is a sealed in-memory file, so a container can never write to the host
+// binary (CVE-2019-5736). Package init functions of the program run in the
+// child before berth's stage starts; keep them cheap, they add to every
+// container start. Detached containers are parented by a monitor, another
+// re-executed copy (one per root, started on demand, gone when no detached
+// container runs), which records their exit status and output.
+//
 // # Context
 //
 // Every call that blocks or touches the kernel, the disk or the network
 // takes a [context.Context] first; the context bounds that call only.
-// Objects (a Runtime, later containers) live until their Close or Remove.
+// Objects live until their Close or Remove: a Container outlives the ctx
+// of the Run that made it.
 //
 // # Privileges
 //
