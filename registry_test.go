@@ -374,7 +374,7 @@ func TestPullHostileLayer(t *testing.T) {
 		{"dotdot", tarOf(t, "../../../sentinel/evil", "x"), "../../../sentinel/evil"},
 		{"hardlink-outside", tarOf(t, "link", "=> ../../sentinel/file"), "link"},
 		{"bad-whiteout", tarOf(t, "a/", "", "a/.wh..wh.foo", ""), ".wh..wh.foo"},
-		{"dot-symlink", tarOf(t, "./", "-> /"), "."},
+		{"dot-symlink", tarOf(t, ".", "-> /"), "\"."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -202,7 +202,9 @@ func mountOverlay(s *Spec) error {
 	}
 	data := "lowerdir=" + strings.Join(s.Lower, ":")
 	if s.Upper != "" {
-		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work
+		// Renames and metadata-only copy-ups must stay plain copy-ups in the
+		// upper dir, or Commit could not turn it into a layer.
+		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work + ",redirect_dir=off,metacopy=off"
 	}
 	if len(data) >= os.Getpagesize() {
 		// mount(2) takes one page of options; deep images need the fsconfig
