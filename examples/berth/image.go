@@ -34,38 +34,48 @@ func pullCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		ref := parseReference(args[0])
-		var before string
-		if old, err := rt.Image(ctx, ref.String()); err == nil {
-			before = old.Digest
-		}
 		var opts []berth.PullOption
 		if platform != "" {
 			opts = append(opts, berth.WithPlatform(platform))
 		}
-		if !quiet {
-			if ref.defaultTag {
-				fmt.Fprintf(c.stdout, "Using default tag: %s\n", ref.tag)
-			}
-			fmt.Fprintf(c.stdout, "%s: Pulling from %s\n", ref.tagOrDigest(), ref.path)
-			prog := &pullProgress{w: newStatusWriter(c.stdout)}
-			opts = append(opts, berth.WithProgress(prog.report))
-		}
-		img, err := rt.Pull(ctx, args[0], opts...)
-		if err != nil {
+		if _, err := pullImage(ctx, rt, c.stdout, args[0], quiet, opts...); err != nil {
 			return err
 		}
-		if !quiet {
-			fmt.Fprintf(c.stdout, "Digest: %s\n", img.Digest)
-			if before == img.Digest {
-				fmt.Fprintf(c.stdout, "Status: Image is up to date for %s\n", ref.familiar())
-			} else {
-				fmt.Fprintf(c.stdout, "Status: Downloaded newer image for %s\n", ref.familiar())
-			}
-		}
-		fmt.Fprintln(c.stdout, ref)
+		fmt.Fprintln(c.stdout, parseReference(args[0]))
 		return nil
 	}
+}
+
+// pullImage pulls name and, unless quiet, reports on w as docker pull
+// does: the repository, a status line per layer, the digest and whether
+// the image changed. docker pull shows this on stdout, docker run on stderr.
+func pullImage(ctx context.Context, rt *berth.Runtime, w io.Writer, name string, quiet bool, opts ...berth.PullOption) (*berth.Image, error) {
+	ref := parseReference(name)
+	var before string
+	if old, err := rt.Image(ctx, ref.String()); err == nil {
+		before = old.Digest
+	}
+	if !quiet {
+		if ref.defaultTag {
+			fmt.Fprintf(w, "Using default tag: %s\n", ref.tag)
+		}
+		fmt.Fprintf(w, "%s: Pulling from %s\n", ref.tagOrDigest(), ref.path)
+		prog := &pullProgress{w: newStatusWriter(w)}
+		opts = append(opts, berth.WithProgress(prog.report))
+	}
+	img, err := rt.Pull(ctx, name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if !quiet {
+		fmt.Fprintf(w, "Digest: %s\n", img.Digest)
+		if before == img.Digest {
+			fmt.Fprintf(w, "Status: Image is up to date for %s\n", ref.familiar())
+		} else {
+			fmt.Fprintf(w, "Status: Downloaded newer image for %s\n", ref.familiar())
+		}
+	}
+	return img, nil
 }
 
 // pushCommand is docker push.
@@ -433,21 +443,24 @@ func newImageInspect(img *berth.Image) imageInspect {
 	return out
 }
 
-// inspectCommand is docker inspect. Like docker it prints what it found,
-// then an error line per name it did not find, and exits 1 if there was
-// any; a template that does not parse exits 64.
+// inspectCommand is docker inspect. Like docker it looks a name up as a
+// container first, then as an image, unless --type says which; it prints
+// what it found, then an error line per name it did not find, and exits 1
+// if there was any; a template that does not parse exits 64.
 func inspectCommand(fs *flagSet) runFunc {
 	var kind, format string
 	var size bool
 	fs.String(&format, "f", "format", "string", "", "Format the output using the given Go template")
 	fs.Bool(&size, "s", "size", "Display total file sizes (always shown for images)")
-	fs.String(&kind, "", "type", "string", "", "Return JSON for specified type (image)")
+	fs.String(&kind, "", "type", "string", "", "Return JSON for specified type (container|image)")
 	return func(ctx context.Context, c *cli, args []string) error {
 		notFound := "No such object"
 		switch kind {
 		case "":
 		case "image":
 			notFound = "No such image"
+		case "container":
+			notFound = "No such container"
 		default:
 			return fmt.Errorf("%q is not a valid value for --type", kind)
 		}
@@ -455,17 +468,17 @@ func inspectCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		var found []imageInspect
+		var found []any
 		var errs []string
 		for _, name := range args {
-			img, err := rt.Image(ctx, name)
+			obj, err := inspectObject(ctx, rt, kind, name)
 			switch {
 			case errors.Is(err, berth.ErrNotFound):
 				errs = append(errs, fmt.Sprintf("Error: %s: %s", notFound, name))
 			case err != nil:
 				errs = append(errs, "Error: "+err.Error())
 			default:
-				found = append(found, newImageInspect(img))
+				found = append(found, obj)
 			}
 		}
 		if err := printInspect(c.stdout, format, found); err != nil {
@@ -476,6 +489,29 @@ func inspectCommand(fs *flagSet) runFunc {
 		}
 		return nil
 	}
+}
+
+// inspectObject finds name as an object of kind ("container", "image"),
+// or as either, container first, when kind is empty.
+func inspectObject(ctx context.Context, rt *berth.Runtime, kind, name string) (any, error) {
+	if kind != "image" {
+		ctr, err := rt.Container(ctx, name)
+		if err == nil {
+			info, err := ctr.Inspect(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return newContainerInspect(info), nil
+		}
+		if kind == "container" || !errors.Is(err, berth.ErrNotFound) {
+			return nil, err
+		}
+	}
+	img, err := rt.Image(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return newImageInspect(img), nil
 }
 
 // printInspect prints objects as docker inspect does: an indented JSON

@@ -1,6 +1,7 @@
 // Command berth is a docker-compatible command line over the berth library:
 // it pulls, pushes, lists, tags, removes, inspects, saves, loads and
-// imports OCI images in a berth state directory, with no daemon.
+// imports OCI images, and runs, lists, logs, stops, kills, waits for and
+// removes containers, in a berth state directory, with no daemon.
 //
 // Usage:
 //
@@ -10,18 +11,23 @@
 // that scripts written for docker work unchanged:
 //
 //	0    success
-//	1    some of the named objects could not be handled (rmi, inspect),
-//	     as docker exits
+//	1    some of the named objects could not be handled (rmi, inspect,
+//	     stop, kill, rm, wait), as docker exits
 //	64   a --format template does not parse (docker inspect's code)
 //	125  berth itself failed: a bad flag or argument, an image that is not
 //	     there, a registry or store error
+//	126  run: the container's command is not executable
+//	127  run: the container's command was not found
+//
+// berth run (attached) exits with the container's own exit code, 128+N
+// when signal N ended it.
 //
 // The state directory is --root, else $BERTH_ROOT, else /var/lib/berth.
 // Everything beyond image storage needs root.
 //
 // The program is a thin layer over the public API of package berth; every
-// command lives in the file of its group (image.go, archive.go) and is
-// listed once in the dispatch table below.
+// command lives in the file of its group (image.go, archive.go,
+// container.go) and is listed once in the dispatch table below.
 package main
 
 import (
@@ -57,6 +63,9 @@ type command struct {
 	short string // one line for "berth --help"
 	long  string // the description "berth NAME --help" shows; short if empty
 	args  argCount
+	// posix ends the flags at the first positional argument, as docker run
+	// does: what follows the image is the container's command line.
+	posix bool
 	// setup registers the command's flags on fs and returns the function
 	// that runs it, which reads the flag values through its closure.
 	setup func(fs *flagSet) runFunc
@@ -69,12 +78,20 @@ func commands() []*command {
 		{name: "images", usage: "[OPTIONS] [REPOSITORY[:TAG]]", short: "List images", args: atMost(1), setup: imagesCommand},
 		{name: "import", usage: "[OPTIONS] file|- [REPOSITORY[:TAG]]", short: "Import the contents from a tarball to create a filesystem image", args: between(1, 2), setup: importCommand},
 		{name: "inspect", usage: "[OPTIONS] NAME [NAME...]", short: "Return low-level information on berth objects", args: atLeast(1), setup: inspectCommand},
+		{name: "kill", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Kill one or more running containers", args: atLeast(1), setup: killCommand},
 		{name: "load", usage: "[OPTIONS]", short: "Load an image from a tar archive or STDIN", args: exactly(0), setup: loadCommand},
+		{name: "logs", usage: "[OPTIONS] CONTAINER", short: "Fetch the logs of a container", args: exactly(1), setup: logsCommand},
+		{name: "ps", usage: "[OPTIONS]", short: "List containers", args: exactly(0), setup: psCommand},
 		{name: "pull", usage: "[OPTIONS] NAME[:TAG|@DIGEST]", short: "Pull an image from a registry", args: exactly(1), setup: pullCommand},
 		{name: "push", usage: "NAME[:TAG]", short: "Push an image to a registry", args: exactly(1), setup: pushCommand},
+		{name: "rm", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Remove one or more containers", args: atLeast(1), setup: rmCommand},
 		{name: "rmi", usage: "[OPTIONS] IMAGE [IMAGE...]", short: "Remove one or more images", args: atLeast(1), setup: rmiCommand},
+		{name: "run", usage: "[OPTIONS] IMAGE [COMMAND] [ARG...]", short: "Create and run a new container from an image", args: atLeast(1), posix: true, setup: runCommand},
 		{name: "save", usage: "[OPTIONS] IMAGE [IMAGE...]", short: "Save one or more images to a tar archive (streamed to STDOUT by default)", args: atLeast(1), setup: saveCommand},
+		{name: "stats", usage: "[OPTIONS] [CONTAINER...]", short: "Display a live stream of container(s) resource usage statistics", args: atLeast(0), setup: statsCommand},
+		{name: "stop", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Stop one or more running containers", args: atLeast(1), setup: stopCommand},
 		{name: "tag", usage: "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", args: exactly(2), setup: tagCommand},
+		{name: "wait", usage: "CONTAINER [CONTAINER...]", short: "Block until one or more containers stop, then print their exit codes", args: atLeast(1), setup: waitCommand},
 	}
 }
 
@@ -153,7 +170,7 @@ func run(ctx context.Context, argv []string, stdin *os.File, stdout, stderr io.W
 
 	fs := newFlagSet("berth " + cmd.name)
 	runCmd := cmd.setup(fs)
-	args, err := fs.parseInterspersed(rest)
+	args, err := fs.parseArgs(rest, cmd.posix)
 	if errors.Is(err, flag.ErrHelp) {
 		printCommandHelp(stdout, cmd, fs)
 		return exitOK
@@ -268,6 +285,117 @@ func (f *flagSet) String(p *string, short, long, kind, value, usage string) {
 		f.StringVar(p, short, value, usage)
 	}
 	f.docs = append(f.docs, flagDoc{short, long, kind, usage})
+}
+
+// Int defines an integer flag with an optional one-letter alias.
+func (f *flagSet) Int(p *int, short, long string, value int, usage string) {
+	f.IntVar(p, long, value, usage)
+	if short != "" {
+		f.IntVar(p, short, value, usage)
+	}
+	f.docs = append(f.docs, flagDoc{short, long, "int", usage})
+}
+
+// Strings defines a flag that may be given several times, each value
+// appended to *p (docker's "list" flags: -e, --label, --cap-add).
+func (f *flagSet) Strings(p *[]string, short, long, usage string) {
+	f.Var((*listValue)(p), long, usage)
+	if short != "" {
+		f.Var((*listValue)(p), short, usage)
+	}
+	f.docs = append(f.docs, flagDoc{short, long, "list", usage})
+}
+
+type listValue []string
+
+func (l *listValue) String() string     { return strings.Join(*l, ",") }
+func (l *listValue) Set(s string) error { *l = append(*l, s); return nil }
+
+// isSet reports whether the flag named long was given on the command
+// line, for flags whose zero value means something (--entrypoint "").
+func (f *flagSet) isSet(long string) bool {
+	set := false
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == long })
+	return set
+}
+
+// parseArgs parses a command's flags, with docker's combined one-letter
+// flags ("-it", "-dit", "-eK=V") expanded first. In posix mode the flags
+// end at the first positional argument; otherwise they may be
+// interspersed with the arguments.
+func (f *flagSet) parseArgs(args []string, posix bool) ([]string, error) {
+	args, err := f.expandShorthands(args, posix)
+	if err != nil {
+		return nil, err
+	}
+	if !posix {
+		return f.parseInterspersed(args)
+	}
+	if err := f.Parse(args); err != nil {
+		return nil, err
+	}
+	return f.Args(), nil
+}
+
+// expandShorthands rewrites clusters of one-letter flags ("-it") as
+// separate flags ("-i", "-t"), the way docker's flag parser reads them:
+// boolean letters stack, and a letter that takes a value takes the rest
+// of the cluster ("-eK=V", "-t5") or, when it is last, the next argument.
+// Arguments that are values of flags are left alone, and in posix mode so
+// is everything from the first positional argument on.
+func (f *flagSet) expandShorthands(args []string, posix bool) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || posix && (a == "-" || !strings.HasPrefix(a, "-")) {
+			return append(out, args[i:]...), nil
+		}
+		if a == "-" || !strings.HasPrefix(a, "-") {
+			out = append(out, a)
+			continue
+		}
+		name := strings.TrimLeft(a, "-")
+		plain, _, hasValue := strings.Cut(name, "=")
+		if strings.HasPrefix(a, "--") || len(plain) == 1 || f.Lookup(plain) != nil {
+			out = append(out, a)
+			if !hasValue && f.takesValue(plain) && i+1 < len(args) {
+				i++
+				out = append(out, args[i])
+			}
+			continue
+		}
+		for j := 0; j < len(name); j++ {
+			letter := name[j : j+1]
+			fl := f.Lookup(letter)
+			if fl == nil {
+				return nil, fmt.Errorf("unknown shorthand flag: '%s' in %s", letter, a)
+			}
+			if !f.takesValue(letter) {
+				out = append(out, "-"+letter)
+				continue
+			}
+			if rest := strings.TrimPrefix(name[j+1:], "="); rest != "" {
+				out = append(out, "-"+letter, rest)
+			} else if i+1 < len(args) {
+				i++
+				out = append(out, "-"+letter, args[i])
+			} else {
+				out = append(out, "-"+letter) // the flag package reports the missing value
+			}
+			break
+		}
+	}
+	return out, nil
+}
+
+// takesValue reports whether the flag name exists and is not boolean.
+func (f *flagSet) takesValue(name string) bool {
+	fl := f.Lookup(name)
+	if fl == nil {
+		return false
+	}
+	b, ok := fl.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }
 
 // parseInterspersed parses flags that may come before, between or after

@@ -1,0 +1,1102 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/berth-dev/berth"
+	"golang.org/x/sys/unix"
+)
+
+// noSuchContainer is docker's message for a container that is not in the
+// root; other errors pass through.
+func noSuchContainer(name string, err error) error {
+	if errors.Is(err, berth.ErrNotFound) {
+		return fmt.Errorf("No such container: %s", name)
+	}
+	return err
+}
+
+// runFlags are docker run's flags that berth supports.
+type runFlags struct {
+	rm, detach, interactive, tty, readOnly, quiet   bool
+	name, workdir, user, entrypoint, hostname, pull string
+	env, envFiles, labels                           []string
+	memory, memorySwap, cpus                        string
+	cpuShares, pidsLimit, stopTimeout               int
+	capAdd, capDrop, securityOpts, ulimits          []string
+	stopSignal                                      string
+}
+
+// runCommand is docker run.
+func runCommand(fs *flagSet) runFunc {
+	var f runFlags
+	fs.Strings(&f.capAdd, "", "cap-add", "Add Linux capabilities")
+	fs.Strings(&f.capDrop, "", "cap-drop", "Drop Linux capabilities")
+	fs.Int(&f.cpuShares, "c", "cpu-shares", 0, "CPU shares (relative weight)")
+	fs.String(&f.cpus, "", "cpus", "decimal", "", "Number of CPUs")
+	fs.Bool(&f.detach, "d", "detach", "Run container in background and print container ID")
+	fs.String(&f.entrypoint, "", "entrypoint", "string", "", "Overwrite the default ENTRYPOINT of the image")
+	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
+	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
+	fs.String(&f.hostname, "h", "hostname", "string", "", "Container host name")
+	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
+	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
+	fs.String(&f.memory, "m", "memory", "bytes", "", "Memory limit")
+	fs.String(&f.memorySwap, "", "memory-swap", "bytes", "", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
+	fs.Int(&f.pidsLimit, "", "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
+	fs.String(&f.pull, "", "pull", "string", "missing", `Pull image before running ("always", "missing", "never")`)
+	fs.Bool(&f.quiet, "q", "quiet", "Suppress the pull output")
+	fs.Bool(&f.readOnly, "", "read-only", "Mount the container's root filesystem as read only")
+	fs.Bool(&f.rm, "", "rm", "Automatically remove the container and its associated anonymous volumes when it exits")
+	fs.Strings(&f.securityOpts, "", "security-opt", "Security Options (no-new-privileges[:true|false], seccomp=unconfined)")
+	fs.String(&f.stopSignal, "", "stop-signal", "string", "", "Signal to stop the container")
+	fs.Int(&f.stopTimeout, "", "stop-timeout", 0, "Timeout (in seconds) to stop a container")
+	fs.Bool(&f.tty, "t", "tty", "Allocate a pseudo-TTY")
+	fs.Strings(&f.ulimits, "", "ulimit", "Ulimit options (name=soft[:hard])")
+	fs.String(&f.user, "u", "user", "string", "", "Username or UID (format: <name|uid>[:<group|gid>])")
+	fs.String(&f.workdir, "w", "workdir", "string", "", "Working directory inside the container")
+	return func(ctx context.Context, c *cli, args []string) error {
+		image := args[0]
+		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
+		if err != nil {
+			return err
+		}
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		if err := ensureImage(ctx, c, rt, image, f.pull, f.quiet); err != nil {
+			return err
+		}
+		if f.detach {
+			ctr, err := rt.Run(ctx, image, p, opts...)
+			if err != nil {
+				return runFailed(ctx, rt, err, f.name)
+			}
+			fmt.Fprintln(c.stdout, ctr.ID)
+			return nil
+		}
+		return runAttached(ctx, c, rt, image, p, opts, f.interactive, f.name)
+	}
+}
+
+// config turns the flags into the Process and options of Run; command is
+// what followed the image on the command line.
+func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) (string, bool)) (*berth.Process, []berth.RunOption, error) {
+	p := &berth.Process{Args: command, Dir: f.workdir, User: f.user, TTY: f.tty}
+	for _, name := range f.envFiles {
+		env, err := readEnvFile(name, lookupEnv)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.Env = append(p.Env, env...)
+	}
+	for _, kv := range f.env {
+		if kv, ok := envVar(kv, lookupEnv); ok {
+			p.Env = append(p.Env, kv)
+		}
+	}
+
+	var opts []berth.RunOption
+	if f.name != "" {
+		opts = append(opts, berth.WithName(f.name))
+	}
+	if f.detach {
+		opts = append(opts, berth.WithDetach())
+	}
+	if f.rm {
+		opts = append(opts, berth.WithAutoRemove())
+	}
+	if fs.isSet("entrypoint") {
+		if f.entrypoint == "" {
+			opts = append(opts, berth.WithEntrypoint())
+		} else {
+			opts = append(opts, berth.WithEntrypoint(f.entrypoint))
+		}
+	}
+	if f.hostname != "" {
+		opts = append(opts, berth.WithHostname(f.hostname))
+	}
+	if len(f.labels) > 0 {
+		labels := map[string]string{}
+		for _, l := range f.labels {
+			k, v, _ := strings.Cut(l, "=")
+			if k == "" {
+				return nil, nil, fmt.Errorf("invalid label %q: empty name", l)
+			}
+			labels[k] = v
+		}
+		opts = append(opts, berth.WithLabels(labels))
+	}
+	res, err := f.resources()
+	if err != nil {
+		return nil, nil, err
+	}
+	if res != (berth.Resources{}) {
+		opts = append(opts, berth.WithResources(res))
+	}
+	if f.readOnly {
+		opts = append(opts, berth.WithReadOnlyRootfs())
+	}
+	if len(f.capAdd) > 0 {
+		opts = append(opts, berth.WithCapAdd(f.capAdd...))
+	}
+	if len(f.capDrop) > 0 {
+		opts = append(opts, berth.WithCapDrop(f.capDrop...))
+	}
+	for _, o := range f.securityOpts {
+		opt, err := securityOpt(o)
+		if err != nil {
+			return nil, nil, err
+		}
+		if opt != nil {
+			opts = append(opts, opt)
+		}
+	}
+	if f.stopSignal != "" {
+		opts = append(opts, berth.WithStopSignal(f.stopSignal))
+	}
+	if fs.isSet("stop-timeout") {
+		if f.stopTimeout < 0 {
+			return nil, nil, fmt.Errorf("invalid argument \"%d\" for \"--stop-timeout\" flag: must not be negative", f.stopTimeout)
+		}
+		opts = append(opts, berth.WithStopTimeout(time.Duration(f.stopTimeout)*time.Second))
+	}
+	if len(f.ulimits) > 0 {
+		var limits []berth.Rlimit
+		for _, u := range f.ulimits {
+			rl, err := parseUlimit(u)
+			if err != nil {
+				return nil, nil, err
+			}
+			limits = append(limits, rl)
+		}
+		opts = append(opts, berth.WithRlimits(limits...))
+	}
+	return p, opts, nil
+}
+
+// resources checks the limits as docker's client does and converts them.
+func (f *runFlags) resources() (berth.Resources, error) {
+	var res berth.Resources
+	var err error
+	if f.memory != "" {
+		if res.Memory, err = parseMemory(f.memory); err != nil {
+			return res, fmt.Errorf("invalid argument %q for \"-m, --memory\" flag: %w", f.memory, err)
+		}
+	}
+	switch f.memorySwap {
+	case "":
+	case "-1":
+		res.MemorySwap = -1
+	default:
+		if res.MemorySwap, err = parseMemory(f.memorySwap); err != nil {
+			return res, fmt.Errorf("invalid argument %q for \"--memory-swap\" flag: %w", f.memorySwap, err)
+		}
+	}
+	if res.MemorySwap != 0 && res.Memory == 0 {
+		return res, errors.New("You should always set the Memory limit when using Memoryswap limit, see usage")
+	}
+	if res.MemorySwap > 0 && res.MemorySwap < res.Memory {
+		return res, errors.New("Minimum memoryswap limit should be larger than memory limit, see usage")
+	}
+	if f.cpus != "" {
+		if res.NanoCPUs, err = parseCPUs(f.cpus); err != nil {
+			return res, fmt.Errorf("invalid argument %q for \"--cpus\" flag: %w", f.cpus, err)
+		}
+	}
+	if f.cpuShares < 0 {
+		return res, fmt.Errorf("invalid argument \"%d\" for \"-c, --cpu-shares\" flag: must not be negative", f.cpuShares)
+	}
+	res.CPUShares = uint64(f.cpuShares)
+	if f.pidsLimit > 0 { // docker: 0 and -1 both mean unlimited
+		res.PidsLimit = int64(f.pidsLimit)
+	}
+	return res, nil
+}
+
+// envVar applies docker's rule for -e: "K=V" as is, a bare "K" takes K's
+// value from berth's own environment and is left out when K is not set.
+func envVar(s string, lookupEnv func(string) (string, bool)) (string, bool) {
+	if strings.Contains(s, "=") {
+		return s, true
+	}
+	v, ok := lookupEnv(s)
+	if !ok {
+		return "", false
+	}
+	return s + "=" + v, true
+}
+
+// readEnvFile reads a docker --env-file.
+func readEnvFile(name string, lookupEnv func(string) (string, bool)) ([]string, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	env, err := parseEnvFile(b, lookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return env, nil
+}
+
+// parseEnvFile parses docker's env-file format: one variable a line,
+// "K=V" taken literally (no quotes, no expansion), a bare "K" passed from
+// berth's environment, blank lines and lines starting with # skipped,
+// leading white space ignored. Names may not contain white space.
+func parseEnvFile(b []byte, lookupEnv func(string) (string, bool)) ([]string, error) {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	var env []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimLeftFunc(sc.Text(), unicode.IsSpace)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !utf8.ValidString(line) {
+			return nil, fmt.Errorf("line %d is not valid UTF-8", n)
+		}
+		k, _, _ := strings.Cut(line, "=")
+		if k == "" {
+			return nil, fmt.Errorf("line %d: no variable name in %q", n, line)
+		}
+		if strings.ContainsFunc(k, unicode.IsSpace) {
+			return nil, fmt.Errorf("line %d: variable %q contains whitespaces", n, k)
+		}
+		if kv, ok := envVar(line, lookupEnv); ok {
+			env = append(env, kv)
+		}
+	}
+	return env, sc.Err()
+}
+
+// parseMemory reads a size as docker's --memory does: a number, possibly
+// with a fraction, then an optional binary unit b, k, m, g, t or p (any
+// case, "kb", "kib" too). No unit means bytes.
+func parseMemory(s string) (int64, error) {
+	num := strings.TrimRightFunc(strings.ToLower(s), unicode.IsLetter)
+	unit := strings.ToLower(s[len(num):])
+	num = strings.TrimSpace(num)
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" || strings.ContainsAny(num, "+-eEnNxX") || v < 0 {
+		return 0, fmt.Errorf("invalid size: '%s'", s)
+	}
+	mult := map[string]float64{"": 1, "b": 1}
+	for i, u := range []string{"k", "m", "g", "t", "p"} {
+		m := math.Pow(1024, float64(i+1))
+		mult[u], mult[u+"b"], mult[u+"ib"] = m, m, m
+	}
+	m, ok := mult[unit]
+	if !ok {
+		return 0, fmt.Errorf("invalid size: '%s'", s)
+	}
+	return int64(v * m), nil
+}
+
+// parseCPUs converts --cpus 1.5 to billionths of a CPU.
+func parseCPUs(s string) (int64, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("failed to parse %s as a rational number", s)
+	}
+	n := math.Round(v * 1e9)
+	if n < 0 || n > math.MaxInt64/2 {
+		return 0, fmt.Errorf("value is out of range")
+	}
+	return int64(n), nil
+}
+
+// parseUlimit reads docker's --ulimit name=soft[:hard]; -1 is unlimited.
+func parseUlimit(s string) (berth.Rlimit, error) {
+	name, limits, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return berth.Rlimit{}, fmt.Errorf("invalid ulimit argument: %s", s)
+	}
+	softS, hardS, hasHard := strings.Cut(limits, ":")
+	if !hasHard {
+		hardS = softS
+	}
+	parse := func(v string) (uint64, error) {
+		if v == "-1" {
+			return math.MaxUint64, nil // RLIM_INFINITY
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("invalid ulimit argument: %s: bad limit %q", s, v)
+		}
+		return n, nil
+	}
+	soft, err := parse(softS)
+	if err != nil {
+		return berth.Rlimit{}, err
+	}
+	hard, err := parse(hardS)
+	if err != nil {
+		return berth.Rlimit{}, err
+	}
+	if soft > hard {
+		return berth.Rlimit{}, fmt.Errorf("ulimit soft limit must be less than or equal to hard limit: %d > %d", soft, hard)
+	}
+	return berth.Rlimit{Name: name, Soft: soft, Hard: hard}, nil
+}
+
+// securityOpt converts one --security-opt. apparmor=unconfined and
+// label=disable are accepted and do nothing: berth applies no AppArmor or
+// SELinux profile to relax.
+func securityOpt(s string) (berth.RunOption, error) {
+	i := strings.IndexAny(s, "=:")
+	key, val := s, ""
+	if i >= 0 {
+		key, val = s[:i], s[i+1:]
+	}
+	switch {
+	case key == "no-new-privileges":
+		on := true
+		if i >= 0 {
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return nil, fmt.Errorf("invalid --security-opt 2: %q", s)
+			}
+			on = b
+		}
+		return berth.WithNoNewPrivileges(on), nil
+	case key == "seccomp" && val == "unconfined":
+		return berth.WithSeccomp(false), nil
+	case key == "seccomp":
+		return nil, fmt.Errorf("--security-opt %s: berth has only its built-in profile; seccomp=unconfined turns it off", s)
+	case s == "apparmor=unconfined" || s == "label=disable" || s == "label:disable":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("invalid --security-opt: %q: berth supports no-new-privileges[:true|false] and seccomp=unconfined", s)
+}
+
+// ensureImage pulls image when it is not in the store, or always, as the
+// --pull policy says, reporting on stderr as docker run does.
+func ensureImage(ctx context.Context, c *cli, rt *berth.Runtime, image, policy string, quiet bool) error {
+	switch policy {
+	case "missing", "always", "never":
+	default:
+		return fmt.Errorf("invalid pull option: '%s': must be one of \"always\", \"missing\" or \"never\"", policy)
+	}
+	_, err := rt.Image(ctx, image)
+	if err != nil && !errors.Is(err, berth.ErrNotFound) {
+		return err
+	}
+	if err == nil && policy != "always" {
+		return nil
+	}
+	ref := parseReference(image)
+	if err != nil && policy == "never" {
+		return fmt.Errorf("No such image: %s", ref.familiar())
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "Unable to find image '%s' locally\n", ref.familiar())
+	}
+	// Named with its tag, so that the output has no "Using default tag"
+	// line, which docker run does not print.
+	_, err = pullImage(ctx, rt, c.stderr, ref.familiar(), quiet)
+	return err
+}
+
+// runFailed is the exit of a run whose container did not start: 126 or
+// 127 when its command could not be run, as docker exits, else 125.
+func runFailed(ctx context.Context, rt *berth.Runtime, err error, name string) error {
+	code := exitBerth
+	var ee *berth.ExitError
+	if errors.As(err, &ee) {
+		code = ee.Code
+	}
+	msg := err.Error()
+	if errors.Is(err, berth.ErrExists) && name != "" {
+		name = strings.TrimPrefix(name, "/")
+		msg = fmt.Sprintf("Conflict. The container name \"/%s\" is already in use", name)
+		if other, err := rt.Container(ctx, name); err == nil {
+			msg += fmt.Sprintf(" by container %q", other.ID)
+		}
+		msg += ". You have to remove (or rename) that container to be able to reuse that name."
+	}
+	return &statusError{code: code, msg: "Error: " + msg + "\nSee 'berth run --help'."}
+}
+
+// runAttached runs the container with our standard streams and exits with
+// its exit code. SIGINT and SIGTERM go to the container instead of
+// ending berth; the container dies with berth if berth is killed.
+func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p *berth.Process, opts []berth.RunOption, interactive bool, name string) error {
+	if interactive && c.stdin != nil {
+		p.Stdin = c.stdin
+	}
+	p.Stdout, p.Stderr = c.stdout, c.stderr
+
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+
+	ctr, err := rt.Run(ctx, image, p, opts...)
+	if err != nil {
+		return runFailed(ctx, rt, err, name)
+	}
+	if p.TTY && p.Stdin != nil && isTerminal(c.stdin) {
+		restore, err := makeRaw(c.stdin)
+		if err != nil {
+			ctr.Signal(context.WithoutCancel(ctx), syscall.SIGKILL)
+			return fmt.Errorf("putting the terminal in raw mode: %w", err)
+		}
+		defer restore()
+	}
+
+	// main's ctx ends at the first signal, which belongs to the container
+	// now: keep waiting for it.
+	wctx := context.WithoutCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ctr.Wait(wctx) }()
+	for {
+		select {
+		case s := <-sigc:
+			ctr.Signal(wctx, s.(syscall.Signal)) // it may have exited already
+		case err := <-done:
+			var ee *berth.ExitError
+			if errors.As(err, &ee) {
+				return &statusError{code: ee.Code}
+			}
+			return err
+		}
+	}
+}
+
+// makeRaw puts the terminal f in raw mode, as cfmakeraw does, so that
+// keys such as ^C reach the container's terminal as bytes, and returns
+// the function that restores it.
+func makeRaw(f *os.File) (restore func(), err error) {
+	fd := int(f.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
+}
+
+// psRow is one line of docker ps, and the object its --format template
+// sees.
+type psRow struct {
+	ID, Image, Command          string
+	CreatedAt, RunningFor       string
+	Ports, State, Status, Names string
+	Labels                      string
+}
+
+var psHeader = psRow{
+	ID: "CONTAINER ID", Image: "IMAGE", Command: "COMMAND", CreatedAt: "CREATED AT", RunningFor: "CREATED",
+	Ports: "PORTS", State: "STATE", Status: "STATUS", Names: "NAMES", Labels: "LABELS",
+}
+
+const defaultPsFormat = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+
+// psCommand is docker ps.
+func psCommand(fs *flagSet) runFunc {
+	var all, quiet, noTrunc bool
+	var format string
+	fs.Bool(&all, "a", "all", "Show all containers (default shows just running)")
+	fs.String(&format, "", "format", "string", "", "Format output using a custom template")
+	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
+	fs.Bool(&quiet, "q", "quiet", "Only display container IDs")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		var opts []berth.ListOption
+		if all {
+			opts = append(opts, berth.WithAll())
+		}
+		infos, err := rt.Containers(ctx, opts...)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		var rows []psRow
+		for _, info := range infos {
+			rows = append(rows, newPsRow(info, noTrunc, now))
+		}
+		if quiet {
+			for _, r := range rows {
+				fmt.Fprintln(c.stdout, r.ID)
+			}
+			return nil
+		}
+		if format == "" {
+			format = defaultPsFormat
+		}
+		return printRows(c.stdout, format, psHeader, rows)
+	}
+}
+
+func newPsRow(info *berth.ContainerInfo, noTrunc bool, now time.Time) psRow {
+	r := psRow{
+		ID:         info.ID,
+		Image:      info.Image,
+		Command:    shellJoin(info.Args),
+		CreatedAt:  info.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
+		RunningFor: createdSince(info.Created, now),
+		State:      info.State.Status,
+		Status:     containerStatus(info.State, now),
+		Names:      info.Name,
+	}
+	if !noTrunc {
+		r.ID = shortID(r.ID)
+		r.Command = ellipsis(r.Command, 20)
+	}
+	r.Command = strconv.Quote(r.Command)
+	var labels []string
+	for _, k := range sortedKeys(info.Labels) {
+		labels = append(labels, k+"="+info.Labels[k])
+	}
+	r.Labels = strings.Join(labels, ",")
+	return r
+}
+
+// shortID is the 12 hex digits docker shows for a container ID.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// containerStatus is docker's STATUS column: "Up 3 seconds", "Exited (0)
+// 5 seconds ago", "Created".
+func containerStatus(st berth.ContainerState, now time.Time) string {
+	switch st.Status {
+	case "running":
+		return "Up " + humanDuration(now.Sub(st.StartedAt))
+	case "paused":
+		return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (Paused)"
+	case "created":
+		return "Created"
+	case "exited":
+		if st.FinishedAt.IsZero() {
+			return fmt.Sprintf("Exited (%d)", st.ExitCode)
+		}
+		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, humanDuration(now.Sub(st.FinishedAt)))
+	case "dead":
+		return "Dead"
+	}
+	return title(st.Status)
+}
+
+// shellJoin writes a command line as a shell would read it back, quoting
+// the arguments that need it ("sh -c 'sleep 1'"), as docker ps shows it.
+func shellJoin(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`;&|<>()*?[]#~!{}") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		quoted[i] = a
+	}
+	return strings.Join(quoted, " ")
+}
+
+// ellipsis cuts s to n characters, the last one "…", as docker truncates
+// a column.
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// logsCommand is docker logs.
+func logsCommand(fs *flagSet) runFunc {
+	var follow, timestamps bool
+	var since, tail string
+	fs.Bool(&follow, "f", "follow", "Follow log output")
+	fs.String(&since, "", "since", "string", "", "Show logs since timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)")
+	fs.String(&tail, "n", "tail", "string", "all", "Number of lines to show from the end of the logs")
+	fs.Bool(&timestamps, "t", "timestamps", "Show timestamps")
+	return func(ctx context.Context, c *cli, args []string) error {
+		var opts []berth.LogOption
+		if follow {
+			opts = append(opts, berth.WithFollow())
+		}
+		if timestamps {
+			opts = append(opts, berth.WithTimestamps())
+		}
+		now := time.Now()
+		if since != "" {
+			t, err := parseTimestamp(since, now)
+			if err != nil {
+				return fmt.Errorf("invalid value for \"since\": %w", err)
+			}
+			opts = append(opts, berth.WithSince(t))
+		}
+		if tail != "all" {
+			n, err := strconv.Atoi(tail)
+			switch {
+			case err != nil:
+				return fmt.Errorf("invalid value for \"tail\": %q is not a number or \"all\"", tail)
+			case n == 0:
+				// berth's WithTail(0) means all; no old line is newer
+				// than now.
+				opts = append(opts, berth.WithSince(now))
+			case n > 0:
+				opts = append(opts, berth.WithTail(n))
+			}
+		}
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		ctr, err := rt.Container(ctx, args[0])
+		if err != nil {
+			return noSuchContainer(args[0], err)
+		}
+		err = ctr.Logs(ctx, c.stdout, c.stderr, opts...)
+		if follow && ctx.Err() != nil {
+			return nil // interrupted, as docker logs -f ends
+		}
+		return err
+	}
+}
+
+// parseTimestamp reads docker's --since and --until values: a duration
+// before now ("10m", "1h30m"), an RFC 3339 time, a local date and time
+// without a zone, or Unix seconds with an optional fraction.
+func parseTimestamp(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	secs, frac, _ := strings.Cut(s, ".")
+	if sec, err := strconv.ParseInt(secs, 10, 64); err == nil && len(frac) <= 9 {
+		var nsec int64
+		if frac != "" {
+			n, err := strconv.ParseUint(frac, 10, 64)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("%q is not a timestamp or duration", s)
+			}
+			nsec = int64(n) * int64(math.Pow10(9-len(frac)))
+		}
+		return time.Unix(sec, nsec), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a timestamp or duration", s)
+}
+
+// eachContainer runs fn on every named container, going on past failures
+// as docker does: each failure is an "Error: " line on stderr and the
+// exit code is 1. fn prints what succeeded.
+func eachContainer(ctx context.Context, c *cli, names []string, fn func(name string, ctr *berth.Container) error) error {
+	rt, err := c.runtime()
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, name := range names {
+		ctr, err := rt.Container(ctx, name)
+		if err == nil {
+			err = fn(name, ctr)
+		}
+		if err != nil {
+			errs = append(errs, "Error: "+noSuchContainer(name, err).Error())
+		}
+	}
+	if len(errs) > 0 {
+		return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
+	}
+	return nil
+}
+
+// stopCommand is docker stop.
+func stopCommand(fs *flagSet) runFunc {
+	var seconds int
+	fs.Int(&seconds, "t", "time", 0, "Seconds to wait before killing the container (default: the container's stop timeout; -1 waits forever)")
+	return func(ctx context.Context, c *cli, args []string) error {
+		timeout := time.Duration(-1) // the container's own
+		if fs.isSet("time") || fs.isSet("t") {
+			timeout = time.Duration(seconds) * time.Second
+			if seconds < 0 {
+				timeout = math.MaxInt64
+			}
+		}
+		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
+			if err := ctr.Stop(ctx, timeout); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, name)
+			return nil
+		})
+	}
+}
+
+// killCommand is docker kill.
+func killCommand(fs *flagSet) runFunc {
+	var sigName string
+	fs.String(&sigName, "s", "signal", "string", "KILL", "Signal to send to the container")
+	return func(ctx context.Context, c *cli, args []string) error {
+		sig, err := parseSignal(sigName)
+		if err != nil {
+			return err
+		}
+		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
+			if err := ctr.Signal(ctx, sig); err != nil {
+				return fmt.Errorf("cannot kill container: %s: %w", name, err)
+			}
+			fmt.Fprintln(c.stdout, name)
+			return nil
+		})
+	}
+}
+
+// parseSignal reads a signal as docker kill -s takes it: "KILL",
+// "SIGKILL", "kill" or "9".
+func parseSignal(s string) (berth.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("invalid signal: %s", s)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("invalid signal: %s", s)
+}
+
+// rmCommand is docker rm. With -f a container that does not exist is no
+// error, as in docker.
+func rmCommand(fs *flagSet) runFunc {
+	var force, volumes bool
+	fs.Bool(&force, "f", "force", "Force the removal of a running container (uses SIGKILL)")
+	fs.Bool(&volumes, "v", "volumes", "Remove anonymous volumes associated with the container (berth makes none; accepted for scripts)")
+	return func(ctx context.Context, c *cli, args []string) error {
+		var opts []berth.RemoveOption
+		if force {
+			opts = append(opts, berth.WithForce())
+		}
+		names := args
+		if force {
+			rt, err := c.runtime()
+			if err != nil {
+				return err
+			}
+			names = slices.DeleteFunc(slices.Clone(args), func(name string) bool {
+				_, err := rt.Container(ctx, name)
+				return errors.Is(err, berth.ErrNotFound)
+			})
+		}
+		return eachContainer(ctx, c, names, func(name string, ctr *berth.Container) error {
+			if err := ctr.Remove(ctx, opts...); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, name)
+			return nil
+		})
+	}
+}
+
+// waitCommand is docker wait: it prints each container's exit code.
+func waitCommand(fs *flagSet) runFunc {
+	return func(ctx context.Context, c *cli, args []string) error {
+		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
+			err := ctr.Wait(ctx)
+			var ee *berth.ExitError
+			switch {
+			case errors.As(err, &ee):
+				fmt.Fprintln(c.stdout, ee.Code)
+			case err != nil:
+				return err
+			default:
+				fmt.Fprintln(c.stdout, 0)
+			}
+			return nil
+		})
+	}
+}
+
+// containerInspect is the object docker container inspect prints, with
+// the fields berth knows.
+type containerInspect struct {
+	Id              string
+	Created         string
+	Path            string
+	Args            []string
+	State           containerStateInspect
+	Image           string
+	LogPath         string
+	Name            string
+	RestartCount    int
+	Driver          string
+	Platform        string
+	HostConfig      hostConfig
+	Mounts          []struct{}
+	Config          containerConfig
+	NetworkSettings struct{}
+}
+
+type containerStateInspect struct {
+	Status     string
+	Running    bool
+	Paused     bool
+	Restarting bool
+	OOMKilled  bool
+	Dead       bool
+	Pid        int
+	ExitCode   int
+	Error      string
+	StartedAt  string
+	FinishedAt string
+}
+
+type hostConfig struct {
+	AutoRemove     bool
+	ReadonlyRootfs bool
+	Memory         int64
+	MemorySwap     int64
+	NanoCpus       int64
+	CpuShares      int64
+	PidsLimit      *int64 // null when unlimited, as docker prints it
+}
+
+// newContainerInspect shapes info as docker container inspect does.
+func newContainerInspect(info *berth.ContainerInfo) containerInspect {
+	st := info.State
+	out := containerInspect{
+		Id:      info.ID,
+		Created: info.Created.UTC().Format(time.RFC3339Nano),
+		Args:    []string{},
+		State: containerStateInspect{
+			Status: st.Status, Running: st.Running, Paused: st.Status == "paused", OOMKilled: st.OOMKilled,
+			Dead: st.Status == "dead", Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
+			StartedAt: st.StartedAt.UTC().Format(time.RFC3339Nano), FinishedAt: st.FinishedAt.UTC().Format(time.RFC3339Nano),
+		},
+		Image:    info.ImageID,
+		LogPath:  info.LogPath,
+		Name:     "/" + info.Name,
+		Driver:   "overlay",
+		Platform: "linux",
+		HostConfig: hostConfig{
+			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly,
+			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
+			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
+		},
+		Mounts: []struct{}{},
+		Config: containerConfig{
+			Hostname: info.Hostname, User: info.User,
+			AttachStdout: !info.Detached, AttachStderr: !info.Detached,
+			Tty: info.TTY, Env: info.Env, Cmd: info.Cmd, Image: info.Image,
+			WorkingDir: info.WorkingDir, Entrypoint: info.Entrypoint, Labels: info.Labels,
+			StopSignal: info.StopSignal,
+		},
+	}
+	if len(info.Args) > 0 {
+		out.Path, out.Args = info.Args[0], append(out.Args, info.Args[1:]...)
+	}
+	if info.Resources.PidsLimit > 0 {
+		out.HostConfig.PidsLimit = &info.Resources.PidsLimit
+	}
+	if out.Config.Labels == nil {
+		out.Config.Labels = map[string]string{}
+	}
+	return out
+}
+
+// statsRow is one line of docker stats.
+type statsRow struct {
+	ID, Name, CPUPerc, MemUsage, MemPerc, PIDs string
+}
+
+var statsHeader = statsRow{ID: "CONTAINER ID", Name: "NAME", CPUPerc: "CPU %", MemUsage: "MEM USAGE / LIMIT", MemPerc: "MEM %", PIDs: "PIDS"}
+
+const statsFormat = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}"
+
+// statsSample is how long stats measures CPU use over.
+const statsSample = 200 * time.Millisecond
+
+// statsCommand is docker stats. Without --no-stream it redraws the table
+// every second until interrupted.
+func statsCommand(fs *flagSet) runFunc {
+	var all, noStream, noTrunc bool
+	fs.Bool(&all, "a", "all", "Show all containers (default shows just running)")
+	fs.Bool(&noStream, "", "no-stream", "Disable streaming stats and only pull the first result")
+	fs.Bool(&noTrunc, "", "no-trunc", "Do not truncate output")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		for {
+			ctrs, err := statsTargets(ctx, rt, args, all)
+			if err != nil {
+				return err
+			}
+			rows := sampleStats(ctx, ctrs, noTrunc)
+			if !noStream {
+				fmt.Fprint(c.stdout, "\x1b[2J\x1b[H")
+			}
+			if err := printRows(c.stdout, statsFormat, statsHeader, rows); err != nil {
+				return err
+			}
+			if noStream {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second - statsSample):
+			}
+		}
+	}
+}
+
+// statsTargets are the named containers, else the running ones (all
+// with -a).
+func statsTargets(ctx context.Context, rt *berth.Runtime, names []string, all bool) ([]*berth.Container, error) {
+	var ctrs []*berth.Container
+	if len(names) > 0 {
+		var errs []string
+		for _, name := range names {
+			ctr, err := rt.Container(ctx, name)
+			if err != nil {
+				errs = append(errs, "Error: "+noSuchContainer(name, err).Error())
+				continue
+			}
+			ctrs = append(ctrs, ctr)
+		}
+		if len(errs) > 0 {
+			return nil, &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
+		}
+		return ctrs, nil
+	}
+	var opts []berth.ListOption
+	if all {
+		opts = append(opts, berth.WithAll())
+	}
+	infos, err := rt.Containers(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range infos {
+		ctr, err := rt.Container(ctx, info.ID)
+		if err != nil {
+			continue // removed since listed
+		}
+		ctrs = append(ctrs, ctr)
+	}
+	return ctrs, nil
+}
+
+// sampleStats measures each container twice, statsSample apart, for the
+// CPU share; a container that is not running shows zeros, as in docker.
+func sampleStats(ctx context.Context, ctrs []*berth.Container, noTrunc bool) []statsRow {
+	type sample struct {
+		s  berth.ContainerStats
+		at time.Time
+		ok bool
+	}
+	take := func() []sample {
+		out := make([]sample, len(ctrs))
+		for i, ctr := range ctrs {
+			s, err := ctr.Stats(ctx)
+			out[i] = sample{s, time.Now(), err == nil}
+		}
+		return out
+	}
+	first := take()
+	select {
+	case <-ctx.Done():
+	case <-time.After(statsSample):
+	}
+	second := take()
+	hostMem := hostMemory()
+	rows := make([]statsRow, len(ctrs))
+	for i, ctr := range ctrs {
+		id := ctr.ID
+		if !noTrunc {
+			id = shortID(id)
+		}
+		a, b := first[i], second[i]
+		var cpu, memPerc float64
+		var usage, limit, pids uint64
+		if b.ok {
+			usage, limit, pids = b.s.MemoryUsage, b.s.MemoryLimit, b.s.Pids
+			if limit == 0 || limit > hostMem && hostMem > 0 {
+				limit = hostMem
+			}
+			if limit > 0 {
+				memPerc = float64(usage) / float64(limit) * 100
+			}
+			if a.ok && b.at.After(a.at) && b.s.CPUNanos >= a.s.CPUNanos {
+				cpu = float64(b.s.CPUNanos-a.s.CPUNanos) / float64(b.at.Sub(a.at).Nanoseconds()) * 100
+			}
+		}
+		rows[i] = statsRow{
+			ID: id, Name: ctr.Name,
+			CPUPerc:  fmt.Sprintf("%.2f%%", cpu),
+			MemUsage: binarySize(usage) + " / " + binarySize(limit),
+			MemPerc:  fmt.Sprintf("%.2f%%", memPerc),
+			PIDs:     strconv.FormatUint(pids, 10),
+		}
+	}
+	return rows
+}
+
+// hostMemory is the machine's RAM, which docker shows as the limit of a
+// container without one.
+func hostMemory() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
+}
+
+// binarySize formats bytes as docker stats does: binary units and 4
+// significant digits ("1.504MiB", "7.668GiB").
+func binarySize(n uint64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	v := float64(n)
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.4g%s", v, units[i])
+}

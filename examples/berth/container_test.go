@@ -1,0 +1,654 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+	"golang.org/x/sys/unix"
+)
+
+func TestParseMemory(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"1024", 1024, false},
+		{"10b", 10, false},
+		{"32m", 32 << 20, false},
+		{"32M", 32 << 20, false},
+		{"32MB", 32 << 20, false},
+		{"32MiB", 32 << 20, false},
+		{"1k", 1024, false},
+		{"1.5g", 3 << 29, false},
+		{"2G", 2 << 30, false},
+		{"1t", 1 << 40, false},
+		{"", 0, true},
+		{"m", 0, true},
+		{"-1m", 0, true},
+		{"32x", 0, true},
+		{"32mm", 0, true},
+		{"1e3", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseMemory(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("parseMemory(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	for in, want := range map[string]int64{"1.5": 1_500_000_000, "0.25": 250_000_000, "2": 2_000_000_000} {
+		if got, err := parseCPUs(in); err != nil || got != want {
+			t.Errorf("parseCPUs(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "-1", "NaN"} {
+		if _, err := parseCPUs(in); err == nil {
+			t.Errorf("parseCPUs(%q) succeeded, want an error", in)
+		}
+	}
+}
+
+func TestParseUlimit(t *testing.T) {
+	tests := []struct {
+		in   string
+		want berth.Rlimit
+		err  bool
+	}{
+		{"nofile=1024:2048", berth.Rlimit{Name: "nofile", Soft: 1024, Hard: 2048}, false},
+		{"nproc=100", berth.Rlimit{Name: "nproc", Soft: 100, Hard: 100}, false},
+		{"memlock=-1:-1", berth.Rlimit{Name: "memlock", Soft: math.MaxUint64, Hard: math.MaxUint64}, false},
+		{"nofile=2048:1024", berth.Rlimit{}, true},
+		{"nofile", berth.Rlimit{}, true},
+		{"nofile=x", berth.Rlimit{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseUlimit(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("parseUlimit(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestParseEnvFile(t *testing.T) {
+	lookup := func(k string) (string, bool) {
+		v, ok := map[string]string{"FROM_HOST": "h"}[k]
+		return v, ok
+	}
+	in := "\xef\xbb\xbf# a comment\n\nA=1\n  B=two words \nC=\"quoted\"\nFROM_HOST\nNOT_SET\nEMPTY=\n"
+	got, err := parseEnvFile([]byte(in), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"A=1", "B=two words ", `C="quoted"`, "FROM_HOST=h", "EMPTY="}
+	if !slices.Equal(got, want) {
+		t.Errorf("parseEnvFile = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"A B=1\n", "=1\n"} {
+		if _, err := parseEnvFile([]byte(bad), lookup); err == nil {
+			t.Errorf("parseEnvFile(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestSecurityOpt(t *testing.T) {
+	for _, ok := range []string{"no-new-privileges", "no-new-privileges:true", "no-new-privileges=false", "seccomp=unconfined", "seccomp:unconfined", "apparmor=unconfined", "label=disable"} {
+		if _, err := securityOpt(ok); err != nil {
+			t.Errorf("securityOpt(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"no-new-privileges:maybe", "seccomp=/tmp/profile.json", "apparmor=docker-default", "bogus"} {
+		if _, err := securityOpt(bad); err == nil {
+			t.Errorf("securityOpt(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestParseTimestamp(t *testing.T) {
+	now := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Time
+	}{
+		{"10m", now.Add(-10 * time.Minute)},
+		{"1h30m", now.Add(-90 * time.Minute)},
+		{"2024-05-06T07:00:00Z", time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC)},
+		{"2024-05-06T07:00:00.5+02:00", time.Date(2024, 5, 6, 5, 0, 0, 5e8, time.UTC)},
+		{"2024-05-06T07:00:00", time.Date(2024, 5, 6, 7, 0, 0, 0, time.Local)},
+		{"1700000000", time.Unix(1700000000, 0)},
+		{"1700000000.25", time.Unix(1700000000, 25e7)},
+	}
+	for _, tt := range tests {
+		got, err := parseTimestamp(tt.in, now)
+		if err != nil || !got.Equal(tt.want) {
+			t.Errorf("parseTimestamp(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := parseTimestamp("yesterday", now); err == nil {
+		t.Error("parseTimestamp(\"yesterday\") succeeded, want an error")
+	}
+}
+
+func TestPsColumns(t *testing.T) {
+	now := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	tests := []struct {
+		state berth.ContainerState
+		want  string
+	}{
+		{berth.ContainerState{Status: "running", StartedAt: now.Add(-3 * time.Second)}, "Up 3 seconds"},
+		{berth.ContainerState{Status: "running", StartedAt: now.Add(-100 * time.Millisecond)}, "Up Less than a second"},
+		{berth.ContainerState{Status: "exited", ExitCode: 0, FinishedAt: now.Add(-5 * time.Second)}, "Exited (0) 5 seconds ago"},
+		{berth.ContainerState{Status: "exited", ExitCode: 137, FinishedAt: now.Add(-2 * time.Hour)}, "Exited (137) 2 hours ago"},
+		{berth.ContainerState{Status: "created"}, "Created"},
+		{berth.ContainerState{Status: "dead"}, "Dead"},
+	}
+	for _, tt := range tests {
+		if got := containerStatus(tt.state, now); got != tt.want {
+			t.Errorf("containerStatus(%+v) = %q, want %q", tt.state, got, tt.want)
+		}
+	}
+
+	cmds := []struct {
+		args          []string
+		trunc, noTrun string
+	}{
+		{[]string{"sh", "-c", "sleep 100; echo done"}, `"sh -c 'sleep 100; e…"`, `"sh -c 'sleep 100; echo done'"`},
+		{[]string{"sleep", "300"}, `"sleep 300"`, `"sleep 300"`},
+		{[]string{"/docker-entrypoint.sh", "nginx"}, `"/docker-entrypoint.…"`, `"/docker-entrypoint.sh nginx"`},
+		{[]string{"echo", "it's", ""}, `"echo 'it'\\''s' ''"`, `"echo 'it'\\''s' ''"`},
+	}
+	info := &berth.ContainerInfo{ID: strings.Repeat("ab", 32), Name: "web", Image: "busybox", Created: now.Add(-time.Minute)}
+	for _, tt := range cmds {
+		info.Args = tt.args
+		r := newPsRow(info, false, now)
+		if r.Command != tt.trunc || r.ID != strings.Repeat("ab", 6) || r.RunningFor != "About a minute ago" {
+			t.Errorf("ps row for %q = %+v, want command %s, a 12-digit ID, created About a minute ago", tt.args, r, tt.trunc)
+		}
+		if r := newPsRow(info, true, now); r.Command != tt.noTrun || r.ID != info.ID {
+			t.Errorf("ps --no-trunc row for %q = %+v, want command %s and the full ID", tt.args, r, tt.noTrun)
+		}
+	}
+}
+
+func TestBinarySize(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0B", 512: "512B", 1536: "1.5KiB", 1577058: "1.504MiB", 8 << 30: "8GiB"} {
+		if got := binarySize(n); got != want {
+			t.Errorf("binarySize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestExpandShorthands(t *testing.T) {
+	fs := newFlagSet("test")
+	var b1, b2, b3 bool
+	var s string
+	var list []string
+	fs.Bool(&b1, "i", "interactive", "")
+	fs.Bool(&b2, "t", "tty", "")
+	fs.Bool(&b3, "d", "detach", "")
+	fs.String(&s, "w", "workdir", "string", "", "")
+	fs.Strings(&list, "e", "env", "")
+	tests := []struct {
+		in    []string
+		posix bool
+		want  []string
+	}{
+		{[]string{"-it", "img", "ls", "-la"}, true, []string{"-i", "-t", "img", "ls", "-la"}},
+		{[]string{"-dit", "--rm", "img"}, true, []string{"-d", "-i", "-t", "--rm", "img"}},
+		{[]string{"-eK=V", "-de", "A=1", "img"}, true, []string{"-e", "K=V", "-d", "-e", "A=1", "img"}},
+		{[]string{"-w", "-it", "img"}, true, []string{"-w", "-it", "img"}},
+		{[]string{"--workdir", "/x", "img", "-it"}, true, []string{"--workdir", "/x", "img", "-it"}},
+		{[]string{"img", "-it"}, false, []string{"img", "-i", "-t"}},
+		{[]string{"--", "-it"}, false, []string{"--", "-it"}},
+	}
+	for _, tt := range tests {
+		got, err := fs.expandShorthands(tt.in, tt.posix)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("expandShorthands(%q, posix %v) = %q, %v; want %q", tt.in, tt.posix, got, err, tt.want)
+		}
+	}
+	if _, err := fs.expandShorthands([]string{"-iz"}, true); err == nil || err.Error() != "unknown shorthand flag: 'z' in -iz" {
+		t.Errorf("expandShorthands(-iz) error = %v, want docker's unknown shorthand message", err)
+	}
+}
+
+// containerSetup is setup with busybox imported into the root.
+func containerSetup(t *testing.T) string {
+	t.Helper()
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	return root
+}
+
+// runDetached starts a detached container and removes it when the test
+// ends; it returns the container ID.
+func runDetached(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	out := mustBerth(t, root, append([]string{"run", "-d"}, args...)...)
+	id := strings.TrimSpace(out)
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
+		t.Fatalf("run -d printed %q, want a 64-digit container ID", out)
+	}
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", id) })
+	return id
+}
+
+// psRows returns the rows of "berth ps ARGS" as columns, header first.
+func psRows(t *testing.T, root string, args ...string) [][]string {
+	t.Helper()
+	out := mustBerth(t, root, append([]string{"ps"}, args...)...)
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		rows = append(rows, columns.Split(strings.TrimSpace(l), -1))
+	}
+	return rows
+}
+
+// psRow finds the row of the container named name.
+func psRowOf(rows [][]string, name string) []string {
+	for _, r := range rows[1:] {
+		if r[len(r)-1] == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func TestRunAttached(t *testing.T) {
+	root := containerSetup(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(envFile, []byte("# from a file\nB=2\n\nFROM_HOST\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FROM_HOST", "h")
+	t.Setenv("PASSED", "p")
+
+	tests := []struct {
+		name   string
+		stdin  string
+		args   []string
+		code   int
+		stdout string
+		stderr string // a prefix of stderr, or "" for empty
+	}{
+		{"echo", "", []string{"run", "--rm", "busybox", "echo", "hi"}, 0, "hi\n", ""},
+		{"exit code", "", []string{"run", "--rm", "busybox", "sh", "-c", "exit 7"}, 7, "", ""},
+		{"stderr", "", []string{"run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"}, 0, "out\n", "err\n"},
+		{"not found", "", []string{"run", "--rm", "busybox", "nosuch"}, 127, "", "Error: "},
+		{"not executable", "", []string{"run", "--rm", "busybox", "/etc/passwd"}, 126, "", "Error: "},
+		{"unknown image", "", []string{"run", "--rm", "nosuchimage"}, 125, "", "Unable to find image 'nosuchimage:latest' locally\n"},
+		{"pull never", "", []string{"run", "--rm", "--pull", "never", "nosuchimage"}, 125, "", "Error: No such image: nosuchimage:latest\n"},
+		{"bad flag", "", []string{"run", "--bogus", "busybox"}, 125, "", "Error: unknown flag: --bogus\n"},
+		{"no image", "", []string{"run"}, 125, "", "Error: \"berth run\" requires at least 1 argument."},
+		{"bad memory", "", []string{"run", "-m", "lots", "busybox"}, 125, "", "Error: invalid argument \"lots\" for \"-m, --memory\" flag"},
+		{"env", "", []string{"run", "--rm", "-e", "A=1", "--env-file", envFile, "-e", "PASSED", "-e", "UNSET_HERE", "-w", "/tmp", "-u", "1000",
+			"busybox", "sh", "-c", "echo $A $B $FROM_HOST $PASSED ${UNSET_HERE-unset}; pwd; id -u"}, 0, "1 2 h p unset\n/tmp\n1000\n", ""},
+		{"flags after the image are the command's", "", []string{"run", "--rm", "busybox", "printf", "%s,", "-e", "--rm"}, 0, "-e,--rm,", ""},
+		{"stdin", "piped\n", []string{"run", "--rm", "-i", "busybox", "cat"}, 0, "piped\n", ""},
+		{"no stdin without -i", "piped\n", []string{"run", "--rm", "busybox", "cat"}, 0, "", ""},
+		{"tty", "", []string{"run", "--rm", "-it", "busybox", "sh", "-c", "test -t 0 && test -t 1 && echo tty"}, 0, "tty\r\n", ""},
+		{"entrypoint", "", []string{"run", "--rm", "--entrypoint", "echo", "busybox", "a", "b"}, 0, "a b\n", ""},
+		{"hostname", "", []string{"run", "--rm", "-h", "myhost", "busybox", "hostname"}, 0, "myhost\n", ""},
+		{"read-only", "", []string{"run", "--rm", "--read-only", "busybox", "touch", "/x"}, 1, "", "touch: /x: Read-only file system\n"},
+		{"ulimit", "", []string{"run", "--rm", "--ulimit", "nofile=1024:2048", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn"}, 0, "1024\n2048\n", ""},
+		{"cap-drop", "", []string{"run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"}, 0, "CapEff:\t0000000000000000\n", ""},
+		{"memory limit", "", []string{"run", "--rm", "-m", "8m", "--memory-swap", "8M", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=32M", "count=1"}, 137, "", ""},
+		{"pids limit", "", []string{"run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"}, 2, "", "sh: can't fork"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runBerth(t, root, []byte(tt.stdin), tt.args...)
+			if res.code != tt.code || res.stdout != tt.stdout {
+				t.Errorf("exit %d, stdout %q; want %d, %q (stderr %q)", res.code, res.stdout, tt.code, tt.stdout, res.stderr)
+			}
+			if tt.stderr == "" && res.stderr != "" || !strings.HasPrefix(res.stderr, tt.stderr) {
+				t.Errorf("stderr = %q, want it to start with %q", res.stderr, tt.stderr)
+			}
+		})
+	}
+	if rows := psRows(t, root, "-a"); len(rows) != 1 {
+		t.Errorf("ps -a after --rm runs = %q, want only the header", rows)
+	}
+
+	// Without --rm the container stays, exited, with its code.
+	res := runBerth(t, root, nil, "run", "--name", "seven", "busybox", "sh", "-c", "exit 7")
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", "seven") })
+	if res.code != 7 {
+		t.Fatalf("run sh -c 'exit 7': exit %d, want 7 (stderr %q)", res.code, res.stderr)
+	}
+	if row := psRowOf(psRows(t, root, "-a"), "seven"); row == nil || !strings.HasPrefix(row[4], "Exited (7) ") {
+		t.Errorf("ps -a row of seven = %q, want STATUS Exited (7) …", row)
+	}
+	if got := mustBerth(t, root, "wait", "seven"); got != "7\n" {
+		t.Errorf("wait seven = %q, want 7", got)
+	}
+	res = runBerth(t, root, nil, "run", "--name", "seven", "busybox", "true")
+	if res.code != 125 || !strings.HasPrefix(res.stderr, `Error: Conflict. The container name "/seven" is already in use`) {
+		t.Errorf("run with a taken name: exit %d, stderr %q; want 125 and docker's Conflict message", res.code, res.stderr)
+	}
+}
+
+func TestDetachedLifecycle(t *testing.T) {
+	root := containerSetup(t)
+
+	id := runDetached(t, root, "--name", "web", "-l", "tier=front", "busybox", "sleep", "300")
+	rows := psRows(t, root)
+	if want := []string{"CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"}; !slices.Equal(rows[0], want) {
+		t.Errorf("ps header = %q, want %q", rows[0], want)
+	}
+	row := psRowOf(rows, "web")
+	if row == nil || row[0] != id[:12] || row[1] != "busybox" || row[2] != `"sleep 300"` ||
+		!strings.HasSuffix(row[3], " ago") || !strings.HasPrefix(row[4], "Up ") {
+		t.Errorf("ps row of web = %q, want %s busybox \"sleep 300\" <age> ago Up … web", row, id[:12])
+	}
+	if got := mustBerth(t, root, "ps", "-q"); got != id[:12]+"\n" {
+		t.Errorf("ps -q = %q, want %q", got, id[:12]+"\n")
+	}
+	if got := mustBerth(t, root, "ps", "-q", "--no-trunc"); got != id+"\n" {
+		t.Errorf("ps -q --no-trunc = %q, want %q", got, id+"\n")
+	}
+	if got := mustBerth(t, root, "ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"); got != "web running tier=front\n" {
+		t.Errorf("ps --format = %q, want %q", got, "web running tier=front\n")
+	}
+
+	out := mustBerth(t, root, "stats", "--no-stream", "web")
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 2 || !regexp.MustCompile(`^CONTAINER ID\s+NAME\s+CPU %\s+MEM USAGE / LIMIT\s+MEM %\s+PIDS$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^`+id[:12]+`\s+web\s+[0-9.]+%\s+[0-9.]+[KMG]?i?B / [0-9.]+[KMGT]?i?B\s+[0-9.]+%\s+1$`).MatchString(lines[1]) {
+		t.Errorf("stats --no-stream web printed:\n%s", out)
+	}
+	if out := mustBerth(t, root, "stats", "--no-stream"); !strings.Contains(out, " web ") {
+		t.Errorf("stats --no-stream (all running) lacks web:\n%s", out)
+	}
+
+	// Logs of a container that wrote to both streams.
+	runDetached(t, root, "--name", "l", "busybox", "sh", "-c", "echo out; echo err >&2; echo more")
+	if got := mustBerth(t, root, "wait", "l"); got != "0\n" {
+		t.Errorf("wait l = %q, want 0", got)
+	}
+	res := runBerth(t, root, nil, "logs", "l")
+	if res.code != 0 || res.stdout != "out\nmore\n" || res.stderr != "err\n" {
+		t.Errorf("logs l: exit %d, stdout %q, stderr %q; want out+more on stdout, err on stderr", res.code, res.stdout, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "logs", "--tail", "1", "l"); res.stdout != "more\n" || res.stderr != "" {
+		t.Errorf("logs --tail 1: stdout %q, stderr %q; want the last line only", res.stdout, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "logs", "--tail", "0", "l"); res.stdout != "" || res.stderr != "" {
+		t.Errorf("logs --tail 0: stdout %q, stderr %q; want nothing", res.stdout, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "logs", "-t", "--since", "10m", "l"); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\S+ out\n`).MatchString(res.stdout) {
+		t.Errorf("logs -t --since 10m: stdout %q, want timestamped lines", res.stdout)
+	}
+	if res := runBerth(t, root, nil, "logs", "--since", "2999-01-01T00:00:00Z", "l"); res.stdout != "" || res.stderr != "" {
+		t.Errorf("logs --since in the future: stdout %q, stderr %q; want nothing", res.stdout, res.stderr)
+	}
+
+	// inspect finds containers and images.
+	if got := mustBerth(t, root, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}", "l"); got != "exited 0 /l\n" {
+		t.Errorf("inspect -f of l = %q, want %q", got, "exited 0 /l\n")
+	}
+	var inspected []struct {
+		Id    string
+		Path  string
+		Args  []string
+		Name  string
+		Image string
+		State struct {
+			Status  string
+			Running bool
+			Pid     int
+		}
+		Config struct {
+			Image  string
+			Cmd    []string
+			Labels map[string]string
+		}
+		HostConfig      struct{ AutoRemove bool }
+		NetworkSettings map[string]any
+	}
+	out = mustBerth(t, root, "inspect", "web", "busybox")
+	if err := json.Unmarshal([]byte(out), &inspected); err != nil || len(inspected) != 2 {
+		t.Fatalf("inspect web busybox: %v\n%s", err, out)
+	}
+	got, img := inspected[0], inspected[1]
+	if got.Id != id || got.Name != "/web" || got.Path != "sleep" || !slices.Equal(got.Args, []string{"300"}) ||
+		got.Image != img.Id || got.Config.Image != "busybox" || got.Config.Labels["tier"] != "front" ||
+		got.State.Status != "running" || !got.State.Running || got.State.Pid == 0 || got.NetworkSettings == nil {
+		t.Errorf("inspect web = %+v, want docker's shape for the running container (image ID %s)", got, img.Id)
+	}
+	if res := runBerth(t, root, nil, "inspect", "--type", "image", "web"); res.code != 1 || res.stderr != "Error: No such image: web\n" {
+		t.Errorf("inspect --type image web: exit %d, stderr %q", res.code, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "inspect", "--type", "container", "busybox"); res.code != 1 || res.stderr != "Error: No such container: busybox\n" {
+		t.Errorf("inspect --type container busybox: exit %d, stderr %q", res.code, res.stderr)
+	}
+
+	// stop: sleep as pid 1 ignores SIGTERM, so -t 1 ends in SIGKILL.
+	start := time.Now()
+	if got := mustBerth(t, root, "stop", "-t", "1", "web"); got != "web\n" {
+		t.Errorf("stop web printed %q, want %q", got, "web\n")
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("stop -t 1 took %v", d)
+	}
+	if row := psRowOf(psRows(t, root, "-a"), "web"); row == nil || !regexp.MustCompile(`^Exited \((137|143)\) `).MatchString(row[4]) {
+		t.Errorf("ps -a row of web after stop = %q, want Exited (137) or (143)", row)
+	}
+	if psRowOf(psRows(t, root), "web") != nil {
+		t.Error("ps without -a still lists the stopped web")
+	}
+	if got := mustBerth(t, root, "rm", "web", "l"); got != "web\nl\n" {
+		t.Errorf("rm web l printed %q", got)
+	}
+	if rows := psRows(t, root, "-a"); len(rows) != 1 {
+		t.Errorf("ps -a after rm = %q, want only the header", rows)
+	}
+
+	// kill, wait, rm -f.
+	runDetached(t, root, "--name", "k", "busybox", "sleep", "300")
+	if got := mustBerth(t, root, "kill", "k"); got != "k\n" {
+		t.Errorf("kill k printed %q", got)
+	}
+	if got := mustBerth(t, root, "wait", "k"); got != "137\n" {
+		t.Errorf("wait k after kill = %q, want 137", got)
+	}
+	if res := runBerth(t, root, nil, "kill", "k"); res.code != 1 || !strings.HasPrefix(res.stderr, "Error: cannot kill container: k: ") {
+		t.Errorf("kill of an exited container: exit %d, stderr %q", res.code, res.stderr)
+	}
+	fid := runDetached(t, root, "--name", "f", "busybox", "sleep", "300")
+	if res := runBerth(t, root, nil, "rm", "f"); res.code != 1 || !strings.HasPrefix(res.stderr, "Error: ") {
+		t.Errorf("rm of a running container: exit %d, stderr %q; want 1", res.code, res.stderr)
+	}
+	if got := mustBerth(t, root, "rm", "-f", fid[:8]); got != fid[:8]+"\n" {
+		t.Errorf("rm -f by ID prefix printed %q", got)
+	}
+	if psRowOf(psRows(t, root, "-a"), "f") != nil {
+		t.Error("ps -a still lists f after rm -f")
+	}
+}
+
+func TestContainerExitCodes(t *testing.T) {
+	root := containerSetup(t)
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"rm missing", []string{"rm", "nothere"}, 1, "", "Error: No such container: nothere\n"},
+		{"rm -f missing", []string{"rm", "-f", "nothere"}, 0, "", ""},
+		{"stop missing", []string{"stop", "nothere"}, 1, "", "Error: No such container: nothere\n"},
+		{"kill missing", []string{"kill", "nothere"}, 1, "", "Error: No such container: nothere\n"},
+		{"kill bad signal", []string{"kill", "-s", "NOPE", "x"}, 125, "", "Error: invalid signal: NOPE\n"},
+		{"wait missing", []string{"wait", "nothere"}, 1, "", "Error: No such container: nothere\n"},
+		{"logs missing", []string{"logs", "nothere"}, 125, "", "Error: No such container: nothere\n"},
+		{"logs bad tail", []string{"logs", "--tail", "x", "nothere"}, 125, "", "Error: invalid value for \"tail\""},
+		{"stats missing", []string{"stats", "--no-stream", "nothere"}, 1, "", "Error: No such container: nothere\n"},
+		{"inspect type container missing", []string{"inspect", "--type", "container", "nothere"}, 1, "[]\n", "Error: No such container: nothere\n"},
+		{"ps empty", []string{"ps", "-a", "-q"}, 0, "", ""},
+		{"run help", []string{"run", "--help"}, 0, "\nUsage:  berth run [OPTIONS] IMAGE [COMMAND] [ARG...]\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runBerth(t, root, nil, tt.args...)
+			if res.code != tt.code || !strings.HasPrefix(res.stdout, tt.stdout) || tt.stdout == "" && res.stdout != "" {
+				t.Errorf("exit %d, stdout %q; want %d, %q (stderr %q)", res.code, res.stdout, tt.code, tt.stdout, res.stderr)
+			}
+			if tt.stderr == "" && res.stderr != "" || !strings.HasPrefix(res.stderr, tt.stderr) {
+				t.Errorf("stderr = %q, want it to start with %q", res.stderr, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestRunSignal checks that SIGTERM to an attached berth run goes to the
+// container, and berth exits with the container's code.
+func TestRunSignal(t *testing.T) {
+	root := containerSetup(t)
+	cmd := exec.Command(berthBin, "--root", root, "run", "--rm", "busybox", "sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done")
+	var stdout syncBuffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitFor(t, func() bool { return strings.Contains(stdout.String(), "ready\n") }, "the container to start")
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || stdout.String() != "ready\ngot TERM\n" {
+		t.Errorf("after SIGTERM: %v, stdout %q; want exit 3 and the trap's output", err, stdout.String())
+	}
+}
+
+// TestRunTTY runs berth run -it on a pseudo-terminal, as a user at a
+// terminal does: berth must put the terminal in raw mode while attached
+// and restore it afterwards.
+func TestRunTTY(t *testing.T) {
+	root := containerSetup(t)
+	master, slave := openTestPTY(t)
+	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(berthBin, "--root", root, "run", "--rm", "-it", "busybox", "sh", "-c", "test -t 0 && echo tty; read x; echo got:$x; exit 4")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	var out syncBuffer
+	copied := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				close(copied)
+				return
+			}
+		}
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitFor(t, func() bool { return strings.Contains(out.String(), "tty") }, "the container to start")
+	waitFor(t, func() bool {
+		tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+		return err == nil && tio.Lflag&(unix.ICANON|unix.ECHO|unix.ISIG) == 0
+	}, "berth to put the terminal in raw mode")
+	if _, err := master.Write([]byte("abc\r")); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Errorf("berth run -it: %v, want exit 4", err)
+	}
+	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *after != *before {
+		t.Errorf("terminal settings after run = %+v, want them restored to %+v", after, before)
+	}
+	slave.Close()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	if !strings.Contains(out.String(), "got:abc\r\n") {
+		t.Errorf("terminal output %q, want the container to have read abc", out.String())
+	}
+}
+
+// openTestPTY opens a pseudo-terminal pair and closes it when the test
+// ends.
+func openTestPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
