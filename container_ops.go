@@ -71,6 +71,14 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 			return nil, err
 		}
 	}
+	// overlayfs gives the container's / the mode of the upper directory:
+	// at 0700, a non-root user could not reach any path, so every program
+	// it exec'd failed with EACCES (TestRunUser). 0755 is the mode of an
+	// image's root; the container directory above stays 0700.
+	if err := os.Chmod(filepath.Join(dir, "upper"), 0o755); err != nil {
+		r.releaseName(name, id)
+		return nil, err
+	}
 	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated}}
 	if err := r.writeRecord(rec); err != nil {
 		r.removeContainerFiles(id, name)
@@ -88,7 +96,6 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		return nil, fmt.Errorf("starting container %s: %w", name, err)
 	}
 	c.run = run
-	r.track(run)
 	return c, nil
 }
 
@@ -106,13 +113,13 @@ func (r *Runtime) ensureSnapshots(ctx context.Context, img *Image) error {
 	return nil
 }
 
-func (r *Runtime) track(run *running) {
+func (r *Runtime) track(id string, run *running) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.running == nil {
 		r.running = map[string]*running{}
 	}
-	r.running[run.rec.ID] = run
+	r.running[id] = run
 }
 
 func (r *Runtime) forget(id string) {
@@ -258,8 +265,23 @@ func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
 	}
 	if rec.State.Running && !rec.alive() {
 		if unlock, ok := r.store.TryLock("owner-"+id, true); ok {
+			// Read again under the lock: the owner records the exit and
+			// then lets go, so the record read above may predate an exit
+			// recorded since. Judged on it, a container that exited with 7
+			// was reported "dead" with code 0, and Wait returned nil
+			// (TestRunWaitConcurrent).
+			fresh, err := r.readRecord(id)
 			unlock()
-			rec.State.Status, rec.State.Running, rec.State.Pid = statusDead, false, 0
+			if err != nil {
+				return nil, err
+			}
+			rec = fresh
+			if rec.State.Running && !rec.alive() {
+				// The owner died with the process: its exit status is
+				// lost, as sweepContainers records it.
+				rec.State.Status, rec.State.Running, rec.State.Pid = statusDead, false, 0
+				rec.State.ExitCode = 255
+			}
 		}
 	}
 	return rec, nil
@@ -294,10 +316,22 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 		}
 	}
 	// Owned elsewhere: wait for the process through a pidfd, then for the
-	// owner to record the exit.
+	// owner to record the exit. The wait lock, held shared, keeps an
+	// auto-removed container's record until this waiter has read its exit
+	// (see awaitWaiters); without it the owner removed the record right
+	// after the exit and a Wait begun before the exit failed with
+	// ErrNotFound (TestLifetimeAutoRemove).
+	unlockWait, err := r.store.Lock(ctx, "wait-"+c.ID, false)
+	if err != nil {
+		return err
+	}
+	defer unlockWait()
 	for {
 		rec, err := r.currentRecord(c.ID)
 		if err != nil {
+			if errors.Is(err, ErrNotFound) {
+				os.Remove(filepath.Join(r.root, "locks", "wait-"+c.ID)) // made by the Lock above
+			}
 			return err
 		}
 		if !rec.State.Running && rec.State.Status != statusCreated {
@@ -323,6 +357,18 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 			return ctx.Err()
 		case <-time.After(delay):
 		}
+	}
+}
+
+// awaitWaiters lets the Waits of other programs on an auto-removed
+// container, which hold its wait lock shared, read the exit just recorded
+// before the record goes. It gives up after a few seconds so that a stuck
+// waiter cannot keep the container.
+func (r *Runtime) awaitWaiters(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if unlock, err := r.store.Lock(ctx, "wait-"+id, true); err == nil {
+		unlock()
 	}
 }
 
@@ -475,7 +521,7 @@ func (r *Runtime) removeContainerFiles(id, name string) {
 	}
 	os.RemoveAll(dir)
 	r.releaseName(name, id)
-	for _, l := range []string{"owner-", "ctr-"} {
+	for _, l := range []string{"owner-", "ctr-", "wait-"} {
 		os.Remove(filepath.Join(r.root, "locks", l+id))
 	}
 }

@@ -120,43 +120,67 @@ func hasEnv(env []string, key string) bool {
 	return false
 }
 
-// capabilitySet is docker's default set with adds and drops applied.
+// capabilitySet is docker's default set with adds and drops applied, by
+// docker's rules (moby's TweakCapabilities): with --cap-add ALL every
+// capability but the dropped ones; with --cap-drop ALL exactly the added
+// ones; otherwise the default set minus the drops plus the adds. (Applying
+// adds then drops, as this did before, turned the common
+// "--cap-drop ALL --cap-add NET_BIND_SERVICE" into no capability at all.)
 func capabilitySet(add, drop []string) ([]string, error) {
-	set := caps.DefaultSet
-	norm := func(n string) string {
-		n = strings.ToUpper(n)
-		if n != "ALL" && !strings.HasPrefix(n, "CAP_") {
-			n = "CAP_" + n
+	parse := func(flag string, names []string) (set caps.Set, all bool, err error) {
+		for _, n := range names {
+			n = strings.ToUpper(n)
+			if n == "ALL" {
+				all = true
+				continue
+			}
+			if !strings.HasPrefix(n, "CAP_") {
+				n = "CAP_" + n
+			}
+			c, err := caps.Parse(n)
+			if err != nil {
+				return 0, false, fmt.Errorf("%w: %s %q: %v", ErrInvalid, flag, n, err)
+			}
+			set = set.Add(c)
 		}
-		return n
+		return set, all, nil
 	}
-	for _, n := range add {
-		if norm(n) == "ALL" {
-			set = caps.All() & caps.Supported()
-			continue
-		}
-		c, err := caps.Parse(norm(n))
-		if err != nil {
-			return nil, fmt.Errorf("%w: --cap-add %q: %v", ErrInvalid, n, err)
-		}
-		set = set.Add(c)
+	added, addAll, err := parse("--cap-add", add)
+	if err != nil {
+		return nil, err
 	}
-	for _, n := range drop {
-		if norm(n) == "ALL" {
-			set = 0
-			continue
-		}
-		c, err := caps.Parse(norm(n))
-		if err != nil {
-			return nil, fmt.Errorf("%w: --cap-drop %q: %v", ErrInvalid, n, err)
-		}
-		set &^= caps.Set(1) << uint(c)
+	dropped, dropAll, err := parse("--cap-drop", drop)
+	if err != nil {
+		return nil, err
+	}
+	var set caps.Set
+	switch {
+	case addAll:
+		// ALL means all this program can give: a capability missing from
+		// its own bounding set (CAP_SYS_RESOURCE on this project's
+		// machines) made capset fail and the container not start.
+		set = (caps.All() & caps.Supported() & boundingSet()) &^ dropped
+	case dropAll:
+		set = added
+	default:
+		set = caps.DefaultSet&^dropped | added
 	}
 	names := set.Names()
 	if names == nil {
 		names = []string{}
 	}
 	return names, nil
+}
+
+// boundingSet is the calling thread's capability bounding set.
+func boundingSet() caps.Set {
+	var set caps.Set
+	for c := caps.Cap(0); c <= caps.Last(); c++ {
+		if on, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err == nil && on == 1 {
+			set = set.Add(c)
+		}
+	}
+	return set
 }
 
 var rlimitTypes = map[string]int{
@@ -325,17 +349,26 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 	if err != nil {
 		return nil, err
 	}
-	if run.proc, err = initproc.Command(spec); err != nil {
-		return nil, err
+	if w := r.takeWarm(rec.Config.TTY, rec.Config.Detached); w != nil {
+		if run.proc, err = w.Use(spec); err != nil {
+			w.Close()
+			return nil, err
+		}
+		run.wireWarm(w, std)
+		tr.mark("warm")
+	} else {
+		if run.proc, err = initproc.Command(spec); err != nil {
+			return nil, err
+		}
+		tr.mark("command")
+		if err := run.wire(std); err != nil {
+			return nil, err
+		}
+		if err := run.proc.Start(); err != nil {
+			return nil, err
+		}
+		tr.mark("start")
 	}
-	tr.mark("command")
-	if err := run.wire(std); err != nil {
-		return nil, err
-	}
-	if err := run.proc.Start(); err != nil {
-		return nil, err
-	}
-	tr.mark("start")
 	pid := run.proc.Pid()
 	if err := run.cg.Add(pid); err != nil {
 		run.proc.Cmd.Process.Kill()
@@ -363,6 +396,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		run.proc.Wait()
 		return nil, err
 	}
+	r.track(rec.ID, run)
 	go run.wait()
 	return run, nil
 }
@@ -425,6 +459,63 @@ func (run *running) wire(std stdio) error {
 		run.copy(pr, &streamWriter{log: run.log, stream: s.name, user: s.user}, pr)
 	}
 	return nil
+}
+
+// wireWarm connects a warm child's pipes like wire does for a cold one.
+func (run *running) wireWarm(w *initproc.Warm, std stdio) {
+	if std.stdin != nil {
+		go func() {
+			copyQuiet(w.Stdin, std.stdin)
+			w.Stdin.Close()
+		}()
+	} else {
+		w.Stdin.Close()
+	}
+	run.copy(w.Stdout, &streamWriter{log: run.log, stream: "stdout", user: std.stdout}, w.Stdout)
+	run.copy(w.Stderr, &streamWriter{log: run.log, stream: "stderr", user: std.stderr}, w.Stderr)
+}
+
+// takeWarm returns the Runtime's pre-started child stage if it suits the
+// container and is still fresh, and starts the next one in the
+// background. The first container of a Runtime starts cold; every later
+// one finds a child waiting, which takes the process start (several
+// milliseconds) off its critical path.
+func (r *Runtime) takeWarm(tty, detached bool) *initproc.Warm {
+	closed := r.checkOpen() != nil
+	r.warmMu.Lock()
+	w, kind := r.warm, r.warmDetached
+	r.warm = nil
+	refill := !r.warmFilling && !closed
+	r.warmFilling = r.warmFilling || refill
+	r.warmDetached = detached
+	r.warmMu.Unlock()
+	if refill {
+		go r.refillWarm(detached)
+	}
+	if w == nil {
+		return nil
+	}
+	if tty || kind != detached || !w.Fresh() {
+		w.Close()
+		return nil
+	}
+	return w
+}
+
+func (r *Runtime) refillWarm(detached bool) {
+	w, err := initproc.Prestart(detached)
+	closed := r.checkOpen() != nil
+	r.warmMu.Lock()
+	defer r.warmMu.Unlock()
+	r.warmFilling = false
+	if err != nil {
+		return
+	}
+	if closed || r.warm != nil || detached != r.warmDetached {
+		w.Close()
+		return
+	}
+	r.warm = w
 }
 
 func (run *running) copy(src *os.File, dst *streamWriter, closer io.Closer) {
@@ -503,7 +594,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	if code != 0 || oom {
 		exitErr = &ExitError{Code: code, Signal: sig, OOMKilled: oom}
 	}
-	updated, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+	_, _ = r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
 		cur.State.Status = statusExited
 		cur.State.Running = false
 		cur.State.Pid = 0
@@ -513,9 +604,6 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		cur.State.FinishedAt = time.Now().UTC()
 		return nil
 	})
-	if err == nil {
-		run.rec = updated
-	}
 	tr.mark("record")
 	run.unlock()
 	if rec.Config.AutoRemove {

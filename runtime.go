@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/berth-dev/berth/internal/initproc"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/store"
 )
@@ -28,6 +29,11 @@ type Runtime struct {
 	closed  bool
 	running map[string]*running // attached containers this Runtime owns
 	filters sync.Map            // compiled seccomp filters by capability set
+
+	warmMu       sync.Mutex
+	warm         *initproc.Warm // a child stage started ahead of need, or nil
+	warmDetached bool
+	warmFilling  bool
 }
 
 // Option configures a Runtime.
@@ -83,6 +89,13 @@ func (r *Runtime) Close() error {
 	for _, run := range owned {
 		run.cg.Kill()
 		<-run.done
+	}
+	r.warmMu.Lock()
+	w := r.warm
+	r.warm = nil
+	r.warmMu.Unlock()
+	if w != nil {
+		w.Close()
 	}
 	return nil
 }

@@ -70,6 +70,11 @@ func runStage() error {
 		return stepError("decode spec", "", err)
 	}
 	s := &cfg.Spec
+	// A child started ahead of need got the parent-death signal by default;
+	// a detached container must outlive its parent.
+	if s.Detached {
+		unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	}
 	trace := func(string) {}
 	if cfg.Trace {
 		trace = func(step string) {

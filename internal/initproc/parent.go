@@ -72,29 +72,24 @@ func Command(spec *Spec) (*Process, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
+	p, err := newProcess(spec.Detached)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.configure(spec); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	return p, nil
+}
+
+// newProcess makes the exec.Cmd of the child stage and its two pipes.
+func newProcess(detached bool) (*Process, error) {
 	exe, err := exePath()
 	if err != nil {
 		return nil, err
 	}
 	p := &Process{}
-	cfg := stageConfig{Spec: *spec, Trace: traceSteps}
-	cfg.Spec.Files = nil
-	if cfg.Spec.Capabilities == nil {
-		cfg.Spec.Capabilities = caps.Default()
-	}
-	if cfg.Caps, err = caps.ParseSet(cfg.Spec.Capabilities); err != nil {
-		return nil, fmt.Errorf("capabilities: %w", err)
-	}
-	cfg.Spec.Rlimits, p.Warnings = clampRlimits(spec.Rlimits)
-	cfg.Seccomp = filterBytes(spec.SeccompFilter)
-	cfg.Spec.SeccompFilter = nil
-	if cfg.Files, err = writeFiles(spec); err != nil {
-		return nil, err
-	}
-	if p.config, err = json.Marshal(&cfg); err != nil {
-		return nil, fmt.Errorf("encoding the container spec: %w", err)
-	}
-
 	if p.specR, p.specW, err = os.Pipe(); err != nil {
 		return nil, err
 	}
@@ -118,10 +113,130 @@ func Command(spec *Spec) (*Process, error) {
 	if traceSteps {
 		p.Cmd.Env = append(p.Cmd.Env, "GODEBUG=inittrace=1")
 	}
-	if spec.Detached {
+	if detached {
 		p.Cmd.SysProcAttr.Pdeathsig = 0
 	}
 	return p, nil
+}
+
+// configure encodes spec for Release and writes its Files.
+func (p *Process) configure(spec *Spec) error {
+	cfg := stageConfig{Spec: *spec, Trace: traceSteps}
+	cfg.Spec.Files = nil
+	if cfg.Spec.Capabilities == nil {
+		cfg.Spec.Capabilities = caps.Default()
+	}
+	var err error
+	if cfg.Caps, err = caps.ParseSet(cfg.Spec.Capabilities); err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	cfg.Spec.Rlimits, p.Warnings = clampRlimits(spec.Rlimits)
+	cfg.Seccomp = filterBytes(spec.SeccompFilter)
+	cfg.Spec.SeccompFilter = nil
+	if cfg.Files, err = writeFiles(spec); err != nil {
+		return err
+	}
+	if p.config, err = json.Marshal(&cfg); err != nil {
+		return fmt.Errorf("encoding the container spec: %w", err)
+	}
+	return nil
+}
+
+// Warm is a child stage started ahead of need: its Go runtime is up and its
+// namespaces exist, and it waits for a spec. Handing it one (Use) skips
+// the process start that dominates a container's start-up. Its standard
+// streams are pipes whose other ends are Stdin, Stdout and Stderr; a
+// container that needs a terminal must take the cold path (Command).
+//
+// The child's mount namespace is a copy of the host's made when it
+// started, so a host mount made since would be missing from it: Fresh
+// reports whether the host's mount table is unchanged, and a stale Warm
+// must be closed, not used.
+type Warm struct {
+	p                           *Process
+	Stdin                       *os.File // write end; close it for a container with no input
+	Stdout, Stderr              *os.File // read ends
+	childIn, childOut, childErr *os.File
+	mounts                      *os.File // /proc/self/mounts, readable with POLLPRI once the table changes
+}
+
+// Prestart starts a warm child stage. detached has the meaning of
+// Spec.Detached, which must match the spec later given to Use. The thread
+// that calls Prestart must live as long as the container may (Pdeathsig).
+func Prestart(detached bool) (_ *Warm, retErr error) {
+	p, err := newProcess(detached)
+	if err != nil {
+		return nil, err
+	}
+	w := &Warm{p: p}
+	defer func() {
+		if retErr != nil {
+			w.Close()
+		}
+	}()
+	if w.mounts, err = os.Open("/proc/self/mounts"); err != nil {
+		return nil, err
+	}
+	if w.childIn, w.Stdin, err = os.Pipe(); err != nil {
+		return nil, err
+	}
+	if w.Stdout, w.childOut, err = os.Pipe(); err != nil {
+		return nil, err
+	}
+	if w.Stderr, w.childErr, err = os.Pipe(); err != nil {
+		return nil, err
+	}
+	p.Cmd.Stdin, p.Cmd.Stdout, p.Cmd.Stderr = w.childIn, w.childOut, w.childErr
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	for _, f := range []*os.File{w.childIn, w.childOut, w.childErr} {
+		f.Close()
+	}
+	w.childIn, w.childOut, w.childErr = nil, nil, nil
+	return w, nil
+}
+
+// Fresh reports whether the child is still usable: it runs, and the host's
+// mount table has not changed since it started.
+func (w *Warm) Fresh() bool {
+	fds := []unix.PollFd{{Fd: int32(w.mounts.Fd()), Events: unix.POLLPRI}}
+	n, err := unix.Poll(fds, 0)
+	if err != nil || (n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0) {
+		return false
+	}
+	return unix.Kill(w.p.Pid(), 0) == nil
+}
+
+// Use hands the warm child its spec and returns it as a started Process:
+// place it in its cgroup, then Release it. spec.TTY must be false. After
+// Use, the Warm is spent (its pipes now belong to the container).
+func (w *Warm) Use(spec *Spec) (*Process, error) {
+	if spec.TTY {
+		return nil, errors.New("initproc: a warm child has pipes, not a terminal")
+	}
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	if err := w.p.configure(spec); err != nil {
+		return nil, err
+	}
+	w.mounts.Close()
+	return w.p, nil
+}
+
+// Close kills and reaps an unused warm child and closes its pipes.
+func (w *Warm) Close() {
+	if w.p.Cmd.Process != nil && w.p.Cmd.ProcessState == nil {
+		w.p.Cmd.Process.Kill()
+		w.p.Cmd.Wait()
+	}
+	w.p.closeAll()
+	for _, f := range []*os.File{w.mounts, w.Stdin, w.Stdout, w.Stderr, w.childIn, w.childOut, w.childErr} {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 // Executable returns the path of the sealed copy of the calling binary
