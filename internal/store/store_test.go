@@ -1,0 +1,170 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestValidateDigest(t *testing.T) {
+	good := "sha256:" + strings.Repeat("ab", 32)
+	if _, err := ValidateDigest(good); err != nil {
+		t.Errorf("%s: %v", good, err)
+	}
+	for _, bad := range []string{
+		"", "sha256:", "sha512:" + strings.Repeat("a", 128), "sha256:" + strings.Repeat("A", 64),
+		"sha256:../../../../etc/passwd", "sha256:" + strings.Repeat("a", 63), "sha256:" + strings.Repeat("a", 65),
+		"sha256:" + strings.Repeat("a", 62) + "/x", strings.Repeat("a", 64),
+	} {
+		if _, err := ValidateDigest(bad); !errors.Is(err, ErrInvalidDigest) {
+			t.Errorf("ValidateDigest(%q) = %v, want ErrInvalidDigest", bad, err)
+		}
+		if _, err := (&Store{root: t.TempDir()}).Path(bad); err == nil {
+			t.Errorf("Path(%q) accepted", bad)
+		}
+	}
+}
+
+func TestWriterVerifies(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("hello blob")
+	d := Digest(content)
+	for _, tc := range []struct {
+		name  string
+		write []byte
+		size  int64
+		want  error
+	}{
+		{"flipped byte", []byte("hellO blob"), int64(len(content)), ErrDigestMismatch},
+		{"short", content[:5], int64(len(content)), ErrDigestMismatch},
+		{"long", append(content, '!'), int64(len(content)), ErrDigestMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := s.Writer(d, tc.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, werr := w.Write(tc.write)
+			cerr := w.Commit()
+			if !errors.Is(werr, tc.want) && !errors.Is(cerr, tc.want) {
+				t.Errorf("write %v, commit %v; want %v", werr, cerr, tc.want)
+			}
+			if s.Has(d) {
+				t.Error("a blob that failed verification became visible")
+			}
+			if ents, _ := os.ReadDir(filepath.Join(s.root, "ingest")); len(ents) != 0 {
+				t.Errorf("ingest files left: %d", len(ents))
+			}
+		})
+	}
+	if _, err := s.Put(content, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(d); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSweepKeepsLiveWriters checks that Open removes the ingest file of a
+// dead writer but never one a live writer holds.
+func TestSweepKeepsLiveWriters(t *testing.T) {
+	root := t.TempDir()
+	s, _ := Open(root)
+	live := Digest([]byte("live"))
+	w, err := s.Writer(live, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("li"))
+	dead := filepath.Join(root, "ingest", strings.Repeat("0", 64))
+	os.WriteFile(dead, []byte("partial"), 0o600)
+	if _, err := Open(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Error("stale ingest file survived Open")
+	}
+	w.Write([]byte("ve"))
+	if err := w.Commit(); err != nil {
+		t.Fatalf("live writer broken by a concurrent Open: %v", err)
+	}
+}
+
+func TestRefsAtomicUnderConcurrency(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	ctx := context.Background()
+	d := Digest([]byte("x"))
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				name := filepath.Join("r", string(rune('a'+i)), string(rune('a'+j)))
+				if err := s.UpdateRefs(ctx, func(refs map[string]string) error { refs[name] = d; return nil }); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	refs, err := s.Refs()
+	if err != nil || len(refs) != 400 {
+		t.Errorf("refs: %d, %v; want 400 (no update lost)", len(refs), err)
+	}
+	// A failing update writes nothing.
+	boom := errors.New("boom")
+	if err := s.UpdateRefs(ctx, func(refs map[string]string) error { refs = nil; return boom }); !errors.Is(err, boom) {
+		t.Error(err)
+	}
+	if err := s.UpdateRefs(ctx, func(refs map[string]string) error { refs["bad"] = "sha256:../x"; return nil }); err == nil {
+		t.Error("a reference to an invalid digest was written")
+	}
+	if refs, _ := s.Refs(); len(refs) != 400 {
+		t.Errorf("failed updates changed the references: %d", len(refs))
+	}
+}
+
+func TestLockWaitsAndCancels(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	unlock, err := s.Lock(context.Background(), "x", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Lock(ctx, "x", true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second exclusive lock: %v, want deadline exceeded", err)
+	}
+	unlock()
+	u2, err := s.Lock(context.Background(), "x", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u3, ok := s.TryLock("x", false)
+	if !ok {
+		t.Error("two shared locks must coexist")
+	}
+	u2()
+	u3()
+}
+
+func TestIngest(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	d, n, err := s.Ingest(bytes.NewReader([]byte("ingested")))
+	if err != nil || n != 8 || d != Digest([]byte("ingested")) || !s.Has(d) {
+		t.Fatalf("Ingest = %s %d %v", d, n, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.root, "tmp")); len(ents) != 0 {
+		t.Errorf("tmp files left: %d", len(ents))
+	}
+}
