@@ -1,0 +1,107 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/archive"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+func layerTar(t *testing.T, name, content string) ([]byte, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(content))
+	tw.Close()
+	sum := sha256.Sum256(buf.Bytes())
+	return buf.Bytes(), "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func newSnaps(t *testing.T) *Snapshots {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking layers with ownership needs root")
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestChainIDs(t *testing.T) {
+	a := "sha256:" + hex.EncodeToString(make([]byte, 32))
+	b := "sha256:" + hex.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	got := ChainIDs([]string{a, b})
+	sum := sha256.Sum256([]byte(a + " " + b))
+	if got[0] != a || got[1] != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("ChainIDs = %v", got)
+	}
+}
+
+func TestUnpackVerifiesDiffID(t *testing.T) {
+	s := newSnaps(t)
+	b, _ := layerTar(t, "f", "content")
+	_, other := layerTar(t, "f", "other")
+	_, err := s.Unpack(context.Background(), other, other, bytes.NewReader(b), archive.ApplyOptions{}, nil)
+	if !errors.Is(err, ErrDiffIDMismatch) {
+		t.Fatalf("Unpack with a wrong diff ID: %v", err)
+	}
+	if s.Exists(other) {
+		t.Error("a snapshot whose content failed verification is registered")
+	}
+	if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
+		t.Errorf("left in snapshots/: %d entries", len(ents))
+	}
+}
+
+func TestUnpackOnceConcurrently(t *testing.T) {
+	s := newSnaps(t)
+	b, d := layerTar(t, "f", "shared")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	commits := 0
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Unpack(context.Background(), d, d, bytes.NewReader(b), archive.ApplyOptions{}, func() error {
+				mu.Lock()
+				commits++
+				mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	fs, _ := s.FS(d)
+	if got, err := os.ReadFile(filepath.Join(fs, "f")); err != nil || string(got) != "shared" {
+		t.Errorf("f = %q, %v", got, err)
+	}
+	if list, _ := s.List(); len(list) != 1 {
+		t.Errorf("List = %v", list)
+	}
+	if err := s.Remove(context.Background(), d); err != nil || s.Exists(d) {
+		t.Errorf("Remove: %v, exists %v", err, s.Exists(d))
+	}
+	if err := s.Remove(context.Background(), d); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+}
