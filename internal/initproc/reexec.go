@@ -64,12 +64,11 @@ func init() {
 //	read-only bind instead:  ~0.17-0.23 ms, any size (BenchmarkROBind: bind
 //	  /proc/self/exe onto a scratch file, remount ro, open O_PATH, detach)
 //
-// The bind-mount seal is 5-25x cheaper but needs a scratch file on the host,
-// leaves a detached mount pinned by the fd, and protects only through mount
-// flags (EROFS) on a file that stays writable by other paths; the memfd is
-// self-contained and its seals hold whatever path reaches it. Once per
-// long-lived program the copy is noise, so the memfd is the default; a CLI
-// that starts one container per invocation should switch to the bind seal.
+// The bind-mount seal (bindSeal) is 5-25x cheaper, and a CLI starts one
+// container per process, so it is the default: the container can reach the
+// binary only as the child stage's /proc/PID/exe, which lies on a read-only
+// mount no container can remount. The memfd copy, self-contained and sealed
+// whatever path reaches it, is the fallback where the mount is refused.
 // (While the child stage runs, opening its /proc/PID/exe for writing fails
 // with ETXTBSY as well; TestHostBinaryCannotBeOverwritten checks both.)
 var sealedExe struct {
@@ -84,7 +83,10 @@ var sealedExe struct {
 func exePath() (string, error) {
 	sealedExe.once.Do(func() {
 		start := time.Now()
-		sealedExe.f, sealedExe.err = sealCopy("/proc/self/exe")
+		sealedExe.f, sealedExe.err = bindSeal()
+		if sealedExe.err != nil {
+			sealedExe.f, sealedExe.err = sealCopy("/proc/self/exe")
+		}
 		sealedExe.cost = time.Since(start)
 	})
 	if sealedExe.err != nil {
@@ -140,4 +142,56 @@ func sealCopy(path string) (*os.File, error) {
 		return fail("F_ADD_SEALS", err)
 	}
 	return f, nil
+}
+
+// bindSeal makes the binary read-only the way runc 1.2 does, without
+// copying it: bind-mount /proc/self/exe onto a scratch file, remount that
+// read-only, keep an O_PATH fd of it and detach the mount at once. The fd
+// pins the detached read-only mount; exec'ing /proc/self/fd/N runs the
+// binary through it, so /proc/PID/exe of the child stage is a file on a
+// read-only mount and opening it for writing fails (EROFS), whatever the
+// container does. The mount never stays in any mount table. It costs about
+// 0.2 ms whatever the binary's size, where the memfd copy costs 0.25 ms per
+// MB; the copy remains the fallback where mounting is not allowed.
+func bindSeal() (*os.File, error) {
+	tmp, err := os.CreateTemp("", ".berth-exe-")
+	if err != nil {
+		return nil, err
+	}
+	name := tmp.Name()
+	tmp.Close()
+	defer os.Remove(name)
+	if err := unix.Mount("/proc/self/exe", name, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("bind-mounting the binary: %w", err)
+	}
+	mounted := true
+	defer func() {
+		if mounted {
+			unix.Unmount(name, unix.MNT_DETACH)
+		}
+	}()
+	if err := unix.Mount("", name, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return nil, fmt.Errorf("remounting the binary read-only: %w", err)
+	}
+	fd, err := unix.Open(name, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the read-only binary: %w", err)
+	}
+	if err := unix.Unmount(name, unix.MNT_DETACH); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("detaching the read-only binary: %w", err)
+	}
+	mounted = false
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, minExeFd)
+	unix.Close(fd)
+	if err != nil {
+		return nil, err
+	}
+	// Belt and braces: the path the child is exec'd from must refuse writes.
+	if w, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", high), unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
+		unix.Close(w)
+		unix.Close(high)
+		return nil, fmt.Errorf("the read-only binary opened for writing")
+	}
+	return os.NewFile(uintptr(high), "berth-init (read-only)"), nil
 }
