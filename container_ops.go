@@ -325,24 +325,33 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 	if err != nil {
 		return err
 	}
-	defer unlockWait()
 	for {
 		rec, err := r.currentRecord(c.ID)
 		if err != nil {
+			unlockWait()
 			if errors.Is(err, ErrNotFound) {
 				os.Remove(filepath.Join(r.root, "locks", "wait-"+c.ID)) // made by the Lock above
 			}
 			return err
 		}
 		if !rec.State.Running && rec.State.Status != statusCreated {
+			unlockWait()
+			var exitErr error
 			if rec.State.ExitCode != 0 || rec.State.OOMKilled {
 				sig := 0
 				if rec.State.ExitCode > 128 && rec.State.ExitCode < 128+65 {
 					sig = rec.State.ExitCode - 128
 				}
-				return &ExitError{Code: rec.State.ExitCode, Signal: sig, OOMKilled: rec.State.OOMKilled}
+				exitErr = &ExitError{Code: rec.State.ExitCode, Signal: sig, OOMKilled: rec.State.OOMKilled}
 			}
-			return nil
+			if rec.Config.AutoRemove {
+				// As for the owner's Wait: return once the container is
+				// removed and its name free, not just exited.
+				if err := r.awaitRemoval(ctx, c.ID); err != nil {
+					return err
+				}
+			}
+			return exitErr
 		}
 		delay := 10 * time.Millisecond
 		if rec.State.Running && rec.alive() {
@@ -354,10 +363,32 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 		}
 		select {
 		case <-ctx.Done():
+			unlockWait()
 			return ctx.Err()
 		case <-time.After(delay):
 		}
 	}
+}
+
+// awaitRemoval waits until an auto-removed container's record is gone.
+// It gives up quietly after a while: an owner that died before removing
+// leaves the container to the next New's sweep.
+func (r *Runtime) awaitRemoval(ctx context.Context, id string) error {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if _, err := os.Stat(filepath.Join(r.containerDir(id), "state.json")); errors.Is(err, os.ErrNotExist) {
+			// removeContainerFiles renames the directory away first and
+			// frees the name last.
+			if _, err := os.Stat(filepath.Join(r.root, "locks", "owner-"+id)); errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // awaitWaiters lets the Waits of other programs on an auto-removed

@@ -20,10 +20,19 @@ import (
 )
 
 // TestMain lets the test binary act as a separate program that pulls into
-// a root, for the tests that kill or race whole processes.
+// a root or runs a container in it (see helperRun), for the tests that
+// kill or race whole processes.
 func TestMain(m *testing.M) {
 	if os.Getenv("BERTH_TEST_PULL_ROOT") != "" {
 		helperPull()
+		return
+	}
+	if os.Getenv("BERTH_TEST_RUN_ROOT") != "" {
+		helperRun()
+		return
+	}
+	if os.Getenv("BERTH_TEST_EXE_WRITE") != "" {
+		helperExeWrite()
 		return
 	}
 	os.Exit(m.Run())

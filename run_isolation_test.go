@@ -1,0 +1,634 @@
+package berth_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+	"github.com/google/go-containerregistry/pkg/compression"
+)
+
+// containerOut runs script in busybox (auto-removed) and returns its
+// output, failing the test if it does not exit 0.
+func containerOut(t *testing.T, rt *berth.Runtime, script string, opts ...berth.RunOption) string {
+	t.Helper()
+	out, errOut, err := runOut(t, rt, "busybox", sh(script), append(opts, berth.WithAutoRemove())...)
+	if err != nil {
+		t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", script, err, out, errOut)
+	}
+	return out
+}
+
+// statusFields picks fields of /proc/self/status output.
+func statusFields(status string, keys ...string) string {
+	var lines []string
+	for _, k := range keys {
+		for _, l := range strings.Split(status, "\n") {
+			if name, v, ok := strings.Cut(l, ":"); ok && name == k {
+				lines = append(lines, k+": "+strings.TrimSpace(v))
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestIsolationProcess checks from inside the container what docker's
+// defaults give a process: the capability bounding set, seccomp filter
+// mode, no_new_privs, PID 1 and the hostname.
+func TestIsolationProcess(t *testing.T) {
+	rt := busyboxRuntime(t)
+	for _, tc := range []struct {
+		name string
+		opts []berth.RunOption
+		want string
+	}{
+		{"defaults", nil, "CapBnd: 00000000a80425fb\nCapEff: 00000000a80425fb\nCapInh: 0000000000000000\nCapAmb: 0000000000000000\nSeccomp: 2\nNoNewPrivs: 1"},
+		{"cap-add SYS_ADMIN", []berth.RunOption{berth.WithCapAdd("SYS_ADMIN")},
+			"CapBnd: 00000000a82425fb\nCapEff: 00000000a82425fb\nCapInh: 0000000000000000\nCapAmb: 0000000000000000\nSeccomp: 2\nNoNewPrivs: 1"},
+		{"cap-drop ALL", []berth.RunOption{berth.WithCapDrop("ALL")},
+			"CapBnd: 0000000000000000\nCapEff: 0000000000000000\nCapInh: 0000000000000000\nCapAmb: 0000000000000000\nSeccomp: 2\nNoNewPrivs: 1"},
+		{"cap-drop CHOWN,NET_RAW", []berth.RunOption{berth.WithCapDrop("CHOWN", "CAP_NET_RAW")},
+			"CapBnd: 00000000a80405fa\nCapEff: 00000000a80405fa\nCapInh: 0000000000000000\nCapAmb: 0000000000000000\nSeccomp: 2\nNoNewPrivs: 1"},
+		// docker: --cap-drop ALL --cap-add X leaves exactly X.
+		{"cap-drop ALL cap-add NET_BIND_SERVICE", []berth.RunOption{berth.WithCapDrop("ALL"), berth.WithCapAdd("NET_BIND_SERVICE")},
+			"CapBnd: 0000000000000400\nCapEff: 0000000000000400\nCapInh: 0000000000000000\nCapAmb: 0000000000000000\nSeccomp: 2\nNoNewPrivs: 1"},
+		{"seccomp and no_new_privs off", []berth.RunOption{berth.WithSeccomp(false), berth.WithNoNewPrivileges(false)},
+			"CapBnd: 00000000a80425fb\nCapEff: 00000000a80425fb\nCapInh: 0000000000000000\nCapAmb: 0000000000000000\nSeccomp: 0\nNoNewPrivs: 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := containerOut(t, rt, "cat /proc/self/status", tc.opts...)
+			got := statusFields(out, "CapBnd", "CapEff", "CapInh", "CapAmb", "Seccomp", "NoNewPrivs")
+			if d := diffLines(tc.want, got); d != "" {
+				t.Errorf("/proc/self/status (-want +got):\n%s", d)
+			}
+		})
+	}
+	t.Run("user drops effective capabilities", func(t *testing.T) {
+		p := sh("cat /proc/self/status")
+		p.User = "user"
+		got, errOut, err := runOut(t, rt, "busybox", p, berth.WithAutoRemove())
+		if err != nil {
+			t.Fatalf("%v: %s", err, errOut)
+		}
+		if d := diffLines("CapBnd: 00000000a80425fb\nCapEff: 0000000000000000", statusFields(got, "CapBnd", "CapEff")); d != "" {
+			t.Errorf("as uid 1000 (-want +got):\n%s", d)
+		}
+	})
+	t.Run("pid 1 and hostname", func(t *testing.T) {
+		got := containerOut(t, rt, `echo $$; hostname; cat /etc/hostname; ps -o pid,comm > /tmp/ps; wc -l < /tmp/ps`, berth.WithHostname("inside"))
+		// ps lists its header, sh and ps: nothing of the host.
+		if d := diffLines("1\ninside\ninside\n3\n", got); d != "" {
+			t.Errorf("pid, hostname, /etc/hostname, ps lines (-want +got):\n%s", d)
+		}
+		host, _ := os.Hostname()
+		if host == "inside" {
+			t.Error("the container's hostname leaked to the host")
+		}
+	})
+}
+
+// mountTable parses /proc/mounts output into mount point → "fstype opts".
+func mountTable(out string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 4 {
+			m[f[1]] = f[2] + " " + f[3] // the last mount on a point wins, as it shows
+		}
+	}
+	return m
+}
+
+// TestIsolationMounts checks the container's mount table: overlay root,
+// proc, read-only sysfs, /dev and its devpts, shm and mqueue, the masked
+// and read-only paths, and the files berth writes into /etc.
+func TestIsolationMounts(t *testing.T) {
+	rt := busyboxRuntime(t)
+	out := containerOut(t, rt, "cat /proc/mounts")
+	table := mountTable(out)
+	for _, tc := range []struct {
+		point, fstype string
+		opts          []string
+	}{
+		{"/", "overlay", []string{"rw"}},
+		{"/proc", "proc", []string{"nosuid", "nodev", "noexec"}},
+		{"/sys", "sysfs", []string{"ro", "nosuid", "nodev", "noexec"}},
+		{"/dev", "tmpfs", []string{"nosuid"}},
+		{"/dev/pts", "devpts", []string{"nosuid", "noexec"}},
+		{"/dev/shm", "tmpfs", []string{"nosuid", "nodev", "noexec"}},
+		{"/dev/mqueue", "mqueue", []string{"nosuid", "nodev", "noexec"}},
+		{"/proc/kcore", "tmpfs", nil}, // /dev/null bound over it
+		{"/proc/keys", "tmpfs", nil},
+		{"/proc/timer_list", "tmpfs", nil},
+		{"/sys/firmware", "tmpfs", []string{"ro"}},
+		{"/proc/sys", "proc", []string{"ro"}},
+		{"/proc/sysrq-trigger", "proc", []string{"ro"}},
+		{"/proc/irq", "proc", []string{"ro"}},
+		{"/proc/bus", "proc", []string{"ro"}},
+		{"/etc/hostname", "", nil},
+		{"/etc/hosts", "", nil},
+		{"/etc/resolv.conf", "", nil},
+	} {
+		t.Run(tc.point, func(t *testing.T) {
+			if strings.HasPrefix(tc.point, "/proc/") || strings.HasPrefix(tc.point, "/sys/") {
+				if _, err := os.Lstat(tc.point); err != nil {
+					t.Skipf("this kernel has no %s to mask: %v", tc.point, err)
+				}
+			}
+			got, ok := table[tc.point]
+			if !ok {
+				t.Fatalf("no mount on %s in\n%s", tc.point, out)
+			}
+			fstype, opts, _ := strings.Cut(got, " ")
+			if tc.fstype != "" && fstype != tc.fstype {
+				t.Errorf("%s is %s, want %s", tc.point, fstype, tc.fstype)
+			}
+			have := strings.Split(opts, ",")
+			for _, o := range tc.opts {
+				if !contains(have, o) {
+					t.Errorf("%s options %s lack %s", tc.point, opts, o)
+				}
+			}
+		})
+	}
+	t.Run("masked content", func(t *testing.T) {
+		got := containerOut(t, rt, "wc -c < /proc/keys; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname 2>/dev/null && echo writable || echo refused")
+		if d := diffLines("0\n0\nrefused\n", got); d != "" {
+			t.Errorf("/proc/keys size, /sys/firmware entries, /proc/sys write (-want +got):\n%s", d)
+		}
+	})
+	t.Run("etc files", func(t *testing.T) {
+		got := containerOut(t, rt, "cat /etc/hostname; grep -c localhost /etc/hosts; grep -w box /etc/hosts; test -f /etc/resolv.conf && echo resolv", berth.WithHostname("box"))
+		if d := diffLines("box\n2\n127.0.1.1\tbox\nresolv\n", got); d != "" {
+			t.Errorf("/etc files (-want +got):\n%s", d)
+		}
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIsolationReadOnlyRootfs checks WithReadOnlyRootfs: the root refuses
+// writes, the mounts meant for writing still take them.
+func TestIsolationReadOnlyRootfs(t *testing.T) {
+	rt := busyboxRuntime(t)
+	for _, tc := range []struct {
+		name string
+		opts []berth.RunOption
+		want string
+	}{
+		{"read-only", []berth.RunOption{berth.WithReadOnlyRootfs()}, "touch /x: refused\ntouch /tmp/x: refused\ntouch /dev/shm/x: ok\n"},
+		{"default", nil, "touch /x: ok\ntouch /tmp/x: ok\ntouch /dev/shm/x: ok\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := containerOut(t, rt, `for f in /x /tmp/x /dev/shm/x; do touch $f 2>/dev/null && echo "touch $f: ok" || echo "touch $f: refused"; done`, tc.opts...)
+			if d := diffLines(tc.want, got); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestIsolationNetwork checks that the container's network namespace has
+// only a loopback interface, up.
+func TestIsolationNetwork(t *testing.T) {
+	rt := busyboxRuntime(t)
+	out := containerOut(t, rt, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags")
+	// lo's operstate is "unknown" when up; flags 0x9 is IFF_UP|IFF_LOOPBACK.
+	if d := diffLines("lo\nunknown\n0x9\n", out); d != "" {
+		t.Errorf("interfaces, lo state and flags (-want +got):\n%s", d)
+	}
+}
+
+// cgroupFile reads a file of a running container's cgroup in a v1
+// controller hierarchy, found from the host through /proc/PID/cgroup.
+func cgroupFile(t *testing.T, pid int, controller, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 || !contains(strings.Split(f[1], ","), controller) {
+			continue
+		}
+		for _, dir := range []string{"/sys/fs/cgroup/" + f[1], "/sys/fs/cgroup/" + controller} {
+			if v, err := os.ReadFile(filepath.Join(dir, f[2], file)); err == nil {
+				return strings.TrimSpace(string(v))
+			}
+		}
+	}
+	// cgroup v2: one unified hierarchy.
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			if v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", p, file)); err == nil {
+				return strings.TrimSpace(string(v))
+			}
+		}
+	}
+	t.Fatalf("no %s in the %s cgroup of pid %d (%s)", file, controller, pid, b)
+	return ""
+}
+
+// TestIsolationLimits checks that memory, process and CPU limits reach the
+// kernel and hold: a memory hog is OOM-killed and reported so, a fork
+// bomb stops at the pids limit, the CPU quota is set.
+func TestIsolationLimits(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	t.Run("oom", func(t *testing.T) {
+		c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"tail", "/dev/zero"}},
+			berth.WithResources(berth.Resources{Memory: 32 << 20}))
+		defer c.Remove(ctx)
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		err := c.Wait(wctx)
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || !ee.OOMKilled || ee.Code != 137 {
+			t.Errorf("Wait = %#v, want an OOM-killed *ExitError with code 137", err)
+		}
+		st, err := c.State(ctx)
+		if err != nil || !st.OOMKilled || st.ExitCode != 137 {
+			t.Errorf("State = %+v, %v; want OOMKilled, exit code 137", st, err)
+		}
+	})
+	t.Run("cgroup files", func(t *testing.T) {
+		c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}},
+			berth.WithResources(berth.Resources{Memory: 64 << 20, NanoCPUs: 500_000_000, CPUShares: 512, PidsLimit: 20}))
+		defer c.Remove(ctx, berth.WithForce())
+		st, _ := c.State(ctx)
+		got := strings.Join([]string{
+			"memory.limit_in_bytes " + cgroupFile(t, st.Pid, "memory", "memory.limit_in_bytes"),
+			"cpu.cfs_quota_us " + cgroupFile(t, st.Pid, "cpu", "cpu.cfs_quota_us"),
+			"cpu.cfs_period_us " + cgroupFile(t, st.Pid, "cpu", "cpu.cfs_period_us"),
+			"cpu.shares " + cgroupFile(t, st.Pid, "cpu", "cpu.shares"),
+			"pids.max " + cgroupFile(t, st.Pid, "pids", "pids.max"),
+		}, "\n")
+		want := "memory.limit_in_bytes 67108864\ncpu.cfs_quota_us 50000\ncpu.cfs_period_us 100000\ncpu.shares 512\npids.max 20"
+		if d := diffLines(want, got); d != "" {
+			t.Errorf("cgroup files (-want +got):\n%s", d)
+		}
+		stats, err := c.Stats(ctx)
+		if err != nil || stats.MemoryLimit != 64<<20 || stats.Pids != 1 {
+			t.Errorf("Stats = %+v, %v; want MemoryLimit 64 MiB, 1 pid", stats, err)
+		}
+	})
+	t.Run("pids", func(t *testing.T) {
+		// An inner shell starts twenty sleeps against a limit of eight and
+		// dies when fork fails at eight processes; the outer shell (PID 1)
+		// reports the failure and execs a sleep: 7 remain.
+		var out syncBuffer
+		p := sh(`sh -c 'for i in $(seq 20); do sleep 30 & done' 2>/tmp/err; cat /tmp/err; sleep 30`)
+		p.Stdout = &out
+		c := mustRun(t, rt, "busybox", p, berth.WithResources(berth.Resources{PidsLimit: 8}))
+		defer c.Remove(ctx, berth.WithForce())
+		if !eventually(5*time.Second, func() bool { return strings.Contains(out.String(), "can't fork") }) {
+			t.Errorf("output %q, want a fork failure", out.String())
+		}
+		st, _ := c.State(ctx)
+		if got := cgroupFile(t, st.Pid, "pids", "pids.current"); got != "7" && got != "8" {
+			t.Errorf("pids.current = %s, want 7 or 8 (limit 8)", got)
+		}
+		if stats, err := c.Stats(ctx); err != nil || stats.Pids < 7 || stats.Pids > 8 {
+			t.Errorf("Stats = %+v, %v; want 7 or 8 pids", stats, err)
+		}
+		if err := c.Stop(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("cpu quota holds", func(t *testing.T) {
+		c := mustRun(t, rt, "busybox", sh("while :; do :; done"),
+			berth.WithResources(berth.Resources{NanoCPUs: 200_000_000}))
+		defer c.Remove(ctx, berth.WithForce())
+		s0, err := c.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		time.Sleep(time.Second)
+		s1, err := c.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		share := float64(s1.CPUNanos-s0.CPUNanos) / float64(time.Since(start).Nanoseconds())
+		if share > 0.3 || share < 0.05 {
+			t.Errorf("a busy loop limited to 0.2 CPU used %.2f CPU", share)
+		}
+		c.Stop(ctx, 0)
+	})
+}
+
+// TestIsolationHostFds checks that an fd the host program leaks (opened
+// without O_CLOEXEC) is not open in the container.
+func TestIsolationHostFds(t *testing.T) {
+	rt := busyboxRuntime(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("host secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(secret, syscall.O_RDONLY, 0) // no O_CLOEXEC, on purpose
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	dirfd, err := syscall.Open(filepath.Dir(secret), syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(dirfd)
+	// The first container's child stage is started cold, the next ones
+	// from the warm stage the Runtime keeps: both inherited the fds.
+	for i := 0; i < 3; i++ {
+		out := containerOut(t, rt, fmt.Sprintf("ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; cat /proc/self/fd/%d 2>&1 || true; ls /proc/self/fd/%d/ 2>&1 || true", fd, dirfd))
+		lines := strings.SplitN(out, "\n", 2)
+		// ls itself holds fd 3 on /proc/self/fd.
+		if d := diffLines("0 1 2 3 ", lines[0]); d != "" {
+			t.Errorf("run %d: fds open in the container (host leaked %d and %d) (-want +got):\n%s", i, fd, dirfd, d)
+		}
+		if strings.Contains(out, "host secret") || strings.Contains(out, "secret\n") {
+			t.Errorf("run %d: the container read the host's leaked fds:\n%s", i, out)
+		}
+	}
+}
+
+// TestIsolationWorkdirHostFd tries CVE-2024-21626: a working directory of
+// /proc/self/fd/N, N a host directory fd leaked into the child. Either Run
+// fails or the process's directory is inside the container.
+func TestIsolationWorkdirHostFd(t *testing.T) {
+	rt := busyboxRuntime(t)
+	hostDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostDir, "host-marker"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dirfd, err := syscall.Open(hostDir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0) // leaks on purpose
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(dirfd)
+	for _, dir := range []string{
+		fmt.Sprintf("/proc/self/fd/%d", dirfd),
+		fmt.Sprintf("/proc/self/fd/%d/..", dirfd),
+		fmt.Sprintf("/proc/1/fd/%d", dirfd),
+		"/proc/self/cwd",
+	} {
+		t.Run(dir, func(t *testing.T) {
+			p := sh("pwd; ls -a; ls -a ../../../../..")
+			p.Dir = dir
+			out, errOut, err := runOut(t, rt, "busybox", p, berth.WithAutoRemove())
+			if err != nil {
+				t.Logf("Run refused: %v", err)
+				return
+			}
+			if strings.Contains(out+errOut, "host-marker") {
+				t.Errorf("the container reached the host directory:\n%s%s", out, errOut)
+			}
+			if pwd, _, _ := strings.Cut(out, "\n"); !strings.HasPrefix(pwd, "/") || strings.Contains(pwd, hostDir) {
+				t.Errorf("pwd = %q, want a directory inside the container", pwd)
+			}
+		})
+	}
+}
+
+func fileSum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+// TestIsolationHostBinary tries CVE-2019-5736: a container root writing to
+// /proc/1/exe and /proc/self/exe must leave the host program intact.
+func TestIsolationHostBinary(t *testing.T) {
+	rt := busyboxRuntime(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, busybox := fileSum(t, exe), fileSum(t, "/bin/busybox")
+	// Root with every capability and no filter has the best chance.
+	script := `for f in /proc/1/exe /proc/self/exe; do
+		echo pwned > $f 2>/dev/null && echo "$f: written" || echo "$f: refused"
+		echo pwned >> $f 2>/dev/null && echo "$f: appended" || echo "$f: refused"
+	done`
+	var outs []string
+	for _, opts := range [][]berth.RunOption{
+		nil,
+		{berth.WithCapAdd("ALL"), berth.WithSeccomp(false), berth.WithNoNewPrivileges(false)},
+	} {
+		outs = append(outs, containerOut(t, rt, script, opts...))
+	}
+	if fileSum(t, exe) != before {
+		t.Errorf("the host test binary %s changed; the container saw:\n%s", exe, strings.Join(outs, "\n"))
+	}
+	if fileSum(t, "/bin/busybox") != busybox {
+		t.Errorf("the host's /bin/busybox changed; the container saw:\n%s", strings.Join(outs, "\n"))
+	}
+}
+
+// helperExeWrite is this test binary run inside a container through an
+// image script starting "#!/proc/self/exe" (CVE-2019-5736): it tries to
+// write to its own executable, directly and through an fd kept across an
+// execve, once the file no longer runs and ETXTBSY no longer protects it.
+func helperExeWrite() {
+	fmt.Println("helper running in the container")
+	for _, p := range []string{"/proc/self/exe", "/proc/1/exe"} {
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString("pwned")
+			f.Close()
+		}
+		fmt.Printf("write %s: %v\n", p, err)
+	}
+	fd, err := syscall.Open("/proc/self/exe", syscall.O_RDONLY, 0) // kept across execve
+	if err != nil {
+		fmt.Println("open /proc/self/exe:", err)
+		os.Exit(1)
+	}
+	script := fmt.Sprintf(`sleep 0.1; echo pwned > /proc/self/fd/%d && echo "write through fd: written" || echo "write through fd: refused"`, fd)
+	err = syscall.Exec("/bin/sh", []string{"sh", "-c", script}, os.Environ())
+	fmt.Println("exec:", err)
+	os.Exit(1)
+}
+
+// hostLibsTar holds the shared libraries this test binary runs with, so
+// that it can run inside the busybox image, with its ELF interpreter.
+func hostLibsTar(t *testing.T, exe string) []byte {
+	t.Helper()
+	f, err := elf.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var interp string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			p.ReadAt(b, 0)
+			interp = strings.TrimRight(string(b), "\x00")
+		}
+	}
+	f.Close()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{} // container path → host path
+	if interp != "" {
+		files[interp] = interp
+	}
+	for _, l := range strings.Split(string(maps), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) == 6 && strings.Contains(fields[5], ".so") {
+			files[fields[5]] = fields[5]
+			files["/lib/x86_64-linux-gnu/"+filepath.Base(fields[5])] = fields[5]
+		}
+	}
+	var entries []string
+	dirs := map[string]bool{}
+	for dst, src := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := filepath.Dir(dst); d != "/" && !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+		}
+		entries = append(entries, strings.TrimPrefix(dst, "/"), string(b))
+	}
+	var dirEntries []string
+	for d := range dirs {
+		dirEntries = append(dirEntries, strings.TrimPrefix(d, "/")+"/", "")
+	}
+	sortPairs(dirEntries)
+	return tarOf(t, append(dirEntries, entries...)...)
+}
+
+// sortPairs sorts name, content pairs by name (parents before children).
+func sortPairs(p []string) {
+	type pair struct{ a, b string }
+	var ps []pair
+	for i := 0; i < len(p); i += 2 {
+		ps = append(ps, pair{p[i], p[i+1]})
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].a < ps[j].a })
+	for i, x := range ps {
+		p[2*i], p[2*i+1] = x.a, x.b
+	}
+}
+
+// TestIsolationHostBinaryReexec runs this test binary inside a container
+// the way CVE-2019-5736 reached runc: the container's command is a script
+// whose interpreter is /proc/self/exe, so the kernel runs whatever the
+// child stage was exec'd from. That must be the sealed copy: writing to
+// it fails, and the host binary is unchanged.
+func TestIsolationHostBinaryReexec(t *testing.T) {
+	rt := busyboxRuntime(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fileSum(t, exe)
+	reg := startFake(t)
+	img := imageOf(t, true,
+		layerOf(t, compression.GZip, berthtest.BusyboxTar(t)),
+		layerOf(t, compression.GZip, hostLibsTar(t, exe)),
+		layerOf(t, compression.GZip, executableTar(t, "evil", "#!/proc/self/exe\n")))
+	ref := reg.push(t, "evil:1", img)
+	if _, err := rt.Pull(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	// Without seccomp and no_new_privs: the strongest container root.
+	// The child stage itself must execve the script: exec'd by a shell,
+	// /proc/self/exe would be the shell.
+	p := &berth.Process{Args: []string{"/evil"}}
+	p.Env = []string{"BERTH_TEST_EXE_WRITE=1"}
+	out, errOut, err := runOut(t, rt, ref, p, berth.WithAutoRemove(), berth.WithSeccomp(false), berth.WithNoNewPrivileges(false))
+	if fileSum(t, exe) != before {
+		t.Fatalf("the host test binary %s changed; container output:\n%s%s", exe, out, errOut)
+	}
+	var ee *berth.ExitError
+	if errors.As(err, &ee) && ee.Code == 126 {
+		// The kernel refuses (EACCES) to run the child stage's sealed
+		// memfd as the script's interpreter from inside the container:
+		// the attack stops before it starts. Seen on kernel 6.18 with
+		// seccomp and no_new_privs off as well; a kernel that allows it
+		// takes the path below, where the seals must hold.
+		t.Logf("the kernel refused the interpreter: %v", err)
+		return
+	}
+	if err != nil {
+		t.Fatalf("Run: %v\n%s%s", err, out, errOut)
+	}
+	if !strings.Contains(out, "helper running in the container") {
+		t.Fatalf("the test binary did not run in the container; the check proves nothing")
+	}
+	if strings.Contains(out, "written") || strings.Contains(out, "<nil>") {
+		t.Errorf("a write to the re-executed binary succeeded:\n%s", out)
+	}
+	if fileSum(t, exe) != before {
+		t.Fatalf("the host test binary %s changed", exe)
+	}
+	t.Logf("container output:\n%s%s", out, errOut)
+}
+
+// executableTar is a layer tar with one executable file.
+func executableTar(t *testing.T, name, content string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Typeflag: tar.TypeReg, Size: int64(len(content))}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(content))
+	tw.Close()
+	return buf.Bytes()
+}
+
+// syncBuffer is a bytes.Buffer safe for a container's output copier and
+// the test reading it at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

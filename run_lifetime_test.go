@@ -1,0 +1,464 @@
+package berth_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+)
+
+// helperRun is the test binary acting as another program that runs a
+// container in BERTH_TEST_RUN_ROOT: the busybox image "busybox" must be
+// there. It runs `sh -c BERTH_TEST_RUN_SCRIPT` named BERTH_TEST_RUN_NAME,
+// attached or detached (BERTH_TEST_RUN_MODE), prints "started" once it
+// runs, and then blocks (attached) or exits (detached).
+func helperRun() {
+	ctx := context.Background()
+	rt, err := berth.New(os.Getenv("BERTH_TEST_RUN_ROOT"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	var opts []berth.RunOption
+	opts = append(opts, berth.WithName(os.Getenv("BERTH_TEST_RUN_NAME")))
+	detached := os.Getenv("BERTH_TEST_RUN_MODE") == "detached"
+	if detached {
+		opts = append(opts, berth.WithDetach())
+	}
+	if _, err := rt.Run(ctx, "busybox", sh(os.Getenv("BERTH_TEST_RUN_SCRIPT")), opts...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(4)
+	}
+	fmt.Println("started")
+	if detached {
+		os.Exit(0)
+	}
+	select {} // until killed
+}
+
+// runProgram starts the test binary as a helper program (helperRun) and
+// returns once it printed "started".
+func runProgram(t *testing.T, root, mode, name, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "BERTH_TEST_RUN_ROOT="+root, "BERTH_TEST_RUN_MODE="+mode,
+		"BERTH_TEST_RUN_NAME="+name, "BERTH_TEST_RUN_SCRIPT="+script)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if line != "started\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper program: %q, %v; stderr: %s", line, err, stderr.String())
+	}
+	return cmd
+}
+
+// rootTag is how berth names a root in host-wide places (cgroups): the
+// first 12 hex digits of the sha256 of its absolute path.
+func rootTag(root string) string {
+	sum := sha256.Sum256([]byte(root))
+	return hex.EncodeToString(sum[:6])
+}
+
+// cgroupDirs lists the cgroup directories of a root's containers in every
+// hierarchy: /sys/fs/cgroup/*/berth/<tag>/* (v1 and hybrid) and
+// /sys/fs/cgroup/berth/<tag>/* (v2).
+func cgroupDirs(t *testing.T, root string) []string {
+	t.Helper()
+	tag := rootTag(root)
+	var out []string
+	for _, pattern := range []string{"/sys/fs/cgroup/*/berth/" + tag + "/*", "/sys/fs/cgroup/berth/" + tag + "/*"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range m {
+			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// mountinfo returns the host's mount table without mount IDs, which
+// change when anything remounts.
+func mountinfo(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 {
+			lines = append(lines, strings.Join(f[3:], " ")) // root, mount point, options, ...
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// eventually polls cond every 10 ms until it holds or d passes.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLifetimeKilledProgram SIGKILLs a program while its attached container
+// runs: the container's processes die with it, and the next New on the
+// root removes the container, its cgroups and its name, and the host mount
+// table is as before.
+func TestLifetimeKilledProgram(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	setup, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	berthtest.Busybox(t, setup, "busybox")
+	setup.Close()
+	mountsBefore := mountinfo(t)
+
+	prog := runProgram(t, root, "attached", "orphan", "sleep 300")
+	// Find the container's processes from the outside, as its state and
+	// its cgroup record them, before the kill.
+	observer, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := observer.Container(ctx, "orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.State(ctx)
+	if err != nil || !st.Running || st.Pid == 0 {
+		t.Fatalf("State of the running container = %+v, %v", st, err)
+	}
+	pids := []int{st.Pid}
+	dirs := cgroupDirs(t, root)
+	if len(dirs) == 0 {
+		t.Fatal("the running container has no cgroup directory")
+	}
+	for _, d := range dirs {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(f)
+			pids = append(pids, pid)
+		}
+	}
+	observer.Close()
+
+	prog.Process.Signal(syscall.SIGKILL)
+	prog.Wait()
+	if !eventually(5*time.Second, func() bool {
+		for _, pid := range pids {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Errorf("container processes %v still alive 5s after their program was SIGKILLed", pids)
+	}
+
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatalf("New after the kill: %v", err)
+	}
+	defer rt.Close()
+	if d := cgroupDirs(t, root); len(d) > 0 {
+		t.Errorf("cgroups left after New: %v", d)
+	}
+	list, err := rt.Containers(ctx, berth.WithAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range list {
+		t.Errorf("container left after New: %s %s %+v", info.Name, info.ID, info.State)
+	}
+	if _, err := rt.Container(ctx, "orphan"); !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("Container(orphan) after New: %v, want ErrNotFound", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "containers")); len(ents) > 0 {
+		t.Errorf("containers/ has %d entries after New", len(ents))
+	}
+	if d := diffLines(mountsBefore, mountinfo(t)); d != "" {
+		t.Errorf("host mounts (-before +after):\n%s", d)
+	}
+	// The name is free again.
+	c2, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}}, berth.WithName("orphan"), berth.WithAutoRemove())
+	if err != nil {
+		t.Fatalf("Run with the dead container's name: %v", err)
+	}
+	c2.Wait(ctx)
+}
+
+// TestLifetimeDetached starts a detached container from a program that
+// then exits; this program finds it by name, lists it, reads its logs,
+// stops it, waits for it and removes it.
+func TestLifetimeDetached(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	berthtest.Busybox(t, rt, "busybox")
+
+	prog := runProgram(t, root, "detached", "lasting", "echo hello from the detached; echo oops >&2; sleep 300")
+	if err := prog.Wait(); err != nil {
+		t.Fatalf("the starting program: %v", err)
+	}
+	c, err := rt.Container(ctx, "lasting")
+	if err != nil {
+		t.Fatalf("Container(lasting) from another program: %v", err)
+	}
+	defer c.Remove(ctx, berth.WithForce())
+	st, err := c.State(ctx)
+	if err != nil || !st.Running || !alive(st.Pid) {
+		t.Fatalf("State after the starting program exited = %+v, %v; want running", st, err)
+	}
+	list, err := rt.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "lasting" || !list[0].Detached || !list[0].State.Running {
+		t.Errorf("Containers = %+v, want the running detached container", list)
+	}
+	var out, errOut bytes.Buffer
+	if !eventually(5*time.Second, func() bool {
+		out.Reset()
+		errOut.Reset()
+		c.Logs(ctx, &out, &errOut)
+		return out.Len() > 0 && errOut.Len() > 0
+	}) {
+		t.Errorf("no logs")
+	}
+	if d := diffLines("hello from the detached\n", out.String()); d != "" {
+		t.Errorf("stdout logs (-want +got):\n%s", d)
+	}
+	if d := diffLines("oops\n", errOut.String()); d != "" {
+		t.Errorf("stderr logs (-want +got):\n%s", d)
+	}
+
+	waited := make(chan error, 1)
+	go func() { waited <- c.Wait(ctx) }()
+	start := time.Now()
+	// sh is PID 1 with no TERM handler: the kernel drops the TERM, the
+	// timeout's SIGKILL ends it.
+	if err := c.Stop(ctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Stop took %v", d)
+	}
+	select {
+	case err := <-waited:
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || ee.Code != 137 {
+			t.Errorf("Wait = %v, want exit code 137", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after Stop")
+	}
+	st, err = c.State(ctx)
+	if err != nil || st.Running || st.ExitCode != 137 || st.Status != "exited" {
+		t.Errorf("State after Stop = %+v, %v; want exited 137", st, err)
+	}
+	if err := c.Remove(ctx); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if _, err := rt.Container(ctx, "lasting"); !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("Container after Remove: %v, want ErrNotFound", err)
+	}
+	if d := cgroupDirs(t, root); len(d) > 0 {
+		t.Errorf("cgroups left after Remove: %v", d)
+	}
+}
+
+// TestLifetimeStopTimeout checks that a process ignoring the stop signal
+// is killed once the timeout passes.
+func TestLifetimeStopTimeout(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, detach := range []bool{false, true} {
+		t.Run(fmt.Sprintf("detached=%v", detach), func(t *testing.T) {
+			opts := []berth.RunOption{}
+			if detach {
+				opts = append(opts, berth.WithDetach())
+			}
+			c := mustRun(t, rt, "busybox", sh(`trap "" TERM; sleep 300 & wait; sleep 300`), opts...)
+			defer c.Remove(ctx, berth.WithForce())
+			start := time.Now()
+			if err := c.Stop(ctx, 500*time.Millisecond); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			if d := time.Since(start); d < 500*time.Millisecond || d > 2*time.Second {
+				t.Errorf("Stop returned after %v, want 0.5-2s", d)
+			}
+			err := c.Wait(ctx)
+			var ee *berth.ExitError
+			if !errors.As(err, &ee) || ee.Code != 137 || ee.Signal != 9 {
+				t.Errorf("Wait = %#v, want exit code 137 by signal 9", err)
+			}
+			if st, _ := c.State(ctx); st.ExitCode != 137 {
+				t.Errorf("State().ExitCode = %d, want 137", st.ExitCode)
+			}
+		})
+	}
+	t.Run("stopped by TERM", func(t *testing.T) {
+		c := mustRun(t, rt, "busybox", sh(`trap "exit 0" TERM; while true; do sleep 0.05; done`))
+		defer c.Remove(ctx, berth.WithForce())
+		time.Sleep(100 * time.Millisecond) // let the trap be set
+		start := time.Now()
+		if err := c.Stop(ctx, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Stop of a TERM-handling process took %v", d)
+		}
+		if err := c.Wait(ctx); err != nil {
+			t.Errorf("Wait = %v, want exit 0", err)
+		}
+	})
+}
+
+// TestLifetimeAutoRemove checks that WithAutoRemove leaves nothing once
+// the container exits: no directory, no cgroup, the name free.
+func TestLifetimeAutoRemove(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, detach := range []bool{false, true} {
+		t.Run(fmt.Sprintf("detached=%v", detach), func(t *testing.T) {
+			opts := []berth.RunOption{berth.WithAutoRemove(), berth.WithName("gone")}
+			if detach {
+				opts = append(opts, berth.WithDetach())
+			}
+			c := mustRun(t, rt, "busybox", sh("echo bye; exit 2"), opts...)
+			var ee *berth.ExitError
+			if err := c.Wait(ctx); !errors.As(err, &ee) || ee.Code != 2 {
+				t.Errorf("Wait = %v, want exit code 2", err)
+			}
+			if !eventually(5*time.Second, func() bool {
+				_, err := os.Stat(filepath.Join(rt.Root(), "containers", c.ID))
+				return errors.Is(err, os.ErrNotExist)
+			}) {
+				t.Errorf("containers/%s still exists", c.ID)
+			}
+			if _, err := rt.Container(ctx, "gone"); !errors.Is(err, berth.ErrNotFound) {
+				t.Errorf("Container(gone): %v, want ErrNotFound", err)
+			}
+			if d := cgroupDirs(t, rt.Root()); len(d) > 0 {
+				t.Errorf("cgroups left: %v", d)
+			}
+			list, _ := rt.Containers(ctx, berth.WithAll())
+			if len(list) != 0 {
+				t.Errorf("Containers(WithAll) = %d containers, want none", len(list))
+			}
+			c2 := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"true"}}, berth.WithName("gone"), berth.WithAutoRemove())
+			c2.Wait(ctx)
+		})
+	}
+}
+
+// TestLifetimeNoLeaks runs and removes many containers and checks that
+// the program's fds and goroutines, the host's mounts and the root's
+// cgroups are back at their baseline.
+func TestLifetimeNoLeaks(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	cycles := 500
+	if testing.Short() {
+		cycles = 50
+	}
+	run := func() {
+		t.Helper()
+		c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}}, berth.WithAutoRemove())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run() // the sealed binary and the compiled filter are made once
+	fds, goroutines, mounts := countFds(t), runtime.NumGoroutine(), len(strings.Split(mountinfo(t), "\n"))
+	start := time.Now()
+	for i := 0; i < cycles; i++ {
+		run()
+	}
+	t.Logf("%d run/remove cycles in %v", cycles, time.Since(start))
+	if !eventually(2*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines }) {
+		t.Errorf("goroutines: %d before, %d after", goroutines, runtime.NumGoroutine())
+	}
+	if got := countFds(t); got > fds {
+		t.Errorf("open fds: %d before, %d after", fds, got)
+	}
+	if got := len(strings.Split(mountinfo(t), "\n")); got != mounts {
+		t.Errorf("host mounts: %d before, %d after", mounts, got)
+	}
+	if d := cgroupDirs(t, rt.Root()); len(d) > 0 {
+		t.Errorf("cgroups left: %v", d)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(rt.Root(), "containers")); len(ents) > 0 {
+		t.Errorf("containers/ has %d entries", len(ents))
+	}
+	if ents, _ := os.ReadDir(filepath.Join(rt.Root(), "names")); len(ents) > 0 {
+		t.Errorf("names/ has %d entries", len(ents))
+	}
+}
+
+func countFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
