@@ -205,13 +205,23 @@ type ContainerInfo struct {
 	User       string
 	Hostname   string
 	TTY        bool
+	OpenStdin  bool
 	Labels     map[string]string
 	StopSignal string
-	AutoRemove bool
-	Detached   bool
-	ReadOnly   bool
-	Resources  Resources
-	State      ContainerState
+	// StopTimeout is the container's own stop timeout (WithStopTimeout), or
+	// 0 for DefaultStopTimeout.
+	StopTimeout time.Duration
+	// CapAdd and CapDrop are the capability changes it was run with;
+	// NoNewPrivileges and Seccomp say whether those protections apply.
+	CapAdd, CapDrop []string
+	NoNewPrivileges bool
+	Seccomp         bool
+	Rlimits         []Rlimit
+	AutoRemove      bool
+	Detached        bool
+	ReadOnly        bool
+	Resources       Resources
+	State           ContainerState
 	// LogPath is the file holding the container's output.
 	LogPath string
 }
@@ -221,7 +231,9 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 	return &ContainerInfo{
 		ID: rec.ID, Name: rec.Name, Created: rec.Created, Image: cfg.Image, ImageID: cfg.ImageID,
 		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
-		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, Labels: cfg.Labels, StopSignal: cfg.StopSignal,
+		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
+		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
+		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.State, LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 	}
