@@ -294,7 +294,7 @@ func resolvConf() []byte {
 
 // cgroupResources converts a container's limits for the cgroup package.
 func cgroupResources(res Resources) cgroup.Resources {
-	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares, PidsLimit: res.PidsLimit}
+	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares, PidsLimit: res.PidsLimit, RestrictDevices: true}
 }
 
 // stdio is how a started container's standard streams are wired.

@@ -21,6 +21,7 @@ import (
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
 	"github.com/google/go-containerregistry/pkg/compression"
+	"golang.org/x/sys/unix"
 )
 
 // containerOut runs script in busybox (auto-removed) and returns its
@@ -631,4 +632,26 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestIsolationDevices checks docker's device allow-list: a container with
+// CAP_MKNOD may make a node for the host's disk but not open it, while the
+// standard devices work.
+func TestIsolationDevices(t *testing.T) {
+	berthtest.Skip(t)
+	var st syscall.Stat_t
+	if err := syscall.Stat("/", &st); err != nil {
+		t.Fatal(err)
+	}
+	major, minor := unix.Major(st.Dev), unix.Minor(st.Dev)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	script := fmt.Sprintf("mknod /tmp/disk b %d %d && echo made; head -c 1 /tmp/disk >/dev/null 2>&1 && echo READ || echo denied; echo x >/dev/null && head -c 1 /dev/urandom >/dev/null && echo std-ok", major, minor)
+	out, _, err := runOut(t, rt, "busybox", &berth.Process{Args: []string{"sh", "-c", script}}, berth.WithAutoRemove())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "made\ndenied\nstd-ok\n"; out != want {
+		t.Errorf("output %q, want %q: the host's root disk (%d:%d) must not be readable", out, want, major, minor)
+	}
 }

@@ -35,6 +35,41 @@ type Resources struct {
 	// PidsLimit is the maximum number of tasks (docker run --pids-limit); 0 or -1 means
 	// unlimited.
 	PidsLimit int64
+	// RestrictDevices limits device access to docker's default allow-list (null, zero, full,
+	// random, urandom, tty, console, ptmx, the pts, tun; mknod of any device stays allowed, as
+	// in docker, but opening one outside the list fails). Without it a container holding
+	// CAP_MKNOD could make a node for a host disk and read it. On v1 and hybrid hosts it is
+	// the devices controller; on v2 an eBPF device program (containerd/cgroups builds it).
+	RestrictDevices bool
+}
+
+// defaultDevices is docker's default device allow-list, as the devices cgroup applies it.
+func defaultDevices() []specs.LinuxDeviceCgroup {
+	dev := func(typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
+		d := specs.LinuxDeviceCgroup{Allow: true, Type: typ, Access: access}
+		if major >= 0 {
+			d.Major = &major
+		}
+		if minor >= 0 {
+			d.Minor = &minor
+		}
+		return d
+	}
+	return []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"}, // deny everything, then allow the list
+		dev("c", -1, -1, "m"),
+		dev("b", -1, -1, "m"),
+		dev("c", 1, 3, "rwm"),    // /dev/null
+		dev("c", 1, 5, "rwm"),    // /dev/zero
+		dev("c", 1, 7, "rwm"),    // /dev/full
+		dev("c", 1, 8, "rwm"),    // /dev/random
+		dev("c", 1, 9, "rwm"),    // /dev/urandom
+		dev("c", 5, 0, "rwm"),    // /dev/tty
+		dev("c", 5, 1, "rwm"),    // /dev/console
+		dev("c", 5, 2, "rwm"),    // /dev/ptmx
+		dev("c", 136, -1, "rwm"), // /dev/pts/*
+		dev("c", 10, 200, "rwm"), // /dev/net/tun
+	}
 }
 
 const (
@@ -135,6 +170,12 @@ func (c *Cgroup) updateV1(res Resources) error {
 	}}
 	if res.PidsLimit > 0 {
 		spec.Pids = &specs.LinuxPids{Limit: new(res.PidsLimit)}
+	}
+	if res.RestrictDevices {
+		if _, ok := c.v1Dirs[cgroup1.Devices]; !ok {
+			return fmt.Errorf("cgroup %s: device restrictions need the devices hierarchy: %w", c.path, errors.ErrUnsupported)
+		}
+		spec.Devices = defaultDevices()
 	}
 	if err := c.v1.Update(spec); err != nil {
 		return fmt.Errorf("cgroup %s: updating cpu and pids limits: %w", c.path, err)
@@ -265,6 +306,9 @@ func v2Resources(res Resources, available map[string]bool, swap bool) (*cgroup2.
 			limit = -1 // cgroup2.Pids writes "max" for negative values and nothing for 0.
 		}
 		r2.Pids = &cgroup2.Pids{Max: limit}
+	}
+	if res.RestrictDevices {
+		r2.Devices = defaultDevices()
 	}
 	return &r2, nil
 }
