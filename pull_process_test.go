@@ -35,6 +35,10 @@ func TestMain(m *testing.M) {
 		helperExeWrite()
 		return
 	}
+	if os.Getenv("BERTH_TEST_EXEC_ROOT") != "" { // exec_test.go
+		helperExecDetached()
+		return
+	}
 	os.Exit(m.Run())
 }
 

@@ -378,7 +378,7 @@ func TestDetachedLifecycle(t *testing.T) {
 	}
 
 	// Logs of a container that wrote to both streams.
-	runDetached(t, root, "--name", "l", "busybox", "sh", "-c", "echo out; echo err >&2; echo more")
+	runDetached(t, root, "--name", "l", "busybox", "sh", "-c", "echo out; echo err >&2; sleep 0.1; echo more") // stdout and stderr are separate pipes: without the pause their order in the log is a race
 	if got := mustBerth(t, root, "wait", "l"); got != "0\n" {
 		t.Errorf("wait l = %q, want 0", got)
 	}

@@ -75,12 +75,18 @@ type command struct {
 // of "berth --help".
 func commands() []*command {
 	return []*command{
+		{name: "commit", usage: "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", short: "Create a new image from a container's changes", args: between(1, 2), setup: commitCommand},
+		{name: "cp", usage: "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tberth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH", short: "Copy files/folders between a container and the local filesystem", args: exactly(2), setup: cpCommand},
+		{name: "diff", usage: "CONTAINER", short: "Inspect changes to files or directories on a container's filesystem", args: exactly(1), setup: diffCommand},
+		{name: "exec", usage: "[OPTIONS] CONTAINER COMMAND [ARG...]", short: "Execute a command in a running container", args: atLeast(2), posix: true, setup: execCommand},
+		{name: "export", usage: "[OPTIONS] CONTAINER", short: "Export a container's filesystem as a tar archive", args: exactly(1), setup: exportCommand},
 		{name: "images", usage: "[OPTIONS] [REPOSITORY[:TAG]]", short: "List images", args: atMost(1), setup: imagesCommand},
 		{name: "import", usage: "[OPTIONS] file|- [REPOSITORY[:TAG]]", short: "Import the contents from a tarball to create a filesystem image", args: between(1, 2), setup: importCommand},
 		{name: "inspect", usage: "[OPTIONS] NAME [NAME...]", short: "Return low-level information on berth objects", args: atLeast(1), setup: inspectCommand},
 		{name: "kill", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Kill one or more running containers", args: atLeast(1), setup: killCommand},
 		{name: "load", usage: "[OPTIONS]", short: "Load an image from a tar archive or STDIN", args: exactly(0), setup: loadCommand},
 		{name: "logs", usage: "[OPTIONS] CONTAINER", short: "Fetch the logs of a container", args: exactly(1), setup: logsCommand},
+		{name: "pause", usage: "CONTAINER [CONTAINER...]", short: "Pause all processes within one or more containers", args: atLeast(1), setup: pauseCommand},
 		{name: "ps", usage: "[OPTIONS]", short: "List containers", args: exactly(0), setup: psCommand},
 		{name: "pull", usage: "[OPTIONS] NAME[:TAG|@DIGEST]", short: "Pull an image from a registry", args: exactly(1), setup: pullCommand},
 		{name: "push", usage: "NAME[:TAG]", short: "Push an image to a registry", args: exactly(1), setup: pushCommand},
@@ -91,6 +97,8 @@ func commands() []*command {
 		{name: "stats", usage: "[OPTIONS] [CONTAINER...]", short: "Display a live stream of container(s) resource usage statistics", args: atLeast(0), setup: statsCommand},
 		{name: "stop", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Stop one or more running containers", args: atLeast(1), setup: stopCommand},
 		{name: "tag", usage: "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", args: exactly(2), setup: tagCommand},
+		{name: "top", usage: "CONTAINER", short: "Display the running processes of a container", args: exactly(1), setup: topCommand},
+		{name: "unpause", usage: "CONTAINER [CONTAINER...]", short: "Unpause all processes within one or more containers", args: atLeast(1), setup: unpauseCommand},
 		{name: "wait", usage: "CONTAINER [CONTAINER...]", short: "Block until one or more containers stop, then print their exit codes", args: atLeast(1), setup: waitCommand},
 	}
 }

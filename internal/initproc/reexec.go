@@ -41,6 +41,11 @@ func init() {
 		// lands on the thread that finally calls execve.
 		runtime.LockOSThread()
 		childMain()
+	case stageExec:
+		// The exec stage (exec.go): same locking, for the same reason; it
+		// also joins the container's mount namespace on this thread.
+		runtime.LockOSThread()
+		execMain()
 	default:
 		fmt.Fprintf(os.Stderr, "berth: unknown child stage %q\n", stage)
 	}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/berth-dev/berth"
+	"golang.org/x/sys/unix"
+)
+
+// execFlags are docker exec's flags that berth supports.
+type execFlags struct {
+	detach, interactive, tty, privileged bool
+	workdir, user                        string
+	env, envFiles                        []string
+}
+
+// execCommand is docker exec.
+func execCommand(fs *flagSet) runFunc {
+	var f execFlags
+	fs.Bool(&f.detach, "d", "detach", "Detached mode: run command in the background")
+	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
+	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
+	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open even if not attached")
+	fs.Bool(&f.privileged, "", "privileged", "Give extended privileges to the command")
+	fs.Bool(&f.tty, "t", "tty", "Allocate a pseudo-TTY")
+	fs.String(&f.user, "u", "user", "string", "", "Username or UID (format: <name|uid>[:<group|gid>])")
+	fs.String(&f.workdir, "w", "workdir", "string", "", "Working directory inside the container")
+	return func(ctx context.Context, c *cli, args []string) error {
+		p, opts, err := f.config(args[1:], os.LookupEnv)
+		if err != nil {
+			return err
+		}
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		ctr, err := rt.Container(ctx, args[0])
+		if err != nil {
+			return noSuchContainer(args[0], err)
+		}
+		if f.detach {
+			if _, err := ctr.Exec(ctx, p, opts...); err != nil {
+				return execFailed(err)
+			}
+			return nil
+		}
+		return execAttached(ctx, c, ctr, p, opts, f.interactive)
+	}
+}
+
+// config turns the flags into Exec's Process and options; command is what
+// followed the container on the command line.
+func (f *execFlags) config(command []string, lookupEnv func(string) (string, bool)) (*berth.Process, []berth.ExecOption, error) {
+	p := &berth.Process{Args: command, Dir: f.workdir, User: f.user, TTY: f.tty && !f.detach}
+	for _, name := range f.envFiles {
+		env, err := readEnvFile(name, lookupEnv)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.Env = append(p.Env, env...)
+	}
+	for _, kv := range f.env {
+		if kv, ok := envVar(kv, lookupEnv); ok {
+			p.Env = append(p.Env, kv)
+		}
+	}
+	var opts []berth.ExecOption
+	if f.detach {
+		opts = append(opts, berth.WithExecDetach())
+	}
+	if f.privileged {
+		opts = append(opts, berth.WithPrivileged())
+	}
+	return p, opts, nil
+}
+
+// execFailed is the exit of an exec whose process did not start: 126 or
+// 127 when its command could not be run, as docker exits, else 125.
+func execFailed(err error) error {
+	code := exitBerth
+	var ee *berth.ExitError
+	if errors.As(err, &ee) {
+		code = ee.Code
+	}
+	return &statusError{code: code, msg: "Error: " + err.Error()}
+}
+
+// execAttached runs the process with our standard streams and exits with
+// its exit code. SIGINT and SIGTERM go to the process; with -t the
+// terminal follows our window's size.
+func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Process, opts []berth.ExecOption, interactive bool) error {
+	if interactive && c.stdin != nil {
+		p.Stdin = c.stdin
+	}
+	p.Stdout, p.Stderr = c.stdout, c.stderr
+
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGWINCH)
+	defer signal.Stop(sigc)
+
+	e, err := ctr.Exec(ctx, p, opts...)
+	if err != nil {
+		return execFailed(err)
+	}
+	// main's ctx ends at the first signal, which belongs to the process.
+	wctx := context.WithoutCancel(ctx)
+	if p.TTY && isTerminal(c.stdin) {
+		resizeFrom(wctx, e, c.stdin)
+		if p.Stdin != nil {
+			restore, err := makeRaw(c.stdin)
+			if err != nil {
+				e.Signal(wctx, syscall.SIGKILL)
+				return fmt.Errorf("putting the terminal in raw mode: %w", err)
+			}
+			defer restore()
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Wait(wctx) }()
+	for {
+		select {
+		case s := <-sigc:
+			if s == syscall.SIGWINCH {
+				if p.TTY && isTerminal(c.stdin) {
+					resizeFrom(wctx, e, c.stdin)
+				}
+				continue
+			}
+			e.Signal(wctx, s.(syscall.Signal)) // it may have exited already
+		case err := <-done:
+			var ee *berth.ExitError
+			if errors.As(err, &ee) {
+				return &statusError{code: ee.Code}
+			}
+			return err
+		}
+	}
+}
+
+// resizeFrom gives the process's terminal the size of ours.
+func resizeFrom(ctx context.Context, e *berth.Execution, term *os.File) {
+	ws, err := unix.IoctlGetWinsize(int(term.Fd()), unix.TIOCGWINSZ)
+	if err == nil && ws.Row > 0 && ws.Col > 0 {
+		e.ResizeTTY(ctx, ws.Row, ws.Col)
+	}
+}
