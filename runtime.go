@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/store"
@@ -97,6 +98,8 @@ func (r *Runtime) Close() error {
 	if w != nil {
 		w.Close()
 	}
+	// The root's parent cgroup goes once nothing of this root is in it.
+	cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))
 	return nil
 }
 

@@ -357,3 +357,26 @@ func (c *Cgroup) FD() (int, error) {
 	}
 	return fd, nil
 }
+
+// RemoveIfEmpty removes the directory of path in every hierarchy where it has no child cgroup
+// and no process, and leaves it alone elsewhere. It is for parents such as "/berth/<root>"
+// that hold the cgroups of one program's containers: removing them when the last container is
+// gone keeps the hierarchies tidy, and a parent still in use by another program stays.
+func RemoveIfEmpty(p string) error {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	l, err := hostLayout()
+	if err != nil {
+		return err
+	}
+	roots, err := l.roots()
+	if err != nil {
+		return err
+	}
+	for _, r := range roots {
+		// rmdir refuses a cgroup with children (EBUSY) or tasks: exactly the cases to keep.
+		unix.Rmdir(filepath.Join(r, p))
+	}
+	return nil
+}
