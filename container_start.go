@@ -476,16 +476,18 @@ func (run *running) wireWarm(w *initproc.Warm, std stdio) {
 }
 
 // takeWarm returns the Runtime's pre-started child stage if it suits the
-// container and is still fresh, and starts the next one in the
-// background. The first container of a Runtime starts cold; every later
-// one finds a child waiting, which takes the process start (several
-// milliseconds) off its critical path.
+// container and is still fresh, and starts the next one in the background.
+// A Runtime starts warming only at its second container: a program that
+// runs one container (the CLI) would pay for a child it never uses, while
+// every container after the second finds one waiting, which takes the
+// process start (several milliseconds) off its critical path.
 func (r *Runtime) takeWarm(tty, detached bool) *initproc.Warm {
 	closed := r.checkOpen() != nil
 	r.warmMu.Lock()
 	w, kind := r.warm, r.warmDetached
 	r.warm = nil
-	refill := !r.warmFilling && !closed
+	r.launches++
+	refill := !r.warmFilling && !closed && r.launches >= 2
 	r.warmFilling = r.warmFilling || refill
 	r.warmDetached = detached
 	r.warmMu.Unlock()

@@ -462,3 +462,43 @@ func countFds(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// TestLifetimePaused checks that a paused (frozen) container can still be
+// stopped, force-removed, and killed by its Runtime's Close: frozen tasks
+// take SIGKILL only once thawed, and each path must thaw.
+func TestLifetimePaused(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, how := range []string{"stop", "rm-f", "close"} {
+		t.Run(how, func(t *testing.T) {
+			r := rt
+			if how == "close" {
+				r = berthtest.NewRuntime(t)
+				berthtest.Busybox(t, r, "busybox")
+			}
+			c, err := r.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Pause(ctx); err != nil {
+				t.Fatal(err)
+			}
+			s := time.Now()
+			switch how {
+			case "stop":
+				err = c.Stop(ctx, 500*time.Millisecond)
+			case "rm-f":
+				err = c.Remove(ctx, berth.WithForce())
+			case "close":
+				err = r.Close()
+			}
+			t.Logf("%s of a paused container: %v in %v", how, err, time.Since(s))
+			if err != nil || time.Since(s) > 5*time.Second {
+				t.Errorf("%s: %v after %v", how, err, time.Since(s))
+			}
+		})
+	}
+}

@@ -35,6 +35,7 @@ type Runtime struct {
 	warm         *initproc.Warm // a child stage started ahead of need, or nil
 	warmDetached bool
 	warmFilling  bool
+	launches     int // containers launched, for deciding when warming pays
 }
 
 // Option configures a Runtime.
