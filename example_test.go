@@ -1,0 +1,103 @@
+package berth_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/berth-dev/berth"
+)
+
+// A test suite's database container: started in milliseconds, gone when
+// the test ends. (Examples compile as documentation; they need root and an
+// image in the store to run.)
+func ExampleRuntime_Run() {
+	ctx := context.Background()
+	rt, err := berth.New("") // /var/lib/berth
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close() // kills attached containers
+
+	c, err := rt.Run(ctx, "busybox", &berth.Process{
+		Args:   []string{"sh", "-c", "echo ready; exec sleep 300"},
+		Stdout: os.Stdout,
+	}, berth.WithName("db"), berth.WithAutoRemove(), berth.WithResources(berth.Resources{Memory: 256 << 20}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Stop(ctx, time.Second)
+	st, _ := c.State(ctx)
+	fmt.Println(st.Status)
+}
+
+// A step of a CI agent: run a command, stream its output, get its exit code.
+func ExampleContainer_Wait() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh", "-c", "exit 3"}}, berth.WithAutoRemove())
+	if err != nil {
+		log.Fatal(err)
+	}
+	var exit *berth.ExitError
+	if err := c.Wait(ctx); errors.As(err, &exit) {
+		fmt.Println("exit code", exit.Code)
+	}
+}
+
+// A container that outlives the program: the next program finds it by
+// name, reads its logs and stops it.
+func ExampleWithDetach() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	if _, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "3600"}},
+		berth.WithDetach(), berth.WithName("worker")); err != nil {
+		log.Fatal(err)
+	}
+
+	// Later, in another program on the same root:
+	c, err := rt.Container(ctx, "worker")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.Logs(ctx, os.Stdout, os.Stderr, berth.WithTail(10))
+	c.Stop(ctx, -1) // the container's stop timeout
+	c.Remove(ctx)
+}
+
+// Exec into a running container and commit what it changed.
+func ExampleContainer_Commit() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	c, err := rt.Container(ctx, "worker")
+	if err != nil {
+		log.Fatal(err)
+	}
+	e, err := c.Exec(ctx, &berth.Process{Args: []string{"sh", "-c", "echo configured > /etc/app.conf"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := e.Wait(ctx); err != nil {
+		log.Fatal(err)
+	}
+	img, err := c.Commit(ctx, berth.WithCommitTag("worker:configured"), berth.WithChanges(`CMD ["cat", "/etc/app.conf"]`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(img.ShortID(), img.RepoTags)
+}
