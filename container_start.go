@@ -583,9 +583,13 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	tr := newTracer("finish")
 	defer tr.done()
 	if run.cg != nil {
-		run.cg.Kill()
-		tr.mark("cgkill")
-		run.cg.Delete()
+		// PID 1's exit killed every process of its pid namespace, so the
+		// cgroup is normally empty already; kill only what might remain
+		// (a process that joined the cgroup from outside, say).
+		if err := run.cg.Delete(); err != nil {
+			run.cg.Kill()
+			run.cg.Delete()
+		}
 		tr.mark("cgdelete")
 	}
 	if run.log != nil {

@@ -38,6 +38,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -75,12 +76,20 @@ type layout struct {
 	v2Mount string            // "" on v1 hosts
 }
 
+// defaultHierarchy is cgroup1.Default computed once per process: it parses
+// /proc/self/mountinfo and /proc/self/cgroup, which cost about a millisecond
+// on every cgroup created or loaded, and the host's cgroup mounts do not
+// change under a running program.
+var defaultHierarchy = sync.OnceValues(cgroup1.Default)
+
+func cachedDefault() ([]cgroup1.Subsystem, error) { return defaultHierarchy() }
+
 func hostLayout() (layout, error) {
 	switch cgroups.Mode() {
 	case cgroups.Legacy:
-		return layout{mode: ModeV1, v1: cgroup1.Default}, nil
+		return layout{mode: ModeV1, v1: cachedDefault}, nil
 	case cgroups.Hybrid:
-		return layout{mode: ModeHybrid, v1: cgroup1.Default, v2Mount: "/sys/fs/cgroup/unified"}, nil
+		return layout{mode: ModeHybrid, v1: cachedDefault, v2Mount: "/sys/fs/cgroup/unified"}, nil
 	case cgroups.Unified:
 		return layout{mode: ModeV2, v2Mount: "/sys/fs/cgroup"}, nil
 	}
