@@ -227,7 +227,16 @@ func (p *ExecProcess) Start(ns *Namespaces) error {
 	if !ok {
 		return errors.New("initproc: Namespaces are closed")
 	}
-	mntFile := os.NewFile(uintptr(mnt), "mnt namespace") // not ours to close: ns owns it
+	// The os.File gets its own duplicate: an *os.File closes its fd when it
+	// is garbage collected, and wrapping ns's fd would close that number a
+	// second time, later, when it may belong to anything else in the
+	// program (a pipe of another container's start, say).
+	dup, err := unix.FcntlInt(uintptr(mnt), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return fmt.Errorf("duplicating the mount namespace fd: %w", err)
+	}
+	mntFile := os.NewFile(uintptr(dup), "mnt namespace")
+	defer mntFile.Close()
 	p.Cmd.ExtraFiles[mntNsFd-3] = mntFile
 	errc := make(chan error, 1)
 	onOtherThread(func() {
@@ -249,8 +258,7 @@ func (p *ExecProcess) Start(ns *Namespaces) error {
 		}
 		errc <- err
 	})
-	err := <-errc
-	runtime.KeepAlive(mntFile)
+	err = <-errc
 	// The child holds its own copies; ours would keep the pipes from ever
 	// reporting EOF.
 	for _, f := range []*os.File{p.specR, p.syncW, p.sockC} {
