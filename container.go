@@ -121,6 +121,7 @@ type containerConfig struct {
 	Seccomp     bool              `json:"seccomp"`
 	Resources   Resources         `json:"resources"`
 	Rlimits     []Rlimit          `json:"rlimits,omitempty"`
+	Mounts      []mountRecord     `json:"mounts,omitempty"`
 }
 
 // Resources limits what a container may use (docker run --memory, --cpus,

@@ -59,10 +59,19 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	if err := r.claimName(name, id); err != nil {
 		return nil, err
 	}
+	mounts, releaseVolumes, err := r.resolveMounts(ctx, img, &o)
+	if err != nil {
+		r.releaseName(name, id)
+		return nil, err
+	}
+	defer releaseVolumes()
+	cfg.Mounts = mounts
 	dir := r.containerDir(id)
 	defer func() {
 		if retErr != nil && cfg.AutoRemove {
 			r.removeContainerFiles(id, name)
+			releaseVolumes()
+			r.removeAnonymousVolumes(cfg.Mounts)
 		}
 	}()
 	for _, d := range []string{"upper", "work", "rootfs"} {
@@ -84,6 +93,7 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		r.removeContainerFiles(id, name)
 		return nil, err
 	}
+	releaseVolumes() // the record names the volumes now: Remove sees them in use
 	c := &Container{ID: id, Name: name, rt: r}
 	if cfg.Detached {
 		if err := r.startDetached(ctx, rec); err != nil {
@@ -222,6 +232,10 @@ type ContainerInfo struct {
 	ReadOnly        bool
 	Resources       Resources
 	State           ContainerState
+	// Mounts are the container's binds, volumes (Source is the volume's
+	// name, made up for an anonymous one) and tmpfs mounts, in the order
+	// they are made.
+	Mounts []Mount
 	// LogPath is the file holding the container's output.
 	LogPath string
 }
@@ -236,6 +250,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.State, LogPath: filepath.Join(r.containerDir(rec.ID), logName),
+		Mounts: mountsOf(cfg.Mounts),
 	}
 }
 
@@ -502,7 +517,7 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 // RemoveOption configures Remove.
 type RemoveOption interface{ applyRemove(*removeConfig) }
 
-type removeConfig struct{ force bool }
+type removeConfig struct{ force, volumes bool }
 
 type removeOptionFunc func(*removeConfig)
 
@@ -511,6 +526,14 @@ func (f removeOptionFunc) applyRemove(c *removeConfig) { f(c) }
 // WithForce kills a running container before removing it (docker rm -f).
 // Default: removing a running container fails with ErrInUse.
 func WithForce() RemoveOption { return removeOptionFunc(func(c *removeConfig) { c.force = true }) }
+
+// WithRemoveVolumes also removes the container's anonymous volumes (docker
+// rm -v): those it made for the image's VOLUMEs and for Mounts without a
+// Source, unless another container still uses one. Default: they are kept,
+// as docker keeps them; PruneVolumes removes them later.
+func WithRemoveVolumes() RemoveOption {
+	return removeOptionFunc(func(c *removeConfig) { c.volumes = true })
+}
 
 // Remove deletes the container and everything it made: its writable
 // layer, log and state (docker rm). It is idempotent: removing a container
@@ -546,6 +569,9 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	}
 	unlock()
 	c.rt.removeContainerFiles(c.ID, rec.Name)
+	if cfg.volumes {
+		c.rt.removeAnonymousVolumes(rec.Config.Mounts)
+	}
 	return nil
 }
 

@@ -252,6 +252,7 @@ func (r *Runtime) initSpec(rec *containerRecord) (*initproc.Spec, error) {
 	for _, rl := range cfg.Rlimits {
 		s.Rlimits = append(s.Rlimits, initproc.Rlimit{Type: rlimitTypes[rl.Name], Soft: rl.Soft, Hard: rl.Hard})
 	}
+	s.Mounts = r.mountSpecs(cfg.Mounts)
 	return s, nil
 }
 
@@ -615,6 +616,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	if rec.Config.AutoRemove {
 		r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit
 		r.removeContainerFiles(rec.ID, rec.Name)
+		r.removeAnonymousVolumes(rec.Config.Mounts)
 	}
 	run.err = exitErr
 	close(run.done)

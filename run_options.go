@@ -22,6 +22,8 @@ type runConfig struct {
 	stopSignal  string
 	stopTimeout time.Duration
 	rlimits     []Rlimit
+	mounts      []Mount
+	volumesFrom []string
 }
 
 type runOptionFunc func(*runConfig)

@@ -39,6 +39,7 @@ type runFlags struct {
 	cpuShares, pidsLimit, stopTimeout               int
 	capAdd, capDrop, securityOpts, ulimits          []string
 	stopSignal                                      string
+	volumes, mounts, tmpfs, volumesFrom             []string
 }
 
 // runCommand is docker run.
@@ -70,6 +71,10 @@ func runCommand(fs *flagSet) runFunc {
 	fs.Strings(&f.ulimits, "", "ulimit", "Ulimit options (name=soft[:hard])")
 	fs.String(&f.user, "u", "user", "string", "", "Username or UID (format: <name|uid>[:<group|gid>])")
 	fs.String(&f.workdir, "w", "workdir", "string", "", "Working directory inside the container")
+	fs.Strings(&f.volumes, "v", "volume", "Bind mount a volume (SRC:DST[:OPTS], or DST for an anonymous volume)")
+	fs.Strings(&f.mounts, "", "mount", "Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=…,target=…)")
+	fs.Strings(&f.tmpfs, "", "tmpfs", "Mount a tmpfs directory (PATH[:size=…,mode=…])")
+	fs.Strings(&f.volumesFrom, "", "volumes-from", "Mount volumes from the specified container(s)")
 	return func(ctx context.Context, c *cli, args []string) error {
 		image := args[0]
 		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
@@ -188,7 +193,35 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 		}
 		opts = append(opts, berth.WithRlimits(limits...))
 	}
+	mounts, err := f.mountList()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(mounts) > 0 {
+		opts = append(opts, berth.WithMounts(mounts...))
+	}
+	if len(f.volumesFrom) > 0 {
+		opts = append(opts, berth.WithVolumesFrom(f.volumesFrom...))
+	}
 	return p, opts, nil
+}
+
+// mountList parses -v, --mount and --tmpfs, in that order.
+func (f *runFlags) mountList() ([]berth.Mount, error) {
+	var out []berth.Mount
+	for _, group := range []struct {
+		values []string
+		parse  func(string) (berth.Mount, error)
+	}{{f.volumes, parseVolumeFlag}, {f.mounts, parseMountFlag}, {f.tmpfs, parseTmpfsFlag}} {
+		for _, v := range group.values {
+			m, err := group.parse(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // resources checks the limits as docker's client does and converts them.
@@ -805,11 +838,14 @@ func parseSignal(s string) (berth.Signal, error) {
 func rmCommand(fs *flagSet) runFunc {
 	var force, volumes bool
 	fs.Bool(&force, "f", "force", "Force the removal of a running container (uses SIGKILL)")
-	fs.Bool(&volumes, "v", "volumes", "Remove anonymous volumes associated with the container (berth makes none; accepted for scripts)")
+	fs.Bool(&volumes, "v", "volumes", "Remove anonymous volumes associated with the container")
 	return func(ctx context.Context, c *cli, args []string) error {
 		var opts []berth.RemoveOption
 		if force {
 			opts = append(opts, berth.WithForce())
+		}
+		if volumes {
+			opts = append(opts, berth.WithRemoveVolumes())
 		}
 		names := args
 		if force {

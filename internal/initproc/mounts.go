@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"fmt"
 	"path"
 	"strings"
 
@@ -58,33 +59,95 @@ func parseMountOptions(m Mount) (flags, propagation uintptr, data string) {
 	return flags, propagation, strings.Join(extra, ",")
 }
 
-// mountUser applies one Spec.Mounts entry. Binds open the (trusted) host
-// source first and mount from its fd; the destination is made inside root
-// as a directory, or as a file when a file is bound.
+// attrFlags are the mount(2) flags that have a mount_setattr(2) twin.
+var attrFlags = []struct {
+	flag uintptr
+	attr uint64
+}{
+	{unix.MS_RDONLY, unix.MOUNT_ATTR_RDONLY}, {unix.MS_NOSUID, unix.MOUNT_ATTR_NOSUID},
+	{unix.MS_NODEV, unix.MOUNT_ATTR_NODEV}, {unix.MS_NOEXEC, unix.MOUNT_ATTR_NOEXEC},
+	{unix.MS_NODIRATIME, unix.MOUNT_ATTR_NODIRATIME},
+}
+
+// mountAttr converts mount(2) flags to mount_setattr(2) attributes.
+func mountAttr(flags uintptr) *unix.MountAttr {
+	a := &unix.MountAttr{}
+	for _, f := range attrFlags {
+		if flags&f.flag != 0 {
+			a.Attr_set |= f.attr
+		}
+	}
+	switch {
+	case flags&unix.MS_NOATIME != 0:
+		a.Attr_set |= unix.MOUNT_ATTR_NOATIME
+		a.Attr_clr |= unix.MOUNT_ATTR__ATIME
+	case flags&unix.MS_STRICTATIME != 0:
+		a.Attr_set |= unix.MOUNT_ATTR_STRICTATIME
+		a.Attr_clr |= unix.MOUNT_ATTR__ATIME
+	}
+	return a
+}
+
+// mountUser applies one Spec.Mounts entry with the new mount API, so that no
+// step after resolving the destination looks a path up again:
+//
+//   - the destination, and every directory on the way to it, is resolved (and
+//     created where missing) inside root with openat2 RESOLVE_IN_ROOT, giving
+//     an O_PATH fd; a symlink the image or another container planted, or
+//     swaps in while this runs, resolves inside root or makes openat2 retry
+//     (CVE-2021-30465);
+//   - the new mount is built detached: open_tree(OPEN_TREE_CLONE) of the
+//     trusted host source for binds, fsopen/fsconfig/fsmount for a new
+//     filesystem; read-only and the other attributes are set on the detached
+//     tree with mount_setattr(AT_RECURSIVE), so a read-only bind is read-only
+//     in every submount and there is no remount of a path that could have
+//     been swapped in between;
+//   - move_mount attaches the tree on the destination fd, and propagation is
+//     set through the mount's own fd afterwards.
+//
+// For a bind, the destination is made a directory, or a file when a file is
+// bound. A Seed mount first gets the image's content at its destination
+// (see seedVolume).
 func mountUser(root int, m Mount) error {
 	if !path.IsAbs(m.Destination) {
 		return &SetupError{Step: "mount", Path: m.Destination, Msg: "destination must be an absolute path"}
 	}
 	flags, propagation, data := parseMountOptions(m)
-	step := "mount " + m.Type
-	src := m.Source
+	bind := flags&unix.MS_BIND != 0
 	isDir := true
-	if flags&unix.MS_BIND != 0 {
-		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
+	var mnt int
+	var err error
+	if bind {
+		treeFlags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+		if flags&unix.MS_REC != 0 {
+			treeFlags |= unix.AT_RECURSIVE
+		}
+		if mnt, err = unix.OpenTree(unix.AT_FDCWD, m.Source, treeFlags); err != nil {
 			return stepError("open bind source", m.Source, err)
 		}
-		defer unix.Close(fd)
 		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
+		if err := unix.Fstat(mnt, &st); err != nil {
+			unix.Close(mnt)
 			return stepError("stat bind source", m.Source, err)
 		}
 		isDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
-		src = fdPath(fd)
-		step = "bind"
+		if attr := mountAttr(flags); attr.Attr_set|attr.Attr_clr != 0 {
+			if err := unix.MountSetattr(mnt, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+				unix.Close(mnt)
+				return stepError("set bind attributes", m.Destination, err)
+			}
+		}
+	} else if mnt, err = newFilesystem(m.Type, m.Source, flags, data); err != nil {
+		return stepError("mount "+m.Type, m.Destination, err)
+	}
+	defer unix.Close(mnt)
+
+	if m.Seed {
+		if err := seedVolume(root, m); err != nil {
+			return err
+		}
 	}
 	var target int
-	var err error
 	if isDir {
 		target, err = mkdirIn(root, m.Destination, 0)
 	} else {
@@ -93,42 +156,53 @@ func mountUser(root int, m Mount) error {
 	if err != nil {
 		return stepError("create mount target", m.Destination, err)
 	}
-	defer unix.Close(target)
-
-	if flags&unix.MS_BIND != 0 {
-		// A bind ignores every flag but MS_REC; the others need a remount of
-		// the new mount, which sits on top of the fd's dentry.
-		if err := mountOn(src, target, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
-			return stepError(step, m.Destination, err)
-		}
-		if rest := flags &^ (unix.MS_BIND | unix.MS_REC); rest != 0 {
-			top, err := reopenTop(root, m.Destination)
-			if err != nil {
-				return stepError("reopen mount", m.Destination, err)
-			}
-			err = mountOn("", top, "", unix.MS_BIND|unix.MS_REMOUNT|rest, "")
-			unix.Close(top)
-			if err != nil {
-				return stepError("remount "+m.Destination, m.Destination, err)
-			}
-		}
-	} else if err := mountOn(src, target, m.Type, flags, data); err != nil {
-		return stepError(step, m.Destination, err)
+	err = unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+	unix.Close(target)
+	if err != nil {
+		return stepError("mount "+m.Type, m.Destination, err)
 	}
 	if propagation != 0 {
-		top, err := reopenTop(root, m.Destination)
-		if err != nil {
-			return stepError("reopen mount", m.Destination, err)
+		attr := &unix.MountAttr{Propagation: uint64(propagation &^ unix.MS_REC)}
+		at := uint(unix.AT_EMPTY_PATH)
+		if propagation&unix.MS_REC != 0 {
+			at |= unix.AT_RECURSIVE
 		}
-		err = mountOn("", top, "", propagation, "")
-		unix.Close(top)
-		if err != nil {
+		if err := unix.MountSetattr(mnt, "", at, attr); err != nil {
 			return stepError("set propagation", m.Destination, err)
 		}
 	}
 	return nil
 }
 
-func reopenTop(root int, p string) (int, error) {
-	return openIn(root, p, unix.O_PATH, 0)
+// newFilesystem makes a detached mount of a new filesystem of type fstype
+// (fsopen, fsconfig, fsmount). data holds comma-separated key[=value]
+// options, as mount(8) takes them.
+func newFilesystem(fstype, source string, flags uintptr, data string) (int, error) {
+	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(fs)
+	if source != "" {
+		if err := unix.FsconfigSetString(fs, "source", source); err != nil {
+			return -1, err
+		}
+	}
+	for _, o := range strings.Split(data, ",") {
+		if o == "" {
+			continue
+		}
+		if k, v, ok := strings.Cut(o, "="); ok {
+			err = unix.FsconfigSetString(fs, k, v)
+		} else {
+			err = unix.FsconfigSetFlag(fs, k)
+		}
+		if err != nil {
+			return -1, fmt.Errorf("option %q: %w", o, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, err
+	}
+	return unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, int(mountAttr(flags).Attr_set))
 }

@@ -116,6 +116,14 @@ type Mount struct {
 	Options     []string
 	Flags       uintptr
 	Data        string
+	// Seed, for a bind of a directory (a volume), copies what the container's
+	// root holds at Destination into Source before mounting when Source is
+	// empty, with ownership, modes and times; symlinks are copied as
+	// symlinks and nothing is followed. SeedLock is a host file held with
+	// flock meanwhile, so that containers starting together seed a volume
+	// once. Docker does this on the first mount of a volume.
+	Seed     bool   `json:",omitempty"`
+	SeedLock string `json:",omitempty"`
 }
 
 // Exit codes Docker uses when the container's command cannot be run.

@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth"
+)
+
+// volumeCommands are docker volume's subcommands.
+func volumeCommands() []*command {
+	return []*command{
+		{name: "create", usage: "[OPTIONS] [VOLUME]", short: "Create a volume", args: atMost(1), setup: volumeCreateCommand},
+		{name: "inspect", usage: "[OPTIONS] VOLUME [VOLUME...]", short: "Display detailed information on one or more volumes", args: atLeast(1), setup: volumeInspectCommand},
+		{name: "ls", usage: "[OPTIONS]", short: "List volumes", args: exactly(0), setup: volumeLsCommand},
+		{name: "prune", usage: "[OPTIONS]", short: "Remove unused local volumes", args: exactly(0), setup: volumePruneCommand},
+		{name: "rm", usage: "[OPTIONS] VOLUME [VOLUME...]", short: "Remove one or more volumes", args: atLeast(1), setup: volumeRmCommand},
+	}
+}
+
+// volumeCommand is docker volume: it dispatches to the subcommand, which
+// parses its own flags.
+func volumeCommand(fs *flagSet) runFunc {
+	return func(ctx context.Context, c *cli, args []string) error {
+		subs := volumeCommands()
+		if len(args) == 0 {
+			printSubcommands(c, subs)
+			return nil
+		}
+		sub := lookup(subs, args[0])
+		if sub == nil {
+			return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: unknown command %q for \"berth volume\"\nSee 'berth volume --help'.", args[0])}
+		}
+		sfs := newFlagSet("berth volume " + sub.name)
+		runSub := sub.setup(sfs)
+		rest, err := sfs.parseArgs(args[1:], sub.posix)
+		if errors.Is(err, flag.ErrHelp) {
+			printCommandHelp(c.stdout, &command{name: "volume " + sub.name, usage: sub.usage, short: sub.short}, sfs)
+			return nil
+		}
+		if err == nil {
+			err = sub.args.check("volume "+sub.name, len(rest))
+		}
+		if err != nil {
+			return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: %v\nSee 'berth volume %s --help'.", flagError(err), sub.name)}
+		}
+		return runSub(ctx, c, rest)
+	}
+}
+
+func printSubcommands(c *cli, subs []*command) {
+	fmt.Fprintln(c.stdout, "Usage:  berth volume COMMAND\n\nManage volumes\n\nCommands:")
+	for _, s := range subs {
+		fmt.Fprintf(c.stdout, "  %-10s %s\n", s.name, s.short)
+	}
+}
+
+func volumeCreateCommand(fs *flagSet) runFunc {
+	var labels []string
+	var driver string
+	fs.Strings(&labels, "", "label", "Set metadata for a volume")
+	fs.String(&driver, "d", "driver", "string", "local", "Specify volume driver name")
+	return func(ctx context.Context, c *cli, args []string) error {
+		if driver != "local" {
+			return fmt.Errorf("volume driver %q is not supported: berth has the local driver only", driver)
+		}
+		var opts []berth.VolumeOption
+		if len(labels) > 0 {
+			m := map[string]string{}
+			for _, l := range labels {
+				k, v, _ := strings.Cut(l, "=")
+				m[k] = v
+			}
+			opts = append(opts, berth.WithVolumeLabels(m))
+		}
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		name := ""
+		if len(args) == 1 {
+			name = args[0]
+		}
+		v, err := rt.CreateVolume(ctx, name, opts...)
+		if errors.Is(err, berth.ErrExists) {
+			// docker volume create is idempotent for the local driver.
+			v, err = rt.Volume(ctx, name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, v.Name)
+		return nil
+	}
+}
+
+func volumeLsCommand(fs *flagSet) runFunc {
+	var quiet bool
+	fs.Bool(&quiet, "q", "quiet", "Only display volume names")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		vols, err := rt.Volumes(ctx)
+		if err != nil {
+			return err
+		}
+		if !quiet {
+			fmt.Fprintf(c.stdout, "%-10s%s\n", "DRIVER", "VOLUME NAME")
+		}
+		for _, v := range vols {
+			if quiet {
+				fmt.Fprintln(c.stdout, v.Name)
+			} else {
+				fmt.Fprintf(c.stdout, "%-10s%s\n", v.Driver, v.Name)
+			}
+		}
+		return nil
+	}
+}
+
+// volumeInspect is the object docker volume inspect prints.
+type volumeInspect struct {
+	CreatedAt  string
+	Driver     string
+	Labels     map[string]string
+	Mountpoint string
+	Name       string
+	Options    map[string]string
+	Scope      string
+}
+
+func newVolumeInspect(v *berth.Volume) volumeInspect {
+	labels := v.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if v.Anonymous {
+		labels["com.docker.volume.anonymous"] = ""
+	}
+	return volumeInspect{
+		CreatedAt: v.CreatedAt.Format(time.RFC3339), Driver: v.Driver, Labels: labels,
+		Mountpoint: v.Mountpoint, Name: v.Name, Options: map[string]string{}, Scope: "local",
+	}
+}
+
+func volumeInspectCommand(fs *flagSet) runFunc {
+	var format string
+	fs.String(&format, "f", "format", "string", "", "Format the output using the given Go template")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		var found []volumeInspect
+		var errs []string
+		for _, name := range args {
+			v, err := rt.Volume(ctx, name)
+			switch {
+			case errors.Is(err, berth.ErrNotFound):
+				errs = append(errs, "Error: No such volume: "+name)
+			case err != nil:
+				errs = append(errs, "Error: "+err.Error())
+			default:
+				found = append(found, newVolumeInspect(v))
+			}
+		}
+		if err := printInspect(c.stdout, format, found); err != nil {
+			return err
+		}
+		if len(errs) > 0 {
+			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
+		}
+		return nil
+	}
+}
+
+func volumeRmCommand(fs *flagSet) runFunc {
+	var force bool
+	fs.Bool(&force, "f", "force", "Force the removal of one or more volumes, even while containers use them")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		var opts []berth.RemoveOption
+		if force {
+			opts = append(opts, berth.WithForce())
+		}
+		var errs []string
+		for _, name := range args {
+			v, err := rt.Volume(ctx, name)
+			if err == nil {
+				err = v.Remove(ctx, opts...)
+			}
+			switch {
+			case errors.Is(err, berth.ErrNotFound) && force:
+			case errors.Is(err, berth.ErrNotFound):
+				errs = append(errs, "Error: No such volume: "+name)
+			case err != nil:
+				errs = append(errs, "Error response from daemon: "+err.Error())
+			default:
+				fmt.Fprintln(c.stdout, name)
+			}
+		}
+		if len(errs) > 0 {
+			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
+		}
+		return nil
+	}
+}
+
+func volumePruneCommand(fs *flagSet) runFunc {
+	var force, all bool
+	fs.Bool(&force, "f", "force", "Do not prompt for confirmation")
+	fs.Bool(&all, "a", "all", "Remove all unused volumes, not just anonymous ones")
+	return func(ctx context.Context, c *cli, args []string) error {
+		if !force {
+			fmt.Fprint(c.stdout, "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ")
+			var answer string
+			fmt.Fscanln(c.stdin, &answer)
+			if a := strings.ToLower(answer); a != "y" && a != "yes" {
+				return nil
+			}
+		}
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		var opts []berth.VolumePruneOption
+		if all {
+			opts = append(opts, berth.WithPruneAllVolumes())
+		}
+		removed, size, err := rt.PruneVolumes(ctx, opts...)
+		if err != nil {
+			return err
+		}
+		if len(removed) > 0 {
+			fmt.Fprintln(c.stdout, "Deleted Volumes:")
+			for _, n := range removed {
+				fmt.Fprintln(c.stdout, n)
+			}
+			fmt.Fprintln(c.stdout)
+		}
+		fmt.Fprintf(c.stdout, "Total reclaimed space: %s\n", binarySize(uint64(size)))
+		return nil
+	}
+}
+
+// parseVolumeFlag reads docker run -v: SRC:DST[:OPTS] or DST alone (an
+// anonymous volume). A SRC starting with "/" is a bind, whose missing host
+// directory is created as docker does; otherwise SRC names a volume. OPTS
+// are comma-separated: ro, rw, z, Z (accepted, no SELinux here), nocopy
+// and a propagation mode.
+func parseVolumeFlag(s string) (berth.Mount, error) {
+	parts := strings.Split(s, ":")
+	var m berth.Mount
+	switch len(parts) {
+	case 1:
+		m = berth.Mount{Type: berth.MountVolume, Target: parts[0]}
+	case 2, 3:
+		m = berth.Mount{Type: berth.MountVolume, Source: parts[0], Target: parts[1]}
+		if strings.HasPrefix(parts[0], "/") || strings.HasPrefix(parts[0], ".") {
+			m.Type = berth.MountBind
+		}
+	default:
+		return m, fmt.Errorf("invalid volume specification: '%s'", s)
+	}
+	if !path.IsAbs(m.Target) {
+		return m, fmt.Errorf("invalid volume specification: '%s': invalid mount config: the container path must be absolute", s)
+	}
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro":
+				m.ReadOnly = true
+			case "rw", "z", "Z":
+			case "nocopy":
+				m.NoCopy = true
+			case "private", "rprivate", "shared", "rshared", "slave", "rslave":
+				m.Propagation = o
+			default:
+				return m, fmt.Errorf("invalid volume specification: '%s': invalid mode: %s", s, o)
+			}
+		}
+	}
+	if m.Type == berth.MountBind {
+		if !path.IsAbs(m.Source) {
+			return m, fmt.Errorf("invalid volume specification: '%s': bind source must be an absolute path", s)
+		}
+		if err := os.MkdirAll(m.Source, 0o755); err != nil {
+			return m, fmt.Errorf("creating bind source: %w", err)
+		}
+	} else if m.Propagation != "" {
+		return m, fmt.Errorf("invalid volume specification: '%s': propagation applies to bind mounts", s)
+	}
+	return m, nil
+}
+
+// parseMountFlag reads docker run --mount: comma-separated key=value
+// fields type, source|src, target|destination|dst, readonly|ro,
+// bind-propagation, volume-nocopy, tmpfs-size, tmpfs-mode.
+func parseMountFlag(s string) (berth.Mount, error) {
+	m := berth.Mount{Type: berth.MountVolume}
+	bad := func(msg string) (berth.Mount, error) {
+		return m, fmt.Errorf("invalid argument %q for \"--mount\" flag: %s", s, msg)
+	}
+	for _, field := range strings.Split(s, ",") {
+		k, v, hasValue := strings.Cut(field, "=")
+		boolValue := func() (bool, error) {
+			if !hasValue {
+				return true, nil
+			}
+			return strconv.ParseBool(v)
+		}
+		switch strings.ToLower(k) {
+		case "type":
+			m.Type = berth.MountType(v)
+		case "source", "src":
+			m.Source = v
+		case "target", "destination", "dst":
+			m.Target = v
+		case "readonly", "ro":
+			b, err := boolValue()
+			if err != nil {
+				return bad("invalid value for readonly: " + v)
+			}
+			m.ReadOnly = b
+		case "bind-propagation":
+			m.Propagation = v
+		case "volume-nocopy":
+			b, err := boolValue()
+			if err != nil {
+				return bad("invalid value for volume-nocopy: " + v)
+			}
+			m.NoCopy = b
+		case "tmpfs-size":
+			n, err := parseMemory(v)
+			if err != nil {
+				return bad("invalid value for tmpfs-size: " + v)
+			}
+			m.TmpfsSize = n
+		case "tmpfs-mode":
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil {
+				return bad("invalid value for tmpfs-mode: " + v)
+			}
+			m.TmpfsMode = fileMode(uint32(n))
+		case "consistency", "bind-recursive":
+			// macOS-only, and berth's read-only binds are always recursive
+		default:
+			return bad("unexpected key '" + k + "'")
+		}
+	}
+	if m.Target == "" {
+		return bad("target is required")
+	}
+	return m, nil
+}
+
+// parseTmpfsFlag reads docker run --tmpfs: PATH[:OPTS], OPTS holding
+// size=N (with a unit suffix), mode=OCTAL and the usual rw/ro words.
+func parseTmpfsFlag(s string) (berth.Mount, error) {
+	target, opts, _ := strings.Cut(s, ":")
+	m := berth.Mount{Type: berth.MountTmpfs, Target: target}
+	if !path.IsAbs(target) {
+		return m, fmt.Errorf("invalid argument %q for \"--tmpfs\" flag: the path must be absolute", s)
+	}
+	for _, o := range strings.Split(opts, ",") {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "":
+		case "size":
+			n, err := parseMemory(v)
+			if err != nil {
+				return m, fmt.Errorf("invalid argument %q for \"--tmpfs\" flag: size %q: %v", s, v, err)
+			}
+			m.TmpfsSize = n
+		case "mode":
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil {
+				return m, fmt.Errorf("invalid argument %q for \"--tmpfs\" flag: mode %q", s, v)
+			}
+			m.TmpfsMode = fileMode(uint32(n))
+		case "ro":
+			m.ReadOnly = true
+		case "rw", "noexec", "nosuid", "nodev":
+			// berth's tmpfs mounts are always noexec, nosuid and nodev, as
+			// docker's default
+		default:
+			return m, fmt.Errorf("invalid argument %q for \"--tmpfs\" flag: unsupported option %q", s, k)
+		}
+	}
+	return m, nil
+}
+
+// fileMode converts kernel mode bits to an os.FileMode.
+func fileMode(u uint32) os.FileMode {
+	m := os.FileMode(u & 0o777)
+	if u&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if u&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if u&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
