@@ -902,9 +902,21 @@ type containerInspect struct {
 	Driver          string
 	Platform        string
 	HostConfig      hostConfig
-	Mounts          []struct{}
+	Mounts          []mountInspect
 	Config          containerConfig
 	NetworkSettings struct{}
+}
+
+// mountInspect is one entry of docker inspect's Mounts.
+type mountInspect struct {
+	Type        string
+	Name        string `json:",omitempty"`
+	Source      string
+	Destination string
+	Driver      string `json:",omitempty"`
+	Mode        string
+	RW          bool
+	Propagation string
 }
 
 type containerStateInspect struct {
@@ -953,7 +965,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 		},
-		Mounts: []struct{}{},
+		Mounts: []mountInspect{},
 		Config: containerConfig{
 			Hostname: info.Hostname, User: info.User,
 			AttachStdout: !info.Detached, AttachStderr: !info.Detached,
@@ -1135,4 +1147,26 @@ func binarySize(n uint64) string {
 		i++
 	}
 	return fmt.Sprintf("%.4g%s", v, units[i])
+}
+
+// inspectMounts shapes a container's mounts the way docker inspect shows
+// them: a volume's Source is its directory on the host.
+func inspectMounts(ctx context.Context, rt *berth.Runtime, mounts []berth.Mount) []mountInspect {
+	out := []mountInspect{}
+	for _, m := range mounts {
+		mi := mountInspect{Type: string(m.Type), Source: m.Source, Destination: m.Target, RW: !m.ReadOnly, Propagation: m.Propagation}
+		switch m.Type {
+		case berth.MountVolume:
+			mi.Name, mi.Driver, mi.Mode = m.Source, "local", "z"
+			if v, err := rt.Volume(ctx, m.Source); err == nil {
+				mi.Source = v.Mountpoint
+			}
+		case berth.MountBind:
+			if mi.Propagation == "" {
+				mi.Propagation = "rprivate"
+			}
+		}
+		out = append(out, mi)
+	}
+	return out
 }

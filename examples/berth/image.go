@@ -501,7 +501,9 @@ func inspectObject(ctx context.Context, rt *berth.Runtime, kind, name string) (a
 			if err != nil {
 				return nil, err
 			}
-			return newContainerInspect(info), nil
+			ci := newContainerInspect(info)
+			ci.Mounts = inspectMounts(ctx, rt, info.Mounts)
+			return ci, nil
 		}
 		if kind == "container" || !errors.Is(err, berth.ErrNotFound) {
 			return nil, err
