@@ -143,22 +143,29 @@ func runStage() error {
 		return err
 	}
 
-	filter := bytesFilter(cfg.Seccomp)
+	return dropPrivilegesAndExec(s, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, s.Args, s.Env, trace)
+}
+
+// dropPrivilegesAndExec is the tail both stages (Run's and Exec's) share,
+// in runc's order: seccomp (early only when no_new_privs is off), user and
+// capabilities, the working directory with its CVE-2024-21626 check, fds
+// closed at execve, no_new_privs and seccomp, execve. user carries the
+// resolved UID, GID and groups. It returns only when something failed.
+func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, noNewPrivs bool, dir, argv0 string, args, env []string, trace func(string)) error {
 	// Without no_new_privs the kernel only accepts a filter from a thread with
 	// CAP_SYS_ADMIN, so load it while we still have it; every later syscall of
 	// ours (setgroups, setresuid, capset, prctl, chdir, execve) is one the
 	// default profile allows. With no_new_privs it goes last, as in runc.
-	if len(filter) > 0 && !s.NoNewPrivileges {
+	if len(filter) > 0 && !noNewPrivs {
 		if err := loadFilter(filter); err != nil {
 			return stepError("load seccomp filter", "", err)
 		}
 	}
-	if err := setupUser(s, cfg.Caps); err != nil {
+	if err := setupUser(user, keep); err != nil {
 		return err
 	}
 	// After the user switch, so that a directory the user may not enter is an
 	// error as it is for Docker.
-	dir := s.Dir
 	if dir == "" {
 		dir = "/"
 	}
@@ -175,7 +182,7 @@ func runStage() error {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return stepError("close_range", "", err)
 	}
-	if s.NoNewPrivileges {
+	if noNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return stepError("no_new_privs", "", err)
 		}
@@ -189,7 +196,7 @@ func runStage() error {
 	trace("exec")
 
 	unix.Write(syncFd, []byte{execMarker})
-	err = syscall.Exec(argv0, s.Args, s.Env)
+	err := syscall.Exec(argv0, args, env)
 	return execError(argv0, err)
 }
 

@@ -541,46 +541,7 @@ func runExecStage() error {
 		return err
 	}
 
-	filter := bytesFilter(cfg.Seccomp)
-	// As in the Run stage: without no_new_privs the filter must be loaded
-	// while we still have CAP_SYS_ADMIN.
-	if len(filter) > 0 && !s.NoNewPrivileges {
-		if err := loadFilter(filter); err != nil {
-			return stepError("load seccomp filter", "", err)
-		}
-	}
-	if err := setupUser(user, cfg.Caps); err != nil {
-		return err
-	}
-	dir := s.Dir
-	if dir == "" {
-		dir = "/"
-	}
-	if err := unix.Chdir(dir); err != nil {
-		return stepError("chdir", dir, err)
-	}
-	// CVE-2024-21626: a directory reached through an fd of ours outside the
-	// container's root makes getcwd report an unreachable path.
-	if wd, err := unix.Getwd(); err != nil || !filepath.IsAbs(wd) {
-		return &SetupError{Step: "chdir", Path: dir, Msg: "working directory is outside the container root", Errno: syscall.ENOENT}
-	}
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return stepError("close_range", "", err)
-	}
-	if s.NoNewPrivileges {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return stepError("no_new_privs", "", err)
-		}
-		if len(filter) > 0 {
-			if err := loadFilter(filter); err != nil {
-				return stepError("load seccomp filter", "", err)
-			}
-		}
-	}
-	unix.Umask(0o022)
-	unix.Write(syncFd, []byte{execMarker})
-	err = syscall.Exec(argv0, s.Args, user.Env)
-	return execError(argv0, err)
+	return dropPrivilegesAndExec(user, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, s.Args, user.Env, func(string) {})
 }
 
 // execTerminal gives the process a terminal of the container's own devpts
