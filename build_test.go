@@ -1,0 +1,354 @@
+package berth_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+)
+
+// writeContext writes files (name → content) under a new context dir.
+func writeContext(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runOutput runs args in img and returns its stdout.
+func runOutput(t *testing.T, rt *berth.Runtime, img string, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	c, err := rt.Run(context.Background(), img, &berth.Process{Args: args, Stdout: &out, Stderr: &out}, berth.WithAutoRemove())
+	if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatalf("run %v: %v\n%s", args, err, out.String())
+	}
+	return out.String()
+}
+
+type buildRecorder struct{ events []berth.BuildEvent }
+
+func (r *buildRecorder) record(ev berth.BuildEvent) { r.events = append(r.events, ev) }
+
+func (r *buildRecorder) cached(instrPrefix string) bool {
+	for _, ev := range r.events {
+		if ev.Output == "" && strings.HasPrefix(ev.Instruction, instrPrefix) && ev.Cached {
+			return true
+		}
+	}
+	return false
+}
+
+const appDockerfile = `FROM busybox
+WORKDIR /app
+COPY . .
+RUN echo hi > /app/made && rm /bin/false
+ENV A=1
+ENTRYPOINT ["cat"]
+CMD ["/app/made"]
+`
+
+func TestBuildApp(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	dir := writeContext(t, map[string]string{"Dockerfile": appDockerfile, "src/a.txt": "alpha", "b.txt": "beta"})
+	if err := os.Symlink("../../etc/shadow", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	var rec buildRecorder
+	img, err := rt.Build(ctx, dir, berth.WithBuildTags("app:1"), berth.WithBuildProgress(rec.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := runOutput(t, rt, "app:1"); got != "hi\n" {
+		t.Errorf("default command printed %q, want %q", got, "hi\n")
+	}
+	if got := runOutput(t, rt, "app:1", "/app/src/a.txt", "/app/b.txt"); got != "alphabeta" {
+		t.Errorf("copied files: %q", got)
+	}
+	var out bytes.Buffer
+	c, err := rt.Run(ctx, "app:1", &berth.Process{Args: []string{"sh", "-c", "readlink /app/link; test -e /bin/false && echo present || echo gone; pwd"}, Stdout: &out, Stderr: &out}, berth.WithEntrypoint(), berth.WithAutoRemove())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if got, want := out.String(), "../../etc/shadow\ngone\n/app\n"; got != want {
+		t.Errorf("symlink, whiteout, workdir: got %q, want %q", got, want)
+	}
+	cfg := img.Config
+	if !slices.Contains(cfg.Env, "A=1") || cfg.WorkingDir != "/app" || !slices.Equal(cfg.Entrypoint, []string{"cat"}) || !slices.Equal(cfg.Cmd, []string{"/app/made"}) {
+		t.Errorf("config = %+v", cfg)
+	}
+	h := img.History
+	if len(h) < 6 {
+		t.Fatalf("history has %d entries: %+v", len(h), h)
+	}
+	h = h[len(h)-6:]
+	wants := []struct {
+		prefix string
+		empty  bool
+	}{
+		{"/bin/sh -c #(nop)  WORKDIR /app", true},
+		{"/bin/sh -c #(nop) COPY dir:", false},
+		{"RUN /bin/sh -c echo hi > /app/made && rm /bin/false", false},
+		{"/bin/sh -c #(nop)  ENV A=1", true},
+		{`/bin/sh -c #(nop)  ENTRYPOINT ["cat"]`, true},
+		{`/bin/sh -c #(nop)  CMD ["/app/made"]`, true},
+	}
+	for i, w := range wants {
+		if !strings.HasPrefix(h[i].CreatedBy, w.prefix) || h[i].EmptyLayer != w.empty {
+			t.Errorf("history[%d] = %q empty=%v, want prefix %q empty=%v", i, h[i].CreatedBy, h[i].EmptyLayer, w.prefix, w.empty)
+		}
+	}
+	if rec.cached("COPY") || rec.cached("RUN") {
+		t.Errorf("first build reported cache hits: %+v", rec.events)
+	}
+
+	// Second build: every step cached, the same image.
+	var rec2 buildRecorder
+	img2, err := rt.Build(ctx, dir, berth.WithBuildProgress(rec2.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec2.cached("COPY") || !rec2.cached("RUN") || img2.ID != img.ID {
+		t.Errorf("second build: id %s vs %s, events %+v", img2.ID, img.ID, rec2.events)
+	}
+
+	// An mtime-only change keeps the cache.
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "b.txt"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	var rec3 buildRecorder
+	img3, err := rt.Build(ctx, dir, berth.WithBuildProgress(rec3.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec3.cached("COPY") || img3.ID != img.ID {
+		t.Errorf("mtime-only change missed the cache: %+v", rec3.events)
+	}
+
+	// A content change misses from COPY on.
+	if err := os.WriteFile(filepath.Join(dir, "b.txt"), []byte("BETA"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rec4 buildRecorder
+	img4, err := rt.Build(ctx, dir, berth.WithBuildProgress(rec4.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec4.cached("COPY") || rec4.cached("RUN") || img4.ID == img.ID {
+		t.Errorf("content change hit the cache: %+v", rec4.events)
+	}
+
+	// --no-cache.
+	var rec5 buildRecorder
+	if _, err := rt.Build(ctx, dir, berth.WithNoCache(), berth.WithBuildProgress(rec5.record)); err != nil {
+		t.Fatal(err)
+	}
+	if rec5.cached("COPY") || rec5.cached("RUN") {
+		t.Errorf("WithNoCache hit the cache: %+v", rec5.events)
+	}
+
+	// Intermediate images survive a prune.
+	if _, err := rt.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var rec6 buildRecorder
+	if _, err := rt.Build(ctx, dir, berth.WithBuildProgress(rec6.record)); err != nil {
+		t.Fatal(err)
+	}
+	if !rec6.cached("RUN") {
+		t.Errorf("cache lost after Prune: %+v", rec6.events)
+	}
+}
+
+func TestBuildCases(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		dockerfile string
+		files      map[string]string
+		opts       []berth.BuildOption
+		// cmd runs in the built image (entrypoint cleared) and must print want.
+		cmd     string
+		want    string
+		wantErr string
+		errLine int
+		check   func(t *testing.T, img *berth.Image)
+	}{
+		{
+			name:       "multi-stage",
+			dockerfile: "FROM busybox AS b\nRUN echo x > /x\nFROM scratch\nCOPY --from=b /x /x\n",
+			check: func(t *testing.T, img *berth.Image) {
+				if len(img.Layers) != 1 {
+					t.Errorf("scratch stage has %d layers, want 1", len(img.Layers))
+				}
+			},
+		},
+		{
+			name:       "multi-stage copy into busybox",
+			dockerfile: "FROM busybox AS b\nRUN echo x > /x\nFROM busybox AS unused\nRUN exit 3\nFROM busybox\nCOPY --from=b /x /y\n",
+			cmd:        "cat /y",
+			want:       "x\n",
+		},
+		{
+			name:       "arg before from and per stage",
+			dockerfile: "ARG BASE=busybox\nARG V=global\nFROM $BASE\nARG V\nARG W=w1\nENV E=$V-$W\nRUN echo $V $W > /args\n",
+			opts:       []berth.BuildOption{berth.WithBuildArgs(map[string]string{"W": "fromflag"})},
+			cmd:        "cat /args; echo $E; echo ${W:-unset}",
+			want:       "global fromflag\nglobal-fromflag\nunset\n",
+		},
+		{
+			name:       "target",
+			dockerfile: "FROM busybox AS one\nRUN echo one > /f\nFROM busybox\nRUN exit 9\n",
+			opts:       []berth.BuildOption{berth.WithTarget("one")},
+			cmd:        "cat /f",
+			want:       "one\n",
+		},
+		{
+			name:       "copy outside context",
+			dockerfile: "FROM busybox\n\nCOPY ../x /x\n",
+			wantErr:    "outside the build context",
+			errLine:    3,
+		},
+		{
+			name:       "failing run",
+			dockerfile: "FROM busybox\nRUN echo doomed; exit 7\n",
+			wantErr:    "exit code: 7",
+			errLine:    2,
+		},
+		{
+			name:       "dockerignore",
+			dockerfile: "FROM busybox\nCOPY . /c/\n",
+			files:      map[string]string{".dockerignore": "*.secret\nlogs\n", "a.secret": "s", "logs/x": "l", "keep": "k"},
+			cmd:        "ls -A /c | tr '\\n' ' '",
+			want:       ".dockerignore Dockerfile keep ",
+		},
+		{
+			name:       "copy rules and flags",
+			dockerfile: "FROM busybox\nCOPY --chown=7:8 --chmod=600 *.txt /t/\nCOPY one.txt /renamed\nCOPY d /dd\nADD arch.tar /ex/\n",
+			files:      map[string]string{"one.txt": "1", "two.txt": "2", "d/sub/f": "f"},
+			cmd:        "stat -c '%u:%g %a %n' /t/one.txt /t/two.txt; cat /renamed /dd/sub/f /ex/inner",
+			want:       "7:8 600 /t/one.txt\n7:8 600 /t/two.txt\n1finner",
+		},
+		{
+			name:       "metadata",
+			dockerfile: "FROM busybox\nLABEL a=b\nEXPOSE 80/udp 81\nUSER 1:2\nVOLUME /data\nSTOPSIGNAL SIGINT\nSHELL [\"/bin/sh\", \"-c\"]\n",
+			check: func(t *testing.T, img *berth.Image) {
+				c := img.Config
+				if c.Labels["a"] != "b" || c.User != "1:2" || c.StopSignal != "SIGINT" || len(c.ExposedPorts) != 2 || len(c.Volumes) != 1 || len(c.Shell) != 2 {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := map[string]string{"Dockerfile": tt.dockerfile}
+			for k, v := range tt.files {
+				files[k] = v
+			}
+			dir := writeContext(t, files)
+			if strings.Contains(tt.dockerfile, "arch.tar") {
+				writeTarFile(t, filepath.Join(dir, "arch.tar"), "inner", "inner")
+			}
+			img, err := rt.Build(ctx, dir, tt.opts...)
+			if tt.wantErr != "" {
+				var be *berth.BuildError
+				if !errors.As(err, &be) || !strings.Contains(err.Error(), tt.wantErr) || be.Line != tt.errLine {
+					t.Fatalf("error = %v, want a BuildError on line %d containing %q", err, tt.errLine, tt.wantErr)
+				}
+				if strings.Contains(tt.dockerfile, "doomed") {
+					var ee *berth.ExitError
+					if !errors.As(err, &ee) || ee.Code != 7 || !strings.Contains(err.Error(), "doomed") {
+						t.Errorf("failing RUN error %v lacks its exit code or output", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, img)
+			}
+			if tt.cmd != "" {
+				var out bytes.Buffer
+				c, err := rt.Run(ctx, img.ID, &berth.Process{Args: []string{"sh", "-c", tt.cmd}, Stdout: &out, Stderr: &out}, berth.WithEntrypoint(), berth.WithAutoRemove())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Wait(ctx); err != nil {
+					t.Fatalf("%v: %s", err, out.String())
+				}
+				if out.String() != tt.want {
+					t.Errorf("output (-want +got):\n-%q\n+%q", tt.want, out.String())
+				}
+			}
+		})
+	}
+}
+
+func writeTarFile(t *testing.T, p, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(p, tarOf(t, name, content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkBuild builds the issue's case (a 5 MB context; FROM busybox,
+// WORKDIR, COPY . ., a RUN writing two files, ENV, ENTRYPOINT) cold and
+// fully cached.
+func BenchmarkBuild(b *testing.B) {
+	berthtest.Skip(b)
+	rt := berthtest.NewRuntime(b)
+	berthtest.Busybox(b, rt, "busybox")
+	files := map[string]string{"Dockerfile": "FROM busybox\nWORKDIR /app\nCOPY . .\nRUN echo a > /a && echo b > /b\nENV A=1\nENTRYPOINT [\"cat\"]\n"}
+	chunk := strings.Repeat("x", 1<<20)
+	for i := range 5 {
+		files[filepath.Join("data", string(rune('a'+i)))] = chunk
+	}
+	dir := writeContext(b, files)
+	ctx := context.Background()
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := rt.Build(ctx, dir, berth.WithNoCache()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := rt.Build(ctx, dir); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
