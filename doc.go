@@ -43,6 +43,15 @@
 // ([Runtime.Containers]), find ([Runtime.Container]), wait for, read the
 // logs of, stop and remove.
 //
+// # Builds
+//
+// [Runtime.Build] turns a context directory and a Dockerfile into an image,
+// parsing with BuildKit's parser and evaluating every instruction on berth's
+// own primitives: RUN runs in a container whose changes become the step's
+// layer, COPY and ADD write their layer directly from the context (never
+// reading outside it). Steps are cached by content, not by modification
+// time, in the root, so later builds and other programs reuse them.
+//
 // # The re-exec contract
 //
 // A Go program is multi-threaded, so what must happen inside a new
