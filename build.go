@@ -664,9 +664,7 @@ func (b *builder) writeState(ctx context.Context, s *buildState, cf *v1.ConfigFi
 		return err
 	}
 	if err := b.r.store.UpdateRefs(ctx, func(refs map[string]string) error {
-		if !referenced(refs, img.Digest) {
-			refs[danglingPrefix+img.Digest] = img.Digest
-		}
+		refs[intermediatePrefix+img.Digest] = img.Digest
 		return nil
 	}); err != nil {
 		return err
@@ -745,6 +743,22 @@ func (b *builder) finish(ctx context.Context, s *buildState) (*Image, error) {
 			return nil, fmt.Errorf("%w: cannot tag a build with a digest reference %q", ErrInvalid, t)
 		}
 		if err := b.r.setRef(ctx, refKey(parsed), s.img.Digest); err != nil {
+			return nil, err
+		}
+	}
+	if len(b.cfg.tags) == 0 {
+		// An untagged build result lists as <none>, as docker shows it;
+		// the steps before it stay hidden.
+		d := s.img.Digest
+		if err := b.r.store.UpdateRefs(ctx, func(refs map[string]string) error {
+			for k, v := range refs {
+				if v == d && !strings.HasPrefix(k, intermediatePrefix) {
+					return nil
+				}
+			}
+			refs[danglingPrefix+d] = d
+			return nil
+		}); err != nil {
 			return nil, err
 		}
 	}

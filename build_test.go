@@ -352,3 +352,36 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	})
 }
+
+// TestBuildImagesListing checks that a build's intermediate images are kept
+// (the cache needs them) but not listed, while an untagged result lists as
+// <none>, as docker images shows them.
+func TestBuildImagesListing(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo a > /a\nRUN echo b > /b\nCMD [\"cat\",\"/a\"]\n"), 0o644)
+	ctx := context.Background()
+	img, err := rt.Build(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, _ := rt.Images(ctx)
+	for _, i := range imgs {
+		t.Logf("%s %v", i.ShortID(), i.RepoTags)
+	}
+	if len(imgs) != 2 {
+		t.Errorf("images %d, want busybox and the untagged result", len(imgs))
+	}
+	if _, err := rt.Build(ctx, dir, berth.WithBuildTags("x:1")); err != nil {
+		t.Fatal(err)
+	}
+	imgs, _ = rt.Images(ctx)
+	if len(imgs) != 2 {
+		t.Errorf("after tagging: %d images", len(imgs))
+	}
+	if imgs[0].ID != img.ID && imgs[1].ID != img.ID {
+		t.Errorf("the built image %s is not listed", img.ShortID())
+	}
+}

@@ -345,9 +345,17 @@ func (r *Runtime) Images(ctx context.Context) ([]*Image, error) {
 		return nil, err
 	}
 	seen := map[string]bool{}
+	// Intermediate build images are kept but not listed, as docker images
+	// hides them; a tag or another reference makes one visible.
+	visible := map[string]bool{}
+	for k, d := range refs {
+		if !strings.HasPrefix(k, intermediatePrefix) {
+			visible[d] = true
+		}
+	}
 	var out []*Image
 	for _, d := range refs {
-		if seen[d] {
+		if seen[d] || !visible[d] {
 			continue
 		}
 		seen[d] = true

@@ -58,3 +58,8 @@ func splitRepoTag(key string) (repo, tag string) {
 // danglingPrefix marks references kept only so that an image whose tag
 // moved elsewhere stays listed as <none>, as docker keeps it.
 const danglingPrefix = "@"
+
+// intermediatePrefix marks references that keep a build step's image (the
+// build cache points at it) without listing it: docker images hides
+// intermediate images too.
+const intermediatePrefix = danglingPrefix + "build@"
