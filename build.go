@@ -189,6 +189,7 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 	b := &builder{r: r, cfg: cfg, ctxRoot: root, file: cfg.dockerfile, stageRoots: map[int]string{}}
 	defer b.cleanup()
 	var src []byte
+	ignoreFile := ""
 	if cfg.content != nil {
 		src, b.file = []byte(*cfg.content), "Dockerfile"
 	} else {
@@ -199,8 +200,17 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		if src, err = os.ReadFile(p); err != nil {
 			return nil, fmt.Errorf("building: reading the Dockerfile: %w", err)
 		}
+		ignoreFile = p + ".dockerignore"
 	}
-	if b.ignore, err = readIgnore(root); err != nil {
+	// BuildKit's rule: <Dockerfile>.dockerignore beside the Dockerfile
+	// wins over the context's .dockerignore.
+	if f, err := os.Open(ignoreFile); ignoreFile != "" && err == nil {
+		b.ignore, err = dockerfile.ParseIgnore(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("building: reading %s: %w", ignoreFile, err)
+		}
+	} else if b.ignore, err = readIgnore(root); err != nil {
 		return nil, fmt.Errorf("building: reading .dockerignore: %w", err)
 	}
 	return b.run(ctx, src)
@@ -543,7 +553,16 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 	case *instructions.MaintainerCommand:
 		s.cf.Author = c.Maintainer
 	case *instructions.HealthCheckCommand:
-		return fmt.Errorf("%w: HEALTHCHECK", ErrUnsupported)
+		// Recorded in the image config as docker does; berth runs no health
+		// checks yet (a later issue), but images built here carry them.
+		h := c.Health
+		if h == nil {
+			return fmt.Errorf("%w: HEALTHCHECK without a command", ErrInvalid)
+		}
+		s.cf.Config.Healthcheck = &v1.HealthConfig{
+			Test: slices.Clone(h.Test), Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, Retries: h.Retries,
+		}
 	default:
 		if err := applyChange(&s.cf.Config, inst, b.lex, envGetter, &s.cmdSet); err != nil {
 			if strings.HasPrefix(err.Error(), "instruction ") {

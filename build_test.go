@@ -385,3 +385,63 @@ func TestBuildImagesListing(t *testing.T) {
 		t.Errorf("the built image %s is not listed", img.ShortID())
 	}
 }
+
+// TestBuildHealthcheck records HEALTHCHECK in the config as docker does,
+// and HEALTHCHECK NONE as the "NONE" test.
+func TestBuildHealthcheck(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{"HEALTHCHECK --interval=5s --retries=2 CMD wget -q -O- http://localhost/ || exit 1", []string{"CMD-SHELL", "wget -q -O- http://localhost/ || exit 1"}},
+		{`HEALTHCHECK CMD ["true"]`, []string{"CMD", "true"}},
+		{"HEALTHCHECK NONE", []string{"NONE"}},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			img, err := rt.Build(ctx, t.TempDir(), berth.WithDockerfileContent("FROM busybox\n"+tc.line+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc := img.Config.Healthcheck
+			if hc == nil || strings.Join(hc.Test, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("Healthcheck = %+v, want test %q", hc, tc.want)
+			}
+			if strings.HasPrefix(tc.line, "HEALTHCHECK --interval") && (hc.Interval != 5*time.Second || hc.Retries != 2) {
+				t.Errorf("interval %v retries %d, want 5s and 2", hc.Interval, hc.Retries)
+			}
+		})
+	}
+}
+
+// TestBuildDockerfileIgnore checks BuildKit's rule that a
+// <Dockerfile>.dockerignore beside the Dockerfile wins over the context's
+// .dockerignore.
+func TestBuildDockerfileIgnore(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"a.txt": "a", "b.txt": "b",
+		".dockerignore":               "a.txt\n",
+		"app.Dockerfile":              "FROM busybox\nCOPY . /ctx/\nCMD [\"ls\", \"/ctx\"]\n",
+		"app.Dockerfile.dockerignore": "b.txt\n*.Dockerfile*\n.dockerignore\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := rt.Build(ctx, dir, berth.WithDockerfile("app.Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runOut(t, rt, img.ID, &berth.Process{}, berth.WithAutoRemove())
+	if err != nil || out != "a.txt\n" {
+		t.Errorf("context seen by the build: %q, %v; want only a.txt (b.txt ignored by app.Dockerfile.dockerignore)", out, err)
+	}
+}
