@@ -33,6 +33,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"golang.org/x/sys/unix"
 )
 
 // BuildOption configures Build.
@@ -988,6 +989,11 @@ func (b *builder) copyStep(ctx context.Context, label string, s *buildState, n *
 		dest = path.Join(wd, dest)
 	}
 	dest = strings.TrimPrefix(path.Clean(dest), "/")
+	// Docker's rule: a destination that is a directory in the image is
+	// copied into, trailing slash or not.
+	if !destDir && (dest == "" || b.r.isDirInImage(s.img, dest)) {
+		destDir = true
+	}
 
 	var entries []copyEntry
 	var tars []copyEntry // ADD: local archives to extract
@@ -1426,4 +1432,29 @@ func (b *builder) stageRoot(ctx context.Context, st *buildStage) (string, error)
 	}
 	b.stageRoots[st.index] = dir
 	return dir, nil
+}
+
+// isDirInImage reports whether rel (slash-separated, relative to /) is a
+// directory in img's merged filesystem, reading its layers as overlayfs
+// merges them (whiteouts and opaque directories respected, no symlink
+// followed).
+func (r *Runtime) isDirInImage(img *Image, rel string) bool {
+	if img == nil {
+		return false
+	}
+	d := &differ{}
+	defer d.close()
+	for i := len(img.Layers) - 1; i >= 0; i-- {
+		dir, err := r.snaps.FS(img.Layers[i].ChainID)
+		if err != nil {
+			return false
+		}
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		d.lowers = append(d.lowers, fd)
+	}
+	st, ok := d.lowerStat(rel)
+	return ok && st.Mode&unix.S_IFMT == unix.S_IFDIR
 }

@@ -445,3 +445,22 @@ func TestBuildDockerfileIgnore(t *testing.T) {
 		t.Errorf("context seen by the build: %q, %v; want only a.txt (b.txt ignored by app.Dockerfile.dockerignore)", out, err)
 	}
 }
+
+// TestBuildCopyIntoImageDirectory checks docker's rule that a COPY
+// destination naming a directory of the image (no trailing slash) copies
+// into it instead of replacing it.
+func TestBuildCopyIntoImageDirectory(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tool"), []byte("#!/bin/sh\necho tool ran\n"), 0o755)
+	img, err := rt.Build(context.Background(), dir, berth.WithDockerfileContent("FROM busybox\nCOPY tool /bin\nCMD [\"sh\", \"-c\", \"tool; ls /bin/sh\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runOut(t, rt, img.ID, &berth.Process{}, berth.WithAutoRemove())
+	if err != nil || out != "tool ran\n/bin/sh\n" {
+		t.Errorf("output %q, %v; want the tool copied into /bin beside sh", out, err)
+	}
+}
