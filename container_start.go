@@ -644,6 +644,9 @@ func (run *running) abort(cause error) {
 	run.finish(code, 0, false, cause.Error())
 }
 
+// tracer prints the phases of a container's start and end to stderr when
+// BERTH_TRACE is set (a debugging aid for start-up work). Off, it costs a
+// nil check per phase: nothing is timed or formatted on the hot path.
 type tracer struct {
 	name  string
 	start time.Time
@@ -651,14 +654,29 @@ type tracer struct {
 	buf   []string
 }
 
-func newTracer(name string) *tracer { n := time.Now(); return &tracer{name: name, start: n, last: n} }
+// tracing is read once: the environment of a running program is not
+// expected to switch tracing on halfway.
+var tracing = os.Getenv("BERTH_TRACE") != ""
+
+func newTracer(name string) *tracer {
+	if !tracing {
+		return nil
+	}
+	n := time.Now()
+	return &tracer{name: name, start: n, last: n}
+}
+
 func (t *tracer) mark(step string) {
+	if t == nil {
+		return
+	}
 	n := time.Now()
 	t.buf = append(t.buf, fmt.Sprintf("%s=%v", step, n.Sub(t.last).Round(10*time.Microsecond)))
 	t.last = n
 }
+
 func (t *tracer) done() {
-	if os.Getenv("BERTH_TRACE") != "" {
+	if t != nil {
 		fmt.Fprintln(os.Stderr, t.name, time.Since(t.start).Round(10*time.Microsecond), t.buf)
 	}
 }

@@ -1,8 +1,10 @@
 package initproc
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path"
@@ -50,7 +52,7 @@ func runStage() error {
 	// Before anything else, so that no fd the parent leaked (every fd without
 	// CLOEXEC in the parent survives the fork and exec) is usable during setup:
 	// CVE-2024-21626 chdir'ed through such an fd into the host.
-	if err := closeInheritedFds(); err != nil {
+	if err := closeFdsAbove(syncFd); err != nil {
 		return stepError("close inherited fds", "", err)
 	}
 	if _, err := unix.FcntlInt(syncFd, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
@@ -200,10 +202,10 @@ func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, 
 	return execError(argv0, err)
 }
 
-// closeInheritedFds closes every fd above the two pipes that lacks CLOEXEC.
-// Anything the Go runtime or this package opens has CLOEXEC; anything without
-// it came from the parent by accident.
-func closeInheritedFds() error {
+// closeFdsAbove closes every fd above last that lacks CLOEXEC: anything
+// the Go runtime or this package opens has CLOEXEC, anything without it
+// came from the parent by accident.
+func closeFdsAbove(last int) error {
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
 		return err
@@ -215,7 +217,7 @@ func closeInheritedFds() error {
 	}
 	for _, n := range names {
 		fd, err := strconv.Atoi(n)
-		if err != nil || fd <= syncFd {
+		if err != nil || fd <= last {
 			continue
 		}
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
@@ -225,6 +227,32 @@ func closeInheritedFds() error {
 		unix.Close(fd)
 	}
 	return nil
+}
+
+// decodeReport reads what a child stage wrote on its sync pipe: the exec
+// marker followed by EOF means it reached execve (execed); a JSON
+// SetupError is how it failed. stage and who name it in messages.
+func decodeReport(stage, who string, out []byte, werr, rerr error) (execed bool, err error) {
+	if len(out) > 0 && out[0] == execMarker {
+		out = out[1:]
+		if len(out) == 0 && rerr == nil {
+			return true, nil
+		}
+	}
+	if len(out) > 0 {
+		var se SetupError
+		if err := json.Unmarshal(bytes.TrimSpace(out), &se); err != nil {
+			return false, fmt.Errorf("%s failed with an unreadable report %q: %w", stage, out, err)
+		}
+		return false, &se
+	}
+	if werr != nil {
+		return false, fmt.Errorf("%s: sending the spec to the child: %w", stage, werr)
+	}
+	if rerr != nil {
+		return false, fmt.Errorf("%s: reading the child's report: %w", stage, rerr)
+	}
+	return false, &SetupError{Step: "start", Msg: who + " exited before reaching execve without a report (see its stderr)"}
 }
 
 func loopbackUp() error {

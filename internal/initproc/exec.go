@@ -24,7 +24,6 @@ package initproc
 // fails, the thread is parked for good instead (see Start), never reused.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -369,30 +368,18 @@ func (p *ExecProcess) Release() error {
 	out, rerr := io.ReadAll(p.syncR)
 	p.syncR.Close()
 	p.syncR = nil
-	if len(out) > 0 && out[0] == execMarker {
-		out = out[1:]
-		if len(out) == 0 && rerr == nil && (!p.tty || p.master != nil) {
-			return nil
-		}
+	execed, err := decodeReport("exec setup", "the exec stage", out, werr, rerr)
+	if execed && (!p.tty || p.master != nil) {
+		return nil
 	}
 	if p.master != nil {
 		p.master.Close()
 		p.master = nil
 	}
-	if len(out) > 0 {
-		var se SetupError
-		if err := json.Unmarshal(bytes.TrimSpace(out), &se); err != nil {
-			return fmt.Errorf("exec setup failed with an unreadable report %q: %w", out, err)
-		}
-		return &se
+	if execed { // reached execve without handing over its terminal
+		return &SetupError{Step: "start", Msg: "the exec stage exited before reaching execve without a report (see its stderr)"}
 	}
-	if werr != nil {
-		return fmt.Errorf("exec setup: sending the spec to the child: %w", werr)
-	}
-	if rerr != nil {
-		return fmt.Errorf("exec setup: reading the child's report: %w", rerr)
-	}
-	return &SetupError{Step: "start", Msg: "the exec stage exited before reaching execve without a report (see its stderr)"}
+	return err
 }
 
 // Wait waits for the process to exit, like Cmd.Wait. Call it once.
@@ -589,33 +576,6 @@ func execTerminal(uid uint32) error {
 	}
 	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
 		return stepError("TIOCSCTTY", "", err)
-	}
-	return nil
-}
-
-// closeFdsAbove closes every fd above last that lacks CLOEXEC: anything
-// the Go runtime or this package opens has CLOEXEC, anything without it
-// came from the parent by accident.
-func closeFdsAbove(last int) error {
-	d, err := os.Open("/proc/self/fd")
-	if err != nil {
-		return err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		fd, err := strconv.Atoi(n)
-		if err != nil || fd <= last {
-			continue
-		}
-		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-		if err != nil || flags&unix.FD_CLOEXEC != 0 {
-			continue
-		}
-		unix.Close(fd)
 	}
 	return nil
 }

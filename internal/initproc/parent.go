@@ -1,7 +1,6 @@
 package initproc
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -363,26 +362,10 @@ func (p *Process) Release() error {
 	p.specW.Close()
 	out, rerr := io.ReadAll(p.syncR)
 	p.syncR.Close()
-	if len(out) > 0 && out[0] == execMarker {
-		out = out[1:]
-		if len(out) == 0 && rerr == nil {
-			return nil
-		}
+	if execed, err := decodeReport("container setup", "the child stage", out, werr, rerr); !execed {
+		return err
 	}
-	if len(out) > 0 {
-		var se SetupError
-		if err := json.Unmarshal(bytes.TrimSpace(out), &se); err != nil {
-			return fmt.Errorf("container setup failed with an unreadable report %q: %w", out, err)
-		}
-		return &se
-	}
-	if werr != nil {
-		return fmt.Errorf("container setup: sending the spec to the child: %w", werr)
-	}
-	if rerr != nil {
-		return fmt.Errorf("container setup: reading the child's report: %w", rerr)
-	}
-	return &SetupError{Step: "start", Msg: "the child stage exited before reaching execve without a report (see its stderr)"}
+	return nil
 }
 
 // Wait waits for the container's process to exit, like Cmd.Wait.
