@@ -3,7 +3,6 @@ package berth
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"hash"
 )
 
@@ -12,5 +11,3 @@ type sha256Writer struct{ hash.Hash }
 func newSHA256() sha256Writer { return sha256Writer{sha256.New()} }
 
 func (h sha256Writer) digest() string { return "sha256:" + hex.EncodeToString(h.Sum(nil)) }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

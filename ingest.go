@@ -1,7 +1,6 @@
 package berth
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -235,14 +234,4 @@ func (pr *progressReader) Read(b []byte) (int, error) {
 	pr.n += int64(n)
 	pr.p.report(Progress{Layer: pr.layer, Current: pr.n, Total: pr.total}, false)
 	return n, err
-}
-
-// bytesFetch serves blobs from memory, for sources that already hold them.
-func bytesFetch(blobs map[string][]byte, next fetchFunc) fetchFunc {
-	return func(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
-		if b, ok := blobs[d.Digest.String()]; ok {
-			return io.NopCloser(bytes.NewReader(b)), nil
-		}
-		return next(ctx, d)
-	}
 }

@@ -3,6 +3,7 @@ package berth
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -85,7 +86,7 @@ func (c *registryClient) manifest(ctx context.Context, id string) ([]byte, types
 		MediaType types.MediaType `json:"mediaType"`
 		Manifests []v1.Descriptor `json:"manifests"`
 	}
-	if err := jsonUnmarshal(raw, &probe); err == nil {
+	if err := json.Unmarshal(raw, &probe); err == nil {
 		switch {
 		case probe.MediaType != "":
 			mt = probe.MediaType

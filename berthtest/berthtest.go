@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -142,6 +141,3 @@ func WriteBusyboxTar(w io.Writer) error {
 	_, err = w.Write(b)
 	return err
 }
-
-// lookPath is exec.LookPath, kept for symmetry with the registry helper.
-var lookPath = exec.LookPath

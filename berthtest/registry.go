@@ -50,7 +50,7 @@ func (b *lockedBuffer) String() string {
 // docker-registry package is not installed.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
-	bin, err := lookPath(RegistryBinary)
+	bin, err := exec.LookPath(RegistryBinary)
 	if err != nil {
 		t.Skipf("needs %s from Debian's docker-registry package: %v", RegistryBinary, err)
 	}
