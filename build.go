@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/dockerfile"
@@ -24,6 +25,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"golang.org/x/sync/errgroup"
 )
 
 // BuildOption configures Build.
@@ -37,6 +39,8 @@ type buildSettings struct {
 	target     string
 	noCache    bool
 	progress   func(BuildEvent)
+	secrets    map[string]string // id → source file
+	epoch      *time.Time
 }
 
 type buildOptionFunc func(*buildSettings)
@@ -88,10 +92,37 @@ func WithNoCache() BuildOption {
 }
 
 // WithBuildProgress calls fn for every step as it starts and for every line
-// a RUN step prints, from the goroutine that called Build, in order.
-// Default: no events.
+// a RUN step prints, from the goroutine that called Build, one event at a
+// time. Events of one stage come in order; stages built in parallel
+// interleave theirs. Default: no events.
 func WithBuildProgress(fn func(BuildEvent)) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.progress = fn })
+}
+
+// WithBuildSecret makes the file at sourcePath the secret id, for RUN
+// --mount=type=secret,id=ID (docker build --secret id=ID,src=PATH). The
+// file is read when a RUN mounts it; its content reaches neither the image
+// nor the build cache. Default: no secrets.
+func WithBuildSecret(id, sourcePath string) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) {
+		if c.secrets == nil {
+			c.secrets = map[string]string{}
+		}
+		c.secrets[id] = sourcePath
+	})
+}
+
+// WithSourceDateEpoch makes the build reproducible: the image's creation
+// time and every history entry's are t, and every file a step adds with a
+// later mtime gets t instead, so that two builds of the same context give
+// the same image digest (the SOURCE_DATE_EPOCH convention; BuildKit's
+// build arg of that name does the same, and Build reads it too). Default:
+// the current time, and files keep their mtimes.
+func WithSourceDateEpoch(t time.Time) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) {
+		u := t.UTC().Truncate(time.Second)
+		c.epoch = &u
+	})
 }
 
 // BuildEvent is one progress report of Build. A step first reports itself
@@ -177,8 +208,11 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		return nil, fmt.Errorf("building: opening the context: %w", err)
 	}
 	defer root.Close()
-	b := &builder{r: r, cfg: cfg, ctxRoot: root, file: cfg.dockerfile, stageRoots: map[int]string{}}
+	b := &builder{r: r, cfg: cfg, ctxRoot: root, file: cfg.dockerfile, roots: map[string]*lazyRoot{}}
 	defer b.cleanup()
+	if err := b.setEpoch(); err != nil {
+		return nil, err
+	}
 	var src []byte
 	ignoreFile := ""
 	if cfg.content != nil {
@@ -204,7 +238,24 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 	} else if b.ignore, err = readIgnore(root); err != nil {
 		return nil, fmt.Errorf("building: reading .dockerignore: %w", err)
 	}
-	return b.run(ctx, src)
+	if cfg.progress == nil {
+		return b.run(ctx, src)
+	}
+	// Stages build on their own goroutines; their events reach the
+	// caller's through a channel.
+	b.events = make(chan BuildEvent, 64)
+	var img *Image
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		img, err = b.run(ctx, src)
+		b.closeEvents()
+	}()
+	for ev := range b.events {
+		cfg.progress(ev)
+	}
+	<-done
+	return img, err
 }
 
 func readIgnore(root *os.Root) (*dockerfile.Ignore, error) {
@@ -219,19 +270,26 @@ func readIgnore(root *os.Root) (*dockerfile.Ignore, error) {
 	return dockerfile.ParseIgnore(f)
 }
 
-// builder is the state of one Build call.
+// builder is the state of one Build call. Stages build concurrently: what
+// they share is guarded by mu (and evMu for events).
 type builder struct {
-	r          *Runtime
-	cfg        buildSettings
-	ctxRoot    *os.Root
-	ignore     *dockerfile.Ignore
-	file       string
-	lex        *shell.Lex
-	metaArgs   map[string]*string
-	stages     []*buildStage
-	step       int
-	stageRoots map[int]string // materialized stage filesystems, for COPY --from
-	releases   []func()
+	r        *Runtime
+	cfg      buildSettings
+	ctxRoot  *os.Root
+	ignore   *dockerfile.Ignore
+	file     string
+	escape   rune
+	metaArgs map[string]*string // read-only once parsed
+	stages   []*buildStage
+
+	mu       sync.Mutex
+	steps    int
+	roots    map[string]*lazyRoot // materialized filesystems of stages and images, for --from
+	releases []func()
+
+	evMu   sync.Mutex
+	events chan BuildEvent // nil without WithBuildProgress
+	closed bool
 }
 
 // buildStage is one FROM section of the Dockerfile and, once built, its
@@ -243,7 +301,9 @@ type buildStage struct {
 	fromNode *parser.Node
 	nodes    []*parser.Node
 	cmds     []any
-	built    bool
+	baseName string        // FROM's image or stage, after substitution
+	deps     []*buildStage // earlier stages this one reads
+	done     chan struct{} // closed once state is final
 	state    *buildState
 }
 
@@ -255,12 +315,26 @@ type buildState struct {
 	args   map[string]*string // ARGs in scope
 	cmdSet bool               // a CMD was set in this stage
 	dirty  bool               // cf differs from img (metadata steps not yet written)
+	lex    *shell.Lex         // the stage's own: a Lex is not safe for concurrent use
+	step   int                // the step being run
+	label  string             // the stage's name in events
 }
 
 func (b *builder) cleanup() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, f := range slices.Backward(b.releases) {
 		f()
 	}
+	b.releases = nil
+}
+
+// nextStep numbers a step as it starts.
+func (b *builder) nextStep() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.steps++
+	return b.steps
 }
 
 func (b *builder) fail(n *parser.Node, err error) error {
@@ -274,9 +348,27 @@ func (b *builder) fail(n *parser.Node, err error) error {
 	return &BuildError{File: b.file, Line: n.StartLine, Instruction: n.Original, Err: err}
 }
 
+// emit hands ev to the goroutine that called Build; safe from any
+// goroutine.
 func (b *builder) emit(ev BuildEvent) {
-	if b.cfg.progress != nil {
-		b.cfg.progress(ev)
+	b.evMu.Lock()
+	defer b.evMu.Unlock()
+	if b.events != nil && !b.closed {
+		b.events <- ev
+	}
+}
+
+// report emits the start of s's current step.
+func (b *builder) report(s *buildState, n *parser.Node, cached bool) {
+	b.emit(BuildEvent{Step: s.step, Stage: s.label, Instruction: n.Original, Cached: cached})
+}
+
+func (b *builder) closeEvents() {
+	b.evMu.Lock()
+	defer b.evMu.Unlock()
+	if b.events != nil && !b.closed {
+		b.closed = true
+		close(b.events)
 	}
 }
 
@@ -285,8 +377,8 @@ func (b *builder) run(ctx context.Context, src []byte) (*Image, error) {
 	if err != nil {
 		return nil, b.fail(nil, fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
-	b.lex = shell.NewLex(res.EscapeToken)
-	b.metaArgs = map[string]*string{}
+	b.escape = res.EscapeToken
+	b.metaArgs = platformArgs()
 	for _, n := range res.AST.Children {
 		inst, err := instructions.ParseInstruction(n)
 		if err != nil {
@@ -298,7 +390,7 @@ func (b *builder) run(ctx context.Context, src []byte) (*Image, error) {
 			b.stages = append(b.stages, st)
 		default:
 			if c, ok := inst.(*instructions.ArgCommand); ok && len(b.stages) == 0 {
-				if err := b.declareArgs(b.metaArgs, c, b.metaEnv()); err != nil {
+				if err := b.declareArgs(b.metaArgs, c, b.metaEnv(), shell.NewLex(b.escape)); err != nil {
 					return nil, b.fail(n, err)
 				}
 				continue
@@ -320,7 +412,7 @@ func (b *builder) run(ctx context.Context, src []byte) (*Image, error) {
 			return nil, b.fail(nil, fmt.Errorf("%w: target stage %q could not be found", ErrNotFound, b.cfg.target))
 		}
 	}
-	if err := b.buildStage(ctx, target); err != nil {
+	if err := b.buildStages(ctx, target); err != nil {
 		return nil, err
 	}
 	return b.finish(ctx, target.state)
@@ -359,13 +451,13 @@ func (b *builder) stageLabel(st *buildStage) string {
 
 // declareArgs declares ARGs in scope: the build arg of the same name wins,
 // then the default, then (inside a stage) the global ARG's value.
-func (b *builder) declareArgs(scope map[string]*string, c *instructions.ArgCommand, env shell.EnvGetter) error {
+func (b *builder) declareArgs(scope map[string]*string, c *instructions.ArgCommand, env shell.EnvGetter, lex *shell.Lex) error {
 	for _, kv := range c.Args {
 		var val *string
 		if v, ok := b.cfg.args[kv.Key]; ok {
 			val = &v
 		} else if kv.Value != nil {
-			s, _, err := b.lex.ProcessWord(*kv.Value, env)
+			s, _, err := lex.ProcessWord(*kv.Value, env)
 			if err != nil {
 				return err
 			}
@@ -379,58 +471,226 @@ func (b *builder) declareArgs(scope map[string]*string, c *instructions.ArgComma
 	return nil
 }
 
-// buildStage builds st and, first, the stages it depends on.
-func (b *builder) buildStage(ctx context.Context, st *buildStage) error {
-	if st.built {
-		return nil
-	}
-	label := b.stageLabel(st)
-	fromNode := st.fromNode
-	baseName, _, err := b.lex.ProcessWord(st.from.BaseName, b.metaEnv())
-	if err != nil {
-		return b.fail(fromNode, err)
-	}
-	if st.from.Platform != "" {
-		return b.fail(fromNode, fmt.Errorf("%w: FROM --platform", ErrUnsupported))
-	}
-	var state *buildState
-	if dep := b.stageByName(baseName); dep != nil && dep.index < st.index && !isDigits(baseName) {
-		if err := b.buildStage(ctx, dep); err != nil {
+// buildStages builds target and the stages it needs, each as soon as the
+// stages it reads are built: independent stages build in parallel. The
+// first failure cancels the others.
+func (b *builder) buildStages(ctx context.Context, target *buildStage) error {
+	var needed []*buildStage
+	seen := map[*buildStage]bool{}
+	var visit func(st *buildStage) error
+	visit = func(st *buildStage) error {
+		if seen[st] {
+			return nil
+		}
+		seen[st] = true
+		if err := b.resolveDeps(st); err != nil {
 			return err
 		}
-		state = dep.state.clone()
-	}
-	// Stages that COPY --from needs are built first, as their own steps.
-	for i, inst := range st.cmds {
-		if c, ok := inst.(*instructions.CopyCommand); ok && c.From != "" {
-			if dep := b.stageByName(c.From); dep != nil {
-				if dep.index >= st.index {
-					return b.fail(st.nodes[i], fmt.Errorf("%w: COPY --from=%s names a later stage or this one", ErrInvalid, c.From))
-				}
-				if err := b.buildStage(ctx, dep); err != nil {
-					return err
-				}
+		for _, d := range st.deps {
+			if err := visit(d); err != nil {
+				return err
 			}
 		}
+		st.done = make(chan struct{})
+		needed = append(needed, st)
+		return nil
 	}
-	b.step++
-	b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: fromNode.Original})
-	if state == nil {
-		if state, err = b.baseState(ctx, baseName); err != nil {
+	if err := visit(target); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, st := range needed {
+		g.Go(func() error {
+			for _, d := range st.deps {
+				select {
+				case <-d.done:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			if err := b.buildStage(gctx, st); err != nil {
+				return err
+			}
+			close(st.done)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// resolveDeps finds the earlier stages st reads: its FROM, COPY --from and
+// RUN --mount from=. A name that is no stage is an image.
+func (b *builder) resolveDeps(st *buildStage) error {
+	baseName, _, err := shell.NewLex(b.escape).ProcessWord(st.from.BaseName, b.metaEnv())
+	if err != nil {
+		return b.fail(st.fromNode, err)
+	}
+	st.baseName = baseName
+	add := func(d *buildStage) {
+		if !slices.Contains(st.deps, d) {
+			st.deps = append(st.deps, d)
+		}
+	}
+	if dep := b.stageByName(baseName); dep != nil && dep.index < st.index && !isDigits(baseName) {
+		add(dep)
+	}
+	for i, inst := range st.cmds {
+		var froms []string
+		switch c := inst.(type) {
+		case *instructions.CopyCommand:
+			froms = append(froms, c.From)
+		case *instructions.RunCommand:
+			for _, m := range instructions.GetMounts(c) {
+				froms = append(froms, m.From)
+			}
+		}
+		for _, from := range froms {
+			if from == "" {
+				continue
+			}
+			dep := b.stageByName(from)
+			if dep == nil {
+				continue // an image
+			}
+			if dep.index >= st.index {
+				return b.fail(st.nodes[i], fmt.Errorf("%w: --from=%s names a later stage or this one", ErrInvalid, from))
+			}
+			add(dep)
+		}
+	}
+	return nil
+}
+
+// buildStage builds st; the stages it reads are built.
+func (b *builder) buildStage(ctx context.Context, st *buildStage) error {
+	fromNode := st.fromNode
+	if st.from.Platform != "" {
+		p, _, err := shell.NewLex(b.escape).ProcessWord(st.from.Platform, b.metaEnv())
+		if err != nil {
+			return b.fail(fromNode, err)
+		}
+		if p != hostPlatform() {
+			return b.fail(fromNode, fmt.Errorf("%w: FROM --platform=%s: berth builds for %s only", ErrUnsupported, p, hostPlatform()))
+		}
+	}
+	step := b.nextStep()
+	label := b.stageLabel(st)
+	b.emit(BuildEvent{Step: step, Stage: label, Instruction: fromNode.Original})
+	var state *buildState
+	if dep := b.stageByName(st.baseName); dep != nil && slices.Contains(st.deps, dep) {
+		state = dep.state.clone()
+	} else {
+		var err error
+		if state, err = b.baseState(ctx, st.baseName); err != nil {
 			return b.fail(fromNode, err)
 		}
 	}
 	state.args = map[string]*string{}
 	state.cmdSet = false
+	state.lex = shell.NewLex(b.escape)
+	state.label = label
+	if err := b.onBuild(ctx, st, state); err != nil {
+		return b.fail(fromNode, err)
+	}
 	for i, inst := range st.cmds {
 		n := st.nodes[i]
-		b.step++
+		state.step = b.nextStep()
 		if err := b.step1(ctx, st, state, n, inst); err != nil {
 			return b.fail(n, err)
 		}
 	}
-	st.state, st.built = state, true
+	st.state = state
 	return nil
+}
+
+// onBuild runs the ONBUILD triggers of the stage's base, as steps of their
+// own, and clears them (docker's rule: triggers run once, in the image that
+// uses the base).
+func (b *builder) onBuild(ctx context.Context, st *buildStage, s *buildState) error {
+	triggers := s.cf.Config.OnBuild
+	if len(triggers) == 0 {
+		return nil
+	}
+	s.cf.Config.OnBuild = nil
+	s.dirty = true
+	for _, t := range triggers {
+		res, err := parser.Parse(strings.NewReader(t))
+		if err != nil {
+			return fmt.Errorf("%w: ONBUILD trigger %q: %v", ErrInvalid, t, err)
+		}
+		for _, n := range res.AST.Children {
+			inst, err := instructions.ParseInstruction(n)
+			if err != nil {
+				return fmt.Errorf("%w: ONBUILD trigger %q: %v", ErrInvalid, t, err)
+			}
+			if _, ok := inst.(*instructions.Stage); ok {
+				return fmt.Errorf("%w: ONBUILD trigger %q: FROM is not allowed", ErrInvalid, t)
+			}
+			s.step = b.nextStep()
+			if err := b.step1(ctx, st, s, n, inst); err != nil {
+				return fmt.Errorf("ONBUILD trigger %q: %w", t, err)
+			}
+		}
+	}
+	return nil
+}
+
+func platformVariant() string {
+	if runtime.GOARCH == "arm" {
+		return "v7"
+	}
+	return ""
+}
+
+// platformArgs are BuildKit's predefined platform ARGs, in the global
+// scope; a stage sees them once it declares them (ARG TARGETARCH). The
+// build platform and the target are both the host's.
+func platformArgs() map[string]*string {
+	args := map[string]*string{}
+	set := func(k, v string) { args[k] = &v }
+	for _, prefix := range []string{"TARGET", "BUILD"} {
+		set(prefix+"PLATFORM", hostPlatform())
+		set(prefix+"OS", "linux")
+		set(prefix+"ARCH", runtime.GOARCH)
+		set(prefix+"VARIANT", platformVariant())
+	}
+	return args
+}
+
+// setEpoch reads SOURCE_DATE_EPOCH from WithSourceDateEpoch or, as
+// BuildKit does, from the build arg of that name.
+func (b *builder) setEpoch() error {
+	if b.cfg.epoch != nil {
+		return nil
+	}
+	v, ok := b.cfg.args["SOURCE_DATE_EPOCH"]
+	if !ok || v == "" {
+		return nil
+	}
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: build arg SOURCE_DATE_EPOCH=%q: want seconds since 1970", ErrInvalid, v)
+	}
+	t := time.Unix(secs, 0).UTC()
+	b.cfg.epoch = &t
+	return nil
+}
+
+// now is the time images and history entries are created at: the present,
+// or SOURCE_DATE_EPOCH.
+func (b *builder) now() time.Time {
+	if b.cfg.epoch != nil {
+		return *b.cfg.epoch
+	}
+	return time.Now().UTC()
+}
+
+// clampTime limits a file's mtime to SOURCE_DATE_EPOCH, when set.
+func (b *builder) clampTime(t time.Time) time.Time {
+	if e := b.cfg.epoch; e != nil && t.After(*e) {
+		return *e
+	}
+	return t
 }
 
 func isDigits(s string) bool { _, err := strconv.Atoi(s); return err == nil }
@@ -484,11 +744,10 @@ func stepKey(parent, instruction string, args []string, content string) string {
 }
 
 func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *parser.Node, inst any) error {
-	label := b.stageLabel(st)
 	used := map[string]struct{}{}
 	envGetter := shell.EnvsFromSlice(s.env())
 	expand := func(word string) (string, error) {
-		res, err := b.lex.ProcessWordWithMatches(word, envGetter)
+		res, err := s.lex.ProcessWordWithMatches(word, envGetter)
 		if err != nil {
 			return "", err
 		}
@@ -499,6 +758,21 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 	}
 	if ex, ok := inst.(instructions.SupportsSingleWordExpansion); ok {
 		if err := ex.Expand(expand); err != nil {
+			return err
+		}
+	}
+	if ex, ok := inst.(instructions.SupportsSingleWordExpansionRaw); ok {
+		// Heredoc files with an unquoted delimiter: BuildKit expands
+		// variables and leaves quotes alone.
+		raw := shell.NewLex(b.escape)
+		raw.SkipProcessQuotes = true
+		if err := ex.ExpandRaw(func(word string) (string, error) {
+			res, err := raw.ProcessWordWithMatches(word, envGetter)
+			for k := range res.Matched {
+				used[k] = struct{}{}
+			}
+			return res.Result, err
+		}); err != nil {
 			return err
 		}
 	}
@@ -513,8 +787,8 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 	}
 	switch c := inst.(type) {
 	case *instructions.ArgCommand:
-		b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: n.Original})
-		if err := b.declareArgs(s.args, c, envGetter); err != nil {
+		b.report(s, n, false)
+		if err := b.declareArgs(s.args, c, envGetter, s.lex); err != nil {
 			return err
 		}
 		var vals []string
@@ -528,17 +802,20 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 		s.key = stepKey(s.key, n.Original, vals, "")
 		return nil
 	case *instructions.RunCommand:
-		return b.runStep(ctx, label, s, n, c)
+		return b.runStep(ctx, s, n, c)
 	case *instructions.CopyCommand:
-		if len(c.SourceContents) > 0 || c.Link || len(c.ExcludePatterns) > 0 || c.Parents {
-			return fmt.Errorf("%w: COPY with heredocs, --link, --exclude or --parents", ErrUnsupported)
-		}
-		return b.copyStep(ctx, label, s, n, c.SourcesAndDest, c.From, c.Chown, c.Chmod, false, usedArgs)
+		return b.copyStep(ctx, s, n, copySpec{
+			SourcesAndDest: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod,
+			link: c.Link, exclude: c.ExcludePatterns, parents: c.Parents,
+		}, usedArgs)
 	case *instructions.AddCommand:
-		if len(c.SourceContents) > 0 || c.Link || len(c.ExcludePatterns) > 0 || c.Checksum != "" {
-			return fmt.Errorf("%w: ADD with heredocs, --link, --exclude or --checksum", ErrUnsupported)
+		if c.KeepGitDir != nil {
+			return fmt.Errorf("%w: ADD --keep-git-dir (git sources)", ErrUnsupported)
 		}
-		return b.copyStep(ctx, label, s, n, c.SourcesAndDest, "", c.Chown, c.Chmod, true, usedArgs)
+		return b.copyStep(ctx, s, n, copySpec{
+			SourcesAndDest: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod,
+			link: c.Link, exclude: c.ExcludePatterns, isAdd: true, checksum: c.Checksum, unpack: c.Unpack,
+		}, usedArgs)
 	case *instructions.ShellCommand:
 		s.cf.Config.Shell = slices.Clone(c.Shell)
 	case *instructions.MaintainerCommand:
@@ -555,7 +832,7 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 			StartPeriod: h.StartPeriod, Retries: h.Retries,
 		}
 	default:
-		if err := applyChange(&s.cf.Config, inst, b.lex, envGetter, &s.cmdSet); err != nil {
+		if err := applyChange(&s.cf.Config, inst, s.lex, envGetter, &s.cmdSet); err != nil {
 			if strings.HasPrefix(err.Error(), "instruction ") {
 				return fmt.Errorf("%w: %v", ErrUnsupported, err)
 			}
@@ -563,11 +840,11 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 		}
 	}
 	// A metadata step: an empty layer and a history entry, docker's form.
-	b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: n.Original})
+	b.report(s, n, false)
 	text := expandedText(n, expand)
 	s.key = stepKey(s.key, text, usedArgs(), "")
 	s.cf.History = append(s.cf.History, v1.History{
-		Created:    v1.Time{Time: time.Now().UTC()},
+		Created:    v1.Time{Time: b.now()},
 		CreatedBy:  "/bin/sh -c #(nop)  " + text,
 		EmptyLayer: true,
 	})
@@ -648,7 +925,7 @@ func (s *buildState) useCached(img *Image, key string) error {
 // caller holds the gc lock shared.
 func (b *builder) commitLayer(ctx context.Context, s *buildState, key, diffID string, size int64, createdBy string) error {
 	cf := s.cf.DeepCopy()
-	now := time.Now().UTC()
+	now := b.now()
 	var layers []Layer
 	if s.img != nil {
 		layers = slices.Clone(s.img.Layers)
@@ -706,7 +983,7 @@ func (b *builder) flush(ctx context.Context, s *buildState) error {
 		return nil
 	}
 	cf := s.cf.DeepCopy()
-	cf.Created = v1.Time{Time: time.Now().UTC()}
+	cf.Created = v1.Time{Time: b.now()}
 	var layers []Layer
 	if s.img != nil {
 		layers = slices.Clone(s.img.Layers)
@@ -731,7 +1008,7 @@ func (b *builder) finish(ctx context.Context, s *buildState) (*Image, error) {
 			}
 		} else {
 			cf := s.cf.DeepCopy()
-			cf.Created = v1.Time{Time: time.Now().UTC()}
+			cf.Created = v1.Time{Time: b.now()}
 			if n := len(cf.History); n > 0 {
 				cf.Created = cf.History[n-1].Created
 			}

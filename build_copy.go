@@ -11,6 +11,8 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,42 +36,76 @@ type copyEntry struct {
 	hdr  *tar.Header
 	root *os.Root // where content is read, for regular files
 	src  string   // path in root
+	data []byte   // content given inline (heredocs), instead of root
 }
+
+// copySpec is a COPY or ADD instruction after substitution.
+type copySpec struct {
+	instructions.SourcesAndDest
+	from, chown, chmod string
+	link, parents      bool
+	exclude            []string
+	isAdd              bool
+	checksum           string
+	unpack             *bool
+}
+
+// copyFilter decides which source paths a COPY leaves out: the context's
+// .dockerignore (paths relative to the context root) and --exclude
+// patterns (paths relative to the source being copied).
+type copyFilter struct {
+	ignore  *dockerfile.Ignore
+	exclude *dockerfile.Ignore
+}
+
+// excluded reports whether rel (relative to the root) is left out; sub is
+// the same path relative to the source.
+func (f copyFilter) excluded(rel, sub string) bool {
+	return f.ignore.Excluded(rel) || (sub != "" && f.exclude.Excluded(sub))
+}
+
+func (f copyFilter) mayReinclude() bool { return f.ignore.MayReinclude() || f.exclude.MayReinclude() }
 
 // copyStep runs COPY or ADD: the layer is a tar of the sources, written
 // directly, with no container.
-func (b *builder) copyStep(ctx context.Context, label string, s *buildState, n *parser.Node, sd instructions.SourcesAndDest, from, chown, chmod string, isAdd bool, usedArgs func() []string) error {
-	root, ignore, srcKind := b.ctxRoot, b.ignore, "dir"
-	if from != "" {
-		dep := b.stageByName(from)
-		if dep == nil {
-			return fmt.Errorf("%w: COPY --from=%s: only earlier stages are supported", ErrUnsupported, from)
-		}
-		dir, err := b.stageRoot(ctx, dep)
-		if err != nil {
-			return err
-		}
-		if root, err = os.OpenRoot(dir); err != nil {
-			return err
-		}
-		defer root.Close()
-		ignore = nil
+func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c copySpec, usedArgs func() []string) error {
+	root, ignore, _, err := b.sourceRoot(ctx, c.from)
+	if err != nil {
+		return err
 	}
-	uid, gid, err := parseChown(chown)
+	if c.from != "" {
+		defer root.Close()
+	}
+	filter := copyFilter{ignore: ignore}
+	if len(c.exclude) > 0 {
+		if filter.exclude, err = dockerfile.NewIgnore(c.exclude); err != nil {
+			return fmt.Errorf("%w: --exclude: %v", ErrInvalid, err)
+		}
+	}
+	if c.checksum != "" && !slices.ContainsFunc(c.SourcePaths, isURL) {
+		return fmt.Errorf("%w: --checksum applies only to URL sources", ErrInvalid)
+	}
+	ifs, err := b.r.openImageFS(s.img)
+	if err != nil {
+		return err
+	}
+	defer ifs.close()
+	uid, gid, err := resolveChown(ifs, c.chown)
 	if err != nil {
 		return err
 	}
 	var mode *fs.FileMode
-	if chmod != "" {
-		m, err := strconv.ParseUint(chmod, 8, 32)
+	if c.chmod != "" {
+		m, err := strconv.ParseUint(c.chmod, 8, 32)
 		if err != nil || m > 0o7777 {
-			return fmt.Errorf("%w: --chmod=%s: only octal modes are supported", ErrUnsupported, chmod)
+			return fmt.Errorf("%w: --chmod=%s: only octal modes are supported", ErrUnsupported, c.chmod)
 		}
 		fm := fs.FileMode(m)
 		mode = &fm
 	}
-	dest := sd.DestPath
-	destDir := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.") || len(sd.SourcePaths) > 1
+	dest := c.DestPath
+	nsrc := len(c.SourcePaths) + len(c.SourceContents)
+	destDir := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.") || nsrc > 1
 	if !path.IsAbs(dest) {
 		wd := s.cf.Config.WorkingDir
 		if wd == "" {
@@ -77,91 +114,80 @@ func (b *builder) copyStep(ctx context.Context, label string, s *buildState, n *
 		dest = path.Join(wd, dest)
 	}
 	dest = strings.TrimPrefix(path.Clean(dest), "/")
-	// Docker's rule: a destination that is a directory in the image is
-	// copied into, trailing slash or not.
-	if !destDir && (dest == "" || b.r.isDirInImage(s.img, dest)) {
-		destDir = true
-	}
-
-	var entries []copyEntry
-	var tars []copyEntry // ADD: local archives to extract
-	seen := map[string]bool{}
-	add := func(e copyEntry) {
-		if !seen[e.hdr.Name] {
-			seen[e.hdr.Name] = true
-			entries = append(entries, e)
-		}
-	}
-	for _, p := range parentDirs(dest, destDir) {
-		add(copyEntry{hdr: &tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}})
-	}
-	for _, src := range sd.SourcePaths {
-		if strings.Contains(src, "://") {
-			return fmt.Errorf("%w: %s of a URL", ErrUnsupported, strings.ToUpper(n.Value))
-		}
-		clean := path.Clean(src)
-		if path.IsAbs(clean) {
-			clean = "." + clean // a source is always relative to the context (or stage) root
-			clean = path.Clean(clean)
-		}
-		if clean == ".." || strings.HasPrefix(clean, "../") {
-			return fmt.Errorf("%w: %s: forbidden path outside the build context", ErrInvalid, src)
-		}
-		matches, err := globRoot(root, clean, ignore)
-		if err != nil {
+	if !c.link {
+		// The destination is resolved in the image as the container would
+		// see it: a symlink to a directory is copied into. --link reads
+		// nothing of the image, as BuildKit's.
+		if dest, err = ifs.resolve(dest); err != nil {
 			return err
 		}
-		if len(matches) == 0 {
-			return fmt.Errorf("%w: %s: no source files were specified or all were excluded", ErrNotFound, src)
+		// Docker's rule: a destination that is a directory in the image is
+		// copied into, trailing slash or not.
+		if st, ok := ifs.lstat(dest); !destDir && (dest == "" || ok && st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+			destDir = true
 		}
-		multi := len(matches) > 1 || strings.ContainsAny(clean, "*?[")
-		for _, m := range matches {
-			fi, err := root.Lstat(m)
+	}
+	ls := &layerSet{ifs: ifs, link: c.link, seen: map[string]bool{}, epoch: b.clampTime, keepOwner: c.from != ""}
+	for _, p := range parentDirs(dest, destDir) {
+		ls.dir(p)
+	}
+	srcKind := "dir"
+	for _, hc := range c.SourceContents {
+		target := dest
+		if destDir {
+			target = path.Join(dest, hc.Path)
+		}
+		m := int64(0o644)
+		if mode != nil {
+			m = int64(*mode)
+		}
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: target, Mode: m, Size: int64(len(hc.Data)), ModTime: b.clampTime(time.Now().Truncate(time.Second)), Format: tar.FormatPAX}
+		if uid >= 0 {
+			hdr.Uid, hdr.Gid = uid, gid
+		}
+		ls.add(copyEntry{hdr: hdr, data: []byte(hc.Data)})
+		srcKind = "file"
+	}
+	for _, src := range c.SourcePaths {
+		if isURL(src) {
+			if !c.isAdd {
+				return fmt.Errorf("%w: COPY of a URL: use ADD", ErrInvalid)
+			}
+			e, err := b.download(ctx, src, c.checksum)
 			if err != nil {
 				return err
 			}
-			if fi.IsDir() {
-				// A directory's contents are copied, not the directory.
-				if dest != "" {
-					add(copyEntry{hdr: &tar.Header{Typeflag: tar.TypeDir, Name: dest + "/", Mode: 0o755, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}})
-				}
-				err = walkRoot(root, m, ignore, func(rel string, fi fs.FileInfo) error {
-					sub := rel
-					if m != "." {
-						sub = strings.TrimPrefix(rel, m+"/")
-					}
-					e, err := entryFor(root, rel, path.Join(dest, sub), fi, uid, gid, mode)
-					if err == nil && e.hdr != nil {
-						add(e)
-					}
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				continue
-			}
-			target := dest
-			if destDir || multi {
-				target = path.Join(dest, path.Base(m))
-			}
-			e, err := entryFor(root, m, target, fi, uid, gid, mode)
-			if err != nil {
+			defer e.root.Close()
+			name, err := urlFileName(src)
+			if err != nil && destDir {
 				return err
 			}
-			if e.hdr == nil {
-				continue
+			e.hdr.Name = dest
+			if destDir {
+				e.hdr.Name = path.Join(dest, name)
 			}
-			if isAdd && fi.Mode().IsRegular() && isTarFile(root, m) {
+			if uid >= 0 {
+				e.hdr.Uid, e.hdr.Gid = uid, gid
+			}
+			if mode != nil {
+				e.hdr.Mode = int64(*mode)
+			}
+			e.hdr.ModTime = b.clampTime(e.hdr.ModTime)
+			if c.unpack != nil && *c.unpack && isTarFile(e.root, e.src) {
 				e.hdr.Name = dest
-				tars = append(tars, e)
+				ls.tars = append(ls.tars, e)
 				continue
 			}
-			add(e)
-			if len(sd.SourcePaths) == 1 && len(matches) == 1 && fi.Mode().IsRegular() {
-				srcKind = "file"
-			}
+			ls.add(e)
+			srcKind = "file"
+			continue
 		}
+		if err := b.addSource(ls, root, filter, c, src, dest, destDir, uid, gid, mode, &srcKind); err != nil {
+			return err
+		}
+	}
+	if nsrc > 1 {
+		srcKind = "multi"
 	}
 	// The layer is written to a temp file while its content key is hashed:
 	// headers without mtime, then bytes.
@@ -176,17 +202,17 @@ func (b *builder) copyStep(ctx context.Context, label string, s *buildState, n *
 	}
 	defer f.Close()
 	content := sha256.New()
-	if err := writeCopyLayer(f, content, entries, tars, dest); err != nil {
+	if err := writeCopyLayer(f, content, ls.entries, ls.tars, b.clampTime); err != nil {
 		return err
 	}
 	contentKey := hex.EncodeToString(content.Sum(nil))
 	text := expandedText(n, func(w string) (string, error) { return w, nil })
-	key := stepKey(s.key, text+"\n"+chown+"\n"+chmod+"\n"+sd.DestPath+"\n"+strings.Join(sd.SourcePaths, "\n"), usedArgs(), contentKey)
+	key := stepKey(s.key, text+"\n"+c.chown+"\n"+c.chmod+"\n"+c.DestPath+"\n"+strings.Join(c.SourcePaths, "\n"), usedArgs(), contentKey)
 	if img := b.cached(ctx, key); img != nil {
-		b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: n.Original, Cached: true})
+		b.report(s, n, true)
 		return s.useCached(img, key)
 	}
-	b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: n.Original})
+	b.report(s, n, false)
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
@@ -211,6 +237,127 @@ func (b *builder) copyStep(ctx context.Context, label string, s *buildState, n *
 	return b.commitLayer(ctx, s, key, diffID, size, createdBy)
 }
 
+// layerSet collects the entries of a COPY layer, each path once.
+type layerSet struct {
+	ifs       *imageFS
+	link      bool
+	seen      map[string]bool
+	entries   []copyEntry
+	tars      []copyEntry // ADD: local archives to extract
+	epoch     func(time.Time) time.Time
+	keepOwner bool // sources of a stage or an image keep their owners
+}
+
+func (ls *layerSet) add(e copyEntry) {
+	name := strings.TrimSuffix(e.hdr.Name, "/")
+	if !ls.seen[name] {
+		ls.seen[name] = true
+		ls.entries = append(ls.entries, e)
+	}
+}
+
+// dir adds a directory the copy creates or writes into: one the image has
+// keeps its mode, owner and mtime (the layer's entry decides them in the
+// merged view); a new one is root's, 0755.
+func (ls *layerSet) dir(p string) {
+	hdr := &tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+	if !ls.link {
+		if st, ok := ls.ifs.lstat(p); ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			hdr.Mode = int64(st.Mode & 0o7777)
+			hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
+			hdr.ModTime = ls.epoch(time.Unix(st.Mtim.Unix()))
+		}
+	}
+	ls.add(copyEntry{hdr: hdr})
+}
+
+// addSource adds one source path (with wildcards) of root to the layer.
+func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c copySpec, src, dest string, destDir bool, uid, gid int, mode *fs.FileMode, srcKind *string) error {
+	clean := path.Clean(src)
+	if path.IsAbs(clean) {
+		clean = path.Clean("." + clean) // a source is always relative to the context (or stage) root
+	}
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return fmt.Errorf("%w: %s: forbidden path outside the build context", ErrInvalid, src)
+	}
+	// --parents keeps the source's path below the pivot: the part before
+	// "/./", else the root.
+	pivot := ""
+	if c.parents {
+		if i := strings.Index(src, "/./"); i >= 0 {
+			pivot = strings.TrimPrefix(path.Clean("/"+src[:i]), "/")
+		}
+	}
+	matches, err := globRoot(root, clean, filter.ignore)
+	if err != nil {
+		return err
+	}
+	matches = slices.DeleteFunc(matches, func(m string) bool { return filter.exclude.Excluded(path.Base(m)) })
+	if len(matches) == 0 {
+		return fmt.Errorf("%w: %s: no source files were specified or all were excluded", ErrNotFound, src)
+	}
+	multi := len(matches) > 1 || strings.ContainsAny(clean, "*?[")
+	for _, m := range matches {
+		fi, err := root.Lstat(m)
+		if err != nil {
+			return err
+		}
+		target := dest
+		if c.parents {
+			rel := m
+			if pivot != "" {
+				rel = strings.TrimPrefix(strings.TrimPrefix(m, pivot), "/")
+			}
+			if rel != "." {
+				target = path.Join(dest, rel)
+			}
+			for _, p := range parentDirs(target, fi.IsDir()) {
+				ls.dir(p)
+			}
+		} else if !fi.IsDir() && (destDir || multi) {
+			target = path.Join(dest, path.Base(m))
+		}
+		if fi.IsDir() {
+			// A directory's contents are copied, not the directory.
+			if target != "" {
+				ls.dir(target)
+			}
+			err = walkRoot(root, m, filter, func(rel string, fi fs.FileInfo) error {
+				sub := rel
+				if m != "." {
+					sub = strings.TrimPrefix(rel, m+"/")
+				}
+				e, err := entryFor(root, rel, path.Join(target, sub), fi, uid, gid, mode, ls)
+				if err == nil && e.hdr != nil {
+					ls.add(e)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		e, err := entryFor(root, m, target, fi, uid, gid, mode, ls)
+		if err != nil {
+			return err
+		}
+		if e.hdr == nil {
+			continue
+		}
+		if c.isAdd && fi.Mode().IsRegular() && (c.unpack == nil || *c.unpack) && isTarFile(root, m) {
+			e.hdr.Name = dest
+			ls.tars = append(ls.tars, e)
+			continue
+		}
+		ls.add(e)
+		if len(c.SourcePaths) == 1 && len(matches) == 1 && fi.Mode().IsRegular() {
+			*srcKind = "file"
+		}
+	}
+	return nil
+}
+
 // parentDirs lists dest's ancestors (and dest itself when it is a
 // directory) that the layer creates, top down.
 func parentDirs(dest string, destIsDir bool) []string {
@@ -226,31 +373,62 @@ func parentDirs(dest string, destIsDir bool) []string {
 	return out
 }
 
-func parseChown(spec string) (uid, gid int, err error) {
+// resolveChown turns --chown's user[:group] into ids: numbers as they are,
+// names looked up in the image's /etc/passwd and /etc/group (read as files,
+// never through NSS). A user without a group gives the group the user's
+// id, as docker does. No --chown is (-1, -1).
+func resolveChown(ifs *imageFS, spec string) (uid, gid int, err error) {
 	if spec == "" {
 		return -1, -1, nil
 	}
 	u, g, hasG := strings.Cut(spec, ":")
-	if uid, err = strconv.Atoi(u); err != nil {
-		if u != "root" {
-			return 0, 0, fmt.Errorf("%w: --chown=%s: only numeric ids (and root) are supported", ErrUnsupported, spec)
-		}
-		uid = 0
+	if uid, err = lookupID(ifs, "etc/passwd", u); err != nil {
+		return 0, 0, fmt.Errorf("--chown=%s: %w", spec, err)
 	}
 	gid = uid
 	if hasG {
-		if gid, err = strconv.Atoi(g); err != nil {
-			if g != "root" {
-				return 0, 0, fmt.Errorf("%w: --chown=%s: only numeric ids (and root) are supported", ErrUnsupported, spec)
-			}
-			gid = 0
+		if gid, err = lookupID(ifs, "etc/group", g); err != nil {
+			return 0, 0, fmt.Errorf("--chown=%s: %w", spec, err)
 		}
 	}
 	return uid, gid, nil
 }
 
+// lookupID finds name's id (the third field) in a passwd or group file of
+// the image; a number is its own id.
+func lookupID(ifs *imageFS, file, name string) (int, error) {
+	if id, err := strconv.Atoi(name); err == nil {
+		if id < 0 {
+			return 0, fmt.Errorf("%w: negative id %d", ErrInvalid, id)
+		}
+		return id, nil
+	}
+	data, err := ifs.readFile(file, 4<<20)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) >= 3 && f[0] == name {
+			if id, err := strconv.Atoi(f[2]); err == nil && id >= 0 {
+				return id, nil
+			}
+		}
+	}
+	if name == "root" {
+		return 0, nil
+	}
+	what := "user"
+	if file == "etc/group" {
+		what = "group"
+	}
+	return 0, fmt.Errorf("%w: unable to find %s %s: no matching entries in /%s", ErrNotFound, what, name, file)
+}
+
 // entryFor is the layer entry for the file rel of root at target.
-func entryFor(root *os.Root, rel, target string, fi fs.FileInfo, uid, gid int, mode *fs.FileMode) (copyEntry, error) {
+// Context files become root's; files of a stage or an image keep their
+// owner, as with BuildKit; --chown (uid >= 0) overrides both.
+func entryFor(root *os.Root, rel, target string, fi fs.FileInfo, uid, gid int, mode *fs.FileMode, ls *layerSet) (copyEntry, error) {
 	hdr, err := tar.FileInfoHeader(fi, "")
 	if err != nil {
 		return copyEntry{}, err
@@ -258,13 +436,12 @@ func entryFor(root *os.Root, rel, target string, fi fs.FileInfo, uid, gid int, m
 	hdr.Name = target
 	hdr.Uname, hdr.Gname = "", ""
 	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
-	hdr.ModTime = fi.ModTime().Truncate(time.Second)
+	hdr.ModTime = ls.epoch(fi.ModTime().Truncate(time.Second))
 	hdr.Format = tar.FormatPAX
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	hdr.Uid, hdr.Gid = 0, 0
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && ls.keepOwner {
 		hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
 	}
-	// Docker gives copied files root ownership unless --chown.
-	hdr.Uid, hdr.Gid = 0, 0
 	if uid >= 0 {
 		hdr.Uid, hdr.Gid = uid, gid
 	}
@@ -354,7 +531,13 @@ func rootDirNames(root *os.Root, dir string) ([]string, error) {
 
 // walkRoot calls fn for dir's descendants (not dir itself), sorted, depth
 // first, skipping excluded paths and never following symlinks.
-func walkRoot(root *os.Root, dir string, ignore *dockerfile.Ignore, fn func(rel string, fi fs.FileInfo) error) error {
+func walkRoot(root *os.Root, dir string, filter copyFilter, fn func(rel string, fi fs.FileInfo) error) error {
+	return walkRootFrom(root, dir, dir, filter, fn)
+}
+
+// walkRootFrom is walkRoot with top, the source the walk began at, which
+// --exclude patterns are relative to.
+func walkRootFrom(root *os.Root, top, dir string, filter copyFilter, fn func(rel string, fi fs.FileInfo) error) error {
 	names, err := rootDirNames(root, dir)
 	if err != nil {
 		return err
@@ -365,14 +548,18 @@ func walkRoot(root *os.Root, dir string, ignore *dockerfile.Ignore, fn func(rel 
 		if err != nil {
 			return err
 		}
-		excluded := ignore.Excluded(rel)
+		sub := rel
+		if top != "." {
+			sub = strings.TrimPrefix(rel, top+"/")
+		}
+		excluded := filter.excluded(rel, sub)
 		if !excluded {
 			if err := fn(rel, fi); err != nil {
 				return err
 			}
 		}
-		if fi.IsDir() && (!excluded || ignore.MayReinclude()) {
-			if err := walkRoot(root, rel, ignore, fn); err != nil {
+		if fi.IsDir() && (!excluded || filter.mayReinclude()) {
+			if err := walkRootFrom(root, top, rel, filter, fn); err != nil {
 				return err
 			}
 		}
@@ -400,7 +587,7 @@ func isTarFile(root *os.Root, rel string) bool {
 // writeCopyLayer writes the layer tar of a COPY or ADD to w and hashes into
 // content what the cache key covers: every header but its times, and every
 // byte of content.
-func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, dest string) error {
+func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, clamp func(time.Time) time.Time) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	tw := tar.NewWriter(bw)
 	buf := make([]byte, 1<<20)
@@ -413,6 +600,12 @@ func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, d
 			return err
 		}
 		if e.hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		if e.data != nil {
+			if _, err := io.MultiWriter(tw, content).Write(e.data); err != nil {
+				return err
+			}
 			continue
 		}
 		f, err := e.root.Open(e.src)
@@ -429,7 +622,7 @@ func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, d
 		}
 	}
 	for _, t := range tars {
-		if err := extractArchiveInto(tw, t, content, buf); err != nil {
+		if err := extractArchiveInto(tw, t, content, buf, clamp); err != nil {
 			return fmt.Errorf("extracting %s: %w", t.src, err)
 		}
 	}
@@ -441,7 +634,7 @@ func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, d
 
 // extractArchiveInto copies the entries of a local archive into the layer under
 // the ADD's destination directory, as ADD extracts it.
-func extractArchiveInto(tw *tar.Writer, t copyEntry, content hash.Hash, buf []byte) error {
+func extractArchiveInto(tw *tar.Writer, t copyEntry, content hash.Hash, buf []byte, clamp func(time.Time) time.Time) error {
 	f, err := t.root.Open(t.src)
 	if err != nil {
 		return err
@@ -468,6 +661,7 @@ func extractArchiveInto(tw *tar.Writer, t copyEntry, content hash.Hash, buf []by
 		}
 		isDir := hdr.Typeflag == tar.TypeDir
 		hdr.Name = path.Join(dest, name)
+		hdr.ModTime = clamp(hdr.ModTime)
 		if isDir {
 			hdr.Name += "/"
 		}
@@ -484,65 +678,354 @@ func extractArchiveInto(tw *tar.Writer, t copyEntry, content hash.Hash, buf []by
 	}
 }
 
-// stageRoot materializes a built stage's filesystem in a temp directory
-// under the root, for COPY --from, by applying its layers in order.
-func (b *builder) stageRoot(ctx context.Context, st *buildStage) (string, error) {
-	if dir, ok := b.stageRoots[st.index]; ok {
-		return dir, nil
-	}
-	tmp, release, err := b.r.store.TempDir("build-stage-")
-	if err != nil {
-		return "", err
-	}
-	b.releases = append(b.releases, release)
-	dir := filepath.Join(tmp, "rootfs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
-	}
-	if st.state.img != nil {
-		for _, l := range st.state.img.Layers {
-			f, err := b.r.store.Open(l.Digest)
-			if err != nil {
-				return "", err
-			}
-			rd, err := archive.Decompress(bufio.NewReaderSize(f, 1<<20))
-			if err != nil {
-				f.Close()
-				return "", err
-			}
-			_, err = archive.Apply(ctx, dir, rd, b.r.applyOptions())
-			rd.Close()
-			f.Close()
-			if err != nil {
-				return "", err
-			}
-		}
-	}
-	b.stageRoots[st.index] = dir
-	return dir, nil
+// lazyRoot is a stage's or an image's filesystem, materialized once for
+// every step that reads it.
+type lazyRoot struct {
+	once sync.Once
+	dir  string
+	err  error
 }
 
-// isDirInImage reports whether rel (slash-separated, relative to /) is a
-// directory in img's merged filesystem, reading its layers as overlayfs
-// merges them (whiteouts and opaque directories respected, no symlink
-// followed).
-func (r *Runtime) isDirInImage(img *Image, rel string) bool {
-	if img == nil {
-		return false
+// sourceRoot opens where a --from reads: the context (with its
+// .dockerignore) when from is empty, else a built stage's or an image's
+// filesystem (pulled when the store lacks it). key names the content of a
+// stage or image ("" for the context, whose content the caller hashes).
+// The caller closes the root unless from is empty.
+func (b *builder) sourceRoot(ctx context.Context, from string) (root *os.Root, ignore *dockerfile.Ignore, key string, err error) {
+	if from == "" {
+		return b.ctxRoot, b.ignore, "", nil
 	}
-	d := &differ{}
-	defer d.close()
-	for i := len(img.Layers) - 1; i >= 0; i-- {
-		dir, err := r.snaps.FS(img.Layers[i].ChainID)
-		if err != nil {
-			return false
+	var img *Image
+	if dep := b.stageByName(from); dep != nil {
+		if dep.done == nil {
+			return nil, nil, "", fmt.Errorf("%w: --from=%s: the stage is not built (a trigger's --from may name images only)", ErrInvalid, from)
 		}
-		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return false
+		select {
+		case <-dep.done:
+		case <-ctx.Done():
+			return nil, nil, "", ctx.Err()
 		}
-		d.lowers = append(d.lowers, fd)
+		img, key = dep.state.img, "stage:"+dep.state.key
+	} else {
+		if img, err = b.image(ctx, from); err != nil {
+			return nil, nil, "", fmt.Errorf("--from=%s: %w", from, err)
+		}
+		key = "image:" + img.ID
 	}
-	st, ok := d.lowerStat(rel)
-	return ok && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	dir, err := b.materialize(ctx, key, img)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	root, err = os.OpenRoot(dir)
+	return root, nil, key, err
+}
+
+// image looks ref up in the store, pulling it when missing.
+func (b *builder) image(ctx context.Context, ref string) (*Image, error) {
+	img, err := b.r.Image(ctx, ref)
+	if errors.Is(err, ErrNotFound) {
+		img, err = b.r.Pull(ctx, ref)
+	}
+	return img, err
+}
+
+// materialize unpacks img's layers, in order, into a temp directory under
+// the root, once per key for the whole build. A nil img is empty.
+func (b *builder) materialize(ctx context.Context, key string, img *Image) (string, error) {
+	b.mu.Lock()
+	lr, ok := b.roots[key]
+	if !ok {
+		lr = &lazyRoot{}
+		b.roots[key] = lr
+	}
+	b.mu.Unlock()
+	lr.once.Do(func() {
+		tmp, release, err := b.r.store.TempDir("build-stage-")
+		if err != nil {
+			lr.err = err
+			return
+		}
+		b.mu.Lock()
+		b.releases = append(b.releases, release)
+		b.mu.Unlock()
+		dir := filepath.Join(tmp, "rootfs")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			lr.err = err
+			return
+		}
+		if img != nil {
+			for _, l := range img.Layers {
+				if lr.err = b.applyLayer(ctx, dir, l); lr.err != nil {
+					return
+				}
+			}
+		}
+		lr.dir = dir
+	})
+	return lr.dir, lr.err
+}
+
+func (b *builder) applyLayer(ctx context.Context, dir string, l Layer) error {
+	f, err := b.r.store.Open(l.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rd, err := archive.Decompress(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	_, err = archive.Apply(ctx, dir, rd, b.r.applyOptions())
+	return err
+}
+
+func isURL(src string) bool {
+	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
+}
+
+// urlFileName is the name ADD gives a download into a directory: the last
+// element of the URL's path.
+func urlFileName(src string) (string, error) {
+	u, err := url.Parse(src)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrInvalid, src, err)
+	}
+	name := path.Base(u.Path)
+	if name == "/" || name == "." || name == "" {
+		return "", fmt.Errorf("%w: %s: cannot determine a file name from the URL; give the destination a file name", ErrInvalid, src)
+	}
+	return name, nil
+}
+
+// maxDownload bounds an ADD of a URL.
+const maxDownload = 8 << 30
+
+// download fetches an ADD's URL into a temp file under the root, verifying
+// checksum ("sha256:<hex>") when given. The entry's file is mode 0600 with
+// the Last-Modified time, as BuildKit makes it; the caller closes its root.
+func (b *builder) download(ctx context.Context, src, checksum string) (copyEntry, error) {
+	var want string
+	if checksum != "" {
+		alg, hexsum, ok := strings.Cut(checksum, ":")
+		if !ok || alg != "sha256" || len(hexsum) != 64 {
+			return copyEntry{}, fmt.Errorf("%w: --checksum=%s: want sha256:<64 hex digits>", ErrInvalid, checksum)
+		}
+		want = strings.ToLower(hexsum)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return copyEntry{}, fmt.Errorf("%w: %s: %v", ErrInvalid, src, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return copyEntry{}, fmt.Errorf("downloading %s: %w", src, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return copyEntry{}, fmt.Errorf("downloading %s: %s", src, resp.Status)
+	}
+	tmp, release, err := b.r.store.TempDir("build-download-")
+	if err != nil {
+		return copyEntry{}, err
+	}
+	b.mu.Lock()
+	b.releases = append(b.releases, release)
+	b.mu.Unlock()
+	f, err := os.OpenFile(filepath.Join(tmp, "download"), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		return copyEntry{}, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(resp.Body, maxDownload+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return copyEntry{}, fmt.Errorf("downloading %s: %w", src, err)
+	}
+	if n > maxDownload {
+		return copyEntry{}, fmt.Errorf("downloading %s: larger than %d bytes", src, int64(maxDownload))
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
+		return copyEntry{}, fmt.Errorf("%w: %s: checksum mismatch: expected sha256:%s, got sha256:%s", ErrInvalid, src, want, got)
+	}
+	mtime := time.Unix(0, 0)
+	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		mtime = t
+	}
+	root, err := os.OpenRoot(tmp)
+	if err != nil {
+		return copyEntry{}, err
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Mode: 0o600, Size: n, ModTime: mtime.Truncate(time.Second), Format: tar.FormatPAX}
+	return copyEntry{hdr: hdr, root: root, src: "download"}, nil
+}
+
+// keyHash hashes what a build cache key covers of a file tree: each path,
+// type, mode, owner, link target and size, and the bytes; never mtimes.
+type keyHash struct{ h hash.Hash }
+
+func newKeyHash() *keyHash { return &keyHash{h: sha256.New()} }
+
+func (k *keyHash) header(name string, typ byte, mode int64, uid, gid int, link string, size int64) {
+	fmt.Fprintf(k.h, "%q %c %o %d %d %q %d\n", name, typ, mode, uid, gid, link, size)
+}
+
+func (k *keyHash) sum() string { return hex.EncodeToString(k.h.Sum(nil)) }
+
+func hashString(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// cleanSource makes a --mount source relative to its root; ".." cannot
+// climb above it.
+func cleanSource(p string) string {
+	rel := strings.TrimPrefix(path.Clean("/"+p), "/")
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+// copyTree copies src of root (a directory or a file; symlinks on the way
+// to it resolved inside root, symlinks below it copied as symlinks) to the
+// host path dst, which must not exist, with modes and owners, leaving out
+// what ignore excludes, and hashes it into h when h is not nil. Unless
+// copyData, regular files are hard links to root's where the filesystem
+// allows: the caller must then only read them.
+func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, h *keyHash, copyData bool) error {
+	fi, err := root.Stat(src)
+	if err != nil {
+		return err
+	}
+	one := func(rel, to string, fi fs.FileInfo) error {
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		uid, gid := 0, 0
+		if st != nil {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+		mode := int64(fi.Mode().Perm())
+		if st != nil {
+			mode = int64(st.Mode & 0o7777)
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := root.Readlink(rel)
+			if err != nil {
+				return err
+			}
+			if h != nil {
+				h.header(rel, tar.TypeSymlink, 0, uid, gid, target, 0)
+			}
+			if err := os.Symlink(target, to); err != nil {
+				return err
+			}
+			return os.Lchown(to, uid, gid)
+		case fi.IsDir():
+			if h != nil {
+				h.header(rel, tar.TypeDir, mode, uid, gid, "", 0)
+			}
+			if err := os.Mkdir(to, 0o700); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			if h != nil {
+				h.header(rel, tar.TypeReg, mode, uid, gid, "", fi.Size())
+			}
+			if err := copyFileFromRoot(root, rel, to, h, copyData); err != nil {
+				return err
+			}
+		default:
+			return nil // devices, fifos, sockets: not in a build's sources
+		}
+		if err := os.Lchown(to, uid, gid); err != nil {
+			return err
+		}
+		return unix.Chmod(to, uint32(mode))
+	}
+	if err := one(src, dst, fi); err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return nil
+	}
+	// Directories are made writable for their content first, then get
+	// their own mode back.
+	unix.Chmod(dst, 0o700)
+	var dirs []string
+	err = walkRoot(root, src, copyFilter{ignore: ignore}, func(rel string, fi fs.FileInfo) error {
+		sub := rel
+		if src != "." {
+			sub = strings.TrimPrefix(rel, src+"/")
+		}
+		to := filepath.Join(dst, filepath.FromSlash(sub))
+		if fi.IsDir() {
+			dirs = append(dirs, rel)
+		}
+		if err := one(rel, to, fi); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			return unix.Chmod(to, 0o700)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, rel := range append(dirs, src) {
+		fi, err := root.Lstat(rel)
+		if err != nil {
+			return err
+		}
+		sub := rel
+		if src != "." {
+			sub = strings.TrimPrefix(rel, src+"/")
+		}
+		to := dst
+		if rel != src {
+			to = filepath.Join(dst, filepath.FromSlash(sub))
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if err := unix.Chmod(to, st.Mode&0o7777); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// copyFileFromRoot copies (or hard-links) the regular file rel of root to
+// the host path to, hashing its bytes into h.
+func copyFileFromRoot(root *os.Root, rel, to string, h *keyHash, copyData bool) error {
+	in, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if !copyData {
+		// linkat of the open file itself: the very inode root resolved.
+		err := unix.Linkat(int(in.Fd()), "", unix.AT_FDCWD, to, unix.AT_EMPTY_PATH)
+		if err == nil {
+			if h != nil {
+				_, err = io.Copy(h.h, in)
+			}
+			return err
+		}
+	}
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	w := io.Writer(out)
+	if h != nil {
+		w = io.MultiWriter(out, h.h)
+	}
+	_, err = io.Copy(w, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

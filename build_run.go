@@ -5,28 +5,42 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"golang.org/x/sys/unix"
 )
 
+// heredocDir is where a RUN heredoc with a shebang is mounted to be run,
+// as BuildKit mounts it.
+const heredocDir = "/dev/pipes"
+
 // runStep runs a RUN instruction in a container from the current state and
-// makes its filesystem changes the step's layer.
-func (b *builder) runStep(ctx context.Context, label string, s *buildState, n *parser.Node, c *instructions.RunCommand) error {
-	if len(c.Files) > 0 || len(c.FlagsUsed) > 0 {
-		return fmt.Errorf("%w: RUN heredocs and flags (%s)", ErrUnsupported, strings.Join(c.FlagsUsed, ", "))
+// makes its filesystem changes the step's layer. Its --mount mounts are
+// made for the one container and never reach the layer.
+func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c *instructions.RunCommand) error {
+	if devs := instructions.GetDevices(c); len(devs) > 0 {
+		return fmt.Errorf("%w: RUN --device", ErrUnsupported)
 	}
-	args := c.CmdLine
-	if c.PrependShell {
-		sh := s.cf.Config.Shell
-		if len(sh) == 0 {
-			sh = []string{"/bin/sh", "-c"}
-		}
-		args = append(slices.Clone(sh), strings.Join(c.CmdLine, " "))
+	if sec := instructions.GetSecurity(c); sec == instructions.SecurityInsecure {
+		return fmt.Errorf("%w: RUN --security=insecure", ErrUnsupported)
+	}
+	network := instructions.GetNetwork(c)
+	netOpts, err := runNetwork(network)
+	if err != nil {
+		return err
+	}
+	args, script, err := runArgs(s, c)
+	if err != nil {
+		return err
 	}
 	// The ARGs in scope are the RUN's environment, and so part of its key.
 	var argEnv []string
@@ -39,40 +53,46 @@ func (b *builder) runStep(ctx context.Context, label string, s *buildState, n *p
 	if !c.PrependShell {
 		createdBy = "RUN [" + quoteJoin(args) + "]"
 	}
-	key := stepKey(s.key, createdBy, argEnv, "")
+	rm := &runMounts{b: b, s: s}
+	defer rm.release()
+	if script != nil {
+		if err := rm.addScript(script); err != nil {
+			return err
+		}
+	}
+	for _, m := range instructions.GetMounts(c) {
+		if err := rm.add(ctx, m); err != nil {
+			return err
+		}
+	}
+	keyArgs := append(slices.Clone(argEnv), rm.keys...)
+	if network != instructions.NetworkDefault {
+		keyArgs = append(keyArgs, "network="+network)
+	}
+	key := stepKey(s.key, createdBy, keyArgs, "")
 	if img := b.cached(ctx, key); img != nil {
-		b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: n.Original, Cached: true})
+		b.report(s, n, true)
 		return s.useCached(img, key)
 	}
-	b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: n.Original})
+	b.report(s, n, false)
 	if err := b.flush(ctx, s); err != nil {
 		return err
 	}
+	if err := rm.lock(ctx); err != nil {
+		return err
+	}
+	step := s.step
 	out := &lineWriter{emit: func(line string) {
-		b.emit(BuildEvent{Step: b.step, Stage: label, Instruction: n.Original, Output: line})
+		b.emit(BuildEvent{Step: step, Stage: s.label, Instruction: n.Original, Output: line})
 	}}
-	// Lines reach emit from the container's output goroutines; they are
-	// queued and emitted here, on the caller's goroutine.
-	ctr, err := b.r.Run(ctx, s.img.ID, &Process{Args: args, Env: argEnv, Stdout: out, Stderr: out}, WithEntrypoint())
+	opts := append([]RunOption{WithEntrypoint(), WithMounts(rm.mounts...)}, netOpts...)
+	ctr, err := b.r.Run(ctx, s.img.ID, &Process{Args: args, Env: append(argEnv, rm.env...), Stdout: out, Stderr: out}, opts...)
 	if err != nil {
-		out.drain()
 		return err
 	}
 	defer ctr.Remove(context.WithoutCancel(ctx), WithForce())
-	done := make(chan error, 1)
-	go func() { done <- ctr.Wait(ctx) }()
-	var werr error
-wait:
-	for {
-		select {
-		case werr = <-done:
-			break wait
-		case <-out.ready:
-			out.drain()
-		}
-	}
+	werr := ctr.Wait(ctx)
 	out.flush()
-	out.drain()
 	if werr != nil {
 		tail := out.tail()
 		var ee *ExitError
@@ -81,8 +101,16 @@ wait:
 		}
 		return werr
 	}
+	rm.release() // cache mounts unlocked before the diff
 	rec, err := b.r.currentRecord(ctr.ID)
 	if err != nil {
+		return err
+	}
+	upper := filepath.Join(b.r.containerDir(ctr.ID), "upper")
+	if err := rm.removeStubs(upper); err != nil {
+		return err
+	}
+	if err := b.clampTree(upper); err != nil {
 		return err
 	}
 	unlock, err := b.r.gcShared(ctx)
@@ -101,23 +129,420 @@ wait:
 	return b.commitLayer(ctx, s, key, diffID, size, createdBy)
 }
 
+// runArgs is the command line of a RUN: the exec form as written, the shell
+// form after the stage's SHELL, heredocs as BuildKit runs them. A single
+// heredoc that makes the whole command is the shell's script, or, when it
+// starts with a shebang, a file run from heredocDir (returned as script);
+// other heredocs are handed to the shell with the command line, which reads
+// them itself.
+func runArgs(s *buildState, c *instructions.RunCommand) (args []string, script *instructions.ShellInlineFile, err error) {
+	if !c.PrependShell {
+		return c.CmdLine, nil, nil
+	}
+	sh := s.cf.Config.Shell
+	if len(sh) == 0 {
+		sh = []string{"/bin/sh", "-c"}
+	}
+	cmd := strings.Join(c.CmdLine, " ")
+	if len(c.Files) > 0 {
+		if len(c.CmdLine) != 1 {
+			return nil, nil, fmt.Errorf("%w: RUN with heredocs: unexpected command line %q", ErrInvalid, c.CmdLine)
+		}
+		if parser.MustParseHeredoc(cmd) != nil {
+			f := c.Files[0]
+			if f.Chomp {
+				f.Data = parser.ChompHeredocContent(f.Data)
+			}
+			if strings.HasPrefix(f.Data, "#!") {
+				return append(slices.Clone(sh), path.Join(heredocDir, f.Name)), &f, nil
+			}
+			cmd = f.Data
+		} else {
+			for _, f := range c.Files {
+				cmd += "\n" + f.Data + f.Name
+			}
+		}
+	}
+	return append(slices.Clone(sh), cmd), nil, nil
+}
+
+// runMounts are the mounts of one RUN, prepared on the host: what they
+// need from the root (temp copies, cache directories, locks) is released
+// by release.
+type runMounts struct {
+	b        *builder
+	s        *buildState
+	mounts   []Mount
+	env      []string // secrets given as environment variables
+	keys     []string // what the cache key covers of each mount
+	locks    []string // cache directories locked for the run (sharing=locked)
+	releases []func()
+}
+
+func (rm *runMounts) release() {
+	for _, f := range slices.Backward(rm.releases) {
+		f()
+	}
+	rm.releases = nil
+}
+
+// tempDir is a directory under the root's temp space, removed by release.
+func (rm *runMounts) tempDir() (string, error) {
+	dir, release, err := rm.b.r.store.TempDir("build-mount-")
+	if err != nil {
+		return "", err
+	}
+	rm.releases = append(rm.releases, release)
+	return dir, nil
+}
+
+func (rm *runMounts) target(t string) string {
+	if !path.IsAbs(t) {
+		wd := rm.s.cf.Config.WorkingDir
+		if wd == "" {
+			wd = "/"
+		}
+		t = path.Join(wd, t)
+	}
+	return path.Clean(t)
+}
+
+func (rm *runMounts) addScript(f *instructions.ShellInlineFile) error {
+	dir, err := rm.tempDir()
+	if err != nil {
+		return err
+	}
+	if strings.ContainsRune(f.Name, '/') {
+		return fmt.Errorf("%w: heredoc name %q", ErrInvalid, f.Name)
+	}
+	if err := os.WriteFile(filepath.Join(dir, f.Name), []byte(f.Data), 0o755); err != nil {
+		return err
+	}
+	rm.mounts = append(rm.mounts, Mount{Type: MountBind, Source: dir, Target: heredocDir, ReadOnly: true})
+	rm.keys = append(rm.keys, "heredoc "+f.Name+"\n"+f.Data)
+	return nil
+}
+
+// add prepares one --mount.
+func (rm *runMounts) add(ctx context.Context, m *instructions.Mount) error {
+	switch m.Type {
+	case instructions.MountTypeBind:
+		return rm.addBind(ctx, m)
+	case instructions.MountTypeCache:
+		return rm.addCache(ctx, m)
+	case instructions.MountTypeTmpfs:
+		if m.Target == "" {
+			return fmt.Errorf("%w: --mount=type=tmpfs needs a target", ErrInvalid)
+		}
+		t := rm.target(m.Target)
+		rm.mounts = append(rm.mounts, Mount{Type: MountTmpfs, Target: t, TmpfsSize: m.SizeLimit})
+		rm.keys = append(rm.keys, fmt.Sprintf("tmpfs %s %d", t, m.SizeLimit))
+		return nil
+	case instructions.MountTypeSecret:
+		return rm.addSecret(m)
+	default:
+		return fmt.Errorf("%w: --mount=type=%s", ErrUnsupported, m.Type)
+	}
+}
+
+// addBind mounts a copy of a path of the context, a stage or an image. A
+// copy, never the path itself: the source is resolved inside its root
+// (where a symlink could otherwise lead a host bind anywhere), .dockerignore
+// applies to the context, and a read-write bind's writes are discarded, as
+// BuildKit's are.
+func (rm *runMounts) addBind(ctx context.Context, m *instructions.Mount) error {
+	if m.Target == "" {
+		return fmt.Errorf("%w: --mount=type=bind needs a target", ErrInvalid)
+	}
+	root, ignore, srcKey, err := rm.b.sourceRoot(ctx, m.From)
+	if err != nil {
+		return err
+	}
+	if m.From != "" {
+		defer root.Close()
+	}
+	src := cleanSource(m.Source)
+	if src == "" {
+		return fmt.Errorf("%w: --mount source %q: outside the build context", ErrInvalid, m.Source)
+	}
+	dir, err := rm.tempDir()
+	if err != nil {
+		return err
+	}
+	dst := filepath.Join(dir, "src")
+	var h *keyHash
+	if srcKey == "" { // the context: its content is part of the key
+		h = newKeyHash()
+	}
+	if err := copyTree(root, src, ignore, dst, h, !m.ReadOnly); err != nil {
+		return fmt.Errorf("--mount source %s: %w", m.Source, err)
+	}
+	if h != nil {
+		srcKey = h.sum()
+	}
+	t := rm.target(m.Target)
+	rm.mounts = append(rm.mounts, Mount{Type: MountBind, Source: dst, Target: t, ReadOnly: m.ReadOnly})
+	rm.keys = append(rm.keys, fmt.Sprintf("bind %s %s %v %s", t, src, m.ReadOnly, srcKey))
+	return nil
+}
+
+// addCache mounts a directory kept under the root across builds, named by
+// the mount's id (default: its target).
+func (rm *runMounts) addCache(ctx context.Context, m *instructions.Mount) error {
+	if m.Target == "" {
+		return fmt.Errorf("%w: --mount=type=cache needs a target", ErrInvalid)
+	}
+	t := rm.target(m.Target)
+	id := m.CacheID
+	if id == "" {
+		id = t
+	}
+	name := hashString(id)
+	dir := filepath.Join(rm.b.r.root, "cache", "mounts", name)
+	unlock, err := rm.b.r.store.Lock(ctx, "buildcache-"+name, true)
+	if err != nil {
+		return err
+	}
+	err = rm.b.makeCacheDir(ctx, dir, m)
+	unlock()
+	if err != nil {
+		return err
+	}
+	switch m.CacheSharing {
+	case instructions.MountSharingLocked:
+		rm.locks = append(rm.locks, name)
+	case instructions.MountSharingPrivate:
+		// Another build using the cache gets a fresh one of its own.
+		release, ok := rm.b.r.store.TryLock("buildcache-use-"+name, true)
+		if ok {
+			rm.releases = append(rm.releases, release)
+		} else {
+			tmp, err := rm.tempDir()
+			if err != nil {
+				return err
+			}
+			dir = filepath.Join(tmp, "cache")
+			if err := rm.b.makeCacheDir(ctx, dir, m); err != nil {
+				return err
+			}
+		}
+	}
+	rm.mounts = append(rm.mounts, Mount{Type: MountBind, Source: dir, Target: t, ReadOnly: m.ReadOnly})
+	rm.keys = append(rm.keys, fmt.Sprintf("cache %s %v", t, m.ReadOnly))
+	return nil
+}
+
+// makeCacheDir creates a cache mount's directory with its mode and owner,
+// seeded from its from= stage or image, unless it exists.
+func (b *builder) makeCacheDir(ctx context.Context, dir string, m *instructions.Mount) error {
+	if _, err := os.Lstat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return err
+	}
+	tmp := dir + ".new"
+	os.RemoveAll(tmp)
+	if m.From != "" {
+		root, ignore, _, err := b.sourceRoot(ctx, m.From)
+		if err != nil {
+			return err
+		}
+		err = copyTree(root, cleanSource(m.Source), ignore, tmp, nil, true)
+		root.Close()
+		if err != nil {
+			return err
+		}
+	} else if err := os.Mkdir(tmp, 0o755); err != nil {
+		return err
+	}
+	mode := uint64(0o755)
+	if m.Mode != nil {
+		mode = *m.Mode
+	}
+	uid, gid := uint64(0), uint64(0)
+	if m.UID != nil {
+		uid = *m.UID
+	}
+	if m.GID != nil {
+		gid = *m.GID
+	}
+	if err := os.Chown(tmp, int(uid), int(gid)); err != nil {
+		return err
+	}
+	if err := unix.Chmod(tmp, uint32(mode)); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
+}
+
+// lock takes the locks of sharing=locked cache mounts, held until release.
+func (rm *runMounts) lock(ctx context.Context) error {
+	for _, name := range rm.locks {
+		unlock, err := rm.b.r.store.Lock(ctx, "buildcache-use-"+name, true)
+		if err != nil {
+			return err
+		}
+		rm.releases = append(rm.releases, unlock)
+	}
+	return nil
+}
+
+// addSecret mounts a secret given with WithBuildSecret as a read-only file
+// (a copy with the mount's mode and owner), or sets it as an environment
+// variable with env=. Neither its content nor its source is part of the
+// cache key.
+func (rm *runMounts) addSecret(m *instructions.Mount) error {
+	id := m.CacheID
+	if id == "" && m.Source != "" {
+		id = m.Source
+	}
+	if id == "" && m.Target != "" {
+		id = path.Base(m.Target)
+	}
+	if id == "" {
+		return fmt.Errorf("%w: --mount=type=secret needs an id or a target", ErrInvalid)
+	}
+	srcPath, ok := rm.b.cfg.secrets[id]
+	if !ok {
+		if m.Required {
+			return fmt.Errorf("%w: secret %q is required but was not given (WithBuildSecret, --secret id=%s,src=PATH)", ErrNotFound, id, id)
+		}
+		return nil
+	}
+	data, err := os.ReadFile(srcPath)
+	if err != nil {
+		return fmt.Errorf("reading secret %q: %w", id, err)
+	}
+	if m.Env != nil {
+		name := *m.Env
+		if name == "" {
+			name = id
+		}
+		rm.env = append(rm.env, name+"="+string(data))
+		rm.keys = append(rm.keys, "secret-env "+name)
+		if m.Target == "" {
+			return nil
+		}
+	}
+	t := "/run/secrets/" + id
+	if m.Target != "" {
+		t = rm.target(m.Target)
+	}
+	dir, err := rm.tempDir()
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dir, "secret")
+	mode := uint64(0o400)
+	if m.Mode != nil {
+		mode = *m.Mode
+	}
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		return err
+	}
+	uid, gid := 0, 0
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if err := os.Chown(p, uid, gid); err != nil {
+		return err
+	}
+	if err := unix.Chmod(p, uint32(mode)); err != nil {
+		return err
+	}
+	rm.mounts = append(rm.mounts, Mount{Type: MountBind, Source: p, Target: t, ReadOnly: true})
+	rm.keys = append(rm.keys, fmt.Sprintf("secret %s %s %o %d %d", id, t, mode, uid, gid))
+	return nil
+}
+
+// removeStubs deletes from the container's upper directory the empty files
+// and directories made only to mount on (a mount target and its parents
+// that the image lacks), so that mounts leave no trace in the layer, as
+// with BuildKit.
+func (rm *runMounts) removeStubs(upper string) error {
+	if len(rm.mounts) == 0 {
+		return nil
+	}
+	ifs, err := rm.b.r.openImageFS(rm.s.img)
+	if err != nil {
+		return err
+	}
+	defer ifs.close()
+	var stubs []string
+	for _, m := range rm.mounts {
+		if m.Target == heredocDir {
+			continue // on /dev's tmpfs
+		}
+		for p := strings.TrimPrefix(m.Target, "/"); p != "" && p != "."; p = path.Dir(p) {
+			if _, ok := ifs.lstat(p); ok {
+				break
+			}
+			stubs = append(stubs, p)
+		}
+	}
+	// Deepest first, so that a parent is empty when it is looked at.
+	slices.SortFunc(stubs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	for _, p := range slices.Compact(stubs) {
+		full := filepath.Join(upper, filepath.FromSlash(p))
+		fi, err := os.Lstat(full)
+		if err != nil {
+			continue
+		}
+		if fi.Mode().IsRegular() && fi.Size() == 0 {
+			err = os.Remove(full)
+		} else if fi.IsDir() {
+			err = os.Remove(full) // fails, and is kept, unless empty
+			if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+				err = nil
+			}
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// clampTree sets every mtime in dir later than SOURCE_DATE_EPOCH to it,
+// without following symlinks, so that the layer made from dir is the same
+// on every build.
+func (b *builder) clampTree(dir string) error {
+	e := b.cfg.epoch
+	if e == nil {
+		return nil
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.UnixNano()), unix.NsecToTimespec(e.UnixNano())}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if st.Mtim.Sec > e.Unix() || (st.Mtim.Sec == e.Unix() && st.Mtim.Nsec > 0) {
+			return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		return nil
+	})
+}
+
 // lineWriter splits a process's output into lines for BuildEvents, and
-// keeps the last lines for an error.
+// keeps the last lines for an error. It is safe for concurrent use.
 type lineWriter struct {
 	emit    func(string)
 	mu      sync.Mutex
 	partial []byte
-	queue   []string
 	last    []string
-	ready   chan struct{}
-	once    sync.Once
 }
 
-func (w *lineWriter) init() { w.once.Do(func() { w.ready = make(chan struct{}, 1) }) }
-
 func (w *lineWriter) Write(p []byte) (int, error) {
-	w.init()
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.partial = append(w.partial, p...)
 	for {
 		i := bytes.IndexByte(w.partial, '\n')
@@ -127,16 +552,11 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		w.push(string(w.partial[:i]))
 		w.partial = w.partial[i+1:]
 	}
-	w.mu.Unlock()
-	select {
-	case w.ready <- struct{}{}:
-	default:
-	}
 	return len(p), nil
 }
 
 func (w *lineWriter) push(line string) {
-	w.queue = append(w.queue, line)
+	w.emit(line)
 	w.last = append(w.last, line)
 	if len(w.last) > runOutputTail {
 		w.last = w.last[len(w.last)-runOutputTail:]
@@ -149,17 +569,6 @@ func (w *lineWriter) flush() {
 	if len(w.partial) > 0 {
 		w.push(string(w.partial))
 		w.partial = nil
-	}
-}
-
-func (w *lineWriter) drain() {
-	w.init()
-	w.mu.Lock()
-	q := w.queue
-	w.queue = nil
-	w.mu.Unlock()
-	for _, l := range q {
-		w.emit(l)
 	}
 }
 

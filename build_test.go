@@ -1,10 +1,19 @@
 package berth_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -462,5 +471,241 @@ func TestBuildCopyIntoImageDirectory(t *testing.T) {
 	out, _, err := runOut(t, rt, img.ID, &berth.Process{}, berth.WithAutoRemove())
 	if err != nil || out != "tool ran\n/bin/sh\n" {
 		t.Errorf("output %q, %v; want the tool copied into /bin beside sh", out, err)
+	}
+}
+
+// imageFile is one path of an image's merged filesystem, as its layers
+// (read from SaveLayout) leave it.
+type imageFile struct {
+	typ     byte
+	mode    int64
+	uid     int
+	gid     int
+	mtime   time.Time
+	link    string
+	content string
+}
+
+// imageTree reads the merged filesystem of ref through the public API:
+// its layers are applied in order, whiteouts and opaque markers respected.
+func imageTree(t *testing.T, rt *berth.Runtime, ref string) map[string]imageFile {
+	t.Helper()
+	dir := t.TempDir()
+	if err := rt.SaveLayout(context.Background(), dir, ref); err != nil {
+		t.Fatal(err)
+	}
+	blob := func(d string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, "blobs", strings.Replace(d, ":", "/", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var index struct {
+		Manifests []struct{ Digest string } `json:"manifests"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &index); err != nil || len(index.Manifests) != 1 {
+		t.Fatalf("index.json: %v %s", err, b)
+	}
+	var manifest struct {
+		Layers []struct{ Digest string } `json:"layers"`
+	}
+	if err := json.Unmarshal(blob(index.Manifests[0].Digest), &manifest); err != nil {
+		t.Fatal(err)
+	}
+	tree := map[string]imageFile{}
+	for _, l := range manifest.Layers {
+		var r io.Reader = bytes.NewReader(blob(l.Digest))
+		if zr, err := gzip.NewReader(bytes.NewReader(blob(l.Digest))); err == nil {
+			r = zr
+		}
+		tr := tar.NewReader(r)
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := "/" + strings.TrimSuffix(strings.TrimPrefix(path.Clean("/"+hdr.Name), "/"), "/")
+			dir, base := path.Split(name)
+			if base == ".wh..wh..opq" {
+				for p := range tree {
+					if strings.HasPrefix(p, dir) && p != strings.TrimSuffix(dir, "/") {
+						delete(tree, p)
+					}
+				}
+				continue
+			}
+			if strings.HasPrefix(base, ".wh.") {
+				gone := dir + strings.TrimPrefix(base, ".wh.")
+				for p := range tree {
+					if p == gone || strings.HasPrefix(p, gone+"/") {
+						delete(tree, p)
+					}
+				}
+				continue
+			}
+			data, _ := io.ReadAll(tr)
+			tree[name] = imageFile{typ: hdr.Typeflag, mode: hdr.Mode & 0o7777, uid: hdr.Uid, gid: hdr.Gid, mtime: hdr.ModTime, link: hdr.Linkname, content: string(data)}
+		}
+	}
+	return tree
+}
+
+// buildIn builds dockerfile with the context files in rt and returns the
+// image and its merged tree.
+func buildIn(t *testing.T, rt *berth.Runtime, dockerfile string, files map[string]string, opts ...berth.BuildOption) (*berth.Image, map[string]imageFile) {
+	t.Helper()
+	all := map[string]string{"Dockerfile": dockerfile}
+	maps.Copy(all, files)
+	img, err := rt.Build(context.Background(), writeContext(t, all), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, imageTree(t, rt, img.ID)
+}
+
+// wantFiles checks the content of files of a tree; a "-" content means
+// the path must be absent.
+func wantFiles(t *testing.T, tree map[string]imageFile, want map[string]string) {
+	t.Helper()
+	for _, p := range slices.Sorted(maps.Keys(want)) {
+		f, ok := tree[p]
+		switch {
+		case want[p] == "-" && ok:
+			t.Errorf("%s is in the image (%+v), want it absent", p, f)
+		case want[p] != "-" && !ok:
+			t.Errorf("%s is missing from the image", p)
+		case want[p] != "-" && f.content != want[p]:
+			t.Errorf("%s (-want +got):\n-%q\n+%q", p, want[p], f.content)
+		}
+	}
+}
+
+func TestBuildHeredocs(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	_, tree := buildIn(t, rt, `FROM busybox
+ARG X=ex
+RUN <<EOF
+echo one > /one
+echo "two $X" >> /one
+EOF
+RUN <<EOF
+#!/bin/sh
+echo "script $0" > /two
+EOF
+RUN cat <<A > /three && cat <<-B >> /three
+a
+A
+	b
+	B
+COPY <<EOF /four
+x=${X}
+EOF
+COPY <<'EOF' <<EOT /dir/
+raw ${X}
+EOF
+cooked ${X}
+EOT
+`, nil)
+	wantFiles(t, tree, map[string]string{
+		"/one":       "one\ntwo ex\n",
+		"/two":       "script /dev/pipes/EOF\n",
+		"/three":     "a\nb\n",
+		"/four":      "x=ex\n",
+		"/dir/EOF":   "raw ${X}\n",
+		"/dir/EOT":   "cooked ex\n",
+		"/dev/pipes": "-",
+	})
+	if f := tree["/four"]; f.mode != 0o644 || f.uid != 0 {
+		t.Errorf("/four mode %o uid %d, want 644 and root", f.mode, f.uid)
+	}
+}
+
+func TestBuildRunMounts(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	secret := filepath.Join(t.TempDir(), "token")
+	const secretValue = "s3cret-value-4d1f"
+	if err := os.WriteFile(secret, []byte(secretValue), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The Dockerfile names the secret's hash only: its text is in the
+	// image's history.
+	secretSum := fmt.Sprintf("%x", sha256.Sum256([]byte(secretValue)))
+	files := map[string]string{"ctx/f": "from context", "ctx/sub/g": "g"}
+	dockerfile := `FROM busybox AS b
+RUN echo staged > /x
+FROM busybox
+RUN --mount=type=cache,target=/cache,uid=7,mode=0700 echo x >> /cache/log && wc -l < /cache/log > /count && stat -c '%u %a' /cache > /cachestat
+RUN --mount=type=bind,source=ctx,target=/src cat /src/f /src/sub/g > /bound && (touch /src/new 2>/dev/null && echo rw || echo ro) > /bindro
+RUN --mount=type=bind,source=ctx,target=/w,rw echo changed > /w/f && cat /w/f > /rw
+RUN --mount=type=bind,from=b,source=/x,target=/opt/x cat /opt/x > /fromstage
+RUN --mount=type=tmpfs,target=/t grep ' /t tmpfs' /proc/mounts | cut -d' ' -f3 > /tm && echo junk > /t/junk
+RUN --mount=type=secret,id=tok,mode=0440 stat -c %a /run/secrets/tok > /secmode && test "$(sha256sum < /run/secrets/tok | cut -c1-64)" = ` + secretSum + `
+RUN --mount=type=secret,id=tok,env=TOK,target=/etc/tok test "$(printf %s "$TOK" | sha256sum | cut -c1-64)" = ` + secretSum + ` && test -s /etc/tok && echo ok > /secenv
+RUN --mount=type=secret,id=absent echo skipped > /optional
+`
+	img, tree := buildIn(t, rt, dockerfile, files, berth.WithBuildSecret("tok", secret))
+	wantFiles(t, tree, map[string]string{
+		"/count":       "1\n",
+		"/cachestat":   "7 700\n",
+		"/bound":       "from contextg",
+		"/bindro":      "ro\n",
+		"/rw":          "changed\n",
+		"/fromstage":   "staged\n",
+		"/tm":          "tmpfs\n",
+		"/secmode":     "440\n",
+		"/secenv":      "ok\n",
+		"/optional":    "skipped\n",
+		"/cache":       "-", // mount targets leave no stubs
+		"/src":         "-",
+		"/w":           "-",
+		"/opt":         "-",
+		"/t":           "-",
+		"/run/secrets": "-",
+		"/etc/tok":     "-",
+	})
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": dockerfile, "ctx/f": "from context", "ctx/sub/g": "g"})
+	// The cache mount keeps its content across builds; a rw bind never
+	// writes back to the context.
+	img2, err := rt.Build(context.Background(), ctxDir, berth.WithNoCache(), berth.WithBuildSecret("tok", secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := imageTree(t, rt, img2.ID)["/count"].content; got != "2\n" {
+		t.Errorf("second build's cache mount had %q lines, want 2", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ctxDir, "ctx", "f")); string(b) != "from context" {
+		t.Errorf("a rw bind wrote to the context: %q", b)
+	}
+	// The secret is in no layer, config, cache record or leftover file of
+	// the root.
+	filepath.WalkDir(rt.Root(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(secretValue)) {
+			t.Errorf("the secret is in %s", p)
+		}
+		return nil
+	})
+	if strings.Contains(strings.Join(img.Config.Env, " "), secretValue) {
+		t.Errorf("the secret is in the config: %v", img.Config.Env)
+	}
+	// A required secret that was not given fails the step.
+	_, err = rt.Build(context.Background(), t.TempDir(), berth.WithDockerfileContent("FROM busybox\nRUN --mount=type=secret,id=nope,required true\n"))
+	var be *berth.BuildError
+	if !errors.As(err, &be) || be.Line != 2 || !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("missing required secret: %v, want a BuildError on line 2 wrapping ErrNotFound", err)
 	}
 }

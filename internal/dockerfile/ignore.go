@@ -126,3 +126,9 @@ func matchSelfOrParent(re *regexp.Regexp, rel string) bool {
 	}
 	return false
 }
+
+// NewIgnore compiles patterns (COPY --exclude's) with the rules of
+// ParseIgnore.
+func NewIgnore(patterns []string) (*Ignore, error) {
+	return ParseIgnore(strings.NewReader(strings.Join(patterns, "\n")))
+}
