@@ -12,9 +12,12 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -646,16 +649,33 @@ func TestBuildRunMounts(t *testing.T) {
 	dockerfile := `FROM busybox AS b
 RUN echo staged > /x
 FROM busybox
-RUN --mount=type=cache,target=/cache,uid=7,mode=0700 echo x >> /cache/log && wc -l < /cache/log > /count && stat -c '%u %a' /cache > /cachestat
-RUN --mount=type=bind,source=ctx,target=/src cat /src/f /src/sub/g > /bound && (touch /src/new 2>/dev/null && echo rw || echo ro) > /bindro
+RUN --mount=type=cache,target=/cache,uid=7,mode=0700 \
+    --mount=type=bind,source=ctx,target=/src \
+    --mount=type=bind,from=b,source=/x,target=/opt/x \
+    --mount=type=tmpfs,target=/t \
+    echo x >> /cache/log && wc -l < /cache/log > /count && stat -c '%u %a' /cache > /cachestat && \
+    cat /src/f /src/sub/g > /bound && (touch /src/new 2>/dev/null && echo rw || echo ro) > /bindro && \
+    cat /opt/x > /fromstage && \
+    grep ' /t tmpfs' /proc/mounts | cut -d' ' -f3 > /tm && echo junk > /t/junk
 RUN --mount=type=bind,source=ctx,target=/w,rw echo changed > /w/f && cat /w/f > /rw
-RUN --mount=type=bind,from=b,source=/x,target=/opt/x cat /opt/x > /fromstage
-RUN --mount=type=tmpfs,target=/t grep ' /t tmpfs' /proc/mounts | cut -d' ' -f3 > /tm && echo junk > /t/junk
-RUN --mount=type=secret,id=tok,mode=0440 stat -c %a /run/secrets/tok > /secmode && test "$(sha256sum < /run/secrets/tok | cut -c1-64)" = ` + secretSum + `
-RUN --mount=type=secret,id=tok,env=TOK,target=/etc/tok test "$(printf %s "$TOK" | sha256sum | cut -c1-64)" = ` + secretSum + ` && test -s /etc/tok && echo ok > /secenv
-RUN --mount=type=secret,id=absent echo skipped > /optional
+RUN --mount=type=secret,id=tok,mode=0440 \
+    --mount=type=secret,id=tok,env=TOK,target=/etc/tok \
+    --mount=type=secret,id=absent \
+    stat -c %a /run/secrets/tok > /secmode && test "$(sha256sum < /run/secrets/tok | cut -c1-64)" = ` + secretSum + ` && \
+    test "$(printf %s "$TOK" | sha256sum | cut -c1-64)" = ` + secretSum + ` && test -s /etc/tok && echo ok > /secenv && \
+    echo skipped > /optional
 `
-	img, tree := buildIn(t, rt, dockerfile, files, berth.WithBuildSecret("tok", secret))
+	files["Dockerfile"] = dockerfile
+	ctxDir := writeContext(t, files)
+	img, err := rt.Build(context.Background(), ctxDir, berth.WithBuildSecret("tok", secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := imageTree(t, rt, img.ID)
+	// A rw bind's writes are discarded, never written back.
+	if b, _ := os.ReadFile(filepath.Join(ctxDir, "ctx", "f")); string(b) != "from context" {
+		t.Errorf("a rw bind wrote to the context: %q", b)
+	}
 	wantFiles(t, tree, map[string]string{
 		"/count":       "1\n",
 		"/cachestat":   "7 700\n",
@@ -675,19 +695,9 @@ RUN --mount=type=secret,id=absent echo skipped > /optional
 		"/run/secrets": "-",
 		"/etc/tok":     "-",
 	})
-	ctxDir := writeContext(t, map[string]string{"Dockerfile": dockerfile, "ctx/f": "from context", "ctx/sub/g": "g"})
-	// The cache mount keeps its content across builds; a rw bind never
-	// writes back to the context.
-	img2, err := rt.Build(context.Background(), ctxDir, berth.WithNoCache(), berth.WithBuildSecret("tok", secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := imageTree(t, rt, img2.ID)["/count"].content; got != "2\n" {
-		t.Errorf("second build's cache mount had %q lines, want 2", got)
-	}
-	if b, _ := os.ReadFile(filepath.Join(ctxDir, "ctx", "f")); string(b) != "from context" {
-		t.Errorf("a rw bind wrote to the context: %q", b)
-	}
+	// The cache mount keeps its content across builds.
+	_, tree2 := buildIn(t, rt, "FROM busybox\nRUN --mount=type=cache,target=/cache wc -l < /cache/log > /count2\n", nil)
+	wantFiles(t, tree2, map[string]string{"/count2": "1\n"})
 	// The secret is in no layer, config, cache record or leftover file of
 	// the root.
 	filepath.WalkDir(rt.Root(), func(p string, d fs.DirEntry, err error) error {
@@ -707,5 +717,183 @@ RUN --mount=type=secret,id=absent echo skipped > /optional
 	var be *berth.BuildError
 	if !errors.As(err, &be) || be.Line != 2 || !errors.Is(err, berth.ErrNotFound) {
 		t.Errorf("missing required secret: %v, want a BuildError on line 2 wrapping ErrNotFound", err)
+	}
+}
+
+// TestBuildSourceDateEpoch builds one context in two roots with
+// SOURCE_DATE_EPOCH and gets the same image digest: created times are the
+// epoch and mtimes of new files are clamped to it.
+func TestBuildSourceDateEpoch(t *testing.T) {
+	berthtest.Skip(t)
+	epoch := time.Unix(1600000000, 0).UTC()
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nCOPY f /f\nRUN echo made > /made && mkdir /d\nENV A=1\n",
+		"f":          "content",
+	})
+	// The same base in both roots: an import stamps its own time.
+	var base bytes.Buffer
+	var ids []string
+	for i, opt := range []berth.BuildOption{
+		berth.WithSourceDateEpoch(epoch),
+		berth.WithBuildArgs(map[string]string{"SOURCE_DATE_EPOCH": "1600000000"}),
+	} {
+		rt := berthtest.NewRuntime(t)
+		if i == 0 {
+			berthtest.Busybox(t, rt, "busybox")
+			if err := rt.Save(context.Background(), &base, "busybox"); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := rt.Load(context.Background(), bytes.NewReader(base.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			time.Sleep(1100 * time.Millisecond) // a second build later, by the clock
+		}
+		img, err := rt.Build(context.Background(), dir, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, img.Digest)
+		if !img.Created.Equal(epoch) {
+			t.Errorf("build %d: created %v, want %v", i, img.Created, epoch)
+		}
+		for _, h := range img.History[len(img.History)-3:] {
+			if !h.Created.Equal(epoch) {
+				t.Errorf("build %d: history %q created %v, want %v", i, h.CreatedBy, h.Created, epoch)
+			}
+		}
+		tree := imageTree(t, rt, img.ID)
+		for _, p := range []string{"/f", "/made", "/d"} {
+			if !tree[p].mtime.Equal(epoch) {
+				t.Errorf("build %d: %s mtime %v, want %v", i, p, tree[p].mtime, epoch)
+			}
+		}
+		if tree["/bin/sh"].mtime.Equal(epoch) {
+			t.Errorf("build %d: the base image's files were clamped too", i)
+		}
+	}
+	if ids[0] != ids[1] {
+		t.Errorf("two builds with SOURCE_DATE_EPOCH: digests %s and %s differ", ids[0], ids[1])
+	}
+}
+
+func TestBuildCopyFlags(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	berthtest.Busybox(t, rt, "other.example/tools:1")
+	payload := []byte("downloaded payload\n")
+	sum := fmt.Sprintf("%x", sha256.Sum256(payload))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		w.Write(payload)
+	}))
+	defer srv.Close()
+	files := map[string]string{
+		"f": "f", "a/b/c.txt": "c", "a/b/d.go": "d", "keep/x.txt": "x", "keep/y.log": "y", "keep/sub/z.log": "z",
+	}
+	_, tree := buildIn(t, rt, `FROM busybox
+RUN echo 'app:x:1234:2345::/:/bin/sh' >> /etc/passwd && echo 'grp:x:555:' >> /etc/group && mkdir /real && ln -s /real /link
+COPY --from=other.example/tools:1 /bin/busybox /bb
+COPY --chown=app:grp f /named
+COPY --chown=app f /user-only
+COPY f /link/
+COPY --link f /linked
+COPY --exclude=*.log --exclude=**/z.log keep /kept/
+COPY --parents a/b/c.txt /p/
+COPY --parents ./a/./b/d.go /q/
+ADD --checksum=sha256:`+sum+` `+srv.URL+`/dir/file.bin /dl/
+ADD `+srv.URL+`/other /named-dl
+`, files)
+	wantFiles(t, tree, map[string]string{
+		"/named": "f", "/user-only": "f", "/real/f": "f", "/linked": "f",
+		"/kept/x.txt": "x", "/kept/y.log": "-", "/kept/sub/z.log": "-",
+		"/p/a/b/c.txt": "c", "/q/b/d.go": "d",
+		"/dl/file.bin": string(payload), "/named-dl": string(payload),
+	})
+	if f := tree["/bb"]; f.typ != tar.TypeReg || len(f.content) < 100000 {
+		t.Errorf("COPY --from=image: /bb = %v, %d bytes", f.typ, len(f.content))
+	}
+	if f := tree["/named"]; f.uid != 1234 || f.gid != 555 {
+		t.Errorf("--chown=app:grp: %d:%d, want 1234:555", f.uid, f.gid)
+	}
+	if f := tree["/user-only"]; f.uid != 1234 || f.gid != 1234 {
+		t.Errorf("--chown=app: %d:%d, want 1234:1234 (docker: a user alone gives its id as the group)", f.uid, f.gid)
+	}
+	if f := tree["/link"]; f.typ != tar.TypeSymlink {
+		t.Errorf("COPY into a symlinked directory replaced the link: %+v", f)
+	}
+	if f := tree["/dl/file.bin"]; f.mode != 0o600 || f.mtime.Unix() != 1136214245 {
+		t.Errorf("ADD URL: mode %o mtime %v, want 600 and Last-Modified", f.mode, f.mtime)
+	}
+	for _, tc := range []struct{ line, want string }{
+		{"ADD --checksum=sha256:" + strings.Repeat("0", 64) + " " + srv.URL + "/x /x", "checksum mismatch"},
+		{"COPY --chown=nobody-here f /f", "unable to find user nobody-here"},
+		{"ADD --checksum=sha256:" + sum + " f /f", "only to URL sources"},
+	} {
+		_, err := rt.Build(context.Background(), writeContext(t, map[string]string{"f": "f"}), berth.WithDockerfileContent("FROM busybox\n"+tc.line+"\n"))
+		var be *berth.BuildError
+		if !errors.As(err, &be) || be.Line != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want a BuildError on line 2 containing %q", tc.line, err, tc.want)
+		}
+	}
+}
+
+// TestBuildOnbuildAndPlatformArgs checks that ONBUILD triggers are
+// recorded, run in the image that uses the base and cleared there, and
+// that the predefined platform ARGs are there to declare.
+func TestBuildOnbuildAndPlatformArgs(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	base, err := rt.Build(ctx, t.TempDir(), berth.WithBuildTags("base:1"), berth.WithDockerfileContent("FROM busybox\nONBUILD RUN echo triggered > /trig\nONBUILD ENV FROM_TRIGGER=1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"RUN echo triggered > /trig", "ENV FROM_TRIGGER=1"}; !slices.Equal(base.Config.OnBuild, want) {
+		t.Errorf("OnBuild = %q, want %q", base.Config.OnBuild, want)
+	}
+	img, tree := buildIn(t, rt, `ARG BASE=base:1
+FROM --platform=$BUILDPLATFORM $BASE
+ARG TARGETOS TARGETARCH TARGETPLATFORM
+RUN echo "$TARGETOS $TARGETARCH $TARGETPLATFORM" > /platform
+`, nil)
+	wantFiles(t, tree, map[string]string{
+		"/trig":     "triggered\n",
+		"/platform": fmt.Sprintf("linux %s linux/%s\n", runtime.GOARCH, runtime.GOARCH),
+	})
+	if len(img.Config.OnBuild) != 0 || !slices.Contains(img.Config.Env, "FROM_TRIGGER=1") {
+		t.Errorf("child config: OnBuild %q (want none), Env %q", img.Config.OnBuild, img.Config.Env)
+	}
+}
+
+// TestBuildParallelStages proves that independent stages build at the same
+// time: each waits, through a shared cache mount, for a file the other
+// writes, which only concurrent builds can satisfy. The stage the target
+// does not need is never built.
+func TestBuildParallelStages(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	wait := func(f string) string {
+		return "for i in $(seq 100); do test -e /s/" + f + " && break; sleep 0.05; done; test -e /s/" + f
+	}
+	var rec buildRecorder
+	_, tree := buildIn(t, rt, `FROM busybox AS one
+RUN --mount=type=cache,id=rendezvous,target=/s touch /s/one && `+wait("two")+` && echo one > /one
+FROM busybox AS two
+RUN --mount=type=cache,id=rendezvous,target=/s touch /s/two && `+wait("one")+` && echo two > /two
+FROM busybox AS unused
+RUN exit 3
+FROM busybox
+COPY --from=one /one /
+COPY --from=two /two /
+`, nil, berth.WithBuildProgress(rec.record))
+	wantFiles(t, tree, map[string]string{"/one": "one\n", "/two": "two\n"})
+	for _, ev := range rec.events {
+		if ev.Stage == "unused" {
+			t.Errorf("the unused stage was built: %+v", ev)
+		}
 	}
 }
