@@ -3,18 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 
 	"github.com/berth-dev/berth"
 )
 
-// buildCommand is docker build: BuildKit's plain progress on stderr (or
-// nothing with -q) and the image ID.
+// buildCommand is docker build: BuildKit's progress on stderr (plain lines,
+// or a view redrawn in place on a terminal; nothing with -q) and the image
+// ID.
 func buildCommand(fs *flagSet) runFunc {
 	var (
-		tags, buildArgs []string
-		file, target    string
-		noCache, quiet  bool
+		tags, buildArgs, secrets []string
+		file, target, progress   string
+		noCache, quiet           bool
 	)
 	fs.Strings(&tags, "t", "tag", `Name and optionally a tag in the "name:tag" format`)
 	fs.String(&file, "f", "file", "string", "", `Name of the Dockerfile (Default is "PATH/Dockerfile")`)
@@ -22,6 +25,8 @@ func buildCommand(fs *flagSet) runFunc {
 	fs.String(&target, "", "target", "string", "", "Set the target build stage to build")
 	fs.Bool(&noCache, "", "no-cache", "Do not use cache when building the image")
 	fs.Bool(&quiet, "q", "quiet", "Suppress the build output and print image ID on success")
+	fs.Strings(&secrets, "", "secret", `Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")`)
+	fs.String(&progress, "", "progress", "string", "auto", `Set type of progress output ("auto", "plain", "tty", "quiet")`)
 	return func(ctx context.Context, c *cli, args []string) error {
 		rt, err := c.runtime()
 		if err != nil {
@@ -39,38 +44,235 @@ func buildCommand(fs *flagSet) runFunc {
 			}
 			opts = append(opts, berth.WithBuildArgs(m))
 		}
+		for _, s := range secrets {
+			id, src, err := parseSecret(s)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, berth.WithBuildSecret(id, src))
+		}
 		if target != "" {
 			opts = append(opts, berth.WithTarget(target))
 		}
 		if noCache {
 			opts = append(opts, berth.WithNoCache())
 		}
-		last := 0
+		var view buildView
+		switch progress {
+		case "auto":
+			if isTerminal(c.stderr) {
+				view = newTTYView(c.stderr)
+			} else {
+				view = &plainView{w: c.stderr}
+			}
+		case "tty":
+			view = newTTYView(c.stderr)
+		case "plain":
+			view = &plainView{w: c.stderr}
+		case "quiet":
+			quiet = true
+		default:
+			return fmt.Errorf("invalid --progress %q: want auto, plain, tty or quiet", progress)
+		}
 		if !quiet {
-			opts = append(opts, berth.WithBuildProgress(func(ev berth.BuildEvent) {
-				last = ev.Step
-				switch {
-				case ev.Output != "":
-					fmt.Fprintf(c.stderr, "#%d %s\n", ev.Step, ev.Output)
-				case ev.Cached:
-					fmt.Fprintf(c.stderr, "#%d [%s] %s\n#%d CACHED\n", ev.Step, ev.Stage, ev.Instruction, ev.Step)
-				default:
-					fmt.Fprintf(c.stderr, "#%d [%s] %s\n", ev.Step, ev.Stage, ev.Instruction)
-				}
-			}))
+			opts = append(opts, berth.WithBuildProgress(view.event))
 		}
 		img, err := rt.Build(ctx, args[0], opts...)
-		if err != nil {
+		if quiet {
+			if err == nil {
+				fmt.Fprintln(c.stdout, img.ID)
+			}
 			return err
 		}
-		if quiet {
-			fmt.Fprintln(c.stdout, img.ID)
-			return nil
-		}
-		fmt.Fprintf(c.stderr, "#%d writing image %s done\n", last+1, img.ID)
-		for _, t := range tags {
-			fmt.Fprintf(c.stderr, "naming to %s done\n", t)
-		}
-		return nil
+		view.done(img, tags, err)
+		return err
 	}
+}
+
+// parseSecret reads docker build's --secret value: id=ID,src=PATH (source=
+// also; type=file is the only type). Docker also takes a secret from an
+// environment variable when src is missing; berth needs src.
+func parseSecret(s string) (id, src string, err error) {
+	for _, field := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(field, "=")
+		if !ok {
+			return "", "", fmt.Errorf("invalid --secret %q: fields are key=value", s)
+		}
+		switch strings.ToLower(k) {
+		case "id":
+			id = v
+		case "src", "source":
+			src = v
+		case "type":
+			if v != "file" {
+				return "", "", fmt.Errorf("invalid --secret %q: only type=file is supported", s)
+			}
+		default:
+			return "", "", fmt.Errorf("invalid --secret %q: unknown key %q", s, k)
+		}
+	}
+	if id == "" || src == "" {
+		return "", "", fmt.Errorf("invalid --secret %q: want id=ID,src=PATH", s)
+	}
+	return id, src, nil
+}
+
+// buildView shows a build's progress events.
+type buildView interface {
+	event(ev berth.BuildEvent)
+	done(img *berth.Image, tags []string, err error)
+}
+
+// plainView prints BuildKit's plain progress: a line per step, CACHED,
+// and each line a step prints.
+type plainView struct {
+	w    io.Writer
+	last int
+}
+
+func (v *plainView) event(ev berth.BuildEvent) {
+	v.last = max(v.last, ev.Step)
+	switch {
+	case ev.Output != "":
+		fmt.Fprintf(v.w, "#%d %s\n", ev.Step, ev.Output)
+	case ev.Cached:
+		fmt.Fprintf(v.w, "#%d [%s] %s\n#%d CACHED\n", ev.Step, ev.Stage, ev.Instruction, ev.Step)
+	default:
+		fmt.Fprintf(v.w, "#%d [%s] %s\n", ev.Step, ev.Stage, ev.Instruction)
+	}
+}
+
+func (v *plainView) done(img *berth.Image, tags []string, err error) {
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(v.w, "#%d writing image %s done\n", v.last+1, img.ID)
+	for _, t := range tags {
+		fmt.Fprintf(v.w, "naming to %s done\n", t)
+	}
+}
+
+// ttyView is BuildKit's terminal view, compacted: a header with the
+// elapsed time, a line per step with its own time, and the last lines of
+// the steps still running, redrawn in place (ANSI cursor movement).
+type ttyView struct {
+	w      io.Writer
+	start  time.Time
+	now    func() time.Time
+	steps  []*ttyStep
+	byNum  map[int]*ttyStep
+	drawn  int // lines drawn last time, which the next redraw overwrites
+	lastAt time.Time
+}
+
+type ttyStep struct {
+	num         int
+	stage, text string
+	cached      bool
+	start, end  time.Time
+	output      []string
+}
+
+// ttyOutputLines is how many lines of a running step's output the view
+// shows.
+const ttyOutputLines = 6
+
+func newTTYView(w io.Writer) *ttyView {
+	return &ttyView{w: w, start: time.Now(), now: time.Now, byNum: map[int]*ttyStep{}}
+}
+
+func (v *ttyView) event(ev berth.BuildEvent) {
+	now := v.now()
+	st, ok := v.byNum[ev.Step]
+	if !ok {
+		// A new step ends the one its stage ran before.
+		for _, s := range v.steps {
+			if s.stage == ev.Stage && s.end.IsZero() {
+				s.end = now
+			}
+		}
+		st = &ttyStep{num: ev.Step, stage: ev.Stage, text: ev.Instruction, start: now}
+		v.steps = append(v.steps, st)
+		v.byNum[ev.Step] = st
+	}
+	if ev.Cached {
+		st.cached, st.end = true, now
+	}
+	if ev.Output != "" {
+		st.output = append(st.output, ev.Output)
+		if len(st.output) > ttyOutputLines {
+			st.output = st.output[len(st.output)-ttyOutputLines:]
+		}
+		// Output may come fast: redraw at most every 50 ms for it.
+		if now.Sub(v.lastAt) < 50*time.Millisecond {
+			return
+		}
+	}
+	v.draw(false)
+}
+
+func (v *ttyView) done(img *berth.Image, tags []string, err error) {
+	now := v.now()
+	for _, s := range v.steps {
+		if s.end.IsZero() {
+			s.end = now
+		}
+	}
+	v.draw(err == nil)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(v.w, " => writing image %s\n", img.ID)
+	for _, t := range tags {
+		fmt.Fprintf(v.w, " => naming to %s\n", t)
+	}
+}
+
+func (v *ttyView) draw(final bool) {
+	now := v.now()
+	v.lastAt = now
+	var lines []string
+	finished := 0
+	for _, s := range v.steps {
+		if !s.end.IsZero() {
+			finished++
+		}
+	}
+	state := "Building"
+	if final {
+		state = "Built"
+	}
+	lines = append(lines, fmt.Sprintf("[+] %s %.1fs (%d/%d)", state, now.Sub(v.start).Seconds(), finished, len(v.steps)))
+	for _, s := range v.steps {
+		prefix := " => "
+		if s.cached {
+			prefix += "CACHED "
+		}
+		end := s.end
+		if end.IsZero() {
+			end = now
+		}
+		lines = append(lines, fmt.Sprintf("%s[%s] %s  %.1fs", prefix, s.stage, s.text, end.Sub(s.start).Seconds()))
+		if s.end.IsZero() {
+			for _, o := range s.output {
+				lines = append(lines, " => => "+o)
+			}
+		}
+	}
+	var b strings.Builder
+	if v.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", v.drawn)
+	}
+	for _, l := range lines {
+		b.WriteString("\x1b[2K" + l + "\n")
+	}
+	// Lines left over from a taller drawing are cleared.
+	for i := len(lines); i < v.drawn; i++ {
+		b.WriteString("\x1b[2K\n")
+	}
+	if extra := v.drawn - len(lines); extra > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", extra)
+	}
+	io.WriteString(v.w, b.String())
+	v.drawn = len(lines)
 }

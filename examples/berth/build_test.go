@@ -43,3 +43,39 @@ func TestBuild(t *testing.T) {
 		t.Errorf("--no-cache: exit %d\n%s", res.code, res.stderr)
 	}
 }
+
+func TestBuildSecretAndProgress(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	dir := t.TempDir()
+	df := "FROM busybox\nRUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /len && echo step-output\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(secret, []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runBerth(t, root, nil, "build", "-t", "sec:1", "--progress=plain", "--secret", "id=tok,src="+secret, dir)
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\n%s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "#2 step-output") {
+		t.Errorf("plain progress lacks the step's output:\n%s", res.stderr)
+	}
+	if got := mustBerth(t, root, "run", "--rm", "sec:1", "cat", "/len"); strings.TrimSpace(got) != "5" {
+		t.Errorf("the RUN saw a secret of %q bytes, want 5", got)
+	}
+	res = runBerth(t, root, nil, "build", "--no-cache", "--progress=tty", "--secret", "id=tok,src="+secret, dir)
+	if res.code != 0 {
+		t.Fatalf("build --progress=tty: exit %d\n%s", res.code, res.stderr)
+	}
+	for _, want := range []string{"\x1b[2K[+] Building", "[+] Built", " => [stage-0] RUN --mount", "\x1b[", " => writing image sha256:"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("tty progress lacks %q:\n%q", want, res.stderr)
+		}
+	}
+	if res := runBerth(t, root, nil, "build", "--secret", "tok", dir); res.code == 0 || !strings.Contains(res.stderr, "invalid --secret") {
+		t.Errorf("a malformed --secret: exit %d, %s", res.code, res.stderr)
+	}
+}
