@@ -177,24 +177,41 @@ const runOutputTail = 10
 // can reuse it.
 //
 // Instructions: FROM (an image in the store, pulled when missing; scratch;
-// an earlier stage by name or index; ARGs declared before the first FROM),
-// RUN (shell and exec forms, in a container attached to the build with the
-// step's ENV, ARGs, WORKDIR and USER), COPY and ADD of context files and of
-// an earlier stage's files (wildcards, Docker's directory and trailing-slash
-// rules, --chown with numeric ids, --chmod with octal modes; ADD extracts a
-// local tar), WORKDIR, ENV, ARG, LABEL, EXPOSE, USER, VOLUME, ENTRYPOINT,
-// CMD, SHELL, STOPSIGNAL and ONBUILD (recorded, not triggered). Other
-// instructions and flags fail with ErrUnsupported. Variables are
+// an earlier stage by name or index; ARGs declared before the first FROM,
+// and BuildKit's predefined platform ARGs such as TARGETARCH and
+// BUILDPLATFORM; --platform only for the host's platform), RUN (shell and
+// exec forms and heredocs, in a container attached to the build with the
+// step's ENV, ARGs, WORKDIR and USER; --mount=type=cache, bind, tmpfs and
+// secret, whose mounts and mount points never reach the layer;
+// --network=default, none or host), COPY and ADD of context files, of an
+// earlier stage's or of an image's files (--from), and of heredocs
+// (wildcards, Docker's directory and trailing-slash rules, destinations
+// resolved through the image's symlinks, --chown with ids or names from
+// the image's /etc/passwd and /etc/group, --chmod with octal modes,
+// --link, --exclude, --parents; ADD extracts a local tar and downloads a
+// URL, checked with --checksum), WORKDIR, ENV, ARG, LABEL, EXPOSE, USER,
+// VOLUME, ENTRYPOINT, CMD, SHELL, STOPSIGNAL, HEALTHCHECK, MAINTAINER and
+// ONBUILD (recorded, and run when the image is a later build's FROM).
+// Other instructions and flags fail with ErrUnsupported. Variables are
 // substituted by BuildKit's shell lexer. Every context path is resolved
 // inside contextDir: a source that climbs out of it is an error, and
 // symlinks are copied as symlinks, never followed. .dockerignore in the
-// context root excludes files.
+// context root (or <Dockerfile>.dockerignore beside the Dockerfile)
+// excludes files.
 //
-// A step that makes a layer (RUN, COPY, ADD) is cached under a key over its
-// parent, its instruction after substitution, the build args it uses and,
-// for COPY and ADD, the content, mode and ownership of the files it reads
-// (never their mtime). Only the stages the target needs are built. Errors
-// about an instruction are *BuildError.
+// Cache mounts live under the root in cache/mounts/, one directory per id,
+// kept across builds and programs. Secrets (WithBuildSecret) are copied
+// for the step only and are part of neither the image nor the cache key.
+//
+// Only the stages the target needs are built, each as soon as the stages
+// it reads are: independent stages build in parallel, and the first
+// failure cancels the rest. A step that makes a layer (RUN, COPY, ADD) is
+// cached under a key over its parent, its instruction after substitution,
+// the build args it uses and, for COPY, ADD and RUN's bind mounts of the
+// context, the content, mode and ownership of the files it reads (never
+// their mtime). With SOURCE_DATE_EPOCH (WithSourceDateEpoch, or the build
+// arg), the same context gives the same image digest. Errors about an
+// instruction are *BuildError.
 func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOption) (*Image, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
