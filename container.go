@@ -71,6 +71,12 @@ type ContainerState struct {
 	// StartedAt and FinishedAt are zero until the container starts and
 	// exits.
 	StartedAt, FinishedAt time.Time
+	// Networks are the container's places on its networks while it runs
+	// (address, gateway, MAC, aliases).
+	Networks []NetworkEndpoint `json:",omitempty"`
+	// Ports are the published ports with the host ports chosen, while the
+	// container runs (docker port).
+	Ports []PortBinding `json:",omitempty"`
 }
 
 // ContainerStats is a snapshot of a running container's resource use
@@ -122,6 +128,13 @@ type containerConfig struct {
 	Resources   Resources         `json:"resources"`
 	Rlimits     []Rlimit          `json:"rlimits,omitempty"`
 	Mounts      []mountRecord     `json:"mounts,omitempty"`
+	// NetworkMode is "bridge" (the container joins Networks), "none",
+	// "host" or "container:<id>".
+	NetworkMode string              `json:"networkMode,omitempty"`
+	Networks    []networkAttachment `json:"networks,omitempty"`
+	Publish     []PortBinding       `json:"publish,omitempty"`
+	ExtraHosts  []string            `json:"extraHosts,omitempty"`
+	DNS         []string            `json:"dns,omitempty"`
 }
 
 // Resources limits what a container may use (docker run --memory, --cpus,

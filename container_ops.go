@@ -52,6 +52,9 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	if err != nil {
 		return nil, err
 	}
+	if err := r.resolveNetworking(ctx, img, &o, &cfg); err != nil {
+		return nil, err
+	}
 	name := strings.TrimPrefix(o.name, "/")
 	if name == "" {
 		name = generatedName(id)

@@ -214,7 +214,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 }
 
 // initSpec turns a container record into the child stage's spec.
-func (r *Runtime) initSpec(rec *containerRecord) (*initproc.Spec, error) {
+func (r *Runtime) initSpec(rec *containerRecord, files map[string][]byte, netns string) (*initproc.Spec, error) {
 	cfg := &rec.Config
 	dir := r.containerDir(rec.ID)
 	s := &initproc.Spec{
@@ -223,11 +223,8 @@ func (r *Runtime) initSpec(rec *containerRecord) (*initproc.Spec, error) {
 		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
 		NoNewPrivileges: cfg.NoNewPrivs,
 		StateDir:        dir, TTY: cfg.TTY, Detached: cfg.Detached,
-		Files: map[string][]byte{
-			"/etc/hostname":    []byte(cfg.Hostname + "\n"),
-			"/etc/hosts":       []byte(hostsFile(cfg.Hostname)),
-			"/etc/resolv.conf": resolvConf(),
-		},
+		Files: files,
+		NetNS: netns,
 	}
 	if s.User == "" {
 		s.User = "0"
@@ -271,28 +268,6 @@ func (r *Runtime) seccompFilter(capNames []string) ([]unix.SockFilter, error) {
 	return f, nil
 }
 
-func hostsFile(hostname string) string {
-	return "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t" + hostname + "\n"
-}
-
-// resolvConf is the host's resolv.conf, minus loopback name servers a
-// container cannot reach, as docker writes it.
-func resolvConf() []byte {
-	b, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-			continue
-		}
-		out = append(out, line)
-	}
-	return []byte(strings.Join(out, "\n"))
-}
-
 // cgroupResources converts a container's limits for the cgroup package.
 func cgroupResources(res Resources) cgroup.Resources {
 	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares, PidsLimit: res.PidsLimit, RestrictDevices: true}
@@ -312,6 +287,7 @@ type running struct {
 	proc    *initproc.Process
 	cg      *cgroup.Cgroup
 	unlock  func() // releases the owner lock
+	net     *netSetup
 	log     *logFile
 	copiers sync.WaitGroup
 	closers []io.Closer
@@ -346,7 +322,11 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		return nil, fmt.Errorf("creating the container's cgroup: %w", err)
 	}
 	tr.mark("cgroup")
-	spec, err := r.initSpec(rec)
+	if run.net, err = r.prepareNetwork(ctx, rec); err != nil {
+		return nil, err
+	}
+	tr.mark("network")
+	spec, err := r.initSpec(rec, run.net.files, run.net.netnsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -377,6 +357,12 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		return nil, fmt.Errorf("placing the container in its cgroup: %w", err)
 	}
 	tr.mark("cgadd")
+	if err := run.net.attach(ctx, rec, pid); err != nil {
+		run.proc.Cmd.Process.Kill()
+		run.proc.Wait()
+		return nil, err
+	}
+	tr.mark("attach")
 	if err := run.proc.Release(); err != nil {
 		run.proc.Wait()
 		var se *initproc.SetupError
@@ -391,6 +377,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 	}
 	run.closers = nil
 	rec.State = ContainerState{Status: statusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC()}
+	rec.State.Networks, rec.State.Ports = run.net.state()
 	rec.PidStart = procStartTime(pid)
 	if err := r.writeRecord(rec); err != nil {
 		run.proc.Cmd.Process.Kill()
@@ -593,6 +580,8 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		}
 		tr.mark("cgdelete")
 	}
+	run.net.teardown()
+	tr.mark("network")
 	if run.log != nil {
 		run.log.close()
 	}

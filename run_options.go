@@ -24,6 +24,12 @@ type runConfig struct {
 	rlimits     []Rlimit
 	mounts      []Mount
 	volumesFrom []string
+	networks    []networkAttachment // names in NetworkID until resolved
+	networkMode string
+	publish     []string
+	publishAll  bool
+	extraHosts  []string
+	dns         []string
 }
 
 type runOptionFunc func(*runConfig)
@@ -133,4 +139,55 @@ func WithStopTimeout(d time.Duration) RunOption {
 // to it: berth never raises a hard limit.
 func WithRlimits(limits ...Rlimit) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.rlimits = append(c.rlimits, limits...) })
+}
+
+// WithNetwork attaches the container to the named network (docker run
+// --network NAME --network-alias ALIAS), where other containers find it by
+// its name and by each alias. Given more than once, the container joins
+// every network named; the first one gives its default route and published
+// ports. Default: the default bridge network (DefaultNetwork).
+func WithNetwork(name string, aliases ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) {
+		c.networks = append(c.networks, networkAttachment{NetworkID: name, Name: name, Aliases: aliases})
+	})
+}
+
+// WithNetworkMode sets how the container is networked (docker run
+// --network): "bridge" (the default network), "none" (a namespace with only
+// loopback), "host" (the host's network namespace) or "container:NAME"
+// (the network namespace of the running container NAME: same addresses,
+// ports and loopback). A network name works too, as WithNetwork. Default:
+// "bridge".
+func WithNetworkMode(mode string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.networkMode = mode })
+}
+
+// WithPublish publishes container ports on the host (docker run -p), each
+// as [hostIP:][hostPort:]containerPort[/tcp|/udp]; a missing or zero host
+// port takes a free one, which Container.Ports reports. The port is
+// reachable at the host's addresses and at 127.0.0.1 (or only at hostIP),
+// also from other containers through the host. A host port in use fails
+// Run with ErrInUse. Default: nothing is published.
+func WithPublish(ports ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.publish = append(c.publish, ports...) })
+}
+
+// WithPublishAll publishes every port the image EXPOSEs on a free host
+// port (docker run -P). Default: off.
+func WithPublishAll() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.publishAll = true })
+}
+
+// WithExtraHosts adds "name:ip" lines to the container's /etc/hosts
+// (docker run --add-host). Default: none.
+func WithExtraHosts(hosts ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.extraHosts = append(c.extraHosts, hosts...) })
+}
+
+// WithDNS sets the name servers for names that are not containers (docker
+// run --dns): on a bridge network the container's own name server forwards
+// to them; with "none" or "host" they are written to /etc/resolv.conf.
+// Default: the host's resolver.
+func WithDNS(servers ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.dns = append(c.dns, servers...) })
 }

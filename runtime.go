@@ -29,6 +29,7 @@ type Runtime struct {
 	mu      sync.Mutex
 	closed  bool
 	running map[string]*running // attached containers this Runtime owns
+	bridges map[string]func()   // network ID: the shared hold on its bridge
 	filters sync.Map            // compiled seccomp filters by capability set
 
 	warmMu       sync.Mutex
@@ -70,6 +71,7 @@ func New(root string, opts ...Option) (*Runtime, error) {
 		o.applyRuntime(r)
 	}
 	r.sweepContainers()
+	r.sweepNetworks()
 	return r, nil
 }
 
@@ -99,6 +101,7 @@ func (r *Runtime) Close() error {
 	if w != nil {
 		w.Close()
 	}
+	r.releaseBridges()
 	// The root's parent cgroup goes once nothing of this root is in it.
 	cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))
 	return nil

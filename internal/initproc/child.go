@@ -95,6 +95,11 @@ func runStage() error {
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return stepError("unshare cgroup namespace", "", err)
 	}
+	if s.NetNS != "" {
+		if err := joinNetNS(s.NetNS); err != nil {
+			return err
+		}
+	}
 	// Device nodes and dirs get exactly the modes asked for; the user's
 	// program gets Docker's 022 back right before execve.
 	unix.Umask(0)
@@ -386,6 +391,22 @@ func loadFilter(f []unix.SockFilter) error {
 	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
 	if _, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog))); e != 0 {
 		return e
+	}
+	return nil
+}
+
+// joinNetNS moves the stage (one locked thread: package initialisation
+// runs on the main thread, which later calls execve) into the network
+// namespace at path, before /sys is mounted so that it shows that
+// namespace's interfaces.
+func joinNetNS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stepError("open network namespace", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return stepError("join network namespace", path, err)
 	}
 	return nil
 }

@@ -36,6 +36,10 @@ type Spec struct {
 	// Hostname is set in the container's UTS namespace; empty keeps the
 	// kernel's default for a new namespace (the host's name, as copied).
 	Hostname string
+	// NetNS, when set, is a network namespace file (/proc/PID/ns/net) the
+	// child joins before any mount, instead of the new namespace it was
+	// started in: docker's --network host and container:NAME.
+	NetNS string `json:",omitempty"`
 
 	// Args is the command; Args[0] is looked up in Env's PATH inside the
 	// container (Docker's default PATH when Env has none). Required.

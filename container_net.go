@@ -1,0 +1,983 @@
+package berth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/bridge"
+	"github.com/berth-dev/berth/internal/dns"
+	"github.com/berth-dev/berth/internal/nat"
+)
+
+// NetworkEndpoint is a container's place on a network (docker inspect's
+// NetworkSettings.Networks).
+type NetworkEndpoint struct {
+	Network     string
+	Container   string // the container's name
+	ContainerID string
+	Aliases     []string
+	IP          netip.Addr
+	PrefixLen   int
+	Gateway     netip.Addr
+	MAC         string
+}
+
+// PortBinding is a published port (docker run -p, docker port).
+type PortBinding struct {
+	// HostIP is the host address the port is published on; "" or
+	// "0.0.0.0" means all of the host's addresses.
+	HostIP string
+	// HostPort is the port on the host; 0 asks for a free one, and the
+	// binding a running container reports has the port chosen.
+	HostPort uint16
+	// ContainerPort is the port inside the container.
+	ContainerPort uint16
+	// Protocol is "tcp" (the default when empty) or "udp".
+	Protocol string
+}
+
+// String formats the binding as docker port does: "8080/tcp ->
+// 0.0.0.0:32768".
+func (p PortBinding) String() string {
+	ip := p.HostIP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+	return fmt.Sprintf("%d/%s -> %s", p.ContainerPort, p.proto(), net.JoinHostPort(ip, strconv.Itoa(int(p.HostPort))))
+}
+
+func (p PortBinding) proto() string {
+	if p.Protocol == "" {
+		return "tcp"
+	}
+	return p.Protocol
+}
+
+// ParsePortBinding parses docker's -p syntax:
+// [hostIP:][hostPort:]containerPort[/tcp|/udp]. A missing host port means
+// a free one.
+func ParsePortBinding(spec string) (PortBinding, error) {
+	var b PortBinding
+	rest := spec
+	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
+		b.Protocol = strings.ToLower(rest[i+1:])
+		rest = rest[:i]
+		if b.Protocol != "tcp" && b.Protocol != "udp" {
+			return b, fmt.Errorf("%w: port %q: protocol must be tcp or udp", ErrInvalid, spec)
+		}
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) > 3 {
+		return b, fmt.Errorf("%w: port %q: want [hostIP:][hostPort:]containerPort[/proto]", ErrInvalid, spec)
+	}
+	port := func(s string, zeroOK bool) (uint16, error) {
+		if s == "" && zeroOK {
+			return 0, nil
+		}
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil || (n == 0 && !zeroOK) {
+			return 0, fmt.Errorf("%w: port %q: %q is not a port number", ErrInvalid, spec, s)
+		}
+		return uint16(n), nil
+	}
+	var err error
+	if b.ContainerPort, err = port(parts[len(parts)-1], false); err != nil {
+		return b, err
+	}
+	if len(parts) >= 2 {
+		if b.HostPort, err = port(parts[len(parts)-2], true); err != nil {
+			return b, err
+		}
+	}
+	if len(parts) == 3 {
+		b.HostIP = strings.Trim(parts[0], "[]")
+		if _, err := netip.ParseAddr(b.HostIP); err != nil && b.HostIP != "" {
+			return b, fmt.Errorf("%w: port %q: %q is not an IP address", ErrInvalid, spec, parts[0])
+		}
+	}
+	return b, nil
+}
+
+// networkAttachment is a network a container is configured to join.
+type networkAttachment struct {
+	NetworkID string   `json:"networkID"`
+	Name      string   `json:"name"`
+	Aliases   []string `json:"aliases,omitempty"`
+}
+
+// endpointRecord is a running container's place on a network, stored as
+// endpoints/<network ID>/<container ID>.json so that every program on the
+// root (and every container's name server) sees who is where.
+type endpointRecord struct {
+	ContainerID string        `json:"containerID"`
+	Name        string        `json:"name"`
+	Hostname    string        `json:"hostname,omitempty"`
+	Aliases     []string      `json:"aliases,omitempty"`
+	Addr        netip.Prefix  `json:"addr"`
+	Gateway     netip.Addr    `json:"gateway"`
+	MAC         string        `json:"mac"`
+	Ifname      string        `json:"ifname"`
+	HostIf      string        `json:"hostIf"`
+	Ports       []PortBinding `json:"ports,omitempty"`
+	NetworkID   string        `json:"networkID"`
+	NetworkName string        `json:"networkName"`
+}
+
+func (ep *endpointRecord) public(network string) NetworkEndpoint {
+	return NetworkEndpoint{Network: network, Container: ep.Name, ContainerID: ep.ContainerID, Aliases: ep.Aliases,
+		IP: ep.Addr.Addr(), PrefixLen: ep.Addr.Bits(), Gateway: ep.Gateway, MAC: ep.MAC}
+}
+
+func (r *Runtime) endpointsDir(networkID string) string {
+	return filepath.Join(r.root, "endpoints", networkID)
+}
+
+func (r *Runtime) endpointPath(networkID, containerID string) string {
+	return filepath.Join(r.endpointsDir(networkID), containerID+".json")
+}
+
+// liveEndpoints reads a network's endpoints, dropping those whose owner
+// died without removing them.
+func (r *Runtime) liveEndpoints(networkID string) ([]*endpointRecord, error) {
+	entries, err := os.ReadDir(r.endpointsDir(networkID))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []*endpointRecord
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		var ep endpointRecord
+		if readJSON(filepath.Join(r.endpointsDir(networkID), e.Name()), &ep) != nil {
+			continue
+		}
+		if !r.endpointOwned(id) {
+			os.Remove(filepath.Join(r.endpointsDir(networkID), e.Name()))
+			continue
+		}
+		out = append(out, &ep)
+	}
+	return out, nil
+}
+
+// endpointOwned reports whether a live program still owns the container:
+// its owner lock is held.
+func (r *Runtime) endpointOwned(containerID string) bool {
+	unlock, ok := r.store.TryLock("owner-"+containerID, false)
+	if !ok {
+		return true
+	}
+	unlock()
+	return false
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// netSetup is what a running container holds on the host for its
+// networks, released by teardown.
+type netSetup struct {
+	rt        *Runtime
+	files     map[string][]byte // /etc/hosts and friends
+	netnsPath string            // the namespace a shared mode joins
+	ports     []PortBinding     // of the container whose namespace is shared
+	endpoints []*endpointRecord
+	closers   []func()
+	mu        sync.Mutex
+}
+
+// state is what Inspect shows of the container's networks.
+func (ns *netSetup) state() ([]NetworkEndpoint, []PortBinding) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	var eps []NetworkEndpoint
+	ports := ns.ports
+	for i, ep := range ns.endpoints {
+		eps = append(eps, ep.public(ep.NetworkName))
+		if i == 0 {
+			ports = ep.Ports
+		}
+	}
+	return eps, ports
+}
+
+// resolvedNetworkMode splits a container's network mode.
+func networkModeOf(cfg *containerConfig) (mode, target string) {
+	m := cfg.NetworkMode
+	if t, ok := strings.CutPrefix(m, "container:"); ok {
+		return "container", t
+	}
+	if m == "" {
+		return "bridge", ""
+	}
+	return m, ""
+}
+
+// prepareNetwork runs before the child's spec is made: it allocates the
+// container's addresses and writes its endpoints, and returns the files
+// the container sees (/etc/hosts, /etc/resolv.conf) and, for shared modes,
+// the namespace the child joins.
+func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (ns *netSetup, retErr error) {
+	cfg := &rec.Config
+	ns = &netSetup{rt: r}
+	files := map[string][]byte{"/etc/hostname": []byte(cfg.Hostname + "\n")}
+	ns.files = files
+	defer func() {
+		if retErr != nil {
+			ns.teardown()
+		}
+	}()
+	mode, target := networkModeOf(cfg)
+	switch mode {
+	case "none":
+		files["/etc/hosts"] = []byte(hostsFile(cfg.Hostname, netip.Addr{}, cfg.ExtraHosts))
+		files["/etc/resolv.conf"] = resolvConf(cfg.DNS)
+	case "host":
+		hosts, _ := os.ReadFile("/etc/hosts")
+		files["/etc/hosts"] = append(hosts, []byte(extraHostLines(cfg.ExtraHosts))...)
+		files["/etc/resolv.conf"], _ = os.ReadFile("/etc/resolv.conf")
+		if len(cfg.DNS) > 0 {
+			files["/etc/resolv.conf"] = resolvConf(cfg.DNS)
+		}
+		ns.netnsPath = "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/net"
+	case "container":
+		trec, err := r.readRecord(target)
+		if err != nil {
+			return nil, fmt.Errorf("network of container %s: %w", target, err)
+		}
+		if !trec.alive() {
+			return nil, fmt.Errorf("%w: container %s, whose network this one joins", ErrNotRunning, trec.Name)
+		}
+		tdir := r.containerDir(trec.ID)
+		for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
+			if b, err := os.ReadFile(filepath.Join(tdir, "etc_"+f)); err == nil {
+				files["/etc/"+f] = b
+			}
+		}
+		ns.netnsPath = "/proc/" + strconv.Itoa(trec.State.Pid) + "/ns/net"
+		ns.ports = trec.State.Ports
+	case "bridge":
+		var first netip.Addr
+		for _, a := range cfg.Networks {
+			ep, err := r.allocateEndpoint(ctx, rec, a, len(ns.endpoints))
+			if err != nil {
+				return nil, err
+			}
+			ns.endpoints = append(ns.endpoints, ep)
+			if !first.IsValid() {
+				first = ep.Addr.Addr()
+			}
+		}
+		files["/etc/hosts"] = []byte(hostsFile(cfg.Hostname, first, cfg.ExtraHosts))
+		files["/etc/resolv.conf"] = embeddedResolvConf()
+	default:
+		return nil, fmt.Errorf("%w: network mode %q", ErrInvalid, cfg.NetworkMode)
+	}
+	return ns, nil
+}
+
+// allocateEndpoint gives the container the lowest free address of the
+// network, bringing the network's bridge up first.
+func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a networkAttachment, index int) (*endpointRecord, error) {
+	n, err := r.networkByID(ctx, a.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.upBridge(ctx, n); err != nil {
+		return nil, err
+	}
+	unlock, err := r.store.Lock(ctx, "net-"+n.ID, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	eps, err := r.liveEndpoints(n.ID)
+	if err != nil {
+		return nil, err
+	}
+	used := map[netip.Addr]bool{n.Gateway: true}
+	for _, ep := range eps {
+		used[ep.Addr.Addr()] = true
+	}
+	var ip netip.Addr
+	for a := n.Subnet.Addr().Next(); n.Subnet.Contains(a) && a != lastAddr(n.Subnet); a = a.Next() {
+		if !used[a] {
+			ip = a
+			break
+		}
+	}
+	if !ip.IsValid() {
+		return nil, fmt.Errorf("network %q: no free address left in %s", n.Name, n.Subnet)
+	}
+	b := ip.As4()
+	ep := &endpointRecord{
+		ContainerID: rec.ID, Name: rec.Name, Hostname: rec.Config.Hostname, Aliases: a.Aliases,
+		Addr: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
+		MAC:    net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}.String(),
+		Ifname: "eth" + strconv.Itoa(index), HostIf: "bv" + rec.ID[:10] + strconv.Itoa(index),
+		NetworkID: n.ID, NetworkName: n.Name,
+	}
+	if err := os.MkdirAll(r.endpointsDir(n.ID), 0o700); err != nil {
+		return nil, err
+	}
+	if err := writeJSONAtomic(r.endpointPath(n.ID, rec.ID), ep); err != nil {
+		return nil, err
+	}
+	return ep, nil
+}
+
+func (r *Runtime) networkByID(ctx context.Context, id string) (*networkRecord, error) {
+	recs, err := r.networkRecords()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range recs {
+		if n.ID == id {
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: network %s (removed?)", ErrNotFound, id)
+}
+
+// upBridge makes sure the network's bridge exists and that this Runtime
+// holds it: a bridge goes away when its last container leaves and no
+// open Runtime that used it remains.
+func (r *Runtime) upBridge(ctx context.Context, n *networkRecord) error {
+	r.mu.Lock()
+	if r.bridges == nil {
+		r.bridges = map[string]func(){}
+	}
+	_, held := r.bridges[n.ID]
+	r.mu.Unlock()
+	name := bridgeName(r.root, n.ID)
+	if held && bridge.Exists(name) {
+		return nil
+	}
+	unlock, err := r.store.Lock(ctx, "net-"+n.ID, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if !bridge.Exists(name) {
+		release, err := hostIPAMLock(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if err := r.checkSubnetFree(ctx, n, name); err != nil {
+			return err
+		}
+		if err := bridge.Ensure(name, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
+			return err
+		}
+		if err := nat.AllowForward(); err != nil {
+			return fmt.Errorf("letting bridge %s through the host's forward chain: %w", name, err)
+		}
+		if err := r.applyNAT(ctx); err != nil {
+			return err
+		}
+	}
+	if !held {
+		hold, ok := r.store.TryLock("bridge-"+n.ID, false)
+		if ok {
+			r.mu.Lock()
+			r.bridges[n.ID] = hold
+			r.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// checkSubnetFree makes sure no host route overlaps the network's subnet
+// before its bridge comes up (another root's bridge may have appeared
+// since the subnet was chosen). An automatically chosen subnet moves to a
+// free one; a subnet the user gave is an error.
+func (r *Runtime) checkSubnetFree(ctx context.Context, n *networkRecord, brName string) error {
+	routes, err := bridge.HostRoutes()
+	if err != nil {
+		return err
+	}
+	if !overlapsAny(n.Subnet, routes, nil) {
+		return nil
+	}
+	if !n.AutoSubnet {
+		return fmt.Errorf("network %q: subnet %s overlaps a route of the host; remove the network and give another subnet", n.Name, n.Subnet)
+	}
+	others, err := r.networkRecords()
+	if err != nil {
+		return err
+	}
+	var rest []*networkRecord
+	for _, o := range others {
+		if o.ID != n.ID {
+			rest = append(rest, o)
+		}
+	}
+	p, err := freeSubnet(rest)
+	if err != nil {
+		return err
+	}
+	n.Subnet, n.Gateway = p, p.Addr().Next()
+	return writeJSONAtomic(r.networkPath(n.Name), n)
+}
+
+// attach wires the container's endpoints into its network namespace (the
+// child's, before Release), starts its name server and publishes its
+// ports.
+func (ns *netSetup) attach(ctx context.Context, rec *containerRecord, pid int) error {
+	if len(ns.endpoints) == 0 {
+		return nil
+	}
+	r := ns.rt
+	nsFile, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return fmt.Errorf("opening the container's network namespace: %w", err)
+	}
+	defer nsFile.Close()
+	fd := int(nsFile.Fd())
+	for i, ep := range ns.endpoints {
+		mac, _ := net.ParseMAC(ep.MAC)
+		e := bridge.Endpoint{Bridge: bridgeName(r.root, ep.NetworkID), HostName: ep.HostIf, Name: ep.Ifname, Addr: ep.Addr, MAC: mac}
+		if i == 0 {
+			e.Gateway = ep.Gateway // the first network gives the default route
+		}
+		if err := bridge.Attach(fd, e); err != nil {
+			return fmt.Errorf("network %q: %w", ep.NetworkName, err)
+		}
+	}
+	if err := ns.startDNS(fd, rec); err != nil {
+		return err
+	}
+	return ns.publish(ctx, rec)
+}
+
+// startDNS opens the container's 127.0.0.11:53 and serves it from this
+// process for as long as the container runs.
+func (ns *netSetup) startDNS(nsFD int, rec *containerRecord) error {
+	var conn net.PacketConn
+	err := bridge.InNamespace(nsFD, func() error {
+		var err error
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(dns.Addr))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("starting the container's name server: %w", err)
+	}
+	hostConf, _ := os.ReadFile("/etc/resolv.conf")
+	srv := &dns.Server{
+		Local:       ns.rt.resolverFor(rec.ID),
+		HostServers: dns.Servers(hostConf),
+	}
+	for _, s := range rec.Config.DNS {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			srv.Upstream = append(srv.Upstream, netip.AddrPortFrom(ip, 53).String())
+		}
+	}
+	go srv.ServeUDP(conn)
+	ns.closers = append(ns.closers, func() { conn.Close() })
+	return nil
+}
+
+// resolverFor answers the names a container's name server knows: the
+// containers and aliases on the networks the container is on, read from
+// the endpoints every program of the root writes.
+func (r *Runtime) resolverFor(containerID string) func(string) []netip.Addr {
+	return func(name string) []netip.Addr {
+		nets, err := os.ReadDir(filepath.Join(r.root, "endpoints"))
+		if err != nil {
+			return nil
+		}
+		var out []netip.Addr
+		for _, n := range nets {
+			if _, err := os.Stat(r.endpointPath(n.Name(), containerID)); err != nil {
+				continue // not a network of this container
+			}
+			eps, _ := r.liveEndpoints(n.Name())
+			for _, ep := range eps {
+				if ep.answers(name) {
+					out = append(out, ep.Addr.Addr())
+				}
+			}
+		}
+		return out
+	}
+}
+
+// answers reports whether name is one of the endpoint's names: the
+// container's name, an alias, its hostname or its short ID.
+func (ep *endpointRecord) answers(name string) bool {
+	if strings.EqualFold(name, ep.Name) || strings.EqualFold(name, ep.Hostname) || (len(name) >= 12 && strings.HasPrefix(ep.ContainerID, name)) {
+		return true
+	}
+	for _, a := range ep.Aliases {
+		if strings.EqualFold(name, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// publish reserves the container's host ports and DNATs them to its first
+// endpoint. A reservation is a socket bound to the host port, held by this
+// process while the container runs: a port in use by anything is refused,
+// and of two containers publishing one port at once exactly one wins.
+func (ns *netSetup) publish(ctx context.Context, rec *containerRecord) error {
+	if len(rec.Config.Publish) == 0 || len(ns.endpoints) == 0 {
+		return nil
+	}
+	ep := ns.endpoints[0]
+	var bound []PortBinding
+	for _, p := range rec.Config.Publish {
+		hostIP, err := hostIPFor(p.HostIP)
+		if err != nil {
+			return err
+		}
+		fd, port, err := reservePort(hostIP, p.HostPort, p.proto())
+		if err != nil {
+			return err
+		}
+		ns.closers = append(ns.closers, func() { syscall.Close(fd) })
+		b := p
+		b.HostIP, b.HostPort, b.Protocol = hostIP.String(), port, p.proto()
+		bound = append(bound, b)
+	}
+	ns.mu.Lock()
+	ep.Ports = bound
+	ns.mu.Unlock()
+	if err := writeJSONAtomic(ns.rt.endpointPath(ep.NetworkID, rec.ID), ep); err != nil {
+		return err
+	}
+	return ns.rt.applyNAT(ctx)
+}
+
+// reservePort binds a socket to ip:port (port 0: a free one) and returns
+// it with the port bound.
+func reservePort(ip netip.Addr, port uint16, proto string) (int, uint16, error) {
+	typ := syscall.SOCK_STREAM
+	if proto == "udp" {
+		typ = syscall.SOCK_DGRAM
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, typ|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, err
+	}
+	sa := &syscall.SockaddrInet4{Port: int(port), Addr: ip.As4()}
+	if err := syscall.Bind(fd, sa); err != nil {
+		syscall.Close(fd)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return -1, 0, fmt.Errorf("%w: publishing %s:%d/%s: the port is already in use on the host", ErrInUse, ip, port, proto)
+		}
+		return -1, 0, fmt.Errorf("publishing %s:%d/%s: %w", ip, port, proto, err)
+	}
+	got, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		return -1, 0, err
+	}
+	return fd, uint16(got.(*syscall.SockaddrInet4).Port), nil
+}
+
+// applyNAT rewrites the root's nftables table from every live endpoint and
+// every network whose bridge is up.
+func (r *Runtime) applyNAT(ctx context.Context) error {
+	unlock, err := r.store.Lock(ctx, "nat", true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	recs, err := r.networkRecords()
+	if err != nil {
+		return err
+	}
+	var bridges []nat.Bridge
+	var ports []nat.Port
+	for _, n := range recs {
+		name := bridgeName(r.root, n.ID)
+		if !bridge.Exists(name) {
+			continue
+		}
+		bridges = append(bridges, nat.Bridge{Name: name, Subnet: n.Subnet, Internal: n.Internal})
+		eps, _ := r.liveEndpoints(n.ID)
+		for _, ep := range eps {
+			for _, p := range ep.Ports {
+				hip, _ := netip.ParseAddr(p.HostIP)
+				ports = append(ports, nat.Port{HostIP: hip, HostPort: p.HostPort, Proto: p.proto(), Dest: ep.Addr.Addr(), DestPort: p.ContainerPort})
+			}
+		}
+	}
+	return nat.Apply(natTable(r.root), bridges, ports)
+}
+
+// teardown releases what the container held: its name server and port
+// reservations, its veths and endpoints, and the NAT rules for them.
+func (ns *netSetup) teardown() {
+	if ns == nil {
+		return
+	}
+	ns.mu.Lock()
+	closers, eps := ns.closers, ns.endpoints
+	ns.closers, ns.endpoints = nil, nil
+	ns.mu.Unlock()
+	for _, c := range closers {
+		c()
+	}
+	if len(eps) == 0 {
+		return
+	}
+	r := ns.rt
+	for _, ep := range eps {
+		bridge.Delete(ep.HostIf)
+		os.Remove(r.endpointPath(ep.NetworkID, ep.ContainerID))
+	}
+	ctx := context.Background()
+	r.applyNAT(ctx)
+	for _, ep := range eps {
+		r.maybeDownBridge(ctx, ep.NetworkID)
+	}
+}
+
+// maybeDownBridge deletes a network's bridge once no container is on it
+// and no open Runtime holds it.
+func (r *Runtime) maybeDownBridge(ctx context.Context, networkID string) {
+	unlock, ok := r.store.TryLock("bridge-"+networkID, true)
+	if !ok {
+		return
+	}
+	defer unlock()
+	lock, err := r.store.Lock(ctx, "net-"+networkID, true)
+	if err != nil {
+		return
+	}
+	defer lock()
+	if eps, _ := r.liveEndpoints(networkID); len(eps) > 0 {
+		return
+	}
+	bridge.Delete(bridgeName(r.root, networkID))
+	r.applyNAT(ctx)
+	dropForwardIfUnused()
+}
+
+// dropForwardIfUnused removes berth's rules from the host's forward chain
+// once no berth bridge of any root is left on the host.
+func dropForwardIfUnused() {
+	links, err := net.Interfaces()
+	if err != nil {
+		return
+	}
+	for _, l := range links {
+		if strings.HasPrefix(l.Name, nat.BridgePrefix) {
+			return
+		}
+	}
+	nat.RemoveForward()
+}
+
+// releaseBridges lets go of the bridges this Runtime held, deleting those
+// no container uses any more.
+func (r *Runtime) releaseBridges() {
+	r.mu.Lock()
+	held := r.bridges
+	r.bridges = nil
+	r.mu.Unlock()
+	for id, release := range held {
+		release()
+		r.maybeDownBridge(context.Background(), id)
+	}
+}
+
+// sweepNetworks deletes what dead programs left: endpoints of containers
+// no one owns, bridges no one uses, and the rules for them.
+func (r *Runtime) sweepNetworks() {
+	recs, err := r.networkRecords()
+	if err != nil || len(recs) == 0 {
+		if tables, _ := nat.Tables(natTable(r.root)); len(tables) > 0 {
+			nat.Delete(natTable(r.root))
+		}
+		return
+	}
+	ctx := context.Background()
+	for _, n := range recs {
+		r.liveEndpoints(n.ID) // drops the dead ones
+		if bridge.Exists(bridgeName(r.root, n.ID)) {
+			r.maybeDownBridge(ctx, n.ID)
+		}
+	}
+	r.applyNAT(ctx)
+}
+
+// hostsFile is a container's /etc/hosts: localhost, its own address and
+// name, and the extra hosts it was given.
+func hostsFile(hostname string, ip netip.Addr, extra []string) string {
+	s := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+	if ip.IsValid() {
+		s += ip.String() + "\t" + hostname + "\n"
+	} else {
+		s += "127.0.1.1\t" + hostname + "\n"
+	}
+	return s + extraHostLines(extra)
+}
+
+// extraHostLines formats --add-host entries ("name:ip").
+func extraHostLines(extra []string) string {
+	var b strings.Builder
+	for _, h := range extra {
+		name, ip, _ := strings.Cut(h, ":")
+		b.WriteString(ip + "\t" + name + "\n")
+	}
+	return b.String()
+}
+
+// embeddedResolvConf points a container at its name server, keeping the
+// host's search domains as docker does.
+func embeddedResolvConf() []byte {
+	var b strings.Builder
+	b.WriteString("nameserver 127.0.0.11\n")
+	if host, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		for _, line := range strings.Split(string(host), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && (f[0] == "search" || f[0] == "domain") {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	b.WriteString("options ndots:0\n")
+	return []byte(b.String())
+}
+
+// resolvConf is the host's resolv.conf minus loopback name servers a
+// container cannot reach, as docker writes it, or the servers given.
+func resolvConf(servers []string) []byte {
+	if len(servers) > 0 {
+		var b strings.Builder
+		for _, s := range servers {
+			b.WriteString("nameserver " + s + "\n")
+		}
+		return []byte(b.String())
+	}
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return []byte(strings.Join(out, "\n"))
+}
+
+// Ports returns the container's published ports with the host ports
+// chosen (docker port). A container sharing another's network reports
+// the other's.
+func (c *Container) Ports(ctx context.Context) ([]PortBinding, error) {
+	st, err := c.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.Ports, nil
+}
+
+// Dial connects from the calling program to address inside the container's
+// network namespace ("localhost:5432" reaches a server listening on the
+// container's loopback), without publishing any port. network is as for
+// net.Dial ("tcp", "udp"). The container must be running.
+func (c *Container) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	f, err := c.netns()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var conn net.Conn
+	err = bridge.InNamespace(int(f.Fd()), func() error {
+		// The socket is made on this thread, so in the container's namespace;
+		// the connect it starts finishes wherever the goroutine runs.
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, network, address)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s in container %s: %w", address, c.Name, err)
+	}
+	return conn, nil
+}
+
+// netns opens the network namespace of the running container.
+func (c *Container) netns() (*os.File, error) {
+	rec, err := c.rt.currentRecord(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.alive() {
+		return nil, fmt.Errorf("%w: container %s", ErrNotRunning, c.Name)
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("%w: container %s: %v", ErrNotRunning, c.Name, err)
+	}
+	return f, nil
+}
+
+// WaitListening waits until something in the container listens on port
+// (protocol "tcp", the default when empty, or "udp": a bound socket). It
+// reads the kernel's socket table of the container's network namespace and
+// runs nothing inside the container, so it works for images without a
+// shell. It fails with ErrNotRunning if the container stops first.
+func (c *Container) WaitListening(ctx context.Context, protocol string, port uint16) error {
+	if protocol == "" {
+		protocol = "tcp"
+	}
+	if protocol != "tcp" && protocol != "udp" {
+		return fmt.Errorf("%w: protocol %q", ErrInvalid, protocol)
+	}
+	delay := 500 * time.Microsecond
+	for {
+		rec, err := c.rt.currentRecord(c.ID)
+		if err != nil {
+			return err
+		}
+		if !rec.alive() {
+			return fmt.Errorf("%w: container %s stopped before listening on %d/%s", ErrNotRunning, c.Name, port, protocol)
+		}
+		if listening(rec.State.Pid, protocol, port) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		if delay < 20*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// listening scans /proc/PID/net/{tcp,tcp6,udp,udp6}, which list the
+// sockets of PID's network namespace.
+func listening(pid int, protocol string, port uint16) bool {
+	want := fmt.Sprintf(":%04X ", port)
+	for _, file := range []string{protocol, protocol + "6"} {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/" + file)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(b), "\n")
+		for _, l := range lines[1:] {
+			f := strings.Fields(l)
+			if len(f) < 4 || !strings.HasSuffix(f[1]+" ", want) {
+				continue
+			}
+			if protocol == "udp" || f[3] == "0A" { // TCP_LISTEN
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// resolveNetworking turns the network options of Run into the container's
+// configuration: network IDs, the mode, and the ports to publish.
+func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfig, cfg *containerConfig) error {
+	mode := o.networkMode
+	attach := o.networks
+	switch {
+	case mode == "" || mode == "default" || mode == DefaultNetwork:
+		mode = "bridge"
+		if len(attach) == 0 {
+			attach = []networkAttachment{{NetworkID: DefaultNetwork, Name: DefaultNetwork}}
+		}
+	case mode == "none" || mode == "host":
+		if len(attach) > 0 {
+			return fmt.Errorf("%w: network mode %q cannot be combined with WithNetwork", ErrInvalid, mode)
+		}
+	case strings.HasPrefix(mode, "container:"):
+		if len(attach) > 0 {
+			return fmt.Errorf("%w: network mode %q cannot be combined with WithNetwork", ErrInvalid, mode)
+		}
+		target, err := r.Container(ctx, strings.TrimPrefix(mode, "container:"))
+		if err != nil {
+			return fmt.Errorf("network mode %q: %w", mode, err)
+		}
+		mode = "container:" + target.ID
+	default:
+		attach = append([]networkAttachment{{NetworkID: mode, Name: mode}}, attach...)
+		mode = "bridge"
+	}
+	cfg.NetworkMode = mode
+	for _, a := range attach {
+		n, err := r.lookupNetwork(ctx, a.NetworkID)
+		if err != nil {
+			return err
+		}
+		for _, have := range cfg.Networks {
+			if have.NetworkID == n.ID {
+				return fmt.Errorf("%w: network %q given twice", ErrInvalid, n.Name)
+			}
+		}
+		cfg.Networks = append(cfg.Networks, networkAttachment{NetworkID: n.ID, Name: n.Name, Aliases: a.Aliases})
+	}
+	for _, h := range o.extraHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if _, err := netip.ParseAddr(ip); !ok || name == "" || err != nil || strings.ContainsAny(name, " \t\n") {
+			return fmt.Errorf("%w: extra host %q: want name:ip", ErrInvalid, h)
+		}
+	}
+	for _, s := range o.dns {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return fmt.Errorf("%w: DNS server %q: want an IP address", ErrInvalid, s)
+		}
+	}
+	cfg.ExtraHosts, cfg.DNS = o.extraHosts, o.dns
+	for _, spec := range o.publish {
+		b, err := ParsePortBinding(spec)
+		if err != nil {
+			return err
+		}
+		b.Protocol = b.proto()
+		cfg.Publish = append(cfg.Publish, b)
+	}
+	if o.publishAll {
+		var exposed []string
+		for p := range img.Config.ExposedPorts {
+			exposed = append(exposed, p)
+		}
+		sort.Strings(exposed)
+		for _, p := range exposed {
+			b, err := ParsePortBinding(p)
+			if err != nil {
+				return fmt.Errorf("image EXPOSE %q: %w", p, err)
+			}
+			b.Protocol = b.proto()
+			cfg.Publish = append(cfg.Publish, b)
+		}
+	}
+	if len(cfg.Publish) > 0 && mode != "bridge" {
+		return fmt.Errorf("%w: ports cannot be published with network mode %q", ErrInvalid, o.networkMode)
+	}
+	return nil
+}

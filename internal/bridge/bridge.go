@@ -1,0 +1,236 @@
+// Package bridge is berth's link plumbing, the pure-Go equivalent of
+// `ip link add type bridge`, `ip link add type veth peer netns`, `ip addr
+// add` and `ip route add default` inside a container's network namespace. It
+// talks netlink through vishvananda/netlink and never runs a tool.
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Ensure makes the bridge name, with gateway (e.g. 10.99.0.1/24) as its
+// address, and brings it up. It is idempotent and safe to race: a bridge
+// made meanwhile by another process is used. route_localnet is switched on
+// for the bridge alone, so that a port published on 127.0.0.1 can be DNATed
+// out of it (docker does the same when its userland proxy is off).
+func Ensure(name string, gateway netip.Prefix) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		if !isNotFound(err) {
+			return fmt.Errorf("looking up bridge %s: %w", name, err)
+		}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("creating bridge %s: %w", name, err)
+		}
+		if link, err = netlink.LinkByName(name); err != nil {
+			return fmt.Errorf("looking up bridge %s: %w", name, err)
+		}
+	}
+	if _, ok := link.(*netlink.Bridge); !ok {
+		return fmt.Errorf("%s exists and is a %s, not a bridge", name, link.Type())
+	}
+	addr := &netlink.Addr{IPNet: prefixNet(gateway)}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("addressing bridge %s: %w", name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bringing up bridge %s: %w", name, err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/route_localnet", []byte("1"), 0); err != nil {
+		return fmt.Errorf("route_localnet on %s: %w", name, err)
+	}
+	return nil
+}
+
+// Delete removes the link name; a missing link is not an error. The
+// veths still attached to a bridge are detached by the kernel.
+func Delete(name string) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := netlink.LinkDel(link); err != nil && !isNotFound(err) {
+		return fmt.Errorf("deleting link %s: %w", name, err)
+	}
+	return nil
+}
+
+// Exists reports whether a link called name exists on the host.
+func Exists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}
+
+// Endpoint is one interface of a container on a bridge.
+type Endpoint struct {
+	Bridge   string           // host bridge the host end joins
+	HostName string           // host end of the veth pair
+	Name     string           // the interface inside the container, "eth0"
+	Addr     netip.Prefix     // the container's address and subnet
+	Gateway  netip.Addr       // default route; invalid for no default route
+	MAC      net.HardwareAddr // the container end's address
+}
+
+// Attach creates the veth pair of ep with its container end directly in
+// the network namespace open as nsFD, addresses it, brings it and the
+// namespace's loopback up and adds the default route. On failure nothing
+// is left on the host.
+func Attach(nsFD int, ep Endpoint) (retErr error) {
+	br, err := netlink.LinkByName(ep.Bridge)
+	if err != nil {
+		return fmt.Errorf("looking up bridge %s: %w", ep.Bridge, err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: ep.HostName, MasterIndex: br.Attrs().Index, MTU: br.Attrs().MTU},
+		PeerName:         ep.Name,
+		PeerHardwareAddr: ep.MAC,
+		PeerNamespace:    netlink.NsFd(nsFD),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("creating veth %s: %w", ep.HostName, err)
+	}
+	defer func() {
+		if retErr != nil {
+			Delete(ep.HostName)
+		}
+	}()
+	if err := netlink.LinkSetUp(veth); err != nil {
+		return fmt.Errorf("bringing up %s: %w", ep.HostName, err)
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(nsFD), unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in the container's namespace: %w", err)
+	}
+	defer h.Close()
+	if lo, err := h.LinkByName("lo"); err == nil {
+		if err := h.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("bringing up lo: %w", err)
+		}
+	}
+	link, err := h.LinkByName(ep.Name)
+	if err != nil {
+		return fmt.Errorf("finding %s in the container: %w", ep.Name, err)
+	}
+	if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(ep.Addr)}); err != nil {
+		return fmt.Errorf("addressing %s: %w", ep.Name, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bringing up %s: %w", ep.Name, err)
+	}
+	if ep.Gateway.IsValid() {
+		gw := net.IP(ep.Gateway.AsSlice())
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("default route via %s: %w", ep.Gateway, err)
+		}
+	}
+	return nil
+}
+
+// Detach deletes the container interface name from the namespace open as
+// nsFD; its host end goes with it.
+func Detach(nsFD int, name string) error {
+	h, err := netlink.NewHandleAt(netns.NsHandle(nsFD), unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(name)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	return h.LinkDel(link)
+}
+
+// InNamespace runs fn on a thread that has joined the network namespace
+// open as nsFD: sockets fn creates belong to that namespace and keep
+// working from any thread afterwards. Should the thread fail to return to
+// its namespace, it is discarded rather than reused.
+func InNamespace(nsFD int, fn func() error) error {
+	runtime.LockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer self.Close()
+	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("joining the container's network namespace: %w", err)
+	}
+	fnErr := fn()
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		// Leave the thread locked: it dies with this goroutine.
+		return fmt.Errorf("returning to the host's network namespace: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return fnErr
+}
+
+// HostRoutes lists the IPv4 destinations the host routes anywhere, so that
+// a new subnet can avoid them.
+func HostRoutes() ([]netip.Prefix, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue // the default route overlaps everything and blocks nothing
+		}
+		if p, ok := netipPrefix(r.Dst); ok && p.Bits() > 0 {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// HostAddrs lists the host's own IPv4 addresses.
+func HostAddrs() ([]netip.Addr, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	bits := p.Addr().BitLen()
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	ip, ok := netip.AddrFromSlice(n.IP.To4())
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(ip, ones), true
+}

@@ -1,0 +1,348 @@
+// Package nat renders berth's packet rules into one nftables table per
+// berth root, with google/nftables (pure Go, no `nft` or `iptables`
+// binary). The table is always replaced whole, in one netlink transaction,
+// from the complete list of bridges and published ports: a rule of a
+// container that is gone can never outlive a rewrite, so a stale rule never
+// shadows a new binding, and sweeping after a crash is one more rewrite.
+package nat
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// BridgePrefix starts the name of every bridge berth makes; the rules that
+// keep networks apart match it.
+const BridgePrefix = "berth"
+
+// Bridge is a berth network's bridge.
+type Bridge struct {
+	Name   string
+	Subnet netip.Prefix
+	// Internal networks reach neither the outside nor the host's other
+	// interfaces: no masquerade, and the forward chain drops what leaves.
+	Internal bool
+}
+
+// Port is one published port: traffic to HostIP (any local address when
+// invalid) on HostPort is sent to Dest:DestPort.
+type Port struct {
+	HostIP   netip.Addr
+	HostPort uint16
+	Proto    string // "tcp" or "udp"
+	Dest     netip.Addr
+	DestPort uint16
+}
+
+// Apply makes table hold exactly the rules for bridges and ports; with
+// neither, the table is deleted. Each call replaces everything atomically.
+func Apply(table string, bridges []Bridge, ports []Port) error {
+	if len(bridges) == 0 && len(ports) == 0 {
+		return Delete(table)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	// Adding first makes the delete valid whether or not the table exists;
+	// all of it is one transaction, so no packet sees a half-made table.
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	render(c, t, bridges, ports)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("writing nftables table %s: %w", table, err)
+	}
+	return nil
+}
+
+// Delete removes table; a missing table is not an error.
+func Delete(table string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("deleting nftables table %s: %w", table, err)
+	}
+	return nil
+}
+
+// Tables lists the IPv4 tables whose names start with prefix.
+func Tables(prefix string) ([]string, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, err
+	}
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range ts {
+		if len(t.Name) >= len(prefix) && t.Name[:len(prefix)] == prefix {
+			out = append(out, t.Name)
+		}
+	}
+	return out, nil
+}
+
+func render(c *nftables.Conn, t *nftables.Table, bridges []Bridge, ports []Port) {
+	accept := nftables.ChainPolicyAccept
+	chain := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority, typ nftables.ChainType) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: t, Hooknum: hook, Priority: prio, Type: typ, Policy: &accept})
+	}
+	pre := chain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest, nftables.ChainTypeNAT)
+	output := chain("output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest, nftables.ChainTypeNAT)
+	post := chain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, nftables.ChainTypeNAT)
+	fwd := chain("forward", nftables.ChainHookForward, nftables.ChainPriorityFilter, nftables.ChainTypeFilter)
+	raw := chain("raw", nftables.ChainHookPrerouting, nftables.ChainPriorityRaw, nftables.ChainTypeFilter)
+	add := func(ch *nftables.Chain, exprs ...expr.Any) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	}
+
+	sorted := append([]Port(nil), ports...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].HostPort < sorted[j].HostPort })
+	for _, p := range sorted {
+		// Published ports are DNATed in the kernel from every local address
+		// (or only HostIP), for traffic from outside (prerouting) and from the
+		// host itself, 127.0.0.1 included (output): no proxy process copies
+		// the bytes.
+		var match []expr.Any
+		if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
+			match = append(match, ipAddr(16, p.HostIP)...)
+		} else {
+			match = append(match, localDest()...)
+		}
+		match = cat(match, l4(p.Proto, p.HostPort), dnat(p.Dest, p.DestPort))
+		add(pre, match...)
+		add(output, match...)
+	}
+
+	// Connections a published port let in pass between networks; replies
+	// of anything pass.
+	add(fwd, cat(ctBits(expr.CtKeySTATUS, ipsDstNAT), verdict(expr.VerdictAccept))...)
+	add(fwd, cat(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))...)
+	loopback := netip.MustParsePrefix("127.0.0.0/8")
+	for _, b := range bridges {
+		in, notIn := ifname(unix.NFT_META_IIFNAME, b.Name, true), ifname(unix.NFT_META_IIFNAME, b.Name, false)
+		out, notOut := ifname(unix.NFT_META_OIFNAME, b.Name, true), ifname(unix.NFT_META_OIFNAME, b.Name, false)
+		// Localhost sources DNATed into the bridge and hairpin connections
+		// (a container reaching a port the host publishes for its own
+		// network) are masqueraded, or replies would bypass the NAT.
+		add(post, cat(out, subnet(12, loopback), masq())...)
+		add(post, cat(out, subnet(12, b.Subnet), ctBits(expr.CtKeySTATUS, ipsDstNAT), masq())...)
+		// A container never reaches the host's loopback, even with
+		// route_localnet on its bridge.
+		add(raw, cat(in, subnet(16, loopback), verdict(expr.VerdictDrop))...)
+		// Networks are isolated from each other (docker's isolation chains).
+		add(fwd, cat(in, notOut, ifnamePrefix(unix.NFT_META_OIFNAME, BridgePrefix), verdict(expr.VerdictDrop))...)
+		if b.Internal {
+			add(fwd, cat(in, notOut, verdict(expr.VerdictDrop))...)
+			add(fwd, cat(out, notIn, verdict(expr.VerdictDrop))...)
+			continue
+		}
+		add(post, cat(subnet(12, b.Subnet), notOut, masq())...)
+	}
+}
+
+// ipsDstNAT is the conntrack status bit of a DNATed connection.
+const ipsDstNAT = 0x20
+
+func cat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
+
+func masq() []expr.Any { return []expr.Any{&expr.Masq{}} }
+
+// ctBits matches a conntrack key with any of bits set.
+func ctBits(key expr.CtKey, bits uint32) []expr.Any {
+	mask := make([]byte, 4)
+	binary.NativeEndian.PutUint32(mask, bits)
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: key},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+func ifnameBytes(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+func ifname(key expr.MetaKey, name string, equal bool) []expr.Any {
+	op := expr.CmpOpEq
+	if !equal {
+		op = expr.CmpOpNeq
+	}
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: ifnameBytes(name)},
+	}
+}
+
+// ifnamePrefix compares only the first bytes of the name, as nft's
+// `oifname "berth*"` does.
+func ifnamePrefix(key expr.MetaKey, prefix string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(prefix)},
+	}
+}
+
+// subnet matches the IPv4 header's source (offset 12) or destination (16)
+// against p.
+func subnet(offset uint32, p netip.Prefix) []expr.Any {
+	p = p.Masked()
+	mask := make([]byte, 4)
+	binary.BigEndian.PutUint32(mask, ^uint32(0)<<(32-p.Bits()))
+	if p.Bits() == 0 {
+		mask = []byte{0, 0, 0, 0}
+	}
+	a := p.Addr().As4()
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+	}
+}
+
+func ipAddr(offset uint32, ip netip.Addr) []expr.Any {
+	a := ip.As4()
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+	}
+}
+
+// localDest is `fib daddr type local`.
+func localDest() []expr.Any {
+	typ := make([]byte, 4)
+	binary.NativeEndian.PutUint32(typ, unix.RTN_LOCAL)
+	return []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: typ},
+	}
+}
+
+func l4(proto string, port uint16) []expr.Any {
+	p := byte(unix.IPPROTO_TCP)
+	if proto == "udp" {
+		p = unix.IPPROTO_UDP
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(port)},
+	}
+}
+
+func dnat(ip netip.Addr, port uint16) []expr.Any {
+	a := ip.As4()
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: a[:]},
+		&expr.Immediate{Register: 2, Data: be16(port)},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	}
+}
+
+func be16(v uint16) []byte {
+	b := make([]byte, 2)
+	binary.BigEndian.PutUint16(b, v)
+	return b
+}
+
+// forwardTag marks the rules berth adds to a table it does not own.
+var forwardTag = []byte("berth")
+
+// AllowForward makes sure a host forward chain that other software owns
+// (iptables-nft's "filter FORWARD", which docker leaves with policy drop,
+// and which sees bridged frames when br_netfilter is loaded) accepts
+// traffic of berth's bridges: a drop there would win over any accept of
+// berth's own table. It is a no-op where no such chain exists. Isolation
+// and internal networks are still enforced by berth's table, whose drops
+// are final.
+func AllowForward() error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t, ch, err := foreignForward(c)
+	if err != nil || ch == nil {
+		return err
+	}
+	rules, err := c.GetRules(t, ch)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if string(r.UserData) == string(forwardTag) {
+			return nil
+		}
+	}
+	for _, key := range []expr.MetaKey{unix.NFT_META_OIFNAME, unix.NFT_META_IIFNAME} {
+		c.InsertRule(&nftables.Rule{Table: t, Chain: ch, UserData: forwardTag,
+			Exprs: cat(ifnamePrefix(key, BridgePrefix), verdict(expr.VerdictAccept))})
+	}
+	return c.Flush()
+}
+
+// RemoveForward deletes what AllowForward added.
+func RemoveForward() error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t, ch, err := foreignForward(c)
+	if err != nil || ch == nil {
+		return err
+	}
+	rules, err := c.GetRules(t, ch)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range rules {
+		if string(r.UserData) == string(forwardTag) {
+			c.DelRule(r)
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return c.Flush()
+}
+
+func foreignForward(c *nftables.Conn) (*nftables.Table, *nftables.Chain, error) {
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == "filter" && ch.Name == "FORWARD" {
+			return ch.Table, ch, nil
+		}
+	}
+	return nil, nil, nil
+}

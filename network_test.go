@@ -1,0 +1,116 @@
+package berth_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+)
+
+// serveHTTP starts busybox httpd detached-in-spirit (attached here) in a
+// container serving "hello from NAME" on port 80.
+func httpServer(t *testing.T, rt *berth.Runtime, name string, opts ...berth.RunOption) *berth.Container {
+	t.Helper()
+	script := fmt.Sprintf("mkdir -p /www && echo hello from %s > /www/index.html && exec httpd -f -p 80 -h /www", name)
+	c := mustRun(t, rt, "busybox", sh(script), append([]berth.RunOption{berth.WithName(name)}, opts...)...)
+	t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitListening(ctx, "tcp", 80); err != nil {
+		t.Fatalf("%s never listened on 80: %v", name, err)
+	}
+	return c
+}
+
+func httpGet(t *testing.T, addr string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dialing %s: %v", addr, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.0\r\n\r\n")
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading from %s: %v", addr, err)
+	}
+	s := string(b)
+	if i := strings.Index(s, "\r\n\r\n"); i >= 0 {
+		s = s[i+4:]
+	}
+	return strings.TrimSpace(s)
+}
+
+func TestNetworkDefaultBridge(t *testing.T) {
+	rt := busyboxRuntime(t)
+	out := mustOutput(t, rt, "busybox", sh("ip -o -4 addr show eth0; ip route; cat /etc/resolv.conf"))
+	if !strings.Contains(out, "eth0") || !strings.Contains(out, "default via") || !strings.Contains(out, "nameserver 127.0.0.11") {
+		t.Fatalf("container on the default network:\n%s", out)
+	}
+	n, err := rt.Network(context.Background(), berth.DefaultNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, " "+n.Subnet.Addr().String()[:strings.LastIndex(n.Subnet.Addr().String(), ".")]) {
+		t.Errorf("address not in the default subnet %s:\n%s", n.Subnet, out)
+	}
+}
+
+func TestNetworkNone(t *testing.T) {
+	rt := busyboxRuntime(t)
+	out := mustOutput(t, rt, "busybox", sh("ls /sys/class/net"), berth.WithNetworkMode("none"))
+	if strings.TrimSpace(out) != "lo" {
+		t.Fatalf("--network none has interfaces %q, want only lo", out)
+	}
+}
+
+func TestNetworkNamesAndPublish(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	n, err := rt.CreateNetwork(ctx, "stack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpServer(t, rt, "web", berth.WithNetwork("stack", "www"), berth.WithPublish("127.0.0.1::80"))
+	for _, name := range []string{"web", "www"} {
+		out, err := output(t, rt, "busybox", sh("wget -q -O - http://"+name+"/"), berth.WithNetwork("stack"))
+		if err != nil || strings.TrimSpace(out) != "hello from web" {
+			t.Errorf("wget http://%s/ from the network: %q, %v", name, out, err)
+		}
+	}
+	out, err := output(t, rt, "busybox", sh("nslookup web 127.0.0.11"), berth.WithNetwork("stack"))
+	if err != nil || !strings.Contains(out, n.Subnet.Addr().String()[:6]) {
+		t.Errorf("nslookup web: %q, %v", out, err)
+	}
+	c, err := rt.Container(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := c.Ports(ctx)
+	if err != nil || len(ports) != 1 || ports[0].HostPort == 0 {
+		t.Fatalf("Ports = %v, %v", ports, err)
+	}
+	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", ports[0].HostPort)); got != "hello from web" {
+		t.Errorf("through the published port: %q", got)
+	}
+	conn, err := c.Dial(ctx, "tcp", "127.0.0.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET / HTTP/1.0\r\n\r\n")
+	b, _ := io.ReadAll(conn)
+	conn.Close()
+	if !strings.Contains(string(b), "hello from web") {
+		t.Errorf("Dial: %q", b)
+	}
+	if err := n.Remove(ctx); !errors.Is(err, berth.ErrInUse) {
+		t.Errorf("removing a network in use: %v, want ErrInUse", err)
+	}
+}
