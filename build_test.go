@@ -897,3 +897,31 @@ COPY --from=two /two /
 		}
 	}
 }
+
+// TestBuildRunNetwork checks RUN --network: none has only loopback, host
+// sees the host's links.
+func TestBuildRunNetwork(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	hostLinks, err := os.ReadFile("/proc/net/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hostLink string
+	for _, l := range strings.Split(string(hostLinks), "\n")[2:] {
+		if name, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && name != "lo" {
+			hostLink = name
+			break
+		}
+	}
+	if hostLink == "" {
+		t.Skip("the host has no link but loopback to look for")
+	}
+	links := "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort"
+	_, tree := buildIn(t, rt, "FROM busybox\nRUN --network=none "+links+" > /none\nRUN --network=host "+links+" > /host\n", nil)
+	wantFiles(t, tree, map[string]string{"/none": "lo\n"})
+	if !slices.Contains(strings.Fields(tree["/host"].content), hostLink) {
+		t.Errorf("RUN --network=host sees %q, want the host's %s among them", tree["/host"].content, hostLink)
+	}
+}
