@@ -13,6 +13,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -72,9 +75,28 @@ type conformanceInput struct {
 	// Rebuilds are built one after another after the first build, each
 	// after its Setup; want.json describes the image of the last one.
 	Rebuilds []conformanceRebuild `json:"rebuilds,omitempty"`
+	// Secrets maps a secret's id to its content (--secret id=ID,src=FILE,
+	// the file written outside the context). The saved image must hold
+	// none of the contents.
+	Secrets map[string]string `json:"secrets,omitempty"`
+	// SourceDateEpoch, in seconds, is passed with WithSourceDateEpoch; the
+	// image and its history must then be created at that time, and a
+	// second build without the cache must give the same image ID.
+	SourceDateEpoch int64 `json:"sourceDateEpoch,omitempty"`
+	// HTTP serves the case's http/ directory on 127.0.0.1; "{{HTTP}}" in
+	// the Dockerfile becomes its URL.
+	HTTP bool `json:"http,omitempty"`
+	// RunHistory false reduces RUN's created_by to its name too, for
+	// cases docker cannot check (heredocs).
+	RunHistory *bool `json:"runHistory,omitempty"`
 	// ExactHistory compares created_by as BuildKit writes it (see
 	// normalizeHistory).
 	ExactHistory bool `json:"exactHistory,omitempty"`
+	// DockerDiffers, when set, says why docker 20.10 gives a different
+	// result that the golden rightly does not follow (a behaviour later
+	// BuildKit changed, or one that contradicts docker's documentation);
+	// the docker comparison is then only logged.
+	DockerDiffers string `json:"dockerDiffers,omitempty"`
 	// Docker, when set, says why docker build cannot build the case
 	// (docker 20.10's built-in Dockerfile frontend lacks the syntax).
 	Docker string `json:"docker,omitempty"`
@@ -150,7 +172,7 @@ type conformanceHist struct {
 // shows whether the directory was made. With exact (build.json's
 // exactHistory) only the prefix and suffix are taken off, and the golden
 // holds BuildKit's text.
-func normalizeHistory(createdBy string, empty, exact bool) conformanceHist {
+func normalizeHistory(createdBy string, empty, exact, runText bool) conformanceHist {
 	s := strings.TrimPrefix(createdBy, "/bin/sh -c #(nop) ")
 	s = strings.TrimSpace(strings.TrimSuffix(s, " # buildkit"))
 	if exact {
@@ -159,7 +181,9 @@ func normalizeHistory(createdBy string, empty, exact bool) conformanceHist {
 	name, _, _ := strings.Cut(s, " ")
 	switch name {
 	case "RUN":
-		return conformanceHist{CreatedBy: s, EmptyLayer: empty}
+		if runText {
+			return conformanceHist{CreatedBy: s, EmptyLayer: empty}
+		}
 	case "WORKDIR":
 		return conformanceHist{CreatedBy: name}
 	}
@@ -284,17 +308,23 @@ func runConformanceCase(t *testing.T, ctx context.Context, rt *berth.Runtime, ba
 	work := t.TempDir()
 	ctxDir := filepath.Join(work, "context")
 	dockerfile := filepath.Join(work, "Dockerfile")
-	prepareConformanceContext(t, dir, ctxDir, dockerfile, in.Setup)
+	httpURL := ""
+	if in.HTTP {
+		srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(dir, "http"))))
+		t.Cleanup(srv.Close)
+		httpURL = srv.URL
+	}
+	prepareConformanceContext(t, dir, ctxDir, dockerfile, in, httpURL)
 	tag := "conformance/" + filepath.Base(dir)
 
 	var got conformanceWant
-	events, err := berthBuild(ctx, rt, ctxDir, dockerfile, tag, in, true)
+	events, err := berthBuild(ctx, rt, ctxDir, dockerfile, tag, in)
 	for i, rb := range in.Rebuilds {
 		if err != nil {
 			break
 		}
 		applySetup(t, ctxDir, rb.Setup)
-		events, err = berthBuild(ctx, rt, ctxDir, dockerfile, tag, in, false)
+		events, err = berthBuild(ctx, rt, ctxDir, dockerfile, tag, in)
 		if err == nil {
 			checkCacheEvents(t, fmt.Sprintf("berth rebuild %d", i+1), rb, events)
 		}
@@ -314,11 +344,15 @@ func runConformanceCase(t *testing.T, ctx context.Context, rt *berth.Runtime, ba
 		if err := rt.Save(ctx, &buf, tag); err != nil {
 			t.Fatal(err)
 		}
+		checkNoSecrets(t, "berth", buf.Bytes(), in.Secrets)
+		if in.SourceDateEpoch != 0 {
+			checkReproducible(t, ctx, rt, ctxDir, dockerfile, tag, in, buf.Bytes(), baseHist)
+		}
 		img, err := readSavedImage(&buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = img.summary(baseTree, baseHist, in.ExactHistory)
+		got = img.summary(baseTree, baseHist, in)
 		if img.layers != nonEmptyLayers(img.history) {
 			t.Errorf("berth's image has %d layers but %d history entries with a layer", img.layers, nonEmptyLayers(img.history))
 		}
@@ -353,7 +387,9 @@ func runConformanceCase(t *testing.T, ctx context.Context, rt *berth.Runtime, ba
 		t.Logf("docker failed too: %+v", *dgot.Error)
 		return
 	}
-	if diff := jsonDiff(want, dgot); diff != "" {
+	if diff := jsonDiff(want, dgot); diff != "" && in.DockerDiffers != "" {
+		t.Logf("docker differs, as expected (%s) (-want +got):\n%s", in.DockerDiffers, diff)
+	} else if diff != "" {
 		t.Errorf("docker (-want +got):\n%s\ndocker's history: %s", diff, raw)
 	}
 }
@@ -369,10 +405,80 @@ func writeWant(t *testing.T, p string, w conformanceWant) {
 	}
 }
 
+// checkNoSecrets fails the test if a secret's content is anywhere in the
+// saved image, in a layer or the config.
+func checkNoSecrets(t *testing.T, who string, saved []byte, secrets map[string]string) {
+	t.Helper()
+	members, err := savedMembers(bytes.NewReader(saved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, content := range secrets {
+		for name, b := range members {
+			if len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b {
+				if gz, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
+					b, _ = io.ReadAll(gz)
+				}
+			}
+			if bytes.Contains(b, []byte(content)) {
+				t.Errorf("%s: secret %q is in the image (%s)", who, id, name)
+			}
+		}
+	}
+}
+
+// checkReproducible checks a SOURCE_DATE_EPOCH build: the image and its
+// history are dated at the epoch, and building again without the cache
+// gives the same image.
+func checkReproducible(t *testing.T, ctx context.Context, rt *berth.Runtime, ctxDir, dockerfile, tag string, in conformanceInput, saved []byte, baseHist int) {
+	t.Helper()
+	members, err := savedMembers(bytes.NewReader(saved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest []struct{ Config string }
+	json.Unmarshal(members["manifest.json"], &manifest)
+	var cf struct {
+		Created time.Time `json:"created"`
+		History []struct {
+			Created time.Time `json:"created"`
+		} `json:"history"`
+	}
+	if len(manifest) == 0 || json.Unmarshal(members[path.Clean(manifest[0].Config)], &cf) != nil {
+		t.Fatal("no config in the saved image")
+	}
+	epoch := time.Unix(in.SourceDateEpoch, 0).UTC()
+	if !cf.Created.Equal(epoch) {
+		t.Errorf("image created %v, want SOURCE_DATE_EPOCH %v", cf.Created, epoch)
+	}
+	// The base image's entries keep their times; the build's are dated.
+	for i, h := range cf.History[min(baseHist, len(cf.History)):] {
+		if !h.Created.Equal(epoch) {
+			t.Errorf("history[%d] created %v, want SOURCE_DATE_EPOCH %v", baseHist+i, h.Created, epoch)
+		}
+	}
+	first, err := rt.Image(ctx, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := in
+	again.Rebuilds = nil
+	if _, err := berthBuild(ctx, rt, ctxDir, dockerfile, tag+"-again", again, berth.WithNoCache()); err != nil {
+		t.Fatalf("second SOURCE_DATE_EPOCH build: %v", err)
+	}
+	second, err := rt.Image(ctx, tag+"-again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ID != second.ID {
+		t.Errorf("SOURCE_DATE_EPOCH: a second build without the cache made %s, the first %s", second.ID, first.ID)
+	}
+}
+
 // berthBuild builds a case with berth and returns its progress events.
-func berthBuild(ctx context.Context, rt *berth.Runtime, ctxDir, dockerfile, tag string, in conformanceInput, first bool) ([]berth.BuildEvent, error) {
+func berthBuild(ctx context.Context, rt *berth.Runtime, ctxDir, dockerfile, tag string, in conformanceInput, extra ...berth.BuildOption) ([]berth.BuildEvent, error) {
 	var events []berth.BuildEvent
-	opts := []berth.BuildOption{
+	opts := append(extra,
 		berth.WithDockerfile(dockerfile),
 		berth.WithBuildTags(tag),
 		berth.WithBuildProgress(func(ev berth.BuildEvent) {
@@ -380,12 +486,18 @@ func berthBuild(ctx context.Context, rt *berth.Runtime, ctxDir, dockerfile, tag 
 				events = append(events, ev)
 			}
 		}),
-	}
+	)
 	if len(in.Args) > 0 {
 		opts = append(opts, berth.WithBuildArgs(in.Args))
 	}
 	if in.Target != "" {
 		opts = append(opts, berth.WithTarget(in.Target))
+	}
+	for id := range in.Secrets {
+		opts = append(opts, berth.WithBuildSecret(id, secretPath(dockerfile, id)))
+	}
+	if in.SourceDateEpoch != 0 {
+		opts = append(opts, berth.WithSourceDateEpoch(time.Unix(in.SourceDateEpoch, 0)))
 	}
 	_, err := rt.Build(ctx, ctxDir, opts...)
 	return events, err
@@ -432,11 +544,11 @@ func nonEmptyLayers(h []rawHist) int {
 
 // summary is the image as want.json describes it: the history entries
 // after the base's, and the tree's differences from the base tree.
-func (img *conformanceImage) summary(baseTree map[string]treeEntry, baseHist int, exactHistory bool) conformanceWant {
+func (img *conformanceImage) summary(baseTree map[string]treeEntry, baseHist int, in conformanceInput) conformanceWant {
 	cfg := img.config
 	w := conformanceWant{Config: &cfg, Tree: map[string]string{}}
 	for i := baseHist; i < len(img.history); i++ {
-		w.History = append(w.History, normalizeHistory(img.history[i].CreatedBy, img.history[i].EmptyLayer, exactHistory))
+		w.History = append(w.History, normalizeHistory(img.history[i].CreatedBy, img.history[i].EmptyLayer, in.ExactHistory, in.RunHistory == nil || *in.RunHistory))
 	}
 	for p, e := range img.tree {
 		if b, ok := baseTree[p]; !ok || b.String() != e.String() {
@@ -453,7 +565,7 @@ func (img *conformanceImage) summary(baseTree map[string]treeEntry, baseHist int
 
 // prepareConformanceContext copies the case's context and Dockerfile into
 // the work dir and applies the setup.
-func prepareConformanceContext(t *testing.T, dir, ctxDir, dockerfile string, setup []string) {
+func prepareConformanceContext(t *testing.T, dir, ctxDir, dockerfile string, in conformanceInput, httpURL string) {
 	t.Helper()
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -474,11 +586,23 @@ func prepareConformanceContext(t *testing.T, dir, ctxDir, dockerfile string, set
 		if err != nil {
 			t.Fatal(err)
 		}
+		b = bytes.ReplaceAll(b, []byte("{{HTTP}}"), []byte(httpURL))
 		if err := os.WriteFile(filepath.Join(filepath.Dir(dockerfile), name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	applySetup(t, ctxDir, setup)
+	for id, content := range in.Secrets {
+		if err := os.WriteFile(secretPath(dockerfile, id), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applySetup(t, ctxDir, in.Setup)
+}
+
+// secretPath is where a case's secret is written: beside the Dockerfile,
+// outside the context.
+func secretPath(dockerfile, id string) string {
+	return filepath.Join(filepath.Dir(dockerfile), "secret-"+id)
 }
 
 // applySetup runs setup lines on the context, one operation each:
@@ -614,18 +738,16 @@ func writeSetupTar(p string, pairs []string) error {
 func conformanceBaseImage(t *testing.T, rt *berth.Runtime) *conformanceBase {
 	t.Helper()
 	ctx := context.Background()
-	layer := berthtest.BusyboxTar(t)
+	layer := withRunNonce(t, berthtest.BusyboxTar(t))
 	sum := sha256.Sum256(layer)
 	diffID := "sha256:" + hex.EncodeToString(sum[:])
 	cfg, err := json.Marshal(map[string]any{
 		"architecture": "amd64",
 		"os":           "linux",
-		// A new creation time each run gives the base a new ID, so that
-		// docker's build cache, which outlives the test, is cold for it.
-		"created": time.Now().UTC().Format(time.RFC3339Nano),
-		"config":  map[string]any{"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, "Cmd": []string{"sh"}},
-		"rootfs":  map[string]any{"type": "layers", "diff_ids": []string{diffID}},
-		"history": []map[string]any{{"created": "2023-11-14T22:13:20Z", "created_by": "berthtest busybox"}},
+		"created":      "2023-11-14T22:13:20Z",
+		"config":       map[string]any{"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, "Cmd": []string{"sh"}},
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+		"history":      []map[string]any{{"created": "2023-11-14T22:13:20Z", "created_by": "berthtest busybox"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -662,27 +784,47 @@ func conformanceBaseImage(t *testing.T, rt *berth.Runtime) *conformanceBase {
 	return &conformanceBase{ref: "busybox:latest", archive: saved.Bytes(), img: img}
 }
 
-// readSavedImage reads the first image of a docker save archive (berth's
-// or docker's): its config, history and merged file tree.
-func readSavedImage(r io.Reader) (*conformanceImage, error) {
-	members := map[string][]byte{}
-	tr := tar.NewReader(r)
+// withRunNonce adds /etc/conformance-run, different in every run, to a
+// root filesystem tar: BuildKit matches its cache by layer content, and
+// docker's cache outlives the test, so without it a rebuild could hit what
+// an earlier run built and the cache cases would prove nothing.
+func withRunNonce(t *testing.T, rootfs []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tr := tar.NewReader(bytes.NewReader(rootfs))
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, err
+			t.Fatal(err)
 		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			return nil, err
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
 		}
-		members[path.Clean(hdr.Name)] = b
+	}
+	nonce := strconv.FormatInt(time.Now().UnixNano(), 10) + "\n"
+	if err := tw.WriteHeader(&tar.Header{Name: "etc/conformance-run", Mode: 0o644, Size: int64(len(nonce)), ModTime: time.Unix(1700000000, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tw, nonce)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// readSavedImage reads the first image of a docker save archive (berth's
+// or docker's): its config, history and merged file tree.
+func readSavedImage(r io.Reader) (*conformanceImage, error) {
+	members, err := savedMembers(r)
+	if err != nil {
+		return nil, err
 	}
 	var manifest []struct {
 		Config string
@@ -711,6 +853,30 @@ func readSavedImage(r io.Reader) (*conformanceImage, error) {
 		}
 	}
 	return img, nil
+}
+
+// savedMembers reads the regular files of a docker save archive.
+func savedMembers(r io.Reader) (map[string][]byte, error) {
+	members := map[string][]byte{}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, err
+		}
+		members[path.Clean(hdr.Name)] = b
+	}
+	return members, nil
 }
 
 // applyLayerToTree applies a layer as overlayfs merges it: whiteouts and
@@ -850,7 +1016,13 @@ func (d *dockerBuilder) build(t *testing.T, dir string, in conformanceInput, wan
 	work := t.TempDir()
 	ctxDir := filepath.Join(work, "context")
 	dockerfile := filepath.Join(work, "Dockerfile")
-	prepareConformanceContext(t, dir, ctxDir, dockerfile, in.Setup)
+	httpURL := ""
+	if in.HTTP {
+		srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(dir, "http"))))
+		t.Cleanup(srv.Close)
+		httpURL = srv.URL
+	}
+	prepareConformanceContext(t, dir, ctxDir, dockerfile, in, httpURL)
 	tag := "berth-conformance-" + strings.ToLower(filepath.Base(dir))
 	t.Cleanup(func() { exec.Command(d.bin, "rmi", "-f", tag).Run() })
 	out, err := d.run(ctxDir, dockerfile, tag, in, true)
@@ -885,6 +1057,7 @@ func (d *dockerBuilder) build(t *testing.T, dir string, in conformanceInput, wan
 	if err := save.Run(); err != nil {
 		t.Fatalf("docker save: %v", err)
 	}
+	checkNoSecrets(t, "docker", saved.Bytes(), in.Secrets)
 	img, err := readSavedImage(&saved)
 	if err != nil {
 		t.Fatal(err)
@@ -893,7 +1066,7 @@ func (d *dockerBuilder) build(t *testing.T, dir string, in conformanceInput, wan
 	for _, h := range img.history[min(baseHist, len(img.history)):] {
 		hist = append(hist, fmt.Sprintf("%q empty=%v", h.CreatedBy, h.EmptyLayer))
 	}
-	return img.summary(baseTree, baseHist, in.ExactHistory), "\n\t" + strings.Join(hist, "\n\t")
+	return img.summary(baseTree, baseHist, in), "\n\t" + strings.Join(hist, "\n\t")
 }
 
 func (d *dockerBuilder) run(ctxDir, dockerfile, tag string, in conformanceInput, first bool) (string, error) {
@@ -912,6 +1085,9 @@ func (d *dockerBuilder) run(ctxDir, dockerfile, tag string, in conformanceInput,
 	}
 	if in.Target != "" {
 		args = append(args, "--target", in.Target)
+	}
+	for _, id := range slices.Sorted(maps.Keys(in.Secrets)) {
+		args = append(args, "--secret", "id="+id+",src="+secretPath(dockerfile, id))
 	}
 	cmd := exec.Command(d.bin, append(args, ctxDir)...)
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=1")
