@@ -173,9 +173,15 @@ func TestIsolationMounts(t *testing.T) {
 		}
 	})
 	t.Run("etc files", func(t *testing.T) {
-		got := containerOut(t, rt, "cat /etc/hostname; grep -c localhost /etc/hosts; grep -w box /etc/hosts; test -f /etc/resolv.conf && echo resolv", berth.WithHostname("box"))
+		// With no network, the hostname maps to 127.0.1.1; on a network, to
+		// the container's address there (docker's /etc/hosts).
+		got := containerOut(t, rt, "cat /etc/hostname; grep -c localhost /etc/hosts; grep -w box /etc/hosts; test -f /etc/resolv.conf && echo resolv", berth.WithHostname("box"), berth.WithNetworkMode("none"))
 		if d := diffLines("box\n2\n127.0.1.1\tbox\nresolv\n", got); d != "" {
-			t.Errorf("/etc files (-want +got):\n%s", d)
+			t.Errorf("/etc files, no network (-want +got):\n%s", d)
+		}
+		got = containerOut(t, rt, "grep -w box /etc/hosts | cut -f1; ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1", berth.WithHostname("box"))
+		if lines := strings.Fields(got); len(lines) != 2 || lines[0] != lines[1] {
+			t.Errorf("/etc/hosts maps box to %q, want eth0's address", got)
 		}
 	})
 }
@@ -210,11 +216,11 @@ func TestIsolationReadOnlyRootfs(t *testing.T) {
 	}
 }
 
-// TestIsolationNetwork checks that the container's network namespace has
-// only a loopback interface, up.
+// TestIsolationNetwork checks that a container with no network has its
+// own namespace with only a loopback interface, up.
 func TestIsolationNetwork(t *testing.T) {
 	rt := busyboxRuntime(t)
-	out := containerOut(t, rt, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags")
+	out := containerOut(t, rt, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags", berth.WithNetworkMode("none"))
 	// lo's operstate is "unknown" when up; flags 0x9 is IFF_UP|IFF_LOOPBACK.
 	if d := diffLines("lo\nunknown\n0x9\n", out); d != "" {
 		t.Errorf("interfaces, lo state and flags (-want +got):\n%s", d)
