@@ -581,6 +581,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		tr.mark("cgdelete")
 	}
 	run.net.teardown()
+	r.removeStrayEndpoints(rec.ID)
 	tr.mark("network")
 	if run.log != nil {
 		run.log.close()

@@ -114,3 +114,41 @@ func TestNetworkNamesAndPublish(t *testing.T) {
 		t.Errorf("removing a network in use: %v, want ErrInUse", err)
 	}
 }
+
+func TestNetworkConnectDisconnect(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	n, err := rt.CreateNetwork(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := httpServer(t, rt, "web2", berth.WithNetworkMode("none"))
+	if err := n.Connect(ctx, web, "site"); err == nil {
+		t.Fatal("Connect of a --network none container succeeded")
+	}
+	web = httpServer(t, rt, "web3")
+	if err := n.Connect(ctx, web, "site"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Connect(ctx, web); !errors.Is(err, berth.ErrExists) {
+		t.Errorf("second Connect: %v, want ErrExists", err)
+	}
+	out, err := output(t, rt, "busybox", sh("wget -q -O - http://site/"), berth.WithNetwork("late"))
+	if err != nil || strings.TrimSpace(out) != "hello from web3" {
+		t.Fatalf("wget http://site/ after Connect: %q, %v", out, err)
+	}
+	eps, err := n.Endpoints(ctx)
+	if err != nil || len(eps) != 1 || eps[0].Container != "web3" {
+		t.Errorf("Endpoints = %+v, %v", eps, err)
+	}
+	if err := n.Disconnect(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := output(t, rt, "busybox", sh("nslookup site 127.0.0.11"), berth.WithNetwork("late")); err == nil {
+		t.Errorf("site still resolves after Disconnect: %q", out)
+	}
+	st, _ := web.State(ctx)
+	if len(st.Networks) != 1 || st.Networks[0].Network != berth.DefaultNetwork {
+		t.Errorf("networks after Disconnect: %+v", st.Networks)
+	}
+}

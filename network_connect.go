@@ -1,0 +1,142 @@
+package berth
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/berth-dev/berth/internal/bridge"
+)
+
+// Connect attaches the container to the network (docker network connect
+// --alias): a running container gets a new interface at once and the
+// others on the network find it by name and alias from then on; a stopped
+// one joins when it next starts. Connecting twice fails with ErrExists.
+func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) error {
+	r := n.rt
+	if err := r.checkOpen(); err != nil {
+		return err
+	}
+	cur, err := r.readRecord(c.ID)
+	if err != nil {
+		return err
+	}
+	if mode, _ := networkModeOf(&cur.Config); mode != "bridge" {
+		return fmt.Errorf("%w: container %s uses network mode %q and cannot join networks", ErrInvalid, c.Name, cur.Config.NetworkMode)
+	}
+	a := networkAttachment{NetworkID: n.ID, Name: n.Name, Aliases: aliases}
+	rec, err := r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
+		for _, have := range rec.Config.Networks {
+			if have.NetworkID == n.ID {
+				return fmt.Errorf("%w: container %s is already on network %q", ErrExists, c.Name, n.Name)
+			}
+		}
+		rec.Config.Networks = append(rec.Config.Networks, a)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !rec.alive() {
+		return nil
+	}
+	ep, err := r.allocateEndpoint(ctx, rec, a, len(rec.State.Networks))
+	if err != nil {
+		return r.undoConnect(ctx, c, n, err)
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/net")
+	if err == nil {
+		mac, _ := net.ParseMAC(ep.MAC)
+		err = bridge.Attach(int(f.Fd()), bridge.Endpoint{Bridge: bridgeName(r.root, n.ID), HostName: ep.HostIf, Name: ep.Ifname, Addr: ep.Addr, MAC: mac})
+		f.Close()
+	}
+	if err != nil {
+		os.Remove(r.endpointPath(n.ID, c.ID))
+		return r.undoConnect(ctx, c, n, fmt.Errorf("connecting container %s to network %q: %w", c.Name, n.Name, err))
+	}
+	_, err = r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
+		rec.State.Networks = append(rec.State.Networks, ep.public(n.Name))
+		return nil
+	})
+	return err
+}
+
+func (r *Runtime) undoConnect(ctx context.Context, c *Container, n *Network, cause error) error {
+	r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
+		rec.Config.Networks = slices.DeleteFunc(rec.Config.Networks, func(a networkAttachment) bool { return a.NetworkID == n.ID })
+		return nil
+	})
+	return cause
+}
+
+// Disconnect detaches the container from the network (docker network
+// disconnect): a running container loses the interface at once, and its
+// name stops resolving there. A container not on the network fails with
+// ErrNotFound.
+func (n *Network) Disconnect(ctx context.Context, c *Container) error {
+	r := n.rt
+	if err := r.checkOpen(); err != nil {
+		return err
+	}
+	rec, err := r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
+		before := len(rec.Config.Networks)
+		rec.Config.Networks = slices.DeleteFunc(rec.Config.Networks, func(a networkAttachment) bool { return a.NetworkID == n.ID })
+		if len(rec.Config.Networks) == before {
+			return fmt.Errorf("%w: container %s is not on network %q", ErrNotFound, c.Name, n.Name)
+		}
+		rec.State.Networks = slices.DeleteFunc(rec.State.Networks, func(e NetworkEndpoint) bool { return e.Network == n.Name })
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var ep endpointRecord
+	if readJSON(r.endpointPath(n.ID, c.ID), &ep) != nil {
+		return nil // not running, or not attached yet
+	}
+	if rec.alive() {
+		if f, err := os.Open("/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/net"); err == nil {
+			bridge.Detach(int(f.Fd()), ep.Ifname)
+			f.Close()
+		}
+	}
+	bridge.Delete(ep.HostIf)
+	os.Remove(r.endpointPath(n.ID, c.ID))
+	if len(ep.Ports) > 0 {
+		r.applyNAT(ctx)
+	}
+	r.maybeDownBridge(ctx, n.ID)
+	return nil
+}
+
+// strayEndpoints lists endpoint files of the container on networks it
+// joined after it started (Connect), which its owner did not make.
+func (r *Runtime) strayEndpoints(containerID string) []string {
+	m, _ := filepath.Glob(filepath.Join(r.root, "endpoints", "*", containerID+".json"))
+	return m
+}
+
+// removeStrayEndpoints deletes, once the container stopped, the endpoints
+// Connect gave it while it ran, with their veths and the rules for them.
+func (r *Runtime) removeStrayEndpoints(containerID string) {
+	paths := r.strayEndpoints(containerID)
+	if len(paths) == 0 {
+		return
+	}
+	ctx := context.Background()
+	for _, p := range paths {
+		var ep endpointRecord
+		if readJSON(p, &ep) == nil {
+			bridge.Delete(ep.HostIf)
+		}
+		os.Remove(p)
+	}
+	r.applyNAT(ctx)
+	for _, p := range paths {
+		r.maybeDownBridge(ctx, filepath.Base(filepath.Dir(p)))
+	}
+}
