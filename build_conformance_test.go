@@ -105,6 +105,8 @@ type conformanceInput struct {
 // conformanceRebuild is one more build of the same case.
 type conformanceRebuild struct {
 	Setup []string `json:"setup,omitempty"`
+	// NoCache rebuilds with WithNoCache (--no-cache).
+	NoCache bool `json:"noCache,omitempty"`
 	// Cached and Rebuilt list instructions, as written, that must come
 	// from the cache or be built anew.
 	Cached  []string `json:"cached,omitempty"`
@@ -249,6 +251,7 @@ func (e treeEntry) String() string {
 type conformanceBase struct {
 	ref     string
 	archive []byte // berth's Save of it, for docker load
+	rootfs  []byte // its layer, for docker import
 	img     *conformanceImage
 }
 
@@ -324,7 +327,11 @@ func runConformanceCase(t *testing.T, ctx context.Context, rt *berth.Runtime, ba
 			break
 		}
 		applySetup(t, ctxDir, rb.Setup)
-		events, err = berthBuild(ctx, rt, ctxDir, dockerfile, tag, in)
+		var extra []berth.BuildOption
+		if rb.NoCache {
+			extra = append(extra, berth.WithNoCache())
+		}
+		events, err = berthBuild(ctx, rt, ctxDir, dockerfile, tag, in, extra...)
 		if err == nil {
 			checkCacheEvents(t, fmt.Sprintf("berth rebuild %d", i+1), rb, events)
 		}
@@ -779,9 +786,12 @@ func conformanceBaseImage(t *testing.T, rt *berth.Runtime) *conformanceBase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The case default-path builds from this one, with no PATH.
-	berthtest.Busybox(t, rt, "busybox-nopath:latest")
-	return &conformanceBase{ref: "busybox:latest", archive: saved.Bytes(), img: img}
+	// The case default-path builds from the same root filesystem imported
+	// with no config at all, so no PATH.
+	if _, err := rt.Import(ctx, bytes.NewReader(layer), "busybox-nopath:latest"); err != nil {
+		t.Fatal(err)
+	}
+	return &conformanceBase{ref: "busybox:latest", archive: saved.Bytes(), rootfs: layer, img: img}
 }
 
 // withRunNonce adds /etc/conformance-run, different in every run, to a
@@ -1002,7 +1012,7 @@ func newDockerBuilder(t *testing.T, base *conformanceBase) *dockerBuilder {
 		t.Fatalf("docker load of the base image: %v\n%s", err, out)
 	}
 	nopath := exec.Command(bin, "import", "-", "busybox-nopath:latest")
-	nopath.Stdin = bytes.NewReader(berthtest.BusyboxTar(t))
+	nopath.Stdin = bytes.NewReader(base.rootfs)
 	if out, err := nopath.CombinedOutput(); err != nil {
 		t.Fatalf("docker import of busybox-nopath: %v\n%s", err, out)
 	}
@@ -1031,7 +1041,7 @@ func (d *dockerBuilder) build(t *testing.T, dir string, in conformanceInput, wan
 			break
 		}
 		applySetup(t, ctxDir, rb.Setup)
-		out, err = d.run(ctxDir, dockerfile, tag, in, false)
+		out, err = d.run(ctxDir, dockerfile, tag, in, rb.NoCache)
 		if err == nil {
 			checkCached(t, fmt.Sprintf("docker rebuild %d", i+1), rb, dockerCachedSteps(out))
 		}
@@ -1069,9 +1079,9 @@ func (d *dockerBuilder) build(t *testing.T, dir string, in conformanceInput, wan
 	return img.summary(baseTree, baseHist, in), "\n\t" + strings.Join(hist, "\n\t")
 }
 
-func (d *dockerBuilder) run(ctxDir, dockerfile, tag string, in conformanceInput, first bool) (string, error) {
+func (d *dockerBuilder) run(ctxDir, dockerfile, tag string, in conformanceInput, noCache bool) (string, error) {
 	args := []string{"build", "--progress=plain", "-f", dockerfile, "-t", tag}
-	if first {
+	if noCache {
 		args = append(args, "--no-cache")
 	}
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
