@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -40,6 +41,9 @@ type runFlags struct {
 	capAdd, capDrop, securityOpts, ulimits          []string
 	stopSignal                                      string
 	volumes, mounts, tmpfs, volumesFrom             []string
+	networks, networkAliases, publish               []string
+	addHosts, dns                                   []string
+	publishAll                                      bool
 }
 
 // runCommand is docker run.
@@ -75,6 +79,12 @@ func runCommand(fs *flagSet) runFunc {
 	fs.Strings(&f.mounts, "", "mount", "Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=…,target=…)")
 	fs.Strings(&f.tmpfs, "", "tmpfs", "Mount a tmpfs directory (PATH[:size=…,mode=…])")
 	fs.Strings(&f.volumesFrom, "", "volumes-from", "Mount volumes from the specified container(s)")
+	fs.Strings(&f.networks, "", "network", "Connect a container to a network (NAME, none, host, container:NAME, or name=NAME,alias=ALIAS); repeat for several")
+	fs.Strings(&f.networkAliases, "", "network-alias", "Add network-scoped alias for the container (on its first network)")
+	fs.Strings(&f.publish, "p", "publish", "Publish a container's port(s) to the host ([hostIP:][hostPort:]containerPort[/proto])")
+	fs.Bool(&f.publishAll, "P", "publish-all", "Publish all exposed ports to random ports")
+	fs.Strings(&f.addHosts, "", "add-host", "Add a custom host-to-IP mapping (host:ip)")
+	fs.Strings(&f.dns, "", "dns", "Set custom DNS servers")
 	return func(ctx context.Context, c *cli, args []string) error {
 		image := args[0]
 		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
@@ -203,7 +213,162 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	if len(f.volumesFrom) > 0 {
 		opts = append(opts, berth.WithVolumesFrom(f.volumesFrom...))
 	}
-	return p, opts, nil
+	netOpts, err := f.networkOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, append(opts, netOpts...), nil
+}
+
+// networkOptions turns --network, --network-alias, -p, -P, --add-host and
+// --dns into Run's options.
+func (f *runFlags) networkOptions() ([]berth.RunOption, error) {
+	var opts []berth.RunOption
+	if len(f.networks) == 0 && len(f.networkAliases) > 0 {
+		return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
+	}
+	for i, spec := range f.networks {
+		name, aliases, err := parseNetworkFlag(spec)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			aliases = append(aliases, f.networkAliases...)
+		}
+		switch {
+		case name == "none" || name == "host" || strings.HasPrefix(name, "container:"):
+			if len(f.networks) > 1 {
+				return nil, errors.New("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+			}
+			if len(aliases) > 0 {
+				return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
+			}
+			opts = append(opts, berth.WithNetworkMode(name))
+		case name == "bridge" || name == "default":
+			if len(aliases) > 0 {
+				return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
+			}
+			opts = append(opts, berth.WithNetwork(berth.DefaultNetwork))
+		default:
+			opts = append(opts, berth.WithNetwork(name, aliases...))
+		}
+	}
+	var ports []string
+	for _, p := range f.publish {
+		expanded, err := expandPortRange(p)
+		if err != nil {
+			return nil, err
+		}
+		ports = append(ports, expanded...)
+	}
+	if len(ports) > 0 {
+		opts = append(opts, berth.WithPublish(ports...))
+	}
+	if f.publishAll {
+		opts = append(opts, berth.WithPublishAll())
+	}
+	if len(f.addHosts) > 0 {
+		hosts := make([]string, len(f.addHosts))
+		for i, h := range f.addHosts {
+			// docker takes name=ip as well as name:ip.
+			if name, ip, ok := strings.Cut(h, "="); ok {
+				h = name + ":" + ip
+			}
+			hosts[i] = h
+		}
+		opts = append(opts, berth.WithExtraHosts(hosts...))
+	}
+	if len(f.dns) > 0 {
+		opts = append(opts, berth.WithDNS(f.dns...))
+	}
+	return opts, nil
+}
+
+// parseNetworkFlag reads one --network value: a network name or mode, or
+// docker's long form name=NET,alias=A[,alias=B].
+func parseNetworkFlag(s string) (name string, aliases []string, err error) {
+	if !strings.Contains(s, "=") {
+		return s, nil, nil
+	}
+	for _, field := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(field, "=")
+		switch k {
+		case "name":
+			name = v
+		case "alias":
+			aliases = append(aliases, v)
+		default:
+			return "", nil, fmt.Errorf("invalid argument %q for \"--network\" flag: berth supports the keys name and alias, not %q", s, k)
+		}
+	}
+	if name == "" {
+		return "", nil, fmt.Errorf("invalid argument %q for \"--network\" flag: no name", s)
+	}
+	return name, aliases, nil
+}
+
+// expandPortRange turns a -p value with port ranges
+// ("127.0.0.1:8000-8002:80-82/tcp", "80-82") into one value per port, as
+// WithPublish takes them. A host range must be as long as the container's.
+func expandPortRange(spec string) ([]string, error) {
+	rest, proto, hasProto := strings.Cut(spec, "/")
+	i := strings.LastIndexByte(rest, ':')
+	prefix, ctrPart := "", rest
+	if i >= 0 {
+		prefix, ctrPart = rest[:i+1], rest[i+1:]
+	}
+	hostIP, hostPart := "", ""
+	if prefix != "" {
+		hp := strings.TrimSuffix(prefix, ":")
+		if j := strings.LastIndexByte(hp, ':'); j >= 0 {
+			hostIP, hostPart = hp[:j+1], hp[j+1:]
+		} else {
+			hostPart = hp
+		}
+	}
+	if !strings.Contains(ctrPart, "-") && !strings.Contains(hostPart, "-") {
+		return []string{spec}, nil
+	}
+	bad := func() ([]string, error) {
+		return nil, fmt.Errorf("invalid argument %q for \"-p, --publish\" flag: want [hostIP:][hostPort[-hostPort]:]containerPort[-containerPort][/proto] with ranges of one length", spec)
+	}
+	portRange := func(s string) (lo, hi int, ok bool) {
+		a, b, isRange := strings.Cut(s, "-")
+		lo, err1 := strconv.Atoi(a)
+		hi, err2 := lo, error(nil)
+		if isRange {
+			hi, err2 = strconv.Atoi(b)
+		}
+		return lo, hi, err1 == nil && err2 == nil && lo > 0 && lo <= hi && hi <= 65535
+	}
+	clo, chi, ok := portRange(ctrPart)
+	if !ok {
+		return bad()
+	}
+	hlo := 0
+	if hostPart != "" {
+		var hhi int
+		if hlo, hhi, ok = portRange(hostPart); !ok || hhi-hlo != chi-clo {
+			return bad()
+		}
+	}
+	suffix := ""
+	if hasProto {
+		suffix = "/" + proto
+	}
+	var out []string
+	for p := clo; p <= chi; p++ {
+		host := ""
+		if hostPart != "" {
+			host = strconv.Itoa(hlo + p - clo)
+		}
+		if prefix == "" {
+			out = append(out, strconv.Itoa(p)+suffix)
+		} else {
+			out = append(out, hostIP+host+":"+strconv.Itoa(p)+suffix)
+		}
+	}
+	return out, nil
 }
 
 // mountList parses -v, --mount and --tmpfs, in that order.
@@ -600,6 +765,7 @@ func newPsRow(info *berth.ContainerInfo, noTrunc bool, now time.Time) psRow {
 		State:      info.State.Status,
 		Status:     containerStatus(info.State, now),
 		Names:      info.Name,
+		Ports:      psPorts(info.State.Ports),
 	}
 	if !noTrunc {
 		r.ID = shortID(r.ID)
@@ -904,7 +1070,134 @@ type containerInspect struct {
 	HostConfig      hostConfig
 	Mounts          []mountInspect
 	Config          containerConfig
-	NetworkSettings struct{}
+	NetworkSettings networkSettings
+}
+
+// networkSettings is docker inspect's NetworkSettings of a container: its
+// published ports and its place on each network while it runs. The
+// top-level address fields are filled for the default bridge network
+// only, as docker fills them.
+type networkSettings struct {
+	Ports       map[string][]portBindingInspect
+	Gateway     string
+	IPAddress   string
+	IPPrefixLen int
+	MacAddress  string
+	Networks    map[string]endpointInspect
+}
+
+type portBindingInspect struct {
+	HostIp   string
+	HostPort string
+}
+
+type endpointInspect struct {
+	Aliases     []string
+	MacAddress  string
+	Gateway     string
+	IPAddress   string
+	IPPrefixLen int
+}
+
+func newNetworkSettings(st berth.ContainerState) networkSettings {
+	ns := networkSettings{Ports: map[string][]portBindingInspect{}, Networks: map[string]endpointInspect{}}
+	for _, p := range st.Ports {
+		key := portKey(p)
+		ns.Ports[key] = append(ns.Ports[key], portBindingInspect{HostIp: hostIP(p), HostPort: strconv.Itoa(int(p.HostPort))})
+	}
+	for _, ep := range st.Networks {
+		ns.Networks[ep.Network] = endpointInspect{
+			Aliases: ep.Aliases, MacAddress: ep.MAC, Gateway: ep.Gateway.String(),
+			IPAddress: ep.IP.String(), IPPrefixLen: ep.PrefixLen,
+		}
+		if ep.Network == berth.DefaultNetwork {
+			ns.Gateway, ns.IPAddress, ns.IPPrefixLen, ns.MacAddress = ep.Gateway.String(), ep.IP.String(), ep.PrefixLen, ep.MAC
+		}
+	}
+	return ns
+}
+
+// portKey is docker's name of a container port: "80/tcp".
+func portKey(p berth.PortBinding) string {
+	proto := p.Protocol
+	if proto == "" {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%d/%s", p.ContainerPort, proto)
+}
+
+// hostIP is the host address of a binding as docker prints it.
+func hostIP(p berth.PortBinding) string {
+	if p.HostIP == "" {
+		return "0.0.0.0"
+	}
+	return p.HostIP
+}
+
+// sortedPorts orders bindings by container port, protocol and host
+// address, as docker port lists them.
+func sortedPorts(ports []berth.PortBinding) []berth.PortBinding {
+	out := slices.Clone(ports)
+	slices.SortStableFunc(out, func(a, b berth.PortBinding) int {
+		if a.ContainerPort != b.ContainerPort {
+			return int(a.ContainerPort) - int(b.ContainerPort)
+		}
+		if c := strings.Compare(portKey(a), portKey(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(hostIP(a), hostIP(b))
+	})
+	return out
+}
+
+// portCommand is docker port: every published port of the container, or
+// the host addresses of one container port.
+func portCommand(fs *flagSet) runFunc {
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		ctr, err := rt.Container(ctx, args[0])
+		if err != nil {
+			return noSuchContainer(args[0], err)
+		}
+		ports, err := ctr.Ports(ctx)
+		if err != nil {
+			return err
+		}
+		ports = sortedPorts(ports)
+		if len(args) == 1 {
+			for _, p := range ports {
+				fmt.Fprintln(c.stdout, p.String())
+			}
+			return nil
+		}
+		want := strings.ToLower(args[1])
+		if !strings.Contains(want, "/") {
+			want += "/tcp"
+		}
+		found := false
+		for _, p := range ports {
+			if portKey(p) == want {
+				fmt.Fprintln(c.stdout, net.JoinHostPort(hostIP(p), strconv.Itoa(int(p.HostPort))))
+				found = true
+			}
+		}
+		if !found {
+			return &statusError{code: exitFailure, msg: fmt.Sprintf("Error: No public port '%s' published for %s", want, args[0])}
+		}
+		return nil
+	}
+}
+
+// psPorts is docker ps's PORTS column: "0.0.0.0:32768->80/tcp, …".
+func psPorts(ports []berth.PortBinding) string {
+	var out []string
+	for _, p := range sortedPorts(ports) {
+		out = append(out, net.JoinHostPort(hostIP(p), strconv.Itoa(int(p.HostPort)))+"->"+portKey(p))
+	}
+	return strings.Join(out, ", ")
 }
 
 // mountInspect is one entry of docker inspect's Mounts.
@@ -973,6 +1266,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			WorkingDir: info.WorkingDir, Entrypoint: info.Entrypoint, Labels: info.Labels,
 			StopSignal: info.StopSignal,
 		},
+		NetworkSettings: newNetworkSettings(info.State),
 	}
 	if len(info.Args) > 0 {
 		out.Path, out.Args = info.Args[0], append(out.Args, info.Args[1:]...)

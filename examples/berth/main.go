@@ -1,7 +1,8 @@
 // Command berth is a docker-compatible command line over the berth library:
 // it pulls, pushes, lists, tags, removes, inspects, saves, loads and
-// imports OCI images, and runs, lists, logs, stops, kills, waits for and
-// removes containers, in a berth state directory, with no daemon.
+// imports OCI images, runs, lists, logs, stops, kills, waits for and
+// removes containers, and manages volumes and networks (published ports,
+// names between containers), in a berth state directory, with no daemon.
 //
 // Usage:
 //
@@ -27,7 +28,8 @@
 //
 // The program is a thin layer over the public API of package berth; every
 // command lives in the file of its group (image.go, archive.go,
-// container.go) and is listed once in the dispatch table below.
+// container.go, volume.go, network.go) and is listed once in the dispatch
+// table below.
 package main
 
 import (
@@ -87,7 +89,9 @@ func commands() []*command {
 		{name: "kill", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Kill one or more running containers", args: atLeast(1), setup: killCommand},
 		{name: "load", usage: "[OPTIONS]", short: "Load an image from a tar archive or STDIN", args: exactly(0), setup: loadCommand},
 		{name: "logs", usage: "[OPTIONS] CONTAINER", short: "Fetch the logs of a container", args: exactly(1), setup: logsCommand},
+		{name: "network", usage: "COMMAND", short: "Manage networks", long: "Manage networks: connect, create, disconnect, inspect, ls, rm", args: atLeast(0), posix: true, setup: groupCommand("network", "Manage networks", networkCommands)},
 		{name: "pause", usage: "CONTAINER [CONTAINER...]", short: "Pause all processes within one or more containers", args: atLeast(1), setup: pauseCommand},
+		{name: "port", usage: "CONTAINER [PRIVATE_PORT[/PROTO]]", short: "List port mappings or a specific mapping for the container", args: between(1, 2), setup: portCommand},
 		{name: "ps", usage: "[OPTIONS]", short: "List containers", args: exactly(0), setup: psCommand},
 		{name: "pull", usage: "[OPTIONS] NAME[:TAG|@DIGEST]", short: "Pull an image from a registry", args: exactly(1), setup: pullCommand},
 		{name: "push", usage: "NAME[:TAG]", short: "Push an image to a registry", args: exactly(1), setup: pushCommand},
@@ -487,5 +491,42 @@ func printFlags(w io.Writer, fs *flagSet) {
 	}
 	for i, d := range fs.docs {
 		fmt.Fprintf(w, "  %-*s   %s\n", width, names[i], d.usage)
+	}
+}
+
+// groupCommand is a command made of subcommands (docker volume, docker
+// network): it dispatches to the subcommand named first, which parses its
+// own flags.
+func groupCommand(group, title string, subs func() []*command) func(fs *flagSet) runFunc {
+	return func(fs *flagSet) runFunc {
+		return func(ctx context.Context, c *cli, args []string) error {
+			cmds := subs()
+			if len(args) == 0 {
+				fmt.Fprintf(c.stdout, "Usage:  berth %s COMMAND\n\n%s\n\nCommands:\n", group, title)
+				for _, s := range cmds {
+					fmt.Fprintf(c.stdout, "  %-10s %s\n", s.name, s.short)
+				}
+				return nil
+			}
+			sub := lookup(cmds, args[0])
+			if sub == nil {
+				return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: unknown command %q for \"berth %s\"\nSee 'berth %s --help'.", args[0], group, group)}
+			}
+			name := group + " " + sub.name
+			sfs := newFlagSet("berth " + name)
+			runSub := sub.setup(sfs)
+			rest, err := sfs.parseArgs(args[1:], sub.posix)
+			if errors.Is(err, flag.ErrHelp) {
+				printCommandHelp(c.stdout, &command{name: name, usage: sub.usage, short: sub.short}, sfs)
+				return nil
+			}
+			if err == nil {
+				err = sub.args.check(name, len(rest))
+			}
+			if err != nil {
+				return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: %v\nSee 'berth %s --help'.", flagError(err), name)}
+			}
+			return runSub(ctx, c, rest)
+		}
 	}
 }
