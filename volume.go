@@ -108,6 +108,7 @@ func (r *Runtime) createVolumeDir(name string, meta *volumeMeta) error {
 	if err := os.MkdirAll(r.volumesDir(), 0o700); err != nil {
 		return err
 	}
+	markTopDir(r.volumesDir())
 	tmp, err := os.MkdirTemp(r.volumesDir(), ".new-")
 	if err != nil {
 		return err
@@ -133,6 +134,29 @@ func (r *Runtime) createVolumeDir(name string, meta *volumeMeta) error {
 		return fmt.Errorf("creating volume %q: %w", name, err)
 	}
 	return nil
+}
+
+// fsTopdirFL is FS_TOPDIR_FL, chattr's +T.
+const fsTopdirFL = 0x00020000
+
+// markTopDir marks dir a top of directory hierarchies (chattr +T), so that
+// ext4 places each of its subdirectories, a volume, in a block group of
+// its own choosing (its Orlov allocator) rather than beside dir and the
+// volumes made before. It matters most after a big volume was removed: on
+// ext4 without a journal, as on this project's machines, inode allocation
+// steps over every inode of a group freed in the last minute, and seeding
+// 10,000 files into the group a removed 10,000-file volume had just left
+// took 2.6–3.5 s against 0.5–1.4 s in a group of its own. Filesystems
+// without the flag refuse the ioctl; nothing else depends on it.
+func markTopDir(dir string) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if flags, err := unix.IoctlGetInt(fd, unix.FS_IOC_GETFLAGS); err == nil && flags&fsTopdirFL == 0 {
+		unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, flags|fsTopdirFL)
+	}
 }
 
 // ensureVolume creates the volume unless it exists and reports whether it
@@ -197,10 +221,15 @@ func (r *Runtime) Volumes(ctx context.Context) ([]*Volume, error) {
 }
 
 // Remove deletes the volume and its data (docker volume rm). While a
-// container of the root uses it, running or not, it fails with ErrInUse
-// unless WithForce is given; a forced removal deletes the data under the
-// containers that still mount it. Removing a volume that is gone is not an
-// error.
+// container of the root uses it it fails with ErrInUse. WithForce lifts
+// that for containers that are not running (created and never started by a
+// program that died, or exited): their records keep naming the volume, and
+// a container started later WithVolumesFrom one of them gets a new, empty
+// volume of that name. A volume a running, paused or starting container
+// mounts is never removed, forced or not: its process would lose the data
+// it is using, and docker refuses too (docker volume rm --force refuses a
+// volume any container uses; its force only hides a missing volume).
+// Removing a volume that is gone is not an error.
 func (v *Volume) Remove(ctx context.Context, opts ...RemoveOption) error {
 	var cfg removeConfig
 	for _, o := range opts {
@@ -223,13 +252,16 @@ func (r *Runtime) removeVolume(ctx context.Context, name string, force bool) err
 	if _, err := os.Stat(r.volumeDir(name)); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no such volume: %s: %w", name, ErrNotFound)
 	}
-	if !force {
-		users, err := r.volumeUsers()
-		if err != nil {
-			return err
+	users, err := r.volumeUsers()
+	if err != nil {
+		return err
+	}
+	for _, u := range users[name] {
+		if u.live {
+			return fmt.Errorf("remove %s: volume is in use by running container %s (stop it first): %w", name, shortID(u.id), ErrInUse)
 		}
-		if ids := users[name]; len(ids) > 0 {
-			return fmt.Errorf("remove %s: volume is in use by container %s: %w", name, shortID(ids[0]), ErrInUse)
+		if !force {
+			return fmt.Errorf("remove %s: volume is in use by container %s (remove it, or force): %w", name, shortID(u.id), ErrInUse)
 		}
 	}
 	if err := r.removeVolumeDir(name); err != nil {
@@ -253,24 +285,38 @@ func (r *Runtime) removeVolumeDir(name string) error {
 	return os.RemoveAll(tmp)
 }
 
-// volumeUsers maps each volume name to the IDs of the containers whose
-// records mount it.
-func (r *Runtime) volumeUsers() (map[string][]string, error) {
+// volumeUser is a container whose record mounts a volume; live means it
+// is running, paused or being started (its record says "created": Run
+// writes the record before the child mounts anything).
+type volumeUser struct {
+	id   string
+	live bool
+}
+
+// volumeUsers maps each volume name to the containers whose records mount
+// it, live ones first. A record claiming a running container whose owner
+// died is corrected first (currentRecord), so such a container does not
+// hold its volumes for ever.
+func (r *Runtime) volumeUsers() (map[string][]volumeUser, error) {
 	entries, err := os.ReadDir(r.containersDir())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	users := map[string][]string{}
+	users := map[string][]volumeUser{}
 	for _, e := range entries {
-		rec, err := r.readRecord(e.Name())
+		rec, err := r.currentRecord(e.Name())
 		if err != nil {
 			continue
 		}
+		live := rec.State.Running || rec.State.Status == statusCreated
 		for _, m := range rec.Config.Mounts {
 			if m.Type == MountVolume {
-				users[m.Source] = append(users[m.Source], rec.ID)
+				users[m.Source] = append(users[m.Source], volumeUser{rec.ID, live})
 			}
 		}
+	}
+	for _, us := range users {
+		sort.SliceStable(us, func(i, j int) bool { return us[i].live && !us[j].live })
 	}
 	return users, nil
 }
