@@ -182,7 +182,9 @@ func TestVolumeAnonymous(t *testing.T) {
 	}
 }
 
-// TestVolumeInUse checks ErrInUse and WithForce.
+// TestVolumeInUse checks ErrInUse and WithForce: a running container's
+// volume is never removed, forced or not; a stopped container's only when
+// forced.
 func TestVolumeInUse(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
@@ -196,9 +198,23 @@ func TestVolumeInUse(t *testing.T) {
 	if _, err := rt.CreateVolume(ctx, "busy"); !errors.Is(err, berth.ErrExists) {
 		t.Errorf("CreateVolume of a taken name: %v, want ErrExists", err)
 	}
-	c := mustRun(t, rt, "busybox", sh("sleep 30"), berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "busy", Target: "/v"}))
-	if err := v.Remove(ctx); !errors.Is(err, berth.ErrInUse) {
-		t.Errorf("Remove of a volume a running container uses: %v, want ErrInUse", err)
+	c := mustRun(t, rt, "busybox", sh("echo data > /v/f; exec sleep 30"), berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "busy", Target: "/v"}))
+	for deadline := time.Now().Add(10 * time.Second); !fileExists(filepath.Join(v.Mountpoint, "f")); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the container did not write into its volume")
+		}
+	}
+	if err := v.Remove(ctx); !errors.Is(err, berth.ErrInUse) || !strings.Contains(err.Error(), c.ID[:12]) {
+		t.Errorf("Remove of a volume a running container uses: %v, want ErrInUse naming %s", err, c.ID[:12])
+	}
+	if err := v.Remove(ctx, berth.WithForce()); !errors.Is(err, berth.ErrInUse) {
+		t.Errorf("forced Remove of a volume a running container uses: %v, want ErrInUse", err)
+	}
+	if !fileExists(filepath.Join(v.Mountpoint, "f")) {
+		t.Error("a refused Remove deleted the running container's data")
+	}
+	if removed, _, _ := rt.PruneVolumes(ctx, berth.WithPruneAllVolumes()); len(removed) != 0 {
+		t.Errorf("PruneVolumes removed %v, in use by a running container", removed)
 	}
 	c.Stop(ctx, 0)
 	if err := v.Remove(ctx); !errors.Is(err, berth.ErrInUse) {
@@ -208,7 +224,7 @@ func TestVolumeInUse(t *testing.T) {
 		t.Errorf("PruneVolumes removed %v, in use", removed)
 	}
 	if err := v.Remove(ctx, berth.WithForce()); err != nil {
-		t.Errorf("forced Remove: %v", err)
+		t.Errorf("forced Remove of a stopped container's volume: %v", err)
 	}
 	if _, err := rt.Volume(ctx, "busy"); !errors.Is(err, berth.ErrNotFound) {
 		t.Errorf("Volume after Remove: %v, want ErrNotFound", err)
@@ -312,6 +328,11 @@ func TestMountHostile(t *testing.T) {
 			t.Errorf("%s exists on the host", p)
 		}
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 // rootOf is the runtime's root directory, found through a volume.

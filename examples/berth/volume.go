@@ -185,7 +185,7 @@ func volumeInspectCommand(fs *flagSet) runFunc {
 
 func volumeRmCommand(fs *flagSet) runFunc {
 	var force bool
-	fs.Bool(&force, "f", "force", "Force the removal of one or more volumes, even while containers use them")
+	fs.Bool(&force, "f", "force", "Force the removal of one or more volumes, also while stopped containers use them (never a running container's)")
 	return func(ctx context.Context, c *cli, args []string) error {
 		rt, err := c.runtime()
 		if err != nil {
