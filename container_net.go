@@ -317,12 +317,25 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 	if err != nil {
 		return nil, err
 	}
-	used := map[netip.Addr]bool{n.Gateway: true}
+	used := map[netip.Addr]bool{n.Gateway: true, n.Subnet.Addr(): true, lastAddr(n.Subnet): true}
 	for _, ep := range eps {
 		used[ep.Addr.Addr()] = true
 	}
+	// Round-robin from the address after the last one given, as docker's
+	// allocator does: a just-released address may still sit on a veth the
+	// kernel is deleting.
+	lastFile := filepath.Join(r.endpointsDir(n.ID), "last")
+	start := n.Subnet.Addr()
+	if b, err := os.ReadFile(lastFile); err == nil {
+		if a, err := netip.ParseAddr(string(b)); err == nil && n.Subnet.Contains(a) {
+			start = a
+		}
+	}
 	var ip netip.Addr
-	for a := n.Subnet.Addr().Next(); n.Subnet.Contains(a) && a != lastAddr(n.Subnet); a = a.Next() {
+	for a, i := start.Next(), 0; i < 1<<(32-n.Subnet.Bits()); a, i = a.Next(), i+1 {
+		if !n.Subnet.Contains(a) {
+			a = n.Subnet.Addr()
+		}
 		if !used[a] {
 			ip = a
 			break
@@ -345,6 +358,7 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 	if err := writeJSONAtomic(r.endpointPath(n.ID, rec.ID), ep); err != nil {
 		return nil, err
 	}
+	os.WriteFile(lastFile, []byte(ip.String()), 0o600)
 	return ep, nil
 }
 
@@ -647,15 +661,29 @@ func (ns *netSetup) teardown() {
 		return
 	}
 	r := ns.rt
+	tr := newTracer("net-teardown")
+	defer tr.done()
+	// The veths are not deleted here: deleting a link waits for RCU grace
+	// periods (about 25 ms), and the kernel deletes them anyway, in the
+	// background, when the container's namespace dies with its last process.
+	// Addresses are handed out round-robin, so a new container never gets
+	// the address of a veth still being torn down.
 	for _, ep := range eps {
-		bridge.Delete(ep.HostIf)
 		os.Remove(r.endpointPath(ep.NetworkID, ep.ContainerID))
 	}
+	tr.mark("endpoints")
 	ctx := context.Background()
-	r.applyNAT(ctx)
+	for _, ep := range eps {
+		if len(ep.Ports) > 0 {
+			r.applyNAT(ctx) // the bridges' rules stay while the bridges do
+			break
+		}
+	}
+	tr.mark("nat")
 	for _, ep := range eps {
 		r.maybeDownBridge(ctx, ep.NetworkID)
 	}
+	tr.mark("bridge")
 }
 
 // maybeDownBridge deletes a network's bridge once no container is on it
