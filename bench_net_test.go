@@ -65,7 +65,7 @@ func BenchmarkPublishedThroughput(b *testing.B) {
 		rt := berthtest.NewRuntime(b)
 		berthtest.Busybox(b, rt, "busybox")
 		ctx := context.Background()
-		c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"nc", "-ll", "-p", "5000", "-e", "cat", "/dev/zero"}},
+		c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"nc", "-ll", "-p", "5000", "-e", "dd", "if=/dev/zero", "bs=256k"}},
 			berth.WithPublish("127.0.0.1::5000"))
 		if err != nil {
 			b.Fatal(err)
