@@ -746,13 +746,30 @@ func (r *Runtime) sweepNetworks() {
 		return
 	}
 	ctx := context.Background()
+	changed := false
 	for _, n := range recs {
-		r.liveEndpoints(n.ID) // drops the dead ones
-		if bridge.Exists(bridgeName(r.root, n.ID)) {
+		before, _ := os.ReadDir(r.endpointsDir(n.ID))
+		live, _ := r.liveEndpoints(n.ID) // drops the dead ones
+		if len(live) != countJSON(before) {
+			changed = true
+		}
+		if len(live) == 0 && bridge.Exists(bridgeName(r.root, n.ID)) {
 			r.maybeDownBridge(ctx, n.ID)
 		}
 	}
-	r.applyNAT(ctx)
+	if changed {
+		r.applyNAT(ctx)
+	}
+}
+
+func countJSON(entries []os.DirEntry) int {
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") {
+			n++
+		}
+	}
+	return n
 }
 
 // hostsFile is a container's /etc/hosts: localhost, its own address and
