@@ -330,6 +330,7 @@ type buildState struct {
 	cf     *v1.ConfigFile
 	key    string             // cache chain key
 	args   map[string]*string // ARGs in scope
+	argSeq []string           // their names in the order the stage declared them
 	cmdSet bool               // a CMD was set in this stage
 	dirty  bool               // cf differs from img (metadata steps not yet written)
 	lex    *shell.Lex         // the stage's own: a Lex is not safe for concurrent use
@@ -603,7 +604,9 @@ func (b *builder) buildStage(ctx context.Context, st *buildStage) error {
 		}
 	}
 	state.args = map[string]*string{}
+	state.argSeq = nil
 	state.cmdSet = false
+	state.defaultPath()
 	state.lex = shell.NewLex(b.escape)
 	state.label = label
 	if err := b.onBuild(ctx, st, state); err != nil {
@@ -716,6 +719,7 @@ func (s *buildState) clone() *buildState {
 	c := *s
 	c.cf = s.cf.DeepCopy()
 	c.args = maps.Clone(s.args)
+	c.argSeq = slices.Clone(s.argSeq)
 	return &c
 }
 
@@ -723,7 +727,8 @@ func (s *buildState) clone() *buildState {
 // empty one for scratch.
 func (b *builder) baseState(ctx context.Context, ref string) (*buildState, error) {
 	if strings.EqualFold(ref, "scratch") {
-		cf := &v1.ConfigFile{OS: "linux", Architecture: runtime.GOARCH, RootFS: v1.RootFS{Type: "layers"}}
+		// BuildKit's empty image: its working directory is "/".
+		cf := &v1.ConfigFile{OS: "linux", Architecture: runtime.GOARCH, RootFS: v1.RootFS{Type: "layers"}, Config: v1.Config{WorkingDir: "/"}}
 		return &buildState{cf: cf, key: "scratch", dirty: true}, nil
 	}
 	img, err := b.r.Image(ctx, ref)
@@ -738,6 +743,18 @@ func (b *builder) baseState(ctx context.Context, ref string) (*buildState, error
 		return nil, err
 	}
 	return &buildState{img: img, cf: cf, key: img.ID}, nil
+}
+
+// defaultPath gives a stage whose base has no PATH the default one, at the
+// end of its Env, as BuildKit does (scratch included). The key changes with
+// it, so that no step cached without the PATH is reused.
+func (s *buildState) defaultPath() {
+	if _, ok := shell.EnvsFromSlice(s.cf.Config.Env).Get("PATH"); ok {
+		return
+	}
+	s.cf.Config.Env = append(s.cf.Config.Env, "PATH="+defaultPath)
+	s.key = stepKey(s.key, "#default-path", nil, "")
+	s.dirty = true
 }
 
 // env is the environment instructions expand in: ARGs overridden by ENV.
@@ -815,8 +832,12 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 			} else {
 				vals = append(vals, kv.Key)
 			}
+			if !slices.Contains(s.argSeq, kv.Key) {
+				s.argSeq = append(s.argSeq, kv.Key)
+			}
 		}
 		s.key = stepKey(s.key, n.Original, vals, "")
+		b.addHistory(s, "ARG "+strings.Join(vals, " "))
 		return nil
 	case *instructions.RunCommand:
 		return b.runStep(ctx, s, n, c)
@@ -856,17 +877,101 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 			return err
 		}
 	}
-	// A metadata step: an empty layer and a history entry, docker's form.
+	if _, ok := inst.(*instructions.WorkdirCommand); ok {
+		return b.workdirStep(ctx, s, n, keyText(n, expand), usedArgs())
+	}
+	// A metadata step: an empty layer and a history entry in BuildKit's
+	// form (ONBUILD gets none). The key holds the words after substitution,
+	// quoted: history text can be ambiguous (ENV A=1 B=2 and ENV A="1 B=2").
 	b.report(s, n, false)
-	text := expandedText(n, expand)
-	s.key = stepKey(s.key, text, usedArgs(), "")
+	s.key = stepKey(s.key, keyText(n, expand), usedArgs(), "")
+	s.dirty = true
+	if createdBy, ok := metadataHistory(inst, &s.cf.Config, s.lex, envGetter); ok {
+		b.addHistory(s, createdBy)
+	}
+	return nil
+}
+
+// addHistory records a step that made no layer.
+func (b *builder) addHistory(s *buildState, createdBy string) {
 	s.cf.History = append(s.cf.History, v1.History{
 		Created:    v1.Time{Time: b.now()},
-		CreatedBy:  "/bin/sh -c #(nop)  " + text,
+		CreatedBy:  createdBy,
 		EmptyLayer: true,
 	})
 	s.dirty = true
-	return nil
+}
+
+// metadataHistory is the created_by BuildKit writes for an instruction
+// that only changes the config, given the config after it (docker 20.10's
+// BuildKit for HEALTHCHECK and EXPOSE, whose text later versions changed:
+// the conformance goldens were made with it). ONBUILD has no entry.
+func metadataHistory(inst any, cfg *v1.Config, lex *shell.Lex, env shell.EnvGetter) (string, bool) {
+	switch c := inst.(type) {
+	case *instructions.EnvCommand:
+		return "ENV " + joinPairs(c.Env), true
+	case *instructions.LabelCommand:
+		return "LABEL " + joinPairs(c.Labels), true
+	case *instructions.ExposeCommand:
+		ports := map[string]struct{}{}
+		for _, p := range c.Ports {
+			words, _ := lex.ProcessWords(p, env)
+			for _, w := range words {
+				ps, _ := exposedPorts(w)
+				for _, port := range ps {
+					ports[port] = struct{}{}
+				}
+			}
+		}
+		return fmt.Sprintf("EXPOSE %v", ports), true
+	case *instructions.VolumeCommand:
+		return fmt.Sprintf("VOLUME %v", c.Volumes), true
+	case *instructions.ShellCommand:
+		return fmt.Sprintf("SHELL %v", c.Shell), true
+	case *instructions.UserCommand:
+		return "USER " + c.User, true
+	case *instructions.StopSignalCommand:
+		return "STOPSIGNAL " + c.Signal, true
+	case *instructions.MaintainerCommand:
+		return "MAINTAINER " + c.Maintainer, true
+	case *instructions.EntrypointCommand:
+		return fmt.Sprintf("ENTRYPOINT %q", cfg.Entrypoint), true
+	case *instructions.CmdCommand:
+		return fmt.Sprintf("CMD %q", cfg.Cmd), true
+	case *instructions.HealthCheckCommand:
+		// Docker's *HealthConfig printed with %q, as docker 20.10 wrote it.
+		h := cfg.Healthcheck
+		return fmt.Sprintf("HEALTHCHECK &{%q %q %q %q %q}", h.Test, h.Interval.String(), h.Timeout.String(), h.StartPeriod.String(), rune(h.Retries)), true
+	case *instructions.OnbuildCommand:
+		return "", false
+	}
+	return fmt.Sprintf("%v", inst), true
+}
+
+func joinPairs(kvs instructions.KeyValuePairs) string {
+	words := make([]string, len(kvs))
+	for i, kv := range kvs {
+		words[i] = kv.Key + "=" + kv.Value
+	}
+	return strings.Join(words, " ")
+}
+
+// keyText is an instruction for a cache key: its name, flags and words
+// after substitution, each quoted.
+func keyText(n *parser.Node, expand func(string) (string, error)) string {
+	var words []string
+	for _, f := range n.Flags {
+		words = append(words, f)
+	}
+	words = append(words, "--")
+	for a := n.Next; a != nil; a = a.Next {
+		w, err := expand(a.Value)
+		if err != nil {
+			w = a.Value
+		}
+		words = append(words, w)
+	}
+	return fmt.Sprintf("%s json=%v %s", strings.ToUpper(n.Value), n.Attributes["json"], quoteJoin(words))
 }
 
 // expandedText is the instruction with its arguments after substitution,

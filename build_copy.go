@@ -127,11 +127,10 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 			destDir = true
 		}
 	}
-	ls := &layerSet{ifs: ifs, link: c.link, seen: map[string]bool{}, epoch: b.clampTime, keepOwner: c.from != ""}
+	ls := &layerSet{ifs: ifs, link: c.link, seen: map[string]bool{}, epoch: b.clampTime, keepOwner: c.from != "", owned: uid >= 0, uid: uid, gid: gid}
 	for _, p := range parentDirs(dest, destDir) {
 		ls.dir(p)
 	}
-	srcKind := "dir"
 	for _, hc := range c.SourceContents {
 		target := dest
 		if destDir {
@@ -146,7 +145,6 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 			hdr.Uid, hdr.Gid = uid, gid
 		}
 		ls.add(copyEntry{hdr: hdr, data: []byte(hc.Data)})
-		srcKind = "file"
 	}
 	for _, src := range c.SourcePaths {
 		if isURL(src) {
@@ -179,15 +177,11 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 				continue
 			}
 			ls.add(e)
-			srcKind = "file"
 			continue
 		}
-		if err := b.addSource(ls, root, filter, c, src, dest, destDir, uid, gid, mode, &srcKind); err != nil {
+		if err := b.addSource(ls, root, filter, c, src, dest, destDir, uid, gid, mode); err != nil {
 			return err
 		}
-	}
-	if nsrc > 1 {
-		srcKind = "multi"
 	}
 	// The layer is written to a temp file while its content key is hashed:
 	// headers without mtime, then bytes.
@@ -230,11 +224,29 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 			return err
 		}
 	}
-	createdBy := fmt.Sprintf("/bin/sh -c #(nop) %s %s:%s in /%s", strings.ToUpper(n.Value), srcKind, contentKey, dest)
-	if destDir && !strings.HasSuffix(createdBy, "/") {
-		createdBy += "/"
+	return b.commitLayer(ctx, s, key, diffID, size, copyHistory(n, c))
+}
+
+// copyHistory is a COPY's or ADD's created_by as BuildKit writes it: the
+// flags that change the files, the sources, heredocs as <<NAME, the
+// destination as written.
+func copyHistory(n *parser.Node, c copySpec) string {
+	words := []string{strings.ToUpper(n.Value)}
+	if c.parents {
+		words = append(words, "--parents")
 	}
-	return b.commitLayer(ctx, s, key, diffID, size, createdBy)
+	if c.chown != "" {
+		words = append(words, "--chown="+c.chown)
+	}
+	if c.chmod != "" {
+		words = append(words, "--chmod="+c.chmod)
+	}
+	words = append(words, c.SourcePaths...)
+	for _, hc := range c.SourceContents {
+		words = append(words, "<<"+hc.Path)
+	}
+	words = append(words, c.DestPath, "# buildkit")
+	return strings.Join(words, " ")
 }
 
 // layerSet collects the entries of a COPY layer, each path once.
@@ -246,6 +258,8 @@ type layerSet struct {
 	tars      []copyEntry // ADD: local archives to extract
 	epoch     func(time.Time) time.Time
 	keepOwner bool // sources of a stage or an image keep their owners
+	owned     bool // directories the layer creates get uid:gid (--chown), not root
+	uid, gid  int
 }
 
 func (ls *layerSet) add(e copyEntry) {
@@ -258,9 +272,13 @@ func (ls *layerSet) add(e copyEntry) {
 
 // dir adds a directory the copy creates or writes into: one the image has
 // keeps its mode, owner and mtime (the layer's entry decides them in the
-// merged view); a new one is root's, 0755.
+// merged view); a new one is 0755, root's or --chown's, as BuildKit makes
+// it.
 func (ls *layerSet) dir(p string) {
 	hdr := &tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+	if ls.owned {
+		hdr.Uid, hdr.Gid = ls.uid, ls.gid
+	}
 	if !ls.link {
 		if st, ok := ls.ifs.lstat(p); ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			hdr.Mode = int64(st.Mode & 0o7777)
@@ -272,7 +290,7 @@ func (ls *layerSet) dir(p string) {
 }
 
 // addSource adds one source path (with wildcards) of root to the layer.
-func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c copySpec, src, dest string, destDir bool, uid, gid int, mode *fs.FileMode, srcKind *string) error {
+func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c copySpec, src, dest string, destDir bool, uid, gid int, mode *fs.FileMode) error {
 	clean := path.Clean(src)
 	if path.IsAbs(clean) {
 		clean = path.Clean("." + clean) // a source is always relative to the context (or stage) root
@@ -351,9 +369,6 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 			continue
 		}
 		ls.add(e)
-		if len(c.SourcePaths) == 1 && len(matches) == 1 && fi.Mode().IsRegular() {
-			*srcKind = "file"
-		}
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,10 +50,7 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 			argEnv = append(argEnv, k+"="+*v)
 		}
 	}
-	createdBy := "RUN " + strings.Join(args, " ")
-	if !c.PrependShell {
-		createdBy = "RUN [" + quoteJoin(args) + "]"
-	}
+	createdBy := "RUN " + runHistory(s, args) + " # buildkit"
 	rm := &runMounts{b: b, s: s}
 	defer rm.release()
 	if script != nil {
@@ -69,7 +67,7 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 	if network != instructions.NetworkDefault {
 		keyArgs = append(keyArgs, "network="+network)
 	}
-	key := stepKey(s.key, createdBy, keyArgs, "")
+	key := stepKey(s.key, "RUN "+quoteJoin(args), keyArgs, "")
 	if img := b.cached(ctx, key); img != nil {
 		b.report(s, n, true)
 		return s.useCached(img, key)
@@ -127,6 +125,25 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 		return err
 	}
 	return b.commitLayer(ctx, s, key, diffID, size, createdBy)
+}
+
+// runHistory is a RUN's command line as BuildKit's history shows it: the
+// words joined, after "|N K=V..." naming the ARGs the stage declared (in
+// order, each once, with ENV's value where an ENV of the name wins).
+func runHistory(s *buildState, args []string) string {
+	env := shell.EnvsFromSlice(s.env())
+	var pairs []string
+	for _, k := range s.argSeq {
+		v, ok := env.Get(k)
+		if !ok && s.args[k] != nil {
+			v = *s.args[k]
+		}
+		pairs = append(pairs, k+"="+v)
+	}
+	if len(pairs) > 0 {
+		pairs = append([]string{fmt.Sprintf("|%d", len(pairs))}, pairs...)
+	}
+	return strings.Join(append(pairs, args...), " ")
 }
 
 // runArgs is the command line of a RUN: the exec form as written, the shell
