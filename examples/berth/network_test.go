@@ -268,8 +268,12 @@ func TestRunPublish(t *testing.T) {
 // shares the server's namespace.
 func TestRunNetworkNames(t *testing.T) {
 	root := containerSetup(t)
-	mustBerth(t, root, "network", "create", "front")
-	mustBerth(t, root, "network", "create", "elsewhere")
+	for _, n := range []string{"front", "elsewhere"} {
+		mustBerth(t, root, "network", "create", n)
+		// Run after the containers' removal: a user network's bridge goes
+		// with the network.
+		t.Cleanup(func() { runBerth(t, root, nil, "network", "rm", n) })
+	}
 	runDetached(t, root, append([]string{"--name", "web", "--network", "front", "--network-alias", "www"}, append([]string{"busybox"}, httpServer("web")...)...)...)
 
 	for _, host := range []string{"web", "www"} {
