@@ -413,7 +413,7 @@ func (r *Runtime) upBridge(ctx context.Context, n *networkRecord) error {
 			return err
 		}
 	}
-	if !held {
+	if !held && !r.noBridgeHold {
 		hold, ok := r.store.TryLock("bridge-"+n.ID, false)
 		if ok {
 			r.mu.Lock()

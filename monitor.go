@@ -137,6 +137,9 @@ func monitorMain(root string) int {
 		fmt.Fprintln(os.Stderr, "berth monitor:", err)
 		return 1
 	}
+	// The monitor keeps no bridge for later: a detached container's bridge
+	// goes as soon as its last container does.
+	rt.noBridgeHold = true
 	unlock, ok := rt.store.TryLock("monitor", true)
 	if !ok {
 		return 0 // another monitor serves this root

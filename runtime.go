@@ -30,7 +30,10 @@ type Runtime struct {
 	closed  bool
 	running map[string]*running // attached containers this Runtime owns
 	bridges map[string]func()   // network ID: the shared hold on its bridge
-	filters sync.Map            // compiled seccomp filters by capability set
+	// noBridgeHold: this Runtime (the monitor's) does not keep bridges up
+	// for later containers.
+	noBridgeHold bool
+	filters      sync.Map // compiled seccomp filters by capability set
 
 	warmMu       sync.Mutex
 	warm         *initproc.Warm // a child stage started ahead of need, or nil
