@@ -194,8 +194,11 @@ const runOutputTail = 10
 // ONBUILD (recorded, and run when the image is a later build's FROM).
 // Other instructions and flags fail with ErrUnsupported. Variables are
 // substituted by BuildKit's shell lexer. Every context path is resolved
-// inside contextDir: a source that climbs out of it is an error, and
-// symlinks are copied as symlinks, never followed. .dockerignore in the
+// inside contextDir: a source that climbs out of it is an error; a source
+// that is a symlink is followed as if contextDir were / (so never out of
+// it), and symlinks below a copied directory are copied as symlinks. A
+// WORKDIR's directory is made (owned by the USER) even if no step uses it,
+// and a base without PATH gets the default one. .dockerignore in the
 // context root (or <Dockerfile>.dockerignore beside the Dockerfile)
 // excludes files.
 //

@@ -316,7 +316,17 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 	}
 	multi := len(matches) > 1 || strings.ContainsAny(clean, "*?[")
 	for _, m := range matches {
-		fi, err := root.Lstat(m)
+		// The source itself is followed, as BuildKit follows it (names
+		// still come from m): a link to a file copies the file, a link to
+		// a directory its contents. Links below a directory stay links.
+		real, err := followInRoot(root, m)
+		if err != nil {
+			return fmt.Errorf("%s: %w", src, err)
+		}
+		fi, err := root.Lstat(real)
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && real != m && filter.ignore.Excluded(real)) {
+			return fmt.Errorf("%w: %s: the link's target /%s is not in the build context", ErrNotFound, src, real)
+		}
 		if err != nil {
 			return err
 		}
@@ -340,10 +350,10 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 			if target != "" {
 				ls.dir(target)
 			}
-			err = walkRoot(root, m, filter, func(rel string, fi fs.FileInfo) error {
+			err = walkRoot(root, real, filter, func(rel string, fi fs.FileInfo) error {
 				sub := rel
-				if m != "." {
-					sub = strings.TrimPrefix(rel, m+"/")
+				if real != "." {
+					sub = strings.TrimPrefix(rel, real+"/")
 				}
 				e, err := entryFor(root, rel, path.Join(target, sub), fi, uid, gid, mode, ls)
 				if err == nil && e.hdr != nil {
@@ -356,14 +366,14 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 			}
 			continue
 		}
-		e, err := entryFor(root, m, target, fi, uid, gid, mode, ls)
+		e, err := entryFor(root, real, target, fi, uid, gid, mode, ls)
 		if err != nil {
 			return err
 		}
 		if e.hdr == nil {
 			continue
 		}
-		if c.isAdd && fi.Mode().IsRegular() && (c.unpack == nil || *c.unpack) && isTarFile(root, m) {
+		if c.isAdd && fi.Mode().IsRegular() && (c.unpack == nil || *c.unpack) && isTarFile(root, real) {
 			e.hdr.Name = dest
 			ls.tars = append(ls.tars, e)
 			continue
@@ -371,6 +381,47 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 		ls.add(e)
 	}
 	return nil
+}
+
+// followInRoot resolves the symlinks of every component of rel (the last
+// one too) as if root were /: an absolute target starts again at root, and
+// ".." stops at it, so a link can never lead out of root (BuildKit's
+// scoped resolution). The result is relative to root, "." for root itself.
+func followInRoot(root *os.Root, rel string) (string, error) {
+	parts := strings.Split(rel, "/")
+	out := ""
+	for links := 0; len(parts) > 0; {
+		part := parts[0]
+		parts = parts[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			out = strings.TrimPrefix(path.Dir("/"+out), "/")
+			continue
+		}
+		next := path.Join(out, part)
+		fi, err := root.Lstat(next)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			out = next
+			continue
+		}
+		if links++; links > 40 {
+			return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
+		}
+		target, err := root.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if path.IsAbs(target) {
+			out = ""
+		}
+		parts = append(strings.Split(target, "/"), parts...)
+	}
+	if out == "" {
+		return ".", nil
+	}
+	return out, nil
 }
 
 // parentDirs lists dest's ancestors (and dest itself when it is a

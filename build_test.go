@@ -922,3 +922,38 @@ func TestBuildRunNetwork(t *testing.T) {
 		t.Errorf("RUN --network=host sees %q, want the host's %s among them", tree["/host"].content, hostLink)
 	}
 }
+
+// TestBuildCopySymlinkSourceStaysInContext checks that a COPY source that
+// is a symlink is followed as BuildKit follows it, scoped to the context:
+// an absolute target or one climbing with ".." resolves inside the context
+// and never reaches the host's files; a link to nothing is an error.
+func TestBuildCopySymlinkSourceStaysInContext(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	dir := writeContext(t, map[string]string{"etc/hostname": "from the context\n", "sub/x": "x\n"})
+	for link, target := range map[string]string{
+		"abs":     "/etc/hostname",                  // the context's etc/hostname, not the host's
+		"climb":   "../../../../../../etc/hostname", // stops at the context root
+		"dirlink": "sub/../etc",
+		"dangles": "/no/such/file",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := rt.Build(ctx, dir, berth.WithDockerfileContent("FROM busybox\nCOPY abs /abs\nCOPY climb /climb\nCOPY dirlink /d/\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runOut(t, rt, img.ID, &berth.Process{Args: []string{"sh", "-c", "cat /abs /climb /d/hostname; test -L /abs || echo file"}}, berth.WithEntrypoint(), berth.WithAutoRemove())
+	if want := "from the context\nfrom the context\nfrom the context\nfile\n"; err != nil || out != want {
+		t.Errorf("followed sources: %q, %v; want %q", out, err, want)
+	}
+	_, err = rt.Build(ctx, dir, berth.WithDockerfileContent("FROM busybox\nCOPY dangles /x\n"))
+	var be *berth.BuildError
+	if !errors.As(err, &be) || be.Line != 2 || !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("COPY of a dangling link: %v; want a *BuildError on line 2 wrapping ErrNotFound", err)
+	}
+}
