@@ -503,6 +503,8 @@ func (ns *netSetup) startDNS(nsFD int, rec *containerRecord) error {
 	srv := &dns.Server{
 		Local:       ns.rt.resolverFor(rec.ID),
 		HostServers: dns.Servers(hostConf),
+		Reverse:     ns.rt.reverseName,
+		Private:     ns.rt.inNetworks,
 	}
 	for _, s := range rec.Config.DNS {
 		if ip, err := netip.ParseAddr(s); err == nil {
@@ -1025,4 +1027,33 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		return fmt.Errorf("%w: ports cannot be published with network mode %q", ErrInvalid, o.networkMode)
 	}
 	return nil
+}
+
+// reverseName names the container holding ip on one of the root's
+// networks (its name, for PTR questions).
+func (r *Runtime) reverseName(ip netip.Addr) (string, bool) {
+	recs, _ := r.networkRecords()
+	for _, n := range recs {
+		if !n.Subnet.Contains(ip) {
+			continue
+		}
+		eps, _ := r.liveEndpoints(n.ID)
+		for _, ep := range eps {
+			if ep.Addr.Addr() == ip {
+				return ep.Name + "." + n.Name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// inNetworks reports whether ip lies in one of the root's networks.
+func (r *Runtime) inNetworks(ip netip.Addr) bool {
+	recs, _ := r.networkRecords()
+	for _, n := range recs {
+		if n.Subnet.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

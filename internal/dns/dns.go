@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -35,6 +36,11 @@ type Server struct {
 	// HostServers are the host's name servers, for questions Go's resolver
 	// cannot ask.
 	HostServers []string
+	// Reverse names a local address (a container's) for PTR questions;
+	// Private reports addresses that are berth's or loopback, whose reverse
+	// names are answered here (NXDOMAIN when unknown) and never sent out.
+	Reverse func(ip netip.Addr) (string, bool)
+	Private func(ip netip.Addr) bool
 }
 
 // ServeUDP answers queries on conn until it is closed.
@@ -73,6 +79,31 @@ func (s *Server) answer(msg []byte) []byte {
 		if addrs := s.Local(name); addrs != nil {
 			return reply(h, &q, dnsmessage.RCodeSuccess, records(q, addrs, localTTL))
 		}
+	}
+	if q.Type == dnsmessage.TypePTR {
+		if ip, ok := reverseAddr(name); ok && (ip.IsLoopback() || (s.Private != nil && s.Private(ip))) {
+			if s.Reverse != nil {
+				if host, ok := s.Reverse(ip); ok {
+					ptr, err := dnsmessage.NewName(host + ".")
+					if err == nil {
+						rr := dnsmessage.Resource{Header: dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypePTR, Class: dnsmessage.ClassINET, TTL: localTTL}, Body: &dnsmessage.PTRResource{PTR: ptr}}
+						return reply(h, &q, dnsmessage.RCodeSuccess, []dnsmessage.Resource{rr})
+					}
+				}
+			}
+			return reply(h, &q, dnsmessage.RCodeNameError, nil)
+		}
+	}
+	// A single-label name that is no container is looked up only in the
+	// host's /etc/hosts: like a search-less resolver, berth does not send
+	// bare names to the host's name servers.
+	if !strings.Contains(name, ".") && len(s.Upstream) == 0 {
+		if q.Type == dnsmessage.TypeA || q.Type == dnsmessage.TypeAAAA {
+			if addrs := hostsFileLookup(name); len(addrs) > 0 {
+				return reply(h, &q, dnsmessage.RCodeSuccess, records(q, addrs, 60))
+			}
+		}
+		return reply(h, &q, dnsmessage.RCodeNameError, nil)
 	}
 	servers := s.Upstream
 	if len(servers) == 0 {
@@ -167,6 +198,52 @@ func Servers(resolvConf []byte) []string {
 		if len(f) >= 2 && f[0] == "nameserver" {
 			if ip, err := netip.ParseAddr(f[1]); err == nil {
 				out = append(out, netip.AddrPortFrom(ip, 53).String())
+			}
+		}
+	}
+	return out
+}
+
+// reverseAddr parses an in-addr.arpa name.
+func reverseAddr(name string) (netip.Addr, bool) {
+	rest, ok := strings.CutSuffix(name, ".in-addr.arpa")
+	if !ok {
+		return netip.Addr{}, false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 4 {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(parts[3] + "." + parts[2] + "." + parts[1] + "." + parts[0])
+	return ip, err == nil
+}
+
+// hostsFile is read for bare names; a variable for nothing but clarity.
+const hostsFile = "/etc/hosts"
+
+// hostsFileLookup finds name in the host's /etc/hosts.
+func hostsFileLookup(name string) []netip.Addr {
+	b, err := os.ReadFile(hostsFile)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		ip, err := netip.ParseAddr(f[0])
+		if err != nil {
+			continue
+		}
+		for _, h := range f[1:] {
+			if strings.EqualFold(h, name) {
+				out = append(out, ip)
+				break
 			}
 		}
 	}
