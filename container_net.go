@@ -25,6 +25,7 @@ import (
 // NetworkSettings.Networks).
 type NetworkEndpoint struct {
 	Network     string
+	NetworkID   string
 	Container   string // the container's name
 	ContainerID string
 	Aliases     []string
@@ -136,7 +137,7 @@ type endpointRecord struct {
 }
 
 func (ep *endpointRecord) public(network string) NetworkEndpoint {
-	return NetworkEndpoint{Network: network, Container: ep.Name, ContainerID: ep.ContainerID, Aliases: ep.Aliases,
+	return NetworkEndpoint{Network: network, NetworkID: ep.NetworkID, Container: ep.Name, ContainerID: ep.ContainerID, Aliases: ep.Aliases,
 		IP: ep.Addr.Addr(), PrefixLen: ep.Addr.Bits(), Gateway: ep.Gateway, MAC: ep.MAC}
 }
 

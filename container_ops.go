@@ -239,13 +239,24 @@ type ContainerInfo struct {
 	// name, made up for an anonymous one) and tmpfs mounts, in the order
 	// they are made.
 	Mounts []Mount
+	// NetworkMode is "bridge", "none", "host" or "container:<ID>"
+	// (docker's HostConfig.NetworkMode); Networks names the networks a
+	// bridge-mode container joins when it starts, whether or not it runs
+	// (State.Networks has the addresses while it runs).
+	NetworkMode string
+	Networks    []string
+	// Publish is the ports asked for (docker's HostConfig.PortBindings; a
+	// HostPort of 0 is chosen at start, see State.Ports); ExtraHosts and
+	// DNS are the --add-host and --dns values.
+	Publish         []PortBinding
+	ExtraHosts, DNS []string
 	// LogPath is the file holding the container's output.
 	LogPath string
 }
 
 func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 	cfg := rec.Config
-	return &ContainerInfo{
+	info := &ContainerInfo{
 		ID: rec.ID, Name: rec.Name, Created: rec.Created, Image: cfg.Image, ImageID: cfg.ImageID,
 		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
 		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
@@ -253,8 +264,16 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.State, LogPath: filepath.Join(r.containerDir(rec.ID), logName),
-		Mounts: mountsOf(cfg.Mounts),
+		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
+		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS,
 	}
+	for _, a := range cfg.Networks {
+		info.Networks = append(info.Networks, a.Name)
+	}
+	if info.NetworkMode == "" {
+		info.NetworkMode = "none" // containers made before networks existed had loopback only
+	}
+	return info
 }
 
 // Containers lists the root's containers, newest first, including those
