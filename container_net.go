@@ -407,6 +407,11 @@ func (r *Runtime) upBridge(ctx context.Context, n *networkRecord) error {
 		if err := bridge.Ensure(name, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
 			return err
 		}
+		if !n.Internal {
+			if err := enableForwarding(); err != nil {
+				return err
+			}
+		}
 		if err := nat.AllowForward(); err != nil {
 			return fmt.Errorf("letting bridge %s through the host's forward chain: %w", name, err)
 		}
@@ -1057,4 +1062,18 @@ func (r *Runtime) inNetworks(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// enableForwarding switches on IPv4 forwarding, as docker does when its
+// first bridge comes up: without it, containers reach neither the outside
+// nor each other's published ports through the host.
+func enableForwarding() error {
+	const knob = "/proc/sys/net/ipv4/ip_forward"
+	if b, err := os.ReadFile(knob); err == nil && strings.TrimSpace(string(b)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0); err != nil {
+		return fmt.Errorf("enabling IPv4 forwarding: %w", err)
+	}
+	return nil
 }
