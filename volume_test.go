@@ -143,6 +143,40 @@ func TestVolumeCopyUp(t *testing.T) {
 	}
 }
 
+// TestVolumeSeedConcurrent starts eight containers at once on one new
+// volume over image content: the volume is seeded exactly once (a second
+// seeder would fail on names that exist, or copy into a volume in use),
+// and every container sees all of it, hard links kept.
+func TestVolumeSeedConcurrent(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	commitImage(t, rt, "many", `mkdir -p /data && cd /data && for d in $(seq 20); do mkdir $d; for f in $(seq 20); do echo $d.$f > $d/$f; done; done && ln 1/1 hard`)
+	vol := berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "together", Target: "/data"})
+	var wg sync.WaitGroup
+	outs := make([]string, 8)
+	errs := make([]error, 8)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = output(t, rt, "many", sh("find /data -type f | wc -l; stat -c %i /data/1/1 /data/hard | uniq | wc -l"), vol, berth.WithAutoRemove())
+		}()
+	}
+	wg.Wait()
+	for i := range outs {
+		if errs[i] != nil || outs[i] != "401\n1\n" {
+			t.Errorf("container %d: %q, %v; want 401 files and one inode for the two links", i, outs[i], errs[i])
+		}
+	}
+	v, err := rt.Volume(ctx, "together")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(v.Mountpoint); len(entries) != 21 {
+		t.Errorf("the volume holds %d entries, want 21", len(entries))
+	}
+}
+
 // TestVolumeAnonymous checks the image's VOLUMEs: an anonymous volume each,
 // seeded, removed with the container under auto-remove or
 // WithRemoveVolumes, kept otherwise.
