@@ -43,6 +43,21 @@
 // ([Runtime.Containers]), find ([Runtime.Container]), wait for, read the
 // logs of, stop and remove.
 //
+// # Networks
+//
+// A container joins the default bridge network ([DefaultNetwork]) unless
+// told otherwise, as with docker: its own address behind a bridge, outbound
+// traffic masqueraded, and a name server at 127.0.0.11 that answers the
+// names and aliases of the containers on its networks.
+// [Runtime.CreateNetwork] makes more ([WithNetwork] joins one);
+// [WithPublish] publishes ports on the host (nftables DNAT, no proxy
+// process); [WithNetworkMode] gives "none", "host" or "container:NAME".
+// [Container.Dial] connects into a container's namespace without
+// publishing anything, and [Container.WaitListening] waits for a server to
+// listen without running anything inside. Bridges, veths and rules exist
+// only while containers or Runtimes use them; the next [New] after a crash
+// removes what a dead program left.
+//
 // # Builds
 //
 // [Runtime.Build] turns a context directory and a Dockerfile into an image,

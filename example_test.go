@@ -101,3 +101,37 @@ func ExampleContainer_Commit() {
 	}
 	fmt.Println(img.ShortID(), img.RepoTags)
 }
+
+// A test's service and its client on one network, the service also
+// published on the host: the client finds it by name, the test dials it
+// through the published port, or straight into the container.
+func ExampleRuntime_CreateNetwork() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	if _, err := rt.CreateNetwork(ctx, "stack"); err != nil {
+		log.Fatal(err)
+	}
+	web, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"httpd", "-f", "-p", "80"}},
+		berth.WithName("web"), berth.WithNetwork("stack", "www"), berth.WithPublish("127.0.0.1::80"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := web.WaitListening(ctx, "tcp", 80); err != nil {
+		log.Fatal(err)
+	}
+	ports, _ := web.Ports(ctx)
+	fmt.Println("published at", ports[0].HostIP, ports[0].HostPort)
+
+	client, _ := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"wget", "-q", "-O", "-", "http://www/"}, Stdout: os.Stdout},
+		berth.WithNetwork("stack"), berth.WithAutoRemove())
+	client.Wait(ctx)
+
+	conn, err := web.Dial(ctx, "tcp", "127.0.0.1:80") // no port needed
+	if err == nil {
+		conn.Close()
+	}
+}
