@@ -962,11 +962,7 @@ func joinPairs(kvs instructions.KeyValuePairs) string {
 // keyText is an instruction for a cache key: its name, flags and words
 // after substitution, each quoted.
 func keyText(n *parser.Node, expand func(string) (string, error)) string {
-	var words []string
-	for _, f := range n.Flags {
-		words = append(words, f)
-	}
-	words = append(words, "--")
+	words := append(slices.Clone(n.Flags), "--")
 	for a := n.Next; a != nil; a = a.Next {
 		w, err := expand(a.Value)
 		if err != nil {

@@ -245,6 +245,15 @@ func TestBuildCases(t *testing.T) {
 			want:       "one\n",
 		},
 		{
+			// BuildKit makes WORKDIR's missing directories as the USER
+			// (a name: its passwd uid and gid), even when no step uses them;
+			// an existing one keeps its owner.
+			name:       "workdir as user",
+			dockerfile: "FROM busybox\nUSER user\nWORKDIR /made/by/user\nWORKDIR /tmp\nUSER 7:8\nWORKDIR /numeric\n",
+			cmd:        "stat -c '%n %u:%g %a' /made /made/by/user /tmp /numeric",
+			want:       "/made 1000:1000 755\n/made/by/user 1000:1000 755\n/tmp 0:0 1777\n/numeric 7:8 755\n",
+		},
+		{
 			name:       "copy outside context",
 			dockerfile: "FROM busybox\n\nCOPY ../x /x\n",
 			wantErr:    "outside the build context",
