@@ -19,31 +19,7 @@ import (
 // through the Go API: Run + Wait with auto-remove. Target: ≤ 8 ms median
 // (runc from a prepared bundle 15 ms, podman run --rm 134 ms, docker run
 // --rm 188 ms on the reference machine).
-func BenchmarkRunTrue(b *testing.B) {
-	berthtest.Skip(b)
-	rt := berthtest.NewRuntime(b)
-	berthtest.Busybox(b, rt, "busybox")
-	ctx := context.Background()
-	run := func() {
-		c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}}, berth.WithAutoRemove())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Wait(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	run() // seal the binary, compile the seccomp filter
-	times := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		run()
-		times = append(times, time.Since(start))
-	}
-	b.StopTimer()
-	reportMedian(b, times)
-}
+func BenchmarkRunTrue(b *testing.B) { benchRun(b) }
 
 func reportMedian(b *testing.B, times []time.Duration) {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })

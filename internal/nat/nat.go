@@ -283,22 +283,9 @@ var forwardTag = []byte("berth")
 // and internal networks are still enforced by berth's table, whose drops
 // are final.
 func AllowForward() error {
-	c, err := nftables.New()
-	if err != nil {
+	c, t, ch, ours, err := forwardRules()
+	if err != nil || ch == nil || len(ours) > 0 {
 		return err
-	}
-	t, ch, err := foreignForward(c)
-	if err != nil || ch == nil {
-		return err
-	}
-	rules, err := c.GetRules(t, ch)
-	if err != nil {
-		return err
-	}
-	for _, r := range rules {
-		if string(r.UserData) == string(forwardTag) {
-			return nil
-		}
 	}
 	for _, key := range []expr.MetaKey{unix.NFT_META_OIFNAME, unix.NFT_META_IIFNAME} {
 		c.InsertRule(&nftables.Rule{Table: t, Chain: ch, UserData: forwardTag,
@@ -309,29 +296,38 @@ func AllowForward() error {
 
 // RemoveForward deletes what AllowForward added.
 func RemoveForward() error {
+	c, _, _, ours, err := forwardRules()
+	if err != nil || len(ours) == 0 {
+		return err
+	}
+	for _, r := range ours {
+		c.DelRule(r)
+	}
+	return c.Flush()
+}
+
+// forwardRules finds the foreign forward chain (nil when there is none)
+// and the rules berth added to it.
+func forwardRules() (*nftables.Conn, *nftables.Table, *nftables.Chain, []*nftables.Rule, error) {
 	c, err := nftables.New()
 	if err != nil {
-		return err
+		return nil, nil, nil, nil, err
 	}
 	t, ch, err := foreignForward(c)
 	if err != nil || ch == nil {
-		return err
+		return c, nil, nil, nil, err
 	}
 	rules, err := c.GetRules(t, ch)
 	if err != nil {
-		return err
+		return c, nil, nil, nil, err
 	}
-	n := 0
+	var ours []*nftables.Rule
 	for _, r := range rules {
 		if string(r.UserData) == string(forwardTag) {
-			c.DelRule(r)
-			n++
+			ours = append(ours, r)
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	return c.Flush()
+	return c, t, ch, ours, nil
 }
 
 func foreignForward(c *nftables.Conn) (*nftables.Table, *nftables.Chain, error) {
