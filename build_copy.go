@@ -227,21 +227,12 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 	return b.commitLayer(ctx, s, key, diffID, size, copyHistory(n, c))
 }
 
-// copyHistory is a COPY's or ADD's created_by as BuildKit writes it: the
-// flags that change the files, the sources, heredocs as <<NAME, the
-// destination as written.
+// copyHistory is a COPY's or ADD's created_by as docker 20.10's BuildKit
+// writes it: the sources, heredocs as <<NAME (later BuildKit's form; 20.10
+// has no heredocs), the destination as written. Later BuildKit also writes
+// --parents, --chown and --chmod; the conformance goldens are 20.10's.
 func copyHistory(n *parser.Node, c copySpec) string {
-	words := []string{strings.ToUpper(n.Value)}
-	if c.parents {
-		words = append(words, "--parents")
-	}
-	if c.chown != "" {
-		words = append(words, "--chown="+c.chown)
-	}
-	if c.chmod != "" {
-		words = append(words, "--chmod="+c.chmod)
-	}
-	words = append(words, c.SourcePaths...)
+	words := append([]string{strings.ToUpper(n.Value)}, c.SourcePaths...)
 	for _, hc := range c.SourceContents {
 		words = append(words, "<<"+hc.Path)
 	}
