@@ -676,6 +676,14 @@ func (ns *netSetup) teardown() {
 	// background, when the container's namespace dies with its last process.
 	// Addresses are handed out round-robin, so a new container never gets
 	// the address of a veth still being torn down.
+	// A namespace that containers joined (container:NAME) outlives the
+	// container, and with it the veth and the address just released: those
+	// are deleted now, which leaves the joiners with their loopback only.
+	if r.namespaceShared(eps[0].ContainerID) {
+		for _, ep := range eps {
+			bridge.Delete(ep.HostIf)
+		}
+	}
 	for _, ep := range eps {
 		os.Remove(r.endpointPath(ep.NetworkID, ep.ContainerID))
 	}
@@ -692,6 +700,25 @@ func (ns *netSetup) teardown() {
 		r.maybeDownBridge(ctx, ep.NetworkID)
 	}
 	tr.mark("bridge")
+}
+
+// namespaceShared reports whether a running container joined the network
+// namespace of the container id (network mode container:ID).
+func (r *Runtime) namespaceShared(id string) bool {
+	entries, err := os.ReadDir(r.containersDir())
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.Name() == id {
+			continue
+		}
+		rec, err := r.readRecord(e.Name())
+		if err == nil && rec.Config.NetworkMode == "container:"+id && rec.alive() {
+			return true
+		}
+	}
+	return false
 }
 
 // maybeDownBridge deletes a network's bridge once no container is on it

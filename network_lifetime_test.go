@@ -531,3 +531,28 @@ func TestNetworkCycles(t *testing.T) {
 	rt.Close()
 	checkFootprint(t, "after Close", before, footprint(t, names))
 }
+
+// TestNetworkContainerModeProviderRemoved removes a container whose
+// network namespace another container (container:NAME) still uses: the
+// removed container's veth and address must not stay on its network, where
+// the address is handed out again.
+func TestNetworkContainerModeProviderRemoved(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	base := sleeper(t, rt, "provider")
+	baseIP := ipOf(t, base)
+	joiner := sleeper(t, rt, "user", berth.WithNetworkMode("container:provider"))
+	veth := namesOf("", nil, []string{base.ID}).veths[0]
+	if !hostLinks(t)[veth] {
+		t.Fatalf("no veth %s while the provider runs", veth)
+	}
+	if err := base.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(2*time.Second, func() bool { return !hostLinks(t)[veth] }) {
+		t.Errorf("veth %s of the removed provider still on the host 2s later, while container:provider runs", veth)
+	}
+	if out, err := execOutput(t, joiner, "ip -o -4 addr"); err == nil && strings.Contains(out, " "+baseIP.String()+"/") {
+		t.Errorf("the joiner still has the removed provider's address %s, free for another container:\n%s", baseIP, out)
+	}
+}
