@@ -60,13 +60,31 @@ func commitImage(t *testing.T, rt *berth.Runtime, ref, script string, changes ..
 	c.Remove(ctx)
 }
 
+// otherEngines are where other container engines on the machine mount
+// things (docker's overlays and netns files, containerd, podman): their
+// containers coming and going during a test are not berth's leaks.
+var otherEngines = []string{"/var/lib/docker/", "/run/docker/", "/run/containerd/", "/var/lib/containers/", "/run/containers/", "/run/netns/"}
+
+// hostMountinfo is the host's mount table, less other engines' mounts.
 func hostMountinfo(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	var keep []string
+lines:
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			for _, p := range otherEngines {
+				if strings.HasPrefix(f[4], p) {
+					continue lines
+				}
+			}
+		}
+		keep = append(keep, line)
+	}
+	return strings.Join(keep, "")
 }
 
 // TestVolumePersists is the persistent-database scenario: a container
