@@ -591,7 +591,19 @@ func (ns *netSetup) publish(ctx context.Context, rec *containerRecord) error {
 	if err := writeJSONAtomic(ns.rt.endpointPath(ep.NetworkID, rec.ID), ep); err != nil {
 		return err
 	}
-	return ns.rt.applyNAT(ctx)
+	if err := ns.rt.applyNAT(ctx); err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if b.Protocol == "udp" {
+			// Best effort: without conntrack over netlink (a module not
+			// loaded) the binding works for every flow but one already
+			// running.
+			hostIP, _ := netip.ParseAddr(b.HostIP)
+			nat.ForgetFlows(hostIP, b.HostPort)
+		}
+	}
+	return nil
 }
 
 // reservePort binds a socket to ip:port (port 0: a free one) and returns

@@ -141,8 +141,10 @@ func gatewayOf(t *testing.T, rt *berth.Runtime, network string) netip.Addr {
 // udpServerIn serves UDP port inside c's network namespace from this test
 // process (busybox's nc has no UDP mode): "ping X" is answered "pong X",
 // anything else is taken for a DNS question and answered NXDOMAIN, which
-// busybox nslookup, the one UDP client in the image, prints.
-func udpServerIn(t *testing.T, c *berth.Container, port uint16) {
+// busybox nslookup, the one UDP client in the image, prints. The server
+// stops when the test ends or when stop is called: its socket keeps the
+// container's namespace, and so its address, alive.
+func udpServerIn(t *testing.T, c *berth.Container, port uint16) (stop func()) {
 	t.Helper()
 	st, err := c.State(context.Background())
 	if err != nil || st.Pid == 0 {
@@ -200,6 +202,7 @@ func udpServerIn(t *testing.T, c *berth.Container, port uint16) {
 			}
 		}
 	}()
+	return func() { res.conn.Close() }
 }
 
 func nxdomain(query []byte) []byte {
@@ -799,4 +802,52 @@ func TestNetworkTransfer1GiB(t *testing.T) {
 	}
 	d := time.Since(start)
 	t.Logf("1 GiB in %v (%.0f MB/s)", d, float64(blockSize*blocks)/d.Seconds()/1e6)
+}
+
+// TestNetworkPublishUDPRestart keeps one UDP client socket sending to a
+// published port while the container behind it is replaced: the new
+// container gets the datagrams. The kernel's connection tracking keeps
+// the path of a UDP flow while datagrams keep coming, so a path to the
+// removed container, or to the host's own socket from while no rule
+// existed, must not survive the new binding.
+func TestNetworkPublishUDPRestart(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	port := freePort(t, "udp")
+	spec := fmt.Sprintf("%d:9000/udp", port)
+	client, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ping := func() (string, error) {
+		buf := make([]byte, 512)
+		for try := 0; try < 3; try++ {
+			client.SetDeadline(time.Now().Add(500 * time.Millisecond))
+			client.Write([]byte("ping x"))
+			n, err := client.Read(buf)
+			if err == nil {
+				return string(buf[:n]), nil
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, unix.ECONNREFUSED) {
+				return "", err
+			}
+		}
+		return "", errors.New("no answer")
+	}
+	for i := range 2 {
+		c := sleeper(t, rt, fmt.Sprintf("udp%d", i), berth.WithPublish(spec))
+		stop := udpServerIn(t, c, 9000)
+		if got, err := ping(); got != "pong x" {
+			t.Fatalf("container %d: %q, %v; want pong x", i, got, err)
+		}
+		stop()
+		if err := c.Remove(ctx, berth.WithForce()); err != nil {
+			t.Fatal(err)
+		}
+		// The client keeps sending while no container publishes the port.
+		ping()
+		// The next server must have another address than this one had.
+		sleeper(t, rt, fmt.Sprintf("filler%d", i))
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -341,4 +342,30 @@ func foreignForward(c *nftables.Conn) (*nftables.Table, *nftables.Chain, error) 
 		}
 	}
 	return nil, nil, nil
+}
+
+// ForgetFlows deletes the kernel's connection-tracking entries of UDP
+// datagrams to port (on hostIP, or any address when hostIP is invalid or
+// unspecified), as `conntrack -D -p udp --orig-port-dst PORT` does. A UDP
+// flow keeps the path conntrack chose for its first datagram while
+// datagrams keep coming: to a container since removed, or to the host's
+// own socket from before the rule existed. Called once a new binding's
+// rule is in place, it makes the flow's next datagram take the rule.
+func ForgetFlows(hostIP netip.Addr, port uint16) error {
+	f := &netlink.ConntrackFilter{}
+	if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
+		return err
+	}
+	if err := f.AddPort(netlink.ConntrackOrigDstPort, port); err != nil {
+		return err
+	}
+	if hostIP.IsValid() && !hostIP.IsUnspecified() {
+		if err := f.AddIP(netlink.ConntrackOrigDstIP, hostIP.AsSlice()); err != nil {
+			return err
+		}
+	}
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f); err != nil {
+		return fmt.Errorf("forgetting tracked udp flows to port %d: %w", port, err)
+	}
+	return nil
 }
