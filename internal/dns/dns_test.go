@@ -1,0 +1,125 @@
+package dns
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// ask sends one question to the server over a real UDP socket on loopback
+// and returns the parsed reply.
+func ask(t *testing.T, srv *Server, name string, typ dnsmessage.Type) dnsmessage.Message {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeUDP(conn)
+	defer conn.Close()
+	c, err := net.Dial("udp4", conn.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := dnsmessage.Message{
+		Header:    dnsmessage.Header{ID: 4242, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName(name), Type: typ, Class: dnsmessage.ClassINET}},
+	}
+	b, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no answer for %s: %v", name, err)
+	}
+	var m dnsmessage.Message
+	if err := m.Unpack(buf[:n]); err != nil {
+		t.Fatal(err)
+	}
+	if m.ID != 4242 || !m.Response {
+		t.Fatalf("reply header %+v", m.Header)
+	}
+	return m
+}
+
+func TestServer(t *testing.T) {
+	web := netip.MustParseAddr("10.200.7.2")
+	srv := &Server{
+		Local: func(name string) []netip.Addr {
+			if name == "web" || name == "www" {
+				return []netip.Addr{web}
+			}
+			return nil
+		},
+		Reverse: func(ip netip.Addr) (string, bool) { return "web.stack", ip == web },
+		Private: func(ip netip.Addr) bool { return netip.MustParsePrefix("10.200.7.0/24").Contains(ip) },
+	}
+	for _, tc := range []struct {
+		name  string
+		typ   dnsmessage.Type
+		rcode dnsmessage.RCode
+		want  string // the one answer's data, "" for none
+	}{
+		{"web.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, "10.200.7.2"},
+		{"WWW.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, "10.200.7.2"},
+		{"web.", dnsmessage.TypeAAAA, dnsmessage.RCodeSuccess, ""},
+		{"nosuchcontainer.", dnsmessage.TypeA, dnsmessage.RCodeNameError, ""},
+		{"localhost.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, "127.0.0.1"}, // the host's /etc/hosts
+		{"2.7.200.10.in-addr.arpa.", dnsmessage.TypePTR, dnsmessage.RCodeSuccess, "web.stack."},
+		{"3.7.200.10.in-addr.arpa.", dnsmessage.TypePTR, dnsmessage.RCodeNameError, ""},
+		{"11.0.0.127.in-addr.arpa.", dnsmessage.TypePTR, dnsmessage.RCodeNameError, ""},
+	} {
+		t.Run(tc.name+tc.typ.String(), func(t *testing.T) {
+			m := ask(t, srv, tc.name, tc.typ)
+			if m.RCode != tc.rcode {
+				t.Fatalf("rcode %v, want %v", m.RCode, tc.rcode)
+			}
+			var got string
+			if len(m.Answers) > 1 {
+				t.Fatalf("%d answers: %+v", len(m.Answers), m.Answers)
+			}
+			if len(m.Answers) == 1 {
+				switch body := m.Answers[0].Body.(type) {
+				case *dnsmessage.AResource:
+					got = netip.AddrFrom4(body.A).String()
+				case *dnsmessage.PTRResource:
+					got = body.PTR.String()
+				default:
+					t.Fatalf("answer %T", body)
+				}
+			}
+			if got != tc.want {
+				t.Errorf("answer %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestServerForwards checks that with upstream servers given (--dns),
+// other names go to them unchanged and their reply comes back; the
+// upstream here is a fake name server on loopback.
+func TestServerForwards(t *testing.T) {
+	up, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go (&Server{Local: func(string) []netip.Addr { return []netip.Addr{netip.MustParseAddr("192.0.2.9")} }}).ServeUDP(up)
+	srv := &Server{Upstream: []string{up.LocalAddr().String()}, Local: func(string) []netip.Addr { return nil }}
+	m := ask(t, srv, "example.test.", dnsmessage.TypeA)
+	if m.RCode != dnsmessage.RCodeSuccess || len(m.Answers) != 1 {
+		t.Fatalf("forwarded reply %+v", m)
+	}
+	if a := m.Answers[0].Body.(*dnsmessage.AResource).A; netip.AddrFrom4(a).String() != "192.0.2.9" {
+		t.Errorf("forwarded answer %v", a)
+	}
+}
