@@ -688,13 +688,26 @@ func (ns *netSetup) teardown() {
 	// background, when the container's namespace dies with its last process.
 	// Addresses are handed out round-robin, so a new container never gets
 	// the address of a veth still being torn down.
-	// A namespace that containers joined (container:NAME) outlives the
-	// container, and with it the veth and the address just released: those
-	// are deleted now, which leaves the joiners with their loopback only.
+	//
+	// A namespace can outlive its container, and with it the veth and the
+	// address just released: a joiner (container:NAME) keeps it, and so does
+	// any socket made in it (Dial). Joiners are known, and their veths go
+	// now, which leaves the joiners with their loopback only; a socket is
+	// not, so a veth still there a moment later goes then, off the
+	// caller's path.
 	if r.namespaceShared(eps[0].ContainerID) {
 		for _, ep := range eps {
 			bridge.Delete(ep.HostIf)
 		}
+	} else {
+		go func() {
+			time.Sleep(vethGrace)
+			for _, ep := range eps {
+				if bridge.Exists(ep.HostIf) {
+					bridge.Delete(ep.HostIf)
+				}
+			}
+		}()
 	}
 	for _, ep := range eps {
 		os.Remove(r.endpointPath(ep.NetworkID, ep.ContainerID))
@@ -713,6 +726,10 @@ func (ns *netSetup) teardown() {
 	}
 	tr.mark("bridge")
 }
+
+// vethGrace is how long the kernel gets to delete a stopped container's
+// veths with its namespace before teardown deletes them itself.
+const vethGrace = time.Second
 
 // namespaceShared reports whether a running container joined the network
 // namespace of the container id (network mode container:ID).

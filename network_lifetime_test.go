@@ -515,7 +515,13 @@ func TestNetworkCycles(t *testing.T) {
 	}
 	t.Logf("200 cycles in %v", time.Since(start))
 	names := namesOf(root, []string{nw.ID}, ids)
-	fp := footprint(t, names)
+	// The kernel deletes the last veths with their namespaces, a moment
+	// after their containers are gone.
+	var fp netFootprint
+	eventually(2*time.Second, func() bool {
+		fp = footprint(t, names)
+		return len(fp.links) == 1
+	})
 	if len(fp.links) != 1 || fp.links[0] != names.bridges[0] {
 		t.Errorf("links while the Runtime is open: %v, want only the bridge %s", fp.links, names.bridges[0])
 	}
@@ -554,5 +560,33 @@ func TestNetworkContainerModeProviderRemoved(t *testing.T) {
 	}
 	if out, err := execOutput(t, joiner, "ip -o -4 addr"); err == nil && strings.Contains(out, " "+baseIP.String()+"/") {
 		t.Errorf("the joiner still has the removed provider's address %s, free for another container:\n%s", baseIP, out)
+	}
+}
+
+// TestNetworkRemoveWithDialedConn removes a container while the program
+// still holds a connection made with Dial, whose socket keeps the
+// container's network namespace alive: the container's veth and address
+// must leave the bridge all the same, or the address, free again, would
+// answer for a container that is gone.
+func TestNetworkRemoveWithDialedConn(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := httpServer(t, rt, "dialed")
+	ip := ipOf(t, c)
+	conn, err := c.Dial(ctx, "tcp", "127.0.0.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	veth := namesOf("", nil, []string{c.ID}).veths[0]
+	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(2*time.Second, func() bool { return !hostLinks(t)[veth] }) {
+		t.Errorf("veth %s of the removed container still on the host 2s later, while a Dial connection is open", veth)
+	}
+	out, err := output(t, rt, "busybox", sh(fmt.Sprintf("ping -c1 -W1 %s >/dev/null 2>&1; echo ping=$?", ip)), noUpstream)
+	if err != nil || strings.TrimSpace(out) != "ping=1" {
+		t.Errorf("the removed container's address %s from the network: %q, %v; want no answer", ip, out, err)
 	}
 }
