@@ -851,3 +851,53 @@ func TestNetworkPublishUDPRestart(t *testing.T) {
 		sleeper(t, rt, fmt.Sprintf("filler%d", i))
 	}
 }
+
+// TestNetworkInternal checks an internal network: its containers reach
+// each other, and nothing of the host beyond the bridge, its other
+// addresses included.
+func TestNetworkInternal(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	host := hostAddr(t)
+	if _, err := rt.CreateNetwork(ctx, "sealed", berth.WithInternal()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httpServer(t, rt, "inside", berth.WithNetwork("sealed"))
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			r := bufio.NewReader(conn)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil || strings.TrimSpace(line) == "" {
+					break
+				}
+			}
+			fmt.Fprintf(conn, "HTTP/1.0 200 OK\r\n\r\nhello from the host\n")
+			conn.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	// The host's listener answers from the default network: the probe works.
+	out, err := output(t, rt, "busybox", sh(fmt.Sprintf("timeout 2 wget -q -O - http://%s:%s/", host, port)))
+	if err != nil || strings.TrimSpace(out) != "hello from the host" {
+		t.Fatalf("the host's listener from the default network: %q, %v", out, err)
+	}
+	out, err = output(t, rt, "busybox", sh(fmt.Sprintf("wget -q -O - http://%s/ && (timeout 2 wget -q -O - http://%s:%s/ 2>&1; echo rc=$?)", ipOf(t, srv), host, port)),
+		berth.WithNetwork("sealed"), noUpstream)
+	if err != nil || !strings.Contains(out, "hello from inside") {
+		t.Errorf("a peer on the internal network: %q, %v", out, err)
+	}
+	if strings.Contains(out, "hello from the host") || strings.Contains(out, "rc=0") {
+		t.Errorf("a container on an internal network reached the host's %s:%s: %q", host, port, out)
+	}
+}

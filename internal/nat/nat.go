@@ -109,6 +109,7 @@ func render(c *nftables.Conn, t *nftables.Table, bridges []Bridge, ports []Port)
 	post := chain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, nftables.ChainTypeNAT)
 	fwd := chain("forward", nftables.ChainHookForward, nftables.ChainPriorityFilter, nftables.ChainTypeFilter)
 	raw := chain("raw", nftables.ChainHookPrerouting, nftables.ChainPriorityRaw, nftables.ChainTypeFilter)
+	input := chain("input", nftables.ChainHookInput, nftables.ChainPriorityFilter, nftables.ChainTypeFilter)
 	add := func(ch *nftables.Chain, exprs ...expr.Any) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
 	}
@@ -150,6 +151,9 @@ func render(c *nftables.Conn, t *nftables.Table, bridges []Bridge, ports []Port)
 		// Networks are isolated from each other (docker's isolation chains).
 		add(fwd, cat(in, notOut, ifnamePrefix(unix.NFT_META_OIFNAME, BridgePrefix), verdict(expr.VerdictDrop))...)
 		if b.Internal {
+			// The host's addresses beyond the bridge are the host's other
+			// interfaces too: only the gateway's subnet is reachable.
+			add(input, cat(in, notSubnet(16, b.Subnet), verdict(expr.VerdictDrop))...)
 			add(fwd, cat(in, notOut, verdict(expr.VerdictDrop))...)
 			add(fwd, cat(out, notIn, verdict(expr.VerdictDrop))...)
 			continue
@@ -225,6 +229,15 @@ func subnet(offset uint32, p netip.Prefix) []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
 	}
+}
+
+// notSubnet is subnet with the comparison negated.
+func notSubnet(offset uint32, p netip.Prefix) []expr.Any {
+	m := subnet(offset, p)
+	cmp := *m[len(m)-1].(*expr.Cmp)
+	cmp.Op = expr.CmpOpNeq
+	m[len(m)-1] = &cmp
+	return m
 }
 
 func ipAddr(offset uint32, ip netip.Addr) []expr.Any {
