@@ -590,3 +590,47 @@ func TestNetworkRemoveWithDialedConn(t *testing.T) {
 		t.Errorf("the removed container's address %s from the network: %q, %v; want no answer", ip, out, err)
 	}
 }
+
+// TestNetworkDetachedBridgeGoes removes a detached container that was the
+// only user of its network, from a program that never used the network:
+// once the monitor that ran the container has nothing left to do, the
+// bridge and the root's rules go.
+func TestNetworkDetachedBridgeGoes(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	berthtest.Busybox(t, rt, "busybox")
+	before := footprint(t, namesOf(root, nil, nil))
+	prog := startNetProgram(t, netPlan{Root: root, Networks: []string{"solo"}, Containers: []planContainer{
+		{Name: "alone", Network: "solo", Publish: []string{"127.0.0.1::80"}, Script: "exec sleep 300", Detach: true},
+	}})
+	if err := prog.Wait(); err != nil {
+		t.Fatalf("the starting program: %v", err)
+	}
+	c, err := rt.Container(ctx, "alone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	solo, err := rt.Network(ctx, "solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := namesOf(root, []string{solo.ID}, []string{c.ID})
+	if fp := footprint(t, names); len(fp.links) != 2 {
+		t.Fatalf("links while the container runs: %v, want its bridge and veth", fp.links)
+	}
+	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	var fp netFootprint
+	eventually(10*time.Second, func() bool {
+		fp = footprint(t, names)
+		return len(fp.links) == 0 && fp.table == before.table
+	})
+	checkFootprint(t, "10s after Remove", before, fp)
+}
