@@ -901,3 +901,29 @@ func TestNetworkInternal(t *testing.T) {
 		t.Errorf("a container on an internal network reached the host's %s:%s: %q", host, port, out)
 	}
 }
+
+// TestNetworkPublishHostAddrOnly publishes on the host's own address: it
+// answers there and not at 127.0.0.1.
+func TestNetworkPublishHostAddrOnly(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	host := hostAddr(t)
+	c := httpServer(t, rt, "addronly", berth.WithPublish(host.String()+"::80"))
+	ports, err := c.Ports(ctx)
+	if err != nil || len(ports) != 1 || ports[0].HostIP != host.String() || ports[0].HostPort == 0 {
+		t.Fatalf("Ports = %+v, %v; want one binding on %s", ports, err, host)
+	}
+	port := strconv.Itoa(int(ports[0].HostPort))
+	if got := httpGet(t, net.JoinHostPort(host.String(), port)); got != "hello from addronly" {
+		t.Errorf("GET %s:%s = %q", host, port, got)
+	}
+	if conn, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 2*time.Second); err == nil {
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(conn, "GET / HTTP/1.0\r\n\r\n")
+		b, _ := io.ReadAll(conn)
+		conn.Close()
+		if strings.Contains(string(b), "hello from addronly") {
+			t.Errorf("a port published on %s answers at 127.0.0.1:%s", host, port)
+		}
+	}
+}
