@@ -927,3 +927,56 @@ func TestNetworkPublishHostAddrOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkSubnetsAcrossRoots creates networks in two roots at once and
+// brings them up at once: each gets a subnet of its own, and every
+// container reaches its own server.
+func TestNetworkSubnetsAcrossRoots(t *testing.T) {
+	rts := []*berth.Runtime{busyboxRuntime(t), busyboxRuntime(t)}
+	ctx := context.Background()
+	type result struct {
+		subnet netip.Prefix
+		out    string
+		err    error
+	}
+	const perRoot = 3
+	results := make([]result, len(rts)*perRoot)
+	var wg sync.WaitGroup
+	for i, rt := range rts {
+		for j := range perRoot {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := &results[i*perRoot+j]
+				name := fmt.Sprintf("net%d", j)
+				n, err := rt.CreateNetwork(ctx, name)
+				if err != nil {
+					res.err = err
+					return
+				}
+				script := "mkdir -p /www && echo hello > /www/index.html && httpd -p 80 -h /www && wget -q -O - http://srv/ && ip -o -4 addr show eth0"
+				res.out, res.err = output(t, rt, "busybox", sh(script), berth.WithNetwork(name, "srv"), noUpstream)
+				if n2, err := rt.Network(ctx, name); err == nil {
+					res.subnet = n2.Subnet
+				} else {
+					res.subnet = n.Subnet
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	seen := map[netip.Prefix]int{}
+	for i, res := range results {
+		if res.err != nil || !strings.HasPrefix(res.out, "hello\n") {
+			t.Errorf("network %d: %q, %v", i, res.out, res.err)
+			continue
+		}
+		if !strings.Contains(res.out, " "+res.subnet.Addr().String()[:strings.LastIndexByte(res.subnet.Addr().String(), '.')+1]) {
+			t.Errorf("network %d: address outside its subnet %s: %q", i, res.subnet, res.out)
+		}
+		if k, dup := seen[res.subnet]; dup {
+			t.Errorf("networks %d and %d share subnet %s", k, i, res.subnet)
+		}
+		seen[res.subnet] = i
+	}
+}
