@@ -980,3 +980,25 @@ func TestNetworkSubnetsAcrossRoots(t *testing.T) {
 		seen[res.subnet] = i
 	}
 }
+
+// TestNetworkPublishReleasedOnExit checks that a container that exits on
+// its own (not removed) lets its host port go: another container can
+// publish it, and the exited one's rules do not shadow the new binding.
+func TestNetworkPublishReleasedOnExit(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	port := freePort(t, "tcp")
+	spec := fmt.Sprintf("127.0.0.1:%d:80", port)
+	first := mustRun(t, rt, "busybox", sh("true"), berth.WithName("brief"), berth.WithPublish(spec))
+	t.Cleanup(func() { first.Remove(ctx, berth.WithForce()) })
+	if err := first.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(2*time.Second, func() bool { return portFree("tcp", port) }) {
+		t.Errorf("port %d still held after its container exited", port)
+	}
+	httpServer(t, rt, "next", berth.WithPublish(spec))
+	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", port)); got != "hello from next" {
+		t.Errorf("port %d after the first container exited: %q", port, got)
+	}
+}
