@@ -1002,3 +1002,40 @@ func TestNetworkPublishReleasedOnExit(t *testing.T) {
 		t.Errorf("port %d after the first container exited: %q", port, got)
 	}
 }
+
+// TestNetworkTwoNetworks attaches a container to two networks: each
+// network's containers resolve it to its address there and reach it.
+func TestNetworkTwoNetworks(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, n := range []string{"front", "back"} {
+		if _, err := rt.CreateNetwork(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := httpServer(t, rt, "both", berth.WithNetwork("front"), berth.WithNetwork("back", "api"))
+	st, err := c.State(ctx)
+	if err != nil || len(st.Networks) != 2 {
+		t.Fatalf("State.Networks = %+v, %v; want two", st.Networks, err)
+	}
+	for _, ep := range st.Networks {
+		for _, name := range []string{"both", "api"} {
+			out, err := output(t, rt, "busybox", sh("nslookup "+name+" && wget -q -O - http://"+name+"/"), berth.WithNetwork(ep.Network), noUpstream)
+			wantOK := name == "both" || ep.Network == "back"
+			if !wantOK {
+				if err == nil || strings.Contains(out, "hello from both") {
+					t.Errorf("%s from %s (an alias on the other network): %q, %v; want a failure", name, ep.Network, out, err)
+				}
+				continue
+			}
+			if err != nil || !strings.Contains(out, "Address: "+ep.IP.String()) || !strings.Contains(out, "hello from both") {
+				t.Errorf("%s from %s: %q, %v; want %s and the page", name, ep.Network, out, err, ep.IP)
+			}
+			for _, other := range st.Networks {
+				if other.Network != ep.Network && strings.Contains(out, other.IP.String()) {
+					t.Errorf("%s from %s answers its address %s on %s, unreachable from there: %q", name, ep.Network, other.IP, other.Network, out)
+				}
+			}
+		}
+	}
+}
