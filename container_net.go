@@ -278,6 +278,14 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (ns 
 			}
 		}
 		ns.netnsPath = "/proc/" + strconv.Itoa(trec.State.Pid) + "/ns/net"
+		// The target's teardown looks here for containers in its namespace.
+		joiners := filepath.Join(r.containerDir(trec.ID), "netns-joiners")
+		if err := os.MkdirAll(joiners, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(joiners, rec.ID), nil, 0o600); err != nil {
+			return nil, err
+		}
 		ns.ports = trec.State.Ports
 	case "bridge":
 		var first netip.Addr
@@ -734,14 +742,13 @@ const vethGrace = time.Second
 // namespaceShared reports whether a running container joined the network
 // namespace of the container id (network mode container:ID).
 func (r *Runtime) namespaceShared(id string) bool {
-	entries, err := os.ReadDir(r.containersDir())
+	// Joiners leave their IDs in the container's directory (prepareNetwork);
+	// those that have stopped since do not count.
+	entries, err := os.ReadDir(filepath.Join(r.containerDir(id), "netns-joiners"))
 	if err != nil {
 		return false
 	}
 	for _, e := range entries {
-		if e.Name() == id {
-			continue
-		}
 		rec, err := r.readRecord(e.Name())
 		if err == nil && rec.Config.NetworkMode == "container:"+id && rec.alive() {
 			return true
