@@ -390,7 +390,7 @@ func (r *Runtime) networkByID(ctx context.Context, id string) (*networkRecord, e
 func (r *Runtime) upBridge(ctx context.Context, n *networkRecord) error {
 	r.mu.Lock()
 	if r.bridges == nil {
-		r.bridges = map[string]func(){}
+		r.bridges = map[string]*os.File{}
 	}
 	_, held := r.bridges[n.ID]
 	r.mu.Unlock()
@@ -428,7 +428,7 @@ func (r *Runtime) upBridge(ctx context.Context, n *networkRecord) error {
 		}
 	}
 	if !held && !r.noBridgeHold {
-		hold, ok := r.store.TryLock("bridge-"+n.ID, false)
+		hold, ok := r.store.TryLockFile("bridge-"+n.ID, false)
 		if ok {
 			r.mu.Lock()
 			r.bridges[n.ID] = hold
@@ -800,8 +800,11 @@ func (r *Runtime) releaseBridges() {
 	held := r.bridges
 	r.bridges = nil
 	r.mu.Unlock()
-	for id, release := range held {
-		release()
+	for id, hold := range held {
+		if r.bridgeLinger > 0 && r.lingerBridge(id, hold) == nil {
+			continue
+		}
+		hold.Close()
 		r.maybeDownBridge(context.Background(), id)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
 )
 
 // serveHTTP starts busybox httpd detached-in-spirit (attached here) in a
@@ -150,5 +151,48 @@ func TestNetworkConnectDisconnect(t *testing.T) {
 	st, _ := web.State(ctx)
 	if len(st.Networks) != 1 || st.Networks[0].Network != berth.DefaultNetwork {
 		t.Errorf("networks after Disconnect: %+v", st.Networks)
+	}
+}
+
+// TestBridgeLinger checks WithBridgeLinger: after Close the unused bridge
+// stays for the linger time, a program opening the root meanwhile uses it
+// (and keeps it past the first program's linger), and it goes once nobody
+// uses it.
+func TestBridgeLinger(t *testing.T) {
+	berthtest.Skip(t)
+	root := t.TempDir()
+	ctx := context.Background()
+	open := func() *berth.Runtime {
+		rt, err := berth.New(root, berth.WithBridgeLinger(400*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}
+	rt := open()
+	berthtest.Busybox(t, rt, "busybox")
+	mustOutput(t, rt, "busybox", sh("true"))
+	n, err := rt.Network(ctx, berth.DefaultNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := namesOf(root, []string{n.ID}, nil).bridges[0]
+	rt.Close()
+	if !hostLinks(t)[br] {
+		t.Fatalf("bridge %s was deleted at Close despite the linger", br)
+	}
+	rt2 := open()
+	mustOutput(t, rt2, "busybox", sh("true"))
+	time.Sleep(700 * time.Millisecond) // the first linger is over; rt2 holds it
+	if !hostLinks(t)[br] {
+		t.Fatalf("bridge %s went while a Runtime still held it", br)
+	}
+	rt2.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for hostLinks(t)[br] || strings.Contains(command(t, "nft", "list", "tables"), "berth-"+rootTag(root)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge %s or the root's nftables table still there 5 s after the last Close", br)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
@@ -29,11 +30,12 @@ type Runtime struct {
 	mu      sync.Mutex
 	closed  bool
 	running map[string]*running // attached containers this Runtime owns
-	bridges map[string]func()   // network ID: the shared hold on its bridge
+	bridges map[string]*os.File // network ID: the shared hold on its bridge
 	// noBridgeHold: this Runtime (the monitor's) does not keep bridges up
 	// for later containers.
 	noBridgeHold bool
-	filters      sync.Map // compiled seccomp filters by capability set
+	bridgeLinger time.Duration // WithBridgeLinger
+	filters      sync.Map      // compiled seccomp filters by capability set
 
 	warmMu       sync.Mutex
 	warm         *initproc.Warm // a child stage started ahead of need, or nil

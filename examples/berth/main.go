@@ -43,6 +43,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/berth-dev/berth"
 )
@@ -121,7 +122,9 @@ type cli struct {
 // runtime opens the runtime on the chosen root.
 func (c *cli) runtime() (*berth.Runtime, error) {
 	if c.rt == nil {
-		rt, err := berth.New(c.root)
+		// A command is a short-lived program: the next one reuses the bridge
+		// this one brought up instead of paying for deleting and re-making it.
+		rt, err := berth.New(c.root, berth.WithBridgeLinger(2*time.Second))
 		if err != nil {
 			return nil, err
 		}

@@ -70,3 +70,29 @@ func (s *Store) lockFile(name string, exclusive, block bool) (func(), error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// TryLockFile is TryLock returning the locked file itself: closing it, or
+// the death of every process holding a copy of it, releases the lock. A
+// child process given the file (exec.Cmd.ExtraFiles) keeps the lock after
+// its parent exits.
+func (s *Store) TryLockFile(name string, exclusive bool) (*os.File, bool) {
+	f, err := os.OpenFile(filepath.Join(s.root, "locks", name), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, false
+	}
+	how := unix.LOCK_SH | unix.LOCK_NB
+	if exclusive {
+		how = unix.LOCK_EX | unix.LOCK_NB
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, false
+	}
+	return f, true
+}

@@ -1,0 +1,95 @@
+package berth
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/initproc"
+)
+
+// WithBridgeLinger keeps a network's bridge up for d after Close when no
+// container uses it any more, so that the next program on the root (the
+// next CLI command, say) finds it made instead of creating it again:
+// creating a bridge and deleting it (the kernel waits for RCU grace
+// periods) cost tens of milliseconds per program. A small re-executed
+// process of the calling binary holds the bridge meanwhile and deletes it
+// then, unless another program took it over. Default: 0, Close deletes
+// unused bridges before it returns. Meant for short-lived programs; the
+// example CLI uses it.
+func WithBridgeLinger(d time.Duration) Option {
+	return optionFunc(func(r *Runtime) { r.bridgeLinger = d })
+}
+
+type optionFunc func(*Runtime)
+
+func (f optionFunc) applyRuntime(r *Runtime) { f(r) }
+
+// lingerEnv starts the lingering process: "<root>\n<network ID>\n<d>", the
+// bridge's shared lock on fd 3.
+const lingerEnv = "_BERTH_BRIDGE_LINGER"
+
+func init() {
+	if v, ok := os.LookupEnv(lingerEnv); ok {
+		os.Unsetenv(lingerEnv)
+		lingerMain(v)
+		os.Exit(0)
+	}
+}
+
+// lingerBridge hands the hold on a bridge to a process that keeps it for
+// the linger time. The caller's copy of hold is closed.
+func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
+	exe, err := initproc.Executable()
+	if err != nil {
+		return err
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	cmd := &exec.Cmd{
+		Path:        exe,
+		Args:        []string{"berth-linger"},
+		Env:         []string{lingerEnv + "=" + r.root + "\n" + networkID + "\n" + r.bridgeLinger.String(), "GOMAXPROCS=1"},
+		Dir:         "/",
+		Stdin:       devnull,
+		Stdout:      devnull,
+		Stderr:      devnull,
+		ExtraFiles:  []*os.File{hold},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	hold.Close()
+	go cmd.Wait() // reap it should this program outlive it
+	return nil
+}
+
+// lingerMain keeps the bridge's lock (fd 3) for the linger time, then lets
+// go and deletes the bridge if nobody took it meanwhile.
+func lingerMain(v string) {
+	parts := strings.Split(v, "\n")
+	if len(parts) != 3 {
+		return
+	}
+	root, networkID := parts[0], parts[1]
+	d, err := time.ParseDuration(parts[2])
+	if err != nil || filepath.Base(networkID) != networkID {
+		return
+	}
+	time.Sleep(d)
+	syscall.Close(3)
+	r, err := New(root) // its sweep deletes the bridge when unused
+	if err != nil {
+		return
+	}
+	r.maybeDownBridge(context.Background(), networkID)
+	r.Close()
+}
