@@ -138,17 +138,11 @@ func fileBody(t *testing.T, b []byte) string {
 // end from its start: berth's private mounts must never show on the host.
 func keepMountinfo(t *testing.T) {
 	t.Helper()
-	before, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := hostMountinfo(t)
 	t.Cleanup(func() {
-		after, err := os.ReadFile("/proc/self/mountinfo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(before, after) {
-			t.Errorf("host mount table changed (%d lines before, %d after):\n%s", bytes.Count(before, []byte("\n")), bytes.Count(after, []byte("\n")), diffLinesFS(string(before), string(after)))
+		after := hostMountinfo(t)
+		if before != after {
+			t.Errorf("host mount table changed (%d lines before, %d after):\n%s", strings.Count(before, "\n"), strings.Count(after, "\n"), diffLinesFS(before, after))
 		}
 	})
 }
