@@ -9,7 +9,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-dev/berth/internal/bridge"
 	"github.com/berth-dev/berth/internal/initproc"
+	"github.com/berth-dev/berth/internal/nat"
 )
 
 // WithBridgeLinger keeps a network's bridge up for d after Close when no
@@ -86,6 +88,14 @@ func lingerMain(v string) {
 	}
 	time.Sleep(d)
 	syscall.Close(3)
+	if _, err := os.Stat(filepath.Join(root, "locks")); err != nil {
+		// The root was removed meanwhile: nobody can use the bridge any
+		// more, and nothing may be written where the root was.
+		bridge.Delete(bridgeName(root, networkID))
+		nat.Delete(natTable(root))
+		dropForwardIfUnused()
+		return
+	}
 	r, err := New(root) // its sweep deletes the bridge when unused
 	if err != nil {
 		return

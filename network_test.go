@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +196,38 @@ func TestBridgeLinger(t *testing.T) {
 			t.Fatalf("bridge %s or the root's nftables table still there 5 s after the last Close", br)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBridgeLingerRootRemoved checks that a lingering bridge whose root is
+// removed meanwhile still goes, and that nothing is written where the root
+// was.
+func TestBridgeLingerRootRemoved(t *testing.T) {
+	berthtest.Skip(t)
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root, berth.WithBridgeLinger(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	berthtest.Busybox(t, rt, "busybox")
+	mustOutput(t, rt, "busybox", sh("true"))
+	n, err := rt.Network(context.Background(), berth.DefaultNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := namesOf(root, []string{n.ID}, nil).bridges[0]
+	rt.Close()
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for hostLinks(t)[br] || strings.Contains(command(t, "nft", "list", "tables"), "berth-"+rootTag(root)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge %s or its table outlived the removed root by 5 s", br)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(root); err == nil {
+		t.Errorf("the lingering process re-created %s", root)
 	}
 }

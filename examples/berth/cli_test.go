@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	// Each test removes its root when it ends; a bridge left to linger
+	// (WithBridgeLinger) would be deleted by a process writing into a root
+	// being removed. Tests check that commands leave nothing behind.
+	os.Setenv("BERTH_BRIDGE_LINGER", "0")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

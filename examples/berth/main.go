@@ -24,7 +24,9 @@
 // when signal N ended it.
 //
 // The state directory is --root, else $BERTH_ROOT, else /var/lib/berth.
-// Everything beyond image storage needs root.
+// Everything beyond image storage needs root. A network bridge no
+// container uses any more stays up for $BERTH_BRIDGE_LINGER (default 2s,
+// "0" for none) after a command ends, for the next command to reuse.
 //
 // The program is a thin layer over the public API of package berth; every
 // command lives in the file of its group (image.go, archive.go,
@@ -124,7 +126,16 @@ func (c *cli) runtime() (*berth.Runtime, error) {
 	if c.rt == nil {
 		// A command is a short-lived program: the next one reuses the bridge
 		// this one brought up instead of paying for deleting and re-making it.
-		rt, err := berth.New(c.root, berth.WithBridgeLinger(2*time.Second))
+		// $BERTH_BRIDGE_LINGER (a duration, "0" for none) overrides the 2 s.
+		linger := 2 * time.Second
+		if v := os.Getenv("BERTH_BRIDGE_LINGER"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil && v != "0" {
+				return nil, fmt.Errorf("BERTH_BRIDGE_LINGER=%q: want a duration such as 2s: %w", v, err)
+			}
+			linger = d
+		}
+		rt, err := berth.New(c.root, berth.WithBridgeLinger(linger))
 		if err != nil {
 			return nil, err
 		}
