@@ -412,7 +412,7 @@ func (r *Runtime) upBridge(ctx context.Context, n *networkRecord) error {
 		if err := r.checkSubnetFree(ctx, n, name); err != nil {
 			return err
 		}
-		if err := bridge.Ensure(name, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
+		if err := bridge.Ensure(name, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), bridgeAliasPrefix+r.root); err != nil {
 			return err
 		}
 		if !n.Internal {
@@ -811,7 +811,39 @@ func (r *Runtime) releaseBridges() {
 
 // sweepNetworks deletes what dead programs left: endpoints of containers
 // no one owns, bridges no one uses, and the rules for them.
+// bridgeAliasPrefix starts the alias of every bridge berth makes; the
+// root's path follows.
+const bridgeAliasPrefix = "berth-root:"
+
+// sweepOrphanBridges deletes the bridges, and the rule tables, of berth
+// roots that no longer exist (a test's temporary root removed while a
+// program still held its bridge): no program can ever open those roots to
+// sweep them.
+func sweepOrphanBridges() {
+	links, err := bridge.Aliased(nat.BridgePrefix)
+	if err != nil {
+		return
+	}
+	deleted := false
+	for name, alias := range links {
+		root, ok := strings.CutPrefix(alias, bridgeAliasPrefix)
+		if !ok || !filepath.IsAbs(root) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, "locks")); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		bridge.Delete(name)
+		nat.Delete(natTable(root))
+		deleted = true
+	}
+	if deleted {
+		dropForwardIfUnused()
+	}
+}
+
 func (r *Runtime) sweepNetworks() {
+	sweepOrphanBridges()
 	recs, err := r.networkRecords()
 	if err != nil || len(recs) == 0 {
 		if tables, _ := nat.Tables(natTable(r.root)); len(tables) > 0 {

@@ -231,3 +231,36 @@ func TestBridgeLingerRootRemoved(t *testing.T) {
 		t.Errorf("the lingering process re-created %s", root)
 	}
 }
+
+// TestSweepOrphanBridge checks that New deletes the bridge and rules of a
+// root that was removed while a program still held them: no program could
+// ever open that root again to sweep it.
+func TestSweepOrphanBridge(t *testing.T) {
+	berthtest.Skip(t)
+	root := filepath.Join(t.TempDir(), "gone")
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	berthtest.Busybox(t, rt, "busybox")
+	mustOutput(t, rt, "busybox", sh("true"))
+	n, err := rt.Network(context.Background(), berth.DefaultNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := namesOf(root, []string{n.ID}, nil).bridges[0]
+	if !hostLinks(t)[br] {
+		t.Fatalf("bridge %s is not up while its Runtime is open", br)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	berthtest.NewRuntime(t) // New on another root sweeps orphans
+	if hostLinks(t)[br] {
+		t.Errorf("bridge %s of the removed root survived New on another root", br)
+	}
+	if strings.Contains(command(t, "nft", "list", "tables"), "berth-"+rootTag(root)) {
+		t.Errorf("the removed root's nftables table survived New on another root")
+	}
+}

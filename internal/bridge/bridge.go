@@ -22,7 +22,11 @@ import (
 // made meanwhile by another process is used. route_localnet is switched on
 // for the bridge alone, so that a port published on 127.0.0.1 can be DNATed
 // out of it (docker does the same when its userland proxy is off).
-func Ensure(name string, gateway netip.Prefix) error {
+//
+// alias is written as the link's alias (`ip link show` prints it), so that
+// what made the bridge can be found from the link alone: Aliased lists
+// the bridges with their aliases.
+func Ensure(name string, gateway netip.Prefix, alias string) error {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
 		if !isNotFound(err) {
@@ -38,6 +42,11 @@ func Ensure(name string, gateway netip.Prefix) error {
 	}
 	if _, ok := link.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%s exists and is a %s, not a bridge", name, link.Type())
+	}
+	if alias != "" && link.Attrs().Alias != alias {
+		if err := netlink.LinkSetAlias(link, alias); err != nil {
+			return fmt.Errorf("naming bridge %s: %w", name, err)
+		}
 	}
 	addr := &netlink.Addr{IPNet: prefixNet(gateway)}
 	if err := netlink.AddrReplace(link, addr); err != nil {
@@ -233,4 +242,20 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	}
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(ip, ones), true
+}
+
+// Aliased maps the names of the host's links starting with prefix to
+// their aliases.
+func Aliased(prefix string) (map[string]string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, l := range links {
+		if a := l.Attrs(); len(a.Name) >= len(prefix) && a.Name[:len(prefix)] == prefix {
+			out[a.Name] = a.Alias
+		}
+	}
+	return out, nil
 }
