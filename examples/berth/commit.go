@@ -21,13 +21,9 @@ func commitCommand(fs *flagSet) runFunc {
 	fs.BoolVar(&pause, "p", true, "Pause container during commit")
 	fs.docs = append(fs.docs, flagDoc{"p", "pause", "", "Pause container during commit (default true)"})
 	return func(ctx context.Context, c *cli, args []string) error {
-		rt, err := c.runtime()
+		ctr, err := c.container(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		ctr, err := rt.Container(ctx, args[0])
-		if err != nil {
-			return noSuchContainer(args[0], err)
 		}
 		opts := []berth.CommitOption{berth.WithCommitPause(pause)}
 		if len(changes) > 0 {

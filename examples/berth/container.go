@@ -24,6 +24,20 @@ import (
 
 // noSuchContainer is docker's message for a container that is not in the
 // root; other errors pass through.
+// container finds a container by name or ID, with docker's message when
+// there is none.
+func (c *cli) container(ctx context.Context, nameOrID string) (*berth.Container, error) {
+	rt, err := c.runtime()
+	if err != nil {
+		return nil, err
+	}
+	ctr, err := rt.Container(ctx, nameOrID)
+	if err != nil {
+		return nil, noSuchContainer(nameOrID, err)
+	}
+	return ctr, nil
+}
+
 func noSuchContainer(name string, err error) error {
 	if errors.Is(err, berth.ErrNotFound) {
 		return fmt.Errorf("No such container: %s", name)
@@ -869,13 +883,9 @@ func logsCommand(fs *flagSet) runFunc {
 				opts = append(opts, berth.WithTail(n))
 			}
 		}
-		rt, err := c.runtime()
+		ctr, err := c.container(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		ctr, err := rt.Container(ctx, args[0])
-		if err != nil {
-			return noSuchContainer(args[0], err)
 		}
 		err = ctr.Logs(ctx, c.stdout, c.stderr, opts...)
 		if follow && ctx.Err() != nil {
@@ -1154,13 +1164,9 @@ func sortedPorts(ports []berth.PortBinding) []berth.PortBinding {
 // the host addresses of one container port.
 func portCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
-		rt, err := c.runtime()
+		ctr, err := c.container(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		ctr, err := rt.Container(ctx, args[0])
-		if err != nil {
-			return noSuchContainer(args[0], err)
 		}
 		ports, err := ctr.Ports(ctx)
 		if err != nil {

@@ -299,13 +299,9 @@ func extractEntry(root *os.Root, name string, hdr *tar.Header, content io.Reader
 // diffCommand is docker diff.
 func diffCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
-		rt, err := c.runtime()
+		ctr, err := c.container(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		ctr, err := rt.Container(ctx, args[0])
-		if err != nil {
-			return noSuchContainer(args[0], err)
 		}
 		changes, err := ctr.Diff(ctx)
 		if err != nil {
@@ -326,13 +322,9 @@ func exportCommand(fs *flagSet) runFunc {
 		if output == "" && isTerminal(c.stdout) {
 			return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
 		}
-		rt, err := c.runtime()
+		ctr, err := c.container(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		ctr, err := rt.Container(ctx, args[0])
-		if err != nil {
-			return noSuchContainer(args[0], err)
 		}
 		if output == "" {
 			return ctr.Export(ctx, c.stdout)
@@ -345,13 +337,9 @@ func exportCommand(fs *flagSet) runFunc {
 // processes itself instead of running ps, so ps options are not taken.
 func topCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
-		rt, err := c.runtime()
+		ctr, err := c.container(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		ctr, err := rt.Container(ctx, args[0])
-		if err != nil {
-			return noSuchContainer(args[0], err)
 		}
 		procs, err := ctr.Top(ctx)
 		if errors.Is(err, berth.ErrNotRunning) {

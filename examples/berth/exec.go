@@ -35,13 +35,9 @@ func execCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		rt, err := c.runtime()
+		ctr, err := c.container(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		ctr, err := rt.Container(ctx, args[0])
-		if err != nil {
-			return noSuchContainer(args[0], err)
 		}
 		if f.detach {
 			if _, err := ctr.Exec(ctx, p, opts...); err != nil {
