@@ -545,12 +545,24 @@ func TestRunSignal(t *testing.T) {
 func TestRunTTY(t *testing.T) {
 	root := containerSetup(t)
 	master, slave := openTestPTY(t)
+	out := typeOnTerminal(t, master, slave, "tty", "--root", root, "run", "--rm", "-it", "busybox", "sh", "-c", "test -t 0 && echo tty; read x; echo got:$x; exit 4")
+	if !strings.Contains(out, "got:abc\r\n") {
+		t.Errorf("terminal output %q, want the container to have read abc", out)
+	}
+}
+
+// typeOnTerminal runs the berth binary with args on the pseudo-terminal
+// slave, as a user at a terminal does: once the output shows ready and
+// berth has put the terminal in raw mode, it types "abc" and Enter. The
+// command must exit 4 and leave the terminal settings as they were. It
+// returns what the terminal showed.
+func typeOnTerminal(t *testing.T, master, slave *os.File, ready string, args ...string) string {
+	t.Helper()
 	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	cmd := exec.Command(berthBin, "--root", root, "run", "--rm", "-it", "busybox", "sh", "-c", "test -t 0 && echo tty; read x; echo got:$x; exit 4")
+	cmd := exec.Command(berthBin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	var out syncBuffer
@@ -570,7 +582,7 @@ func TestRunTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
-	waitFor(t, func() bool { return strings.Contains(out.String(), "tty") }, "the container to start")
+	waitFor(t, func() bool { return strings.Contains(out.String(), ready) }, "the process to start on the terminal")
 	waitFor(t, func() bool {
 		tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
 		return err == nil && tio.Lflag&(unix.ICANON|unix.ECHO|unix.ISIG) == 0
@@ -581,23 +593,21 @@ func TestRunTTY(t *testing.T) {
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
-		t.Errorf("berth run -it: %v, want exit 4", err)
+		t.Errorf("berth %v: %v, want exit 4", args, err)
 	}
 	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if *after != *before {
-		t.Errorf("terminal settings after run = %+v, want them restored to %+v", after, before)
+		t.Errorf("terminal settings after berth %v = %+v, want them restored to %+v", args, after, before)
 	}
 	slave.Close()
 	select {
 	case <-copied:
 	case <-time.After(5 * time.Second):
 	}
-	if !strings.Contains(out.String(), "got:abc\r\n") {
-		t.Errorf("terminal output %q, want the container to have read abc", out.String())
-	}
+	return out.String()
 }
 
 // openTestPTY opens a pseudo-terminal pair and closes it when the test

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -88,56 +85,8 @@ func TestExecTTY(t *testing.T) {
 	runDetached(t, root, "--name", "target", "busybox", "sleep", "300")
 	master, slave := openTestPTY(t)
 	unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 77})
-	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(berthBin, "--root", root, "exec", "-it", "target", "sh", "-c", "busybox tty; busybox stty size; read x; echo got:$x; exit 4")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	var out syncBuffer
-	copied := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			out.Write(buf[:n])
-			if err != nil {
-				close(copied)
-				return
-			}
-		}
-	}()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	waitFor(t, func() bool { return strings.Contains(out.String(), "33 77") }, "the process's terminal")
-	waitFor(t, func() bool {
-		tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
-		return err == nil && tio.Lflag&(unix.ICANON|unix.ECHO|unix.ISIG) == 0
-	}, "berth to put the terminal in raw mode")
-	if _, err := master.Write([]byte("abc\r")); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
-		t.Errorf("berth exec -it: %v, want exit 4", err)
-	}
-	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *after != *before {
-		t.Errorf("terminal settings after exec = %+v, want them restored to %+v", after, before)
-	}
-	slave.Close()
-	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-	}
-	if !strings.HasPrefix(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "got:abc\r\n") {
-		t.Errorf("terminal output %q, want a /dev/pts name and the process to have read abc", out.String())
+	out := typeOnTerminal(t, master, slave, "33 77", "--root", root, "exec", "-it", "target", "sh", "-c", "busybox tty; busybox stty size; read x; echo got:$x; exit 4")
+	if !strings.HasPrefix(out, "/dev/pts/") || !strings.Contains(out, "got:abc\r\n") {
+		t.Errorf("terminal output %q, want a /dev/pts name and the process to have read abc", out)
 	}
 }
