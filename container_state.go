@@ -79,16 +79,7 @@ func (r *Runtime) readRecord(id string) (*containerRecord, error) {
 // container does not survive a host crash, and a rename is atomic against
 // readers and killed writers.
 func (r *Runtime) writeRecord(rec *containerRecord) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	dir := r.containerDir(rec.ID)
-	tmp := filepath.Join(dir, ".state.json.tmp-"+strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, "state.json"))
+	return writeJSONAtomic(filepath.Join(r.containerDir(rec.ID), "state.json"), rec)
 }
 
 // updateRecord applies fn to the state file under the container's lock.

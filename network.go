@@ -481,13 +481,14 @@ func hostIPAMLock(ctx context.Context) (func(), error) {
 	}
 }
 
-// writeJSONAtomic writes v to path through a temporary file and rename.
+// writeJSONAtomic writes v to path through a hidden temporary file beside
+// it and a rename, so that readers see the old or the new content whole.
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp" + newContainerID()[:8]
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+newContainerID()[:12])
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
