@@ -307,10 +307,10 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (ns 
 	return ns, nil
 }
 
-// allocateEndpoint gives the container the lowest free address of the
+// allocateEndpoint gives the container the next free address of the
 // network, bringing the network's bridge up first.
 func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a networkAttachment, index int) (*endpointRecord, error) {
-	n, err := r.networkByID(ctx, a.NetworkID)
+	n, err := r.attachedNetwork(a)
 	if err != nil {
 		return nil, err
 	}
@@ -371,17 +371,15 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 	return ep, nil
 }
 
-func (r *Runtime) networkByID(ctx context.Context, id string) (*networkRecord, error) {
-	recs, err := r.networkRecords()
-	if err != nil {
-		return nil, err
+// attachedNetwork reads the network an attachment names: one file, by
+// the name recorded with it, checked against the ID (a network removed and
+// made again under the same name is another network).
+func (r *Runtime) attachedNetwork(a networkAttachment) (*networkRecord, error) {
+	n, err := r.readNetwork(a.Name)
+	if err == nil && n.ID == a.NetworkID {
+		return n, nil
 	}
-	for _, n := range recs {
-		if n.ID == id {
-			return n, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: network %s (removed?)", ErrNotFound, id)
+	return nil, fmt.Errorf("%w: network %q (%.12s) was removed", ErrNotFound, a.Name, a.NetworkID)
 }
 
 // upBridge makes sure the network's bridge exists and that this Runtime
