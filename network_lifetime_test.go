@@ -1,8 +1,6 @@
 package berth_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -100,24 +98,7 @@ func startNetProgram(t *testing.T, plan netPlan) *exec.Cmd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "BERTH_TEST_NET_PLAN="+string(b))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if line != "started\n" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("helper program: %q, %v; stderr: %s", line, err, stderr.String())
-	}
-	return cmd
+	return startHelperProgram(t, "BERTH_TEST_NET_PLAN="+string(b))
 }
 
 func webScript(name string) string {

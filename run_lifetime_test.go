@@ -55,9 +55,16 @@ func helperRun() {
 // returns once it printed "started".
 func runProgram(t *testing.T, root, mode, name, script string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "BERTH_TEST_RUN_ROOT="+root, "BERTH_TEST_RUN_MODE="+mode,
+	return startHelperProgram(t, "BERTH_TEST_RUN_ROOT="+root, "BERTH_TEST_RUN_MODE="+mode,
 		"BERTH_TEST_RUN_NAME="+name, "BERTH_TEST_RUN_SCRIPT="+script)
+}
+
+// startHelperProgram starts this test binary with env added, in the role
+// the env selects, and returns once the program printed "started".
+func startHelperProgram(t *testing.T, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
