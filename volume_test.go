@@ -543,34 +543,10 @@ func TestCommitLeavesVolumesOut(t *testing.T) {
 // BenchmarkRunVolumes is BenchmarkRunTrue with one named volume and one
 // bind mount. Target: at most 2 ms more than BenchmarkRunTrue.
 func BenchmarkRunVolumes(b *testing.B) {
-	berthtest.Skip(b)
-	rt := berthtest.NewRuntime(b)
-	berthtest.Busybox(b, rt, "busybox")
-	ctx := context.Background()
-	host := b.TempDir()
-	opts := []berth.RunOption{berth.WithAutoRemove(), berth.WithMounts(
+	benchRun(b, berth.WithMounts(
 		berth.Mount{Type: berth.MountVolume, Source: "bench", Target: "/data"},
-		berth.Mount{Type: berth.MountBind, Source: host, Target: "/host"},
-	)}
-	run := func() {
-		c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}}, opts...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Wait(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	run()
-	times := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		run()
-		times = append(times, time.Since(start))
-	}
-	b.StopTimer()
-	reportMedian(b, times)
+		berth.Mount{Type: berth.MountBind, Source: b.TempDir(), Target: "/host"},
+	))
 }
 
 // BenchmarkVolumeSeed is the first mount of a new volume at a path where
