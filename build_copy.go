@@ -207,18 +207,11 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 		return s.useCached(img, key)
 	}
 	b.report(s, n, false)
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	unlock, err := b.r.gcShared(ctx)
+	diffID, size, unlock, err := b.ingestSpooled(ctx, f)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	diffID, size, err := b.r.store.Ingest(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return err
-	}
 	if s.img == nil || s.dirty {
 		if err := b.flush(ctx, s); err != nil {
 			return err
@@ -379,6 +372,26 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 // ".." stops at it, so a link can never lead out of root (BuildKit's
 // scoped resolution). The result is relative to root, "." for root itself.
 func followInRoot(root *os.Root, rel string) (string, error) {
+	out, err := scopedResolve(rel, func(p string) (string, bool, error) {
+		fi, err := root.Lstat(p)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			return "", false, nil
+		}
+		target, err := root.Readlink(p)
+		return target, true, err
+	})
+	if out == "" && err == nil {
+		return ".", nil
+	}
+	return out, err
+}
+
+// scopedResolve follows the symlinks of every component of rel, the last
+// one too, in a tree whose links link reads (target, whether p is a link):
+// an absolute target starts again at the top and ".." stops there. The
+// result is relative to the top ("" for the top itself); a path that does
+// not exist resolves as far as it does.
+func scopedResolve(rel string, link func(p string) (string, bool, error)) (string, error) {
 	parts := strings.Split(rel, "/")
 	out := ""
 	for links := 0; len(parts) > 0; {
@@ -392,25 +405,21 @@ func followInRoot(root *os.Root, rel string) (string, error) {
 			continue
 		}
 		next := path.Join(out, part)
-		fi, err := root.Lstat(next)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		target, isLink, err := link(next)
+		if err != nil {
+			return "", err
+		}
+		if !isLink {
 			out = next
 			continue
 		}
 		if links++; links > 40 {
 			return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
 		}
-		target, err := root.Readlink(next)
-		if err != nil {
-			return "", err
-		}
 		if path.IsAbs(target) {
 			out = ""
 		}
 		parts = append(strings.Split(target, "/"), parts...)
-	}
-	if out == "" {
-		return ".", nil
 	}
 	return out, nil
 }

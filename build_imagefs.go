@@ -112,36 +112,12 @@ func (f *imageFS) readlink(rel string) (string, error) {
 // returns the result relative to /. A path that does not exist resolves as
 // far as it does.
 func (f *imageFS) resolve(rel string) (string, error) {
-	parts := strings.Split(rel, "/")
-	out := ""
-	links := 0
-	for len(parts) > 0 {
-		part := parts[0]
-		parts = parts[1:]
-		switch part {
-		case "", ".":
-			continue
-		case "..":
-			out = strings.TrimPrefix(path.Dir("/"+out), "/")
-			continue
-		}
-		next := path.Join(out, part)
-		st, ok := f.lstat(next)
+	return scopedResolve(rel, func(p string) (string, bool, error) {
+		st, ok := f.lstat(p)
 		if !ok || st.Mode&unix.S_IFMT != unix.S_IFLNK {
-			out = next
-			continue
+			return "", false, nil
 		}
-		if links++; links > 40 {
-			return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
-		}
-		target, err := f.readlink(next)
-		if err != nil {
-			return "", err
-		}
-		if path.IsAbs(target) {
-			out = ""
-		}
-		parts = append(strings.Split(target, "/"), parts...)
-	}
-	return out, nil
+		target, err := f.readlink(p)
+		return target, true, err
+	})
 }

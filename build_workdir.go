@@ -79,18 +79,11 @@ func (b *builder) workdirStep(ctx context.Context, s *buildState, n *parser.Node
 	if err := writeCopyLayer(f, sha256.New(), ls.entries, nil, b.clampTime); err != nil {
 		return err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	unlock, err := b.r.gcShared(ctx)
+	diffID, size, unlock, err := b.ingestSpooled(ctx, f)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	diffID, size, err := b.r.store.Ingest(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return err
-	}
 	return b.commitLayer(ctx, s, key, diffID, size, createdBy)
 }
 
@@ -133,4 +126,22 @@ func colonEntry(ifs *imageFS, file, name string) []string {
 		}
 	}
 	return nil
+}
+
+// ingestSpooled stores the layer tar spooled in f (read from its start)
+// as a blob, and returns its diff ID and size with the garbage-collection
+// lock held, so that nothing removes the blob before a step's image
+// references it: the caller releases the lock after commitLayer.
+func (b *builder) ingestSpooled(ctx context.Context, f *os.File) (diffID string, size int64, unlock func(), err error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", 0, nil, err
+	}
+	if unlock, err = b.r.gcShared(ctx); err != nil {
+		return "", 0, nil, err
+	}
+	if diffID, size, err = b.r.store.Ingest(bufio.NewReaderSize(f, 1<<20)); err != nil {
+		unlock()
+		return "", 0, nil, err
+	}
+	return diffID, size, unlock, nil
 }
