@@ -61,15 +61,9 @@ func runStage() error {
 
 	// Blocks until the parent's Release: by then the parent has put us in our
 	// cgroup and wired the network.
-	spec := os.NewFile(specFd, "spec")
-	data, err := io.ReadAll(spec)
-	spec.Close()
-	if err != nil {
-		return stepError("read spec", "", err)
-	}
 	var cfg stageConfig
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return stepError("decode spec", "", err)
+	if err := readStageSpec(&cfg); err != nil {
+		return err
 	}
 	s := &cfg.Spec
 	// A child started ahead of need got the parent-death signal by default;
@@ -407,6 +401,21 @@ func joinNetNS(path string) error {
 	defer unix.Close(fd)
 	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
 		return stepError("join network namespace", path, err)
+	}
+	return nil
+}
+
+// readStageSpec reads the spec the parent writes at Release from the spec
+// pipe (blocking until then) and decodes it into cfg.
+func readStageSpec(cfg any) error {
+	spec := os.NewFile(specFd, "spec")
+	data, err := io.ReadAll(spec)
+	spec.Close()
+	if err != nil {
+		return stepError("read spec", "", err)
+	}
+	if err := json.Unmarshal(data, cfg); err != nil {
+		return stepError("decode spec", "", err)
 	}
 	return nil
 }

@@ -476,15 +476,9 @@ func runExecStage() error {
 	}
 	// Blocks until the parent's Release: by then we are in the container's
 	// cgroup.
-	spec := os.NewFile(specFd, "spec")
-	data, err := io.ReadAll(spec)
-	spec.Close()
-	if err != nil {
-		return stepError("read spec", "", err)
-	}
 	var cfg execStageConfig
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return stepError("decode spec", "", err)
+	if err := readStageSpec(&cfg); err != nil {
+		return err
 	}
 	s := &cfg.Spec
 	if s.Detached {
