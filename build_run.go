@@ -83,12 +83,10 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 	out := &lineWriter{emit: func(line string) {
 		b.emit(BuildEvent{Step: step, Stage: s.label, Instruction: n.Original, Output: line})
 	}}
-	opts := append([]RunOption{WithEntrypoint(), WithMounts(rm.mounts...)}, netOpts...)
-	runImg, err := b.runImage(ctx, s)
-	if err != nil {
-		return err
-	}
-	ctr, err := b.r.Run(ctx, runImg, &Process{Args: args, Env: append(argEnv, rm.env...), Stdout: out, Stderr: out}, opts...)
+	// BuildKit's RUN ignores VOLUME: what it writes below a volume's path
+	// is kept, and no mount point is left in its layer.
+	opts := append([]RunOption{WithEntrypoint(), WithMounts(rm.mounts...), withoutImageVolumes()}, netOpts...)
+	ctr, err := b.r.Run(ctx, s.img.ID, &Process{Args: args, Env: append(argEnv, rm.env...), Stdout: out, Stderr: out}, opts...)
 	if err != nil {
 		return err
 	}
@@ -129,34 +127,6 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 		return err
 	}
 	return b.commitLayer(ctx, s, key, diffID, size, createdBy)
-}
-
-// runImage is the image a RUN's container starts from: the state's image,
-// or, when the state has VOLUMEs, the same layers with a config without
-// them. BuildKit's RUN ignores VOLUME, so its writes below a volume's path
-// are kept and no mount point is left in the layer; Run would make each
-// VOLUME an anonymous volume. The image depends only on the state's, so
-// every RUN of one state shares it; it is hidden like the steps' images.
-//
-// TODO: a RunOption that leaves the image's VOLUMEs out (run_options.go,
-// mount.go) would spare this image.
-func (b *builder) runImage(ctx context.Context, s *buildState) (string, error) {
-	if len(s.cf.Config.Volumes) == 0 {
-		return s.img.ID, nil
-	}
-	cf := s.cf.DeepCopy()
-	cf.Config.Volumes = nil
-	img, err := b.r.writeImage(ctx, cf, slices.Clone(s.img.Layers))
-	if err != nil {
-		return "", err
-	}
-	if err := b.r.store.UpdateRefs(ctx, func(refs map[string]string) error {
-		refs[intermediatePrefix+img.Digest] = img.Digest
-		return nil
-	}); err != nil {
-		return "", err
-	}
-	return img.ID, nil
 }
 
 // runHistory is a RUN's command line as BuildKit's history shows it: the

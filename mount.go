@@ -162,6 +162,9 @@ func (r *Runtime) resolveMounts(ctx context.Context, img *Image, o *runConfig) (
 	// volumes, in a stable order (the config holds a map).
 	var imageVols []string
 	for v := range img.Config.Volumes {
+		if o.noImageVolumes {
+			break
+		}
 		if t := cleanTarget(v); !userTargets[t] && t != "/" {
 			imageVols = append(imageVols, t)
 		}

@@ -30,6 +30,9 @@ type runConfig struct {
 	publishAll  bool
 	extraHosts  []string
 	dns         []string
+	// noImageVolumes leaves the image's VOLUMEs unmounted: a build's RUN
+	// writes below them into its layer, as BuildKit's does.
+	noImageVolumes bool
 }
 
 type runOptionFunc func(*runConfig)
@@ -190,4 +193,10 @@ func WithExtraHosts(hosts ...string) RunOption {
 // Default: the host's resolver.
 func WithDNS(servers ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.dns = append(c.dns, servers...) })
+}
+
+// withoutImageVolumes is for Build's RUN: no anonymous volume for the
+// image's VOLUMEs.
+func withoutImageVolumes() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.noImageVolumes = true })
 }
