@@ -228,8 +228,9 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		return nil, fmt.Errorf("building: opening the context: %w", err)
 	}
 	defer root.Close()
-	b := &builder{r: r, cfg: cfg, ctxRoot: root, file: cfg.dockerfile, roots: map[string]*lazyRoot{}}
+	b := &builder{r: r, cfg: cfg, ctxRoot: root, file: cfg.dockerfile, roots: map[string]*lazyRoot{}, digests: newFileDigests(r.store.Root())}
 	defer b.cleanup()
+	defer b.digests.save()
 	if err := b.setEpoch(); err != nil {
 		return nil, err
 	}
@@ -306,6 +307,7 @@ type builder struct {
 	steps    int
 	roots    map[string]*lazyRoot // materialized filesystems of stages and images, for --from
 	releases []func()
+	digests  *fileDigests // content hashes of files COPY read, kept across builds
 
 	evMu   sync.Mutex
 	events chan BuildEvent // nil without WithBuildProgress
@@ -1023,7 +1025,15 @@ func (b *builder) cached(ctx context.Context, key string) *Image {
 	if err != nil {
 		return nil
 	}
-	img, err := b.r.Image(ctx, strings.TrimSpace(string(id)))
+	// The entry is the cached image's manifest digest; entries written
+	// before it was are its ID, which Image resolves.
+	d := strings.TrimSpace(string(id))
+	if b.r.store.Has(d) {
+		if img, err := b.r.imageFromStore(d, nil); err == nil {
+			return img
+		}
+	}
+	img, err := b.r.Image(ctx, d)
 	if err != nil {
 		return nil
 	}
@@ -1082,7 +1092,7 @@ func (b *builder) writeState(ctx context.Context, s *buildState, cf *v1.ConfigFi
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return err
 		}
-		if err := store.WriteFileAtomic(p, []byte(img.ID+"\n"), 0o600); err != nil {
+		if err := store.WriteFileAtomic(p, []byte(img.Digest+"\n"), 0o600); err != nil {
 			return err
 		}
 	}

@@ -183,35 +183,75 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 			return err
 		}
 	}
-	// The layer is written to a temp file while its content key is hashed:
-	// headers without mtime, then bytes.
-	tmpDir, release, err := b.r.store.TempDir("build-")
-	if err != nil {
-		return err
-	}
-	defer release()
-	f, err := os.Create(filepath.Join(tmpDir, "layer.tar"))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+	// The content key hashes the layer's headers without mtime, then its
+	// content. Local archives are hashed while the layer is spooled, in one
+	// pass over what may be a compressed file; otherwise the key comes from
+	// the files' digests (remembered across builds, see fileDigests), a
+	// cache hit writes nothing, and a miss writes the layer straight into
+	// the store.
 	content := sha256.New()
-	if err := writeCopyLayer(f, content, ls.entries, ls.tars, b.clampTime); err != nil {
+	var diffID string
+	var size int64
+	if len(ls.tars) > 0 {
+		tmpDir, release, err := b.r.store.TempDir("build-")
+		if err != nil {
+			return err
+		}
+		defer release()
+		f, err := os.Create(filepath.Join(tmpDir, "layer.tar"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := writeCopyLayer(f, content, ls.entries, ls.tars, b.clampTime); err != nil {
+			return err
+		}
+		key := b.copyKey(s, n, c, usedArgs, content)
+		if img := b.cached(ctx, key); img != nil {
+			b.report(s, n, true)
+			return s.useCached(img, key)
+		}
+		b.report(s, n, false)
+		var unlock func()
+		if diffID, size, unlock, err = b.ingestSpooled(ctx, f); err != nil {
+			return err
+		}
+		defer unlock()
+		return b.commitCopy(ctx, s, n, c, key, diffID, size)
+	}
+	if err := b.copyContentKey(content, ls.entries); err != nil {
 		return err
 	}
-	contentKey := hex.EncodeToString(content.Sum(nil))
-	text := expandedText(n, func(w string) (string, error) { return w, nil })
-	key := stepKey(s.key, text+"\n"+c.chown+"\n"+c.chmod+"\n"+c.DestPath+"\n"+strings.Join(c.SourcePaths, "\n"), usedArgs(), contentKey)
+	key := b.copyKey(s, n, c, usedArgs, content)
 	if img := b.cached(ctx, key); img != nil {
 		b.report(s, n, true)
 		return s.useCached(img, key)
 	}
 	b.report(s, n, false)
-	diffID, size, unlock, err := b.ingestSpooled(ctx, f)
+	unlock, err := b.r.gcShared(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if diffID, size, err = b.r.store.IngestFrom(func(w io.Writer) error {
+		return writeCopyLayer(w, sha256.New(), ls.entries, nil, b.clampTime)
+	}); err != nil {
+		return err
+	}
+	return b.commitCopy(ctx, s, n, c, key, diffID, size)
+}
+
+// copyKey is a COPY's or ADD's cache key: its parent, its text and flags,
+// the args it used and the hash of its content.
+func (b *builder) copyKey(s *buildState, n *parser.Node, c copySpec, usedArgs func() []string, content hash.Hash) string {
+	contentKey := hex.EncodeToString(content.Sum(nil))
+	text := expandedText(n, func(w string) (string, error) { return w, nil })
+	return stepKey(s.key, text+"\n"+c.chown+"\n"+c.chmod+"\n"+c.DestPath+"\n"+strings.Join(c.SourcePaths, "\n"), usedArgs(), contentKey)
+}
+
+// commitCopy appends a COPY's or ADD's layer, already in the store, to the
+// stage. The caller holds the gc lock shared.
+func (b *builder) commitCopy(ctx context.Context, s *buildState, n *parser.Node, c copySpec, key, diffID string, size int64) error {
 	if s.img == nil || s.dirty {
 		if err := b.flush(ctx, s); err != nil {
 			return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -66,24 +65,17 @@ func (b *builder) workdirStep(ctx context.Context, s *buildState, n *parser.Node
 			}
 		}
 	}
-	tmpDir, release, err := b.r.store.TempDir("build-")
-	if err != nil {
-		return err
-	}
-	defer release()
-	f, err := os.Create(filepath.Join(tmpDir, "layer.tar"))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := writeCopyLayer(f, sha256.New(), ls.entries, nil, b.clampTime); err != nil {
-		return err
-	}
-	diffID, size, unlock, err := b.ingestSpooled(ctx, f)
+	unlock, err := b.r.gcShared(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	diffID, size, err := b.r.store.IngestFrom(func(w io.Writer) error {
+		return writeCopyLayer(w, sha256.New(), ls.entries, nil, b.clampTime)
+	})
+	if err != nil {
+		return err
+	}
 	return b.commitLayer(ctx, s, key, diffID, size, createdBy)
 }
 

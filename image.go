@@ -299,6 +299,15 @@ func (r *Runtime) resolve(ref string, refs map[string]string) (string, error) {
 	if len(prefix) == 0 || len(prefix) > 64 || strings.Trim(prefix, "0123456789abcdef") != "" {
 		return "", fmt.Errorf("image %q: %w", ref, ErrNotFound)
 	}
+	// A whole manifest digest that some reference holds (how the build
+	// cache names its images) needs no manifest read.
+	if len(prefix) == 64 {
+		for _, d := range refs {
+			if d == "sha256:"+prefix {
+				return d, nil
+			}
+		}
+	}
 	matches := map[string]bool{}
 	for _, d := range refs {
 		if strings.HasPrefix(strings.TrimPrefix(d, "sha256:"), prefix) {
@@ -321,6 +330,9 @@ func (r *Runtime) resolve(ref string, refs map[string]string) (string, error) {
 }
 
 func (r *Runtime) configDigest(manifestDigest string) (string, error) {
+	if id, ok := r.configIDs.Load(manifestDigest); ok {
+		return id.(string), nil
+	}
 	raw, err := r.store.ReadAll(manifestDigest, maxManifestSize)
 	if err != nil {
 		return "", err
@@ -331,6 +343,7 @@ func (r *Runtime) configDigest(manifestDigest string) (string, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return "", err
 	}
+	r.configIDs.Store(manifestDigest, m.Config.Digest)
 	return m.Config.Digest, nil
 }
 

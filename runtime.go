@@ -36,6 +36,7 @@ type Runtime struct {
 	noBridgeHold bool
 	bridgeLinger time.Duration // WithBridgeLinger
 	filters      sync.Map      // compiled seccomp filters by capability set
+	configIDs    sync.Map      // manifest digest → config digest (both immutable)
 
 	warmMu       sync.Mutex
 	warm         *initproc.Warm // a child stage started ahead of need, or nil

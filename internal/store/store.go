@@ -342,11 +342,20 @@ func (s *Store) Verify(d string) error {
 }
 
 // Ingest stores a blob whose digest is not known in advance (an imported
-// tar, a layer just diffed). It streams r to a temp file under tmp/ while
-// hashing, then commits the blob under its digest. The temp file carries
-// an flock for as long as it lives, which tells the next Open whether it
-// belongs to a live writer.
+// tar, a layer just diffed): IngestFrom with a copy of r.
 func (s *Store) Ingest(r io.Reader) (digest string, size int64, err error) {
+	return s.IngestFrom(func(w io.Writer) error {
+		_, err := io.Copy(w, r)
+		return err
+	})
+}
+
+// IngestFrom stores the blob that write produces, hashing it as it goes
+// to a temp file under tmp/, then commits it under its digest: one pass,
+// where spooling a blob and then ingesting the spool takes two. The temp
+// file carries an flock for as long as it lives, which tells the next Open
+// whether it belongs to a live writer.
+func (s *Store) IngestFrom(write func(io.Writer) error) (digest string, size int64, err error) {
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "ingest-")
 	if err != nil {
 		return "", 0, err
@@ -358,12 +367,12 @@ func (s *Store) Ingest(r io.Reader) (digest string, size int64, err error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return "", 0, err
 	}
-	h := sha256.New()
-	size, err = io.Copy(io.MultiWriter(f, h), r)
-	if err != nil {
+	cw := &countingHash{f: f, h: sha256.New()}
+	if err := write(cw); err != nil {
 		return "", 0, err
 	}
-	digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	size = cw.n
+	digest = "sha256:" + hex.EncodeToString(cw.h.Sum(nil))
 	if err := f.Sync(); err != nil {
 		return "", 0, err
 	}
@@ -380,6 +389,20 @@ func (s *Store) Ingest(r io.Reader) (digest string, size int64, err error) {
 		return "", 0, fmt.Errorf("committing blob %s: %w", digest, err)
 	}
 	return digest, size, syncDir(filepath.Dir(final))
+}
+
+// countingHash writes to a file and hashes and counts what was written.
+type countingHash struct {
+	f *os.File
+	h hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	n, err := c.f.Write(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
 }
 
 // sweepTmp removes temp files whose writer died (their flock is free).
