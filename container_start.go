@@ -312,6 +312,23 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 			run.abort(retErr)
 		}
 	}()
+	// The child stage starts first, so that its process start (the Go
+	// runtime of this binary coming up, most of a start-up) runs on another
+	// CPU while this goroutine makes the cgroup, the network and the spec:
+	// a warm child the Runtime kept, or one started now. A terminal needs
+	// the cold path, which starts the child on the pty.
+	var warm *initproc.Warm
+	if !rec.Config.TTY {
+		if warm = r.takeWarm(rec.Config.Detached); warm == nil {
+			warm, _ = initproc.Prestart(rec.Config.Detached) // on failure, the cold path says why
+		}
+		tr.mark("prestart")
+	}
+	defer func() {
+		if warm != nil {
+			warm.Close()
+		}
+	}()
 	dir := r.containerDir(rec.ID)
 	var err error
 	if run.log, err = openLog(dir); err != nil {
@@ -330,7 +347,8 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 	if err != nil {
 		return nil, err
 	}
-	if w := r.takeWarm(rec.Config.TTY, rec.Config.Detached); w != nil {
+	if w := warm; w != nil && w.Fresh() {
+		warm = nil
 		if run.proc, err = w.Use(spec); err != nil {
 			w.Close()
 			return nil, err
@@ -469,7 +487,7 @@ func (run *running) wireWarm(w *initproc.Warm, std stdio) {
 // runs one container (the CLI) would pay for a child it never uses, while
 // every container after the second finds one waiting, which takes the
 // process start (several milliseconds) off its critical path.
-func (r *Runtime) takeWarm(tty, detached bool) *initproc.Warm {
+func (r *Runtime) takeWarm(detached bool) *initproc.Warm {
 	closed := r.checkOpen() != nil
 	r.warmMu.Lock()
 	w, kind := r.warm, r.warmDetached
@@ -485,7 +503,7 @@ func (r *Runtime) takeWarm(tty, detached bool) *initproc.Warm {
 	if w == nil {
 		return nil
 	}
-	if tty || kind != detached || !w.Fresh() {
+	if kind != detached || !w.Fresh() {
 		w.Close()
 		return nil
 	}
