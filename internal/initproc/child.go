@@ -74,13 +74,10 @@ func runStage() error {
 	trace := func(string) {}
 	if cfg.Trace {
 		trace = func(step string) {
-			var ts unix.Timespec
-			unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-			var ru unix.Rusage
-			unix.Getrusage(unix.RUSAGE_SELF, &ru)
-			cpu := ru.Utime.Nano()/1000 + ru.Stime.Nano()/1000
-			os.Stderr.WriteString("berth-trace " + step + " " + strconv.FormatInt(ts.Nano()/1000, 10) + " " + strconv.FormatInt(cpu, 10) + "\n")
+			ts, cpu := traceClock()
+			os.Stderr.WriteString("berth-trace " + step + " " + strconv.FormatInt(ts, 10) + " " + strconv.FormatInt(cpu, 10) + "\n")
 		}
+		os.Stderr.WriteString("berth-trace dispatch " + strconv.FormatInt(dispatchTS, 10) + " " + strconv.FormatInt(dispatchCPU, 10) + "\n")
 	}
 	trace("released")
 

@@ -727,7 +727,7 @@ func TestTraceSteps(t *testing.T) {
 			t.Fatal(err)
 		}
 		t2 := mono()
-		time.Sleep(20 * time.Millisecond) // let the child reach its read so start-up is not counted below
+		time.Sleep(40 * time.Millisecond) // let the child reach its read so start-up is not counted below
 		t3 := mono()
 		if err := p.Release(); err != nil {
 			t.Fatal(err)
@@ -736,7 +736,7 @@ func TestTraceSteps(t *testing.T) {
 		p.Wait()
 		t5 := mono()
 		line := fmt.Sprintf("command %dus start %dus | release→exec %dus wait %dus |", t1-t0, t2-t1, t4-t3, t5-t4)
-		prev := t3
+		prev := t2
 		for _, l := range strings.Split(errb.String(), "\n") {
 			f := strings.Fields(l)
 			if len(f) == 4 && f[0] == "berth-trace" {

@@ -34,6 +34,7 @@ func init() {
 		os.Unsetenv(stageEnv)
 		return
 	}
+	dispatchTS, dispatchCPU = traceClock()
 	switch stage {
 	case stageInit:
 		// Package init already runs on the main thread; lock it for good so
@@ -50,6 +51,20 @@ func init() {
 		fmt.Fprintf(os.Stderr, "berth: unknown child stage %q\n", stage)
 	}
 	os.Exit(1)
+}
+
+// dispatchTS and dispatchCPU are the monotonic time and CPU time at which
+// the stage was dispatched, for the step trace (stageConfig.Trace).
+var dispatchTS, dispatchCPU int64
+
+// traceClock returns the monotonic time and the process's CPU time, both in
+// microseconds.
+func traceClock() (mono, cpu int64) {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return ts.Nano() / 1000, ru.Utime.Nano()/1000 + ru.Stime.Nano()/1000
 }
 
 // sealedExe is the calling binary copied into a sealed memfd, made once per
