@@ -175,7 +175,8 @@ func capabilitySet(add, drop []string) ([]string, error) {
 // boundingSet is the calling thread's capability bounding set.
 func boundingSet() caps.Set {
 	var set caps.Set
-	for c := caps.Cap(0); c <= caps.Last(); c++ {
+	last := caps.Last()
+	for c := caps.Cap(0); c <= last; c++ {
 		if on, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err == nil && on == 1 {
 			set = set.Add(c)
 		}

@@ -31,7 +31,8 @@ func Supported() Set { return Set(1)<<(Last()+1) - 1 }
 // bounding set. It needs CAP_SETPCAP in the effective set, so it must run
 // before the thread gives up its capabilities.
 func DropBounding(keep Set) error {
-	for c := Cap(0); c <= Last(); c++ {
+	last := Last() // a file read: once, not per capability
+	for c := Cap(0); c <= last; c++ {
 		if keep.Has(c) {
 			continue
 		}
