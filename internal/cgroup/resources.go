@@ -137,16 +137,22 @@ func (r Resources) cpuShares() uint64 {
 // Update replaces the cgroup's limits with res, like docker update. Zero fields lift limits.
 // A limit on a controller the host lacks is an error, not silently dropped.
 func (c *Cgroup) Update(res Resources) error {
+	return c.update(res, false)
+}
+
+// update applies res; fresh says the cgroup was just made, so that the
+// kernel's defaults (no cpu, memory or pids limit) need not be written.
+func (c *Cgroup) update(res Resources, fresh bool) error {
 	if err := res.validate(); err != nil {
 		return fmt.Errorf("cgroup %s: %w", c.path, err)
 	}
 	if c.layout.mode == ModeV2 {
 		return c.updateV2(res)
 	}
-	return c.updateV1(res)
+	return c.updateV1(res, fresh)
 }
 
-func (c *Cgroup) updateV1(res Resources) error {
+func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 	for _, need := range []struct {
 		name   cgroup1.Name
 		wanted bool
@@ -163,11 +169,14 @@ func (c *Cgroup) updateV1(res Resources) error {
 	if c.v1 == nil {
 		return fmt.Errorf("cgroup %s: no v1 directory exists: %w", c.path, fs.ErrNotExist)
 	}
-	spec := &specs.LinuxResources{CPU: &specs.LinuxCPU{
-		Shares: new(res.cpuShares()),
-		Quota:  new(res.cpuQuota()),
-		Period: new(uint64(cpuPeriodUs)),
-	}}
+	spec := &specs.LinuxResources{}
+	if !fresh || res.NanoCPUs > 0 || res.CPUShares > 0 {
+		spec.CPU = &specs.LinuxCPU{
+			Shares: new(res.cpuShares()),
+			Quota:  new(res.cpuQuota()),
+			Period: new(uint64(cpuPeriodUs)),
+		}
+	}
 	if res.PidsLimit > 0 {
 		spec.Pids = &specs.LinuxPids{Limit: new(res.PidsLimit)}
 	}
@@ -180,13 +189,13 @@ func (c *Cgroup) updateV1(res Resources) error {
 	if err := c.v1.Update(spec); err != nil {
 		return fmt.Errorf("cgroup %s: updating cpu and pids limits: %w", c.path, err)
 	}
-	if dir, ok := c.v1Dirs[cgroup1.Pids]; ok && res.PidsLimit <= 0 {
+	if dir, ok := c.v1Dirs[cgroup1.Pids]; ok && res.PidsLimit <= 0 && !fresh {
 		// cgroup1's pids controller writes only positive limits, so it could never lift one.
 		if err := writeFile(dir, "pids.max", "max"); err != nil {
 			return fmt.Errorf("cgroup %s: %w", c.path, err)
 		}
 	}
-	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok {
+	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok && (!fresh || res.MemoryLimit > 0) {
 		limit, memsw := res.memory()
 		if err := setV1Memory(dir, limit, memsw); err != nil {
 			return fmt.Errorf("cgroup %s: %w", c.path, err)
