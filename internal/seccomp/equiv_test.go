@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/internal/caps"
-	"github.com/elastic/go-seccomp-bpf/arch"
 	moby "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -16,18 +15,18 @@ import (
 // and argument conditions match decides; an unlisted syscall newer than any
 // listed one gets ENOSYS, any other the default action. It is the reference
 // the compiled binary search must agree with.
-func linearVerdict(t *testing.T, p *specs.LinuxSeccomp, info *arch.Info, nr int, args []uint64) uint32 {
+func linearVerdict(t *testing.T, p *specs.LinuxSeccomp, table *archTable, nr int, args []uint64) uint32 {
 	t.Helper()
 	def, _ := action(p.DefaultAction, p.DefaultErrnoRet)
 	maxNr := -1
 	for _, r := range p.Syscalls {
 		for _, name := range r.Names {
-			n, ok := info.SyscallNames[name]
+			n, ok := table.number(name)
 			if !ok {
 				continue
 			}
-			maxNr = max(maxNr, n)
-			if n != nr {
+			maxNr = max(maxNr, int(n))
+			if int(n) != nr {
 				continue
 			}
 			if argsMatch(r.Args, args) {
@@ -96,14 +95,15 @@ func TestBinarySearchMatchesLinearScan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, info := range []*arch.Info{arch.X86_64, arch.I386} {
+		for _, a := range []specs.Arch{specs.ArchX86_64, specs.ArchX86} {
+			table := tableOf(a)
 			mismatches := 0
 			for nr := 0; nr <= 1100; nr++ {
 				for _, args := range argSets {
-					want := linearVerdict(t, p, info, nr, args)
-					if got := run(t, f, uint32(info.ID), nr, args...); got != want && mismatches < 10 {
+					want := linearVerdict(t, p, table, nr, args)
+					if got := run(t, f, table.auditArch, nr, args...); got != want && mismatches < 10 {
 						mismatches++
-						t.Errorf("caps +%v, %s syscall %d args %#x: compiled %#x, linear scan %#x", extra, info.Name, nr, args, got, want)
+						t.Errorf("caps +%v, %s syscall %d args %#x: compiled %#x, linear scan %#x", extra, a, nr, args, got, want)
 					}
 				}
 			}

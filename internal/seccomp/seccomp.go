@@ -4,7 +4,10 @@
 // The profile data is Docker's own (github.com/moby/profiles/seccomp), expanded
 // for the container's capabilities, the host's architecture and its kernel
 // version by that package; this package only turns the expanded rules into a
-// program. Syscall numbers come from github.com/elastic/go-seccomp-bpf/arch.
+// program. Syscall numbers come from golang.org/x/sys/unix, copied by
+// go generate into static tables (zsyscalls.go) that cost nothing at process
+// start, unlike maps, which package initialization would build in every
+// process that links this package.
 //
 // The generated program checks the audit architecture first, then finds the
 // syscall number by binary search over ranges of numbers that share an
@@ -13,14 +16,16 @@
 // checks it against a linear scan of the profile for every syscall number.
 package seccomp
 
+//go:generate go run ./internal/mksyscalls
+
 import (
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	moby "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -64,19 +69,41 @@ func DefaultFilter(caps []string) (Filter, error) {
 	return Compile(p)
 }
 
-// archInfo maps a profile architecture to its audit arch and syscall table.
-// Architectures without a table here are skipped, which falls back to the
-// profile's default action for processes of that ABI.
-func archInfo(a specs.Arch) *arch.Info {
+// archTable is an architecture's audit arch and syscall table.
+type archTable struct {
+	auditArch uint32
+	syscalls  []syscallNr // sorted by name
+}
+
+type syscallNr struct {
+	name string
+	nr   uint32
+}
+
+// number returns the number of the named syscall.
+func (t *archTable) number(name string) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(t.syscalls, name, func(s syscallNr, name string) int {
+		return strings.Compare(s.name, name)
+	})
+	if !ok {
+		return 0, false
+	}
+	return t.syscalls[i].nr, true
+}
+
+// tableOf maps a profile architecture to its table. Architectures without
+// a table here are skipped, which falls back to the profile's default
+// action for processes of that ABI.
+func tableOf(a specs.Arch) *archTable {
 	switch a {
 	case specs.ArchX86_64:
-		return arch.X86_64
+		return &archX86_64
 	case specs.ArchX86:
-		return arch.I386
+		return &archI386
 	case specs.ArchAARCH64:
-		return arch.AARCH64
+		return &archAARCH64
 	case specs.ArchARM:
-		return arch.ARM
+		return &archARM
 	}
 	return nil
 }
@@ -102,6 +129,17 @@ func nativeArch() (specs.Arch, error) {
 // does not know are skipped, as runc does, so a profile written for a newer
 // kernel still compiles. SCMP_ACT_NOTIFY is not supported.
 func Compile(p *specs.LinuxSeccomp) (Filter, error) {
+	native, err := nativeArch()
+	if err != nil {
+		return nil, err
+	}
+	return compile(p, native, tableOf)
+}
+
+// compile is Compile for a given native architecture and source of syscall
+// tables, so that tests can compile for any architecture and with other
+// tables.
+func compile(p *specs.LinuxSeccomp, native specs.Arch, tables func(specs.Arch) *archTable) (Filter, error) {
 	if p == nil {
 		return nil, errors.New("seccomp: nil profile")
 	}
@@ -109,13 +147,9 @@ func Compile(p *specs.LinuxSeccomp) (Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("default action: %w", err)
 	}
-	native, err := nativeArch()
-	if err != nil {
-		return nil, err
-	}
 	arches := []specs.Arch{native}
 	for _, a := range p.Architectures {
-		if a != native && archInfo(a) != nil {
+		if a != native && tables(a) != nil {
 			arches = append(arches, a)
 		}
 	}
@@ -125,7 +159,7 @@ func Compile(p *specs.LinuxSeccomp) (Filter, error) {
 	labels := make([]int, len(arches))
 	for i, a := range arches {
 		labels[i] = as.newLabel()
-		as.jeq(uint32(archInfo(a).ID), next, 1)
+		as.jeq(tables(a).auditArch, next, 1)
 		as.jaLabel(labels[i])
 	}
 	// An ABI the profile does not describe must not become a way around it.
@@ -133,7 +167,7 @@ func Compile(p *specs.LinuxSeccomp) (Filter, error) {
 
 	for i, a := range arches {
 		as.mark(labels[i])
-		if err := compileArch(&as, archInfo(a), p.Syscalls, def); err != nil {
+		if err := compileArch(&as, tables(a), p.Syscalls, def); err != nil {
 			return nil, fmt.Errorf("seccomp %s: %w", a, err)
 		}
 	}
@@ -169,9 +203,9 @@ type segment struct {
 // The semantics are those of a linear scan of the profile's rules in order
 // (the first rule that matches decides), which is what Docker and libseccomp
 // implement.
-func compileArch(as *asm, info *arch.Info, rules []specs.LinuxSyscall, def uint32) error {
+func compileArch(as *asm, t *archTable, rules []specs.LinuxSyscall, def uint32) error {
 	as.load(offNr)
-	if info == arch.X86_64 {
+	if t.auditArch == unix.AUDIT_ARCH_X86_64 {
 		// The x32 ABI shares AUDIT_ARCH_X86_64 and is told apart by this bit;
 		// Docker's profile is not written for it, so x32 calls get the default.
 		as.jge(0x40000000, next, 1)
@@ -189,11 +223,11 @@ func compileArch(as *asm, info *arch.Info, rules []specs.LinuxSyscall, def uint3
 			}
 		}
 		for _, name := range r.Names {
-			nr, ok := info.SyscallNames[name]
+			nr, ok := t.number(name)
 			if !ok {
 				continue
 			}
-			byNr[uint32(nr)] = append(byNr[uint32(nr)], archRule{args: r.Args, act: act})
+			byNr[nr] = append(byNr[nr], archRule{args: r.Args, act: act})
 		}
 	}
 	if len(byNr) == 0 {
