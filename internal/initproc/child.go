@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -172,7 +171,7 @@ func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, 
 	}
 	// CVE-2024-21626: a working directory reached through a host fd is outside
 	// our root, and getcwd then reports an unreachable (non-absolute) path.
-	if wd, err := unix.Getwd(); err != nil || !filepath.IsAbs(wd) {
+	if wd, err := unix.Getwd(); err != nil || !path.IsAbs(wd) {
 		return &SetupError{Step: "chdir", Path: dir, Msg: "working directory is outside the container root", Errno: syscall.ENOENT}
 	}
 	// Every fd we still hold (the sync pipe, the Go runtime's) goes away at
@@ -327,7 +326,11 @@ func lookPath(name string, env []string) (string, error) {
 		}
 	}
 	var denied error
-	for _, dir := range filepath.SplitList(pathEnv) {
+	var dirs []string // an empty PATH has no directories, as for filepath.SplitList
+	if pathEnv != "" {
+		dirs = strings.Split(pathEnv, ":")
+	}
+	for _, dir := range dirs {
 		if dir == "" {
 			dir = "."
 		}

@@ -29,8 +29,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"path"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -143,7 +142,7 @@ func (n *Namespaces) Close() {
 type ExecProcess struct {
 	// Cmd runs the sealed binary. Do not change Path, Args, Env, ExtraFiles
 	// or SysProcAttr.
-	Cmd *exec.Cmd
+	Cmd *Cmd
 	// Warnings lists adjustments made to the spec (clamped rlimits).
 	Warnings []string
 
@@ -161,7 +160,7 @@ func ExecCommand(spec *ExecSpec) (_ *ExecProcess, retErr error) {
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
 		return nil, errors.New("initproc: ExecSpec.Args is empty")
 	}
-	if spec.Dir != "" && !filepath.IsAbs(spec.Dir) {
+	if spec.Dir != "" && !path.IsAbs(spec.Dir) {
 		return nil, fmt.Errorf("initproc: ExecSpec.Dir %q is not absolute", spec.Dir)
 	}
 	exe, err := exePath()
@@ -200,7 +199,7 @@ func ExecCommand(spec *ExecSpec) (_ *ExecProcess, retErr error) {
 		}
 		p.sockP, p.sockC = os.NewFile(uintptr(fds[0]), "pty socket"), os.NewFile(uintptr(fds[1]), "pty socket")
 	}
-	p.Cmd = &exec.Cmd{
+	p.Cmd = &Cmd{
 		Path: exe,
 		Args: []string{"berth-exec"},
 		Env:  []string{stageEnv + "=" + stageExec, "GOMAXPROCS=1", "GOGC=off"},

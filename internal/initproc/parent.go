@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"path"
 	"strings"
 	"syscall"
 
@@ -47,7 +46,7 @@ type fileMount struct {
 type Process struct {
 	// Cmd runs the sealed binary. Do not change Path, Args, Env, ExtraFiles or
 	// SysProcAttr.
-	Cmd *exec.Cmd
+	Cmd *Cmd
 	// Warnings lists adjustments Command made to the spec, such as rlimits
 	// clamped to the current hard limit.
 	Warnings []string
@@ -61,7 +60,7 @@ type Process struct {
 // defaultPath is the PATH Docker gives a container whose image sets none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// Command prepares, without starting, the child for spec: an exec.Cmd of the
+// Command prepares, without starting, the child for spec: a Cmd of the
 // sealed binary in new mount, pid, uts, ipc and net namespaces (the child
 // unshares its cgroup namespace itself after Release, so that it is rooted at
 // the cgroup the caller put it in), killed if the thread that starts it exits
@@ -82,7 +81,7 @@ func Command(spec *Spec) (*Process, error) {
 	return p, nil
 }
 
-// newProcess makes the exec.Cmd of the child stage and its two pipes.
+// newProcess makes the Cmd of the child stage and its two pipes.
 func newProcess(detached bool) (*Process, error) {
 	exe, err := exePath()
 	if err != nil {
@@ -96,7 +95,7 @@ func newProcess(detached bool) (*Process, error) {
 		p.closeAll()
 		return nil, err
 	}
-	p.Cmd = &exec.Cmd{
+	p.Cmd = &Cmd{
 		Path: exe,
 		Args: []string{"berth-init"},
 		// The stage is one short-lived thread of work: a single P spares the
@@ -248,7 +247,7 @@ func validate(s *Spec) error {
 		return errors.New("initproc: Spec.Args is empty")
 	case len(s.Lower) == 0:
 		return errors.New("initproc: Spec.Lower is empty")
-	case !filepath.IsAbs(s.Rootfs):
+	case !path.IsAbs(s.Rootfs):
 		return fmt.Errorf("initproc: Spec.Rootfs %q is not an absolute path", s.Rootfs)
 	case (s.Upper == "") != (s.Work == ""):
 		return errors.New("initproc: Spec.Upper and Spec.Work must be set together")
@@ -314,11 +313,11 @@ func clampRlimits(in []Rlimit) ([]Rlimit, []string) {
 func writeFiles(s *Spec) ([]fileMount, error) {
 	var out []fileMount
 	for dest, data := range s.Files {
-		clean := filepath.Clean("/" + dest)
+		clean := path.Clean("/" + dest)
 		if clean == "/" {
 			return nil, fmt.Errorf("initproc: Files has an entry for %q", dest)
 		}
-		host := filepath.Join(s.StateDir, strings.ReplaceAll(strings.TrimPrefix(clean, "/"), "/", "_"))
+		host := path.Join(s.StateDir, strings.ReplaceAll(strings.TrimPrefix(clean, "/"), "/", "_"))
 		if err := os.WriteFile(host, data, 0o644); err != nil {
 			return nil, fmt.Errorf("writing %s for the container: %w", clean, err)
 		}
