@@ -624,8 +624,10 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	run.unlock()
 	if rec.Config.AutoRemove {
 		r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit
+		tr.mark("waiters")
 		r.removeContainerFiles(rec.ID, rec.Name)
 		r.removeAnonymousVolumes(rec.Config.Mounts)
+		tr.mark("remove")
 	}
 	run.err = exitErr
 	close(run.done)

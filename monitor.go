@@ -123,6 +123,9 @@ func (r *Runtime) spawnMonitor() error {
 		Stderr:      logf,
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
+	if tracing {
+		cmd.Env = append(cmd.Env, "BERTH_TRACE=1") // its phases go to monitor.log
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the berth monitor: %w", err)
 	}
