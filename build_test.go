@@ -176,6 +176,31 @@ func TestBuildApp(t *testing.T) {
 		t.Errorf("content change hit the cache: %+v", rec4.events)
 	}
 
+	// A content change of the same size with the mtime put back, which a
+	// file-digest memo keyed on size and mtime alone would miss: the
+	// memo's ctime check sees it.
+	bPath := filepath.Join(dir, "b.txt")
+	st, err := os.Stat(bPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bPath, []byte("BETB"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(bPath, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	var rec4b buildRecorder
+	if _, err := rt.Build(ctx, dir, berth.WithBuildTags("app:4b"), berth.WithBuildProgress(rec4b.record)); err != nil {
+		t.Fatal(err)
+	}
+	if rec4b.cached("COPY") {
+		t.Errorf("same-size content change with the old mtime hit the cache: %+v", rec4b.events)
+	}
+	if got := runOutput(t, rt, "app:4b", "/app/b.txt"); got != "BETB" {
+		t.Errorf("after a same-size change, the image has %q, want %q", got, "BETB")
+	}
+
 	// --no-cache.
 	var rec5 buildRecorder
 	if _, err := rt.Build(ctx, dir, berth.WithNoCache(), berth.WithBuildProgress(rec5.record)); err != nil {
