@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 )
@@ -21,10 +23,18 @@ func (s *Store) Refs() (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading references: %w", err)
 	}
+	// Parsing is most of the cost once a root holds many build steps'
+	// references; a file whose bytes are unchanged parses as before.
+	s.refsMu.Lock()
+	defer s.refsMu.Unlock()
+	if s.refsLast != nil && bytes.Equal(b, s.refsRaw) {
+		return maps.Clone(s.refsLast), nil
+	}
 	refs := map[string]string{}
 	if err := json.Unmarshal(b, &refs); err != nil {
 		return nil, fmt.Errorf("reading references %s: %w", filepath.Join(s.root, refsFile), err)
 	}
+	s.refsRaw, s.refsLast = b, maps.Clone(refs)
 	return refs, nil
 }
 
@@ -41,8 +51,12 @@ func (s *Store) UpdateRefs(ctx context.Context, fn func(refs map[string]string) 
 	if err != nil {
 		return err
 	}
+	before := maps.Clone(refs)
 	if err := fn(refs); err != nil {
 		return err
+	}
+	if maps.Equal(refs, before) {
+		return nil // nothing to write (a rebuild tagging what the tag names)
 	}
 	for name, d := range refs {
 		if _, err := ValidateDigest(d); err != nil {

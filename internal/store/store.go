@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +38,10 @@ var ErrInvalidDigest = errors.New("invalid digest")
 // concurrent use by several goroutines and several processes.
 type Store struct {
 	root string
+
+	refsMu   sync.Mutex
+	refsRaw  []byte            // refs.json as last parsed
+	refsLast map[string]string // what it parsed to; callers get copies
 }
 
 // Open opens (creating if needed) the store under root and removes ingest
