@@ -2,6 +2,8 @@ package berth
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +47,24 @@ func init() {
 
 // lingerBridge hands the hold on a bridge to a process that keeps it for
 // the linger time. The caller's copy of hold is closed.
+//
+// One lingering process per bridge is enough, and each costs a process
+// start (a full start of the calling binary, which a CLI run in a loop
+// paid for on every command): a program that finds one alive only moves
+// the time its lingering ends, the mtime of the lock file
+// locks/linger-<network ID> that the lingering process holds.
 func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
+	stamp := filepath.Join(r.root, "locks", "linger-"+networkID)
+	now := time.Now()
+	if err := os.Chtimes(stamp, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	lock, ok := r.store.TryLockFile("linger-"+networkID, true)
+	if !ok {
+		hold.Close() // the lingering process holds the bridge on
+		return nil
+	}
+	defer lock.Close()
 	exe, err := initproc.Executable()
 	if err != nil {
 		return err
@@ -63,7 +82,7 @@ func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
 		Stdin:       devnull,
 		Stdout:      devnull,
 		Stderr:      devnull,
-		ExtraFiles:  []*os.File{hold},
+		ExtraFiles:  []*os.File{hold, lock},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
@@ -74,8 +93,10 @@ func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
 	return nil
 }
 
-// lingerMain keeps the bridge's lock (fd 3) for the linger time, then lets
-// go and deletes the bridge if nobody took it meanwhile.
+// lingerMain keeps the bridge's lock (fd 3) until the linger time has
+// passed since the last program using the bridge closed (the mtime of its
+// own lock, fd 4), then lets go and deletes the bridge if nobody took it
+// meanwhile.
 func lingerMain(v string) {
 	parts := strings.Split(v, "\n")
 	if len(parts) != 3 {
@@ -86,7 +107,18 @@ func lingerMain(v string) {
 	if err != nil || filepath.Base(networkID) != networkID {
 		return
 	}
-	time.Sleep(d)
+	for {
+		var st syscall.Stat_t
+		if syscall.Fstat(4, &st) != nil {
+			break
+		}
+		wait := time.Until(time.Unix(st.Mtim.Unix()).Add(d))
+		if wait <= 0 {
+			break
+		}
+		time.Sleep(wait)
+	}
+	syscall.Close(4) // from here on, the next program starts its own
 	syscall.Close(3)
 	if _, err := os.Stat(filepath.Join(root, "locks")); err != nil {
 		// The root was removed meanwhile: nobody can use the bridge any

@@ -1,6 +1,7 @@
 package berth_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -197,6 +198,66 @@ func TestBridgeLinger(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestBridgeLingerExtended checks that a program closing while a lingering
+// process holds the bridge starts no second one and moves the end of the
+// linger to its own Close.
+func TestBridgeLingerExtended(t *testing.T) {
+	berthtest.Skip(t)
+	root := t.TempDir()
+	const linger = 600 * time.Millisecond
+	use := func() string {
+		rt, err := berth.New(root, berth.WithBridgeLinger(linger))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rt.Close()
+		berthtest.Busybox(t, rt, "busybox")
+		mustOutput(t, rt, "busybox", sh("true"))
+		n, err := rt.Network(context.Background(), berth.DefaultNetwork)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return namesOf(root, []string{n.ID}, nil).bridges[0]
+	}
+	br := use()
+	first := time.Now()
+	time.Sleep(linger / 2)
+	use()
+	second := time.Now()
+	if n := lingerers(t, root); n != 1 {
+		t.Errorf("%d lingering processes for the root, want 1", n)
+	}
+	time.Sleep(time.Until(first.Add(linger + 150*time.Millisecond)))
+	if time.Since(second) < linger-50*time.Millisecond && !hostLinks(t)[br] {
+		t.Fatalf("bridge %s went at the first program's linger, not the second's", br)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for hostLinks(t)[br] {
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge %s still there 5 s after the last Close", br)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lingerers counts the live lingering processes of root (their environment
+// as started names it).
+func lingerers(t *testing.T, root string) int {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte("_BERTH_BRIDGE_LINGER="+root+"\n")) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestBridgeLingerRootRemoved checks that a lingering bridge whose root is
