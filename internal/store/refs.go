@@ -67,7 +67,15 @@ func (s *Store) UpdateRefs(ctx context.Context, fn func(refs map[string]string) 
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(s.root, refsFile), b, 0o600)
+	if err := WriteFileAtomic(filepath.Join(s.root, refsFile), b, 0o600); err != nil {
+		return err
+	}
+	// What was written is what the next Refs reads, unless another program
+	// writes meanwhile (the byte comparison in Refs sees that).
+	s.refsMu.Lock()
+	s.refsRaw, s.refsLast = b, maps.Clone(refs)
+	s.refsMu.Unlock()
+	return nil
 }
 
 // WriteFileAtomic writes b to path through a fsynced temp file and a rename,
