@@ -1081,10 +1081,7 @@ func (b *builder) writeState(ctx context.Context, s *buildState, cf *v1.ConfigFi
 	if err != nil {
 		return err
 	}
-	if err := b.r.store.UpdateRefs(ctx, func(refs map[string]string) error {
-		refs[intermediatePrefix+img.Digest] = img.Digest
-		return nil
-	}); err != nil {
+	if err := b.r.store.AddRoot(img.Digest); err != nil {
 		return err
 	}
 	if key != "" {

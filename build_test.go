@@ -430,6 +430,27 @@ func TestBuildImagesListing(t *testing.T) {
 	if imgs[0].ID != img.ID && imgs[1].ID != img.ID {
 		t.Errorf("the built image %s is not listed", img.ShortID())
 	}
+
+	// The steps' images survive Prune (the cache holds them), and an
+	// image removed by ID goes with its content, cache hold included.
+	if _, err := rt.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Image(ctx, img.Digest); err != nil {
+		t.Fatalf("the built image is gone after Prune: %v", err)
+	}
+	if _, err := rt.RemoveImage(ctx, img.ID, berth.WithForceRemove()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Image(ctx, img.Digest); err == nil {
+		t.Errorf("image %s still there after RemoveImage by ID and Prune", img.ShortID())
+	}
+	if err := rt.Check(ctx); err != nil {
+		t.Errorf("Check after removal: %v", err)
+	}
 }
 
 // TestBuildHealthcheck records HEALTHCHECK in the config as docker does,

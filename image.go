@@ -283,6 +283,24 @@ func (r *Runtime) Image(ctx context.Context, ref string) (*Image, error) {
 	return r.imageFromStore(d, refs)
 }
 
+// refsAndRoots returns the references with the build steps' images
+// (store roots) added under intermediatePrefix, as references held them
+// before roots existed: everything garbage collection must keep.
+func (r *Runtime) refsAndRoots() (map[string]string, error) {
+	refs, err := r.store.Refs()
+	if err != nil {
+		return nil, err
+	}
+	roots, err := r.store.Roots()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range roots {
+		refs[intermediatePrefix+d] = d
+	}
+	return refs, nil
+}
+
 // resolve maps a reference or ID to a manifest digest.
 func (r *Runtime) resolve(ref string, refs map[string]string) (string, error) {
 	if parsed, err := parseRef(ref, false); err == nil {
@@ -306,6 +324,10 @@ func (r *Runtime) resolve(ref string, refs map[string]string) (string, error) {
 			if d == "sha256:"+prefix {
 				return d, nil
 			}
+		}
+		// A build step's image, kept by a store root, not a reference.
+		if d := "sha256:" + prefix; r.store.IsRoot(d) {
+			return d, nil
 		}
 	}
 	matches := map[string]bool{}
@@ -506,7 +528,9 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 			}
 			delete(refs, k)
 		}
-		return nil
+		// The build cache's hold goes too, as its reference did when build
+		// steps were held by references.
+		return r.store.RemoveRoot(d)
 	})
 	if err != nil {
 		return nil, err
@@ -545,7 +569,7 @@ func (r *Runtime) Prune(ctx context.Context) (PruneReport, error) {
 
 // live returns the blobs and snapshots the references need.
 func (r *Runtime) live() (blobs, snaps map[string]bool, err error) {
-	refs, err := r.store.Refs()
+	refs, err := r.refsAndRoots()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -632,7 +656,7 @@ func (r *Runtime) Check(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	refs, err := r.store.Refs()
+	refs, err := r.refsAndRoots()
 	if err != nil {
 		return err
 	}

@@ -106,3 +106,67 @@ func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
 	}
 	return syncDir(filepath.Dir(path))
 }
+
+// AddRoot keeps the image whose manifest digest is d from garbage
+// collection without naming it: the images of build steps, which the
+// build cache points at. Each is an empty file under roots/, so adding one
+// costs a file creation however many there are, where a reference in
+// refs.json rewrote the whole file (hundreds of kilobytes on a root that
+// has built for a while) at every build step. A root lost in a crash only
+// lets Prune take a cache entry's image, which the next build remakes.
+func (s *Store) AddRoot(d string) error {
+	h, err := ValidateDigest(d)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(s.root, "roots")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, h), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// Roots returns the manifest digests added by AddRoot.
+func (s *Store) Roots() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "roots"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		d := "sha256:" + e.Name()
+		if _, err := ValidateDigest(d); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// IsRoot reports whether AddRoot added d.
+func (s *Store) IsRoot(d string) bool {
+	h, err := ValidateDigest(d)
+	if err != nil {
+		return false
+	}
+	_, err = os.Lstat(filepath.Join(s.root, "roots", h))
+	return err == nil
+}
+
+// RemoveRoot undoes AddRoot; a root that is not there is no error.
+func (s *Store) RemoveRoot(d string) error {
+	h, err := ValidateDigest(d)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(s.root, "roots", h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
