@@ -694,9 +694,9 @@ func isTarFile(root *os.Root, rel string) bool {
 // content what the cache key covers: every header but its times, and every
 // byte of content.
 func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, clamp func(time.Time) time.Time) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
+	bw := bufio.NewWriterSize(w, archive.CopyBufSize)
 	tw := tar.NewWriter(bw)
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, archive.CopyBufSize)
 	keyHeader := func(h *tar.Header) {
 		fmt.Fprintf(content, "%q %c %o %d %d %q %d\n", h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Linkname, h.Size)
 	}
@@ -877,7 +877,7 @@ func (b *builder) applyLayer(ctx context.Context, dir string, l Layer) error {
 		return err
 	}
 	defer f.Close()
-	rd, err := archive.Decompress(bufio.NewReaderSize(f, 1<<20))
+	rd, err := archive.Decompress(bufio.NewReaderSize(f, archive.CopyBufSize))
 	if err != nil {
 		return err
 	}

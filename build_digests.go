@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/sys/unix"
 )
@@ -126,7 +127,7 @@ func (d *fileDigests) save() {
 // depends on (names, types, modes, owners, link targets, sizes, bytes),
 // which is all a cache key may depend on.
 func (b *builder) copyContentKey(content hash.Hash, entries []copyEntry) error {
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, archive.CopyBufSize)
 	for _, e := range entries {
 		h := e.hdr
 		fmt.Fprintf(content, "%q %c %o %d %d %q %d\n", h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Linkname, h.Size)

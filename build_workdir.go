@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berth-dev/berth/internal/archive"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"golang.org/x/sys/unix"
 )
@@ -131,7 +132,7 @@ func (b *builder) ingestSpooled(ctx context.Context, f *os.File) (diffID string,
 	if unlock, err = b.r.gcShared(ctx); err != nil {
 		return "", 0, nil, err
 	}
-	if diffID, size, err = b.r.store.Ingest(bufio.NewReaderSize(f, 1<<20)); err != nil {
+	if diffID, size, err = b.r.store.Ingest(bufio.NewReaderSize(f, archive.CopyBufSize)); err != nil {
 		unlock()
 		return "", 0, nil, err
 	}

@@ -491,7 +491,7 @@ func (c *Container) diff(ctx context.Context, rec *containerRecord, pause bool, 
 		return "", 0, err
 	}
 	chain := snapshot.ChainIDs(append(slices.Clone(parentDiffIDs), diffID))
-	if _, err := r.snaps.Unpack(ctx, chain[len(chain)-1], diffID, bufio.NewReaderSize(tmp, 1<<20), r.applyOptions(), verified); err != nil {
+	if _, err := r.snaps.Unpack(ctx, chain[len(chain)-1], diffID, bufio.NewReaderSize(tmp, archive.CopyBufSize), r.applyOptions(), verified); err != nil {
 		return "", 0, fmt.Errorf("unpacking the new layer: %w", err)
 	}
 	return diffID, res.size, nil
@@ -545,7 +545,7 @@ var mountTargets = map[string]bool{"etc/hosts": true, "etc/hostname": true, "etc
 func dropMountTargets(r io.Reader, w io.Writer) error {
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, archive.CopyBufSize)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {

@@ -119,7 +119,7 @@ func (r *Runtime) Load(ctx context.Context, rd io.Reader) ([]*Image, error) {
 			return nil, err
 		}
 		defer tmp.Close()
-		src, err := archive.Decompress(bufio.NewReaderSize(rd, 1<<20))
+		src, err := archive.Decompress(bufio.NewReaderSize(rd, archive.CopyBufSize))
 		if err != nil {
 			return nil, fmt.Errorf("loading: %w", err)
 		}

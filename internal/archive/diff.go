@@ -64,7 +64,7 @@ func writeTar(ctx context.Context, dir string, w io.Writer, opts DiffOptions, ov
 
 	digest := sha256.New()
 	cw := &countingWriter{w: io.MultiWriter(w, digest)}
-	bw := bufio.NewWriterSize(cw, 1<<20)
+	bw := bufio.NewWriterSize(cw, copyBufSize)
 	t := &treeWriter{
 		ctx:     ctx,
 		opts:    opts,
