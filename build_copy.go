@@ -234,7 +234,7 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 	}
 	defer unlock()
 	if diffID, size, err = b.r.store.IngestFrom(func(w io.Writer) error {
-		return writeCopyLayer(w, sha256.New(), ls.entries, nil, b.clampTime)
+		return writeCopyLayer(w, io.Discard, ls.entries, nil, b.clampTime) // the key is known
 	}); err != nil {
 		return err
 	}
@@ -693,7 +693,7 @@ func isTarFile(root *os.Root, rel string) bool {
 // writeCopyLayer writes the layer tar of a COPY or ADD to w and hashes into
 // content what the cache key covers: every header but its times, and every
 // byte of content.
-func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, clamp func(time.Time) time.Time) error {
+func writeCopyLayer(w io.Writer, content io.Writer, entries, tars []copyEntry, clamp func(time.Time) time.Time) error {
 	bw := bufio.NewWriterSize(w, archive.CopyBufSize)
 	tw := tar.NewWriter(bw)
 	buf := make([]byte, archive.CopyBufSize)
@@ -740,7 +740,7 @@ func writeCopyLayer(w io.Writer, content hash.Hash, entries, tars []copyEntry, c
 
 // extractArchiveInto copies the entries of a local archive into the layer under
 // the ADD's destination directory, as ADD extracts it.
-func extractArchiveInto(tw *tar.Writer, t copyEntry, content hash.Hash, buf []byte, clamp func(time.Time) time.Time) error {
+func extractArchiveInto(tw *tar.Writer, t copyEntry, content io.Writer, buf []byte, clamp func(time.Time) time.Time) error {
 	f, err := t.root.Open(t.src)
 	if err != nil {
 		return err
