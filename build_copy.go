@@ -190,36 +190,21 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 	// cache hit writes nothing, and a miss writes the layer straight into
 	// the store.
 	content := sha256.New()
-	var diffID string
-	var size int64
+	var spooled *os.File
 	if len(ls.tars) > 0 {
 		tmpDir, release, err := b.r.store.TempDir("build-")
 		if err != nil {
 			return err
 		}
 		defer release()
-		f, err := os.Create(filepath.Join(tmpDir, "layer.tar"))
-		if err != nil {
+		if spooled, err = os.Create(filepath.Join(tmpDir, "layer.tar")); err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := writeCopyLayer(f, content, ls.entries, ls.tars, b.clampTime); err != nil {
+		defer spooled.Close()
+		if err := writeCopyLayer(spooled, content, ls.entries, ls.tars, b.clampTime); err != nil {
 			return err
 		}
-		key := b.copyKey(s, n, c, usedArgs, content)
-		if img := b.cached(ctx, key); img != nil {
-			b.report(s, n, true)
-			return s.useCached(img, key)
-		}
-		b.report(s, n, false)
-		var unlock func()
-		if diffID, size, unlock, err = b.ingestSpooled(ctx, f); err != nil {
-			return err
-		}
-		defer unlock()
-		return b.commitCopy(ctx, s, n, c, key, diffID, size)
-	}
-	if err := b.copyContentKey(content, ls.entries); err != nil {
+	} else if err := b.copyContentKey(content, ls.entries); err != nil {
 		return err
 	}
 	key := b.copyKey(s, n, c, usedArgs, content)
@@ -228,17 +213,31 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 		return s.useCached(img, key)
 	}
 	b.report(s, n, false)
-	unlock, err := b.r.gcShared(ctx)
-	if err != nil {
-		return err
+	var diffID string
+	var size int64
+	var unlock func()
+	if spooled != nil {
+		if diffID, size, unlock, err = b.ingestSpooled(ctx, spooled); err != nil {
+			return err
+		}
+	} else {
+		if unlock, err = b.r.gcShared(ctx); err != nil {
+			return err
+		}
+		if diffID, size, err = b.r.store.IngestFrom(func(w io.Writer) error {
+			return writeCopyLayer(w, io.Discard, ls.entries, nil, b.clampTime) // the key is known
+		}); err != nil {
+			unlock()
+			return err
+		}
 	}
 	defer unlock()
-	if diffID, size, err = b.r.store.IngestFrom(func(w io.Writer) error {
-		return writeCopyLayer(w, io.Discard, ls.entries, nil, b.clampTime) // the key is known
-	}); err != nil {
-		return err
+	if s.img == nil || s.dirty {
+		if err := b.flush(ctx, s); err != nil {
+			return err
+		}
 	}
-	return b.commitCopy(ctx, s, n, c, key, diffID, size)
+	return b.commitLayer(ctx, s, key, diffID, size, copyHistory(n, c))
 }
 
 // copyKey is a COPY's or ADD's cache key: its parent, its text and flags,
@@ -247,17 +246,6 @@ func (b *builder) copyKey(s *buildState, n *parser.Node, c copySpec, usedArgs fu
 	contentKey := hex.EncodeToString(content.Sum(nil))
 	text := expandedText(n, func(w string) (string, error) { return w, nil })
 	return stepKey(s.key, text+"\n"+c.chown+"\n"+c.chmod+"\n"+c.DestPath+"\n"+strings.Join(c.SourcePaths, "\n"), usedArgs(), contentKey)
-}
-
-// commitCopy appends a COPY's or ADD's layer, already in the store, to the
-// stage. The caller holds the gc lock shared.
-func (b *builder) commitCopy(ctx context.Context, s *buildState, n *parser.Node, c copySpec, key, diffID string, size int64) error {
-	if s.img == nil || s.dirty {
-		if err := b.flush(ctx, s); err != nil {
-			return err
-		}
-	}
-	return b.commitLayer(ctx, s, key, diffID, size, copyHistory(n, c))
 }
 
 // copyHistory is a COPY's or ADD's created_by as docker 20.10's BuildKit
