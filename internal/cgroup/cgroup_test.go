@@ -792,3 +792,41 @@ func TestV2Resources(t *testing.T) {
 		}
 	})
 }
+
+// TestCpusetEmptyAncestor: an ancestor's cpuset directory made by another
+// tool and left with empty cpus and mems would refuse every task below it;
+// New fills it from its own parent, as it fills the directories it makes.
+func TestCpusetEmptyAncestor(t *testing.T) {
+	l, err := hostLayout()
+	if err != nil || l.v1 == nil {
+		t.Skipf("skipping: no cgroup v1 hierarchies (%v)", err)
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpusetRoot, ok := roots["cpuset"]
+	if !ok {
+		t.Skip("skipping: no cpuset hierarchy")
+	}
+	parent := parentFor(t, l)
+	// The ancestor, as a tool that never fills cpuset files leaves it.
+	for _, d := range []string{filepath.Join(cpusetRoot, testRoot), filepath.Join(cpusetRoot, parent)} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.TrimSpace(readFile(t, filepath.Join(cpusetRoot, parent), "cpuset.cpus")); got != "" {
+		t.Skipf("skipping: this kernel fills a new cpuset directory itself (cpus %q)", got)
+	}
+	c := mustNew(t, l, path.Join(parent, "a"), Resources{})
+	p := startBlocked(t, "exit 0")
+	if err := c.Add(p.pid()); err != nil {
+		t.Fatalf("Add below an empty cpuset ancestor: %v", err)
+	}
+	p.release(t)
+	p.wait(t, 10*time.Second)
+	if got := strings.TrimSpace(readFile(t, filepath.Join(cpusetRoot, parent), "cpuset.cpus")); got == "" {
+		t.Errorf("the empty ancestor's cpuset.cpus is still empty")
+	}
+}
