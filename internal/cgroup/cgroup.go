@@ -286,20 +286,12 @@ func (c *Cgroup) makeV1Dirs() error {
 		for _, part := range strings.Split(strings.TrimPrefix(c.path, "/"), "/") {
 			parent := cur
 			cur = filepath.Join(cur, part)
-			made := true
 			if err := os.Mkdir(cur, 0o755); errors.Is(err, fs.ErrExist) {
-				made = false
+				continue
 			} else if err != nil {
 				return err
 			}
 			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-				// An existing ancestor made by another tool may still be
-				// empty, which would refuse every task below it.
-				if !made {
-					if v, err := readString(cur, f); err == nil && strings.TrimSpace(v) != "" {
-						continue
-					}
-				}
 				v, err := readString(parent, f)
 				if err != nil {
 					return err
