@@ -667,7 +667,7 @@ func (r *Runtime) applyNAT(ctx context.Context) error {
 			}
 		}
 	}
-	return nat.Apply(natTable(r.root), bridges, ports)
+	return nat.Apply(natTable(r.root), r.root, bridges, ports)
 }
 
 // teardown releases what the container held: its name server and port
@@ -834,6 +834,20 @@ func sweepOrphanBridges() {
 		bridge.Delete(name)
 		nat.Delete(natTable(root))
 		deleted = true
+	}
+	// A root deleted after its bridges went down (by the root's own
+	// programs) but while its table still had rules leaves a table no
+	// bridge alias leads to: its owner rule does.
+	tables, _ := nat.Tables(nat.TablePrefix)
+	for _, t := range tables {
+		root, err := nat.Owner(t)
+		if err != nil || !filepath.IsAbs(root) || t != natTable(root) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, "locks")); errors.Is(err, os.ErrNotExist) {
+			nat.Delete(t)
+			deleted = true
+		}
 	}
 	if deleted {
 		dropForwardIfUnused()

@@ -409,7 +409,7 @@ func bridgeName(root, networkID string) string {
 }
 
 // natTable is the root's nftables table.
-func natTable(root string) string { return "berth-" + rootTag(root) }
+func natTable(root string) string { return nat.TablePrefix + rootTag(root) }
 
 // subnetPool is where berth finds subnets for networks with none given:
 // 256 /24s, away from docker's 172.17-31 and podman's 10.88/10.89 defaults.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
+	"github.com/berth-dev/berth/internal/nat"
 )
 
 // serveHTTP starts busybox httpd detached-in-spirit (attached here) in a
@@ -290,6 +292,45 @@ func TestBridgeLingerRootRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(root); err == nil {
 		t.Errorf("the lingering process re-created %s", root)
+	}
+}
+
+// TestSweepOrphanTable checks that New deletes the nftables table of a root
+// that is gone even when no bridge is left to lead to it (its bridges went
+// down, then something other than berth deleted the root), and keeps the
+// table of a root that exists.
+func TestSweepOrphanTable(t *testing.T) {
+	berthtest.Skip(t)
+	gone := filepath.Join(t.TempDir(), "gone")
+	kept := filepath.Join(t.TempDir(), "kept")
+	for _, root := range []string{gone, kept} {
+		if err := os.MkdirAll(filepath.Join(root, "locks"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// The rules of a bridge that no longer exists, as the root left them.
+		b := nat.Bridge{Name: "berth" + rootTag(root)[:9], Subnet: netip.MustParsePrefix("10.200.250.0/24")}
+		if err := nat.Apply("berth-"+rootTag(root), root, []nat.Bridge{b}, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nat.Delete("berth-" + rootTag(root)) })
+	}
+	if owner, err := nat.Owner("berth-" + rootTag(gone)); err != nil || owner != gone {
+		t.Fatalf("Owner = %q, %v; want %q", owner, err, gone)
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := berth.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Close()
+	tables := command(t, "nft", "list", "tables")
+	if strings.Contains(tables, "berth-"+rootTag(gone)) {
+		t.Errorf("the table of the removed root %s is still there:\n%s", gone, tables)
+	}
+	if !strings.Contains(tables, "berth-"+rootTag(kept)) {
+		t.Errorf("the table of the existing root %s was deleted", kept)
 	}
 }
 

@@ -7,6 +7,7 @@
 package nat
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,9 @@ import (
 // BridgePrefix starts the name of every bridge berth makes; the rules that
 // keep networks apart match it.
 const BridgePrefix = "berth"
+
+// TablePrefix starts the name of every table berth makes.
+const TablePrefix = "berth-"
 
 // Bridge is a berth network's bridge.
 type Bridge struct {
@@ -44,7 +48,7 @@ type Port struct {
 
 // Apply makes table hold exactly the rules for bridges and ports; with
 // neither, the table is deleted. Each call replaces everything atomically.
-func Apply(table string, bridges []Bridge, ports []Port) error {
+func Apply(table, owner string, bridges []Bridge, ports []Port) error {
 	if len(bridges) == 0 && len(ports) == 0 {
 		return Delete(table)
 	}
@@ -58,7 +62,7 @@ func Apply(table string, bridges []Bridge, ports []Port) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	render(c, t, bridges, ports)
+	render(c, t, owner, bridges, ports)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("writing nftables table %s: %w", table, err)
 	}
@@ -80,6 +84,32 @@ func Delete(table string) error {
 	return nil
 }
 
+// ownerPrefix starts the user data of the rule that names a table's owner.
+const ownerPrefix = "berth-root:"
+
+// Owner returns the owner Apply recorded in table (the berth root that
+// made it), or "" if it records none. A table has no user data of its own
+// here, so a rule carries it: with it a table that outlived its root (a
+// root directory deleted by something other than berth) can be told from
+// a live one and removed, even once its bridges are gone.
+func Owner(table string) (string, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return "", err
+	}
+	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	rules, err := c.GetRules(t, &nftables.Chain{Name: "forward", Table: t})
+	if err != nil {
+		return "", err
+	}
+	for _, r := range rules {
+		if owner, ok := bytes.CutPrefix(r.UserData, []byte(ownerPrefix)); ok {
+			return string(owner), nil
+		}
+	}
+	return "", nil
+}
+
 // Tables lists the IPv4 tables whose names start with prefix.
 func Tables(prefix string) ([]string, error) {
 	c, err := nftables.New()
@@ -99,7 +129,7 @@ func Tables(prefix string) ([]string, error) {
 	return out, nil
 }
 
-func render(c *nftables.Conn, t *nftables.Table, bridges []Bridge, ports []Port) {
+func render(c *nftables.Conn, t *nftables.Table, owner string, bridges []Bridge, ports []Port) {
 	accept := nftables.ChainPolicyAccept
 	chain := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority, typ nftables.ChainType) *nftables.Chain {
 		return c.AddChain(&nftables.Chain{Name: name, Table: t, Hooknum: hook, Priority: prio, Type: typ, Policy: &accept})
@@ -133,8 +163,9 @@ func render(c *nftables.Conn, t *nftables.Table, bridges []Bridge, ports []Port)
 	}
 
 	// Connections a published port let in pass between networks; replies
-	// of anything pass.
-	add(fwd, cat(ctBits(expr.CtKeySTATUS, ipsDstNAT), verdict(expr.VerdictAccept))...)
+	// of anything pass. The first rule carries the table's owner (see
+	// Owner).
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: cat(ctBits(expr.CtKeySTATUS, ipsDstNAT), verdict(expr.VerdictAccept)), UserData: []byte(ownerPrefix + owner)})
 	add(fwd, cat(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))...)
 	loopback := netip.MustParsePrefix("127.0.0.0/8")
 	for _, b := range bridges {
