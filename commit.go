@@ -491,7 +491,8 @@ func (c *Container) diff(ctx context.Context, rec *containerRecord, pause bool, 
 		return "", 0, err
 	}
 	chain := snapshot.ChainIDs(append(slices.Clone(parentDiffIDs), diffID))
-	if _, err := r.snaps.Unpack(ctx, chain[len(chain)-1], diffID, bufio.NewReaderSize(tmp, archive.CopyBufSize), r.applyOptions(), verified); err != nil {
+	// diffID is the hash of what tmp holds, taken as it was written.
+	if _, err := r.snaps.UnpackHashed(ctx, chain[len(chain)-1], diffID, bufio.NewReaderSize(tmp, archive.CopyBufSize), r.applyOptions(), verified); err != nil {
 		return "", 0, fmt.Errorf("unpacking the new layer: %w", err)
 	}
 	return diffID, res.size, nil

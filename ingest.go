@@ -152,7 +152,14 @@ func (r *Runtime) unpackFromStore(ctx context.Context, l Layer, prog *progress) 
 		return err
 	}
 	defer tarStream.Close()
-	if _, err := r.snaps.Unpack(ctx, l.ChainID, l.DiffID, tarStream, r.applyOptions(), nil); err != nil {
+	unpack := r.snaps.Unpack
+	if l.Digest == l.DiffID {
+		// An uncompressed blob: the store holds it under the digest its
+		// content hashes to (checked when it was written), which is the
+		// diff ID.
+		unpack = r.snaps.UnpackHashed
+	}
+	if _, err := unpack(ctx, l.ChainID, l.DiffID, tarStream, r.applyOptions(), nil); err != nil {
 		return err
 	}
 	prog.done(l.Digest, l.Size)
