@@ -331,16 +331,17 @@ type buildStage struct {
 
 // buildState is the image a stage has built so far.
 type buildState struct {
-	img    *Image
-	cf     *v1.ConfigFile
-	key    string             // cache chain key
-	args   map[string]*string // ARGs in scope
-	argSeq []string           // their names in the order the stage declared them
-	cmdSet bool               // a CMD was set in this stage
-	dirty  bool               // cf differs from img (metadata steps not yet written)
-	lex    *shell.Lex         // the stage's own: a Lex is not safe for concurrent use
-	step   int                // the step being run
-	label  string             // the stage's name in events
+	img     *Image
+	cf      *v1.ConfigFile
+	key     string             // cache chain key
+	args    map[string]*string // ARGs in scope
+	argSeq  []string           // their names in the order the stage declared them
+	cmdSet  bool               // a CMD was set in this stage
+	dirty   bool               // cf differs from img (metadata steps not yet written)
+	lex     *shell.Lex         // the stage's own: a Lex is not safe for concurrent use
+	step    int                // the step being run
+	label   string             // the stage's name in events
+	runNext bool               // a RUN comes later in the stage
 }
 
 func (b *builder) cleanup() {
@@ -383,6 +384,12 @@ func (b *builder) emit(ev BuildEvent) {
 
 // report emits the start of s's current step.
 func (b *builder) report(s *buildState, n *parser.Node, cached bool) {
+	if !cached && s.runNext {
+		// A step that misses the cache makes every later step of its stage
+		// miss too (keys chain), so the RUN ahead will start a container:
+		// its child stage can start now, while this step works.
+		b.r.prewarm(false)
+	}
 	b.emit(BuildEvent{Step: s.step, Stage: s.label, Instruction: n.Original, Cached: cached})
 }
 
@@ -620,6 +627,10 @@ func (b *builder) buildStage(ctx context.Context, st *buildStage) error {
 	for i, inst := range st.cmds {
 		n := st.nodes[i]
 		state.step = b.nextStep()
+		state.runNext = slices.ContainsFunc(st.cmds[i+1:], func(c any) bool {
+			_, ok := c.(*instructions.RunCommand)
+			return ok
+		})
 		if err := b.step1(ctx, st, state, n, inst); err != nil {
 			return b.fail(n, err)
 		}

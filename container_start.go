@@ -511,6 +511,23 @@ func (r *Runtime) takeWarm(detached bool) *initproc.Warm {
 	return w
 }
 
+// prewarm starts a child stage ahead of need unless the Runtime has one or
+// is making one: for a caller that knows a container is coming (a build
+// whose RUN step lies ahead), so that the child's start overlaps the work
+// before it.
+func (r *Runtime) prewarm(detached bool) {
+	closed := r.checkOpen() != nil
+	r.warmMu.Lock()
+	start := !closed && r.warm == nil && !r.warmFilling
+	if start {
+		r.warmFilling, r.warmDetached = true, detached
+	}
+	r.warmMu.Unlock()
+	if start {
+		go r.refillWarm(detached)
+	}
+}
+
 func (r *Runtime) refillWarm(detached bool) {
 	w, err := initproc.Prestart(detached)
 	closed := r.checkOpen() != nil
