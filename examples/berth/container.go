@@ -943,10 +943,7 @@ func eachContainer(ctx context.Context, c *cli, names []string, fn func(name str
 			errs = append(errs, "Error: "+noSuchContainer(name, err).Error())
 		}
 	}
-	if len(errs) > 0 {
-		return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
-	}
-	return nil
+	return failures(errs)
 }
 
 // stopCommand is docker stop.
@@ -1348,8 +1345,8 @@ func statsTargets(ctx context.Context, rt *berth.Runtime, names []string, all bo
 			}
 			ctrs = append(ctrs, ctr)
 		}
-		if len(errs) > 0 {
-			return nil, &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
+		if err := failures(errs); err != nil {
+			return nil, err
 		}
 		return ctrs, nil
 	}

@@ -484,10 +484,7 @@ func inspectCommand(fs *flagSet) runFunc {
 		if err := printInspect(c.stdout, format, found); err != nil {
 			return err
 		}
-		if len(errs) > 0 {
-			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
-		}
-		return nil
+		return failures(errs)
 	}
 }
 

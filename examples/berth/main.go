@@ -239,6 +239,16 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.msg }
 
+// failures ends a command that went through several names (rm, inspect,
+// network rm, ...) as docker does: one "Error: ..." line per name that
+// failed, exit code 1; nil when none did.
+func failures(errs []string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
+}
+
 func lookup(cmds []*command, name string) *command {
 	for _, c := range cmds {
 		if c.name == name {

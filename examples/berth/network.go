@@ -244,10 +244,7 @@ func networkInspectCommand(fs *flagSet) runFunc {
 		if err := printInspect(c.stdout, format, found); err != nil {
 			return err
 		}
-		if len(errs) > 0 {
-			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
-		}
-		return nil
+		return failures(errs)
 	}
 }
 
@@ -275,10 +272,7 @@ func networkRmCommand(fs *flagSet) runFunc {
 				fmt.Fprintln(c.stdout, name)
 			}
 		}
-		if len(errs) > 0 {
-			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
-		}
-		return nil
+		return failures(errs)
 	}
 }
 

@@ -176,10 +176,7 @@ func volumeInspectCommand(fs *flagSet) runFunc {
 		if err := printInspect(c.stdout, format, found); err != nil {
 			return err
 		}
-		if len(errs) > 0 {
-			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
-		}
-		return nil
+		return failures(errs)
 	}
 }
 
@@ -211,10 +208,7 @@ func volumeRmCommand(fs *flagSet) runFunc {
 				fmt.Fprintln(c.stdout, name)
 			}
 		}
-		if len(errs) > 0 {
-			return &statusError{code: exitFailure, msg: strings.Join(errs, "\n")}
-		}
-		return nil
+		return failures(errs)
 	}
 }
 
