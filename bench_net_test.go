@@ -6,9 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
@@ -43,34 +41,7 @@ func benchRun(b *testing.B, opts ...berth.RunOption) {
 			b.Fatal(err)
 		}
 	}
-	run()
-	times := make([]time.Duration, 0, b.N)
-	selfCPU, childCPU := cpuTimes()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		run()
-		times = append(times, time.Since(start))
-	}
-	b.StopTimer()
-	reportMedian(b, times)
-	// Where the CPU goes, which on a 2-core machine bounds a loop of runs:
-	// this program, and the container processes (the child stage, the
-	// user's program). Other programs' work (the kernel's, a monitor's)
-	// is in neither.
-	self, child := cpuTimes()
-	b.ReportMetric(float64(self-selfCPU)/float64(b.N)/1e6, "self-cpu-ms/op")
-	b.ReportMetric(float64(child-childCPU)/float64(b.N)/1e6, "children-cpu-ms/op")
-}
-
-// cpuTimes returns the user+system CPU time of this process and of its
-// reaped children.
-func cpuTimes() (self, children time.Duration) {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
-	return self, time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	benchLoop(b, run)
 }
 
 // BenchmarkPublishedThroughput reads from a server in a container through

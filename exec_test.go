@@ -597,20 +597,7 @@ func BenchmarkExec(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	run() // seal the binary, compile the seccomp filter
-	times := make([]time.Duration, 0, b.N)
-	selfCPU, childCPU := cpuTimes()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		run()
-		times = append(times, time.Since(start))
-	}
-	b.StopTimer()
-	reportMedian(b, times)
-	self, child := cpuTimes()
-	b.ReportMetric(float64(self-selfCPU)/float64(b.N)/1e6, "self-cpu-ms/op")
-	b.ReportMetric(float64(child-childCPU)/float64(b.N)/1e6, "children-cpu-ms/op")
+	benchLoop(b, run) // its first, untimed run seals the binary and compiles the seccomp filter
 }
 
 // TestExecSparesOtherContainers: the threads Exec borrows to join a
