@@ -685,11 +685,8 @@ func writeCopyLayer(w io.Writer, content io.Writer, entries, tars []copyEntry, c
 	bw := bufio.NewWriterSize(w, archive.CopyBufSize)
 	tw := tar.NewWriter(bw)
 	buf := make([]byte, archive.CopyBufSize)
-	keyHeader := func(h *tar.Header) {
-		fmt.Fprintf(content, "%q %c %o %d %d %q %d\n", h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Linkname, h.Size)
-	}
 	for _, e := range entries {
-		keyHeader(e.hdr)
+		keyHeader(content, e.hdr)
 		if err := tw.WriteHeader(e.hdr); err != nil {
 			return err
 		}
@@ -762,7 +759,7 @@ func extractArchiveInto(tw *tar.Writer, t copyEntry, content io.Writer, buf []by
 		if hdr.Typeflag == tar.TypeLink {
 			hdr.Linkname = path.Join(dest, strings.TrimPrefix(path.Clean("/"+hdr.Linkname), "/"))
 		}
-		fmt.Fprintf(content, "%q %c %o %d %d %q %d\n", hdr.Name, hdr.Typeflag, hdr.Mode, hdr.Uid, hdr.Gid, hdr.Linkname, hdr.Size)
+		keyHeader(content, hdr)
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -963,7 +960,16 @@ type keyHash struct{ h hash.Hash }
 func newKeyHash() *keyHash { return &keyHash{h: sha256.New()} }
 
 func (k *keyHash) header(name string, typ byte, mode int64, uid, gid int, link string, size int64) {
-	fmt.Fprintf(k.h, "%q %c %o %d %d %q %d\n", name, typ, mode, uid, gid, link, size)
+	fmt.Fprintf(k.h, keyHeaderFormat, name, typ, mode, uid, gid, link, size)
+}
+
+// keyHeaderFormat is the line a cache key hashes for each file: path, type,
+// mode, owner, link target and size; never times.
+const keyHeaderFormat = "%q %c %o %d %d %q %d\n"
+
+// keyHeader writes the key line of a tar header to w.
+func keyHeader(w io.Writer, h *tar.Header) {
+	fmt.Fprintf(w, keyHeaderFormat, h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Linkname, h.Size)
 }
 
 func (k *keyHash) sum() string { return hex.EncodeToString(k.h.Sum(nil)) }

@@ -19,15 +19,12 @@ import (
 // nearly every lookup while staying far from RLIMIT_NOFILE.
 const maxCachedDirs = 256
 
-// copyBufSize is the chunk in which file content is read from the tar and
-// written to files. Larger buffers gain nothing measurable, and a fresh
-// megabyte costs its zeroing and page faults on every use (a tenth of a
-// cold build's CPU when every copy had one).
-const copyBufSize = 128 << 10
-
-// CopyBufSize is the buffer size this package copies file content with,
-// for callers that stream layers around it.
-const CopyBufSize = copyBufSize
+// CopyBufSize is the chunk in which file content is read from a tar and
+// written to files, here and by callers that stream layers around this
+// package. Larger buffers gain nothing measurable, and a fresh megabyte
+// costs its zeroing and page faults on every use (a tenth of a cold
+// build's CPU when every copy had one).
+const CopyBufSize = 128 << 10
 
 // holeBlock is the granularity at which runs of zero bytes become holes
 // instead of writes. Images are full of zero-padded files (databases, disk
@@ -69,7 +66,7 @@ func newApplier(dir string, opts ApplyOptions) (*applier, error) {
 		root:     root,
 		dirs:     make(map[string]int),
 		dirTimes: make(map[string][2]time.Time),
-		buf:      make([]byte, copyBufSize),
+		buf:      make([]byte, CopyBufSize),
 	}
 	if !opts.Overlay {
 		a.layer = make(map[string]struct{})

@@ -650,7 +650,7 @@ func TestApplyZeroBlocks(t *testing.T) {
 		"leading":  zeros(holeBlock*3) + random(100),
 		"middle":   random(holeBlock+7) + zeros(holeBlock*4) + random(10),
 		"trailing": random(5) + zeros(holeBlock*2+1),
-		"allzero":  zeros(copyBufSize*2 + 3),
+		"allzero":  zeros(CopyBufSize*2 + 3),
 		"odd":      random(holeBlock-1) + zeros(holeBlock+1) + random(holeBlock),
 	}
 	var entries []ent

@@ -64,14 +64,14 @@ func writeTar(ctx context.Context, dir string, w io.Writer, opts DiffOptions, ov
 
 	digest := sha256.New()
 	cw := &countingWriter{w: io.MultiWriter(w, digest)}
-	bw := bufio.NewWriterSize(cw, copyBufSize)
+	bw := bufio.NewWriterSize(cw, CopyBufSize)
 	t := &treeWriter{
 		ctx:     ctx,
 		opts:    opts,
 		overlay: overlay,
 		tw:      tar.NewWriter(bw),
 		links:   make(map[fileID]string),
-		buf:     make([]byte, copyBufSize),
+		buf:     make([]byte, CopyBufSize),
 	}
 	if err := t.root(root); err != nil {
 		return "", cw.n, fmt.Errorf("writing layer from %s: %w", dir, err)
