@@ -3,6 +3,7 @@ package berth
 import (
 	"archive/tar"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
@@ -26,9 +27,11 @@ import (
 // mtime and ctime are unchanged. Content cannot change without changing
 // ctime, and ctime cannot be set from user space, so a stale entry is never
 // used; an mtime-only change (touch) changes ctime, costs one rehash, and
-// keeps the build's cache key, which never includes mtime. The memo lives
-// in <root>/cache/file-digests.json; it is an optimisation only, so a
-// missing, unreadable or concurrently replaced file just means rehashing.
+// keeps the build's cache key, which never includes mtime. There is one
+// memo per build context, <root>/cache/file-digests/<hash of the context
+// path>.json, so a build reads and writes only its own context's entries
+// however many contexts the root has built. It is an optimisation only:
+// a missing, unreadable or concurrently replaced file just means rehashing.
 type fileDigests struct {
 	path string
 
@@ -46,12 +49,13 @@ type fileDigest struct {
 	Digest string `json:"d"`
 }
 
-// maxFileDigests bounds the memo: beyond it, entries the last build did not
+// maxFileDigests bounds a memo: beyond it, entries the last build did not
 // use are dropped when it is saved.
-const maxFileDigests = 200_000
+const maxFileDigests = 100_000
 
-func newFileDigests(root string) *fileDigests {
-	return &fileDigests{path: filepath.Join(root, "cache", "file-digests.json")}
+func newFileDigests(root, contextDir string) *fileDigests {
+	sum := sha256.Sum256([]byte(contextDir))
+	return &fileDigests{path: filepath.Join(root, "cache", "file-digests", hex.EncodeToString(sum[:8])+".json")}
 }
 
 func (d *fileDigests) load() {
@@ -130,7 +134,7 @@ func (b *builder) copyContentKey(content hash.Hash, entries []copyEntry) error {
 	buf := make([]byte, archive.CopyBufSize)
 	for _, e := range entries {
 		h := e.hdr
-		fmt.Fprintf(content, "%q %c %o %d %d %q %d\n", h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Linkname, h.Size)
+		keyHeader(content, h)
 		if h.Typeflag != tar.TypeReg {
 			continue
 		}
