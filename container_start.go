@@ -313,13 +313,19 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 			run.abort(retErr)
 		}
 	}()
-	// The child stage starts first, so that its process start (the Go
-	// runtime of this binary coming up, most of a start-up) runs on another
-	// CPU while this goroutine makes the cgroup, the network and the spec:
-	// a warm child the Runtime kept, or one started now. A terminal needs
-	// the cold path, which starts the child on the pty.
+	spec, err := r.initSpec(rec, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	direct := initproc.DirectSupported(spec)
+	// Without a direct start, the child stage starts first, so that its
+	// process start (the Go runtime of this binary coming up, most of a
+	// start-up) runs on another CPU while this goroutine makes the cgroup,
+	// the network and the spec: a warm child the Runtime kept, or one
+	// started now. A terminal needs the cold path, which starts the child
+	// on the pty.
 	var warm *initproc.Warm
-	if !rec.Config.TTY {
+	if !direct && !rec.Config.TTY {
 		if warm = r.takeWarm(rec.Config.Detached); warm == nil {
 			warm, _ = initproc.Prestart(rec.Config.Detached) // on failure, the cold path says why
 		}
@@ -331,12 +337,15 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		}
 	}()
 	dir := r.containerDir(rec.ID)
-	var err error
 	if run.log, err = openLog(dir); err != nil {
 		return nil, err
 	}
 	tr.mark("log")
-	if run.cg, err = cgroup.New(r.cgroupPath(rec.ID), cgroupResources(rec.Config.Resources)); err != nil {
+	res := cgroupResources(rec.Config.Resources)
+	if direct {
+		res.PidsLimit = 0 // set once the preparing thread has left the cgroup
+	}
+	if run.cg, err = cgroup.New(r.cgroupPath(rec.ID), res); err != nil {
 		return nil, fmt.Errorf("creating the container's cgroup: %w", err)
 	}
 	tr.mark("cgroup")
@@ -344,52 +353,19 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		return nil, err
 	}
 	tr.mark("network")
-	spec, err := r.initSpec(rec, run.net.files, run.net.netnsPath)
-	if err != nil {
-		return nil, err
-	}
-	if w := warm; w != nil && w.Fresh() {
-		warm = nil
-		if run.proc, err = w.Use(spec); err != nil {
-			w.Close()
+	spec.Files, spec.NetNS = run.net.files, run.net.netnsPath
+	if direct {
+		if err := run.startDirect(ctx, spec, std, tr); err != nil {
 			return nil, err
 		}
-		run.wireWarm(w, std)
-		tr.mark("warm")
 	} else {
-		if run.proc, err = initproc.Command(spec); err != nil {
+		w := warm
+		warm = nil
+		if err := run.startStage(ctx, spec, w, std, tr); err != nil {
 			return nil, err
 		}
-		tr.mark("command")
-		if err := run.wire(std); err != nil {
-			return nil, err
-		}
-		if err := run.proc.Start(); err != nil {
-			return nil, err
-		}
-		tr.mark("start")
 	}
 	pid := run.proc.Pid()
-	if err := run.cg.Add(pid); err != nil {
-		run.proc.Cmd.Process.Kill()
-		run.proc.Wait()
-		return nil, fmt.Errorf("placing the container in its cgroup: %w", err)
-	}
-	tr.mark("cgadd")
-	if err := run.net.attach(ctx, rec, pid); err != nil {
-		run.proc.Cmd.Process.Kill()
-		run.proc.Wait()
-		return nil, err
-	}
-	tr.mark("attach")
-	if err := run.proc.Release(); err != nil {
-		run.proc.Wait()
-		var se *initproc.SetupError
-		if errors.As(err, &se) && se.ExitCode != 0 {
-			return nil, &startError{err: err, code: se.ExitCode}
-		}
-		return nil, err
-	}
 	tr.mark("release")
 	for _, c := range run.closers {
 		c.Close() // the child's ends of the pipes
@@ -408,6 +384,122 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 	return run, nil
 }
 
+// startStage starts the container through a child stage: warm (closed
+// here when stale) or a cold one.
+func (run *running) startStage(ctx context.Context, spec *initproc.Spec, warm *initproc.Warm, std stdio, tr *tracer) error {
+	var err error
+	if warm != nil && warm.Fresh() {
+		if run.proc, err = warm.Use(spec); err != nil {
+			warm.Close()
+			return err
+		}
+		run.wireWarm(warm, std)
+		tr.mark("warm")
+	} else {
+		if warm != nil {
+			warm.Close()
+		}
+		if run.proc, err = initproc.Command(spec); err != nil {
+			return err
+		}
+		tr.mark("command")
+		files, err := run.wire(std)
+		if err != nil {
+			return err
+		}
+		run.proc.Cmd.Stdin, run.proc.Cmd.Stdout, run.proc.Cmd.Stderr = files[0], files[1], files[2]
+		if err := run.proc.Start(); err != nil {
+			return err
+		}
+		tr.mark("start")
+	}
+	pid := run.proc.Pid()
+	if err := run.cg.Add(pid); err != nil {
+		run.proc.Cmd.Process.Kill()
+		run.proc.Wait()
+		return fmt.Errorf("placing the container in its cgroup: %w", err)
+	}
+	tr.mark("cgadd")
+	if err := run.net.attach(ctx, run.rec, pid); err != nil {
+		run.proc.Cmd.Process.Kill()
+		run.proc.Wait()
+		return err
+	}
+	tr.mark("attach")
+	if err := run.proc.Release(); err != nil {
+		run.proc.Wait()
+		return asStartError(err)
+	}
+	return nil
+}
+
+// startDirect starts the container without a child stage (see
+// initproc.PrepareDirect): a thread of this process makes its namespaces
+// and root filesystem, joins its cgroups and gets its network, then forks
+// the container's process.
+func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std stdio, tr *tracer) error {
+	files, err := run.wire(std)
+	if err != nil {
+		return err
+	}
+	var tty *os.File
+	if spec.TTY {
+		tty = files[0]
+	}
+	d, err := initproc.PrepareDirect(spec, tty)
+	if err != nil {
+		return asStartError(err)
+	}
+	tr.mark("prepare")
+	leave, err := run.cg.JoinThread(d.Tid())
+	if err != nil {
+		d.Abort()
+		return fmt.Errorf("placing the container in its cgroup: %w", err)
+	}
+	if err := run.net.attach(ctx, run.rec, d.Tid()); err != nil {
+		leave()
+		d.Abort()
+		return err
+	}
+	tr.mark("attach")
+	cgfd, err := run.cg.UnifiedFD()
+	if err != nil {
+		leave()
+		d.Abort()
+		return err
+	}
+	if cgfd >= 0 {
+		defer unix.Close(cgfd)
+	}
+	var leaveErr error
+	run.proc, err = d.Start(files, cgfd, func(int) { leaveErr = leave() })
+	tr.mark("start")
+	if err == nil && leaveErr != nil {
+		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
+	}
+	if err == nil && run.rec.Config.Resources.PidsLimit > 0 {
+		err = run.cg.SetPidsLimit(run.rec.Config.Resources.PidsLimit)
+	}
+	if err != nil {
+		if run.proc != nil {
+			run.proc.Cmd.Process.Kill()
+			run.proc.Wait()
+		}
+		return asStartError(err)
+	}
+	return nil
+}
+
+// asStartError gives a setup failure that carries docker's 126 or 127 its
+// exit code.
+func asStartError(err error) error {
+	var se *initproc.SetupError
+	if errors.As(err, &se) && se.ExitCode != 0 {
+		return &startError{err: err, code: se.ExitCode}
+	}
+	return err
+}
+
 // startError is a container whose command could not run: docker's exit
 // codes 126 (not executable) and 127 (not found).
 type startError struct {
@@ -421,51 +513,54 @@ func (e *startError) Unwrap() []error {
 }
 
 // wire connects the container's standard streams: pipes copied into the
-// log (and the caller's writers), or a pseudo-terminal.
-func (run *running) wire(std stdio) error {
-	cmd := run.proc.Cmd
+// log (and the caller's writers), or a pseudo-terminal. It returns the
+// container's ends (stdin is /dev/null when there is no input), which
+// run.closers closes once the container runs.
+func (run *running) wire(std stdio) (files [3]*os.File, _ error) {
 	if run.rec.Config.TTY {
 		master, slave, err := openPTY()
 		if err != nil {
-			return err
+			return files, err
 		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 		run.closers = append(run.closers, slave)
 		run.copy(master, &streamWriter{log: run.log, stream: "stdout", user: std.stdout}, master)
 		if std.stdin != nil {
 			go func() { copyQuiet(master, std.stdin) }()
 		}
-		return nil
+		return [3]*os.File{slave, slave, slave}, nil
 	}
 	if std.stdin != nil {
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			return err
+			return files, err
 		}
-		cmd.Stdin = pr
-		run.closers = append(run.closers, pr)
+		files[0] = pr
 		go func() {
 			copyQuiet(pw, std.stdin)
 			pw.Close()
 		}()
+	} else {
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return files, err
+		}
+		files[0] = null
 	}
-	for _, s := range []struct {
-		name string
-		user io.Writer
-		set  func(*os.File)
-	}{
-		{"stdout", std.stdout, func(f *os.File) { cmd.Stdout = f }},
-		{"stderr", std.stderr, func(f *os.File) { cmd.Stderr = f }},
-	} {
+	run.closers = append(run.closers, files[0])
+	for i, name := range []string{"stdout", "stderr"} {
+		user := std.stdout
+		if i == 1 {
+			user = std.stderr
+		}
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			return err
+			return files, err
 		}
-		s.set(pw)
+		files[1+i] = pw
 		run.closers = append(run.closers, pw)
-		run.copy(pr, &streamWriter{log: run.log, stream: s.name, user: s.user}, pr)
+		run.copy(pr, &streamWriter{log: run.log, stream: name, user: user}, pr)
 	}
-	return nil
+	return files, nil
 }
 
 // wireWarm connects a warm child's pipes like wire does for a cold one.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/cgroup"
+	"github.com/berth-dev/berth/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -311,30 +311,8 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 		return err
 	}
 	errc := make(chan error, 1)
-	go onOwnThread(func() { errc <- inPrivateMount(ctx, data, target, fn) })
+	go initproc.OnOwnThread(func() { errc <- inPrivateMount(ctx, data, target, fn) })
 	return <-errc
-}
-
-// onOwnThread runs fn on the current goroutine locked to an OS thread that
-// is not the process's main thread, and never unlocks it: the Go runtime
-// ends the thread when the goroutine returns, so whatever fn changes about
-// it (its mount namespace) goes with it. The main thread is the exception
-// Go cannot end (it parks it forever instead), and /proc/self shows its
-// namespaces: the job moves to another thread while the main one stays
-// locked, so the new goroutine cannot land on it.
-func onOwnThread(fn func()) {
-	runtime.LockOSThread()
-	if unix.Gettid() != unix.Getpid() {
-		fn() // never unlocked: the thread must die with its namespace
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		onOwnThread(fn)
-	}()
-	<-done
-	runtime.UnlockOSThread() // the main thread, untouched
 }
 
 func inPrivateMount(ctx context.Context, data, target string, fn func(root int) error) error {

@@ -411,7 +411,7 @@ func TestIsolationWorkdirHostFd(t *testing.T) {
 				t.Errorf("the container reached the host directory:\n%s%s", out, errOut)
 			}
 			if pwd, _, _ := strings.Cut(out, "\n"); !strings.HasPrefix(pwd, "/") || strings.Contains(pwd, hostDir) {
-				t.Errorf("pwd = %q, want a directory inside the container", pwd)
+				t.Errorf("pwd = %q, want a directory inside the container (out %q, err %q)", pwd, out, errOut)
 			}
 		})
 	}

@@ -37,6 +37,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -138,7 +139,10 @@ type Cgroup struct {
 	path   string
 	layout layout
 
-	v1     cgroup1.Cgroup          // nil on v2 hosts, or when no v1 directory exists
+	v1     cgroup1.Cgroup // loaded on first use by v1Cgroup (statistics)
+	v1ok   bool           // the v1 directories exist
+	v1Once sync.Once
+	v1Err  error
 	v1Dirs map[cgroup1.Name]string // absolute directory per v1 controller
 	v2     *cgroup2.Manager        // the unified tree (all of it on v2, controller-less on hybrid)
 	v2Dir  string
@@ -240,11 +244,7 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 		if err := c.makeV1Dirs(); err != nil {
 			return nil, fmt.Errorf("cgroup %s: creating v1 directories: %w", p, err)
 		}
-		cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(l.v1))
-		if err != nil {
-			return nil, fmt.Errorf("cgroup %s: loading v1 directories: %w", p, err)
-		}
-		c.v1 = cg
+		c.v1ok = true
 	}
 	if l.v2Mount != "" {
 		r2 := &cgroup2.Resources{}
@@ -278,8 +278,12 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 func (c *Cgroup) makeV1Dirs() error {
 	for name, dir := range c.v1Dirs {
 		if name != cgroup1.Cpuset {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
+			// Mkdir first: the parent (/berth/<root>) exists but for the
+			// first container, and MkdirAll would stat every level.
+			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -323,7 +327,7 @@ func (l layout) load(p string) (*Cgroup, error) {
 		case err != nil:
 			return nil, fmt.Errorf("cgroup %s: loading v1 directories: %w", p, err)
 		default:
-			c.v1 = cg
+			c.v1, c.v1ok = cg, true
 		}
 	}
 	if l.v2Mount != "" {
@@ -379,9 +383,16 @@ func (c *Cgroup) Add(pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("cgroup %s: adding pid %d: invalid pid", c.path, pid)
 	}
-	if c.v1 != nil {
-		if err := c.v1.Add(cgroup1.Process{Pid: pid}); err != nil {
-			return fmt.Errorf("cgroup %s: adding pid %d: %w", c.path, pid, err)
+	if c.v1ok {
+		done := map[string]bool{}
+		for _, dir := range c.v1Dirs {
+			if done[dir] {
+				continue // controllers that share a hierarchy (cpu,cpuacct)
+			}
+			done[dir] = true
+			if err := writeFile(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+				return fmt.Errorf("cgroup %s: adding pid %d: %w", c.path, pid, err)
+			}
 		}
 	}
 	if c.v2 != nil {
@@ -390,6 +401,24 @@ func (c *Cgroup) Add(pid int) error {
 		}
 	}
 	return nil
+}
+
+// v1Cgroup returns containerd's view of the v1 directories (for
+// statistics), loading it on first use: loading reads every ancestor's
+// cpuset files, which a container start need not pay for.
+func (c *Cgroup) v1Cgroup() (cgroup1.Cgroup, error) {
+	c.v1Once.Do(func() {
+		if c.v1 == nil && c.v1ok {
+			c.v1, c.v1Err = cgroup1.Load(cgroup1.StaticPath(c.path), cgroup1.WithHierarchy(c.layout.v1))
+		}
+	})
+	if c.v1Err != nil {
+		return nil, c.v1Err
+	}
+	if c.v1 == nil {
+		return nil, fmt.Errorf("cgroup %s: no v1 directory exists: %w", c.path, fs.ErrNotExist)
+	}
+	return c.v1, nil
 }
 
 // FD returns an open file descriptor of the cgroup's directory in the unified tree, for

@@ -72,6 +72,21 @@ func defaultDevices() []specs.LinuxDeviceCgroup {
 	}
 }
 
+// deviceRule is the line the v1 devices controller takes for d: "a" for
+// every device, else "type major:minor access" with "*" for any number.
+func deviceRule(d specs.LinuxDeviceCgroup) string {
+	if d.Type == "" || d.Type == "a" {
+		return "a"
+	}
+	num := func(n *int64) string {
+		if n == nil {
+			return "*"
+		}
+		return strconv.FormatInt(*n, 10)
+	}
+	return d.Type + " " + num(d.Major) + ":" + num(d.Minor) + " " + d.Access
+}
+
 const (
 	cpuPeriodUs      = 100_000 // docker's and the kernel's default CFS period
 	minNanoCPUs      = 10_000_000
@@ -166,28 +181,45 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 				c.path, need.name, need.name, errors.ErrUnsupported)
 		}
 	}
-	if c.v1 == nil {
+	if !c.v1ok {
 		return fmt.Errorf("cgroup %s: no v1 directory exists: %w", c.path, fs.ErrNotExist)
 	}
-	spec := &specs.LinuxResources{}
-	if !fresh || res.NanoCPUs > 0 || res.CPUShares > 0 {
-		spec.CPU = &specs.LinuxCPU{
-			Shares: new(res.cpuShares()),
-			Quota:  new(res.cpuQuota()),
-			Period: new(uint64(cpuPeriodUs)),
+	// The files are written here rather than through cgroup1's Update,
+	// which visits every controller and re-reads the ancestors' cpuset
+	// files on each call.
+	if dir, ok := c.v1Dirs[cgroup1.Cpu]; ok && (!fresh || res.NanoCPUs > 0 || res.CPUShares > 0) {
+		for _, f := range []struct {
+			name  string
+			value int64
+		}{
+			{"cpu.shares", int64(res.cpuShares())},
+			{"cpu.cfs_period_us", cpuPeriodUs}, // before the quota, which must fit in it
+			{"cpu.cfs_quota_us", res.cpuQuota()},
+		} {
+			if err := writeFile(dir, f.name, strconv.FormatInt(f.value, 10)); err != nil {
+				return fmt.Errorf("cgroup %s: %w", c.path, err)
+			}
 		}
 	}
 	if res.PidsLimit > 0 {
-		spec.Pids = &specs.LinuxPids{Limit: new(res.PidsLimit)}
+		if err := writeFile(c.v1Dirs[cgroup1.Pids], "pids.max", strconv.FormatInt(res.PidsLimit, 10)); err != nil {
+			return fmt.Errorf("cgroup %s: %w", c.path, err)
+		}
 	}
 	if res.RestrictDevices {
-		if _, ok := c.v1Dirs[cgroup1.Devices]; !ok {
+		dir, ok := c.v1Dirs[cgroup1.Devices]
+		if !ok {
 			return fmt.Errorf("cgroup %s: device restrictions need the devices hierarchy: %w", c.path, errors.ErrUnsupported)
 		}
-		spec.Devices = defaultDevices()
-	}
-	if err := c.v1.Update(spec); err != nil {
-		return fmt.Errorf("cgroup %s: updating cpu and pids limits: %w", c.path, err)
+		for _, d := range defaultDevices() {
+			file := "devices.deny"
+			if d.Allow {
+				file = "devices.allow"
+			}
+			if err := writeFile(dir, file, deviceRule(d)); err != nil {
+				return fmt.Errorf("cgroup %s: %w", c.path, err)
+			}
+		}
 	}
 	if dir, ok := c.v1Dirs[cgroup1.Pids]; ok && res.PidsLimit <= 0 && !fresh {
 		// cgroup1's pids controller writes only positive limits, so it could never lift one.

@@ -36,10 +36,11 @@ func (c *Cgroup) Stats() (Stats, error) {
 }
 
 func (c *Cgroup) statsV1() (Stats, error) {
-	if c.v1 == nil {
-		return Stats{}, fmt.Errorf("cgroup %s: no v1 directory exists: %w", c.path, fs.ErrNotExist)
+	v1, err := c.v1Cgroup()
+	if err != nil {
+		return Stats{}, err
 	}
-	m, err := c.v1.Stat(cgroup1.IgnoreNotExist)
+	m, err := v1.Stat(cgroup1.IgnoreNotExist)
 	if err != nil {
 		return Stats{}, fmt.Errorf("cgroup %s: reading statistics: %w", c.path, err)
 	}

@@ -94,7 +94,11 @@ func runStage() error {
 	// program gets Docker's 022 back right before execve.
 	unix.Umask(0)
 
-	if err := setupRootfs(&cfg); err != nil {
+	console := -1
+	if s.TTY {
+		console = 0
+	}
+	if err := setupRootfs(&cfg, console, false); err != nil {
 		return err
 	}
 	trace("rootfs")
@@ -121,11 +125,7 @@ func runStage() error {
 	}
 
 	// The container's own /etc/passwd and /etc/group, as it will see them.
-	var callerGIDs []uint32
-	if s.User == "" {
-		s.User = strconv.FormatUint(uint64(s.UID), 10) + ":" + strconv.FormatUint(uint64(s.GID), 10)
-		callerGIDs = s.AdditionalGIDs // the caller chose the groups; only HOME is derived
-	}
+	callerGIDs := prepareUser(s)
 	if err := resolveUser(s); err != nil {
 		return err
 	}
@@ -141,6 +141,17 @@ func runStage() error {
 	}
 
 	return dropPrivilegesAndExec(s, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, s.Args, s.Env, trace)
+}
+
+// prepareUser fills an empty Spec.User from its numeric ids and returns
+// the caller's groups, which then replace the resolved ones (the caller
+// chose them; only HOME is derived).
+func prepareUser(s *Spec) []uint32 {
+	if s.User != "" {
+		return nil
+	}
+	s.User = strconv.FormatUint(uint64(s.UID), 10) + ":" + strconv.FormatUint(uint64(s.GID), 10)
+	return s.AdditionalGIDs
 }
 
 // dropPrivilegesAndExec is the tail both stages (Run's and Exec's) share,

@@ -52,6 +52,8 @@ type Process struct {
 	Warnings []string
 
 	config       []byte
+	cfgValue     stageConfig // what config encodes
+	onWait       func()      // called once Wait has returned
 	specR, specW *os.File
 	syncR, syncW *os.File
 	released     bool
@@ -134,6 +136,7 @@ func (p *Process) configure(spec *Spec) error {
 	if cfg.Files, err = writeFiles(spec); err != nil {
 		return err
 	}
+	p.cfgValue = cfg
 	if p.config, err = json.Marshal(&cfg); err != nil {
 		return fmt.Errorf("encoding the container spec: %w", err)
 	}
@@ -368,7 +371,14 @@ func (p *Process) Release() error {
 }
 
 // Wait waits for the container's process to exit, like Cmd.Wait.
-func (p *Process) Wait() error { return p.Cmd.Wait() }
+func (p *Process) Wait() error {
+	err := p.Cmd.Wait()
+	if p.onWait != nil {
+		p.onWait()
+		p.onWait = nil
+	}
+	return err
+}
 
 func (p *Process) closeAll() {
 	for _, f := range []*os.File{p.specR, p.specW, p.syncR, p.syncW} {

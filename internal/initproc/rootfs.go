@@ -30,7 +30,9 @@ var (
 // the image cannot swap a symlink in between resolving and mounting.
 const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 
-func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+// fdPath names fd through /proc/thread-self, which is right for a thread
+// with a private fd table (a direct start) as well as for a process.
+func fdPath(fd int) string { return "/proc/thread-self/fd/" + strconv.Itoa(fd) }
 
 func relPath(p string) string {
 	p = strings.TrimPrefix(path.Clean("/"+p), "/")
@@ -129,7 +131,11 @@ func mountOn(source string, target int, fstype string, flags uintptr, data strin
 	return unix.Mount(source, fdPath(target), fstype, flags, data)
 }
 
-func setupRootfs(cfg *stageConfig) error {
+// setupRootfs mounts the container's root filesystem and pivots into it.
+// console is the fd of the terminal to bind at /dev/console, or -1. For a
+// direct start the /proc it mounts is temporary (this thread's pid
+// namespace is the host's): its masks wait for the real one.
+func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	s := &cfg.Spec
 	// Nothing we mount may propagate back to the host (its mount table must
 	// not change), and host mount events must not reach the container.
@@ -151,7 +157,7 @@ func setupRootfs(cfg *stageConfig) error {
 	if err := mountFresh(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
-	if err := setupDev(root, s.TTY); err != nil {
+	if err := setupDev(root, console); err != nil {
 		return err
 	}
 	if err := mountFresh(root, "/sys", "sysfs", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
@@ -167,7 +173,11 @@ func setupRootfs(cfg *stageConfig) error {
 			return err
 		}
 	}
-	if err := maskPaths(root); err != nil {
+	masks := ""
+	if direct {
+		masks = "/sys/"
+	}
+	if err := maskPaths(root, masks); err != nil {
 		return err
 	}
 	if s.Dir != "" {
@@ -248,7 +258,7 @@ var devNodes = []devNode{
 // setupDev mounts a fresh tmpfs on /dev and fills it. Nothing from the image's
 // /dev is visible, so nothing there can redirect a device (say /dev/null →
 // /etc/passwd).
-func setupDev(root int, tty bool) error {
+func setupDev(root int, console int) error {
 	if err := mountFresh(root, "/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
@@ -295,8 +305,8 @@ func setupDev(root int, tty bool) error {
 			return stepError("symlink", "/dev/"+l[1], err)
 		}
 	}
-	if tty {
-		// The pty slave on fd 0 is a file on the host's devpts: bind it so
+	if console >= 0 {
+		// The pty slave is a file on the host's devpts: bind it so
 		// programs that open /dev/console reach the same terminal.
 		fd, err := unix.Openat(dev, "console", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
 		if err != nil {
@@ -307,12 +317,12 @@ func setupDev(root int, tty bool) error {
 		if err != nil {
 			return stepError("open", "/dev/console", err)
 		}
-		// fd 0 was opened in the parent's mount namespace and a bind cannot
+		// It was opened in the parent's mount namespace and a bind cannot
 		// take its source from another namespace (EINVAL), so bind the same
 		// path in our copy of the host's mounts, checked to be the same device.
 		var src string
-		if src, err = os.Readlink(fdPath(0)); err == nil {
-			err = sameFile(0, src)
+		if src, err = os.Readlink(fdPath(console)); err == nil {
+			err = sameFile(console, src)
 		}
 		if err == nil {
 			err = unix.Mount(src, fdPath(target), "", unix.MS_BIND, "")
@@ -344,14 +354,19 @@ func bindFile(root int, source, dest string) error {
 }
 
 // maskPaths hides Docker's masked paths and makes its read-only paths
-// read-only. Paths the kernel does not have are skipped.
-func maskPaths(root int) error {
+// read-only, those under prefix ("" for all). Paths the kernel does not
+// have are skipped. It works with fds only (the new mount API), so that it
+// can run after pivot_root, before the container's /proc exists.
+func maskPaths(root int, prefix string) error {
 	null, err := openIn(root, "/dev/null", unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
 	if err != nil {
 		return stepError("open", "/dev/null", err)
 	}
 	defer unix.Close(null)
 	for _, p := range maskedPaths {
+		if !strings.HasPrefix(p, prefix) {
+			continue
+		}
 		fd, err := openIn(root, p, unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
 		if err == unix.ENOENT {
 			continue
@@ -363,9 +378,9 @@ func maskPaths(root int) error {
 		err = unix.Fstat(fd, &st)
 		if err == nil {
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				err = mountOn("tmpfs", fd, "tmpfs", unix.MS_RDONLY, "")
+				err = attachNew(fd, "tmpfs", unix.MOUNT_ATTR_RDONLY)
 			} else {
-				err = unix.Mount(fdPath(null), fdPath(fd), "", unix.MS_BIND, "")
+				err = attachClone(null, fd, 0)
 			}
 		}
 		unix.Close(fd)
@@ -374,6 +389,9 @@ func maskPaths(root int) error {
 		}
 	}
 	for _, p := range readonlyPaths {
+		if !strings.HasPrefix(p, prefix) {
+			continue
+		}
 		fd, err := openIn(root, p, unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
 		if err == unix.ENOENT {
 			continue
@@ -381,24 +399,47 @@ func maskPaths(root int) error {
 		if err != nil {
 			return stepError("make read-only", p, err)
 		}
-		err = unix.Mount(fdPath(fd), fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
-		if err == nil {
-			// Re-open: the fd names the covered file, the remount must hit the
-			// bind mount on top of it.
-			unix.Close(fd)
-			fd, err = openIn(root, p, unix.O_PATH, unix.RESOLVE_NO_SYMLINKS)
-			if err == nil {
-				err = mountOn("", fd, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
-			}
-		}
-		if fd >= 0 {
-			unix.Close(fd)
-		}
+		err = attachClone(fd, fd, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		unix.Close(fd)
 		if err != nil {
 			return stepError("make read-only", p, err)
 		}
 	}
 	return nil
+}
+
+// attachClone mounts a recursive copy of the mount tree at src on target,
+// with attrs set on all of it.
+func attachClone(src, target int, attrs uint64) error {
+	tree, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tree)
+	if attrs != 0 {
+		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
+			return err
+		}
+	}
+	return unix.MoveMount(tree, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+}
+
+// attachNew mounts a new instance of fstype (with no options) on target.
+func attachNew(target int, fstype string, attrs int) error {
+	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return err
+	}
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, attrs)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mnt)
+	return unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 }
 
 // pivotRoot makes root the process's root with runc's trick: pivot_root(".",

@@ -1,0 +1,110 @@
+package cgroup
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"golang.org/x/sys/unix"
+)
+
+// JoinThread moves one thread of this process (tid) into the cgroup in
+// every v1 hierarchy (v1 moves threads one by one; the unified tree moves
+// whole processes, so it is left alone: see UnifiedFD). A process the
+// thread forks then starts inside, and a cgroup namespace it makes is
+// rooted there. leave moves the thread back where it was; call it as soon
+// as the fork is done, since the thread counts against the pids limit
+// while it is inside.
+func (c *Cgroup) JoinThread(tid int) (leave func() error, err error) {
+	if len(c.v1Dirs) == 0 {
+		return func() error { return nil }, nil
+	}
+	orig, err := threadCgroups(tid)
+	if err != nil {
+		return nil, err
+	}
+	id := strconv.Itoa(tid)
+	var back []string
+	leave = func() error {
+		var first error
+		for _, dir := range back {
+			if err := writeFile(dir, "tasks", id); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	for name, dir := range c.v1Dirs {
+		key := string(name)
+		if name == cgroup1.SystemdDbus {
+			key = "name=systemd"
+		}
+		from, ok := orig[key]
+		if !ok {
+			continue // a hierarchy the kernel does not list for the thread
+		}
+		if err := writeFile(dir, "tasks", id); err != nil {
+			leave()
+			return nil, fmt.Errorf("cgroup %s: moving thread %d: %w", c.path, tid, err)
+		}
+		back = append(back, filepath.Join(strings.TrimSuffix(dir, c.path), from))
+	}
+	return leave, nil
+}
+
+// threadCgroups reads /proc/self/task/<tid>/cgroup: controller (or
+// "name=..." for a named hierarchy) → path in that hierarchy.
+func threadCgroups(tid int) (map[string]string, error) {
+	f, err := os.Open("/proc/self/task/" + strconv.Itoa(tid) + "/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 || parts[1] == "" {
+			continue
+		}
+		for _, ctrl := range strings.Split(parts[1], ",") {
+			m[ctrl] = parts[2]
+		}
+	}
+	return m, sc.Err()
+}
+
+// UnifiedFD returns an open fd of the cgroup's directory in the unified
+// tree (on v2 and hybrid hosts), for clone3's CLONE_INTO_CGROUP, or -1
+// when the host has no unified tree. The caller closes it.
+func (c *Cgroup) UnifiedFD() (int, error) {
+	if c.v2 == nil {
+		return -1, nil
+	}
+	fd, err := unix.Open(c.v2Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("cgroup %s: opening %s: %w", c.path, c.v2Dir, err)
+	}
+	return fd, nil
+}
+
+// SetPidsLimit writes the pids limit (0 or less: none) where the pids
+// controller is: for a caller that delays it until a thread of its own
+// has left the cgroup (JoinThread).
+func (c *Cgroup) SetPidsLimit(limit int64) error {
+	v := "max"
+	if limit > 0 {
+		v = strconv.FormatInt(limit, 10)
+	}
+	if dir, ok := c.v1Dirs[cgroup1.Pids]; ok {
+		return writeFile(dir, "pids.max", v)
+	}
+	if c.layout.mode == ModeV2 {
+		return writeFile(c.v2Dir, "pids.max", v)
+	}
+	return nil
+}

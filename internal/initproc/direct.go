@@ -1,0 +1,454 @@
+package initproc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/berth-dev/berth/internal/caps"
+	"golang.org/x/sys/unix"
+)
+
+// A direct start makes a container without a child stage, so that no Go
+// runtime starts per container (the child stage's start-up was most of a
+// container's start-up CPU). A locked OS thread of the calling program
+// does the child stage's work on itself: namespaces (unshare works per
+// thread), the root filesystem, pivot_root, hostname, loopback, the user's
+// ids, the working directory, the capability bounding set. It then forks
+// the exec helper (helperImage) into new pid and cgroup namespaces; the
+// helper waits for its seccomp filter while the thread replaces the
+// temporary /proc (the host's pid namespace, through which the helper was
+// exec'd) with one of the container's pid namespace, then sets
+// no_new_privs, loads the filter and execs the user's program.
+//
+// The thread is tainted (its mount namespace, root and fd table are the
+// container's) and never runs another goroutine: it parks for as long as
+// the container lives, because the parent-death signal of an attached
+// container follows the thread that forked it, then exits.
+//
+// What the direct start cannot do sends a container to the child stage:
+// rlimits (per process, so the thread cannot set them for the child
+// alone), a container without no_new_privs (its filter would need
+// CAP_SYS_ADMIN in the helper), an architecture without a helper, and a
+// kernel whose procfs lacks the pidns option (Linux 6.18).
+
+// DirectSupported reports whether spec can be started directly.
+func DirectSupported(spec *Spec) bool {
+	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && helperFD() >= 0 && procPidnsOption()
+}
+
+// procPidnsOption reports whether procfs takes a pid namespace fd as the
+// pidns option, which mounting the container's /proc from outside its pid
+// namespace needs.
+var procPidnsOption = sync.OnceValue(func() bool {
+	fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fs)
+	ns, err := unix.Open("/proc/thread-self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(ns)
+	return unix.FsconfigSetFd(fs, "pidns", ns) == nil
+})
+
+// Direct is a container being started directly: PrepareDirect has made its
+// namespaces and root filesystem on a locked thread, which waits for Start.
+type Direct struct {
+	cfg   stageConfig
+	tid   int
+	argv0 string
+	tty   *os.File
+
+	req  chan *startReq // nil request: abort
+	resp chan error
+	once sync.Once
+}
+
+type startReq struct {
+	files    [3]*os.File
+	cgroupFD int
+	filterR  *os.File
+	statusW  *os.File
+	pid      int
+	done     chan struct{} // closed once the container's process has been waited for
+}
+
+// PrepareDirect validates spec, writes its Files and makes the container's
+// namespaces and root filesystem on a new locked thread. tty, for a
+// container with a terminal, is the pty slave Start will pass as stdio.
+// The caller then places the thread (Tid) in the container's cgroups and
+// network, and calls Start or Abort.
+func PrepareDirect(spec *Spec, tty *os.File) (*Direct, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	p := &Process{}
+	if err := p.configure(spec); err != nil {
+		return nil, err
+	}
+	runtimeFDs() // before the first fork, from the shared table
+	d := &Direct{tty: tty, req: make(chan *startReq), resp: make(chan error)}
+	d.cfg = p.cfgValue
+	go OnOwnThread(d.thread)
+	if err := <-d.resp; err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Tid is the thread that holds the container's namespaces until Start:
+// /proc/<Tid>/ns/net is the container's network namespace.
+func (d *Direct) Tid() int { return d.tid }
+
+// Abort ends an unstarted direct start; its thread exits and its
+// namespaces and mounts go with it.
+func (d *Direct) Abort() {
+	d.once.Do(func() { d.req <- nil })
+}
+
+// Start forks the container's process with stdio as its standard streams,
+// inside the unified cgroup cgroupFD when it is not -1 (the thread itself
+// must be in the container's v1 cgroups: the cgroup namespace is rooted at
+// the cgroups of the thread, and of cgroupFD, at the fork). afterFork runs
+// once the process exists, before it runs anything of the user's: the
+// caller takes the thread back out of the container's cgroups there.
+// Start returns once the user's program runs, or why it could not. A
+// *SetupError with ExitCode 126 or 127 means the program was not
+// executable or not found.
+func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int)) (*Process, error) {
+	filterR, filterW, err := os.Pipe()
+	if err != nil {
+		d.Abort()
+		return nil, err
+	}
+	defer filterR.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		filterW.Close()
+		d.Abort()
+		return nil, err
+	}
+	defer statusR.Close()
+	r := &startReq{files: stdio, cgroupFD: cgroupFD, filterR: filterR, statusW: statusW, done: make(chan struct{})}
+	d.once.Do(func() { d.req <- r })
+	err = <-d.resp // forked
+	statusW.Close()
+	if err != nil {
+		filterW.Close()
+		return nil, err
+	}
+	proc, perr := os.FindProcess(r.pid)
+	p := &Process{Cmd: &Cmd{Process: proc}, Warnings: nil, onWait: func() { close(r.done) }}
+	afterFork(r.pid)
+	if err := <-d.resp; err != nil { // /proc replaced
+		filterW.Close()
+		p.Cmd.Process.Kill()
+		p.Wait()
+		return nil, err
+	}
+	if perr != nil {
+		filterW.Close()
+		return nil, perr
+	}
+	_, werr := filterW.Write(d.cfg.Seccomp)
+	filterW.Close()
+	status, rerr := io.ReadAll(statusR)
+	switch {
+	case len(status) == 4:
+		return p, execError(d.argv0, syscall.Errno(binary.NativeEndian.Uint32(status)))
+	case werr != nil || rerr != nil || len(status) != 0:
+		return p, fmt.Errorf("container start: the exec helper did not report (write %v, read %v, %q)", werr, rerr, status)
+	}
+	return p, nil
+}
+
+// thread is the locked thread's life; see the comment at the top.
+func (d *Direct) thread() {
+	d.tid = unix.Gettid()
+	if err := d.prepare(); err != nil {
+		d.resp <- err
+		return
+	}
+	d.resp <- nil
+	r := <-d.req
+	if r == nil {
+		return
+	}
+	pid, err := d.fork(r)
+	r.pid = pid
+	// This thread's copy of the fd table holds every fd the program had at
+	// the fork, the write ends of the container's pipes and of other
+	// containers' among them; parked with them, it would keep those pipes
+	// from ever reporting EOF. Only the Go runtime's own fds stay.
+	closeAllBut(runtimeFDs())
+	d.resp <- err
+	if err != nil {
+		return
+	}
+	d.resp <- d.replaceProc(pid)
+	if !d.cfg.Spec.Detached {
+		<-r.done
+	}
+}
+
+// prepare is runStage up to the point where the child stage would drop
+// its privileges, on this thread.
+func (d *Direct) prepare() error {
+	s := &d.cfg.Spec
+	flags := unix.CLONE_FS | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+	if s.NetNS == "" {
+		flags |= unix.CLONE_NEWNET
+	}
+	if err := unix.Unshare(flags); err != nil {
+		return stepError("unshare namespaces", "", err)
+	}
+	if s.NetNS != "" {
+		if err := joinNetNS(s.NetNS); err != nil {
+			return err
+		}
+	}
+	unix.Umask(0)
+	console := -1
+	if d.tty != nil {
+		console = int(d.tty.Fd())
+	}
+	if err := setupRootfs(&d.cfg, console, true); err != nil {
+		return err
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return stepError("sethostname", s.Hostname, err)
+		}
+	}
+	if err := loopbackUp(); err != nil {
+		return stepError("bring up lo", "", err)
+	}
+	callerGIDs := prepareUser(s)
+	if err := resolveUser(s); err != nil {
+		return err
+	}
+	if callerGIDs != nil {
+		s.AdditionalGIDs = callerGIDs
+	}
+	var err error
+	if d.argv0, err = lookPath(s.Args[0], s.Env); err != nil {
+		return err
+	}
+	// The working directory, resolved inside the root with no magic links
+	// (CVE-2024-21626): the child only does chdir("."), as the user, which
+	// checks that the user may enter it.
+	dir := s.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stepError("open root", "/", err)
+	}
+	wd, err := openIn(root, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	unix.Close(root)
+	if err != nil {
+		return stepError("chdir", dir, err)
+	}
+	// /proc is still the host pid namespace's here (see replaceProc): a
+	// working directory in it would be a view of the host's processes.
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(wd, &fs); err != nil || fs.Type == unix.PROC_SUPER_MAGIC {
+		unix.Close(wd)
+		return &SetupError{Step: "chdir", Path: dir, Msg: "the working directory is on /proc", Errno: unix.EINVAL}
+	}
+	err = unix.Fchdir(wd)
+	unix.Close(wd)
+	if err != nil {
+		return stepError("chdir", dir, err)
+	}
+	// The bounding set and an empty inheritable and ambient set pass to the
+	// child; this thread keeps its effective capabilities for /proc.
+	if err := caps.DropBounding(d.cfg.Caps); err != nil {
+		return stepError("capability bounding set", "", err)
+	}
+	if err := clearInheritable(); err != nil {
+		return stepError("capset", "", err)
+	}
+	if err := caps.ClearAmbient(); err != nil {
+		return stepError("ambient capabilities", "", err)
+	}
+	unix.Umask(0o022)
+	return nil
+}
+
+// fork starts the exec helper as the container's first process.
+func (d *Direct) fork(r *startReq) (int, error) {
+	s := &d.cfg.Spec
+	// A private copy of the fd table, every fd in it close-on-exec: nothing
+	// of the program's crosses into the container but the stdio below.
+	if err := unix.Unshare(unix.CLONE_FILES); err != nil {
+		return 0, stepError("unshare files", "", err)
+	}
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return 0, stepError("close_range", "", err)
+	}
+	sys := &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP,
+		Credential: &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: s.AdditionalGIDs},
+	}
+	if sys.Credential.Groups == nil {
+		sys.Credential.Groups = []uint32{}
+	}
+	if !s.Detached {
+		sys.Pdeathsig = syscall.SIGKILL
+	}
+	if s.TTY {
+		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
+	}
+	if r.cgroupFD >= 0 {
+		sys.UseCgroupFD, sys.CgroupFD = true, r.cgroupFD
+	}
+	files := []uintptr{r.files[0].Fd(), r.files[1].Fd(), r.files[2].Fd(), r.filterR.Fd(), r.statusW.Fd()}
+	argv := append([]string{d.argv0}, s.Args...)
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(helperFD()), argv, &syscall.ProcAttr{
+		Dir: ".", Env: s.Env, Files: files, Sys: sys,
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+			// The only path the child resolves is ".": the working directory.
+			return 0, &SetupError{Step: "chdir", Path: s.Dir, Errno: err.(syscall.Errno), ExitCode: ExitNotExecutable}
+		}
+		return 0, stepError("start the container process", "", err)
+	}
+	return pid, nil
+}
+
+// replaceProc swaps the temporary /proc for one of the container's pid
+// namespace and masks it as Docker does.
+func (d *Direct) replaceProc(pid int) error {
+	pidns, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stepError("open pid namespace", "", err)
+	}
+	defer unix.Close(pidns)
+	if err := unix.Unmount("/proc", unix.MNT_DETACH); err != nil {
+		return stepError("unmount temporary /proc", "/proc", err)
+	}
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stepError("open root", "/", err)
+	}
+	defer unix.Close(root)
+	target, err := openIn(root, "/proc", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return stepError("mount proc", "/proc", err)
+	}
+	defer unix.Close(target)
+	fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return stepError("mount proc", "/proc", err)
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigSetFd(fs, "pidns", pidns); err != nil {
+		return stepError("mount proc (pidns)", "/proc", err)
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return stepError("mount proc", "/proc", err)
+	}
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return stepError("mount proc", "/proc", err)
+	}
+	defer unix.Close(mnt)
+	if err := unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return stepError("mount proc", "/proc", err)
+	}
+	return maskPaths(root, "/proc/")
+}
+
+// clearInheritable empties this thread's inheritable capabilities and
+// keeps its effective and permitted ones.
+func clearInheritable() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	if data[0].Inheritable == 0 && data[1].Inheritable == 0 {
+		return nil
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	return unix.Capset(&hdr, &data[0])
+}
+
+// runtimeFDs lists the fds the Go runtime uses by number from any thread
+// (its epoll instance and the eventfd that wakes it), found once as this
+// process's anonymous eventpoll and eventfd files. A thread with its own
+// fd table must keep them: the runtime writes to the eventfd from
+// whichever thread hands off its P, and a failed write is fatal.
+var runtimeFDs = sync.OnceValue(func() []int {
+	// A pipe is pollable: making one starts the runtime's poller if
+	// nothing has yet.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+	names, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var keep []int
+	for _, e := range names {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && (l == "anon_inode:[eventpoll]" || l == "anon_inode:[eventfd]") {
+			keep = append(keep, fd)
+		}
+	}
+	sort.Ints(keep)
+	return keep
+})
+
+// closeAllBut closes every fd from 3 up except keep (sorted).
+func closeAllBut(keep []int) {
+	from := uint(3)
+	for _, k := range keep {
+		if uint(k) > from {
+			unix.CloseRange(from, uint(k)-1, 0)
+		}
+		if uint(k)+1 > from {
+			from = uint(k) + 1
+		}
+	}
+	unix.CloseRange(from, ^uint(0), 0)
+}
+
+// OnOwnThread runs fn on the current goroutine locked to an OS thread that
+// is not the process's main thread, and never unlocks it: the Go runtime
+// ends the thread when the goroutine returns, so whatever fn changes about
+// it (namespaces, fd table) goes with it. The main thread is the exception
+// Go cannot end (it parks it forever instead), and /proc/self shows its
+// namespaces and fds: the job moves to another thread while the main one
+// stays locked, so the new goroutine cannot land on it.
+func OnOwnThread(fn func()) {
+	runtime.LockOSThread()
+	if unix.Gettid() != unix.Getpid() {
+		fn() // never unlocked: the thread must die with what fn changed
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		OnOwnThread(fn)
+	}()
+	<-done
+	runtime.UnlockOSThread() // the main thread, untouched
+}

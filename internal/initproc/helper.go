@@ -1,0 +1,123 @@
+package initproc
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// asm collects amd64 machine code with forward and backward jumps to
+// labels, all encoded with 32-bit displacements.
+type asm struct {
+	code   []byte
+	labels map[string]int
+	fixups []fixup
+}
+
+type fixup struct {
+	at    int // offset of the displacement
+	label string
+}
+
+func (a *asm) op(b ...byte) { a.code = append(a.code, b...) }
+
+func (a *asm) label(name string) {
+	if a.labels == nil {
+		a.labels = map[string]int{}
+	}
+	a.labels[name] = len(a.code)
+}
+
+// jump emits a jump to label: jmp when cc is 0, otherwise the two-byte
+// conditional jump 0x0f cc (0x84 jz, 0x85 jnz, 0x82 jb, 0x88 js).
+func (a *asm) jump(cc byte, label string) {
+	if cc == 0 {
+		a.op(0xe9)
+	} else {
+		a.op(0x0f, cc)
+	}
+	a.fixups = append(a.fixups, fixup{at: len(a.code), label: label})
+	a.op(0, 0, 0, 0)
+}
+
+func (a *asm) bytes() []byte {
+	for _, f := range a.fixups {
+		target, ok := a.labels[f.label]
+		if !ok {
+			panic("initproc: helper jumps to undefined label " + f.label)
+		}
+		binary.LittleEndian.PutUint32(a.code[f.at:], uint32(int32(target-(f.at+4))))
+	}
+	return a.code
+}
+
+// elf64 wraps code in a static little-endian ELF64 executable: the ELF
+// header, a read+execute PT_LOAD of the whole file at 0x400000 and a
+// PT_GNU_STACK that keeps the stack non-executable. The code starts right
+// after the headers and is the entry point.
+func elf64(machine uint16, code []byte) []byte {
+	const (
+		base   = 0x400000
+		ehsize = 64
+		phsize = 56
+		phnum  = 2
+		start  = ehsize + phnum*phsize
+	)
+	le := binary.LittleEndian
+	b := make([]byte, 0, start+len(code))
+	b = append(b, 0x7f, 'E', 'L', 'F', 2 /* 64-bit */, 1 /* little endian */, 1 /* version */, 0 /* System V */)
+	b = append(b, make([]byte, 8)...)
+	b = le.AppendUint16(b, 2) // ET_EXEC
+	b = le.AppendUint16(b, machine)
+	b = le.AppendUint32(b, 1)
+	b = le.AppendUint64(b, base+start) // entry
+	b = le.AppendUint64(b, ehsize)     // program headers
+	b = le.AppendUint64(b, 0)          // no section headers
+	b = le.AppendUint32(b, 0)          // flags
+	b = le.AppendUint16(b, ehsize)
+	b = le.AppendUint16(b, phsize)
+	b = le.AppendUint16(b, phnum)
+	b = le.AppendUint16(b, 64) // section header size
+	b = le.AppendUint16(b, 0)  // no sections
+	b = le.AppendUint16(b, 0)
+	// PT_LOAD, R+X, the whole file.
+	size := uint64(start + len(code))
+	b = le.AppendUint32(b, 1)
+	b = le.AppendUint32(b, 5)
+	b = le.AppendUint64(b, 0)
+	b = le.AppendUint64(b, base)
+	b = le.AppendUint64(b, base)
+	b = le.AppendUint64(b, size)
+	b = le.AppendUint64(b, size)
+	b = le.AppendUint64(b, 0x1000)
+	// PT_GNU_STACK, R+W.
+	b = le.AppendUint32(b, 0x6474e551)
+	b = le.AppendUint32(b, 6)
+	b = append(b, make([]byte, 6*8)...)
+	return append(b, code...)
+}
+
+// helperFD is a sealed memfd of the exec helper, opened once per process;
+// -1 where there is no helper for this architecture or memfds fail.
+var helperFD = sync.OnceValue(func() int {
+	img := helperImage()
+	if img == nil {
+		return -1
+	}
+	fd, err := unix.MemfdCreate("berth-exec", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return -1
+	}
+	if _, err := unix.Write(fd, img); err != nil {
+		unix.Close(fd)
+		return -1
+	}
+	unix.Fchmod(fd, 0o555)
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
+})

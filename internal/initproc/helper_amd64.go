@@ -1,0 +1,119 @@
+package initproc
+
+import "encoding/binary"
+
+// helperImage returns the exec helper for amd64: a static ELF program of a
+// few hundred bytes, with no runtime and no libc, which a direct start
+// (see direct.go) execs as the container's first program. It is the only
+// code that runs between the fork and the user's program, and it does only
+// what no other process can do for it:
+//
+//  1. read a seccomp filter from fd 3 until EOF (the caller closes the pipe
+//     when the container may start; no bytes means no filter),
+//  2. close fd 3 and mark fd 4 (the status pipe) close-on-exec,
+//  3. set no_new_privs,
+//  4. load the filter,
+//  5. execve(argv[0], argv+1, envp): argv[0] is the resolved program path,
+//     argv[1:] the program's own argv.
+//
+// On any failure it writes the errno as 4 native-order bytes on fd 4 and
+// exits with status 127. The program is assembled here, instruction by
+// instruction, so that what runs in the container is readable in source.
+func helperImage() []byte {
+	const (
+		sysRead      = 0
+		sysWrite     = 1
+		sysClose     = 3
+		sysFcntl     = 72
+		sysPrctl     = 157
+		sysSeccomp   = 317
+		sysExecve    = 59
+		sysExitGroup = 231
+		bufSize      = 0x10000 // the largest filter accepted, in bytes
+	)
+	a := &asm{}
+	imm := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+	movEAX := func(v uint32) { a.op(append([]byte{0xb8}, imm(v)...)...) } // mov eax, imm32
+	movEDI := func(v uint32) { a.op(append([]byte{0xbf}, imm(v)...)...) } // mov edi, imm32
+	movESI := func(v uint32) { a.op(append([]byte{0xbe}, imm(v)...)...) } // mov esi, imm32
+	movEDX := func(v uint32) { a.op(append([]byte{0xba}, imm(v)...)...) } // mov edx, imm32
+	syscall := func() { a.op(0x0f, 0x05) }
+	testRAX := func() { a.op(0x48, 0x85, 0xc0) } // test rax, rax
+
+	a.op(0x48, 0x89, 0xe3)                                     // mov rbx, rsp        ; rbx = &argc
+	a.op(append([]byte{0x48, 0x81, 0xec}, imm(bufSize)...)...) // sub rsp, bufSize
+	a.op(0x49, 0x89, 0xe4)                                     // mov r12, rsp        ; r12 = buffer
+	a.op(0x45, 0x31, 0xed)                                     // xor r13d, r13d      ; r13 = bytes read
+
+	a.label("read")
+	movEAX(sysRead)
+	movEDI(3)
+	a.op(0x4b, 0x8d, 0x34, 0x2c) // lea rsi, [r12+r13]
+	movEDX(bufSize)
+	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
+	syscall()
+	testRAX()
+	a.jump(0x84, "eof")                                        // jz eof
+	a.jump(0x88, "fail")                                       // js fail
+	a.op(0x49, 0x01, 0xc5)                                     // add r13, rax
+	a.op(append([]byte{0x49, 0x81, 0xfd}, imm(bufSize)...)...) // cmp r13, bufSize
+	a.jump(0x82, "read")                                       // jb read
+	a.op(0x48, 0xc7, 0xc0, 0xf9, 0xff, 0xff, 0xff)             // mov rax, -E2BIG     ; the filter does not fit
+	a.jump(0, "fail")
+
+	a.label("eof")
+	movEAX(sysClose)
+	movEDI(3)
+	syscall()
+	movEAX(sysFcntl) // fcntl(4, F_SETFD, FD_CLOEXEC)
+	movEDI(4)
+	movESI(2)
+	movEDX(1)
+	syscall()
+	testRAX()
+	a.jump(0x85, "fail") // jnz fail
+	movEAX(sysPrctl)     // prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+	movEDI(38)
+	movESI(1)
+	a.op(0x31, 0xd2)       // xor edx, edx
+	a.op(0x4d, 0x31, 0xd2) // xor r10, r10
+	a.op(0x4d, 0x31, 0xc0) // xor r8, r8
+	syscall()
+	testRAX()
+	a.jump(0x85, "fail")
+	a.op(0x4d, 0x85, 0xed) // test r13, r13         ; no filter: straight to execve
+	a.jump(0x84, "exec")
+	a.op(0x49, 0xc1, 0xed, 0x03)       // shr r13, 3            ; instructions
+	a.op(0x48, 0x83, 0xec, 0x10)       // sub rsp, 16           ; struct sock_fprog
+	a.op(0x4c, 0x89, 0x2c, 0x24)       // mov [rsp], r13        ; .len (and zero padding)
+	a.op(0x4c, 0x89, 0x64, 0x24, 0x08) // mov [rsp+8], r12      ; .filter
+	movEAX(sysSeccomp)                 // seccomp(SECCOMP_SET_MODE_FILTER, 0, rsp)
+	movEDI(1)
+	a.op(0x31, 0xf6)       // xor esi, esi
+	a.op(0x48, 0x89, 0xe2) // mov rdx, rsp
+	syscall()
+	testRAX()
+	a.jump(0x85, "fail")
+
+	a.label("exec")
+	a.op(0x48, 0x8b, 0x0b)             // mov rcx, [rbx]            ; argc
+	a.op(0x48, 0x8d, 0x54, 0xcb, 0x10) // lea rdx, [rbx+rcx*8+16]   ; envp
+	a.op(0x48, 0x8b, 0x7b, 0x08)       // mov rdi, [rbx+8]          ; argv[0]: the path
+	a.op(0x48, 0x8d, 0x73, 0x10)       // lea rsi, [rbx+16]         ; argv+1
+	movEAX(sysExecve)
+	syscall()
+
+	a.label("fail")              // rax = -errno
+	a.op(0x48, 0xf7, 0xd8)       // neg rax
+	a.op(0x41, 0x89, 0x04, 0x24) // mov [r12], eax
+	movEAX(sysWrite)             // write(4, r12, 4)
+	movEDI(4)
+	a.op(0x4c, 0x89, 0xe6) // mov rsi, r12
+	movEDX(4)
+	syscall()
+	movEAX(sysExitGroup)
+	movEDI(127)
+	syscall()
+
+	return elf64(62 /* EM_X86_64 */, a.bytes())
+}

@@ -1,0 +1,103 @@
+package initproc
+
+import (
+	"encoding/binary"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// runHelper execs the helper with argv and the filter bytes, and returns
+// what the program printed and the errno the helper reported (0 if none).
+func runHelper(t *testing.T, filter []byte, argv ...string) (string, syscall.Errno) {
+	t.Helper()
+	fd := helperFD()
+	if fd < 0 {
+		t.Skip("no exec helper on " + "this architecture")
+	}
+	filterR, filterW, _ := os.Pipe()
+	statusR, statusW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	defer filterR.Close()
+	defer statusR.Close()
+	defer outR.Close()
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), argv, &syscall.ProcAttr{
+		Env:   []string{"PATH=/bin"},
+		Files: []uintptr{0, outW.Fd(), 2, filterR.Fd(), statusW.Fd()},
+	})
+	outW.Close()
+	statusW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	filterW.Write(filter)
+	filterW.Close()
+	out, _ := io.ReadAll(outR)
+	status, _ := io.ReadAll(statusR)
+	var ws syscall.WaitStatus
+	syscall.Wait4(pid, &ws, 0, nil)
+	if len(status) == 4 {
+		return string(out), syscall.Errno(binary.NativeEndian.Uint32(status))
+	}
+	if len(status) != 0 {
+		t.Fatalf("status pipe: %q", status)
+	}
+	return string(out), 0
+}
+
+func TestHelperExecs(t *testing.T) {
+	bb := busyboxPath(t)
+	out, errno := runHelper(t, nil, bb, "echo", "hello", "world")
+	if errno != 0 || out != "hello world\n" {
+		t.Fatalf("got %q, errno %v", out, errno)
+	}
+}
+
+func TestHelperLoadsFilterAndNoNewPrivs(t *testing.T) {
+	bb := busyboxPath(t)
+	// One instruction: return SECCOMP_RET_ALLOW.
+	allow := filterBytes([]unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW}})
+	out, errno := runHelper(t, allow, bb, "cat", "/proc/self/status")
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	for _, want := range []string{"NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	// A filter that fails uname with EPERM must reach the program.
+	deny := filterBytes([]unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_UNAME, Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	})
+	out, errno = runHelper(t, deny, bb, "uname", "-s")
+	if errno != 0 || strings.Contains(out, "Linux") {
+		t.Fatalf("uname under a filter denying it printed %q (errno %v)", out, errno)
+	}
+}
+
+func TestHelperReportsExecFailure(t *testing.T) {
+	_, errno := runHelper(t, nil, "/nonexistent/program", "program")
+	if errno != syscall.ENOENT {
+		t.Fatalf("errno %v, want ENOENT", errno)
+	}
+	_, errno = runHelper(t, make([]byte, 0x10000), "/bin/true", "true")
+	if errno != syscall.E2BIG {
+		t.Fatalf("oversized filter: errno %v, want E2BIG", errno)
+	}
+}
+
+func busyboxPath(t *testing.T) string {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("skipping: /bin/busybox (Debian busybox-static) is needed")
+	}
+	return "/bin/busybox"
+}
