@@ -51,8 +51,9 @@ func WithPrivileged() ExecOption {
 // methods are safe for concurrent use.
 type Execution struct {
 	ctr    *Container
-	proc   *initproc.ExecProcess
-	master *os.File // the terminal, with Process.TTY
+	cmd    *initproc.Cmd
+	wait   func() error // reaps cmd
+	master *os.File     // the terminal, with Process.TTY
 
 	copiers sync.WaitGroup
 	exited  atomic.Bool
@@ -142,15 +143,13 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
 	}
 
-	proc, err := initproc.ExecCommand(spec)
-	if err != nil {
-		return nil, err
-	}
-	e := &Execution{ctr: c, proc: proc, done: make(chan struct{})}
-	var childEnds []*os.File
+	e := &Execution{ctr: c, done: make(chan struct{})}
+	var files [3]*os.File
 	defer func() {
-		for _, f := range childEnds {
-			f.Close()
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
 		}
 		if retErr != nil {
 			for _, f := range e.readers {
@@ -159,10 +158,23 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 		}
 	}()
 	if !p.TTY {
-		if childEnds, err = e.wire(p); err != nil {
+		if files, err = e.wire(p); err != nil {
 			return nil, err
 		}
 	}
+	if initproc.ExecDirectSupported(spec) {
+		if err := e.startDirect(spec, ns, cg, files, p); err != nil {
+			return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
+		}
+		go e.reap()
+		return e, nil
+	}
+	proc, err := initproc.ExecCommand(spec)
+	if err != nil {
+		return nil, err
+	}
+	e.cmd, e.wait = proc.Cmd, proc.Wait
+	proc.Cmd.Stdin, proc.Cmd.Stdout, proc.Cmd.Stderr = files[0], files[1], files[2]
 	if err := proc.Start(ns); err != nil {
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
 	}
@@ -191,19 +203,76 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
 	}
 	if p.TTY {
-		e.master = proc.Master()
-		e.readers = append(e.readers, e.master)
-		out := p.Stdout
-		if out == nil {
-			out = io.Discard
-		}
-		e.copy(e.master, out)
-		if p.Stdin != nil {
-			go copyQuiet(e.master, p.Stdin)
+		e.wireTerminal(proc.Master(), p)
+	}
+	go e.reap()
+	return e, nil
+}
+
+// wireTerminal copies a TTY exec's terminal to p's writer and p's input
+// to it.
+func (e *Execution) wireTerminal(master *os.File, p *Process) {
+	e.master = master
+	e.readers = append(e.readers, e.master)
+	out := p.Stdout
+	if out == nil {
+		out = io.Discard
+	}
+	e.copy(e.master, out)
+	if p.Stdin != nil {
+		go copyQuiet(e.master, p.Stdin)
+	}
+}
+
+// startDirect starts the process without an exec stage (see
+// initproc.PrepareExec): a thread of this process joins the container's
+// namespaces and v1 cgroups and forks it there, into the unified cgroup.
+func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces, cg *cgroup.Cgroup, files [3]*os.File, p *Process) error {
+	for i, f := range files {
+		if f == nil && !spec.TTY {
+			null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer null.Close()
+			files[i] = null
 		}
 	}
-	go e.wait()
-	return e, nil
+	d, err := initproc.PrepareExec(spec, ns)
+	if err != nil {
+		return asStartError(err)
+	}
+	leave, err := cg.JoinThread(d.Tid())
+	if err != nil {
+		d.Abort()
+		return fmt.Errorf("placing the process in the container's cgroup: %w", err)
+	}
+	cgfd, err := cg.UnifiedFD()
+	if err != nil {
+		leave()
+		d.Abort()
+		return err
+	}
+	if cgfd >= 0 {
+		defer unix.Close(cgfd)
+	}
+	var leaveErr error
+	proc, err := d.Start(files, cgfd, func(int) { leaveErr = leave() })
+	if err == nil && leaveErr != nil {
+		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
+	}
+	if err != nil {
+		if proc != nil {
+			proc.Cmd.Process.Kill()
+			proc.Wait()
+		}
+		return asStartError(err)
+	}
+	e.cmd, e.wait = proc.Cmd, proc.Wait
+	if spec.TTY {
+		e.wireTerminal(d.Master(), p)
+	}
+	return nil
 }
 
 // execSpec merges the container's settings with p and the options, as
@@ -243,25 +312,25 @@ func (r *Runtime) execSpec(rec *containerRecord, p *Process, o *execConfig) (*in
 	return s, nil
 }
 
-// wire makes pipes for the process's standard streams that p asks for (the
-// others are /dev/null) and returns the child's ends, which the caller
-// closes once the child started.
-func (e *Execution) wire(p *Process) (childEnds []*os.File, retErr error) {
-	cmd := e.proc.Cmd
+// wire makes pipes for the process's standard streams that p asks for and
+// returns the child's ends (nil for a stream p leaves out), which the
+// caller closes once the child started.
+func (e *Execution) wire(p *Process) (files [3]*os.File, retErr error) {
 	defer func() {
 		if retErr != nil {
-			for _, f := range childEnds {
-				f.Close()
+			for _, f := range files {
+				if f != nil {
+					f.Close()
+				}
 			}
 		}
 	}()
 	if p.Stdin != nil {
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			return childEnds, err
+			return files, err
 		}
-		cmd.Stdin = pr
-		childEnds = append(childEnds, pr)
+		files[0] = pr
 		go func() {
 			copyQuiet(pw, p.Stdin)
 			pw.Close()
@@ -270,30 +339,32 @@ func (e *Execution) wire(p *Process) (childEnds []*os.File, retErr error) {
 	if p.Stdout != nil {
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			return childEnds, err
+			return files, err
 		}
-		cmd.Stdout = pw
-		childEnds = append(childEnds, pw)
+		files[1] = pw
 		e.readers = append(e.readers, pr)
 		e.copy(pr, p.Stdout)
 		if sameWriter(p.Stdout, p.Stderr) {
 			// One pipe, as os/exec does, so the writer sees no two
 			// goroutines at once and the two streams stay in order.
-			cmd.Stderr = pw
-			return childEnds, nil
+			dup, err := unix.FcntlInt(pw.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+			if err != nil {
+				return files, err
+			}
+			files[2] = os.NewFile(uintptr(dup), "stderr")
+			return files, nil
 		}
 	}
 	if p.Stderr != nil {
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			return childEnds, err
+			return files, err
 		}
-		cmd.Stderr = pw
-		childEnds = append(childEnds, pw)
+		files[2] = pw
 		e.readers = append(e.readers, pr)
 		e.copy(pr, p.Stderr)
 	}
-	return childEnds, nil
+	return files, nil
 }
 
 func sameWriter(a, b io.Writer) (same bool) {
@@ -327,8 +398,8 @@ func (e *Execution) copy(src *os.File, dst io.Writer) {
 }
 
 // wait reaps the process, drains its output and records how it ended.
-func (e *Execution) wait() {
-	werr := e.proc.Wait()
+func (e *Execution) reap() {
+	werr := e.wait()
 	e.exited.Store(true)
 	for _, f := range e.readers {
 		f.SetReadDeadline(time.Now().Add(drainGrace))
@@ -337,7 +408,7 @@ func (e *Execution) wait() {
 	for _, f := range e.readers {
 		f.Close()
 	}
-	code, sig := exitStatus(e.proc.Cmd.ProcessState, werr)
+	code, sig := exitStatus(e.cmd.ProcessState, werr)
 	if code != 0 {
 		e.err = &ExitError{Code: code, Signal: sig}
 	}
@@ -345,7 +416,7 @@ func (e *Execution) wait() {
 }
 
 // Pid returns the process's pid in the calling program's pid namespace.
-func (e *Execution) Pid() int { return e.proc.Pid() }
+func (e *Execution) Pid() int { return e.cmd.Process.Pid }
 
 // Wait waits until the process exits and its output has been copied, and
 // returns nil for exit status 0 or an *ExitError. It may be called at any
@@ -369,7 +440,7 @@ func (e *Execution) Signal(ctx context.Context, sig Signal) error {
 	default:
 	}
 	// os.Process signals through its pidfd: never a recycled pid.
-	if err := e.proc.Cmd.Process.Signal(sig); err != nil {
+	if err := e.cmd.Process.Signal(sig); err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
 			return fmt.Errorf("exec process %d: %w", e.Pid(), ErrNotRunning)
 		}

@@ -64,10 +64,14 @@ var procPidnsOption = sync.OnceValue(func() bool {
 // Direct is a container being started directly: PrepareDirect has made its
 // namespaces and root filesystem on a locked thread, which waits for Start.
 type Direct struct {
-	cfg   stageConfig
+	cfg   stageConfig // for an exec, the fields fork uses
+	exec  bool        // joins a running container (PrepareExec)
+	prep  func() error
 	tid   int
 	argv0 string
-	tty   *os.File
+	tty   *os.File // Run: the console; Exec: the terminal's slave
+	// master is an exec's terminal, from the container's own devpts.
+	master *os.File
 
 	req  chan *startReq // nil request: abort
 	resp chan error
@@ -96,14 +100,17 @@ func PrepareDirect(spec *Spec, tty *os.File) (*Direct, error) {
 	if err := p.configure(spec); err != nil {
 		return nil, err
 	}
+	d := &Direct{tty: tty, cfg: p.cfgValue}
+	d.prep = d.prepare
+	return d, d.launch()
+}
+
+// launch starts the thread, which runs d.prep and waits for Start.
+func (d *Direct) launch() error {
 	runtimeFDs() // before the first fork, from the shared table
-	d := &Direct{tty: tty, req: make(chan *startReq), resp: make(chan error)}
-	d.cfg = p.cfgValue
+	d.req, d.resp = make(chan *startReq), make(chan error)
 	go OnOwnThread(d.thread)
-	if err := <-d.resp; err != nil {
-		return nil, err
-	}
-	return d, nil
+	return <-d.resp
 }
 
 // Tid is the thread that holds the container's namespaces until Start:
@@ -125,7 +132,16 @@ func (d *Direct) Abort() {
 // Start returns once the user's program runs, or why it could not. A
 // *SetupError with ExitCode 126 or 127 means the program was not
 // executable or not found.
-func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int)) (*Process, error) {
+func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int)) (_ *Process, retErr error) {
+	if d.exec && d.tty != nil {
+		stdio = [3]*os.File{d.tty, d.tty, d.tty}
+		defer func() {
+			d.tty.Close() // the child has it
+			if retErr != nil {
+				d.master.Close()
+			}
+		}()
+	}
 	filterR, filterW, err := os.Pipe()
 	if err != nil {
 		d.Abort()
@@ -147,8 +163,8 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		filterW.Close()
 		return nil, err
 	}
-	proc, perr := os.FindProcess(r.pid)
-	p := &Process{Cmd: &Cmd{Process: proc}, Warnings: nil, onWait: func() { close(r.done) }}
+	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
+	p := &Process{Cmd: &Cmd{Process: proc}, onWait: func() { close(r.done) }}
 	afterFork(r.pid)
 	if err := <-d.resp; err != nil { // /proc replaced
 		filterW.Close()
@@ -156,11 +172,13 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		p.Wait()
 		return nil, err
 	}
-	if perr != nil {
-		filterW.Close()
-		return nil, perr
+	goAhead := byte(helperGo)
+	if d.exec && !d.cfg.Spec.Detached {
+		// Go's own parent-death signal cannot be used: its child checks
+		// getppid, which is 0 in the container's pid namespace.
+		goAhead = helperGoOrphan
 	}
-	_, werr := filterW.Write(d.cfg.Seccomp)
+	_, werr := filterW.Write(append(d.cfg.Seccomp[:len(d.cfg.Seccomp):len(d.cfg.Seccomp)], goAhead))
 	filterW.Close()
 	status, rerr := io.ReadAll(statusR)
 	switch {
@@ -175,7 +193,7 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 // thread is the locked thread's life; see the comment at the top.
 func (d *Direct) thread() {
 	d.tid = unix.Gettid()
-	if err := d.prepare(); err != nil {
+	if err := d.prep(); err != nil {
 		d.resp <- err
 		return
 	}
@@ -195,7 +213,11 @@ func (d *Direct) thread() {
 	if err != nil {
 		return
 	}
-	d.resp <- d.replaceProc(pid)
+	if d.exec {
+		d.resp <- nil // the container's /proc is there already
+	} else {
+		d.resp <- d.replaceProc(pid)
+	}
 	if !d.cfg.Spec.Detached {
 		<-r.done
 	}
@@ -247,7 +269,21 @@ func (d *Direct) prepare() error {
 	// The working directory, resolved inside the root with no magic links
 	// (CVE-2024-21626): the child only does chdir("."), as the user, which
 	// checks that the user may enter it.
-	dir := s.Dir
+	if err := enterWorkdir(s.Dir); err != nil {
+		return err
+	}
+	if err := limitCaps(d.cfg.Caps); err != nil {
+		return err
+	}
+	unix.Umask(0o022)
+	return nil
+}
+
+// enterWorkdir makes dir ("" is "/"), resolved inside this thread's root
+// with no magic links (CVE-2024-21626), this thread's working directory.
+// The child only does chdir("."), as the user, which checks that the user
+// may enter it.
+func enterWorkdir(dir string) error {
 	if dir == "" {
 		dir = "/"
 	}
@@ -260,21 +296,25 @@ func (d *Direct) prepare() error {
 	if err != nil {
 		return stepError("chdir", dir, err)
 	}
-	// /proc is still the host pid namespace's here (see replaceProc): a
-	// working directory in it would be a view of the host's processes.
+	defer unix.Close(wd)
+	// For a Run, /proc is still the host pid namespace's here (see
+	// replaceProc): a working directory in it would be a view of the
+	// host's processes. No container has one there anyway.
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(wd, &fs); err != nil || fs.Type == unix.PROC_SUPER_MAGIC {
-		unix.Close(wd)
 		return &SetupError{Step: "chdir", Path: dir, Msg: "the working directory is on /proc", Errno: unix.EINVAL}
 	}
-	err = unix.Fchdir(wd)
-	unix.Close(wd)
-	if err != nil {
+	if err := unix.Fchdir(wd); err != nil {
 		return stepError("chdir", dir, err)
 	}
-	// The bounding set and an empty inheritable and ambient set pass to the
-	// child; this thread keeps its effective capabilities for /proc.
-	if err := caps.DropBounding(d.cfg.Caps); err != nil {
+	return nil
+}
+
+// limitCaps leaves this thread's bounding set at keep and its inheritable
+// and ambient sets empty, which is what a child gets; the thread keeps its
+// effective capabilities for what it does after the fork.
+func limitCaps(keep caps.Set) error {
+	if err := caps.DropBounding(keep); err != nil {
 		return stepError("capability bounding set", "", err)
 	}
 	if err := clearInheritable(); err != nil {
@@ -283,7 +323,6 @@ func (d *Direct) prepare() error {
 	if err := caps.ClearAmbient(); err != nil {
 		return stepError("ambient capabilities", "", err)
 	}
-	unix.Umask(0o022)
 	return nil
 }
 
@@ -299,14 +338,16 @@ func (d *Direct) fork(r *startReq) (int, error) {
 		return 0, stepError("close_range", "", err)
 	}
 	sys := &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP,
 		Credential: &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: s.AdditionalGIDs},
 	}
 	if sys.Credential.Groups == nil {
 		sys.Credential.Groups = []uint32{}
 	}
-	if !s.Detached {
-		sys.Pdeathsig = syscall.SIGKILL
+	if !d.exec {
+		sys.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP
+		if !s.Detached {
+			sys.Pdeathsig = syscall.SIGKILL
+		}
 	}
 	if s.TTY {
 		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
@@ -432,23 +473,33 @@ func closeAllBut(keep []int) {
 }
 
 // OnOwnThread runs fn on the current goroutine locked to an OS thread that
-// is not the process's main thread, and never unlocks it: the Go runtime
-// ends the thread when the goroutine returns, so whatever fn changes about
-// it (namespaces, fd table) goes with it. The main thread is the exception
-// Go cannot end (it parks it forever instead), and /proc/self shows its
-// namespaces and fds: the job moves to another thread while the main one
-// stays locked, so the new goroutine cannot land on it.
+// is neither the process's main thread nor the parent of any process, and
+// never unlocks it: the Go runtime ends the thread when the goroutine
+// returns, so whatever fn changes about it (namespaces, fd table) goes
+// with it. The main thread is the exception Go cannot end (it parks it
+// forever instead), and /proc/self shows its namespaces and fds. A thread
+// with children is avoided because a child's parent-death signal (armed
+// per thread, by os/exec callers as much as by berth) fires when the
+// thread ends: whatever else the program started from that thread would
+// be killed. In either case the job moves to another thread while this
+// one stays locked, so that the new goroutine cannot land on it.
 func OnOwnThread(fn func()) {
 	runtime.LockOSThread()
-	if unix.Gettid() != unix.Getpid() {
+	if tid := unix.Gettid(); tid != unix.Getpid() && childless(tid) {
 		fn() // never unlocked: the thread must die with what fn changed
 		return
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		OnOwnThread(fn)
-	}()
-	<-done
-	runtime.UnlockOSThread() // the main thread, untouched
+	locked := make(chan struct{})
+	go OnOwnThread(func() {
+		close(locked)
+		fn()
+	})
+	<-locked
+	runtime.UnlockOSThread() // untouched
+}
+
+// childless reports whether thread tid of this process has no child.
+func childless(tid int) bool {
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/children")
+	return err == nil && len(b) == 0
 }

@@ -98,6 +98,12 @@ func elf64(machine uint16, code []byte) []byte {
 	return append(b, code...)
 }
 
+// The exec helper's go-ahead bytes, written after the filter.
+const (
+	helperGo       = 'G'
+	helperGoOrphan = 'K' // and arm a parent-death SIGKILL first
+)
+
 // helperFD is a sealed memfd of the exec helper, opened once per process;
 // -1 where there is no helper for this architecture or memfds fail.
 var helperFD = sync.OnceValue(func() int {

@@ -8,8 +8,11 @@ import "encoding/binary"
 // code that runs between the fork and the user's program, and it does only
 // what no other process can do for it:
 //
-//  1. read a seccomp filter from fd 3 until EOF (the caller closes the pipe
-//     when the container may start; no bytes means no filter),
+//  1. read fd 3 until EOF: the seccomp filter (8 bytes per instruction,
+//     none for no filter), then one byte that says the caller meant it,
+//     'G' to go on or 'K' to go on with a parent-death SIGKILL armed. EOF
+//     without that byte means the caller died half way: never exec then,
+//     least of all without the filter;
 //  2. close fd 3 and mark fd 4 (the status pipe) close-on-exec,
 //  3. set no_new_privs,
 //  4. load the filter,
@@ -62,6 +65,22 @@ func helperImage() []byte {
 	a.jump(0, "fail")
 
 	a.label("eof")
+	a.op(0x4d, 0x85, 0xed)             // test r13, r13
+	a.jump(0x84, "short")              // jz short
+	a.op(0x49, 0xff, 0xcd)             // dec r13               ; the filter's length
+	a.op(0x43, 0x0f, 0xb6, 0x04, 0x2c) // movzx eax, byte [r12+r13]
+	a.op(0x83, 0xf8, 'G')              // cmp eax, 'G'
+	a.jump(0x84, "go")
+	a.op(0x83, 0xf8, 'K') // cmp eax, 'K'
+	a.jump(0x85, "short")
+	movEAX(sysPrctl) // prctl(PR_SET_PDEATHSIG, SIGKILL)
+	movEDI(1)
+	movESI(9)
+	syscall()
+	testRAX()
+	a.jump(0x85, "fail")
+
+	a.label("go")
 	movEAX(sysClose)
 	movEDI(3)
 	syscall()
@@ -114,6 +133,10 @@ func helperImage() []byte {
 	movEAX(sysExitGroup)
 	movEDI(127)
 	syscall()
+
+	a.label("short")
+	a.op(0x48, 0xc7, 0xc0, 0xe0, 0xff, 0xff, 0xff) // mov rax, -EPIPE  ; no go-ahead
+	a.jump(0, "fail")
 
 	return elf64(62 /* EM_X86_64 */, a.bytes())
 }

@@ -35,7 +35,7 @@ func runHelper(t *testing.T, filter []byte, argv ...string) (string, syscall.Err
 	if err != nil {
 		t.Fatal(err)
 	}
-	filterW.Write(filter)
+	filterW.Write(append(filter, helperGo))
 	filterW.Close()
 	out, _ := io.ReadAll(outR)
 	status, _ := io.ReadAll(statusR)
@@ -89,7 +89,7 @@ func TestHelperReportsExecFailure(t *testing.T) {
 	if errno != syscall.ENOENT {
 		t.Fatalf("errno %v, want ENOENT", errno)
 	}
-	_, errno = runHelper(t, make([]byte, 0x10000), "/bin/true", "true")
+	_, errno = runHelper(t, make([]byte, 0x10000-1), "/bin/true", "true")
 	if errno != syscall.E2BIG {
 		t.Fatalf("oversized filter: errno %v, want E2BIG", errno)
 	}
@@ -100,4 +100,38 @@ func busyboxPath(t *testing.T) string {
 		t.Skip("skipping: /bin/busybox (Debian busybox-static) is needed")
 	}
 	return "/bin/busybox"
+}
+
+// A caller that dies before its go-ahead (the pipe closes without the last
+// byte) must never get the program run, filter or not.
+func TestHelperNeedsGoAhead(t *testing.T) {
+	fd := helperFD()
+	if fd < 0 {
+		t.Skip("no exec helper on this architecture")
+	}
+	for _, payload := range [][]byte{nil, make([]byte, 8)} {
+		filterR, filterW, _ := os.Pipe()
+		statusR, statusW, _ := os.Pipe()
+		marker := t.TempDir() + "/ran"
+		pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{"/bin/busybox", "touch", marker}, &syscall.ProcAttr{
+			Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
+		})
+		filterR.Close()
+		statusW.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		filterW.Write(payload)
+		filterW.Close()
+		status, _ := io.ReadAll(statusR)
+		statusR.Close()
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+		if len(status) != 4 || syscall.Errno(binary.NativeEndian.Uint32(status)) != syscall.EPIPE {
+			t.Errorf("payload of %d bytes without go-ahead: status %v, want EPIPE", len(payload), status)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Errorf("payload of %d bytes without go-ahead: the program ran", len(payload))
+		}
+	}
 }
