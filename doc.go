@@ -67,19 +67,25 @@
 // reading outside it). Steps are cached by content, not by modification
 // time, in the root, so later builds and other programs reuse them.
 //
-// # The re-exec contract
+// # How containers start
 //
-// A Go program is multi-threaded, so what must happen inside a new
-// container (mounts, pivot_root, dropping privileges) runs in a re-executed
-// copy of the calling binary. berth's own package initialisation recognises
-// such a child and runs it before the importer's main or the test runner:
-// importers, test binaries included, add no hook and no TestMain. The copy
-// is a sealed in-memory file, so a container can never write to the host
-// binary (CVE-2019-5736). Package init functions of the program run in the
-// child before berth's stage starts; keep them cheap, they add to every
-// container start. Detached containers are parented by a monitor, another
-// re-executed copy (one per root, started on demand, gone when no detached
-// container runs), which records their exit status and output.
+// No process of berth's starts per container. A thread of the calling
+// program, locked to its goroutine and never the main thread, makes the
+// container's namespaces and root filesystem on itself, then forks a
+// tiny static helper (a few hundred bytes of machine code, run from a
+// sealed in-memory file, so a container can never write to a host binary:
+// CVE-2019-5736) that loads the seccomp filter and execs the user's
+// program. The thread lives as long as an attached container, which dies
+// with it. Where that path cannot serve (containers with rlimits or
+// without no_new_privs, architectures other than amd64, kernels before
+// Linux 6.18), a re-executed copy of the calling binary does the same
+// work: berth's own package initialisation recognises such a child and
+// runs it before the importer's main or the test runner, so importers,
+// test binaries included, add no hook and no TestMain; package init
+// functions of the program then run in every such child, so keep them
+// cheap. Detached containers are parented by a monitor, another
+// re-executed copy (one per root, started on demand, gone when no
+// detached container runs), which records their exit status and output.
 //
 // # Context
 //
