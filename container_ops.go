@@ -604,6 +604,12 @@ func (r *Runtime) removeContainerFiles(id, name string) {
 		cg.Kill()
 		cg.Delete()
 	}
+	r.removeContainerDir(id, name)
+}
+
+// removeContainerDir is removeContainerFiles for a container whose cgroup
+// is known to be gone.
+func (r *Runtime) removeContainerDir(id, name string) {
 	dir := r.containerDir(id)
 	// Rename first so a half-removed container is never listed.
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)

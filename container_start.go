@@ -283,15 +283,16 @@ type stdio struct {
 // running is a container process this process started and owns: the
 // calling program for attached containers, the monitor for detached ones.
 type running struct {
-	rt      *Runtime
-	rec     *containerRecord
-	proc    *initproc.Process
-	cg      *cgroup.Cgroup
-	unlock  func() // releases the owner lock
-	net     *netSetup
-	log     *logFile
-	copiers sync.WaitGroup
-	closers []io.Closer
+	rt        *Runtime
+	rec       *containerRecord
+	proc      *initproc.Process
+	cg        *cgroup.Cgroup
+	cgDeleted bool   // by finish
+	unlock    func() // releases the owner lock
+	net       *netSetup
+	log       *logFile
+	copiers   sync.WaitGroup
+	closers   []io.Closer
 
 	done chan struct{}
 	err  error // the exit, once done is closed: nil or *ExitError
@@ -705,10 +706,12 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		// PID 1's exit killed every process of its pid namespace, so the
 		// cgroup is normally empty already; kill only what might remain
 		// (a process that joined the cgroup from outside, say).
-		if err := run.cg.Delete(); err != nil {
+		err := run.cg.Delete()
+		if err != nil {
 			run.cg.Kill()
-			run.cg.Delete()
+			err = run.cg.Delete()
 		}
+		run.cgDeleted = err == nil
 		tr.mark("cgdelete")
 	}
 	run.net.teardown()
@@ -737,7 +740,11 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	if rec.Config.AutoRemove {
 		r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit
 		tr.mark("waiters")
-		r.removeContainerFiles(rec.ID, rec.Name)
+		if run.cgDeleted {
+			r.removeContainerDir(rec.ID, rec.Name)
+		} else {
+			r.removeContainerFiles(rec.ID, rec.Name)
+		}
 		r.removeAnonymousVolumes(rec.Config.Mounts)
 		tr.mark("remove")
 	}
