@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"runtime"
 	"sort"
@@ -498,8 +499,13 @@ func OnOwnThread(fn func()) {
 	runtime.UnlockOSThread() // untouched
 }
 
-// childless reports whether thread tid of this process has no child.
+// childless reports whether thread tid of this process has no child. A
+// kernel without the children file (CONFIG_PROC_CHILDREN) cannot say, and
+// every thread passes.
 func childless(tid int) bool {
 	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/children")
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
 	return err == nil && len(b) == 0
 }
