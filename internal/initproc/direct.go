@@ -179,7 +179,9 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		// getppid, which is 0 in the container's pid namespace.
 		goAhead = helperGoOrphan
 	}
-	_, werr := filterW.Write(append(d.cfg.Seccomp[:len(d.cfg.Seccomp):len(d.cfg.Seccomp)], goAhead))
+	payload := binary.LittleEndian.AppendUint64(make([]byte, 0, 9+len(d.cfg.Seccomp)), helperMask(d.cfg.Caps, d.cfg.Spec.UID))
+	payload = append(append(payload, d.cfg.Seccomp...), goAhead)
+	_, werr := filterW.Write(payload)
 	filterW.Close()
 	status, rerr := io.ReadAll(statusR)
 	switch {
@@ -273,7 +275,7 @@ func (d *Direct) prepare() error {
 	if err := enterWorkdir(s.Dir); err != nil {
 		return err
 	}
-	if err := limitCaps(d.cfg.Caps); err != nil {
+	if err := limitCaps(d.cfg.Caps, s.UID); err != nil {
 		return err
 	}
 	unix.Umask(0o022)
@@ -311,12 +313,17 @@ func enterWorkdir(dir string) error {
 	return nil
 }
 
-// limitCaps leaves this thread's bounding set at keep and its inheritable
-// and ambient sets empty, which is what a child gets; the thread keeps its
-// effective capabilities for what it does after the fork.
-func limitCaps(keep caps.Set) error {
-	if err := caps.DropBounding(keep); err != nil {
-		return stepError("capability bounding set", "", err)
+// limitCaps leaves this thread's inheritable and ambient sets empty and,
+// for a process that will not run as root, its bounding set at keep, which
+// is what a child gets; the thread keeps its effective capabilities for
+// what it does after the fork. A root process's helper drops its bounding
+// set itself (helperMask): until then it holds every capability, which
+// keeps the container's processes, root but with fewer, from ptracing it.
+func limitCaps(keep caps.Set, uid uint32) error {
+	if uid != 0 {
+		if err := caps.DropBounding(keep); err != nil {
+			return stepError("capability bounding set", "", err)
+		}
 	}
 	if err := clearInheritable(); err != nil {
 		return stepError("capset", "", err)

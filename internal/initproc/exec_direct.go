@@ -103,7 +103,7 @@ func (d *Direct) prepareExec(ns *Namespaces) error {
 	if err := enterWorkdir(s.Dir); err != nil {
 		return err
 	}
-	return limitCaps(d.cfg.Caps)
+	return limitCaps(d.cfg.Caps, s.UID)
 }
 
 // openTerminal takes a terminal of the container's own devpts instance,

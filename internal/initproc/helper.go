@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"sync"
 
+	"github.com/berth-dev/berth/internal/caps"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,6 +105,16 @@ const (
 	helperGoOrphan = 'K' // and arm a parent-death SIGKILL first
 )
 
+// helperMask is the capability mask the helper gets: the bounding set to
+// keep for a root process, all ones (drop nothing: limitCaps did) for
+// another.
+func helperMask(keep caps.Set, uid uint32) uint64 {
+	if uid != 0 {
+		return ^uint64(0)
+	}
+	return uint64(keep)
+}
+
 // helperFD is a sealed memfd of the exec helper, opened once per process;
 // -1 where there is no helper for this architecture or memfds fail.
 var helperFD = sync.OnceValue(func() int {
@@ -119,7 +130,9 @@ var helperFD = sync.OnceValue(func() int {
 		unix.Close(fd)
 		return -1
 	}
-	unix.Fchmod(fd, 0o555)
+	// Execute-only: a helper exec'd by a user who cannot read it starts
+	// non-dumpable, so no process of that user can ptrace it.
+	unix.Fchmod(fd, 0o111)
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
 		unix.Close(fd)

@@ -8,15 +8,22 @@ import "encoding/binary"
 // code that runs between the fork and the user's program, and it does only
 // what no other process can do for it:
 //
-//  1. read fd 3 until EOF: the seccomp filter (8 bytes per instruction,
-//     none for no filter), then one byte that says the caller meant it,
-//     'G' to go on or 'K' to go on with a parent-death SIGKILL armed. EOF
-//     without that byte means the caller died half way: never exec then,
-//     least of all without the filter;
-//  2. close fd 3 and mark fd 4 (the status pipe) close-on-exec,
-//  3. set no_new_privs,
-//  4. load the filter,
-//  5. execve(argv[0], argv+1, envp): argv[0] is the resolved program path,
+//  1. make itself non-dumpable, so that no process of the container can
+//     ptrace it before its filter is on (an exec joins a container whose
+//     processes run as the same user);
+//  2. read fd 3 until EOF: a capability mask (8 bytes), the seccomp filter
+//     (8 bytes per instruction, none for no filter), then one byte that
+//     says the caller meant it, 'G' to go on or 'K' to go on with a
+//     parent-death SIGKILL armed. EOF without that byte means the caller
+//     died half way: never exec then, least of all without the filter;
+//  3. drop from its bounding set every capability not in the mask (a
+//     root helper runs with every capability until here, which also keeps
+//     ptrace away from it; a non-root one gets an all-ones mask, its
+//     bounding set being dropped before the fork);
+//  4. close fd 3 and mark fd 4 (the status pipe) close-on-exec,
+//  5. set no_new_privs,
+//  6. load the filter,
+//  7. execve(argv[0], argv+1, envp): argv[0] is the resolved program path,
 //     argv[1:] the program's own argv.
 //
 // On any failure it writes the errno as 4 native-order bytes on fd 4 and
@@ -43,6 +50,10 @@ func helperImage() []byte {
 	syscall := func() { a.op(0x0f, 0x05) }
 	testRAX := func() { a.op(0x48, 0x85, 0xc0) } // test rax, rax
 
+	movEAX(sysPrctl) // prctl(PR_SET_DUMPABLE, 0)
+	movEDI(4)
+	a.op(0x31, 0xf6) // xor esi, esi
+	syscall()
 	a.op(0x48, 0x89, 0xe3)                                     // mov rbx, rsp        ; rbx = &argc
 	a.op(append([]byte{0x48, 0x81, 0xec}, imm(bufSize)...)...) // sub rsp, bufSize
 	a.op(0x49, 0x89, 0xe4)                                     // mov r12, rsp        ; r12 = buffer
@@ -81,6 +92,26 @@ func helperImage() []byte {
 	a.jump(0x85, "fail")
 
 	a.label("go")
+	a.op(0x49, 0x83, 0xfd, 0x08) // cmp r13, 8            ; the mask must be there
+	a.jump(0x82, "short")        // jb short
+	a.op(0x49, 0x83, 0xed, 0x08) // sub r13, 8            ; r13 = the filter's length
+	a.op(0x4d, 0x8b, 0x34, 0x24) // mov r14, [r12]        ; the capability mask
+	a.op(0x45, 0x31, 0xff)       // xor r15d, r15d        ; capability number
+	a.label("cap")
+	a.op(0x4d, 0x0f, 0xa3, 0xfe) // bt r14, r15
+	a.jump(0x82, "nextcap")      // jc nextcap           ; kept
+	movEAX(sysPrctl)             // prctl(PR_CAPBSET_DROP, r15)
+	movEDI(24)
+	a.op(0x4c, 0x89, 0xfe) // mov rsi, r15
+	syscall()
+	a.op(0x48, 0x83, 0xf8, 0xea) // cmp rax, -EINVAL      ; beyond the kernel's last capability
+	a.jump(0x84, "nextcap")
+	testRAX()
+	a.jump(0x85, "fail")
+	a.label("nextcap")
+	a.op(0x49, 0xff, 0xc7)       // inc r15
+	a.op(0x49, 0x83, 0xff, 0x40) // cmp r15, 64
+	a.jump(0x82, "cap")          // jb cap
 	movEAX(sysClose)
 	movEDI(3)
 	syscall()
@@ -105,7 +136,8 @@ func helperImage() []byte {
 	a.op(0x49, 0xc1, 0xed, 0x03)       // shr r13, 3            ; instructions
 	a.op(0x48, 0x83, 0xec, 0x10)       // sub rsp, 16           ; struct sock_fprog
 	a.op(0x4c, 0x89, 0x2c, 0x24)       // mov [rsp], r13        ; .len (and zero padding)
-	a.op(0x4c, 0x89, 0x64, 0x24, 0x08) // mov [rsp+8], r12      ; .filter
+	a.op(0x49, 0x8d, 0x44, 0x24, 0x08) // lea rax, [r12+8]      ; the filter, after the mask
+	a.op(0x48, 0x89, 0x44, 0x24, 0x08) // mov [rsp+8], rax      ; .filter
 	movEAX(sysSeccomp)                 // seccomp(SECCOMP_SET_MODE_FILTER, 0, rsp)
 	movEDI(1)
 	a.op(0x31, 0xf6)       // xor esi, esi

@@ -15,6 +15,11 @@ import (
 // runHelper execs the helper with argv and the filter bytes, and returns
 // what the program printed and the errno the helper reported (0 if none).
 func runHelper(t *testing.T, filter []byte, argv ...string) (string, syscall.Errno) {
+	return runHelperMask(t, ^uint64(0), filter, argv...)
+}
+
+// runHelperMask is runHelper with a capability mask for the helper.
+func runHelperMask(t *testing.T, mask uint64, filter []byte, argv ...string) (string, syscall.Errno) {
 	t.Helper()
 	fd := helperFD()
 	if fd < 0 {
@@ -35,7 +40,8 @@ func runHelper(t *testing.T, filter []byte, argv ...string) (string, syscall.Err
 	if err != nil {
 		t.Fatal(err)
 	}
-	filterW.Write(append(filter, helperGo))
+	payload := binary.LittleEndian.AppendUint64(nil, mask)
+	filterW.Write(append(append(payload, filter...), helperGo))
 	filterW.Close()
 	out, _ := io.ReadAll(outR)
 	status, _ := io.ReadAll(statusR)
@@ -89,7 +95,7 @@ func TestHelperReportsExecFailure(t *testing.T) {
 	if errno != syscall.ENOENT {
 		t.Fatalf("errno %v, want ENOENT", errno)
 	}
-	_, errno = runHelper(t, make([]byte, 0x10000-1), "/bin/true", "true")
+	_, errno = runHelper(t, make([]byte, 0x10000-9), "/bin/true", "true")
 	if errno != syscall.E2BIG {
 		t.Fatalf("oversized filter: errno %v, want E2BIG", errno)
 	}
@@ -132,6 +138,22 @@ func TestHelperNeedsGoAhead(t *testing.T) {
 		}
 		if _, err := os.Stat(marker); err == nil {
 			t.Errorf("payload of %d bytes without go-ahead: the program ran", len(payload))
+		}
+	}
+}
+
+// A root helper drops its bounding set to the mask, and the program gets
+// only those capabilities.
+func TestHelperDropsBoundingSet(t *testing.T) {
+	bb := busyboxPath(t)
+	keep := uint64(1)<<unix.CAP_CHOWN | uint64(1)<<unix.CAP_KILL
+	out, errno := runHelperMask(t, keep, nil, bb, "cat", "/proc/self/status")
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	for _, want := range []string{"CapBnd:\t0000000000000021", "CapEff:\t0000000000000021", "CapPrm:\t0000000000000021"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
 }
