@@ -611,12 +611,19 @@ func (r *Runtime) removeContainerFiles(id, name string) {
 // is known to be gone.
 func (r *Runtime) removeContainerDir(id, name string) {
 	dir := r.containerDir(id)
-	// Rename first so a half-removed container is never listed.
+	// Rename first so a half-removed container is never listed; what is
+	// under tmp/ is deleted in the background (Close waits for it, and
+	// New's sweep deletes what a program that died left there).
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
 	if err := os.Rename(dir, tmp); err == nil {
-		dir = tmp
+		r.background.Add(1)
+		go func() {
+			defer r.background.Done()
+			os.RemoveAll(tmp)
+		}()
+	} else {
+		os.RemoveAll(dir)
 	}
-	os.RemoveAll(dir)
 	r.releaseName(name, id)
 	for _, l := range []string{"owner-", "ctr-", "wait-"} {
 		os.Remove(filepath.Join(r.root, "locks", l+id))

@@ -34,9 +34,10 @@ type Runtime struct {
 	// noBridgeHold: this Runtime (the monitor's) does not keep bridges up
 	// for later containers.
 	noBridgeHold bool
-	bridgeLinger time.Duration // WithBridgeLinger
-	filters      sync.Map      // compiled seccomp filters by capability set
-	configIDs    sync.Map      // manifest digest → config digest (both immutable)
+	bridgeLinger time.Duration  // WithBridgeLinger
+	filters      sync.Map       // compiled seccomp filters by capability set
+	background   sync.WaitGroup // deletions of removed containers' files
+	configIDs    sync.Map       // manifest digest → config digest (both immutable)
 
 	warmMu       sync.Mutex
 	warm         *initproc.Warm // a child stage started ahead of need, or nil
@@ -108,6 +109,7 @@ func (r *Runtime) Close() error {
 		w.Close()
 	}
 	r.releaseBridges()
+	r.background.Wait()
 	// The root's parent cgroup goes once nothing of this root is in it.
 	cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))
 	return nil

@@ -272,9 +272,9 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 // first. cgroup1.New does the same but re-reads and rewrites the cpuset
 // files of every ancestor on each call (32 file opens per container on the
 // machine this was measured on); a cpuset directory needs its cpus and
-// mems filled from its parent only when it is new, before a task can join.
-// (cgroup1.Load, which follows, still reads the ancestors' files, 16 opens,
-// and fills any another tool left empty.)
+// mems filled from its parent when it is new or still empty (another
+// program or goroutine made it and has not filled it yet), before a task
+// can join.
 func (c *Cgroup) makeV1Dirs() error {
 	for name, dir := range c.v1Dirs {
 		if name != cgroup1.Cpuset {
@@ -293,7 +293,11 @@ func (c *Cgroup) makeV1Dirs() error {
 			parent := cur
 			cur = filepath.Join(cur, part)
 			if err := os.Mkdir(cur, 0o755); errors.Is(err, fs.ErrExist) {
-				continue
+				// Made by another program or goroutine, which may not have
+				// filled it yet: a task cannot join an empty cpuset.
+				if cpusetFilled(cur) {
+					continue
+				}
 			} else if err != nil {
 				return err
 			}
@@ -309,6 +313,16 @@ func (c *Cgroup) makeV1Dirs() error {
 		}
 	}
 	return nil
+}
+
+// cpusetFilled reports whether the cpuset directory dir has cpus and mems.
+func cpusetFilled(dir string) bool {
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		if v, err := readString(dir, f); err != nil || strings.TrimSpace(v) == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func (l layout) load(p string) (*Cgroup, error) {
