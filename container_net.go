@@ -823,12 +823,14 @@ func sweepOrphanBridges() {
 		return
 	}
 	deleted := false
+	live := map[string]bool{} // tables of roots that exist, known from their bridges
 	for name, alias := range links {
 		root, ok := strings.CutPrefix(alias, bridgeAliasPrefix)
 		if !ok || !filepath.IsAbs(root) {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(root, "locks")); !errors.Is(err, os.ErrNotExist) {
+			live[natTable(root)] = true
 			continue
 		}
 		bridge.Delete(name)
@@ -837,9 +839,13 @@ func sweepOrphanBridges() {
 	}
 	// A root deleted after its bridges went down (by the root's own
 	// programs) but while its table still had rules leaves a table no
-	// bridge alias leads to: its owner rule does.
+	// bridge alias leads to: its owner rule does. (Reading the rules is
+	// the dear part, so tables a live bridge explains are skipped.)
 	tables, _ := nat.Tables(nat.TablePrefix)
 	for _, t := range tables {
+		if live[t] {
+			continue
+		}
 		root, err := nat.Owner(t)
 		if err != nil || !filepath.IsAbs(root) || t != natTable(root) {
 			continue

@@ -457,29 +457,49 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 		d.Abort()
 		return fmt.Errorf("placing the container in its cgroup: %w", err)
 	}
+	// The thread must leave the cgroups on every path: a cgroup holding a
+	// thread of this program can be neither deleted nor killed.
+	left := false
+	var leaveErr error
+	leaveOnce := func() {
+		if !left {
+			left, leaveErr = true, leave()
+		}
+	}
+	defer leaveOnce()
 	if err := run.net.attach(ctx, run.rec, d.Tid()); err != nil {
-		leave()
+		leaveOnce()
 		d.Abort()
 		return err
 	}
 	tr.mark("attach")
 	cgfd, err := run.cg.UnifiedFD()
 	if err != nil {
-		leave()
+		leaveOnce()
 		d.Abort()
 		return err
 	}
 	if cgfd >= 0 {
 		defer unix.Close(cgfd)
 	}
-	var leaveErr error
-	run.proc, err = d.Start(files, cgfd, func(int) { leaveErr = leave() })
+	limit := run.rec.Config.Resources.PidsLimit
+	var limitErr error
+	run.proc, err = d.Start(files, cgfd, func(int) {
+		// Before the user's program runs: the limit must hold from its
+		// first fork.
+		leaveOnce()
+		if leaveErr == nil && limit > 0 {
+			limitErr = run.cg.SetPidsLimit(limit)
+		}
+	})
 	tr.mark("start")
-	if err == nil && leaveErr != nil {
+	leaveOnce()
+	switch {
+	case err != nil:
+	case leaveErr != nil:
 		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
-	}
-	if err == nil && run.rec.Config.Resources.PidsLimit > 0 {
-		err = run.cg.SetPidsLimit(run.rec.Config.Resources.PidsLimit)
+	case limitErr != nil:
+		err = fmt.Errorf("setting the pids limit: %w", limitErr)
 	}
 	if err != nil {
 		if run.proc != nil {

@@ -247,17 +247,26 @@ func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces
 		d.Abort()
 		return fmt.Errorf("placing the process in the container's cgroup: %w", err)
 	}
+	// The thread must leave the cgroup on every path (see running.startDirect).
+	left := false
+	var leaveErr error
+	leaveOnce := func() {
+		if !left {
+			left, leaveErr = true, leave()
+		}
+	}
+	defer leaveOnce()
 	cgfd, err := cg.UnifiedFD()
 	if err != nil {
-		leave()
+		leaveOnce()
 		d.Abort()
 		return err
 	}
 	if cgfd >= 0 {
 		defer unix.Close(cgfd)
 	}
-	var leaveErr error
-	proc, err := d.Start(files, cgfd, func(int) { leaveErr = leave() })
+	proc, err := d.Start(files, cgfd, func(int) { leaveOnce() })
+	leaveOnce()
 	if err == nil && leaveErr != nil {
 		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"time"
 
@@ -70,6 +71,14 @@ func (c *Cgroup) Kill() error {
 		pids, found, err := c.pids()
 		if err != nil {
 			return err
+		}
+		// A thread of this program inside (a direct start's, before it
+		// leaves) lists the program's pid: never signal ourselves.
+		if i := slices.Index(pids, os.Getpid()); i >= 0 {
+			if hasFreezer && frozeHere {
+				setFrozenV1(context.Background(), freezer, false)
+			}
+			return fmt.Errorf("cgroup %s: a thread of this program is inside (listed in %s); not killing it", c.path, found)
 		}
 		for _, pid := range pids {
 			if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {

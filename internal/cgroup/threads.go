@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,6 +106,9 @@ func (c *Cgroup) SetPidsLimit(limit int64) error {
 	}
 	if c.layout.mode == ModeV2 {
 		return writeFile(c.v2Dir, "pids.max", v)
+	}
+	if limit > 0 {
+		return fmt.Errorf("cgroup %s: a pids limit was requested but the host has no pids hierarchy: %w", c.path, errors.ErrUnsupported)
 	}
 	return nil
 }

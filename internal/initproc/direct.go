@@ -23,11 +23,11 @@ import (
 // does the child stage's work on itself: namespaces (unshare works per
 // thread), the root filesystem, pivot_root, hostname, loopback, the user's
 // ids, the working directory, the capability bounding set. It then forks
-// the exec helper (helperImage) into new pid and cgroup namespaces; the
-// helper waits for its seccomp filter while the thread replaces the
-// temporary /proc (the host's pid namespace, through which the helper was
-// exec'd) with one of the container's pid namespace, then sets
-// no_new_privs, loads the filter and execs the user's program.
+// the exec helper (helperImage, bound for the moment in the container's
+// /dev) into new pid and cgroup namespaces; the helper waits for its
+// seccomp filter while the thread removes that bind and mounts the
+// container's /proc for the new pid namespace, then sets no_new_privs,
+// loads the filter and execs the user's program.
 //
 // The thread is tainted (its mount namespace, root and fd table are the
 // container's) and never runs another goroutine: it parks for as long as
@@ -86,6 +86,7 @@ type startReq struct {
 	statusW  *os.File
 	pid      int
 	done     chan struct{} // closed once the container's process has been waited for
+	left     chan struct{} // closed once the thread has left the container's mount namespace
 }
 
 // PrepareDirect validates spec, writes its Files and makes the container's
@@ -156,7 +157,7 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		return nil, err
 	}
 	defer statusR.Close()
-	r := &startReq{files: stdio, cgroupFD: cgroupFD, filterR: filterR, statusW: statusW, done: make(chan struct{})}
+	r := &startReq{files: stdio, cgroupFD: cgroupFD, filterR: filterR, statusW: statusW, done: make(chan struct{}), left: make(chan struct{})}
 	d.once.Do(func() { d.req <- r })
 	err = <-d.resp // forked
 	statusW.Close()
@@ -165,7 +166,15 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		return nil, err
 	}
 	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
-	p := &Process{Cmd: &Cmd{Process: proc}, onWait: func() { close(r.done) }}
+	// Wait returns once the thread has let go of the container's mount
+	// namespace, so that its overlay is unmounted by then (for Remove,
+	// Commit, cp right after the exit).
+	p := &Process{Cmd: &Cmd{Process: proc}, onWait: func() {
+		close(r.done)
+		if !d.cfg.Spec.Detached {
+			<-r.left
+		}
+	}}
 	afterFork(r.pid)
 	if err := <-d.resp; err != nil { // /proc replaced
 		filterW.Close()
@@ -223,6 +232,8 @@ func (d *Direct) thread() {
 	}
 	if !d.cfg.Spec.Detached {
 		<-r.done
+		leaveMountNamespace()
+		close(r.left)
 	}
 }
 
@@ -247,6 +258,9 @@ func (d *Direct) prepare() error {
 	if d.tty != nil {
 		console = int(d.tty.Fd())
 	}
+	// No procfs in the container's tree until its own (replaceProc): an
+	// image's symlinks (/etc/passwd → /proc/self/root/etc/passwd) would
+	// reach the host's files through the host's.
 	if err := setupRootfs(&d.cfg, console, true); err != nil {
 		return err
 	}
@@ -365,29 +379,40 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	}
 	files := []uintptr{r.files[0].Fd(), r.files[1].Fd(), r.files[2].Fd(), r.filterR.Fd(), r.statusW.Fd()}
 	argv := append([]string{d.argv0}, s.Args...)
-	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(helperFD()), argv, &syscall.ProcAttr{
+	exe := helperPath // a Run's container has no /proc yet
+	if d.exec {
+		exe = "/proc/self/fd/" + strconv.Itoa(helperFD()) // the container's /proc, the child's own fds
+	}
+	pid, err := syscall.ForkExec(exe, argv, &syscall.ProcAttr{
 		Dir: ".", Env: s.Env, Files: files, Sys: sys,
 	})
 	if err != nil {
-		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
-			// The only path the child resolves is ".": the working directory.
-			return 0, &SetupError{Step: "chdir", Path: s.Dir, Errno: err.(syscall.Errno), ExitCode: ExitNotExecutable}
+		// The child's steps that can fail: the credentials, chdir(".") as
+		// the user (EACCES: the user may not enter the working directory)
+		// and the helper's exec.
+		se := &SetupError{Step: "start the container process (user, working directory, exec helper)", Path: s.Dir}
+		if errno, ok := err.(syscall.Errno); ok {
+			se.Errno = errno
+		} else {
+			se.Msg = err.Error()
 		}
-		return 0, stepError("start the container process", "", err)
+		return 0, se
 	}
 	return pid, nil
 }
 
-// replaceProc swaps the temporary /proc for one of the container's pid
-// namespace and masks it as Docker does.
+// replaceProc removes the helper's bind and mounts the container's /proc,
+// for its pid namespace, masked as Docker does.
 func (d *Direct) replaceProc(pid int) error {
-	pidns, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	pidns, err := pidNamespace(pid)
 	if err != nil {
 		return stepError("open pid namespace", "", err)
 	}
 	defer unix.Close(pidns)
-	if err := unix.Unmount("/proc", unix.MNT_DETACH); err != nil {
-		return stepError("unmount temporary /proc", "/proc", err)
+	// The helper runs from its own mapping now; nothing of it stays in the
+	// container's tree.
+	if err := unix.Unlink(helperPath); err != nil {
+		return stepError("remove the exec helper", helperPath, err)
 	}
 	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -515,4 +540,43 @@ func childless(tid int) bool {
 		return true
 	}
 	return err == nil && len(b) == 0
+}
+
+// pidfdGetPidNamespace is PIDFD_GET_PID_NAMESPACE, _IO(0xFF, 5) (Linux
+// 6.11), which x/sys/unix does not define yet.
+const pidfdGetPidNamespace = 0xFF05
+
+// pidNamespace opens the pid namespace of this process's child pid,
+// through a pidfd: this thread has no procfs to find it in.
+func pidNamespace(pid int) (int, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(pidfd)
+	ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetPidNamespace, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(ns), nil
+}
+
+// pidfdGetMntNamespace is PIDFD_GET_MNT_NAMESPACE, _IO(0xFF, 3).
+const pidfdGetMntNamespace = 0xFF03
+
+// leaveMountNamespace moves this thread into the mount namespace of the
+// process's main thread (the host's), dropping its hold on a container's.
+// It is best effort: the thread ends soon after anyway.
+func leaveMountNamespace() {
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(pidfd)
+	ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetMntNamespace, 0)
+	if e != 0 {
+		return
+	}
+	unix.Setns(int(ns), unix.CLONE_NEWNS)
+	unix.Close(int(ns))
 }

@@ -122,7 +122,12 @@ var helperFD = sync.OnceValue(func() int {
 	if img == nil {
 		return -1
 	}
-	fd, err := unix.MemfdCreate("berth-exec", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	// MFD_EXEC: a host with vm.memfd_noexec=1 makes memfds no-exec by
+	// default (Linux 6.3); older kernels refuse the flag.
+	fd, err := unix.MemfdCreate("berth-exec", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
+	if err == unix.EINVAL {
+		fd, err = unix.MemfdCreate("berth-exec", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	}
 	if err != nil {
 		return -1
 	}
@@ -132,7 +137,10 @@ var helperFD = sync.OnceValue(func() int {
 	}
 	// Execute-only: a helper exec'd by a user who cannot read it starts
 	// non-dumpable, so no process of that user can ptrace it.
-	unix.Fchmod(fd, 0o111)
+	if err := unix.Fchmod(fd, 0o111); err != nil {
+		unix.Close(fd)
+		return -1
+	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
 		unix.Close(fd)

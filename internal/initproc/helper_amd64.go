@@ -20,10 +20,12 @@ import "encoding/binary"
 //     root helper runs with every capability until here, which also keeps
 //     ptrace away from it; a non-root one gets an all-ones mask, its
 //     bounding set being dropped before the fork);
-//  4. close fd 3 and mark fd 4 (the status pipe) close-on-exec,
-//  5. set no_new_privs,
-//  6. load the filter,
-//  7. execve(argv[0], argv+1, envp): argv[0] is the resolved program path,
+//  4. set every signal's action to the default and unblock all (execve
+//     keeps the forking program's ignored signals),
+//  5. close fd 3 and mark fd 4 (the status pipe) close-on-exec,
+//  6. set no_new_privs,
+//  7. load the filter,
+//  8. execve(argv[0], argv+1, envp): argv[0] is the resolved program path,
 //     argv[1:] the program's own argv.
 //
 // On any failure it writes the errno as 4 native-order bytes on fd 4 and
@@ -31,15 +33,17 @@ import "encoding/binary"
 // instruction, so that what runs in the container is readable in source.
 func helperImage() []byte {
 	const (
-		sysRead      = 0
-		sysWrite     = 1
-		sysClose     = 3
-		sysFcntl     = 72
-		sysPrctl     = 157
-		sysSeccomp   = 317
-		sysExecve    = 59
-		sysExitGroup = 231
-		bufSize      = 0x10000 // the largest filter accepted, in bytes
+		sysRead          = 0
+		sysWrite         = 1
+		sysClose         = 3
+		sysFcntl         = 72
+		sysPrctl         = 157
+		sysSeccomp       = 317
+		sysExecve        = 59
+		sysExitGroup     = 231
+		sysRtSigaction   = 13
+		sysRtSigprocmask = 14
+		bufSize          = 0x10000 // the largest filter accepted, in bytes
 	)
 	a := &asm{}
 	imm := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
@@ -112,6 +116,33 @@ func helperImage() []byte {
 	a.op(0x49, 0xff, 0xc7)       // inc r15
 	a.op(0x49, 0x83, 0xff, 0x40) // cmp r15, 64
 	a.jump(0x82, "cap")          // jb cap
+
+	// Every signal to its default action and none blocked: execve keeps
+	// the ignored ones of the program that forked us, and a PID 1 that
+	// ignores SIGTERM makes every Stop wait out its timeout.
+	for range 4 {
+		a.op(0x6a, 0x00) // push 0                ; a zeroed struct sigaction (32 bytes): SIG_DFL
+	}
+	a.op(0x41, 0xbf, 1, 0, 0, 0) // mov r15d, 1
+	a.label("sig")
+	movEAX(sysRtSigaction)       // rt_sigaction(r15, rsp, NULL, 8); SIGKILL and SIGSTOP fail, harmlessly
+	a.op(0x44, 0x89, 0xff)       // mov edi, r15d
+	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
+	a.op(0x31, 0xd2)             // xor edx, edx
+	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
+	syscall()
+	a.op(0x49, 0xff, 0xc7)       // inc r15
+	a.op(0x49, 0x83, 0xff, 0x41) // cmp r15, 65
+	a.jump(0x82, "sig")          // jb sig
+	movEAX(sysRtSigprocmask)     // rt_sigprocmask(SIG_SETMASK, rsp (zeros), NULL, 8)
+	movEDI(2)
+	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
+	a.op(0x31, 0xd2)             // xor edx, edx
+	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
+	syscall()
+	testRAX()
+	a.jump(0x85, "fail")
+	a.op(0x48, 0x83, 0xc4, 0x20) // add rsp, 32
 	movEAX(sysClose)
 	movEDI(3)
 	syscall()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,6 +153,23 @@ func TestHelperDropsBoundingSet(t *testing.T) {
 		t.Fatal(errno)
 	}
 	for _, want := range []string{"CapBnd:\t0000000000000021", "CapEff:\t0000000000000021", "CapPrm:\t0000000000000021"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// Signals the forking program ignores or blocks reach the program at their
+// defaults (a PID 1 ignoring SIGTERM would make every Stop time out).
+func TestHelperResetsSignals(t *testing.T) {
+	bb := busyboxPath(t)
+	signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
+	defer signal.Reset(syscall.SIGTERM, syscall.SIGUSR1)
+	out, errno := runHelper(t, nil, bb, "cat", "/proc/self/status")
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	for _, want := range []string{"SigIgn:\t0000000000000000", "SigBlk:\t0000000000000000"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

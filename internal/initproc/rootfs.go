@@ -133,8 +133,9 @@ func mountOn(source string, target int, fstype string, flags uintptr, data strin
 
 // setupRootfs mounts the container's root filesystem and pivots into it.
 // console is the fd of the terminal to bind at /dev/console, or -1. For a
-// direct start the /proc it mounts is temporary (this thread's pid
-// namespace is the host's): its masks wait for the real one.
+// direct start /proc stays an empty directory, to be mounted once the
+// container's pid namespace exists, and the exec helper is written at
+// helperPath in the fresh /dev, the one path the fork can exec it through.
 func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	s := &cfg.Spec
 	// Nothing we mount may propagate back to the host (its mount table must
@@ -154,11 +155,22 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	// proc, dev and sys must be real directories in the image: mounting procfs
 	// through an image symlink (/proc → /) would shadow whatever it points at,
 	// so like runc we refuse rather than follow.
-	if err := mountFresh(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+	if direct {
+		fd, err := mountpoint(root, "/proc", "proc")
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+	} else if err := mountFresh(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
 	if err := setupDev(root, console); err != nil {
 		return err
+	}
+	if direct {
+		if err := writeHelper(root); err != nil {
+			return err
+		}
 	}
 	if err := mountFresh(root, "/sys", "sysfs", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
@@ -227,15 +239,52 @@ func mountOverlay(s *Spec) error {
 	return nil
 }
 
-// mountFresh mounts a new filesystem instance on dir inside root, refusing
-// symlinks anywhere on the way.
-func mountFresh(root int, dir, source, fstype string, flags uintptr, data string) error {
+// mountpoint makes dir inside root, refusing symlinks anywhere on the way,
+// and returns an O_PATH fd of it, for mounting fstype there.
+func mountpoint(root int, dir, fstype string) (int, error) {
 	fd, err := mkdirIn(root, dir, unix.RESOLVE_NO_SYMLINKS)
 	if err != nil {
 		if err == unix.ELOOP {
-			return &SetupError{Step: "mount " + fstype, Path: dir, Errno: unix.ELOOP, Msg: "the image has a symlink there; " + fstype + " must be mounted on a plain directory"}
+			return -1, &SetupError{Step: "mount " + fstype, Path: dir, Errno: unix.ELOOP, Msg: "the image has a symlink there; " + fstype + " must be mounted on a plain directory"}
 		}
-		return stepError("mount "+fstype, dir, err)
+		return -1, stepError("mount "+fstype, dir, err)
+	}
+	return fd, nil
+}
+
+// helperPath is where a direct start writes the exec helper, in the
+// container's own fresh /dev tmpfs, until the helper runs.
+const helperPath = "/dev/.berth-exec"
+
+// writeHelper writes the exec helper (execute-only) at helperPath inside
+// root. A copy, not a bind of the sealed memfd: a file of a kernel-internal
+// mount cannot be bound.
+func writeHelper(root int) error {
+	dev, err := openIn(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return stepError("open /dev", "/dev", err)
+	}
+	defer unix.Close(dev)
+	f, err := unix.Openat(dev, path.Base(helperPath), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o111)
+	if err != nil {
+		return stepError("create", helperPath, err)
+	}
+	_, err = unix.Write(f, helperImage())
+	if cerr := unix.Close(f); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return stepError("write the exec helper", helperPath, err)
+	}
+	return nil
+}
+
+// mountFresh mounts a new filesystem instance on dir inside root, refusing
+// symlinks anywhere on the way.
+func mountFresh(root int, dir, source, fstype string, flags uintptr, data string) error {
+	fd, err := mountpoint(root, dir, fstype)
+	if err != nil {
+		return err
 	}
 	defer unix.Close(fd)
 	if err := mountOn(source, fd, fstype, flags, data); err != nil {
