@@ -72,8 +72,8 @@
 // No process of berth's starts per container. A thread of the calling
 // program, locked to its goroutine and never the main thread, makes the
 // container's namespaces and root filesystem on itself, then forks a
-// tiny static helper (a few hundred bytes of machine code, run from a
-// sealed in-memory file, so a container can never write to a host binary:
+// tiny static helper (a few hundred bytes of machine code; no host binary
+// is ever exec'd in a container, so none can be overwritten from one:
 // CVE-2019-5736) that loads the seccomp filter and execs the user's
 // program. The thread lives as long as an attached container, which dies
 // with it. Where that path cannot serve (containers with rlimits or
