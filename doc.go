@@ -72,10 +72,10 @@
 // No process of berth's starts per container. A thread of the calling
 // program, locked to its goroutine and never the main thread, makes the
 // container's namespaces and root filesystem on itself, then forks a
-// tiny static helper (a few hundred bytes of machine code; no host binary
-// is ever exec'd in a container, so none can be overwritten from one:
-// CVE-2019-5736) that loads the seccomp filter and execs the user's
-// program. The thread lives as long as an attached container, which dies
+// tiny static helper (a few hundred bytes of machine code) that loads the
+// seccomp filter and execs the user's program. No host binary is exec'd
+// in a container (the child stage below runs a sealed copy of the
+// program), so none can be overwritten from one (CVE-2019-5736). The thread lives as long as an attached container, which dies
 // with it. Where that path cannot serve (containers with rlimits or
 // without no_new_privs, architectures other than amd64, kernels before
 // Linux 6.18), a re-executed copy of the calling binary does the same
