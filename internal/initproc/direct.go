@@ -129,8 +129,9 @@ func (d *Direct) Abort() {
 // inside the unified cgroup cgroupFD when it is not -1 (the thread itself
 // must be in the container's v1 cgroups: the cgroup namespace is rooted at
 // the cgroups of the thread, and of cgroupFD, at the fork). afterFork runs
-// once the process exists, before it runs anything of the user's: the
-// caller takes the thread back out of the container's cgroups there.
+// once the process exists, before it runs anything of the user's, or with
+// pid 0 when the fork failed, before the thread ends: the caller takes the
+// thread back out of the container's cgroups there.
 // Start returns once the user's program runs, or why it could not. A
 // *SetupError with ExitCode 126 or 127 means the program was not
 // executable or not found.
@@ -163,6 +164,8 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 	statusW.Close()
 	if err != nil {
 		filterW.Close()
+		afterFork(0) // no process; the caller takes the thread out all the same
+		close(r.done)
 		return nil, err
 	}
 	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
@@ -223,6 +226,10 @@ func (d *Direct) thread() {
 	closeAllBut(runtimeFDs())
 	d.resp <- err
 	if err != nil {
+		// Exit only once the caller has taken this thread out of the
+		// container's cgroups: an exiting thread lingers in them a moment,
+		// and the caller's cleanup would find them busy.
+		<-r.done
 		return
 	}
 	if d.exec {
