@@ -457,25 +457,16 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 		d.Abort()
 		return fmt.Errorf("placing the container in its cgroup: %w", err)
 	}
-	// The thread must leave the cgroups on every path: a cgroup holding a
-	// thread of this program can be neither deleted nor killed.
-	left := false
-	var leaveErr error
-	leaveOnce := func() {
-		if !left {
-			left, leaveErr = true, leave()
-		}
-	}
-	defer leaveOnce()
+	defer leave() // on every path (see JoinThread)
 	if err := run.net.attach(ctx, run.rec, d.Tid()); err != nil {
-		leaveOnce()
+		leave()
 		d.Abort()
 		return err
 	}
 	tr.mark("attach")
 	cgfd, err := run.cg.UnifiedFD()
 	if err != nil {
-		leaveOnce()
+		leave()
 		d.Abort()
 		return err
 	}
@@ -487,13 +478,12 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	run.proc, err = d.Start(files, cgfd, func(int) {
 		// Before the user's program runs: the limit must hold from its
 		// first fork.
-		leaveOnce()
-		if leaveErr == nil && limit > 0 {
+		if leave() == nil && limit > 0 {
 			limitErr = run.cg.SetPidsLimit(limit)
 		}
 	})
 	tr.mark("start")
-	leaveOnce()
+	leaveErr := leave()
 	switch {
 	case err != nil:
 	case leaveErr != nil:

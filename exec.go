@@ -247,27 +247,18 @@ func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces
 		d.Abort()
 		return fmt.Errorf("placing the process in the container's cgroup: %w", err)
 	}
-	// The thread must leave the cgroup on every path (see running.startDirect).
-	left := false
-	var leaveErr error
-	leaveOnce := func() {
-		if !left {
-			left, leaveErr = true, leave()
-		}
-	}
-	defer leaveOnce()
+	defer leave() // on every path (see JoinThread)
 	cgfd, err := cg.UnifiedFD()
 	if err != nil {
-		leaveOnce()
+		leave()
 		d.Abort()
 		return err
 	}
 	if cgfd >= 0 {
 		defer unix.Close(cgfd)
 	}
-	proc, err := d.Start(files, cgfd, func(int) { leaveOnce() })
-	leaveOnce()
-	if err == nil && leaveErr != nil {
+	proc, err := d.Start(files, cgfd, func(int) { leave() })
+	if leaveErr := leave(); err == nil && leaveErr != nil {
 		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"golang.org/x/sys/unix"
@@ -19,7 +20,9 @@ import (
 // thread forks then starts inside, and a cgroup namespace it makes is
 // rooted there. leave moves the thread back where it was; call it as soon
 // as the fork is done, since the thread counts against the pids limit
-// while it is inside.
+// while it is inside, and on every other path: a cgroup holding a thread
+// of the program can be neither deleted nor killed. leave acts once and
+// returns the same result to every later call.
 func (c *Cgroup) JoinThread(tid int) (leave func() error, err error) {
 	if len(c.v1Dirs) == 0 {
 		return func() error { return nil }, nil
@@ -30,7 +33,7 @@ func (c *Cgroup) JoinThread(tid int) (leave func() error, err error) {
 	}
 	id := strconv.Itoa(tid)
 	var back []string
-	leave = func() error {
+	leave = sync.OnceValue(func() error {
 		var first error
 		for _, dir := range back {
 			if err := writeFile(dir, "tasks", id); err != nil && first == nil {
@@ -38,7 +41,7 @@ func (c *Cgroup) JoinThread(tid int) (leave func() error, err error) {
 			}
 		}
 		return first
-	}
+	})
 	for name, dir := range c.v1Dirs {
 		key := string(name)
 		if name == cgroup1.SystemdDbus {
