@@ -352,9 +352,9 @@ func TestDirectLeakedFds(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Magic links to the leaked fds and to host cwds, and procfs itself:
-	// at prepare time /proc is a temporary one of the host's pid namespace,
-	// so even /proc/self (a plain symlink) would be the test process's
-	// directory, with its root and cwd links to the host.
+	// were any procfs of the host's pid namespace in the container's tree
+	// at prepare time, even /proc/self (a plain symlink) would be the test
+	// process's directory, with its root and cwd links to the host.
 	self := strconv.Itoa(os.Getpid())
 	for _, dir := range []string{
 		fmt.Sprintf("/proc/self/fd/%d", dfd),
