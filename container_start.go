@@ -452,53 +452,73 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 		return asStartError(err)
 	}
 	tr.mark("prepare")
-	leave, err := run.cg.JoinThread(d.Tid())
+	limit := run.rec.Config.Resources.PidsLimit
+	run.proc, err = forkDirect(d, run.cg, files, func(tid int) error {
+		return run.net.attach(ctx, run.rec, tid)
+	}, func() error {
+		// Before the user's program runs: the limit must hold from its
+		// first fork.
+		if limit > 0 {
+			if err := run.cg.SetPidsLimit(limit); err != nil {
+				return fmt.Errorf("setting the pids limit: %w", err)
+			}
+		}
+		return nil
+	})
+	tr.mark("start")
+	return err
+}
+
+// forkDirect places a prepared direct start's thread in cg's v1 cgroups,
+// lets place (if not nil) wire it further (the network goes into
+// /proc/<tid>/ns/net), forks the process with stdio files into cg's
+// unified cgroup, and takes the thread back out, on every path: a cgroup
+// holding a thread of this program can be neither deleted nor killed.
+// placed (if not nil) runs once the thread is out, before the process
+// runs anything of the user's. A failed start's process is reaped.
+func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, place func(tid int) error, placed func() error) (*initproc.Process, error) {
+	leave, err := cg.JoinThread(d.Tid())
 	if err != nil {
 		d.Abort()
-		return fmt.Errorf("placing the container in its cgroup: %w", err)
+		return nil, fmt.Errorf("placing the process in the container's cgroup: %w", err)
 	}
-	defer leave() // on every path (see JoinThread)
-	if err := run.net.attach(ctx, run.rec, d.Tid()); err != nil {
-		leave()
-		d.Abort()
-		return err
+	defer leave()
+	cgfd := -1
+	if place != nil {
+		err = place(d.Tid())
 	}
-	tr.mark("attach")
-	cgfd, err := run.cg.UnifiedFD()
+	if err == nil {
+		cgfd, err = cg.UnifiedFD()
+	}
 	if err != nil {
 		leave()
 		d.Abort()
-		return err
+		return nil, err
 	}
 	if cgfd >= 0 {
 		defer unix.Close(cgfd)
 	}
-	limit := run.rec.Config.Resources.PidsLimit
-	var limitErr error
-	run.proc, err = d.Start(files, cgfd, func(int) {
-		// Before the user's program runs: the limit must hold from its
-		// first fork.
-		if leave() == nil && limit > 0 {
-			limitErr = run.cg.SetPidsLimit(limit)
+	var placedErr error
+	proc, err := d.Start(files, cgfd, func(int) {
+		if leave() == nil && placed != nil {
+			placedErr = placed()
 		}
 	})
-	tr.mark("start")
-	leaveErr := leave()
-	switch {
+	switch leaveErr := leave(); {
 	case err != nil:
 	case leaveErr != nil:
 		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
-	case limitErr != nil:
-		err = fmt.Errorf("setting the pids limit: %w", limitErr)
+	case placedErr != nil:
+		err = placedErr
 	}
 	if err != nil {
-		if run.proc != nil {
-			run.proc.Cmd.Process.Kill()
-			run.proc.Wait()
+		if proc != nil {
+			proc.Cmd.Process.Kill()
+			proc.Wait()
 		}
-		return asStartError(err)
+		return nil, asStartError(err)
 	}
-	return nil
+	return proc, nil
 }
 
 // asStartError gives a setup failure that carries docker's 126 or 127 its

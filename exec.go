@@ -242,31 +242,9 @@ func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces
 	if err != nil {
 		return asStartError(err)
 	}
-	leave, err := cg.JoinThread(d.Tid())
+	proc, err := forkDirect(d, cg, files, nil, nil)
 	if err != nil {
-		d.Abort()
-		return fmt.Errorf("placing the process in the container's cgroup: %w", err)
-	}
-	defer leave() // on every path (see JoinThread)
-	cgfd, err := cg.UnifiedFD()
-	if err != nil {
-		leave()
-		d.Abort()
 		return err
-	}
-	if cgfd >= 0 {
-		defer unix.Close(cgfd)
-	}
-	proc, err := d.Start(files, cgfd, func(int) { leave() })
-	if leaveErr := leave(); err == nil && leaveErr != nil {
-		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
-	}
-	if err != nil {
-		if proc != nil {
-			proc.Cmd.Process.Kill()
-			proc.Wait()
-		}
-		return asStartError(err)
 	}
 	e.cmd, e.wait = proc.Cmd, proc.Wait
 	if spec.TTY {

@@ -435,22 +435,6 @@ func (c *Cgroup) v1Cgroup() (cgroup1.Cgroup, error) {
 	return c.v1, nil
 }
 
-// FD returns an open file descriptor of the cgroup's directory in the unified tree, for
-// starting a process directly inside it with clone3 CLONE_INTO_CGROUP
-// (syscall.SysProcAttr.UseCgroupFD and CgroupFD). The caller must close it. On v1 and hybrid
-// hosts, where one fd cannot name every hierarchy, FD returns -1 and a nil error: start the
-// process blocked and call Add before releasing it.
-func (c *Cgroup) FD() (int, error) {
-	if c.layout.mode != ModeV2 {
-		return -1, nil
-	}
-	fd, err := unix.Open(c.v2Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("cgroup %s: opening %s: %w", c.path, c.v2Dir, err)
-	}
-	return fd, nil
-}
-
 // RemoveIfEmpty removes the directory of path in every hierarchy where it has no child cgroup
 // and no process, and leaves it alone elsewhere. It is for parents such as "/berth/<root>"
 // that hold the cgroups of one program's containers: removing them when the last container is

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -619,17 +620,17 @@ func TestErrorsNameCgroupAndFile(t *testing.T) {
 	}
 }
 
-func TestFD(t *testing.T) {
+func TestUnifiedFD(t *testing.T) {
 	for _, tl := range layouts(t) {
 		t.Run(tl.name, func(t *testing.T) {
 			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/fd", Resources{})
-			fd, err := c.FD()
+			fd, err := c.UnifiedFD()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tl.l.mode != ModeV2 {
+			if tl.l.v2Mount == "" {
 				if fd != -1 {
-					t.Errorf("FD() on %s = %d, want -1", tl.l.mode, fd)
+					t.Errorf("UnifiedFD() on %s without a unified tree = %d, want -1", tl.l.mode, fd)
 				}
 				return
 			}
@@ -642,8 +643,8 @@ func TestFD(t *testing.T) {
 			}
 			defer cmd.Wait()
 			defer cmd.Process.Kill()
-			if pids, err := c.Pids(); err != nil || !slices.Equal(pids, []int{cmd.Process.Pid}) {
-				t.Errorf("Pids() = %v, %v; want the child started into the cgroup, %d", pids, err, cmd.Process.Pid)
+			if procs := strings.Fields(readFile(t, c.v2Dir, "cgroup.procs")); !slices.Equal(procs, []string{strconv.Itoa(cmd.Process.Pid)}) {
+				t.Errorf("%s/cgroup.procs = %v; want the child started into the cgroup, %d", c.v2Dir, procs, cmd.Process.Pid)
 			}
 		})
 	}

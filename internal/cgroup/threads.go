@@ -83,8 +83,11 @@ func threadCgroups(tid int) (map[string]string, error) {
 }
 
 // UnifiedFD returns an open fd of the cgroup's directory in the unified
-// tree (on v2 and hybrid hosts), for clone3's CLONE_INTO_CGROUP, or -1
-// when the host has no unified tree. The caller closes it.
+// tree (on v2 and hybrid hosts), for starting a process directly inside it
+// with clone3's CLONE_INTO_CGROUP (syscall.SysProcAttr.UseCgroupFD and
+// CgroupFD), or -1 when the host has no unified tree. On v1 and hybrid
+// hosts the fd names no v1 hierarchy: the v1 ones take the forking thread
+// (JoinThread) or the blocked process (Add). The caller closes it.
 func (c *Cgroup) UnifiedFD() (int, error) {
 	if c.v2 == nil {
 		return -1, nil

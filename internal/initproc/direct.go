@@ -23,9 +23,9 @@ import (
 // does the child stage's work on itself: namespaces (unshare works per
 // thread), the root filesystem, pivot_root, hostname, loopback, the user's
 // ids, the working directory, the capability bounding set. It then forks
-// the exec helper (helperImage, bound for the moment in the container's
+// the exec helper (helperImage, written for the moment in the container's
 // /dev) into new pid and cgroup namespaces; the helper waits for its
-// seccomp filter while the thread removes that bind and mounts the
+// seccomp filter while the thread deletes that file and mounts the
 // container's /proc for the new pid namespace, then sets no_new_privs,
 // loads the filter and execs the user's program.
 //
@@ -42,7 +42,7 @@ import (
 
 // DirectSupported reports whether spec can be started directly.
 func DirectSupported(spec *Spec) bool {
-	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && helperFD() >= 0 && procPidnsOption()
+	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && helperELF() != nil && procPidnsOption()
 }
 
 // procPidnsOption reports whether procfs takes a pid namespace fd as the
@@ -98,11 +98,11 @@ func PrepareDirect(spec *Spec, tty *os.File) (*Direct, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
-	p := &Process{}
-	if err := p.configure(spec); err != nil {
+	cfg, _, err := stageConfigFor(spec) // no rlimits here: no warnings
+	if err != nil {
 		return nil, err
 	}
-	d := &Direct{tty: tty, cfg: p.cfgValue}
+	d := &Direct{tty: tty, cfg: cfg}
 	d.prep = d.prepare
 	return d, d.launch()
 }
@@ -321,9 +321,8 @@ func enterWorkdir(dir string) error {
 		return stepError("chdir", dir, err)
 	}
 	defer unix.Close(wd)
-	// For a Run, /proc is still the host pid namespace's here (see
-	// replaceProc): a working directory in it would be a view of the
-	// host's processes. No container has one there anyway.
+	// Nothing under /proc can be one: for a Run it is still an empty
+	// directory (see replaceProc), for an Exec the container's procfs.
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(wd, &fs); err != nil || fs.Type == unix.PROC_SUPER_MAGIC {
 		return &SetupError{Step: "chdir", Path: dir, Msg: "the working directory is on /proc", Errno: unix.EINVAL}
@@ -408,10 +407,10 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	return pid, nil
 }
 
-// replaceProc removes the helper's bind and mounts the container's /proc,
+// replaceProc deletes the helper's file and mounts the container's /proc,
 // for its pid namespace, masked as Docker does.
 func (d *Direct) replaceProc(pid int) error {
-	pidns, err := pidNamespace(pid)
+	pidns, err := pidfdNamespace(pid, pidfdGetPidNamespace) // this thread has no procfs to find it in
 	if err != nil {
 		return stepError("open pid namespace", "", err)
 	}
@@ -549,41 +548,36 @@ func childless(tid int) bool {
 	return err == nil && len(b) == 0
 }
 
-// pidfdGetPidNamespace is PIDFD_GET_PID_NAMESPACE, _IO(0xFF, 5) (Linux
-// 6.11), which x/sys/unix does not define yet.
-const pidfdGetPidNamespace = 0xFF05
+// The pidfd ioctls that open a process's namespaces (Linux 6.11), which
+// x/sys/unix does not define yet: _IO(0xFF, 3) and _IO(0xFF, 5).
+const (
+	pidfdGetMntNamespace = 0xFF03
+	pidfdGetPidNamespace = 0xFF05
+)
 
-// pidNamespace opens the pid namespace of this process's child pid,
-// through a pidfd: this thread has no procfs to find it in.
-func pidNamespace(pid int) (int, error) {
+// pidfdNamespace opens a namespace of process pid (req one of the pidfd
+// ioctls above) through a pidfd, which needs no procfs.
+func pidfdNamespace(pid int, req uintptr) (int, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return -1, err
 	}
 	defer unix.Close(pidfd)
-	ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetPidNamespace, 0)
+	ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), req, 0)
 	if e != 0 {
 		return -1, e
 	}
 	return int(ns), nil
 }
 
-// pidfdGetMntNamespace is PIDFD_GET_MNT_NAMESPACE, _IO(0xFF, 3).
-const pidfdGetMntNamespace = 0xFF03
-
 // leaveMountNamespace moves this thread into the mount namespace of the
 // process's main thread (the host's), dropping its hold on a container's.
 // It is best effort: the thread ends soon after anyway.
 func leaveMountNamespace() {
-	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	ns, err := pidfdNamespace(os.Getpid(), pidfdGetMntNamespace)
 	if err != nil {
 		return
 	}
-	defer unix.Close(pidfd)
-	ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetMntNamespace, 0)
-	if e != 0 {
-		return
-	}
-	unix.Setns(int(ns), unix.CLONE_NEWNS)
-	unix.Close(int(ns))
+	unix.Setns(ns, unix.CLONE_NEWNS)
+	unix.Close(ns)
 }

@@ -115,10 +115,16 @@ func helperMask(keep caps.Set, uid uint32) uint64 {
 	return uint64(keep)
 }
 
-// helperFD is a sealed memfd of the exec helper, opened once per process;
-// -1 where there is no helper for this architecture or memfds fail.
+// helperELF is the exec helper, assembled once per process; nil where
+// there is none for this architecture. A Run writes it into the
+// container's /dev.
+var helperELF = sync.OnceValue(helperImage)
+
+// helperFD is a sealed memfd of the exec helper, for an Exec (which finds
+// it through the container's /proc), opened once per process; -1 where
+// there is no helper for this architecture or memfds fail.
 var helperFD = sync.OnceValue(func() int {
-	img := helperImage()
+	img := helperELF()
 	if img == nil {
 		return -1
 	}

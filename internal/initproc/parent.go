@@ -52,7 +52,6 @@ type Process struct {
 	Warnings []string
 
 	config       []byte
-	cfgValue     stageConfig // what config encodes
 	onWait       func()      // called once Wait has returned
 	specR, specW *os.File
 	syncR, syncW *os.File
@@ -121,26 +120,37 @@ func newProcess(detached bool) (*Process, error) {
 
 // configure encodes spec for Release and writes its Files.
 func (p *Process) configure(spec *Spec) error {
-	cfg := stageConfig{Spec: *spec, Trace: traceSteps}
-	cfg.Spec.Files = nil
-	if cfg.Spec.Capabilities == nil {
-		cfg.Spec.Capabilities = caps.Default()
-	}
-	var err error
-	if cfg.Caps, err = caps.ParseSet(cfg.Spec.Capabilities); err != nil {
-		return fmt.Errorf("capabilities: %w", err)
-	}
-	cfg.Spec.Rlimits, p.Warnings = clampRlimits(spec.Rlimits)
-	cfg.Seccomp = filterBytes(spec.SeccompFilter)
-	cfg.Spec.SeccompFilter = nil
-	if cfg.Files, err = writeFiles(spec); err != nil {
+	cfg, warnings, err := stageConfigFor(spec)
+	if err != nil {
 		return err
 	}
-	p.cfgValue = cfg
+	p.Warnings = warnings
 	if p.config, err = json.Marshal(&cfg); err != nil {
 		return fmt.Errorf("encoding the container spec: %w", err)
 	}
 	return nil
+}
+
+// stageConfigFor is what a container's setup needs of spec, whichever
+// start does it: the capability set parsed, rlimits clamped (warnings
+// says how), the seccomp filter as bytes, and spec.Files written into its
+// StateDir.
+func stageConfigFor(spec *Spec) (cfg stageConfig, warnings []string, err error) {
+	cfg = stageConfig{Spec: *spec, Trace: traceSteps}
+	cfg.Spec.Files = nil
+	if cfg.Spec.Capabilities == nil {
+		cfg.Spec.Capabilities = caps.Default()
+	}
+	if cfg.Caps, err = caps.ParseSet(cfg.Spec.Capabilities); err != nil {
+		return cfg, nil, fmt.Errorf("capabilities: %w", err)
+	}
+	cfg.Spec.Rlimits, warnings = clampRlimits(spec.Rlimits)
+	cfg.Seccomp = filterBytes(spec.SeccompFilter)
+	cfg.Spec.SeccompFilter = nil
+	if cfg.Files, err = writeFiles(spec); err != nil {
+		return cfg, nil, err
+	}
+	return cfg, warnings, nil
 }
 
 // Warm is a child stage started ahead of need: its Go runtime is up and its

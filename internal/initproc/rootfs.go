@@ -269,7 +269,7 @@ func writeHelper(root int) error {
 	if err != nil {
 		return stepError("create", helperPath, err)
 	}
-	_, err = unix.Write(f, helperImage())
+	_, err = unix.Write(f, helperELF())
 	if cerr := unix.Close(f); err == nil {
 		err = cerr
 	}
