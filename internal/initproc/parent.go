@@ -52,7 +52,7 @@ type Process struct {
 	Warnings []string
 
 	config       []byte
-	onWait       func()      // called once Wait has returned
+	onWait       func() // called once Wait has returned
 	specR, specW *os.File
 	syncR, syncW *os.File
 	released     bool
