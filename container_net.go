@@ -680,9 +680,15 @@ func (ns *netSetup) teardown() {
 	closers, eps := ns.closers, ns.endpoints
 	ns.closers, ns.endpoints = nil, nil
 	ns.mu.Unlock()
-	for _, c := range closers {
-		c()
-	}
+	// The published ports' reservations (and the name server) close last,
+	// once the rules no longer send anything to this container: a port
+	// released earlier could be taken by another root's container while
+	// this root's stale rule still shadowed its binding.
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
 	if len(eps) == 0 {
 		return
 	}
