@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -822,11 +823,11 @@ const bridgeAliasPrefix = "berth-root:"
 // sweepOrphanBridges deletes the bridges, and the rule tables, of berth
 // roots that no longer exist (a test's temporary root removed while a
 // program still held its bridge): no program can ever open those roots to
-// sweep them.
-func sweepOrphanBridges() {
+// sweep them. It returns the berth rule tables left on the host.
+func sweepOrphanBridges() (tables []string) {
 	links, err := bridge.Aliased(nat.BridgePrefix)
 	if err != nil {
-		return
+		return nil
 	}
 	deleted := false
 	live := map[string]bool{} // tables of roots that exist, known from their bridges
@@ -847,30 +848,37 @@ func sweepOrphanBridges() {
 	// programs) but while its table still had rules leaves a table no
 	// bridge alias leads to: its owner rule does. (Reading the rules is
 	// the dear part, so tables a live bridge explains are skipped.)
-	tables, _ := nat.Tables(nat.TablePrefix)
-	for _, t := range tables {
-		if live[t] {
-			continue
-		}
-		root, err := nat.Owner(t)
-		if err != nil || !filepath.IsAbs(root) || t != natTable(root) {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(root, "locks")); errors.Is(err, os.ErrNotExist) {
+	all, _ := nat.Tables(nat.TablePrefix)
+	for _, t := range all {
+		if !live[t] && orphanTable(t) {
 			nat.Delete(t)
 			deleted = true
+			continue
 		}
+		tables = append(tables, t)
 	}
 	if deleted {
 		dropForwardIfUnused()
 	}
+	return tables
+}
+
+// orphanTable reports whether rule table t belongs to a root that no
+// longer exists, as its owner rule says.
+func orphanTable(t string) bool {
+	root, err := nat.Owner(t)
+	if err != nil || !filepath.IsAbs(root) || t != natTable(root) {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(root, "locks"))
+	return errors.Is(err, os.ErrNotExist)
 }
 
 func (r *Runtime) sweepNetworks() {
-	sweepOrphanBridges()
+	tables := sweepOrphanBridges()
 	recs, err := r.networkRecords()
 	if err != nil || len(recs) == 0 {
-		if tables, _ := nat.Tables(natTable(r.root)); len(tables) > 0 {
+		if slices.Contains(tables, natTable(r.root)) {
 			nat.Delete(natTable(r.root))
 		}
 		return

@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 	}
 	berthBin = filepath.Join(dir, "berth")
 	build := exec.Command("go", "build", "-o", berthBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as README builds it
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building berth: %v\n%s", err, out)
 		os.RemoveAll(dir)

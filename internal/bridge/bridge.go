@@ -5,12 +5,15 @@
 package bridge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -77,10 +80,19 @@ func Delete(name string) error {
 	return nil
 }
 
-// Exists reports whether a link called name exists on the host.
+// Exists reports whether a link called name exists on the host: one
+// SIOCGIFINDEX, as if_nametoindex(3) asks.
 func Exists(name string) bool {
-	_, err := netlink.LinkByName(name)
-	return err == nil
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return false
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr) == nil
 }
 
 // Endpoint is one interface of a container on a bridge.
@@ -245,17 +257,47 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 }
 
 // Aliased maps the names of the host's links starting with prefix to
-// their aliases.
+// their aliases. Every program opening a root asks, so it reads one raw
+// link dump for the two attributes it needs rather than decoding every
+// link in full.
 func Aliased(prefix string) (map[string]string, error) {
-	links, err := netlink.LinkList()
+	rib, err := syscall.NetlinkRIB(unix.RTM_GETLINK, unix.AF_UNSPEC)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(rib)
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
 	}
 	out := map[string]string{}
-	for _, l := range links {
-		if a := l.Attrs(); len(a.Name) >= len(prefix) && a.Name[:len(prefix)] == prefix {
-			out[a.Name] = a.Alias
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWLINK {
+			continue
+		}
+		attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+		if err != nil {
+			return nil, fmt.Errorf("listing links: %w", err)
+		}
+		var name, alias string
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case unix.IFLA_IFNAME:
+				name = cString(a.Value)
+			case unix.IFLA_IFALIAS:
+				alias = cString(a.Value)
+			}
+		}
+		if strings.HasPrefix(name, prefix) {
+			out[name] = alias
 		}
 	}
 	return out, nil
+}
+
+// cString is a netlink string attribute without its terminating NUL.
+func cString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }
