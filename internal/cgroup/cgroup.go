@@ -241,7 +241,7 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 		}()
 	}
 	if l.v1 != nil {
-		if err := c.makeV1Dirs(); err != nil {
+		if err := c.makeV1Dirs(res.RestrictDevices); err != nil {
 			return nil, fmt.Errorf("cgroup %s: creating v1 directories: %w", p, err)
 		}
 		c.v1ok = true
@@ -275,15 +275,35 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 // mems filled from its parent when it is new or still empty (another
 // program or goroutine made it and has not filled it yet), before a task
 // can join.
-func (c *Cgroup) makeV1Dirs() error {
+//
+// With restrictDevices, a devices directory this call makes for the
+// parent gets docker's device policy, for its children to inherit (see
+// restrictDevices).
+func (c *Cgroup) makeV1Dirs(restrictDevices bool) error {
 	for name, dir := range c.v1Dirs {
 		if name != cgroup1.Cpuset {
 			// Mkdir first: the parent (/berth/<root>) exists but for the
 			// first container, and MkdirAll would stat every level.
-			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
+			err := os.Mkdir(dir, 0o755)
+			if errors.Is(err, fs.ErrNotExist) {
+				parent := filepath.Dir(dir)
+				if err := os.MkdirAll(filepath.Dir(parent), 0o755); err != nil {
 					return err
 				}
+				switch err := os.Mkdir(parent, 0o755); {
+				case err == nil && name == cgroup1.Devices && restrictDevices:
+					// New, so no child yet whose exceptions a deny
+					// would revoke.
+					if err := writeDevicePolicy(parent); err != nil {
+						return err
+					}
+				case err != nil && !errors.Is(err, fs.ErrExist):
+					return err
+				}
+				err = os.Mkdir(dir, 0o755)
+			}
+			if err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
 			}
 			continue
 		}

@@ -793,3 +793,94 @@ func TestV2Resources(t *testing.T) {
 		}
 	})
 }
+
+// TestDevicePolicyInherited: a parent that New makes gets docker's device
+// policy, so its children start with it (and skip writing it); a child of
+// a parent made elsewhere, which allows everything, gets the policy
+// written, and the parent stays as it was; a parent narrower than the
+// policy makes New fail rather than give a child less than it asked for
+// silently.
+func TestDevicePolicyInherited(t *testing.T) {
+	l, err := hostLayout()
+	if err != nil || l.v1 == nil || os.Geteuid() != 0 {
+		t.Skip("skipping: needs root and a v1 devices hierarchy")
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devRoot, ok := roots[cgroup1.Devices]
+	if !ok {
+		t.Skip("skipping: no v1 devices hierarchy")
+	}
+	list := func(p string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(devRoot, p, "devices.list"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		slices.Sort(lines)
+		return strings.Join(lines, "\n")
+	}
+	var want []string
+	for _, d := range defaultDevices() {
+		if d.Allow {
+			want = append(want, deviceRule(d))
+		}
+	}
+	slices.Sort(want)
+	policy := strings.Join(want, "\n")
+	res := Resources{RestrictDevices: true}
+	newCgroup := func(p string) *Cgroup {
+		t.Helper()
+		c, err := New(p, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Delete() })
+		return c
+	}
+
+	made := testRoot + "/devices-made"
+	t.Cleanup(func() { unix.Rmdir(filepath.Join(devRoot, made)) })
+	newCgroup(made + "/a")
+	newCgroup(made + "/b")
+	for _, p := range []string{made, made + "/a", made + "/b"} {
+		if got := list(p); got != policy {
+			t.Errorf("%s devices.list:\n%s\nwant docker's policy:\n%s", p, got, policy)
+		}
+	}
+
+	found := testRoot + "/devices-found"
+	if err := os.MkdirAll(filepath.Join(devRoot, found), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Rmdir(filepath.Join(devRoot, found)) })
+	newCgroup(found + "/a")
+	if got := list(found + "/a"); got != policy {
+		t.Errorf("child of an allow-all parent: devices.list:\n%s\nwant docker's policy:\n%s", got, policy)
+	}
+	if got := list(found); got != "a *:* rwm" {
+		t.Errorf("the allow-all parent became %q; it must be left alone", got)
+	}
+
+	narrow := testRoot + "/devices-narrow"
+	dir := filepath.Join(devRoot, narrow)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Rmdir(dir) })
+	for _, f := range [][2]string{{"devices.deny", "a"}, {"devices.allow", "c 1:3 rwm"}} {
+		if err := os.WriteFile(filepath.Join(dir, f[0]), []byte(f[1]), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := New(narrow+"/a", res); err == nil {
+		c.Delete()
+		t.Fatalf("New under a parent allowing only /dev/null succeeded; want an error")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the failed New left %s/a behind (%v)", dir, err)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,14 +17,18 @@ import (
 
 // writeFile writes value to an existing cgroup file. Unlike os.WriteFile it never creates the
 // file: a missing control file means a missing controller or cgroup and must say so.
+//
+// Control files are written and read with bare system calls: an *os.File of a kernfs file,
+// which can be polled, is registered with the runtime's poller and unregistered on close, two
+// more system calls per file, and a container start writes dozens of them.
 func writeFile(dir, name, value string) error {
 	p := filepath.Join(dir, name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err // *fs.PathError names the file.
+		return &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
+	err = writeAll(fd, value)
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -34,8 +37,49 @@ func writeFile(dir, name, value string) error {
 	return nil
 }
 
+// writeAll writes value to fd in one write, as the kernel wants a control file's value.
+func writeAll(fd int, value string) error {
+	for {
+		n, err := unix.Write(fd, []byte(value))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		case n != len(value):
+			return fmt.Errorf("short write (%d of %d bytes)", n, len(value))
+		}
+		return nil
+	}
+}
+
+// readControl reads a control file whole (see writeFile for why not os.ReadFile).
+func readControl(p string) ([]byte, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return nil, &fs.PathError{Op: "read", Path: p, Err: err}
+		case n == 0:
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
 func readString(dir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	b, err := readControl(filepath.Join(dir, name))
 	if err != nil {
 		return "", err
 	}
@@ -57,7 +101,7 @@ func readInt(dir, name string) (int64, error) {
 // readKV parses a flat keyed file such as memory.oom_control or cgroup.events.
 func readKV(dir, name string) (map[string]uint64, error) {
 	p := filepath.Join(dir, name)
-	b, err := os.ReadFile(p)
+	b, err := readControl(p)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +149,7 @@ func procsIn(dir string) (pids []int, found string, err error) {
 		return nil, "", err
 	}
 	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		b, err := readControl(filepath.Join(d, "cgroup.procs"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed while we walked
 		}

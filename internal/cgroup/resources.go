@@ -72,6 +72,50 @@ func defaultDevices() []specs.LinuxDeviceCgroup {
 	}
 }
 
+// writeDevicePolicy writes docker's default device policy into the v1
+// devices directory dir: deny everything, then allow the list.
+func writeDevicePolicy(dir string) error {
+	for _, d := range defaultDevices() {
+		file := "devices.deny"
+		if d.Allow {
+			file = "devices.allow"
+		}
+		if err := writeFile(dir, file, deviceRule(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasDevicePolicy reports whether the v1 devices directory dir holds
+// exactly docker's default policy: its devices.list names the allowed
+// devices and nothing else ("a *:* rwm" is the line of a cgroup that
+// allows everything).
+func hasDevicePolicy(dir string) bool {
+	b, err := readControl(filepath.Join(dir, "devices.list"))
+	if err != nil {
+		return false
+	}
+	want := map[string]bool{}
+	for _, d := range defaultDevices() {
+		if d.Allow {
+			want[deviceRule(d)] = true
+		}
+	}
+	got := strings.Fields(string(b)) // three fields a line
+	if len(got) != 3*len(want) {
+		return false
+	}
+	for i := 0; i < len(got); i += 3 {
+		line := got[i] + " " + got[i+1] + " " + got[i+2]
+		if !want[line] {
+			return false
+		}
+		delete(want, line) // each once
+	}
+	return true
+}
+
 // deviceRule is the line the v1 devices controller takes for d: "a" for
 // every device, else "type major:minor access" with "*" for any number.
 func deviceRule(d specs.LinuxDeviceCgroup) string {
@@ -211,12 +255,11 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 		if !ok {
 			return fmt.Errorf("cgroup %s: device restrictions need the devices hierarchy: %w", c.path, errors.ErrUnsupported)
 		}
-		for _, d := range defaultDevices() {
-			file := "devices.deny"
-			if d.Allow {
-				file = "devices.allow"
-			}
-			if err := writeFile(dir, file, deviceRule(d)); err != nil {
+		// A v1 devices cgroup starts with a copy of its parent's policy:
+		// when that is already docker's, as makeV1Dirs gives a parent it
+		// makes, there is nothing to write (13 writes per container).
+		if !fresh || !hasDevicePolicy(dir) {
+			if err := writeDevicePolicy(dir); err != nil {
 				return fmt.Errorf("cgroup %s: %w", c.path, err)
 			}
 		}

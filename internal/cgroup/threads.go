@@ -1,10 +1,9 @@
 package cgroup
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,7 +35,7 @@ func (c *Cgroup) JoinThread(tid int) (leave func() error, err error) {
 	leave = sync.OnceValue(func() error {
 		var first error
 		for _, dir := range back {
-			if err := writeFile(dir, "tasks", id); err != nil && first == nil {
+			if err := writeTasks(dir, id); err != nil && first == nil {
 				first = err
 			}
 		}
@@ -60,26 +59,74 @@ func (c *Cgroup) JoinThread(tid int) (leave func() error, err error) {
 	return leave, nil
 }
 
+// backFDs holds open the tasks files that threads of this program go back
+// to (the program's own cgroups, few and fixed): every container start and
+// exec moves a thread out and back, and the way back then costs one write
+// per hierarchy instead of an open, a write and a close.
+var backFDs sync.Map // directory → *backFD
+
+type backFD struct {
+	once sync.Once
+	path string
+	fd   int
+	err  error
+}
+
+// writeTasks writes a thread id to dir/tasks through the held fd, and
+// through a fresh one should the held fd have gone stale (its cgroup
+// removed and made again). The stale fd stays open: another thread may be
+// writing through it, and closing it could hand its number to a file
+// opened meanwhile.
+func writeTasks(dir, id string) error {
+	err := heldTasks(dir).write(id)
+	if err != nil {
+		backFDs.Delete(dir)
+		err = heldTasks(dir).write(id)
+	}
+	return err
+}
+
+func heldTasks(dir string) *backFD {
+	v, _ := backFDs.LoadOrStore(dir, &backFD{})
+	b := v.(*backFD)
+	b.once.Do(func() {
+		b.path = filepath.Join(dir, "tasks")
+		b.fd, b.err = unix.Open(b.path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if b.err != nil {
+			b.err = &fs.PathError{Op: "open", Path: b.path, Err: b.err}
+		}
+	})
+	return b
+}
+
+func (b *backFD) write(id string) error {
+	if b.err != nil {
+		return b.err
+	}
+	if err := writeAll(b.fd, id); err != nil {
+		return fmt.Errorf("writing %s to %s: %w", id, b.path, err)
+	}
+	return nil
+}
+
 // threadCgroups reads /proc/self/task/<tid>/cgroup: controller (or
 // "name=..." for a named hierarchy) → path in that hierarchy.
 func threadCgroups(tid int) (map[string]string, error) {
-	f, err := os.Open("/proc/self/task/" + strconv.Itoa(tid) + "/cgroup")
+	b, err := readControl("/proc/self/task/" + strconv.Itoa(tid) + "/cgroup")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	m := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), ":", 3)
+	for line := range strings.Lines(string(b)) {
+		parts := strings.SplitN(strings.TrimSuffix(line, "\n"), ":", 3)
 		if len(parts) != 3 || parts[1] == "" {
 			continue
 		}
-		for _, ctrl := range strings.Split(parts[1], ",") {
+		for ctrl := range strings.SplitSeq(parts[1], ",") {
 			m[ctrl] = parts[2]
 		}
 	}
-	return m, sc.Err()
+	return m, nil
 }
 
 // UnifiedFD returns an open fd of the cgroup's directory in the unified
