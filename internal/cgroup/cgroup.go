@@ -353,15 +353,14 @@ func (l layout) load(p string) (*Cgroup, error) {
 	if !c.exists() {
 		return nil, fmt.Errorf("cgroup %s: %w", p, fs.ErrNotExist)
 	}
-	if l.v1 != nil {
-		cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(l.v1))
-		switch {
-		case errors.Is(err, cgroup1.ErrCgroupDeleted):
-			// Only the v2 directory of a hybrid cgroup is left; keep it deletable.
-		case err != nil:
-			return nil, fmt.Errorf("cgroup %s: loading v1 directories: %w", p, err)
-		default:
-			c.v1, c.v1ok = cg, true
+	// The v1 side is loaded through cgroup1 only when statistics need it
+	// (v1Cgroup): Exec loads the container's cgroup every time. With no v1
+	// directory left, only the v2 one of a hybrid cgroup is, and it stays
+	// deletable.
+	for _, dir := range c.v1Dirs {
+		if _, err := os.Stat(dir); err == nil {
+			c.v1ok = true
+			break
 		}
 	}
 	if l.v2Mount != "" {
