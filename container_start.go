@@ -343,20 +343,42 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 	}
 	tr.mark("log")
 	res := cgroupResources(rec.Config.Resources)
+	cgroupPath := r.cgroupPath(rec.ID)
+	newCgroup := func() (err error) {
+		if run.cg, err = cgroup.New(cgroupPath, res); err != nil {
+			return fmt.Errorf("creating the container's cgroup: %w", err)
+		}
+		return nil
+	}
+	cgroupReady := newCgroup
 	if direct {
+		// The cgroup is made on another CPU while the network and the
+		// root filesystem are: the thread joins it only to fork.
 		res.PidsLimit = 0 // set once the preparing thread has left the cgroup
+		made := make(chan error, 1)
+		go func() { made <- newCgroup() }()
+		var madeErr error
+		waited := false
+		cgroupReady = func() error {
+			if !waited {
+				madeErr, waited = <-made, true
+			}
+			return madeErr
+		}
+		defer cgroupReady() // before the abort above deletes what it made
+	} else {
+		if err := newCgroup(); err != nil {
+			return nil, err
+		}
+		tr.mark("cgroup")
 	}
-	if run.cg, err = cgroup.New(r.cgroupPath(rec.ID), res); err != nil {
-		return nil, fmt.Errorf("creating the container's cgroup: %w", err)
-	}
-	tr.mark("cgroup")
 	if run.net, err = r.prepareNetwork(ctx, rec); err != nil {
 		return nil, err
 	}
 	tr.mark("network")
 	spec.Files, spec.NetNS = run.net.files, run.net.netnsPath
 	if direct {
-		if err := run.startDirect(ctx, spec, std, tr); err != nil {
+		if err := run.startDirect(ctx, spec, std, cgroupReady, tr); err != nil {
 			return nil, err
 		}
 	} else {
@@ -438,7 +460,9 @@ func (run *running) startStage(ctx context.Context, spec *initproc.Spec, warm *i
 // initproc.PrepareDirect): a thread of this process makes its namespaces
 // and root filesystem, joins its cgroups and gets its network, then forks
 // the container's process.
-func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std stdio, tr *tracer) error {
+//
+// cgroupReady returns once run.cg is made (or why it could not be).
+func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std stdio, cgroupReady func() error, tr *tracer) error {
 	files, err := run.wire(std)
 	if err != nil {
 		return err
@@ -452,6 +476,11 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 		return asStartError(err)
 	}
 	tr.mark("prepare")
+	if err := cgroupReady(); err != nil {
+		d.Abort()
+		return err
+	}
+	tr.mark("cgroup-wait")
 	limit := run.rec.Config.Resources.PidsLimit
 	run.proc, err = forkDirect(d, run.cg, files, func(tid int) error {
 		return run.net.attach(ctx, run.rec, tid)
