@@ -471,7 +471,25 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	if spec.TTY {
 		tty = files[0]
 	}
-	d, err := initproc.PrepareDirect(spec, tty)
+	// The network is wired into the thread's namespace (veths, name
+	// server, published ports) on another CPU while the thread makes the
+	// root filesystem.
+	attached := make(chan error, 1)
+	attaching := false
+	netReady := func(tid int) {
+		attaching = true
+		go func() { attached <- run.net.attach(ctx, run.rec, tid) }()
+	}
+	d, err := initproc.PrepareDirect(spec, tty, netReady)
+	if attaching {
+		// Whatever happens next, the wiring is done (or failed) before
+		// anything is undone.
+		netErr := <-attached
+		if err == nil && netErr != nil {
+			d.Abort()
+			return netErr
+		}
+	}
 	if err != nil {
 		return asStartError(err)
 	}
@@ -482,9 +500,11 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	}
 	tr.mark("cgroup-wait")
 	limit := run.rec.Config.Resources.PidsLimit
-	run.proc, err = forkDirect(d, run.cg, files, func(tid int) error {
-		return run.net.attach(ctx, run.rec, tid)
-	}, func() error {
+	var place func(tid int) error
+	if !attaching { // a namespace the thread joined: nothing to wire, or wired elsewhere
+		place = func(tid int) error { return run.net.attach(ctx, run.rec, tid) }
+	}
+	run.proc, err = forkDirect(d, run.cg, files, place, func() error {
 		// Before the user's program runs: the limit must hold from its
 		// first fork.
 		if limit > 0 {
@@ -784,21 +804,36 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	if code != 0 || oom {
 		exitErr = &ExitError{Code: code, Signal: sig, OOMKilled: oom}
 	}
-	_, _ = r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
-		cur.State.Status = statusExited
-		cur.State.Running = false
-		cur.State.Pid = 0
-		cur.State.ExitCode = code
-		cur.State.OOMKilled = oom
-		cur.State.Error = msg
-		cur.State.FinishedAt = time.Now().UTC()
-		return nil
-	})
-	tr.mark("record")
+	// An auto-removed container that no other program waits for (none
+	// holds its wait lock) goes without its exit being recorded first:
+	// nothing would read it. A Wait that begins meanwhile blocks on the
+	// lock held here and then finds the container gone, as it would a
+	// moment later anyway.
+	var noWaiters func()
+	if rec.Config.AutoRemove {
+		noWaiters, _ = r.store.TryLock("wait-"+rec.ID, true)
+	}
+	if noWaiters == nil {
+		_, _ = r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+			cur.State.Status = statusExited
+			cur.State.Running = false
+			cur.State.Pid = 0
+			cur.State.ExitCode = code
+			cur.State.OOMKilled = oom
+			cur.State.Error = msg
+			cur.State.FinishedAt = time.Now().UTC()
+			return nil
+		})
+		tr.mark("record")
+	}
 	run.unlock()
 	if rec.Config.AutoRemove {
-		r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit
-		tr.mark("waiters")
+		if noWaiters == nil {
+			r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit
+			tr.mark("waiters")
+		} else {
+			defer noWaiters()
+		}
 		if run.cgDeleted {
 			r.removeContainerDir(rec.ID, rec.Name)
 		} else {

@@ -68,7 +68,10 @@ type Direct struct {
 	cfg   stageConfig // for an exec, the fields fork uses
 	exec  bool        // joins a running container (PrepareExec)
 	prep  func() error
-	tid   int
+	// netReady, when set, is told the thread's tid once the thread has its
+	// own network namespace with loopback up.
+	netReady func(tid int)
+	tid      int
 	argv0 string
 	tty   *os.File // Run: the console; Exec: the terminal's slave
 	// master is an exec's terminal, from the container's own devpts.
@@ -94,7 +97,13 @@ type startReq struct {
 // container with a terminal, is the pty slave Start will pass as stdio.
 // The caller then places the thread (Tid) in the container's cgroups and
 // network, and calls Start or Abort.
-func PrepareDirect(spec *Spec, tty *os.File) (*Direct, error) {
+//
+// netReady, if not nil, is called from the thread as soon as the thread
+// has its own network namespace (spec.NetNS empty) with loopback up,
+// before the root filesystem is made: the caller can wire the network
+// (/proc/<tid>/ns/net) meanwhile. It must not block. When PrepareDirect
+// returns, it has been called or never will be.
+func PrepareDirect(spec *Spec, tty *os.File, netReady func(tid int)) (*Direct, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -102,7 +111,7 @@ func PrepareDirect(spec *Spec, tty *os.File) (*Direct, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Direct{tty: tty, cfg: cfg}
+	d := &Direct{tty: tty, cfg: cfg, netReady: netReady}
 	d.prep = d.prepare
 	return d, d.launch()
 }
@@ -260,6 +269,12 @@ func (d *Direct) prepare() error {
 			return err
 		}
 	}
+	if err := loopbackUp(); err != nil {
+		return stepError("bring up lo", "", err)
+	}
+	if s.NetNS == "" && d.netReady != nil {
+		d.netReady(d.tid)
+	}
 	unix.Umask(0)
 	console := -1
 	if d.tty != nil {
@@ -275,9 +290,6 @@ func (d *Direct) prepare() error {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 			return stepError("sethostname", s.Hostname, err)
 		}
-	}
-	if err := loopbackUp(); err != nil {
-		return stepError("bring up lo", "", err)
 	}
 	callerGIDs := prepareUser(s)
 	if err := resolveUser(s); err != nil {
