@@ -65,15 +65,15 @@ var procPidnsOption = sync.OnceValue(func() bool {
 // Direct is a container being started directly: PrepareDirect has made its
 // namespaces and root filesystem on a locked thread, which waits for Start.
 type Direct struct {
-	cfg   stageConfig // for an exec, the fields fork uses
-	exec  bool        // joins a running container (PrepareExec)
-	prep  func() error
+	cfg  stageConfig // for an exec, the fields fork uses
+	exec bool        // joins a running container (PrepareExec)
+	prep func() error
 	// netReady, when set, is told the thread's tid once the thread has its
 	// own network namespace with loopback up.
 	netReady func(tid int)
 	tid      int
-	argv0 string
-	tty   *os.File // Run: the console; Exec: the terminal's slave
+	argv0    string
+	tty      *os.File // Run: the console; Exec: the terminal's slave
 	// master is an exec's terminal, from the container's own devpts.
 	master *os.File
 
