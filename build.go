@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/dockerfile"
+	"github.com/berth-dev/berth/internal/initproc"
 	"github.com/berth-dev/berth/internal/store"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -385,10 +386,11 @@ func (b *builder) emit(ev BuildEvent) {
 
 // report emits the start of s's current step.
 func (b *builder) report(s *buildState, n *parser.Node, cached bool) {
-	if !cached && s.runNext {
+	if !cached && s.runNext && !initproc.DirectAvailable() {
 		// A step that misses the cache makes every later step of its stage
 		// miss too (keys chain), so the RUN ahead will start a container:
-		// its child stage can start now, while this step works.
+		// where containers start through a child stage, it can start now,
+		// while this step works. (A direct start has none to warm.)
 		b.r.prewarm(false)
 	}
 	b.emit(BuildEvent{Step: s.step, Stage: s.label, Instruction: n.Original, Cached: cached})

@@ -42,7 +42,14 @@ import (
 
 // DirectSupported reports whether spec can be started directly.
 func DirectSupported(spec *Spec) bool {
-	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && helperELF() != nil && procPidnsOption()
+	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && DirectAvailable()
+}
+
+// DirectAvailable reports whether this host and architecture start
+// containers directly at all (DirectSupported then depends on the spec
+// alone): with it, a child stage started ahead of need would go unused.
+func DirectAvailable() bool {
+	return helperELF() != nil && procPidnsOption()
 }
 
 // procPidnsOption reports whether procfs takes a pid namespace fd as the
