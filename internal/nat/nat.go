@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
+	"syscall"
+	"unsafe"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -110,23 +113,74 @@ func Owner(table string) (string, error) {
 	return "", nil
 }
 
-// Tables lists the IPv4 tables whose names start with prefix.
+// Tables lists the IPv4 tables whose names start with prefix. Every
+// program opening a root asks (its sweep), so it reads one raw dump of
+// table names rather than setting up a full nftables connection.
 func Tables(prefix string) ([]string, error) {
-	c, err := nftables.New()
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing nftables tables: %w", err)
 	}
-	ts, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		return nil, err
+	defer unix.Close(fd)
+	req := make([]byte, unix.NLMSG_HDRLEN+sizeofNfgenmsg)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	binary.NativeEndian.PutUint32(req[8:], 1) // sequence
+	req[unix.NLMSG_HDRLEN] = unix.AF_INET     // nfgenmsg: family, version 0, resource 0
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("listing nftables tables: %w", err)
 	}
 	var out []string
-	for _, t := range ts {
-		if len(t.Name) >= len(prefix) && t.Name[:len(prefix)] == prefix {
-			out = append(out, t.Name)
+	buf := make([]byte, 32<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return nil, fmt.Errorf("listing nftables tables: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("listing nftables tables: %w", err)
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+						return nil, fmt.Errorf("listing nftables tables: %w", unix.Errno(-errno))
+					}
+				}
+				return out, nil
+			}
+			if name := tableName(m.Data); strings.HasPrefix(name, prefix) && name != "" {
+				out = append(out, name)
+			}
 		}
 	}
-	return out, nil
+}
+
+// sizeofNfgenmsg is struct nfgenmsg's size: family, version, resource id.
+const sizeofNfgenmsg = int(unsafe.Sizeof(unix.Nfgenmsg{}))
+
+// tableName reads NFTA_TABLE_NAME from a table message's payload (an
+// nfgenmsg, then attributes).
+func tableName(b []byte) string {
+	if len(b) < sizeofNfgenmsg {
+		return ""
+	}
+	for b = b[sizeofNfgenmsg:]; len(b) >= unix.SizeofNlAttr; {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < unix.SizeofNlAttr || l > len(b) {
+			return ""
+		}
+		if binary.NativeEndian.Uint16(b[2:])&^unix.NLA_F_NESTED == unix.NFTA_TABLE_NAME {
+			return strings.TrimRight(string(b[unix.SizeofNlAttr:l]), "\x00")
+		}
+		b = b[min((l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1), len(b)):]
+	}
+	return ""
 }
 
 func render(c *nftables.Conn, t *nftables.Table, owner string, bridges []Bridge, ports []Port) {
