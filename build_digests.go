@@ -120,7 +120,7 @@ func (d *fileDigests) save() {
 		return
 	}
 	if os.MkdirAll(filepath.Dir(d.path), 0o700) == nil {
-		store.WriteFileAtomic(d.path, b, 0o600)
+		store.WriteCacheFile(d.path, b, 0o600)
 	}
 	d.dirty = false
 }

@@ -81,6 +81,18 @@ func (s *Store) UpdateRefs(ctx context.Context, fn func(refs map[string]string) 
 // WriteFileAtomic writes b to path through a fsynced temp file and a rename,
 // so readers see the old or the new content, never a part.
 func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, b, perm, true)
+}
+
+// WriteCacheFile is WriteFileAtomic without forcing anything to disk, for
+// files whose loss or emptiness after a crash costs only recomputing them
+// (build cache entries, digest memos): their readers treat an unreadable
+// file as absent. Each fsync costs a build step about a millisecond.
+func WriteCacheFile(path string, b []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, b, perm, false)
+}
+
+func writeFileAtomic(path string, b []byte, perm os.FileMode, durable bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
 	if err != nil {
 		return err
@@ -94,15 +106,20 @@ func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(filepath.Dir(path))
 }
