@@ -221,6 +221,43 @@ func TestBuildApp(t *testing.T) {
 	if !rec6.cached("RUN") {
 		t.Errorf("cache lost after Prune: %+v", rec6.events)
 	}
+
+	// Cache entries and the digest memo are not forced to disk: a crash
+	// can leave them empty or torn. Such files are misses, not errors.
+	for _, sub := range []string{"build", "file-digests"} {
+		ents, err := os.ReadDir(filepath.Join(rt.Root(), "cache", sub))
+		if err != nil || len(ents) == 0 {
+			t.Fatalf("cache/%s: %d entries, %v", sub, len(ents), err)
+		}
+		for i, e := range ents {
+			torn := []byte(nil)
+			if i%2 == 1 {
+				torn = []byte(`{"sha256:12`)
+			}
+			if err := os.WriteFile(filepath.Join(rt.Root(), "cache", sub, e.Name()), torn, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var rec7 buildRecorder
+	img7, err := rt.Build(ctx, dir, berth.WithBuildTags("app:7"), berth.WithBuildProgress(rec7.record))
+	if err != nil {
+		t.Fatalf("build over torn cache files: %v", err)
+	}
+	if rec7.cached("COPY") || rec7.cached("RUN") {
+		t.Errorf("torn cache entries were hits: %+v", rec7.events)
+	}
+	if got := runOutput(t, rt, "app:7", "/app/b.txt"); got != "BETB" {
+		t.Errorf("after torn cache files, the image has %q, want %q", got, "BETB")
+	}
+	var rec8 buildRecorder
+	img8, err := rt.Build(ctx, dir, berth.WithBuildProgress(rec8.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec8.cached("COPY") || !rec8.cached("RUN") || img8.ID != img7.ID {
+		t.Errorf("the build after torn cache files did not cache again: %+v", rec8.events)
+	}
 }
 
 func TestBuildCases(t *testing.T) {
