@@ -1040,8 +1040,13 @@ func (b *builder) cached(ctx context.Context, key string) *Image {
 		return nil
 	}
 	// The entry is the cached image's manifest digest; entries written
-	// before it was are its ID, which Image resolves.
+	// before it was are its ID, which Image resolves. Anything else (an
+	// entry a crash left torn: they are not forced to disk) is a miss,
+	// never a prefix Image would match to some other image.
 	d := strings.TrimSpace(string(id))
+	if _, err := store.ValidateDigest(d); err != nil {
+		return nil
+	}
 	if b.r.store.Has(d) {
 		if img, err := b.r.imageFromStore(d, nil); err == nil {
 			return img

@@ -232,7 +232,7 @@ func TestBuildApp(t *testing.T) {
 		for i, e := range ents {
 			torn := []byte(nil)
 			if i%2 == 1 {
-				torn = []byte(`{"sha256:12`)
+				torn = []byte(img.ID[:20]) // cut short: a prefix of an image that exists
 			}
 			if err := os.WriteFile(filepath.Join(rt.Root(), "cache", sub, e.Name()), torn, 0o600); err != nil {
 				t.Fatal(err)

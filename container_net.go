@@ -477,12 +477,23 @@ func (ns *netSetup) attach(ctx context.Context, rec *containerRecord, pid int) e
 	if len(ns.endpoints) == 0 {
 		return nil
 	}
-	r := ns.rt
 	nsFile, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
 	if err != nil {
 		return fmt.Errorf("opening the container's network namespace: %w", err)
 	}
 	defer nsFile.Close()
+	return ns.attachNS(ctx, rec, nsFile)
+}
+
+// needsAttach reports whether attach has anything to wire.
+func (ns *netSetup) needsAttach() bool { return len(ns.endpoints) > 0 }
+
+// attachNS is attach into the network namespace nsFile.
+func (ns *netSetup) attachNS(ctx context.Context, rec *containerRecord, nsFile *os.File) error {
+	if len(ns.endpoints) == 0 {
+		return nil
+	}
+	r := ns.rt
 	fd := int(nsFile.Fd())
 	for i, ep := range ns.endpoints {
 		mac, _ := net.ParseMAC(ep.MAC)
@@ -827,7 +838,10 @@ const bridgeAliasPrefix = "berth-root:"
 func sweepOrphanBridges() (tables []string) {
 	links, err := bridge.Aliased(nat.BridgePrefix)
 	if err != nil {
-		return nil
+		// Nothing is known to be an orphan; the root's own table is still
+		// the caller's to sweep.
+		tables, _ = nat.Tables(nat.TablePrefix)
+		return tables
 	}
 	deleted := false
 	live := map[string]bool{} // tables of roots that exist, known from their bridges

@@ -476,9 +476,22 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	// root filesystem.
 	attached := make(chan error, 1)
 	attaching := false
-	netReady := func(tid int) {
+	netReady := func(int) {
+		// On the thread, which is alive: its namespace is pinned by an fd
+		// before anything else can happen to the thread.
 		attaching = true
-		go func() { attached <- run.net.attach(ctx, run.rec, tid) }()
+		nsFile, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			attached <- fmt.Errorf("opening the container's network namespace: %w", err)
+			return
+		}
+		go func() {
+			defer nsFile.Close()
+			attached <- run.net.attachNS(ctx, run.rec, nsFile)
+		}()
+	}
+	if !run.net.needsAttach() {
+		netReady = nil
 	}
 	d, err := initproc.PrepareDirect(spec, tty, netReady)
 	if attaching {
@@ -825,14 +838,12 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 			return nil
 		})
 		tr.mark("record")
+		run.unlock()
 	}
-	run.unlock()
 	if rec.Config.AutoRemove {
 		if noWaiters == nil {
 			r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit
 			tr.mark("waiters")
-		} else {
-			defer noWaiters()
 		}
 		if run.cgDeleted {
 			r.removeContainerDir(rec.ID, rec.Name)
@@ -841,6 +852,13 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		}
 		r.removeAnonymousVolumes(rec.Config.Mounts)
 		tr.mark("remove")
+	}
+	if noWaiters != nil {
+		// Held until the record is gone: with its exit unrecorded, another
+		// program taking the owner lock would think its owner died (exit
+		// 255) and sweep it.
+		run.unlock()
+		noWaiters()
 	}
 	run.err = exitErr
 	close(run.done)

@@ -30,6 +30,8 @@
 package cgroup
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -290,14 +292,11 @@ func (c *Cgroup) makeV1Dirs(restrictDevices bool) error {
 				if err := os.MkdirAll(filepath.Dir(parent), 0o755); err != nil {
 					return err
 				}
-				switch err := os.Mkdir(parent, 0o755); {
-				case err == nil && name == cgroup1.Devices && restrictDevices:
-					// New, so no child yet whose exceptions a deny
-					// would revoke.
-					if err := writeDevicePolicy(parent); err != nil {
+				if name == cgroup1.Devices && restrictDevices {
+					if err := makeDevicesParent(parent); err != nil {
 						return err
 					}
-				case err != nil && !errors.Is(err, fs.ErrExist):
+				} else if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 					return err
 				}
 				err = os.Mkdir(dir, 0o755)
@@ -331,6 +330,34 @@ func (c *Cgroup) makeV1Dirs(restrictDevices bool) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// makeDevicesParent makes the v1 devices directory parent holding
+// docker's device policy, for the children made in it to inherit, unless
+// it exists. It writes the policy into a new sibling of a temporary name
+// and renames that into place, so that parent never shows without its
+// whole policy: a child made meanwhile would copy a partial one, and a
+// deny written to a directory with children fails (EINVAL). Losing a race
+// to another program making parent is success.
+func makeDevicesParent(parent string) error {
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(filepath.Dir(parent), "."+filepath.Base(parent)+"-"+hex.EncodeToString(rnd[:]))
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return err
+	}
+	err := writeDevicePolicy(tmp)
+	if err == nil {
+		err = os.Rename(tmp, parent)
+	}
+	if err != nil {
+		unix.Rmdir(tmp)
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
+			return nil // made by another program meanwhile
+		}
+		return fmt.Errorf("making %s with docker's device policy: %w", parent, err)
 	}
 	return nil
 }

@@ -852,6 +852,36 @@ func TestDevicePolicyInherited(t *testing.T) {
 		}
 	}
 
+	// Starts racing to make the parent: every one succeeds, with the
+	// policy, and no temporary parent is left behind.
+	for round := range 20 {
+		race := fmt.Sprintf("%s/devices-race%d", testRoot, round)
+		t.Cleanup(func() { unix.Rmdir(filepath.Join(devRoot, race)) })
+		errs := make(chan error, 8)
+		for i := range 8 {
+			go func() {
+				c, err := New(fmt.Sprintf("%s/%d", race, i), res)
+				if err == nil {
+					t.Cleanup(func() { c.Delete() })
+				}
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Errorf("racing New: %v", err)
+			}
+		}
+		for i := range 8 {
+			if got := list(fmt.Sprintf("%s/%d", race, i)); got != policy {
+				t.Errorf("%s/%d devices.list:\n%s\nwant docker's policy", race, i, got)
+			}
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(devRoot, testRoot, ".devices-race*")); len(left) > 0 {
+		t.Errorf("temporary parents left: %v", left)
+	}
+
 	found := testRoot + "/devices-found"
 	if err := os.MkdirAll(filepath.Join(devRoot, found), 0o755); err != nil {
 		t.Fatal(err)

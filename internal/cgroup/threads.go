@@ -74,12 +74,12 @@ type backFD struct {
 
 // writeTasks writes a thread id to dir/tasks through the held fd, and
 // through a fresh one should the held fd have gone stale (its cgroup
-// removed and made again). The stale fd stays open: another thread may be
+// removed and made again: ENODEV). The stale fd stays open: another thread may be
 // writing through it, and closing it could hand its number to a file
 // opened meanwhile.
 func writeTasks(dir, id string) error {
 	err := heldTasks(dir).write(id)
-	if err != nil {
+	if errors.Is(err, unix.ENODEV) { // a removed cgroup's file
 		backFDs.Delete(dir)
 		err = heldTasks(dir).write(id)
 	}

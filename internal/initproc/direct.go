@@ -78,6 +78,7 @@ type Direct struct {
 	// netReady, when set, is told the thread's tid once the thread has its
 	// own network namespace with loopback up.
 	netReady func(tid int)
+	ownFiles bool // the thread has its own fd table (fork unshared it)
 	tid      int
 	argv0    string
 	tty      *os.File // Run: the console; Exec: the terminal's slave
@@ -238,8 +239,12 @@ func (d *Direct) thread() {
 	// This thread's copy of the fd table holds every fd the program had at
 	// the fork, the write ends of the container's pipes and of other
 	// containers' among them; parked with them, it would keep those pipes
-	// from ever reporting EOF. Only the Go runtime's own fds stay.
-	closeAllBut(runtimeFDs())
+	// from ever reporting EOF. Only the Go runtime's own fds stay. (Never
+	// in a table the thread failed to make its own: that one is the
+	// program's.)
+	if d.ownFiles {
+		closeAllBut(runtimeFDs())
+	}
 	d.resp <- err
 	if err != nil {
 		// Exit only once the caller has taken this thread out of the
@@ -381,6 +386,7 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	if err := unix.Unshare(unix.CLONE_FILES); err != nil {
 		return 0, stepError("unshare files", "", err)
 	}
+	d.ownFiles = true
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return 0, stepError("close_range", "", err)
 	}

@@ -147,10 +147,11 @@ func Tables(prefix string) ([]string, error) {
 			case unix.NLMSG_DONE:
 				return out, nil
 			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-						return nil, fmt.Errorf("listing nftables tables: %w", unix.Errno(-errno))
-					}
+				if len(m.Data) < 4 {
+					return nil, errors.New("listing nftables tables: a truncated netlink error")
+				}
+				if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+					return nil, fmt.Errorf("listing nftables tables: %w", unix.Errno(-errno))
 				}
 				return out, nil
 			}
@@ -175,7 +176,7 @@ func tableName(b []byte) string {
 		if l < unix.SizeofNlAttr || l > len(b) {
 			return ""
 		}
-		if binary.NativeEndian.Uint16(b[2:])&^unix.NLA_F_NESTED == unix.NFTA_TABLE_NAME {
+		if binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER) == unix.NFTA_TABLE_NAME {
 			return strings.TrimRight(string(b[unix.SizeofNlAttr:l]), "\x00")
 		}
 		b = b[min((l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1), len(b)):]
