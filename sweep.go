@@ -48,6 +48,7 @@ func (r *Runtime) sweepContainers() {
 		}()
 	}
 	prefix := "/berth/" + rootTag(r.root)
+	cgroup.SweepTemporary(prefix)
 	cgs, _ := cgroup.List(prefix)
 	for _, p := range cgs {
 		id := p[strings.LastIndex(p, "/")+1:]

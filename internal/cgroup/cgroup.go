@@ -42,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -360,6 +361,46 @@ func makeDevicesParent(parent string) error {
 		return fmt.Errorf("making %s with docker's device policy: %w", parent, err)
 	}
 	return nil
+}
+
+// staleTempAge is how old a temporary devices parent (makeDevicesParent)
+// must be before SweepTemporary removes it: older than any making of one
+// still under way.
+var staleTempAge = 10 * time.Second
+
+// SweepTemporary removes what a program killed in makeDevicesParent left
+// for parent (a cgroup path such as /berth/<root tag>): empty devices
+// directories of a temporary name beside it, once they are old enough
+// that no program is still filling them.
+func SweepTemporary(parent string) {
+	if err := checkPath(parent); err != nil {
+		return
+	}
+	l, err := hostLayout()
+	if err != nil {
+		return
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		return
+	}
+	root, ok := roots[cgroup1.Devices]
+	if !ok {
+		return
+	}
+	dir := filepath.Join(root, path.Dir(parent))
+	prefix := "." + path.Base(parent) + "-"
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		var st unix.Stat_t
+		p := filepath.Join(dir, e.Name())
+		if unix.Stat(p, &st) == nil && time.Since(time.Unix(st.Ctim.Unix())) > staleTempAge {
+			unix.Rmdir(p) // fails, harmlessly, if anything is in it
+		}
+	}
 }
 
 // cpusetFilled reports whether the cpuset directory dir has cpus and mems.

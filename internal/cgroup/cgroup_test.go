@@ -914,3 +914,50 @@ func TestDevicePolicyInherited(t *testing.T) {
 		t.Errorf("the failed New left %s/a behind (%v)", dir, err)
 	}
 }
+
+// TestSweepTemporary: a temporary devices parent a killed program left is
+// removed once old; a young one (a program may be filling it), another
+// name, and one with a child in it stay.
+func TestSweepTemporary(t *testing.T) {
+	l, err := hostLayout()
+	if err != nil || l.v1 == nil || os.Geteuid() != 0 {
+		t.Skip("skipping: needs root and a v1 devices hierarchy")
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devRoot, ok := roots[cgroup1.Devices]
+	if !ok {
+		t.Skip("skipping: no v1 devices hierarchy")
+	}
+	base := filepath.Join(devRoot, testRoot)
+	stale := filepath.Join(base, ".grp-0123")
+	busy := filepath.Join(base, ".grp-4567")
+	other := filepath.Join(base, ".other-89ab")
+	for _, d := range []string{stale, filepath.Join(busy, "child"), other} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range []string{stale, filepath.Join(busy, "child"), busy, other} {
+			unix.Rmdir(d)
+		}
+	})
+	exists := func(d string) bool { _, err := os.Stat(d); return err == nil }
+
+	SweepTemporary(testRoot + "/grp")
+	if !exists(stale) {
+		t.Fatalf("a temporary parent made just now was swept")
+	}
+	defer func(age time.Duration) { staleTempAge = age }(staleTempAge)
+	staleTempAge = 0
+	SweepTemporary(testRoot + "/grp")
+	if exists(stale) {
+		t.Errorf("%s: an old temporary parent was left", stale)
+	}
+	if !exists(filepath.Join(busy, "child")) || !exists(other) {
+		t.Errorf("swept a temporary parent with a child in it, or a directory of another name")
+	}
+}
