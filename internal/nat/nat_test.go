@@ -28,9 +28,11 @@ func TestTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c.DelTable(tbl)
-		c.DelTable(inet)
-		c.Flush()
+		// One batch each: a batch fails whole, and tbl may be gone already.
+		for _, x := range []*nftables.Table{tbl, inet} {
+			c.DelTable(x)
+			c.Flush()
+		}
 	})
 
 	got, err := Tables("")
