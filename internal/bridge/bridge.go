@@ -6,7 +6,6 @@ package bridge
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-dev/berth/internal/nldump"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -262,7 +262,7 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 // link dump for the two attributes it needs rather than decoding every
 // link in full.
 func Aliased(prefix string) (map[string]string, error) {
-	msgs, err := linkDump()
+	msgs, err := nldump.Dump(unix.NETLINK_ROUTE, unix.RTM_GETLINK, make([]byte, unix.SizeofIfInfomsg)) // AF_UNSPEC: all links
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
@@ -289,54 +289,6 @@ func Aliased(prefix string) (map[string]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// linkDump returns the messages of one RTM_GETLINK dump. (syscall's
-// NetlinkRIB reads into a page, and a link with many attributes can take
-// more.)
-func linkDump() ([]syscall.NetlinkMessage, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	req := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofIfInfomsg) // the ifinfomsg: AF_UNSPEC, all zero
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], unix.RTM_GETLINK)
-	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.NativeEndian.PutUint32(req[8:], 1) // sequence
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
-	}
-	var out []syscall.NetlinkMessage
-	buf := make([]byte, 64<<10)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return nil, err
-		}
-		// The messages' data point into what is parsed, which the next
-		// read would overwrite.
-		msgs, err := syscall.ParseNetlinkMessage(bytes.Clone(buf[:n]))
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) < 4 {
-					return nil, errors.New("a truncated netlink error")
-				}
-				if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-					return nil, unix.Errno(-errno)
-				}
-				return out, nil
-			}
-			out = append(out, m)
-		}
-	}
 }
 
 // cString is a netlink string attribute without its terminating NUL.

@@ -801,18 +801,7 @@ func TestV2Resources(t *testing.T) {
 // policy makes New fail rather than give a child less than it asked for
 // silently.
 func TestDevicePolicyInherited(t *testing.T) {
-	l, err := hostLayout()
-	if err != nil || l.v1 == nil || os.Geteuid() != 0 {
-		t.Skip("skipping: needs root and a v1 devices hierarchy")
-	}
-	roots, err := l.v1Roots()
-	if err != nil {
-		t.Fatal(err)
-	}
-	devRoot, ok := roots[cgroup1.Devices]
-	if !ok {
-		t.Skip("skipping: no v1 devices hierarchy")
-	}
+	devRoot := devicesRoot(t)
 	list := func(p string) string {
 		t.Helper()
 		b, err := os.ReadFile(filepath.Join(devRoot, p, "devices.list"))
@@ -919,19 +908,7 @@ func TestDevicePolicyInherited(t *testing.T) {
 // removed once old; a young one (a program may be filling it), another
 // name, and one with a child in it stay.
 func TestSweepTemporary(t *testing.T) {
-	l, err := hostLayout()
-	if err != nil || l.v1 == nil || os.Geteuid() != 0 {
-		t.Skip("skipping: needs root and a v1 devices hierarchy")
-	}
-	roots, err := l.v1Roots()
-	if err != nil {
-		t.Fatal(err)
-	}
-	devRoot, ok := roots[cgroup1.Devices]
-	if !ok {
-		t.Skip("skipping: no v1 devices hierarchy")
-	}
-	base := filepath.Join(devRoot, testRoot)
+	base := filepath.Join(devicesRoot(t), testRoot)
 	stale := filepath.Join(base, ".grp-0123")
 	busy := filepath.Join(base, ".grp-4567")
 	other := filepath.Join(base, ".other-89ab")
@@ -960,4 +937,23 @@ func TestSweepTemporary(t *testing.T) {
 	if !exists(filepath.Join(busy, "child")) || !exists(other) {
 		t.Errorf("swept a temporary parent with a child in it, or a directory of another name")
 	}
+}
+
+// devicesRoot returns the v1 devices hierarchy's root directory, skipping
+// the test where there is none or it cannot be written.
+func devicesRoot(t *testing.T) string {
+	t.Helper()
+	l, err := hostLayout()
+	if err != nil || l.v1 == nil || os.Geteuid() != 0 {
+		t.Skip("skipping: needs root and a v1 devices hierarchy")
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, ok := roots[cgroup1.Devices]
+	if !ok {
+		t.Skip("skipping: no v1 devices hierarchy")
+	}
+	return root
 }

@@ -14,9 +14,9 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
-	"syscall"
 	"unsafe"
 
+	"github.com/berth-dev/berth/internal/nldump"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -117,49 +117,19 @@ func Owner(table string) (string, error) {
 // program opening a root asks (its sweep), so it reads one raw dump of
 // table names rather than setting up a full nftables connection.
 func Tables(prefix string) ([]string, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	req := make([]byte, sizeofNfgenmsg)
+	req[0] = unix.AF_INET // nfgenmsg: family, version 0, resource 0
+	msgs, err := nldump.Dump(unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE, req)
 	if err != nil {
 		return nil, fmt.Errorf("listing nftables tables: %w", err)
 	}
-	defer unix.Close(fd)
-	req := make([]byte, unix.NLMSG_HDRLEN+sizeofNfgenmsg)
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE)
-	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.NativeEndian.PutUint32(req[8:], 1) // sequence
-	req[unix.NLMSG_HDRLEN] = unix.AF_INET     // nfgenmsg: family, version 0, resource 0
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("listing nftables tables: %w", err)
-	}
 	var out []string
-	buf := make([]byte, 32<<10)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return nil, fmt.Errorf("listing nftables tables: %w", err)
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, fmt.Errorf("listing nftables tables: %w", err)
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) < 4 {
-					return nil, errors.New("listing nftables tables: a truncated netlink error")
-				}
-				if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-					return nil, fmt.Errorf("listing nftables tables: %w", unix.Errno(-errno))
-				}
-				return out, nil
-			}
-			if name := tableName(m.Data); strings.HasPrefix(name, prefix) && name != "" {
-				out = append(out, name)
-			}
+	for _, m := range msgs {
+		if name := tableName(m.Data); name != "" && strings.HasPrefix(name, prefix) {
+			out = append(out, name)
 		}
 	}
+	return out, nil
 }
 
 // sizeofNfgenmsg is struct nfgenmsg's size: family, version, resource id.
