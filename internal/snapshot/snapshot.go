@@ -38,7 +38,8 @@ type Meta struct {
 
 // Snapshots is the set of unpacked layers under <root>/snapshots.
 type Snapshots struct {
-	dir   string
+	dir   string // snapshots/<hex>: complete snapshots
+	tmp   string // snapshots/.tmp/<hex>: unpacks and removals under way
 	locks *store.Store
 }
 
@@ -46,22 +47,41 @@ type Snapshots struct {
 // directories of unpacks whose process died.
 func New(locks *store.Store) (*Snapshots, error) {
 	dir := filepath.Join(locks.Root(), "snapshots")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	s := &Snapshots{dir: dir, tmp: filepath.Join(dir, ".tmp"), locks: locks}
+	if err := os.MkdirAll(s.tmp, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Snapshots{dir: dir, locks: locks}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		h, ok := strings.CutPrefix(e.Name(), ".tmp-")
-		if !ok {
-			continue
+	// Unpacks and removals under way live in .tmp/, so that every program
+	// opening the root reads only them, not the list of every snapshot.
+	// Roots written before kept them as .tmp-<hex> among the snapshots:
+	// those are swept once, the first time.
+	sweep := func(dir, prefix string) error {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
 		}
-		if unlock, ok := locks.TryLock("snap-"+h, true); ok {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
-			unlock()
+		for _, e := range entries {
+			h, ok := strings.CutPrefix(e.Name(), prefix)
+			if _, err := store.ValidateDigest("sha256:" + h); !ok || err != nil {
+				continue // the marker below, or not berth's
+			}
+			if unlock, ok := locks.TryLock("snap-"+h, true); ok {
+				os.RemoveAll(filepath.Join(dir, e.Name()))
+				unlock()
+			}
+		}
+		return nil
+	}
+	if err := sweep(s.tmp, ""); err != nil {
+		return nil, err
+	}
+	legacy := filepath.Join(s.tmp, ".legacy-swept")
+	if _, err := os.Stat(legacy); errors.Is(err, fs.ErrNotExist) {
+		if err := sweep(dir, ".tmp-"); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(legacy, nil, 0o600); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
@@ -175,7 +195,7 @@ func (s *Snapshots) unpack(ctx context.Context, chainID, diffID string, r io.Rea
 		}
 		return s.Meta(chainID)
 	}
-	tmp := filepath.Join(s.dir, ".tmp-"+h)
+	tmp := filepath.Join(s.tmp, h)
 	os.RemoveAll(tmp)
 	if err := os.MkdirAll(filepath.Join(tmp, "fs"), 0o755); err != nil {
 		return Meta{}, err
@@ -255,7 +275,7 @@ func (s *Snapshots) Remove(ctx context.Context, chainID string) error {
 	}
 	defer unlock()
 	// Rename first so that a half-removed snapshot is never seen as present.
-	tmp := filepath.Join(s.dir, ".tmp-"+filepath.Base(d))
+	tmp := filepath.Join(s.tmp, filepath.Base(d))
 	if err := os.Rename(d, tmp); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil

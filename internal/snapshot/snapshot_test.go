@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -64,8 +66,63 @@ func TestUnpackVerifiesDiffID(t *testing.T) {
 	if s.Exists(other) {
 		t.Error("a snapshot whose content failed verification is registered")
 	}
-	if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
-		t.Errorf("left in snapshots/: %d entries", len(ents))
+	for _, dir := range []string{s.dir, s.tmp} {
+		ents, _ := os.ReadDir(dir)
+		var left []string
+		for _, e := range ents {
+			if e.Name() != ".tmp" && e.Name() != ".legacy-swept" {
+				left = append(left, e.Name())
+			}
+		}
+		if len(left) != 0 {
+			t.Errorf("left in %s: %q", dir, left)
+		}
+	}
+}
+
+// New sweeps the unpacks of dead programs from .tmp/, and once, those a
+// root written before .tmp/ existed kept among the snapshots; the
+// snapshots themselves stay.
+func TestNewSweepsTemporary(t *testing.T) {
+	s := newSnaps(t)
+	b, diffID := layerTar(t, "f", "content")
+	if _, err := s.Unpack(context.Background(), diffID, diffID, bytes.NewReader(b), archive.ApplyOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h := strings.Repeat("ab", 32)
+	legacy := filepath.Join(s.dir, ".tmp-"+h, "fs")
+	dead := filepath.Join(s.tmp, strings.Repeat("cd", 32), "fs")
+	for _, d := range []string{legacy, dead} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The legacy sweep already ran when s was opened: a root from before
+	// .tmp/ is one without its marker.
+	if err := os.Remove(filepath.Join(s.tmp, ".legacy-swept")); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(s.locks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{legacy, dead} {
+		if _, err := os.Stat(filepath.Dir(d)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s survived New (%v)", filepath.Dir(d), err)
+		}
+	}
+	if !s2.Exists(diffID) {
+		t.Error("New removed a complete snapshot")
+	}
+	// Later opens do not read the list of snapshots again.
+	if err := os.MkdirAll(legacy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(s.locks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(legacy); err != nil {
+		t.Errorf("a second New swept the snapshots' directory again (%v)", err)
 	}
 }
 
