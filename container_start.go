@@ -357,14 +357,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		res.PidsLimit = 0 // set once the preparing thread has left the cgroup
 		made := make(chan error, 1)
 		go func() { made <- newCgroup() }()
-		var madeErr error
-		waited := false
-		cgroupReady = func() error {
-			if !waited {
-				madeErr, waited = <-made, true
-			}
-			return madeErr
-		}
+		cgroupReady = sync.OnceValue(func() error { return <-made })
 		defer cgroupReady() // before the abort above deletes what it made
 	} else {
 		if err := newCgroup(); err != nil {
@@ -476,22 +469,15 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	// root filesystem.
 	attached := make(chan error, 1)
 	attaching := false
-	netReady := func(int) {
-		// On the thread, which is alive: its namespace is pinned by an fd
-		// before anything else can happen to the thread.
-		attaching = true
-		nsFile, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			attached <- fmt.Errorf("opening the container's network namespace: %w", err)
-			return
+	var netReady func(*os.File)
+	if run.net.needsAttach() {
+		netReady = func(ns *os.File) {
+			attaching = true
+			go func() {
+				defer ns.Close()
+				attached <- run.net.attachNS(ctx, run.rec, ns)
+			}()
 		}
-		go func() {
-			defer nsFile.Close()
-			attached <- run.net.attachNS(ctx, run.rec, nsFile)
-		}()
-	}
-	if !run.net.needsAttach() {
-		netReady = nil
 	}
 	d, err := initproc.PrepareDirect(spec, tty, netReady)
 	if attaching {
@@ -512,12 +498,10 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 		return err
 	}
 	tr.mark("cgroup-wait")
+	// (Without netReady there was nothing to wire: networks with endpoints
+	// give the thread a namespace of its own, the others join one.)
 	limit := run.rec.Config.Resources.PidsLimit
-	var place func(tid int) error
-	if !attaching { // a namespace the thread joined: nothing to wire, or wired elsewhere
-		place = func(tid int) error { return run.net.attach(ctx, run.rec, tid) }
-	}
-	run.proc, err = forkDirect(d, run.cg, files, place, func() error {
+	run.proc, err = forkDirect(d, run.cg, files, func() error {
 		// Before the user's program runs: the limit must hold from its
 		// first fork.
 		if limit > 0 {
@@ -532,26 +516,19 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 }
 
 // forkDirect places a prepared direct start's thread in cg's v1 cgroups,
-// lets place (if not nil) wire it further (the network goes into
-// /proc/<tid>/ns/net), forks the process with stdio files into cg's
-// unified cgroup, and takes the thread back out, on every path: a cgroup
-// holding a thread of this program can be neither deleted nor killed.
-// placed (if not nil) runs once the thread is out, before the process
-// runs anything of the user's. A failed start's process is reaped.
-func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, place func(tid int) error, placed func() error) (*initproc.Process, error) {
+// forks the process with stdio files into cg's unified cgroup, and takes
+// the thread back out, on every path: a cgroup holding a thread of this
+// program can be neither deleted nor killed. placed (if not nil) runs once
+// the thread is out, before the process runs anything of the user's. A
+// failed start's process is reaped.
+func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed func() error) (*initproc.Process, error) {
 	leave, err := cg.JoinThread(d.Tid())
 	if err != nil {
 		d.Abort()
 		return nil, fmt.Errorf("placing the process in the container's cgroup: %w", err)
 	}
 	defer leave()
-	cgfd := -1
-	if place != nil {
-		err = place(d.Tid())
-	}
-	if err == nil {
-		cgfd, err = cg.UnifiedFD()
-	}
+	cgfd, err := cg.UnifiedFD()
 	if err != nil {
 		leave()
 		d.Abort()

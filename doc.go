@@ -75,8 +75,9 @@
 // tiny static helper (a few hundred bytes of machine code) that loads the
 // seccomp filter and execs the user's program. No host binary is exec'd
 // in a container (the child stage below runs a sealed copy of the
-// program), so none can be overwritten from one (CVE-2019-5736). The thread lives as long as an attached container, which dies
-// with it. Where that path cannot serve (containers with rlimits or
+// program), so none can be overwritten from one (CVE-2019-5736). The
+// thread lives as long as an attached container, which dies with it.
+// Where that path cannot serve (containers with rlimits or
 // without no_new_privs, architectures other than amd64, kernels before
 // Linux 6.18), a re-executed copy of the calling binary does the same
 // work: berth's own package initialisation recognises such a child and

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,21 +229,23 @@ func (e *Execution) wireTerminal(master *os.File, p *Process) {
 // initproc.PrepareExec): a thread of this process joins the container's
 // namespaces and v1 cgroups and forks it there, into the unified cgroup.
 func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces, cg *cgroup.Cgroup, files [3]*os.File, p *Process) error {
-	for i, f := range files {
-		if f == nil && !spec.TTY {
-			null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-			if err != nil {
-				return err
+	if !spec.TTY && slices.Contains(files[:], nil) {
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer null.Close()
+		for i, f := range files {
+			if f == nil {
+				files[i] = null
 			}
-			defer null.Close()
-			files[i] = null
 		}
 	}
 	d, err := initproc.PrepareExec(spec, ns)
 	if err != nil {
 		return asStartError(err)
 	}
-	proc, err := forkDirect(d, cg, files, nil, nil)
+	proc, err := forkDirect(d, cg, files, nil)
 	if err != nil {
 		return err
 	}
@@ -375,7 +378,7 @@ func (e *Execution) copy(src *os.File, dst io.Writer) {
 	}()
 }
 
-// wait reaps the process, drains its output and records how it ended.
+// reap reaps the process, drains its output and records how it ended.
 func (e *Execution) reap() {
 	werr := e.wait()
 	e.exited.Store(true)

@@ -418,9 +418,6 @@ func (l layout) load(p string) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !c.exists() {
-		return nil, fmt.Errorf("cgroup %s: %w", p, fs.ErrNotExist)
-	}
 	// The v1 side is loaded through cgroup1 only when statistics need it
 	// (v1Cgroup): Exec loads the container's cgroup every time. With no v1
 	// directory left, only the v2 one of a hybrid cgroup is, and it stays
@@ -431,14 +428,20 @@ func (l layout) load(p string) (*Cgroup, error) {
 			break
 		}
 	}
+	hasV2 := false
 	if l.v2Mount != "" {
-		if _, err := os.Stat(c.v2Dir); err == nil {
-			m, err := cgroup2.Load(p, cgroup2.WithMountpoint(l.v2Mount))
-			if err != nil {
-				return nil, fmt.Errorf("cgroup %s: loading %s: %w", p, c.v2Dir, err)
-			}
-			c.v2 = m
+		_, err := os.Stat(c.v2Dir)
+		hasV2 = err == nil
+	}
+	if !c.v1ok && !hasV2 {
+		return nil, fmt.Errorf("cgroup %s: %w", p, fs.ErrNotExist)
+	}
+	if hasV2 {
+		m, err := cgroup2.Load(p, cgroup2.WithMountpoint(l.v2Mount))
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: loading %s: %w", p, c.v2Dir, err)
 		}
+		c.v2 = m
 	}
 	return c, nil
 }
@@ -485,12 +488,10 @@ func (c *Cgroup) Add(pid int) error {
 		return fmt.Errorf("cgroup %s: adding pid %d: invalid pid", c.path, pid)
 	}
 	if c.v1ok {
-		done := map[string]bool{}
-		for _, dir := range c.v1Dirs {
-			if done[dir] {
-				continue // controllers that share a hierarchy (cpu,cpuacct)
+		for _, dir := range c.dirs { // each v1 directory once, then the v2 one
+			if dir == c.v2Dir {
+				continue
 			}
-			done[dir] = true
 			if err := writeFile(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
 				return fmt.Errorf("cgroup %s: adding pid %d: %w", c.path, pid, err)
 			}

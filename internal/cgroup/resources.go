@@ -245,8 +245,8 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 			}
 		}
 	}
-	if res.PidsLimit > 0 {
-		if err := writeFile(c.v1Dirs[cgroup1.Pids], "pids.max", strconv.FormatInt(res.PidsLimit, 10)); err != nil {
+	if res.PidsLimit > 0 || !fresh { // a fresh cgroup has no limit to lift
+		if err := c.SetPidsLimit(res.PidsLimit); err != nil {
 			return fmt.Errorf("cgroup %s: %w", c.path, err)
 		}
 	}
@@ -262,12 +262,6 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 			if err := writeDevicePolicy(dir); err != nil {
 				return fmt.Errorf("cgroup %s: %w", c.path, err)
 			}
-		}
-	}
-	if dir, ok := c.v1Dirs[cgroup1.Pids]; ok && res.PidsLimit <= 0 && !fresh {
-		// cgroup1's pids controller writes only positive limits, so it could never lift one.
-		if err := writeFile(dir, "pids.max", "max"); err != nil {
-			return fmt.Errorf("cgroup %s: %w", c.path, err)
 		}
 	}
 	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok && (!fresh || res.MemoryLimit > 0) {

@@ -147,8 +147,9 @@ func (c *Cgroup) UnifiedFD() (int, error) {
 }
 
 // SetPidsLimit writes the pids limit (0 or less: none) where the pids
-// controller is: for a caller that delays it until a thread of its own
-// has left the cgroup (JoinThread).
+// controller is. New and Update write it too; a caller that delays it
+// until a thread of its own has left the cgroup (JoinThread) creates the
+// cgroup without one and calls this.
 func (c *Cgroup) SetPidsLimit(limit int64) error {
 	v := "max"
 	if limit > 0 {

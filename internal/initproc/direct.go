@@ -75,9 +75,9 @@ type Direct struct {
 	cfg  stageConfig // for an exec, the fields fork uses
 	exec bool        // joins a running container (PrepareExec)
 	prep func() error
-	// netReady, when set, is told the thread's tid once the thread has its
-	// own network namespace with loopback up.
-	netReady func(tid int)
+	// netReady, when set, gets the thread's own network namespace once
+	// loopback is up in it (see PrepareDirect).
+	netReady func(ns *os.File)
 	ownFiles bool // the thread has its own fd table (fork unshared it)
 	tid      int
 	argv0    string
@@ -108,10 +108,11 @@ type startReq struct {
 //
 // netReady, if not nil, is called from the thread as soon as the thread
 // has its own network namespace (spec.NetNS empty) with loopback up,
-// before the root filesystem is made: the caller can wire the network
-// (/proc/<tid>/ns/net) meanwhile. It must not block. When PrepareDirect
-// returns, it has been called or never will be.
-func PrepareDirect(spec *Spec, tty *os.File, netReady func(tid int)) (*Direct, error) {
+// before the root filesystem is made, with an open file of that namespace
+// (the callee closes it), so that the caller can wire the network
+// meanwhile. It must not block. When PrepareDirect returns, it has been
+// called or never will be.
+func PrepareDirect(spec *Spec, tty *os.File, netReady func(ns *os.File)) (*Direct, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -132,8 +133,8 @@ func (d *Direct) launch() error {
 	return <-d.resp
 }
 
-// Tid is the thread that holds the container's namespaces until Start:
-// /proc/<Tid>/ns/net is the container's network namespace.
+// Tid is the thread that holds the container's namespaces until Start,
+// for placing it in the container's v1 cgroups.
 func (d *Direct) Tid() int { return d.tid }
 
 // Abort ends an unstarted direct start; its thread exits and its
@@ -285,7 +286,13 @@ func (d *Direct) prepare() error {
 		return stepError("bring up lo", "", err)
 	}
 	if s.NetNS == "" && d.netReady != nil {
-		d.netReady(d.tid)
+		// Opened here, on the thread, which is alive: the namespace is
+		// pinned before anything else can happen to the thread.
+		ns, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			return stepError("open the network namespace", "/proc/thread-self/ns/net", err)
+		}
+		d.netReady(ns)
 	}
 	unix.Umask(0)
 	console := -1

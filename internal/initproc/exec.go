@@ -155,13 +155,21 @@ type ExecProcess struct {
 	released     bool
 }
 
-// ExecCommand prepares, without starting, the exec child for spec.
-func ExecCommand(spec *ExecSpec) (_ *ExecProcess, retErr error) {
+// check reports what makes spec unusable, for either way of starting it.
+func (spec *ExecSpec) check() error {
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return nil, errors.New("initproc: ExecSpec.Args is empty")
+		return errors.New("initproc: ExecSpec.Args is empty")
 	}
 	if spec.Dir != "" && !path.IsAbs(spec.Dir) {
-		return nil, fmt.Errorf("initproc: ExecSpec.Dir %q is not absolute", spec.Dir)
+		return fmt.Errorf("initproc: ExecSpec.Dir %q is not absolute", spec.Dir)
+	}
+	return nil
+}
+
+// ExecCommand prepares, without starting, the exec child for spec.
+func ExecCommand(spec *ExecSpec) (_ *ExecProcess, retErr error) {
+	if err := spec.check(); err != nil {
+		return nil, err
 	}
 	exe, err := exePath()
 	if err != nil {
@@ -174,11 +182,8 @@ func ExecCommand(spec *ExecSpec) (_ *ExecProcess, retErr error) {
 		}
 	}()
 	cfg := execStageConfig{Spec: *spec}
-	if cfg.Spec.Capabilities == nil {
-		cfg.Spec.Capabilities = caps.Default()
-	}
-	if cfg.Caps, err = caps.ParseSet(cfg.Spec.Capabilities); err != nil {
-		return nil, fmt.Errorf("capabilities: %w", err)
+	if cfg.Caps, err = capSet(spec.Capabilities); err != nil {
+		return nil, err
 	}
 	cfg.Spec.Rlimits, p.Warnings = clampRlimits(spec.Rlimits)
 	cfg.Seccomp = filterBytes(spec.SeccompFilter)

@@ -2,11 +2,8 @@ package initproc
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"path"
 
-	"github.com/berth-dev/berth/internal/caps"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,11 +23,8 @@ func ExecDirectSupported(spec *ExecSpec) bool {
 // a TTY, Start uses the terminal) or Abort. Unless spec.Detached the
 // process is killed when the calling program dies.
 func PrepareExec(spec *ExecSpec, ns *Namespaces) (*Direct, error) {
-	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return nil, errors.New("initproc: ExecSpec.Args is empty")
-	}
-	if spec.Dir != "" && !path.IsAbs(spec.Dir) {
-		return nil, fmt.Errorf("initproc: ExecSpec.Dir %q is not absolute", spec.Dir)
+	if err := spec.check(); err != nil {
+		return nil, err
 	}
 	d := &Direct{exec: true}
 	s := &d.cfg.Spec
@@ -38,13 +32,9 @@ func PrepareExec(spec *ExecSpec, ns *Namespaces) (*Direct, error) {
 	if s.User == "" {
 		s.User = "0"
 	}
-	names := spec.Capabilities
-	if names == nil {
-		names = caps.Default()
-	}
 	var err error
-	if d.cfg.Caps, err = caps.ParseSet(names); err != nil {
-		return nil, fmt.Errorf("capabilities: %w", err)
+	if d.cfg.Caps, err = capSet(spec.Capabilities); err != nil {
+		return nil, err
 	}
 	d.cfg.Seccomp = filterBytes(spec.SeccompFilter)
 	d.prep = func() error { return d.prepareExec(ns) }

@@ -138,11 +138,8 @@ func (p *Process) configure(spec *Spec) error {
 func stageConfigFor(spec *Spec) (cfg stageConfig, warnings []string, err error) {
 	cfg = stageConfig{Spec: *spec, Trace: traceSteps}
 	cfg.Spec.Files = nil
-	if cfg.Spec.Capabilities == nil {
-		cfg.Spec.Capabilities = caps.Default()
-	}
-	if cfg.Caps, err = caps.ParseSet(cfg.Spec.Capabilities); err != nil {
-		return cfg, nil, fmt.Errorf("capabilities: %w", err)
+	if cfg.Caps, err = capSet(cfg.Spec.Capabilities); err != nil {
+		return cfg, nil, err
 	}
 	cfg.Spec.Rlimits, warnings = clampRlimits(spec.Rlimits)
 	cfg.Seccomp = filterBytes(spec.SeccompFilter)
@@ -151,6 +148,19 @@ func stageConfigFor(spec *Spec) (cfg stageConfig, warnings []string, err error) 
 		return cfg, nil, err
 	}
 	return cfg, warnings, nil
+}
+
+// capSet parses a container's capability names, docker's default set
+// when names is nil.
+func capSet(names []string) (caps.Set, error) {
+	if names == nil {
+		names = caps.Default()
+	}
+	set, err := caps.ParseSet(names)
+	if err != nil {
+		return 0, fmt.Errorf("capabilities: %w", err)
+	}
+	return set, nil
 }
 
 // Warm is a child stage started ahead of need: its Go runtime is up and its
