@@ -44,8 +44,8 @@ func TestAliasedAndExists(t *testing.T) {
 	if Exists(name) {
 		t.Fatalf("Exists(%s) after deleting it = true", name)
 	}
-	if got, _ := Aliased("bt"); len(got) != 0 {
-		t.Fatalf("Aliased(bt) after deleting %s = %q", name, got)
+	if got, err := Aliased("bt"); err != nil || len(got) != 0 {
+		t.Fatalf("Aliased(bt) after deleting %s = %q, %v", name, got, err)
 	}
 	if Exists("no-such-link-x") || Exists("name-longer-than-ifnamsiz-allows") {
 		t.Fatal("Exists is true for links that cannot exist")

@@ -72,12 +72,21 @@ func TestJoinThread(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				inside, _ := threadCgroups(tid)
-				mine, _ := threadCgroups(unix.Getpid())
+				inside, err := threadCgroups(tid)
+				if err != nil {
+					return err
+				}
+				mine, err := threadCgroups(unix.Getpid())
+				if err != nil {
+					return err
+				}
 				if err := leave(); err != nil {
 					return err
 				}
-				after, _ := threadCgroups(tid)
+				after, err := threadCgroups(tid)
+				if err != nil {
+					return err
+				}
 				for name := range c.v1Dirs {
 					key := string(name)
 					if name == cgroup1.SystemdDbus {

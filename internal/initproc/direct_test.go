@@ -26,15 +26,26 @@ import (
 func needDirect(t *testing.T) {
 	t.Helper()
 	needRoot(t)
-	if runtime.GOARCH != "amd64" {
-		t.Skipf("skipping: the direct start's exec helper exists for amd64 only, not %s", runtime.GOARCH)
-	}
-	if helperFD() < 0 {
-		t.Skip("skipping: the exec helper could not be written to a sealed memfd")
-	}
+	needHelper(t)
 	if !procPidnsOption() {
 		t.Skip("skipping: the kernel's procfs lacks the pidns= mount option (Linux 6.18), which the direct start mounts the container's /proc with")
 	}
+}
+
+// needHelper returns the sealed exec helper's fd, skipping the test where
+// there is no helper for the architecture. On amd64 there is one, so a
+// helper that cannot be made fails the test: it would silently send every
+// container to the child stage.
+func needHelper(t *testing.T) int {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("skipping: the direct start's exec helper exists for amd64 only, not %s", runtime.GOARCH)
+	}
+	fd := helperFD()
+	if fd < 0 {
+		t.Fatal("the exec helper could not be written to a sealed memfd")
+	}
+	return fd
 }
 
 // newDirectSpec is newSpec for a direct start, which needs no_new_privs.
@@ -370,6 +381,11 @@ func TestDirectLeakedFds(t *testing.T) {
 			spec.Dir = dir
 			r, err := runDirect(t, spec)
 			if err != nil {
+				// Refused, as a setup step (not some other failure).
+				var se *SetupError
+				if !errors.As(err, &se) {
+					t.Fatalf("Dir %s: %v, want a *SetupError or a start", dir, err)
+				}
 				t.Logf("refused: %v", err)
 				return
 			}
@@ -595,21 +611,15 @@ func TestDirectExitCodes(t *testing.T) {
 	needDirect(t)
 	img := makeImage(t, func(dir string) {
 		// Executable by mode, refused by execve in the exec helper.
-		os.WriteFile(filepath.Join(dir, "bin/nointerp"), []byte("#!/nonexistent/interp\n"), 0o755)
-		os.WriteFile(filepath.Join(dir, "bin/noformat"), []byte("neither ELF nor script\n"), 0o755)
+		for name, content := range map[string]string{"nointerp": "#!/nonexistent/interp\n", "noformat": "neither ELF nor script\n"} {
+			if err := os.WriteFile(filepath.Join(dir, "bin", name), []byte(content), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
-	tests := []struct {
-		name string
-		args []string
-		code int
-	}{
-		{"missing in PATH", []string{"nosuchcommand"}, ExitNotFound},
-		{"missing path", []string{"/bin/nosuch"}, ExitNotFound},
-		{"missing interpreter", []string{"/bin/nointerp"}, ExitNotFound},
-		{"not executable", []string{"/etc/notexec"}, ExitNotExecutable},
-		{"directory", []string{"/bin"}, ExitNotExecutable},
-		{"bad format", []string{"noformat"}, ExitNotExecutable},
-	}
+	tests := append(slices.Clone(exitCodeCases),
+		exitCodeCase{"missing interpreter", []string{"/bin/nointerp"}, ExitNotFound},
+		exitCodeCase{"bad format", []string{"noformat"}, ExitNotExecutable})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := runDirect(t, newDirectSpec(t, img, tt.args...))

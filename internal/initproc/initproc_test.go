@@ -299,20 +299,25 @@ func TestMasksAndReadonlyPaths(t *testing.T) {
 	}
 }
 
+// exitCodeCase is a command that cannot run, with docker's exit code.
+type exitCodeCase struct {
+	name string
+	args []string
+	code int
+}
+
+// exitCodeCases are commands of makeImage's image that cannot run.
+var exitCodeCases = []exitCodeCase{
+	{"missing in PATH", []string{"nosuchcommand"}, ExitNotFound},
+	{"missing path", []string{"/bin/nosuch"}, ExitNotFound},
+	{"not executable", []string{"/etc/notexec"}, ExitNotExecutable},
+	{"directory", []string{"/bin"}, ExitNotExecutable},
+}
+
 func TestExitCodes(t *testing.T) {
 	needRoot(t)
 	img := makeImage(t, nil)
-	tests := []struct {
-		name string
-		args []string
-		code int
-	}{
-		{"missing in PATH", []string{"nosuchcommand"}, ExitNotFound},
-		{"missing path", []string{"/bin/nosuch"}, ExitNotFound},
-		{"not executable", []string{"/etc/notexec"}, ExitNotExecutable},
-		{"directory", []string{"/bin"}, ExitNotExecutable},
-	}
-	for _, tt := range tests {
+	for _, tt := range exitCodeCases {
 		t.Run(tt.name, func(t *testing.T) {
 			r := run(t, newSpec(t, img, tt.args...))
 			var se *SetupError

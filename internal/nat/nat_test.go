@@ -22,7 +22,7 @@ func TestTables(t *testing.T) {
 	}
 	name := fmt.Sprintf("berthtest%d", os.Getpid())
 	tbl := c.AddTable(&nftables.Table{Name: name, Family: nftables.TableFamilyIPv4})
-	// An inet table of the same name is not an IPv4 one.
+	// An inet table, whose name starts the same, is not an IPv4 one.
 	inet := c.AddTable(&nftables.Table{Name: name + "x", Family: nftables.TableFamilyINet})
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
@@ -52,18 +52,18 @@ func TestTables(t *testing.T) {
 	if !slices.Equal(got, names) {
 		t.Errorf("Tables(\"\") = %q, nftables lists %q", got, names)
 	}
-	if got, _ := Tables(name); !slices.Equal(got, []string{name}) {
-		t.Errorf("Tables(%q) = %q, want just it", name, got)
+	if got, err := Tables(name); err != nil || !slices.Equal(got, []string{name}) {
+		t.Errorf("Tables(%q) = %q, %v; want just it", name, got, err)
 	}
-	if got, _ := Tables(name + "-no"); len(got) != 0 {
-		t.Errorf("Tables(%q) = %q, want none", name+"-no", got)
+	if got, err := Tables(name + "-no"); err != nil || len(got) != 0 {
+		t.Errorf("Tables(%q) = %q, %v; want none", name+"-no", got, err)
 	}
 
 	c.DelTable(tbl)
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := Tables(name); len(got) != 0 {
-		t.Errorf("Tables(%q) after deleting it = %q", name, got)
+	if got, err := Tables(name); err != nil || len(got) != 0 {
+		t.Errorf("Tables(%q) after deleting it = %q, %v", name, got, err)
 	}
 }
