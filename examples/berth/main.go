@@ -48,6 +48,9 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
+	// First to initialize, whatever its place here: it fills the heap and
+	// data pages every command touches in one system call each.
+	_ "github.com/berth-dev/berth/examples/berth/internal/prefault"
 )
 
 // Exit codes, as docker uses them.
