@@ -26,7 +26,6 @@ import (
 	"strings"
 	"syscall"
 
-	moby "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -61,10 +60,9 @@ const (
 // caps (names like "CAP_SYS_ADMIN"; rules that need a capability are only
 // included when it is present, as in Docker).
 func DefaultFilter(caps []string) (Filter, error) {
-	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}}
-	p, err := moby.GetDefaultProfile(rs)
+	p, err := DefaultProfile(caps)
 	if err != nil {
-		return nil, fmt.Errorf("expanding docker's default seccomp profile: %w", err)
+		return nil, err
 	}
 	return Compile(p)
 }

@@ -1,0 +1,138 @@
+package seccomp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+
+	moby "github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// compilerRevision names what compile emits for a given profile. Programs
+// are cached on disk under Key, which includes it: change it with any change
+// to the emitted program, or programs compiled by older builds would still
+// be loaded. TestCompilerRevision fails until it is changed (and its golden
+// hash updated) when the output for a fixed profile changes.
+const compilerRevision = 1
+
+// DefaultProfile expands Docker's default seccomp profile for the native
+// architecture, the running kernel and a container whose bounding set is
+// caps, as DefaultFilter compiles it.
+func DefaultProfile(caps []string) (*specs.LinuxSeccomp, error) {
+	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}}
+	p, err := moby.GetDefaultProfile(rs)
+	if err != nil {
+		return nil, fmt.Errorf("expanding docker's default seccomp profile: %w", err)
+	}
+	return p, nil
+}
+
+// Key names the program Compile makes of p on this architecture: a hash of
+// every field of p that compile reads, the native architecture and the
+// compiler's revision. Two profiles with one key compile to one program.
+func Key(p *specs.LinuxSeccomp) (string, error) {
+	native, err := nativeArch()
+	if err != nil {
+		return "", err
+	}
+	return key(p, native), nil
+}
+
+func key(p *specs.LinuxSeccomp, native specs.Arch) string {
+	h := sha256.New()
+	w := keyWriter{h: h}
+	w.uint(compilerRevision)
+	w.str(string(native))
+	w.str(string(p.DefaultAction))
+	w.errno(p.DefaultErrnoRet)
+	w.uint(uint64(len(p.Architectures)))
+	for _, a := range p.Architectures {
+		w.str(string(a))
+	}
+	w.uint(uint64(len(p.Syscalls)))
+	for _, s := range p.Syscalls {
+		w.uint(uint64(len(s.Names)))
+		for _, n := range s.Names {
+			w.str(n)
+		}
+		w.str(string(s.Action))
+		w.errno(s.ErrnoRet)
+		w.uint(uint64(len(s.Args)))
+		for _, a := range s.Args {
+			w.uint(uint64(a.Index))
+			w.uint(a.Value)
+			w.uint(a.ValueTwo)
+			w.str(string(a.Op))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// keyWriter feeds a hash with length-prefixed strings and fixed-size
+// numbers, so that no two different profiles write the same bytes.
+type keyWriter struct {
+	h   hash.Hash
+	buf [8]byte
+}
+
+func (w *keyWriter) uint(v uint64) {
+	binary.LittleEndian.PutUint64(w.buf[:], v)
+	w.h.Write(w.buf[:])
+}
+
+func (w *keyWriter) str(s string) {
+	w.uint(uint64(len(s)))
+	w.h.Write([]byte(s))
+}
+
+func (w *keyWriter) errno(e *uint) {
+	if e == nil {
+		w.uint(1 << 63)
+		return
+	}
+	w.uint(uint64(*e))
+}
+
+// Encoded programs are the instructions in the kernel's layout (16-bit
+// code, 8-bit jt and jf, 32-bit k, little-endian) followed by their SHA-256.
+const insnSize = 8
+
+// Encode returns f in the form Decode reads.
+func (f Filter) Encode() []byte {
+	b := make([]byte, 0, len(f)*insnSize+sha256.Size)
+	for _, in := range f {
+		b = binary.LittleEndian.AppendUint16(b, in.Code)
+		b = append(b, in.Jt, in.Jf)
+		b = binary.LittleEndian.AppendUint32(b, in.K)
+	}
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+// ErrCorrupt is returned by Decode for bytes Encode did not write.
+var ErrCorrupt = errors.New("seccomp: corrupt encoded program")
+
+// Decode reads a program written by Encode. Anything else (a torn or
+// altered file) is ErrCorrupt, never a different program.
+func Decode(b []byte) (Filter, error) {
+	n := len(b) - sha256.Size
+	if n <= 0 || n%insnSize != 0 || n/insnSize > maxInsns {
+		return nil, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
+	}
+	sum := sha256.Sum256(b[:n])
+	if !bytes.Equal(sum[:], b[n:]) {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	f := make(Filter, n/insnSize)
+	for i := range f {
+		in := b[i*insnSize:]
+		f[i] = unix.SockFilter{Code: binary.LittleEndian.Uint16(in), Jt: in[2], Jf: in[3], K: binary.LittleEndian.Uint32(in[4:])}
+	}
+	return f, nil
+}
