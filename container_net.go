@@ -825,8 +825,6 @@ func (r *Runtime) releaseBridges() {
 	}
 }
 
-// sweepNetworks deletes what dead programs left: endpoints of containers
-// no one owns, bridges no one uses, and the rules for them.
 // bridgeAliasPrefix starts the alias of every bridge berth makes; the
 // root's path follows.
 const bridgeAliasPrefix = "berth-root:"
@@ -888,8 +886,10 @@ func orphanTable(t string) bool {
 	return errors.Is(err, os.ErrNotExist)
 }
 
-func (r *Runtime) sweepNetworks() {
-	tables := sweepOrphanBridges()
+// sweepNetworks deletes what dead programs left: endpoints of containers
+// no one owns, bridges no one uses, and the rules for them. tables are the
+// berth rule tables on the host, as sweepOrphanBridges left them.
+func (r *Runtime) sweepNetworks(tables []string) {
 	recs, err := r.networkRecords()
 	if err != nil || len(recs) == 0 {
 		if slices.Contains(tables, natTable(r.root)) {

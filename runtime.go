@@ -77,8 +77,12 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	for _, o := range opts {
 		o.applyRuntime(r)
 	}
+	// Bridges and tables of roots that no longer exist are found in
+	// the kernel, not in this root: that sweep runs beside this root's.
+	orphans := make(chan []string, 1)
+	go func() { orphans <- sweepOrphanBridges() }()
 	r.sweepContainers()
-	r.sweepNetworks()
+	r.sweepNetworks(<-orphans)
 	return r, nil
 }
 

@@ -14,21 +14,30 @@ import (
 // status; cgroups of this root with no container are killed and deleted.
 // Containers whose owner lives are not touched: the owner's flock says so.
 func (r *Runtime) sweepContainers() {
+	prefix := "/berth/" + rootTag(r.root)
+	temporary := make(chan struct{})
+	go func() {
+		defer close(temporary)
+		cgroup.SweepTemporary(prefix)
+	}()
 	entries, _ := os.ReadDir(r.containersDir())
 	known := map[string]bool{}
 	for _, e := range entries {
 		id := e.Name()
 		known[id] = true
-		rec, err := r.readRecord(id)
-		if err != nil || !rec.State.Running {
-			continue
-		}
+		// The lock first: a container whose owner lives (every running
+		// one but those a dead program left) is skipped without decoding
+		// its record, which costs ten times more.
 		unlock, ok := r.store.TryLock("owner-"+id, true)
 		if !ok {
 			continue
 		}
 		func() {
 			defer unlock()
+			rec, err := r.readRecord(id)
+			if err != nil || !rec.State.Running {
+				return
+			}
 			if rec.alive() && rec.Config.Detached {
 				return // still running, unowned: Wait and Stop work through its pid
 			}
@@ -47,8 +56,7 @@ func (r *Runtime) sweepContainers() {
 			r.writeRecord(rec)
 		}()
 	}
-	prefix := "/berth/" + rootTag(r.root)
-	cgroup.SweepTemporary(prefix)
+	<-temporary
 	cgs, _ := cgroup.List(prefix)
 	for _, p := range cgs {
 		id := p[strings.LastIndex(p, "/")+1:]
