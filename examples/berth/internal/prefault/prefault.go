@@ -16,7 +16,9 @@ func getAuxv() []uintptr
 func rawSyscall(trap, a1, a2, a3 uintptr) (r1, r2, errno uintptr)
 
 const (
+	madvHugepage      = 14
 	madvPopulateWrite = 23 // Linux 5.14; older kernels refuse it (EINVAL)
+	madvCollapse      = 25 // Linux 6.1
 
 	atPhdr  = 3
 	atPhnum = 5
@@ -29,43 +31,62 @@ const (
 	// about what a berth command allocates.
 	heapAhead = 2 << 20
 	pageSize  = 4096
+	hugeSize  = 2 << 20 // a PMD-mapped page on amd64 and arm64 (4 KiB pages)
 )
 
 // sink keeps the probe allocation on the heap.
 var sink *[2 * pageSize]byte
 
+// heapHuge records how the heap was prepared: with huge pages (true) or,
+// where the kernel would not, by filling it (false).
+var heapHuge bool
+
 func init() {
-	populateHeap()
+	prepareHeap()
 	populateData()
 }
 
-func madvise(start, end, advice uintptr) {
+func madvise(start, end, advice uintptr) bool {
 	start &^= pageSize - 1
 	end = (end + pageSize - 1) &^ (pageSize - 1)
-	if end > start {
-		rawSyscall(sysMadvise, start, end-start, advice)
+	if end <= start {
+		return false
 	}
+	_, _, errno := rawSyscall(sysMadvise, start, end-start, advice)
+	return errno == 0
 }
 
-// populateHeap fills the heap mapping the allocator is working in, from its
-// start (holes below the newest span are reused first) to heapAhead past
-// a fresh span. The mapping's bounds come from /proc/self/maps: populating
-// a range that starts in the runtime's reserved (PROT_NONE) arena fails
-// whole.
-func populateHeap() {
+// prepareHeap makes the heap mapping the allocator is working in cheap to
+// touch. With transparent huge pages it asks for huge pages on the whole
+// mapping (a first touch then maps 2 MiB in one fault, about 130 µs) and
+// collapses the 2 MiB block the allocator is filling into one huge page
+// now (its pages so far are copied in). Where that fails (THP off, a
+// kernel before 6.1, a block not wholly mapped) it fills the mapping from
+// its start (holes below the newest span are reused first) to heapAhead
+// past a fresh span instead. The mapping's bounds come from
+// /proc/self/maps: advice on a range that starts in the runtime's reserved
+// (PROT_NONE) arena fails whole.
+func prepareHeap() {
 	sink = new([2 * pageSize]byte)
 	a := uintptr(unsafe.Pointer(sink))
 	lo, hi, ok := mappingOf(a)
 	if !ok {
 		return
 	}
+	first := (lo + hugeSize - 1) &^ (hugeSize - 1)
+	last := hi &^ (hugeSize - 1)
+	block := a &^ (hugeSize - 1)
+	if block >= first && block+hugeSize <= last &&
+		madvise(first, last, madvHugepage) &&
+		madvise(block, block+hugeSize, madvCollapse) {
+		heapHuge = true
+		return
+	}
 	madvise(lo, min(hi, a+heapAhead), madvPopulateWrite)
 }
 
 // populateData fills the program's writable data segment, which is copied
-// on write, one fault per page otherwise. The code and read-only data are
-// left alone: they are mapped from the page cache 16 pages per fault, and
-// filling all 16 MB of them cost as much as the faults it saved.
+// on write, one fault per page otherwise (two when a read mapped it first).
 func populateData() {
 	var phdr, phnum uintptr
 	av := getAuxv()

@@ -5,6 +5,7 @@ package prefault
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -14,16 +15,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The package's init ran before the test: the heap pages from the start of
-// the allocator's mapping to heapAhead past the probe must be resident
-// although the program has not touched most of them.
-func TestHeapFilled(t *testing.T) {
-	needPopulate(t)
+// The package's init ran before the test. Where the kernel offers
+// transparent huge pages and MADV_COLLAPSE (6.1), the block the allocator
+// was filling is one huge page and the mapping asks for more; elsewhere
+// the heap pages from the start of the mapping to heapAhead past the probe
+// are resident although the program has not touched most of them.
+func TestHeapPrepared(t *testing.T) {
 	a := uintptr(unsafe.Pointer(sink))
 	lo, hi, ok := mappingOf(a)
 	if !ok {
 		t.Fatalf("no mapping in /proc/self/maps holds the probe at %#x", a)
 	}
+	if thpExpected(t) && !heapHuge {
+		t.Fatal("the kernel has transparent huge pages and MADV_COLLAPSE, but the heap was filled page by page")
+	}
+	if heapHuge {
+		entry := smapsEntry(t, func(start, end uintptr, perms, path string) bool { return start <= a && a < end })
+		if kb := smapsField(entry, "AnonHugePages:"); kb < hugeSize>>10 {
+			t.Errorf("the heap mapping %#x-%#x has %d KiB of huge pages, want at least %d", lo, hi, kb, hugeSize>>10)
+		}
+		if !strings.Contains(entry["VmFlags:"], " hg") {
+			t.Errorf("the heap mapping does not ask for huge pages: VmFlags %q", entry["VmFlags:"])
+		}
+		return
+	}
+	needPopulate(t)
 	end := min(hi, a+heapAhead)
 	vec := make([]byte, (end-lo)/pageSize)
 	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, lo, end-lo, uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
@@ -40,6 +56,68 @@ func TestHeapFilled(t *testing.T) {
 	}
 }
 
+// thpExpected reports whether this kernel should have given the heap huge
+// pages: THP not "never" and a kernel of 6.1 or later.
+func thpExpected(t *testing.T) bool {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || strings.Contains(string(b), "[never]") {
+		return false
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(string(bytes.TrimRight(u.Release[:], "\x00")), "%d.%d", &major, &minor)
+	return major > 6 || major == 6 && minor >= 1
+}
+
+// smapsEntry returns the fields of the first /proc/self/smaps entry that
+// match wants, keyed by their name with its colon ("Size:", "VmFlags:").
+func smapsEntry(t *testing.T, match func(start, end uintptr, perms, path string) bool) map[string]string {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var entry map[string]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if start, rest := hexPrefix([]byte(fields[0])); len(rest) > 0 && rest[0] == '-' && len(fields) >= 5 {
+			if entry != nil {
+				return entry
+			}
+			end, _ := hexPrefix(rest[1:])
+			path := ""
+			if len(fields) >= 6 {
+				path = fields[5]
+			}
+			if match(start, end, fields[1], path) {
+				entry = map[string]string{}
+			}
+			continue
+		}
+		if entry != nil {
+			entry[fields[0]] = strings.TrimPrefix(sc.Text(), fields[0])
+		}
+	}
+	if entry == nil {
+		t.Fatal("no /proc/self/smaps entry matches")
+	}
+	return entry
+}
+
+// smapsField is a size field of an smaps entry, in KiB.
+func smapsField(entry map[string]string, name string) int {
+	n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(entry[name]), " kB"))
+	return n
+}
+
 // The writable data segment is private: once filled, all of it is
 // anonymous (copied) memory in the mapping's smaps entry.
 func TestDataFilled(t *testing.T) {
@@ -48,31 +126,9 @@ func TestDataFilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var size, anon int
-	inData := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(line)
-		switch {
-		case len(fields) >= 6 && strings.Contains(fields[0], "-"):
-			inData = fields[1] == "rw-p" && fields[5] == exe
-		case inData && fields[0] == "Size:":
-			size, _ = strconv.Atoi(fields[1])
-		case inData && fields[0] == "Anonymous:":
-			anon, _ = strconv.Atoi(fields[1])
-			inData = false
-		}
-	}
-	if size == 0 {
-		t.Fatalf("no writable mapping of %s in /proc/self/smaps", exe)
-	}
-	if anon < size {
+	entry := smapsEntry(t, func(_, _ uintptr, perms, path string) bool { return perms == "rw-p" && path == exe })
+	size, anon := smapsField(entry, "Size:"), smapsField(entry, "Anonymous:")
+	if size == 0 || anon < size {
 		t.Errorf("the data mapping of %s has %d of %d KiB copied", exe, anon, size)
 	}
 }
