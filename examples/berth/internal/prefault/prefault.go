@@ -20,30 +20,54 @@ const (
 	madvPopulateWrite = 23 // Linux 5.14; older kernels refuse it (EINVAL)
 	madvCollapse      = 25 // Linux 6.1
 
-	atPhdr  = 3
-	atPhnum = 5
+	atPhdr   = 3
+	atPhnum  = 5
+	atPagesz = 6
 
-	ptLoad  = 1
-	ptPhdr  = 6
-	pfWrite = 2
+	ptLoad     = 1
+	ptPhdr     = 6
+	ptGnuRelro = 0x6474e552
+	pfWrite    = 2
 
-	// heapAhead is how much heap beyond the first fresh span is filled:
-	// about what a berth command allocates.
+	// heapAhead is how much heap past a fresh span is filled where huge
+	// pages cannot be had: about what a berth command allocates.
 	heapAhead = 2 << 20
-	pageSize  = 4096
-	hugeSize  = 2 << 20 // a PMD-mapped page on amd64 and arm64 (4 KiB pages)
+	hugeSize  = 2 << 20 // a PMD-mapped page with 4 KiB pages
 )
 
 // sink keeps the probe allocation on the heap.
-var sink *[2 * pageSize]byte
+var sink *[8192]byte
 
 // heapHuge records how the heap was prepared: with huge pages (true) or,
 // where the kernel would not, by filling it (false).
 var heapHuge bool
 
+// pageSize is the kernel's, from the auxiliary vector.
+var pageSize uintptr
+
 func init() {
+	av := auxv()
+	pageSize = av[atPagesz]
+	// The heap work pays for itself in a program that allocates as it
+	// starts and then ends: with 4 KiB pages only, and not in the
+	// processes berth re-executes to wait (a root's monitor and a
+	// lingering bridge's holder live on, holding the filled memory).
+	if pageSize != 4096 || waiter() {
+		return
+	}
 	prepareHeap()
-	populateData()
+	populateData(av[atPhdr], av[atPhnum])
+}
+
+// auxv returns the entries of the auxiliary vector this package reads.
+func auxv() (v [atPagesz + 1]uintptr) {
+	a := getAuxv()
+	for i := 0; i+1 < len(a); i += 2 {
+		if a[i] < uintptr(len(v)) {
+			v[a[i]] = a[i+1]
+		}
+	}
+	return v
 }
 
 func madvise(start, end, advice uintptr) bool {
@@ -67,7 +91,7 @@ func madvise(start, end, advice uintptr) bool {
 // /proc/self/maps: advice on a range that starts in the runtime's reserved
 // (PROT_NONE) arena fails whole.
 func prepareHeap() {
-	sink = new([2 * pageSize]byte)
+	sink = new([8192]byte)
 	a := uintptr(unsafe.Pointer(sink))
 	lo, hi, ok := mappingOf(a)
 	if !ok {
@@ -85,55 +109,76 @@ func prepareHeap() {
 	madvise(lo, min(hi, a+heapAhead), madvPopulateWrite)
 }
 
+type elfPhdr struct {
+	typ, flags                              uint32
+	off, vaddr, paddr, filesz, memsz, align uint64
+}
+
 // populateData fills the program's writable data segment, which is copied
 // on write, one fault per page otherwise (two when a read mapped it first).
-func populateData() {
-	var phdr, phnum uintptr
-	av := getAuxv()
-	for i := 0; i+1 < len(av); i += 2 {
-		switch av[i] {
-		case atPhdr:
-			phdr = av[i+1]
-		case atPhnum:
-			phnum = av[i+1]
-		}
-	}
+// The part the dynamic linker made read-only after relocating (RELRO, in
+// position-independent and cgo builds) is left out: it cannot be written.
+func populateData(phdr, phnum uintptr) {
 	if phdr == 0 || phnum == 0 {
 		return
 	}
-	type elfPhdr struct {
-		typ, flags                              uint32
-		off, vaddr, paddr, filesz, memsz, align uint64
-	}
 	// The headers are in the mapped executable, outside Go's heap: the
-	// address never moves, so reading it as a pointer is sound (the
-	// indirect conversion says so to vet).
+	// address never moves. The conversion goes through a *unsafe.Pointer
+	// because vet (rightly, in general) flags uintptr-to-pointer ones.
 	at := *(*unsafe.Pointer)(unsafe.Pointer(&phdr))
 	headers := unsafe.Slice((*elfPhdr)(at), phnum)
-	var bias uintptr // nonzero for a position-independent executable
+	bias, known := uintptr(0), false // the load address of a PIE
+	var relroStart, relroEnd uintptr
 	for _, h := range headers {
-		if h.typ == ptPhdr {
-			bias = phdr - uintptr(h.vaddr)
+		switch h.typ {
+		case ptPhdr:
+			bias, known = phdr-uintptr(h.vaddr), true
+		case ptGnuRelro:
+			relroStart, relroEnd = uintptr(h.vaddr), uintptr(h.vaddr+h.memsz)
 		}
 	}
+	if !known {
+		return // no way to tell where the segments are
+	}
 	for _, h := range headers {
-		if h.typ == ptLoad && h.flags&pfWrite != 0 {
-			start := uintptr(h.vaddr) + bias
-			madvise(start, start+uintptr(h.filesz), madvPopulateWrite)
+		if h.typ != ptLoad || h.flags&pfWrite == 0 {
+			continue
+		}
+		start, end := uintptr(h.vaddr), uintptr(h.vaddr+h.filesz)
+		if relroStart <= start && start < relroEnd {
+			start = relroEnd
+		}
+		if start < end {
+			madvise(start+bias, end+bias, madvPopulateWrite)
 		}
 	}
 }
 
-// mappingOf returns the bounds of the mapping holding address a, read from
-// /proc/self/maps.
-func mappingOf(a uintptr) (lo, hi uintptr, ok bool) {
-	path := [...]byte{'/', 'p', 'r', 'o', 'c', '/', 's', 'e', 'l', 'f', '/', 'm', 'a', 'p', 's', 0}
-	fd, _, errno := rawSyscall(sysOpenat, atFDCWD, uintptr(unsafe.Pointer(&path[0])), oRDONLY|oCLOEXEC)
+// waiter reports whether this process is one berth re-executed to wait in
+// the background (argv[0] "berth-monitor" or "berth-linger"), read from
+// /proc/self/cmdline.
+func waiter() bool {
+	var buf [32]byte
+	n := readFile("/proc/self/cmdline\x00", buf[:])
+	arg0 := buf[:n]
+	for i, c := range arg0 {
+		if c == 0 {
+			arg0 = arg0[:i]
+			break
+		}
+	}
+	return string(arg0) == "berth-monitor" || string(arg0) == "berth-linger"
+}
+
+// readFile reads up to len(buf) bytes of the file at the NUL-terminated
+// path and returns how many it read (0 on any error).
+func readFile(path string, buf []byte) int {
+	p := unsafe.StringData(path)
+	fd, _, errno := rawSyscall(sysOpenat, atFDCWD, uintptr(unsafe.Pointer(p)), oRDONLY|oCLOEXEC)
 	if errno != 0 {
-		return 0, 0, false
+		return 0
 	}
 	defer rawSyscall(sysClose, fd, 0, 0)
-	var buf [16 << 10]byte
 	n := 0
 	for n < len(buf) {
 		r, _, errno := rawSyscall(sysRead, fd, uintptr(unsafe.Pointer(&buf[n])), uintptr(len(buf)-n))
@@ -142,6 +187,14 @@ func mappingOf(a uintptr) (lo, hi uintptr, ok bool) {
 		}
 		n += int(r)
 	}
+	return n
+}
+
+// mappingOf returns the bounds of the mapping holding address a, read from
+// /proc/self/maps.
+func mappingOf(a uintptr) (lo, hi uintptr, ok bool) {
+	var buf [16 << 10]byte
+	n := readFile("/proc/self/maps\x00", buf[:])
 	// Lines are "lo-hi perms offset dev inode path", lo and hi in hex.
 	for line := buf[:n]; len(line) > 0; {
 		lo, rest := hexPrefix(line)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -153,7 +154,7 @@ func TestHexPrefix(t *testing.T) {
 // needPopulate skips on kernels without MADV_POPULATE_WRITE (before 5.14),
 // where the package does nothing.
 func needPopulate(t *testing.T) {
-	b, err := unix.Mmap(-1, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	b, err := unix.Mmap(-1, 0, int(pageSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,5 +163,27 @@ func needPopulate(t *testing.T) {
 		var u unix.Utsname
 		unix.Uname(&u)
 		t.Skipf("kernel %s refuses MADV_POPULATE_WRITE: %v", bytes.TrimRight(u.Release[:], "\x00"), err)
+	}
+}
+
+// A process berth re-executes to wait in the background (argv[0]
+// berth-monitor or berth-linger) keeps its heap as the runtime made it.
+func TestWaiterSkips(t *testing.T) {
+	if os.Getenv("PREFAULT_REPORT") != "" {
+		fmt.Printf("prepared=%v\n", sink != nil)
+		return
+	}
+	for _, argv0 := range []string{"berth-monitor", "berth-linger", "berth-init"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWaiterSkips$")
+		cmd.Args[0] = argv0
+		cmd.Env = append(os.Environ(), "PREFAULT_REPORT=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", argv0, err)
+		}
+		want := "prepared=" + strconv.FormatBool(argv0 == "berth-init")
+		if !strings.Contains(string(out), want) {
+			t.Errorf("run as %s: %q, want %s", argv0, out, want)
+		}
 	}
 }
