@@ -275,8 +275,11 @@ func (r *Runtime) seccompFilter(capNames []string) ([]unix.SockFilter, error) {
 // 1.5-3 ms in a fresh process here (every CLI command is one), reading the
 // program back about 0.1 ms. The file is named by seccomp.Key, a hash of
 // the expanded profile (which the kernel version and the capabilities
-// shape) and of the compiler's revision; one that does not decode is
-// compiled again and replaced.
+// shape), the syscall tables and the compiler's revision. It is used only
+// if root owns it and its directory and no one else may write them (a
+// program from anywhere else is a hole in every container), and only if
+// it decodes for its key; otherwise the profile is compiled and the file
+// replaced.
 func (r *Runtime) compiledProfile(capNames []string) (seccomp.Filter, error) {
 	p, err := seccomp.DefaultProfile(capNames)
 	if err != nil {
@@ -287,8 +290,8 @@ func (r *Runtime) compiledProfile(capNames []string) (seccomp.Filter, error) {
 		return nil, err
 	}
 	path := filepath.Join(r.root, "cache", "seccomp", key)
-	if b, err := os.ReadFile(path); err == nil {
-		if f, err := seccomp.Decode(b); err == nil {
+	if b, err := readTrusted(path); err == nil {
+		if f, err := seccomp.Decode(b, key); err == nil {
 			return f, nil
 		}
 	}
@@ -298,9 +301,38 @@ func (r *Runtime) compiledProfile(capNames []string) (seccomp.Filter, error) {
 	}
 	// A program that cannot be kept is compiled again next time.
 	if os.MkdirAll(filepath.Dir(path), 0o700) == nil {
-		store.WriteCacheFile(path, f.Encode(), 0o600)
+		store.WriteCacheFile(path, f.Encode(key), 0o600)
 	}
 	return f, nil
+}
+
+// readTrusted reads the regular file at path if this process's user owns
+// it and its directory and neither is writable by group or others; it does
+// not follow a symlink at path.
+func readTrusted(path string) ([]byte, error) {
+	var dir unix.Stat_t
+	if err := unix.Lstat(filepath.Dir(path), &dir); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	euid := uint32(os.Geteuid())
+	for _, s := range []unix.Stat_t{dir, st} {
+		if s.Uid != euid || s.Mode&0o022 != 0 {
+			return nil, fmt.Errorf("%s: owned by uid %d, mode %o: not trusted", path, s.Uid, s.Mode&0o7777)
+		}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	return io.ReadAll(f)
 }
 
 // cgroupResources converts a container's limits for the cgroup package.

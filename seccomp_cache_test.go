@@ -13,9 +13,10 @@ import (
 )
 
 // TestSeccompProgramCache: the first container on a root compiles docker's
-// profile and keeps the program in cache/seccomp; a program of the next
-// Runtime on the root comes from that file, and enforces; a file that does
-// not decode is compiled again and replaced, never loaded.
+// profile and keeps the program in cache/seccomp; the next Runtime on the
+// root loads that file (shown by planting a different program under the
+// key); a file that does not decode, or that someone other than root may
+// have written, is compiled again and replaced, never loaded.
 func TestSeccompProgramCache(t *testing.T) {
 	rt := busyboxRuntime(t)
 	// Docker's profile denies unshare without CAP_SYS_ADMIN; a user
@@ -32,47 +33,81 @@ func TestSeccompProgramCache(t *testing.T) {
 	if err != nil || len(files) != 1 {
 		t.Fatalf("cache/seccomp after one container: %v, %v", files, err)
 	}
-	path := filepath.Join(dir, files[0].Name())
+	key := files[0].Name()
+	path := filepath.Join(dir, key)
+	p, err := seccomp.DefaultProfile(caps.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := seccomp.Key(p); k != key {
+		t.Fatalf("the cache file is %s, the profile's key %s", key, k)
+	}
+	want, err := seccomp.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cached := func() seccomp.Filter {
 		t.Helper()
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := seccomp.Decode(b)
+		f, err := seccomp.Decode(b, key)
 		if err != nil {
 			t.Fatalf("the cached program: %v", err)
 		}
 		return f
 	}
-	want, err := seccomp.DefaultFilter(caps.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
 	if !slices.Equal(cached(), want) {
 		t.Fatal("the cached program is not the one docker's profile compiles to")
 	}
 
-	// The next program on the root loads the file.
-	again := sameRoot(t, rt)
-	if got := strings.TrimSpace(containerOut(t, again, probe)); got != "denied" {
-		t.Fatalf("with the cached filter, unshare -U: %s", got)
+	// The next program on the root loads the file: planted there, the
+	// program of a CAP_SYS_ADMIN profile lets the probe through.
+	adm, err := seccomp.DefaultFilter(append(caps.Default(), "CAP_SYS_ADMIN"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, adm.Encode(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(containerOut(t, sameRoot(t, rt), probe)); got != "allowed" {
+		t.Fatalf("with the planted program in the cache, unshare -U: %s (the cache was not read)", got)
 	}
 
-	// A corrupt file: the profile is compiled again and the file replaced.
-	good, _ := os.ReadFile(path)
-	bad := slices.Clone(good)
-	bad[0] ^= 0xff
-	for name, b := range map[string][]byte{"altered": bad, "torn": good[:len(good)/2], "empty": nil} {
-		if err := os.WriteFile(path, b, 0o600); err != nil {
+	// Files that must not be loaded: compiled again, and replaced.
+	good := want.Encode(key)
+	altered := slices.Clone(good)
+	altered[0] ^= 0xff
+	for _, tc := range []struct {
+		name  string
+		b     []byte
+		setup func() error
+	}{
+		{"altered", altered, nil},
+		{"torn", good[:len(good)/2], nil},
+		{"empty", nil, nil},
+		{"another key's", adm.Encode(strings.Repeat("0", 64)), nil},
+		{"group-writable", adm.Encode(key), func() error { return os.Chmod(path, 0o620) }},
+		{"in a world-writable directory", adm.Encode(key), func() error { return os.Chmod(dir, 0o777) }},
+		{"not root's", adm.Encode(key), func() error { return os.Chown(path, 1000, 1000) }},
+	} {
+		if err := os.WriteFile(path, tc.b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		rt := sameRoot(t, rt)
-		if got := strings.TrimSpace(containerOut(t, rt, probe)); got != "denied" {
-			t.Fatalf("%s cache file: unshare -U: %s", name, got)
+		if tc.setup != nil {
+			if err := tc.setup(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := strings.TrimSpace(containerOut(t, sameRoot(t, rt), probe)); got != "denied" {
+			t.Fatalf("%s cache file: unshare -U: %s", tc.name, got)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			t.Fatal(err)
 		}
 		if !slices.Equal(cached(), want) {
-			t.Fatalf("%s cache file was not replaced by the compiled program", name)
+			t.Fatalf("%s cache file was not replaced by the compiled program", tc.name)
 		}
 	}
 }

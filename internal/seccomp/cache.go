@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 
 	moby "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -49,6 +50,7 @@ func key(p *specs.LinuxSeccomp, native specs.Arch) string {
 	w := keyWriter{h: h}
 	w.uint(compilerRevision)
 	w.str(string(native))
+	h.Write(tablesDigest()) // the numbers names compile to
 	w.str(string(p.DefaultAction))
 	w.errno(p.DefaultErrnoRet)
 	w.uint(uint64(len(p.Architectures)))
@@ -74,6 +76,27 @@ func key(p *specs.LinuxSeccomp, native specs.Arch) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// tablesDigest hashes every syscall table compile may use, once per
+// process: a program compiled with other tables (a regenerated
+// zsyscalls.go) must not be taken for this build's.
+var tablesDigest = sync.OnceValue(func() []byte {
+	return digestTables(&archX86_64, &archI386, &archAARCH64, &archARM)
+})
+
+func digestTables(tables ...*archTable) []byte {
+	h := sha256.New()
+	w := keyWriter{h: h}
+	for _, t := range tables {
+		w.uint(uint64(t.auditArch))
+		w.uint(uint64(len(t.syscalls)))
+		for _, s := range t.syscalls {
+			w.str(s.name)
+			w.uint(uint64(s.nr))
+		}
+	}
+	return h.Sum(nil)
+}
+
 // keyWriter feeds a hash with length-prefixed strings and fixed-size
 // numbers, so that no two different profiles write the same bytes.
 type keyWriter struct {
@@ -91,41 +114,56 @@ func (w *keyWriter) str(s string) {
 	w.h.Write([]byte(s))
 }
 
+// errno writes whether e is set, then its value.
 func (w *keyWriter) errno(e *uint) {
 	if e == nil {
-		w.uint(1 << 63)
+		w.uint(0)
 		return
 	}
+	w.uint(1)
 	w.uint(uint64(*e))
 }
 
 // Encoded programs are the instructions in the kernel's layout (16-bit
-// code, 8-bit jt and jf, 32-bit k, little-endian) followed by their SHA-256.
+// code, 8-bit jt and jf, 32-bit k, little-endian) followed by the SHA-256
+// of the key they were compiled under and the instructions.
 const insnSize = 8
 
-// Encode returns f in the form Decode reads.
-func (f Filter) Encode() []byte {
+// Encode returns f, compiled for key, in the form Decode reads.
+func (f Filter) Encode(key string) []byte {
 	b := make([]byte, 0, len(f)*insnSize+sha256.Size)
 	for _, in := range f {
 		b = binary.LittleEndian.AppendUint16(b, in.Code)
 		b = append(b, in.Jt, in.Jf)
 		b = binary.LittleEndian.AppendUint32(b, in.K)
 	}
-	sum := sha256.Sum256(b)
+	sum := checksum(key, b)
 	return append(b, sum[:]...)
 }
 
-// ErrCorrupt is returned by Decode for bytes Encode did not write.
+func checksum(key string, insns []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(key))
+	h.Write(insns)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// ErrCorrupt is returned by Decode for bytes Encode did not write for the
+// key.
 var ErrCorrupt = errors.New("seccomp: corrupt encoded program")
 
-// Decode reads a program written by Encode. Anything else (a torn or
-// altered file) is ErrCorrupt, never a different program.
-func Decode(b []byte) (Filter, error) {
+// Decode reads a program that Encode wrote for key. Anything else (a torn
+// or altered file, one written for another key) is ErrCorrupt, never a
+// different program. The checksum guards against accidents, not against
+// whoever may write the file: the caller checks who that is.
+func Decode(b []byte, key string) (Filter, error) {
 	n := len(b) - sha256.Size
 	if n <= 0 || n%insnSize != 0 || n/insnSize > maxInsns {
 		return nil, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
 	}
-	sum := sha256.Sum256(b[:n])
+	sum := checksum(key, b[:n])
 	if !bytes.Equal(sum[:], b[n:]) {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}

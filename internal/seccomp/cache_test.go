@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -27,7 +28,7 @@ func TestCompilerRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(f.Encode())
+	sum := sha256.Sum256(f.Encode(""))
 	if got := hex.EncodeToString(sum[:]); got != goldenProgram {
 		t.Fatalf("compile's output changed (program hash %s, golden %s): raise compilerRevision (now %d) and set goldenProgram to the new hash", got, goldenProgram, compilerRevision)
 	}
@@ -38,8 +39,9 @@ func TestEncodeDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := f.Encode()
-	got, err := Decode(b)
+	const k = "key"
+	b := f.Encode(k)
+	got, err := Decode(b, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +57,10 @@ func TestEncodeDecode(t *testing.T) {
 		"torn":           b[:len(b)-1],
 		"one bit":        flipped,
 		"extra byte":     append(slices.Clone(b), 0),
-		"over the limit": tooMany.Encode(),
+		"over the limit": tooMany.Encode(k),
+		"another key":    f.Encode("other"),
 	} {
-		if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+		if _, err := Decode(bad, k); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: Decode = %v, want ErrCorrupt", name, err)
 		}
 	}
@@ -77,6 +80,14 @@ func TestKey(t *testing.T) {
 	argIdx := slices.IndexFunc(base.Syscalls, func(s specs.LinuxSyscall) bool { return len(s.Args) > 0 })
 	if argIdx < 0 {
 		t.Fatal("the test profile has no rule with arguments")
+	}
+	// Fields compile does not read leave the key alone.
+	unread := testProfile(t)
+	unread.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog}
+	unread.ListenerPath = "/run/listener"
+	unread.ListenerMetadata = "meta"
+	if key(unread, specs.ArchX86_64) != k {
+		t.Error("a field compile does not read changed the key")
 	}
 	for name, change := range map[string]func(p *specs.LinuxSeccomp){
 		"default action": func(p *specs.LinuxSeccomp) { p.DefaultAction = specs.ActKillProcess },
@@ -101,6 +112,23 @@ func TestKey(t *testing.T) {
 		if key(p, specs.ArchX86_64) == k {
 			t.Errorf("changing %s leaves the key as it was", name)
 		}
+	}
+}
+
+// The syscall tables are in the key: one number changed changes it.
+func TestKeyTables(t *testing.T) {
+	base := digestTables(&archX86_64, &archI386)
+	changed := archI386
+	changed.syscalls = slices.Clone(archI386.syscalls)
+	changed.syscalls[len(changed.syscalls)/2].nr++
+	if bytes.Equal(digestTables(&archX86_64, &changed), base) {
+		t.Error("a syscall number changed and the tables' digest did not")
+	}
+	renamed := archX86_64
+	renamed.syscalls = slices.Clone(archX86_64.syscalls)
+	renamed.syscalls[0].name += "x"
+	if bytes.Equal(digestTables(&renamed, &archI386), base) {
+		t.Error("a syscall name changed and the tables' digest did not")
 	}
 }
 
