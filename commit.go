@@ -170,11 +170,14 @@ func WithCommitPause(on bool) CommitOption {
 // WithCommitPause(false). Volumes are not part of a container's
 // filesystem and their content is not committed, as with docker.
 //
-// Like docker, Commit leaves out the mount points berth creates in a
-// container (an empty /etc/hosts, /etc/hostname, /etc/resolv.conf), and
-// adds no layer, only a history entry marked empty_layer, when the diff
-// holds no entry at all. (The directories above those mount points, /etc
-// for an image without the files, stay in the diff.)
+// Like docker, Commit leaves out the mount points berth creates for a
+// container (an empty /etc/hosts, /etc/hostname, /etc/resolv.conf, the
+// directories of /proc, /dev and /sys), which live in the image's init
+// layer rather than in the container's writable one, and adds no layer,
+// only a history entry marked empty_layer, when the diff holds no entry
+// at all. (A container whose image could have no init layer made them in
+// its writable layer: the files are dropped from the diff, the
+// directories above them, /etc for an image without the files, stay.)
 //
 // The new layer is stored uncompressed; the image's other layers keep
 // their blobs and media types. The image is tagged as WithCommitTag says,
@@ -533,10 +536,10 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// mountTargets are the files berth creates in a container's upper
-// directory to bind the container's own /etc files on. docker makes them
-// in a separate init layer that commit leaves out; berth drops them from
-// the diff instead. Writes in the container go to the bound file, never
+// mountTargets are the files berth creates to bind the container's own
+// /etc files on: in the image's init layer (as docker does), or, where
+// that could not be made, in the container's upper directory, from whose
+// diff they are dropped. Writes in the container go to the bound file, never
 // to these, and they cannot be hardlinked (a link across mounts fails),
 // so an empty regular file at one of these paths is always berth's.
 var mountTargets = map[string]bool{"etc/hosts": true, "etc/hostname": true, "etc/resolv.conf": true}

@@ -216,7 +216,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 }
 
 // initSpec turns a container record into the child stage's spec.
-func (r *Runtime) initSpec(rec *containerRecord, files map[string][]byte, netns string) (*initproc.Spec, error) {
+func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[string][]byte, netns string) (*initproc.Spec, error) {
 	cfg := &rec.Config
 	dir := r.containerDir(rec.ID)
 	s := &initproc.Spec{
@@ -231,7 +231,11 @@ func (r *Runtime) initSpec(rec *containerRecord, files map[string][]byte, netns 
 	if s.User == "" {
 		s.User = "0"
 	}
-	// overlayfs wants the topmost lower layer first.
+	// overlayfs wants the topmost lower layer first: the image's init
+	// layer, where there is one, then the image's layers.
+	if init := r.initLayer(ctx, cfg.ChainIDs); init != "" {
+		s.Lower = append(s.Lower, init)
+	}
 	for i := len(cfg.ChainIDs) - 1; i >= 0; i-- {
 		fs, err := r.snaps.FS(cfg.ChainIDs[i])
 		if err != nil {
@@ -380,7 +384,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 			run.abort(retErr)
 		}
 	}()
-	spec, err := r.initSpec(rec, nil, "")
+	spec, err := r.initSpec(ctx, rec, nil, "")
 	if err != nil {
 		return nil, err
 	}

@@ -293,6 +293,9 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 		return errStarted
 	}
 	var lower []string
+	if init := r.existingInitLayer(rec.Config.ChainIDs); init != "" {
+		lower = append(lower, init) // the mount points the container had
+	}
 	for i := len(rec.Config.ChainIDs) - 1; i >= 0; i-- { // topmost first
 		fs, err := r.snaps.FS(rec.Config.ChainIDs[i])
 		if err != nil {
@@ -1008,9 +1011,10 @@ type Change struct {
 // String returns the change as docker diff prints it: "C /etc/passwd".
 func (c Change) String() string { return c.Kind.String() + " " + c.Path }
 
-// initPaths are the mount points berth makes in every container (docker
-// keeps them in its "init" layer, so docker diff never shows them either):
-// what is mounted there is not the container's change.
+// initPaths are the mount points berth makes for every container, in the
+// image's init layer as docker does (so docker diff never shows them
+// either), or in the container's writable layer where the init layer
+// could not be made: what is mounted there is not the container's change.
 var initPaths = map[string]bool{
 	"dev": true, "proc": true, "sys": true, "etc/hosts": true, "etc/hostname": true, "etc/resolv.conf": true,
 }

@@ -1,0 +1,158 @@
+package berth_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+)
+
+// initImage imports a root of the host's busybox (/bin/busybox, /bin/sh)
+// plus extra entries ("dir/", "name -> target", or a file's content).
+func initImage(t *testing.T, rt *berth.Runtime, ref string, extra ...string) {
+	t.Helper()
+	bin, err := os.ReadFile(berthtest.BusyboxPath)
+	if err != nil {
+		t.Skipf("needs %s: %v", berthtest.BusyboxPath, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))})
+	tw.Write(bin)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/sh", Linkname: "busybox", Mode: 0o777})
+	for i := 0; i+1 < len(extra); i += 2 {
+		name, content := extra[i], extra[i+1]
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(content))}
+		switch {
+		case strings.HasSuffix(name, "/"):
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		case strings.HasPrefix(content, "-> "):
+			h.Typeflag, h.Linkname, h.Size, h.Mode = tar.TypeSymlink, content[3:], 0, 0o777
+		}
+		tw.WriteHeader(h)
+		if h.Typeflag == tar.TypeReg {
+			tw.Write([]byte(content))
+		}
+	}
+	tw.Close()
+	if _, err := rt.Import(context.Background(), &buf, ref); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// upperEntries lists what a container's writable layer holds.
+func upperEntries(t *testing.T, rt *berth.Runtime, c *berth.Container) []string {
+	t.Helper()
+	upper := filepath.Join(rt.Root(), "containers", c.ID, "upper")
+	var out []string
+	err := filepath.WalkDir(upper, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != upper {
+			out = append(out, strings.TrimPrefix(p, upper))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestInitLayer: the mount points a container needs (/proc, /dev, /sys,
+// and the files its /etc/hosts, /etc/hostname and /etc/resolv.conf are
+// bound on) are made once per image, in an init layer beside the image's
+// top snapshot, not in every container's writable layer; they are made
+// the way a container's start makes them, so image symlinks are followed
+// only inside the root and refused at /proc.
+func TestInitLayer(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	ctx := context.Background()
+	run := func(image, script string) (*berth.Container, string, error) {
+		t.Helper()
+		var out bytes.Buffer
+		c, err := rt.Run(ctx, image, &berth.Process{Args: []string{"sh", "-c", script}, Stdout: &out, Stderr: &out},
+			berth.WithNetworkMode("none"), berth.WithHostname("inside"))
+		if err != nil {
+			return nil, "", err
+		}
+		t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+		err = c.Wait(ctx)
+		return c, out.String(), err
+	}
+	const probe = "busybox cat /etc/hostname && busybox grep -c inside /etc/hosts && busybox test -e /proc/self/status && busybox test -c /dev/null && busybox test -d /sys/kernel && echo ok"
+
+	t.Run("bare image", func(t *testing.T) {
+		initImage(t, rt, "bare") // no /etc, /proc, /dev or /sys at all
+		for i := 0; i < 2; i++ {
+			c, out, err := run("bare", probe)
+			if err != nil || out != "inside\n1\nok\n" {
+				t.Fatalf("container %d: %v, output %q", i, err, out)
+			}
+			if got := upperEntries(t, rt, c); len(got) != 0 {
+				t.Errorf("container %d made %v in its writable layer", i, got)
+			}
+			changes, err := c.Diff(ctx)
+			if err != nil || len(changes) != 0 {
+				t.Errorf("Diff of a container that changed nothing: %v, %v", changes, err)
+			}
+		}
+		img, err := rt.Image(ctx, "bare")
+		if err != nil {
+			t.Fatal(err)
+		}
+		init := initDir(t, rt, img)
+		for _, p := range []string{"proc", "dev", "sys", "etc/hosts", "etc/hostname", "etc/resolv.conf"} {
+			if _, err := os.Lstat(filepath.Join(init, p)); err != nil {
+				t.Errorf("the init layer lacks %s: %v", p, err)
+			}
+		}
+	})
+
+	t.Run("etc is a symlink", func(t *testing.T) {
+		// /etc -> usr/etc: the files are made where the link leads, inside
+		// the root, as a container's start makes them.
+		initImage(t, rt, "etclink", "usr/", "", "usr/etc/", "", "etc", "-> usr/etc", "proc/", "", "dev/", "", "sys/", "")
+		c, out, err := run("etclink", probe)
+		if err != nil || out != "inside\n1\nok\n" {
+			t.Fatalf("%v, output %q", err, out)
+		}
+		if got := upperEntries(t, rt, c); len(got) != 0 {
+			t.Errorf("the container made %v in its writable layer", got)
+		}
+		img, _ := rt.Image(ctx, "etclink")
+		if _, err := os.Lstat(filepath.Join(initDir(t, rt, img), "usr/etc/hosts")); err != nil {
+			t.Errorf("the init layer lacks usr/etc/hosts: %v", err)
+		}
+	})
+
+	t.Run("proc is a symlink", func(t *testing.T) {
+		// Refused, as without an init layer: proc must be mounted on a
+		// real directory, and the init layer must not hide the link.
+		initImage(t, rt, "proclink", "proc", "-> /")
+		_, out, err := run("proclink", "echo started")
+		if err == nil || !strings.Contains(err.Error(), "symlink") {
+			t.Fatalf("Run of an image whose /proc is a symlink: %v (output %q), want a refusal naming the symlink", err, out)
+		}
+	})
+}
+
+// initDir is the init layer of img, which must exist.
+func initDir(t *testing.T, rt *berth.Runtime, img *berth.Image) string {
+	t.Helper()
+	top := img.Layers[len(img.Layers)-1].ChainID
+	dir := filepath.Join(rt.Root(), "snapshots", strings.TrimPrefix(top, "sha256:"), "init")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("no init layer for %s: %v", img.ID, err)
+	}
+	return dir
+}
