@@ -233,9 +233,6 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	}
 	// overlayfs wants the topmost lower layer first: the image's init
 	// layer, where there is one, then the image's layers.
-	if init := r.initLayer(ctx, cfg.ChainIDs); init != "" {
-		s.Lower = append(s.Lower, init)
-	}
 	for i := len(cfg.ChainIDs) - 1; i >= 0; i-- {
 		fs, err := r.snaps.FS(cfg.ChainIDs[i])
 		if err != nil {
@@ -243,6 +240,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		}
 		s.Lower = append(s.Lower, fs)
 	}
+	r.stackInitLayer(ctx, cfg.ChainIDs, s)
 	var err error
 	if s.Capabilities, err = capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
 		return nil, err

@@ -293,9 +293,6 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 		return errStarted
 	}
 	var lower []string
-	if init := r.existingInitLayer(rec.Config.ChainIDs); init != "" {
-		lower = append(lower, init) // the mount points the container had
-	}
 	for i := len(rec.Config.ChainIDs) - 1; i >= 0; i-- { // topmost first
 		fs, err := r.snaps.FS(rec.Config.ChainIDs[i])
 		if err != nil {
@@ -307,8 +304,10 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 		return fmt.Errorf("%w: a stopped container of an image with no layers", ErrUnsupported)
 	}
 	dir := r.containerDir(id)
-	data := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + filepath.Join(dir, "upper") +
-		",workdir=" + filepath.Join(dir, "work") + ",redirect_dir=off,metacopy=off"
+	spec := &initproc.Spec{Lower: lower, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	r.stackInitLayer(ctx, rec.Config.ChainIDs, spec) // the mount points it has when it runs
+	data := "lowerdir=" + strings.Join(spec.Lower, ":") + ",upperdir=" + spec.Upper +
+		",workdir=" + spec.Work + ",redirect_dir=off,metacopy=off"
 	target := filepath.Join(dir, "rootfs")
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return err

@@ -18,10 +18,10 @@ import (
 // The layer lives in the topmost layer's snapshot directory, as init/ next
 // to fs/: it depends on nothing but the layers below it, every image with
 // that top layer shares it, and it goes when the snapshot goes. It is made
-// in a temp directory there and renamed into place, so a program killed
-// halfway leaves no half layer (only a temp directory, deleted with the
-// snapshot), and of two programs making it at once the second rename
-// fails and that program uses the first's.
+// in the snapshots' temp space and renamed into place, so a program killed
+// halfway leaves no half layer (its temp directory is swept by the next
+// New), and of two programs making it at once the second rename fails and
+// that program uses the first's.
 func (r *Runtime) initLayer(ctx context.Context, chainIDs []string) string {
 	if len(chainIDs) == 0 {
 		return ""
@@ -40,11 +40,11 @@ func (r *Runtime) initLayer(ctx context.Context, chainIDs []string) string {
 		return ""
 	}
 	defer unlock()
-	tmp, err := os.MkdirTemp(top, ".init-")
+	tmp, release, err := r.snaps.TempDir()
 	if err != nil {
 		return ""
 	}
-	defer os.RemoveAll(tmp)
+	defer release()
 	var lower []string
 	for i := len(chainIDs) - 1; i >= 0; i-- {
 		fs, err := r.snaps.FS(chainIDs[i])
@@ -89,4 +89,20 @@ func (r *Runtime) existingInitLayer(chainIDs []string) string {
 		return ""
 	}
 	return init
+}
+
+// stackInitLayer puts the image's init layer on top of s's lower layers,
+// making it if need be, unless it cannot be had or an image so deep that
+// one more layer's path would not fit the mount's options: s then mounts
+// as before init layers, and the container makes its own mount points.
+func (r *Runtime) stackInitLayer(ctx context.Context, chainIDs []string, s *initproc.Spec) {
+	init := r.initLayer(ctx, chainIDs)
+	if init == "" {
+		return
+	}
+	with := *s
+	with.Lower = append([]string{init}, s.Lower...)
+	if initproc.OverlayFits(&with) {
+		s.Lower = with.Lower
+	}
 }

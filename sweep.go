@@ -25,19 +25,20 @@ func (r *Runtime) sweepContainers() {
 	for _, e := range entries {
 		id := e.Name()
 		known[id] = true
-		// The lock first: a container whose owner lives (every running
-		// one but those a dead program left) is skipped without decoding
-		// its record, which costs ten times more.
+		// The record first: the owner lock of a container that is not
+		// running must not be taken (another program may be starting it,
+		// and takes it without waiting) nor its file made again (a
+		// removal may just have deleted it).
+		rec, err := r.readRecord(id)
+		if err != nil || !rec.State.Running {
+			continue
+		}
 		unlock, ok := r.store.TryLock("owner-"+id, true)
 		if !ok {
 			continue
 		}
 		func() {
 			defer unlock()
-			rec, err := r.readRecord(id)
-			if err != nil || !rec.State.Running {
-				return
-			}
 			if rec.alive() && rec.Config.Detached {
 				return // still running, unowned: Wait and Stop work through its pid
 			}
@@ -61,6 +62,12 @@ func (r *Runtime) sweepContainers() {
 	for _, p := range cgs {
 		id := p[strings.LastIndex(p, "/")+1:]
 		if known[id] {
+			continue
+		}
+		// A container created since the listing above has its directory
+		// before its cgroup: its cgroup is not an orphan, and may hold a
+		// thread of the program starting it.
+		if _, err := os.Lstat(r.containerDir(id)); err == nil {
 			continue
 		}
 		if cg, err := cgroup.Load(p); err == nil {

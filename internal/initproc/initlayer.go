@@ -46,12 +46,21 @@ func makeInitLayer(lower []string, upper, work, mnt string) error {
 	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("init layer: private mount namespace: %w", err)
 	}
+	// The modes the code below asks for, whatever the program's umask (the
+	// thread's own now): a container's start makes them under umask 0 too,
+	// and the layer is shared by every container of the image.
+	unix.Umask(0)
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("init layer: making / rprivate: %w", err)
 	}
 	if err := mountOverlay(&Spec{Lower: lower, Upper: upper, Work: work, Rootfs: mnt}); err != nil {
 		return err
 	}
+	// Unmounted before the caller goes on: upper is about to become a
+	// lower layer, and overlayfs must not find it still the upper
+	// directory of a mount (the namespace would outlive this call until
+	// the thread ends).
+	defer unix.Unmount(mnt, 0)
 	root, err := unix.Open(mnt, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("init layer: %w", err)

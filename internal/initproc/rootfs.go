@@ -222,13 +222,8 @@ func mountOverlay(s *Spec) error {
 		}
 		return nil
 	}
-	data := "lowerdir=" + strings.Join(s.Lower, ":")
-	if s.Upper != "" {
-		// Renames and metadata-only copy-ups must stay plain copy-ups in the
-		// upper dir, or Commit could not turn it into a layer.
-		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work + ",redirect_dir=off,metacopy=off"
-	}
-	if len(data) >= os.Getpagesize() {
+	data := overlayData(s)
+	if !OverlayFits(s) {
 		// mount(2) takes one page of options; deep images need the fsconfig
 		// API (lowerdir+ per layer) or shorter snapshot paths.
 		return &SetupError{Step: "mount overlay", Path: s.Rootfs, Msg: "overlay options exceed one page (" + strconv.Itoa(len(data)) + " bytes): too many layers", Errno: unix.E2BIG}
@@ -238,6 +233,21 @@ func mountOverlay(s *Spec) error {
 	}
 	return nil
 }
+
+// overlayData is the option string of s's overlay mount.
+func overlayData(s *Spec) string {
+	data := "lowerdir=" + strings.Join(s.Lower, ":")
+	if s.Upper != "" {
+		// Renames and metadata-only copy-ups must stay plain copy-ups in the
+		// upper dir, or Commit could not turn it into a layer.
+		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work + ",redirect_dir=off,metacopy=off"
+	}
+	return data
+}
+
+// OverlayFits reports whether s's overlay options fit the one page
+// mount(2) takes.
+func OverlayFits(s *Spec) bool { return len(overlayData(s)) < os.Getpagesize() }
 
 // mountpoint makes dir inside root, refusing symlinks anywhere on the way,
 // and returns an O_PATH fd of it, for mounting fstype there.

@@ -12,6 +12,7 @@ package snapshot
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -85,6 +86,33 @@ func New(locks *store.Store) (*Snapshots, error) {
 		}
 	}
 	return s, nil
+}
+
+// TempDir makes a directory in the snapshots' temp space for work whose
+// result is renamed into a snapshot: on the same filesystem, and swept by
+// the next New if the program dies before release, which deletes it. It
+// is held under a lock of its own, named like it, so that no sweep takes
+// it while the program lives.
+func (s *Snapshots) TempDir() (dir string, release func(), err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, err
+	}
+	name := hex.EncodeToString(b[:])
+	unlock, ok := s.locks.TryLock("snap-"+name, true)
+	if !ok {
+		return "", nil, fmt.Errorf("temp snapshot lock %s is held", name)
+	}
+	dir = filepath.Join(s.tmp, name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		unlock()
+		return "", nil, err
+	}
+	return dir, func() {
+		os.RemoveAll(dir)
+		os.Remove(filepath.Join(s.locks.Root(), "locks", "snap-"+name))
+		unlock()
+	}, nil
 }
 
 // ChainIDs computes the chain IDs of a stack of diff IDs, as the OCI image
