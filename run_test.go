@@ -228,6 +228,9 @@ func TestRunUser(t *testing.T) {
 		{"name", "busybox", "user", "1000 1000 [1000 50] /home/user"},
 		{"uid", "busybox", "1000", "1000 1000 [1000 50] /home/user"},
 		{"uid:gid", "busybox", "1000:50", "1000 50 [50] /home/user"},
+		// docker run: a group given explicitly is the only one, even the
+		// user's own (no /etc/group memberships then).
+		{"uid:own gid", "busybox", "1000:1000", "1000 1000 [1000] /home/user"},
 		{"name:group", "busybox", "user:staff", "1000 50 [50] /home/user"},
 		{"uid:group", "busybox", "1000:staff", "1000 50 [50] /home/user"},
 		{"uid without entry", "busybox", "4242", "4242 0 [0] /"},

@@ -64,10 +64,12 @@ func resolveUser(s *Spec) error {
 		}
 		s.GID = uint32(gid)
 	}
-	// Supplementary groups: every group listing the user by name, plus the
-	// primary group, as Docker (runc) sets them.
+	// Supplementary groups as docker run sets them: the primary group, and
+	// for a user given without a group every group listing it by name
+	// ("user" and "1000" get their memberships, "1000:1000" and
+	// "user:staff" only that group).
 	s.AdditionalGIDs = []uint32{s.GID}
-	if name != "" {
+	if name != "" && !hasGroup {
 		for _, f := range groups {
 			if len(f) < 4 {
 				continue
