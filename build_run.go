@@ -85,7 +85,7 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 	}}
 	// BuildKit's RUN ignores VOLUME: what it writes below a volume's path
 	// is kept, and no mount point is left in its layer.
-	opts := append([]RunOption{WithEntrypoint(), WithMounts(rm.mounts...), withoutImageVolumes()}, netOpts...)
+	opts := append([]RunOption{WithEntrypoint(), WithMounts(rm.mounts...), withoutImageVolumes(), withBuildKitGroups()}, netOpts...)
 	ctr, err := b.r.Run(ctx, s.img.Digest, &Process{Args: args, Env: append(argEnv, rm.env...), Stdout: out, Stderr: out}, opts...)
 	if err != nil {
 		return err

@@ -124,10 +124,12 @@ type containerConfig struct {
 	CapAdd      []string          `json:"capAdd,omitempty"`
 	CapDrop     []string          `json:"capDrop,omitempty"`
 	NoNewPrivs  bool              `json:"noNewPrivileges"`
-	Seccomp     bool              `json:"seccomp"`
-	Resources   Resources         `json:"resources"`
-	Rlimits     []Rlimit          `json:"rlimits,omitempty"`
-	Mounts      []mountRecord     `json:"mounts,omitempty"`
+	// BuildKitGroups: a build step's container (withBuildKitGroups).
+	BuildKitGroups bool          `json:"buildKitGroups,omitempty"`
+	Seccomp        bool          `json:"seccomp"`
+	Resources      Resources     `json:"resources"`
+	Rlimits        []Rlimit      `json:"rlimits,omitempty"`
+	Mounts         []mountRecord `json:"mounts,omitempty"`
 	// NetworkMode is "bridge" (the container joins Networks), "none",
 	// "host" or "container:<id>".
 	NetworkMode string              `json:"networkMode,omitempty"`

@@ -37,7 +37,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		StopSignal: img.Config.StopSignal, StopTimeout: o.stopTimeout,
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
 		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
-		Resources: o.resources, Rlimits: o.rlimits,
+		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
 	}
 	for _, l := range img.Layers {
 		cfg.ChainIDs = append(cfg.ChainIDs, l.ChainID)
@@ -223,8 +223,8 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Rootfs: filepath.Join(dir, "rootfs"),
 		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname,
 		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
-		NoNewPrivileges: cfg.NoNewPrivs,
-		StateDir:        dir, TTY: cfg.TTY, Detached: cfg.Detached,
+		NoNewPrivileges: cfg.NoNewPrivs, BuildKitGroups: cfg.BuildKitGroups,
+		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,
 		Files: files,
 		NetNS: netns,
 	}

@@ -33,6 +33,8 @@ type runConfig struct {
 	// noImageVolumes leaves the image's VOLUMEs unmounted: a build's RUN
 	// writes below them into its layer, as BuildKit's does.
 	noImageVolumes bool
+	// buildKitGroups: the supplementary groups of BuildKit's RUN.
+	buildKitGroups bool
 }
 
 type runOptionFunc func(*runConfig)
@@ -193,6 +195,12 @@ func WithExtraHosts(hosts ...string) RunOption {
 // Default: the host's resolver.
 func WithDNS(servers ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.dns = append(c.dns, servers...) })
+}
+
+// withBuildKitGroups is for Build's RUN: the user's supplementary groups
+// as BuildKit gives them (initproc.Spec.BuildKitGroups).
+func withBuildKitGroups() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.buildKitGroups = true })
 }
 
 // withoutImageVolumes is for Build's RUN: no anonymous volume for the

@@ -59,6 +59,10 @@ type Spec struct {
 	// child from the container's /etc/passwd and /etc/group. Whether set or
 	// not, HOME is added to Env from the passwd entry when Env lacks it.
 	User string
+	// BuildKitGroups gives User the supplementary groups BuildKit's RUN
+	// gives, not docker run's: a user named without a group gets only its
+	// /etc/group memberships, a named group none besides itself.
+	BuildKitGroups bool
 	// Detached keeps the container alive when its parent dies: no parent-
 	// death signal is armed. Default: the container is SIGKILLed when the
 	// thread that started it exits.

@@ -67,8 +67,12 @@ func resolveUser(s *Spec) error {
 	// Supplementary groups as docker run sets them: the primary group, and
 	// for a user given without a group every group listing it by name
 	// ("user" and "1000" get their memberships, "1000:1000" and
-	// "user:staff" only that group).
+	// "user:staff" only that group). BuildKit's RUN leaves the primary
+	// group out.
 	s.AdditionalGIDs = []uint32{s.GID}
+	if s.BuildKitGroups {
+		s.AdditionalGIDs = []uint32{}
+	}
 	if name != "" && !hasGroup {
 		for _, f := range groups {
 			if len(f) < 4 {
