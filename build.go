@@ -1105,9 +1105,6 @@ func (b *builder) writeState(ctx context.Context, s *buildState, cf *v1.ConfigFi
 	}
 	if key != "" {
 		p := b.cachePath(key)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return err
-		}
 		if err := store.WriteCacheFile(p, []byte(img.Digest+"\n"), 0o600); err != nil {
 			return err
 		}

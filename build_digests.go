@@ -119,9 +119,7 @@ func (d *fileDigests) save() {
 	if err != nil {
 		return
 	}
-	if os.MkdirAll(filepath.Dir(d.path), 0o700) == nil {
-		store.WriteCacheFile(d.path, b, 0o600)
-	}
+	store.WriteCacheFile(d.path, b, 0o600)
 	d.dirty = false
 }
 

@@ -15,8 +15,6 @@ import (
 	"github.com/berth-dev/berth/internal/caps"
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
-	"github.com/berth-dev/berth/internal/seccomp"
-	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -257,86 +255,6 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	return s, nil
 }
 
-// seccompFilter returns docker's default profile compiled for a capability
-// set, once per set and Runtime.
-func (r *Runtime) seccompFilter(capNames []string) ([]unix.SockFilter, error) {
-	key := strings.Join(capNames, ",")
-	if f, ok := r.filters.Load(key); ok {
-		return f.([]unix.SockFilter), nil
-	}
-	f, err := r.compiledProfile(capNames)
-	if err != nil {
-		return nil, err
-	}
-	r.filters.Store(key, []unix.SockFilter(f))
-	return f, nil
-}
-
-// compiledProfile compiles docker's default profile for a capability set,
-// or reads what an earlier program on the root compiled: compiling costs
-// 1.5-3 ms in a fresh process here (every CLI command is one), reading the
-// program back about 0.1 ms. The file is named by seccomp.Key, a hash of
-// the expanded profile (which the kernel version and the capabilities
-// shape), the syscall tables and the compiler's revision. It is used only
-// if root owns it and its directory and no one else may write them (a
-// program from anywhere else is a hole in every container), and only if
-// it decodes for its key; otherwise the profile is compiled and the file
-// replaced.
-func (r *Runtime) compiledProfile(capNames []string) (seccomp.Filter, error) {
-	p, err := seccomp.DefaultProfile(capNames)
-	if err != nil {
-		return nil, err
-	}
-	key, err := seccomp.Key(p)
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(r.root, "cache", "seccomp", key)
-	if b, err := readTrusted(path); err == nil {
-		if f, err := seccomp.Decode(b, key); err == nil {
-			return f, nil
-		}
-	}
-	f, err := seccomp.Compile(p)
-	if err != nil {
-		return nil, fmt.Errorf("compiling the seccomp profile: %w", err)
-	}
-	// A program that cannot be kept is compiled again next time.
-	if os.MkdirAll(filepath.Dir(path), 0o700) == nil {
-		store.WriteCacheFile(path, f.Encode(key), 0o600)
-	}
-	return f, nil
-}
-
-// readTrusted reads the regular file at path if this process's user owns
-// it and its directory and neither is writable by group or others; it does
-// not follow a symlink at path.
-func readTrusted(path string) ([]byte, error) {
-	var dir unix.Stat_t
-	if err := unix.Lstat(filepath.Dir(path), &dir); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, err
-	}
-	euid := uint32(os.Geteuid())
-	for _, s := range []unix.Stat_t{dir, st} {
-		if s.Uid != euid || s.Mode&0o022 != 0 {
-			return nil, fmt.Errorf("%s: owned by uid %d, mode %o: not trusted", path, s.Uid, s.Mode&0o7777)
-		}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	return io.ReadAll(f)
-}
-
 // cgroupResources converts a container's limits for the cgroup package.
 func cgroupResources(res Resources) cgroup.Resources {
 	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares, PidsLimit: res.PidsLimit, RestrictDevices: true}
@@ -418,7 +336,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		}
 		return nil
 	}
-	cgroupReady := newCgroup
+	var cgroupReady func() error // for a direct start
 	if direct {
 		// The cgroup is made on another CPU while the network and the
 		// root filesystem are: the thread joins it only to fork.

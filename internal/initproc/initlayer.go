@@ -2,6 +2,7 @@ package initproc
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,11 @@ func MakeInitLayer(lower []string, upper, work, mnt string) error {
 func makeInitLayer(lower []string, upper, work, mnt string) error {
 	if len(lower) == 0 {
 		return fmt.Errorf("init layer: no image layers")
+	}
+	// The container's / takes the mode of the topmost layer's root when it
+	// has no upper directory: an image's root is 0755.
+	if err := os.Chmod(upper, 0o755); err != nil {
+		return err
 	}
 	// CLONE_FS too: the kernel refuses a new mount namespace to a thread
 	// that shares its root and working directory with others.

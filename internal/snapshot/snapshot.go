@@ -27,6 +27,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/store"
+	"golang.org/x/sys/unix"
 )
 
 // Meta describes an unpacked layer.
@@ -88,12 +89,56 @@ func New(locks *store.Store) (*Snapshots, error) {
 	return s, nil
 }
 
-// TempDir makes a directory in the snapshots' temp space for work whose
-// result is renamed into a snapshot: on the same filesystem, and swept by
-// the next New if the program dies before release, which deletes it. It
-// is held under a lock of its own, named like it, so that no sweep takes
-// it while the program lives.
-func (s *Snapshots) TempDir() (dir string, release func(), err error) {
+// Init returns the init layer of the snapshot chainID (init/ beside its
+// fs/: a layer to stack above it that depends on nothing but the layers
+// below, so every image with this top layer shares it and it goes when
+// the snapshot goes), making it with fill if it is not there yet. fill
+// gets an empty upper directory to fill and empty work and mnt directories
+// beside it, on the same filesystem. It runs in the snapshots' temp space
+// under a lock of its own, so a program killed meanwhile leaves nothing
+// that the next New does not sweep, and under the snapshot's lock shared,
+// so a removal waits. The result is renamed into place without replacing:
+// of two programs making it at once, the second uses the first's.
+func (s *Snapshots) Init(ctx context.Context, chainID string, fill func(upper, work, mnt string) error) (string, error) {
+	d, err := s.Dir(chainID)
+	if err != nil {
+		return "", err
+	}
+	final := filepath.Join(d, "init")
+	if _, err := os.Lstat(final); err == nil {
+		return final, nil
+	}
+	unlock, err := s.locks.Lock(ctx, "snap-"+filepath.Base(d), false)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	tmp, release, err := s.tempDir()
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	upper, work, mnt := filepath.Join(tmp, "upper"), filepath.Join(tmp, "work"), filepath.Join(tmp, "mnt")
+	for _, dir := range []string{upper, work, mnt} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return "", err
+		}
+	}
+	if err := fill(upper, work, mnt); err != nil {
+		return "", err
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, upper, unix.AT_FDCWD, final, unix.RENAME_NOREPLACE)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("registering the init layer of %s: %w", chainID, err)
+	}
+	return final, nil
+}
+
+// tempDir makes a directory in the snapshots' temp space, held under a
+// lock of its own named like it (as an unpack's is), so that no sweep
+// takes it while this program lives and the next New's does if it dies.
+// release deletes it.
+func (s *Snapshots) tempDir() (dir string, release func(), err error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", nil, err

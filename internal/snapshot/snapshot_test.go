@@ -162,3 +162,53 @@ func TestUnpackOnceConcurrently(t *testing.T) {
 		t.Errorf("second Remove: %v", err)
 	}
 }
+
+// Init makes a snapshot's init layer once, from what fill leaves in the
+// upper directory it is given; a fill that fails registers nothing, and
+// neither leaves anything in the temp space.
+func TestInit(t *testing.T) {
+	s := newSnaps(t)
+	ctx := context.Background()
+	b, chainID := layerTar(t, "f", "content")
+	if _, err := s.Unpack(ctx, chainID, chainID, bytes.NewReader(b), archive.ApplyOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("fill failed")
+	if _, err := s.Init(ctx, chainID, func(upper, _, _ string) error {
+		os.WriteFile(filepath.Join(upper, "half"), nil, 0o644)
+		return failed
+	}); !errors.Is(err, failed) {
+		t.Fatalf("Init with a failing fill: %v", err)
+	}
+	d, _ := s.Dir(chainID)
+	if _, err := os.Lstat(filepath.Join(d, "init")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed fill registered an init layer: %v", err)
+	}
+	calls := 0
+	for i := 0; i < 2; i++ {
+		init, err := s.Init(ctx, chainID, func(upper, work, mnt string) error {
+			calls++
+			for _, dir := range []string{work, mnt} {
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() || filepath.Dir(dir) != filepath.Dir(upper) {
+					t.Errorf("%s beside %s: %v", dir, upper, err)
+				}
+			}
+			return os.WriteFile(filepath.Join(upper, "hosts"), nil, 0o644)
+		})
+		if err != nil || init != filepath.Join(d, "init") {
+			t.Fatalf("Init: %q, %v", init, err)
+		}
+		if _, err := os.Stat(filepath.Join(init, "hosts")); err != nil {
+			t.Fatalf("the init layer lacks what fill made: %v", err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("fill ran %d times for one layer", calls)
+	}
+	ents, _ := os.ReadDir(s.tmp)
+	for _, e := range ents {
+		if e.Name() != ".legacy-swept" {
+			t.Errorf("left in the temp space: %s", e.Name())
+		}
+	}
+}

@@ -87,8 +87,13 @@ func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
 // WriteCacheFile is WriteFileAtomic without forcing anything to disk, for
 // files whose loss or emptiness after a crash costs only recomputing them
 // (build cache entries, digest memos): their readers treat an unreadable
-// file as absent. Each fsync costs a build step about a millisecond.
+// file as absent. Each fsync costs a build step about a millisecond. The
+// directory is made (0700) if it is missing: cache directories come and
+// go with the caches.
 func WriteCacheFile(path string, b []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
 	return writeFileAtomic(path, b, perm, false)
 }
 
