@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
 )
@@ -416,6 +417,75 @@ func TestNetworkPublishTCP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A network's gateway keeps its hardware address while ports come and go.
+// A Linux bridge without an address of its own takes its ports' lowest, so
+// a container that learned the gateway while some port was the lowest kept
+// sending replies to an address nobody had once that port left: a request
+// to a published port through the host's address connected and then hung
+// (TestNetworkPublishTCP failed that way about once in forty runs). The
+// test adds the lowest possible port itself, lets the container learn the
+// gateway, removes the port, and asks again.
+func TestNetworkGatewayAddressStable(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	host := hostAddr(t)
+	if _, err := rt.CreateNetwork(ctx, "gw"); err != nil {
+		t.Fatal(err)
+	}
+	c := httpServer(t, rt, "web", berth.WithNetwork("gw"), berth.WithPublish("80"))
+	ports, err := c.Ports(ctx)
+	if err != nil || len(ports) != 1 {
+		t.Fatalf("Ports = %v, %v; want one binding", ports, err)
+	}
+	port := strconv.Itoa(int(ports[0].HostPort))
+	br := linkWithAddr(t, gatewayOf(t, rt, "gw"))
+	before := br.Attrs().HardwareAddr
+
+	low := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: "bvlow" + strconv.Itoa(os.Getpid()%10000), HardwareAddr: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}, MasterIndex: br.Attrs().Index},
+		PeerName:  "bvlowpeer" + strconv.Itoa(os.Getpid()%10000),
+	}
+	if err := netlink.LinkAdd(low); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(low) })
+	if err := netlink.LinkSetUp(low); err != nil {
+		t.Fatal(err)
+	}
+	if got := httpGet(t, net.JoinHostPort("127.0.0.1", port)); got != "hello from web" {
+		t.Fatalf("GET 127.0.0.1:%s = %q", port, got)
+	}
+	if err := netlink.LinkDel(low); err != nil {
+		t.Fatal(err)
+	}
+	if got := httpGet(t, net.JoinHostPort(host.String(), port)); got != "hello from web" {
+		t.Errorf("GET %s:%s after a port left the bridge = %q", host, port, got)
+	}
+	if after := linkWithAddr(t, gatewayOf(t, rt, "gw")).Attrs().HardwareAddr; !bytes.Equal(after, before) {
+		t.Errorf("gateway address changed from %s to %s", before, after)
+	}
+}
+
+// linkWithAddr is the host link that holds addr.
+func linkWithAddr(t *testing.T, addr netip.Addr) netlink.Link {
+	t.Helper()
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == addr {
+			link, err := netlink.LinkByIndex(a.LinkIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}
+	}
+	t.Fatalf("no host link has %s", addr)
+	return nil
 }
 
 // TestNetworkPublishUDP is TestNetworkPublishTCP for UDP.

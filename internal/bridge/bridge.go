@@ -6,6 +6,7 @@ package bridge
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,12 @@ import (
 // for the bridge alone, so that a port published on 127.0.0.1 can be DNATed
 // out of it (docker does the same when its userland proxy is off).
 //
+// The bridge is given an address of its own, as docker gives its bridges.
+// A bridge without one takes the lowest address of its ports, so it would
+// change whenever a container joins or leaves, and containers that had
+// learned the gateway's old address would send their replies nowhere until
+// their neighbour entry expired (seconds).
+//
 // alias is written as the link's alias (`ip link show` prints it), so that
 // what made the bridge can be found from the link alone: Aliased lists
 // the bridges with their aliases.
@@ -36,7 +43,7 @@ func Ensure(name string, gateway netip.Prefix, alias string) error {
 		if !isNotFound(err) {
 			return fmt.Errorf("looking up bridge %s: %w", name, err)
 		}
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, HardwareAddr: randomMAC()}}
 		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("creating bridge %s: %w", name, err)
 		}
@@ -63,6 +70,14 @@ func Ensure(name string, gateway netip.Prefix, alias string) error {
 		return fmt.Errorf("route_localnet on %s: %w", name, err)
 	}
 	return nil
+}
+
+// randomMAC is a random unicast, locally administered Ethernet address.
+func randomMAC() net.HardwareAddr {
+	mac := make(net.HardwareAddr, 6)
+	rand.Read(mac)
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
 }
 
 // Delete removes the link name; a missing link is not an error. The

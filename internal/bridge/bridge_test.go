@@ -1,7 +1,10 @@
 package bridge
 
 import (
+	"bytes"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"testing"
 
@@ -49,5 +52,47 @@ func TestAliasedAndExists(t *testing.T) {
 	}
 	if Exists("no-such-link-x") || Exists("name-longer-than-ifnamsiz-allows") {
 		t.Fatal("Exists is true for links that cannot exist")
+	}
+}
+
+// A bridge Ensure made keeps its own hardware address when a port with a
+// lower one joins: a bridge left to take its ports' lowest address changes
+// it as containers come and go, and containers that learned the gateway's
+// old address lose their replies.
+func TestEnsureFixesTheBridgeAddress(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a link needs root")
+	}
+	name := fmt.Sprintf("bm%d", os.Getpid()%1000000)
+	if err := Ensure(name, netip.MustParsePrefix("10.254.77.1/24"), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Delete(name) })
+	br, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := br.Attrs().HardwareAddr
+	if len(before) != 6 || before[0]&0x03 != 0x02 {
+		t.Fatalf("bridge address %s: want a unicast, locally administered one", before)
+	}
+
+	low := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: name + "a", HardwareAddr: low, MasterIndex: br.Attrs().Index},
+		PeerName:  name + "b",
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Delete(name + "a") })
+	if err := netlink.LinkSetUp(veth); err != nil {
+		t.Fatal(err)
+	}
+	if br, err = netlink.LinkByName(name); err != nil {
+		t.Fatal(err)
+	}
+	if got := br.Attrs().HardwareAddr; !bytes.Equal(got, before) {
+		t.Fatalf("bridge address after a port with %s joined: %s, want %s unchanged", low, got, before)
 	}
 }
