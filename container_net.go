@@ -323,13 +323,9 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 		return nil, err
 	}
 	defer unlock()
-	eps, err := r.liveEndpoints(n.ID)
+	claims, err := r.addressClaims(n)
 	if err != nil {
 		return nil, err
-	}
-	used := map[netip.Addr]bool{n.Gateway: true, n.Subnet.Addr(): true, lastAddr(n.Subnet): true}
-	for _, ep := range eps {
-		used[ep.Addr.Addr()] = true
 	}
 	// Round-robin from the address after the last one given, as docker's
 	// allocator does: a just-released address may still sit on a veth the
@@ -346,13 +342,17 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 		if !n.Subnet.Contains(a) {
 			a = n.Subnet.Addr()
 		}
-		if !used[a] {
-			ip = a
-			break
+		if a == n.Gateway || a == n.Subnet.Addr() || a == lastAddr(n.Subnet) || r.addressTaken(n.ID, claims, a) {
+			continue
 		}
+		ip = a
+		break
 	}
 	if !ip.IsValid() {
 		return nil, fmt.Errorf("network %q: no free address left in %s", n.Name, n.Subnet)
+	}
+	if err := writeClaim(claims, ip, rec.ID); err != nil {
+		return nil, err
 	}
 	b := ip.As4()
 	ep := &endpointRecord{
@@ -362,14 +362,86 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 		Ifname: "eth" + strconv.Itoa(index), HostIf: "bv" + rec.ID[:10] + strconv.Itoa(index),
 		NetworkID: n.ID, NetworkName: n.Name,
 	}
-	if err := os.MkdirAll(r.endpointsDir(n.ID), 0o700); err != nil {
-		return nil, err
-	}
 	if err := writeJSONAtomic(r.endpointPath(n.ID, rec.ID), ep); err != nil {
 		return nil, err
 	}
 	os.WriteFile(lastFile, []byte(ip.String()), 0o600)
 	return ep, nil
+}
+
+// Address claims make an allocation look at the addresses it would give
+// rather than at every endpoint of the network: endpoints/<net ID>/addrs/
+// <address> holds the ID of the container last given that address. A
+// claim is only a pointer: the address is taken while that container's
+// endpoint file still names it and its owner lock is held, so a claim left
+// by a container that stopped, moved or whose program died is simply
+// given again. Claims are 64 bytes written in place and never deleted
+// (at most one per address of the subnet): freeing a file's data costs a
+// discard on this disk.
+
+// addressClaims returns the network's claims directory, making it from
+// the live endpoints when the network has none yet (a root from before
+// claims, with containers running). It is made aside and renamed into
+// place, so an allocation never sees it half filled. The caller holds the
+// network's lock.
+func (r *Runtime) addressClaims(n *networkRecord) (string, error) {
+	dir := filepath.Join(r.endpointsDir(n.ID), "addrs")
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	eps, err := r.liveEndpoints(n.ID)
+	if err != nil {
+		return "", err
+	}
+	tmp := dir + ".new"
+	os.RemoveAll(tmp) // a program that died making it
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return "", err
+	}
+	for _, ep := range eps {
+		if err := writeClaim(tmp, ep.Addr.Addr(), ep.ContainerID); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// addressTaken reports whether a live container holds a. An unreadable
+// claim counts as taken: giving an address twice is worse than skipping
+// one.
+func (r *Runtime) addressTaken(networkID, claims string, a netip.Addr) bool {
+	b, err := os.ReadFile(filepath.Join(claims, a.String()))
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	id := string(b)
+	var ep endpointRecord
+	if !validContainerID(id) || readJSON(r.endpointPath(networkID, id), &ep) != nil || ep.Addr.Addr() != a {
+		return false
+	}
+	return r.endpointOwned(id)
+}
+
+// writeClaim records that container id is given address a.
+func writeClaim(dir string, a netip.Addr, id string) error {
+	if !validContainerID(id) {
+		return fmt.Errorf("claiming %s: bad container ID %q", a, id)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, a.String()), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt([]byte(id), 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // attachedNetwork reads the network an attachment names: one file, by

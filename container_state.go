@@ -59,6 +59,20 @@ func newContainerID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// validContainerID reports whether id has the form newContainerID gives:
+// 64 lowercase hexadecimal digits.
+func validContainerID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // readRecord reads a container's state file.
 func (r *Runtime) readRecord(id string) (*containerRecord, error) {
 	b, err := os.ReadFile(filepath.Join(r.containerDir(id), "state.json"))

@@ -239,7 +239,7 @@ func (m *monitor) release() {
 }
 
 func (m *monitor) start(id string) monitorReply {
-	if len(id) != 64 {
+	if !validContainerID(id) {
 		return monitorReply{Error: "bad container id"}
 	}
 	rec, err := m.rt.readRecord(id)

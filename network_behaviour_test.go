@@ -488,6 +488,60 @@ func linkWithAddr(t *testing.T, addr netip.Addr) netlink.Link {
 	return nil
 }
 
+// Addresses are given once each among live containers, a removed
+// container's address is given again, and a full subnet is a clear error;
+// also in a root whose network has no address claims yet (a root from
+// before them, with containers running), which must not give a running
+// container's address to another.
+func TestNetworkAddressAllocation(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	n, err := rt.CreateNetwork(ctx, "small", berth.WithSubnet("10.231.9.0/29")) // .2-.6 for containers
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := map[netip.Addr]*berth.Container{}
+	var order []*berth.Container
+	for i := range 5 {
+		c := sleeper(t, rt, fmt.Sprintf("s%d", i), berth.WithNetwork("small"))
+		ip := ipOf(t, c)
+		if other, dup := ips[ip]; dup || !n.Subnet.Contains(ip) || ip == n.Gateway {
+			t.Fatalf("%s got %s (gateway %s, held by %v)", c.Name, ip, n.Gateway, other)
+		}
+		ips[ip] = c
+		order = append(order, c)
+	}
+	full := func(name string) {
+		t.Helper()
+		_, err := rt.Run(ctx, "busybox", sh("exec sleep 300"), berth.WithName(name), berth.WithNetwork("small"))
+		if err == nil || !strings.Contains(err.Error(), "no free address") {
+			t.Fatalf("Run on a full /29: %v; want no free address", err)
+		}
+	}
+	full("extra")
+	// replace removes c and checks that the next container gets its address.
+	replace := func(c *berth.Container, name string) {
+		t.Helper()
+		freed := ipOf(t, c)
+		if err := c.Remove(ctx, berth.WithForce()); err != nil {
+			t.Fatal(err)
+		}
+		next := sleeper(t, rt, name, berth.WithNetwork("small"))
+		if got := ipOf(t, next); got != freed {
+			t.Fatalf("%s got %s; the only free address was %s", name, got, freed)
+		}
+		full(name + "-extra")
+	}
+	replace(order[1], "r1")
+
+	// A root from before claims: only endpoint files say who holds what.
+	if err := os.RemoveAll(filepath.Join(rt.Root(), "endpoints", n.ID, "addrs")); err != nil {
+		t.Fatal(err)
+	}
+	replace(order[3], "r3")
+	replace(order[0], "r0")
+}
+
 // TestNetworkPublishUDP is TestNetworkPublishTCP for UDP.
 func TestNetworkPublishUDP(t *testing.T) {
 	rt := busyboxRuntime(t)
