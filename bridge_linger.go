@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -74,7 +73,7 @@ func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
 		return err
 	}
 	defer devnull.Close()
-	cmd := &exec.Cmd{
+	cmd := &initproc.Cmd{
 		Path:        exe,
 		Args:        []string{"berth-linger"},
 		Env:         []string{lingerEnv + "=" + r.root + "\n" + networkID + "\n" + r.bridgeLinger.String(), "GOMAXPROCS=1"},

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -114,7 +113,7 @@ func (r *Runtime) spawnMonitor() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := &exec.Cmd{
+	cmd := &initproc.Cmd{
 		Path:        exe,
 		Args:        []string{"berth-monitor"},
 		Env:         []string{monitorEnv + "=" + r.root, "GOMAXPROCS=2"},

@@ -2,9 +2,14 @@ package initproc
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Cmd is a child stage's process: the part of os/exec's Cmd this package
@@ -22,6 +27,7 @@ type Cmd struct {
 	Path string
 	Args []string
 	Env  []string
+	Dir  string // the child's working directory; "" is the caller's
 
 	// Stdin, Stdout and Stderr are passed to the child as they are when
 	// they are files; other readers and writers are copied through a pipe,
@@ -116,7 +122,12 @@ func (c *Cmd) Start() error {
 		files = append(files, f)
 	}
 	files = append(files, c.ExtraFiles...)
-	p, err := os.StartProcess(c.Path, c.Args, &os.ProcAttr{Env: c.Env, Files: files, Sys: c.SysProcAttr})
+	path, release, err := fdPathFor(c.Path, files)
+	if err != nil {
+		return fail(err)
+	}
+	p, err := os.StartProcess(path, c.Args, &os.ProcAttr{Dir: c.Dir, Env: c.Env, Files: files, Sys: c.SysProcAttr})
+	release()
 	if err != nil {
 		return fail(err)
 	}
@@ -155,4 +166,36 @@ func (c *Cmd) Wait() error {
 		return &ExitError{state}
 	}
 	return copyErr
+}
+
+// fdPathFor makes path, when it names an fd of this process
+// (/proc/self/fd/N: the sealed binary), safe to exec in a child that gets
+// files as its fds 0, 1, 2, ... Before execve, Go's forked child dups
+// files onto 0, 1, 2, ... and moves its error pipe, and any file whose
+// number is below its place, to the numbers just above the highest of
+// files (or of len(files)): an fd among those is replaced, and the child
+// then execs the pipe (EACCES; a bridge's holder failed so whenever the
+// lock it was handed had the number just below the sealed binary's). Such
+// an fd is copied above them for this start; release closes the copy.
+func fdPathFor(path string, files []*os.File) (string, func(), error) {
+	n, ok := strings.CutPrefix(path, "/proc/self/fd/")
+	fd, err := strconv.Atoi(n)
+	if !ok || err != nil {
+		return path, func() {}, nil
+	}
+	next := len(files) // where the child starts moving fds: see syscall.forkAndExecInChild1
+	for _, f := range files {
+		if f != nil && int(f.Fd()) > next {
+			next = int(f.Fd())
+		}
+	}
+	next++
+	if fd >= len(files) && (fd < next || fd > next+len(files)) {
+		return path, func() {}, nil
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, next+len(files)+1)
+	if err != nil {
+		return "", nil, fmt.Errorf("moving fd %d clear of the child's: %w", fd, err)
+	}
+	return "/proc/self/fd/" + strconv.Itoa(high), func() { unix.Close(high) }, nil
 }
