@@ -351,13 +351,29 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (
 		}
 		tr.mark("cgroup")
 	}
-	if run.net, err = r.prepareNetwork(ctx, rec); err != nil {
-		return nil, err
+	// A direct start that makes its own network namespace allocates the
+	// network (addresses, endpoint files, the bridge) on another CPU while
+	// the thread makes the namespaces and the root filesystem; the thread
+	// waits for it only to bind /etc/hosts and the others.
+	var netPrepared func() error
+	if mode, _ := networkModeOf(&rec.Config); direct && (mode == "bridge" || mode == "none") {
+		prepared := make(chan error, 1)
+		go func() {
+			var err error
+			run.net, err = r.prepareNetwork(ctx, rec)
+			prepared <- err
+		}()
+		netPrepared = sync.OnceValue(func() error { return <-prepared })
+		defer netPrepared() // before the abort above tears run.net down
+	} else {
+		if run.net, err = r.prepareNetwork(ctx, rec); err != nil {
+			return nil, err
+		}
+		tr.mark("network")
+		spec.Files, spec.NetNS = run.net.files, run.net.netnsPath
 	}
-	tr.mark("network")
-	spec.Files, spec.NetNS = run.net.files, run.net.netnsPath
 	if direct {
-		if err := run.startDirect(ctx, spec, std, cgroupReady, tr); err != nil {
+		if err := run.startDirect(ctx, spec, std, cgroupReady, netPrepared, tr); err != nil {
 			return nil, err
 		}
 	} else {
@@ -441,7 +457,9 @@ func (run *running) startStage(ctx context.Context, spec *initproc.Spec, warm *i
 // the container's process.
 //
 // cgroupReady returns once run.cg is made (or why it could not be).
-func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std stdio, cgroupReady func() error, tr *tracer) error {
+// netPrepared, when not nil, returns once run.net is (or why it could not
+// be): until then run.net must not be read.
+func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std stdio, cgroupReady, netPrepared func() error, tr *tracer) error {
 	files, err := run.wire(std)
 	if err != nil {
 		return err
@@ -456,16 +474,29 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	attached := make(chan error, 1)
 	attaching := false
 	var netReady func(*os.File)
-	if run.net.needsAttach() {
+	var lateFiles func() (map[string][]byte, error)
+	if netPrepared != nil {
+		lateFiles = func() (map[string][]byte, error) {
+			if err := netPrepared(); err != nil {
+				return nil, err
+			}
+			return run.net.files, nil
+		}
+	}
+	if netPrepared != nil || run.net.needsAttach() {
 		netReady = func(ns *os.File) {
 			attaching = true
 			go func() {
 				defer ns.Close()
+				if netPrepared != nil && netPrepared() != nil {
+					attached <- nil // lateFiles reports it
+					return
+				}
 				attached <- run.net.attachNS(ctx, run.rec, ns)
 			}()
 		}
 	}
-	d, err := initproc.PrepareDirect(spec, tty, netReady)
+	d, err := initproc.PrepareDirect(spec, tty, netReady, lateFiles)
 	if attaching {
 		// Whatever happens next, the wiring is done (or failed) before
 		// anything is undone.

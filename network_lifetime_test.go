@@ -219,6 +219,22 @@ func nftBlock(text, header string) string {
 // root's links, the same netns, the root's table as it was, and berth's
 // forward rules present once each exactly while some berth bridge (of any
 // root) exists on the host, and absent otherwise.
+// settledFootprint is footprint once the host's berth links are gone, or
+// after five seconds. A veth goes with its container's network namespace,
+// which the kernel tears down asynchronously once the namespace's last
+// process is dead: after a sweep killed them, the links go a moment later.
+func settledFootprint(t *testing.T, names rootNames) netFootprint {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fp := footprint(t, names)
+		if len(fp.links) == 0 || time.Now().After(deadline) {
+			return fp
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func checkFootprint(t *testing.T, when string, before, after netFootprint) {
 	t.Helper()
 	if len(after.links) > 0 {
@@ -339,7 +355,7 @@ func TestNetworkKilledProgram(t *testing.T) {
 		t.Fatalf("New after the kill: %v", err)
 	}
 	defer rt.Close()
-	checkFootprint(t, "after New", before, footprint(t, names))
+	checkFootprint(t, "after New", before, settledFootprint(t, names))
 	if !portFree("tcp", tcpPort) || !portFree("udp", udpPort) {
 		t.Errorf("ports %d/tcp and %d/udp still held after New", tcpPort, udpPort)
 	}

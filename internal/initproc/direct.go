@@ -112,13 +112,31 @@ type startReq struct {
 // (the callee closes it), so that the caller can wire the network
 // meanwhile. It must not block. When PrepareDirect returns, it has been
 // called or never will be.
-func PrepareDirect(spec *Spec, tty *os.File, netReady func(ns *os.File)) (*Direct, error) {
+//
+// lateFiles, if not nil, gives spec.Files (which must then be empty) once
+// they are known: the thread calls it, and may wait in it, after it has
+// made the namespaces, the overlay, /dev and /sys, just before it binds
+// the files, so that what they hold (a network's addresses) is worked out
+// meanwhile. Its error ends the start.
+func PrepareDirect(spec *Spec, tty *os.File, netReady func(ns *os.File), lateFiles func() (map[string][]byte, error)) (*Direct, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
+	}
+	if lateFiles != nil && (len(spec.Files) > 0 || spec.StateDir == "") {
+		return nil, errors.New("initproc: late files need an empty Spec.Files and a Spec.StateDir")
 	}
 	cfg, _, err := stageConfigFor(spec) // no rlimits here: no warnings
 	if err != nil {
 		return nil, err
+	}
+	if lateFiles != nil {
+		cfg.lateFiles = func() ([]fileMount, error) {
+			files, err := lateFiles()
+			if err != nil {
+				return nil, err
+			}
+			return writeFiles(&Spec{Files: files, StateDir: spec.StateDir})
+		}
 	}
 	d := &Direct{tty: tty, cfg: cfg, netReady: netReady}
 	d.prep = d.prepare

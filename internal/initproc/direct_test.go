@@ -151,7 +151,7 @@ func (dp *directProc) wait() directResult {
 // returns the first error either gave.
 func runDirect(t *testing.T, spec *Spec) (directResult, error) {
 	t.Helper()
-	d, err := PrepareDirect(spec, nil, nil)
+	d, err := PrepareDirect(spec, nil, nil, nil)
 	if err != nil {
 		return directResult{code: -1}, err
 	}
@@ -481,7 +481,7 @@ func TestDirectHostUnchanged(t *testing.T) {
 	}
 
 	spec := newDirectSpec(t, img, "sh", "-c", "echo hi > /tmp/f; echo ready; read x; echo got=$x; cat /tmp/f")
-	d, err := PrepareDirect(spec, nil, nil)
+	d, err := PrepareDirect(spec, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,9 @@ type stageConfig struct {
 	// Trace makes the child print the monotonic time of each step to its
 	// stderr; set by tests and benchmarks through traceSteps.
 	Trace bool
+	// lateFiles, for a direct start, gives Files once they are known: the
+	// thread calls it just before it binds them (see PrepareDirect).
+	lateFiles func() ([]fileMount, error)
 }
 
 // traceSteps is a test hook: see stageConfig.Trace.

@@ -175,6 +175,11 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	if err := mountFresh(root, "/sys", "sysfs", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
+	if cfg.lateFiles != nil {
+		if cfg.Files, err = cfg.lateFiles(); err != nil {
+			return err
+		}
+	}
 	for _, f := range cfg.Files {
 		if err := bindFile(root, f.Source, f.Dest); err != nil {
 			return err
