@@ -115,9 +115,10 @@ func exePath() (string, error) {
 	return fmt.Sprintf("/proc/self/fd/%d", sealedExe.f.Fd()), nil
 }
 
-// minExeFd keeps the memfd's number clear of the fds the forked child
-// rearranges before execve (0-4 and the few it borrows above them while
-// shuffling ExtraFiles), which would otherwise replace it.
+// minExeFd keeps the sealed binary's fd clear of the low numbers a forked
+// child's fds are dup'd onto before execve. The child also moves fds to
+// the numbers just above the highest one it is handed, which can be any:
+// Cmd.Start checks for that (fdPathFor).
 const minExeFd = 16
 
 func sealCopy(path string) (*os.File, error) {
