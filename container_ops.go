@@ -77,7 +77,8 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 			r.removeAnonymousVolumes(cfg.Mounts)
 		}
 	}()
-	for _, d := range []string{"upper", "work", "rootfs"} {
+	r.takeSpare(dir) // else made below
+	for _, d := range spareSubdirs {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			r.releaseName(name, id)
 			return nil, err
@@ -612,14 +613,17 @@ func (r *Runtime) removeContainerFiles(id, name string) {
 func (r *Runtime) removeContainerDir(id, name string) {
 	dir := r.containerDir(id)
 	// Rename first so a half-removed container is never listed; what is
-	// under tmp/ is deleted in the background (Close waits for it, and
-	// New's sweep deletes what a program that died left there).
+	// under tmp/ is emptied into a spare or deleted in the background
+	// (Close waits for it, and New's sweep deletes what a program that
+	// died left there).
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
 	if err := os.Rename(dir, tmp); err == nil {
 		r.background.Add(1)
 		go func() {
 			defer r.background.Done()
-			os.RemoveAll(tmp)
+			if !r.keepSpare(tmp) {
+				os.RemoveAll(tmp)
+			}
 		}()
 	} else {
 		os.RemoveAll(dir)

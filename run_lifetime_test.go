@@ -414,6 +414,80 @@ func TestLifetimeAutoRemove(t *testing.T) {
 	}
 }
 
+// A removed container's directory is kept as a spare, three empty
+// directories owned by root with no extended attributes left (overlayfs
+// marks an upper directory; this container chowns and chmods its root),
+// and the next container gets it and sees nothing of the first.
+func TestLifetimeSpareDirectory(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	berthtest.Busybox(t, rt, "busybox")
+	first := mustRun(t, rt, "busybox", sh("echo secret > /secret && mkdir /d && echo x > /d/f && chown 1000:1000 / && chmod 1777 /"))
+	if err := first.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt.Close() // waits for the removal
+	spares, _ := os.ReadDir(filepath.Join(root, "spare"))
+	if len(spares) != 1 {
+		t.Fatalf("spare/ holds %d entries after one removal, want 1", len(spares))
+	}
+	spare := filepath.Join(root, "spare", spares[0].Name())
+	entries, _ := os.ReadDir(spare)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "rootfs upper work" {
+		t.Fatalf("spare holds %q, want rootfs upper work", names)
+	}
+	for _, p := range []string{spare, filepath.Join(spare, "rootfs"), filepath.Join(spare, "upper"), filepath.Join(spare, "work")} {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Gid != 0 || st.Mode&0o7777 != 0o700 || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			t.Errorf("%s: uid %d gid %d mode %o; want a root-owned 0700 directory", p, st.Uid, st.Gid, st.Mode)
+		}
+		if n, err := syscall.Listxattr(p, nil); err != nil || n != 0 {
+			t.Errorf("%s: %d bytes of extended attribute names (%v); want none", p, n, err)
+		}
+		if p != spare {
+			if sub, _ := os.ReadDir(p); len(sub) != 0 {
+				t.Errorf("%s is not empty: %d entries", p, len(sub))
+			}
+		}
+	}
+
+	rt, err = berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := mustRun(t, rt, "busybox", sh("exec sleep 300"))
+	if left, _ := os.ReadDir(filepath.Join(root, "spare")); len(left) != 0 {
+		t.Errorf("spare/ holds %d entries with the second container running, want it taken", len(left))
+	}
+	out, err := execOutput(t, second, "stat -c '%u %g %a' /; ls -A / | grep -c -e secret -e '^d$'; true")
+	if err != nil || out != "0 0 755\n0\n" {
+		t.Errorf("a container in the spare directory sees / as %q (%v); want 0 0 755 and no file of the first", out, err)
+	}
+	if diff, err := second.Diff(ctx); err != nil || len(diff) != 0 {
+		t.Errorf("Diff of the second container = %v, %v; want no change", diff, err)
+	}
+	second.Remove(ctx, berth.WithForce())
+	rt.Close()
+	if left, _ := os.ReadDir(filepath.Join(root, "spare")); len(left) != 1 {
+		t.Errorf("spare/ holds %d entries once the second is removed, want 1", len(left))
+	}
+}
+
 // TestLifetimeNoLeaks runs and removes many containers and checks that
 // the program's fds and goroutines, the host's mounts and the root's
 // cgroups are back at their baseline.
