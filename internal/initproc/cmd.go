@@ -169,15 +169,28 @@ func (c *Cmd) Wait() error {
 }
 
 // fdPathFor makes path, when it names an fd of this process
-// (/proc/self/fd/N: the sealed binary), safe to exec in a child that gets
-// files as its fds 0, 1, 2, ... Before execve, Go's forked child dups
-// files onto 0, 1, 2, ... and moves its error pipe, and any file whose
-// number is below its place, to the numbers just above the highest of
-// files (or of len(files)): an fd among those is replaced, and the child
-// then execs the pipe (EACCES; a bridge's holder failed so whenever the
-// lock it was handed had the number just below the sealed binary's). Such
-// an fd is copied above them for this start; release closes the copy.
+// (/proc/self/fd/N: the sealed binary, the exec helper), safe to exec in a
+// child that gets files as its fds 0, 1, 2, ... Before execve, Go's forked
+// child dups files onto 0, 1, 2, ... and moves its error pipe, and any
+// file whose number is below its place, to the numbers just above the
+// highest of files (or of len(files)): an fd among those is replaced, and
+// the child then execs the pipe (EACCES; a bridge's holder failed so
+// whenever the lock it was handed had the number just below the sealed
+// binary's). Such an fd is copied above them for this start; release
+// closes the copy.
 func fdPathFor(path string, files []*os.File) (string, func(), error) {
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = -1
+		if f != nil {
+			fds[i] = int(f.Fd())
+		}
+	}
+	return fdPathForFds(path, fds)
+}
+
+// fdPathForFds is fdPathFor for the child's fds given by number (-1: none).
+func fdPathForFds(path string, files []int) (string, func(), error) {
 	n, ok := strings.CutPrefix(path, "/proc/self/fd/")
 	fd, err := strconv.Atoi(n)
 	if !ok || err != nil {
@@ -185,9 +198,7 @@ func fdPathFor(path string, files []*os.File) (string, func(), error) {
 	}
 	next := len(files) // where the child starts moving fds: see syscall.forkAndExecInChild1
 	for _, f := range files {
-		if f != nil && int(f.Fd()) > next {
-			next = int(f.Fd())
-		}
+		next = max(next, f)
 	}
 	next++
 	if fd >= len(files) && (fd < next || fd > next+len(files)) {

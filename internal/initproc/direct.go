@@ -437,7 +437,18 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	argv := append([]string{d.argv0}, s.Args...)
 	exe := helperPath // a Run's container has no /proc yet
 	if d.exec {
-		exe = "/proc/self/fd/" + strconv.Itoa(helperFD()) // the container's /proc, the child's own fds
+		// The container's /proc, the child's own fds: the helper's fd must
+		// not be one the fork moves the others to (see fdPathFor).
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f)
+		}
+		path, release, err := fdPathForFds("/proc/self/fd/"+strconv.Itoa(helperFD()), fds)
+		if err != nil {
+			return 0, stepError("place the exec helper's fd", "", err)
+		}
+		defer release()
+		exe = path
 	}
 	pid, err := syscall.ForkExec(exe, argv, &syscall.ProcAttr{
 		Dir: ".", Env: s.Env, Files: files, Sys: sys,
