@@ -601,16 +601,23 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 // removeContainerFiles deletes a container's directory, name, cgroup and
 // locks. The caller makes sure nothing runs in it.
 func (r *Runtime) removeContainerFiles(id, name string) {
+	gone := true
 	if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
 		cg.Kill()
-		cg.Delete()
+		gone = cg.Delete() == nil
 	}
-	r.removeContainerDir(id, name)
+	r.removeDir(id, name, gone)
 }
 
 // removeContainerDir is removeContainerFiles for a container whose cgroup
 // is known to be gone.
-func (r *Runtime) removeContainerDir(id, name string) {
+func (r *Runtime) removeContainerDir(id, name string) { r.removeDir(id, name, true) }
+
+// removeDir deletes the container's directory, name and locks. Its
+// directory becomes a spare only when no process of the container is left
+// (spare): one still exiting could hold the overlay mounted, and the next
+// container would share its upper directory.
+func (r *Runtime) removeDir(id, name string, spare bool) {
 	dir := r.containerDir(id)
 	// Rename first so a half-removed container is never listed; what is
 	// under tmp/ is emptied into a spare or deleted in the background
@@ -621,7 +628,7 @@ func (r *Runtime) removeContainerDir(id, name string) {
 		r.background.Add(1)
 		go func() {
 			defer r.background.Done()
-			if !r.keepSpare(tmp) {
+			if !spare || !r.keepSpare(tmp) {
 				os.RemoveAll(tmp)
 			}
 		}()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
+	"golang.org/x/sys/unix"
 )
 
 // helperRun is the test binary acting as another program that runs a
@@ -485,6 +486,33 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 	rt.Close()
 	if left, _ := os.ReadDir(filepath.Join(root, "spare")); len(left) != 1 {
 		t.Errorf("spare/ holds %d entries once the second is removed, want 1", len(left))
+	}
+
+	// A root with an inode flag set on it (synchronous updates, FS_SYNC_FL 0x8, which a
+	// container may set on its /) is not kept: the next container would
+	// inherit it.
+	rt, err = berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	third := mustRun(t, rt, "busybox", sh("exec sleep 300"))
+	upper, err := os.Open(filepath.Join(root, "containers", third.ID, "upper"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags, err := unix.IoctlGetUint32(int(upper.Fd()), unix.FS_IOC_GETFLAGS)
+	if err == nil {
+		err = unix.IoctlSetPointerInt(int(upper.Fd()), unix.FS_IOC_SETFLAGS, int(flags|0x8))
+	}
+	upper.Close()
+	if err != nil {
+		t.Skipf("setting a flag on the upper directory: %v", err)
+	}
+	third.Remove(ctx, berth.WithForce())
+	rt.Close()
+	if left, _ := os.ReadDir(filepath.Join(root, "spare")); len(left) != 0 {
+		t.Errorf("spare/ holds %d entries after removing a container whose root had a flag set, want none", len(left))
 	}
 }
 

@@ -2,11 +2,13 @@ package berth
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,11 +75,12 @@ func (r *Runtime) keepSpare(dir string) bool {
 			return false
 		}
 	}
-	if kept != len(spareSubdirs) || !bareDir(dir) {
+	ref, ok := inodeAttrs(r.containersDir())
+	if kept != len(spareSubdirs) || !ok || !bareDir(dir, ref) {
 		return false
 	}
 	for _, s := range spareSubdirs {
-		if !bareDir(filepath.Join(dir, s)) {
+		if !bareDir(filepath.Join(dir, s), ref) {
 			return false
 		}
 	}
@@ -140,12 +143,17 @@ func countNames(dir string) (int, error) {
 }
 
 // bareDir gives the directory p (not a symlink) root's ownership, mode
-// 0700 and no extended attributes, and reports whether it has them: a
-// container can chown or chmod its root, and overlayfs marks the upper
+// 0700 and no extended attributes, and reports whether it has them and
+// the inode flags and project of a directory made fresh beside it (ref,
+// those of containers/): a container can chown or chmod its root, set
+// flags such as synchronous updates on it, and overlayfs marks the upper
 // directory (trusted.overlay.uuid, .impure).
-func bareDir(p string) bool {
+func bareDir(p string, ref dirAttrs) bool {
 	var st unix.Stat_t
 	if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return false
+	}
+	if a, ok := inodeAttrs(p); !ok || a != ref {
 		return false
 	}
 	if unix.Lchown(p, 0, 0) != nil || unix.Chmod(p, 0o700) != nil {
@@ -163,6 +171,34 @@ func bareDir(p string) bool {
 	}
 	n, err = unix.Llistxattr(p, nil)
 	return err == nil && n == 0
+}
+
+// dirAttrs are a directory's inode flags (chattr) and project ID.
+type dirAttrs struct{ flags, project uint32 }
+
+// fsIocFsgetxattr is FS_IOC_FSGETXATTR, _IOR('X', 31, struct fsxattr),
+// which x/sys/unix does not define.
+const fsIocFsgetxattr = 0x801c581f
+
+// inodeAttrs reads the directory p's attributes; a filesystem without
+// flags or projects has them all zero.
+func inodeAttrs(p string) (dirAttrs, bool) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return dirAttrs{}, false
+	}
+	defer unix.Close(fd)
+	var a dirAttrs
+	if a.flags, err = unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err != nil && err != unix.ENOTTY {
+		return dirAttrs{}, false
+	}
+	var fsx [28]byte // struct fsxattr: xflags, extsize, nextents, projid, cowextsize, pad
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFsgetxattr, uintptr(unsafe.Pointer(&fsx[0]))); errno == 0 {
+		a.project = binary.NativeEndian.Uint32(fsx[12:])
+	} else if errno != unix.ENOTTY {
+		return dirAttrs{}, false
+	}
+	return a, true
 }
 
 // splitNUL splits a list of NUL-terminated names.
