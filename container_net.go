@@ -241,14 +241,14 @@ func networkModeOf(cfg *containerConfig) (mode, target string) {
 // container's addresses and writes its endpoints, and returns the files
 // the container sees (/etc/hosts, /etc/resolv.conf) and, for shared modes,
 // the namespace the child joins.
-func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (ns *netSetup, retErr error) {
+func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (_ *netSetup, retErr error) {
 	cfg := &rec.Config
-	ns = &netSetup{rt: r}
+	ns := &netSetup{rt: r}
 	files := map[string][]byte{"/etc/hostname": []byte(cfg.Hostname + "\n")}
 	ns.files = files
 	defer func() {
 		if retErr != nil {
-			ns.teardown()
+			ns.teardown() // this one: the result is nil by then
 		}
 	}()
 	mode, target := networkModeOf(cfg)

@@ -540,6 +540,16 @@ func TestNetworkAddressAllocation(t *testing.T) {
 	}
 	replace(order[3], "r3")
 	replace(order[0], "r0")
+
+	// A claim whose container still runs but has left the network.
+	freed := ipOf(t, order[2])
+	if err := n.Disconnect(ctx, order[2]); err != nil {
+		t.Fatal(err)
+	}
+	if got := ipOf(t, sleeper(t, rt, "after-disconnect", berth.WithNetwork("small"))); got != freed {
+		t.Fatalf("after a disconnect the next container got %s; the only free address was %s", got, freed)
+	}
+	full("extra-after-disconnect")
 }
 
 // TestNetworkPublishUDP is TestNetworkPublishTCP for UDP.
