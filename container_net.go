@@ -557,8 +557,13 @@ func (ns *netSetup) attach(ctx context.Context, rec *containerRecord, pid int) e
 	return ns.attachNS(ctx, rec, nsFile)
 }
 
-// needsAttach reports whether attach has anything to wire.
-func (ns *netSetup) needsAttach() bool { return len(ns.endpoints) > 0 }
+// joinsBridges reports whether the container gets veths of its own (an
+// endpoint on each of its networks), known from its config alone: before
+// its network is allocated.
+func joinsBridges(cfg *containerConfig) bool {
+	mode, _ := networkModeOf(cfg)
+	return mode == "bridge" && len(cfg.Networks) > 0
+}
 
 // attachNS is attach into the network namespace nsFile.
 func (ns *netSetup) attachNS(ctx context.Context, rec *containerRecord, nsFile *os.File) error {

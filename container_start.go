@@ -483,7 +483,7 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 			return run.net.files, nil
 		}
 	}
-	if netPrepared != nil || run.net.needsAttach() {
+	if joinsBridges(&run.rec.Config) {
 		netReady = func(ns *os.File) {
 			attaching = true
 			go func() {

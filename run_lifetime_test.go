@@ -420,14 +420,9 @@ func TestLifetimeAutoRemove(t *testing.T) {
 // marks an upper directory; this container chowns and chmods its root),
 // and the next container gets it and sees nothing of the first.
 func TestLifetimeSpareDirectory(t *testing.T) {
-	berthtest.Skip(t)
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "root")
-	rt, err := berth.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	berthtest.Busybox(t, rt, "busybox")
+	root := rt.Root()
 	first := mustRun(t, rt, "busybox", sh("echo secret > /secret && mkdir /d && echo x > /d/f && chown 1000:1000 / && chmod 1777 /"))
 	if err := first.Wait(ctx); err != nil {
 		t.Fatal(err)
@@ -467,7 +462,7 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 		}
 	}
 
-	rt, err = berth.New(root)
+	rt, err := berth.New(root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -159,17 +160,16 @@ func bareDir(p string, ref dirAttrs) bool {
 	if unix.Lchown(p, 0, 0) != nil || unix.Chmod(p, 0o700) != nil {
 		return false
 	}
-	buf := make([]byte, 4096)
-	n, err := unix.Llistxattr(p, buf)
+	names, err := xattrRead(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
 	if err != nil {
 		return false
 	}
-	for _, name := range splitNUL(buf[:n]) {
-		if unix.Lremovexattr(p, name) != nil {
+	for name := range strings.SplitSeq(strings.TrimSuffix(string(names), "\x00"), "\x00") {
+		if name != "" && unix.Lremovexattr(p, name) != nil {
 			return false
 		}
 	}
-	n, err = unix.Llistxattr(p, nil)
+	n, err := unix.Llistxattr(p, nil)
 	return err == nil && n == 0
 }
 
@@ -199,20 +199,4 @@ func inodeAttrs(p string) (dirAttrs, bool) {
 		return dirAttrs{}, false
 	}
 	return a, true
-}
-
-// splitNUL splits a list of NUL-terminated names.
-func splitNUL(b []byte) []string {
-	var out []string
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != 0 {
-			i++
-		}
-		if i > 0 {
-			out = append(out, string(b[:i]))
-		}
-		b = b[min(i+1, len(b)):]
-	}
-	return out
 }
