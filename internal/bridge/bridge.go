@@ -111,6 +111,29 @@ func Exists(name string) bool {
 	return unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr) == nil
 }
 
+// indexAndMTU returns the index and MTU of the host's interface name,
+// through two ioctls: a netlink lookup would fetch and decode every
+// attribute and statistic of the link.
+func indexAndMTU(name string) (index, mtu int, err error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, 0, err
+	}
+	index = int(ifr.Uint32())
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFMTU, ifr); err != nil {
+		return 0, 0, err
+	}
+	return index, int(ifr.Uint32()), nil
+}
+
 // Endpoint is one interface of a container on a bridge.
 type Endpoint struct {
 	Bridge   string           // host bridge the host end joins
@@ -126,12 +149,12 @@ type Endpoint struct {
 // namespace's loopback up and adds the default route. On failure nothing
 // is left on the host.
 func Attach(nsFD int, ep Endpoint) (retErr error) {
-	br, err := netlink.LinkByName(ep.Bridge)
+	brIndex, brMTU, err := indexAndMTU(ep.Bridge)
 	if err != nil {
 		return fmt.Errorf("looking up bridge %s: %w", ep.Bridge, err)
 	}
 	veth := &netlink.Veth{
-		LinkAttrs:        netlink.LinkAttrs{Name: ep.HostName, MasterIndex: br.Attrs().Index, MTU: br.Attrs().MTU},
+		LinkAttrs:        netlink.LinkAttrs{Name: ep.HostName, MasterIndex: brIndex, MTU: brMTU},
 		PeerName:         ep.Name,
 		PeerHardwareAddr: ep.MAC,
 		PeerNamespace:    netlink.NsFd(nsFD),
@@ -152,10 +175,11 @@ func Attach(nsFD int, ep Endpoint) (retErr error) {
 		return fmt.Errorf("netlink in the container's namespace: %w", err)
 	}
 	defer h.Close()
-	if lo, err := h.LinkByName("lo"); err == nil {
-		if err := h.LinkSetUp(lo); err != nil {
-			return fmt.Errorf("bringing up lo: %w", err)
-		}
+	// The name server listens on lo, which a child stage brings up only
+	// later. Loopback is interface 1 in every namespace (LOOPBACK_IFINDEX):
+	// no lookup.
+	if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
 	}
 	link, err := h.LinkByName(ep.Name)
 	if err != nil {

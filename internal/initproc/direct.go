@@ -288,17 +288,15 @@ func (d *Direct) thread() {
 // its privileges, on this thread.
 func (d *Direct) prepare() error {
 	s := &d.cfg.Spec
-	flags := unix.CLONE_FS | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+	// The network namespace first, on its own: whoever wires it (veths,
+	// addresses, the name server) starts on another CPU while this thread
+	// makes the other namespaces and the root filesystem.
 	if s.NetNS == "" {
-		flags |= unix.CLONE_NEWNET
-	}
-	if err := unix.Unshare(flags); err != nil {
-		return stepError("unshare namespaces", "", err)
-	}
-	if s.NetNS != "" {
-		if err := joinNetNS(s.NetNS); err != nil {
-			return err
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return stepError("unshare the network namespace", "", err)
 		}
+	} else if err := joinNetNS(s.NetNS); err != nil {
+		return err
 	}
 	if err := loopbackUp(); err != nil {
 		return stepError("bring up lo", "", err)
@@ -311,6 +309,9 @@ func (d *Direct) prepare() error {
 			return stepError("open the network namespace", "/proc/thread-self/ns/net", err)
 		}
 		d.netReady(ns)
+	}
+	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC); err != nil {
+		return stepError("unshare namespaces", "", err)
 	}
 	unix.Umask(0)
 	console := -1
