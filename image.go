@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -553,8 +555,9 @@ type PruneReport struct {
 }
 
 // Prune deletes every blob and unpacked layer that no reference needs
-// (garbage collection). It waits for operations in other programs that are
-// adding content to the same root.
+// (garbage collection), and the temporary files that programs killed while
+// writing a cache entry left in the root's caches. It waits for operations
+// in other programs that are adding content to the same root.
 func (r *Runtime) Prune(ctx context.Context) (PruneReport, error) {
 	if err := r.checkOpen(); err != nil {
 		return PruneReport{}, err
@@ -564,7 +567,36 @@ func (r *Runtime) Prune(ctx context.Context) (PruneReport, error) {
 		return PruneReport{}, err
 	}
 	defer unlock()
+	r.sweepCacheTemps(time.Now().Add(-staleTempAge))
 	return r.collect(ctx)
+}
+
+// staleTempAge is how old a cache's temporary file must be for Prune to
+// take it for a dead writer's: a live one renames it into place within
+// milliseconds of making it.
+const staleTempAge = 10 * time.Minute
+
+// sweepCacheTemps deletes the temporary files (store.WriteCacheFile's
+// ".tmp-" files) in the directories under cache/ last modified before
+// cutoff. The caches' own entries are kept: each is worth a recomputation.
+func (r *Runtime) sweepCacheTemps(cutoff time.Time) {
+	caches := filepath.Join(r.root, "cache")
+	dirs, _ := os.ReadDir(caches)
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		dir := filepath.Join(caches, d.Name())
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), ".tmp-") {
+				continue
+			}
+			if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
 }
 
 // live returns the blobs and snapshots the references need.

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
@@ -50,5 +54,69 @@ func TestImportPushPull(t *testing.T) {
 	}
 	if _, err := rt3.Image(ctx, ref); !errors.Is(err, berth.ErrNotFound) {
 		t.Errorf("after rmi: %v, want ErrNotFound", err)
+	}
+}
+
+// TestPruneSweepsCacheTemps: a program killed while writing a cache entry
+// leaves its temporary file; Prune deletes such files once they are old
+// enough to have no live writer, and keeps the entries and fresh ones.
+func TestPruneSweepsCacheTemps(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}}, berth.WithNetworkMode("none"), berth.WithAutoRemove())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seccompDir := filepath.Join(rt.Root(), "cache", "seccomp")
+	entries, err := os.ReadDir(seccompDir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no compiled seccomp filter cached in %s: %v", seccompDir, err)
+	}
+	mountDir := filepath.Join(rt.Root(), "cache", "mounts", ".tmp-a-cache-mount")
+	if err := os.MkdirAll(mountDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	write := func(dir, name string, mtime time.Time) string {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("torn"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stale := []string{
+		write(seccompDir, ".tmp-"+entries[0].Name()+"-123", old),
+		write(filepath.Join(rt.Root(), "cache", "build"), ".tmp-0123abcd-456", old),
+	}
+	kept := []string{
+		write(seccompDir, ".tmp-"+entries[0].Name()+"-789", time.Now()), // a writer may be live
+		write(filepath.Join(rt.Root(), "cache", "build"), "0123abcd", old),
+		filepath.Join(seccompDir, entries[0].Name()),
+		mountDir,
+	}
+	if _, err := rt.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range stale {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: still there after Prune (%v)", p, err)
+		}
+	}
+	for _, p := range kept {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: gone after Prune (%v)", p, err)
+		}
 	}
 }
