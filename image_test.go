@@ -77,10 +77,9 @@ func TestPruneSweepsCacheTemps(t *testing.T) {
 	if err != nil || len(entries) == 0 {
 		t.Fatalf("no compiled seccomp filter cached in %s: %v", seccompDir, err)
 	}
+	// A RUN --mount=type=cache directory, named like a temp file, holding
+	// an old temp-named file of the user's: neither is a cache entry's.
 	mountDir := filepath.Join(rt.Root(), "cache", "mounts", ".tmp-a-cache-mount")
-	if err := os.MkdirAll(mountDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	old := time.Now().Add(-time.Hour)
 	write := func(dir, name string, mtime time.Time) string {
 		t.Helper()
@@ -105,6 +104,7 @@ func TestPruneSweepsCacheTemps(t *testing.T) {
 		write(filepath.Join(rt.Root(), "cache", "build"), "0123abcd", old),
 		filepath.Join(seccompDir, entries[0].Name()),
 		mountDir,
+		write(mountDir, ".tmp-users-file", old),
 	}
 	if _, err := rt.Prune(ctx); err != nil {
 		t.Fatal(err)
