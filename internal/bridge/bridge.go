@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/nldump"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -153,13 +154,7 @@ func Attach(nsFD int, ep Endpoint) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("looking up bridge %s: %w", ep.Bridge, err)
 	}
-	veth := &netlink.Veth{
-		LinkAttrs:        netlink.LinkAttrs{Name: ep.HostName, MasterIndex: brIndex, MTU: brMTU},
-		PeerName:         ep.Name,
-		PeerHardwareAddr: ep.MAC,
-		PeerNamespace:    netlink.NsFd(nsFD),
-	}
-	if err := netlink.LinkAdd(veth); err != nil {
+	if err := addVeth(ep, brIndex, brMTU, nsFD); err != nil {
 		return fmt.Errorf("creating veth %s: %w", ep.HostName, err)
 	}
 	defer func() {
@@ -167,9 +162,6 @@ func Attach(nsFD int, ep Endpoint) (retErr error) {
 			Delete(ep.HostName)
 		}
 	}()
-	if err := netlink.LinkSetUp(veth); err != nil {
-		return fmt.Errorf("bringing up %s: %w", ep.HostName, err)
-	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(nsFD), unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in the container's namespace: %w", err)
@@ -198,6 +190,35 @@ func Attach(nsFD int, ep Endpoint) (retErr error) {
 		}
 	}
 	return nil
+}
+
+// addVeth creates ep's veth pair in one request: the host end, named
+// ep.HostName, up and on the bridge whose index is brIndex; the container
+// end, named ep.Name with the address ep.MAC, down, in the namespace open
+// as nsFD; both with the bridge's MTU. (netlink.LinkAdd takes three
+// requests for less: the pair, a lookup of the new link by name and its
+// master; bringing the host end up was a fourth.)
+func addVeth(ep Endpoint, brIndex, mtu, nsFD int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	host := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	host.Flags, host.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(host)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(ep.HostName)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(brIndex))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC) // down: veth opens an end only once its peer is linked (ENOTCONN)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(ep.Name))
+	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu)))
+	if ep.MAC != nil {
+		peer.AddRtAttr(unix.IFLA_ADDRESS, []byte(ep.MAC))
+	}
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(nsFD)))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // Detach deletes the container interface name from the namespace open as

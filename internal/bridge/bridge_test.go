@@ -6,9 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // A bare bridge (no address, down): Aliased and Exists must see it,
@@ -95,4 +98,112 @@ func TestEnsureFixesTheBridgeAddress(t *testing.T) {
 	if got := br.Attrs().HardwareAddr; !bytes.Equal(got, before) {
 		t.Fatalf("bridge address after a port with %s joined: %s, want %s unchanged", low, got, before)
 	}
+}
+
+// Attach wires a container end into a fresh namespace: the host end on
+// the bridge, up, with the bridge's MTU; the container end up, with its
+// hardware address, address and default route; the namespace's loopback
+// up. A second Attach of the same names fails and leaves the first alone.
+func TestAttach(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a link needs root")
+	}
+	name := fmt.Sprintf("ba%d", os.Getpid()%1000000)
+	if err := Ensure(name, netip.MustParsePrefix("10.254.78.1/24"), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Delete(name) })
+	br, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetMTU(br, 1400); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t)
+	ep := Endpoint{
+		Bridge: name, HostName: name + "h", Name: "eth0",
+		Addr: netip.MustParsePrefix("10.254.78.7/24"), Gateway: netip.MustParseAddr("10.254.78.1"),
+		MAC: net.HardwareAddr{0x02, 0x42, 10, 254, 78, 7},
+	}
+	if err := Attach(int(ns.Fd()), ep); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Delete(ep.HostName) })
+
+	host, err := netlink.LinkByName(ep.HostName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := host.Attrs(); a.MasterIndex != br.Attrs().Index || a.Flags&net.FlagUp == 0 || a.MTU != 1400 {
+		t.Errorf("host end: master %d, flags %v, MTU %d; want master %d, up, MTU 1400", a.MasterIndex, a.Flags, a.MTU, br.Attrs().Index)
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctr, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := ctr.Attrs(); a.Flags&net.FlagUp == 0 || a.MTU != 1400 || !bytes.Equal(a.HardwareAddr, ep.MAC) {
+		t.Errorf("container end: flags %v, MTU %d, address %s; want up, 1400, %s", a.Flags, a.MTU, a.HardwareAddr, ep.MAC)
+	}
+	addrs, err := h.AddrList(ctr, netlink.FAMILY_V4)
+	if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != "10.254.78.7/24" {
+		t.Errorf("container end's addresses: %v, %v; want 10.254.78.7/24", addrs, err)
+	}
+	routes, err := h.RouteList(ctr, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := false
+	for _, r := range routes {
+		def := r.Dst == nil
+		if r.Dst != nil {
+			ones, _ := r.Dst.Mask.Size()
+			def = ones == 0
+		}
+		gw = gw || (def && r.Gw.Equal(net.ParseIP("10.254.78.1")))
+	}
+	if !gw {
+		t.Errorf("no default route via 10.254.78.1 in %v", routes)
+	}
+	if lo, err := h.LinkByIndex(1); err != nil || lo.Attrs().Name != "lo" || lo.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("interface 1 of the namespace: %v, %v; want lo, up", lo, err)
+	}
+
+	if err := Attach(int(ns.Fd()), ep); err == nil {
+		t.Fatal("a second Attach of the same names succeeded")
+	}
+	if !Exists(ep.HostName) {
+		t.Fatal("a failed second Attach deleted the first's host end")
+	}
+}
+
+// newNamespace makes a network namespace on a thread of its own, which
+// then ends, and returns it open; it goes when the test ends.
+func newNamespace(t *testing.T) *os.File {
+	t.Helper()
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		f, err := os.Open("/proc/thread-self/ns/net")
+		ch <- result{f, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.f.Close() })
+	return r.f
 }
