@@ -534,8 +534,13 @@ func TestNetworkAddressAllocation(t *testing.T) {
 	}
 	replace(order[1], "r1")
 
-	// A root from before claims: only endpoint files say who holds what.
-	if err := os.RemoveAll(filepath.Join(rt.Root(), "endpoints", n.ID, "addrs")); err != nil {
+	// A root from before the claims file: only endpoint files say who
+	// holds what.
+	claims := filepath.Join(rt.Root(), "endpoints", n.ID, "claims")
+	if st, err := os.Stat(claims); err != nil || st.Size() > 8*64 {
+		t.Fatalf("claims file: %v, %v; want one of at most 8 slots of 64 bytes for a /29", st, err)
+	}
+	if err := os.Remove(claims); err != nil {
 		t.Fatal(err)
 	}
 	replace(order[3], "r3")
