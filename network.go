@@ -17,7 +17,6 @@ import (
 
 	"github.com/berth-dev/berth/internal/bridge"
 	"github.com/berth-dev/berth/internal/nat"
-	"golang.org/x/sys/unix"
 )
 
 // DefaultNetwork is the name of the bridge network containers join when
@@ -483,11 +482,12 @@ func hostIPAMLock(ctx context.Context) (func(), error) {
 }
 
 // writeJSONAtomic writes v to path through a hidden temporary file beside
-// it and a rename (an exchange where path exists), so that readers see the
-// old or the new content whole. A crash before the rename, or between the
-// exchange and the removal, leaves the temporary file, which no reader
-// lists (its name does not end in .json) and which goes with its
-// directory.
+// it and a rename, so that readers see the old or the new content whole.
+// The rename over an existing file is also what keeps a record whole
+// across a power loss without an fsync: ext4 (auto_da_alloc) writes the
+// new file's data out before such a rename commits. (Swapping the files
+// with RENAME_EXCHANGE was 0.17 ms cheaper per write here, for that
+// reason, and could leave a record empty after a crash.)
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -496,16 +496,6 @@ func writeJSONAtomic(path string, v any) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+newContainerID()[:12])
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
-	}
-	// Swapped with the file it replaces, which is then deleted: ext4
-	// pushes a file renamed over another to disk at once (auto_da_alloc);
-	// the swap took a container's state write from 0.44 to 0.27 ms here
-	// (medians). Where there is nothing to swap with, or the filesystem
-	// cannot swap, a rename.
-	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
-	if err == nil {
-		os.Remove(tmp) // the replaced contents
-		return nil
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)

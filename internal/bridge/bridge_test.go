@@ -135,8 +135,8 @@ func TestAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := host.Attrs(); a.MasterIndex != br.Attrs().Index || a.Flags&net.FlagUp == 0 || a.MTU != 1400 {
-		t.Errorf("host end: master %d, flags %v, MTU %d; want master %d, up, MTU 1400", a.MasterIndex, a.Flags, a.MTU, br.Attrs().Index)
+	if a := host.Attrs(); a.MasterIndex != br.Attrs().Index || a.Flags&net.FlagUp == 0 || a.MTU != 1400 || a.TxQLen != 0 {
+		t.Errorf("host end: master %d, flags %v, MTU %d, txqueuelen %d; want master %d, up, MTU 1400, txqueuelen 0", a.MasterIndex, a.Flags, a.MTU, a.TxQLen, br.Attrs().Index)
 	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
 	if err != nil {
@@ -147,8 +147,8 @@ func TestAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := ctr.Attrs(); a.Flags&net.FlagUp == 0 || a.MTU != 1400 || !bytes.Equal(a.HardwareAddr, ep.MAC) {
-		t.Errorf("container end: flags %v, MTU %d, address %s; want up, 1400, %s", a.Flags, a.MTU, a.HardwareAddr, ep.MAC)
+	if a := ctr.Attrs(); a.Flags&net.FlagUp == 0 || a.MTU != 1400 || a.TxQLen != 0 || !bytes.Equal(a.HardwareAddr, ep.MAC) {
+		t.Errorf("container end: flags %v, MTU %d, txqueuelen %d, address %s; want up, 1400, 0, %s", a.Flags, a.MTU, a.TxQLen, a.HardwareAddr, ep.MAC)
 	}
 	addrs, err := h.AddrList(ctr, netlink.FAMILY_V4)
 	if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != "10.254.78.7/24" {
