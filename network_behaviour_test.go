@@ -500,6 +500,21 @@ func TestNetworkAddressAllocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Round-robin: a removed container's address is not the next one
+	// given while others are free (a veth the kernel is still deleting
+	// may hold it).
+	first := sleeper(t, rt, "rr", berth.WithNetwork("small"))
+	firstIP := ipOf(t, first)
+	if err := first.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	rr := sleeper(t, rt, "rr2", berth.WithNetwork("small"))
+	if got := ipOf(t, rr); got != firstIP.Next() {
+		t.Fatalf("after %s was freed the next container got %s, want %s", firstIP, got, firstIP.Next())
+	}
+	if err := rr.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
 	ips := map[netip.Addr]*berth.Container{}
 	var order []*berth.Container
 	for i := range 5 {

@@ -215,10 +215,6 @@ func nftBlock(text, header string) string {
 	return ""
 }
 
-// checkFootprint compares the host's state with the baseline: none of the
-// root's links, the same netns, the root's table as it was, and berth's
-// forward rules present once each exactly while some berth bridge (of any
-// root) exists on the host, and absent otherwise.
 // settledFootprint is footprint once the host's berth links are gone, or
 // after five seconds. A veth goes with its container's network namespace,
 // which the kernel tears down asynchronously once the namespace's last
@@ -235,6 +231,10 @@ func settledFootprint(t *testing.T, names rootNames) netFootprint {
 	}
 }
 
+// checkFootprint compares the host's state with the baseline: none of the
+// root's links, the same netns, the root's table as it was, and berth's
+// forward rules present once each exactly while some berth bridge (of any
+// root) exists on the host, and absent otherwise.
 func checkFootprint(t *testing.T, when string, before, after netFootprint) {
 	t.Helper()
 	if len(after.links) > 0 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -67,7 +68,7 @@ func (r *Runtime) keepSpare(dir string) bool {
 	kept := 0
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		if isSpareSubdir(e.Name()) {
+		if slices.Contains(spareSubdirs, e.Name()) {
 			if !e.IsDir() || !emptyDir(p) {
 				return false
 			}
@@ -91,15 +92,6 @@ func (r *Runtime) keepSpare(dir string) bool {
 	var b [8]byte
 	rand.Read(b[:])
 	return os.Rename(dir, filepath.Join(r.spareDir(), hex.EncodeToString(b[:]))) == nil
-}
-
-func isSpareSubdir(name string) bool {
-	for _, s := range spareSubdirs {
-		if name == s {
-			return true
-		}
-	}
-	return false
 }
 
 // emptyDir deletes everything in dir and reports whether dir is then

@@ -97,19 +97,10 @@ func Delete(name string) error {
 	return nil
 }
 
-// Exists reports whether a link called name exists on the host: one
-// SIOCGIFINDEX, as if_nametoindex(3) asks.
+// Exists reports whether a link called name exists on the host.
 func Exists(name string) bool {
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return false
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	return unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr) == nil
+	_, _, err := indexAndMTU(name)
+	return err == nil
 }
 
 // indexAndMTU returns the index and MTU of the host's interface name,

@@ -63,18 +63,7 @@ func TestAliasedAndExists(t *testing.T) {
 // it as containers come and go, and containers that learned the gateway's
 // old address lose their replies.
 func TestEnsureFixesTheBridgeAddress(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating a link needs root")
-	}
-	name := fmt.Sprintf("bm%d", os.Getpid()%1000000)
-	if err := Ensure(name, netip.MustParsePrefix("10.254.77.1/24"), ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { Delete(name) })
-	br, err := netlink.LinkByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	name, br := testBridge(t, "bm", "10.254.77.1/24")
 	before := br.Attrs().HardwareAddr
 	if len(before) != 6 || before[0]&0x03 != 0x02 {
 		t.Fatalf("bridge address %s: want a unicast, locally administered one", before)
@@ -92,7 +81,8 @@ func TestEnsureFixesTheBridgeAddress(t *testing.T) {
 	if err := netlink.LinkSetUp(veth); err != nil {
 		t.Fatal(err)
 	}
-	if br, err = netlink.LinkByName(name); err != nil {
+	br, err := netlink.LinkByName(name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := br.Attrs().HardwareAddr; !bytes.Equal(got, before) {
@@ -105,18 +95,7 @@ func TestEnsureFixesTheBridgeAddress(t *testing.T) {
 // hardware address, address and default route; the namespace's loopback
 // up. A second Attach of the same names fails and leaves the first alone.
 func TestAttach(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating a link needs root")
-	}
-	name := fmt.Sprintf("ba%d", os.Getpid()%1000000)
-	if err := Ensure(name, netip.MustParsePrefix("10.254.78.1/24"), ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { Delete(name) })
-	br, err := netlink.LinkByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	name, br := testBridge(t, "ba", "10.254.78.1/24")
 	if err := netlink.LinkSetMTU(br, 1400); err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +159,26 @@ func TestAttach(t *testing.T) {
 	if !Exists(ep.HostName) {
 		t.Fatal("a failed second Attach deleted the first's host end")
 	}
+}
+
+// testBridge makes a bridge with Ensure, named prefix and this process's
+// ID, with the gateway address gw, and deletes it when the test ends. It
+// skips the test without root.
+func testBridge(t *testing.T, prefix, gw string) (string, netlink.Link) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("creating a link needs root")
+	}
+	name := fmt.Sprintf("%s%d", prefix, os.Getpid()%1000000)
+	if err := Ensure(name, netip.MustParsePrefix(gw), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Delete(name) })
+	br, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name, br
 }
 
 // newNamespace makes a network namespace on a thread of its own, which
