@@ -30,6 +30,7 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	if err := r.checkOpen(); err != nil {
 		return nil, err
 	}
+	tr := newTracer("run")
 	if p == nil {
 		p = &Process{}
 	}
@@ -40,13 +41,15 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	if o.detach && (p.Stdin != nil || p.Stdout != nil || p.Stderr != nil) {
 		return nil, fmt.Errorf("%w: a detached container's output goes to its log; Process.Stdin, Stdout and Stderr must be nil", ErrInvalid)
 	}
-	img, err := r.Image(ctx, image)
+	img, err := r.runImage(image)
 	if err != nil {
 		return nil, err
 	}
+	tr.mark("image")
 	if err := r.ensureSnapshots(ctx, img); err != nil {
 		return nil, err
 	}
+	tr.mark("snapshots")
 	id := newContainerID()
 	cfg, err := buildConfig(img, image, p, &o, id)
 	if err != nil {
@@ -59,9 +62,11 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	if name == "" {
 		name = generatedName(id)
 	}
+	tr.mark("config")
 	if err := r.claimName(name, id); err != nil {
 		return nil, err
 	}
+	tr.mark("name")
 	mounts, releaseVolumes, err := r.resolveMounts(ctx, img, &o)
 	if err != nil {
 		r.releaseName(name, id)
@@ -77,7 +82,9 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 			r.removeAnonymousVolumes(cfg.Mounts)
 		}
 	}()
+	tr.mark("mounts")
 	r.takeSpare(dir) // else made below
+	tr.mark("spare")
 	for _, d := range spareSubdirs {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			r.releaseName(name, id)
@@ -92,11 +99,14 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		r.releaseName(name, id)
 		return nil, err
 	}
+	tr.mark("dirs")
 	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated}}
 	if err := r.writeRecord(rec); err != nil {
 		r.removeContainerFiles(id, name)
 		return nil, err
 	}
+	tr.mark("record")
+	tr.done()
 	releaseVolumes() // the record names the volumes now: Remove sees them in use
 	c := &Container{ID: id, Name: name, rt: r}
 	if cfg.Detached {

@@ -285,6 +285,43 @@ func (r *Runtime) Image(ctx context.Context, ref string) (*Image, error) {
 	return r.imageFromStore(d, refs)
 }
 
+// maxRunImages bounds runImages: a program running from more images than
+// this parses the others on each Run, as Image does.
+const maxRunImages = 32
+
+// runImage is Image as Run needs it: the image ref names, parsed once per
+// manifest digest and Runtime. Blobs are named by their content, so a
+// parsed manifest and config stay true for as long as the manifest is in
+// the store; the reference itself is resolved on every call (a tag can
+// move). The result is shared between calls and must not be changed, and
+// it carries no RepoTags or RepoDigests (they change with every tag).
+func (r *Runtime) runImage(ref string) (*Image, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	refs, err := r.store.Refs()
+	if err != nil {
+		return nil, err
+	}
+	d, err := r.resolve(ref, refs)
+	if err != nil {
+		return nil, err
+	}
+	if img, ok := r.runImages.Load(d); ok && r.store.Has(d) {
+		return img.(*Image), nil
+	}
+	img, err := r.imageFromStore(d, nil)
+	if err != nil {
+		return nil, err
+	}
+	if r.runImageN.Load() < maxRunImages {
+		if _, loaded := r.runImages.LoadOrStore(d, img); !loaded {
+			r.runImageN.Add(1)
+		}
+	}
+	return img, nil
+}
+
 // refsAndRoots returns the references with the build steps' images
 // (store roots) added under intermediatePrefix, as references held them
 // before roots existed: everything garbage collection must keep.

@@ -141,6 +141,35 @@ func TestRunEntrypointCmd(t *testing.T) {
 	})
 }
 
+// TestRunFollowsTag checks that Run resolves its reference each time: a
+// tag moved to another image runs the other image from then on (Run keeps
+// parsed images by manifest digest, never by name).
+func TestRunFollowsTag(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	var imgs []*berth.Image
+	for _, word := range []string{"first", "second"} {
+		ref := configImage(t, rt, "moving/"+word+":1", v1.Config{Cmd: []string{"echo", word}})
+		img, err := rt.Image(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	for i, want := range []string{"first", "second", "first"} {
+		if err := rt.Tag(ctx, imgs[i%2], "moving:latest"); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, err := runOut(t, rt, "moving:latest", &berth.Process{})
+		if err != nil {
+			t.Fatalf("run %d: %v (%s)", i, err, errOut)
+		}
+		if out != want+"\n" {
+			t.Errorf("run %d of moving:latest printed %q, want %q", i, out, want+"\n")
+		}
+	}
+}
+
 // envOf returns the values of keys in a container's environment as
 // "KEY=value" lines, in the order of keys.
 func envOf(t *testing.T, rt *berth.Runtime, image string, p *berth.Process, keys []string, opts ...berth.RunOption) string {
