@@ -204,6 +204,10 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		close(r.done)
 		return nil, err
 	}
+	// The helper drops its capabilities and loads its filter while this
+	// program places it (afterFork) and mounts its /proc: it runs nothing
+	// of the user's before the go-ahead below.
+	_, werr := filterW.Write(helperPayload(helperMask(d.cfg.Caps, d.cfg.Spec.UID), d.cfg.Seccomp))
 	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
 	// Wait returns once the thread has let go of the container's mount
 	// namespace, so that its overlay is unmounted by then (for Remove,
@@ -227,9 +231,9 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		// getppid, which is 0 in the container's pid namespace.
 		goAhead = helperGoOrphan
 	}
-	payload := binary.LittleEndian.AppendUint64(make([]byte, 0, 9+len(d.cfg.Seccomp)), helperMask(d.cfg.Caps, d.cfg.Spec.UID))
-	payload = append(append(payload, d.cfg.Seccomp...), goAhead)
-	_, werr := filterW.Write(payload)
+	if werr == nil {
+		_, werr = filterW.Write([]byte{goAhead})
+	}
 	filterW.Close()
 	status, rerr := io.ReadAll(statusR)
 	switch {

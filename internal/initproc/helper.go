@@ -99,6 +99,17 @@ func elf64(machine uint16, code []byte) []byte {
 	return append(b, code...)
 }
 
+// helperPayload is what the caller writes to the exec helper's fd 3 right
+// after the fork: the filter's length in bytes, the capability mask (see
+// helperMask) and the filter, for the helper to apply while the caller
+// finishes placing it. The go-ahead byte follows later, on its own.
+func helperPayload(mask uint64, filter []byte) []byte {
+	b := make([]byte, 0, 16+len(filter))
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(filter)))
+	b = binary.LittleEndian.AppendUint64(b, mask)
+	return append(b, filter...)
+}
+
 // The exec helper's go-ahead bytes, written after the filter.
 const (
 	helperGo       = 'G'

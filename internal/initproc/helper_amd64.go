@@ -11,22 +11,25 @@ import "encoding/binary"
 //  1. make itself non-dumpable, so that no process of the container can
 //     ptrace it before its filter is on (an exec joins a container whose
 //     processes run as the same user);
-//  2. read fd 3 until EOF: a capability mask (8 bytes), the seccomp filter
-//     (8 bytes per instruction, none for no filter), then one byte that
-//     says the caller meant it, 'G' to go on or 'K' to go on with a
-//     parent-death SIGKILL armed. EOF without that byte means the caller
-//     died half way: never exec then, least of all without the filter;
+//  2. read from fd 3 the filter's length in bytes (8 bytes), a capability
+//     mask (8 bytes) and the seccomp filter (8 bytes per instruction, none
+//     for no filter), which the caller writes right after the fork;
 //  3. drop from its bounding set every capability not in the mask (a
 //     root helper runs with every capability until here, which also keeps
 //     ptrace away from it; a non-root one gets an all-ones mask, its
 //     bounding set being dropped before the fork);
 //  4. set every signal's action to the default and unblock all (execve
 //     keeps the forking program's ignored signals),
-//  5. close fd 3 and mark fd 4 (the status pipe) close-on-exec,
+//  5. mark fd 4 (the status pipe) close-on-exec,
 //  6. set no_new_privs,
-//  7. load the filter,
-//  8. execve(argv[0], argv+1, envp): argv[0] is the resolved program path,
-//     argv[1:] the program's own argv.
+//  7. load the filter (steps 3-7 overlap the caller's last steps: its
+//     placing the process in cgroups, a Run's mounting of /proc);
+//  8. read fd 3 until EOF: one more byte that says the caller meant it,
+//     'G' to go on or 'K' to go on with a parent-death SIGKILL armed. EOF
+//     without that byte means the caller died or gave up half way: never
+//     exec then;
+//  9. close fd 3 and execve(argv[0], argv+1, envp): argv[0] is the
+//     resolved program path, argv[1:] the program's own argv.
 //
 // On any failure it writes the errno as 4 native-order bytes on fd 4 and
 // exits with status 127. The program is assembled here, instruction by
@@ -63,6 +66,9 @@ func helperImage() []byte {
 	a.op(0x49, 0x89, 0xe4)                                     // mov r12, rsp        ; r12 = buffer
 	a.op(0x45, 0x31, 0xed)                                     // xor r13d, r13d      ; r13 = bytes read
 
+	// The filter first: the caller writes it as soon as we are forked,
+	// and we load it while the caller is still placing us (cgroups, the
+	// container's /proc).
 	a.label("read")
 	movEAX(sysRead)
 	movEDI(3)
@@ -71,36 +77,20 @@ func helperImage() []byte {
 	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
 	syscall()
 	testRAX()
-	a.jump(0x84, "eof")                                        // jz eof
-	a.jump(0x88, "fail")                                       // js fail
-	a.op(0x49, 0x01, 0xc5)                                     // add r13, rax
-	a.op(append([]byte{0x49, 0x81, 0xfd}, imm(bufSize)...)...) // cmp r13, bufSize
-	a.jump(0x82, "read")                                       // jb read
-	a.op(0x48, 0xc7, 0xc0, 0xf9, 0xff, 0xff, 0xff)             // mov rax, -E2BIG     ; the filter does not fit
-	a.jump(0, "fail")
+	a.jump(0x84, "short")                                         // jz short             ; the caller died
+	a.jump(0x88, "fail")                                          // js fail
+	a.op(0x49, 0x01, 0xc5)                                        // add r13, rax
+	a.op(0x49, 0x83, 0xfd, 0x10)                                  // cmp r13, 16
+	a.jump(0x82, "read")                                          // jb read              ; the header is not all there
+	a.op(0x49, 0x8b, 0x0c, 0x24)                                  // mov rcx, [r12]       ; the filter's length in bytes
+	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-17)...)...) // cmp rcx, bufSize-17  ; room for the header and the go-ahead
+	a.jump(0x87, "toobig")                                        // ja toobig
+	a.op(0x48, 0x83, 0xc1, 0x10)                                  // add rcx, 16
+	a.op(0x49, 0x39, 0xcd)                                        // cmp r13, rcx
+	a.jump(0x82, "read")                                          // jb read              ; the filter is not all there
 
-	a.label("eof")
-	a.op(0x4d, 0x85, 0xed)             // test r13, r13
-	a.jump(0x84, "short")              // jz short
-	a.op(0x49, 0xff, 0xcd)             // dec r13               ; the filter's length
-	a.op(0x43, 0x0f, 0xb6, 0x04, 0x2c) // movzx eax, byte [r12+r13]
-	a.op(0x83, 0xf8, 'G')              // cmp eax, 'G'
-	a.jump(0x84, "go")
-	a.op(0x83, 0xf8, 'K') // cmp eax, 'K'
-	a.jump(0x85, "short")
-	movEAX(sysPrctl) // prctl(PR_SET_PDEATHSIG, SIGKILL)
-	movEDI(1)
-	movESI(9)
-	syscall()
-	testRAX()
-	a.jump(0x85, "fail")
-
-	a.label("go")
-	a.op(0x49, 0x83, 0xfd, 0x08) // cmp r13, 8            ; the mask must be there
-	a.jump(0x82, "short")        // jb short
-	a.op(0x49, 0x83, 0xed, 0x08) // sub r13, 8            ; r13 = the filter's length
-	a.op(0x4d, 0x8b, 0x34, 0x24) // mov r14, [r12]        ; the capability mask
-	a.op(0x45, 0x31, 0xff)       // xor r15d, r15d        ; capability number
+	a.op(0x4d, 0x8b, 0x74, 0x24, 0x08) // mov r14, [r12+8]      ; the capability mask
+	a.op(0x45, 0x31, 0xff)             // xor r15d, r15d        ; capability number
 	a.label("cap")
 	a.op(0x4d, 0x0f, 0xa3, 0xfe) // bt r14, r15
 	a.jump(0x82, "nextcap")      // jc nextcap           ; kept
@@ -143,10 +133,7 @@ func helperImage() []byte {
 	testRAX()
 	a.jump(0x85, "fail")
 	a.op(0x48, 0x83, 0xc4, 0x20) // add rsp, 32
-	movEAX(sysClose)
-	movEDI(3)
-	syscall()
-	movEAX(sysFcntl) // fcntl(4, F_SETFD, FD_CLOEXEC)
+	movEAX(sysFcntl)             // fcntl(4, F_SETFD, FD_CLOEXEC)
 	movEDI(4)
 	movESI(2)
 	movEDX(1)
@@ -162,12 +149,12 @@ func helperImage() []byte {
 	syscall()
 	testRAX()
 	a.jump(0x85, "fail")
-	a.op(0x4d, 0x85, 0xed) // test r13, r13         ; no filter: straight to execve
-	a.jump(0x84, "exec")
-	a.op(0x49, 0xc1, 0xed, 0x03)       // shr r13, 3            ; instructions
+	a.op(0x49, 0x8b, 0x0c, 0x24)       // mov rcx, [r12]
+	a.op(0x48, 0xc1, 0xe9, 0x03)       // shr rcx, 3            ; instructions
+	a.jump(0x84, "filtered")           // jz filtered          ; no filter
 	a.op(0x48, 0x83, 0xec, 0x10)       // sub rsp, 16           ; struct sock_fprog
-	a.op(0x4c, 0x89, 0x2c, 0x24)       // mov [rsp], r13        ; .len (and zero padding)
-	a.op(0x49, 0x8d, 0x44, 0x24, 0x08) // lea rax, [r12+8]      ; the filter, after the mask
+	a.op(0x48, 0x89, 0x0c, 0x24)       // mov [rsp], rcx        ; .len (and zero padding)
+	a.op(0x49, 0x8d, 0x44, 0x24, 0x10) // lea rax, [r12+16]     ; the filter, after the header
 	a.op(0x48, 0x89, 0x44, 0x24, 0x08) // mov [rsp+8], rax      ; .filter
 	movEAX(sysSeccomp)                 // seccomp(SECCOMP_SET_MODE_FILTER, 0, rsp)
 	movEDI(1)
@@ -176,6 +163,46 @@ func helperImage() []byte {
 	syscall()
 	testRAX()
 	a.jump(0x85, "fail")
+	a.op(0x48, 0x83, 0xc4, 0x10) // add rsp, 16
+
+	// Then the go-ahead: one byte, and EOF.
+	a.label("filtered")
+	a.label("read2")
+	movEAX(sysRead)
+	movEDI(3)
+	a.op(0x4b, 0x8d, 0x34, 0x2c) // lea rsi, [r12+r13]
+	movEDX(bufSize)
+	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
+	syscall()
+	testRAX()
+	a.jump(0x84, "eof")                                        // jz eof
+	a.jump(0x88, "fail")                                       // js fail
+	a.op(0x49, 0x01, 0xc5)                                     // add r13, rax
+	a.op(append([]byte{0x49, 0x81, 0xfd}, imm(bufSize)...)...) // cmp r13, bufSize
+	a.jump(0x82, "read2")                                      // jb read2             ; else judge what is there
+
+	a.label("eof")
+	a.op(0x49, 0x8b, 0x0c, 0x24)       // mov rcx, [r12]
+	a.op(0x48, 0x83, 0xc1, 0x11)       // add rcx, 17           ; header, filter and one byte
+	a.op(0x49, 0x39, 0xcd)             // cmp r13, rcx
+	a.jump(0x85, "short")              // jne short
+	a.op(0x49, 0xff, 0xcd)             // dec r13
+	a.op(0x43, 0x0f, 0xb6, 0x04, 0x2c) // movzx eax, byte [r12+r13]
+	a.op(0x83, 0xf8, 'G')              // cmp eax, 'G'
+	a.jump(0x84, "go")
+	a.op(0x83, 0xf8, 'K') // cmp eax, 'K'
+	a.jump(0x85, "short")
+	movEAX(sysPrctl) // prctl(PR_SET_PDEATHSIG, SIGKILL)
+	movEDI(1)
+	movESI(9)
+	syscall()
+	testRAX()
+	a.jump(0x85, "fail")
+
+	a.label("go")
+	movEAX(sysClose)
+	movEDI(3)
+	syscall()
 
 	a.label("exec")
 	a.op(0x48, 0x8b, 0x0b)             // mov rcx, [rbx]            ; argc
@@ -199,6 +226,10 @@ func helperImage() []byte {
 
 	a.label("short")
 	a.op(0x48, 0xc7, 0xc0, 0xe0, 0xff, 0xff, 0xff) // mov rax, -EPIPE  ; no go-ahead
+	a.jump(0, "fail")
+
+	a.label("toobig")
+	a.op(0x48, 0xc7, 0xc0, 0xf9, 0xff, 0xff, 0xff) // mov rax, -E2BIG  ; the filter does not fit
 	a.jump(0, "fail")
 
 	return elf64(62 /* EM_X86_64 */, a.bytes())

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,8 +39,8 @@ func runHelperMask(t *testing.T, mask uint64, filter []byte, argv ...string) (st
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload := binary.LittleEndian.AppendUint64(nil, mask)
-	filterW.Write(append(append(payload, filter...), helperGo))
+	filterW.Write(helperPayload(mask, filter))
+	filterW.Write([]byte{helperGo})
 	filterW.Close()
 	out, _ := io.ReadAll(outR)
 	status, _ := io.ReadAll(statusR)
@@ -102,11 +103,21 @@ func busyboxPath(t *testing.T) string {
 }
 
 // A caller that dies before its go-ahead (the pipe closes without the last
-// byte) must never get the program run, filter or not.
+// byte) must never get the program run, filter or not; nor does a byte
+// other than a go-ahead, or more than one, run it.
 func TestHelperNeedsGoAhead(t *testing.T) {
 	fd := needHelper(t)
 	bb := busyboxPath(t)
-	for _, payload := range [][]byte{nil, make([]byte, 8)} {
+	whole := helperPayload(^uint64(0), filterBytes(allowAllFilter()))
+	for _, payload := range [][]byte{
+		nil,
+		make([]byte, 8),
+		whole[:20], // the filter cut short
+		helperPayload(^uint64(0), nil),
+		whole,
+		append(whole[:len(whole):len(whole)], 'X'),
+		append(whole[:len(whole):len(whole)], helperGo, helperGo),
+	} {
 		filterR, filterW := mustPipe(t)
 		statusR, statusW := mustPipe(t)
 		marker := t.TempDir() + "/ran"
@@ -166,5 +177,53 @@ func TestHelperResetsSignals(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// The helper applies the filter and the capability mask as soon as it has
+// them, before the go-ahead: that is what lets it overlap the caller's
+// last steps. The program still waits for the go-ahead.
+func TestHelperFiltersBeforeGoAhead(t *testing.T) {
+	fd := needHelper(t)
+	bb := busyboxPath(t)
+	filterR, filterW := mustPipe(t)
+	statusR, statusW := mustPipe(t)
+	defer statusR.Close()
+	marker := t.TempDir() + "/ran"
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "touch", marker}, &syscall.ProcAttr{
+		Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
+	})
+	filterR.Close()
+	statusW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := uint64(1) << unix.CAP_KILL
+	filterW.Write(helperPayload(keep, filterBytes(allowAllFilter())))
+	var status string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if status = string(b); strings.Contains(status, "Seccomp:\t2") {
+			break
+		}
+	}
+	for _, want := range []string{"Seccomp:\t2", "NoNewPrivs:\t1", "CapBnd:\t0000000000000020"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("before the go-ahead, the helper's status lacks %q:\n%s", want, status)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the program ran before the go-ahead")
+	}
+	filterW.Write([]byte{helperGo})
+	filterW.Close()
+	report, _ := io.ReadAll(statusR)
+	var ws syscall.WaitStatus
+	syscall.Wait4(pid, &ws, 0, nil)
+	if len(report) != 0 || ws.ExitStatus() != 0 {
+		t.Fatalf("after the go-ahead: status pipe %v, exit %v", report, ws)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("after the go-ahead the program did not run: %v", err)
 	}
 }
