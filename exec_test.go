@@ -2,6 +2,7 @@ package berth_test
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -529,11 +530,25 @@ func TestExecShellLess(t *testing.T) {
 // helperExecDetached is the test binary acting as another program: it
 // starts a detached `sleep 300` named BERTH_TEST_EXEC_NAME in
 // BERTH_TEST_EXEC_ROOT (which has busybox), prints "started" and exits.
+// With BERTH_TEST_EXEC_ATTACH set it execs `sleep 301` attached into that
+// container instead, prints "exec'd" and waits to be killed.
 func helperExecDetached() {
 	rt, err := berth.New(os.Getenv("BERTH_TEST_EXEC_ROOT"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
+	}
+	if os.Getenv("BERTH_TEST_EXEC_ATTACH") != "" {
+		c, err := rt.Container(context.Background(), os.Getenv("BERTH_TEST_EXEC_NAME"))
+		if err == nil {
+			_, err = c.Exec(context.Background(), &berth.Process{Args: []string{"sleep", "301"}})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(4)
+		}
+		fmt.Println("exec'd")
+		select {}
 	}
 	_, err = rt.Run(context.Background(), "busybox", &berth.Process{Args: []string{"sleep", "300"}},
 		berth.WithDetach(), berth.WithName(os.Getenv("BERTH_TEST_EXEC_NAME")))
@@ -579,6 +594,63 @@ func TestExecOtherProgram(t *testing.T) {
 	pid, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
 	if want := mnt + "\n" + pid + "\nsleep\x00300\x00"; stdout.String() != want {
 		t.Errorf("exec printed %q, want %q", stdout.String(), want)
+	}
+}
+
+// TestExecDiesWithProgram: an attached exec into a container that
+// outlives the program (detached) dies with the program, even a program
+// SIGKILLed the moment Exec returned.
+func TestExecDiesWithProgram(t *testing.T) {
+	rt := execRuntime(t)
+	ctx := context.Background()
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach(), berth.WithName("host"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+	execs := func() int {
+		procs, err := c.Top(ctx)
+		if err != nil {
+			t.Fatalf("Top: %v", err)
+		}
+		n := 0
+		for _, p := range procs {
+			if p.Cmd == "sleep 301" {
+				n++
+			}
+		}
+		return n
+	}
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "BERTH_TEST_EXEC_ROOT="+rt.Root(), "BERTH_TEST_EXEC_NAME=host", "BERTH_TEST_EXEC_ATTACH=1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if line != "exec'd\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: helper program printed %q; stderr: %s", round, line, stderr.String())
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		deadline := time.Now().Add(5 * time.Second)
+		for execs() != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := execs(); n != 0 {
+			t.Fatalf("round %d: %d exec'd processes outlived the program that started them", round, n)
+		}
+	}
+	if st, err := c.State(ctx); err != nil || !st.Running {
+		t.Errorf("the container did not outlive the exec'd processes: %+v, %v", st, err)
 	}
 }
 

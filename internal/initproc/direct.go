@@ -1,7 +1,6 @@
 package initproc
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,10 +23,12 @@ import (
 // thread), the root filesystem, pivot_root, hostname, loopback, the user's
 // ids, the working directory, the capability bounding set. It then forks
 // the exec helper (helperImage, written for the moment in the container's
-// /dev) into new pid and cgroup namespaces; the helper waits for its
-// seccomp filter while the thread deletes that file and mounts the
-// container's /proc for the new pid namespace, then sets no_new_privs,
-// loads the filter and execs the user's program.
+// /dev) into new pid and cgroup namespaces. The caller writes the helper
+// its capability mask and seccomp filter at once; the helper drops the
+// capabilities, sets no_new_privs and loads the filter while the thread
+// deletes that file and mounts the container's /proc for the new pid
+// namespace, and execs the user's program only on the go-ahead that
+// follows.
 //
 // The thread is tainted (its mount namespace, root and fd table are the
 // container's) and never runs another goroutine: it parks for as long as
@@ -186,9 +187,9 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		d.Abort()
 		return nil, err
 	}
-	defer filterR.Close()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
+		filterR.Close()
 		filterW.Close()
 		d.Abort()
 		return nil, err
@@ -197,6 +198,9 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 	r := &startReq{files: stdio, cgroupFD: cgroupFD, filterR: filterR, statusW: statusW, done: make(chan struct{}), left: make(chan struct{})}
 	d.once.Do(func() { d.req <- r })
 	err = <-d.resp // forked
+	// Only the helper holds these ends now: a write to a helper that died
+	// fails instead of waiting for a reader that is not there.
+	filterR.Close()
 	statusW.Close()
 	if err != nil {
 		filterW.Close()
@@ -207,7 +211,8 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 	// The helper drops its capabilities and loads its filter while this
 	// program places it (afterFork) and mounts its /proc: it runs nothing
 	// of the user's before the go-ahead below.
-	_, werr := filterW.Write(helperPayload(helperMask(d.cfg.Caps, d.cfg.Spec.UID), d.cfg.Seccomp))
+	orphanKill := d.exec && !d.cfg.Spec.Detached // a Run's fork sets Pdeathsig itself
+	_, werr := filterW.Write(helperPayload(helperMask(d.cfg.Caps, d.cfg.Spec.UID), d.cfg.Seccomp, orphanKill))
 	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
 	// Wait returns once the thread has let go of the container's mount
 	// namespace, so that its overlay is unmounted by then (for Remove,
@@ -225,21 +230,32 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		p.Wait()
 		return nil, err
 	}
-	goAhead := byte(helperGo)
-	if d.exec && !d.cfg.Spec.Detached {
-		// Go's own parent-death signal cannot be used: its child checks
-		// getppid, which is 0 in the container's pid namespace.
-		goAhead = helperGoOrphan
+	var status []byte
+	var rerr error
+	if orphanKill && werr == nil {
+		// Go ahead only once the parent-death signal is armed: a program
+		// killed before that would leave the process running. The helper
+		// armed it before its filter, so this rarely waits.
+		buf := make([]byte, 8)
+		n, err := statusR.Read(buf)
+		status, rerr = buf[:n], err
+		if armed, _, _ := helperStatus(status); !armed {
+			werr = errors.New("the helper did not arm its parent-death signal")
+		}
 	}
 	if werr == nil {
-		_, werr = filterW.Write([]byte{goAhead})
+		_, werr = filterW.Write([]byte{helperGo})
 	}
 	filterW.Close()
-	status, rerr := io.ReadAll(statusR)
+	if rerr == nil {
+		rest, err := io.ReadAll(statusR)
+		status, rerr = append(status, rest...), err
+	}
+	armed, errno, ok := helperStatus(status)
 	switch {
-	case len(status) == 4:
-		return p, execError(d.argv0, syscall.Errno(binary.NativeEndian.Uint32(status)))
-	case werr != nil || rerr != nil || len(status) != 0:
+	case ok && errno != 0:
+		return p, execError(d.argv0, errno)
+	case !ok || armed != orphanKill || werr != nil || rerr != nil:
 		return p, fmt.Errorf("container start: the exec helper did not report (write %v, read %v, %q)", werr, rerr, status)
 	}
 	return p, nil

@@ -3,6 +3,7 @@ package initproc
 import (
 	"encoding/binary"
 	"sync"
+	"syscall"
 
 	"github.com/berth-dev/berth/internal/caps"
 	"golang.org/x/sys/unix"
@@ -31,7 +32,7 @@ func (a *asm) label(name string) {
 }
 
 // jump emits a jump to label: jmp when cc is 0, otherwise the two-byte
-// conditional jump 0x0f cc (0x84 jz, 0x85 jnz, 0x82 jb, 0x88 js).
+// conditional jump 0x0f cc (0x84 jz, 0x85 jnz, 0x82 jb, 0x87 ja, 0x88 js).
 func (a *asm) jump(cc byte, label string) {
 	if cc == 0 {
 		a.op(0xe9)
@@ -101,20 +102,51 @@ func elf64(machine uint16, code []byte) []byte {
 
 // helperPayload is what the caller writes to the exec helper's fd 3 right
 // after the fork: the filter's length in bytes, the capability mask (see
-// helperMask) and the filter, for the helper to apply while the caller
-// finishes placing it. The go-ahead byte follows later, on its own.
-func helperPayload(mask uint64, filter []byte) []byte {
-	b := make([]byte, 0, 16+len(filter))
+// helperMask), the flags and the filter, for the helper to apply while the
+// caller finishes placing it. orphanKill arms a parent-death SIGKILL (an
+// attached exec: Go's own cannot be used, its child checks getppid, which
+// is 0 in the container's pid namespace). The go-ahead byte, helperGo,
+// follows later, on its own.
+func helperPayload(mask uint64, filter []byte, orphanKill bool) []byte {
+	var flags uint64
+	if orphanKill {
+		flags |= 1
+	}
+	b := make([]byte, 0, 24+len(filter))
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(filter)))
 	b = binary.LittleEndian.AppendUint64(b, mask)
+	b = binary.LittleEndian.AppendUint64(b, flags)
 	return append(b, filter...)
 }
 
-// The exec helper's go-ahead bytes, written after the filter.
+// The exec helper's one-byte messages: helperGo, the caller's go-ahead,
+// written after the payload once the process is in place; helperArmed,
+// the helper's word on its status pipe that its parent-death signal is
+// armed (orphanKill only), which the caller waits for before its go-ahead.
 const (
-	helperGo       = 'G'
-	helperGoOrphan = 'K' // and arm a parent-death SIGKILL first
+	helperGo    = 'G'
+	helperArmed = 'A'
 )
+
+// helperStatus splits what the caller read from the helper's status pipe
+// into whether it holds the armed byte and the errno the helper reported
+// (0 for none). The errno is written in one write of 4 bytes, so the
+// length tells which is there; ok is false for anything else.
+func helperStatus(b []byte) (armed bool, errno syscall.Errno, ok bool) {
+	if len(b)%4 == 1 {
+		if b[0] != helperArmed {
+			return false, 0, false
+		}
+		armed, b = true, b[1:]
+	}
+	switch len(b) {
+	case 0:
+		return armed, 0, true
+	case 4:
+		return armed, syscall.Errno(binary.NativeEndian.Uint32(b)), true
+	}
+	return armed, 0, false
+}
 
 // helperMask is the capability mask the helper gets: the bounding set to
 // keep for a root process, all ones (drop nothing: limitCaps did) for

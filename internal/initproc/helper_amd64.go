@@ -12,8 +12,9 @@ import "encoding/binary"
 //     ptrace it before its filter is on (an exec joins a container whose
 //     processes run as the same user);
 //  2. read from fd 3 the filter's length in bytes (8 bytes), a capability
-//     mask (8 bytes) and the seccomp filter (8 bytes per instruction, none
-//     for no filter), which the caller writes right after the fork;
+//     mask (8 bytes), flags (8 bytes: bit 0 arms a parent-death SIGKILL)
+//     and the seccomp filter (8 bytes per instruction, none for no
+//     filter), which the caller writes right after the fork;
 //  3. drop from its bounding set every capability not in the mask (a
 //     root helper runs with every capability until here, which also keeps
 //     ptrace away from it; a non-root one gets an all-ones mask, its
@@ -21,17 +22,23 @@ import "encoding/binary"
 //  4. set every signal's action to the default and unblock all (execve
 //     keeps the forking program's ignored signals),
 //  5. mark fd 4 (the status pipe) close-on-exec,
-//  6. set no_new_privs,
-//  7. load the filter (steps 3-7 overlap the caller's last steps: its
+//  6. arm the parent-death SIGKILL if the flags ask for it, and say so
+//     with one byte, 'A', on fd 4: the caller waits for it before its
+//     go-ahead, since a parent that dies before the arming sends nothing
+//     (the helper cannot check getppid: in the container's pid namespace
+//     it is 0 whether the parent lives or not);
+//  7. set no_new_privs,
+//  8. load the filter, the last step before execve but for reading and
+//     closing fd 3 (steps 3-8 overlap the caller's last steps: its
 //     placing the process in cgroups, a Run's mounting of /proc);
-//  8. read fd 3 until EOF: one more byte that says the caller meant it,
-//     'G' to go on or 'K' to go on with a parent-death SIGKILL armed. EOF
-//     without that byte means the caller died or gave up half way: never
-//     exec then;
-//  9. close fd 3 and execve(argv[0], argv+1, envp): argv[0] is the
+//  9. read fd 3 until EOF: one more byte, 'G', says the caller meant it.
+//     EOF without that byte means the caller died or gave up half way:
+//     never exec then;
+//  10. close fd 3 and execve(argv[0], argv+1, envp): argv[0] is the
 //     resolved program path, argv[1:] the program's own argv.
 //
-// On any failure it writes the errno as 4 native-order bytes on fd 4 and
+// On any failure it writes the errno as 4 native-order bytes on fd 4 (in
+// one write, after the 'A' if that was written) and
 // exits with status 127. The program is assembled here, instruction by
 // instruction, so that what runs in the container is readable in source.
 func helperImage() []byte {
@@ -46,7 +53,11 @@ func helperImage() []byte {
 		sysExitGroup     = 231
 		sysRtSigaction   = 13
 		sysRtSigprocmask = 14
-		bufSize          = 0x10000 // the largest filter accepted, in bytes
+		// The buffer for the header, the filter and the go-ahead: it takes
+		// filters of up to bufSize-25 bytes, far more than the kernel's
+		// 4096 instructions (32 KiB).
+		bufSize = 0x10000
+		header  = 24
 	)
 	a := &asm{}
 	imm := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
@@ -77,17 +88,19 @@ func helperImage() []byte {
 	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
 	syscall()
 	testRAX()
-	a.jump(0x84, "short")                                         // jz short             ; the caller died
-	a.jump(0x88, "fail")                                          // js fail
-	a.op(0x49, 0x01, 0xc5)                                        // add r13, rax
-	a.op(0x49, 0x83, 0xfd, 0x10)                                  // cmp r13, 16
-	a.jump(0x82, "read")                                          // jb read              ; the header is not all there
-	a.op(0x49, 0x8b, 0x0c, 0x24)                                  // mov rcx, [r12]       ; the filter's length in bytes
-	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-17)...)...) // cmp rcx, bufSize-17  ; room for the header and the go-ahead
-	a.jump(0x87, "toobig")                                        // ja toobig
-	a.op(0x48, 0x83, 0xc1, 0x10)                                  // add rcx, 16
-	a.op(0x49, 0x39, 0xcd)                                        // cmp r13, rcx
-	a.jump(0x82, "read")                                          // jb read              ; the filter is not all there
+	a.jump(0x84, "short")                                               // jz short             ; the caller died
+	a.jump(0x88, "fail")                                                // js fail
+	a.op(0x49, 0x01, 0xc5)                                              // add r13, rax
+	a.op(0x49, 0x83, 0xfd, header)                                      // cmp r13, header
+	a.jump(0x82, "read")                                                // jb read              ; the header is not all there
+	a.op(0x49, 0x8b, 0x0c, 0x24)                                        // mov rcx, [r12]       ; the filter's length in bytes
+	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-header-1)...)...) // cmp rcx, bufSize-25  ; room for the header and the go-ahead
+	a.jump(0x87, "toobig")                                              // ja toobig
+	a.op(0xf6, 0xc1, 0x07)                                              // test cl, 7
+	a.jump(0x85, "badlen")                                              // jnz badlen           ; not whole instructions
+	a.op(0x48, 0x83, 0xc1, header)                                      // add rcx, header
+	a.op(0x49, 0x39, 0xcd)                                              // cmp r13, rcx
+	a.jump(0x82, "read")                                                // jb read              ; the filter is not all there
 
 	a.op(0x4d, 0x8b, 0x74, 0x24, 0x08) // mov r14, [r12+8]      ; the capability mask
 	a.op(0x45, 0x31, 0xff)             // xor r15d, r15d        ; capability number
@@ -139,8 +152,26 @@ func helperImage() []byte {
 	movEDX(1)
 	syscall()
 	testRAX()
-	a.jump(0x85, "fail") // jnz fail
-	movEAX(sysPrctl)     // prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+	a.jump(0x85, "fail")                     // jnz fail
+	a.op(0x41, 0xf6, 0x44, 0x24, 0x10, 0x01) // test byte [r12+16], 1 ; a parent-death SIGKILL?
+	a.jump(0x84, "nodeath")                  // jz nodeath
+	movEAX(sysPrctl)                         // prctl(PR_SET_PDEATHSIG, SIGKILL)
+	movEDI(1)
+	movESI(9)
+	syscall()
+	testRAX()
+	a.jump(0x85, "fail")
+	a.op(0x6a, helperArmed) // push 'A'
+	movEAX(sysWrite)        // write(4, rsp, 1)         ; armed: the caller may go ahead
+	movEDI(4)
+	a.op(0x48, 0x89, 0xe6) // mov rsi, rsp
+	movEDX(1)
+	syscall()
+	a.op(0x48, 0x83, 0xc4, 0x08) // add rsp, 8
+	testRAX()
+	a.jump(0x88, "fail") // js fail
+	a.label("nodeath")
+	movEAX(sysPrctl) // prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 	movEDI(38)
 	movESI(1)
 	a.op(0x31, 0xd2)       // xor edx, edx
@@ -149,14 +180,14 @@ func helperImage() []byte {
 	syscall()
 	testRAX()
 	a.jump(0x85, "fail")
-	a.op(0x49, 0x8b, 0x0c, 0x24)       // mov rcx, [r12]
-	a.op(0x48, 0xc1, 0xe9, 0x03)       // shr rcx, 3            ; instructions
-	a.jump(0x84, "filtered")           // jz filtered          ; no filter
-	a.op(0x48, 0x83, 0xec, 0x10)       // sub rsp, 16           ; struct sock_fprog
-	a.op(0x48, 0x89, 0x0c, 0x24)       // mov [rsp], rcx        ; .len (and zero padding)
-	a.op(0x49, 0x8d, 0x44, 0x24, 0x10) // lea rax, [r12+16]     ; the filter, after the header
-	a.op(0x48, 0x89, 0x44, 0x24, 0x08) // mov [rsp+8], rax      ; .filter
-	movEAX(sysSeccomp)                 // seccomp(SECCOMP_SET_MODE_FILTER, 0, rsp)
+	a.op(0x49, 0x8b, 0x0c, 0x24)         // mov rcx, [r12]
+	a.op(0x48, 0xc1, 0xe9, 0x03)         // shr rcx, 3            ; instructions
+	a.jump(0x84, "filtered")             // jz filtered          ; no filter
+	a.op(0x48, 0x83, 0xec, 0x10)         // sub rsp, 16           ; struct sock_fprog
+	a.op(0x48, 0x89, 0x0c, 0x24)         // mov [rsp], rcx        ; .len (and zero padding)
+	a.op(0x49, 0x8d, 0x44, 0x24, header) // lea rax, [r12+24]   ; the filter, after the header
+	a.op(0x48, 0x89, 0x44, 0x24, 0x08)   // mov [rsp+8], rax      ; .filter
+	movEAX(sysSeccomp)                   // seccomp(SECCOMP_SET_MODE_FILTER, 0, rsp)
 	movEDI(1)
 	a.op(0x31, 0xf6)       // xor esi, esi
 	a.op(0x48, 0x89, 0xe2) // mov rdx, rsp
@@ -182,22 +213,13 @@ func helperImage() []byte {
 	a.jump(0x82, "read2")                                      // jb read2             ; else judge what is there
 
 	a.label("eof")
-	a.op(0x49, 0x8b, 0x0c, 0x24)       // mov rcx, [r12]
-	a.op(0x48, 0x83, 0xc1, 0x11)       // add rcx, 17           ; header, filter and one byte
-	a.op(0x49, 0x39, 0xcd)             // cmp r13, rcx
-	a.jump(0x85, "short")              // jne short
-	a.op(0x49, 0xff, 0xcd)             // dec r13
-	a.op(0x43, 0x0f, 0xb6, 0x04, 0x2c) // movzx eax, byte [r12+r13]
-	a.op(0x83, 0xf8, 'G')              // cmp eax, 'G'
-	a.jump(0x84, "go")
-	a.op(0x83, 0xf8, 'K') // cmp eax, 'K'
-	a.jump(0x85, "short")
-	movEAX(sysPrctl) // prctl(PR_SET_PDEATHSIG, SIGKILL)
-	movEDI(1)
-	movESI(9)
-	syscall()
-	testRAX()
-	a.jump(0x85, "fail")
+	a.op(0x49, 0x8b, 0x0c, 0x24)             // mov rcx, [r12]
+	a.op(0x48, 0x83, 0xc1, header+1)         // add rcx, 25           ; header, filter and one byte
+	a.op(0x49, 0x39, 0xcd)                   // cmp r13, rcx
+	a.jump(0x85, "short")                    // jne short
+	a.op(0x43, 0x0f, 0xb6, 0x44, 0x2c, 0xff) // movzx eax, byte [r12+r13-1]
+	a.op(0x83, 0xf8, 'G')                    // cmp eax, 'G'
+	a.jump(0x85, "short")                    // jne short
 
 	a.label("go")
 	movEAX(sysClose)
@@ -226,6 +248,10 @@ func helperImage() []byte {
 
 	a.label("short")
 	a.op(0x48, 0xc7, 0xc0, 0xe0, 0xff, 0xff, 0xff) // mov rax, -EPIPE  ; no go-ahead
+	a.jump(0, "fail")
+
+	a.label("badlen")
+	a.op(0x48, 0xc7, 0xc0, 0xea, 0xff, 0xff, 0xff) // mov rax, -EINVAL ; not whole instructions
 	a.jump(0, "fail")
 
 	a.label("toobig")

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,7 +40,7 @@ func runHelperMask(t *testing.T, mask uint64, filter []byte, argv ...string) (st
 	if err != nil {
 		t.Fatal(err)
 	}
-	filterW.Write(helperPayload(mask, filter))
+	filterW.Write(helperPayload(mask, filter, false))
 	filterW.Write([]byte{helperGo})
 	filterW.Close()
 	out, _ := io.ReadAll(outR)
@@ -89,9 +90,21 @@ func TestHelperReportsExecFailure(t *testing.T) {
 	if errno != syscall.ENOENT {
 		t.Fatalf("errno %v, want ENOENT", errno)
 	}
-	_, errno = runHelper(t, make([]byte, 0x10000-9), "/bin/true", "true")
+	_, errno = runHelper(t, make([]byte, 0xfff0), "/bin/true", "true")
 	if errno != syscall.E2BIG {
 		t.Fatalf("oversized filter: errno %v, want E2BIG", errno)
+	}
+	// A length that is not whole instructions is refused, not rounded
+	// down (which, below 8 bytes, would be no filter at all).
+	for _, n := range []int{1, 7, 12} {
+		marker := t.TempDir() + "/ran"
+		_, errno = runHelper(t, make([]byte, n), busyboxPath(t), "touch", marker)
+		if errno != syscall.EINVAL {
+			t.Errorf("filter of %d bytes: errno %v, want EINVAL", n, errno)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Errorf("filter of %d bytes: the program ran", n)
+		}
 	}
 }
 
@@ -108,12 +121,13 @@ func busyboxPath(t *testing.T) string {
 func TestHelperNeedsGoAhead(t *testing.T) {
 	fd := needHelper(t)
 	bb := busyboxPath(t)
-	whole := helperPayload(^uint64(0), filterBytes(allowAllFilter()))
+	whole := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false)
 	for _, payload := range [][]byte{
 		nil,
 		make([]byte, 8),
-		whole[:20], // the filter cut short
-		helperPayload(^uint64(0), nil),
+		whole[:20], // the header cut short
+		whole[:30], // the filter cut short
+		helperPayload(^uint64(0), nil, false),
 		whole,
 		append(whole[:len(whole):len(whole)], 'X'),
 		append(whole[:len(whole):len(whole)], helperGo, helperGo),
@@ -199,7 +213,7 @@ func TestHelperFiltersBeforeGoAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	keep := uint64(1) << unix.CAP_KILL
-	filterW.Write(helperPayload(keep, filterBytes(allowAllFilter())))
+	filterW.Write(helperPayload(keep, filterBytes(allowAllFilter()), false))
 	var status string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -212,8 +226,9 @@ func TestHelperFiltersBeforeGoAhead(t *testing.T) {
 			t.Errorf("before the go-ahead, the helper's status lacks %q:\n%s", want, status)
 		}
 	}
-	if _, err := os.Stat(marker); err == nil {
-		t.Error("the program ran before the go-ahead")
+	// Still the helper: the program has not replaced it.
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || !strings.Contains(exe, "berth-exec") {
+		t.Errorf("before the go-ahead, the process runs %q (%v), want the helper", exe, err)
 	}
 	filterW.Write([]byte{helperGo})
 	filterW.Close()
@@ -225,5 +240,170 @@ func TestHelperFiltersBeforeGoAhead(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Errorf("after the go-ahead the program did not run: %v", err)
+	}
+}
+
+// The payload may arrive in any pieces: a header byte by byte, the filter
+// in odd chunks, the go-ahead later still.
+func TestHelperSplitPayload(t *testing.T) {
+	fd := needHelper(t)
+	bb := busyboxPath(t)
+	filterR, filterW := mustPipe(t)
+	statusR, statusW := mustPipe(t)
+	outR, outW := mustPipe(t)
+	defer statusR.Close()
+	defer outR.Close()
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "cat", "/proc/self/status"}, &syscall.ProcAttr{
+		Files: []uintptr{0, outW.Fd(), 2, filterR.Fd(), statusW.Fd()},
+	})
+	filterR.Close()
+	outW.Close()
+	statusW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false)
+	for i := 0; i < len(payload); {
+		n := 1
+		if i >= 24 {
+			n = 5
+		}
+		n = min(n, len(payload)-i)
+		filterW.Write(payload[i : i+n])
+		i += n
+		time.Sleep(200 * time.Microsecond)
+	}
+	time.Sleep(time.Millisecond)
+	filterW.Write([]byte{helperGo})
+	filterW.Close()
+	out, _ := io.ReadAll(outR)
+	report, _ := io.ReadAll(statusR)
+	var ws syscall.WaitStatus
+	syscall.Wait4(pid, &ws, 0, nil)
+	if len(report) != 0 || ws.ExitStatus() != 0 {
+		t.Fatalf("status pipe %v, exit %v", report, ws)
+	}
+	if !strings.Contains(string(out), "Seccomp:\t2") {
+		t.Errorf("the program runs without the filter:\n%s", out)
+	}
+}
+
+// With orphanKill the program dies with the thread that forked the
+// helper; without, it outlives it.
+func TestHelperOrphanKill(t *testing.T) {
+	fd := needHelper(t)
+	bb := busyboxPath(t)
+	for _, orphanKill := range []bool{true, false} {
+		type started struct{ pid, tid int }
+		ch := make(chan started)
+		onThrowawayThread(func() {
+			filterR, filterW, err := os.Pipe()
+			if err != nil {
+				ch <- started{-1, 0}
+				return
+			}
+			defer filterW.Close()
+			statusR, statusW, err := os.Pipe()
+			if err != nil {
+				filterR.Close()
+				ch <- started{-1, 0}
+				return
+			}
+			defer statusR.Close()
+			pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "sleep", "100"}, &syscall.ProcAttr{
+				Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
+			})
+			filterR.Close()
+			statusW.Close()
+			if err != nil {
+				ch <- started{-1, 0}
+				return
+			}
+			filterW.Write(helperPayload(^uint64(0), nil, orphanKill))
+			if orphanKill {
+				// As Start does: the go-ahead waits for the arming.
+				b := make([]byte, 8)
+				n, _ := statusR.Read(b)
+				if armed, errno, ok := helperStatus(b[:n]); !armed || errno != 0 || !ok {
+					t.Errorf("the helper did not report its arming: %q", b[:n])
+				}
+			}
+			filterW.Write([]byte{helperGo})
+			ch <- started{pid, unix.Gettid()}
+		})
+		s := <-ch
+		if s.pid < 0 {
+			t.Fatal("fork failed")
+		}
+		// Wait for the program to be running and the thread to be gone.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			_, err := os.Stat("/proc/self/task/" + strconv.Itoa(s.tid))
+			if os.IsNotExist(err) {
+				break
+			}
+		}
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(s.tid)); !os.IsNotExist(err) {
+			t.Fatalf("the forking thread %d did not exit", s.tid)
+		}
+		if !orphanKill {
+			time.Sleep(20 * time.Millisecond)
+			stat, _ := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/stat")
+			if f := strings.Fields(string(stat)); len(f) < 3 || f[2] == "Z" {
+				t.Errorf("without orphanKill the program died with the thread: %q", stat)
+			}
+			syscall.Kill(s.pid, syscall.SIGKILL)
+		}
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(s.pid, &ws, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		if orphanKill && (!ws.Signaled() || ws.Signal() != syscall.SIGKILL) {
+			t.Errorf("with orphanKill the program ended with %v, want SIGKILL", ws)
+		}
+	}
+}
+
+// onThrowawayThread runs f in a goroutine locked to a thread that ends
+// with it. Never the main thread, which the Go runtime keeps.
+func onThrowawayThread(f func()) {
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			f() // never unlocked: the thread ends with this goroutine
+			return
+		}
+		// The main thread, which is locked now: another goroutine that
+		// locks itself gets another thread.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runtime.LockOSThread()
+			f()
+		}()
+		<-done
+		runtime.UnlockOSThread()
+	}()
+}
+
+func TestHelperStatus(t *testing.T) {
+	errno := binary.NativeEndian.AppendUint32(nil, uint32(syscall.ENOENT))
+	for _, c := range []struct {
+		in    []byte
+		armed bool
+		errno syscall.Errno
+		ok    bool
+	}{
+		{nil, false, 0, true},
+		{[]byte{helperArmed}, true, 0, true},
+		{errno, false, syscall.ENOENT, true},
+		{append([]byte{helperArmed}, errno...), true, syscall.ENOENT, true},
+		{[]byte{'X'}, false, 0, false},
+		{[]byte{helperArmed, 1}, false, 0, false},
+		{errno[:3], false, 0, false},
+	} {
+		armed, errno, ok := helperStatus(c.in)
+		if armed != c.armed || errno != c.errno || ok != c.ok {
+			t.Errorf("helperStatus(%q) = %v, %v, %v; want %v, %v, %v", c.in, armed, errno, ok, c.armed, c.errno, c.ok)
+		}
 	}
 }

@@ -76,8 +76,9 @@ type Spec struct {
 	// NoNewPrivileges sets no_new_privs (`--security-opt no-new-privileges`).
 	NoNewPrivileges bool
 	// SeccompFilter is a compiled seccomp BPF program (internal/seccomp's
-	// DefaultFilter for Docker's profile), loaded as the last step before
-	// execve; nil loads none. It arrives compiled so that this package links
+	// DefaultFilter for Docker's profile), loaded by the process itself
+	// after its other privileges are set, before anything of the user's
+	// runs; nil loads none. It arrives compiled so that this package links
 	// no profile tables: the child stage starts during package
 	// initialisation, and every package initialised before this one is
 	// start-up time of every container.
