@@ -286,15 +286,16 @@ func (r *Runtime) Image(ctx context.Context, ref string) (*Image, error) {
 }
 
 // maxRunImages bounds runImages: a program running from more images than
-// this parses the others on each Run, as Image does.
+// this drops one parsed image, at random, for each it adds.
 const maxRunImages = 32
 
 // runImage is Image as Run needs it: the image ref names, parsed once per
 // manifest digest and Runtime. Blobs are named by their content, so a
-// parsed manifest and config stay true for as long as the manifest is in
-// the store; the reference itself is resolved on every call (a tag can
-// move). The result is shared between calls and must not be changed, and
-// it carries no RepoTags or RepoDigests (they change with every tag).
+// parsed manifest and config (sizes included) stay true for as long as the
+// manifest is in the store; the reference itself is resolved on every call
+// (a tag can move). The result is shared between calls and must not be
+// changed, and it carries no RepoTags or RepoDigests (they change with
+// every tag).
 func (r *Runtime) runImage(ref string) (*Image, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
@@ -307,18 +308,33 @@ func (r *Runtime) runImage(ref string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if img, ok := r.runImages.Load(d); ok && r.store.Has(d) {
-		return img.(*Image), nil
+	r.runImagesMu.Lock()
+	img := r.runImages[d]
+	r.runImagesMu.Unlock()
+	if img != nil {
+		if r.store.Has(d) {
+			return img, nil
+		}
+		r.runImagesMu.Lock()
+		delete(r.runImages, d) // removed since; a reload is parsed anew
+		r.runImagesMu.Unlock()
 	}
-	img, err := r.imageFromStore(d, nil)
+	img, err = r.imageFromStore(d, nil)
 	if err != nil {
 		return nil, err
 	}
-	if r.runImageN.Load() < maxRunImages {
-		if _, loaded := r.runImages.LoadOrStore(d, img); !loaded {
-			r.runImageN.Add(1)
-		}
+	r.runImagesMu.Lock()
+	defer r.runImagesMu.Unlock()
+	if r.runImages == nil {
+		r.runImages = map[string]*Image{}
 	}
+	for k := range r.runImages {
+		if len(r.runImages) < maxRunImages {
+			break
+		}
+		delete(r.runImages, k)
+	}
+	r.runImages[d] = img
 	return img, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/internal/cgroup"
@@ -39,8 +38,8 @@ type Runtime struct {
 	filters      sync.Map       // compiled seccomp filters by capability set
 	background   sync.WaitGroup // deletions of removed containers' files
 	configIDs    sync.Map       // manifest digest → config digest (both immutable)
-	runImages    sync.Map       // manifest digest → *Image, parsed for Run (see runImage)
-	runImageN    atomic.Int32   // entries in runImages
+	runImagesMu  sync.Mutex
+	runImages    map[string]*Image // manifest digest → parsed for Run (see runImage)
 
 	warmMu       sync.Mutex
 	warm         *initproc.Warm // a child stage started ahead of need, or nil
