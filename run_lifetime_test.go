@@ -612,3 +612,60 @@ func TestLifetimePaused(t *testing.T) {
 		})
 	}
 }
+
+// TestLifetimeSweepSparesNewContainers: other Runtimes open and close on
+// a root while one starts containers on it. A container created after the
+// sweep in New listed the root has a cgroup the sweep did not expect: it
+// must take it for a starting container's, not an orphan's. And each Close
+// removes the root's parent cgroup when it finds it empty, which can fall
+// between the start's making that parent and making its own cgroup in it.
+func TestLifetimeSweepSparesNewContainers(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	// Stopped containers to read make the sweep's window between listing
+	// the root and listing its cgroups wide enough to be hit.
+	for i := range 100 {
+		c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Wait(ctx); err != nil {
+			t.Fatalf("stopped container %d: %v", i, err)
+		}
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	runs := 0
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "0.01"}}, berth.WithAutoRemove())
+			if err == nil {
+				err = c.Wait(ctx)
+			}
+			if err != nil {
+				errs <- fmt.Errorf("run %d: %w", runs, err)
+				return
+			}
+			runs++
+		}
+	}()
+	sweeps := 0
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); sweeps++ {
+		other, err := berth.New(rt.Root())
+		if err != nil {
+			t.Fatal(err)
+		}
+		other.Close()
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Errorf("with %d sweeps alongside: %v", sweeps, err)
+	}
+	t.Logf("%d runs, %d sweeps", runs, sweeps)
+}

@@ -243,8 +243,20 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 			}
 		}()
 	}
+	// Another program on the same root removes the parent (/berth/<root>)
+	// whenever it finds it empty (RemoveIfEmpty, at its Close), which can
+	// fall between making the parent and making p in it: that shows as a
+	// missing directory (or ENODEV from a file of it opened just before),
+	// and making them again is the remedy. Once p exists the parent stays,
+	// so this ends.
+	const tries = 100
+	gone := func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) }
 	if l.v1 != nil {
-		if err := c.makeV1Dirs(res.RestrictDevices); err != nil {
+		err := c.makeV1Dirs(res.RestrictDevices)
+		for try := 1; try < tries && gone(err); try++ {
+			err = c.makeV1Dirs(res.RestrictDevices)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("cgroup %s: creating v1 directories: %w", p, err)
 		}
 		c.v1ok = true
@@ -260,6 +272,9 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 			}
 		}
 		m, err := cgroup2.NewManager(l.v2Mount, p, r2)
+		for try := 1; try < tries && gone(err); try++ {
+			m, err = cgroup2.NewManager(l.v2Mount, p, r2)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("cgroup %s: creating %s: %w", p, c.v2Dir, err)
 		}
