@@ -98,6 +98,8 @@ func helperImage() []byte {
 	a.jump(0x87, "toobig")                                              // ja toobig
 	a.op(0xf6, 0xc1, 0x07)                                              // test cl, 7
 	a.jump(0x85, "badlen")                                              // jnz badlen           ; not whole instructions
+	a.op(0x49, 0xf7, 0x44, 0x24, 0x10, 0xfe, 0xff, 0xff, 0xff)          // test qword [r12+16], ~1 ; flags it does not know
+	a.jump(0x85, "badlen")                                              // jnz badlen
 	a.op(0x48, 0x83, 0xc1, header)                                      // add rcx, header
 	a.op(0x49, 0x39, 0xcd)                                              // cmp r13, rcx
 	a.jump(0x82, "read")                                                // jb read              ; the filter is not all there
@@ -251,7 +253,7 @@ func helperImage() []byte {
 	a.jump(0, "fail")
 
 	a.label("badlen")
-	a.op(0x48, 0xc7, 0xc0, 0xea, 0xff, 0xff, 0xff) // mov rax, -EINVAL ; not whole instructions
+	a.op(0x48, 0xc7, 0xc0, 0xea, 0xff, 0xff, 0xff) // mov rax, -EINVAL ; not whole instructions, or unknown flags
 	a.jump(0, "fail")
 
 	a.label("toobig")

@@ -2,6 +2,7 @@ package initproc
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -96,16 +97,55 @@ func TestHelperReportsExecFailure(t *testing.T) {
 	}
 	// A length that is not whole instructions is refused, not rounded
 	// down (which, below 8 bytes, would be no filter at all).
-	for _, n := range []int{1, 7, 12} {
+	// (An allow-all filter and 4 bytes more: rounded down, it would load.)
+	for _, filter := range [][]byte{make([]byte, 1), make([]byte, 7), append(filterBytes(allowAllFilter()), 0, 0, 0, 0)} {
 		marker := t.TempDir() + "/ran"
-		_, errno = runHelper(t, make([]byte, n), busyboxPath(t), "touch", marker)
+		_, errno = runHelper(t, filter, busyboxPath(t), "touch", marker)
 		if errno != syscall.EINVAL {
-			t.Errorf("filter of %d bytes: errno %v, want EINVAL", n, errno)
+			t.Errorf("filter of %d bytes: errno %v, want EINVAL", len(filter), errno)
 		}
 		if _, err := os.Stat(marker); err == nil {
-			t.Errorf("filter of %d bytes: the program ran", n)
+			t.Errorf("filter of %d bytes: the program ran", len(filter))
 		}
 	}
+	// Flags it does not know are refused too.
+	payload := helperPayload(^uint64(0), nil, false)
+	payload[16] = 2
+	if errno, ran := helperWithPayload(t, append(payload, helperGo)); errno != syscall.EINVAL || ran {
+		t.Errorf("unknown flag: errno %v, ran %v; want EINVAL and not run", errno, ran)
+	}
+}
+
+// helperWithPayload runs the helper with `touch MARKER` and payload
+// written whole on its fd 3, and returns the errno it reported and
+// whether the program ran.
+func helperWithPayload(t *testing.T, payload []byte) (syscall.Errno, bool) {
+	t.Helper()
+	fd := needHelper(t)
+	bb := busyboxPath(t)
+	filterR, filterW := mustPipe(t)
+	statusR, statusW := mustPipe(t)
+	defer statusR.Close()
+	marker := t.TempDir() + "/ran"
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "touch", marker}, &syscall.ProcAttr{
+		Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
+	})
+	filterR.Close()
+	statusW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	filterW.Write(payload)
+	filterW.Close()
+	status, _ := io.ReadAll(statusR)
+	var ws syscall.WaitStatus
+	syscall.Wait4(pid, &ws, 0, nil)
+	_, statErr := os.Stat(marker)
+	var errno syscall.Errno
+	if len(status) == 4 {
+		errno = syscall.Errno(binary.NativeEndian.Uint32(status))
+	}
+	return errno, statErr == nil
 }
 
 func busyboxPath(t *testing.T) string {
@@ -119,8 +159,6 @@ func busyboxPath(t *testing.T) string {
 // byte) must never get the program run, filter or not; nor does a byte
 // other than a go-ahead, or more than one, run it.
 func TestHelperNeedsGoAhead(t *testing.T) {
-	fd := needHelper(t)
-	bb := busyboxPath(t)
 	whole := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false)
 	for _, payload := range [][]byte{
 		nil,
@@ -132,27 +170,11 @@ func TestHelperNeedsGoAhead(t *testing.T) {
 		append(whole[:len(whole):len(whole)], 'X'),
 		append(whole[:len(whole):len(whole)], helperGo, helperGo),
 	} {
-		filterR, filterW := mustPipe(t)
-		statusR, statusW := mustPipe(t)
-		marker := t.TempDir() + "/ran"
-		pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "touch", marker}, &syscall.ProcAttr{
-			Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
-		})
-		filterR.Close()
-		statusW.Close()
-		if err != nil {
-			t.Fatal(err)
+		errno, ran := helperWithPayload(t, payload)
+		if errno != syscall.EPIPE {
+			t.Errorf("payload of %d bytes without go-ahead: errno %v, want EPIPE", len(payload), errno)
 		}
-		filterW.Write(payload)
-		filterW.Close()
-		status, _ := io.ReadAll(statusR)
-		statusR.Close()
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
-		if len(status) != 4 || syscall.Errno(binary.NativeEndian.Uint32(status)) != syscall.EPIPE {
-			t.Errorf("payload of %d bytes without go-ahead: status %v, want EPIPE", len(payload), status)
-		}
-		if _, err := os.Stat(marker); err == nil {
+		if ran {
 			t.Errorf("payload of %d bytes without go-ahead: the program ran", len(payload))
 		}
 	}
@@ -226,9 +248,10 @@ func TestHelperFiltersBeforeGoAhead(t *testing.T) {
 			t.Errorf("before the go-ahead, the helper's status lacks %q:\n%s", want, status)
 		}
 	}
-	// Still the helper: the program has not replaced it.
-	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || !strings.Contains(exe, "berth-exec") {
-		t.Errorf("before the go-ahead, the process runs %q (%v), want the helper", exe, err)
+	// Still the helper (named after the fd it was exec'd from), not the
+	// program.
+	if strings.Contains(status, "Name:\tbusybox") {
+		t.Errorf("before the go-ahead, the program runs:\n%s", status)
 	}
 	filterW.Write([]byte{helperGo})
 	filterW.Close()
@@ -289,60 +312,33 @@ func TestHelperSplitPayload(t *testing.T) {
 }
 
 // With orphanKill the program dies with the thread that forked the
-// helper; without, it outlives it.
+// helper; without, it outlives it. The thread ends only once the program
+// runs: the signal must outlast the helper's execve.
 func TestHelperOrphanKill(t *testing.T) {
 	fd := needHelper(t)
 	bb := busyboxPath(t)
 	for _, orphanKill := range []bool{true, false} {
-		type started struct{ pid, tid int }
+		type started struct {
+			pid, tid int
+			err      error
+		}
 		ch := make(chan started)
 		onThrowawayThread(func() {
-			filterR, filterW, err := os.Pipe()
-			if err != nil {
-				ch <- started{-1, 0}
-				return
-			}
-			defer filterW.Close()
-			statusR, statusW, err := os.Pipe()
-			if err != nil {
-				filterR.Close()
-				ch <- started{-1, 0}
-				return
-			}
-			defer statusR.Close()
-			pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "sleep", "100"}, &syscall.ProcAttr{
-				Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
-			})
-			filterR.Close()
-			statusW.Close()
-			if err != nil {
-				ch <- started{-1, 0}
-				return
-			}
-			filterW.Write(helperPayload(^uint64(0), nil, orphanKill))
-			if orphanKill {
-				// As Start does: the go-ahead waits for the arming.
-				b := make([]byte, 8)
-				n, _ := statusR.Read(b)
-				if armed, errno, ok := helperStatus(b[:n]); !armed || errno != 0 || !ok {
-					t.Errorf("the helper did not report its arming: %q", b[:n])
-				}
-			}
-			filterW.Write([]byte{helperGo})
-			ch <- started{pid, unix.Gettid()}
+			s, err := startOrphanHelper(fd, bb, orphanKill)
+			ch <- started{pid: s, tid: unix.Gettid(), err: err}
 		})
 		s := <-ch
-		if s.pid < 0 {
-			t.Fatal("fork failed")
+		if s.err != nil {
+			t.Fatal(s.err)
 		}
-		// Wait for the program to be running and the thread to be gone.
+		// Wait for the thread to be gone.
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			_, err := os.Stat("/proc/self/task/" + strconv.Itoa(s.tid))
-			if os.IsNotExist(err) {
+			if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(s.tid)); os.IsNotExist(err) {
 				break
 			}
 		}
 		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(s.tid)); !os.IsNotExist(err) {
+			syscall.Kill(s.pid, syscall.SIGKILL)
 			t.Fatalf("the forking thread %d did not exit", s.tid)
 		}
 		if !orphanKill {
@@ -353,14 +349,61 @@ func TestHelperOrphanKill(t *testing.T) {
 			}
 			syscall.Kill(s.pid, syscall.SIGKILL)
 		}
+		// The program sleeps 30 s: kill it after 10 rather than wait.
+		timer := time.AfterFunc(10*time.Second, func() { syscall.Kill(s.pid, syscall.SIGKILL) })
+		start := time.Now()
 		var ws syscall.WaitStatus
-		if _, err := syscall.Wait4(s.pid, &ws, 0, nil); err != nil {
+		_, err := syscall.Wait4(s.pid, &ws, 0, nil)
+		timer.Stop()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if orphanKill && (!ws.Signaled() || ws.Signal() != syscall.SIGKILL) {
-			t.Errorf("with orphanKill the program ended with %v, want SIGKILL", ws)
+		if orphanKill && (!ws.Signaled() || ws.Signal() != syscall.SIGKILL || time.Since(start) > 5*time.Second) {
+			t.Errorf("with orphanKill the program ended with %v after %v, want SIGKILL at once", ws, time.Since(start))
 		}
 	}
+}
+
+// startOrphanHelper starts the helper with `sleep 30` from the calling
+// thread, as Start does (waiting for the arming before the go-ahead with
+// orphanKill), and returns once the program runs.
+func startOrphanHelper(fd int, bb string, orphanKill bool) (int, error) {
+	filterR, filterW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer filterW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		filterR.Close()
+		return 0, err
+	}
+	defer statusR.Close()
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "sleep", "30"}, &syscall.ProcAttr{
+		Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
+	})
+	filterR.Close()
+	statusW.Close()
+	if err != nil {
+		return 0, err
+	}
+	filterW.Write(helperPayload(^uint64(0), nil, orphanKill))
+	if orphanKill {
+		statusR.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 8)
+		n, _ := statusR.Read(b)
+		if armed, errno, ok := helperStatus(b[:n]); !armed || errno != 0 || !ok {
+			syscall.Kill(pid, syscall.SIGKILL)
+			return 0, fmt.Errorf("the helper did not report its arming: %q", b[:n])
+		}
+	}
+	filterW.Write([]byte{helperGo})
+	filterW.Close()
+	if rest, _ := io.ReadAll(statusR); len(rest) != 0 { // EOF at the program's execve
+		syscall.Kill(pid, syscall.SIGKILL)
+		return 0, fmt.Errorf("the helper reported %q", rest)
+	}
+	return pid, nil
 }
 
 // onThrowawayThread runs f in a goroutine locked to a thread that ends
