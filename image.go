@@ -328,11 +328,13 @@ func (r *Runtime) runImage(ref string) (*Image, error) {
 	if r.runImages == nil {
 		r.runImages = map[string]*Image{}
 	}
-	for k := range r.runImages {
-		if len(r.runImages) < maxRunImages {
-			break
+	if _, ok := r.runImages[d]; !ok {
+		for k := range r.runImages {
+			if len(r.runImages) < maxRunImages {
+				break
+			}
+			delete(r.runImages, k)
 		}
-		delete(r.runImages, k)
 	}
 	r.runImages[d] = img
 	return img, nil

@@ -248,8 +248,9 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 	// fall between making the parent and making p in it: that shows as a
 	// missing directory (or ENODEV from a file of it opened just before),
 	// and making them again is the remedy. Once p exists the parent stays,
-	// so this ends.
-	const tries = 100
+	// so a few tries are plenty; a missing directory for another reason
+	// (a controller the host lacks) fails after as few.
+	const tries = 10
 	gone := func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) }
 	if l.v1 != nil {
 		err := c.makeV1Dirs(res.RestrictDevices)
