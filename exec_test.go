@@ -2,7 +2,6 @@ package berth_test
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -531,7 +530,7 @@ func TestExecShellLess(t *testing.T) {
 // starts a detached `sleep 300` named BERTH_TEST_EXEC_NAME in
 // BERTH_TEST_EXEC_ROOT (which has busybox), prints "started" and exits.
 // With BERTH_TEST_EXEC_ATTACH set it execs `sleep 301` attached into that
-// container instead, prints "exec'd" and waits to be killed.
+// container instead, prints "started" and waits to be killed.
 func helperExecDetached() {
 	rt, err := berth.New(os.Getenv("BERTH_TEST_EXEC_ROOT"))
 	if err != nil {
@@ -547,7 +546,7 @@ func helperExecDetached() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(4)
 		}
-		fmt.Println("exec'd")
+		fmt.Println("started")
 		select {}
 	}
 	_, err = rt.Run(context.Background(), "busybox", &berth.Process{Args: []string{"sleep", "300"}},
@@ -622,29 +621,15 @@ func TestExecDiesWithProgram(t *testing.T) {
 		return n
 	}
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "BERTH_TEST_EXEC_ROOT="+rt.Root(), "BERTH_TEST_EXEC_NAME=host", "BERTH_TEST_EXEC_ATTACH=1")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		if line != "exec'd\n" {
+		cmd := startHelperProgram(t, "BERTH_TEST_EXEC_ROOT="+rt.Root(), "BERTH_TEST_EXEC_NAME=host", "BERTH_TEST_EXEC_ATTACH=1")
+		if n := execs(); n != 1 {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("round %d: helper program printed %q; stderr: %s", round, line, stderr.String())
+			t.Fatalf("round %d: %d exec'd processes running, want 1", round, n)
 		}
 		cmd.Process.Kill()
 		cmd.Wait()
-		deadline := time.Now().Add(5 * time.Second)
-		for execs() != 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		eventually(5*time.Second, func() bool { return execs() == 0 })
 		if n := execs(); n != 0 {
 			t.Fatalf("round %d: %d exec'd processes outlived the program that started them", round, n)
 		}

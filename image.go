@@ -311,14 +311,10 @@ func (r *Runtime) runImage(ref string) (*Image, error) {
 	r.runImagesMu.Lock()
 	img := r.runImages[d]
 	r.runImagesMu.Unlock()
-	if img != nil {
-		if r.store.Has(d) {
-			return img, nil
-		}
-		r.runImagesMu.Lock()
-		delete(r.runImages, d) // removed since; a reload is parsed anew
-		r.runImagesMu.Unlock()
+	if img != nil && r.store.Has(d) {
+		return img, nil
 	}
+	// Not parsed yet, or removed since (its entry is replaced below).
 	img, err = r.imageFromStore(d, nil)
 	if err != nil {
 		return nil, err

@@ -110,7 +110,7 @@ func elf64(machine uint16, code []byte) []byte {
 func helperPayload(mask uint64, filter []byte, orphanKill bool) []byte {
 	var flags uint64
 	if orphanKill {
-		flags |= 1
+		flags |= helperOrphanKill
 	}
 	b := make([]byte, 0, 24+len(filter))
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(filter)))
@@ -127,6 +127,10 @@ const (
 	helperGo    = 'G'
 	helperArmed = 'A'
 )
+
+// helperOrphanKill is the payload's flag that arms a parent-death SIGKILL,
+// the only flag the helper knows.
+const helperOrphanKill = 1
 
 // helperStatus splits what the caller read from the helper's status pipe
 // into whether it holds the armed byte and the errno the helper reported

@@ -88,21 +88,21 @@ func helperImage() []byte {
 	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
 	syscall()
 	testRAX()
-	a.jump(0x84, "short")                                               // jz short             ; the caller died
-	a.jump(0x88, "fail")                                                // js fail
-	a.op(0x49, 0x01, 0xc5)                                              // add r13, rax
-	a.op(0x49, 0x83, 0xfd, header)                                      // cmp r13, header
-	a.jump(0x82, "read")                                                // jb read              ; the header is not all there
-	a.op(0x49, 0x8b, 0x0c, 0x24)                                        // mov rcx, [r12]       ; the filter's length in bytes
-	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-header-1)...)...) // cmp rcx, bufSize-25  ; room for the header and the go-ahead
-	a.jump(0x87, "toobig")                                              // ja toobig
-	a.op(0xf6, 0xc1, 0x07)                                              // test cl, 7
-	a.jump(0x85, "badlen")                                              // jnz badlen           ; not whole instructions
-	a.op(0x49, 0xf7, 0x44, 0x24, 0x10, 0xfe, 0xff, 0xff, 0xff)          // test qword [r12+16], ~1 ; flags it does not know
-	a.jump(0x85, "badlen")                                              // jnz badlen
-	a.op(0x48, 0x83, 0xc1, header)                                      // add rcx, header
-	a.op(0x49, 0x39, 0xcd)                                              // cmp r13, rcx
-	a.jump(0x82, "read")                                                // jb read              ; the filter is not all there
+	a.jump(0x84, "short")                                                                    // jz short             ; the caller died
+	a.jump(0x88, "fail")                                                                     // js fail
+	a.op(0x49, 0x01, 0xc5)                                                                   // add r13, rax
+	a.op(0x49, 0x83, 0xfd, header)                                                           // cmp r13, header
+	a.jump(0x82, "read")                                                                     // jb read              ; the header is not all there
+	a.op(0x49, 0x8b, 0x0c, 0x24)                                                             // mov rcx, [r12]       ; the filter's length in bytes
+	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-header-1)...)...)                      // cmp rcx, bufSize-25  ; room for the header and the go-ahead
+	a.jump(0x87, "toobig")                                                                   // ja toobig
+	a.op(0xf6, 0xc1, 0x07)                                                                   // test cl, 7
+	a.jump(0x85, "badlen")                                                                   // jnz badlen           ; not whole instructions
+	a.op(append([]byte{0x49, 0xf7, 0x44, 0x24, 0x10}, imm(^uint32(helperOrphanKill))...)...) // test qword [r12+16], ~known ; flags it does not know
+	a.jump(0x85, "badlen")                                                                   // jnz badlen
+	a.op(0x48, 0x83, 0xc1, header)                                                           // add rcx, header
+	a.op(0x49, 0x39, 0xcd)                                                                   // cmp r13, rcx
+	a.jump(0x82, "read")                                                                     // jb read              ; the filter is not all there
 
 	a.op(0x4d, 0x8b, 0x74, 0x24, 0x08) // mov r14, [r12+8]      ; the capability mask
 	a.op(0x45, 0x31, 0xff)             // xor r15d, r15d        ; capability number
@@ -154,10 +154,10 @@ func helperImage() []byte {
 	movEDX(1)
 	syscall()
 	testRAX()
-	a.jump(0x85, "fail")                     // jnz fail
-	a.op(0x41, 0xf6, 0x44, 0x24, 0x10, 0x01) // test byte [r12+16], 1 ; a parent-death SIGKILL?
-	a.jump(0x84, "nodeath")                  // jz nodeath
-	movEAX(sysPrctl)                         // prctl(PR_SET_PDEATHSIG, SIGKILL)
+	a.jump(0x85, "fail")                                 // jnz fail
+	a.op(0x41, 0xf6, 0x44, 0x24, 0x10, helperOrphanKill) // test byte [r12+16], orphanKill ; a parent-death SIGKILL?
+	a.jump(0x84, "nodeath")                              // jz nodeath
+	movEAX(sysPrctl)                                     // prctl(PR_SET_PDEATHSIG, SIGKILL)
 	movEDI(1)
 	movESI(9)
 	syscall()
@@ -223,7 +223,6 @@ func helperImage() []byte {
 	a.op(0x83, 0xf8, 'G')                    // cmp eax, 'G'
 	a.jump(0x85, "short")                    // jne short
 
-	a.label("go")
 	movEAX(sysClose)
 	movEDI(3)
 	syscall()

@@ -25,29 +25,17 @@ func runHelper(t *testing.T, filter []byte, argv ...string) (string, syscall.Err
 // runHelperMask is runHelper with a capability mask for the helper.
 func runHelperMask(t *testing.T, mask uint64, filter []byte, argv ...string) (string, syscall.Errno) {
 	t.Helper()
-	fd := needHelper(t)
-	filterR, filterW := mustPipe(t)
-	statusR, statusW := mustPipe(t)
 	outR, outW := mustPipe(t)
-	defer filterR.Close()
-	defer statusR.Close()
 	defer outR.Close()
-	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), argv, &syscall.ProcAttr{
-		Env:   []string{"PATH=/bin"},
-		Files: []uintptr{0, outW.Fd(), 2, filterR.Fd(), statusW.Fd()},
-	})
+	h := startHelper(t, argv, outW)
 	outW.Close()
-	statusW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	filterW.Write(helperPayload(mask, filter, false))
-	filterW.Write([]byte{helperGo})
-	filterW.Close()
+	h.payload.Write(helperPayload(mask, filter, false))
+	h.payload.Write([]byte{helperGo})
+	h.payload.Close()
 	out, _ := io.ReadAll(outR)
-	status, _ := io.ReadAll(statusR)
+	status, _ := io.ReadAll(h.status)
 	var ws syscall.WaitStatus
-	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+	if _, err := syscall.Wait4(h.pid, &ws, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(status) == 4 {
@@ -121,25 +109,13 @@ func TestHelperReportsExecFailure(t *testing.T) {
 // whether the program ran.
 func helperWithPayload(t *testing.T, payload []byte) (syscall.Errno, bool) {
 	t.Helper()
-	fd := needHelper(t)
-	bb := busyboxPath(t)
-	filterR, filterW := mustPipe(t)
-	statusR, statusW := mustPipe(t)
-	defer statusR.Close()
 	marker := t.TempDir() + "/ran"
-	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "touch", marker}, &syscall.ProcAttr{
-		Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
-	})
-	filterR.Close()
-	statusW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	filterW.Write(payload)
-	filterW.Close()
-	status, _ := io.ReadAll(statusR)
+	h := startHelper(t, []string{busyboxPath(t), "touch", marker}, nil)
+	h.payload.Write(payload)
+	h.payload.Close()
+	status, _ := io.ReadAll(h.status)
 	var ws syscall.WaitStatus
-	syscall.Wait4(pid, &ws, 0, nil)
+	syscall.Wait4(h.pid, &ws, 0, nil)
 	_, statErr := os.Stat(marker)
 	var errno syscall.Errno
 	if len(status) == 4 {
@@ -220,22 +196,11 @@ func TestHelperResetsSignals(t *testing.T) {
 // them, before the go-ahead: that is what lets it overlap the caller's
 // last steps. The program still waits for the go-ahead.
 func TestHelperFiltersBeforeGoAhead(t *testing.T) {
-	fd := needHelper(t)
-	bb := busyboxPath(t)
-	filterR, filterW := mustPipe(t)
-	statusR, statusW := mustPipe(t)
-	defer statusR.Close()
 	marker := t.TempDir() + "/ran"
-	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "touch", marker}, &syscall.ProcAttr{
-		Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
-	})
-	filterR.Close()
-	statusW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := startHelper(t, []string{busyboxPath(t), "touch", marker}, nil)
+	pid := h.pid
 	keep := uint64(1) << unix.CAP_KILL
-	filterW.Write(helperPayload(keep, filterBytes(allowAllFilter()), false))
+	h.payload.Write(helperPayload(keep, filterBytes(allowAllFilter()), false))
 	var status string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -253,9 +218,9 @@ func TestHelperFiltersBeforeGoAhead(t *testing.T) {
 	if strings.Contains(status, "Name:\tbusybox") {
 		t.Errorf("before the go-ahead, the program runs:\n%s", status)
 	}
-	filterW.Write([]byte{helperGo})
-	filterW.Close()
-	report, _ := io.ReadAll(statusR)
+	h.payload.Write([]byte{helperGo})
+	h.payload.Close()
+	report, _ := io.ReadAll(h.status)
 	var ws syscall.WaitStatus
 	syscall.Wait4(pid, &ws, 0, nil)
 	if len(report) != 0 || ws.ExitStatus() != 0 {
@@ -269,22 +234,10 @@ func TestHelperFiltersBeforeGoAhead(t *testing.T) {
 // The payload may arrive in any pieces: a header byte by byte, the filter
 // in odd chunks, the go-ahead later still.
 func TestHelperSplitPayload(t *testing.T) {
-	fd := needHelper(t)
-	bb := busyboxPath(t)
-	filterR, filterW := mustPipe(t)
-	statusR, statusW := mustPipe(t)
 	outR, outW := mustPipe(t)
-	defer statusR.Close()
 	defer outR.Close()
-	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "cat", "/proc/self/status"}, &syscall.ProcAttr{
-		Files: []uintptr{0, outW.Fd(), 2, filterR.Fd(), statusW.Fd()},
-	})
-	filterR.Close()
+	h := startHelper(t, []string{busyboxPath(t), "cat", "/proc/self/status"}, outW)
 	outW.Close()
-	statusW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	payload := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false)
 	for i := 0; i < len(payload); {
 		n := 1
@@ -292,17 +245,17 @@ func TestHelperSplitPayload(t *testing.T) {
 			n = 5
 		}
 		n = min(n, len(payload)-i)
-		filterW.Write(payload[i : i+n])
+		h.payload.Write(payload[i : i+n])
 		i += n
 		time.Sleep(200 * time.Microsecond)
 	}
 	time.Sleep(time.Millisecond)
-	filterW.Write([]byte{helperGo})
-	filterW.Close()
+	h.payload.Write([]byte{helperGo})
+	h.payload.Close()
 	out, _ := io.ReadAll(outR)
-	report, _ := io.ReadAll(statusR)
+	report, _ := io.ReadAll(h.status)
 	var ws syscall.WaitStatus
-	syscall.Wait4(pid, &ws, 0, nil)
+	syscall.Wait4(h.pid, &ws, 0, nil)
 	if len(report) != 0 || ws.ExitStatus() != 0 {
 		t.Fatalf("status pipe %v, exit %v", report, ws)
 	}
@@ -368,42 +321,82 @@ func TestHelperOrphanKill(t *testing.T) {
 // thread, as Start does (waiting for the arming before the go-ahead with
 // orphanKill), and returns once the program runs.
 func startOrphanHelper(fd int, bb string, orphanKill bool) (int, error) {
-	filterR, filterW, err := os.Pipe()
+	h, err := forkHelper(fd, []string{bb, "sleep", "30"}, nil)
 	if err != nil {
 		return 0, err
 	}
-	defer filterW.Close()
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		filterR.Close()
-		return 0, err
-	}
-	defer statusR.Close()
-	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), []string{bb, "sleep", "30"}, &syscall.ProcAttr{
-		Files: []uintptr{0, 1, 2, filterR.Fd(), statusW.Fd()},
-	})
-	filterR.Close()
-	statusW.Close()
-	if err != nil {
-		return 0, err
-	}
-	filterW.Write(helperPayload(^uint64(0), nil, orphanKill))
+	defer h.payload.Close()
+	defer h.status.Close()
+	h.payload.Write(helperPayload(^uint64(0), nil, orphanKill))
 	if orphanKill {
-		statusR.SetReadDeadline(time.Now().Add(10 * time.Second))
+		h.status.SetReadDeadline(time.Now().Add(10 * time.Second))
 		b := make([]byte, 8)
-		n, _ := statusR.Read(b)
+		n, _ := h.status.Read(b)
 		if armed, errno, ok := helperStatus(b[:n]); !armed || errno != 0 || !ok {
-			syscall.Kill(pid, syscall.SIGKILL)
+			syscall.Kill(h.pid, syscall.SIGKILL)
 			return 0, fmt.Errorf("the helper did not report its arming: %q", b[:n])
 		}
 	}
-	filterW.Write([]byte{helperGo})
-	filterW.Close()
-	if rest, _ := io.ReadAll(statusR); len(rest) != 0 { // EOF at the program's execve
-		syscall.Kill(pid, syscall.SIGKILL)
+	h.payload.Write([]byte{helperGo})
+	h.payload.Close()
+	if rest, _ := io.ReadAll(h.status); len(rest) != 0 { // EOF at the program's execve
+		syscall.Kill(h.pid, syscall.SIGKILL)
 		return 0, fmt.Errorf("the helper reported %q", rest)
 	}
-	return pid, nil
+	return h.pid, nil
+}
+
+// helperProc is an exec helper started by forkHelper: payload is its fd 3,
+// status the read end of its fd 4.
+type helperProc struct {
+	pid             int
+	payload, status *os.File
+}
+
+// forkHelper starts the exec helper (the memfd fd) with argv, its stdout
+// on stdout (nil: this process's), and returns it before writing it
+// anything.
+func forkHelper(fd int, argv []string, stdout *os.File) (helperProc, error) {
+	payloadR, payloadW, err := os.Pipe()
+	if err != nil {
+		return helperProc{}, err
+	}
+	defer payloadR.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		payloadW.Close()
+		return helperProc{}, err
+	}
+	defer statusW.Close()
+	out := uintptr(1)
+	if stdout != nil {
+		out = stdout.Fd()
+	}
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(fd), argv, &syscall.ProcAttr{
+		Env:   []string{"PATH=/bin"},
+		Files: []uintptr{0, out, 2, payloadR.Fd(), statusW.Fd()},
+	})
+	if err != nil {
+		payloadW.Close()
+		statusR.Close()
+		return helperProc{}, err
+	}
+	return helperProc{pid: pid, payload: payloadW, status: statusR}, nil
+}
+
+// startHelper is forkHelper for a test, which it fails if the helper does
+// not start; the pipes are closed when the test ends.
+func startHelper(t *testing.T, argv []string, stdout *os.File) helperProc {
+	t.Helper()
+	h, err := forkHelper(needHelper(t), argv, stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.payload.Close()
+		h.status.Close()
+	})
+	return h
 }
 
 // onThrowawayThread runs f in a goroutine locked to a thread that ends
