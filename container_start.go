@@ -532,22 +532,21 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	return err
 }
 
-// forkDirect places a prepared direct start's thread in cg's v1 cgroups,
-// forks the process with stdio files into cg's unified cgroup, and takes
-// the thread back out, on every path: a cgroup holding a thread of this
+// forkDirect has a prepared direct start's thread move itself into cg's
+// v1 cgroups, fork the process with stdio files into cg's unified cgroup,
+// and move back out, on every path: a cgroup holding a thread of this
 // program can be neither deleted nor killed. placed (if not nil) runs once
 // the thread is out, before the process runs anything of the user's. A
 // failed start's process is reaped.
 func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed func() error) (*initproc.Process, error) {
-	leave, err := cg.JoinThread(d.Tid())
+	move, err := cg.MoveThread(d.Tid())
 	if err != nil {
 		d.Abort()
 		return nil, fmt.Errorf("placing the process in the container's cgroup: %w", err)
 	}
-	defer leave()
+	defer move.Close()
 	cgfd, err := cg.UnifiedFD()
 	if err != nil {
-		leave()
 		d.Abort()
 		return nil, err
 	}
@@ -555,12 +554,14 @@ func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed
 		defer unix.Close(cgfd)
 	}
 	var placedErr error
-	proc, err := d.Start(files, cgfd, func(int) {
-		if leave() == nil && placed != nil {
+	proc, err := d.Start(files, cgfd, move, func(int) {
+		// The thread is done moving: whatever it could not leave
+		// itself, it leaves here.
+		if move.Leave() == nil && placed != nil {
 			placedErr = placed()
 		}
 	})
-	switch leaveErr := leave(); {
+	switch leaveErr := move.Leave(); {
 	case err != nil:
 	case leaveErr != nil:
 		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)

@@ -3,6 +3,7 @@ package cgroup
 import (
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,11 +36,17 @@ func TestConcurrentCreateTakesTasks(t *testing.T) {
 						return
 					}
 					errs[i] = onThread(func(tid int) error {
-						leave, err := c.JoinThread(tid)
+						m, err := c.MoveThread(tid)
 						if err != nil {
 							return err
 						}
-						return leave()
+						defer m.Close()
+						if err := m.Join(); err != nil {
+							m.Leave()
+							return err
+						}
+						m.LeaveSelf()
+						return m.Leave()
 					})
 				}()
 			}
@@ -53,9 +60,12 @@ func TestConcurrentCreateTakesTasks(t *testing.T) {
 	}
 }
 
-// JoinThread moves one thread, not its process, and leave puts it back
-// where it was in every v1 hierarchy.
-func TestJoinThread(t *testing.T) {
+// MoveThread moves one thread, not its process, and LeaveSelf puts it
+// back where it was in every v1 hierarchy. The thread moves itself
+// through files opened beforehand: here it has its own mount namespace
+// with an empty /sys/fs/cgroup, as a starting container's thread has the
+// container's, and its own fd table.
+func TestMoveThread(t *testing.T) {
 	for _, tl := range layouts(t) {
 		if tl.l.v1 == nil {
 			continue
@@ -68,11 +78,18 @@ func TestJoinThread(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				leave, err := c.JoinThread(tid)
+				m, err := c.MoveThread(tid)
 				if err != nil {
 					return err
 				}
-				inside, err := threadCgroups(tid)
+				defer m.Close()
+				if err := hideCgroups(); err != nil {
+					return err
+				}
+				if err := m.Join(); err != nil {
+					return err
+				}
+				inside, err := threadCgroups(tid) // /proc is still the host's
 				if err != nil {
 					return err
 				}
@@ -80,11 +97,12 @@ func TestJoinThread(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				if err := leave(); err != nil {
-					return err
-				}
+				m.LeaveSelf()
 				after, err := threadCgroups(tid)
 				if err != nil {
+					return err
+				}
+				if err := m.Leave(); err != nil {
 					return err
 				}
 				for name := range c.v1Dirs {
@@ -99,7 +117,7 @@ func TestJoinThread(t *testing.T) {
 						t.Errorf("%s: the process's main thread moved too", key)
 					}
 					if after[key] != before[key] {
-						t.Errorf("%s: thread in %q after leave, want %q", key, after[key], before[key])
+						t.Errorf("%s: thread in %q after LeaveSelf, want %q", key, after[key], before[key])
 					}
 				}
 				return nil
@@ -109,6 +127,97 @@ func TestJoinThread(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Leave, from another thread, takes the thread out of whatever it joined
+// and did not leave itself; Join and LeaveSelf refuse to move any thread
+// but the one MoveThread was given.
+func TestMoveThreadLeaveFromOutside(t *testing.T) {
+	for _, tl := range layouts(t) {
+		if tl.l.v1 == nil {
+			continue
+		}
+		t.Run(tl.name, func(t *testing.T) {
+			parent := parentFor(t, tl.l)
+			c := mustNew(t, tl.l, parent+"/a", Resources{})
+			var m *ThreadMove
+			var before, after map[string]string
+			joined := make(chan error, 1)
+			release := make(chan struct{})
+			ended := make(chan error, 1)
+			go func() {
+				ended <- onThread(func(tid int) error {
+					var err error
+					if before, err = threadCgroups(tid); err != nil {
+						joined <- err
+						return err
+					}
+					if m, err = c.MoveThread(tid); err != nil {
+						joined <- err
+						return err
+					}
+					joined <- m.Join()
+					<-release
+					after, err = threadCgroups(tid)
+					return err
+				})
+			}()
+			if err := <-joined; err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if err := m.Join(); err == nil {
+				t.Error("Join on another thread: no error")
+			}
+			m.LeaveSelf() // not the thread: moves nothing
+			tid, _ := strconv.Atoi(m.tid)
+			if inside, err := threadCgroups(tid); err != nil {
+				t.Fatal(err)
+			} else if key := anyV1Key(c); inside[key] != c.path {
+				t.Fatalf("%s: thread in %q after LeaveSelf on another thread, want it still in %q", key, inside[key], c.path)
+			}
+			if err := m.Leave(); err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			if err := <-ended; err != nil {
+				t.Fatal(err)
+			}
+			for name := range c.v1Dirs {
+				key := string(name)
+				if name == cgroup1.SystemdDbus {
+					key = "name=systemd"
+				}
+				if after[key] != before[key] {
+					t.Errorf("%s: thread in %q after Leave, want %q", key, after[key], before[key])
+				}
+			}
+		})
+	}
+}
+
+// anyV1Key is the /proc/PID/cgroup key of one of c's v1 hierarchies.
+func anyV1Key(c *Cgroup) string {
+	for name := range c.v1Dirs {
+		if name == cgroup1.SystemdDbus {
+			return "name=systemd"
+		}
+		return string(name)
+	}
+	return ""
+}
+
+// hideCgroups gives the calling thread its own mount namespace and fd
+// table, with an empty tmpfs on /sys/fs/cgroup: a thread that moves itself
+// must do it without opening a file.
+func hideCgroups() error {
+	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS | unix.CLONE_FILES); err != nil {
+		return err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	return unix.Mount("tmpfs", "/sys/fs/cgroup", "tmpfs", 0, "size=4k")
 }
 
 // SetPidsLimit writes a limit and lifts it.

@@ -91,12 +91,25 @@ type Direct struct {
 	once sync.Once
 }
 
+// Placement moves the thread that forks a container's process into the
+// container's v1 cgroups and out again, both on the thread itself (a
+// thread moving itself spares the kernel a global lock: see
+// cgroup.ThreadMove). Join may leave the thread in some of them on
+// failure; LeaveSelf takes it out of as many as it can without opening a
+// file, as the thread is then in the container's mount namespace.
+type Placement interface {
+	Join() error
+	LeaveSelf()
+}
+
 type startReq struct {
 	files    [3]*os.File
 	cgroupFD int
+	place    Placement
 	filterR  *os.File
 	statusW  *os.File
 	pid      int
+	placed   chan struct{} // closed once the thread is done with place (and its fds)
 	done     chan struct{} // closed once the container's process has been waited for
 	left     chan struct{} // closed once the thread has left the container's mount namespace
 }
@@ -163,16 +176,17 @@ func (d *Direct) Abort() {
 }
 
 // Start forks the container's process with stdio as its standard streams,
-// inside the unified cgroup cgroupFD when it is not -1 (the thread itself
-// must be in the container's v1 cgroups: the cgroup namespace is rooted at
-// the cgroups of the thread, and of cgroupFD, at the fork). afterFork runs
-// once the process exists, before it runs anything of the user's, or with
-// pid 0 when the fork failed, before the thread ends: the caller takes the
-// thread back out of the container's cgroups there.
+// inside the unified cgroup cgroupFD when it is not -1 and inside the v1
+// cgroups place moves the thread into (if place is not nil: the thread
+// joins them just before the fork and leaves them right after, as far as
+// LeaveSelf can; the cgroup namespace is rooted at the cgroups of the
+// thread, and of cgroupFD, at the fork). afterFork runs once the process
+// exists and the thread has left, before the process runs anything of the
+// user's, or with pid 0 when the fork failed, before the thread ends.
 // Start returns once the user's program runs, or why it could not. A
 // *SetupError with ExitCode 126 or 127 means the program was not
 // executable or not found.
-func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int)) (_ *Process, retErr error) {
+func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, place Placement, afterFork func(pid int)) (_ *Process, retErr error) {
 	if d.exec && d.tty != nil {
 		stdio = [3]*os.File{d.tty, d.tty, d.tty}
 		defer func() {
@@ -195,7 +209,7 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 		return nil, err
 	}
 	defer statusR.Close()
-	r := &startReq{files: stdio, cgroupFD: cgroupFD, filterR: filterR, statusW: statusW, done: make(chan struct{}), left: make(chan struct{})}
+	r := &startReq{files: stdio, cgroupFD: cgroupFD, place: place, filterR: filterR, statusW: statusW, placed: make(chan struct{}), done: make(chan struct{}), left: make(chan struct{})}
 	d.once.Do(func() { d.req <- r })
 	err = <-d.resp // forked
 	// Only the helper holds these ends now: a write to a helper that died
@@ -204,16 +218,19 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, afterFork func(pid int))
 	statusW.Close()
 	if err != nil {
 		filterW.Close()
-		afterFork(0) // no process; the caller takes the thread out all the same
+		afterFork(0) // no process; the caller finishes the thread's way out all the same
 		close(r.done)
 		return nil, err
 	}
-	// The helper drops its capabilities and loads its filter while this
-	// program places it (afterFork) and mounts its /proc: it runs nothing
-	// of the user's before the go-ahead below.
+	// The helper drops its capabilities and loads its filter while the
+	// thread leaves the cgroups and mounts its /proc and this program
+	// finishes placing it (afterFork): it runs nothing of the user's
+	// before the go-ahead below.
 	orphanKill := d.exec && !d.cfg.Spec.Detached // a Run's fork sets Pdeathsig itself
 	_, werr := filterW.Write(helperPayload(helperMask(d.cfg.Caps, d.cfg.Spec.UID), d.cfg.Seccomp, orphanKill))
 	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
+	// The thread is out of the cgroups, as far as it could go itself.
+	<-r.placed
 	// Wait returns once the thread has let go of the container's mount
 	// namespace, so that its overlay is unmounted by then (for Remove,
 	// Commit, cp right after the exit).
@@ -273,19 +290,38 @@ func (d *Direct) thread() {
 	if r == nil {
 		return
 	}
-	pid, err := d.fork(r)
+	var pid int
+	var err error
+	if r.place != nil {
+		if err = r.place.Join(); err != nil {
+			err = fmt.Errorf("placing the process in the container's cgroup: %w", err)
+		}
+	}
+	if err == nil {
+		pid, err = d.fork(r)
+	}
 	r.pid = pid
+	if err == nil {
+		// Forked: the caller writes the helper its payload while this
+		// thread leaves the cgroups.
+		d.resp <- nil
+	}
+	if r.place != nil {
+		r.place.LeaveSelf()
+	}
 	// This thread's copy of the fd table holds every fd the program had at
 	// the fork, the write ends of the container's pipes and of other
 	// containers' among them; parked with them, it would keep those pipes
 	// from ever reporting EOF. Only the Go runtime's own fds stay. (Never
 	// in a table the thread failed to make its own: that one is the
-	// program's.)
+	// program's.) The held tasks files LeaveSelf wrote through are among
+	// them.
 	if d.ownFiles {
 		closeAllBut(runtimeFDs())
 	}
-	d.resp <- err
+	close(r.placed)
 	if err != nil {
+		d.resp <- err
 		// Exit only once the caller has taken this thread out of the
 		// container's cgroups: an exiting thread lingers in them a moment,
 		// and the caller's cleanup would find them busy.

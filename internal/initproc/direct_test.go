@@ -93,11 +93,17 @@ func mustPipe(t *testing.T) (r, w *os.File) {
 // run the program): the caller must then wait for it.
 func startPrepared(t *testing.T, d *Direct) (*directProc, error) {
 	t.Helper()
+	return startPlaced(t, d, nil)
+}
+
+// startPlaced is startPrepared with a Placement for the thread.
+func startPlaced(t *testing.T, d *Direct, place Placement) (*directProc, error) {
+	t.Helper()
 	inR, inW := mustPipe(t)
 	outR, outW := mustPipe(t)
 	errR, errW := mustPipe(t)
 	dp := &directProc{pid: -1, stdin: inW, outR: outR, stdout: bufio.NewReader(outR), stderr: make(chan string, 1)}
-	p, err := d.Start([3]*os.File{inR, outW, errW}, -1, func(pid int) { dp.pid = pid })
+	p, err := d.Start([3]*os.File{inR, outW, errW}, -1, place, func(pid int) { dp.pid = pid })
 	// The container has its own copies; ours would keep the pipes from
 	// reporting EOF.
 	inR.Close()
@@ -240,6 +246,104 @@ func TestDirectPID1AndProc(t *testing.T) {
 	}
 	if _, err := os.Stat("/proc/keys"); err == nil && strings.TrimSpace(parts[3]) != "0" {
 		t.Errorf("/proc/keys is not masked: %q bytes", strings.TrimSpace(parts[3]))
+	}
+}
+
+// recordingPlacement notes which thread Join and LeaveSelf ran on, and
+// what existed then.
+type recordingPlacement struct {
+	joinErr             error
+	kids                *os.File // the starting thread's children file, opened beforehand
+	joinTid, leaveTid   int
+	joinKids, leaveKids string // the thread's children then
+	afterFork           bool   // afterFork had run when LeaveSelf did
+	sawAfterFork        *bool
+}
+
+func newRecordingPlacement(t *testing.T, d *Direct, sawAfterFork *bool) *recordingPlacement {
+	// Opened here: on the thread, /proc is the container's empty
+	// directory.
+	f, err := os.Open("/proc/self/task/" + strconv.Itoa(d.Tid()) + "/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &recordingPlacement{kids: f, sawAfterFork: sawAfterFork}
+}
+
+func (p *recordingPlacement) children() string {
+	buf := make([]byte, 256)
+	n, err := p.kids.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		return "error: " + err.Error()
+	}
+	return strings.TrimSpace(string(buf[:n]))
+}
+
+func (p *recordingPlacement) Join() error {
+	p.joinTid = unix.Gettid()
+	p.joinKids = p.children()
+	return p.joinErr
+}
+
+func (p *recordingPlacement) LeaveSelf() {
+	p.leaveTid = unix.Gettid()
+	p.leaveKids = p.children()
+	p.afterFork = *p.sawAfterFork
+}
+
+// Start has the thread that forks move itself: Join runs on it before the
+// fork, LeaveSelf right after, both before afterFork; a Join that fails
+// starts nothing and still lets the thread leave.
+func TestDirectPlacementOnThread(t *testing.T) {
+	needDirect(t)
+	img := makeImage(t, nil)
+	d, err := PrepareDirect(newDirectSpec(t, img, "true"), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawAfterFork bool
+	place := newRecordingPlacement(t, d, &sawAfterFork)
+	inR, inW := mustPipe(t)
+	defer inW.Close()
+	p, err := d.Start([3]*os.File{inR, os.Stdout, os.Stderr}, -1, place, func(pid int) { sawAfterFork = true })
+	inR.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if place.joinTid != d.Tid() || place.leaveTid != d.Tid() {
+		t.Errorf("Join ran on thread %d, LeaveSelf on %d, want both on the starting thread %d", place.joinTid, place.leaveTid, d.Tid())
+	}
+	if place.joinKids != "" {
+		t.Errorf("Join ran after the fork: the thread had children %q", place.joinKids)
+	}
+	if place.leaveKids != strconv.Itoa(p.Cmd.Process.Pid) {
+		t.Errorf("LeaveSelf ran with the thread's children %q, want the container's process %d", place.leaveKids, p.Cmd.Process.Pid)
+	}
+	if place.afterFork {
+		t.Error("afterFork ran before the thread left")
+	}
+
+	d, err = PrepareDirect(newDirectSpec(t, img, "true"), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sawAfterFork = false
+	refused := newRecordingPlacement(t, d, &sawAfterFork)
+	refused.joinErr = errors.New("refused")
+	dp, err := startPlaced(t, d, refused)
+	if dp != nil {
+		dp.wait()
+		t.Fatal("a process started although Join failed")
+	}
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("Start with a failing Join: %v, want its error", err)
+	}
+	if refused.leaveTid != d.Tid() {
+		t.Errorf("after a failed Join, LeaveSelf ran on thread %d, want %d", refused.leaveTid, d.Tid())
 	}
 }
 
