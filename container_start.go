@@ -18,6 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// throwaway reports whether the container's root filesystem goes with the
+// container's exit: an auto-removed container's and a build step's (whose
+// upper dir is read once for its layer, then removed). Its overlay is then
+// volatile (initproc.Spec.Volatile), as podman's --rm containers' are: no
+// sync of the host's filesystem when it is unmounted.
+func (c *containerConfig) throwaway() bool { return c.AutoRemove || c.BuildKitGroups }
+
 // defaultPath is the PATH docker gives a container whose image sets none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -219,6 +226,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	dir := r.containerDir(rec.ID)
 	s := &initproc.Spec{
 		Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Rootfs: filepath.Join(dir, "rootfs"),
+		Volatile:       cfg.throwaway(),
 		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname,
 		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
 		NoNewPrivileges: cfg.NoNewPrivs, BuildKitGroups: cfg.BuildKitGroups,

@@ -186,6 +186,43 @@ func TestIsolationMounts(t *testing.T) {
 	})
 }
 
+// TestIsolationVolatileRoot checks which root filesystems are mounted
+// volatile (no sync of the host's filesystem when they are unmounted):
+// those that go with their container, an auto-removed one's and a build
+// step's, and not a container's that stays to be copied from, diffed or
+// committed once stopped.
+func TestIsolationVolatileRoot(t *testing.T) {
+	rt := busyboxRuntime(t)
+	const rootOpts = "awk '$2 == \"/\" {print $4}' /proc/mounts"
+	// Linux shows the option as fsync=volatile (6.x) or volatile.
+	volatile := func(opts string) bool {
+		have := strings.Split(strings.TrimSpace(opts), ",")
+		return contains(have, "volatile") || contains(have, "fsync=volatile")
+	}
+	if opts := containerOut(t, rt, rootOpts); !volatile(opts) {
+		t.Errorf("an auto-removed container's root: options %q, want volatile among them", opts)
+	}
+	out, errOut, err := runOut(t, rt, "busybox", sh(rootOpts+"; echo kept > /kept"), berth.WithName("kept"))
+	if err != nil {
+		t.Fatalf("%v: %s", err, errOut)
+	}
+	if volatile(out) {
+		t.Errorf("a kept container's root: options %q, want no volatile", out)
+	}
+	c, err := rt.Container(context.Background(), "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := c.CopyFrom(context.Background(), "/kept", &got); err != nil || !strings.Contains(got.String(), "kept") {
+		t.Errorf("copy from the stopped container: %v (%d bytes)", err, got.Len())
+	}
+	_, tree := buildIn(t, rt, "FROM busybox\nRUN "+rootOpts+" > /opts\n", nil)
+	if f := tree["/opts"]; !volatile(f.content) {
+		t.Errorf("a build step's root: options %q, want volatile among them", f.content)
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {

@@ -233,11 +233,19 @@ func mountOverlay(s *Spec) error {
 		// API (lowerdir+ per layer) or shorter snapshot paths.
 		return &SetupError{Step: "mount overlay", Path: s.Rootfs, Msg: "overlay options exceed one page (" + strconv.Itoa(len(data)) + " bytes): too many layers", Errno: unix.E2BIG}
 	}
-	if err := unix.Mount("overlay", s.Rootfs, "overlay", 0, data); err != nil {
+	err := unix.Mount("overlay", s.Rootfs, "overlay", 0, data)
+	if err == unix.EINVAL && s.Volatile {
+		// A kernel before 5.10 has no volatile mounts.
+		data = strings.TrimSuffix(data, volatileOption)
+		err = unix.Mount("overlay", s.Rootfs, "overlay", 0, data)
+	}
+	if err != nil {
 		return stepError("mount overlay", s.Rootfs, err)
 	}
 	return nil
 }
+
+const volatileOption = ",volatile"
 
 // overlayData is the option string of s's overlay mount.
 func overlayData(s *Spec) string {
@@ -246,6 +254,9 @@ func overlayData(s *Spec) string {
 		// Renames and metadata-only copy-ups must stay plain copy-ups in the
 		// upper dir, or Commit could not turn it into a layer.
 		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work + ",redirect_dir=off,metacopy=off"
+		if s.Volatile {
+			data += volatileOption
+		}
 	}
 	return data
 }

@@ -27,6 +27,12 @@ type Spec struct {
 	Lower []string
 	Upper string
 	Work  string
+	// Volatile mounts the overlay with overlayfs's volatile option: it
+	// never syncs the upper filesystem, not on its unmount either, which
+	// otherwise writes back the whole host filesystem under Upper. Only for
+	// a root filesystem that is thrown away with its container: after a
+	// host crash overlayfs refuses to mount such an upper dir again.
+	Volatile bool
 	// Rootfs is the directory the child mounts the overlay on, in its own mount
 	// namespace only: on the host it stays an empty directory.
 	Rootfs string
