@@ -50,26 +50,139 @@ type Port struct {
 }
 
 // Apply makes table hold exactly the rules for bridges and ports; with
-// neither, the table is deleted. Each call replaces everything atomically.
+// neither, the table is deleted. Each call is one transaction, so no
+// packet sees a half-made table.
+//
+// Every rule carries a key naming what it is for (its user data), and
+// Apply adds the rules the table lacks and deletes the ones no longer
+// wanted, keeping the others: publishing a port adds two rules and
+// deletes none. A deletion costs the commit an RCU grace period or more
+// (7-23 ms here, as did re-making the table each time, which unregistered
+// its chains' hooks); an addition ~0.3 ms.
 func Apply(table, owner string, bridges []Bridge, ports []Port) error {
 	if len(bridges) == 0 && len(ports) == 0 {
 		return Delete(table)
+	}
+	have, err := ruleKeys(table)
+	if err != nil {
+		return fmt.Errorf("reading nftables table %s: %w", table, err)
 	}
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
-	// Adding first makes the delete valid whether or not the table exists;
-	// all of it is one transaction, so no packet sees a half-made table.
+	chains := baseChains(t)
+	if have == nil { // no table yet
+		c.AddTable(t)
+		for _, ch := range chains {
+			c.AddChain(ch)
+		}
+	}
+	wanted := map[ruleID]bool{}
+	for _, r := range render(chains, owner, bridges, ports) {
+		id := ruleID{r.chain.Name, r.key}
+		if wanted[id] {
+			continue
+		}
+		wanted[id] = true
+		if len(have[id]) == 0 {
+			c.AddRule(&nftables.Rule{Table: t, Chain: r.chain, Exprs: r.exprs, UserData: []byte(r.key)})
+		}
+	}
+	for id, handles := range have {
+		for i, h := range handles {
+			if i == 0 && wanted[id] {
+				continue // kept
+			}
+			c.DelRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: id.chain, Table: t}, Handle: h})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		if have == nil {
+			return fmt.Errorf("writing nftables table %s: %w", table, err)
+		}
+		// A table changed by hand (a chain deleted, say): made anew.
+		return rebuild(t, owner, bridges, ports)
+	}
+	return nil
+}
+
+// rebuild replaces table t whole, in one transaction.
+func rebuild(t *nftables.Table, owner string, bridges []Bridge, ports []Port) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	// Adding first makes the delete valid whether or not the table exists.
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	render(c, t, owner, bridges, ports)
+	chains := baseChains(t)
+	for _, ch := range chains {
+		c.AddChain(ch)
+	}
+	for _, r := range render(chains, owner, bridges, ports) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: r.chain, Exprs: r.exprs, UserData: []byte(r.key)})
+	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("writing nftables table %s: %w", table, err)
+		return fmt.Errorf("writing nftables table %s: %w", t.Name, err)
 	}
 	return nil
+}
+
+// ruleID is a rule's chain and key.
+type ruleID struct{ chain, key string }
+
+// ruleKeys lists the rules of table by chain and key (their user data),
+// with their handles, from one dump; nil when the table does not exist.
+func ruleKeys(table string) (map[ruleID][]uint64, error) {
+	name := append([]byte(table), 0)
+	attr := make([]byte, unix.SizeofNlAttr, unix.SizeofNlAttr+len(name)+unix.NLA_ALIGNTO)
+	binary.NativeEndian.PutUint16(attr[0:], uint16(unix.SizeofNlAttr+len(name)))
+	binary.NativeEndian.PutUint16(attr[2:], unix.NFTA_RULE_TABLE)
+	attr = append(attr, name...)
+	for len(attr)%unix.NLA_ALIGNTO != 0 {
+		attr = append(attr, 0)
+	}
+	req := append([]byte{unix.AF_INET, 0, 0, 0}, attr...) // nfgenmsg, then the table
+	msgs, err := nldump.Dump(unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETRULE, req)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	have := map[ruleID][]uint64{}
+	for _, m := range msgs {
+		var id ruleID
+		var handle uint64
+		if len(m.Data) < sizeofNfgenmsg {
+			continue
+		}
+		for b := m.Data[sizeofNfgenmsg:]; len(b) >= unix.SizeofNlAttr; {
+			l := int(binary.NativeEndian.Uint16(b))
+			if l < unix.SizeofNlAttr || l > len(b) {
+				break
+			}
+			v := b[unix.SizeofNlAttr:l]
+			switch binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER) {
+			case unix.NFTA_RULE_CHAIN:
+				id.chain = strings.TrimRight(string(v), "\x00")
+			case unix.NFTA_RULE_HANDLE:
+				if len(v) == 8 {
+					handle = binary.BigEndian.Uint64(v)
+				}
+			case unix.NFTA_RULE_USERDATA:
+				id.key = string(v)
+			}
+			b = b[min((l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1), len(b)):]
+		}
+		if id.chain != "" && handle != 0 {
+			have[id] = append(have[id], handle)
+		}
+	}
+	return have, nil
 }
 
 // Delete removes table; a missing table is not an error.
@@ -154,20 +267,48 @@ func tableName(b []byte) string {
 	return ""
 }
 
-func render(c *nftables.Conn, t *nftables.Table, owner string, bridges []Bridge, ports []Port) {
+// baseChains are the chains of a berth table, by name.
+func baseChains(t *nftables.Table) map[string]*nftables.Chain {
 	accept := nftables.ChainPolicyAccept
 	chain := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority, typ nftables.ChainType) *nftables.Chain {
-		return c.AddChain(&nftables.Chain{Name: name, Table: t, Hooknum: hook, Priority: prio, Type: typ, Policy: &accept})
+		return &nftables.Chain{Name: name, Table: t, Hooknum: hook, Priority: prio, Type: typ, Policy: &accept}
 	}
-	pre := chain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest, nftables.ChainTypeNAT)
-	output := chain("output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest, nftables.ChainTypeNAT)
-	post := chain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, nftables.ChainTypeNAT)
-	fwd := chain("forward", nftables.ChainHookForward, nftables.ChainPriorityFilter, nftables.ChainTypeFilter)
-	raw := chain("raw", nftables.ChainHookPrerouting, nftables.ChainPriorityRaw, nftables.ChainTypeFilter)
-	input := chain("input", nftables.ChainHookInput, nftables.ChainPriorityFilter, nftables.ChainTypeFilter)
-	add := func(ch *nftables.Chain, exprs ...expr.Any) {
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	return map[string]*nftables.Chain{
+		"prerouting":  chain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest, nftables.ChainTypeNAT),
+		"output":      chain("output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest, nftables.ChainTypeNAT),
+		"postrouting": chain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, nftables.ChainTypeNAT),
+		"forward":     chain("forward", nftables.ChainHookForward, nftables.ChainPriorityFilter, nftables.ChainTypeFilter),
+		"raw":         chain("raw", nftables.ChainHookPrerouting, nftables.ChainPriorityRaw, nftables.ChainTypeFilter),
+		"input":       chain("input", nftables.ChainHookInput, nftables.ChainPriorityFilter, nftables.ChainTypeFilter),
 	}
+}
+
+// A rule to be, with the key that names what it is for: every input its
+// expressions depend on is in the key, so a rule whose key the table
+// holds is the same rule.
+type rule struct {
+	chain *nftables.Chain
+	key   string
+	exprs []expr.Any
+}
+
+// render lists the rules for bridges and ports, in the order a new table
+// gets them (added later, a rule goes last in its chain: the accepts that
+// must come first in forward are there from the table's first Apply on,
+// and every other rule's place among its chain's does not matter).
+func render(chains map[string]*nftables.Chain, owner string, bridges []Bridge, ports []Port) []rule {
+	pre, output, post := chains["prerouting"], chains["output"], chains["postrouting"]
+	fwd, raw, input := chains["forward"], chains["raw"], chains["input"]
+	var out []rule
+	add := func(ch *nftables.Chain, key string, exprs ...expr.Any) {
+		out = append(out, rule{ch, key, exprs})
+	}
+
+	// Connections a published port let in pass between networks; replies
+	// of anything pass. The first rule carries the table's owner (see
+	// Owner).
+	add(fwd, ownerPrefix+owner, cat(ctBits(expr.CtKeySTATUS, ipsDstNAT), verdict(expr.VerdictAccept))...)
+	add(fwd, "established", cat(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))...)
 
 	sorted := append([]Port(nil), ports...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].HostPort < sorted[j].HostPort })
@@ -177,45 +318,47 @@ func render(c *nftables.Conn, t *nftables.Table, owner string, bridges []Bridge,
 		// host itself, 127.0.0.1 included (output): no proxy process copies
 		// the bytes.
 		var match []expr.Any
+		host := "local"
 		if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
 			match = append(match, ipAddr(16, p.HostIP)...)
+			host = p.HostIP.String()
 		} else {
 			match = append(match, localDest()...)
 		}
 		match = cat(match, l4(p.Proto, p.HostPort), dnat(p.Dest, p.DestPort))
-		add(pre, match...)
-		add(output, match...)
+		key := fmt.Sprintf("port %s %d/%s to %s:%d", host, p.HostPort, p.Proto, p.Dest, p.DestPort)
+		add(pre, key, match...)
+		add(output, key, match...)
 	}
 
-	// Connections a published port let in pass between networks; replies
-	// of anything pass. The first rule carries the table's owner (see
-	// Owner).
-	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: cat(ctBits(expr.CtKeySTATUS, ipsDstNAT), verdict(expr.VerdictAccept)), UserData: []byte(ownerPrefix + owner)})
-	add(fwd, cat(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))...)
 	loopback := netip.MustParsePrefix("127.0.0.0/8")
 	for _, b := range bridges {
 		in, notIn := ifname(unix.NFT_META_IIFNAME, b.Name, true), ifname(unix.NFT_META_IIFNAME, b.Name, false)
 		out, notOut := ifname(unix.NFT_META_OIFNAME, b.Name, true), ifname(unix.NFT_META_OIFNAME, b.Name, false)
+		key := func(what string) string {
+			return fmt.Sprintf("bridge %s %s internal=%t %s", b.Name, b.Subnet.Masked(), b.Internal, what)
+		}
 		// Localhost sources DNATed into the bridge and hairpin connections
 		// (a container reaching a port the host publishes for its own
 		// network) are masqueraded, or replies would bypass the NAT.
-		add(post, cat(out, subnet(12, loopback), masq())...)
-		add(post, cat(out, subnet(12, b.Subnet), ctBits(expr.CtKeySTATUS, ipsDstNAT), masq())...)
+		add(post, key("masquerade from loopback"), cat(out, subnet(12, loopback), masq())...)
+		add(post, key("masquerade hairpin"), cat(out, subnet(12, b.Subnet), ctBits(expr.CtKeySTATUS, ipsDstNAT), masq())...)
 		// A container never reaches the host's loopback, even with
 		// route_localnet on its bridge.
-		add(raw, cat(in, subnet(16, loopback), verdict(expr.VerdictDrop))...)
+		add(raw, key("drop to loopback"), cat(in, subnet(16, loopback), verdict(expr.VerdictDrop))...)
 		// Networks are isolated from each other (docker's isolation chains).
-		add(fwd, cat(in, notOut, ifnamePrefix(unix.NFT_META_OIFNAME, BridgePrefix), verdict(expr.VerdictDrop))...)
+		add(fwd, key("isolate"), cat(in, notOut, ifnamePrefix(unix.NFT_META_OIFNAME, BridgePrefix), verdict(expr.VerdictDrop))...)
 		if b.Internal {
 			// The host's addresses beyond the bridge are the host's other
 			// interfaces too: only the gateway's subnet is reachable.
-			add(input, cat(in, notSubnet(16, b.Subnet), verdict(expr.VerdictDrop))...)
-			add(fwd, cat(in, notOut, verdict(expr.VerdictDrop))...)
-			add(fwd, cat(out, notIn, verdict(expr.VerdictDrop))...)
+			add(input, key("drop to host"), cat(in, notSubnet(16, b.Subnet), verdict(expr.VerdictDrop))...)
+			add(fwd, key("drop out"), cat(in, notOut, verdict(expr.VerdictDrop))...)
+			add(fwd, key("drop in"), cat(out, notIn, verdict(expr.VerdictDrop))...)
 			continue
 		}
-		add(post, cat(subnet(12, b.Subnet), notOut, masq())...)
+		add(post, key("masquerade out"), cat(subnet(12, b.Subnet), notOut, masq())...)
 	}
+	return out
 }
 
 // ipsDstNAT is the conntrack status bit of a DNATed connection.
