@@ -292,6 +292,11 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 	if rec.State.Running {
 		return errStarted
 	}
+	if rec.Config.throwaway() {
+		// Its exit is recorded and its removal under way; its volatile
+		// overlay cannot be mounted again (initproc.Spec.Volatile).
+		return fmt.Errorf("%w: container %s was auto-removed when it exited", ErrNotFound, rec.Name)
+	}
 	var lower []string
 	for i := len(rec.Config.ChainIDs) - 1; i >= 0; i-- { // topmost first
 		fs, err := r.snaps.FS(rec.Config.ChainIDs[i])

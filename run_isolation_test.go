@@ -21,6 +21,7 @@ import (
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
 	"github.com/google/go-containerregistry/pkg/compression"
+	"golang.org/x/sys/unix"
 )
 
 // containerOut runs script in busybox (auto-removed) and returns its
@@ -192,6 +193,15 @@ func TestIsolationMounts(t *testing.T) {
 // step's, and not a container's that stays to be copied from, diffed or
 // committed once stopped.
 func TestIsolationVolatileRoot(t *testing.T) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+	if major < 5 || major == 5 && minor < 10 {
+		t.Skipf("skipping: overlayfs has no volatile option before Linux 5.10 (this is %d.%d)", major, minor)
+	}
 	rt := busyboxRuntime(t)
 	const rootOpts = "awk '$2 == \"/\" {print $4}' /proc/mounts"
 	// Linux shows the option as fsync=volatile (6.x) or volatile.

@@ -384,13 +384,23 @@ func TestLifetimeAutoRemove(t *testing.T) {
 	ctx := context.Background()
 	for _, detach := range []bool{false, true} {
 		t.Run(fmt.Sprintf("detached=%v", detach), func(t *testing.T) {
-			opts := []berth.RunOption{berth.WithAutoRemove(), berth.WithName("gone")}
+			// The container exits once the test has asked for its exit:
+			// one removed before Wait is not found, as docker's is not.
+			gate := t.TempDir()
+			opts := []berth.RunOption{berth.WithAutoRemove(), berth.WithName("gone"),
+				berth.WithMounts(berth.Mount{Type: berth.MountBind, Source: gate, Target: "/gate"})}
 			if detach {
 				opts = append(opts, berth.WithDetach())
 			}
-			c := mustRun(t, rt, "busybox", sh("echo bye; exit 2"), opts...)
+			c := mustRun(t, rt, "busybox", sh("while [ ! -e /gate/go ]; do sleep 0.01; done; echo bye; exit 2"), opts...)
+			waited := make(chan error, 1)
+			go func() { waited <- c.Wait(ctx) }()
+			time.Sleep(100 * time.Millisecond) // Wait is waiting by then
+			if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
 			var ee *berth.ExitError
-			if err := c.Wait(ctx); !errors.As(err, &ee) || ee.Code != 2 {
+			if err := <-waited; !errors.As(err, &ee) || ee.Code != 2 {
 				t.Errorf("Wait = %v, want exit code 2", err)
 			}
 			if !eventually(5*time.Second, func() bool {

@@ -174,6 +174,9 @@ func heldTasks(dir string) *backFD {
 		b.fd, b.err = unix.Open(b.path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		if b.err != nil {
 			b.err = &fs.PathError{Op: "open", Path: b.path, Err: b.err}
+			// Not kept: a failure of the moment (EMFILE) must not fail
+			// every later start of the program.
+			backFDs.CompareAndDelete(dir, b)
 		}
 	})
 	return b
@@ -214,7 +217,7 @@ func threadCgroups(tid int) (map[string]string, error) {
 // with clone3's CLONE_INTO_CGROUP (syscall.SysProcAttr.UseCgroupFD and
 // CgroupFD), or -1 when the host has no unified tree. On v1 and hybrid
 // hosts the fd names no v1 hierarchy: the v1 ones take the forking thread
-// (JoinThread) or the blocked process (Add). The caller closes it.
+// (ThreadMove) or the blocked process (Add). The caller closes it.
 func (c *Cgroup) UnifiedFD() (int, error) {
 	if c.v2 == nil {
 		return -1, nil
@@ -228,7 +231,7 @@ func (c *Cgroup) UnifiedFD() (int, error) {
 
 // SetPidsLimit writes the pids limit (0 or less: none) where the pids
 // controller is. New and Update write it too; a caller that delays it
-// until a thread of its own has left the cgroup (JoinThread) creates the
+// until a thread of its own has left the cgroup (ThreadMove) creates the
 // cgroup without one and calls this.
 func (c *Cgroup) SetPidsLimit(limit int64) error {
 	v := "max"

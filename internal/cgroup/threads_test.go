@@ -73,16 +73,21 @@ func TestMoveThread(t *testing.T) {
 		t.Run(tl.name, func(t *testing.T) {
 			parent := parentFor(t, tl.l)
 			c := mustNew(t, tl.l, parent+"/a", Resources{})
+			var m *ThreadMove
+			// Closed here: the thread's fd table is its own by then.
+			defer func() {
+				if m != nil {
+					m.Close()
+				}
+			}()
 			err := onThread(func(tid int) error {
 				before, err := threadCgroups(tid)
 				if err != nil {
 					return err
 				}
-				m, err := c.MoveThread(tid)
-				if err != nil {
+				if m, err = c.MoveThread(tid); err != nil {
 					return err
 				}
-				defer m.Close()
 				if err := hideCgroups(); err != nil {
 					return err
 				}

@@ -109,7 +109,7 @@ type startReq struct {
 	filterR  *os.File
 	statusW  *os.File
 	pid      int
-	placed   chan struct{} // closed once the thread is done with place (and its fds)
+	placed   chan struct{} // closed once the thread is done with place
 	done     chan struct{} // closed once the container's process has been waited for
 	left     chan struct{} // closed once the thread has left the container's mount namespace
 }
@@ -309,6 +309,7 @@ func (d *Direct) thread() {
 	if r.place != nil {
 		r.place.LeaveSelf()
 	}
+	close(r.placed)
 	// This thread's copy of the fd table holds every fd the program had at
 	// the fork, the write ends of the container's pipes and of other
 	// containers' among them; parked with them, it would keep those pipes
@@ -319,7 +320,6 @@ func (d *Direct) thread() {
 	if d.ownFiles {
 		closeAllBut(runtimeFDs())
 	}
-	close(r.placed)
 	if err != nil {
 		d.resp <- err
 		// Exit only once the caller has taken this thread out of the
