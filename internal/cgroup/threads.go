@@ -31,8 +31,7 @@ type ThreadMove struct {
 	path   string
 	tid    string
 	into   []int     // this cgroup's tasks files, one per v1 hierarchy
-	back   []string  // where the thread was, the same hierarchies in order
-	held   []*backFD // back's tasks files, opened by MoveThread
+	held   []*backFD // where the thread was, the same hierarchies in order
 	joined int       // how many of into the thread has joined
 	left   int       // how many of those it has left again
 	leave  func() error
@@ -51,11 +50,7 @@ func (c *Cgroup) MoveThread(tid int) (*ThreadMove, error) {
 		return nil, err
 	}
 	for name, dir := range c.v1Dirs {
-		key := string(name)
-		if name == cgroup1.SystemdDbus {
-			key = "name=systemd"
-		}
-		from, ok := orig[key]
+		from, ok := orig[procKey(name)]
 		if !ok {
 			continue // a hierarchy the kernel does not list for the thread
 		}
@@ -72,10 +67,18 @@ func (c *Cgroup) MoveThread(tid int) (*ThreadMove, error) {
 			return nil, fmt.Errorf("cgroup %s: %w", c.path, &fs.PathError{Op: "open", Path: p, Err: err})
 		}
 		m.into = append(m.into, fd)
-		m.back = append(m.back, backDir)
 		m.held = append(m.held, held)
 	}
 	return m, nil
+}
+
+// procKey is how /proc/PID/cgroup names the v1 hierarchy of controller
+// name: the controller's name, or name= for a named hierarchy.
+func procKey(name cgroup1.Name) string {
+	if name == cgroup1.SystemdDbus {
+		return "name=systemd"
+	}
+	return string(name)
 }
 
 // Join moves the calling thread, which must be tid, into the cgroup. On
@@ -121,8 +124,8 @@ func (m *ThreadMove) Leave() error { return m.leave() }
 
 func (m *ThreadMove) leaveByID() error {
 	var first error
-	for _, dir := range m.back[m.left:m.joined] {
-		if err := writeTasks(dir, m.tid); err != nil && first == nil {
+	for _, held := range m.held[m.left:m.joined] {
+		if err := writeTasks(filepath.Dir(held.path), m.tid); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -111,10 +111,7 @@ func TestMoveThread(t *testing.T) {
 					return err
 				}
 				for name := range c.v1Dirs {
-					key := string(name)
-					if name == cgroup1.SystemdDbus {
-						key = "name=systemd"
-					}
+					key := procKey(name)
 					if inside[key] != c.path {
 						t.Errorf("%s: thread in %q while joined, want %q", key, inside[key], c.path)
 					}
@@ -189,10 +186,7 @@ func TestMoveThreadLeaveFromOutside(t *testing.T) {
 				t.Fatal(err)
 			}
 			for name := range c.v1Dirs {
-				key := string(name)
-				if name == cgroup1.SystemdDbus {
-					key = "name=systemd"
-				}
+				key := procKey(name)
 				if after[key] != before[key] {
 					t.Errorf("%s: thread in %q after Leave, want %q", key, after[key], before[key])
 				}
@@ -204,10 +198,7 @@ func TestMoveThreadLeaveFromOutside(t *testing.T) {
 // anyV1Key is the /proc/PID/cgroup key of one of c's v1 hierarchies.
 func anyV1Key(c *Cgroup) string {
 	for name := range c.v1Dirs {
-		if name == cgroup1.SystemdDbus {
-			return "name=systemd"
-		}
-		return string(name)
+		return procKey(name)
 	}
 	return ""
 }

@@ -67,13 +67,35 @@ func Apply(table, owner string, bridges []Bridge, ports []Port) error {
 	if err != nil {
 		return fmt.Errorf("reading nftables table %s: %w", table, err)
 	}
+	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	err = commit(t, have, false, owner, bridges, ports)
+	if err != nil && have != nil {
+		// A table changed by hand (a chain deleted, say): made anew.
+		err = commit(t, nil, true, owner, bridges, ports)
+	}
+	if err != nil {
+		return fmt.Errorf("writing nftables table %s: %w", table, err)
+	}
+	return nil
+}
+
+// commit brings table t to the rules for bridges and ports in one
+// transaction: it adds those it lacks and deletes the others of have,
+// the rules t holds. With have nil, t is made (first deleted, if anew: a
+// table changed by hand).
+func commit(t *nftables.Table, have map[ruleID][]uint64, anew bool, owner string, bridges []Bridge, ports []Port) error {
 	c, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+		return err
 	}
-	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
 	chains := baseChains(t)
-	if have == nil { // no table yet
+	if have == nil {
+		if anew {
+			// Adding first makes the delete valid whether or not the
+			// table exists.
+			c.AddTable(t)
+			c.DelTable(t)
+		}
 		c.AddTable(t)
 		for _, ch := range chains {
 			c.AddChain(ch)
@@ -98,37 +120,7 @@ func Apply(table, owner string, bridges []Bridge, ports []Port) error {
 			c.DelRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: id.chain, Table: t}, Handle: h})
 		}
 	}
-	if err := c.Flush(); err != nil {
-		if have == nil {
-			return fmt.Errorf("writing nftables table %s: %w", table, err)
-		}
-		// A table changed by hand (a chain deleted, say): made anew.
-		return rebuild(t, owner, bridges, ports)
-	}
-	return nil
-}
-
-// rebuild replaces table t whole, in one transaction.
-func rebuild(t *nftables.Table, owner string, bridges []Bridge, ports []Port) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	// Adding first makes the delete valid whether or not the table exists.
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-	chains := baseChains(t)
-	for _, ch := range chains {
-		c.AddChain(ch)
-	}
-	for _, r := range render(chains, owner, bridges, ports) {
-		c.AddRule(&nftables.Rule{Table: t, Chain: r.chain, Exprs: r.exprs, UserData: []byte(r.key)})
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("writing nftables table %s: %w", t.Name, err)
-	}
-	return nil
+	return c.Flush()
 }
 
 // ruleID is a rule's chain and key.
