@@ -100,7 +100,8 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		return nil, err
 	}
 	tr.mark("dirs")
-	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated}}
+	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated},
+		Creator: os.Getpid(), CreatorStart: selfStart()}
 	if err := r.writeRecord(rec); err != nil {
 		r.removeContainerFiles(id, name)
 		return nil, err
@@ -111,12 +112,21 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	c := &Container{ID: id, Name: name, rt: r}
 	if cfg.Detached {
 		if err := r.startDetached(ctx, rec); err != nil {
+			// Unless the monitor has it (it holds the owner lock), the
+			// container never started: it must not stay "created".
+			r.settleCreated(id, err.Error())
 			return nil, fmt.Errorf("starting container %s: %w", name, err)
 		}
 		return c, nil
 	}
-	run, err := r.launch(ctx, rec, stdio{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr})
+	unlock, err := r.claimStart(rec)
 	if err != nil {
+		r.settleCreated(id, err.Error())
+		return nil, err
+	}
+	run, err := r.launch(ctx, rec, stdio{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr}, unlock)
+	if err != nil {
+		r.settleCreated(id, err.Error()) // a failed launch has mostly recorded its exit already
 		return nil, fmt.Errorf("starting container %s: %w", name, err)
 	}
 	c.run = run
@@ -412,6 +422,9 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 				}
 			}
 			return exitErr
+		}
+		if rec.creatorGone() && r.settleCreated(c.ID, errCreatorGone) {
+			continue // read what it was settled as
 		}
 		delay := 10 * time.Millisecond
 		if rec.State.Running && rec.alive() {

@@ -292,16 +292,24 @@ type running struct {
 	err  error // the exit, once done is closed: nil or *ExitError
 }
 
-// launch starts the container described by rec, which is in state
-// "created", and returns once its process runs the user's program. On
-// failure everything it made is undone and the record says why.
-func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio) (_ *running, retErr error) {
-	tr := newTracer("launch")
-	defer tr.done()
+// claimStart takes the owner lock of a container about to be launched,
+// which must be in state "created".
+func (r *Runtime) claimStart(rec *containerRecord) (unlock func(), err error) {
 	unlock, ok := r.store.TryLock("owner-"+rec.ID, true)
 	if !ok {
 		return nil, fmt.Errorf("container %s is owned by another program", rec.Name)
 	}
+	return unlock, nil
+}
+
+// launch starts the container described by rec, which is in state
+// "created" and whose owner lock the caller took (claimStart), and returns
+// once its process runs the user's program. The running container keeps
+// the lock. On failure everything it made is undone and the record says
+// why.
+func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, unlock func()) (_ *running, retErr error) {
+	tr := newTracer("launch")
+	defer tr.done()
 	run := &running{rt: r, rec: rec, unlock: unlock, done: make(chan struct{})}
 	defer func() {
 		if retErr != nil {

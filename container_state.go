@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,6 +31,12 @@ type containerRecord struct {
 	// from /proc/PID/stat: a pid matches the container only if its start
 	// time does, so a recycled pid is never signalled.
 	PidStart uint64 `json:"pidStart,omitempty"`
+	// Creator and CreatorStart name the program that wrote the record (its
+	// pid and start time, as for PidStart). A container still "created"
+	// once its creator is gone was never started and never will be: see
+	// settleCreated.
+	Creator      int    `json:"creator,omitempty"`
+	CreatorStart uint64 `json:"creatorStart,omitempty"`
 }
 
 const (
@@ -184,6 +191,17 @@ func procStartTime(pid int) uint64 {
 	}
 	v, _ := strconv.ParseUint(fields[19], 10, 64)
 	return v
+}
+
+// selfStart is this process's start time, for the records it creates.
+var selfStart = sync.OnceValue(func() uint64 { return procStartTime(os.Getpid()) })
+
+// creatorGone reports whether the container is still "created" although
+// the program that created it has exited. Records from a berth that did
+// not name their creator are never taken for abandoned.
+func (rec *containerRecord) creatorGone() bool {
+	return rec.State.Status == statusCreated && rec.Creator > 0 && rec.CreatorStart != 0 &&
+		procStartTime(rec.Creator) != rec.CreatorStart
 }
 
 // alive reports whether the record's process still runs.

@@ -90,6 +90,9 @@ func (r *Runtime) askMonitor(ctx context.Context, id string) (*monitorReply, err
 		return nil, err
 	}
 	defer conn.Close()
+	// A monitor that stops answering must not hold Run beyond its context.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
 	if err := json.NewEncoder(conn).Encode(monitorRequest{ID: id}); err != nil {
 		return nil, err
 	}
@@ -241,14 +244,22 @@ func (m *monitor) start(id string) monitorReply {
 	if !validContainerID(id) {
 		return monitorReply{Error: "bad container id"}
 	}
+	// The lock first, the record then: the program that asked may have
+	// given up since (settleCreated holds the lock to end the record).
+	unlock, ok := m.rt.store.TryLock("owner-"+id, true)
+	if !ok {
+		return monitorReply{Error: "container " + id + " is owned by another program"}
+	}
 	rec, err := m.rt.readRecord(id)
 	if err != nil {
+		unlock()
 		return monitorReply{Error: err.Error()}
 	}
 	if rec.State.Status != statusCreated {
+		unlock()
 		return monitorReply{Error: fmt.Sprintf("container %s is %s, not created", rec.Name, rec.State.Status)}
 	}
-	run, err := m.rt.launch(context.Background(), rec, stdio{})
+	run, err := m.rt.launch(context.Background(), rec, stdio{}, unlock)
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {

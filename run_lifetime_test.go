@@ -8,12 +8,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,8 +28,9 @@ import (
 // helperRun is the test binary acting as another program that runs a
 // container in BERTH_TEST_RUN_ROOT: the busybox image "busybox" must be
 // there. It runs `sh -c BERTH_TEST_RUN_SCRIPT` named BERTH_TEST_RUN_NAME,
-// attached or detached (BERTH_TEST_RUN_MODE), prints "started" once it
-// runs, and then blocks (attached) or exits (detached).
+// attached, detached or detached and auto-removed (BERTH_TEST_RUN_MODE
+// attached, detached, detached-rm), prints "started" once it runs, and then
+// blocks (attached) or exits (detached).
 func helperRun() {
 	ctx := context.Background()
 	rt, err := berth.New(os.Getenv("BERTH_TEST_RUN_ROOT"))
@@ -37,9 +40,13 @@ func helperRun() {
 	}
 	var opts []berth.RunOption
 	opts = append(opts, berth.WithName(os.Getenv("BERTH_TEST_RUN_NAME")))
-	detached := os.Getenv("BERTH_TEST_RUN_MODE") == "detached"
+	mode := os.Getenv("BERTH_TEST_RUN_MODE")
+	detached := mode == "detached" || mode == "detached-rm"
 	if detached {
 		opts = append(opts, berth.WithDetach())
+	}
+	if mode == "detached-rm" {
+		opts = append(opts, berth.WithAutoRemove())
 	}
 	if _, err := rt.Run(ctx, "busybox", sh(os.Getenv("BERTH_TEST_RUN_SCRIPT")), opts...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -678,4 +685,185 @@ func TestLifetimeSweepSparesNewContainers(t *testing.T) {
 		t.Errorf("with %d sweeps alongside: %v", sweeps, err)
 	}
 	t.Logf("%d runs, %d sweeps", runs, sweeps)
+}
+
+// silentMonitor stands in for a root's monitor: it listens on the
+// monitor's address, takes requests and never answers them. It returns a
+// channel that receives once per connection.
+func silentMonitor(t *testing.T, root string) <-chan struct{} {
+	t.Helper()
+	ln, err := net.Listen("unix", "@berth-monitor-"+rootTag(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan struct{}, 16)
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			asked <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return asked
+}
+
+// TestLifetimeKilledBeforeStart SIGKILLs a program after it wrote a
+// detached container's record and while it waits for the monitor to start
+// it. The container, which nothing will start, is settled: a Wait begun
+// before the kill in another program returns, and the next New finds a
+// detached one exited with the reason, an auto-removed one removed and its
+// name free.
+func TestLifetimeKilledBeforeStart(t *testing.T) {
+	berthtest.Skip(t)
+	for _, mode := range []string{"detached", "detached-rm"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			root := filepath.Join(t.TempDir(), "root")
+			setup, err := berth.New(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			berthtest.Busybox(t, setup, "busybox")
+			setup.Close()
+			asked := silentMonitor(t, root)
+
+			prog := exec.Command(os.Args[0])
+			prog.Env = append(os.Environ(), "BERTH_TEST_RUN_ROOT="+root, "BERTH_TEST_RUN_MODE="+mode,
+				"BERTH_TEST_RUN_NAME=unborn", "BERTH_TEST_RUN_SCRIPT=sleep 300")
+			var stderr bytes.Buffer
+			prog.Stderr = &stderr
+			if err := prog.Start(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-asked: // its record is written: it asks only then
+			case <-time.After(30 * time.Second):
+				prog.Process.Kill()
+				prog.Wait()
+				t.Fatalf("the program never asked the monitor; stderr: %s", stderr.String())
+			}
+			observer, err := berth.New(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer observer.Close()
+			waiting, err := observer.Container(ctx, "unborn")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waited := make(chan error, 1)
+			go func() {
+				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				waited <- waiting.Wait(wctx)
+			}()
+			prog.Process.Signal(syscall.SIGKILL)
+			prog.Wait()
+			var ee *berth.ExitError
+			switch err := <-waited; {
+			case mode == "detached" && !errors.As(err, &ee):
+				t.Errorf("Wait begun before the kill = %v, want an *ExitError", err)
+			case mode == "detached-rm" && !errors.As(err, &ee) && !errors.Is(err, berth.ErrNotFound):
+				t.Errorf("Wait begun before the kill = %v, want an *ExitError or ErrNotFound", err)
+			}
+
+			rt, err := berth.New(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			c, err := rt.Container(ctx, "unborn")
+			if mode == "detached-rm" {
+				if !errors.Is(err, berth.ErrNotFound) {
+					t.Fatalf("Container(unborn) after New: %v, want ErrNotFound", err)
+				}
+				if ents, _ := os.ReadDir(filepath.Join(root, "containers")); len(ents) > 0 {
+					t.Errorf("containers/ has %d entries after New", len(ents))
+				}
+				c2, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}}, berth.WithName("unborn"), berth.WithAutoRemove())
+				if err != nil {
+					t.Fatalf("Run with the settled container's name: %v", err)
+				}
+				c2.Wait(ctx)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := c.State(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Status != "exited" || st.ExitCode == 0 || !strings.Contains(st.Error, "exited before starting") {
+				t.Errorf("State after New = %+v, want exited, non-zero, with the reason", st)
+			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := c.Wait(wctx); !errors.As(err, &ee) {
+				t.Errorf("Wait = %v, want an *ExitError", err)
+			}
+			if err := c.Remove(ctx); err != nil {
+				t.Errorf("Remove: %v", err)
+			}
+		})
+	}
+}
+
+// TestRunDetachedMonitorSilent runs a detached container while the root's
+// monitor takes the request and never answers: Run returns when its
+// context ends, and the container, which never started, is exited with the
+// reason instead of staying created; Wait returns.
+func TestRunDetachedMonitorSilent(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	silentMonitor(t, rt.Root())
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := rt.Run(ctx, "busybox", sh("sleep 300"), berth.WithDetach(), berth.WithName("unheard"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run succeeded with a monitor that never answers")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run still waits for the monitor 20 s after its context ended")
+	}
+	bg := context.Background()
+	c, err := rt.Container(bg, "unheard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.State(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != "exited" || st.ExitCode == 0 || st.Error == "" {
+		t.Errorf("State after the failed Run = %+v, want exited, non-zero, with the reason", st)
+	}
+	wctx, wcancel := context.WithTimeout(bg, 10*time.Second)
+	defer wcancel()
+	var ee *berth.ExitError
+	if err := c.Wait(wctx); !errors.As(err, &ee) {
+		t.Errorf("Wait = %v, want an *ExitError", err)
+	}
 }

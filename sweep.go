@@ -28,8 +28,14 @@ func (r *Runtime) sweepContainers() {
 		// The record first: the owner lock of a container that is not
 		// running must not be taken (another program may be starting it,
 		// and takes it without waiting) nor its file made again (a
-		// removal may just have deleted it).
+		// removal may just have deleted it). The exception is a container
+		// whose creator died before starting it: only a monitor could
+		// still start it, and settleCreated leaves it to one that has.
 		rec, err := r.readRecord(id)
+		if err == nil && rec.creatorGone() {
+			r.settleCreated(id, errCreatorGone)
+			continue
+		}
 		if err != nil || !rec.State.Running {
 			continue
 		}
@@ -75,4 +81,35 @@ func (r *Runtime) sweepContainers() {
 			cg.Delete()
 		}
 	}
+}
+
+// errCreatorGone is the error recorded for a container whose creator exited
+// between writing its record and starting it.
+const errCreatorGone = "the program that created the container exited before starting it"
+
+// settleCreated ends a container that is still "created" although nothing
+// will start it: its creator gave up (cause is why) or is gone. Like a
+// failed start, it is recorded as exited with code 128 and cause as its
+// error, or removed when it is attached or auto-removed (as the sweep
+// removes those of a dead owner). It does nothing, and reports false, when
+// the container is no longer "created" or someone holds its owner lock: a
+// monitor starting it. A monitor that takes the lock afterwards finds the
+// container no longer created and does not start it.
+func (r *Runtime) settleCreated(id, cause string) bool {
+	unlock, ok := r.store.TryLock("owner-"+id, true)
+	if !ok {
+		return false
+	}
+	defer unlock()
+	rec, err := r.readRecord(id)
+	if err != nil || rec.State.Status != statusCreated {
+		return false
+	}
+	if !rec.Config.Detached || rec.Config.AutoRemove {
+		r.removeContainerFiles(id, rec.Name)
+		return true
+	}
+	rec.State.Status, rec.State.ExitCode, rec.State.Error = statusExited, 128, cause
+	rec.State.FinishedAt = time.Now().UTC()
+	return r.writeRecord(rec) == nil
 }
