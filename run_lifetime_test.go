@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -440,8 +441,13 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	root := rt.Root()
-	first := mustRun(t, rt, "busybox", sh("echo secret > /secret && mkdir /d && echo x > /d/f && chown 1000:1000 / && chmod 1777 /"))
+	first := mustRun(t, rt, "busybox", sh("echo secret > /secret && mkdir /d && echo x > /d/f && chown 1000:1000 / && chmod 1777 / && "+
+		"echo 10.0.0.1 secret-host >> /etc/hosts && chmod 600 /etc/hosts && chown 1000 /etc/resolv.conf && echo logged-secret"))
 	if err := first.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// What a program could leave on the container's files from outside.
+	if err := unix.Setxattr(filepath.Join(root, "containers", first.ID, "etc_hostname"), "user.secret", []byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Remove(ctx); err != nil {
@@ -458,8 +464,21 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, " ") != "rootfs upper work" {
-		t.Fatalf("spare holds %q, want rootfs upper work", names)
+	if strings.Join(names, " ") != "etc_hostname etc_hosts etc_resolv.conf log rootfs upper work" {
+		t.Fatalf("spare holds %q, want etc_hostname etc_hosts etc_resolv.conf log rootfs upper work", names)
+	}
+	for name, mode := range map[string]uint32{"etc_hostname": 0o644, "etc_hosts": 0o644, "etc_resolv.conf": 0o644, "log": 0o600} {
+		p := filepath.Join(spare, name)
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Gid != 0 || st.Mode&0o7777 != mode || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size != 0 || st.Nlink != 1 {
+			t.Errorf("%s: uid %d gid %d mode %o size %d links %d; want an empty root-owned %o file", p, st.Uid, st.Gid, st.Mode, st.Size, st.Nlink, mode)
+		}
+		if n, err := syscall.Listxattr(p, nil); err != nil || n != 0 {
+			t.Errorf("%s: %d bytes of extended attribute names (%v); want none", p, n, err)
+		}
 	}
 	for _, p := range []string{spare, filepath.Join(spare, "rootfs"), filepath.Join(spare, "upper"), filepath.Join(spare, "work")} {
 		var st syscall.Stat_t
@@ -493,6 +512,13 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 	}
 	if diff, err := second.Diff(ctx); err != nil || len(diff) != 0 {
 		t.Errorf("Diff of the second container = %v, %v; want no change", diff, err)
+	}
+	if out, err := execOutput(t, second, "stat -c '%a %u' /etc/hosts /etc/resolv.conf; grep -c secret /etc/hosts; true"); err != nil || out != "644 0\n644 0\n0\n" {
+		t.Errorf("the second container's /etc/hosts and /etc/resolv.conf: %q (%v); want 644 0 twice and no line of the first's", out, err)
+	}
+	var logs bytes.Buffer
+	if err := second.Logs(ctx, &logs, &logs); err != nil || strings.Contains(logs.String(), "secret") {
+		t.Errorf("Logs of the second container: %q, %v; want nothing of the first's", logs.String(), err)
 	}
 	second.Remove(ctx, berth.WithForce())
 	rt.Close()
@@ -865,5 +891,51 @@ func TestRunDetachedMonitorSilent(t *testing.T) {
 	var ee *berth.ExitError
 	if err := c.Wait(wctx); !errors.As(err, &ee) {
 		t.Errorf("Wait = %v, want an *ExitError", err)
+	}
+}
+
+// TestLifetimeSpareKeepsNoOpenLog removes a container whose log a reader
+// (a Logs follower, say) still has open: the log does not go to a spare,
+// so the reader never reads the next container's output from it.
+func TestLifetimeSpareKeepsNoOpenLog(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	root := rt.Root()
+	first := mustRun(t, rt, "busybox", sh("echo first-output"))
+	if err := first.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(filepath.Join(root, "containers", first.ID, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := first.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt.Close() // waits for the removal
+	spares, _ := os.ReadDir(filepath.Join(root, "spare"))
+	if len(spares) != 1 {
+		t.Fatalf("spare/ holds %d entries after one removal, want 1", len(spares))
+	}
+	if _, err := os.Lstat(filepath.Join(root, "spare", spares[0].Name(), "log")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the spare kept the log a reader has open (Lstat: %v)", err)
+	}
+
+	rt, err = berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	second := mustRun(t, rt, "busybox", sh("echo second-output"))
+	if err := second.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "first-output") || strings.Contains(string(b), "second-output") {
+		t.Errorf("the removed container's log, read through a descriptor held across the removal: %q; want its own output only", b)
 	}
 }

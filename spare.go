@@ -23,8 +23,23 @@ import (
 // emptied, in <root>/spare/ (at most maxSpareDirs of them), and Run renames
 // one into place instead of making a new one. A spare holds nothing but
 // those three empty directories, owned by root, without extended
-// attributes: keepSpare makes it so and checks it before keeping one, and
-// deletes the directory otherwise.
+// attributes, and the files below: keepSpare makes it so and checks it
+// before keeping one, and deletes the directory otherwise.
+//
+// A spare also keeps the container's small files (its log and the files
+// bound to /etc/hosts, /etc/hostname and /etc/resolv.conf), emptied:
+// truncating them costs less than unlinking them and making them again,
+// and a new inode is dear here. Without a journal, ext4 looking for a free
+// inode skips, one by one, those freed in the last minute or more
+// (recently_deleted); a container's start made some twenty inodes, seven
+// of them overlayfs's own at mount, and its removal freed them. Keeping
+// the four took the removal a CLI command waits for in Close from 1.97 to
+// 1.52 ms (medians of 8 interleaved runs). A file is kept only if nothing
+// else has it open (the kernel grants a write lease only then: a Logs
+// follower of the removed container must not read the next one's output),
+// it has one link, and root's ownership, its mode and no extended
+// attributes, inode flags or project beyond a new file's can be restored;
+// otherwise it is deleted.
 
 // maxSpareDirs bounds the spares of a root (each is four directory blocks
 // on disk).
@@ -32,6 +47,10 @@ const maxSpareDirs = 64
 
 // spareSubdirs are what a spare holds, each empty.
 var spareSubdirs = []string{"upper", "work", "rootfs"}
+
+// spareFiles are the files a spare may keep, empty, with their modes: what
+// openLog and initproc's writeFiles make.
+var spareFiles = map[string]uint32{logName: 0o600, "etc_hostname": 0o644, "etc_hosts": 0o644, "etc_resolv.conf": 0o644}
 
 func (r *Runtime) spareDir() string { return filepath.Join(r.root, "spare") }
 
@@ -73,6 +92,8 @@ func (r *Runtime) keepSpare(dir string) bool {
 				return false
 			}
 			kept++
+		} else if mode, ok := spareFiles[e.Name()]; ok && e.Type().IsRegular() && bareFile(p, mode) {
+			continue
 		} else if os.RemoveAll(p) != nil {
 			return false
 		}
@@ -191,4 +212,51 @@ func inodeAttrs(p string) (dirAttrs, bool) {
 		return dirAttrs{}, false
 	}
 	return a, true
+}
+
+// freshFileFlags are the inode flags (chattr) a file may have and still
+// be kept: FS_EXTENT_FL, which ext4 gives every new file.
+const freshFileFlags = 0x00080000
+
+// bareFile empties the regular file p and gives it root's ownership, mode
+// and no extended attributes, and reports whether it could: only when no
+// other open file description refers to it, it has one link and no inode
+// flags beyond freshFileFlags nor a project.
+func bareFile(p string, mode uint32) bool {
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	// The kernel grants a write lease only to the file's sole opener.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		return false
+	}
+	defer unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
+		return false
+	}
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil && err != unix.ENOTTY || flags&^freshFileFlags != 0 {
+		return false
+	}
+	var fsx [28]byte
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFsgetxattr, uintptr(unsafe.Pointer(&fsx[0]))); errno == 0 && binary.NativeEndian.Uint32(fsx[12:]) != 0 {
+		return false
+	}
+	if unix.Ftruncate(fd, 0) != nil || unix.Fchown(fd, 0, 0) != nil || unix.Fchmod(fd, mode) != nil {
+		return false
+	}
+	names, err := xattrRead(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
+	if err != nil {
+		return false
+	}
+	for name := range strings.SplitSeq(strings.TrimSuffix(string(names), "\x00"), "\x00") {
+		if name != "" && unix.Fremovexattr(fd, name) != nil {
+			return false
+		}
+	}
+	n, err := unix.Flistxattr(fd, nil)
+	return err == nil && n == 0
 }
