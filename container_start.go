@@ -320,6 +320,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	if err != nil {
 		return nil, err
 	}
+	tr.mark("spec")
 	direct := initproc.DirectSupported(spec)
 	// Without a direct start, the child stage starts first, so that its
 	// process start (the Go runtime of this binary coming up, most of a
