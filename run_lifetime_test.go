@@ -939,3 +939,70 @@ func TestLifetimeSpareKeepsNoOpenLog(t *testing.T) {
 		t.Errorf("the removed container's log, read through a descriptor held across the removal: %q; want its own output only", b)
 	}
 }
+
+// TestLifetimeSweepOrphanCgroup leaves a cgroup of the root with a process
+// in it and no container (as a removal that could not delete the cgroup
+// leaves one): New sweeps it, at the latest by the Runtime's Close, and
+// the process is killed.
+func TestLifetimeSweepOrphanCgroup(t *testing.T) {
+	berthtest.Skip(t)
+	root := filepath.Join(t.TempDir(), "root")
+	setup, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup.Close()
+	var hierarchies []string
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.procs"); err == nil {
+		hierarchies = []string{"/sys/fs/cgroup"}
+	} else {
+		all, _ := filepath.Glob("/sys/fs/cgroup/*/cgroup.procs")
+		for _, p := range all {
+			hierarchies = append(hierarchies, filepath.Dir(p))
+		}
+	}
+	if len(hierarchies) == 0 {
+		t.Skip("no cgroup hierarchy found under /sys/fs/cgroup")
+	}
+	orphan := exec.Command("sleep", "300")
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { orphan.Wait(); close(exited) }()
+	id := strings.Repeat("0f", 32)
+	t.Cleanup(func() {
+		orphan.Process.Kill()
+		<-exited
+		for _, h := range hierarchies {
+			os.Remove(filepath.Join(h, "berth", rootTag(root), id))
+			os.Remove(filepath.Join(h, "berth", rootTag(root)))
+		}
+	})
+	for _, h := range hierarchies {
+		dir := filepath.Join(h, "berth", rootTag(root), id)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(h, "/cpuset") {
+			continue // a cpuset takes tasks only once it has cpus and mems
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(orphan.Process.Pid)), 0o644); err != nil {
+			t.Fatalf("placing the process in %s: %v", dir, err)
+		}
+	}
+
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Close()
+	if d := cgroupDirs(t, root); len(d) > 0 {
+		t.Errorf("cgroups left after New and Close: %v", d)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Error("the orphaned cgroup's process still runs 5 s after New and Close")
+	}
+}
