@@ -144,3 +144,12 @@ func testProfile(t *testing.T) *specs.LinuxSeccomp {
 	}
 	return &p
 }
+
+// TestTablesDigestCurrent checks the digest the cache key uses against the
+// syscall tables this build has.
+func TestTablesDigestCurrent(t *testing.T) {
+	got := hex.EncodeToString(digestTables(&archX86_64, &archI386, &archAARCH64, &archARM))
+	if got != tablesDigestHex {
+		t.Errorf("the syscall tables changed: set tablesDigestHex in cache.go to %q", got)
+	}
+}
