@@ -32,6 +32,13 @@
 // command lives in the file of its group (image.go, archive.go,
 // container.go, volume.go, network.go) and is listed once in the dispatch
 // table below.
+//
+// The CLI sizes GOMAXPROCS by the machine's CPUs, not a cgroup's CPU limit:
+// reading the cgroup costs every command ~0.2 ms at start, and a command
+// lives too short for the limit to matter.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (
