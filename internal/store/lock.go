@@ -43,6 +43,32 @@ func (s *Store) TryLock(name string, exclusive bool) (func(), bool) {
 	return unlock, err == nil
 }
 
+// TryLockIfExists is TryLock for a lock whose file may not exist: without
+// the file no one can hold the lock, and none is made (exists is false).
+// A new file costs more than a lookup on some disks (see the package
+// berth's spare.go).
+func (s *Store) TryLockIfExists(name string, exclusive bool) (unlock func(), exists, ok bool) {
+	f, err := os.OpenFile(filepath.Join(s.root, "locks", name), os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, !errors.Is(err, os.ErrNotExist), false
+	}
+	how := unix.LOCK_SH | unix.LOCK_NB
+	if exclusive {
+		how = unix.LOCK_EX | unix.LOCK_NB
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, true, false
+	}
+	return func() { f.Close() }, true, true
+}
+
 func (s *Store) lockFile(name string, exclusive, block bool) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(s.root, "locks", name), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {

@@ -168,3 +168,34 @@ func TestIngest(t *testing.T) {
 		t.Errorf("tmp files left: %d", len(ents))
 	}
 }
+
+// TestTryLockIfExists: without its file a lock is free and no file is
+// made; with one, the lock is taken unless someone holds it.
+func TestTryLockIfExists(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, exists, ok := s.TryLockIfExists("w", true); exists || ok {
+		t.Errorf("TryLockIfExists without a file = exists %v, ok %v; want false, false", exists, ok)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, "locks", "w")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("TryLockIfExists made the lock file (Stat: %v)", err)
+	}
+	unlockShared, err := s.Lock(context.Background(), "w", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, exists, ok := s.TryLockIfExists("w", true); !exists || ok {
+		t.Errorf("TryLockIfExists of a held lock = exists %v, ok %v; want true, false", exists, ok)
+	}
+	unlockShared()
+	unlock, exists, ok := s.TryLockIfExists("w", true)
+	if !exists || !ok {
+		t.Fatalf("TryLockIfExists of a free lock = exists %v, ok %v; want true, true", exists, ok)
+	}
+	if _, taken := s.TryLock("w", false); taken {
+		t.Error("the lock TryLockIfExists took is not held")
+	}
+	unlock()
+}
