@@ -96,9 +96,9 @@ func (r *Runtime) readRecord(id string) (*containerRecord, error) {
 	return &rec, nil
 }
 
-// writeRecord replaces the state file (see replaceFile). It is not
-// fsynced: a container does not survive a host crash, and the replacement
-// is atomic against readers and killed writers.
+// writeRecord replaces the state file by rename. It is not fsynced: a
+// container does not survive a host crash, and a rename is atomic against
+// readers and killed writers.
 func (r *Runtime) writeRecord(rec *containerRecord) error {
 	return writeJSONAtomic(filepath.Join(r.containerDir(rec.ID), "state.json"), rec)
 }
