@@ -117,6 +117,11 @@ func TestAttach(t *testing.T) {
 	if a := host.Attrs(); a.MasterIndex != br.Attrs().Index || a.Flags&net.FlagUp == 0 || a.MTU != 1400 || a.TxQLen != 0 {
 		t.Errorf("host end: master %d, flags %v, MTU %d, txqueuelen %d; want master %d, up, MTU 1400, txqueuelen 0", a.MasterIndex, a.Flags, a.MTU, a.TxQLen, br.Attrs().Index)
 	}
+	// One queue each way, made so (not cut down from one per CPU, which
+	// waits out grace periods): the device has no others at all.
+	if a := host.Attrs(); a.NumTxQueues != 1 || a.NumRxQueues != 1 {
+		t.Errorf("host end: %d transmit and %d receive queues; want 1 and 1", a.NumTxQueues, a.NumRxQueues)
+	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +133,9 @@ func TestAttach(t *testing.T) {
 	}
 	if a := ctr.Attrs(); a.Flags&net.FlagUp == 0 || a.MTU != 1400 || a.TxQLen != 0 || !bytes.Equal(a.HardwareAddr, ep.MAC) {
 		t.Errorf("container end: flags %v, MTU %d, txqueuelen %d, address %s; want up, 1400, 0, %s", a.Flags, a.MTU, a.TxQLen, a.HardwareAddr, ep.MAC)
+	}
+	if a := ctr.Attrs(); a.NumTxQueues != 1 || a.NumRxQueues != 1 {
+		t.Errorf("container end: %d transmit and %d receive queues; want 1 and 1", a.NumTxQueues, a.NumRxQueues)
 	}
 	addrs, err := h.AddrList(ctr, netlink.FAMILY_V4)
 	if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != "10.254.78.7/24" {
