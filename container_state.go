@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // containerRecord is a container's state file, containers/<id>/state.json.
@@ -99,8 +101,24 @@ func (r *Runtime) readRecord(id string) (*containerRecord, error) {
 // writeRecord replaces the state file by rename. It is not fsynced: a
 // container does not survive a host crash, and a rename is atomic against
 // readers and killed writers.
+//
+// The file it replaces is let go in the background: held open across the
+// rename, its inode is freed when the background closes it, not in the
+// rename. Freeing a file that was written out (the rename that made it did
+// that) discards its block on this disk, which the caller waited for:
+// 0.5-1.3 ms under load, once per state change of every container.
 func (r *Runtime) writeRecord(rec *containerRecord) error {
-	return writeJSONAtomic(filepath.Join(r.containerDir(rec.ID), "state.json"), rec)
+	path := filepath.Join(r.containerDir(rec.ID), "state.json")
+	old, openErr := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	err := writeJSONAtomic(path, rec)
+	if openErr == nil {
+		r.background.Add(1)
+		go func() {
+			defer r.background.Done()
+			unix.Close(old)
+		}()
+	}
+	return err
 }
 
 // updateRecord applies fn to the state file under the container's lock.
