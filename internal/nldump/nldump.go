@@ -22,6 +22,12 @@ func Dump(proto int, typ uint16, payload []byte) ([]syscall.NetlinkMessage, erro
 		return nil, err
 	}
 	defer unix.Close(fd)
+	return DumpOn(fd, typ, payload)
+}
+
+// DumpOn is Dump on the netlink socket fd, which the caller keeps. A dump
+// that fails may leave messages unread on it.
+func DumpOn(fd int, typ uint16, payload []byte) ([]syscall.NetlinkMessage, error) {
 	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(payload))
 	req = append(req, payload...)
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
