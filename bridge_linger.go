@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/berth-dev/berth/internal/bridge"
 	"github.com/berth-dev/berth/internal/initproc"
 	"github.com/berth-dev/berth/internal/nat"
+	"golang.org/x/sys/unix"
 )
 
 // WithBridgeLinger keeps a network's bridge up for d after Close when no
@@ -45,14 +47,17 @@ func init() {
 }
 
 // lingerBridge hands the hold on a bridge to a process that keeps it for
-// the linger time. The caller's copy of hold is closed.
+// the linger time. The caller's copy of hold is closed. The files of
+// handed (netfilter sockets, see nat.HandOff) go to that process too, which
+// keeps them open as long as it lingers; when it returns nil, lingerBridge
+// has closed the caller's copies of them.
 //
 // One lingering process per bridge is enough, and each costs a process
 // start (a full start of the calling binary, which a CLI run in a loop
 // paid for on every command): a program that finds one alive only moves
 // the time its lingering ends, the mtime of the lock file
 // locks/linger-<network ID> that the lingering process holds.
-func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
+func (r *Runtime) lingerBridge(networkID string, hold *os.File, handed []*os.File) error {
 	stamp := filepath.Join(r.root, "locks", "linger-"+networkID)
 	now := time.Now()
 	if err := os.Chtimes(stamp, now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -61,6 +66,7 @@ func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
 	lock, ok := r.store.TryLockFile("linger-"+networkID, true)
 	if !ok {
 		hold.Close() // the lingering process holds the bridge on
+		giveLinger(lingerAddr(r.root, networkID), handed)
 		return nil
 	}
 	defer lock.Close()
@@ -81,16 +87,96 @@ func (r *Runtime) lingerBridge(networkID string, hold *os.File) error {
 		Stdin:       devnull,
 		Stdout:      devnull,
 		Stderr:      devnull,
-		ExtraFiles:  []*os.File{hold, lock},
+		ExtraFiles:  append([]*os.File{hold, lock}, handed...), // handed from fd 5 on
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	hold.Close()
+	for _, f := range handed {
+		f.Close()
+	}
 	go cmd.Wait() // reap it should this program outlive it
 	return nil
 }
+
+// lingerAddr is the abstract unix socket on which the process lingering
+// with a network's bridge takes files to keep.
+func lingerAddr(root, networkID string) string {
+	return "@berth-linger-" + rootTag(root) + "-" + networkID
+}
+
+// giveLinger sends files to the lingering process listening at addr, if
+// one does and it runs as root, and closes the caller's copies: once sent,
+// the files are the receiver's (in flight, the kernel holds them). A file
+// that could not be sent is closed here all the same.
+func giveLinger(addr string, files []*os.File) {
+	if len(files) == 0 {
+		return
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: addr, Net: "unix"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	if !peerIsRoot(c) {
+		return // not ours: netfilter sockets open to root must not leak
+	}
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	c.WriteMsgUnix([]byte{0}, unix.UnixRights(fds...), nil)
+}
+
+// keepGiven has the lingering process take the files programs send it
+// (giveLinger) and keep each open for keptFor: long past any grace period,
+// and a loop of commands, each giving two, makes it hold a few dozen.
+func keepGiven(root, networkID string) {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: lingerAddr(root, networkID), Net: "unix"})
+	if err != nil {
+		return // another lingers: programs give to it
+	}
+	type given struct {
+		fd int
+		at time.Time
+	}
+	go func() {
+		var kept []given
+		for {
+			c, err := ln.AcceptUnix()
+			if err != nil {
+				return
+			}
+			if peerIsRoot(c) {
+				oob := make([]byte, unix.CmsgSpace(8*4))
+				if _, oobn, _, _, err := c.ReadMsgUnix(make([]byte, 1), oob); err == nil {
+					msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+					for _, m := range msgs {
+						fds, _ := unix.ParseUnixRights(&m)
+						for _, fd := range fds {
+							kept = append(kept, given{fd, time.Now()})
+						}
+					}
+				}
+			}
+			c.Close()
+			for len(kept) > 0 && time.Since(kept[0].at) > keptFor {
+				unix.Close(kept[0].fd)
+				kept = kept[1:]
+			}
+		}
+	}()
+}
+
+// keptFor is how long a lingering process keeps a file given to it.
+const keptFor = time.Second
 
 // lingerMain keeps the bridge's lock (fd 3) until the linger time has
 // passed since the last program using the bridge closed (the mtime of its
@@ -106,6 +192,7 @@ func lingerMain(v string) {
 	if err != nil || filepath.Base(networkID) != networkID {
 		return
 	}
+	keepGiven(root, networkID)
 	for {
 		var st syscall.Stat_t
 		if syscall.Fstat(4, &st) != nil {

@@ -925,17 +925,24 @@ func dropForwardIfUnused() {
 
 // releaseBridges lets go of the bridges this Runtime held, deleting those
 // no container uses any more.
-func (r *Runtime) releaseBridges() {
+//
+// handed (see nat.HandOff) go to the first bridge's lingering process, or
+// are closed.
+func (r *Runtime) releaseBridges(handed []*os.File) {
 	r.mu.Lock()
 	held := r.bridges
 	r.bridges = nil
 	r.mu.Unlock()
 	for id, hold := range held {
-		if r.bridgeLinger > 0 && r.lingerBridge(id, hold) == nil {
+		if r.bridgeLinger > 0 && r.lingerBridge(id, hold, handed) == nil {
+			handed = nil // given
 			continue
 		}
 		hold.Close()
 		r.maybeDownBridge(context.Background(), id)
+	}
+	for _, f := range handed {
+		f.Close()
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
 	"github.com/berth-dev/berth/internal/nat"
+	"golang.org/x/sys/unix"
 )
 
 // serveHTTP starts busybox httpd detached-in-spirit (attached here) in a
@@ -244,22 +246,94 @@ func TestBridgeLingerExtended(t *testing.T) {
 	}
 }
 
-// lingerers counts the live lingering processes of root (their environment
-// as started names it).
-func lingerers(t *testing.T, root string) int {
+// TestBridgeLingerKeepsNetfilterSockets checks that a program whose last
+// container with a published port just ended gives its netfilter sockets
+// to the process lingering with the bridge, so that its own exit does not
+// wait out the deletion's grace period: the lingering process holds them,
+// from a program that starts it and from one that finds it running, and
+// the program holds none.
+func TestBridgeLingerKeepsNetfilterSockets(t *testing.T) {
+	berthtest.Skip(t)
+	root := t.TempDir()
+	use := func() {
+		rt, err := berth.New(root, berth.WithBridgeLinger(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		berthtest.Busybox(t, rt, "busybox")
+		mustOutput(t, rt, "busybox", sh("true"), berth.WithPublish("127.0.0.1::80"))
+		rt.Close()
+	}
+	use()
+	pids := lingererPids(t, root)
+	if len(pids) != 1 {
+		t.Fatalf("%d lingering processes for the root, want 1", len(pids))
+	}
+	first := netfilterSockets(t, pids[0])
+	if first == 0 {
+		t.Errorf("the lingering process started at Close holds no netfilter socket")
+	}
+	if n := netfilterSockets(t, os.Getpid()); n != 0 {
+		t.Errorf("the program holds %d netfilter sockets after Close, want 0", n)
+	}
+	use()
+	if n := netfilterSockets(t, pids[0]); n <= first {
+		t.Errorf("the lingering process holds %d netfilter sockets after a second program's Close, %d before; want more", n, first)
+	}
+	if n := netfilterSockets(t, os.Getpid()); n != 0 {
+		t.Errorf("the second program holds %d netfilter sockets after Close, want 0", n)
+	}
+}
+
+// netfilterSockets counts the NETLINK_NETFILTER sockets process pid has
+// open (their inodes, as /proc/net/netlink lists them).
+func netfilterSockets(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/netlink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 10 && f[1] == strconv.Itoa(unix.NETLINK_NETFILTER) {
+			nf[f[9]] = true
+		}
+	}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	n := 0
+	for _, fd := range fds {
+		l, _ := os.Readlink(fd)
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok && nf[strings.TrimSuffix(ino, "]")] {
+			n++
+		}
+	}
+	return n
+}
+
+// lingererPids lists the live lingering processes of root (their
+// environment as started names it).
+func lingererPids(t *testing.T, root string) []int {
 	t.Helper()
 	procs, err := filepath.Glob("/proc/[0-9]*/environ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var pids []int
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
 		if err == nil && bytes.Contains(b, []byte("_BERTH_BRIDGE_LINGER="+root+"\n")) {
-			n++
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			pids = append(pids, pid)
 		}
 	}
-	return n
+	return pids
+}
+
+// lingerers counts the live lingering processes of root.
+func lingerers(t *testing.T, root string) int {
+	t.Helper()
+	return len(lingererPids(t, root))
 }
 
 // TestBridgeLingerRootRemoved checks that a lingering bridge whose root is

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
+	"github.com/berth-dev/berth/internal/nat"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/store"
 )
@@ -114,7 +115,14 @@ func (r *Runtime) Close() error {
 	if w != nil {
 		w.Close()
 	}
-	r.releaseBridges()
+	// A short-lived program hands its netfilter sockets to the process
+	// that lingers with the bridge, when closing them would make its exit
+	// wait out the grace period of a deletion just made (nat.HandOff).
+	var handed []*os.File
+	if r.bridgeLinger > 0 {
+		handed = nat.HandOff()
+	}
+	r.releaseBridges(handed)
 	r.background.Wait()
 	// The root's parent cgroup goes once nothing of this root is in it.
 	cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))

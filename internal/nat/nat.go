@@ -1,9 +1,9 @@
 // Package nat renders berth's packet rules into one nftables table per
 // berth root, with google/nftables (pure Go, no `nft` or `iptables`
-// binary). The table is always replaced whole, in one netlink transaction,
-// from the complete list of bridges and published ports: a rule of a
-// container that is gone can never outlive a rewrite, so a stale rule never
-// shadows a new binding, and sweeping after a crash is one more rewrite.
+// binary). Every Apply brings the table, in one netlink transaction, to
+// the complete list of bridges and published ports: a rule of a container
+// that is gone can never outlive the next Apply, so a stale rule never
+// shadows a new binding, and sweeping after a crash is one more Apply.
 package nat
 
 import (
@@ -12,15 +12,18 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/berth-dev/berth/internal/nldump"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	mnl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -91,8 +94,10 @@ func Apply(table, owner string, bridges []Bridge, ports []Port) error {
 // open, the grace period passes in the background; a process that exits
 // within it still waits for the rest as its sockets close.
 var (
-	connMu sync.Mutex
-	conn   *nftables.Conn // nil until the first transaction, and after a failed one
+	connMu       sync.Mutex
+	conn         *nftables.Conn  // nil until the first transaction, and after a failed one
+	connRaw      syscall.RawConn // conn's socket
+	lastDeletion time.Time       // of the last transaction that deleted anything
 
 	dumpMu sync.Mutex
 	dumpFD = -1
@@ -105,7 +110,10 @@ func transact(fn func(c *nftables.Conn) error) error {
 	connMu.Lock()
 	defer connMu.Unlock()
 	if conn == nil {
-		c, err := nftables.New(nftables.AsLasting())
+		c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(nc *mnl.Conn) error {
+			connRaw, _ = nc.SyscallConn()
+			return nil
+		}))
 		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
@@ -114,9 +122,45 @@ func transact(fn func(c *nftables.Conn) error) error {
 	err := fn(conn)
 	if err != nil {
 		conn.CloseLasting()
-		conn = nil
+		conn, connRaw = nil, nil
 	}
 	return err
+}
+
+// deleted notes that a transaction with deletions was committed (see
+// HandOff).
+func deleted() { lastDeletion = time.Now() }
+
+// HandOff is for a program about to exit: when a deletion was committed in
+// the last second, it returns duplicates of the process's netfilter
+// sockets and closes the process's own, which then close without waiting
+// (the duplicates hold the sockets open), and otherwise nil. Whoever takes
+// the duplicates keeps them until the grace period is surely over (a
+// lingering bridge's process keeps them for seconds), or closes them and
+// waits.
+func HandOff() []*os.File {
+	connMu.Lock()
+	defer connMu.Unlock()
+	dumpMu.Lock()
+	defer dumpMu.Unlock()
+	if time.Since(lastDeletion) > time.Second {
+		return nil
+	}
+	var out []*os.File
+	if conn != nil && connRaw != nil {
+		connRaw.Control(func(fd uintptr) {
+			if dup, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+				out = append(out, os.NewFile(uintptr(dup), "nftables"))
+			}
+		})
+		conn.CloseLasting()
+		conn, connRaw = nil, nil
+	}
+	if dumpFD >= 0 {
+		out = append(out, os.NewFile(uintptr(dumpFD), "nfnetlink dump"))
+		dumpFD = -1
+	}
+	return out
 }
 
 // dump reads one netfilter dump on the process's dump socket. After an
@@ -168,15 +212,23 @@ func commit(c *nftables.Conn, t *nftables.Table, have map[ruleID][]uint64, anew 
 			c.AddRule(&nftables.Rule{Table: t, Chain: r.chain, Exprs: r.exprs, UserData: []byte(r.key)})
 		}
 	}
+	dels := anew
 	for id, handles := range have {
 		for i, h := range handles {
 			if i == 0 && wanted[id] {
 				continue // kept
 			}
 			c.DelRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: id.chain, Table: t}, Handle: h})
+			dels = true
 		}
 	}
-	return c.Flush()
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	if dels {
+		deleted()
+	}
+	return nil
 }
 
 // ruleID is a rule's chain and key.
@@ -239,7 +291,11 @@ func Delete(table string) error {
 	err := transact(func(c *nftables.Conn) error {
 		c.AddTable(t)
 		c.DelTable(t)
-		return c.Flush()
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		deleted()
+		return nil
 	})
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("deleting nftables table %s: %w", table, err)
