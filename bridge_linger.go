@@ -138,10 +138,12 @@ func giveLinger(addr string, files []*os.File) {
 // keepGiven has the lingering process take the files programs send it
 // (giveLinger) and keep each open for keptFor: long past any grace period,
 // and a loop of commands, each giving two, makes it hold a few dozen.
-func keepGiven(root, networkID string) {
+// stop closes the listener (what was taken stays open): the lingering
+// process calls it before it lets the next one start, which listens then.
+func keepGiven(root, networkID string) (stop func()) {
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: lingerAddr(root, networkID), Net: "unix"})
 	if err != nil {
-		return // another lingers: programs give to it
+		return func() {} // another lingers: programs give to it
 	}
 	type given struct {
 		fd int
@@ -173,6 +175,7 @@ func keepGiven(root, networkID string) {
 			}
 		}
 	}()
+	return func() { ln.Close() }
 }
 
 // keptFor is how long a lingering process keeps a file given to it.
@@ -192,7 +195,7 @@ func lingerMain(v string) {
 	if err != nil || filepath.Base(networkID) != networkID {
 		return
 	}
-	keepGiven(root, networkID)
+	stopTaking := keepGiven(root, networkID)
 	for {
 		var st syscall.Stat_t
 		if syscall.Fstat(4, &st) != nil {
@@ -204,6 +207,7 @@ func lingerMain(v string) {
 		}
 		time.Sleep(wait)
 	}
+	stopTaking()     // before the next lingering process can be started
 	syscall.Close(4) // from here on, the next program starts its own
 	syscall.Close(3)
 	if _, err := os.Stat(filepath.Join(root, "locks")); err != nil {
