@@ -645,7 +645,8 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 	// Rename first so a half-removed container is never listed; what is
 	// under tmp/ is emptied into a spare or deleted in the background
 	// (Close waits for it, and New's sweep deletes what a program that
-	// died left there).
+	// died left there, once a minute old: until then it may be a live
+	// program's).
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
 	if err := os.Rename(dir, tmp); err == nil {
 		r.background.Add(1)

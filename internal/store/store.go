@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -417,10 +418,19 @@ func (s *Store) sweepTmp() {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		if e.IsDir() {
-			// Temp directories carry a lock file named after them.
-			if unlock, ok := s.TryLock("tmp-"+e.Name(), true); ok {
+			// Directories from TempDir carry a lock file named after them,
+			// held while they live. Others are a removal's, emptied in the
+			// background by the program that renamed them here: swept only
+			// once unchanged for a minute, or the sweep could delete what
+			// that program is making a spare of, or has just handed on.
+			unlock, exists, ok := s.TryLockIfExists("tmp-"+e.Name(), true)
+			switch {
+			case ok:
 				os.RemoveAll(p)
+				os.Remove(filepath.Join(s.root, "locks", "tmp-"+e.Name()))
 				unlock()
+			case !exists && changedBefore(p, time.Now().Add(-time.Minute)):
+				os.RemoveAll(p)
 			}
 			continue
 		}
@@ -442,6 +452,12 @@ func (s *Store) sweepTmp() {
 		}
 		unlock()
 	}
+}
+
+// changedBefore reports whether p's inode last changed before t.
+func changedBefore(p string, t time.Time) bool {
+	var st unix.Stat_t
+	return unix.Lstat(p, &st) == nil && time.Unix(st.Ctim.Unix()).Before(t)
 }
 
 // TempDir makes a directory under tmp/ that lives as long as the returned

@@ -199,3 +199,37 @@ func TestTryLockIfExists(t *testing.T) {
 	}
 	unlock()
 }
+
+// TestSweepTmpDirectories: Open removes a temporary directory whose maker
+// died (its lock file is there and free) with its lock file, and leaves a
+// fresh directory without a lock file (a removal another program is
+// finishing in the background).
+func TestSweepTmpDirectories(t *testing.T) {
+	root := t.TempDir()
+	if _, err := Open(root); err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(root, "tmp", "unpack-0123")
+	lock := filepath.Join(root, "locks", "tmp-unpack-0123")
+	removal := filepath.Join(root, "tmp", "rm-0123")
+	for _, d := range []string{dead, filepath.Join(removal, "upper")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead maker's temporary directory survived Open (Stat: %v)", err)
+	}
+	if _, err := os.Stat(lock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("its lock file survived Open (Stat: %v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(removal, "upper")); err != nil {
+		t.Errorf("a fresh removal directory was swept: %v", err)
+	}
+}
