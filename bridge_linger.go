@@ -156,6 +156,7 @@ func keepGiven(root, networkID string) (stop func()) {
 			if err != nil {
 				return
 			}
+			c.SetReadDeadline(time.Now().Add(time.Second)) // a peer that sends nothing holds no one up
 			if peerIsRoot(c) {
 				oob := make([]byte, unix.CmsgSpace(8*4))
 				if _, oobn, _, _, err := c.ReadMsgUnix(make([]byte, 1), oob); err == nil {
