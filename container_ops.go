@@ -112,26 +112,60 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	c := &Container{ID: id, Name: name, rt: r}
 	if cfg.Detached {
 		if err := r.startDetached(ctx, rec); err != nil {
-			// Unless the monitor has it (it holds the owner lock), the
-			// container never started: it must not stay "created".
-			r.settleCreated(id, err.Error())
+			// The container must not stay "created": unless the monitor
+			// has it (it holds the owner lock), it never started, and is
+			// settled here; if the monitor has it (Run's context ended
+			// while it was starting it), it is stopped once started. A Run
+			// that fails leaves nothing running.
+			if !r.settleCreated(id, err.Error()) {
+				r.stopAbandoned(c)
+			}
 			return nil, fmt.Errorf("starting container %s: %w", name, err)
 		}
 		return c, nil
 	}
+	// A failed claim or launch has recorded or removed the container.
 	unlock, err := r.claimStart(rec)
 	if err != nil {
-		r.settleCreated(id, err.Error())
 		return nil, err
 	}
 	run, err := r.launch(ctx, rec, stdio{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr}, unlock)
 	if err != nil {
-		r.settleCreated(id, err.Error()) // a failed launch has mostly recorded its exit already
 		return nil, fmt.Errorf("starting container %s: %w", name, err)
 	}
 	c.run = run
 	return c, nil
 }
+
+// stopAbandoned stops a detached container that a monitor went on
+// starting after Run gave up on it: it waits (at most stopAbandonedWithin)
+// for the start to end and stops what started. The monitor records its
+// exit, or removes it if it is auto-removed.
+func (r *Runtime) stopAbandoned(c *Container) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopAbandonedWithin)
+	defer cancel()
+	for {
+		rec, err := r.readRecord(c.ID)
+		if err != nil {
+			return
+		}
+		if rec.State.Status != statusCreated {
+			if rec.State.Running {
+				c.Stop(ctx, 0)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// stopAbandonedWithin bounds stopAbandoned: a monitor's start takes
+// milliseconds, and one that hangs is not waited for beyond this.
+const stopAbandonedWithin = 10 * time.Second
 
 // ensureSnapshots unpacks any layer of img whose snapshot is missing (after
 // a Prune raced, or a store copied without snapshots).
@@ -649,13 +683,11 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 	// program's).
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
 	if err := os.Rename(dir, tmp); err == nil {
-		r.background.Add(1)
-		go func() {
-			defer r.background.Done()
+		r.inBackground(func() {
 			if !spare || !r.keepSpare(tmp) {
 				os.RemoveAll(tmp)
 			}
-		}()
+		})
 	} else {
 		os.RemoveAll(dir)
 	}

@@ -112,11 +112,7 @@ func (r *Runtime) writeRecord(rec *containerRecord) error {
 	old, openErr := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
 	err := writeJSONAtomic(path, rec)
 	if openErr == nil {
-		r.background.Add(1)
-		go func() {
-			defer r.background.Done()
-			unix.Close(old)
-		}()
+		r.inBackground(func() { unix.Close(old) })
 	}
 	return err
 }
@@ -216,7 +212,10 @@ var selfStart = sync.OnceValue(func() uint64 { return procStartTime(os.Getpid())
 
 // creatorGone reports whether the container is still "created" although
 // the program that created it has exited. Records from a berth that did
-// not name their creator are never taken for abandoned.
+// not name their creator are never taken for abandoned. Pids are compared
+// in this process's pid namespace: the programs sharing a root are taken to
+// share one (in another, a live creator would look gone), as the records'
+// container pids are.
 func (rec *containerRecord) creatorGone() bool {
 	return rec.State.Status == statusCreated && rec.Creator > 0 && rec.CreatorStart != 0 &&
 		procStartTime(rec.Creator) != rec.CreatorStart

@@ -70,7 +70,10 @@ func (r *Runtime) startDetached(ctx context.Context, rec *containerRecord) error
 			}
 			return nil
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		if ctx.Err() != nil {
+			return fmt.Errorf("reaching the berth monitor of %s: %w", r.root, ctx.Err())
+		}
+		if time.Now().After(deadline) {
 			return fmt.Errorf("reaching the berth monitor of %s: %w", r.root, err)
 		}
 		if !spawned {
@@ -98,6 +101,9 @@ func (r *Runtime) askMonitor(ctx context.Context, id string) (*monitorReply, err
 	}
 	var reply monitorReply
 	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&reply); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		// A monitor that was exiting closed the connection unanswered.
 		return nil, fmt.Errorf("monitor closed the connection: %w", err)
 	}
@@ -246,13 +252,11 @@ func (m *monitor) start(id string) monitorReply {
 	}
 	// The lock first, the record then: the program that asked may have
 	// given up since (settleCreated holds the lock to end the record).
-	unlock, ok := m.rt.store.TryLock("owner-"+id, true)
-	if !ok {
+	rec, unlock, err := m.rt.lockOwner(id)
+	if errors.Is(err, errOwned) {
 		return monitorReply{Error: "container " + id + " is owned by another program"}
 	}
-	rec, err := m.rt.readRecord(id)
 	if err != nil {
-		unlock()
 		return monitorReply{Error: err.Error()}
 	}
 	if rec.State.Status != statusCreated {

@@ -1006,3 +1006,82 @@ func TestLifetimeSweepOrphanCgroup(t *testing.T) {
 		t.Error("the orphaned cgroup's process still runs 5 s after New and Close")
 	}
 }
+
+// TestRunFailedStartLeavesNoLocks starts auto-removed containers whose
+// command does not exist, attached and detached: each is removed with every
+// lock file it had (the failure paths take and settle the owner lock after
+// the removal began).
+func TestRunFailedStartLeavesNoLocks(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, detach := range []bool{false, true} {
+		opts := []berth.RunOption{berth.WithAutoRemove()}
+		if detach {
+			opts = append(opts, berth.WithDetach())
+		}
+		_, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"/no/such/program"}}, opts...)
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || ee.Code != 127 {
+			t.Fatalf("Run of a missing program (detached %v) = %v, want exit code 127", detach, err)
+		}
+	}
+	root := rt.Root()
+	rt.Close()
+	ents, err := os.ReadDir(filepath.Join(root, "locks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		for _, p := range []string{"owner-", "ctr-", "wait-"} {
+			if strings.HasPrefix(e.Name(), p) {
+				t.Errorf("locks/%s left after the failed starts", e.Name())
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "containers")); len(ents) > 0 {
+		t.Errorf("containers/ has %d entries after the failed starts", len(ents))
+	}
+}
+
+// TestRunDetachedCancelledLeavesNothingRunning runs detached containers
+// with contexts that end at points spread over the start: a Run that
+// fails reports the context's error and leaves no container running (one
+// the monitor went on starting is stopped), and one that succeeds runs.
+func TestRunDetachedCancelledLeavesNothingRunning(t *testing.T) {
+	rt := busyboxRuntime(t)
+	bg := context.Background()
+	warm := mustRun(t, rt, "busybox", sh("true"), berth.WithDetach(), berth.WithAutoRemove()) // the monitor runs
+	warm.Wait(bg)
+	failed := 0
+	for i := range 40 {
+		ctx, cancel := context.WithTimeout(bg, time.Duration(i%20)*250*time.Microsecond)
+		name := fmt.Sprintf("cancelled-%d", i)
+		c, err := rt.Run(ctx, "busybox", sh("sleep 300"), berth.WithDetach(), berth.WithName(name))
+		cancel()
+		if err == nil {
+			if st, err := c.State(bg); err != nil || !st.Running {
+				t.Errorf("%s: Run succeeded, State = %+v, %v; want running", name, st, err)
+			}
+			c.Remove(bg, berth.WithForce())
+			continue
+		}
+		failed++
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: Run = %v, want an error wrapping context.DeadlineExceeded", name, err)
+		}
+		c, err = rt.Container(bg, name)
+		if errors.Is(err, berth.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := c.State(bg); err != nil || st.Running || st.Status == "created" {
+			t.Errorf("%s: after a failed Run, State = %+v, %v; want neither running nor created", name, st, err)
+		}
+		c.Remove(bg, berth.WithForce())
+	}
+	if failed == 0 {
+		t.Error("no Run failed: the contexts never ended during a start")
+	}
+}

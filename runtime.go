@@ -37,7 +37,7 @@ type Runtime struct {
 	noBridgeHold bool
 	bridgeLinger time.Duration  // WithBridgeLinger
 	filters      sync.Map       // compiled seccomp filters by capability set
-	background   sync.WaitGroup // deletions of removed containers' files
+	background   sync.WaitGroup // work begun by inBackground; Close waits for it
 	configIDs    sync.Map       // manifest digest → config digest (both immutable)
 	runImagesMu  sync.Mutex
 	runImages    map[string]*Image // manifest digest → parsed for Run (see runImage)
@@ -127,6 +127,24 @@ func (r *Runtime) Close() error {
 	// The root's parent cgroup goes once nothing of this root is in it.
 	cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))
 	return nil
+}
+
+// inBackground runs fn in a goroutine that Close waits for, or at once
+// when the Runtime is closing: a WaitGroup's Add from zero must come before
+// its Wait, and r.mu orders the two (Close sets closed before it waits).
+func (r *Runtime) inBackground(fn func()) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		fn()
+		return
+	}
+	r.background.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.background.Done()
+		fn()
+	}()
 }
 
 func (r *Runtime) checkOpen() error {

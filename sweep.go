@@ -1,7 +1,9 @@
 package berth
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,11 +22,7 @@ func (r *Runtime) sweepContainers() {
 	// listing every hierarchy costs the CLI ~0.4-0.8 ms, and nothing the
 	// caller sees depends on them. A container made meanwhile has its
 	// directory before its cgroup, as one made by another program has.
-	r.background.Add(1)
-	go func() {
-		defer r.background.Done()
-		r.sweepCgroups(entries)
-	}()
+	r.inBackground(func() { r.sweepCgroups(entries) })
 	for _, e := range entries {
 		id := e.Name()
 		// The record first: the owner lock of a container that is not
@@ -104,25 +102,52 @@ const errCreatorGone = "the program that created the container exited before sta
 // will start it: its creator gave up (cause is why) or is gone. Like a
 // failed start, it is recorded as exited with code 128 and cause as its
 // error, or removed when it is attached or auto-removed (as the sweep
-// removes those of a dead owner). It does nothing, and reports false, when
-// the container is no longer "created" or someone holds its owner lock: a
-// monitor starting it. A monitor that takes the lock afterwards finds the
-// container no longer created and does not start it.
+// removes those of a dead owner); a cgroup a dead start left is killed and
+// deleted. It does nothing, and reports false, when the container is no
+// longer "created" or someone holds its owner lock: a monitor starting it.
+// A monitor that takes the lock afterwards finds the container no longer
+// created and does not start it.
 func (r *Runtime) settleCreated(id, cause string) bool {
-	unlock, ok := r.store.TryLock("owner-"+id, true)
-	if !ok {
+	rec, unlock, err := r.lockOwner(id)
+	if err != nil {
 		return false
 	}
 	defer unlock()
-	rec, err := r.readRecord(id)
-	if err != nil || rec.State.Status != statusCreated {
+	if rec.State.Status != statusCreated {
 		return false
 	}
 	if !rec.Config.Detached || rec.Config.AutoRemove {
 		r.removeContainerFiles(id, rec.Name)
 		return true
 	}
+	if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
+		cg.Kill()
+		cg.Delete()
+	}
 	rec.State.Status, rec.State.ExitCode, rec.State.Error = statusExited, 128, cause
 	rec.State.FinishedAt = time.Now().UTC()
 	return r.writeRecord(rec) == nil
+}
+
+// errOwned is lockOwner's error when another holds the owner lock.
+var errOwned = errors.New("owned by another program")
+
+// lockOwner takes the owner lock of container id without waiting, then
+// reads its record. The lock's file is made if missing; if the container
+// turns out to be gone (removed before or meanwhile: ids are never reused),
+// the file is deleted again, since its removal has deleted the others.
+func (r *Runtime) lockOwner(id string) (*containerRecord, func(), error) {
+	unlock, ok := r.store.TryLock("owner-"+id, true)
+	if !ok {
+		return nil, nil, errOwned
+	}
+	rec, err := r.readRecord(id)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			os.Remove(filepath.Join(r.root, "locks", "owner-"+id))
+		}
+		unlock()
+		return nil, nil, err
+	}
+	return rec, unlock, nil
 }
