@@ -145,12 +145,7 @@ func keepGiven(root, networkID string) (stop func()) {
 	if err != nil {
 		return func() {} // another lingers: programs give to it
 	}
-	type given struct {
-		fd int
-		at time.Time
-	}
 	go func() {
-		var kept []given
 		for {
 			c, err := ln.AcceptUnix()
 			if err != nil {
@@ -164,16 +159,12 @@ func keepGiven(root, networkID string) (stop func()) {
 					for _, m := range msgs {
 						fds, _ := unix.ParseUnixRights(&m)
 						for _, fd := range fds {
-							kept = append(kept, given{fd, time.Now()})
+							time.AfterFunc(keptFor, func() { unix.Close(fd) })
 						}
 					}
 				}
 			}
 			c.Close()
-			for len(kept) > 0 && time.Since(kept[0].at) > keptFor {
-				unix.Close(kept[0].fd)
-				kept = kept[1:]
-			}
 		}
 	}()
 	return func() { ln.Close() }
