@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/cgroup"
+	"github.com/berth-dev/berth/internal/initproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,9 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	}
 	if o.detach && (p.Stdin != nil || p.Stdout != nil || p.Stderr != nil) {
 		return nil, fmt.Errorf("%w: a detached container's output goes to its log; Process.Stdin, Stdout and Stderr must be nil", ErrInvalid)
+	}
+	if !o.detach && newNetNS(o.networkMode) {
+		initproc.WarmNetNS() // made on another CPU while the steps below run
 	}
 	img, err := r.runImage(image)
 	if err != nil {

@@ -237,6 +237,9 @@ func (m *monitor) serve(conn net.Conn) {
 	reply := m.start(req.ID)
 	started = reply.Error == ""
 	json.NewEncoder(conn).Encode(reply)
+	// The next start's network namespace is made while this one's program
+	// goes on (most ask for another soon).
+	initproc.WarmNetNS()
 }
 
 func (m *monitor) release() {

@@ -264,13 +264,44 @@ func TestIsolationReadOnlyRootfs(t *testing.T) {
 }
 
 // TestIsolationNetwork checks that a container with no network has its
-// own namespace with only a loopback interface, up.
+// own namespace with only a loopback interface, up, and that every
+// container gets a new one (a start may join one made ahead of it), none
+// the host's: containers started one after another and running together,
+// with no network and on the default bridge, all have different ones.
 func TestIsolationNetwork(t *testing.T) {
 	rt := busyboxRuntime(t)
-	out := containerOut(t, rt, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags", berth.WithNetworkMode("none"))
-	// lo's operstate is "unknown" when up; flags 0x9 is IFF_UP|IFF_LOOPBACK.
-	if d := diffLines("lo\nunknown\n0x9\n", out); d != "" {
-		t.Errorf("interfaces, lo state and flags (-want +got):\n%s", d)
+	ctx := context.Background()
+	host, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{host: true}
+	for i := range 6 {
+		opts := []berth.RunOption{berth.WithNetworkMode("none")}
+		if i%3 == 2 {
+			opts = nil // the default bridge
+		}
+		out := containerOut(t, rt, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | grep -v eth0; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags", opts...)
+		// lo's operstate is "unknown" when up; flags 0x9 is IFF_UP|IFF_LOOPBACK.
+		if d := diffLines("lo\nunknown\n0x9\n", out); d != "" {
+			t.Errorf("container %d: interfaces but eth0, lo state and flags (-want +got):\n%s", i, d)
+		}
+		// Namespaces are compared while all run: a freed one's number is
+		// given again.
+		c := mustRun(t, rt, "busybox", sh("sleep 300"), opts...)
+		defer c.Remove(ctx, berth.WithForce())
+		st, err := c.State(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", st.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[ns] {
+			t.Errorf("container %d is in network namespace %s, the host's or a running container's", i, ns)
+		}
+		seen[ns] = true
 	}
 }
 

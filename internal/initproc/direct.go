@@ -348,13 +348,12 @@ func (d *Direct) prepare() error {
 	// addresses, the name server) starts on another CPU while this thread
 	// makes the other namespaces and the root filesystem.
 	if s.NetNS == "" {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return stepError("unshare the network namespace", "", err)
+		if err := enterNewNetNS(); err != nil {
+			return err
 		}
 	} else if err := joinNetNS(s.NetNS); err != nil {
 		return err
-	}
-	if err := loopbackUp(); err != nil {
+	} else if err := loopbackUp(); err != nil {
 		return stepError("bring up lo", "", err)
 	}
 	if s.NetNS == "" && d.netReady != nil {

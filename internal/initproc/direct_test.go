@@ -790,3 +790,69 @@ func TestDirectUser(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmNetNS has a network namespace made ahead: it is not the
+// program's, its loopback is up, it is handed out once, and the thread
+// that made it is back in the program's namespace.
+func TestWarmNetNS(t *testing.T) {
+	needRoot(t)
+	if f := takeNetNS(); f != nil {
+		f.Close() // another test's
+	}
+	WarmNetNS()
+	var ns *os.File
+	for deadline := time.Now().Add(10 * time.Second); ns == nil && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		ns = takeNetNS()
+	}
+	if ns == nil {
+		t.Fatal("no namespace made within 10 s")
+	}
+	defer ns.Close()
+	if again := takeNetNS(); again != nil {
+		again.Close()
+		t.Fatal("the namespace was handed out twice")
+	}
+	var made, home unix.Stat_t
+	if err := unix.Fstat(int(ns.Fd()), &made); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat("/proc/self/ns/net", &home); err != nil {
+		t.Fatal(err)
+	}
+	if made.Ino == home.Ino {
+		t.Fatal("the namespace made is the program's")
+	}
+	// Every thread of the program is still in its namespace.
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino != home.Ino {
+			t.Errorf("thread %s is left in namespace %d", task.Name(), st.Ino)
+		}
+	}
+	flags := make(chan uint16, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread ends with the goroutine
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			t.Error(err)
+			flags <- 0
+			return
+		}
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Error(err)
+			flags <- 0
+			return
+		}
+		defer unix.Close(fd)
+		ifr, _ := unix.NewIfreq("lo")
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+			t.Error(err)
+		}
+		flags <- ifr.Uint16()
+	}()
+	if f := <-flags; f&unix.IFF_UP == 0 {
+		t.Errorf("lo flags in the namespace made = %#x, want IFF_UP", f)
+	}
+}

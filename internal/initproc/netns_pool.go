@@ -1,0 +1,95 @@
+package initproc
+
+import (
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Making a network namespace is most of a millisecond of CPU here (the
+// kernel runs every subsystem's per-namespace set-up), and a direct start
+// made one on the preparing thread, the start's critical path. WarmNetNS
+// has one made beforehand on another thread, with its loopback up; the
+// next direct start that needs a new namespace joins it instead
+// (takeNetNS). One is kept at most: a namespace nobody takes is freed when
+// the process exits.
+var netnsPool struct {
+	mu     sync.Mutex
+	ready  *os.File
+	making bool
+}
+
+// WarmNetNS has a new network namespace made in the background for the
+// next container start that needs one, unless one is ready or being made.
+// It returns at once.
+func WarmNetNS() {
+	netnsPool.mu.Lock()
+	if netnsPool.ready != nil || netnsPool.making {
+		netnsPool.mu.Unlock()
+		return
+	}
+	netnsPool.making = true
+	netnsPool.mu.Unlock()
+	go func() {
+		f := makeNetNS()
+		netnsPool.mu.Lock()
+		netnsPool.ready, netnsPool.making = f, false
+		netnsPool.mu.Unlock()
+	}()
+}
+
+// takeNetNS returns the namespace WarmNetNS made, or nil if none is ready.
+func takeNetNS() *os.File {
+	netnsPool.mu.Lock()
+	defer netnsPool.mu.Unlock()
+	f := netnsPool.ready
+	netnsPool.ready = nil
+	return f
+}
+
+// makeNetNS makes a network namespace with its loopback up on this
+// goroutine's thread, which then goes back to the namespace it was in (or,
+// if it cannot, ends with the goroutine). It returns nil on failure: the
+// start makes its own then, and reports what fails.
+func makeNetNS() *os.File {
+	runtime.LockOSThread()
+	home, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil
+	}
+	defer home.Close()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return nil
+	}
+	var made *os.File
+	if loopbackUp() == nil {
+		made, _ = os.Open("/proc/thread-self/ns/net")
+	}
+	if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+		runtime.UnlockOSThread()
+	}
+	return made
+}
+
+// enterNewNetNS puts this thread in a new network namespace with its
+// loopback up: the one WarmNetNS made, else one made now.
+func enterNewNetNS() error {
+	if ns := takeNetNS(); ns != nil {
+		err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+		ns.Close()
+		if err == nil {
+			return nil
+		}
+	}
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return stepError("unshare the network namespace", "", err)
+	}
+	if err := loopbackUp(); err != nil {
+		return stepError("bring up lo", "", err)
+	}
+	return nil
+}
