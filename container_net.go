@@ -184,12 +184,36 @@ func (r *Runtime) liveEndpoints(networkID string) ([]*endpointRecord, error) {
 
 // endpointOwned reports whether a live program still owns the container:
 // its owner lock is held.
+// A missing lock file is no owner's, and is not made: nothing would
+// remove it.
 func (r *Runtime) endpointOwned(containerID string) bool {
-	unlock, ok := r.store.TryLock("owner-"+containerID, false)
+	unlock, exists, ok := r.store.TryLockIfExists("owner-"+containerID, false)
+	if !exists {
+		return false
+	}
 	if !ok {
 		return true
 	}
 	unlock()
+	return false
+}
+
+// hasLiveEndpoint reports whether a container a live program owns is on
+// the network. It stops at the first (a container's end asks, and a
+// network may have hundreds); the dead ones it passes are deleted, as
+// liveEndpoints deletes them.
+func (r *Runtime) hasLiveEndpoint(networkID string) bool {
+	entries, _ := os.ReadDir(r.endpointsDir(networkID))
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !validContainerID(id) {
+			continue
+		}
+		if r.endpointOwned(id) {
+			return true
+		}
+		os.Remove(filepath.Join(r.endpointsDir(networkID), e.Name()))
+	}
 	return false
 }
 
@@ -906,7 +930,7 @@ func (r *Runtime) maybeDownBridge(ctx context.Context, networkID string) {
 		return
 	}
 	defer lock()
-	if eps, _ := r.liveEndpoints(networkID); len(eps) > 0 {
+	if r.hasLiveEndpoint(networkID) {
 		return
 	}
 	bridge.Delete(bridgeName(r.root, networkID))

@@ -362,6 +362,11 @@ func TestNetworkKilledProgram(t *testing.T) {
 	if ents, _ := filepath.Glob(filepath.Join(root, "endpoints", "*", "*.json")); len(ents) > 0 {
 		t.Errorf("endpoints left after New: %v", ents)
 	}
+	for _, id := range ctrIDs {
+		if ents, _ := filepath.Glob(filepath.Join(root, "locks", "*-"+id)); len(ents) > 0 {
+			t.Errorf("lock files of a swept container left after New: %v", ents)
+		}
+	}
 	// The network works again, on the port the dead program held.
 	httpServer(t, rt, "web", berth.WithNetwork("appnet"), berth.WithPublish(fmt.Sprintf("%d:80", tcpPort)))
 	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", tcpPort)); got != "hello from web" {
