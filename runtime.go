@@ -61,6 +61,8 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	if root == "" {
 		root = DefaultRoot
 	}
+	tr := newTracer("new")
+	defer tr.done()
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("berth root %q: %w", root, err)
@@ -76,6 +78,7 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening snapshots in %s: %w", abs, err)
 	}
+	tr.mark("store")
 	r := &Runtime{root: abs, store: st, snaps: snaps}
 	for _, o := range opts {
 		o.applyRuntime(r)
@@ -85,7 +88,11 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	orphans := make(chan []string, 1)
 	go func() { orphans <- sweepOrphanBridges() }()
 	r.sweepContainers()
-	r.sweepNetworks(<-orphans)
+	tr.mark("containers")
+	o := <-orphans
+	tr.mark("orphans")
+	r.sweepNetworks(o)
+	tr.mark("networks")
 	return r, nil
 }
 
@@ -97,6 +104,8 @@ func (r *Runtime) Root() string { return r.root }
 // images and detached containers stay in the root for the next Runtime
 // that opens it. Close is idempotent.
 func (r *Runtime) Close() error {
+	tr := newTracer("close")
+	defer tr.done()
 	r.mu.Lock()
 	r.closed = true
 	var owned []*running
@@ -122,10 +131,14 @@ func (r *Runtime) Close() error {
 	if r.bridgeLinger > 0 {
 		handed = nat.HandOff()
 	}
+	tr.mark("containers")
 	r.releaseBridges(handed)
+	tr.mark("bridges")
 	r.background.Wait()
+	tr.mark("background")
 	// The root's parent cgroup goes once nothing of this root is in it.
 	cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))
+	tr.mark("cgroup")
 	return nil
 }
 
