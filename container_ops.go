@@ -686,7 +686,11 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 	// died left there, once a minute old: until then it may be a live
 	// program's).
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
-	if err := os.Rename(dir, tmp); err == nil {
+	if spare && r.leaveSpares && emptyDir(filepath.Join(dir, "upper"), false) &&
+		os.Rename(dir, filepath.Join(r.root, "tmp", leftPrefix+id)) == nil {
+		// Nothing of the container's to free: the next Runtime makes a
+		// spare of it (takeLeftSpares).
+	} else if err := os.Rename(dir, tmp); err == nil {
 		r.inBackground(func() {
 			if !spare || !r.keepSpare(tmp) {
 				os.RemoveAll(tmp)

@@ -1091,3 +1091,47 @@ func TestRunDetachedCancelledLeavesNothingRunning(t *testing.T) {
 		t.Error("no Run failed: the contexts never ended during a start")
 	}
 }
+
+// TestLifetimeLeaveSpares removes containers through a Runtime made
+// WithLeaveSpares: the directory of one that wrote nothing is left under
+// tmp/ (its Close does not wait to make a spare of it), one that wrote a
+// file is deleted as always; the next New makes the spare.
+func TestLifetimeLeaveSpares(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root, berth.WithLeaveSpares())
+	if err != nil {
+		t.Fatal(err)
+	}
+	berthtest.Busybox(t, rt, "busybox")
+	quiet := mustRun(t, rt, "busybox", sh("true"), berth.WithAutoRemove())
+	writer := mustRun(t, rt, "busybox", sh("echo data > /file"), berth.WithAutoRemove())
+	for _, c := range []*berth.Container{quiet, writer} {
+		if err := c.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Close()
+	tmp := filepath.Join(root, "tmp")
+	if _, err := os.Stat(filepath.Join(tmp, "left-"+quiet.ID)); err != nil {
+		t.Errorf("the quiet container's directory was not left under tmp/: %v", err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(tmp, "*"+writer.ID)); len(ents) != 0 {
+		t.Errorf("the writing container's directory is still under tmp/: %v", ents)
+	}
+	spares, _ := os.ReadDir(filepath.Join(root, "spare"))
+
+	next, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Close() // waits for the spare
+	if ents, _ := filepath.Glob(filepath.Join(tmp, "*"+quiet.ID)); len(ents) != 0 {
+		t.Errorf("the left directory is still under tmp/ after the next New: %v", ents)
+	}
+	after, _ := os.ReadDir(filepath.Join(root, "spare"))
+	if len(after) != len(spares)+1 {
+		t.Errorf("spare/ holds %d entries after the next New, %d before; want one more", len(after), len(spares))
+	}
+}

@@ -36,6 +36,7 @@ type Runtime struct {
 	// for later containers.
 	noBridgeHold bool
 	bridgeLinger time.Duration  // WithBridgeLinger
+	leaveSpares  bool           // WithLeaveSpares
 	filters      sync.Map       // compiled seccomp filters by capability set
 	background   sync.WaitGroup // work begun by inBackground; Close waits for it
 	configIDs    sync.Map       // manifest digest → config digest (both immutable)

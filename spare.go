@@ -103,7 +103,7 @@ func (r *Runtime) keepSpare(dir string) bool {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		if slices.Contains(spareSubdirs, e.Name()) {
-			if !e.IsDir() || !emptyDir(p) {
+			if !e.IsDir() || !emptyDir(p, true) {
 				return false
 			}
 			kept++
@@ -130,9 +130,9 @@ func (r *Runtime) keepSpare(dir string) bool {
 	return os.Rename(dir, filepath.Join(r.spareDir(), hex.EncodeToString(b[:]))) == nil
 }
 
-// emptyDir deletes everything in dir and reports whether dir is then
-// empty.
-func emptyDir(dir string) bool {
+// emptyDir deletes everything in dir, when del is set, and reports
+// whether dir is then empty.
+func emptyDir(dir string, del bool) bool {
 	f, err := os.Open(dir)
 	if err != nil {
 		return false
@@ -141,6 +141,9 @@ func emptyDir(dir string) bool {
 	f.Close()
 	if err != nil {
 		return false
+	}
+	if !del {
+		return len(names) == 0
 	}
 	for _, n := range names {
 		if os.RemoveAll(filepath.Join(dir, n)) != nil {
@@ -275,4 +278,44 @@ func bareFile(p string, f spareFile) bool {
 	}
 	n, err := unix.Flistxattr(fd, nil)
 	return err == nil && n == 0
+}
+
+// leftPrefix names, under tmp/, the directory of a removed container that
+// a Runtime made WithLeaveSpares left for the next one to make a spare of.
+const leftPrefix = "left-"
+
+// WithLeaveSpares has the Runtime leave to the next Runtime opened on its
+// root the part of a container's removal that frees none of the
+// container's data: making a spare of the directory of a container that
+// wrote nothing (a removal otherwise does it in the background, and Close
+// waits for it). The next New starts it beside the caller's work; what no
+// Runtime takes within a minute is deleted by a later New. For short-lived
+// programs, whose exit should not wait for it; the example CLI uses it.
+// Default: off.
+func WithLeaveSpares() Option {
+	return optionFunc(func(r *Runtime) { r.leaveSpares = true })
+}
+
+// takeLeftSpares makes spares of the directories other Runtimes left
+// (WithLeaveSpares), in the background. Each is first renamed to the name
+// a removal gives, which one program only can do: a program that dies
+// before it is done leaves it for the sweep of tmp/.
+func (r *Runtime) takeLeftSpares() {
+	tmpDir := filepath.Join(r.root, "tmp")
+	entries, _ := os.ReadDir(tmpDir)
+	for _, e := range entries {
+		id, ok := strings.CutPrefix(e.Name(), leftPrefix)
+		if !ok || !validContainerID(id) {
+			continue
+		}
+		tmp := filepath.Join(tmpDir, "rm-"+id)
+		if os.Rename(filepath.Join(tmpDir, e.Name()), tmp) != nil {
+			continue
+		}
+		r.inBackground(func() {
+			if !r.keepSpare(tmp) {
+				os.RemoveAll(tmp)
+			}
+		})
+	}
 }

@@ -23,6 +23,7 @@ func (r *Runtime) sweepContainers() {
 	// caller sees depends on them. A container made meanwhile has its
 	// directory before its cgroup, as one made by another program has.
 	r.inBackground(func() { r.sweepCgroups(entries) })
+	r.takeLeftSpares()
 	for _, e := range entries {
 		id := e.Name()
 		// The record first: the owner lock of a container that is not

@@ -145,7 +145,7 @@ func (c *cli) runtime() (*berth.Runtime, error) {
 			}
 			linger = d
 		}
-		rt, err := berth.New(c.root, berth.WithBridgeLinger(linger))
+		rt, err := berth.New(c.root, berth.WithBridgeLinger(linger), berth.WithLeaveSpares())
 		if err != nil {
 			return nil, err
 		}
