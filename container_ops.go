@@ -42,9 +42,6 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	if o.detach && (p.Stdin != nil || p.Stdout != nil || p.Stderr != nil) {
 		return nil, fmt.Errorf("%w: a detached container's output goes to its log; Process.Stdin, Stdout and Stderr must be nil", ErrInvalid)
 	}
-	if !o.detach && newNetNS(o.networkMode) {
-		initproc.WarmNetNS() // made on another CPU while the steps below run
-	}
 	img, err := r.runImage(image)
 	if err != nil {
 		return nil, err
@@ -136,6 +133,12 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	run, err := r.launch(ctx, rec, stdio{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr}, unlock)
 	if err != nil {
 		return nil, fmt.Errorf("starting container %s: %w", name, err)
+	}
+	// A program that starts a second container likely starts more: the
+	// next one's network namespace is made now, beside this one's run (a
+	// program that starts one, such as the CLI, would only pay for it).
+	if r.startedOne.Swap(true) && newNetNS(o.networkMode) {
+		initproc.WarmNetNS()
 	}
 	c.run = run
 	return c, nil

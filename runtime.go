@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/internal/cgroup"
@@ -40,6 +41,7 @@ type Runtime struct {
 	filters      sync.Map       // compiled seccomp filters by capability set
 	background   sync.WaitGroup // work begun by inBackground; Close waits for it
 	configIDs    sync.Map       // manifest digest → config digest (both immutable)
+	startedOne   atomic.Bool    // an attached container was started (Run)
 	runImagesMu  sync.Mutex
 	runImages    map[string]*Image // manifest digest → parsed for Run (see runImage)
 
