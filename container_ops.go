@@ -125,7 +125,8 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		}
 		return c, nil
 	}
-	// A failed claim or launch has recorded or removed the container.
+	// A failed launch has recorded or removed the container; a failed
+	// claim means another program holds the owner lock, and it settles it.
 	unlock, err := r.claimStart(rec)
 	if err != nil {
 		return nil, err
@@ -689,7 +690,7 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 	// died left there, once a minute old: until then it may be a live
 	// program's).
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
-	if spare && r.leaveSpares && emptyDir(filepath.Join(dir, "upper"), false) &&
+	if spare && r.leaveSpares && wroteNothing(dir) &&
 		os.Rename(dir, filepath.Join(r.root, "tmp", leftPrefix+id)) == nil {
 		// Nothing of the container's to free: the next Runtime makes a
 		// spare of it (takeLeftSpares).

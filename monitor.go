@@ -236,7 +236,12 @@ func (m *monitor) serve(conn net.Conn) {
 	}
 	reply := m.start(req.ID)
 	started = reply.Error == ""
-	json.NewEncoder(conn).Encode(reply)
+	if err := json.NewEncoder(conn).Encode(reply); err != nil && started {
+		// The program that asked is gone or gave up (its Run failed): a
+		// container it was told nothing about must not run on.
+		c := &Container{ID: req.ID, rt: m.rt}
+		c.Stop(context.Background(), 0)
+	}
 	// The next start's network namespace is made while this one's program
 	// goes on (most ask for another soon).
 	initproc.WarmNetNS()

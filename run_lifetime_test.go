@@ -1095,7 +1095,7 @@ func TestRunDetachedCancelledLeavesNothingRunning(t *testing.T) {
 // TestLifetimeLeaveSpares removes containers through a Runtime made
 // WithLeaveSpares: the directory of one that wrote nothing is left under
 // tmp/ (its Close does not wait to make a spare of it), one that wrote a
-// file is deleted as always; the next New makes the spare.
+// file or logged is deleted as always; the next New makes the spare.
 func TestLifetimeLeaveSpares(t *testing.T) {
 	berthtest.Skip(t)
 	ctx := context.Background()
@@ -1107,7 +1107,8 @@ func TestLifetimeLeaveSpares(t *testing.T) {
 	berthtest.Busybox(t, rt, "busybox")
 	quiet := mustRun(t, rt, "busybox", sh("true"), berth.WithAutoRemove())
 	writer := mustRun(t, rt, "busybox", sh("echo data > /file"), berth.WithAutoRemove())
-	for _, c := range []*berth.Container{quiet, writer} {
+	talker := mustRun(t, rt, "busybox", sh("echo output to the log"), berth.WithAutoRemove())
+	for _, c := range []*berth.Container{quiet, writer, talker} {
 		if err := c.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -1117,8 +1118,10 @@ func TestLifetimeLeaveSpares(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tmp, "left-"+quiet.ID)); err != nil {
 		t.Errorf("the quiet container's directory was not left under tmp/: %v", err)
 	}
-	if ents, _ := filepath.Glob(filepath.Join(tmp, "*"+writer.ID)); len(ents) != 0 {
-		t.Errorf("the writing container's directory is still under tmp/: %v", ents)
+	for _, c := range []*berth.Container{writer, talker} {
+		if ents, _ := filepath.Glob(filepath.Join(tmp, "*"+c.ID)); len(ents) != 0 {
+			t.Errorf("the directory of a container that wrote a file or logged is still under tmp/: %v", ents)
+		}
 	}
 	spares, _ := os.ReadDir(filepath.Join(root, "spare"))
 

@@ -26,8 +26,9 @@ import (
 // attributes, and the files below: keepSpare makes it so and checks it
 // before keeping one, and deletes the directory otherwise.
 //
-// A spare also keeps the container's small files (its log and the files
-// bound to /etc/hosts, /etc/hostname and /etc/resolv.conf), emptied:
+// A spare also keeps the container's small files (its log, emptied, and
+// the files bound to /etc/hosts, /etc/hostname and /etc/resolv.conf, with
+// up to a block of their data, which the next start writes over):
 // truncating them costs less than unlinking them and making them again,
 // and a new inode is dear here. Without a journal, ext4 looking for a free
 // inode skips, one by one, those freed in the last minute or more
@@ -237,7 +238,8 @@ func inodeAttrs(p string) (dirAttrs, bool) {
 const freshFileFlags = 0x00080000
 
 // bareFile empties the regular file p, unless it holds no more than
-// f.keep bytes, and gives it root's ownership, f.mode and no extended
+// f.keep bytes, in size and in blocks (a container can preallocate beyond
+// the end of a file), and gives it root's ownership, f.mode and no extended
 // attributes, and reports whether it could: only when no other open file
 // description refers to it, it has one link and no inode flags beyond
 // freshFileFlags nor a project.
@@ -264,7 +266,7 @@ func bareFile(p string, f spareFile) bool {
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFsgetxattr, uintptr(unsafe.Pointer(&fsx[0]))); errno == 0 && binary.NativeEndian.Uint32(fsx[12:]) != 0 {
 		return false
 	}
-	if st.Size > f.keep && unix.Ftruncate(fd, 0) != nil || unix.Fchown(fd, 0, 0) != nil || unix.Fchmod(fd, f.mode) != nil {
+	if (st.Size > f.keep || st.Blocks*512 > f.keep) && unix.Ftruncate(fd, 0) != nil || unix.Fchown(fd, 0, 0) != nil || unix.Fchmod(fd, f.mode) != nil {
 		return false
 	}
 	names, err := xattrRead(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
@@ -288,12 +290,21 @@ const leftPrefix = "left-"
 // root the part of a container's removal that frees none of the
 // container's data: making a spare of the directory of a container that
 // wrote nothing (a removal otherwise does it in the background, and Close
-// waits for it). The next New starts it beside the caller's work; what no
-// Runtime takes within a minute is deleted by a later New. For short-lived
-// programs, whose exit should not wait for it; the example CLI uses it.
-// Default: off.
+// waits for it). A container wrote nothing when its upper directory is
+// empty and its log holds no block. The next New starts it beside the
+// caller's work. For short-lived programs, whose exit should not wait for
+// it; the example CLI uses it. A long-lived program gains nothing from it:
+// its own removals no longer refill its spares. Default: off.
 func WithLeaveSpares() Option {
 	return optionFunc(func(r *Runtime) { r.leaveSpares = true })
+}
+
+// wroteNothing reports whether the container directory dir holds no data
+// of its container's: an empty upper directory and a log with no block.
+func wroteNothing(dir string) bool {
+	var st unix.Stat_t
+	return emptyDir(filepath.Join(dir, "upper"), false) &&
+		unix.Lstat(filepath.Join(dir, logName), &st) == nil && st.Blocks == 0
 }
 
 // takeLeftSpares makes spares of the directories other Runtimes left

@@ -2,7 +2,6 @@ package initproc
 
 import (
 	"os"
-	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -14,7 +13,8 @@ import (
 // has one made beforehand on another thread, with its loopback up; the
 // next direct start that needs a new namespace joins it instead
 // (takeNetNS). One is kept at most: a namespace nobody takes is freed when
-// the process exits.
+// the process exits. It is made on a thread of its own that then ends
+// (OnOwnThread), never the main thread.
 var netnsPool struct {
 	mu     sync.Mutex
 	ready  *os.File
@@ -32,12 +32,12 @@ func WarmNetNS() {
 	}
 	netnsPool.making = true
 	netnsPool.mu.Unlock()
-	go func() {
+	go OnOwnThread(func() {
 		f := makeNetNS()
 		netnsPool.mu.Lock()
 		netnsPool.ready, netnsPool.making = f, false
 		netnsPool.mu.Unlock()
-	}()
+	})
 }
 
 // takeNetNS returns the namespace WarmNetNS made, or nil if none is ready.
@@ -50,29 +50,19 @@ func takeNetNS() *os.File {
 }
 
 // makeNetNS makes a network namespace with its loopback up on this
-// goroutine's thread, which then goes back to the namespace it was in (or,
-// if it cannot, ends with the goroutine). It returns nil on failure: the
-// start makes its own then, and reports what fails.
+// thread, which OnOwnThread locked and ends afterwards: it is never the
+// main thread, whose namespace /proc/<pid>/ns/net shows (host mode joins
+// that path). It returns nil on failure: the start makes its own then,
+// and reports what fails.
 func makeNetNS() *os.File {
-	runtime.LockOSThread()
-	home, err := os.Open("/proc/thread-self/ns/net")
+	if unix.Unshare(unix.CLONE_NEWNET) != nil || loopbackUp() != nil {
+		return nil
+	}
+	f, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		runtime.UnlockOSThread()
 		return nil
 	}
-	defer home.Close()
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return nil
-	}
-	var made *os.File
-	if loopbackUp() == nil {
-		made, _ = os.Open("/proc/thread-self/ns/net")
-	}
-	if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-		runtime.UnlockOSThread()
-	}
-	return made
+	return f
 }
 
 // enterNewNetNS puts this thread in a new network namespace with its

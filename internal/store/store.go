@@ -417,6 +417,12 @@ func (s *Store) sweepTmp() {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
+		if e.IsDir() && strings.HasPrefix(e.Name(), "left-") {
+			// Left by a program for the next one to make a spare of: the
+			// berth package takes them, renaming each first (deleting one
+			// here could empty it under a program that just took it).
+			continue
+		}
 		if e.IsDir() {
 			// Directories from TempDir carry a lock file named after them,
 			// held while they live. Others are a removal's, emptied in the
