@@ -264,12 +264,6 @@ func networkModeOf(cfg *containerConfig) (mode, target string) {
 	return m, ""
 }
 
-// newNetNS reports whether a container of network mode m gets a network
-// namespace of its own.
-func newNetNS(m string) bool {
-	return m != "host" && !strings.HasPrefix(m, "container:")
-}
-
 // prepareNetwork runs before the child's spec is made: it allocates the
 // container's addresses and writes its endpoints, and returns the files
 // the container sees (/etc/hosts, /etc/resolv.conf) and, for shared modes,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
+	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,7 +139,7 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	// A program that starts a second container likely starts more: the
 	// next one's network namespace is made now, beside this one's run (a
 	// program that starts one, such as the CLI, would only pay for it).
-	if r.startedOne.Swap(true) && newNetNS(o.networkMode) {
+	if mode, _ := networkModeOf(&cfg); r.startedOne.Swap(true) && mode != "host" && mode != "container" {
 		initproc.WarmNetNS()
 	}
 	c.run = run
@@ -666,12 +667,18 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 // removeContainerFiles deletes a container's directory, name, cgroup and
 // locks. The caller makes sure nothing runs in it.
 func (r *Runtime) removeContainerFiles(id, name string) {
-	gone := true
-	if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
-		cg.Kill()
-		gone = cg.Delete() == nil
+	r.removeDir(id, name, r.deleteCgroup(id))
+}
+
+// deleteCgroup kills whatever runs in container id's cgroup and deletes
+// it, and reports whether it is gone (or was never made).
+func (r *Runtime) deleteCgroup(id string) bool {
+	cg, err := cgroup.Load(r.cgroupPath(id))
+	if err != nil {
+		return true
 	}
-	r.removeDir(id, name, gone)
+	cg.Kill()
+	return cg.Delete() == nil
 }
 
 // removeContainerDir is removeContainerFiles for a container whose cgroup
@@ -691,7 +698,7 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 	// program's).
 	tmp := filepath.Join(r.root, "tmp", "rm-"+id)
 	if spare && r.leaveSpares && wroteNothing(dir) &&
-		os.Rename(dir, filepath.Join(r.root, "tmp", leftPrefix+id)) == nil {
+		os.Rename(dir, filepath.Join(r.root, "tmp", store.LeftPrefix+id)) == nil {
 		// Nothing of the container's to free: the next Runtime makes a
 		// spare of it (takeLeftSpares).
 	} else if err := os.Rename(dir, tmp); err == nil {

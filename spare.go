@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,7 +105,7 @@ func (r *Runtime) keepSpare(dir string) bool {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		if slices.Contains(spareSubdirs, e.Name()) {
-			if !e.IsDir() || !emptyDir(p, true) {
+			if !e.IsDir() || !emptyDir(p) {
 				return false
 			}
 			kept++
@@ -131,9 +132,9 @@ func (r *Runtime) keepSpare(dir string) bool {
 	return os.Rename(dir, filepath.Join(r.spareDir(), hex.EncodeToString(b[:]))) == nil
 }
 
-// emptyDir deletes everything in dir, when del is set, and reports
-// whether dir is then empty.
-func emptyDir(dir string, del bool) bool {
+// emptyDir deletes everything in dir and reports whether dir is then
+// empty.
+func emptyDir(dir string) bool {
 	f, err := os.Open(dir)
 	if err != nil {
 		return false
@@ -142,9 +143,6 @@ func emptyDir(dir string, del bool) bool {
 	f.Close()
 	if err != nil {
 		return false
-	}
-	if !del {
-		return len(names) == 0
 	}
 	for _, n := range names {
 		if os.RemoveAll(filepath.Join(dir, n)) != nil {
@@ -282,10 +280,6 @@ func bareFile(p string, f spareFile) bool {
 	return err == nil && n == 0
 }
 
-// leftPrefix names, under tmp/, the directory of a removed container that
-// a Runtime made WithLeaveSpares left for the next one to make a spare of.
-const leftPrefix = "left-"
-
 // WithLeaveSpares has the Runtime leave to the next Runtime opened on its
 // root the part of a container's removal that frees none of the
 // container's data: making a spare of the directory of a container that
@@ -303,7 +297,8 @@ func WithLeaveSpares() Option {
 // of its container's: an empty upper directory and a log with no block.
 func wroteNothing(dir string) bool {
 	var st unix.Stat_t
-	return emptyDir(filepath.Join(dir, "upper"), false) &&
+	n, err := countNames(filepath.Join(dir, "upper"))
+	return err == nil && n == 0 &&
 		unix.Lstat(filepath.Join(dir, logName), &st) == nil && st.Blocks == 0
 }
 
@@ -315,7 +310,7 @@ func (r *Runtime) takeLeftSpares() {
 	tmpDir := filepath.Join(r.root, "tmp")
 	entries, _ := os.ReadDir(tmpDir)
 	for _, e := range entries {
-		id, ok := strings.CutPrefix(e.Name(), leftPrefix)
+		id, ok := strings.CutPrefix(e.Name(), store.LeftPrefix)
 		if !ok || !validContainerID(id) {
 			continue
 		}

@@ -49,10 +49,7 @@ func (r *Runtime) sweepContainers() {
 			if rec.alive() && rec.Config.Detached {
 				return // still running, unowned: Wait and Stop work through its pid
 			}
-			if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
-				cg.Kill()
-				cg.Delete()
-			}
+			r.deleteCgroup(id)
 			if !rec.Config.Detached || rec.Config.AutoRemove {
 				r.removeContainerFiles(id, rec.Name)
 				return
@@ -121,10 +118,7 @@ func (r *Runtime) settleCreated(id, cause string) bool {
 		r.removeContainerFiles(id, rec.Name)
 		return true
 	}
-	if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
-		cg.Kill()
-		cg.Delete()
-	}
+	r.deleteCgroup(id)
 	rec.State.Status, rec.State.ExitCode, rec.State.Error = statusExited, 128, cause
 	rec.State.FinishedAt = time.Now().UTC()
 	return r.writeRecord(rec) == nil

@@ -55,7 +55,7 @@ func takeNetNS() *os.File {
 // that path). It returns nil on failure: the start makes its own then,
 // and reports what fails.
 func makeNetNS() *os.File {
-	if unix.Unshare(unix.CLONE_NEWNET) != nil || loopbackUp() != nil {
+	if unshareNetNS() != nil {
 		return nil
 	}
 	f, err := os.Open("/proc/thread-self/ns/net")
@@ -75,6 +75,12 @@ func enterNewNetNS() error {
 			return nil
 		}
 	}
+	return unshareNetNS()
+}
+
+// unshareNetNS puts this thread in a new network namespace and brings its
+// loopback up.
+func unshareNetNS() error {
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		return stepError("unshare the network namespace", "", err)
 	}

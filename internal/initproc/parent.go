@@ -358,7 +358,7 @@ func writeFiles(s *Spec) ([]fileMount, error) {
 // block (a synchronous discard on some disks) and have ext4 start
 // writeback at its close (auto_da_alloc), both on a start's path.
 func rewriteFile(p string, data []byte) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}

@@ -412,12 +412,17 @@ func (c *countingHash) Write(p []byte) (int, error) {
 }
 
 // sweepTmp removes temp files whose writer died (their flock is free).
+// LeftPrefix names, under tmp/, the directory of a removed container that
+// a program left for the next one to make a spare of (berth's
+// WithLeaveSpares); the sweep of tmp/ leaves these to the berth package.
+const LeftPrefix = "left-"
+
 func (s *Store) sweepTmp() {
 	dir := filepath.Join(s.root, "tmp")
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		if e.IsDir() && strings.HasPrefix(e.Name(), "left-") {
+		if e.IsDir() && strings.HasPrefix(e.Name(), LeftPrefix) {
 			// Left by a program for the next one to make a spare of: the
 			// berth package takes them, renaming each first (deleting one
 			// here could empty it under a program that just took it).
