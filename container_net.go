@@ -184,18 +184,12 @@ func (r *Runtime) liveEndpoints(networkID string) ([]*endpointRecord, error) {
 
 // endpointOwned reports whether a live program still owns the container:
 // its owner lock is held.
-// A missing lock file is no owner's, and is not made: nothing would
-// remove it.
 func (r *Runtime) endpointOwned(containerID string) bool {
-	unlock, exists, ok := r.store.TryLockIfExists("owner-"+containerID, false)
-	if !exists {
-		return false
+	unlock, ok := r.store.TryLock("owner-"+containerID, false)
+	if ok {
+		unlock()
 	}
-	if !ok {
-		return true
-	}
-	unlock()
-	return false
+	return !ok
 }
 
 // hasLiveEndpoint reports whether a container a live program owns is on

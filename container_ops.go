@@ -442,9 +442,6 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 		rec, err := r.currentRecord(c.ID)
 		if err != nil {
 			unlockWait()
-			if errors.Is(err, ErrNotFound) {
-				os.Remove(filepath.Join(r.root, "locks", "wait-"+c.ID)) // made by the Lock above
-			}
 			return err
 		}
 		if !rec.State.Running && rec.State.Status != statusCreated {
@@ -460,7 +457,7 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 			if rec.Config.AutoRemove {
 				// As for the owner's Wait: return once the container is
 				// removed and its name free, not just exited.
-				if err := r.awaitRemoval(ctx, c.ID); err != nil {
+				if err := r.awaitRemoval(ctx, c.ID, rec.Name); err != nil {
 					return err
 				}
 			}
@@ -489,14 +486,12 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 // awaitRemoval waits until an auto-removed container's record is gone.
 // It gives up quietly after a while: an owner that died before removing
 // leaves the container to the next New's sweep.
-func (r *Runtime) awaitRemoval(ctx context.Context, id string) error {
+func (r *Runtime) awaitRemoval(ctx context.Context, id, name string) error {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if _, err := os.Stat(filepath.Join(r.containerDir(id), "state.json")); errors.Is(err, os.ErrNotExist) {
-			// removeContainerFiles renames the directory away first and
-			// frees the name last.
-			if _, err := os.Stat(filepath.Join(r.root, "locks", "owner-"+id)); errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
+		// removeContainerFiles renames the directory away first and frees
+		// the name last.
+		if _, err := os.Stat(filepath.Join(r.containerDir(id), "state.json")); errors.Is(err, os.ErrNotExist) && !r.nameHeldBy(name, id) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -711,9 +706,6 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 		os.RemoveAll(dir)
 	}
 	r.releaseName(name, id)
-	for _, l := range []string{"owner-", "ctr-", "wait-"} {
-		os.Remove(filepath.Join(r.root, "locks", l+id))
-	}
 }
 
 // Stats returns the container's current resource use (docker stats

@@ -830,17 +830,13 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		exitErr = &ExitError{Code: code, Signal: sig, OOMKilled: oom}
 	}
 	// An auto-removed container that no other program waits for (none
-	// holds its wait lock, or none made its file) goes without its exit
-	// being recorded first: nothing would read it. A Wait that begins
-	// meanwhile blocks on the lock held here, or polls a record that says
-	// running, and then finds the container gone, as it would a moment
-	// later anyway.
+	// holds its wait lock) goes without its exit being recorded first:
+	// nothing would read it. A Wait that begins meanwhile blocks on the
+	// lock held here, or polls a record that says running, and then finds
+	// the container gone, as it would a moment later anyway.
 	var noWaiters func()
 	if rec.Config.AutoRemove {
-		switch unlock, exists, ok := r.store.TryLockIfExists("wait-"+rec.ID, true); {
-		case !exists:
-			noWaiters = func() {}
-		case ok:
+		if unlock, ok := r.store.TryLock("wait-"+rec.ID, true); ok {
 			noWaiters = unlock
 		}
 	}

@@ -157,10 +157,15 @@ func (r *Runtime) claimName(name, id string) error {
 }
 
 func (r *Runtime) releaseName(name, id string) {
-	p := filepath.Join(r.root, "names", name)
-	if owner, err := os.ReadFile(p); err == nil && string(owner) == id {
-		os.Remove(p)
+	if r.nameHeldBy(name, id) {
+		os.Remove(filepath.Join(r.root, "names", name))
 	}
+}
+
+// nameHeldBy reports whether container id holds the name.
+func (r *Runtime) nameHeldBy(name, id string) bool {
+	owner, err := os.ReadFile(filepath.Join(r.root, "names", name))
+	return err == nil && string(owner) == id
 }
 
 func validContainerName(name string) bool {

@@ -3,7 +3,6 @@ package berth
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -128,9 +127,7 @@ func (r *Runtime) settleCreated(id, cause string) bool {
 var errOwned = errors.New("owned by another program")
 
 // lockOwner takes the owner lock of container id without waiting, then
-// reads its record. The lock's file is made if missing; if the container
-// turns out to be gone (removed before or meanwhile: ids are never reused),
-// the file is deleted again, since its removal has deleted the others.
+// reads its record.
 func (r *Runtime) lockOwner(id string) (*containerRecord, func(), error) {
 	unlock, ok := r.store.TryLock("owner-"+id, true)
 	if !ok {
@@ -138,9 +135,6 @@ func (r *Runtime) lockOwner(id string) (*containerRecord, func(), error) {
 	}
 	rec, err := r.readRecord(id)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			os.Remove(filepath.Join(r.root, "locks", "owner-"+id))
-		}
 		unlock()
 		return nil, nil, err
 	}

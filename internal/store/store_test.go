@@ -233,3 +233,68 @@ func TestSweepTmpDirectories(t *testing.T) {
 		t.Errorf("a fresh removal directory was swept: %v", err)
 	}
 }
+
+// TestObjectLocks: a container's locks are bytes of one file, with flock's
+// semantics: two holders in one process conflict, shared holders coexist,
+// closing another lock of the same file releases nothing (classic POSIX
+// record locks would fail both), and no file is made per lock.
+func TestObjectLocks(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1, id2 := strings.Repeat("a1", 32), strings.Repeat("b2", 32)
+	unlock, ok := s.TryLock("owner-"+id1, true)
+	if !ok {
+		t.Fatal("TryLock of a free object lock failed")
+	}
+	if _, ok := s.TryLock("owner-"+id1, false); ok {
+		t.Error("a second holder in the same process took a held exclusive lock")
+	}
+	for _, other := range []string{"owner-" + id2, "ctr-" + id1, "wait-" + id1} {
+		u, ok := s.TryLock(other, true)
+		if !ok {
+			t.Errorf("%s conflicts with owner-%s", other, id1)
+			continue
+		}
+		u() // closes another open of locks/objects
+	}
+	if _, ok := s.TryLock("owner-"+id1, true); ok {
+		t.Error("closing another lock of the same file released owner-" + id1)
+	}
+	if _, exists, ok := s.TryLockIfExists("owner-"+id1, true); !exists || ok {
+		t.Errorf("TryLockIfExists of a held object lock = exists %v, ok %v; want true, false", exists, ok)
+	}
+	unlock()
+	u1, ok1 := s.TryLock("wait-"+id1, false)
+	u2, ok2 := s.TryLock("wait-"+id1, false)
+	if !ok1 || !ok2 {
+		t.Error("two shared object locks must coexist")
+	} else {
+		u1()
+		u2()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	u, err := s.Lock(ctx, "owner-"+id1, true)
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	u()
+	ents, err := os.ReadDir(filepath.Join(s.root, "locks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.Contains(e.Name(), id1) || strings.Contains(e.Name(), id2) {
+			t.Errorf("locks/%s made by an object lock", e.Name())
+		}
+	}
+	// A name that is not a kind and an ID stays a file of its own.
+	if _, ok := objectLockByte("owner-" + id1[:63]); ok {
+		t.Error("a 63-digit ID was taken for an object lock")
+	}
+	if _, ok := objectLockByte("net-" + id1); ok {
+		t.Error("net-<id> was taken for an object lock")
+	}
+}
