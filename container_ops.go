@@ -65,18 +65,32 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		name = generatedName(id)
 	}
 	tr.mark("config")
+	// The directory first: the name is a link to a file in it. Until its
+	// record is written, a directory is no container to those listing
+	// containers/.
+	dir := r.containerDir(id)
+	r.takeSpare(dir) // else made below
+	tr.mark("spare")
+	if err := makeContainerDir(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	tr.mark("dirs")
 	if err := r.claimName(name, id); err != nil {
+		if !r.keepSpare(dir) {
+			os.RemoveAll(dir)
+		}
 		return nil, err
 	}
 	tr.mark("name")
 	mounts, releaseVolumes, err := r.resolveMounts(ctx, img, &o)
 	if err != nil {
 		r.releaseName(name, id)
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	defer releaseVolumes()
 	cfg.Mounts = mounts
-	dir := r.containerDir(id)
 	defer func() {
 		if retErr != nil && cfg.AutoRemove {
 			r.removeContainerFiles(id, name)
@@ -85,23 +99,6 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		}
 	}()
 	tr.mark("mounts")
-	r.takeSpare(dir) // else made below
-	tr.mark("spare")
-	for _, d := range spareSubdirs {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			r.releaseName(name, id)
-			return nil, err
-		}
-	}
-	// overlayfs gives the container's / the mode of the upper directory:
-	// at 0700, a non-root user could not reach any path, so every program
-	// it exec'd failed with EACCES (TestRunUser). 0755 is the mode of an
-	// image's root; the container directory above stays 0700.
-	if err := os.Chmod(filepath.Join(dir, "upper"), 0o755); err != nil {
-		r.releaseName(name, id)
-		return nil, err
-	}
-	tr.mark("dirs")
 	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated},
 		Creator: os.Getpid(), CreatorStart: selfStart()}
 	if err := r.writeRecord(rec); err != nil {
@@ -490,7 +487,7 @@ func (r *Runtime) awaitRemoval(ctx context.Context, id, name string) error {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		// removeContainerFiles renames the directory away first and frees
 		// the name last.
-		if _, err := os.Stat(filepath.Join(r.containerDir(id), "state.json")); errors.Is(err, os.ErrNotExist) && !r.nameHeldBy(name, id) {
+		if _, err := os.Stat(filepath.Join(r.containerDir(id), recordName)); errors.Is(err, os.ErrNotExist) && !r.nameHeldBy(name, id) {
 			return nil
 		}
 		select {
@@ -696,7 +693,11 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 		os.Rename(dir, filepath.Join(r.root, "tmp", store.LeftPrefix+id)) == nil {
 		// Nothing of the container's to free: the next Runtime makes a
 		// spare of it (takeLeftSpares).
+		r.releaseName(name, id)
 	} else if err := os.Rename(dir, tmp); err == nil {
+		// The name goes first: keepSpare keeps the name file only once
+		// names/<name> no longer links to it.
+		r.releaseName(name, id)
 		r.inBackground(func() {
 			if !spare || !r.keepSpare(tmp) {
 				os.RemoveAll(tmp)
@@ -704,8 +705,23 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 		})
 	} else {
 		os.RemoveAll(dir)
+		r.releaseName(name, id)
 	}
-	r.releaseName(name, id)
+}
+
+// makeContainerDir makes what a container's directory holds, where a
+// spare did not bring it.
+func makeContainerDir(dir string) error {
+	for _, d := range spareSubdirs {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	// overlayfs gives the container's / the mode of the upper directory:
+	// at 0700, a non-root user could not reach any path, so every program
+	// it exec'd failed with EACCES (TestRunUser). 0755 is the mode of an
+	// image's root; the container directory above stays 0700.
+	return os.Chmod(filepath.Join(dir, "upper"), 0o755)
 }
 
 // Stats returns the container's current resource use (docker stats

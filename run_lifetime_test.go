@@ -467,13 +467,18 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, " ") != "etc_hostname etc_hosts etc_resolv.conf log rootfs upper work" {
-		t.Fatalf("spare holds %q, want etc_hostname etc_hosts etc_resolv.conf log rootfs upper work", names)
+	// The file names/<name> linked to, and the two record files kept to
+	// write the next container's records into (its state.json, of a
+	// dozen fields, is one of them).
+	const want = "etc_hostname etc_hosts etc_resolv.conf log name rootfs state.next state.old upper work"
+	if strings.Join(names, " ") != want {
+		t.Fatalf("spare holds %q, want %s", names, want)
 	}
 	for name, want := range map[string]struct {
 		mode    uint32
 		maxSize int64
-	}{"etc_hostname": {0o644, 4096}, "etc_hosts": {0o644, 4096}, "etc_resolv.conf": {0o644, 0}, "log": {0o600, 0}} {
+	}{"etc_hostname": {0o644, 4096}, "etc_hosts": {0o644, 4096}, "etc_resolv.conf": {0o644, 0}, "log": {0o600, 0},
+		"name": {0o600, 4096}, "state.next": {0o600, 4096}, "state.old": {0o600, 4096}} {
 		p := filepath.Join(spare, name)
 		var st syscall.Stat_t
 		if err := syscall.Lstat(p, &st); err != nil {
@@ -511,6 +516,9 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 	second := mustRun(t, rt, "busybox", sh("exec sleep 300"))
 	if left, _ := os.ReadDir(filepath.Join(root, "spare")); len(left) != 0 {
 		t.Errorf("spare/ holds %d entries with the second container running, want it taken", len(left))
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "containers", second.ID, "state.json")); err != nil || !strings.Contains(string(b), `"id":"`+second.ID+`"`) {
+		t.Errorf("the second container's state.json holds %.80q (%v), want its own record", b, err)
 	}
 	out, err := execOutput(t, second, "stat -c '%u %g %a' /; ls -A / | grep -c -e secret -e '^d$'; true")
 	if err != nil || out != "0 0 755\n0\n" {
@@ -1136,5 +1144,83 @@ func TestLifetimeLeaveSpares(t *testing.T) {
 	after, _ := os.ReadDir(filepath.Join(root, "spare"))
 	if len(after) != len(spares)+1 {
 		t.Errorf("spare/ holds %d entries after the next New, %d before; want one more", len(after), len(spares))
+	}
+}
+
+// TestRecordWritesWhole: a container's record is rewritten in a file kept
+// beside it and swapped into place (writeRecord). Readers that run
+// beside the writes always read a whole record, and a reader that holds
+// the record open across many writes keeps what it opened: that file is
+// never written over while someone has it open.
+func TestRecordWritesWhole(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach())
+	defer c.Remove(ctx, berth.WithForce())
+	held, err := os.Open(filepath.Join(rt.Root(), "containers", c.ID, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	first, err := io.ReadAll(held)
+	if err != nil || !strings.Contains(string(first), `"Status":"running"`) {
+		t.Fatalf("state.json = %.80q (%v), want a running record", first, err)
+	}
+	heldStat, err := held.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	done := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					if n < 10 {
+						t.Errorf("a reader read only %d records", n)
+					}
+					return
+				default:
+				}
+				oc, err := other.Container(ctx, c.Name)
+				if err != nil {
+					t.Errorf("Container(%s) beside the writes: %v", c.Name, err)
+					return
+				}
+				st, err := oc.State(ctx)
+				if err != nil || st.Status != "running" && st.Status != "paused" {
+					t.Errorf("State beside the writes = %+v, %v; want running or paused", st, err)
+					return
+				}
+			}
+		}()
+	}
+	for range 100 {
+		if err := c.Pause(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Unpause(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	readers.Wait()
+	again := make([]byte, len(first)+1)
+	n, err := held.ReadAt(again, 0)
+	if err != nil && err != io.EOF || string(again[:n]) != string(first) {
+		t.Errorf("the record held open across 200 writes now reads %.80q (%v), want what it held", again[:n], err)
+	}
+	// Pause and Unpause leave the same bytes every other write: the file's
+	// modification time tells whether anything wrote it.
+	if st, err := held.Stat(); err != nil || !st.ModTime().Equal(heldStat.ModTime()) {
+		t.Errorf("the record held open was written over while held (modified %v, then %v)", heldStat.ModTime(), st.ModTime())
 	}
 }

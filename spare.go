@@ -57,16 +57,25 @@ var spareSubdirs = []string{"upper", "work", "rootfs"}
 // freed a block each, which this machine's ext4 discards synchronously
 // (~0.2 ms each), and rewriting an emptied file made its close start
 // writeback (ext4's auto_da_alloc) on the start's critical path.
+// The record files (writeRecord) keep theirs too: only state.json is ever
+// read, and keepSpare renames that to a record spare's name.
 var spareFiles = map[string]spareFile{
 	logName:           {mode: 0o600},
 	"etc_hostname":    {mode: 0o644, keep: 4096},
 	"etc_hosts":       {mode: 0o644, keep: 4096},
 	"etc_resolv.conf": {mode: 0o644, keep: 4096},
+	nameFile:          {mode: 0o600, keep: 4096},
+	recordSpares[0]:   {mode: 0o600, keep: 4096, scrub: true},
+	recordSpares[1]:   {mode: 0o600, keep: 4096, scrub: true},
 }
 
 type spareFile struct {
 	mode uint32
 	keep int64 // a file larger than this is emptied
+	// scrub: the data kept is overwritten with zeros (a record holds the
+	// container's environment, secrets included; zeros written over a
+	// block free nothing, so nothing is discarded)
+	scrub bool
 }
 
 func (r *Runtime) spareDir() string { return filepath.Join(r.root, "spare") }
@@ -96,6 +105,12 @@ func (r *Runtime) takeSpare(dir string) bool {
 func (r *Runtime) keepSpare(dir string) bool {
 	if n, err := countNames(r.spareDir()); err != nil && !errors.Is(err, os.ErrNotExist) || n >= maxSpareDirs {
 		return false
+	}
+	// The next container's start must not find this one's record.
+	for _, name := range recordSpares {
+		if unix.Renameat2(unix.AT_FDCWD, filepath.Join(dir, recordName), unix.AT_FDCWD, filepath.Join(dir, name), unix.RENAME_NOREPLACE) != unix.EEXIST {
+			break
+		}
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -264,7 +279,16 @@ func bareFile(p string, f spareFile) bool {
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFsgetxattr, uintptr(unsafe.Pointer(&fsx[0]))); errno == 0 && binary.NativeEndian.Uint32(fsx[12:]) != 0 {
 		return false
 	}
-	if (st.Size > f.keep || st.Blocks*512 > f.keep) && unix.Ftruncate(fd, 0) != nil || unix.Fchown(fd, 0, 0) != nil || unix.Fchmod(fd, f.mode) != nil {
+	if st.Size > f.keep || st.Blocks*512 > f.keep {
+		if unix.Ftruncate(fd, 0) != nil {
+			return false
+		}
+	} else if f.scrub && st.Size > 0 {
+		if n, err := unix.Pwrite(fd, make([]byte, st.Size), 0); err != nil || n != int(st.Size) {
+			return false
+		}
+	}
+	if unix.Fchown(fd, 0, 0) != nil || unix.Fchmod(fd, f.mode) != nil {
 		return false
 	}
 	names, err := xattrRead(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
