@@ -149,6 +149,37 @@ func (r *Runtime) endpointsDir(networkID string) string {
 	return filepath.Join(r.root, "endpoints", networkID)
 }
 
+// endpointSpares are the files in a container's directory that hold
+// earlier versions of its first endpoint's file, to write the next into
+// (writeSwapped). A spare directory keeps them.
+var endpointSpares = []string{"endpoint.next", "endpoint.old"}
+
+// keptEndpointFiles are endpointSpares' paths for ep, the container's
+// first endpoint, or none for another.
+func (r *Runtime) keptEndpointFiles(ep *endpointRecord) []string {
+	if ep.Ifname != "eth0" {
+		return nil
+	}
+	return keptIn(r.containerDir(ep.ContainerID), endpointSpares)
+}
+
+// writeEndpoint writes the endpoint's file, without making or freeing an
+// inode where it can (writeSwapped): its name server, other containers'
+// and the sweep read it at any moment.
+func (r *Runtime) writeEndpoint(ep *endpointRecord) error {
+	b, err := json.Marshal(ep)
+	if err != nil {
+		return err
+	}
+	return writeSwapped(r.endpointPath(ep.NetworkID, ep.ContainerID), r.keptEndpointFiles(ep), b)
+}
+
+// dropEndpoint deletes the endpoint's file: it goes back to the container's
+// directory for the next endpoint to be written into, where it can.
+func (r *Runtime) dropEndpoint(ep *endpointRecord) {
+	keepFile(r.endpointPath(ep.NetworkID, ep.ContainerID), r.keptEndpointFiles(ep))
+}
+
 func (r *Runtime) endpointPath(networkID, containerID string) string {
 	return filepath.Join(r.endpointsDir(networkID), containerID+".json")
 }
@@ -378,7 +409,7 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 		Ifname: "eth" + strconv.Itoa(index), HostIf: "bv" + rec.ID[:10] + strconv.Itoa(index),
 		NetworkID: n.ID, NetworkName: n.Name,
 	}
-	if err := writeJSONAtomic(r.endpointPath(n.ID, rec.ID), ep); err != nil {
+	if err := r.writeEndpoint(ep); err != nil {
 		return nil, err
 	}
 	recordLast(claims, n.Subnet, ip)
@@ -738,7 +769,7 @@ func (ns *netSetup) publish(ctx context.Context, rec *containerRecord) error {
 	ns.mu.Lock()
 	ep.Ports = bound
 	ns.mu.Unlock()
-	if err := writeJSONAtomic(ns.rt.endpointPath(ep.NetworkID, rec.ID), ep); err != nil {
+	if err := ns.rt.writeEndpoint(ep); err != nil {
 		return err
 	}
 	if err := ns.rt.applyNAT(ctx); err != nil {
@@ -866,7 +897,7 @@ func (ns *netSetup) teardown() {
 		}()
 	}
 	for _, ep := range eps {
-		os.Remove(r.endpointPath(ep.NetworkID, ep.ContainerID))
+		r.dropEndpoint(ep)
 	}
 	tr.mark("endpoints")
 	ctx := context.Background()

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -102,118 +101,24 @@ func (r *Runtime) readRecord(id string) (*containerRecord, error) {
 
 // recordName is a container's state file in its directory; recordSpares
 // are the files beside it that hold older records to write the next one
-// into (writeRecord). A spare directory keeps both.
+// into (writeSwapped). A spare directory keeps both.
 const recordName = "state.json"
 
 var recordSpares = []string{"state.next", "state.old"}
 
-// writeRecord writes a container's state file, where it can without
-// making or freeing an inode (spare.go says why that matters on this
-// machine's disk). The record is written into a file the directory keeps
-// beside state.json (recordSpares), which then trades names with
-// state.json (renameat2 RENAME_EXCHANGE) and so holds the previous record
-// for the next write. Readers open only state.json and see one whole
-// record or the other: the kept file is written only while no one else
-// has it open (the kernel grants a write lease only then), since a
-// reader that opened it as state.json before the last exchange may still
-// be reading it. Writers of one container take turns by the kept file's
-// flock, and check once they hold it that it still has its name. Without
-// a kept file, or with a reader on it, the record goes to a new file,
-// which trades names with state.json in the same way. Records are not
-// fsynced: a container does not survive a host crash, and an exchange is
-// atomic against readers and killed writers. Before, each write made a
-// file and freed the one it replaced: three of each per detached start.
+// writeRecord writes a container's state file without making or freeing
+// an inode where it can (writeSwapped). Records are not fsynced: a
+// container does not survive a host crash, and the exchange that puts
+// one in place is atomic against readers and killed writers. Before, each
+// write made a file and freed the one it replaced: three of each per
+// detached start.
 func (r *Runtime) writeRecord(rec *containerRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
 	dir := r.containerDir(rec.ID)
-	for _, name := range recordSpares {
-		if writeKeptRecord(dir, name, b) {
-			return nil
-		}
-	}
-	tmp := filepath.Join(dir, "."+recordName+".tmp-"+newContainerID()[:12])
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	switch kept, err := swapRecord(dir, tmp); {
-	case err != nil:
-		os.Remove(tmp)
-		return err
-	case kept == "":
-		return nil // state.json was made
-	}
-	// tmp holds the previous record now: keep it for the next write.
-	for _, name := range recordSpares {
-		if unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, filepath.Join(dir, name), unix.RENAME_NOREPLACE) == nil {
-			return nil
-		}
-	}
-	os.Remove(tmp)
-	return nil
-}
-
-// writeKeptRecord writes b into the kept record file dir/name and swaps
-// it into place (writeRecord), and reports whether it did.
-func writeKeptRecord(dir, name string, b []byte) bool {
-	p := filepath.Join(dir, name)
-	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	var held, named unix.Stat_t
-	if flockRetry(fd, unix.LOCK_EX) != nil || unix.Fstat(fd, &held) != nil ||
-		unix.Stat(p, &named) != nil || held.Ino != named.Ino || held.Dev != named.Dev {
-		return false // another writer swapped it away meanwhile
-	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
-		return false // open elsewhere: a reader, or a writer waiting its turn
-	}
-	n, err := unix.Pwrite(fd, b, 0)
-	if err == nil && n == len(b) {
-		err = unix.Ftruncate(fd, int64(len(b)))
-	} else if err == nil {
-		err = io.ErrShortWrite
-	}
-	unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
-	if err != nil {
-		return false
-	}
-	_, err = swapRecord(dir, p)
-	return err == nil
-}
-
-// swapRecord puts the record in file p in place as dir's state.json. It
-// returns p, now holding the record it replaced, or "" when there was none
-// and p was renamed.
-func swapRecord(dir, p string) (string, error) {
-	dst := filepath.Join(dir, recordName)
-	for {
-		err := unix.Renameat2(unix.AT_FDCWD, p, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE)
-		if err != unix.ENOENT {
-			return p, err
-		}
-		if _, serr := os.Lstat(p); serr != nil {
-			return "", serr
-		}
-		err = unix.Renameat2(unix.AT_FDCWD, p, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
-		if err != unix.EEXIST {
-			return "", err // made, or failed
-		}
-		// another writer made state.json meanwhile: exchange with it
-	}
-}
-
-// flockRetry is flock(2) retried on EINTR.
-func flockRetry(fd, how int) error {
-	for {
-		if err := unix.Flock(fd, how); err != unix.EINTR {
-			return err
-		}
-	}
+	return writeSwapped(filepath.Join(dir, recordName), keptIn(dir, recordSpares), b)
 }
 
 // updateRecord applies fn to the state file under the container's lock.
@@ -256,12 +161,7 @@ func (r *Runtime) claimName(name, id string) error {
 	if err != nil {
 		return &os.PathError{Op: "open", Path: kept, Err: err}
 	}
-	n, err := unix.Pwrite(fd, []byte(id), 0)
-	if err == nil && n == len(id) {
-		err = unix.Ftruncate(fd, int64(len(id)))
-	} else if err == nil {
-		err = io.ErrShortWrite
-	}
+	err = fillFile(fd, []byte(id))
 	unix.Close(fd)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", kept, err)

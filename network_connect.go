@@ -55,7 +55,7 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 		f.Close()
 	}
 	if err != nil {
-		os.Remove(r.endpointPath(n.ID, c.ID))
+		r.dropEndpoint(ep)
 		return r.undoConnect(ctx, c, n, fmt.Errorf("connecting container %s to network %q: %w", c.Name, n.Name, err))
 	}
 	_, err = r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
@@ -105,7 +105,7 @@ func (n *Network) Disconnect(ctx context.Context, c *Container) error {
 		}
 	}
 	bridge.Delete(ep.HostIf)
-	os.Remove(r.endpointPath(n.ID, c.ID))
+	r.dropEndpoint(&ep)
 	if len(ep.Ports) > 0 {
 		r.applyNAT(ctx)
 	}

@@ -467,10 +467,11 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	// The file names/<name> linked to, and the two record files kept to
-	// write the next container's records into (its state.json, of a
-	// dozen fields, is one of them).
-	const want = "etc_hostname etc_hosts etc_resolv.conf log name rootfs state.next state.old upper work"
+	// The file names/<name> linked to, the two record files kept to write
+	// the next container's records into (its state.json, of a dozen
+	// fields, is one of them), and its endpoint's file on the default
+	// network, back from endpoints/.
+	const want = "endpoint.next etc_hostname etc_hosts etc_resolv.conf log name rootfs state.next state.old upper work"
 	if strings.Join(names, " ") != want {
 		t.Fatalf("spare holds %q, want %s", names, want)
 	}
@@ -478,7 +479,7 @@ func TestLifetimeSpareDirectory(t *testing.T) {
 		mode    uint32
 		maxSize int64
 	}{"etc_hostname": {0o644, 4096}, "etc_hosts": {0o644, 4096}, "etc_resolv.conf": {0o644, 0}, "log": {0o600, 0},
-		"name": {0o600, 4096}, "state.next": {0o600, 4096}, "state.old": {0o600, 4096}} {
+		"name": {0o600, 4096}, "state.next": {0o600, 4096}, "state.old": {0o600, 4096}, "endpoint.next": {0o600, 4096}} {
 		p := filepath.Join(spare, name)
 		var st syscall.Stat_t
 		if err := syscall.Lstat(p, &st); err != nil {

@@ -67,6 +67,8 @@ var spareFiles = map[string]spareFile{
 	nameFile:          {mode: 0o600, keep: 4096},
 	recordSpares[0]:   {mode: 0o600, keep: 4096, scrub: true},
 	recordSpares[1]:   {mode: 0o600, keep: 4096, scrub: true},
+	endpointSpares[0]: {mode: 0o600, keep: 4096},
+	endpointSpares[1]: {mode: 0o600, keep: 4096},
 }
 
 type spareFile struct {
@@ -107,11 +109,7 @@ func (r *Runtime) keepSpare(dir string) bool {
 		return false
 	}
 	// The next container's start must not find this one's record.
-	for _, name := range recordSpares {
-		if unix.Renameat2(unix.AT_FDCWD, filepath.Join(dir, recordName), unix.AT_FDCWD, filepath.Join(dir, name), unix.RENAME_NOREPLACE) != unix.EEXIST {
-			break
-		}
-	}
+	keepFile(filepath.Join(dir, recordName), keptIn(dir, recordSpares))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return false
