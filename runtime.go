@@ -2,6 +2,7 @@ package berth
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -66,6 +67,7 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	}
 	tr := newTracer("new")
 	defer tr.done()
+	warmCodecs.Do(func() { go warmRecordCodecs() })
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("berth root %q: %w", root, err)
@@ -97,6 +99,19 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	r.sweepNetworks(o)
 	tr.mark("networks")
 	return r, nil
+}
+
+// warmCodecs starts warmRecordCodecs once per process.
+var warmCodecs sync.Once
+
+// warmRecordCodecs has encoding/json build its codecs for the records
+// every command reads or writes, beside New's sweeps: it builds a type's
+// codec by reflection the first time the type is used, which took a
+// program's first record 0.25-0.7 ms here, on the caller's path. Encoding
+// builds the field tables that decoding uses too.
+func warmRecordCodecs() {
+	json.Marshal(&containerRecord{})
+	json.Marshal(&endpointRecord{})
 }
 
 // Root returns the absolute path of the runtime's state directory.
