@@ -66,9 +66,16 @@ func makeNetNS() *os.File {
 }
 
 // enterNewNetNS puts this thread in a new network namespace with its
-// loopback up: the one WarmNetNS made, else one made now.
+// loopback up: the one WarmNetNS made, else one made now. Taking one
+// starts the making of the next: a process that warms namespaces starts
+// containers in a row, and the next may be asked for as soon as this one
+// is up. Begun only after each start (the monitor's WarmNetNS), the next
+// was not ready for about a third of fifty detached starts in a row,
+// whose preparing threads made their own (187 of 596 perf samples of
+// namespace making; 21 of 779 since).
 func enterNewNetNS() error {
 	if ns := takeNetNS(); ns != nil {
+		WarmNetNS()
 		err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
 		ns.Close()
 		if err == nil {
