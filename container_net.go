@@ -640,7 +640,10 @@ func (ns *netSetup) attach(ctx context.Context, rec *containerRecord, pid int) e
 		return fmt.Errorf("opening the container's network namespace: %w", err)
 	}
 	defer nsFile.Close()
-	return ns.attachNS(ctx, rec, nsFile)
+	if err := ns.wireNS(rec, nsFile); err != nil {
+		return err
+	}
+	return ns.publish(ctx, rec)
 }
 
 // joinsBridges reports whether the container gets veths of its own (an
@@ -651,8 +654,9 @@ func joinsBridges(cfg *containerConfig) bool {
 	return mode == "bridge" && len(cfg.Networks) > 0
 }
 
-// attachNS is attach into the network namespace nsFile.
-func (ns *netSetup) attachNS(ctx context.Context, rec *containerRecord, nsFile *os.File) error {
+// wireNS wires the container's endpoints into the network namespace nsFile
+// and starts its name server there: attach but for the ports.
+func (ns *netSetup) wireNS(rec *containerRecord, nsFile *os.File) error {
 	if len(ns.endpoints) == 0 {
 		return nil
 	}
@@ -668,10 +672,7 @@ func (ns *netSetup) attachNS(ctx context.Context, rec *containerRecord, nsFile *
 			return fmt.Errorf("network %q: %w", ep.NetworkName, err)
 		}
 	}
-	if err := ns.startDNS(fd, rec); err != nil {
-		return err
-	}
-	return ns.publish(ctx, rec)
+	return ns.startDNS(fd, rec)
 }
 
 // startDNS opens the container's 127.0.0.11:53 and serves it from this
