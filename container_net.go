@@ -259,6 +259,7 @@ type netSetup struct {
 	ports     []PortBinding     // of the container whose namespace is shared
 	endpoints []*endpointRecord
 	closers   []func()
+	reserved  bool // reservePorts ran
 	mu        sync.Mutex
 }
 
@@ -743,14 +744,48 @@ func (ep *endpointRecord) answers(name string) bool {
 	return false
 }
 
-// publish reserves the container's host ports and DNATs them to its first
-// endpoint. A reservation is a socket bound to the host port, held by this
-// process while the container runs: a port in use by anything is refused,
-// and of two containers publishing one port at once exactly one wins.
+// publish reserves the container's host ports (unless reservePorts did)
+// and DNATs them to its first endpoint.
 func (ns *netSetup) publish(ctx context.Context, rec *containerRecord) error {
+	if err := ns.reservePorts(rec); err != nil {
+		return err
+	}
 	if len(rec.Config.Publish) == 0 || len(ns.endpoints) == 0 {
 		return nil
 	}
+	ep := ns.endpoints[0]
+	ns.mu.Lock()
+	bound := ep.Ports
+	ns.mu.Unlock()
+	if err := ns.rt.writeEndpoint(ep); err != nil {
+		return err
+	}
+	if err := ns.rt.applyNAT(ctx); err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if b.Protocol == "udp" {
+			// Best effort: without conntrack over netlink (a module not
+			// loaded) the binding works for every flow but one already
+			// running.
+			hostIP, _ := netip.ParseAddr(b.HostIP)
+			nat.ForgetFlows(hostIP, b.HostPort)
+		}
+	}
+	return nil
+}
+
+// reservePorts reserves the container's host ports for its first
+// endpoint, once. A reservation is a socket bound to the host port, held
+// by this process while the container runs: a port in use by anything is
+// refused, and of two containers publishing one port at once exactly one
+// wins. A direct start reserves before the container's program runs and
+// publishes the rest (publish) while it starts.
+func (ns *netSetup) reservePorts(rec *containerRecord) error {
+	if ns.reserved || len(rec.Config.Publish) == 0 || len(ns.endpoints) == 0 {
+		return nil
+	}
+	ns.reserved = true
 	ep := ns.endpoints[0]
 	var bound []PortBinding
 	for _, p := range rec.Config.Publish {
@@ -770,21 +805,6 @@ func (ns *netSetup) publish(ctx context.Context, rec *containerRecord) error {
 	ns.mu.Lock()
 	ep.Ports = bound
 	ns.mu.Unlock()
-	if err := ns.rt.writeEndpoint(ep); err != nil {
-		return err
-	}
-	if err := ns.rt.applyNAT(ctx); err != nil {
-		return err
-	}
-	for _, b := range bound {
-		if b.Protocol == "udp" {
-			// Best effort: without conntrack over netlink (a module not
-			// loaded) the binding works for every flow but one already
-			// running.
-			hostIP, _ := netip.ParseAddr(b.HostIP)
-			nat.ForgetFlows(hostIP, b.HostPort)
-		}
-	}
 	return nil
 }
 

@@ -656,8 +656,8 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	return nil
 }
 
-// removeContainerFiles deletes a container's directory, name, cgroup and
-// locks. The caller makes sure nothing runs in it.
+// removeContainerFiles deletes a container's directory, name and cgroup.
+// The caller makes sure nothing runs in it.
 func (r *Runtime) removeContainerFiles(id, name string) {
 	r.removeDir(id, name, r.deleteCgroup(id))
 }
@@ -677,7 +677,7 @@ func (r *Runtime) deleteCgroup(id string) bool {
 // is known to be gone.
 func (r *Runtime) removeContainerDir(id, name string) { r.removeDir(id, name, true) }
 
-// removeDir deletes the container's directory, name and locks. Its
+// removeDir deletes the container's directory and name. Its
 // directory becomes a spare only when no process of the container is left
 // (spare): one still exiting could hold the overlay mounted, and the next
 // container would share its upper directory.
@@ -706,6 +706,10 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 	} else {
 		os.RemoveAll(dir)
 		r.releaseName(name, id)
+	}
+	// Lock files of a container made before object locks (store's lock.go).
+	for _, l := range []string{"owner-", "ctr-", "wait-"} {
+		os.Remove(filepath.Join(r.root, "locks", l+id))
 	}
 }
 

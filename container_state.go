@@ -94,10 +94,14 @@ func (r *Runtime) readRecord(id string) (*containerRecord, error) {
 	}
 	var rec containerRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("container %s: state file: %w", shortID(id), err)
+		return nil, fmt.Errorf("container %s: %w: %w", shortID(id), errUnreadableRecord, err)
 	}
 	return &rec, nil
 }
+
+// errUnreadableRecord is readRecord's error for a state file that does not
+// parse.
+var errUnreadableRecord = errors.New("state file unreadable")
 
 // recordName is a container's state file in its directory; recordSpares
 // are the files beside it that hold older records to write the next one

@@ -483,11 +483,13 @@ func hostIPAMLock(ctx context.Context) (func(), error) {
 
 // writeJSONAtomic writes v to path through a hidden temporary file beside
 // it and a rename, so that readers see the old or the new content whole.
-// The rename over an existing file is also what keeps a record whole
+// The rename over an existing file is also what keeps a file whole
 // across a power loss without an fsync: ext4 (auto_da_alloc) writes the
-// new file's data out before such a rename commits. (Swapping the files
-// with RENAME_EXCHANGE was 0.17 ms cheaper per write here, for that
-// reason, and could leave a record empty after a crash.)
+// new file's data out before such a rename commits. Containers' records
+// and endpoint files give that up for writeSwapped (RENAME_EXCHANGE of a
+// file written in place: no inode made or freed), which a crash can leave
+// empty or stale: the sweep removes a container whose record does not
+// parse (removeUnreadable).
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {

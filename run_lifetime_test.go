@@ -1225,3 +1225,35 @@ func TestRecordWritesWhole(t *testing.T) {
 		t.Errorf("the record held open was written over while held (modified %v, then %v)", heldStat.ModTime(), st.ModTime())
 	}
 }
+
+// TestLifetimeSweepUnreadableRecord: a record that does not parse (what a
+// host crash can leave: records are swapped into place whole but not
+// fsynced) is swept by the next New with its directory and its name.
+func TestLifetimeSweepUnreadableRecord(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("true"), berth.WithName("crashed"))
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	root := rt.Root()
+	rt.Close()
+	p := filepath.Join(root, "containers", c.ID, "state.json")
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, make([]byte, st.Size()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt, err = berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if _, err := os.Stat(filepath.Join(root, "containers", c.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the container with an unreadable record is still there (Stat: %v)", err)
+	}
+	c2 := mustRun(t, rt, "busybox", sh("true"), berth.WithName("crashed"), berth.WithAutoRemove())
+	c2.Wait(ctx)
+}

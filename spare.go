@@ -261,7 +261,7 @@ func bareFile(p string, f spareFile) bool {
 	}
 	defer unix.Close(fd)
 	// The kernel grants a write lease only to the file's sole opener.
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+	if !takeWriteLease(fd) {
 		return false
 	}
 	defer unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)

@@ -61,7 +61,7 @@ func writeKept(k, dst string, b []byte) bool {
 		unix.Stat(k, &named) != nil || held.Ino != named.Ino || held.Dev != named.Dev {
 		return false // another writer swapped it away meanwhile
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+	if !takeWriteLease(fd) {
 		return false // open elsewhere: a reader, or a writer waiting its turn
 	}
 	err = fillFile(fd, b)
@@ -127,6 +127,20 @@ func fillFile(fd int, b []byte) error {
 		return err
 	}
 	return unix.Ftruncate(fd, int64(len(b)))
+}
+
+// takeWriteLease takes a write lease on fd, which the kernel grants only
+// to a file's sole opener, and reports whether it did. While it is held,
+// someone opening the file would have the kernel send SIGIO to this
+// process (the lease's owner): the signal is sent to no one (F_SETOWN 0),
+// since a program that asks for every signal (signal.Notify with none
+// named), or a C host, would get it.
+func takeWriteLease(fd int) bool {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		return false
+	}
+	unix.FcntlInt(uintptr(fd), unix.F_SETOWN, 0)
+	return true
 }
 
 // flockRetry is flock(2) retried on EINTR.

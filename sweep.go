@@ -3,17 +3,19 @@ package berth
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/cgroup"
+	"golang.org/x/sys/unix"
 )
 
 // sweepContainers cleans what dead programs left: an attached container
 // whose program died is removed with its cgroup; a detached one whose
 // monitor died and whose process is gone is marked exited with an unknown
 // status; cgroups of this root with no container are killed and deleted.
-// Containers whose owner lives are not touched: the owner's flock says so.
+// Containers whose owner lives are not touched: its owner lock says so.
 func (r *Runtime) sweepContainers() {
 	entries, _ := os.ReadDir(r.containersDir())
 	// Orphaned cgroups (a removal that could not delete one, a program
@@ -27,11 +29,14 @@ func (r *Runtime) sweepContainers() {
 		id := e.Name()
 		// The record first: the owner lock of a container that is not
 		// running must not be taken (another program may be starting it,
-		// and takes it without waiting) nor its file made again (a
-		// removal may just have deleted it). The exception is a container
+		// and takes it without waiting). The exception is a container
 		// whose creator died before starting it: only a monitor could
 		// still start it, and settleCreated leaves it to one that has.
 		rec, err := r.readRecord(id)
+		if errors.Is(err, errUnreadableRecord) {
+			r.removeUnreadable(id)
+			continue
+		}
 		if err == nil && rec.creatorGone() {
 			r.settleCreated(id, errCreatorGone)
 			continue
@@ -139,4 +144,29 @@ func (r *Runtime) lockOwner(id string) (*containerRecord, func(), error) {
 		return nil, nil, err
 	}
 	return rec, unlock, nil
+}
+
+// removeUnreadable removes container id, whose record does not parse:
+// records are swapped into place whole but not fsynced, so only a host
+// crash leaves one so (its data not written back), and no program can use
+// the container. Its name is the names/ entry linked to its name file,
+// whose content may be as old as the crash.
+func (r *Runtime) removeUnreadable(id string) {
+	unlock, ok := r.store.TryLock("owner-"+id, true)
+	if !ok {
+		return
+	}
+	defer unlock()
+	var own unix.Stat_t
+	if unix.Stat(filepath.Join(r.containerDir(id), nameFile), &own) == nil && own.Nlink > 1 {
+		names, _ := os.ReadDir(filepath.Join(r.root, "names"))
+		for _, e := range names {
+			var st unix.Stat_t
+			p := filepath.Join(r.root, "names", e.Name())
+			if unix.Lstat(p, &st) == nil && st.Ino == own.Ino && st.Dev == own.Dev {
+				os.Remove(p)
+			}
+		}
+	}
+	r.removeContainerFiles(id, "")
 }

@@ -101,8 +101,9 @@ func (s *Store) openLock(name string, create bool) (f *os.File, at int64, isByte
 
 // Lock takes the named cross-process lock (shared or exclusive), waiting
 // until it is free or ctx is done. The lock lives in locks/NAME, or is a
-// byte of locks/objects for a per-object lock (above); it is released by calling the returned function, or by the kernel when the
-// process dies, which is what makes a killed program's locks harmless.
+// byte of locks/objects for a per-object lock (above); it is released by
+// calling the returned function, or by the kernel when the process dies,
+// which is what makes a killed program's locks harmless.
 func (s *Store) Lock(ctx context.Context, name string, exclusive bool) (func(), error) {
 	delay := 500 * time.Microsecond
 	for {
@@ -137,11 +138,8 @@ func (s *Store) TryLockIfExists(name string, exclusive bool) (unlock func(), exi
 	if err != nil {
 		return nil, !errors.Is(err, os.ErrNotExist), false
 	}
-	if err := flock(f, at, isByte, exclusive, false); err != nil {
-		f.Close()
-		return nil, true, false
-	}
-	return func() { f.Close() }, true, true
+	unlock, err = s.take(f, name, at, isByte, exclusive, false)
+	return unlock, true, err == nil
 }
 
 func (s *Store) lockFile(name string, exclusive, block bool) (func(), error) {
@@ -149,14 +147,35 @@ func (s *Store) lockFile(name string, exclusive, block bool) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", name, err)
 	}
-	if err := flock(f, at, isByte, exclusive, block); err != nil {
-		f.Close()
-		if err == errWouldBlock {
-			return nil, err
-		}
+	unlock, err := s.take(f, name, at, isByte, exclusive, block)
+	if err != nil && err != errWouldBlock {
 		return nil, fmt.Errorf("locking %s: %w", name, err)
 	}
-	return func() { f.Close() }, nil
+	return unlock, err
+}
+
+// take locks the opened lock f (flock) and returns its unlock, or closes
+// f. A root from before object locks may hold a lock file of the old kind
+// for a container an older program still runs: for an object lock, that
+// file is locked too where it exists, and a holder of it counts.
+func (s *Store) take(f *os.File, name string, at int64, isByte, exclusive, block bool) (func(), error) {
+	if err := flock(f, at, isByte, exclusive, block); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !isByte {
+		return func() { f.Close() }, nil
+	}
+	old, err := os.OpenFile(filepath.Join(s.root, "locks", name), os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return func() { f.Close() }, nil
+	}
+	if err := flock(old, 0, false, exclusive, block); err != nil {
+		old.Close()
+		f.Close()
+		return nil, err
+	}
+	return func() { old.Close(); f.Close() }, nil
 }
 
 // TryLockFile is TryLock returning the locked file itself: closing it, or

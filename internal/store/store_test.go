@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,9 +287,28 @@ func TestObjectLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if strings.Contains(e.Name(), id1) || strings.Contains(e.Name(), id2) {
+		if strings.Contains(e.Name(), id1) {
 			t.Errorf("locks/%s made by an object lock", e.Name())
 		}
+	}
+	// An older program's lock file for the same lock (a root from before
+	// object locks) counts while it is held, and is left alone.
+	old, err := os.OpenFile(filepath.Join(s.root, "locks", "owner-"+id2), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := unix.Flock(int(old.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.TryLock("owner-"+id2, false); ok {
+		t.Error("owner-" + id2 + " was taken while an older program's lock file of it is held")
+	}
+	unix.Flock(int(old.Fd()), unix.LOCK_UN)
+	if u, ok := s.TryLock("owner-"+id2, true); !ok {
+		t.Error("owner-" + id2 + " not taken once the older lock file is free")
+	} else {
+		u()
 	}
 	// A name that is not a kind and an ID stays a file of its own.
 	if _, ok := objectLockByte("owner-" + id1[:63]); ok {
