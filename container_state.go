@@ -113,9 +113,10 @@ var recordSpares = []string{"state.next", "state.old"}
 // writeRecord writes a container's state file without making or freeing
 // an inode where it can (writeSwapped). Records are not fsynced: a
 // container does not survive a host crash, and the exchange that puts
-// one in place is atomic against readers and killed writers. Before, each
-// write made a file and freed the one it replaced: three of each per
-// detached start.
+// one in place is atomic against readers and killed writers; a record a
+// host crash left unreadable has its container removed by the next sweep
+// (removeUnreadable). Before, each write made a file and freed the one it
+// replaced: three of each per detached start.
 func (r *Runtime) writeRecord(rec *containerRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
