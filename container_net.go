@@ -259,7 +259,6 @@ type netSetup struct {
 	ports     []PortBinding     // of the container whose namespace is shared
 	endpoints []*endpointRecord
 	closers   []func()
-	reserved  bool // reservePorts ran
 	mu        sync.Mutex
 }
 
@@ -644,6 +643,9 @@ func (ns *netSetup) attach(ctx context.Context, rec *containerRecord, pid int) e
 	if err := ns.wireNS(rec, nsFile); err != nil {
 		return err
 	}
+	if err := ns.reservePorts(rec); err != nil {
+		return err
+	}
 	return ns.publish(ctx, rec)
 }
 
@@ -744,12 +746,9 @@ func (ep *endpointRecord) answers(name string) bool {
 	return false
 }
 
-// publish reserves the container's host ports (unless reservePorts did)
-// and DNATs them to its first endpoint.
+// publish DNATs the host ports reservePorts reserved to the container's
+// first endpoint and records them in its endpoint file.
 func (ns *netSetup) publish(ctx context.Context, rec *containerRecord) error {
-	if err := ns.reservePorts(rec); err != nil {
-		return err
-	}
 	if len(rec.Config.Publish) == 0 || len(ns.endpoints) == 0 {
 		return nil
 	}
@@ -776,16 +775,15 @@ func (ns *netSetup) publish(ctx context.Context, rec *containerRecord) error {
 }
 
 // reservePorts reserves the container's host ports for its first
-// endpoint, once. A reservation is a socket bound to the host port, held
+// endpoint, before publish. A reservation is a socket bound to the host port, held
 // by this process while the container runs: a port in use by anything is
 // refused, and of two containers publishing one port at once exactly one
 // wins. A direct start reserves before the container's program runs and
 // publishes the rest (publish) while it starts.
 func (ns *netSetup) reservePorts(rec *containerRecord) error {
-	if ns.reserved || len(rec.Config.Publish) == 0 || len(ns.endpoints) == 0 {
+	if len(rec.Config.Publish) == 0 || len(ns.endpoints) == 0 {
 		return nil
 	}
-	ns.reserved = true
 	ep := ns.endpoints[0]
 	var bound []PortBinding
 	for _, p := range rec.Config.Publish {

@@ -69,6 +69,11 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	// record is written, a directory is no container to those listing
 	// containers/.
 	dir := r.containerDir(id)
+	giveBack := func() { // a directory no container was made in
+		if !r.keepSpare(dir) {
+			os.RemoveAll(dir)
+		}
+	}
 	r.takeSpare(dir) // else made below
 	tr.mark("spare")
 	if err := makeContainerDir(dir); err != nil {
@@ -77,16 +82,14 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	}
 	tr.mark("dirs")
 	if err := r.claimName(name, id); err != nil {
-		if !r.keepSpare(dir) {
-			os.RemoveAll(dir)
-		}
+		giveBack()
 		return nil, err
 	}
 	tr.mark("name")
 	mounts, releaseVolumes, err := r.resolveMounts(ctx, img, &o)
 	if err != nil {
 		r.releaseName(name, id)
-		os.RemoveAll(dir)
+		giveBack()
 		return nil, err
 	}
 	defer releaseVolumes()

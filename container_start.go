@@ -528,17 +528,15 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 		}
 	}
 	d, err := initproc.PrepareDirect(spec, tty, netReady, lateFiles)
+	publishErr := sync.OnceValue(func() error { return <-published })
 	if attaching {
 		// Whatever happens next, the wiring is done (or failed) before
-		// anything is undone.
-		netErr := <-wired
-		if err == nil && netErr != nil {
-			<-published
+		// anything is undone, and the publish (which does not touch the
+		// thread's namespace) before startDirect returns.
+		defer publishErr()
+		if netErr := <-wired; err == nil && netErr != nil {
 			d.Abort()
 			return netErr
-		}
-		if err != nil {
-			<-published
 		}
 	}
 	if err != nil {
@@ -546,9 +544,6 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	}
 	tr.mark("prepare")
 	if err := cgroupReady(); err != nil {
-		if attaching {
-			<-published
-		}
 		d.Abort()
 		return err
 	}
@@ -570,7 +565,7 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	if attaching {
 		// Before anything is undone, and before Run returns: a publish
 		// that failed fails the start, which kills the process.
-		if netErr := <-published; err == nil && netErr != nil {
+		if netErr := publishErr(); err == nil && netErr != nil {
 			return netErr
 		}
 		tr.mark("publish")

@@ -7,7 +7,6 @@ package bridge
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -359,21 +358,12 @@ func Aliased(prefix string) (map[string]string, error) {
 // bridgeDumpRequest is an RTM_GETLINK dump request's payload for every
 // bridge (AF_UNSPEC), without statistics.
 var bridgeDumpRequest = func() []byte {
-	b := make([]byte, unix.SizeofIfInfomsg)
-	attr := func(typ uint16, val []byte) []byte {
-		a := make([]byte, unix.SizeofRtAttr, unix.SizeofRtAttr+len(val)+3)
-		binary.NativeEndian.PutUint16(a[0:], uint16(unix.SizeofRtAttr+len(val)))
-		binary.NativeEndian.PutUint16(a[2:], typ)
-		a = append(a, val...)
-		for len(a)%4 != 0 {
-			a = append(a, 0)
-		}
-		return a
-	}
 	const skipStats = 1 << 3 // RTEXT_FILTER_SKIP_STATS
-	b = append(b, attr(unix.IFLA_EXT_MASK, binary.NativeEndian.AppendUint32(nil, skipStats))...)
-	b = append(b, attr(unix.IFLA_LINKINFO, attr(unix.IFLA_INFO_KIND, []byte("bridge\x00")))...)
-	return b
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.ZeroTerminated("bridge"))
+	b := make([]byte, unix.SizeofIfInfomsg)
+	b = append(b, nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(skipStats)).Serialize()...)
+	return append(b, info.Serialize()...)
 }()
 
 // cString is a netlink string attribute without its terminating NUL.
