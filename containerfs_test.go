@@ -257,8 +257,10 @@ func TestCopyRoundTrip(t *testing.T) {
 			out := &lockedBuffer{}
 			script := "mkdir /data && echo old > /data/existing"
 			if running {
-				// Proves the container sees what CopyTo wrote.
-				script += "; (while [ ! -f /data/seen ]; do usleep 10000; done; cat /data/seen) &"
+				// Proves the container sees what CopyTo wrote. CopyTo makes
+				// the file before it writes it, as docker cp does, so the
+				// loop waits for the content, not for the name.
+				script += "; (until grep -q container /data/seen 2>/dev/null; do usleep 10000; done; cat /data/seen) &"
 			}
 			c := fsContainer(t, rt, "busybox", script, running, out)
 
