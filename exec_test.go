@@ -211,7 +211,7 @@ func TestExecSharesFiles(t *testing.T) {
 	rt := execRuntime(t)
 	var out execBuffer
 	c := execContainer(t, rt, &berth.Process{Args: []string{"sh", "-c",
-		`while [ ! -f /tmp/from-exec ]; do usleep 10000; done; cat /tmp/from-exec; echo pid1 > /tmp/from-pid1; exec sleep 300`}, Stdout: &out})
+		`until grep -q exec /tmp/from-exec 2>/dev/null; do usleep 10000; done; cat /tmp/from-exec; echo pid1 > /tmp/from-pid1; exec sleep 300`}, Stdout: &out})
 	execOut(t, c, &berth.Process{Args: []string{"sh", "-c", "echo exec > /tmp/from-exec"}})
 	execEventually(t, "the first process to read the exec's file", func() bool { return out.String() == "exec\n" })
 	execEventually(t, "the first process's file", func() bool {
