@@ -88,15 +88,16 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	for _, o := range opts {
 		o.applyRuntime(r)
 	}
-	// Bridges and tables of roots that no longer exist are found in
-	// the kernel, not in this root: that sweep runs beside this root's.
-	orphans := make(chan []string, 1)
-	go func() { orphans <- sweepOrphanBridges() }()
 	r.sweepContainers()
 	tr.mark("containers")
-	o := <-orphans
+	// Bridges and tables of roots that no longer exist are found in the
+	// kernel, not in this root. The sweep runs here, not on a goroutine
+	// beside the one above: it takes 0.1-0.4 ms, and a goroutine a fresh
+	// program starts here waited 0.2-1.2 ms for a thread (traced), behind
+	// the background work sweepContainers starts.
+	tables := sweepOrphanBridges()
 	tr.mark("orphans")
-	r.sweepNetworks(o)
+	r.sweepNetworks(tables)
 	tr.mark("networks")
 	return r, nil
 }
