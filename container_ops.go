@@ -672,6 +672,7 @@ func (r *Runtime) deleteCgroup(id string) bool {
 	if err != nil {
 		return true
 	}
+	r.cgroupsChanged.Store(true)
 	cg.Kill()
 	return cg.Delete() == nil
 }

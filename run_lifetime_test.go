@@ -120,6 +120,47 @@ func cgroupDirs(t *testing.T, root string) []string {
 	return out
 }
 
+// parentCgroups lists the root's parent cgroup in every hierarchy where it
+// exists: /sys/fs/cgroup/*/berth/<tag> and /sys/fs/cgroup/berth/<tag>.
+func parentCgroups(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	for _, pattern := range []string{"/sys/fs/cgroup/*/berth/" + rootTag(root), "/sys/fs/cgroup/berth/" + rootTag(root)} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m...)
+	}
+	return out
+}
+
+// TestLifetimeCloseRemovesParentCgroup: the root's parent cgroup goes
+// with the Close of a Runtime that ran a container in it, once it is
+// empty, also when that Runtime was opened while another's container
+// still ran (its New found a container cgroup, not an empty root).
+func TestLifetimeCloseRemovesParentCgroup(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	long := mustRun(t, rt, "busybox", sh("sleep 300"))
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	mustOutput(t, rt2, "busybox", sh("true"), berth.WithAutoRemove())
+	if err := long.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	if len(parentCgroups(t, rt.Root())) == 0 {
+		t.Fatal("no parent cgroup for the root before Close: the test checks nothing")
+	}
+	rt2.Close()
+	if left := parentCgroups(t, rt.Root()); len(left) > 0 {
+		t.Errorf("the root's parent cgroup is left after Close: %v", left)
+	}
+}
+
 // mountinfo returns the host's mount table without mount IDs, which
 // change when anything remounts.
 func mountinfo(t *testing.T) string {
@@ -1015,10 +1056,28 @@ func TestLifetimeSweepOrphanCgroup(t *testing.T) {
 	if d := cgroupDirs(t, root); len(d) > 0 {
 		t.Errorf("cgroups left after New and Close: %v", d)
 	}
+	if left := parentCgroups(t, root); len(left) > 0 {
+		t.Errorf("the root's parent cgroup is left after New and Close in %v", left)
+	}
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
 		t.Error("the orphaned cgroup's process still runs 5 s after New and Close")
+	}
+
+	// A program that died between making the parent and its container's
+	// cgroup leaves the parent alone: the next New and Close remove it.
+	for _, h := range hierarchies {
+		if err := os.MkdirAll(filepath.Join(h, "berth", rootTag(root)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rt, err = berth.New(root); err != nil {
+		t.Fatal(err)
+	}
+	rt.Close()
+	if left := parentCgroups(t, root); len(left) > 0 {
+		t.Errorf("an empty parent cgroup is left after New and Close in %v", left)
 	}
 }
 
