@@ -48,8 +48,8 @@ type Runtime struct {
 	// have become empty: Close tries to remove it (ten failing rmdirs,
 	// 0.1-0.2 ms, in a CLI exec or ps on a root with running containers).
 	cgroupsChanged atomic.Bool
-	runImagesMu  sync.Mutex
-	runImages    map[string]*Image // manifest digest → parsed for Run (see runImage)
+	runImagesMu    sync.Mutex
+	runImages      map[string]*Image // manifest digest → parsed for Run (see runImage)
 
 	warmMu       sync.Mutex
 	warm         *initproc.Warm // a child stage started ahead of need, or nil
