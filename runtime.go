@@ -45,8 +45,9 @@ type Runtime struct {
 	startedOne   atomic.Bool    // an attached container was started (Run)
 	// cgroupsChanged: this Runtime made or deleted a container's cgroup,
 	// or found the root with none. Only then may the root's parent cgroup
-	// have become empty: Close tries to remove it (ten failing rmdirs,
-	// 0.1-0.2 ms, in a CLI exec or ps on a root with running containers).
+	// have become empty, and Close tries to remove it: one rmdir per
+	// hierarchy, which fail while containers run (ten here, 0.1-0.2 ms of
+	// a CLI exec or ps).
 	cgroupsChanged atomic.Bool
 	runImagesMu    sync.Mutex
 	runImages      map[string]*Image // manifest digest → parsed for Run (see runImage)
