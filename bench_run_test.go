@@ -73,15 +73,24 @@ func BenchmarkRunDetached50(b *testing.B) {
 	berthtest.Busybox(b, rt, "busybox")
 	ctx := context.Background()
 	var perCtr []float64
+	var cs []*berth.Container
+	// Detached containers outlive the benchmark: a failed iteration's are
+	// removed here, before the root goes with the temporary directory (a
+	// monitor would otherwise keep them running with their root deleted).
+	b.Cleanup(func() {
+		for _, c := range cs {
+			c.Remove(ctx, berth.WithForce())
+		}
+	})
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		before := usedMemory()
 		b.StartTimer()
-		var cs []*berth.Container
+		cs = cs[:0]
 		for j := 0; j < 50; j++ {
 			c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach())
 			if err != nil {
-				b.Fatal(err)
+				b.Fatalf("container %d of 50: %v", j+1, err)
 			}
 			cs = append(cs, c)
 		}
@@ -95,8 +104,11 @@ func BenchmarkRunDetached50(b *testing.B) {
 		}
 		perCtr = append(perCtr, float64(after-before-own)/50/(1<<20))
 		for _, c := range cs {
-			c.Remove(ctx, berth.WithForce())
+			if err := c.Remove(ctx, berth.WithForce()); err != nil {
+				b.Fatalf("removing %s: %v", c.Name, err)
+			}
 		}
+		cs = cs[:0]
 		awaitBackgroundRemovals(b, rt.Root())
 		b.StartTimer()
 	}
