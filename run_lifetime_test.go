@@ -1316,3 +1316,31 @@ func TestLifetimeSweepUnreadableRecord(t *testing.T) {
 	c2 := mustRun(t, rt, "busybox", sh("true"), berth.WithName("crashed"), berth.WithAutoRemove())
 	c2.Wait(ctx)
 }
+
+// TestLifetimeRemoveDetachedRemovesParentCgroup: a detached container's
+// monitor never closes its Runtime, so the program that removes the root's
+// last container removes the parent cgroup at its Close, also when its New
+// found that container's cgroup (docker rm -f from another shell).
+func TestLifetimeRemoveDetachedRemovesParentCgroup(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if _, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach(), berth.WithName("last")); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	c, err := rt2.Container(ctx, "last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	rt2.Close()
+	if left := parentCgroups(t, rt.Root()); len(left) > 0 {
+		t.Errorf("the root's parent cgroup is left after the last container's removal and Close: %v", left)
+	}
+}

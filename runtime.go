@@ -43,11 +43,13 @@ type Runtime struct {
 	background   sync.WaitGroup // work begun by inBackground; Close waits for it
 	configIDs    sync.Map       // manifest digest → config digest (both immutable)
 	startedOne   atomic.Bool    // an attached container was started (Run)
-	// cgroupsChanged: this Runtime made or deleted a container's cgroup,
-	// or found the root with none. Only then may the root's parent cgroup
-	// have become empty, and Close tries to remove it: one rmdir per
-	// hierarchy, which fail while containers run (ten here, 0.1-0.2 ms of
-	// a CLI exec or ps).
+	// cgroupsChanged: this Runtime made, removed, stopped, signalled or
+	// waited for a container, deleted a cgroup, or found the root with
+	// none. Only then may the root's parent cgroup have become empty (or
+	// been left empty by a dead program), and Close tries to remove it:
+	// one rmdir per hierarchy, which fail while containers run (ten here,
+	// 0.1-0.2 ms of a CLI exec or ps). A monitor never closes its
+	// Runtime: the program that ends or removes the last container does.
 	cgroupsChanged atomic.Bool
 	runImagesMu    sync.Mutex
 	runImages      map[string]*Image // manifest digest → parsed for Run (see runImage)
