@@ -609,8 +609,10 @@ type removeOptionFunc func(*removeConfig)
 
 func (f removeOptionFunc) applyRemove(c *removeConfig) { f(c) }
 
-// WithForce kills a running container before removing it (docker rm -f).
-// Default: removing a running container fails with ErrInUse.
+// WithForce kills a running container before removing it (docker rm -f),
+// also one whose state file cannot be read (its processes are found
+// through its cgroup). Default: removing a running container fails with
+// ErrInUse.
 func WithForce() RemoveOption { return removeOptionFunc(func(c *removeConfig) { c.force = true }) }
 
 // WithRemoveVolumes also removes the container's anonymous volumes (docker
@@ -632,6 +634,9 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	rec, err := c.rt.currentRecord(c.ID)
 	if errors.Is(err, ErrNotFound) {
 		return nil
+	}
+	if errors.Is(err, errUnreadableRecord) && cfg.force {
+		return c.rt.removeDamaged(ctx, c.ID)
 	}
 	if err != nil {
 		return err
@@ -658,6 +663,25 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	if cfg.volumes {
 		c.rt.removeAnonymousVolumes(rec.Config.Mounts)
 	}
+	return nil
+}
+
+// removeDamaged is a forced Remove of container id, whose record does not
+// parse: its processes are killed through its cgroup, which needs no
+// record, and once its owner has let go (recording the exit fails, the
+// lock goes all the same) it is removed as the sweep removes one
+// (removeWithoutRecord). Without it, such a container could be removed by
+// no one while a monitor owned it.
+func (r *Runtime) removeDamaged(ctx context.Context, id string) error {
+	if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
+		cg.Kill()
+	}
+	unlock, err := r.store.Lock(ctx, "owner-"+id, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r.removeWithoutRecord(id)
 	return nil
 }
 

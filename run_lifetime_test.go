@@ -1317,6 +1317,43 @@ func TestLifetimeSweepUnreadableRecord(t *testing.T) {
 	c2.Wait(ctx)
 }
 
+// TestRemoveForceUnreadableRecord: a running detached container whose
+// record no longer parses cannot be swept (its monitor owns it), but a
+// forced Remove kills its processes through its cgroup and removes it and
+// its name; without force, Remove says why it cannot.
+func TestRemoveForceUnreadableRecord(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach(), berth.WithName("damaged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rt.Root(), "containers", c.ID, "state.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(ctx); err == nil || !strings.Contains(err.Error(), "unreadable") {
+		t.Fatalf("Remove without force of a container with a damaged record = %v, want an error saying the state file is unreadable", err)
+	}
+	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatalf("forced Remove: %v", err)
+	}
+	if !eventually(5*time.Second, func() bool { return !alive(st.Pid) }) {
+		t.Errorf("the container's process %d still runs after the forced Remove", st.Pid)
+	}
+	if _, err := os.Stat(filepath.Join(rt.Root(), "containers", c.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the container's directory is still there (Stat: %v)", err)
+	}
+	if d := cgroupDirs(t, rt.Root()); len(d) > 0 {
+		t.Errorf("cgroups left: %v", d)
+	}
+	c2 := mustRun(t, rt, "busybox", sh("true"), berth.WithName("damaged"), berth.WithAutoRemove())
+	c2.Wait(ctx)
+}
+
 // TestLifetimeRemoveDetachedRemovesParentCgroup: a detached container's
 // monitor never closes its Runtime, so the program that removes the root's
 // last container removes the parent cgroup at its Close, also when its New

@@ -162,6 +162,13 @@ func (r *Runtime) removeUnreadable(id string) {
 		return
 	}
 	defer unlock()
+	r.removeWithoutRecord(id)
+}
+
+// removeWithoutRecord removes container id, whose record cannot be read,
+// under its owner lock: its name is the names/ entry linked to its name
+// file.
+func (r *Runtime) removeWithoutRecord(id string) {
 	var own unix.Stat_t
 	if unix.Stat(filepath.Join(r.containerDir(id), nameFile), &own) == nil && own.Nlink > 1 {
 		names, _ := os.ReadDir(filepath.Join(r.root, "names"))
