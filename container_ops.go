@@ -213,13 +213,15 @@ func (r *Runtime) owned(id string) *running {
 
 // Container finds a container of the root by name, full ID or unique ID
 // prefix (docker's rules), including containers started by other programs.
+// A container whose state file does not parse is found too: a forced
+// Remove removes it, other calls report the damage.
 func (r *Runtime) Container(ctx context.Context, nameOrID string) (*Container, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
 	}
 	name := strings.TrimPrefix(nameOrID, "/")
 	if id, err := os.ReadFile(filepath.Join(r.root, "names", name)); err == nil && validContainerName(name) {
-		if _, err := r.readRecord(string(id)); err == nil {
+		if _, err := r.readRecord(string(id)); err == nil || errors.Is(err, errUnreadableRecord) {
 			return r.containerHandle(string(id), name), nil
 		}
 	}
@@ -227,24 +229,29 @@ func (r *Runtime) Container(ctx context.Context, nameOrID string) (*Container, e
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	var match *containerRecord
+	var matchID, matchName string
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), nameOrID) || nameOrID == "" {
+		id := e.Name()
+		if !strings.HasPrefix(id, nameOrID) || nameOrID == "" || !validContainerID(id) {
 			continue
 		}
-		rec, err := r.readRecord(e.Name())
-		if err != nil {
+		rec, err := r.readRecord(id)
+		recName := ""
+		switch {
+		case err == nil:
+			recName = rec.Name
+		case !errors.Is(err, errUnreadableRecord):
 			continue
 		}
-		if match != nil {
+		if matchID != "" {
 			return nil, fmt.Errorf("%w: container ID prefix %q is ambiguous", ErrInvalid, nameOrID)
 		}
-		match = rec
+		matchID, matchName = id, recName
 	}
-	if match == nil {
+	if matchID == "" {
 		return nil, fmt.Errorf("no such container: %s: %w", nameOrID, ErrNotFound)
 	}
-	return r.containerHandle(match.ID, match.Name), nil
+	return r.containerHandle(matchID, matchName), nil
 }
 
 func (r *Runtime) containerHandle(id, name string) *Container {

@@ -1318,9 +1318,10 @@ func TestLifetimeSweepUnreadableRecord(t *testing.T) {
 }
 
 // TestRemoveForceUnreadableRecord: a running detached container whose
-// record no longer parses cannot be swept (its monitor owns it), but a
-// forced Remove kills its processes through its cgroup and removes it and
-// its name; without force, Remove says why it cannot.
+// record no longer parses cannot be swept (its monitor owns it), but
+// another program finds it by name or ID, and a forced Remove kills its
+// processes through its cgroup and removes it and its name; without
+// force, Remove says why it cannot.
 func TestRemoveForceUnreadableRecord(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
@@ -1338,7 +1339,20 @@ func TestRemoveForceUnreadableRecord(t *testing.T) {
 	if err := c.Remove(ctx); err == nil || !strings.Contains(err.Error(), "unreadable") {
 		t.Fatalf("Remove without force of a container with a damaged record = %v, want an error saying the state file is unreadable", err)
 	}
-	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+	// Found by name and by ID prefix from another program (berth rm -f).
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	if byID, err := rt2.Container(ctx, c.ID[:12]); err != nil || byID.ID != c.ID {
+		t.Fatalf("Container(ID prefix) of a container with a damaged record = %v, %v", byID, err)
+	}
+	found, err := rt2.Container(ctx, "damaged")
+	if err != nil {
+		t.Fatalf("Container(name) of a container with a damaged record: %v", err)
+	}
+	if err := found.Remove(ctx, berth.WithForce()); err != nil {
 		t.Fatalf("forced Remove: %v", err)
 	}
 	if !eventually(5*time.Second, func() bool { return !alive(st.Pid) }) {
@@ -1372,6 +1386,9 @@ func TestLifetimeRemoveDetachedRemovesParentCgroup(t *testing.T) {
 	c, err := rt2.Container(ctx, "last")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(parentCgroups(t, rt.Root())) == 0 {
+		t.Fatal("no parent cgroup for the root while a container runs: the test checks nothing")
 	}
 	if err := c.Remove(ctx, berth.WithForce()); err != nil {
 		t.Fatal(err)
