@@ -135,6 +135,28 @@ func parentCgroups(t *testing.T, root string) []string {
 	return out
 }
 
+// reopen opens a second Runtime on rt's root, as another program would;
+// it is closed when the test ends.
+func reopen(t *testing.T, rt *berth.Runtime) *berth.Runtime {
+	t.Helper()
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt2.Close() })
+	return rt2
+}
+
+// runSleeper starts a detached `sleep 300` named name.
+func runSleeper(t *testing.T, rt *berth.Runtime, name string) *berth.Container {
+	t.Helper()
+	c, err := rt.Run(context.Background(), "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach(), berth.WithName(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestLifetimeCloseRemovesParentCgroup: the root's parent cgroup goes
 // with the Close of a Runtime that ran a container in it, once it is
 // empty, also when that Runtime was opened while another's container
@@ -143,11 +165,7 @@ func TestLifetimeCloseRemovesParentCgroup(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	long := mustRun(t, rt, "busybox", sh("sleep 300"))
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt2.Close()
+	rt2 := reopen(t, rt)
 	mustOutput(t, rt2, "busybox", sh("true"), berth.WithAutoRemove())
 	if err := long.Remove(ctx, berth.WithForce()); err != nil {
 		t.Fatal(err)
@@ -1310,11 +1328,18 @@ func TestLifetimeSweepUnreadableRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	if _, err := os.Stat(filepath.Join(root, "containers", c.ID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the container with an unreadable record is still there (Stat: %v)", err)
+	assertGone(t, rt, c.ID, "crashed")
+}
+
+// assertGone checks that container id's directory is gone and that its
+// name can be taken again.
+func assertGone(t *testing.T, rt *berth.Runtime, id, name string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(rt.Root(), "containers", id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the container's directory is still there (Stat: %v)", err)
 	}
-	c2 := mustRun(t, rt, "busybox", sh("true"), berth.WithName("crashed"), berth.WithAutoRemove())
-	c2.Wait(ctx)
+	c := mustRun(t, rt, "busybox", sh("true"), berth.WithName(name), berth.WithAutoRemove())
+	c.Wait(context.Background())
 }
 
 // TestRemoveForceUnreadableRecord: a running detached container whose
@@ -1325,10 +1350,7 @@ func TestLifetimeSweepUnreadableRecord(t *testing.T) {
 func TestRemoveForceUnreadableRecord(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach(), berth.WithName("damaged"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := runSleeper(t, rt, "damaged")
 	st, err := c.State(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -1340,11 +1362,7 @@ func TestRemoveForceUnreadableRecord(t *testing.T) {
 		t.Fatalf("Remove without force of a container with a damaged record = %v, want an error saying the state file is unreadable", err)
 	}
 	// Found by name and by ID prefix from another program (berth rm -f).
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt2.Close()
+	rt2 := reopen(t, rt)
 	if byID, err := rt2.Container(ctx, c.ID[:12]); err != nil || byID.ID != c.ID {
 		t.Fatalf("Container(ID prefix) of a container with a damaged record = %v, %v", byID, err)
 	}
@@ -1358,14 +1376,10 @@ func TestRemoveForceUnreadableRecord(t *testing.T) {
 	if !eventually(5*time.Second, func() bool { return !alive(st.Pid) }) {
 		t.Errorf("the container's process %d still runs after the forced Remove", st.Pid)
 	}
-	if _, err := os.Stat(filepath.Join(rt.Root(), "containers", c.ID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the container's directory is still there (Stat: %v)", err)
-	}
 	if d := cgroupDirs(t, rt.Root()); len(d) > 0 {
 		t.Errorf("cgroups left: %v", d)
 	}
-	c2 := mustRun(t, rt, "busybox", sh("true"), berth.WithName("damaged"), berth.WithAutoRemove())
-	c2.Wait(ctx)
+	assertGone(t, rt, c.ID, "damaged")
 }
 
 // TestLifetimeRemoveDetachedRemovesParentCgroup: a detached container's
@@ -1375,14 +1389,8 @@ func TestRemoveForceUnreadableRecord(t *testing.T) {
 func TestLifetimeRemoveDetachedRemovesParentCgroup(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	if _, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach(), berth.WithName("last")); err != nil {
-		t.Fatal(err)
-	}
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt2.Close()
+	runSleeper(t, rt, "last")
+	rt2 := reopen(t, rt)
 	c, err := rt2.Container(ctx, "last")
 	if err != nil {
 		t.Fatal(err)
