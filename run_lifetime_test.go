@@ -1406,3 +1406,32 @@ func TestLifetimeRemoveDetachedRemovesParentCgroup(t *testing.T) {
 		t.Errorf("the root's parent cgroup is left after the last container's removal and Close: %v", left)
 	}
 }
+
+// TestRemoveForceUnreadableRecordAttached: the same for an attached
+// container, whose owner is the Runtime removing it: the forced Remove
+// does not wait on itself, and Wait reports the kill.
+func TestRemoveForceUnreadableRecordAttached(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("sleep 300"), berth.WithName("damaged"))
+	st, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rt.Root(), "containers", c.ID, "state.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Remove(rctx, berth.WithForce()); err != nil {
+		t.Fatalf("forced Remove: %v", err)
+	}
+	if !eventually(5*time.Second, func() bool { return !alive(st.Pid) }) {
+		t.Errorf("the container's process %d still runs after the forced Remove", st.Pid)
+	}
+	var ee *berth.ExitError
+	if err := c.Wait(rctx); !errors.As(err, &ee) || ee.Signal != 9 {
+		t.Errorf("Wait after the forced Remove = %v, want the SIGKILL exit", err)
+	}
+	assertGone(t, rt, c.ID, "damaged")
+}
