@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
 )
 
@@ -167,6 +168,12 @@ func monitorMain(root string) int {
 	ln.Close()
 	// Let in-flight starts finish before the process goes.
 	m.wg.Wait()
+	// The monitor never closes its Runtime (a program's Close would kill
+	// what it owns): the root's parent cgroup goes here when the last of
+	// the root's containers has, as at a program's Close. A container that
+	// exits on its own, or that another program stopped before the monitor
+	// had deleted its cgroup, left it otherwise.
+	cgroup.RemoveIfEmpty("/berth/" + rootTag(rt.root))
 	return 0
 }
 

@@ -1435,3 +1435,19 @@ func TestRemoveForceUnreadableRecordAttached(t *testing.T) {
 	}
 	assertGone(t, rt, c.ID, "damaged")
 }
+
+// TestLifetimeMonitorRemovesParentCgroup: a detached container that exits
+// on its own, with no program left to close, takes the root's parent
+// cgroup with it: its monitor removes it when it goes.
+func TestLifetimeMonitorRemovesParentCgroup(t *testing.T) {
+	rt := busyboxRuntime(t)
+	if _, err := rt.Run(context.Background(), "busybox", sh("sleep 1"), berth.WithDetach()); err != nil {
+		t.Fatal(err)
+	}
+	if len(parentCgroups(t, rt.Root())) == 0 {
+		t.Fatal("no parent cgroup for the root while a container runs: the test checks nothing")
+	}
+	if !eventually(20*time.Second, func() bool { return len(parentCgroups(t, rt.Root())) == 0 }) {
+		t.Errorf("the root's parent cgroup is left 20 s after its only container exited: %v", parentCgroups(t, rt.Root()))
+	}
+}
