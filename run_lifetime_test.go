@@ -1451,3 +1451,27 @@ func TestLifetimeMonitorRemovesParentCgroup(t *testing.T) {
 		t.Errorf("the root's parent cgroup is left 20 s after its only container exited: %v", parentCgroups(t, rt.Root()))
 	}
 }
+
+// TestLifetimeWaitRemovesParentCgroup: a program that waited for the
+// root's last container to end (opened while it ran) removes the parent
+// cgroup at its Close, before the monitor's own removal when it goes
+// idle (monitorIdle, 2 s, after the exit).
+func TestLifetimeWaitRemovesParentCgroup(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if _, err := rt.Run(ctx, "busybox", sh("sleep 1"), berth.WithDetach(), berth.WithName("brief")); err != nil {
+		t.Fatal(err)
+	}
+	rt2 := reopen(t, rt)
+	c, err := rt2.Container(ctx, "brief")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2.Close()
+	if left := parentCgroups(t, rt.Root()); len(left) > 0 {
+		t.Errorf("the root's parent cgroup is left after Wait and Close: %v", left)
+	}
+}
