@@ -171,6 +171,5 @@ type Rlimit struct {
 // goroutine, any number of times, also on a container started by another
 // program; ctx bounds the wait only.
 func (c *Container) Wait(ctx context.Context) error {
-	c.rt.cgroupsChanged.Store(true) // it may see the root's last container end
 	return c.rt.waitContainer(ctx, c)
 }

@@ -534,7 +534,6 @@ func waitPidfd(ctx context.Context, fd int) {
 
 // Signal sends sig to the container's first process (docker kill -s).
 func (c *Container) Signal(ctx context.Context, sig Signal) error {
-	c.rt.cgroupsChanged.Store(true) // it may end the root's last container
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
 		return err
@@ -566,7 +565,6 @@ func (c *Container) Signal(ctx context.Context, sig Signal) error {
 // the container's stop timeout (DefaultStopTimeout unless WithStopTimeout
 // set one). Stopping a container that is not running is not an error.
 func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
-	c.rt.cgroupsChanged.Store(true) // it may end the root's last container
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
 		return err
@@ -705,7 +703,6 @@ func (r *Runtime) deleteCgroup(id string) bool {
 	if err != nil {
 		return true
 	}
-	r.cgroupsChanged.Store(true)
 	cg.Kill()
 	return cg.Delete() == nil
 }
@@ -719,7 +716,6 @@ func (r *Runtime) removeContainerDir(id, name string) { r.removeDir(id, name, tr
 // (spare): one still exiting could hold the overlay mounted, and the next
 // container would share its upper directory.
 func (r *Runtime) removeDir(id, name string, spare bool) {
-	r.cgroupsChanged.Store(true) // the root may have no container left
 	dir := r.containerDir(id)
 	// Rename first so a half-removed container is never listed; what is
 	// under tmp/ is emptied into a spare or deleted in the background

@@ -348,7 +348,6 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	res := cgroupResources(rec.Config.Resources)
 	cgroupPath := r.cgroupPath(rec.ID)
 	newCgroup := func() (err error) {
-		r.cgroupsChanged.Store(true)
 		if run.cg, err = cgroup.New(cgroupPath, res); err != nil {
 			return fmt.Errorf("creating the container's cgroup: %w", err)
 		}

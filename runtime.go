@@ -43,16 +43,8 @@ type Runtime struct {
 	background   sync.WaitGroup // work begun by inBackground; Close waits for it
 	configIDs    sync.Map       // manifest digest → config digest (both immutable)
 	startedOne   atomic.Bool    // an attached container was started (Run)
-	// cgroupsChanged: this Runtime made, removed, stopped, signalled or
-	// waited for a container, deleted a cgroup, or found the root with
-	// none. Only then may the root's parent cgroup have become empty (or
-	// been left empty by a dead program), and Close tries to remove it:
-	// one rmdir per hierarchy, which fail while containers run (ten here,
-	// 0.1-0.2 ms of a CLI exec or ps). A monitor never closes its
-	// Runtime: the program that ends or removes the last container does.
-	cgroupsChanged atomic.Bool
-	runImagesMu    sync.Mutex
-	runImages      map[string]*Image // manifest digest → parsed for Run (see runImage)
+	runImagesMu  sync.Mutex
+	runImages    map[string]*Image // manifest digest → parsed for Run (see runImage)
 
 	warmMu       sync.Mutex
 	warm         *initproc.Warm // a child stage started ahead of need, or nil
@@ -164,9 +156,7 @@ func (r *Runtime) Close() error {
 	r.background.Wait()
 	tr.mark("background")
 	// The root's parent cgroup goes once nothing of this root is in it.
-	if r.cgroupsChanged.Load() {
-		cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))
-	}
+	cgroup.RemoveIfEmpty("/berth/" + rootTag(r.root))
 	tr.mark("cgroup")
 	return nil
 }

@@ -78,10 +78,6 @@ func (r *Runtime) sweepCgroups(entries []os.DirEntry) {
 		known[e.Name()] = true
 	}
 	cgs, _ := cgroup.List(prefix)
-	if len(cgs) == 0 {
-		// A dead program may have left the parent itself: Close removes it.
-		r.cgroupsChanged.Store(true)
-	}
 	for _, p := range cgs {
 		id := p[strings.LastIndex(p, "/")+1:]
 		if known[id] {
@@ -94,7 +90,6 @@ func (r *Runtime) sweepCgroups(entries []os.DirEntry) {
 			continue
 		}
 		if cg, err := cgroup.Load(p); err == nil {
-			r.cgroupsChanged.Store(true)
 			cg.Kill()
 			cg.Delete()
 		}

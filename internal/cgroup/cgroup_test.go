@@ -957,3 +957,34 @@ func devicesRoot(t *testing.T) string {
 	}
 	return root
 }
+
+// TestRemoveIfEmpty: a parent with a child cgroup stays in every
+// hierarchy, and goes from every hierarchy once the child is deleted.
+func TestRemoveIfEmpty(t *testing.T) {
+	l := layouts(t)[0].l
+	parent := parentFor(t, l)
+	child := mustNew(t, l, parent+"/c", Resources{})
+	roots, err := l.roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveIfEmpty(parent); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roots {
+		if _, err := os.Stat(filepath.Join(r, parent)); err != nil {
+			t.Errorf("%s went while it had a child: %v", filepath.Join(r, parent), err)
+		}
+	}
+	if err := child.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveIfEmpty(parent); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roots {
+		if _, err := os.Stat(filepath.Join(r, parent)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is left after its only child went (Stat: %v)", filepath.Join(r, parent), err)
+		}
+	}
+}
