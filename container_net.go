@@ -167,11 +167,7 @@ func (r *Runtime) keptEndpointFiles(ep *endpointRecord) []string {
 // inode where it can (writeSwapped): its name server, other containers'
 // and the sweep read it at any moment.
 func (r *Runtime) writeEndpoint(ep *endpointRecord) error {
-	b, err := json.Marshal(ep)
-	if err != nil {
-		return err
-	}
-	return writeSwapped(r.endpointPath(ep.NetworkID, ep.ContainerID), r.keptEndpointFiles(ep), b)
+	return writeJSONSwapped(r.endpointPath(ep.NetworkID, ep.ContainerID), r.keptEndpointFiles(ep), ep)
 }
 
 // dropEndpoint deletes the endpoint's file: it goes back to the container's

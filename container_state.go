@@ -118,12 +118,8 @@ var recordSpares = []string{"state.next", "state.old"}
 // (removeUnreadable). Before, each write made a file and freed the one it
 // replaced: three of each per detached start.
 func (r *Runtime) writeRecord(rec *containerRecord) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
 	dir := r.containerDir(rec.ID)
-	return writeSwapped(filepath.Join(dir, recordName), keptIn(dir, recordSpares), b)
+	return writeJSONSwapped(filepath.Join(dir, recordName), keptIn(dir, recordSpares), rec)
 }
 
 // updateRecord applies fn to the state file under the container's lock.

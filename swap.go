@@ -1,6 +1,7 @@
 package berth
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -46,6 +47,16 @@ func writeSwapped(dst string, kept []string, b []byte) error {
 	}
 	keepFile(tmp, kept) // it holds the previous version now
 	return nil
+}
+
+// writeJSONSwapped is writeSwapped of v's JSON, as writeJSONAtomic is for
+// files written through a temporary file.
+func writeJSONSwapped(dst string, kept []string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeSwapped(dst, kept, b)
 }
 
 // writeKept writes b into the kept file k and swaps it into place as dst
