@@ -1248,11 +1248,7 @@ func TestRecordWritesWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := reopen(t, rt)
 	done := make(chan struct{})
 	var readers sync.WaitGroup
 	for range 2 {
