@@ -131,17 +131,30 @@ func (a *applier) dir(rel string, create bool) (int, error) {
 		if perr != nil {
 			return -1, perr
 		}
-		if err := unix.Mkdirat(pfd, name, 0o755); err == nil {
-			// The umask must not decide the mode of a directory in an image.
-			if err := unix.Fchmodat(pfd, name, 0o755, 0); err != nil {
+		err = unix.Mkdirat(pfd, name, 0o755)
+		switch {
+		case err == nil:
+			// The umask must not decide the mode of a directory in an
+			// image. The mode is set through an fd of the directory just
+			// made, opened without following a symlink: a running
+			// container's process can rename it away and put a symlink
+			// to a host path in its place.
+			fd, err = unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err == nil {
+				if err = unix.Fchmod(fd, 0o755); err != nil {
+					unix.Close(fd)
+				}
+			}
+			if err != nil {
 				return -1, fmt.Errorf("creating parent directory %q: %w", rel, err)
 			}
-		} else if err != unix.EEXIST {
+		case err == unix.EEXIST:
+			// The name is a symlink that leads nowhere inside the
+			// target; opening again reports that.
+			fd, err = a.openInRoot(rel)
+		default:
 			return -1, fmt.Errorf("creating parent directory %q: %w", rel, err)
 		}
-		// On EEXIST the name is a symlink that leads nowhere inside the
-		// target; opening again reports that.
-		fd, err = a.openInRoot(rel)
 	}
 	if err != nil {
 		return -1, fmt.Errorf("opening directory %q inside the target: %w", rel, err)
@@ -671,14 +684,7 @@ func (a *applier) atMeta(pfd int, name string, hdr *tar.Header, chmod bool) erro
 		}
 	}
 	if chmod {
-		mode := uint32(hdr.Mode & 0o7777)
-		err := unix.Fchmodat(pfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
-		if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
-			// No fchmodat2 (Linux < 6.6). name is the node just made, not
-			// a symlink, so the plain call is equally safe.
-			err = unix.Fchmodat(pfd, name, mode, 0)
-		}
-		if err != nil {
+		if err := chmodNoFollow(pfd, name, uint32(hdr.Mode&0o7777)); err != nil {
 			return fmt.Errorf("changing mode: %w", err)
 		}
 	}
@@ -701,6 +707,33 @@ func (a *applier) atMeta(pfd int, name string, hdr *tar.Header, chmod bool) erro
 // on this file type (user.* on a symlink or device).
 func ignorableXattrErr(err error) bool {
 	return err == unix.ENOTSUP || err == unix.EPERM
+}
+
+// chmodNoFollow sets the mode of name in pfd, a node that must not be
+// opened for reading (a device or fifo), never through a symlink: a running
+// container's process can swap one in for the node just made, pointing at
+// a host file. fchmodat2 refuses a symlink (EOPNOTSUPP, Linux 6.6); where
+// there is no fchmodat2 (Linux 6.5 and older: the same error, or ENOSYS),
+// the mode is set through the /proc link of an O_PATH fd of the node,
+// which reaches the node itself.
+func chmodNoFollow(pfd int, name string, mode uint32) error {
+	err := unix.Fchmodat(pfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if err != unix.EOPNOTSUPP && err != unix.ENOSYS {
+		return err
+	}
+	fd, err := unix.Openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return fmt.Errorf("%s was replaced by a symlink", name)
+	}
+	return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
 }
 
 func procPath(fd int, name string) string {

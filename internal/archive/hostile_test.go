@@ -653,3 +653,38 @@ func sparseTar(t *testing.T, name string, size int64) []byte {
 	patchHeader(b, 0, func(h []byte) { h[156] = 'x' })
 	return b
 }
+
+// TestChmodNoFollow: the mode of a device or fifo an Apply made is set
+// without following a symlink a running container's process swapped in for
+// it. The symlink's target, a file outside the target directory, keeps its
+// mode; the node itself gets the tar's.
+func TestChmodNoFollow(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "host-file")
+	if err := os.WriteFile(outside, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(dir, "swapped")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pfd)
+	if err := chmodNoFollow(pfd, "swapped", 0o4755); err == nil {
+		t.Error("chmod through a swapped-in symlink succeeded")
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSetuid != 0 {
+		t.Fatalf("the symlink's target changed: %v, %v", fi.Mode(), err)
+	}
+	if err := chmodNoFollow(pfd, "fifo", 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "fifo")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("fifo mode = %v, %v; want 0640", fi.Mode(), err)
+	}
+}
