@@ -736,6 +736,9 @@ func (t *tarWalker) header(sx *unix.Statx_t, name string) *tar.Header {
 
 // walk writes the entries of the directory fd, named below rel.
 func (t *tarWalker) walk(fd int, rel string) error {
+	if err := archive.CheckDepth(rel); err != nil {
+		return err
+	}
 	names, err := readDirNames(fd)
 	if err != nil {
 		return fmt.Errorf("listing %q: %w", "/"+rel, err)
@@ -1085,6 +1088,9 @@ func (d *differ) add(kind ChangeKind, rel string) {
 // whether there were any.
 func (d *differ) walk(fd int, rel string) (bool, error) {
 	if err := d.ctx.Err(); err != nil {
+		return false, err
+	}
+	if err := archive.CheckDepth(rel); err != nil {
 		return false, err
 	}
 	names, err := readDirNames(fd)

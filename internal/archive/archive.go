@@ -63,7 +63,27 @@ var (
 	// metacopy-only file (metacopy=on). Mount with redirect_dir=off and
 	// metacopy=off.
 	ErrUnsupported = errors.New("unsupported overlay feature")
+
+	// ErrPathTooLong means a tree being written out (a layer's diff, an
+	// export, a copy) nests deeper than a path of MaxPath bytes: Apply
+	// refuses such names, and every level a walk descends holds a
+	// directory fd, which a process in a container nesting directories
+	// without end would otherwise exhaust.
+	ErrPathTooLong = errors.New("path too long")
 )
+
+// MaxPath is the longest path, in bytes, that Apply accepts and that a
+// walk of a tree descends to: Linux's PATH_MAX.
+const MaxPath = pathMax
+
+// CheckDepth returns ErrPathTooLong, naming the start of rel, when a walk
+// at rel has gone deeper than MaxPath.
+func CheckDepth(rel string) error {
+	if len(rel) <= MaxPath {
+		return nil
+	}
+	return fmt.Errorf("%w: %q... is longer than %d bytes", ErrPathTooLong, rel[:64], MaxPath)
+}
 
 // EntryError names the tar entry that Apply refused or failed on. Err is the
 // cause, usually wrapping one of the sentinel errors of this package.

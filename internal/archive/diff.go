@@ -143,6 +143,9 @@ func (t *treeWriter) root(fd int) error {
 // walk writes the entries below the directory fd, whose path in the tar
 // is rel.
 func (t *treeWriter) walk(fd int, rel string) error {
+	if err := CheckDepth(rel); err != nil {
+		return err
+	}
 	names, err := readNames(fd)
 	if err != nil {
 		return fmt.Errorf("listing %q: %w", rel, err)

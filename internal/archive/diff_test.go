@@ -243,3 +243,30 @@ func tarNames(t *testing.T, b []byte) []string {
 		names = append(names, h.Name)
 	}
 }
+
+// TestWriteTreeRefusesDeepNesting: a tree nested past MaxPath (a process
+// in a container can make one without end) fails with ErrPathTooLong
+// instead of holding a directory fd per level until the program runs out.
+func TestWriteTreeRefusesDeepNesting(t *testing.T) {
+	dir := t.TempDir()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range MaxPath/2 + 2 { // "d/" per level
+		if err := unix.Mkdirat(fd, "d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	_, _, err = WriteTree(context.Background(), dir, io.Discard, DiffOptions{})
+	if !errors.Is(err, ErrPathTooLong) {
+		t.Fatalf("WriteTree of a tree %d levels deep: %v, want ErrPathTooLong", MaxPath/2+2, err)
+	}
+}
