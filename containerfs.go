@@ -842,6 +842,13 @@ func (t *tarWalker) dir(fd int, name string, sx *unix.Statx_t) error {
 // or a symlink in between gets nothing out of it.
 func (t *tarWalker) file(pfd int, name string, hdr *tar.Header, sx *unix.Statx_t, start bool) error {
 	hdr.Typeflag = tar.TypeReg
+	if t.oneFS && sx.Mask&unix.STATX_MNT_ID != 0 && sx.Mnt_id != t.mnt {
+		// A file bound over the root filesystem's (a running container's
+		// /etc/hosts, a -v of one file): its mount point, empty, as a
+		// stopped container's export has it, and none of the bound
+		// file's content, which is no part of the container.
+		return t.tw.WriteHeader(hdr)
+	}
 	if t.hardlink(sx, hdr) {
 		return t.tw.WriteHeader(hdr)
 	}

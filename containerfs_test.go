@@ -549,6 +549,14 @@ func TestExport(t *testing.T) {
 				t.Errorf("Export of the %s container lacks %q", state, l)
 			}
 		}
+		// The files berth binds over the root filesystem are their empty
+		// mount points, running or not: their content is the host's.
+		for _, l := range listing {
+			f := strings.SplitN(l, " ", 5)
+			if slices.Contains([]string{"etc/hosts", "etc/hostname", "etc/resolv.conf"}, f[0]) && (len(f) < 5 || f[4] != "") {
+				t.Errorf("Export of the %s container has the bound file's content: %q", state, l)
+			}
+		}
 	}
 	check("running")
 	if err := c.Stop(ctx, 0); err != nil {
