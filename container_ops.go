@@ -664,6 +664,14 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 		return err
 	}
 	unlock()
+	// A copy from or to the stopped container, or its export, holds its
+	// lock while its overlay is mounted: removed meanwhile, its upper
+	// directory would become a spare that the next container mounts too.
+	unlock, err = c.rt.store.Lock(ctx, "ctr-"+c.ID, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	c.rt.removeContainerFiles(c.ID, rec.Name)
 	if cfg.volumes {
 		c.rt.removeAnonymousVolumes(rec.Config.Mounts)

@@ -621,3 +621,56 @@ func TestTop(t *testing.T) {
 		t.Errorf("Top of a stopped container = %v, want ErrNotRunning", err)
 	}
 }
+
+// blockingWriter takes its first write, then blocks until release closes.
+type blockingWriter struct {
+	first   chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.first) })
+	<-w.release
+	return len(p), nil
+}
+
+// TestRemoveWaitsForCopy: a Remove of a stopped container waits for a copy
+// that has its overlay mounted. Removed meanwhile, the container's upper
+// directory became a spare with the copy's mount still on it, which the
+// next container would mount again.
+func TestRemoveWaitsForCopy(t *testing.T) {
+	rt := fsRuntime(t)
+	ctx := context.Background()
+	c := fsContainer(t, rt, "busybox", "head -c 1048576 /dev/zero > /big", false, nil)
+	w := &blockingWriter{first: make(chan struct{}), release: make(chan struct{})}
+	copied := make(chan error, 1)
+	go func() { copied <- c.CopyFrom(ctx, "/big", w) }()
+	select {
+	case <-w.first:
+	case err := <-copied:
+		t.Fatalf("CopyFrom ended before writing: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("CopyFrom wrote nothing in 10 s")
+	}
+	removed := make(chan error, 1)
+	go func() { removed <- c.Remove(ctx) }()
+	select {
+	case err := <-removed:
+		close(w.release)
+		t.Fatalf("Remove returned (%v) while a copy had the container's overlay mounted", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(w.release)
+	if err := <-copied; err != nil {
+		t.Errorf("CopyFrom: %v", err)
+	}
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Errorf("Remove after the copy: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Remove still waits 10 s after the copy ended")
+	}
+}
