@@ -143,15 +143,31 @@ func (s *Store) TryLockIfExists(name string, exclusive bool) (unlock func(), exi
 }
 
 func (s *Store) lockFile(name string, exclusive, block bool) (func(), error) {
-	f, at, isByte, err := s.openLock(name, true)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock %s: %w", name, err)
+	for {
+		f, at, isByte, err := s.openLock(name, true)
+		if err != nil {
+			return nil, fmt.Errorf("opening lock %s: %w", name, err)
+		}
+		unlock, err := s.take(f, name, at, isByte, exclusive, block)
+		if err != nil && err != errWouldBlock {
+			return nil, fmt.Errorf("locking %s: %w", name, err)
+		}
+		if err != nil || isByte || s.stillNamed(f, name) {
+			return unlock, err
+		}
+		// The holder deleted the file (a removed volume's lock) before it
+		// let go: the lock is the file the name leads to now.
+		unlock()
 	}
-	unlock, err := s.take(f, name, at, isByte, exclusive, block)
-	if err != nil && err != errWouldBlock {
-		return nil, fmt.Errorf("locking %s: %w", name, err)
+}
+
+// stillNamed reports whether the lock file f is still locks/<name>.
+func (s *Store) stillNamed(f *os.File, name string) bool {
+	var held, named unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &held) != nil || unix.Stat(filepath.Join(s.root, "locks", name), &named) != nil {
+		return false
 	}
-	return unlock, err
+	return held.Dev == named.Dev && held.Ino == named.Ino
 }
 
 // take locks the opened lock f (flock) and returns its unlock, or closes

@@ -318,3 +318,50 @@ func TestObjectLocks(t *testing.T) {
 		t.Error("net-<id> was taken for an object lock")
 	}
 }
+
+// TestLockFileDeletedByHolder: a holder that deletes its lock file before
+// it lets go (a volume's lock, as the volume goes) does not leave a waiter
+// holding the deleted file while a newcomer locks the new one: the waiter
+// locks the file the name leads to.
+func TestLockFileDeletedByHolder(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := s.Lock(ctx, "volume-x", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan func(), 1)
+	go func() {
+		// A blocking wait holds the file open all along (Lock polls, and
+		// has the same gap between its open and its lock, only shorter).
+		unlock, err := s.lockFile("volume-x", true, true)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- unlock
+	}()
+	time.Sleep(50 * time.Millisecond) // the waiter has the old file open
+	os.Remove(filepath.Join(s.root, "locks", "volume-x"))
+	first()
+	third, err := s.Lock(ctx, "volume-x", true) // makes the file anew
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case unlock := <-got:
+		unlock()
+		third()
+		t.Fatal("the waiter and a newcomer both hold the exclusive lock")
+	case <-time.After(300 * time.Millisecond):
+	}
+	third()
+	select {
+	case unlock := <-got:
+		unlock()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter never got the lock")
+	}
+}
