@@ -1185,27 +1185,85 @@ func (c *Container) Ports(ctx context.Context) ([]PortBinding, error) {
 
 // Dial connects from the calling program to address inside the container's
 // network namespace ("localhost:5432" reaches a server listening on the
-// container's loopback), without publishing any port. network is as for
-// net.Dial ("tcp", "udp"). The container must be running.
+// container's loopback), without publishing any port. network is "tcp" or
+// "udp" (or their "4" and "6" forms). A name in address is resolved by the
+// calling program (its /etc/hosts and name servers, as net.Dial would),
+// and the addresses it gives are tried in turn from inside the container.
+// The container must be running.
 func (c *Container) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	ips, port, err := dialTargets(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s in container %s: %w", address, c.Name, err)
+	}
 	f, err := c.netns()
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var conn net.Conn
-	err = bridge.InNamespace(int(f.Fd()), func() error {
-		// The socket is made on this thread, so in the container's namespace;
-		// the connect it starts finishes wherever the goroutine runs.
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, network, address)
-		return err
-	})
+	conn, err := dialInNamespace(ctx, int(f.Fd()), network, ips, port)
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s in container %s: %w", address, c.Name, err)
 	}
 	return conn, nil
+}
+
+// dialTargets resolves the host part of a Dial's address to addresses,
+// here, before anything runs in the container's namespace: net.Dialer
+// resolves a name on other threads, and with more than one address it
+// dials them on other goroutines, whose sockets would be made in whatever
+// namespace their threads are in, the host's.
+func dialTargets(ctx context.Context, network, address string) ([]netip.Addr, string, error) {
+	family := "ip"
+	switch network {
+	case "tcp", "udp":
+	case "tcp4", "udp4":
+		family = "ip4"
+	case "tcp6", "udp6":
+		family = "ip6"
+	default:
+		return nil, "", fmt.Errorf("%w: network %q (want tcp or udp)", ErrInvalid, network)
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if host == "" {
+		host = "localhost" // as net.Dial takes ":80"
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, port, nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, family, host)
+	if err != nil {
+		return nil, "", err
+	}
+	return ips, port, nil
+}
+
+// dialInNamespace dials each address in turn, every socket made on a
+// thread in the network namespace nsFD, and returns the first connection.
+func dialInNamespace(ctx context.Context, nsFD int, network string, ips []netip.Addr, port string) (net.Conn, error) {
+	var conn net.Conn
+	err := bridge.InNamespace(nsFD, func() error {
+		// With a single literal address, net.Dialer makes the socket on
+		// this goroutine, which stays on this thread until it returns; the
+		// connect it starts finishes wherever the goroutine runs.
+		var d net.Dialer
+		var errs []error
+		for _, ip := range ips {
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+			if err == nil {
+				conn = c
+				return nil
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return errors.Join(errs...)
+	})
+	return conn, err
 }
 
 // netns opens the network namespace of the running container.
