@@ -180,8 +180,10 @@ func (r *Runtime) endpointPath(networkID, containerID string) string {
 	return filepath.Join(r.endpointsDir(networkID), containerID+".json")
 }
 
-// liveEndpoints reads a network's endpoints, dropping those whose owner
-// died without removing them.
+// liveEndpoints reads a network's endpoints, skipping those whose owner
+// died without removing them. It leaves their files: they are how the
+// sweep (sweepDeadEndpoints) knows to rewrite the rules they had, such as a
+// published port's.
 func (r *Runtime) liveEndpoints(networkID string) ([]*endpointRecord, error) {
 	entries, err := os.ReadDir(r.endpointsDir(networkID))
 	if err != nil {
@@ -201,7 +203,6 @@ func (r *Runtime) liveEndpoints(networkID string) ([]*endpointRecord, error) {
 			continue
 		}
 		if !r.endpointOwned(id) {
-			os.Remove(filepath.Join(r.endpointsDir(networkID), e.Name()))
 			continue
 		}
 		out = append(out, &ep)
@@ -221,21 +222,32 @@ func (r *Runtime) endpointOwned(containerID string) bool {
 
 // hasLiveEndpoint reports whether a container a live program owns is on
 // the network. It stops at the first (a container's end asks, and a
-// network may have hundreds); the dead ones it passes are deleted, as
-// liveEndpoints deletes them.
+// network may have hundreds).
 func (r *Runtime) hasLiveEndpoint(networkID string) bool {
 	entries, _ := os.ReadDir(r.endpointsDir(networkID))
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !validContainerID(id) {
-			continue
-		}
-		if r.endpointOwned(id) {
+		if ok && validContainerID(id) && r.endpointOwned(id) {
 			return true
 		}
-		os.Remove(filepath.Join(r.endpointsDir(networkID), e.Name()))
 	}
 	return false
+}
+
+// sweepDeadEndpoints deletes the endpoint files of a network whose owners
+// died without removing them, and reports whether it deleted any: the
+// caller then rewrites the rules, which still send their published ports
+// to the dead containers' addresses.
+func (r *Runtime) sweepDeadEndpoints(networkID string) bool {
+	entries, _ := os.ReadDir(r.endpointsDir(networkID))
+	deleted := false
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if ok && validContainerID(id) && !r.endpointOwned(id) {
+			deleted = os.Remove(filepath.Join(r.endpointsDir(networkID), e.Name())) == nil || deleted
+		}
+	}
+	return deleted
 }
 
 func readJSON(path string, v any) error {
@@ -1085,28 +1097,16 @@ func (r *Runtime) sweepNetworks(tables []string) {
 	ctx := context.Background()
 	changed := false
 	for _, n := range recs {
-		before, _ := os.ReadDir(r.endpointsDir(n.ID))
-		live, _ := r.liveEndpoints(n.ID) // drops the dead ones
-		if len(live) != countJSON(before) {
+		if r.sweepDeadEndpoints(n.ID) {
 			changed = true
 		}
-		if len(live) == 0 && bridge.Exists(bridgeName(r.root, n.ID)) {
+		if bridge.Exists(bridgeName(r.root, n.ID)) && !r.hasLiveEndpoint(n.ID) {
 			r.maybeDownBridge(ctx, n.ID)
 		}
 	}
 	if changed {
 		r.applyNAT(ctx)
 	}
-}
-
-func countJSON(entries []os.DirEntry) int {
-	n := 0
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".json") {
-			n++
-		}
-	}
-	return n
 }
 
 // hostsFile is a container's /etc/hosts: localhost, its own address and

@@ -374,6 +374,55 @@ func TestNetworkKilledProgram(t *testing.T) {
 	}
 }
 
+// TestNetworkKilledProgramRulesAfterRead: a killed program's published
+// port is unpublished by the next New even when a live program read the
+// network's endpoints in between (Endpoints, a name lookup) and the bridge
+// stays up for another container. Reading used to delete the dead
+// container's endpoint file, and the sweep, finding none, left its rule
+// sending the freed host port to the dead container's address.
+func TestNetworkKilledProgramRulesAfterRead(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	berthtest.Busybox(t, rt, "busybox")
+	nw, err := rt.CreateNetwork(ctx, "appnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithNetwork("appnet")) // keeps the bridge up
+
+	port := freePort(t, "tcp")
+	prog := startNetProgram(t, netPlan{Root: root, Containers: []planContainer{
+		{Name: "web", Network: "appnet", Publish: []string{fmt.Sprintf("%d:80", port)}, Script: webScript("web")},
+	}})
+	names := namesOf(root, nil, nil)
+	if !strings.Contains(footprint(t, names).table, "dport "+strconv.Itoa(int(port))) {
+		t.Fatalf("no rule for port %d while published", port)
+	}
+	prog.Process.Signal(syscall.SIGKILL)
+	prog.Wait()
+	if eps, err := nw.Endpoints(ctx); err != nil || len(eps) != 1 {
+		t.Fatalf("Endpoints after the kill = %v, %v; want the live container's only", eps, err)
+	}
+
+	next, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if table := footprint(t, names).table; strings.Contains(table, "dport "+strconv.Itoa(int(port))) {
+		t.Errorf("the dead container's rule for port %d is left after New:\n%s", port, table)
+	}
+	if !portFree("tcp", port) {
+		t.Errorf("port %d still held after New", port)
+	}
+}
+
 // TestNetworkDetachedOutlivesProgram starts a detached container with
 // published ports from a program that then exits: its ports, and its name
 // on its network, keep working; Remove frees them.
