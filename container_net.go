@@ -1369,10 +1369,14 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		mode = "bridge"
 	}
 	cfg.NetworkMode = mode
-	for _, a := range attach {
+	internalFirst := ""
+	for i, a := range attach {
 		n, err := r.lookupNetwork(ctx, a.NetworkID)
 		if err != nil {
 			return err
+		}
+		if i == 0 && n.Internal {
+			internalFirst = n.Name
 		}
 		for _, have := range cfg.Networks {
 			if have.NetworkID == n.ID {
@@ -1413,11 +1417,23 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 				return fmt.Errorf("image EXPOSE %q: %w", p, err)
 			}
 			b.Protocol = b.proto()
-			cfg.Publish = append(cfg.Publish, b)
+			// A port given with WithPublish is published as given only
+			// (docker run -p 8080:80 -P).
+			if !slices.ContainsFunc(cfg.Publish, func(have PortBinding) bool {
+				return have.ContainerPort == b.ContainerPort && have.Protocol == b.Protocol
+			}) {
+				cfg.Publish = append(cfg.Publish, b)
+			}
 		}
 	}
 	if len(cfg.Publish) > 0 && mode != "bridge" {
 		return fmt.Errorf("%w: ports cannot be published with network mode %q", ErrInvalid, o.networkMode)
+	}
+	if len(cfg.Publish) > 0 && internalFirst != "" {
+		// Ports are published through the first network, and an internal
+		// network has no way in from the host (docker publishes nothing
+		// there, silently).
+		return fmt.Errorf("%w: ports cannot be published on internal network %q (list a network that is not internal first)", ErrInvalid, internalFirst)
 	}
 	return nil
 }

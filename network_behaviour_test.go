@@ -1054,6 +1054,23 @@ func TestNetworkInternal(t *testing.T) {
 	if strings.Contains(out, "hello from the host") || strings.Contains(out, "rc=0") {
 		t.Errorf("a container on an internal network reached the host's %s:%s: %q", host, port, out)
 	}
+	// Nothing comes in either: a port cannot be published there (docker
+	// publishes nothing, silently). Listed after a network that is not
+	// internal, the internal one is no obstacle.
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithNetwork("sealed"), berth.WithPublish("80")); !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), "sealed") {
+		t.Errorf("publishing on an internal network: %v, want ErrInvalid naming it", err)
+	}
+	if _, err := rt.CreateNetwork(ctx, "open"); err != nil {
+		t.Fatal(err)
+	}
+	both := httpServer(t, rt, "both", berth.WithNetwork("open"), berth.WithNetwork("sealed"), berth.WithPublish("127.0.0.1::80"))
+	ports, err := both.Ports(ctx)
+	if err != nil || len(ports) != 1 {
+		t.Fatalf("Ports = %v, %v", ports, err)
+	}
+	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", ports[0].HostPort)); got != "hello from both" {
+		t.Errorf("through the port published on the network that is not internal: %q", got)
+	}
 }
 
 // TestNetworkPublishHostAddrOnly publishes on the host's own address: it

@@ -260,6 +260,13 @@ func TestRunPublish(t *testing.T) {
 	if got := fetch(t, "http://127.0.0.1:"+m[1]+"/"); got != "hello from all\n" {
 		t.Errorf("GET through the -P port = %q", got)
 	}
+	// With -p for an exposed port too, that port is published as -p says
+	// only, as docker does.
+	given := freePort(t)
+	runDetached(t, root, append([]string{"--name", "both", "-P", "-p", fmt.Sprintf("127.0.0.1:%d:80", given), "exposed"}, httpServer("both")...)...)
+	if out := mustBerth(t, root, "port", "both"); out != fmt.Sprintf("80/tcp -> 127.0.0.1:%d\n", given) {
+		t.Errorf("port both = %q, want only 80/tcp -> 127.0.0.1:%d", out, given)
+	}
 }
 
 // TestRunNetworkNames puts two containers on a user network, where one
