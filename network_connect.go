@@ -44,7 +44,7 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 	if !rec.alive() {
 		return nil
 	}
-	ep, err := r.allocateEndpoint(ctx, rec, a, len(rec.State.Networks))
+	ep, err := r.allocateEndpoint(ctx, rec, a, r.freeInterfaceIndex(rec))
 	if err != nil {
 		return r.undoConnect(ctx, c, n, err)
 	}
@@ -63,6 +63,24 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 		return nil
 	})
 	return err
+}
+
+// freeInterfaceIndex is the lowest N for which the running container has
+// no ethN: after a Disconnect, the number of its networks can name an
+// interface it still has.
+func (r *Runtime) freeInterfaceIndex(rec *containerRecord) int {
+	used := map[string]bool{}
+	for _, e := range rec.State.Networks {
+		var ep endpointRecord
+		if readJSON(r.endpointPath(e.NetworkID, rec.ID), &ep) == nil {
+			used[ep.Ifname] = true
+		}
+	}
+	i := 0
+	for used["eth"+strconv.Itoa(i)] {
+		i++
+	}
+	return i
 }
 
 func (r *Runtime) undoConnect(ctx context.Context, c *Container, n *Network, cause error) error {

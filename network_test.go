@@ -159,6 +159,30 @@ func TestNetworkConnectDisconnect(t *testing.T) {
 	if len(st.Networks) != 1 || st.Networks[0].Network != berth.DefaultNetwork {
 		t.Errorf("networks after Disconnect: %+v", st.Networks)
 	}
+	// Leaving the first network frees eth0 while eth1 stays: the next
+	// Connect takes eth0 (it took the count of networks, 1, and failed on
+	// the existing eth1).
+	if err := n.Connect(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	def, err := rt.Network(ctx, berth.DefaultNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := def.Disconnect(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	later, err := rt.CreateNetwork(ctx, "later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := later.Connect(ctx, web, "site2"); err != nil {
+		t.Fatalf("Connect after the first network left: %v", err)
+	}
+	out, err = output(t, rt, "busybox", sh("wget -q -O - http://site2/"), berth.WithNetwork("later"))
+	if err != nil || strings.TrimSpace(out) != "hello from web3" {
+		t.Errorf("wget http://site2/ after Connect: %q, %v", out, err)
+	}
 }
 
 // TestBridgeLinger checks WithBridgeLinger: after Close the unused bridge
