@@ -43,9 +43,19 @@ type Server struct {
 	Private func(ip netip.Addr) bool
 }
 
+// MaxInFlight bounds the questions a server answers at once. One sent to
+// the host's resolver can take seconds, each holds a goroutine (and a
+// socket and buffer while forwarded), and the server runs in the program
+// that owns the container (a root's monitor, for every detached one): a
+// process in the container flooding it with names that go unanswered must
+// not make that program grow without bound. Past the bound, questions are
+// dropped, as a busy resolver drops them; the client asks again.
+const MaxInFlight = 64
+
 // ServeUDP answers queries on conn until it is closed.
 func (s *Server) ServeUDP(conn net.PacketConn) {
 	buf := make([]byte, 4096)
+	slots := make(chan struct{}, MaxInFlight)
 	for {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
@@ -54,8 +64,14 @@ func (s *Server) ServeUDP(conn net.PacketConn) {
 			}
 			continue
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			continue
+		}
 		q := append([]byte(nil), buf[:n]...)
 		go func() {
+			defer func() { <-slots }()
 			if resp := s.answer(q); resp != nil {
 				conn.WriteTo(resp, from)
 			}

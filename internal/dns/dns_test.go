@@ -1,8 +1,10 @@
 package dns
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -121,5 +123,41 @@ func TestServerForwards(t *testing.T) {
 	}
 	if a := m.Answers[0].Body.(*dnsmessage.AResource).A; netip.AddrFrom4(a).String() != "192.0.2.9" {
 		t.Errorf("forwarded answer %v", a)
+	}
+}
+
+// TestServerBoundsInFlight: questions whose upstream never answers hold at
+// most MaxInFlight goroutines, however many arrive; the rest are dropped.
+func TestServerBoundsInFlight(t *testing.T) {
+	silent, err := net.ListenPacket("udp4", "127.0.0.1:0") // reads nothing, answers nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	go (&Server{Upstream: []string{silent.LocalAddr().String()}}).ServeUDP(conn)
+	defer conn.Close()
+	c, err := net.Dial("udp4", conn.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 1000 {
+		q := dnsmessage.Message{
+			Header:    dnsmessage.Header{ID: uint16(i), RecursionDesired: true},
+			Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName(fmt.Sprintf("n%d.example.test.", i)), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}},
+		}
+		b, _ := q.Pack()
+		c.Write(b)
+	}
+	time.Sleep(300 * time.Millisecond) // the server reads what was sent
+	if grown := runtime.NumGoroutine() - before; grown > MaxInFlight+1 {
+		t.Errorf("%d goroutines more after 1000 unanswered questions; want at most %d", grown, MaxInFlight+1)
+	} else if grown < MaxInFlight/2 {
+		t.Errorf("only %d goroutines more: the questions did not reach the server, the test proves nothing", grown)
 	}
 }
