@@ -78,6 +78,11 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if cfg.Hostname == "" {
 		cfg.Hostname = id[:12]
 	}
+	if len(cfg.Hostname) > 64 || strings.IndexFunc(cfg.Hostname, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 {
+		// The kernel takes up to 64 bytes; white space or a control
+		// character would add lines to the container's /etc/hosts.
+		return cfg, fmt.Errorf("%w: hostname %q: want at most 64 characters, no white space or control characters", ErrInvalid, cfg.Hostname)
+	}
 	cfg.Env = mergeEnv(img.Config.Env, p.Env)
 	if !hasEnv(cfg.Env, "PATH") {
 		cfg.Env = append([]string{"PATH=" + defaultPath}, cfg.Env...)

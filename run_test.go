@@ -417,6 +417,13 @@ func TestRunUniqueNames(t *testing.T) {
 			t.Errorf("name %q: %v, want ErrInvalid", bad, err)
 		}
 	}
+	// A hostname is written into the container's /etc/hosts: a newline
+	// would add a line of the caller's choosing.
+	for _, bad := range []string{"a\n10.0.0.1 evil", "tab\there", strings.Repeat("h", 65)} {
+		if _, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"true"}}, berth.WithHostname(bad)); !errors.Is(err, berth.ErrInvalid) {
+			t.Errorf("hostname %q: %v, want ErrInvalid", bad, err)
+		}
+	}
 }
 
 // TestRunLogs checks docker logs' options on a container's output: all,
