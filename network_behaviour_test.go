@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/internal/initproc"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
 )
@@ -1210,3 +1212,104 @@ func TestNetworkTwoNetworks(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkNeighbourReachesPublishedOnly: a neighbour that routes a
+// network's subnet through the host (here a network namespace the test
+// makes, on a veth with an address of this machine) reaches a container's
+// published port through the host and nothing else of it, as docker's
+// DROP policy has it: the container's own address is not open to it.
+func TestNetworkNeighbourReachesPublishedOnly(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := httpServer(t, rt, "web", berth.WithPublish("80"))
+	st, err := c.State(ctx)
+	if err != nil || len(st.Networks) != 1 || len(st.Ports) != 1 {
+		t.Fatalf("State = %+v, %v", st, err)
+	}
+	ctrAddr := net.JoinHostPort(st.Networks[0].IP.String(), "80")
+	published := net.JoinHostPort("198.18.77.1", strconv.Itoa(int(st.Ports[0].HostPort)))
+
+	nsc := make(chan *os.File)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	// On a thread of its own, which ends with the test (never the main
+	// thread, whose namespace /proc/self/net shows for the whole program).
+	go initproc.OnOwnThread(func() {
+		if unix.Unshare(unix.CLONE_NEWNET) != nil {
+			nsc <- nil
+			return
+		}
+		f, _ := os.Open("/proc/thread-self/ns/net")
+		nsc <- f
+		<-done
+	})
+	ns := <-nsc
+	if ns == nil {
+		t.Fatal("cannot make the neighbour's namespace")
+	}
+	defer ns.Close()
+	suffix := strconv.Itoa(os.Getpid() % 100000)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tnb" + suffix}, PeerName: "tnbpeer" + suffix}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(veth) })
+	mustNL := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustNL(netlink.AddrAdd(veth, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(198, 18, 77, 1), Mask: net.CIDRMask(30, 32)}}))
+	mustNL(netlink.LinkSetUp(veth))
+	peer, err := netlink.LinkByName("tnbpeer" + suffix)
+	mustNL(err)
+	mustNL(netlink.LinkSetNsFd(peer, int(ns.Fd())))
+	h, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
+	mustNL(err)
+	defer h.Close()
+	peer, err = h.LinkByName("tnbpeer" + suffix)
+	mustNL(err)
+	mustNL(h.AddrAdd(peer, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(198, 18, 77, 2), Mask: net.CIDRMask(30, 32)}}))
+	mustNL(h.LinkSetUp(peer))
+	mustNL(h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: net.IPv4(198, 18, 77, 1)}))
+
+	// dial connects from the neighbour's namespace and returns what an
+	// HTTP GET reads, or the error.
+	dial := func(addr string) (string, error) {
+		var body []byte
+		err := inNetNS(ns, func() error {
+			conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(3 * time.Second))
+			fmt.Fprintf(conn, "GET / HTTP/1.0\r\n\r\n")
+			body, err = io.ReadAll(conn)
+			return err
+		})
+		return string(body), err
+	}
+	if got, err := dial(published); err != nil || !strings.Contains(got, "hello from web") {
+		t.Fatalf("the neighbour through the published port %s: %q, %v", published, got, err)
+	}
+	if got, err := dial(ctrAddr); err == nil {
+		t.Errorf("the neighbour reached the container's own address %s: %q", ctrAddr, got)
+	}
+}
+
+// inNetNS runs fn on a thread in the network namespace ns, which ends
+// with it (initproc.OnOwnThread); its sockets are made there.
+func inNetNS(ns *os.File, fn func() error) error {
+	errc := make(chan error, 1)
+	go initproc.OnOwnThread(func() {
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	})
+	return <-errc
+}
+

@@ -460,6 +460,10 @@ func render(chains map[string]*nftables.Chain, owner string, bridges []Bridge, p
 			continue
 		}
 		add(post, key("masquerade out"), cat(subnet(12, b.Subnet), notOut, masq())...)
+		// Nothing else comes in from beyond the host: a neighbour routing
+		// the subnet through the host reaches published ports only (the
+		// DNATed accept above), as docker's DROP policy has it.
+		add(fwd, key("drop in unpublished"), cat(out, notIn, verdict(expr.VerdictDrop))...)
 	}
 	return out
 }
