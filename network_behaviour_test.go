@@ -1313,3 +1313,43 @@ func inNetNS(ns *os.File, fn func() error) error {
 	return <-errc
 }
 
+// TestWaitListeningUDPNameServer: berth's own name server in the
+// container's namespace (127.0.0.11:53) is not something the container
+// listens on: WaitListening for UDP 53 waits until a server of the
+// container's binds it.
+func TestWaitListeningUDPNameServer(t *testing.T) {
+	rt := busyboxRuntime(t)
+	if _, err := rt.CreateNetwork(context.Background(), "dnswait"); err != nil {
+		t.Fatal(err)
+	}
+	c := sleeper(t, rt, "dns-wait", berth.WithNetwork("dnswait"))
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := c.WaitListening(ctx, "udp", 53); err == nil {
+		t.Fatal("WaitListening(udp, 53) returned with nothing of the container's on the port")
+	}
+	// A server of the container's on another address of the port (not
+	// 0.0.0.0: the name server holds 127.0.0.11:53).
+	st, err := c.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	var conn net.PacketConn
+	if err := inNetNS(ns, func() (err error) {
+		conn, err = net.ListenPacket("udp4", "127.0.0.1:53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitListening(ctx, "udp", 53); err != nil {
+		t.Errorf("WaitListening(udp, 53) with a server on 127.0.0.1:53: %v", err)
+	}
+}
