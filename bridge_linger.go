@@ -125,7 +125,7 @@ func giveLinger(addr string, files []*os.File) {
 		return
 	}
 	defer c.Close()
-	if !peerIsRoot(c) {
+	if peerRoot(c) != nil {
 		return // not ours: netfilter sockets open to root must not leak
 	}
 	fds := make([]int, len(files))
@@ -152,7 +152,7 @@ func keepGiven(root, networkID string) (stop func()) {
 				return
 			}
 			c.SetReadDeadline(time.Now().Add(time.Second)) // a peer that sends nothing holds no one up
-			if peerIsRoot(c) {
+			if peerRoot(c) == nil {
 				oob := make([]byte, unix.CmsgSpace(8*4))
 				if _, oobn, _, _, err := c.ReadMsgUnix(make([]byte, 1), oob); err == nil {
 					msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])

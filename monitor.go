@@ -74,6 +74,9 @@ func (r *Runtime) startDetached(ctx context.Context, rec *containerRecord) error
 		if ctx.Err() != nil {
 			return fmt.Errorf("reaching the berth monitor of %s: %w", r.root, ctx.Err())
 		}
+		if errors.Is(err, errSquatted) {
+			return err
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("reaching the berth monitor of %s: %w", r.root, err)
 		}
@@ -94,6 +97,11 @@ func (r *Runtime) askMonitor(ctx context.Context, id string) (*monitorReply, err
 		return nil, err
 	}
 	defer conn.Close()
+	// Any local user can bind an abstract name: the monitor is the
+	// process listening there only if it runs as root.
+	if err := peerRoot(conn.(*net.UnixConn)); err != nil {
+		return nil, fmt.Errorf("the berth monitor's socket %s: %w", monitorAddr(r.root), err)
+	}
 	// A monitor that stops answering must not hold Run beyond its context.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
@@ -233,7 +241,7 @@ func (m *monitor) serve(conn net.Conn) {
 			m.release()
 		}
 	}()
-	if uc, ok := conn.(*net.UnixConn); ok && !peerIsRoot(uc) {
+	if uc, ok := conn.(*net.UnixConn); ok && peerRoot(uc) != nil {
 		json.NewEncoder(conn).Encode(monitorReply{Error: "only root may start containers"})
 		return
 	}
@@ -293,16 +301,21 @@ func (m *monitor) start(id string) monitorReply {
 	return monitorReply{Pid: run.rec.State.Pid}
 }
 
-// peerIsRoot checks the connecting process's credentials.
-func peerIsRoot(c *net.UnixConn) bool {
+// peerRoot checks the credentials of the process at the other end of c
+// (credIsRoot).
+func peerRoot(c *net.UnixConn) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return false
+		return err
 	}
-	ok := false
-	raw.Control(func(fd uintptr) {
-		cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-		ok = err == nil && cred.Uid == 0
-	})
-	return ok
+	var cred *syscall.Ucred
+	if cerr := raw.Control(func(fd uintptr) {
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return err
+	}
+	return credIsRoot(cred)
 }

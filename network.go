@@ -458,18 +458,39 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // a route appears only once a bridge is up, so two roots choosing at once
 // would otherwise pick the same free range. It is an abstract unix socket,
 // held by binding it: the kernel releases it when the holder dies, and no
-// file outside the root is involved.
+// file outside the root is involved. Any local user can bind such a name,
+// so the holder also listens, and a waiter checks through the socket's
+// credentials that a root process holds it: a name squatted by anyone else
+// is an error, not a wait without end.
 func hostIPAMLock(ctx context.Context) (func(), error) {
+	name := ipamLockName
 	delay := 200 * time.Microsecond
+	refused := 0
 	for {
 		fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, err
 		}
-		if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: "@berth-ipam"}); err == nil {
+		if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: name}); err == nil {
+			if err := syscall.Listen(fd, 1); err != nil {
+				syscall.Close(fd)
+				return nil, err
+			}
 			return func() { syscall.Close(fd) }, nil
 		}
 		syscall.Close(fd)
+		switch err := abstractHolder(name); {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			// Bound and not listening: a holder between its bind and its
+			// listen, for a moment; for a second, a squatter.
+			if refused++; refused > 50 {
+				return nil, fmt.Errorf("the host-wide subnet lock %s is bound by a process that is not berth's", name)
+			}
+		case err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.ENOENT):
+			return nil, fmt.Errorf("the host-wide subnet lock %s: %w", name, err)
+		default:
+			refused = 0
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -480,6 +501,42 @@ func hostIPAMLock(ctx context.Context) (func(), error) {
 		}
 	}
 }
+
+// ipamLockName is hostIPAMLock's socket (a variable for tests, which
+// must not take the host's from programs running beside them).
+var ipamLockName = "@berth-ipam"
+
+// abstractHolder connects to the abstract unix socket name and returns nil
+// when a root process listens on it, an error naming the process when
+// another user's does, and the connect's error otherwise (ENOENT: free
+// now; ECONNREFUSED: bound, not listening; EAGAIN: its queue is full).
+func abstractHolder(name string) error {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: name}); err != nil {
+		return err
+	}
+	cred, err := syscall.GetsockoptUcred(fd, syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	if err != nil {
+		return err
+	}
+	return credIsRoot(cred)
+}
+
+// credIsRoot returns an error naming the process of cred unless it ran as
+// root when it listened.
+func credIsRoot(cred *syscall.Ucred) error {
+	if cred.Uid == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: it is held by pid %d, uid %d, not by a berth program run as root", errSquatted, cred.Pid, cred.Uid)
+}
+
+// errSquatted is an abstract socket name of berth's bound by another user.
+var errSquatted = errors.New("socket name taken by another user")
 
 // writeJSONAtomic writes v to path through a hidden temporary file beside
 // it and a rename, so that readers see the old or the new content whole.

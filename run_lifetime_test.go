@@ -968,6 +968,27 @@ func TestRunDetachedMonitorSilent(t *testing.T) {
 	}
 }
 
+// TestRunDetachedMonitorSquatted: the monitor's socket is an abstract
+// name any local user can bind. Taken by another user's process, a
+// detached Run fails at once with an error that names it, and never talks
+// to it (it could answer with any pid).
+func TestRunDetachedMonitorSquatted(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	berth.SquatAbstract(t, "@berth-monitor-"+rootTag(rt.Root()), true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := rt.Run(ctx, "busybox", sh("sleep 300"), berth.WithDetach())
+	if err == nil || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("detached Run with the monitor's name squatted: %v, want an error naming uid 65534", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the Run took %v to fail", d)
+	}
+}
+
 // TestLifetimeSpareKeepsNoOpenLog removes a container whose log a reader
 // (a Logs follower, say) still has open: the log does not go to a spare,
 // so the reader never reads the next container's output from it.
