@@ -1022,13 +1022,19 @@ func rmCommand(fs *flagSet) runFunc {
 		}
 		names := args
 		if force {
+			// Like docker 20.10, a name that is not there is reported
+			// but does not fail a forced removal.
 			rt, err := c.runtime()
 			if err != nil {
 				return err
 			}
 			names = slices.DeleteFunc(slices.Clone(args), func(name string) bool {
 				_, err := rt.Container(ctx, name)
-				return errors.Is(err, berth.ErrNotFound)
+				if !errors.Is(err, berth.ErrNotFound) {
+					return false
+				}
+				fmt.Fprintln(c.stderr, "Error: "+noSuchContainer(name, err).Error())
+				return true
 			})
 		}
 		return eachContainer(ctx, c, names, func(name string, ctr *berth.Container) error {

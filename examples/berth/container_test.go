@@ -493,7 +493,7 @@ func TestContainerExitCodes(t *testing.T) {
 		stderr string
 	}{
 		{"rm missing", []string{"rm", "nothere"}, 1, "", "Error: No such container: nothere\n"},
-		{"rm -f missing", []string{"rm", "-f", "nothere"}, 0, "", ""},
+		{"rm -f missing", []string{"rm", "-f", "nothere"}, 0, "", "Error: No such container: nothere\n"},
 		{"stop missing", []string{"stop", "nothere"}, 1, "", "Error: No such container: nothere\n"},
 		{"kill missing", []string{"kill", "nothere"}, 1, "", "Error: No such container: nothere\n"},
 		{"kill bad signal", []string{"kill", "-s", "NOPE", "x"}, 125, "", "Error: invalid signal: NOPE\n"},
