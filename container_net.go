@@ -731,7 +731,10 @@ func (r *Runtime) resolverFor(containerID string) func(string) []netip.Addr {
 			}
 			eps, _ := r.liveEndpoints(n.Name())
 			for _, ep := range eps {
-				if ep.answers(name) {
+				// NAME.NETWORK too, as docker answers (and as a PTR
+				// question here is answered).
+				short, qualified := strings.CutSuffix(name, "."+strings.ToLower(ep.NetworkName))
+				if ep.answers(name) || qualified && ep.answers(short) {
 					out = append(out, ep.Addr.Addr())
 				}
 			}

@@ -87,7 +87,7 @@ func TestNetworkNamesAndPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpServer(t, rt, "web", berth.WithNetwork("stack", "www"), berth.WithPublish("127.0.0.1::80"))
-	for _, name := range []string{"web", "www"} {
+	for _, name := range []string{"web", "www", "web.stack", "www.stack"} {
 		out, err := output(t, rt, "busybox", sh("wget -q -O - http://"+name+"/"), berth.WithNetwork("stack"))
 		if err != nil || strings.TrimSpace(out) != "hello from web" {
 			t.Errorf("wget http://%s/ from the network: %q, %v", name, out, err)
