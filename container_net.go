@@ -988,8 +988,21 @@ func (r *Runtime) maybeDownBridge(ctx context.Context, networkID string) {
 }
 
 // dropForwardIfUnused removes berth's rules from the host's forward chain
-// once no berth bridge of any root is left on the host.
+// once no berth bridge of any root is left on the host. It holds the
+// host-wide lock bridges are made under (upBridge): another root's new
+// bridge is then either seen here, or lets its traffic through again
+// after the removal. Without it, a bridge made between the check and the
+// removal found the rules there and was left without them. Where the lock
+// cannot be had, the rules stay (harmless; the next bridge to go tries
+// again).
 func dropForwardIfUnused() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	release, err := hostIPAMLock(ctx)
+	if err != nil {
+		return
+	}
+	defer release()
 	links, err := net.Interfaces()
 	if err != nil {
 		return

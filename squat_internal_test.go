@@ -86,3 +86,36 @@ func TestHostIPAMLockSquatted(t *testing.T) {
 		t.Errorf("a second take of a lock a root program holds: %v, want to wait until the deadline", err)
 	}
 }
+
+// TestDropForwardWaitsForBridgeLock: the removal of berth's rules from the
+// host's forward chain waits for the host-wide lock under which another
+// root makes a bridge and lets it through that chain.
+func TestDropForwardWaitsForBridgeLock(t *testing.T) {
+	if syscall.Geteuid() != 0 {
+		t.Skip("needs root for the host's forward chain")
+	}
+	old := ipamLockName
+	defer func() { ipamLockName = old }()
+	ipamLockName = "@berth-ipam-test-" + newContainerID()[:12]
+	unlock, err := hostIPAMLock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		dropForwardIfUnused()
+		close(done)
+	}()
+	select {
+	case <-done:
+		unlock()
+		t.Fatal("dropForwardIfUnused ran while a bridge was being made")
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("dropForwardIfUnused still waits 5 s after the lock was let go")
+	}
+}
