@@ -383,12 +383,8 @@ func TestNetworkKilledProgram(t *testing.T) {
 func TestNetworkKilledProgramRulesAfterRead(t *testing.T) {
 	berthtest.Skip(t)
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "root")
-	rt, err := berth.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := berthtest.NewRuntime(t)
+	root := rt.Root()
 	berthtest.Busybox(t, rt, "busybox")
 	nw, err := rt.CreateNetwork(ctx, "appnet")
 	if err != nil {
@@ -410,11 +406,7 @@ func TestNetworkKilledProgramRulesAfterRead(t *testing.T) {
 		t.Fatalf("Endpoints after the kill = %v, %v; want the live container's only", eps, err)
 	}
 
-	next, err := berth.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.Close()
+	reopen(t, rt) // its New sweeps
 	if table := footprint(t, names).table; strings.Contains(table, "dport "+strconv.Itoa(int(port))) {
 		t.Errorf("the dead container's rule for port %d is left after New:\n%s", port, table)
 	}
