@@ -272,7 +272,10 @@ func openProcRoot(rec *containerRecord) (int, error) {
 }
 
 // inStoppedRoot mounts the container's overlay in a mount namespace of its
-// own and runs fn there with the fd of its root. The namespace belongs to one
+// own, and its volumes and binds on it (as docker cp sees a stopped
+// container; not its tmpfs mounts, which held nothing once it stopped, nor
+// a volume's seeding, which its first start did), and runs fn there with
+// the fd of its root. The namespace belongs to one
 // OS thread, locked to a goroutine that never unlocks it: when fn returns,
 // the goroutine ends, the Go runtime ends the thread, and the namespace and
 // the mount go with it. Nothing is mounted in the host's mount table (/ of
@@ -317,12 +320,19 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return err
 	}
+	var binds []initproc.Mount
+	for _, m := range r.mountSpecs(rec.Config.Mounts) {
+		if m.Type == "bind" {
+			m.Seed = false
+			binds = append(binds, m)
+		}
+	}
 	errc := make(chan error, 1)
-	go initproc.OnOwnThread(func() { errc <- inPrivateMount(ctx, data, target, fn) })
+	go initproc.OnOwnThread(func() { errc <- inPrivateMount(ctx, data, target, binds, fn) })
 	return <-errc
 }
 
-func inPrivateMount(ctx context.Context, data, target string, fn func(root int) error) error {
+func inPrivateMount(ctx context.Context, data, target string, binds []initproc.Mount, fn func(root int) error) error {
 	// CLONE_FS too: a Go thread shares its root and cwd with the others,
 	// and the kernel refuses a new mount namespace to a thread that does.
 	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
@@ -349,6 +359,11 @@ func inPrivateMount(ctx context.Context, data, target string, fn func(root int) 
 		return err
 	}
 	defer unix.Close(root)
+	for _, m := range binds {
+		if err := initproc.MountUser(root, m); err != nil {
+			return fmt.Errorf("mounting %s of the stopped container: %w", m.Destination, err)
+		}
+	}
 	return fn(root)
 }
 

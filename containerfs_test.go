@@ -674,3 +674,49 @@ func TestRemoveWaitsForCopy(t *testing.T) {
 		t.Fatal("Remove still waits 10 s after the copy ended")
 	}
 }
+
+// TestCopyStoppedContainerVolumes: a copy from or to a stopped container
+// sees its volumes and binds as a running one does (docker cp mounts
+// them): what the container wrote to its volume comes out, and what is
+// copied in lands in the volume, not under its mount point in the
+// container's own layer, where a commit would keep it.
+func TestCopyStoppedContainerVolumes(t *testing.T) {
+	rt := fsRuntime(t)
+	ctx := context.Background()
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "h"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mounts := berth.WithMounts(
+		berth.Mount{Type: berth.MountVolume, Source: "cpvol", Target: "/data"},
+		berth.Mount{Type: berth.MountBind, Source: host, Target: "/host"},
+	)
+	c, err := rt.Run(ctx, "busybox", sh("echo kept > /data/f"), mounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileBody(t, copyFrom(t, c, "/data/f")); got != "kept\n" {
+		t.Errorf("CopyFrom /data/f of the stopped container = %q, want the volume's", got)
+	}
+	if got := fileBody(t, copyFrom(t, c, "/host/h")); got != "from the host\n" {
+		t.Errorf("CopyFrom /host/h of the stopped container = %q, want the bind's", got)
+	}
+	copyTo(t, c, "/data", tarOf(t, "g", "copied in\n"))
+	out, err := output(t, rt, "busybox", sh("cat /data/g"), mounts)
+	if err != nil || out != "copied in\n" {
+		t.Errorf("the file copied into the stopped container's volume, from another container: %q, %v", out, err)
+	}
+	changes, err := c.Diff(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range changes {
+		if strings.HasPrefix(ch.Path, "/data/") {
+			t.Errorf("the copy wrote into the container's own layer: %+v", ch)
+		}
+	}
+}

@@ -174,6 +174,12 @@ func mountUser(root int, m Mount) error {
 	return nil
 }
 
+// MountUser applies m inside the tree whose root is the O_PATH fd root,
+// as a container's start does (mountUser): a stopped container's volumes
+// and binds, mounted for a copy the way docker cp sees them. Seeding is
+// the caller's to ask for, or not.
+func MountUser(root int, m Mount) error { return mountUser(root, m) }
+
 // newFilesystem makes a detached mount of a new filesystem of type fstype
 // (fsopen, fsconfig, fsmount). data holds comma-separated key[=value]
 // options, as mount(8) takes them.
