@@ -995,7 +995,19 @@ func cleanSource(p string) string {
 // what ignore excludes, and hashes it into h when h is not nil. Unless
 // copyData, regular files are hard links to root's where the filesystem
 // allows: the caller must then only read them.
+//
+// What ignore excludes is not there, as BuildKit never sends it: src
+// itself included, and judged by where it leads, not by the name of a
+// link to it.
 func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, h *keyHash, copyData bool) error {
+	real, err := followInRoot(root, src)
+	if err != nil {
+		return err
+	}
+	if real != "." && (ignore.Excluded(src) || ignore.Excluded(real)) {
+		return fmt.Errorf("%w: %s is excluded by .dockerignore", ErrNotFound, src)
+	}
+	src = real
 	fi, err := root.Stat(src)
 	if err != nil {
 		return err
@@ -1034,8 +1046,15 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 			if h != nil {
 				h.header(rel, tar.TypeReg, mode, uid, gid, "", fi.Size())
 			}
-			if err := copyFileFromRoot(root, rel, to, h, copyData); err != nil {
+			linked, err := copyFileFromRoot(root, rel, to, h, copyData)
+			if err != nil {
 				return err
+			}
+			if linked {
+				// The context's own inode, whose owner and mode these
+				// are: a chown, even to the same owner, would strip its
+				// file capabilities and bump its ctime.
+				return nil
 			}
 		default:
 			return nil // devices, fifos, sockets: not in a build's sources
@@ -1097,12 +1116,12 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 	return nil
 }
 
-// copyFileFromRoot copies (or hard-links) the regular file rel of root to
-// the host path to, hashing its bytes into h.
-func copyFileFromRoot(root *os.Root, rel, to string, h *keyHash, copyData bool) error {
+// copyFileFromRoot copies (or hard-links, reported by linked) the regular
+// file rel of root to the host path to, hashing its bytes into h.
+func copyFileFromRoot(root *os.Root, rel, to string, h *keyHash, copyData bool) (linked bool, err error) {
 	in, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer in.Close()
 	if !copyData {
@@ -1112,12 +1131,12 @@ func copyFileFromRoot(root *os.Root, rel, to string, h *keyHash, copyData bool) 
 			if h != nil {
 				_, err = io.Copy(h.h, in)
 			}
-			return err
+			return true, err
 		}
 	}
 	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return err
+		return false, err
 	}
 	w := io.Writer(out)
 	if h != nil {
@@ -1127,5 +1146,5 @@ func copyFileFromRoot(root *os.Root, rel, to string, h *keyHash, copyData bool) 
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return false, err
 }

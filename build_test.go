@@ -25,6 +25,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
+	"golang.org/x/sys/unix"
 )
 
 // writeContext writes files (name → content) under a new context dir.
@@ -722,6 +723,56 @@ EOT
 	})
 	if f := tree["/four"]; f.mode != 0o644 || f.uid != 0 {
 		t.Errorf("/four mode %o uid %d, want 644 and root", f.mode, f.uid)
+	}
+}
+
+// TestBuildBindMountContext: a bind mount of the context shows nothing
+// .dockerignore excludes (BuildKit never sends it), whether named or
+// reached through a link, and leaves the context's files as they were: a
+// read-only bind links them in, and a chown of a link (even to the same
+// owner) stripped the user's file of its file capabilities.
+func TestBuildBindMountContext(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctxDir := writeContext(t, map[string]string{
+		".dockerignore": "secret.txt\nhidden\n",
+		"secret.txt":    "s",
+		"hidden/x":      "x",
+		"app/f":         "f",
+		"Dockerfile":    "FROM busybox\nRUN --mount=type=bind,target=/src cat /src/app/f > /out\n",
+	})
+	if err := os.Symlink("hidden", filepath.Join(ctxDir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	// A file capability (cap_net_raw, permitted and effective: struct
+	// vfs_cap_data, revision 2) and a setuid bit, which a chown strips.
+	f := filepath.Join(ctxDir, "app", "f")
+	capability := []byte{1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if err := unix.Setxattr(f, "security.capability", capability, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(f, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	img, err := rt.Build(context.Background(), ctxDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFiles(t, imageTree(t, rt, img.ID), map[string]string{"/out": "f"})
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(f, "security.capability", buf); err != nil || !bytes.Equal(buf[:n], capability) {
+		t.Errorf("the build stripped the context file's capability: %x, %v", buf[:max(n, 0)], err)
+	}
+	if fi, err := os.Stat(f); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("the build changed the context file's mode: %v, %v", fi.Mode(), err)
+	}
+	for _, src := range []string{"secret.txt", "link", "hidden"} {
+		df := "FROM busybox\nRUN --mount=type=bind,source=" + src + ",target=/s ls -R /s\n"
+		_, err := rt.Build(context.Background(), ctxDir, berth.WithDockerfileContent(df))
+		if !errors.Is(err, berth.ErrNotFound) {
+			t.Errorf("bind of the excluded %s: %v, want ErrNotFound", src, err)
+		}
 	}
 }
 
