@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -347,8 +348,19 @@ func (rm *runMounts) addCache(ctx context.Context, m *instructions.Mount) error 
 		}
 	}
 	rm.mounts = append(rm.mounts, Mount{Type: MountBind, Source: dir, Target: t, ReadOnly: m.ReadOnly})
-	rm.keys = append(rm.keys, fmt.Sprintf("cache %s %v", t, m.ReadOnly))
+	// The whole mount is in the key, as in BuildKit's: another id, sharing,
+	// owner or mode is another cache directory, or another one's content.
+	rm.keys = append(rm.keys, fmt.Sprintf("cache %s %v id=%q sharing=%s from=%q source=%q uid=%s gid=%s mode=%s",
+		t, m.ReadOnly, m.CacheID, m.CacheSharing, m.From, m.Source, optUint(m.UID), optUint(m.GID), optUint(m.Mode)))
 	return nil
+}
+
+// optUint formats an optional number of a mount for a cache key.
+func optUint(v *uint64) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatUint(*v, 10)
 }
 
 // makeCacheDir creates a cache mount's directory with its mode and owner,

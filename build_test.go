@@ -776,6 +776,21 @@ func TestBuildBindMountContext(t *testing.T) {
 	}
 }
 
+// TestBuildCacheMountKey: a RUN whose cache mount changes (another id, so
+// another cache directory) runs again instead of reusing the step cached
+// with the first; the command's text is the same.
+func TestBuildCacheMountKey(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	buildIn(t, rt, "FROM busybox\nRUN --mount=type=cache,target=/c,id=one touch /c/marker\n", nil)
+	for id, want := range map[string]string{"one": "marker\n", "two": ""} {
+		df := "FROM busybox\nRUN --mount=type=cache,target=/c,id=" + id + " ls /c > /out\n"
+		_, tree := buildIn(t, rt, df, nil)
+		wantFiles(t, tree, map[string]string{"/out": want})
+	}
+}
+
 func TestBuildRunMounts(t *testing.T) {
 	berthtest.Skip(t)
 	rt := berthtest.NewRuntime(t)
