@@ -25,7 +25,9 @@ func parseRef(ref string, insecure bool) (name.Reference, error) {
 // "docker.io/library/busybox:latest" or "host:port/repo@sha256:…".
 func refKey(r name.Reference) string {
 	repo := r.Context().Name()
-	repo = strings.Replace(repo, name.DefaultRegistry+"/", "docker.io/", 1)
+	if rest, ok := strings.CutPrefix(repo, name.DefaultRegistry+"/"); ok {
+		repo = "docker.io/" + rest
+	}
 	switch r := r.(type) {
 	case name.Tag:
 		return repo + ":" + r.TagStr()
