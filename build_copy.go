@@ -3,6 +3,7 @@ package berth
 import (
 	"archive/tar"
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -146,8 +147,11 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 		}
 		ls.add(copyEntry{hdr: hdr, data: []byte(hc.Data)})
 	}
+	matched := false // some source matched something
+	var emptyErr error
 	for _, src := range c.SourcePaths {
 		if isURL(src) {
+			matched = true
 			if !c.isAdd {
 				return fmt.Errorf("%w: COPY of a URL: use ADD", ErrInvalid)
 			}
@@ -179,9 +183,21 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 			ls.add(e)
 			continue
 		}
-		if err := b.addSource(ls, root, filter, c, src, dest, destDir, uid, gid, mode); err != nil {
+		err := b.addSource(ls, root, filter, c, src, dest, destDir, uid, gid, mode)
+		if errors.As(err, new(emptyWildcard)) {
+			// COPY package.json yarn.loc[k] ./ copies what there is, as
+			// docker's builders do; only when no source at all matched
+			// is it an error.
+			emptyErr = cmp.Or(emptyErr, err)
+			continue
+		}
+		if err != nil {
 			return err
 		}
+		matched = true
+	}
+	if !matched && emptyErr != nil {
+		return emptyErr
 	}
 	// The content key hashes the layer's headers without mtime, then its
 	// content. Local archives are hashed while the layer is spooled, in one
@@ -301,6 +317,12 @@ func (ls *layerSet) dir(p string) {
 	ls.add(copyEntry{hdr: hdr})
 }
 
+// emptyWildcard is addSource's error for a source with wildcards that
+// matched nothing.
+type emptyWildcard struct{ error }
+
+func (e emptyWildcard) Unwrap() error { return e.error }
+
 // addSource adds one source path (with wildcards) of root to the layer.
 func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c copySpec, src, dest string, destDir bool, uid, gid int, mode *fs.FileMode) error {
 	clean := path.Clean(src)
@@ -324,7 +346,11 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 	}
 	matches = slices.DeleteFunc(matches, func(m string) bool { return filter.exclude.Excluded(path.Base(m)) })
 	if len(matches) == 0 {
-		return fmt.Errorf("%w: %s: no source files were specified or all were excluded", ErrNotFound, src)
+		err := fmt.Errorf("%w: %s: no source files were specified or all were excluded", ErrNotFound, src)
+		if strings.ContainsAny(clean, "*?[") {
+			return emptyWildcard{err}
+		}
+		return err
 	}
 	multi := len(matches) > 1 || strings.ContainsAny(clean, "*?[")
 	for _, m := range matches {

@@ -791,6 +791,22 @@ func TestBuildCacheMountKey(t *testing.T) {
 	}
 }
 
+// TestBuildCopyEmptyWildcard: a source with wildcards that matches nothing
+// is skipped when another source of the COPY matched (COPY package.json
+// yarn.loc[k] ./, as docker's builders take it); a COPY whose sources all
+// match nothing fails, as docker's classic builder does.
+func TestBuildCopyEmptyWildcard(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	_, tree := buildIn(t, rt, "FROM busybox\nCOPY a.txt b.tx[t] /dst/\n", map[string]string{"a.txt": "a"})
+	wantFiles(t, tree, map[string]string{"/dst/a.txt": "a", "/dst/b.txt": "-"})
+	_, err := rt.Build(context.Background(), writeContext(t, map[string]string{"a.txt": "a"}), berth.WithDockerfileContent("FROM busybox\nCOPY nomatch* b.tx[t] /dst/\n"))
+	if !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("COPY of wildcards that match nothing: %v, want ErrNotFound", err)
+	}
+}
+
 func TestBuildRunMounts(t *testing.T) {
 	berthtest.Skip(t)
 	rt := berthtest.NewRuntime(t)
