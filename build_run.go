@@ -87,7 +87,8 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 	// BuildKit's RUN ignores VOLUME: what it writes below a volume's path
 	// is kept, and no mount point is left in its layer.
 	opts := append([]RunOption{WithEntrypoint(), WithMounts(rm.mounts...), withoutImageVolumes(), withBuildKitGroups()}, netOpts...)
-	ctr, err := b.r.Run(ctx, s.img.Digest, &Process{Args: args, Env: append(argEnv, rm.env...), Stdout: out, Stderr: out}, opts...)
+	env := append(append(argEnv, b.proxyEnv(s)...), rm.env...)
+	ctr, err := b.r.Run(ctx, s.img.Digest, &Process{Args: args, Env: env, Stdout: out, Stderr: out}, opts...)
 	if err != nil {
 		return err
 	}
@@ -353,6 +354,26 @@ func (rm *runMounts) addCache(ctx context.Context, m *instructions.Mount) error 
 	rm.keys = append(rm.keys, fmt.Sprintf("cache %s %v id=%q sharing=%s from=%q source=%q uid=%s gid=%s mode=%s",
 		t, m.ReadOnly, m.CacheID, m.CacheSharing, m.From, m.Source, optUint(m.UID), optUint(m.GID), optUint(m.Mode)))
 	return nil
+}
+
+// proxyArgs are docker's predefined ARGs: given as build args, they reach
+// every RUN without an ARG line, and stay out of its cache key and of the
+// image's history (a proxy's address says nothing of what a step makes).
+var proxyArgs = []string{
+	"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+	"FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+}
+
+// proxyEnv is the RUN environment of the proxy build args that the stage
+// does not declare (a declared one is an ARG like any other).
+func (b *builder) proxyEnv(s *buildState) []string {
+	var env []string
+	for _, k := range proxyArgs {
+		if v, ok := b.cfg.args[k]; ok && s.args[k] == nil && !hasEnv(s.cf.Config.Env, k) {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // optUint formats an optional number of a mount for a cache key.

@@ -807,6 +807,27 @@ func TestBuildCopyEmptyWildcard(t *testing.T) {
 	}
 }
 
+// TestBuildProxyArgs: docker's predefined proxy ARGs given as build args
+// reach a RUN without an ARG line, and are not in its cache key (another
+// proxy finds the step cached) nor in the image's history.
+func TestBuildProxyArgs(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	df := "FROM busybox\nRUN echo \"$HTTP_PROXY $no_proxy\" > /p\n"
+	img, tree := buildIn(t, rt, df, nil, berth.WithBuildArgs(map[string]string{"HTTP_PROXY": "http://proxy.test:3128", "no_proxy": "localhost"}))
+	wantFiles(t, tree, map[string]string{"/p": "http://proxy.test:3128 localhost\n"})
+	again, _ := buildIn(t, rt, df, nil, berth.WithBuildArgs(map[string]string{"HTTP_PROXY": "http://other.test:8080"}))
+	if again.ID != img.ID {
+		t.Errorf("another proxy rebuilt the step: %s, then %s", img.ID, again.ID)
+	}
+	for _, h := range img.History {
+		if strings.Contains(h.CreatedBy, "proxy.test") {
+			t.Errorf("the proxy is in the history: %q", h.CreatedBy)
+		}
+	}
+}
+
 func TestBuildRunMounts(t *testing.T) {
 	berthtest.Skip(t)
 	rt := berthtest.NewRuntime(t)
