@@ -38,6 +38,9 @@ type copyEntry struct {
 	root *os.Root // where content is read, for regular files
 	src  string   // path in root
 	data []byte   // content given inline (heredocs), instead of root
+	// chown: an archive ADD extracts gets hdr's owner on every entry
+	// (--chown), as BuildKit applies it, instead of the archive's owners
+	chown bool
 }
 
 // copySpec is a COPY or ADD instruction after substitution.
@@ -177,6 +180,7 @@ func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c
 			e.hdr.ModTime = b.clampTime(e.hdr.ModTime)
 			if c.unpack != nil && *c.unpack && isTarFile(e.root, e.src) {
 				e.hdr.Name = dest
+				e.chown = ls.owned
 				ls.tars = append(ls.tars, e)
 				continue
 			}
@@ -413,6 +417,7 @@ func (b *builder) addSource(ls *layerSet, root *os.Root, filter copyFilter, c co
 		}
 		if c.isAdd && fi.Mode().IsRegular() && (c.unpack == nil || *c.unpack) && isTarFile(root, real) {
 			e.hdr.Name = dest
+			e.chown = ls.owned
 			ls.tars = append(ls.tars, e)
 			continue
 		}
@@ -784,6 +789,9 @@ func extractArchiveInto(tw *tar.Writer, t copyEntry, content io.Writer, buf []by
 		}
 		if hdr.Typeflag == tar.TypeLink {
 			hdr.Linkname = path.Join(dest, strings.TrimPrefix(path.Clean("/"+hdr.Linkname), "/"))
+		}
+		if t.chown {
+			hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = t.hdr.Uid, t.hdr.Gid, "", ""
 		}
 		keyHeader(content, hdr)
 		if err := tw.WriteHeader(hdr); err != nil {

@@ -740,10 +740,12 @@ func TestBuildBindMountContext(t *testing.T) {
 		"secret.txt":    "s",
 		"hidden/x":      "x",
 		"app/f":         "f",
-		"Dockerfile":    "FROM busybox\nRUN --mount=type=bind,target=/src cat /src/app/f > /out\n",
+		"Dockerfile":    "FROM busybox\nRUN --mount=type=bind,target=/src cat /src/app/f > /out\nRUN --mount=type=bind,source=flink,target=/f cat /f > /out2\n",
 	})
-	if err := os.Symlink("hidden", filepath.Join(ctxDir, "link")); err != nil {
-		t.Fatal(err)
+	for link, target := range map[string]string{"link": "hidden", "flink": "app/f"} {
+		if err := os.Symlink(target, filepath.Join(ctxDir, link)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// A file capability (cap_net_raw, permitted and effective: struct
 	// vfs_cap_data, revision 2) and a setuid bit, which a chown strips.
@@ -759,7 +761,8 @@ func TestBuildBindMountContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFiles(t, imageTree(t, rt, img.ID), map[string]string{"/out": "f"})
+	// A link to a file binds the file.
+	wantFiles(t, imageTree(t, rt, img.ID), map[string]string{"/out": "f", "/out2": "f"})
 	buf := make([]byte, 64)
 	if n, err := unix.Getxattr(f, "security.capability", buf); err != nil || !bytes.Equal(buf[:n], capability) {
 		t.Errorf("the build stripped the context file's capability: %x, %v", buf[:max(n, 0)], err)
@@ -824,6 +827,30 @@ func TestBuildProxyArgs(t *testing.T) {
 	for _, h := range img.History {
 		if strings.Contains(h.CreatedBy, "proxy.test") {
 			t.Errorf("the proxy is in the history: %q", h.CreatedBy)
+		}
+	}
+}
+
+// TestBuildAddChownArchive: ADD --chown gives every entry of an archive it
+// extracts that owner, as BuildKit does; without it the archive's owners
+// stay.
+func TestBuildAddChownArchive(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755, Uid: 1234, Gid: 1234})
+	tw.WriteHeader(&tar.Header{Name: "d/f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1, Uid: 1234, Gid: 1234})
+	tw.Write([]byte("x"))
+	tw.Close()
+	files := map[string]string{"app.tar": buf.String()}
+	for chown, want := range map[string]int{"": 1234, "--chown=7:8 ": 7} {
+		_, tree := buildIn(t, rt, "FROM busybox\nADD "+chown+"app.tar /srv/\n", files)
+		for _, p := range []string{"/srv/d", "/srv/d/f"} {
+			if f, ok := tree[p]; !ok || f.uid != want || (want == 7 && f.gid != 8) {
+				t.Errorf("ADD %sapp.tar: %s is %+v, want owner %d", chown, p, f, want)
+			}
 		}
 	}
 }
