@@ -74,7 +74,17 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 		return s.useCached(img, key)
 	}
 	b.report(s, n, false)
-	if err := b.flush(ctx, s); err != nil {
+	// The state the container runs from is written as an image under the
+	// gc lock, as writeImage needs: a Prune between its manifest and its
+	// root deleted the one and left the other, and every later Prune
+	// failed on it.
+	unlockGC, err := b.r.gcShared(ctx)
+	if err != nil {
+		return err
+	}
+	err = b.flush(ctx, s)
+	unlockGC()
+	if err != nil {
 		return err
 	}
 	if err := rm.lock(ctx); err != nil {

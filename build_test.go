@@ -855,6 +855,35 @@ func TestBuildAddChownArchive(t *testing.T) {
 	}
 }
 
+// TestBuildRunWaitsForPrune: a RUN writes the state it runs from as an
+// image only under the gc lock: while a Prune holds it, no root of the
+// build appears (one written without it could lose its manifest to the
+// Prune and make every later Prune fail).
+func TestBuildRunWaitsForPrune(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	roots := func() int {
+		ents, _ := os.ReadDir(filepath.Join(rt.Root(), "roots"))
+		return len(ents)
+	}
+	before := roots()
+	release := berth.HoldGC(t, rt)
+	built := make(chan error, 1)
+	go func() {
+		_, err := rt.Build(context.Background(), writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nENV A=1\nRUN true\n"}))
+		built <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if n := roots(); n != before {
+		t.Errorf("the build wrote %d roots while a Prune held the gc lock", n-before)
+	}
+	release()
+	if err := <-built; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestBuildRunMounts(t *testing.T) {
 	berthtest.Skip(t)
 	rt := berthtest.NewRuntime(t)

@@ -119,3 +119,15 @@ func TestDropForwardWaitsForBridgeLock(t *testing.T) {
 		t.Fatal("dropForwardIfUnused still waits 5 s after the lock was let go")
 	}
 }
+
+// HoldGC takes rt's garbage-collection lock exclusively, as a Prune does,
+// until the returned function is called. (Exported for the external
+// tests.)
+func HoldGC(t testing.TB, rt *Runtime) func() {
+	t.Helper()
+	unlock, err := rt.store.Lock(context.Background(), "gc", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
