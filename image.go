@@ -650,15 +650,24 @@ func (r *Runtime) sweepCacheTemps(cutoff time.Time) {
 	}
 }
 
-// live returns the blobs and snapshots the references need.
+// live returns the blobs and snapshots the references need. The caller
+// holds the gc lock exclusively (collect).
 func (r *Runtime) live() (blobs, snaps map[string]bool, err error) {
 	refs, err := r.refsAndRoots()
 	if err != nil {
 		return nil, nil, err
 	}
 	blobs, snaps = map[string]bool{}, map[string]bool{}
-	for _, d := range refs {
+	for name, d := range refs {
 		if blobs[d] {
+			continue
+		}
+		if strings.HasPrefix(name, intermediatePrefix) && !r.store.Has(d) {
+			// A build's root whose manifest is gone (an older berth's
+			// build wrote it outside the gc lock, and a collection took
+			// the manifest): it keeps nothing, and reading it would fail
+			// every collection from now on.
+			r.store.RemoveRoot(d)
 			continue
 		}
 		img, err := r.imageFromStore(d, nil)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +119,33 @@ func TestPruneSweepsCacheTemps(t *testing.T) {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s: gone after Prune (%v)", p, err)
 		}
+	}
+}
+
+// TestPruneDropsRootWithoutManifest: a build's root whose manifest is gone
+// (left by an older berth, whose RUN wrote its image outside the gc lock
+// while a Prune ran) keeps nothing: Prune removes it instead of failing on
+// it, this time and every time after.
+func TestPruneDropsRootWithoutManifest(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	missing := strings.Repeat("ab", 32) // sha256 of nothing in the store
+	root := filepath.Join(rt.Root(), "roots", missing)
+	if err := os.MkdirAll(filepath.Dir(root), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Prune(ctx); err != nil {
+		t.Fatalf("Prune with a root whose manifest is gone: %v", err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the root is still there: %v", err)
+	}
+	if _, err := rt.Image(ctx, "busybox"); err != nil {
+		t.Errorf("the tagged image after Prune: %v", err)
 	}
 }
