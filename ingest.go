@@ -2,12 +2,15 @@ package berth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/archive"
+	"github.com/berth-dev/berth/internal/snapshot"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -85,6 +88,27 @@ func (r *Runtime) ensureConfig(ctx context.Context, d v1.Descriptor, fetch fetch
 	return r.store.ReadAll(d.Digest.String(), maxConfigSize)
 }
 
+// checkDiffID reads the compressed layer stream src to its end and checks
+// that its uncompressed content is diffID.
+func checkDiffID(src io.Reader, diffID string) error {
+	tarStream, err := archive.Decompress(src)
+	if err != nil {
+		return err
+	}
+	defer tarStream.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, tarStream); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, src); err != nil { // a trailer, padding
+		return err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
+		return fmt.Errorf("%w: got %s, want %s", snapshot.ErrDiffIDMismatch, got, diffID)
+	}
+	return nil
+}
+
 // ensureLayer makes the layer's blob and snapshot present. A missing blob
 // is streamed once: written to the store and, in the same pass,
 // decompressed and unpacked, so download, verification and unpack overlap.
@@ -116,8 +140,11 @@ func (r *Runtime) ensureLayer(ctx context.Context, desc v1.Descriptor, l Layer, 
 	defer rc.Close()
 	src := io.TeeReader(prog.reader(l.Digest, l.Size, rc), w)
 	if haveSnap {
-		if _, err := io.Copy(io.Discard, src); err != nil {
-			return err
+		// The snapshot of this diff ID is here already, but the blob is
+		// new: it must hold what the config says it does, or Save and
+		// Push would ship other content under the image's name.
+		if err := checkDiffID(src, l.DiffID); err != nil {
+			return fmt.Errorf("layer %s: %w", l.Digest, err)
 		}
 		return w.Commit()
 	}

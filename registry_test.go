@@ -525,3 +525,40 @@ func TestPullRedirectKeepsCredentials(t *testing.T) {
 		t.Errorf("credentials sent to the redirect target on another port: %q", leaked)
 	}
 }
+
+// TestPullChecksDiffIDOfKnownLayer: an image whose config names a diff ID
+// this root has unpacked already, over a layer blob with other content, is
+// refused. The blob was checked against its own digest only, so the image
+// ran the known content here while Save and Push shipped the other.
+func TestPullChecksDiffIDOfKnownLayer(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	reg := startFake(t)
+	known := imageOf(t, true, layerOf(t, compression.GZip, tarOf(t, "f", "known")))
+	rt := berthtest.NewRuntime(t)
+	if _, err := rt.Pull(ctx, reg.push(t, "diffid/known:1", known)); err != nil {
+		t.Fatal(err)
+	}
+	knownCfg, err := known.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := imageOf(t, true, layerOf(t, compression.GZip, tarOf(t, "f", "other")))
+	cfg, err := other.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.RootFS.DiffIDs = knownCfg.RootFS.DiffIDs
+	lying, err := mutate.ConfigFile(other, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rt.Pull(ctx, reg.push(t, "diffid/lying:1", lying))
+	if err == nil || !strings.Contains(err.Error(), "diff ID") {
+		t.Fatalf("pull of a layer whose content is not its config's diff ID: %v", err)
+	}
+	if _, err := rt.Image(ctx, reg.host+"/diffid/lying:1"); err == nil {
+		t.Error("the refused image is in the store")
+	}
+}
