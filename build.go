@@ -344,6 +344,7 @@ type buildState struct {
 	step    int                // the step being run
 	label   string             // the stage's name in events
 	runNext bool               // a RUN comes later in the stage
+	stage   int                // the index of the stage building it
 }
 
 func (b *builder) cleanup() {
@@ -624,6 +625,7 @@ func (b *builder) buildStage(ctx context.Context, st *buildStage) error {
 	state.defaultPath()
 	state.lex = shell.NewLex(b.escape)
 	state.label = label
+	state.stage = st.index
 	if err := b.onBuild(ctx, st, state); err != nil {
 		return b.fail(fromNode, err)
 	}

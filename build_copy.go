@@ -73,7 +73,7 @@ func (f copyFilter) mayReinclude() bool { return f.ignore.MayReinclude() || f.ex
 // copyStep runs COPY or ADD: the layer is a tar of the sources, written
 // directly, with no container.
 func (b *builder) copyStep(ctx context.Context, s *buildState, n *parser.Node, c copySpec, usedArgs func() []string) error {
-	root, ignore, _, err := b.sourceRoot(ctx, c.from)
+	root, ignore, _, err := b.sourceRoot(ctx, s, c.from)
 	if err != nil {
 		return err
 	}
@@ -815,8 +815,9 @@ type lazyRoot struct {
 // .dockerignore) when from is empty, else a built stage's or an image's
 // filesystem (pulled when the store lacks it). key names the content of a
 // stage or image ("" for the context, whose content the caller hashes).
-// The caller closes the root unless from is empty.
-func (b *builder) sourceRoot(ctx context.Context, from string) (root *os.Root, ignore *dockerfile.Ignore, key string, err error) {
+// The caller closes the root unless from is empty. s is the state of the
+// stage that reads.
+func (b *builder) sourceRoot(ctx context.Context, s *buildState, from string) (root *os.Root, ignore *dockerfile.Ignore, key string, err error) {
 	if from == "" {
 		return b.ctxRoot, b.ignore, "", nil
 	}
@@ -824,6 +825,12 @@ func (b *builder) sourceRoot(ctx context.Context, from string) (root *os.Root, i
 	if dep := b.stageByName(from); dep != nil {
 		if dep.done == nil {
 			return nil, nil, "", fmt.Errorf("%w: --from=%s: the stage is not built (a trigger's --from may name images only)", ErrInvalid, from)
+		}
+		// The Dockerfile's own --from are checked before the build; an
+		// ONBUILD trigger's come from the base image, and one naming the
+		// stage that runs it, or a later one, would wait for itself.
+		if dep.index >= s.stage {
+			return nil, nil, "", fmt.Errorf("%w: --from=%s names a later stage or this one", ErrInvalid, from)
 		}
 		select {
 		case <-dep.done:

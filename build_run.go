@@ -285,7 +285,7 @@ func (rm *runMounts) addBind(ctx context.Context, m *instructions.Mount) error {
 	if m.Target == "" {
 		return fmt.Errorf("%w: --mount=type=bind needs a target", ErrInvalid)
 	}
-	root, ignore, srcKey, err := rm.b.sourceRoot(ctx, m.From)
+	root, ignore, srcKey, err := rm.b.sourceRoot(ctx, rm.s, m.From)
 	if err != nil {
 		return err
 	}
@@ -334,7 +334,7 @@ func (rm *runMounts) addCache(ctx context.Context, m *instructions.Mount) error 
 	if err != nil {
 		return err
 	}
-	err = rm.b.makeCacheDir(ctx, dir, m)
+	err = rm.b.makeCacheDir(ctx, rm.s, dir, m)
 	unlock()
 	if err != nil {
 		return err
@@ -353,7 +353,7 @@ func (rm *runMounts) addCache(ctx context.Context, m *instructions.Mount) error 
 				return err
 			}
 			dir = filepath.Join(tmp, "cache")
-			if err := rm.b.makeCacheDir(ctx, dir, m); err != nil {
+			if err := rm.b.makeCacheDir(ctx, rm.s, dir, m); err != nil {
 				return err
 			}
 		}
@@ -396,7 +396,7 @@ func optUint(v *uint64) string {
 
 // makeCacheDir creates a cache mount's directory with its mode and owner,
 // seeded from its from= stage or image, unless it exists.
-func (b *builder) makeCacheDir(ctx context.Context, dir string, m *instructions.Mount) error {
+func (b *builder) makeCacheDir(ctx context.Context, s *buildState, dir string, m *instructions.Mount) error {
 	if _, err := os.Lstat(dir); err == nil {
 		return nil
 	}
@@ -406,7 +406,7 @@ func (b *builder) makeCacheDir(ctx context.Context, dir string, m *instructions.
 	tmp := dir + ".new"
 	os.RemoveAll(tmp)
 	if m.From != "" {
-		root, ignore, _, err := b.sourceRoot(ctx, m.From)
+		root, ignore, _, err := b.sourceRoot(ctx, s, m.From)
 		if err != nil {
 			return err
 		}

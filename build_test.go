@@ -884,6 +884,24 @@ func TestBuildRunWaitsForPrune(t *testing.T) {
 	}
 }
 
+// TestBuildOnbuildFromItself: an ONBUILD trigger whose --from names the
+// stage that runs it is refused, as the Dockerfile's own are, instead of
+// waiting for itself.
+func TestBuildOnbuildFromItself(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := rt.Build(ctx, t.TempDir(), berth.WithBuildTags("selfbase:1"), berth.WithDockerfileContent("FROM busybox\nONBUILD COPY --from=app /bin/sh /x\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := rt.Build(ctx, t.TempDir(), berth.WithDockerfileContent("FROM selfbase:1 AS app\nRUN true\n"))
+	if !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("a trigger copying from its own stage: %v, want ErrInvalid", err)
+	}
+}
+
 func TestBuildRunMounts(t *testing.T) {
 	berthtest.Skip(t)
 	rt := berthtest.NewRuntime(t)
