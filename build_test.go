@@ -732,9 +732,7 @@ EOT
 // read-only bind links them in, and a chown of a link (even to the same
 // owner) stripped the user's file of its file capabilities.
 func TestBuildBindMountContext(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctxDir := writeContext(t, map[string]string{
 		".dockerignore": "secret.txt\nhidden\n",
 		"secret.txt":    "s",
@@ -783,9 +781,7 @@ func TestBuildBindMountContext(t *testing.T) {
 // another cache directory) runs again instead of reusing the step cached
 // with the first; the command's text is the same.
 func TestBuildCacheMountKey(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	buildIn(t, rt, "FROM busybox\nRUN --mount=type=cache,target=/c,id=one touch /c/marker\n", nil)
 	for id, want := range map[string]string{"one": "marker\n", "two": ""} {
 		df := "FROM busybox\nRUN --mount=type=cache,target=/c,id=" + id + " ls /c > /out\n"
@@ -799,9 +795,7 @@ func TestBuildCacheMountKey(t *testing.T) {
 // yarn.loc[k] ./, as docker's builders take it); a COPY whose sources all
 // match nothing fails, as docker's classic builder does.
 func TestBuildCopyEmptyWildcard(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	_, tree := buildIn(t, rt, "FROM busybox\nCOPY a.txt b.tx[t] /dst/\n", map[string]string{"a.txt": "a"})
 	wantFiles(t, tree, map[string]string{"/dst/a.txt": "a", "/dst/b.txt": "-"})
 	_, err := rt.Build(context.Background(), writeContext(t, map[string]string{"a.txt": "a"}), berth.WithDockerfileContent("FROM busybox\nCOPY nomatch* b.tx[t] /dst/\n"))
@@ -814,9 +808,7 @@ func TestBuildCopyEmptyWildcard(t *testing.T) {
 // reach a RUN without an ARG line, and are not in its cache key (another
 // proxy finds the step cached) nor in the image's history.
 func TestBuildProxyArgs(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	df := "FROM busybox\nRUN echo \"$HTTP_PROXY $no_proxy\" > /p\n"
 	img, tree := buildIn(t, rt, df, nil, berth.WithBuildArgs(map[string]string{"HTTP_PROXY": "http://proxy.test:3128", "no_proxy": "localhost"}))
 	wantFiles(t, tree, map[string]string{"/p": "http://proxy.test:3128 localhost\n"})
@@ -835,9 +827,7 @@ func TestBuildProxyArgs(t *testing.T) {
 // extracts that owner, as BuildKit does; without it the archive's owners
 // stay.
 func TestBuildAddChownArchive(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	tw.WriteHeader(&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755, Uid: 1234, Gid: 1234})
@@ -860,9 +850,7 @@ func TestBuildAddChownArchive(t *testing.T) {
 // build appears (one written without it could lose its manifest to the
 // Prune and make every later Prune fail).
 func TestBuildRunWaitsForPrune(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	roots := func() int {
 		ents, _ := os.ReadDir(filepath.Join(rt.Root(), "roots"))
 		return len(ents)
@@ -888,9 +876,7 @@ func TestBuildRunWaitsForPrune(t *testing.T) {
 // stage that runs it is refused, as the Dockerfile's own are, instead of
 // waiting for itself.
 func TestBuildOnbuildFromItself(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := rt.Build(ctx, t.TempDir(), berth.WithBuildTags("selfbase:1"), berth.WithDockerfileContent("FROM busybox\nONBUILD COPY --from=app /bin/sh /x\n")); err != nil {

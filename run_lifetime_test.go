@@ -973,9 +973,7 @@ func TestRunDetachedMonitorSilent(t *testing.T) {
 // detached Run fails at once with an error that names it, and never talks
 // to it (it could answer with any pid).
 func TestRunDetachedMonitorSquatted(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	berth.SquatAbstract(t, "@berth-monitor-"+rootTag(rt.Root()), true)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
