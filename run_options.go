@@ -69,8 +69,9 @@ func WithEntrypoint(args ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.entrypoint, c.hasEntry = args, true })
 }
 
-// WithHostname sets the container's hostname (docker run --hostname).
-// Default: the first 12 hex digits of its ID.
+// WithHostname sets the container's hostname (docker run --hostname): at
+// most 64 bytes, without white space or control characters (Run fails
+// with ErrInvalid). Default: the first 12 hex digits of its ID.
 func WithHostname(name string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.hostname = name })
 }
@@ -172,7 +173,9 @@ func WithNetworkMode(mode string) RunOption {
 // port takes a free one, which Container.Ports reports. The port is
 // reachable at the host's addresses and at 127.0.0.1 (or only at hostIP),
 // also from other containers through the host. A host port in use fails
-// Run with ErrInUse. Default: nothing is published.
+// Run with ErrInUse. Ports are published through the container's first
+// network, which must not be internal (ErrInvalid). Default: nothing is
+// published.
 func WithPublish(ports ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.publish = append(c.publish, ports...) })
 }
