@@ -181,7 +181,8 @@ func WithPublish(ports ...string) RunOption {
 }
 
 // WithPublishAll publishes every port the image EXPOSEs on a free host
-// port (docker run -P). Default: off.
+// port (docker run -P); one WithPublish also names is published as that
+// says only. Default: off.
 func WithPublishAll() RunOption {
 	return runOptionFunc(func(c *runConfig) { c.publishAll = true })
 }
