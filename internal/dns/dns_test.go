@@ -154,7 +154,12 @@ func TestServerBoundsInFlight(t *testing.T) {
 		b, _ := q.Pack()
 		c.Write(b)
 	}
-	time.Sleep(300 * time.Millisecond) // the server reads what was sent
+	// The server reads what was sent: wait until it has taken as many as
+	// it may, then a moment more for any it should not have taken.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine()-before < MaxInFlight && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
 	if grown := runtime.NumGoroutine() - before; grown > MaxInFlight+1 {
 		t.Errorf("%d goroutines more after 1000 unanswered questions; want at most %d", grown, MaxInFlight+1)
 	} else if grown < MaxInFlight/2 {
