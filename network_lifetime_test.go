@@ -406,7 +406,7 @@ func TestNetworkKilledProgramRulesAfterRead(t *testing.T) {
 		t.Fatalf("Endpoints after the kill = %v, %v; want the live container's only", eps, err)
 	}
 
-	reopen(t, rt) // its New sweeps
+	sameRoot(t, rt) // its New sweeps
 	if table := footprint(t, names).table; strings.Contains(table, "dport "+strconv.Itoa(int(port))) {
 		t.Errorf("the dead container's rule for port %d is left after New:\n%s", port, table)
 	}

@@ -135,18 +135,6 @@ func parentCgroups(t *testing.T, root string) []string {
 	return out
 }
 
-// reopen opens a second Runtime on rt's root, as another program would;
-// it is closed when the test ends.
-func reopen(t *testing.T, rt *berth.Runtime) *berth.Runtime {
-	t.Helper()
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt2.Close() })
-	return rt2
-}
-
 // runSleeper starts a detached `sleep 300` named name.
 func runSleeper(t *testing.T, rt *berth.Runtime, name string) *berth.Container {
 	t.Helper()
@@ -165,7 +153,7 @@ func TestLifetimeCloseRemovesParentCgroup(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	long := mustRun(t, rt, "busybox", sh("sleep 300"))
-	rt2 := reopen(t, rt)
+	rt2 := sameRoot(t, rt)
 	mustOutput(t, rt2, "busybox", sh("true"), berth.WithAutoRemove())
 	if err := long.Remove(ctx, berth.WithForce()); err != nil {
 		t.Fatal(err)
@@ -1267,7 +1255,7 @@ func TestRecordWritesWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := reopen(t, rt)
+	other := sameRoot(t, rt)
 	done := make(chan struct{})
 	var readers sync.WaitGroup
 	for range 2 {
@@ -1377,7 +1365,7 @@ func TestRemoveForceUnreadableRecord(t *testing.T) {
 		t.Fatalf("Remove without force of a container with a damaged record = %v, want an error saying the state file is unreadable", err)
 	}
 	// Found by name and by ID prefix from another program (berth rm -f).
-	rt2 := reopen(t, rt)
+	rt2 := sameRoot(t, rt)
 	if byID, err := rt2.Container(ctx, c.ID[:12]); err != nil || byID.ID != c.ID {
 		t.Fatalf("Container(ID prefix) of a container with a damaged record = %v, %v", byID, err)
 	}
@@ -1405,7 +1393,7 @@ func TestLifetimeRemoveDetachedRemovesParentCgroup(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	runSleeper(t, rt, "last")
-	rt2 := reopen(t, rt)
+	rt2 := sameRoot(t, rt)
 	c, err := rt2.Container(ctx, "last")
 	if err != nil {
 		t.Fatal(err)
@@ -1477,7 +1465,7 @@ func TestLifetimeWaitRemovesParentCgroup(t *testing.T) {
 	if _, err := rt.Run(ctx, "busybox", sh("sleep 1"), berth.WithDetach(), berth.WithName("brief")); err != nil {
 		t.Fatal(err)
 	}
-	rt2 := reopen(t, rt)
+	rt2 := sameRoot(t, rt)
 	c, err := rt2.Container(ctx, "brief")
 	if err != nil {
 		t.Fatal(err)
