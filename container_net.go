@@ -1333,12 +1333,16 @@ func (c *Container) WaitListening(ctx context.Context, protocol string, port uin
 	}
 }
 
+// nameServerSocket is berth's name server's local address as
+// /proc/PID/net/udp lists it (the address a host-order word, as the kernel
+// prints the raw one).
+var nameServerSocket = fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(dns.Addr.Addr().AsSlice()), dns.Addr.Port())
+
 // listening scans /proc/PID/net/{tcp,tcp6,udp,udp6}, which list the
 // sockets of PID's network namespace. berth's own name server there
 // (127.0.0.11:53) is not the container's.
 func listening(pid int, protocol string, port uint16) bool {
 	want := fmt.Sprintf(":%04X ", port)
-	nameServer := fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(dns.Addr.Addr().AsSlice()), dns.Addr.Port())
 	for _, file := range []string{protocol, protocol + "6"} {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/" + file)
 		if err != nil {
@@ -1347,7 +1351,7 @@ func listening(pid int, protocol string, port uint16) bool {
 		lines := strings.Split(string(b), "\n")
 		for _, l := range lines[1:] {
 			f := strings.Fields(l)
-			if len(f) < 4 || !strings.HasSuffix(f[1]+" ", want) || f[1] == nameServer {
+			if len(f) < 4 || !strings.HasSuffix(f[1]+" ", want) || f[1] == nameServerSocket {
 				continue
 			}
 			if protocol == "udp" || f[3] == "0A" { // TCP_LISTEN

@@ -2,8 +2,6 @@ package berth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"sync"
@@ -96,14 +94,14 @@ func checkDiffID(src io.Reader, diffID string) error {
 		return err
 	}
 	defer tarStream.Close()
-	h := sha256.New()
+	h := newSHA256()
 	if _, err := io.Copy(h, tarStream); err != nil {
 		return err
 	}
 	if _, err := io.Copy(io.Discard, src); err != nil { // a trailer, padding
 		return err
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
+	if got := h.digest(); got != diffID {
 		return fmt.Errorf("%w: got %s, want %s", snapshot.ErrDiffIDMismatch, got, diffID)
 	}
 	return nil
