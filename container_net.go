@@ -235,19 +235,22 @@ func (r *Runtime) hasLiveEndpoint(networkID string) bool {
 }
 
 // sweepDeadEndpoints deletes the endpoint files of a network whose owners
-// died without removing them, and reports whether it deleted any: the
+// died without removing them, and reports whether it deleted any (the
 // caller then rewrites the rules, which still send their published ports
-// to the dead containers' addresses.
-func (r *Runtime) sweepDeadEndpoints(networkID string) bool {
+// to the dead containers' addresses) and whether a live one is left.
+func (r *Runtime) sweepDeadEndpoints(networkID string) (deleted, live bool) {
 	entries, _ := os.ReadDir(r.endpointsDir(networkID))
-	deleted := false
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if ok && validContainerID(id) && !r.endpointOwned(id) {
-			deleted = os.Remove(filepath.Join(r.endpointsDir(networkID), e.Name())) == nil || deleted
+		switch {
+		case !ok || !validContainerID(id):
+		case r.endpointOwned(id):
+			live = true
+		case os.Remove(filepath.Join(r.endpointsDir(networkID), e.Name())) == nil:
+			deleted = true
 		}
 	}
-	return deleted
+	return deleted, live
 }
 
 func readJSON(path string, v any) error {
@@ -1113,10 +1116,9 @@ func (r *Runtime) sweepNetworks(tables []string) {
 	ctx := context.Background()
 	changed := false
 	for _, n := range recs {
-		if r.sweepDeadEndpoints(n.ID) {
-			changed = true
-		}
-		if bridge.Exists(bridgeName(r.root, n.ID)) && !r.hasLiveEndpoint(n.ID) {
+		deleted, live := r.sweepDeadEndpoints(n.ID)
+		changed = changed || deleted
+		if !live && bridge.Exists(bridgeName(r.root, n.ID)) {
 			r.maybeDownBridge(ctx, n.ID)
 		}
 	}
