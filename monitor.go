@@ -300,22 +300,3 @@ func (m *monitor) start(id string) monitorReply {
 	}()
 	return monitorReply{Pid: run.rec.State.Pid}
 }
-
-// peerRoot checks the credentials of the process at the other end of c
-// (credIsRoot).
-func peerRoot(c *net.UnixConn) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var cred *syscall.Ucred
-	if cerr := raw.Control(func(fd uintptr) {
-		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); cerr != nil {
-		return cerr
-	}
-	if err != nil {
-		return err
-	}
-	return credIsRoot(cred)
-}

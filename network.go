@@ -506,38 +506,6 @@ func hostIPAMLock(ctx context.Context) (func(), error) {
 // must not take the host's from programs running beside them).
 var ipamLockName = "@berth-ipam"
 
-// abstractHolder connects to the abstract unix socket name and returns nil
-// when a root process listens on it, an error naming the process when
-// another user's does, and the connect's error otherwise (ENOENT: free
-// now; ECONNREFUSED: bound, not listening; EAGAIN: its queue is full).
-func abstractHolder(name string) error {
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return err
-	}
-	defer syscall.Close(fd)
-	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: name}); err != nil {
-		return err
-	}
-	cred, err := syscall.GetsockoptUcred(fd, syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	if err != nil {
-		return err
-	}
-	return credIsRoot(cred)
-}
-
-// credIsRoot returns an error naming the process of cred unless it ran as
-// root when it listened.
-func credIsRoot(cred *syscall.Ucred) error {
-	if cred.Uid == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: it is held by pid %d, uid %d, not by a berth program run as root", errSquatted, cred.Pid, cred.Uid)
-}
-
-// errSquatted is an abstract socket name of berth's bound by another user.
-var errSquatted = errors.New("socket name taken by another user")
-
 // writeJSONAtomic writes v to path through a hidden temporary file beside
 // it and a rename, so that readers see the old or the new content whole.
 // The rename over an existing file is also what keeps a file whole
