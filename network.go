@@ -70,16 +70,35 @@ func (f networkOptionFunc) applyNetwork(n *networkRecord) error { return f(n) }
 
 // WithSubnet gives the network a subnet in CIDR form ("10.5.0.0/24",
 // docker network create --subnet). Default: a free /24 of 10.200.0.0/16
-// that overlaps neither the host's routes nor another berth network.
+// that overlaps neither the host's routes nor another berth network. A
+// subnet that reaches into 0.0.0.0/8, loopback, link-local, multicast or
+// the reserved 240.0.0.0/4 is refused: the host routes those itself (an
+// address of 127.0.0.0/8 on a bridge would shadow the host's loopback).
 func WithSubnet(cidr string) NetworkOption {
 	return networkOptionFunc(func(n *networkRecord) error {
 		p, err := netip.ParsePrefix(cidr)
 		if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
 			return fmt.Errorf("%w: subnet %q: want an IPv4 CIDR of at most /30", ErrInvalid, cidr)
 		}
-		n.Subnet = p.Masked()
+		p = p.Masked()
+		for _, special := range unroutedSubnets {
+			if special.Overlaps(p) {
+				return fmt.Errorf("%w: subnet %s overlaps %s, which the host routes itself", ErrInvalid, p, special)
+			}
+		}
+		n.Subnet = p
 		return nil
 	})
+}
+
+// unroutedSubnets are the IPv4 ranges a network may not use: "this
+// network", loopback, link-local, multicast and reserved (with broadcast).
+var unroutedSubnets = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
 }
 
 // WithGateway sets the host's address on the network (--gateway); it must

@@ -79,6 +79,32 @@ func TestNetworkNone(t *testing.T) {
 	}
 }
 
+// TestNetworkSubnetRefused: a subnet the host routes itself (loopback
+// above all: 127.0.0.1 on a bridge would shadow the host's own) or one
+// that is not an IPv4 CIDR of at most /30 is refused, and nothing is made.
+func TestNetworkSubnetRefused(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, cidr := range []string{"127.0.0.0/24", "126.0.0.0/7", "0.0.0.0/0", "0.1.0.0/16", "169.254.7.0/24",
+		"224.1.0.0/16", "255.255.255.0/24", "10.0.0.0/31", "fd00::/64", "10.1.2.3"} {
+		_, err := rt.CreateNetwork(ctx, "bad", berth.WithSubnet(cidr))
+		if !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), strings.Split(cidr, "/")[0][:2]) {
+			t.Errorf("subnet %s: got %v, want ErrInvalid naming it", cidr, err)
+		}
+		if _, err := rt.Network(ctx, "bad"); !errors.Is(err, berth.ErrNotFound) {
+			t.Errorf("subnet %s: network exists after the refusal (%v)", cidr, err)
+		}
+	}
+	n, err := rt.CreateNetwork(ctx, "good", berth.WithSubnet("10.231.8.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Remove(ctx)
+	if n.Subnet.String() != "10.231.8.0/24" {
+		t.Errorf("subnet %s, want 10.231.8.0/24", n.Subnet)
+	}
+}
+
 func TestNetworkNamesAndPublish(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
