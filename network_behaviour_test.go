@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1313,6 +1314,61 @@ func inNetNS(ns *os.File, fn func() error) error {
 	return <-errc
 }
 
+// TestNetworkOwnNameServer: a name server of the container's own binds
+// 0.0.0.0:53 (asking for address reuse, as dnsmasq, unbound, BIND and
+// CoreDNS do) beside berth's on 127.0.0.11:53; container names still
+// resolve through berth's, and the rest of port 53 reaches the
+// container's.
+func TestNetworkOwnNameServer(t *testing.T) {
+	rt := busyboxRuntime(t)
+	if _, err := rt.CreateNetwork(context.Background(), "dnsown"); err != nil {
+		t.Fatal(err)
+	}
+	c := sleeper(t, rt, "dns-own", berth.WithNetwork("dnsown"), noUpstream)
+	st, err := c.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	reuse := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+	}}
+	var own net.PacketConn
+	if err := inNetNS(ns, func() (err error) {
+		own, err = reuse.ListenPacket(context.Background(), "udp4", "0.0.0.0:53")
+		return err
+	}); err != nil {
+		t.Fatalf("binding 0.0.0.0:53 in the container: %v", err)
+	}
+	defer own.Close()
+
+	ip := ipOf(t, c)
+	if out, err := execOutput(t, c, "nslookup dns-own"); err != nil || !strings.Contains(out, "Address: "+ip.String()) {
+		t.Errorf("nslookup dns-own with the container's server on 0.0.0.0:53: %q, %v; want %s", out, err, ip)
+	}
+	if err := inNetNS(ns, func() error {
+		conn, err := net.Dial("udp4", netip.AddrPortFrom(ip, 53).String())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, err = conn.Write([]byte("to the container's server"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	own.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, _, err := own.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "to the container's server" {
+		t.Errorf("the container's server on 0.0.0.0:53 read %q, %v", buf[:n], err)
+	}
+}
+
 // TestWaitListeningUDPNameServer: berth's own name server in the
 // container's namespace (127.0.0.11:53) is not something the container
 // listens on: WaitListening for UDP 53 waits until a server of the
@@ -1329,7 +1385,7 @@ func TestWaitListeningUDPNameServer(t *testing.T) {
 		t.Fatal("WaitListening(udp, 53) returned with nothing of the container's on the port")
 	}
 	// A server of the container's on another address of the port (not
-	// 0.0.0.0: the name server holds 127.0.0.11:53).
+	// 0.0.0.0 without address reuse: the name server holds 127.0.0.11:53).
 	st, err := c.State(context.Background())
 	if err != nil {
 		t.Fatal(err)
