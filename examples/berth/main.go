@@ -33,9 +33,10 @@
 // container.go, volume.go, network.go) and is listed once in the dispatch
 // table below.
 //
-// The CLI sizes GOMAXPROCS by the machine's CPUs, not a cgroup's CPU limit:
-// reading the cgroup costs every command ~0.2 ms at start, and a command
-// lives too short for the limit to matter.
+// The CLI sizes GOMAXPROCS by the machine's CPUs, not a cgroup's CPU limit,
+// and the runtime does not re-read the limit while a command runs: a
+// command lives too short for the limit to matter. (Go 1.26 still reads
+// the cgroup once at start, ~0.2 ms here, whatever these settings say.)
 //
 //go:debug containermaxprocs=0
 //go:debug updatemaxprocs=0
