@@ -509,10 +509,10 @@ func (r *Runtime) awaitRemoval(ctx context.Context, id, name string) error {
 	return nil
 }
 
-// awaitWaiters lets the Waits of other programs on an auto-removed
-// container, which hold its wait lock shared, read the exit just recorded
-// before the record goes. It gives up after a few seconds so that a stuck
-// waiter cannot keep the container.
+// awaitWaiters lets the Waits of other programs on a container about to
+// be removed (auto-removed, or by Remove), which hold its wait lock
+// shared, read the exit just recorded before the record goes. It gives up
+// after a few seconds so that a stuck waiter cannot keep the container.
 func (r *Runtime) awaitWaiters(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -658,12 +658,15 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 			return err
 		}
 	}
-	// Wait for the owner to let go (it records the exit first).
+	// Wait for the owner to let go (it records the exit first), then for
+	// the Waits begun elsewhere to read that exit: docker's wait answers
+	// 137 to a force removal, not "no such container".
 	unlock, err := c.rt.store.Lock(ctx, "owner-"+c.ID, true)
 	if err != nil {
 		return err
 	}
 	unlock()
+	c.rt.awaitWaiters(c.ID)
 	// A copy from or to the stopped container, or its export, holds its
 	// lock while its overlay is mounted: removed meanwhile, its upper
 	// directory would become a spare that the next container mounts too.

@@ -480,6 +480,59 @@ func TestLifetimeAutoRemove(t *testing.T) {
 	}
 }
 
+// TestRemoveLetsWaitersReadExit: a forced Remove of a container that
+// other programs Wait on lets them read its exit before the record goes,
+// so their Wait returns 137 as docker's does, not ErrNotFound (a common
+// test pattern: Wait on a goroutine, force removal in the cleanup). The
+// second half holds the wait lock as a Wait elsewhere holds it before
+// reading: Remove must not delete the record under it.
+func TestRemoveLetsWaitersReadExit(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	other, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+
+	c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach())
+	elsewhere, err := other.Container(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- elsewhere.Wait(ctx) }()
+	time.Sleep(100 * time.Millisecond) // Wait is waiting by then
+	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	var ee *berth.ExitError
+	if err := <-waited; !errors.As(err, &ee) || ee.Code != 137 {
+		t.Errorf("Wait elsewhere during a forced Remove = %v, want exit code 137", err)
+	}
+
+	c = mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach())
+	release := berth.HoldWaitLock(t, other, c.ID)
+	removed := make(chan error, 1)
+	go func() { removed <- c.Remove(ctx, berth.WithForce()) }()
+	select {
+	case err := <-removed:
+		release()
+		t.Fatalf("Remove returned (%v) while a Wait elsewhere had not read the exit", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// What the held Wait would read next: the exit, still there.
+	if held, err := other.Container(ctx, c.ID); err != nil {
+		t.Errorf("the container is gone while a Wait elsewhere had not read its exit: %v", err)
+	} else if st, err := held.State(ctx); err != nil || st.Running || st.ExitCode != 137 {
+		t.Errorf("State while a Wait elsewhere holds on: %+v, %v; want exited with 137", st, err)
+	}
+	release()
+	if err := <-removed; err != nil {
+		t.Errorf("Remove: %v", err)
+	}
+}
+
 // A removed container's directory is kept as a spare, three empty
 // directories owned by root with no extended attributes left (overlayfs
 // marks an upper directory; this container chowns and chmods its root),

@@ -1,0 +1,18 @@
+package berth
+
+import (
+	"context"
+	"testing"
+)
+
+// HoldWaitLock takes container id's wait lock as a Wait in another program
+// holds it, between taking it and reading the exit; release lets it go.
+// (Exported for the external tests.)
+func HoldWaitLock(t testing.TB, rt *Runtime, id string) (release func()) {
+	t.Helper()
+	unlock, err := rt.store.Lock(context.Background(), "wait-"+id, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
