@@ -33,8 +33,8 @@ import (
 const monitorEnv = "_BERTH_MONITOR_ROOT"
 
 // monitorIdle is how long a monitor with no container waits for new work
-// before it exits.
-const monitorIdle = 2 * time.Second
+// before it exits (a variable for tests).
+var monitorIdle = 2 * time.Second
 
 func init() {
 	if root, ok := os.LookupEnv(monitorEnv); ok {
@@ -160,8 +160,13 @@ func monitorMain(root string) int {
 	// The monitor keeps no bridge for later: a detached container's bridge
 	// goes as soon as its last container does.
 	rt.noBridgeHold = true
-	unlock, ok := rt.store.TryLock("monitor", true)
-	if !ok {
+	// Another monitor holds the lock while it serves this root, and for a
+	// moment after it decided to exit, when a program that found it gone
+	// may have started this one: wait that moment out.
+	ctx, cancel := context.WithTimeout(context.Background(), monitorIdle)
+	unlock, err := rt.store.Lock(ctx, "monitor", true)
+	cancel()
+	if err != nil {
 		return 0 // another monitor serves this root
 	}
 	defer unlock()
@@ -186,23 +191,29 @@ func monitorMain(root string) int {
 }
 
 type monitor struct {
-	rt     *Runtime
-	ln     net.Listener
-	mu     sync.Mutex
-	active int
-	idle   chan struct{}
-	wg     sync.WaitGroup
+	rt      *Runtime
+	ln      net.Listener
+	mu      sync.Mutex
+	active  int
+	closing bool // set with active 0: connections accepted from then on are refused
+	idle    chan struct{}
+	wg      sync.WaitGroup
 }
 
+// serveUntilIdle returns once the monitor has had nothing to do for
+// monitorIdle, and from then on accept refuses what it accepts: a start
+// accepted after the decision would leave a container to a process that
+// is exiting (its output pipes and exit status with it). A refused program
+// finds no monitor and starts another.
 func (m *monitor) serveUntilIdle() {
 	for {
 		select {
 		case <-m.idle:
 		case <-time.After(monitorIdle):
 			m.mu.Lock()
-			active := m.active
+			m.closing = m.active == 0
 			m.mu.Unlock()
-			if active == 0 {
+			if m.closing {
 				return
 			}
 		}
@@ -223,9 +234,14 @@ func (m *monitor) accept() {
 			return
 		}
 		m.mu.Lock()
+		if m.closing {
+			m.mu.Unlock()
+			conn.Close()
+			continue
+		}
 		m.active++
-		m.mu.Unlock()
 		m.wg.Add(1)
+		m.mu.Unlock()
 		go func() {
 			defer m.wg.Done()
 			m.serve(conn)
