@@ -187,6 +187,58 @@ func TestIsolationMounts(t *testing.T) {
 	})
 }
 
+// TestIsolationExecHelperCovered: the direct start executes its exec
+// helper from the container's fresh /dev before the container's seccomp
+// filter and with its whole bounding set; a bind at /dev, or at a symlink
+// of the image that leads there, must not have it execute a file of the
+// mount's instead. The first starts in the child stage, as runc would;
+// the second is refused.
+func TestIsolationExecHelperCovered(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "null"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".berth-exec"), []byte("#!/bin/sh\ntouch /dev/pwned\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The old start ran the bind's .berth-exec, then deleted it from the
+	// host's directory as it deletes its helper once running.
+	pwned := func(how string) {
+		t.Helper()
+		if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+			t.Fatalf("%s: the mount's .berth-exec ran as the container's first process", how)
+		}
+		if _, err := os.Stat(filepath.Join(dir, ".berth-exec")); err != nil {
+			t.Fatalf("%s: the host's file under the bind is gone: %v", how, err)
+		}
+	}
+	out, errOut, err := runOut(t, rt, "busybox", sh("ls -a /dev"), berth.WithAutoRemove(),
+		berth.WithMounts(berth.Mount{Type: berth.MountBind, Source: dir, Target: "/dev"}))
+	pwned("a bind at /dev")
+	if err != nil || !strings.Contains(out, ".berth-exec") || !strings.Contains(out, "null") {
+		t.Errorf("ls -a /dev with a bind there: %v, %q, %q; want the bind's files", err, out, errOut)
+	}
+
+	c := mustRun(t, rt, "busybox", sh("ln -s /dev /devlink"))
+	c.Wait(ctx)
+	if _, err := c.Commit(ctx, berth.WithCommitTag("devlink")); err != nil {
+		t.Fatal(err)
+	}
+	c.Remove(ctx)
+	c, err = rt.Run(ctx, "devlink", &berth.Process{Args: []string{"true"}},
+		berth.WithMounts(berth.Mount{Type: berth.MountBind, Source: dir, Target: "/devlink"}))
+	if err == nil {
+		c.Wait(ctx)
+		c.Remove(ctx)
+	}
+	pwned("a bind at a symlink to /dev")
+	if err == nil || !strings.Contains(err.Error(), "/dev") {
+		t.Errorf("Run with a bind at a symlink to /dev: %v, want an error naming /dev", err)
+	}
+}
+
 // TestIsolationVolatileRoot checks which root filesystems are mounted
 // volatile (no sync of the host's filesystem when they are unmounted):
 // those that go with their container, an auto-removed one's and a build

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"runtime"
 	"sort"
 	"strconv"
@@ -41,8 +42,16 @@ import (
 // CAP_SYS_ADMIN in the helper), an architecture without a helper, and a
 // kernel whose procfs lacks the pidns option (Linux 6.18).
 
-// DirectSupported reports whether spec can be started directly.
+// DirectSupported reports whether spec can be started directly. A mount
+// at /dev, or at the exec helper's path in it, would hide the helper the
+// fork executes (see checkHelper): such a container starts in the child
+// stage, as runc starts every container.
 func DirectSupported(spec *Spec) bool {
+	for _, m := range spec.Mounts {
+		if d := path.Clean("/" + m.Destination); d == "/dev" || d == helperPath {
+			return false
+		}
+	}
 	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && DirectAvailable()
 }
 

@@ -167,8 +167,9 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	if err := setupDev(root, console); err != nil {
 		return err
 	}
+	var helper unix.Stat_t
 	if direct {
-		if err := writeHelper(root); err != nil {
+		if helper, err = writeHelper(root); err != nil {
 			return err
 		}
 	}
@@ -193,6 +194,9 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	masks := ""
 	if direct {
 		masks = "/sys/"
+		if err := checkHelper(root, helper); err != nil {
+			return err
+		}
 	}
 	if err := maskPaths(root, masks); err != nil {
 		return err
@@ -283,24 +287,51 @@ func mountpoint(root int, dir, fstype string) (int, error) {
 const helperPath = "/dev/.berth-exec"
 
 // writeHelper writes the exec helper (execute-only) at helperPath inside
-// root. A copy, not a bind of the sealed memfd: a file of a kernel-internal
-// mount cannot be bound.
-func writeHelper(root int) error {
+// root and returns its identity for checkHelper. A copy, not a bind of the
+// sealed memfd: a file of a kernel-internal mount cannot be bound.
+func writeHelper(root int) (unix.Stat_t, error) {
+	var st unix.Stat_t
 	dev, err := openIn(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
 	if err != nil {
-		return stepError("open /dev", "/dev", err)
+		return st, stepError("open /dev", "/dev", err)
 	}
 	defer unix.Close(dev)
 	f, err := unix.Openat(dev, path.Base(helperPath), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o111)
 	if err != nil {
-		return stepError("create", helperPath, err)
+		return st, stepError("create", helperPath, err)
 	}
 	_, err = unix.Write(f, helperELF())
+	if err == nil {
+		err = unix.Fstat(f, &st)
+	}
 	if cerr := unix.Close(f); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return stepError("write the exec helper", helperPath, err)
+		return st, stepError("write the exec helper", helperPath, err)
+	}
+	return st, nil
+}
+
+// checkHelper makes sure helperPath still names the helper writeHelper
+// wrote, once the user's mounts are in place: the fork executes that path
+// with every capability of the container's bounding set and before its
+// seccomp filter, so a bind or volume at /dev (or at the helper's path,
+// or reaching it through a symlink of the image) would have it run a file
+// of the user's instead. The fresh /dev is this thread's alone and no
+// process of the container exists yet, so nothing can change the file
+// between this check and the exec. DirectSupported sends mounts at /dev
+// to the child stage; this catches the ones a symlink leads there.
+func checkHelper(root int, want unix.Stat_t) error {
+	fd, err := openIn(root, helperPath, unix.O_PATH|unix.O_NOFOLLOW, unix.RESOLVE_NO_SYMLINKS)
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+	}
+	if err != nil || st.Dev != want.Dev || st.Ino != want.Ino {
+		return &SetupError{Step: "keep the exec helper", Path: helperPath,
+			Msg: "a mount of the container covers /dev or the exec helper in it"}
 	}
 	return nil
 }
