@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,6 +184,11 @@ func (r *Runtime) resolveMounts(ctx context.Context, img *Image, o *runConfig) (
 			return nil, nil, err
 		}
 	}
+	// Parents before children, as docker mounts them: a mount on /data
+	// given after one on /data/inner would hide it (and be seeded from it).
+	slices.SortStableFunc(out, func(a, b mountRecord) int {
+		return strings.Count(a.Target, "/") - strings.Count(b.Target, "/")
+	})
 	for i := range out {
 		m := &out[i]
 		if m.Type != MountVolume {

@@ -389,6 +389,97 @@ func TestMountHostile(t *testing.T) {
 	}
 }
 
+// TestMountProcRefused: nothing is mounted on /proc or under it, as runc
+// refuses: the container's procfs is what Exec finds its helper through,
+// and an image VOLUME there was seeded from the live procfs (/proc/kcore
+// holds the host's memory). Through an image's symlink too.
+func TestMountProcRefused(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	commitImage(t, rt, "proclink", "ln -s /proc/sys /sysctl")
+	for _, tc := range []struct {
+		img string
+		m   berth.Mount
+		opt []berth.RunOption
+	}{
+		{"busybox", berth.Mount{Type: berth.MountBind, Source: dir, Target: "/proc"}, nil},
+		{"busybox", berth.Mount{Type: berth.MountTmpfs, Target: "/proc/sys/../sys/kernel"}, nil},
+		{"busybox", berth.Mount{Type: berth.MountVolume, Target: "/proc/self"}, nil},
+		{"busybox", berth.Mount{Type: berth.MountBind, Source: dir, Target: "/proc"}, []berth.RunOption{berth.WithRlimits(berth.Rlimit{Name: "nofile", Soft: 1024, Hard: 1024})}}, // the child stage
+		{"proclink", berth.Mount{Type: berth.MountBind, Source: dir, Target: "/sysctl/kernel"}, []berth.RunOption{berth.WithRlimits(berth.Rlimit{Name: "nofile", Soft: 1024, Hard: 1024})}},
+	} {
+		c, err := rt.Run(ctx, tc.img, sh("true"), append(tc.opt, berth.WithMounts(tc.m), berth.WithAutoRemove())...)
+		if err == nil {
+			c.Wait(ctx)
+			t.Errorf("%s on %s in %s: started, want a refusal", tc.m.Type, tc.m.Target, tc.img)
+		} else if !strings.Contains(err.Error(), "/proc") {
+			t.Errorf("%s on %s in %s: %v, want an error naming /proc", tc.m.Type, tc.m.Target, tc.img, err)
+		}
+	}
+	commitImage(t, rt, "procvol", "true", "VOLUME /proc/sys")
+	if c, err := rt.Run(ctx, "procvol", sh("true"), berth.WithAutoRemove()); err == nil {
+		c.Wait(ctx)
+		t.Errorf("an image VOLUME /proc/sys: started, want a refusal")
+	}
+	if vols, _ := rt.Volumes(ctx); len(vols) != 0 {
+		t.Errorf("refused starts left %d volumes", len(vols))
+	}
+}
+
+// TestVolumeSeedsImageFilesOnly: a new volume gets the image's files at
+// its mount point and nothing of another filesystem: not sysfs reached
+// through a symlink of the image (the host's firmware tables), not another
+// mount below it. Mounts go parents first, as docker sorts them, whatever
+// order they were given in.
+func TestVolumeSeedsImageFilesOnly(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	commitImage(t, rt, "fwlink", "ln -s /sys/firmware /data", "VOLUME /data")
+	c := mustRun(t, rt, "busybox", sh("true"))
+	c.Wait(ctx)
+	c.Remove(ctx)
+	c = mustRun(t, rt, "fwlink", sh("true"))
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Inspect(ctx)
+	if err != nil || len(info.Mounts) != 1 {
+		t.Fatalf("Inspect: %+v, %v; want one mount", info, err)
+	}
+	v, err := rt.Volume(ctx, info.Mounts[0].Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(v.Mountpoint); len(entries) != 0 {
+		t.Errorf("the volume at a symlink to /sys/firmware holds %d entries of sysfs", len(entries))
+	}
+	c.Remove(ctx, berth.WithRemoveVolumes())
+
+	// The child given first: mounted after its parent all the same, and
+	// the parent's new volume holds nothing of it.
+	inner, err := rt.CreateVolume(ctx, "inner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(inner.Mountpoint, "secret"), []byte("inner\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustOutput(t, rt, "busybox", sh("cat /data/inner/secret"), berth.WithAutoRemove(), berth.WithMounts(
+		berth.Mount{Type: berth.MountVolume, Source: "inner", Target: "/data/inner"},
+		berth.Mount{Type: berth.MountVolume, Source: "outer", Target: "/data"}))
+	if out != "inner\n" {
+		t.Errorf("/data/inner/secret with /data/inner given before /data: %q, want the inner volume's", out)
+	}
+	outer, err := rt.Volume(ctx, "outer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(outer.Mountpoint, "inner", "secret")); err == nil {
+		t.Errorf("the outer volume was seeded with the inner one's file")
+	}
+}
+
 func fileExists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil

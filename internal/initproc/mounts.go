@@ -112,6 +112,9 @@ func mountUser(root int, m Mount) error {
 	if !path.IsAbs(m.Destination) {
 		return &SetupError{Step: "mount", Path: m.Destination, Msg: "destination must be an absolute path"}
 	}
+	if inProc(m.Destination) {
+		return errProcMount(m.Destination)
+	}
 	flags, propagation, data := parseMountOptions(m)
 	bind := flags&unix.MS_BIND != 0
 	isDir := true
@@ -156,6 +159,13 @@ func mountUser(root int, m Mount) error {
 	if err != nil {
 		return stepError("create mount target", m.Destination, err)
 	}
+	// Reached through a symlink of the image, where the child stage has
+	// mounted procfs already.
+	var fs unix.Statfs_t
+	if unix.Fstatfs(target, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC {
+		unix.Close(target)
+		return errProcMount(m.Destination)
+	}
 	err = unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 	unix.Close(target)
 	if err != nil {
@@ -172,6 +182,19 @@ func mountUser(root int, m Mount) error {
 		}
 	}
 	return nil
+}
+
+// inProc reports whether a mount destination is /proc or under it. As
+// runc does, berth mounts nothing there: the container's procfs is what
+// Exec finds its helper through (/proc/self/fd), and an image VOLUME there
+// would be seeded from the live procfs.
+func inProc(dest string) bool {
+	d := path.Clean(dest)
+	return d == "/proc" || strings.HasPrefix(d, "/proc/")
+}
+
+func errProcMount(dest string) error {
+	return &SetupError{Step: "mount", Path: dest, Msg: "cannot mount on /proc or inside it"}
 }
 
 // MountUser applies m inside the tree whose root is the O_PATH fd root,

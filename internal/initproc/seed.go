@@ -56,8 +56,11 @@ func seedVolume(root int, m Mount) error {
 		}
 		return nil
 	}
-	src, err := openIn(root, m.Destination, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err == unix.ENOENT || err == unix.ENOTDIR {
+	// Only the image's own files are copied, as docker copies them: the
+	// path may not cross a mount (an earlier volume, or /sys and /dev
+	// through a symlink of the image), and copyTree skips the mounts in it.
+	src, err := openIn(root, m.Destination, unix.O_RDONLY|unix.O_DIRECTORY, unix.RESOLVE_NO_XDEV)
+	if err == unix.ENOENT || err == unix.ENOTDIR || err == unix.EXDEV {
 		return nil // nothing to copy; the mount itself reports a file in the way
 	}
 	if err != nil {
@@ -114,6 +117,7 @@ func copyTree(src, dst, workers int) error {
 		defer runtime.GOMAXPROCS(procs)
 	}
 	s := &seeder{
+		dev: st.Dev,
 		uid: uint32(unix.Geteuid()), gid: uint32(unix.Getegid()),
 		// A setgid directory hands its group to what is made in it.
 		alwaysChown: dstSt.Mode&unix.S_ISGID != 0,
@@ -147,6 +151,7 @@ type seeder struct {
 	done  bool  // the top directory is finished
 	err   error // the first failure; once set, no more copying starts
 
+	dev         uint64 // the source's filesystem: directories on another are mounts, not copied
 	uid, gid    uint32 // the owner new files get
 	alwaysChown bool
 
@@ -309,6 +314,9 @@ func (w *seedWorker) copyDir(d *seedDir) error {
 		}
 		if err := unix.Fstat(d.src, &d.st); err != nil {
 			return err
+		}
+		if d.st.Dev != w.s.dev {
+			return nil // a mount point: not the image's (release closes src)
 		}
 		if err := unix.Mkdirat(d.parent.dst, d.name, 0o700); err != nil {
 			return err
