@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,37 @@ func execOut(t *testing.T, c *berth.Container, p *berth.Process, opts ...berth.E
 		t.Fatalf("Exec %q: stderr: %s", p.Args, stderr.String())
 	}
 	return stdout.String()
+}
+
+// TestExecPasswdFIFO: a container that puts a FIFO at /etc/passwd does
+// not make Exec (a health check) block: the file is not a regular one and
+// reads as missing.
+func TestExecPasswdFIFO(t *testing.T) {
+	rt := busyboxRuntime(t)
+	c := mustRun(t, rt, "busybox", sh("rm /etc/passwd /etc/group && mkfifo /etc/passwd /etc/group && touch /fifo-ready && exec sleep 300"))
+	t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+	execEventually(t, "the FIFOs", func() bool {
+		return c.CopyFrom(context.Background(), "/fifo-ready", io.Discard) == nil
+	})
+	// Exec did not heed its context there: its thread blocked in open(2).
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e, err := c.Exec(ctx, &berth.Process{Args: []string{"true"}})
+		if err == nil {
+			err = e.Wait(ctx)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Exec with FIFOs at /etc/passwd and /etc/group: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Exec with FIFOs at /etc/passwd and /etc/group still blocks after 10 s")
+	}
 }
 
 func execEventually(t testing.TB, what string, cond func() bool) {

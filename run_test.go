@@ -279,6 +279,23 @@ func TestRunUser(t *testing.T) {
 			}
 		})
 	}
+	// Past 2^31-1, as runc refuses: 4294967295 is -1 to setresuid ("leave
+	// unchanged"), which kept the child stage's process root.
+	for _, user := range []string{"4294967295", "2147483648", "0:4294967295"} {
+		for _, stage := range []struct {
+			name string
+			opts []berth.RunOption
+		}{{"direct", nil}, {"child stage", []berth.RunOption{berth.WithRlimits(berth.Rlimit{Name: "nofile", Soft: 1024, Hard: 1024})}}} {
+			t.Run("out of range "+user+" "+stage.name, func(t *testing.T) {
+				p := sh("id -u")
+				p.User = user
+				out, _, err := runOut(t, rt, "busybox", p, append(stage.opts, berth.WithAutoRemove())...)
+				if err == nil || !strings.Contains(err.Error(), "out of range") {
+					t.Errorf("Run as %q: %v (printed %q), want an out-of-range error", user, err, out)
+				}
+			})
+		}
+	}
 	for _, user := range []string{"nosuchuser", "user:nosuchgroup"} {
 		t.Run("unknown "+user, func(t *testing.T) {
 			p := sh("true")

@@ -2,10 +2,12 @@ package initproc
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // resolveUser turns Spec.User ("name", "uid", "uid:gid", "name:group",
@@ -21,15 +23,18 @@ func resolveUser(s *Spec) error {
 
 	home := "/"
 	var name string
-	uid, err := strconv.ParseUint(userPart, 10, 32)
+	uid, err := parseID(userPart)
+	if errors.Is(err, strconv.ErrRange) {
+		return &SetupError{Step: "resolve user", Msg: fmt.Sprintf("uid %s out of range 0-%d", userPart, maxID)}
+	}
 	found := false
 	for _, f := range passwd {
 		if len(f) < 7 {
 			continue
 		}
 		if (err == nil && f[2] == userPart) || (err != nil && f[0] == userPart) {
-			u, e1 := strconv.ParseUint(f[2], 10, 32)
-			g, e2 := strconv.ParseUint(f[3], 10, 32)
+			u, e1 := parseID(f[2])
+			g, e2 := parseID(f[3])
 			if e1 != nil || e2 != nil {
 				continue
 			}
@@ -47,12 +52,15 @@ func resolveUser(s *Spec) error {
 	s.UID = uint32(uid)
 
 	if hasGroup {
-		gid, err := strconv.ParseUint(groupPart, 10, 32)
+		gid, err := parseID(groupPart)
+		if errors.Is(err, strconv.ErrRange) {
+			return &SetupError{Step: "resolve user", Msg: fmt.Sprintf("gid %s out of range 0-%d", groupPart, maxID)}
+		}
 		if err != nil {
 			ok := false
 			for _, f := range groups {
 				if len(f) >= 3 && f[0] == groupPart {
-					if g, e := strconv.ParseUint(f[2], 10, 32); e == nil {
+					if g, e := parseID(f[2]); e == nil {
 						gid, ok = g, true
 						break
 					}
@@ -80,7 +88,7 @@ func resolveUser(s *Spec) error {
 			}
 			for _, m := range strings.Split(f[3], ",") {
 				if m == name {
-					if g, e := strconv.ParseUint(f[2], 10, 32); e == nil && uint32(g) != s.GID {
+					if g, e := parseID(f[2]); e == nil && uint32(g) != s.GID {
 						s.AdditionalGIDs = append(s.AdditionalGIDs, uint32(g))
 					}
 				}
@@ -99,15 +107,27 @@ func resolveUser(s *Spec) error {
 	return nil
 }
 
+// maxID is the largest uid or gid a container process may get, as runc
+// allows: 4294967295 is -1 to setresuid, "leave unchanged", which kept
+// the child stage root.
+const maxID = 1<<31 - 1
+
+// parseID parses a decimal uid or gid of at most maxID.
+func parseID(s string) (uint64, error) { return strconv.ParseUint(s, 10, 31) }
+
 // readColonFile reads a passwd(5)-style file, bounded in size so that a
 // hostile image cannot make the child read without end. A missing file
-// reads as empty.
+// reads as empty, and so does one that is not a regular file: a FIFO
+// there would block every later start and Exec of the container.
 func readColonFile(path string) [][]string {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
 	var out [][]string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 4096), 64<<10)
