@@ -239,6 +239,33 @@ func TestIsolationExecHelperCovered(t *testing.T) {
 	}
 }
 
+// TestIsolationOwnSession: every container process, terminal or not,
+// leads a session of its own, as runc's do: left in the caller's session
+// it kept the caller's controlling terminal (/dev/tty: the keystrokes of
+// the user, and TIOCSTI where the kernel allows it). A session whose
+// leader is outside the container's pid namespace reads as 0 there.
+func TestIsolationOwnSession(t *testing.T) {
+	rt := busyboxRuntime(t)
+	const script = `set -- $(cat /proc/$$/stat); echo "$$ $6 $7"`
+	for _, stage := range []struct {
+		name string
+		opts []berth.RunOption
+	}{{"direct", nil}, {"child stage", []berth.RunOption{berth.WithRlimits(berth.Rlimit{Name: "nofile", Soft: 1024, Hard: 1024})}}} {
+		t.Run(stage.name, func(t *testing.T) {
+			out := containerOut(t, rt, script, stage.opts...)
+			if f := strings.Fields(out); len(f) != 3 || f[0] != "1" || f[1] != "1" || f[2] != "0" {
+				t.Errorf("pid, session, tty of the container's first process: %q, want 1 1 0", out)
+			}
+			c := mustRun(t, rt, "busybox", sh("exec sleep 300"), stage.opts...)
+			t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+			out = execOut(t, c, sh(script))
+			if f := strings.Fields(out); len(f) != 3 || f[0] != f[1] || f[2] != "0" {
+				t.Errorf("pid, session, tty of an exec'd process: %q, want its own session and no terminal", out)
+			}
+		})
+	}
+}
+
 // TestIsolationVolatileRoot checks which root filesystems are mounted
 // volatile (no sync of the host's filesystem when they are unmounted):
 // those that go with their container, an auto-removed one's and a build

@@ -115,10 +115,10 @@ func runStage() error {
 			return stepError("setrlimit "+strconv.Itoa(r.Type), "", err)
 		}
 	}
+	if _, err := unix.Setsid(); err != nil { // see Direct.fork
+		return stepError("setsid", "", err)
+	}
 	if s.TTY {
-		if _, err := unix.Setsid(); err != nil {
-			return stepError("setsid", "", err)
-		}
 		if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
 			return stepError("TIOCSCTTY", "/dev/console", err)
 		}

@@ -492,8 +492,13 @@ func (d *Direct) fork(r *startReq) (int, error) {
 			sys.Pdeathsig = syscall.SIGKILL
 		}
 	}
+	// A session of its own, a terminal or not (runc's setsid): left in
+	// the caller's, the container kept the caller's controlling terminal,
+	// and with it /dev/tty, where it could read what the user types and,
+	// where TIOCSTI is allowed, type commands into the caller's shell.
+	sys.Setsid = true
 	if s.TTY {
-		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
+		sys.Setctty, sys.Ctty = true, 0
 	}
 	if r.cgroupFD >= 0 {
 		sys.UseCgroupFD, sys.CgroupFD = true, r.cgroupFD

@@ -520,6 +520,8 @@ func runExecStage() error {
 		if err := execTerminal(user.UID); err != nil {
 			return err
 		}
+	} else if _, err := unix.Setsid(); err != nil { // see Direct.fork
+		return stepError("setsid", "", err)
 	}
 	argv0, err := lookPath(s.Args[0], user.Env)
 	if err != nil {
