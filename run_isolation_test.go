@@ -134,6 +134,7 @@ func TestIsolationMounts(t *testing.T) {
 		{"/dev/shm", "tmpfs", []string{"nosuid", "nodev", "noexec"}},
 		{"/dev/mqueue", "mqueue", []string{"nosuid", "nodev", "noexec"}},
 		{"/proc/kcore", "tmpfs", nil}, // /dev/null bound over it
+		{"/proc/interrupts", "tmpfs", nil},
 		{"/proc/keys", "tmpfs", nil},
 		{"/proc/timer_list", "tmpfs", nil},
 		{"/sys/firmware", "tmpfs", []string{"ro"}},

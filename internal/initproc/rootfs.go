@@ -9,11 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Docker's masked and read-only paths (moby oci/defaults.go). Masked files
-// get /dev/null bound over them, masked directories an empty read-only tmpfs.
+// Docker's masked and read-only paths (moby oci/defaults.go, with
+// /proc/interrupts as docker 28 masks it). Masked files get /dev/null bound
+// over them, masked directories an empty read-only tmpfs.
 var (
 	maskedPaths = []string{
-		"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
 		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
 		"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
 		"/sys/devices/virtual/powercap",
