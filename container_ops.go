@@ -646,31 +646,46 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	if err != nil {
 		return err
 	}
-	if rec.State.Running {
-		if !cfg.force {
-			return fmt.Errorf("cannot remove running container %s: stop it first or force removal: %w", c.Name, ErrInUse)
+	// Wait for the owner to let go (it records the exit first), then for
+	// the Waits begun elsewhere to read that exit: docker's wait answers
+	// 137 to a force removal, not "no such container". The owner holds its
+	// lock from before the start to the recorded exit, so the record is
+	// read again while it is held: a container still starting (created)
+	// may turn running, and is killed then, or refused without force.
+	for delay := 500 * time.Microsecond; ; delay = min(2*delay, 20*time.Millisecond) {
+		if rec.State.Running {
+			if !cfg.force {
+				return fmt.Errorf("cannot remove running container %s: stop it first or force removal: %w", c.Name, ErrInUse)
+			}
+			if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
+				cg.Kill()
+			}
+			c.Signal(ctx, syscall.SIGKILL)
+			if err := c.Wait(ctx); err != nil && ctx.Err() != nil {
+				return err
+			}
 		}
-		if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
-			cg.Kill()
+		if unlock, ok := c.rt.store.TryLock("owner-"+c.ID, true); ok {
+			unlock()
+			break
 		}
-		c.Signal(ctx, syscall.SIGKILL)
-		if err := c.Wait(ctx); err != nil && ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the owner of container %s: %w", c.Name, ctx.Err())
+		case <-time.After(delay):
+		}
+		if rec, err = c.rt.currentRecord(c.ID); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
 			return err
 		}
 	}
-	// Wait for the owner to let go (it records the exit first), then for
-	// the Waits begun elsewhere to read that exit: docker's wait answers
-	// 137 to a force removal, not "no such container".
-	unlock, err := c.rt.store.Lock(ctx, "owner-"+c.ID, true)
-	if err != nil {
-		return err
-	}
-	unlock()
 	c.rt.awaitWaiters(c.ID)
 	// A copy from or to the stopped container, or its export, holds its
 	// lock while its overlay is mounted: removed meanwhile, its upper
 	// directory would become a spare that the next container mounts too.
-	unlock, err = c.rt.store.Lock(ctx, "ctr-"+c.ID, true)
+	unlock, err := c.rt.store.Lock(ctx, "ctr-"+c.ID, true)
 	if err != nil {
 		return err
 	}

@@ -533,6 +533,55 @@ func TestRemoveLetsWaitersReadExit(t *testing.T) {
 	}
 }
 
+// TestRemoveWhileStarting: a forced Remove of a container still being
+// started (created, its owner's lock held, here by an attached Run) kills
+// it once it runs and removes it; it used to wait for the owner's lock,
+// held for the container's whole life, until its context ended. The start
+// is held in its volume's seeding by the test's hold on the seed lock.
+func TestRemoveWhileStarting(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if _, err := rt.CreateVolume(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(rt.Root(), "volumes", "held", "seed.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() {
+		_, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "1000"}}, berth.WithName("starting"),
+			berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "held", Target: "/data"}))
+		ran <- err
+	}()
+	var c *berth.Container
+	if !eventually(10*time.Second, func() bool {
+		c, err = rt.Container(ctx, "starting")
+		return err == nil
+	}) {
+		t.Fatalf("the container's record never appeared: %v", err)
+	}
+	removed := make(chan error, 1)
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		removed <- c.Remove(rctx, berth.WithForce())
+	}()
+	time.Sleep(300 * time.Millisecond)
+	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if err := <-removed; err != nil {
+		t.Errorf("Remove(WithForce) of a container being started: %v", err)
+	}
+	<-ran // started, or failed as its container went: either is docker's
+	if _, err := rt.Container(ctx, "starting"); !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("Container after the removal: %v, want ErrNotFound", err)
+	}
+}
+
 // A removed container's directory is kept as a spare, three empty
 // directories owned by root with no extended attributes left (overlayfs
 // marks an upper directory; this container chowns and chmods its root),
