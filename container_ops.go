@@ -29,9 +29,11 @@ import (
 // Run fails with an error that errors.As finds an *ExitError in, with code
 // 127 (not found) or 126 (not executable), as docker exits.
 func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...RunOption) (_ *Container, retErr error) {
-	if err := r.checkOpen(); err != nil {
+	done, err := r.beginRun()
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	tr := newTracer("run")
 	if p == nil {
 		p = &Process{}

@@ -582,6 +582,58 @@ func TestRemoveWhileStarting(t *testing.T) {
 	}
 }
 
+// TestCloseDuringRun: Close while a Run is starting an attached container
+// waits for it and kills that container with the others; it used to
+// return at once and leave the container running, owned by a closed
+// Runtime. The start is held in its volume's seeding by the test.
+func TestCloseDuringRun(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt2.CreateVolume(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(rt2.Root(), "volumes", "held", "seed.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() {
+		_, err := rt2.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "1000"}}, berth.WithName("late"),
+			berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "held", Target: "/data"}))
+		ran <- err
+	}()
+	if !eventually(10*time.Second, func() bool {
+		_, err := rt.Container(ctx, "late")
+		return err == nil
+	}) {
+		t.Fatal("the container's record never appeared")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- rt2.Close() }()
+	time.Sleep(200 * time.Millisecond)
+	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	<-ran
+	c, err := rt.Container(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.State(ctx); err != nil || st.Running {
+		t.Errorf("State after Close: %+v, %v; want the container stopped with its Runtime", st, err)
+		c.Remove(ctx, berth.WithForce())
+	}
+}
+
 // A removed container's directory is kept as a spare, three empty
 // directories owned by root with no extended attributes left (overlayfs
 // marks an upper directory; this container chowns and chmods its root),

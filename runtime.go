@@ -30,9 +30,10 @@ type Runtime struct {
 	store *store.Store
 	snaps *snapshot.Snapshots
 
-	mu      sync.Mutex
-	closed  bool
-	running map[string]*running // attached containers this Runtime owns
+	mu       sync.Mutex
+	closed   bool
+	starting sync.WaitGroup      // Runs in progress; Close waits for them
+	running  map[string]*running // attached containers this Runtime owns
 	bridges map[string]*os.File // network ID: the shared hold on its bridge
 	// noBridgeHold: this Runtime (the monitor's) does not keep bridges up
 	// for later containers.
@@ -119,14 +120,20 @@ func warmRecordCodecs() {
 func (r *Runtime) Root() string { return r.root }
 
 // Close releases the runtime. Attached containers it started are killed
-// and cleaned up (removed too when they were run with WithAutoRemove);
-// images and detached containers stay in the root for the next Runtime
-// that opens it. Close is idempotent.
+// and cleaned up (removed too when they were run with WithAutoRemove),
+// those of Runs still in progress once they have started; images and
+// detached containers stay in the root for the next Runtime that opens
+// it. Close is idempotent.
 func (r *Runtime) Close() error {
 	tr := newTracer("close")
 	defer tr.done()
 	r.mu.Lock()
 	r.closed = true
+	r.mu.Unlock()
+	// A Run begun before would otherwise track its container after the
+	// loop below, and it would run on, owned by a closed Runtime.
+	r.starting.Wait()
+	r.mu.Lock()
 	var owned []*running
 	for _, run := range r.running {
 		owned = append(owned, run)
@@ -177,6 +184,17 @@ func (r *Runtime) inBackground(fn func()) {
 		defer r.background.Done()
 		fn()
 	}()
+}
+
+// beginRun is checkOpen for a Run, which Close waits for: done ends it.
+func (r *Runtime) beginRun() (done func(), err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	r.starting.Add(1)
+	return r.starting.Done, nil
 }
 
 func (r *Runtime) checkOpen() error {
