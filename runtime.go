@@ -34,7 +34,7 @@ type Runtime struct {
 	closed   bool
 	starting sync.WaitGroup      // Runs in progress; Close waits for them
 	running  map[string]*running // attached containers this Runtime owns
-	bridges map[string]*os.File // network ID: the shared hold on its bridge
+	bridges  map[string]*os.File // network ID: the shared hold on its bridge
 	// noBridgeHold: this Runtime (the monitor's) does not keep bridges up
 	// for later containers.
 	noBridgeHold bool
