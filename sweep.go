@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/cgroup"
+	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,8 +38,21 @@ func (r *Runtime) sweepContainers() {
 			r.removeUnreadable(id)
 			continue
 		}
+		if errors.Is(err, ErrNotFound) {
+			// Run claims the name before it writes the record: a program
+			// that died between left a directory and a name no one could
+			// remove. Given a while, as a Run may wait for volumes there.
+			if validContainerID(id) && store.ChangedBefore(r.containerDir(id), time.Now().Add(-unrecordedAge)) {
+				r.removeWithoutRecord(id)
+			}
+			continue
+		}
 		if err == nil && rec.creatorGone() {
 			r.settleCreated(id, errCreatorGone)
+			continue
+		}
+		if err == nil && rec.Config.AutoRemove && rec.State.Status == statusExited {
+			r.sweepExited(rec)
 			continue
 		}
 		if err != nil || !rec.State.Running {
@@ -65,6 +79,27 @@ func (r *Runtime) sweepContainers() {
 			r.writeRecord(rec)
 		}()
 	}
+}
+
+// unrecordedAge is how old a container directory without a record must
+// be for the sweep to remove it (a variable for tests).
+var unrecordedAge = time.Minute
+
+// sweepExited removes an auto-removed container whose exit is recorded but
+// whose owner died before removing it (it lets other programs' Waits read
+// the exit first): once neither its owner nor a waiter holds on.
+func (r *Runtime) sweepExited(rec *containerRecord) {
+	unlock, ok := r.store.TryLock("owner-"+rec.ID, true)
+	if !ok {
+		return
+	}
+	defer unlock()
+	unlockWait, ok := r.store.TryLock("wait-"+rec.ID, true)
+	if !ok {
+		return
+	}
+	defer unlockWait()
+	r.removeContainerFiles(rec.ID, rec.Name)
 }
 
 // sweepCgroups deletes the root's temporary cgroups left behind and the

@@ -440,7 +440,7 @@ func (s *Store) sweepTmp() {
 				os.RemoveAll(p)
 				os.Remove(filepath.Join(s.root, "locks", "tmp-"+e.Name()))
 				unlock()
-			case !exists && changedBefore(p, time.Now().Add(-time.Minute)):
+			case !exists && ChangedBefore(p, time.Now().Add(-time.Minute)):
 				os.RemoveAll(p)
 			}
 			continue
@@ -465,8 +465,9 @@ func (s *Store) sweepTmp() {
 	}
 }
 
-// changedBefore reports whether p's inode last changed before t.
-func changedBefore(p string, t time.Time) bool {
+// ChangedBefore reports whether p's inode last changed before t (its
+// ctime: a rename into place counts as a change).
+func ChangedBefore(p string, t time.Time) bool {
 	var st unix.Stat_t
 	return unix.Lstat(p, &st) == nil && time.Unix(st.Ctim.Unix()).Before(t)
 }
