@@ -39,11 +39,16 @@ func openLog(dir string) (*logFile, error) {
 	return &logFile{f: f}, nil
 }
 
+// logTimeFormat is RFC 3339 with nine digits of fraction always, as docker
+// logs -t prints it (time.RFC3339Nano drops trailing zeros, so the
+// timestamps did not line up).
+const logTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
 // write records p, split into lines, as stream output received now.
 func (l *logFile) write(stream string, p []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ts := time.Now().UTC().AppendFormat(nil, time.RFC3339Nano)
+	ts := time.Now().UTC().AppendFormat(nil, logTimeFormat)
 	b := l.buf[:0]
 	for len(p) > 0 {
 		line, rest, full := bytes.Cut(p, []byte{'\n'})

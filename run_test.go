@@ -530,6 +530,9 @@ func TestRunLogs(t *testing.T) {
 			if !ok || err != nil {
 				t.Fatalf("line %q does not start with an RFC 3339 timestamp: %v", l, err)
 			}
+			if len(ts) != len("2006-01-02T15:04:05.000000000Z") {
+				t.Errorf("line %q: the timestamp has not nine digits of fraction, as docker's", l)
+			}
 			if tm.Before(start.Add(-time.Second)) || tm.After(end.Add(time.Second)) {
 				t.Errorf("line %q: timestamp outside the container's life [%v, %v]", l, start, end)
 			}
