@@ -631,8 +631,10 @@ func WithRemoveVolumes() RemoveOption {
 }
 
 // Remove deletes the container and everything it made: its writable
-// layer, log and state (docker rm). It is idempotent: removing a container
-// that is gone is not an error.
+// layer, log and state (docker rm). A running container is refused
+// (ErrInUse) unless WithForce, which kills it, also one still starting;
+// Waits on it begun elsewhere read its exit before it goes. It is
+// idempotent: removing a container that is gone is not an error.
 func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	var cfg removeConfig
 	for _, o := range opts {
