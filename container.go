@@ -30,7 +30,11 @@ type Process struct {
 	// and Stderr is unused.
 	TTY bool
 	// Stdin, if not nil, is copied to the process's standard input (docker
-	// run -i). Default: /dev/null.
+	// run -i) until it ends. Default: /dev/null. As with os/exec, a Read
+	// that is in progress when the process exits keeps its goroutine until
+	// it returns, and what it returns then is dropped: feed each process a
+	// reader of its own that ends (close an io.Pipe's writer), not one
+	// long-lived stream shared by many.
 	Stdin io.Reader
 	// Stdout and Stderr, if not nil, receive the process's output as it
 	// comes. Output is also kept in the container's log (Container.Logs)
