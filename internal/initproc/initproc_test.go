@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -682,26 +681,12 @@ func BenchmarkSealedCopy(b *testing.B) {
 // mount of the binary, opened O_PATH and detached.
 func BenchmarkROBind(b *testing.B) {
 	needRoot(b)
-	dir := b.TempDir()
-	target := filepath.Join(dir, "exe")
-	os.WriteFile(target, nil, 0o700)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	for b.Loop() {
-		if err := unix.Mount("/proc/self/exe", target, "", unix.MS_BIND, ""); err != nil {
-			b.Fatal(err)
-		}
-		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			b.Fatal(err)
-		}
-		fd, err := unix.Open(target, unix.O_PATH|unix.O_CLOEXEC, 0)
+		f, err := bindSeal()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
-			b.Fatal(err)
-		}
-		unix.Close(fd)
+		f.Close()
 	}
 }
 
