@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +46,14 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	if o.detach && (p.Stdin != nil || p.Stdout != nil || p.Stderr != nil) {
 		return nil, fmt.Errorf("%w: a detached container's output goes to its log; Process.Stdin, Stdout and Stderr must be nil", ErrInvalid)
 	}
+	// Until the record names the image, a collection (a RemoveImage or
+	// Prune elsewhere) would see nothing using its layers.
+	unlockGC, err := r.gcShared(ctx)
+	if err != nil {
+		return nil, err
+	}
+	releaseGC := sync.OnceFunc(unlockGC)
+	defer releaseGC()
 	img, err := r.runImage(image)
 	if err != nil {
 		return nil, err
@@ -110,6 +119,7 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		r.removeContainerFiles(id, name)
 		return nil, err
 	}
+	releaseGC()
 	tr.mark("record")
 	tr.done()
 	releaseVolumes() // the record names the volumes now: Remove sees them in use

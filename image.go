@@ -514,14 +514,19 @@ type removeImageOptionFunc func(*removeImageConfig)
 func (f removeImageOptionFunc) applyRemoveImage(c *removeImageConfig) { f(c) }
 
 // WithForceRemove makes RemoveImage remove an image by ID even when several
-// references name it (docker rmi -f). Default: refuse with ErrInUse.
+// references name it, and untag an image containers use (docker rmi -f).
+// Default: refuse both with ErrInUse.
 func WithForceRemove() RemoveImageOption {
 	return removeImageOptionFunc(func(c *removeImageConfig) { c.force = true })
 }
 
 // RemoveImage removes a reference, or every reference of an image given by
 // ID (docker rmi). When no reference is left the image's content is deleted
-// unless another image shares it. It returns the familiar names it untagged.
+// unless another image or a container (running or not) uses it. Removing
+// the last reference of an image a container was run from, or the image
+// by ID, is refused with ErrInUse unless WithForceRemove, which untags it
+// and keeps its content for the container, as docker rmi -f does. It
+// returns the familiar names it untagged.
 func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveImageOption) ([]string, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
@@ -545,6 +550,9 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 					}
 				}
 				if !tagged {
+					if users := r.imageUsers(d); len(users) > 0 && !cfg.force {
+						return fmt.Errorf("unable to remove %s (must be forced): container %s is using its image: %w", ref, users[0], ErrInUse)
+					}
 					for _, k := range sortedKeys(refs) {
 						if refs[k] == d && strings.Contains(k, "@") && !strings.HasPrefix(k, danglingPrefix) {
 							untagged = append(untagged, familiar(k))
@@ -574,6 +582,9 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 		}
 		if tagged > 1 && !cfg.force {
 			return fmt.Errorf("unable to delete %s (must be forced): image is referenced in multiple repositories: %w", shortID(d), ErrInUse)
+		}
+		if users := r.imageUsers(d); len(users) > 0 && !cfg.force {
+			return fmt.Errorf("unable to delete %s (must be forced): container %s is using it: %w", shortID(d), users[0], ErrInUse)
 		}
 		for _, k := range names {
 			if !strings.HasPrefix(k, danglingPrefix) {
@@ -605,8 +616,8 @@ type PruneReport struct {
 	SpaceReclaimed int64
 }
 
-// Prune deletes every blob and unpacked layer that no reference needs
-// (garbage collection), and the temporary files that programs killed while
+// Prune deletes every blob and unpacked layer that no reference and no
+// container needs (garbage collection), and the temporary files that programs killed while
 // writing a cache entry left in the root's caches. It waits for operations
 // in other programs that are adding content to the same root.
 func (r *Runtime) Prune(ctx context.Context) (PruneReport, error) {
@@ -674,14 +685,60 @@ func (r *Runtime) live() (blobs, snaps map[string]bool, err error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading image %s: %w", d, err)
 		}
-		blobs[d] = true
-		blobs[img.ID] = true
-		for _, l := range img.Layers {
-			blobs[l.Digest] = true
-			snaps[l.ChainID] = true
+		keepImage(blobs, snaps, d, img)
+	}
+	// Containers, running or not, keep their image's content: its layers
+	// are their lower directories, and Commit, Diff and Export read the
+	// image (docker keeps an untagged image while a container uses it).
+	for _, rec := range r.containerRecords() {
+		for _, c := range rec.Config.ChainIDs {
+			snaps[c] = true
+		}
+		d := rec.Config.ImageDigest
+		if d == "" || blobs[d] || !r.store.Has(d) {
+			continue
+		}
+		if img, err := r.imageFromStore(d, nil); err == nil {
+			keepImage(blobs, snaps, d, img)
 		}
 	}
 	return blobs, snaps, nil
+}
+
+// keepImage marks the blobs and snapshots of img, whose manifest is d.
+func keepImage(blobs, snaps map[string]bool, d string, img *Image) {
+	blobs[d] = true
+	blobs[img.ID] = true
+	for _, l := range img.Layers {
+		blobs[l.Digest] = true
+		snaps[l.ChainID] = true
+	}
+}
+
+// containerRecords reads the record of every container of the root that
+// has one.
+func (r *Runtime) containerRecords() []*containerRecord {
+	entries, _ := os.ReadDir(r.containersDir())
+	var out []*containerRecord
+	for _, e := range entries {
+		if rec, err := r.readRecord(e.Name()); err == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// imageUsers returns the names of the containers run from the image whose
+// manifest is d.
+func (r *Runtime) imageUsers(d string) []string {
+	var names []string
+	for _, rec := range r.containerRecords() {
+		if rec.Config.ImageDigest == d {
+			names = append(names, rec.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // collect deletes unreferenced content. The caller holds the gc lock

@@ -147,3 +147,55 @@ func TestPruneDropsRootWithoutManifest(t *testing.T) {
 		t.Errorf("the tagged image after Prune: %v", err)
 	}
 }
+
+// TestRemoveImageInUse: an image a container was run from, running or
+// not, keeps its content: removing its last tag is refused (docker rmi's
+// conflict) unless forced, which untags it; neither that removal nor a
+// Prune deletes the layers the container's overlay is made of, until the
+// container goes.
+func TestRemoveImageInUse(t *testing.T) {
+	ctx := context.Background()
+	rt := busyboxRuntime(t)
+	commitImage(t, rt, "keep", "echo kept > /kept")
+	stopped := mustRun(t, rt, "keep", sh("true"))
+	stopped.Wait(ctx)
+	running := mustRun(t, rt, "keep", sh("exec sleep 300"))
+	t.Cleanup(func() { running.Remove(ctx, berth.WithForce()) })
+
+	if _, err := rt.RemoveImage(ctx, "keep"); !errors.Is(err, berth.ErrInUse) {
+		t.Fatalf("RemoveImage of an image containers use: %v, want ErrInUse", err)
+	}
+	img, err := rt.Image(ctx, "keep")
+	if err != nil {
+		t.Fatalf("the image after a refused removal: %v", err)
+	}
+	if _, err := rt.RemoveImage(ctx, img.ID); !errors.Is(err, berth.ErrInUse) {
+		t.Fatalf("RemoveImage by ID of an image containers use: %v, want ErrInUse", err)
+	}
+	if _, err := rt.RemoveImage(ctx, "keep", berth.WithForceRemove()); err != nil {
+		t.Fatalf("forced RemoveImage: %v", err)
+	}
+	if _, err := rt.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := execOut(t, running, sh("cat /kept")); out != "kept\n" {
+		t.Errorf("the running container's image file after the image went: %q", out)
+	}
+	if _, err := stopped.Commit(ctx, berth.WithCommitTag("again")); err != nil {
+		t.Errorf("commit of the stopped container after its image went: %v", err)
+	}
+	out, err := output(t, rt, "again", sh("cat /kept"))
+	if err != nil || out != "kept\n" {
+		t.Errorf("a container of the commit: %q, %v", out, err)
+	}
+	// Once its containers are gone, the content goes with the next Prune.
+	stopped.Remove(ctx)
+	running.Remove(ctx, berth.WithForce())
+	rep, err := rt.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Blobs == 0 && rep.Snapshots == 0 {
+		t.Errorf("Prune after the containers went deleted nothing: %+v", rep)
+	}
+}
