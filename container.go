@@ -68,7 +68,9 @@ type ContainerState struct {
 	// ExitCode is the process's exit status once it exited (128+signal
 	// when a signal killed it; 126 or 127 when it could not be run).
 	ExitCode int
-	// OOMKilled reports that the kernel's OOM killer ended the container.
+	// OOMKilled reports that the kernel's OOM killer killed a process of
+	// the container, its first process or another (docker's OOMKilled);
+	// an exit status of 0 is still a success (Wait returns nil).
 	OOMKilled bool
 	// Error says why the container failed to start, if it did.
 	Error string

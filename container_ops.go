@@ -466,7 +466,7 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 		if !rec.State.Running && rec.State.Status != statusCreated {
 			unlockWait()
 			var exitErr error
-			if rec.State.ExitCode != 0 || rec.State.OOMKilled {
+			if rec.State.ExitCode != 0 {
 				sig := 0
 				if rec.State.ExitCode > 128 && rec.State.ExitCode < 128+65 {
 					sig = rec.State.ExitCode - 128

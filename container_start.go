@@ -855,7 +855,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	}
 	ctx := context.Background()
 	var exitErr error
-	if code != 0 || oom {
+	if code != 0 { // an exit 0 is a success even if the OOM killer took another process (docker)
 		exitErr = &ExitError{Code: code, Signal: sig, OOMKilled: oom}
 	}
 	// An auto-removed container that no other program waits for (none

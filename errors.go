@@ -36,7 +36,8 @@ type ExitError struct {
 	Code int
 	// Signal is the signal that killed the process, or 0.
 	Signal int
-	// OOMKilled reports that the kernel's OOM killer ended the process.
+	// OOMKilled reports that the kernel's OOM killer killed a process of
+	// the container (docker's OOMKilled: not necessarily this one).
 	OOMKilled bool
 }
 

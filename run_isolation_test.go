@@ -438,6 +438,20 @@ func TestIsolationLimits(t *testing.T) {
 			t.Errorf("State = %+v, %v; want OOMKilled, exit code 137", st, err)
 		}
 	})
+	t.Run("oom of another process, exit 0", func(t *testing.T) {
+		// docker: exit code 0 and OOMKilled in inspect; Wait succeeds.
+		c := mustRun(t, rt, "busybox", sh("tail /dev/zero; exit 0"), berth.WithResources(berth.Resources{Memory: 32 << 20}))
+		defer c.Remove(ctx)
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := c.Wait(wctx); err != nil {
+			t.Errorf("Wait = %v, want nil for an exit 0", err)
+		}
+		st, err := c.State(ctx)
+		if err != nil || !st.OOMKilled || st.ExitCode != 0 {
+			t.Errorf("State = %+v, %v; want OOMKilled, exit code 0", st, err)
+		}
+	})
 	t.Run("cgroup files", func(t *testing.T) {
 		c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}},
 			berth.WithResources(berth.Resources{Memory: 64 << 20, NanoCPUs: 500_000_000, CPUShares: 512, PidsLimit: 20}))
