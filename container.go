@@ -148,7 +148,8 @@ type containerConfig struct {
 // Resources limits what a container may use (docker run --memory, --cpus,
 // --cpu-shares, --pids-limit). Zero values mean unlimited.
 type Resources struct {
-	// Memory is the memory limit in bytes.
+	// Memory is the memory limit in bytes, at least 6 MiB (docker's
+	// minimum); 0 means none.
 	Memory int64 `json:"memory,omitempty"`
 	// MemorySwap is memory plus swap in bytes; 0 means twice Memory when
 	// Memory is set, -1 unlimited (docker's rule).
@@ -159,7 +160,8 @@ type Resources struct {
 	// CPUShares is the relative CPU weight (cgroup v1 shares; converted to
 	// a weight on cgroup v2).
 	CPUShares uint64 `json:"cpuShares,omitempty"`
-	// PidsLimit caps the number of processes and threads.
+	// PidsLimit caps the number of processes and threads (at most the
+	// kernel's 4194304); 0 and -1 mean none.
 	PidsLimit int64 `json:"pidsLimit,omitempty"`
 }
 

@@ -53,6 +53,9 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if len(p.Args) > 0 {
 		cfg.Cmd = p.Args
 	}
+	if err := cgroupResources(o.resources).Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	cfg.Args = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
 	if len(cfg.Args) == 0 {
 		return cfg, fmt.Errorf("%w: no command specified: the image has no ENTRYPOINT or CMD and Process.Args is empty", ErrInvalid)

@@ -438,6 +438,16 @@ func TestIsolationLimits(t *testing.T) {
 			t.Errorf("State = %+v, %v; want OOMKilled, exit code 137", st, err)
 		}
 	})
+	t.Run("refused before anything is made", func(t *testing.T) {
+		for _, res := range []berth.Resources{{Memory: 4096}, {Memory: 6<<20 - 1}, {PidsLimit: 5_000_000}, {MemorySwap: 1 << 30}} {
+			if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithResources(res), berth.WithName("refused")); !errors.Is(err, berth.ErrInvalid) {
+				t.Errorf("Run with %+v: %v, want ErrInvalid", res, err)
+			}
+		}
+		if list, _ := rt.Containers(ctx, berth.WithAll()); len(list) != 0 {
+			t.Errorf("refused Runs left %d containers", len(list))
+		}
+	})
 	t.Run("oom of another process, exit 0", func(t *testing.T) {
 		// docker: exit code 0 and OOMKilled in inspect; Wait succeeds.
 		c := mustRun(t, rt, "busybox", sh("tail /dev/zero; exit 0"), berth.WithResources(berth.Resources{Memory: 32 << 20}))

@@ -714,17 +714,21 @@ func TestResourcesValidate(t *testing.T) {
 		ok   bool
 	}{
 		{"zero", Resources{}, true},
-		{"memory", Resources{MemoryLimit: 1 << 20}, true},
-		{"memory and swap", Resources{MemoryLimit: 1 << 20, MemorySwap: 2 << 20}, true},
-		{"unlimited swap", Resources{MemoryLimit: 1 << 20, MemorySwap: -1}, true},
-		{"swap alone", Resources{MemorySwap: 1 << 20}, false},
-		{"swap below memory", Resources{MemoryLimit: 2 << 20, MemorySwap: 1 << 20}, false},
+		{"memory", Resources{MemoryLimit: 6 << 20}, true},
+		{"memory below docker's 6 MiB", Resources{MemoryLimit: 6<<20 - 1}, false},
+		{"memory of a byte", Resources{MemoryLimit: 1}, false},
+		{"memory and swap", Resources{MemoryLimit: 8 << 20, MemorySwap: 16 << 20}, true},
+		{"unlimited swap", Resources{MemoryLimit: 8 << 20, MemorySwap: -1}, true},
+		{"swap alone", Resources{MemorySwap: 8 << 20}, false},
+		{"swap below memory", Resources{MemoryLimit: 16 << 20, MemorySwap: 8 << 20}, false},
 		{"negative memory", Resources{MemoryLimit: -1}, false},
 		{"too few cpus", Resources{NanoCPUs: 1e6}, false},
 		{"one share", Resources{CPUShares: 1}, false},
 		{"too many shares", Resources{CPUShares: 262145}, false},
 		{"unlimited pids", Resources{PidsLimit: -1}, true},
 		{"negative pids", Resources{PidsLimit: -2}, false},
+		{"the kernel's most pids", Resources{PidsLimit: 4 << 20}, true},
+		{"more pids than the kernel takes", Resources{PidsLimit: 4<<20 + 1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.res.validate(); (err == nil) != tc.ok {

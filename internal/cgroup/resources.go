@@ -136,12 +136,24 @@ const (
 	minNanoCPUs      = 10_000_000
 	defaultCPUShares = 1024
 	maxCPUShares     = 262144
+	// minMemory is docker's smallest memory limit: below it the start's
+	// own allocations (charged to the container while it forks) can run
+	// the container's memory out before its program does.
+	minMemory = 6 << 20
+	// maxPids is the largest pids.max the kernel takes (PID_MAX_LIMIT).
+	maxPids = 4 << 20
 )
+
+// Validate reports limits the kernel or docker would refuse, before
+// anything is made with them.
+func (r Resources) Validate() error { return r.validate() }
 
 func (r Resources) validate() error {
 	switch {
 	case r.MemoryLimit < 0:
 		return fmt.Errorf("invalid memory limit %d: must be 0 (unlimited) or positive", r.MemoryLimit)
+	case r.MemoryLimit > 0 && r.MemoryLimit < minMemory:
+		return fmt.Errorf("invalid memory limit %d: the minimum is 6 MiB (%d bytes), as docker's", r.MemoryLimit, minMemory)
 	case r.MemorySwap < -1:
 		return fmt.Errorf("invalid memory+swap limit %d: must be -1, 0 or positive", r.MemorySwap)
 	case r.MemorySwap > 0 && r.MemoryLimit == 0:
@@ -158,6 +170,8 @@ func (r Resources) validate() error {
 		return fmt.Errorf("invalid CPU shares %d: must be 0 (default) or 2 to %d", r.CPUShares, maxCPUShares)
 	case r.PidsLimit < -1:
 		return fmt.Errorf("invalid pids limit %d: must be -1, 0 (unlimited) or positive", r.PidsLimit)
+	case r.PidsLimit > maxPids:
+		return fmt.Errorf("invalid pids limit %d: the kernel's maximum is %d", r.PidsLimit, maxPids)
 	}
 	return nil
 }
