@@ -634,6 +634,30 @@ func TestCloseDuringRun(t *testing.T) {
 	}
 }
 
+// TestBerthtestRuntimeCleanup: the runtime berthtest.NewRuntime gives a
+// test leaves nothing running when the test ends, detached containers
+// included (Close keeps those, and the test's root goes with its temp
+// dir).
+func TestBerthtestRuntimeCleanup(t *testing.T) {
+	var pid int
+	t.Run("test", func(t *testing.T) {
+		rt := busyboxRuntime(t)
+		c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach())
+		st, err := c.State(context.Background())
+		if err != nil || st.Pid == 0 {
+			t.Fatalf("State: %+v, %v", st, err)
+		}
+		pid = st.Pid
+	})
+	if pid == 0 {
+		return
+	}
+	if !eventually(10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("the detached container's process %d still runs after its test ended", pid)
+	}
+}
+
 // A removed container's directory is kept as a spare, three empty
 // directories owned by root with no extended attributes left (overlayfs
 // marks an upper directory; this container chowns and chmods its root),

@@ -39,15 +39,28 @@ func Skip(t testing.TB) {
 	}
 }
 
-// NewRuntime opens a runtime on a fresh root under t.TempDir() and closes
-// it when the test ends.
+// NewRuntime opens a runtime on a fresh root under t.TempDir() and, when
+// the test ends, removes every container of the root, detached ones too
+// (Close leaves those running, and the root goes with the test's temp
+// dir), then closes it.
 func NewRuntime(t testing.TB, opts ...berth.Option) *berth.Runtime {
 	t.Helper()
 	rt, err := berth.New(filepath.Join(t.TempDir(), "root"), opts...)
 	if err != nil {
 		t.Fatalf("berth.New: %v", err)
 	}
-	t.Cleanup(func() { rt.Close() })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if list, err := rt.Containers(ctx, berth.WithAll()); err == nil {
+			for _, info := range list {
+				if c, err := rt.Container(ctx, info.ID); err == nil {
+					c.Remove(ctx, berth.WithForce(), berth.WithRemoveVolumes())
+				}
+			}
+		}
+		rt.Close()
+	})
 	return rt
 }
 
