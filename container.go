@@ -37,8 +37,8 @@ type Process struct {
 	// long-lived stream shared by many.
 	Stdin io.Reader
 	// Stdout and Stderr, if not nil, receive the process's output as it
-	// comes. Output is also kept in the container's log (Container.Logs)
-	// either way.
+	// comes. A Run's output is also kept in the container's log
+	// (Container.Logs) either way; an Exec's is not, as docker exec's.
 	Stdout, Stderr io.Writer
 }
 

@@ -22,7 +22,8 @@ import (
 // store, as docker run takes it) and starts p in it (docker run). It
 // returns once the container's process runs; use Wait for its end.
 //
-// The container gets its own mount, pid, uts, ipc, net (loopback only) and
+// The container gets its own mount, pid, uts, ipc, net (on the default
+// bridge network unless WithNetwork or WithNetworkMode say otherwise) and
 // cgroup namespaces, an overlay root over the image's layers, docker's
 // default capabilities, seccomp profile, masked paths and no_new_privs. An
 // attached container (the default) dies with the Runtime or the program;
@@ -571,8 +572,8 @@ func (c *Container) Signal(ctx context.Context, sig Signal) error {
 	return nil
 }
 
-// Stop sends the container's stop signal (the image's STOPSIGNAL, else
-// SIGTERM), waits up to timeout for it to exit, then kills every process
+// Stop sends the container's stop signal (WithStopSignal's, else the
+// image's STOPSIGNAL, else SIGTERM), waits up to timeout for it to exit, then kills every process
 // of the container with SIGKILL (docker stop -t). A negative timeout means
 // the container's stop timeout (DefaultStopTimeout unless WithStopTimeout
 // set one). Stopping a container that is not running is not an error.
@@ -629,7 +630,8 @@ func (f removeOptionFunc) applyRemove(c *removeConfig) { f(c) }
 // WithForce kills a running container before removing it (docker rm -f),
 // also one whose state file cannot be read (its processes are found
 // through its cgroup). Default: removing a running container fails with
-// ErrInUse.
+// ErrInUse. For Volume.Remove it means something else: see there (it
+// kills nothing). WithRemoveVolumes applies to containers only.
 func WithForce() RemoveOption { return removeOptionFunc(func(c *removeConfig) { c.force = true }) }
 
 // WithRemoveVolumes also removes the container's anonymous volumes (docker

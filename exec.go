@@ -80,7 +80,7 @@ const drainGrace = 100 * time.Millisecond
 //
 // Exec returns once the process runs; use Wait for its end. It works on
 // containers other programs started, detached or not. A container that is
-// not running fails with an error wrapping ErrNotRunning. If the command
+// not running, or is paused, fails with an error wrapping ErrNotRunning. If the command
 // cannot be run, Exec fails with an error that errors.As finds an
 // *ExitError in, with code 127 (not found) or 126 (not executable). ctx
 // bounds the start only.

@@ -27,7 +27,8 @@ const (
 )
 
 // Image is an image in a runtime's store. Images are immutable values:
-// Tag, Build and Commit return new ones and never change an existing one.
+// Build and Commit return new ones, and Tag changes the store's references,
+// not an Image value (its RepoTags are those it was read with).
 type Image struct {
 	// ID is the digest of the image config, which docker shows as IMAGE ID.
 	ID string

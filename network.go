@@ -359,8 +359,10 @@ func (n *Network) Endpoints(ctx context.Context) ([]NetworkEndpoint, error) {
 }
 
 // Remove deletes the network (docker network rm). It fails with ErrInUse
-// while a container is attached, and the default network cannot be
-// removed.
+// while a container is attached or any container, running or not, was
+// run on it (remove those first), and the default network cannot be
+// removed. Like Container.Remove it is idempotent: a network that is gone
+// is not an error.
 func (n *Network) Remove(ctx context.Context) error {
 	r := n.rt
 	if err := r.checkOpen(); err != nil {
@@ -375,8 +377,11 @@ func (n *Network) Remove(ctx context.Context) error {
 	}
 	defer unlock()
 	rec, err := r.readNetwork(n.Name)
-	if err != nil || rec.ID != n.ID {
-		return fmt.Errorf("%w: network %q", ErrNotFound, n.Name)
+	if errors.Is(err, ErrNotFound) || err == nil && rec.ID != n.ID {
+		return nil // gone (and its name perhaps taken by a new network)
+	}
+	if err != nil {
+		return err
 	}
 	eps, err := r.liveEndpoints(n.ID)
 	if err != nil {

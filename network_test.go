@@ -99,9 +99,14 @@ func TestNetworkSubnetRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Remove(ctx)
 	if n.Subnet.String() != "10.231.8.0/24" {
 		t.Errorf("subnet %s, want 10.231.8.0/24", n.Subnet)
+	}
+	// Idempotent, as Container.Remove and Volume.Remove are.
+	for i := range 2 {
+		if err := n.Remove(ctx); err != nil {
+			t.Errorf("Remove #%d: %v", i+1, err)
+		}
 	}
 }
 

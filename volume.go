@@ -337,8 +337,9 @@ func WithPruneAllVolumes() VolumePruneOption {
 	return volumePruneOptionFunc(func(c *volumePruneConfig) { c.all = true })
 }
 
-// PruneVolumes removes the volumes no container of the root uses (docker
-// volume prune) and returns their names and the bytes their data took.
+// PruneVolumes removes the anonymous volumes no container of the root uses
+// (docker volume prune), named ones too WithPruneAllVolumes, and returns
+// their names and the bytes their data took.
 func (r *Runtime) PruneVolumes(ctx context.Context, opts ...VolumePruneOption) (removed []string, reclaimed int64, err error) {
 	var cfg volumePruneConfig
 	for _, o := range opts {

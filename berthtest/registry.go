@@ -22,7 +22,8 @@ const RegistryBinary = "docker-registry"
 type Registry struct {
 	// Host is "127.0.0.1:PORT", to put in image references.
 	Host string
-	// Dir is the registry's storage directory.
+	// Dir is the registry's directory: its config.yml, and its storage
+	// under data/.
 	Dir string
 	cmd *exec.Cmd
 	log *lockedBuffer
