@@ -118,15 +118,16 @@ func WithSince(t time.Time) LogOption { return logOptionFunc(func(c *logConfig) 
 // logs -t).
 func WithTimestamps() LogOption { return logOptionFunc(func(c *logConfig) { c.timestamps = true }) }
 
-// WithTail limits output to the last n lines (docker logs --tail).
-// Default: all.
+// WithTail limits output to the last n lines logged so far (docker logs
+// --tail): 0 gives none of them (with WithFollow, only what comes next),
+// a negative n all. Default: all.
 func WithTail(n int) LogOption { return logOptionFunc(func(c *logConfig) { c.tail = n }) }
 
 // Logs copies the container's logged output to stdout and stderr (either
 // may be nil to skip that stream), as docker logs does. It works for any
 // container in the root, running or exited, started by any program.
 func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...LogOption) error {
-	var cfg logConfig
+	cfg := logConfig{tail: -1}
 	for _, o := range opts {
 		o.applyLog(&cfg)
 	}
@@ -138,7 +139,12 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 		return fmt.Errorf("container %s has no log: %w", c.Name, err)
 	}
 	defer f.Close()
-	if cfg.tail > 0 {
+	switch {
+	case cfg.tail == 0:
+		if _, err := f.Seek(0, io.SeekEnd); err != nil {
+			return err
+		}
+	case cfg.tail > 0:
 		if err := seekTail(f, cfg.tail); err != nil {
 			return err
 		}

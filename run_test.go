@@ -508,6 +508,8 @@ func TestRunLogs(t *testing.T) {
 		{"tail 2", []berth.LogOption{berth.WithTail(2)}, "c\nd\n", ""},
 		{"tail 3", []berth.LogOption{berth.WithTail(3)}, "c\nd\n", "b\n"},
 		{"tail more than logged", []berth.LogOption{berth.WithTail(100)}, "a\nc\nd\n", "b\n"},
+		{"tail 0: none, as docker's", []berth.LogOption{berth.WithTail(0)}, "", ""},
+		{"negative tail: all", []berth.LogOption{berth.WithTail(-1)}, "a\nc\nd\n", "b\n"},
 		{"since the start", []berth.LogOption{berth.WithSince(start)}, "a\nc\nd\n", "b\n"},
 		{"since the end", []berth.LogOption{berth.WithSince(end)}, "", ""},
 	} {

@@ -875,11 +875,7 @@ func logsCommand(fs *flagSet) runFunc {
 			switch {
 			case err != nil:
 				return fmt.Errorf("invalid value for \"tail\": %q is not a number or \"all\"", tail)
-			case n == 0:
-				// berth's WithTail(0) means all; no old line is newer
-				// than now.
-				opts = append(opts, berth.WithSince(now))
-			case n > 0:
+			case n >= 0:
 				opts = append(opts, berth.WithTail(n))
 			}
 		}
