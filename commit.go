@@ -41,6 +41,11 @@ import (
 // A paused container's processes receive no signal until Unpause, SIGKILL
 // included: unpause a container before stopping or removing it.
 func (c *Container) Pause(ctx context.Context) error {
+	unlock, err := c.rt.lockPause(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
 		return err
@@ -79,6 +84,11 @@ func (c *Container) Pause(ctx context.Context) error {
 // paused fails with an error wrapping ErrInvalid, or ErrNotRunning when it
 // is not running at all.
 func (c *Container) Unpause(ctx context.Context) error {
+	unlock, err := c.rt.lockPause(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
 		return err
@@ -103,6 +113,14 @@ func (c *Container) Unpause(ctx context.Context) error {
 		return nil
 	})
 	return err
+}
+
+// lockPause serialises Pause and Unpause of container id across programs:
+// two Pauses at once both froze the cgroup, and the one whose record
+// update found "paused" thawed the other's freeze, leaving a container
+// recorded paused that ran.
+func (r *Runtime) lockPause(ctx context.Context, id string) (func(), error) {
+	return r.store.Lock(ctx, "pause-"+id, true)
 }
 
 // CommitOption configures Commit.

@@ -471,6 +471,48 @@ func TestCommitConfig(t *testing.T) {
 	}
 }
 
+// TestPauseConcurrent: two Pauses at once leave the container paused and
+// frozen, one of them refused; the other's failure used to thaw the
+// winner's freeze, leaving a container recorded paused that ran.
+func TestPauseConcurrent(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("while :; do :; done"))
+	t.Cleanup(func() { c.Remove(ctx, berth.WithForce()) })
+	var freezer string
+	for _, d := range cgroupDirs(t, rt.Root()) {
+		if strings.Contains(d, "/freezer/") && strings.HasSuffix(d, c.ID) {
+			freezer = filepath.Join(d, "freezer.state")
+		}
+	}
+	if freezer == "" {
+		t.Skip("no v1 freezer cgroup for the container on this host")
+	}
+	for i := range 30 {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[j] = c.Pause(ctx)
+			}()
+		}
+		wg.Wait()
+		if (errs[0] == nil) == (errs[1] == nil) {
+			t.Fatalf("round %d: Pause errors %v and %v, want one success and one refusal", i, errs[0], errs[1])
+		}
+		st, _ := c.State(ctx)
+		state, _ := os.ReadFile(freezer)
+		if st.Status != "paused" || strings.TrimSpace(string(state)) != "FROZEN" {
+			t.Fatalf("round %d: status %q with the freezer %s, want paused and FROZEN", i, st.Status, state)
+		}
+		if err := c.Unpause(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestCommitPause checks Pause and Unpause on a counting container: the
 // count stops while paused and resumes, the state says "paused", and a
 // commit of a paused container leaves it paused.

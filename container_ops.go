@@ -784,7 +784,7 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 		r.releaseName(name, id)
 	}
 	// Lock files of a container made before object locks (store's lock.go).
-	for _, l := range []string{"owner-", "ctr-", "wait-"} {
+	for _, l := range []string{"owner-", "ctr-", "wait-", "pause-"} {
 		os.Remove(filepath.Join(r.root, "locks", l+id))
 	}
 }
