@@ -91,7 +91,8 @@ type ContainerStats struct {
 	// CPUNanos is the CPU time used so far, in nanoseconds.
 	CPUNanos uint64
 	// MemoryUsage and MemoryLimit are in bytes; MemoryLimit is 0 when
-	// unlimited.
+	// unlimited. MemoryUsage leaves out the page cache the kernel drops
+	// first (inactive file pages), as docker stats does.
 	MemoryUsage, MemoryLimit uint64
 	// Pids is the number of processes and threads in the container.
 	Pids uint64

@@ -448,6 +448,20 @@ func TestIsolationLimits(t *testing.T) {
 			t.Errorf("refused Runs left %d containers", len(list))
 		}
 	})
+	t.Run("stats leave the page cache out", func(t *testing.T) {
+		// docker stats: a container that wrote a big file is not shown
+		// near its limit for the page cache the file left.
+		c := mustRun(t, rt, "busybox", sh("dd if=/dev/zero of=/big bs=1M count=128 2>/dev/null && sync && touch /written && exec sleep 300"),
+			berth.WithResources(berth.Resources{Memory: 512 << 20}))
+		defer c.Remove(ctx, berth.WithForce())
+		if !eventually(30*time.Second, func() bool { return c.CopyFrom(ctx, "/written", io.Discard) == nil }) {
+			t.Fatal("the file was never written")
+		}
+		stats, err := c.Stats(ctx)
+		if err != nil || stats.MemoryUsage > 64<<20 {
+			t.Errorf("Stats after writing 128 MiB: %+v, %v; want under 64 MiB of usage", stats, err)
+		}
+	})
 	t.Run("oom of another process, exit 0", func(t *testing.T) {
 		// docker: exit code 0 and OOMKilled in inspect; Wait succeeds.
 		c := mustRun(t, rt, "busybox", sh("tail /dev/zero; exit 0"), berth.WithResources(berth.Resources{Memory: 32 << 20}))

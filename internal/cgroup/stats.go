@@ -14,7 +14,8 @@ import (
 type Stats struct {
 	// CPUUsageNanos is the CPU time used by all processes, past and present, in nanoseconds.
 	CPUUsageNanos uint64
-	// MemoryUsage is the memory charged to the cgroup in bytes, page cache included.
+	// MemoryUsage is the memory charged to the cgroup in bytes less its inactive file pages
+	// (docker stats' figure).
 	MemoryUsage uint64
 	// MemoryLimit is the cgroup's own memory limit in bytes, 0 when unlimited.
 	MemoryLimit uint64
@@ -49,7 +50,7 @@ func (c *Cgroup) statsV1() (Stats, error) {
 		s.CPUUsageNanos = m.CPU.Usage.Total
 	}
 	if m.Memory != nil && m.Memory.Usage != nil {
-		s.MemoryUsage = m.Memory.Usage.Usage
+		s.MemoryUsage = withoutInactiveFile(m.Memory.Usage.Usage, m.Memory.TotalInactiveFile)
 		if m.Memory.Usage.Limit < unlimitedV1 {
 			s.MemoryLimit = m.Memory.Usage.Limit
 		}
@@ -73,7 +74,7 @@ func (c *Cgroup) statsV2() (Stats, error) {
 		s.CPUUsageNanos = m.CPU.UsageUsec * 1000
 	}
 	if m.Memory != nil {
-		s.MemoryUsage = m.Memory.Usage
+		s.MemoryUsage = withoutInactiveFile(m.Memory.Usage, m.Memory.InactiveFile)
 		if m.Memory.UsageLimit != math.MaxUint64 {
 			s.MemoryLimit = m.Memory.UsageLimit
 		}
@@ -82,6 +83,16 @@ func (c *Cgroup) statsV2() (Stats, error) {
 		s.Pids = m.Pids.Current
 	}
 	return s, nil
+}
+
+// withoutInactiveFile is memory usage as docker stats shows it: less the
+// page cache the kernel can drop first (inactive file pages), so that a
+// container that wrote a big file does not look near its limit.
+func withoutInactiveFile(usage, inactiveFile uint64) uint64 {
+	if inactiveFile < usage {
+		return usage - inactiveFile
+	}
+	return usage
 }
 
 // OOMKilled reports whether the kernel's OOM killer has killed a process in the cgroup because
