@@ -602,20 +602,20 @@ func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed
 	if cgfd >= 0 {
 		defer unix.Close(cgfd)
 	}
-	var placedErr error
-	proc, err := d.Start(files, cgfd, move, func(int) {
+	proc, err := d.Start(files, cgfd, move, func(pid int) error {
 		// The thread is done moving: whatever it could not leave
-		// itself, it leaves here.
-		if move.Leave() == nil && placed != nil {
-			placedErr = placed()
+		// itself, it leaves here. A limit not set (the pids limit is
+		// placed's) stops the process before it runs the user's program.
+		if err := move.Leave(); err != nil {
+			return fmt.Errorf("taking the starting thread out of the container's cgroup: %w", err)
 		}
+		if placed != nil && pid != 0 {
+			return placed()
+		}
+		return nil
 	})
-	switch leaveErr := move.Leave(); {
-	case err != nil:
-	case leaveErr != nil:
+	if leaveErr := move.Leave(); err == nil && leaveErr != nil {
 		err = fmt.Errorf("taking the starting thread out of the container's cgroup: %w", leaveErr)
-	case placedErr != nil:
-		err = placedErr
 	}
 	if err != nil {
 		if proc != nil {

@@ -191,11 +191,13 @@ func (d *Direct) Abort() {
 // LeaveSelf can; the cgroup namespace is rooted at the cgroups of the
 // thread, and of cgroupFD, at the fork). afterFork runs once the process
 // exists and the thread has left, before the process runs anything of the
-// user's, or with pid 0 when the fork failed, before the thread ends.
+// user's, or with pid 0 when the fork failed, before the thread ends; an
+// error from it (a limit it could not set) ends the process before it
+// runs anything of the user's and is Start's.
 // Start returns once the user's program runs, or why it could not. A
 // *SetupError with ExitCode 126 or 127 means the program was not
 // executable or not found.
-func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, place Placement, afterFork func(pid int)) (_ *Process, retErr error) {
+func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, place Placement, afterFork func(pid int) error) (_ *Process, retErr error) {
 	if d.exec && d.tty != nil {
 		stdio = [3]*os.File{d.tty, d.tty, d.tty}
 		defer func() {
@@ -249,11 +251,14 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, place Placement, afterFo
 			<-r.left
 		}
 	}}
-	afterFork(r.pid)
-	if err := <-d.resp; err != nil { // /proc replaced
+	placeErr := afterFork(r.pid)
+	if err := <-d.resp; err != nil || placeErr != nil { // /proc replaced
 		filterW.Close()
 		p.Cmd.Process.Kill()
 		p.Wait()
+		if err == nil {
+			err = placeErr
+		}
 		return nil, err
 	}
 	var status []byte

@@ -103,7 +103,7 @@ func startPlaced(t *testing.T, d *Direct, place Placement) (*directProc, error) 
 	outR, outW := mustPipe(t)
 	errR, errW := mustPipe(t)
 	dp := &directProc{pid: -1, stdin: inW, outR: outR, stdout: bufio.NewReader(outR), stderr: make(chan string, 1)}
-	p, err := d.Start([3]*os.File{inR, outW, errW}, -1, place, func(pid int) { dp.pid = pid })
+	p, err := d.Start([3]*os.File{inR, outW, errW}, -1, place, func(pid int) error { dp.pid = pid; return nil })
 	// The container has its own copies; ours would keep the pipes from
 	// reporting EOF.
 	inR.Close()
@@ -306,7 +306,7 @@ func TestDirectPlacementOnThread(t *testing.T) {
 	place := newRecordingPlacement(t, d, &sawAfterFork)
 	inR, inW := mustPipe(t)
 	defer inW.Close()
-	p, err := d.Start([3]*os.File{inR, os.Stdout, os.Stderr}, -1, place, func(pid int) { sawAfterFork = true })
+	p, err := d.Start([3]*os.File{inR, os.Stdout, os.Stderr}, -1, place, func(pid int) error { sawAfterFork = true; return nil })
 	inR.Close()
 	if err != nil {
 		t.Fatal(err)
