@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +25,27 @@ func TestImportPushPull(t *testing.T) {
 		t.Fatalf("imported image = %+v", img)
 	}
 	ref := reg.Host + "/test/busybox:1"
-	if err := rt.Push(ctx, img, ref); err != nil {
+	var mu sync.Mutex
+	var reports []berth.Progress
+	if err := rt.Push(ctx, img, ref, berth.WithProgress(func(p berth.Progress) {
+		mu.Lock()
+		reports = append(reports, p)
+		mu.Unlock()
+	})); err != nil {
 		t.Fatal(err)
 	}
+	// Every report came before Push returned, and the last says done.
+	mu.Lock()
+	n := len(reports)
+	mu.Unlock()
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	if len(reports) != n || n == 0 {
+		t.Errorf("Push progress: %d reports at its return, %d after", n, len(reports))
+	} else if last := reports[n-1]; !last.Done || last.Current != last.Total || last.Total == 0 {
+		t.Errorf("Push's last progress report %+v, want done with all bytes", last)
+	}
+	mu.Unlock()
 	rt2 := berthtest.NewRuntime(t)
 	pulled, err := rt2.Pull(ctx, ref)
 	if err != nil {

@@ -196,16 +196,20 @@ func (r *Runtime) applyOptions() archive.ApplyOptions {
 }
 
 // Progress reports how far the transfer of one layer got.
+//
+// A pull reports per layer. A push reports the whole image: Layer is
+// empty, Current and Total count all the bytes to upload, and Done comes
+// with the last of them.
 type Progress struct {
-	// Layer is the digest of the layer blob.
+	// Layer is the digest of the layer blob (pull only).
 	Layer string
 	// Current and Total are bytes transferred so far and the blob's size.
 	Current, Total int64
-	// Done reports that the layer is complete (downloaded and unpacked, or
-	// uploaded).
+	// Done reports that the layer is complete (downloaded and unpacked),
+	// or on push that the upload is.
 	Done bool
 	// Cached reports that nothing had to be transferred: the layer was
-	// already present (on pull) or in the registry (on push).
+	// already present (pull only).
 	Cached bool
 }
 

@@ -62,8 +62,10 @@ func WithInsecureRegistry() RegistryOption {
 	return func(c *registryConfig) { c.insecure = true }
 }
 
-// WithProgress has fn called as layers transfer. Calls are serialized and
-// rate-limited; fn must not block for long. Default: no reports.
+// WithProgress has fn called as layers transfer (see Progress for what a
+// push reports). Calls are serialized, none comes after Pull or Push
+// returns, and a pull's are rate-limited; fn must not block for long.
+// Default: no reports.
 func WithProgress(fn func(Progress)) RegistryOption {
 	return func(c *registryConfig) { c.progress = fn }
 }
@@ -225,9 +227,14 @@ func (r *Runtime) Push(ctx context.Context, img *Image, ref string, opts ...Push
 	if cfg.progress != nil {
 		ch := make(chan v1.Update, 16)
 		ropts = append(ropts, remote.WithProgress(ch))
+		reported := make(chan struct{})
+		defer func() { <-reported }() // no call after Push returns (Write closes ch)
 		go func() {
+			defer close(reported)
 			for u := range ch {
-				cfg.progress(Progress{Layer: "", Current: u.Complete, Total: u.Total, Done: u.Complete == u.Total})
+				if u.Error == nil {
+					cfg.progress(Progress{Current: u.Complete, Total: u.Total, Done: u.Total > 0 && u.Complete == u.Total})
+				}
 			}
 		}()
 	}
