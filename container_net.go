@@ -1211,7 +1211,8 @@ func resolvConf(servers []string) []byte {
 
 // Ports returns the container's published ports with the host ports
 // chosen (docker port). A container sharing another's network reports
-// the other's.
+// the other's. A port published on all addresses (HostIP "") is reached
+// from the calling program at 127.0.0.1:HostPort.
 func (c *Container) Ports(ctx context.Context) ([]PortBinding, error) {
 	st, err := c.State(ctx)
 	if err != nil {

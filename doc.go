@@ -53,8 +53,9 @@
 // [WithPublish] publishes ports on the host (nftables DNAT, no proxy
 // process); [WithNetworkMode] gives "none", "host" or "container:NAME".
 // [Container.Dial] connects into a container's namespace without
-// publishing anything, and [Container.WaitListening] waits for a server to
-// listen without running anything inside. Bridges, veths and rules exist
+// publishing anything, [Container.WaitListening] waits for a server to
+// listen without running anything inside, and [Container.WaitLog] for a
+// line such as "ready to accept connections" in its output. Bridges, veths and rules exist
 // only while containers or Runtimes use them; the next [New] after a crash
 // removes what a dead program left.
 //

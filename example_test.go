@@ -30,6 +30,12 @@ func ExampleRuntime_Run() {
 		log.Fatal(err)
 	}
 	defer c.Stop(ctx, time.Second)
+	// Ready when it says so (or: c.WaitListening(ctx, "tcp", 5432)).
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.WaitLog(wctx, "ready"); err != nil {
+		log.Fatal(err)
+	}
 	st, _ := c.State(ctx)
 	fmt.Println(st.Status)
 }

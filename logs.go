@@ -171,7 +171,9 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 					if !ok {
 						break
 					}
-					emitLogLine(l, stdout, stderr, &cfg)
+					if err := emitLogLine(l, stdout, stderr, &cfg); err != nil {
+						return err
+					}
 					pending = r
 				}
 				return nil
@@ -194,6 +196,52 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 			return err
 		}
 	}
+}
+
+// WaitLog waits until a line of the container's output, stdout or stderr,
+// contains text (testcontainers' wait.ForLog; lines logged before the call
+// count), for a container that says when it is ready ("ready to accept
+// connections"). It fails with an error wrapping ErrNotRunning when the
+// container exits without logging it, and with ctx's error when ctx ends
+// first. It reads the log as Logs does, so it works for containers any
+// program started.
+func (c *Container) WaitLog(ctx context.Context, text string) error {
+	err := c.Logs(ctx, &logMatcher{text: []byte(text)}, &logMatcher{text: []byte(text)}, WithFollow())
+	switch {
+	case errors.Is(err, errLogMatched):
+		return nil
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("container %s exited without logging %q: %w", c.Name, text, ErrNotRunning)
+}
+
+// errLogMatched stops Logs for WaitLog once the text is seen.
+var errLogMatched = errors.New("log matched")
+
+// logMatcher is one stream's writer for WaitLog: it keeps the current
+// line (its last 64 KiB) and fails with errLogMatched once it holds text.
+type logMatcher struct {
+	text, line []byte
+}
+
+func (m *logMatcher) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		chunk, rest, eol := bytes.Cut(p, []byte{'\n'})
+		m.line = append(m.line, chunk...)
+		if bytes.Contains(m.line, m.text) {
+			return n, errLogMatched
+		}
+		if keep := len(m.text) - 1; len(m.line) > 64<<10+keep {
+			m.line = append(m.line[:0], m.line[len(m.line)-keep:]...)
+		}
+		if eol {
+			m.line = m.line[:0]
+		}
+		p = rest
+	}
+	return n, nil
 }
 
 // emitLogLine writes one CRI record's content to its stream.

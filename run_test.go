@@ -556,6 +556,40 @@ func TestRunLogs(t *testing.T) {
 	})
 }
 
+// TestWaitLog: WaitLog returns once a line of stdout or stderr holds the
+// text, counts lines logged before the call, and fails with ErrNotRunning
+// when the container exits without it, or with ctx's error.
+func TestWaitLog(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("echo starting; sleep 0.3; echo 'db: ready to accept connections' >&2; exec sleep 300"), berth.WithDetach())
+	t.Cleanup(func() { c.Remove(ctx, berth.WithForce()) })
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.WaitLog(wctx, "ready to accept"); err != nil {
+		t.Fatalf("WaitLog: %v", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("WaitLog returned after %v, before the line was logged", d)
+	}
+	if err := c.WaitLog(wctx, "starting"); err != nil {
+		t.Errorf("WaitLog for a line logged before the call: %v", err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	if err := c.WaitLog(short, "never said"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitLog for a line never logged: %v, want the context's deadline", err)
+	}
+	gone := mustRun(t, rt, "busybox", sh("echo bye"))
+	if err := gone.WaitLog(wctx, "hello"); !errors.Is(err, berth.ErrNotRunning) {
+		t.Errorf("WaitLog on a container that exited without the line: %v, want ErrNotRunning", err)
+	}
+	if err := gone.WaitLog(wctx, "bye"); err != nil {
+		t.Errorf("WaitLog for the last line of an exited container: %v", err)
+	}
+}
+
 // TestRunWaitConcurrent checks that Wait returns the same result from
 // many goroutines, before and after the exit, through the owning handle,
 // a handle found by name, and another Runtime on the same root.
