@@ -417,6 +417,17 @@ func TestMountProcRefused(t *testing.T) {
 			t.Errorf("%s on %s in %s: %v, want an error naming /proc", tc.m.Type, tc.m.Target, tc.img, err)
 		}
 	}
+	// lxcfs' files are the exception, as in runc: a file bound on one of
+	// them is what the container reads.
+	meminfo := filepath.Join(t.TempDir(), "meminfo")
+	if err := os.WriteFile(meminfo, []byte("MemTotal: 1024 kB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustOutput(t, rt, "busybox", sh("cat /proc/meminfo"), berth.WithAutoRemove(),
+		berth.WithMounts(berth.Mount{Type: berth.MountBind, Source: meminfo, Target: "/proc/meminfo", ReadOnly: true}))
+	if out != "MemTotal: 1024 kB\n" {
+		t.Errorf("/proc/meminfo with a file bound on it: %q", out)
+	}
 	commitImage(t, rt, "procvol", "true", "VOLUME /proc/sys")
 	if c, err := rt.Run(ctx, "procvol", sh("true"), berth.WithAutoRemove()); err == nil {
 		c.Wait(ctx)

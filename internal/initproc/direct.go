@@ -48,7 +48,9 @@ import (
 // stage, as runc starts every container.
 func DirectSupported(spec *Spec) bool {
 	for _, m := range spec.Mounts {
-		if d := path.Clean("/" + m.Destination); d == "/dev" || d == helperPath {
+		// A file bind in /proc (procFiles) would lie under the procfs the
+		// direct start mounts after the fork.
+		if d := path.Clean("/" + m.Destination); d == "/dev" || d == helperPath || inProc(d) {
 			return false
 		}
 	}

@@ -112,7 +112,8 @@ func mountUser(root int, m Mount) error {
 	if !path.IsAbs(m.Destination) {
 		return &SetupError{Step: "mount", Path: m.Destination, Msg: "destination must be an absolute path"}
 	}
-	if inProc(m.Destination) {
+	procFile := procFileBind(m)
+	if inProc(m.Destination) && !procFile {
 		return errProcMount(m.Destination)
 	}
 	flags, propagation, data := parseMountOptions(m)
@@ -162,7 +163,7 @@ func mountUser(root int, m Mount) error {
 	// Reached through a symlink of the image, where the child stage has
 	// mounted procfs already.
 	var fs unix.Statfs_t
-	if unix.Fstatfs(target, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC {
+	if !procFile && unix.Fstatfs(target, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC {
 		unix.Close(target)
 		return errProcMount(m.Destination)
 	}
@@ -185,12 +186,26 @@ func mountUser(root int, m Mount) error {
 }
 
 // inProc reports whether a mount destination is /proc or under it. As
-// runc does, berth mounts nothing there: the container's procfs is what
-// Exec finds its helper through (/proc/self/fd), and an image VOLUME there
-// would be seeded from the live procfs.
+// runc does, berth mounts nothing there but procFileBinds: the container's
+// procfs is what Exec finds its helper through (/proc/self/fd), and an
+// image VOLUME there would be seeded from the live procfs.
 func inProc(dest string) bool {
 	d := path.Clean(dest)
 	return d == "/proc" || strings.HasPrefix(d, "/proc/")
+}
+
+// procFiles are the files of /proc a bind may cover, runc's list: what
+// lxcfs serves so that free and top see the container's limits.
+var procFiles = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true, "/proc/stat": true,
+	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
+	"/proc/sys/kernel/ns_last_pid": true, "/proc/sys/crypto/fips_enabled": true,
+}
+
+// procFileBind reports a bind onto one of procFiles. (Whether its source
+// is a file is the mount's to find: a directory there fails to mount.)
+func procFileBind(m Mount) bool {
+	return procFiles[path.Clean(m.Destination)] && m.Type == "bind"
 }
 
 func errProcMount(dest string) error {
