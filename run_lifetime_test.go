@@ -502,7 +502,9 @@ func TestRemoveLetsWaitersReadExit(t *testing.T) {
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- elsewhere.Wait(ctx) }()
-	time.Sleep(100 * time.Millisecond) // Wait is waiting by then
+	if !eventually(10*time.Second, func() bool { return berth.WaitLockHeld(rt, c.ID) }) {
+		t.Fatal("the Wait elsewhere never took the wait lock")
+	}
 	if err := c.Remove(ctx, berth.WithForce()); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,16 @@ import (
 	"testing"
 )
 
+// WaitLockHeld reports whether some Wait holds container id's wait lock.
+// (Exported for the external tests.)
+func WaitLockHeld(rt *Runtime, id string) bool {
+	unlock, ok := rt.store.TryLock("wait-"+id, true)
+	if ok {
+		unlock()
+	}
+	return !ok
+}
+
 // HoldWaitLock takes container id's wait lock as a Wait in another program
 // holds it, between taking it and reading the exit; release lets it go.
 // (Exported for the external tests.)
