@@ -142,6 +142,22 @@ func gatewayOf(t *testing.T, rt *berth.Runtime, network string) netip.Addr {
 	return n.Gateway
 }
 
+// netnsOf opens the network namespace of the running container c, closed
+// at the end of the test.
+func netnsOf(t *testing.T, c *berth.Container) *os.File {
+	t.Helper()
+	st, err := c.State(context.Background())
+	if err != nil || st.Pid == 0 {
+		t.Fatalf("State of %s: %+v, %v", c.Name, st, err)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
 // udpServerIn serves UDP port inside c's network namespace from this test
 // process (busybox's nc has no UDP mode): "ping X" is answered "pong X",
 // anything else is taken for a DNS question and answered NXDOMAIN, which
@@ -158,7 +174,7 @@ func udpServerIn(t *testing.T, c *berth.Container, port uint16) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nsf.Close()
+	defer nsf.Close() // not kept: the server's socket alone keeps the namespace
 	type result struct {
 		conn net.PacketConn
 		err  error
@@ -1325,15 +1341,7 @@ func TestNetworkOwnNameServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := sleeper(t, rt, "dns-own", berth.WithNetwork("dnsown"), noUpstream)
-	st, err := c.State(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := netnsOf(t, c)
 	reuse := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
 	}}
@@ -1386,15 +1394,7 @@ func TestWaitListeningUDPNameServer(t *testing.T) {
 	}
 	// A server of the container's on another address of the port (not
 	// 0.0.0.0 without address reuse: the name server holds 127.0.0.11:53).
-	st, err := c.State(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := netnsOf(t, c)
 	var conn net.PacketConn
 	if err := inNetNS(ns, func() (err error) {
 		conn, err = net.ListenPacket("udp4", "127.0.0.1:53")

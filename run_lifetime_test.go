@@ -535,6 +535,25 @@ func TestRemoveLetsWaitersReadExit(t *testing.T) {
 	}
 }
 
+// holdVolumeSeed creates the empty volume name and holds its seed lock,
+// so that a container's start mounting it waits in the seeding until
+// release (or the test's end).
+func holdVolumeSeed(t *testing.T, rt *berth.Runtime, name string) (release func()) {
+	t.Helper()
+	if _, err := rt.CreateVolume(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(rt.Root(), "volumes", name, "seed.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	return func() { syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }
+}
+
 // TestRemoveWhileStarting: a forced Remove of a container still being
 // started (created, its owner's lock held, here by an attached Run) kills
 // it once it runs and removes it; it used to wait for the owner's lock,
@@ -543,17 +562,7 @@ func TestRemoveLetsWaitersReadExit(t *testing.T) {
 func TestRemoveWhileStarting(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	if _, err := rt.CreateVolume(ctx, "held"); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(rt.Root(), "volumes", "held", "seed.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
+	release := holdVolumeSeed(t, rt, "held")
 	ran := make(chan error, 1)
 	go func() {
 		_, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "1000"}}, berth.WithName("starting"),
@@ -561,6 +570,7 @@ func TestRemoveWhileStarting(t *testing.T) {
 		ran <- err
 	}()
 	var c *berth.Container
+	var err error
 	if !eventually(10*time.Second, func() bool {
 		c, err = rt.Container(ctx, "starting")
 		return err == nil
@@ -574,7 +584,7 @@ func TestRemoveWhileStarting(t *testing.T) {
 		removed <- c.Remove(rctx, berth.WithForce())
 	}()
 	time.Sleep(300 * time.Millisecond)
-	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	release()
 	if err := <-removed; err != nil {
 		t.Errorf("Remove(WithForce) of a container being started: %v", err)
 	}
@@ -595,17 +605,7 @@ func TestCloseDuringRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rt2.CreateVolume(ctx, "held"); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(rt2.Root(), "volumes", "held", "seed.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
+	release := holdVolumeSeed(t, rt2, "held")
 	ran := make(chan error, 1)
 	go func() {
 		_, err := rt2.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "1000"}}, berth.WithName("late"),
@@ -621,7 +621,7 @@ func TestCloseDuringRun(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- rt2.Close() }()
 	time.Sleep(200 * time.Millisecond)
-	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	release()
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
