@@ -573,10 +573,11 @@ func (c *Container) Signal(ctx context.Context, sig Signal) error {
 }
 
 // Stop sends the container's stop signal (WithStopSignal's, else the
-// image's STOPSIGNAL, else SIGTERM), waits up to timeout for it to exit, then kills every process
-// of the container with SIGKILL (docker stop -t). A negative timeout means
-// the container's stop timeout (DefaultStopTimeout unless WithStopTimeout
-// set one). Stopping a container that is not running is not an error.
+// image's STOPSIGNAL, else SIGTERM), waits up to timeout for it to exit,
+// then kills every process of the container with SIGKILL (docker stop
+// -t). A negative timeout means the container's stop timeout
+// (DefaultStopTimeout unless WithStopTimeout set one). Stopping a
+// container that is not running is not an error.
 func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
