@@ -618,9 +618,11 @@ type PruneReport struct {
 }
 
 // Prune deletes every blob and unpacked layer that no reference and no
-// container needs (garbage collection), and the temporary files that programs killed while
-// writing a cache entry left in the root's caches. It waits for operations
-// in other programs that are adding content to the same root.
+// container needs (garbage collection), and the temporary files that
+// programs killed while writing a cache entry left in the root's caches.
+// It waits for operations in other programs that are adding content to
+// the same root, Runs before their container's record is written among
+// them.
 func (r *Runtime) Prune(ctx context.Context) (PruneReport, error) {
 	if err := r.checkOpen(); err != nil {
 		return PruneReport{}, err
