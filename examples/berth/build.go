@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,13 +35,32 @@ func buildCommand(fs *flagSet) runFunc {
 			return err
 		}
 		opts := []berth.BuildOption{berth.WithBuildTags(tags...)}
-		if file != "" {
-			opts = append(opts, berth.WithDockerfile(file))
+		switch file {
+		case "":
+		case "-": // docker build -f -: the Dockerfile on stdin
+			b, err := io.ReadAll(c.stdin)
+			if err != nil {
+				return fmt.Errorf("reading the Dockerfile from stdin: %w", err)
+			}
+			opts = append(opts, berth.WithDockerfileContent(string(b)))
+		default: // relative to the working directory, as docker's -f
+			abs, err := filepath.Abs(file)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, berth.WithDockerfile(abs))
 		}
 		if len(buildArgs) > 0 {
 			m := map[string]string{}
 			for _, kv := range buildArgs {
-				k, v, _ := strings.Cut(kv, "=")
+				k, v, hasValue := strings.Cut(kv, "=")
+				if !hasValue {
+					// docker: the value of the environment's variable, or
+					// none at all (the ARG's default holds).
+					if v, hasValue = os.LookupEnv(k); !hasValue {
+						continue
+					}
+				}
 				m[k] = v
 			}
 			opts = append(opts, berth.WithBuildArgs(m))

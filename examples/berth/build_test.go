@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,5 +79,65 @@ func TestBuildSecretAndProgress(t *testing.T) {
 	}
 	if res := runBerth(t, root, nil, "build", "--secret", "tok", dir); res.code == 0 || !strings.Contains(res.stderr, "invalid --secret") {
 		t.Errorf("a malformed --secret: exit %d, %s", res.code, res.stderr)
+	}
+}
+
+// TestBuildDockerForms: the forms of docker build's flags that scripts
+// use: -f relative to the working directory (not to the context), -f -
+// for a Dockerfile on stdin, and --build-arg NAME without a value, which
+// takes the environment's value or, unset, leaves the ARG's default.
+func TestBuildDockerForms(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	work, ctxDir := t.TempDir(), t.TempDir()
+	df := "FROM busybox\nARG MSG=default\nRUN echo $MSG > /msg\nCMD [\"cat\", \"/msg\"]\n"
+	if err := os.MkdirAll(filepath.Join(work, "ci"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "ci", "app.Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := func(stdin string, env []string, args ...string) result {
+		t.Helper()
+		cmd := exec.Command(berthBin, append([]string{"--root", root, "build"}, args...)...)
+		cmd.Dir = work
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "MSG=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, env...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		res := result{stdout: stdout.String(), stderr: stderr.String()}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			res.code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, tc := range []struct {
+		name, stdin string
+		env         []string
+		args        []string
+		want        string
+	}{
+		{"-f from the working directory", "", nil, []string{"-t", "f:1", "-f", "ci/app.Dockerfile", ctxDir}, "default\n"},
+		{"-f -", df, nil, []string{"-t", "f:2", "-f", "-", "--build-arg", "MSG=stdin", ctxDir}, "stdin\n"},
+		{"--build-arg from the environment", "", []string{"MSG=fromenv"}, []string{"-t", "f:3", "-f", "ci/app.Dockerfile", "--build-arg", "MSG", ctxDir}, "fromenv\n"},
+		{"--build-arg unset keeps the default", "", nil, []string{"-t", "f:4", "-f", "ci/app.Dockerfile", "--build-arg", "MSG", ctxDir}, "default\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if res := build(tc.stdin, tc.env, tc.args...); res.code != 0 {
+				t.Fatalf("build %v: exit %d\n%s", tc.args, res.code, res.stderr)
+			}
+			if got := mustBerth(t, root, "run", "--rm", tc.args[1]); got != tc.want {
+				t.Errorf("run %s printed %q, want %q", tc.args[1], got, tc.want)
+			}
+		})
 	}
 }
