@@ -503,7 +503,9 @@ func parseEnvFile(b []byte, lookupEnv func(string) (string, bool)) ([]string, er
 // with a fraction, then an optional binary unit b, k, m, g, t or p (any
 // case, "kb", "kib" too). No unit means bytes.
 func parseMemory(s string) (int64, error) {
-	num := strings.TrimRightFunc(strings.ToLower(s), unicode.IsLetter)
+	// Cut before lower-casing: a letter's lower case can be longer in
+	// bytes ("İ"), which put the cut past the end of s.
+	num := strings.TrimRightFunc(s, unicode.IsLetter)
 	unit := strings.ToLower(s[len(num):])
 	num = strings.TrimSpace(num)
 	v, err := strconv.ParseFloat(num, 64)
@@ -648,8 +650,9 @@ func runFailed(ctx context.Context, rt *berth.Runtime, err error, name string) e
 }
 
 // runAttached runs the container with our standard streams and exits with
-// its exit code. SIGINT and SIGTERM go to the container instead of
-// ending berth; the container dies with berth if berth is killed.
+// its exit code. The signals docker passes on (proxiedSignals) go to the
+// container instead of ending berth; the container dies with berth if
+// berth is killed.
 func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p *berth.Process, opts []berth.RunOption, interactive bool, name string) error {
 	if interactive && c.stdin != nil {
 		p.Stdin = c.stdin
@@ -657,7 +660,7 @@ func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p
 	p.Stdout, p.Stderr = c.stdout, c.stderr
 
 	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigc, proxiedSignals...)
 	defer signal.Stop(sigc)
 
 	ctr, err := rt.Run(ctx, image, p, opts...)
@@ -691,6 +694,22 @@ func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p
 		}
 	}
 }
+
+// proxiedSignals are the signals an attached run or exec passes on to the
+// container's process, as docker's CLI does: every catchable one but
+// SIGCHLD, SIGPIPE, SIGURG (also the Go runtime's preemption signal) and
+// SIGWINCH (a terminal's resize, which exec applies itself).
+var proxiedSignals = func() []os.Signal {
+	var out []os.Signal
+	for s := syscall.Signal(1); s <= 31; s++ {
+		switch s {
+		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGURG, syscall.SIGWINCH:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}()
 
 // makeRaw puts the terminal f in raw mode, as cfmakeraw does, so that
 // keys such as ^C reach the container's terminal as bytes, and returns

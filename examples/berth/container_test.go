@@ -43,6 +43,8 @@ func TestParseMemory(t *testing.T) {
 		{"32x", 0, true},
 		{"32mm", 0, true},
 		{"1e3", 0, true},
+		{"1İ", 0, true}, // lower-cased, longer in bytes: it panicked
+		{"İİİ", 0, true},
 	}
 	for _, tt := range tests {
 		got, err := parseMemory(tt.in)
@@ -366,6 +368,11 @@ func TestDetachedLifecycle(t *testing.T) {
 	if got := mustBerth(t, root, "ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"); got != "web running tier=front\n" {
 		t.Errorf("ps --format = %q, want %q", got, "web running tier=front\n")
 	}
+	// docker turns the characters \t and \n of a --format into a tab and a
+	// newline; scripts cut -f the rows.
+	if got := mustBerth(t, root, "ps", "--format", `{{.Names}}\t{{.State}}\n--`); got != "web\trunning\n--\n" {
+		t.Errorf(`ps --format with \t and \n = %q, want %q`, got, "web\trunning\n--\n")
+	}
 
 	out := mustBerth(t, root, "stats", "--no-stream", "web")
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
@@ -518,11 +525,13 @@ func TestContainerExitCodes(t *testing.T) {
 	}
 }
 
-// TestRunSignal checks that SIGTERM to an attached berth run goes to the
-// container, and berth exits with the container's code.
+// TestRunSignal checks that signals to an attached berth run go to the
+// container, not only SIGTERM (a supervisor's SIGHUP to reload, SIGUSR1,
+// SIGQUIT), and berth exits with the container's code.
 func TestRunSignal(t *testing.T) {
 	root := containerSetup(t)
-	cmd := exec.Command(berthBin, "--root", root, "run", "--rm", "busybox", "sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done")
+	cmd := exec.Command(berthBin, "--root", root, "run", "--rm", "busybox", "sh", "-c",
+		"trap 'echo got HUP' HUP; trap 'echo got USR1' USR1; trap 'echo got QUIT' QUIT; trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done")
 	var stdout syncBuffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = os.Stderr
@@ -531,11 +540,18 @@ func TestRunSignal(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	waitFor(t, func() bool { return strings.Contains(stdout.String(), "ready\n") }, "the container to start")
+	for _, s := range []struct {
+		sig  syscall.Signal
+		name string
+	}{{syscall.SIGHUP, "HUP"}, {syscall.SIGUSR1, "USR1"}, {syscall.SIGQUIT, "QUIT"}} {
+		cmd.Process.Signal(s.sig)
+		waitFor(t, func() bool { return strings.Contains(stdout.String(), "got "+s.name+"\n") }, "the container's trap of "+s.name)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 3 || stdout.String() != "ready\ngot TERM\n" {
-		t.Errorf("after SIGTERM: %v, stdout %q; want exit 3 and the trap's output", err, stdout.String())
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || stdout.String() != "ready\ngot HUP\ngot USR1\ngot QUIT\ngot TERM\n" {
+		t.Errorf("after HUP, USR1, QUIT and TERM: %v, stdout %q; want exit 3 and the traps' output", err, stdout.String())
 	}
 }
 

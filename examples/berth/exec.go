@@ -75,20 +75,21 @@ func (f *execFlags) config(command []string, lookupEnv func(string) (string, boo
 	return p, opts, nil
 }
 
-// execFailed is the exit of an exec whose process did not start: 126 or
-// 127 when its command could not be run, as docker exits, else 125.
+// execFailed is the exit of an exec whose process did not start: 126 when
+// its command could not be run, found or not (docker exec's code; only run
+// tells 127 from 126), else 125.
 func execFailed(err error) error {
 	code := exitBerth
 	var ee *berth.ExitError
 	if errors.As(err, &ee) {
-		code = ee.Code
+		code = 126
 	}
 	return &statusError{code: code, msg: "Error: " + err.Error()}
 }
 
 // execAttached runs the process with our standard streams and exits with
-// its exit code. SIGINT and SIGTERM go to the process; with -t the
-// terminal follows our window's size.
+// its exit code. The signals docker passes on (proxiedSignals) go to the
+// process; with -t the terminal follows our window's size.
 func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Process, opts []berth.ExecOption, interactive bool) error {
 	if interactive && c.stdin != nil {
 		p.Stdin = c.stdin
@@ -96,7 +97,7 @@ func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Pr
 	p.Stdout, p.Stderr = c.stdout, c.stderr
 
 	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGWINCH)
+	signal.Notify(sigc, append(proxiedSignals, syscall.SIGWINCH)...)
 	defer signal.Stop(sigc)
 
 	e, err := ctr.Exec(ctx, p, opts...)

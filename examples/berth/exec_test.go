@@ -31,7 +31,7 @@ func TestExecCommand(t *testing.T) {
 		{"stdin", "hello\n", []string{"exec", "-i", "target", "cat"}, 0, "hello\n", ""},
 		{"no stdin without -i", "hello\n", []string{"exec", "target", "cat"}, 0, "", ""},
 		{"privileged", "", []string{"exec", "--privileged", "target", "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status"}, 0, "", ""},
-		{"not found", "", []string{"exec", "target", "nosuch"}, 127, "", "Error: "},
+		{"not found", "", []string{"exec", "target", "nosuch"}, 126, "", "Error: "}, // docker exec's code too
 		{"not executable", "", []string{"exec", "target", "/etc/passwd"}, 126, "", "Error: "},
 		{"not running", "", []string{"exec", "stopped", "true"}, 125, "", "Error: container stopped: container is not running\n"},
 		{"no such container", "", []string{"exec", "nosuch", "true"}, 125, "", "Error: No such container: nosuch\n"},

@@ -252,6 +252,9 @@ func printRows[T any](w io.Writer, format string, header T, rows []T) error {
 	if rest, ok := strings.CutPrefix(format, "table"); ok {
 		table, format = true, strings.TrimLeft(rest, " ")
 	}
+	// docker's --format turns the two characters \t and \n into a tab and
+	// a newline (inspect's does not).
+	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
 	tmpl, err := parseTemplate(format + "\n")
 	if err != nil {
 		return &statusError{code: exitTemplate, msg: "Template parsing error: " + err.Error()}

@@ -17,7 +17,8 @@
 //	64   a --format template does not parse (docker inspect's code)
 //	125  berth itself failed: a bad flag or argument, an image that is not
 //	     there, a registry or store error
-//	126  run: the container's command is not executable
+//	126  run: the container's command is not executable; exec: its
+//	     command could not be run (not found included, as docker exec)
 //	127  run: the container's command was not found
 //
 // berth run (attached) exits with the container's own exit code, 128+N

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -250,10 +252,12 @@ func volumePruneCommand(fs *flagSet) runFunc {
 }
 
 // parseVolumeFlag reads docker run -v: SRC:DST[:OPTS] or DST alone (an
-// anonymous volume). A SRC starting with "/" is a bind, whose missing host
-// directory is created as docker does; otherwise SRC names a volume. OPTS
-// are comma-separated: ro, rw, z, Z (accepted, no SELinux here), nocopy
-// and a propagation mode.
+// anonymous volume). A SRC starting with "/" or "." is a bind (a relative
+// one from the working directory, as docker 23 takes it), whose missing
+// host directory is created as docker does; otherwise SRC names a volume.
+// OPTS are comma-separated: ro, rw, z, Z (accepted, no SELinux here),
+// nocopy, a propagation mode, and cached, delegated and consistent
+// (ignored, as docker ignores them on Linux).
 func parseVolumeFlag(s string) (berth.Mount, error) {
 	parts := strings.Split(s, ":")
 	var m berth.Mount
@@ -276,7 +280,7 @@ func parseVolumeFlag(s string) (berth.Mount, error) {
 			switch o {
 			case "ro":
 				m.ReadOnly = true
-			case "rw", "z", "Z":
+			case "rw", "z", "Z", "cached", "delegated", "consistent": // docker ignores the last three on Linux
 			case "nocopy":
 				m.NoCopy = true
 			case "private", "rprivate", "shared", "rshared", "slave", "rslave":
@@ -287,11 +291,22 @@ func parseVolumeFlag(s string) (berth.Mount, error) {
 		}
 	}
 	if m.Type == berth.MountBind {
+		if strings.HasPrefix(m.Source, ".") {
+			abs, err := filepath.Abs(m.Source)
+			if err != nil {
+				return m, err
+			}
+			m.Source = abs
+		}
 		if !path.IsAbs(m.Source) {
 			return m, fmt.Errorf("invalid volume specification: '%s': bind source must be an absolute path", s)
 		}
-		if err := os.MkdirAll(m.Source, 0o755); err != nil {
-			return m, fmt.Errorf("creating bind source: %w", err)
+		// A missing source is made a directory, as docker makes it; an
+		// existing file or socket is bound as it is.
+		if _, err := os.Stat(m.Source); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(m.Source, 0o755); err != nil {
+				return m, fmt.Errorf("creating bind source: %w", err)
+			}
 		}
 	} else if m.Propagation != "" {
 		return m, fmt.Errorf("invalid volume specification: '%s': propagation applies to bind mounts", s)

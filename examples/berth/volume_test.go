@@ -86,6 +86,15 @@ func TestVolumeCLI(t *testing.T) {
 		t.Errorf("volume inspect = %v", inspected[0])
 	}
 	mustBerth(t, root, "run", "--name", "writer", "-v", "db:/db", "--tmpfs", "/scratch:size=1m", "busybox", "sh", "-c", "echo row > /db/t && touch /scratch/x")
+	// A single host file binds as a file (docker -v /etc/localtime:...:ro),
+	// and docker's consistency words are accepted and ignored.
+	hostFile := filepath.Join(t.TempDir(), "app.conf")
+	if err := os.WriteFile(hostFile, []byte("key=value\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustBerth(t, root, "run", "--rm", "-v", hostFile+":/etc/app.conf:ro", "-v", "db:/db:cached", "busybox", "cat", "/etc/app.conf", "/db/t"); out != "key=value\nrow\n" {
+		t.Errorf("a file bound with -v and a :cached volume: %q", out)
+	}
 	if res := runBerth(t, root, nil, "volume", "rm", "db"); res.code != 1 || !strings.Contains(res.stderr, "in use") {
 		t.Errorf("volume rm of a used volume: exit %d, %q", res.code, res.stderr)
 	}
