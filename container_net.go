@@ -1414,6 +1414,10 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 	}
 	cfg.NetworkMode = mode
 	internalFirst := ""
+	var gateway netip.Addr // the host's address on the first network (host-gateway)
+	if mode == "host" {
+		gateway = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
 	for i, a := range attach {
 		n, err := r.lookupNetwork(ctx, a.NetworkID)
 		if err != nil {
@@ -1422,6 +1426,9 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		if i == 0 && n.Internal {
 			internalFirst = n.Name
 		}
+		if i == 0 {
+			gateway = n.Gateway
+		}
 		for _, have := range cfg.Networks {
 			if have.NetworkID == n.ID {
 				return fmt.Errorf("%w: network %q given twice", ErrInvalid, n.Name)
@@ -1429,18 +1436,27 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		}
 		cfg.Networks = append(cfg.Networks, networkAttachment{NetworkID: n.ID, Name: n.Name, Aliases: a.Aliases})
 	}
+	var hosts []string
 	for _, h := range o.extraHosts {
 		name, ip, ok := strings.Cut(h, ":")
-		if _, err := netip.ParseAddr(ip); !ok || name == "" || err != nil || strings.ContainsAny(name, " \t\n") {
-			return fmt.Errorf("%w: extra host %q: want name:ip", ErrInvalid, h)
+		if ok && ip == "host-gateway" {
+			if !gateway.IsValid() {
+				return fmt.Errorf("%w: extra host %q: host-gateway needs a bridge network or the host's", ErrInvalid, h)
+			}
+			ip = gateway.String()
+			h = name + ":" + ip
 		}
+		if _, err := netip.ParseAddr(ip); !ok || name == "" || err != nil || strings.ContainsAny(name, " \t\n") {
+			return fmt.Errorf("%w: extra host %q: want name:ip or name:host-gateway", ErrInvalid, h)
+		}
+		hosts = append(hosts, h)
 	}
 	for _, s := range o.dns {
 		if _, err := netip.ParseAddr(s); err != nil {
 			return fmt.Errorf("%w: DNS server %q: want an IP address", ErrInvalid, s)
 		}
 	}
-	cfg.ExtraHosts, cfg.DNS = o.extraHosts, o.dns
+	cfg.ExtraHosts, cfg.DNS = hosts, o.dns
 	for _, spec := range o.publish {
 		b, err := ParsePortBinding(spec)
 		if err != nil {

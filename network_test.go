@@ -79,6 +79,43 @@ func TestNetworkNone(t *testing.T) {
 	}
 }
 
+// TestNetworkHostGateway: --add-host NAME:host-gateway names the host's
+// address on the container's network (docker's host.docker.internal), a
+// server on the host listening on all addresses answers there, and a
+// container without a bridge network or the host's has none to name.
+func TestNetworkHostGateway(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("from the host\n"))
+			c.Close()
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+	n, err := rt.Network(ctx, berth.DefaultNetwork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := mustOutput(t, rt, "busybox", sh(fmt.Sprintf("grep -w host.docker.internal /etc/hosts | cut -f1; nc host.docker.internal %d", port)),
+		berth.WithExtraHosts("host.docker.internal:host-gateway"), berth.WithAutoRemove())
+	if want := n.Gateway.String() + "\nfrom the host\n"; out != want {
+		t.Errorf("host-gateway on the default network: %q, want %q", out, want)
+	}
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithNetworkMode("none"), berth.WithExtraHosts("h:host-gateway")); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("host-gateway with --network none: %v, want ErrInvalid", err)
+	}
+}
+
 // TestNetworkSubnetRefused: a subnet the host routes itself (loopback
 // above all: 127.0.0.1 on a bridge would shadow the host's own) or one
 // that is not an IPv4 CIDR of at most /30 is refused, and nothing is made.

@@ -188,7 +188,10 @@ func WithPublishAll() RunOption {
 }
 
 // WithExtraHosts adds "name:ip" lines to the container's /etc/hosts
-// (docker run --add-host). Default: none.
+// (docker run --add-host). The ip "host-gateway" is the host's address on
+// the container's first network, 127.0.0.1 in the host's network mode
+// ("host.docker.internal:host-gateway" reaches the host's services).
+// Default: none.
 func WithExtraHosts(hosts ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.extraHosts = append(c.extraHosts, hosts...) })
 }
