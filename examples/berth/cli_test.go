@@ -261,8 +261,8 @@ func TestPushPull(t *testing.T) {
 	}
 
 	res := runBerth(t, other, nil, "pull", reg.Host+"/test/nothere:latest")
-	if res.code != exitBerth || !strings.HasPrefix(res.stderr, "Error: ") {
-		t.Errorf("pull of a missing image: exit %d, stderr %q; want %d and an Error: line", res.code, res.stderr, exitBerth)
+	if res.code != exitFailure || !strings.HasPrefix(res.stderr, "Error: ") {
+		t.Errorf("pull of a missing image: exit %d, stderr %q; want %d and an Error: line", res.code, res.stderr, exitFailure)
 	}
 }
 
@@ -280,22 +280,22 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{"unknown flag", []string{"pull", "--bogus", "busybox"}, 125, "Error: unknown flag: --bogus\nSee 'berth pull --help'.", ""},
 		{"unknown shorthand", []string{"images", "-z"}, 125, "Error: unknown shorthand flag: 'z' in -z", ""},
-		{"too few arguments", []string{"tag", "busybox"}, 125, "Error: \"berth tag\" requires exactly 2 arguments.", ""},
-		{"unknown command", []string{"frobnicate"}, 125, "Error: 'frobnicate' is not a berth command.", ""},
+		{"too few arguments", []string{"tag", "busybox"}, 1, "Error: \"berth tag\" requires exactly 2 arguments.", ""},
+		{"unknown command", []string{"frobnicate"}, 1, "Error: 'frobnicate' is not a berth command.", ""},
 		{"help", []string{"--help"}, 0, "", "Commands:"},
 		{"help command", []string{"help", "images"}, 0, "", "Usage:  berth images [OPTIONS]"},
 		{"command help", []string{"rmi", "--help"}, 0, "", "-f, --force"},
-		{"tag missing source", []string{"tag", "nothere", "x"}, 125, "Error: No such image: nothere\n", ""},
-		{"save missing", []string{"save", "-o", filepath.Join(t.TempDir(), "x.tar"), "nothere"}, 125, "Error: No such image: nothere\n", ""},
-		{"push missing", []string{"push", "127.0.0.1:1/nothere"}, 125, "Error: An image does not exist locally with the tag: 127.0.0.1:1/nothere\n", ""},
+		{"tag missing source", []string{"tag", "nothere", "x"}, 1, "Error: No such image: nothere\n", ""},
+		{"save missing", []string{"save", "-o", filepath.Join(t.TempDir(), "x.tar"), "nothere"}, 1, "Error: No such image: nothere\n", ""},
+		{"push missing", []string{"push", "127.0.0.1:1/nothere"}, 1, "Error: An image does not exist locally with the tag: 127.0.0.1:1/nothere\n", ""},
 		{"inspect missing", []string{"inspect", "nothere"}, 1, "Error: No such object: nothere\n", "[]\n"},
 		{"inspect type image missing", []string{"inspect", "--type", "image", "nothere"}, 1, "Error: No such image: nothere\n", "[]\n"},
 		{"inspect some missing", []string{"inspect", "-f", "{{.Os}}", "busybox", "nothere"}, 1, "Error: No such object: nothere\n", "linux\n"},
-		{"inspect bad type", []string{"inspect", "--type", "volume", "busybox"}, 125, "Error: \"volume\" is not a valid value for --type\n", ""},
+		{"inspect bad type", []string{"inspect", "--type", "volume", "busybox"}, 1, "Error: \"volume\" is not a valid value for --type\n", ""},
 		{"inspect bad template", []string{"inspect", "-f", "{{.Id", "busybox"}, 64, "Template parsing error: ", ""},
 		{"rmi missing", []string{"rmi", "nothere"}, 1, "Error: No such image: nothere\n", ""},
 		{"rmi -f missing", []string{"rmi", "-f", "nothere"}, 0, "Error: No such image: nothere\n", ""},
-		{"load missing file", []string{"load", "-i", "/nonexistent.tar"}, 125, "Error: open /nonexistent.tar: ", ""},
+		{"load missing file", []string{"load", "-i", "/nonexistent.tar"}, 1, "Error: open /nonexistent.tar: ", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

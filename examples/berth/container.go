@@ -103,14 +103,14 @@ func runCommand(fs *flagSet) runFunc {
 		image := args[0]
 		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
 		if err != nil {
-			return err
+			return runError(err)
 		}
 		rt, err := c.runtime()
 		if err != nil {
-			return err
+			return runError(err)
 		}
 		if err := ensureImage(ctx, c, rt, image, f.pull, f.quiet); err != nil {
-			return err
+			return runError(err)
 		}
 		if f.detach {
 			ctr, err := rt.Run(ctx, image, p, opts...)
@@ -627,6 +627,16 @@ func ensureImage(ctx context.Context, c *cli, rt *berth.Runtime, image, policy s
 	// line, which docker run does not print.
 	_, err = pullImage(ctx, rt, c.stderr, ref.familiar(), quiet)
 	return err
+}
+
+// runError is the exit of a run that failed before its container was
+// made: 125, where other commands exit 1 (docker run's rule).
+func runError(err error) error {
+	var se *statusError
+	if errors.As(err, &se) {
+		return err
+	}
+	return &statusError{code: exitBerth, msg: "Error: " + err.Error()}
 }
 
 // runFailed is the exit of a run whose container did not start: 126 or

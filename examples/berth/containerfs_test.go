@@ -140,8 +140,8 @@ func TestContainerFSCommands(t *testing.T) {
 		{[]string{"cp", filepath.Join(host, "f.txt"), "fs1:/nodir/"}, "does not exist"},
 	} {
 		res := runBerth(t, root, nil, tc.args...)
-		if res.code != 125 || !strings.Contains(res.stderr, tc.msg) {
-			t.Errorf("berth %q: exit %d, stderr %q; want 125 and %q", tc.args, res.code, res.stderr, tc.msg)
+		if res.code != 1 || !strings.Contains(res.stderr, tc.msg) {
+			t.Errorf("berth %q: exit %d, stderr %q; want 1 (docker's) and %q", tc.args, res.code, res.stderr, tc.msg)
 		}
 	}
 
@@ -178,7 +178,7 @@ func TestContainerFSCommands(t *testing.T) {
 
 	mustBerth(t, root, "kill", "fs1")
 	mustBerth(t, root, "wait", "fs1")
-	if res := runBerth(t, root, nil, "top", "fs1"); res.code != 125 || !strings.Contains(res.stderr, "is not running") {
+	if res := runBerth(t, root, nil, "top", "fs1"); res.code != 1 || !strings.Contains(res.stderr, "is not running") {
 		t.Errorf("top of a stopped container: exit %d, %q", res.code, res.stderr)
 	}
 	// The stopped container: its files are still there for cp, diff and export.

@@ -77,9 +77,9 @@ func (f *execFlags) config(command []string, lookupEnv func(string) (string, boo
 
 // execFailed is the exit of an exec whose process did not start: 126 when
 // its command could not be run, found or not (docker exec's code; only run
-// tells 127 from 126), else 125.
+// tells 127 from 126), else 1 (a container not running, say).
 func execFailed(err error) error {
-	code := exitBerth
+	code := exitFailure
 	var ee *berth.ExitError
 	if errors.As(err, &ee) {
 		code = 126

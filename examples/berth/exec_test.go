@@ -33,9 +33,9 @@ func TestExecCommand(t *testing.T) {
 		{"privileged", "", []string{"exec", "--privileged", "target", "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status"}, 0, "", ""},
 		{"not found", "", []string{"exec", "target", "nosuch"}, 126, "", "Error: "}, // docker exec's code too
 		{"not executable", "", []string{"exec", "target", "/etc/passwd"}, 126, "", "Error: "},
-		{"not running", "", []string{"exec", "stopped", "true"}, 125, "", "Error: container stopped: container is not running\n"},
-		{"no such container", "", []string{"exec", "nosuch", "true"}, 125, "", "Error: No such container: nosuch\n"},
-		{"no command", "", []string{"exec", "target"}, 125, "", "Error: \"berth exec\" requires at least 2 arguments."},
+		{"not running", "", []string{"exec", "stopped", "true"}, 1, "", "Error: container stopped: container is not running\n"},
+		{"no such container", "", []string{"exec", "nosuch", "true"}, 1, "", "Error: No such container: nosuch\n"},
+		{"no command", "", []string{"exec", "target"}, 1, "", "Error: \"berth exec\" requires at least 2 arguments."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -256,8 +256,8 @@ func printRows[T any](w io.Writer, format string, header T, rows []T) error {
 	// a newline (inspect's does not).
 	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
 	tmpl, err := parseTemplate(format + "\n")
-	if err != nil {
-		return &statusError{code: exitTemplate, msg: "Template parsing error: " + err.Error()}
+	if err != nil { // 1, as docker ps and images exit (64 is inspect's)
+		return &statusError{code: exitFailure, msg: "Template parsing error: " + err.Error()}
 	}
 	out := w
 	tw := newTable(w)

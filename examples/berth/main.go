@@ -12,11 +12,12 @@
 // that scripts written for docker work unchanged:
 //
 //	0    success
-//	1    some of the named objects could not be handled (rmi, inspect,
-//	     stop, kill, rm, wait), as docker exits
-//	64   a --format template does not parse (docker inspect's code)
-//	125  berth itself failed: a bad flag or argument, an image that is not
-//	     there, a registry or store error
+//	1    the command failed: an object that is not there, a registry or
+//	     store error, a wrong number of arguments, an unknown command, some
+//	     of several named objects (rmi, inspect, stop, kill, rm, wait)
+//	64   an inspect --format template does not parse (docker inspect's)
+//	125  a flag docker's parser refuses; run: anything that fails before
+//	     the container's command runs (an image that is not there, say)
 //	126  run: the container's command is not executable; exec: its
 //	     command could not be run (not found included, as docker exec)
 //	127  run: the container's command was not found
@@ -65,9 +66,9 @@ import (
 // Exit codes, as docker uses them.
 const (
 	exitOK       = 0
-	exitFailure  = 1   // an operation on one of several named objects failed
-	exitTemplate = 64  // a --format template does not parse
-	exitBerth    = 125 // berth itself failed, or the command line is wrong
+	exitFailure  = 1   // a command failed (docker's code for most failures)
+	exitTemplate = 64  // an inspect --format template does not parse
+	exitBerth    = 125 // a flag is wrong, or run failed before its container ran
 )
 
 // runFunc runs a command with its flags already parsed.
@@ -205,7 +206,7 @@ func run(ctx context.Context, argv []string, stdin *os.File, stdout, stderr io.W
 	cmd := lookup(cmds, name)
 	if cmd == nil {
 		fmt.Fprintf(stderr, "Error: '%s' is not a berth command.\nSee 'berth --help'.\n", name)
-		return exitBerth
+		return exitFailure
 	}
 
 	fs := newFlagSet("berth " + cmd.name)
@@ -215,12 +216,13 @@ func run(ctx context.Context, argv []string, stdin *os.File, stdout, stderr io.W
 		printCommandHelp(stdout, cmd, fs)
 		return exitOK
 	}
+	code := exitBerth // a flag docker's parser refuses
 	if err == nil {
-		err = cmd.args.check(cmd.name, len(args))
+		err, code = cmd.args.check(cmd.name, len(args)), exitFailure // a wrong number of arguments: 1, as docker
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "Error: %v\nSee 'berth %s --help'.\n", flagError(err), cmd.name)
-		return exitBerth
+		return code
 	}
 
 	return report(stderr, runCmd(ctx, c, args))
@@ -239,7 +241,7 @@ func report(stderr io.Writer, err error) int {
 		return se.code
 	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)
-	return exitBerth
+	return exitFailure
 }
 
 // statusError ends a command with a given exit code and a message printed
@@ -546,7 +548,7 @@ func groupCommand(group, title string, subs func() []*command) func(fs *flagSet)
 			}
 			sub := lookup(cmds, args[0])
 			if sub == nil {
-				return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: unknown command %q for \"berth %s\"\nSee 'berth %s --help'.", args[0], group, group)}
+				return &statusError{code: exitFailure, msg: fmt.Sprintf("Error: unknown command %q for \"berth %s\"\nSee 'berth %s --help'.", args[0], group, group)}
 			}
 			name := group + " " + sub.name
 			sfs := newFlagSet("berth " + name)
@@ -556,11 +558,12 @@ func groupCommand(group, title string, subs func() []*command) func(fs *flagSet)
 				printCommandHelp(c.stdout, &command{name: name, usage: sub.usage, short: sub.short}, sfs)
 				return nil
 			}
+			code := exitBerth // a flag docker's parser refuses; a wrong number of arguments is 1
 			if err == nil {
-				err = sub.args.check(name, len(rest))
+				err, code = sub.args.check(name, len(rest)), exitFailure
 			}
 			if err != nil {
-				return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: %v\nSee 'berth %s --help'.", flagError(err), name)}
+				return &statusError{code: code, msg: fmt.Sprintf("Error: %v\nSee 'berth %s --help'.", flagError(err), name)}
 			}
 			return runSub(ctx, c, rest)
 		}

@@ -78,13 +78,13 @@ func TestNetworkCLI(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
 		t.Fatalf("network create printed %q, want a 64-digit network ID", id)
 	}
-	if res := runBerth(t, root, nil, "network", "create", "backend"); res.code != 125 || !strings.Contains(res.stderr, "already exists") {
+	if res := runBerth(t, root, nil, "network", "create", "backend"); res.code != 1 || !strings.Contains(res.stderr, "already exists") {
 		t.Errorf("network create of a taken name: exit %d, %q", res.code, res.stderr)
 	}
-	if res := runBerth(t, root, nil, "network", "create", "--gateway", "10.1.1.1", "other"); res.code != 125 || !strings.Contains(res.stderr, "subnet") {
+	if res := runBerth(t, root, nil, "network", "create", "--gateway", "10.1.1.1", "other"); res.code != 1 || !strings.Contains(res.stderr, "subnet") {
 		t.Errorf("network create --gateway without --subnet: exit %d, %q", res.code, res.stderr)
 	}
-	if res := runBerth(t, root, nil, "network", "create", "--subnet", "10.231.7.128/25", "overlapping"); res.code != 125 || !strings.Contains(res.stderr, "overlaps") {
+	if res := runBerth(t, root, nil, "network", "create", "--subnet", "10.231.7.128/25", "overlapping"); res.code != 1 || !strings.Contains(res.stderr, "overlaps") {
 		t.Errorf("network create of an overlapping subnet: exit %d, %q", res.code, res.stderr)
 	}
 	mustBerth(t, root, "network", "create", "frontend")
@@ -159,7 +159,7 @@ func TestNetworkCLI(t *testing.T) {
 	if got := strings.Fields(mustBerth(t, root, "network", "ls", "--format", "{{.Name}}")); !slices.Equal(got, []string{"bridge"}) {
 		t.Errorf("networks after rm = %q, want only bridge", got)
 	}
-	if res := runBerth(t, root, nil, "network", "bogus"); res.code != 125 {
+	if res := runBerth(t, root, nil, "network", "bogus"); res.code != 1 {
 		t.Errorf("network bogus: exit %d", res.code)
 	}
 }
@@ -323,7 +323,7 @@ func TestRunNetworkNames(t *testing.T) {
 	if res := runBerth(t, root, nil, "exec", "web", "nslookup", "client"); res.code == 0 {
 		t.Errorf("nslookup client after disconnect succeeded:\n%s", res.stdout)
 	}
-	if res := runBerth(t, root, nil, "network", "disconnect", "front", "nothere"); res.code != 125 || !strings.Contains(res.stderr, "No such container: nothere") {
+	if res := runBerth(t, root, nil, "network", "disconnect", "front", "nothere"); res.code != 1 || !strings.Contains(res.stderr, "No such container: nothere") {
 		t.Errorf("network disconnect of a missing container: exit %d, %q", res.code, res.stderr)
 	}
 

@@ -38,7 +38,7 @@ func volumeCommand(fs *flagSet) runFunc {
 		}
 		sub := lookup(subs, args[0])
 		if sub == nil {
-			return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: unknown command %q for \"berth volume\"\nSee 'berth volume --help'.", args[0])}
+			return &statusError{code: exitFailure, msg: fmt.Sprintf("Error: unknown command %q for \"berth volume\"\nSee 'berth volume --help'.", args[0])}
 		}
 		sfs := newFlagSet("berth volume " + sub.name)
 		runSub := sub.setup(sfs)
@@ -47,11 +47,12 @@ func volumeCommand(fs *flagSet) runFunc {
 			printCommandHelp(c.stdout, &command{name: "volume " + sub.name, usage: sub.usage, short: sub.short}, sfs)
 			return nil
 		}
+		code := exitBerth // a flag docker's parser refuses; a wrong number of arguments is 1
 		if err == nil {
-			err = sub.args.check("volume "+sub.name, len(rest))
+			err, code = sub.args.check("volume "+sub.name, len(rest)), exitFailure
 		}
 		if err != nil {
-			return &statusError{code: exitBerth, msg: fmt.Sprintf("Error: %v\nSee 'berth volume %s --help'.", flagError(err), sub.name)}
+			return &statusError{code: code, msg: fmt.Sprintf("Error: %v\nSee 'berth volume %s --help'.", flagError(err), sub.name)}
 		}
 		return runSub(ctx, c, rest)
 	}

@@ -118,7 +118,7 @@ func TestVolumeCLI(t *testing.T) {
 	if out := mustBerth(t, root, "volume", "prune", "-f"); !strings.Contains(out, "Total reclaimed space") {
 		t.Errorf("volume prune = %q", out)
 	}
-	if res := runBerth(t, root, nil, "volume", "bogus"); res.code != 125 {
+	if res := runBerth(t, root, nil, "volume", "bogus"); res.code != 1 {
 		t.Errorf("volume bogus: exit %d", res.code)
 	}
 }
