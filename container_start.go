@@ -295,6 +295,7 @@ type running struct {
 	log       *logFile
 	copiers   sync.WaitGroup
 	closers   []io.Closer
+	master    *os.File // the terminal's master side (Process.TTY), for ResizeTTY
 
 	done chan struct{}
 	err  error // the exit, once done is closed: nil or *ExitError
@@ -660,6 +661,7 @@ func (run *running) wire(std stdio) (files [3]*os.File, _ error) {
 			return files, err
 		}
 		run.closers = append(run.closers, slave)
+		run.master = master
 		run.copy(master, &streamWriter{log: run.log, stream: "stdout", user: std.stdout}, master)
 		if std.stdin != nil {
 			go func() { copyQuiet(master, std.stdin) }()

@@ -436,7 +436,25 @@ func (e *Execution) ResizeTTY(ctx context.Context, rows, cols uint16) error {
 	if e.master == nil {
 		return fmt.Errorf("%w: the exec process has no terminal", ErrInvalid)
 	}
-	rc, err := e.master.SyscallConn()
+	return setWinsize(e.master, rows, cols)
+}
+
+// ResizeTTY sets the size of the terminal of a container run with
+// Process.TTY by this Runtime, attached (what docker run -t does on
+// SIGWINCH). It fails with ErrInvalid for a container without a terminal
+// or whose terminal another program holds (a detached one's, the
+// monitor's), and with an error once the container has exited.
+func (c *Container) ResizeTTY(ctx context.Context, rows, cols uint16) error {
+	run := c.rt.owned(c.ID)
+	if run == nil || run.master == nil {
+		return fmt.Errorf("%w: container %s has no terminal this program holds", ErrInvalid, c.Name)
+	}
+	return setWinsize(run.master, rows, cols)
+}
+
+// setWinsize sets the window size of the terminal whose master is f.
+func setWinsize(f *os.File, rows, cols uint16) error {
+	rc, err := f.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("resizing the terminal: %w", err)
 	}

@@ -81,6 +81,33 @@ func execOut(t *testing.T, c *berth.Container, p *berth.Process, opts ...berth.E
 	return stdout.String()
 }
 
+// TestRunResizeTTY: an attached container's terminal takes the size
+// ResizeTTY gives it (docker run -t on SIGWINCH); a container without a
+// terminal has none to resize.
+func TestRunResizeTTY(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	inR, inW := io.Pipe()
+	defer inW.Close()
+	var out syncBuffer
+	c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sh", "-c", "read x; stty size"}, TTY: true, Stdin: inR, Stdout: &out})
+	if err := c.ResizeTTY(ctx, 40, 100); err != nil {
+		t.Fatal(err)
+	}
+	inW.Write([]byte("go\n"))
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "40 100\r\n") {
+		t.Errorf("output %q, want the size 40 100", out.String())
+	}
+	plain := mustRun(t, rt, "busybox", sh("exec sleep 300"))
+	defer plain.Remove(ctx, berth.WithForce())
+	if err := plain.ResizeTTY(ctx, 1, 1); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("ResizeTTY without a terminal = %v, want ErrInvalid", err)
+	}
+}
+
 // TestExecPasswdFIFO: a container that puts a FIFO at /etc/passwd does
 // not make Exec (a health check) block: the file is not a regular one and
 // reads as missing.

@@ -670,12 +670,17 @@ func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p
 	p.Stdout, p.Stderr = c.stdout, c.stderr
 
 	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, proxiedSignals...)
+	signal.Notify(sigc, append(proxiedSignals, syscall.SIGWINCH)...)
 	defer signal.Stop(sigc)
 
 	ctr, err := rt.Run(ctx, image, p, opts...)
 	if err != nil {
 		return runFailed(ctx, rt, err, name)
+	}
+	// With -t the container's terminal follows our window's size.
+	followSize := p.TTY && isTerminal(c.stdin)
+	if followSize {
+		resizeFrom(ctx, ctr, c.stdin)
 	}
 	if p.TTY && p.Stdin != nil && isTerminal(c.stdin) {
 		restore, err := makeRaw(c.stdin)
@@ -694,6 +699,12 @@ func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p
 	for {
 		select {
 		case s := <-sigc:
+			if s == syscall.SIGWINCH {
+				if followSize {
+					resizeFrom(wctx, ctr, c.stdin)
+				}
+				continue
+			}
 			ctr.Signal(wctx, s.(syscall.Signal)) // it may have exited already
 		case err := <-done:
 			var ee *berth.ExitError

@@ -561,9 +561,17 @@ func TestRunSignal(t *testing.T) {
 func TestRunTTY(t *testing.T) {
 	root := containerSetup(t)
 	master, slave := openTestPTY(t)
-	out := typeOnTerminal(t, master, slave, "tty", "--root", root, "run", "--rm", "-it", "busybox", "sh", "-c", "test -t 0 && echo tty; read x; echo got:$x; exit 4")
+	// The container's terminal gets the size of ours, as docker's does
+	// (read before the typing, which comes after berth set the size).
+	if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 77}); err != nil {
+		t.Fatal(err)
+	}
+	out := typeOnTerminal(t, master, slave, "tty", "--root", root, "run", "--rm", "-it", "busybox", "sh", "-c", "test -t 0 && echo tty; read x; stty size; echo got:$x; exit 4")
 	if !strings.Contains(out, "got:abc\r\n") {
 		t.Errorf("terminal output %q, want the container to have read abc", out)
+	}
+	if !strings.Contains(out, "33 77\r\n") {
+		t.Errorf("terminal output %q, want stty size to say 33 77", out)
 	}
 }
 

@@ -140,7 +140,9 @@ func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Pr
 }
 
 // resizeFrom gives the process's terminal the size of ours.
-func resizeFrom(ctx context.Context, e *berth.Execution, term *os.File) {
+func resizeFrom(ctx context.Context, e interface {
+	ResizeTTY(ctx context.Context, rows, cols uint16) error
+}, term *os.File) {
 	ws, err := unix.IoctlGetWinsize(int(term.Fd()), unix.TIOCGWINSZ)
 	if err == nil && ws.Row > 0 && ws.Col > 0 {
 		e.ResizeTTY(ctx, ws.Row, ws.Col)
