@@ -761,11 +761,18 @@ type psRow struct {
 	CreatedAt, RunningFor       string
 	Ports, State, Status, Names string
 	Labels                      string
+	Networks, Mounts            string
+	LocalVolumes                string
+	labels                      map[string]string
 }
+
+// Label is docker ps's {{.Label "name"}}: the value of one label.
+func (r psRow) Label(name string) string { return r.labels[name] }
 
 var psHeader = psRow{
 	ID: "CONTAINER ID", Image: "IMAGE", Command: "COMMAND", CreatedAt: "CREATED AT", RunningFor: "CREATED",
 	Ports: "PORTS", State: "STATE", Status: "STATUS", Names: "NAMES", Labels: "LABELS",
+	Networks: "NETWORKS", Mounts: "MOUNTS", LocalVolumes: "LOCAL VOLUMES",
 }
 
 const defaultPsFormat = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
@@ -830,7 +837,23 @@ func newPsRow(info *berth.ContainerInfo, noTrunc bool, now time.Time) psRow {
 	for _, k := range sortedKeys(info.Labels) {
 		labels = append(labels, k+"="+info.Labels[k])
 	}
-	r.Labels = strings.Join(labels, ",")
+	r.Labels, r.labels = strings.Join(labels, ","), info.Labels
+	r.Networks = strings.Join(info.Networks, ",")
+	var mounts []string
+	volumes := 0
+	for _, m := range info.Mounts {
+		name := m.Source
+		if m.Type == berth.MountVolume {
+			volumes++
+			if !noTrunc {
+				name = ellipsis(name, 15)
+			}
+		}
+		if m.Type != berth.MountTmpfs {
+			mounts = append(mounts, name)
+		}
+	}
+	r.Mounts, r.LocalVolumes = strings.Join(mounts, ","), strconv.Itoa(volumes)
 	return r
 }
 

@@ -368,6 +368,9 @@ func TestDetachedLifecycle(t *testing.T) {
 	if got := mustBerth(t, root, "ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"); got != "web running tier=front\n" {
 		t.Errorf("ps --format = %q, want %q", got, "web running tier=front\n")
 	}
+	if got := mustBerth(t, root, "ps", "--format", `{{.Label "tier"}} {{.Label "none"}}- {{.Networks}} {{.LocalVolumes}}`); got != "front - bridge 0\n" {
+		t.Errorf(`ps --format with .Label, .Networks, .LocalVolumes = %q, want %q`, got, "front - bridge 0\n")
+	}
 	// docker turns the characters \t and \n of a --format into a tab and a
 	// newline; scripts cut -f the rows.
 	if got := mustBerth(t, root, "ps", "--format", `{{.Names}}\t{{.State}}\n--`); got != "web\trunning\n--\n" {
