@@ -41,6 +41,9 @@ func TestCommitPauseUnpause(t *testing.T) {
 		t.Fatalf("commit printed %q, want sha256:<id>", out)
 	}
 	imgID := strings.TrimSpace(out)
+	if got := mustBerth(t, root, "inspect", "--format", "{{.ID}}", "committed:v1"); got != imgID+"\n" {
+		t.Errorf("inspect --format {{.ID}} = %q, want %q", got, imgID+"\n")
+	}
 	if got := mustBerth(t, root, "inspect", "--format", "{{.Id}} {{.Author}} {{json .Config.Cmd}} {{json .Config.Env}} {{json .RepoTags}}", "committed:v1"); got != imgID+` Ann <ann@example.com> ["cat","/f"] ["X=1"] ["committed:v1"]`+"\n" {
 		t.Errorf("inspect of the committed image: %q", got)
 	}

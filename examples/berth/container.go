@@ -1127,6 +1127,9 @@ func waitCommand(fs *flagSet) runFunc {
 
 // containerInspect is the object docker container inspect prints, with
 // the fields berth knows.
+// ID is docker's {{.ID}}, beside the JSON's {{.Id}}.
+func (c containerInspect) ID() string { return c.Id }
+
 type containerInspect struct {
 	Id              string
 	Created         string

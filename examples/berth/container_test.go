@@ -410,6 +410,9 @@ func TestDetachedLifecycle(t *testing.T) {
 	}
 
 	// inspect finds containers and images.
+	if id := mustBerth(t, root, "inspect", "-f", "{{.ID}}", "l"); id != mustBerth(t, root, "inspect", "-f", "{{.Id}}", "l") || len(id) != 65 {
+		t.Errorf("inspect -f {{.ID}} of a container = %q, want its ID as {{.Id}} gives it", id)
+	}
 	if got := mustBerth(t, root, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}", "l"); got != "exited 0 /l\n" {
 		t.Errorf("inspect -f of l = %q, want %q", got, "exited 0 /l\n")
 	}

@@ -350,6 +350,9 @@ func removeImage(ctx context.Context, w io.Writer, rt *berth.Runtime, name strin
 
 // imageInspect is the object docker image inspect prints, with the fields
 // berth knows.
+// ID is docker's {{.ID}}, beside the JSON's {{.Id}}.
+func (i imageInspect) ID() string { return i.Id }
+
 type imageInspect struct {
 	Id            string
 	RepoTags      []string
