@@ -278,6 +278,8 @@ func TestExitCodes(t *testing.T) {
 		stderr     string // a prefix of stderr, or "" for empty
 		stdoutPart string
 	}{
+		{"--version", []string{"--version"}, 0, "", "berth version "},
+		{"version", []string{"version"}, 0, "", "Client:\n Version:"},
 		{"unknown flag", []string{"pull", "--bogus", "busybox"}, 125, "Error: unknown flag: --bogus\nSee 'berth pull --help'.", ""},
 		{"unknown shorthand", []string{"images", "-z"}, 125, "Error: unknown shorthand flag: 'z' in -z", ""},
 		{"too few arguments", []string{"tag", "busybox"}, 1, "Error: \"berth tag\" requires exactly 2 arguments.", ""},

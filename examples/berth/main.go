@@ -52,6 +52,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -119,6 +121,7 @@ func commands() []*command {
 		{name: "stop", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Stop one or more running containers", args: atLeast(1), setup: stopCommand},
 		{name: "tag", usage: "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", args: exactly(2), setup: tagCommand},
 		{name: "top", usage: "CONTAINER", short: "Display the running processes of a container", args: exactly(1), setup: topCommand},
+		{name: "version", usage: "", short: "Show the berth version information", args: exactly(0), setup: versionCommand},
 		{name: "unpause", usage: "CONTAINER [CONTAINER...]", short: "Unpause all processes within one or more containers", args: atLeast(1), setup: unpauseCommand},
 		{name: "volume", usage: "COMMAND", short: "Manage volumes", long: "Manage volumes: create, inspect, ls, prune, rm", args: atLeast(0), posix: true, setup: volumeCommand},
 		{name: "wait", usage: "CONTAINER [CONTAINER...]", short: "Block until one or more containers stop, then print their exit codes", args: atLeast(1), setup: waitCommand},
@@ -181,6 +184,8 @@ func run(ctx context.Context, argv []string, stdin *os.File, stdout, stderr io.W
 	}
 	global := newFlagSet("berth")
 	global.String(&c.root, "", "root", "string", root, "Root directory of berth state (default $BERTH_ROOT, else "+berth.DefaultRoot+")")
+	var version bool
+	global.Bool(&version, "v", "version", "Print version information and quit")
 	cmds := commands()
 	if err := global.Parse(argv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -189,6 +194,11 @@ func run(ctx context.Context, argv []string, stdin *os.File, stdout, stderr io.W
 		}
 		fmt.Fprintf(stderr, "Error: %v\nSee 'berth --help'.\n", flagError(err))
 		return exitBerth
+	}
+	if version {
+		v, commit, _ := buildVersion()
+		fmt.Fprintf(stdout, "berth version %s, build %s\n", v, commit)
+		return exitOK
 	}
 	rest := global.Args()
 	if len(rest) == 0 {
@@ -567,5 +577,35 @@ func groupCommand(group, title string, subs func() []*command) func(fs *flagSet)
 			}
 			return runSub(ctx, c, rest)
 		}
+	}
+}
+
+// buildVersion reads the binary's module version, commit and Go version
+// from its build information ("(devel)" and "unknown" when it has none).
+func buildVersion() (version, commit, goVersion string) {
+	version, commit, goVersion = "(devel)", "unknown", runtime.Version()
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if v := info.Main.Version; v != "" {
+		version = v
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 7 {
+			commit = s.Value[:7]
+		}
+	}
+	return version, commit, info.GoVersion
+}
+
+// versionCommand is docker version, for scripts that check the tool is
+// there: berth has no server, so only the client's part.
+func versionCommand(fs *flagSet) runFunc {
+	return func(ctx context.Context, c *cli, args []string) error {
+		v, commit, goVersion := buildVersion()
+		fmt.Fprintf(c.stdout, "Client:\n Version:           %s\n Go version:        %s\n Git commit:        %s\n OS/Arch:           %s/%s\n",
+			v, goVersion, commit, runtime.GOOS, runtime.GOARCH)
+		return nil
 	}
 }
