@@ -121,8 +121,8 @@ func commands() []*command {
 		{name: "stop", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Stop one or more running containers", args: atLeast(1), setup: stopCommand},
 		{name: "tag", usage: "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", args: exactly(2), setup: tagCommand},
 		{name: "top", usage: "CONTAINER", short: "Display the running processes of a container", args: exactly(1), setup: topCommand},
-		{name: "version", usage: "", short: "Show the berth version information", args: exactly(0), setup: versionCommand},
 		{name: "unpause", usage: "CONTAINER [CONTAINER...]", short: "Unpause all processes within one or more containers", args: atLeast(1), setup: unpauseCommand},
+		{name: "version", usage: "", short: "Show the berth version information", args: exactly(0), setup: versionCommand},
 		{name: "volume", usage: "COMMAND", short: "Manage volumes", long: "Manage volumes: create, inspect, ls, prune, rm", args: atLeast(0), posix: true, setup: volumeCommand},
 		{name: "wait", usage: "CONTAINER [CONTAINER...]", short: "Block until one or more containers stop, then print their exit codes", args: atLeast(1), setup: waitCommand},
 	}
