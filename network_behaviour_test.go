@@ -1036,30 +1036,17 @@ func TestNetworkInternal(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httpServer(t, rt, "inside", berth.WithNetwork("sealed"))
-	l, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
+	port := strconv.Itoa(hostServer(t, func(conn net.Conn) {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(conn)
 		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
+			line, err := r.ReadString('\n')
+			if err != nil || strings.TrimSpace(line) == "" {
+				break
 			}
-			conn.SetDeadline(time.Now().Add(5 * time.Second))
-			r := bufio.NewReader(conn)
-			for {
-				line, err := r.ReadString('\n')
-				if err != nil || strings.TrimSpace(line) == "" {
-					break
-				}
-			}
-			fmt.Fprintf(conn, "HTTP/1.0 200 OK\r\n\r\nhello from the host\n")
-			conn.Close()
 		}
-	}()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
+		fmt.Fprintf(conn, "HTTP/1.0 200 OK\r\n\r\nhello from the host\n")
+	}))
 	// The host's listener answers from the default network: the probe works.
 	out, err := output(t, rt, "busybox", sh(fmt.Sprintf("timeout 2 wget -q -O - http://%s:%s/", host, port)))
 	if err != nil || strings.TrimSpace(out) != "hello from the host" {

@@ -79,6 +79,29 @@ func TestNetworkNone(t *testing.T) {
 	}
 }
 
+// hostServer serves TCP on all of the host's addresses until the test
+// ends, calling serve for each connection (closed after it), and returns
+// the port.
+func hostServer(t *testing.T, serve func(net.Conn)) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			serve(conn)
+			conn.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // TestNetworkHostGateway: --add-host NAME:host-gateway names the host's
 // address on the container's network (docker's host.docker.internal), a
 // server on the host listening on all addresses answers there, and a
@@ -86,22 +109,7 @@ func TestNetworkNone(t *testing.T) {
 func TestNetworkHostGateway(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	l, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("from the host\n"))
-			c.Close()
-		}
-	}()
-	port := l.Addr().(*net.TCPAddr).Port
+	port := hostServer(t, func(c net.Conn) { c.Write([]byte("from the host\n")) })
 	n, err := rt.Network(ctx, berth.DefaultNetwork)
 	if err != nil {
 		t.Fatal(err)
