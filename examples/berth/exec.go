@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"github.com/berth-dev/berth"
@@ -88,8 +87,8 @@ func execFailed(err error) error {
 }
 
 // execAttached runs the process with our standard streams and exits with
-// its exit code. The signals docker passes on (proxiedSignals) go to the
-// process; with -t the terminal follows our window's size.
+// its exit code. The signals of proxiedSignals go to the process; with -t
+// the terminal follows our window's size.
 func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Process, opts []berth.ExecOption, interactive bool) error {
 	if interactive && c.stdin != nil {
 		p.Stdin = c.stdin
@@ -97,8 +96,7 @@ func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Pr
 	p.Stdout, p.Stderr = c.stdout, c.stderr
 
 	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, append(proxiedSignals, syscall.SIGWINCH)...)
-	defer signal.Stop(sigc)
+	notifyProxied(sigc, p.TTY)
 
 	e, err := ctr.Exec(ctx, p, opts...)
 	if err != nil {
