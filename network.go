@@ -390,7 +390,7 @@ func (n *Network) Remove(ctx context.Context) error {
 	if len(eps) > 0 {
 		return fmt.Errorf("%w: network %q has %d attached container(s), e.g. %s", ErrInUse, n.Name, len(eps), eps[0].Name)
 	}
-	if users, err := r.containersUsingNetwork(n.ID); err == nil && len(users) > 0 {
+	if users := r.containersUsingNetwork(n.ID); len(users) > 0 {
 		return fmt.Errorf("%w: network %q is configured for container(s) %s; remove them first", ErrInUse, n.Name, strings.Join(users, ", "))
 	}
 	if err := bridge.Delete(bridgeName(r.root, n.ID)); err != nil {
@@ -405,24 +405,16 @@ func (n *Network) Remove(ctx context.Context) error {
 
 // containersUsingNetwork names the containers (running or not) whose
 // configuration attaches them to the network.
-func (r *Runtime) containersUsingNetwork(id string) ([]string, error) {
-	entries, err := os.ReadDir(r.containersDir())
-	if err != nil {
-		return nil, nil
-	}
+func (r *Runtime) containersUsingNetwork(id string) []string {
 	var names []string
-	for _, e := range entries {
-		rec, err := r.readRecord(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, rec := range r.containerRecords() {
 		for _, a := range rec.Config.Networks {
 			if a.NetworkID == id {
 				names = append(names, rec.Name)
 			}
 		}
 	}
-	return names, nil
+	return names
 }
 
 // bridgeName is the host link of a network: "berth" and 9 hex digits of
