@@ -123,7 +123,7 @@ func commands() []*command {
 		{name: "top", usage: "CONTAINER", short: "Display the running processes of a container", args: exactly(1), setup: topCommand},
 		{name: "unpause", usage: "CONTAINER [CONTAINER...]", short: "Unpause all processes within one or more containers", args: atLeast(1), setup: unpauseCommand},
 		{name: "version", usage: "", short: "Show the berth version information", args: exactly(0), setup: versionCommand},
-		{name: "volume", usage: "COMMAND", short: "Manage volumes", long: "Manage volumes: create, inspect, ls, prune, rm", args: atLeast(0), posix: true, setup: volumeCommand},
+		{name: "volume", usage: "COMMAND", short: "Manage volumes", long: "Manage volumes: create, inspect, ls, prune, rm", args: atLeast(0), posix: true, setup: groupCommand("volume", "Manage volumes", volumeCommands)},
 		{name: "wait", usage: "CONTAINER [CONTAINER...]", short: "Block until one or more containers stop, then print their exit codes", args: atLeast(1), setup: waitCommand},
 	}
 }

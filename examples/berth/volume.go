@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,44 +23,6 @@ func volumeCommands() []*command {
 		{name: "ls", usage: "[OPTIONS]", short: "List volumes", args: exactly(0), setup: volumeLsCommand},
 		{name: "prune", usage: "[OPTIONS]", short: "Remove unused local volumes", args: exactly(0), setup: volumePruneCommand},
 		{name: "rm", usage: "[OPTIONS] VOLUME [VOLUME...]", short: "Remove one or more volumes", args: atLeast(1), setup: volumeRmCommand},
-	}
-}
-
-// volumeCommand is docker volume: it dispatches to the subcommand, which
-// parses its own flags.
-func volumeCommand(fs *flagSet) runFunc {
-	return func(ctx context.Context, c *cli, args []string) error {
-		subs := volumeCommands()
-		if len(args) == 0 {
-			printSubcommands(c, subs)
-			return nil
-		}
-		sub := lookup(subs, args[0])
-		if sub == nil {
-			return &statusError{code: exitFailure, msg: fmt.Sprintf("Error: unknown command %q for \"berth volume\"\nSee 'berth volume --help'.", args[0])}
-		}
-		sfs := newFlagSet("berth volume " + sub.name)
-		runSub := sub.setup(sfs)
-		rest, err := sfs.parseArgs(args[1:], sub.posix)
-		if errors.Is(err, flag.ErrHelp) {
-			printCommandHelp(c.stdout, &command{name: "volume " + sub.name, usage: sub.usage, short: sub.short}, sfs)
-			return nil
-		}
-		code := exitBerth // a flag docker's parser refuses; a wrong number of arguments is 1
-		if err == nil {
-			err, code = sub.args.check("volume "+sub.name, len(rest)), exitFailure
-		}
-		if err != nil {
-			return &statusError{code: code, msg: fmt.Sprintf("Error: %v\nSee 'berth volume %s --help'.", flagError(err), sub.name)}
-		}
-		return runSub(ctx, c, rest)
-	}
-}
-
-func printSubcommands(c *cli, subs []*command) {
-	fmt.Fprintln(c.stdout, "Usage:  berth volume COMMAND\n\nManage volumes\n\nCommands:")
-	for _, s := range subs {
-		fmt.Fprintf(c.stdout, "  %-10s %s\n", s.name, s.short)
 	}
 }
 
