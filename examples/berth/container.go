@@ -675,43 +675,7 @@ func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p
 	if err != nil {
 		return runFailed(ctx, rt, err, name)
 	}
-	// With -t the container's terminal follows our window's size.
-	followSize := p.TTY && isTerminal(c.stdin)
-	if followSize {
-		resizeFrom(ctx, ctr, c.stdin)
-	}
-	if p.TTY && p.Stdin != nil && isTerminal(c.stdin) {
-		restore, err := makeRaw(c.stdin)
-		if err != nil {
-			ctr.Signal(context.WithoutCancel(ctx), syscall.SIGKILL)
-			return fmt.Errorf("putting the terminal in raw mode: %w", err)
-		}
-		defer restore()
-	}
-
-	// main's ctx ends at the first signal, which belongs to the container
-	// now: keep waiting for it.
-	wctx := context.WithoutCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- ctr.Wait(wctx) }()
-	for {
-		select {
-		case s := <-sigc:
-			if s == syscall.SIGWINCH {
-				if followSize {
-					resizeFrom(wctx, ctr, c.stdin)
-				}
-				continue
-			}
-			ctr.Signal(wctx, s.(syscall.Signal)) // it may have exited already
-		case err := <-done:
-			var ee *berth.ExitError
-			if errors.As(err, &ee) {
-				return &statusError{code: ee.Code}
-			}
-			return err
-		}
-	}
+	return attach(ctx, c, p, ctr, sigc)
 }
 
 // proxiedSignals are the signals an attached run or exec passes on to the

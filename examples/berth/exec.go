@@ -102,31 +102,48 @@ func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Pr
 	if err != nil {
 		return execFailed(err)
 	}
-	// main's ctx ends at the first signal, which belongs to the process.
+	return attach(ctx, c, p, e, sigc)
+}
+
+// attachedProcess is what attach follows: an attached container or exec.
+type attachedProcess interface {
+	Signal(ctx context.Context, sig berth.Signal) error
+	Wait(ctx context.Context) error
+	ResizeTTY(ctx context.Context, rows, cols uint16) error
+}
+
+// attach follows a started attached process to its end, as docker's CLI
+// does: with -t on our terminal, its terminal takes our window's size (now
+// and on every SIGWINCH) and ours is raw while it reads our input; the
+// signals of sigc go to it; its exit code becomes ours.
+func attach(ctx context.Context, c *cli, p *berth.Process, proc attachedProcess, sigc <-chan os.Signal) error {
+	// main's ctx ends at the first signal, which belongs to the process now:
+	// keep waiting for it.
 	wctx := context.WithoutCancel(ctx)
-	if p.TTY && isTerminal(c.stdin) {
-		resizeFrom(wctx, e, c.stdin)
+	followSize := p.TTY && isTerminal(c.stdin)
+	if followSize {
+		resizeFrom(wctx, proc, c.stdin)
 		if p.Stdin != nil {
 			restore, err := makeRaw(c.stdin)
 			if err != nil {
-				e.Signal(wctx, syscall.SIGKILL)
+				proc.Signal(wctx, syscall.SIGKILL)
 				return fmt.Errorf("putting the terminal in raw mode: %w", err)
 			}
 			defer restore()
 		}
 	}
 	done := make(chan error, 1)
-	go func() { done <- e.Wait(wctx) }()
+	go func() { done <- proc.Wait(wctx) }()
 	for {
 		select {
 		case s := <-sigc:
 			if s == syscall.SIGWINCH {
-				if p.TTY && isTerminal(c.stdin) {
-					resizeFrom(wctx, e, c.stdin)
+				if followSize {
+					resizeFrom(wctx, proc, c.stdin)
 				}
 				continue
 			}
-			e.Signal(wctx, s.(syscall.Signal)) // it may have exited already
+			proc.Signal(wctx, s.(syscall.Signal)) // it may have exited already
 		case err := <-done:
 			var ee *berth.ExitError
 			if errors.As(err, &ee) {
@@ -138,9 +155,7 @@ func execAttached(ctx context.Context, c *cli, ctr *berth.Container, p *berth.Pr
 }
 
 // resizeFrom gives the process's terminal the size of ours.
-func resizeFrom(ctx context.Context, e interface {
-	ResizeTTY(ctx context.Context, rows, cols uint16) error
-}, term *os.File) {
+func resizeFrom(ctx context.Context, e attachedProcess, term *os.File) {
 	ws, err := unix.IoctlGetWinsize(int(term.Fd()), unix.TIOCGWINSZ)
 	if err == nil && ws.Row > 0 && ws.Col > 0 {
 		e.ResizeTTY(ctx, ws.Row, ws.Col)
