@@ -65,24 +65,21 @@ var (
 	ErrUnsupported = errors.New("unsupported overlay feature")
 
 	// ErrPathTooLong means a tree being written out (a layer's diff, an
-	// export, a copy) nests deeper than a path of MaxPath bytes: Apply
+	// export, a copy) nests deeper than a path of pathMax bytes: Apply
 	// refuses such names, and every level a walk descends holds a
 	// directory fd, which a process in a container nesting directories
 	// without end would otherwise exhaust.
 	ErrPathTooLong = errors.New("path too long")
 )
 
-// MaxPath is the longest path, in bytes, that Apply accepts and that a
-// walk of a tree descends to: Linux's PATH_MAX.
-const MaxPath = pathMax
-
 // CheckDepth returns ErrPathTooLong, naming the start of rel, when a walk
-// at rel has gone deeper than MaxPath.
+// at rel has gone deeper than pathMax (Linux's PATH_MAX, the longest name
+// Apply accepts).
 func CheckDepth(rel string) error {
-	if len(rel) <= MaxPath {
+	if len(rel) <= pathMax {
 		return nil
 	}
-	return fmt.Errorf("%w: %q... is longer than %d bytes", ErrPathTooLong, rel[:64], MaxPath)
+	return fmt.Errorf("%w: %q... is longer than %d bytes", ErrPathTooLong, rel[:64], pathMax)
 }
 
 // EntryError names the tar entry that Apply refused or failed on. Err is the

@@ -244,7 +244,7 @@ func tarNames(t *testing.T, b []byte) []string {
 	}
 }
 
-// TestWriteTreeRefusesDeepNesting: a tree nested past MaxPath (a process
+// TestWriteTreeRefusesDeepNesting: a tree nested past pathMax (a process
 // in a container can make one without end) fails with ErrPathTooLong
 // instead of holding a directory fd per level until the program runs out.
 func TestWriteTreeRefusesDeepNesting(t *testing.T) {
@@ -253,7 +253,7 @@ func TestWriteTreeRefusesDeepNesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range MaxPath/2 + 2 { // "d/" per level
+	for range pathMax/2 + 2 { // "d/" per level
 		if err := unix.Mkdirat(fd, "d", 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -267,6 +267,6 @@ func TestWriteTreeRefusesDeepNesting(t *testing.T) {
 	unix.Close(fd)
 	_, _, err = WriteTree(context.Background(), dir, io.Discard, DiffOptions{})
 	if !errors.Is(err, ErrPathTooLong) {
-		t.Fatalf("WriteTree of a tree %d levels deep: %v, want ErrPathTooLong", MaxPath/2+2, err)
+		t.Fatalf("WriteTree of a tree %d levels deep: %v, want ErrPathTooLong", pathMax/2+2, err)
 	}
 }

@@ -230,7 +230,7 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := res.validate(); err != nil {
+	if err := res.Validate(); err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", p, err)
 	}
 	// Creating is idempotent (it only makes missing directories), which also completes a

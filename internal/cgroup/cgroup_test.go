@@ -731,8 +731,8 @@ func TestResourcesValidate(t *testing.T) {
 		{"more pids than the kernel takes", Resources{PidsLimit: 4<<20 + 1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.res.validate(); (err == nil) != tc.ok {
-				t.Errorf("validate(%+v) = %v, want ok=%v", tc.res, err, tc.ok)
+			if err := tc.res.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate(%+v) = %v, want ok=%v", tc.res, err, tc.ok)
 			}
 		})
 	}

@@ -146,9 +146,7 @@ const (
 
 // Validate reports limits the kernel or docker would refuse, before
 // anything is made with them.
-func (r Resources) Validate() error { return r.validate() }
-
-func (r Resources) validate() error {
+func (r Resources) Validate() error {
 	switch {
 	case r.MemoryLimit < 0:
 		return fmt.Errorf("invalid memory limit %d: must be 0 (unlimited) or positive", r.MemoryLimit)
@@ -216,7 +214,7 @@ func (c *Cgroup) Update(res Resources) error {
 // update applies res; fresh says the cgroup was just made, so that the
 // kernel's defaults (no cpu, memory or pids limit) need not be written.
 func (c *Cgroup) update(res Resources, fresh bool) error {
-	if err := res.validate(); err != nil {
+	if err := res.Validate(); err != nil {
 		return fmt.Errorf("cgroup %s: %w", c.path, err)
 	}
 	if c.layout.mode == ModeV2 {
