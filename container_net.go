@@ -752,10 +752,13 @@ func (r *Runtime) resolverFor(containerID string) func(string) []netip.Addr {
 				continue // not a network of this container
 			}
 			eps, _ := r.liveEndpoints(n.Name())
+			if len(eps) == 0 {
+				continue
+			}
+			// NAME.NETWORK too, as docker answers (and as a PTR question
+			// here is answered); the endpoints of a network share its name.
+			short, qualified := strings.CutSuffix(name, "."+strings.ToLower(eps[0].NetworkName))
 			for _, ep := range eps {
-				// NAME.NETWORK too, as docker answers (and as a PTR
-				// question here is answered).
-				short, qualified := strings.CutSuffix(name, "."+strings.ToLower(ep.NetworkName))
 				if ep.answers(name) || qualified && ep.answers(short) {
 					out = append(out, ep.Addr.Addr())
 				}
@@ -1413,21 +1416,14 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		mode = "bridge"
 	}
 	cfg.NetworkMode = mode
-	internalFirst := ""
-	var gateway netip.Addr // the host's address on the first network (host-gateway)
-	if mode == "host" {
-		gateway = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	}
+	var first *networkRecord // the default route's network
 	for i, a := range attach {
 		n, err := r.lookupNetwork(ctx, a.NetworkID)
 		if err != nil {
 			return err
 		}
-		if i == 0 && n.Internal {
-			internalFirst = n.Name
-		}
 		if i == 0 {
-			gateway = n.Gateway
+			first = n
 		}
 		for _, have := range cfg.Networks {
 			if have.NetworkID == n.ID {
@@ -1435,6 +1431,13 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 			}
 		}
 		cfg.Networks = append(cfg.Networks, networkAttachment{NetworkID: n.ID, Name: n.Name, Aliases: a.Aliases})
+	}
+	var gateway netip.Addr // the host's address on the first network (host-gateway)
+	switch {
+	case first != nil:
+		gateway = first.Gateway
+	case mode == "host":
+		gateway = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
 	var hosts []string
 	for _, h := range o.extraHosts {
@@ -1489,11 +1492,11 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 	if len(cfg.Publish) > 0 && mode != "bridge" {
 		return fmt.Errorf("%w: ports cannot be published with network mode %q", ErrInvalid, o.networkMode)
 	}
-	if len(cfg.Publish) > 0 && internalFirst != "" {
+	if len(cfg.Publish) > 0 && first != nil && first.Internal {
 		// Ports are published through the first network, and an internal
 		// network has no way in from the host (docker publishes nothing
 		// there, silently).
-		return fmt.Errorf("%w: ports cannot be published on internal network %q (list a network that is not internal first)", ErrInvalid, internalFirst)
+		return fmt.Errorf("%w: ports cannot be published on internal network %q (list a network that is not internal first)", ErrInvalid, first.Name)
 	}
 	return nil
 }

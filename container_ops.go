@@ -785,7 +785,7 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 		r.releaseName(name, id)
 	}
 	// Lock files of a container made before object locks (store's lock.go).
-	for _, l := range []string{"owner-", "ctr-", "wait-", "pause-"} {
+	for _, l := range []string{"owner-", "ctr-", "wait-"} {
 		os.Remove(filepath.Join(r.root, "locks", l+id))
 	}
 }

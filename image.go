@@ -551,8 +551,10 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 					}
 				}
 				if !tagged {
-					if users := r.imageUsers(d); len(users) > 0 && !cfg.force {
-						return fmt.Errorf("unable to remove %s (must be forced): container %s is using its image: %w", ref, users[0], ErrInUse)
+					if !cfg.force {
+						if user := r.imageUser(d); user != "" {
+							return fmt.Errorf("unable to remove %s (must be forced): container %s is using its image: %w", ref, user, ErrInUse)
+						}
 					}
 					for _, k := range sortedKeys(refs) {
 						if refs[k] == d && strings.Contains(k, "@") && !strings.HasPrefix(k, danglingPrefix) {
@@ -584,8 +586,10 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 		if tagged > 1 && !cfg.force {
 			return fmt.Errorf("unable to delete %s (must be forced): image is referenced in multiple repositories: %w", shortID(d), ErrInUse)
 		}
-		if users := r.imageUsers(d); len(users) > 0 && !cfg.force {
-			return fmt.Errorf("unable to delete %s (must be forced): container %s is using it: %w", shortID(d), users[0], ErrInUse)
+		if !cfg.force {
+			if user := r.imageUser(d); user != "" {
+				return fmt.Errorf("unable to delete %s (must be forced): container %s is using it: %w", shortID(d), user, ErrInUse)
+			}
 		}
 		for _, k := range names {
 			if !strings.HasPrefix(k, danglingPrefix) {
@@ -731,17 +735,16 @@ func (r *Runtime) containerRecords() []*containerRecord {
 	return out
 }
 
-// imageUsers returns the names of the containers run from the image whose
-// manifest is d.
-func (r *Runtime) imageUsers(d string) []string {
-	var names []string
+// imageUser returns the name of a container run from the image whose
+// manifest is d (the first by name), or "".
+func (r *Runtime) imageUser(d string) string {
+	user := ""
 	for _, rec := range r.containerRecords() {
-		if rec.Config.ImageDigest == d {
-			names = append(names, rec.Name)
+		if rec.Config.ImageDigest == d && (user == "" || rec.Name < user) {
+			user = rec.Name
 		}
 	}
-	sort.Strings(names)
-	return names
+	return user
 }
 
 // collect deletes unreferenced content. The caller holds the gc lock
