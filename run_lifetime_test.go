@@ -489,11 +489,7 @@ func TestLifetimeAutoRemove(t *testing.T) {
 func TestRemoveLetsWaitersReadExit(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	other, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := sameRoot(t, rt)
 
 	c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach())
 	elsewhere, err := other.Container(ctx, c.ID)
@@ -601,10 +597,7 @@ func TestRemoveWhileStarting(t *testing.T) {
 func TestCloseDuringRun(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt2 := sameRoot(t, rt)
 	release := holdVolumeSeed(t, rt2, "held")
 	ran := make(chan error, 1)
 	go func() {
