@@ -118,9 +118,18 @@ func (c *Container) Unpause(ctx context.Context) error {
 // lockPause serialises Pause and Unpause of container id across programs:
 // two Pauses at once both froze the cgroup, and the one whose record
 // update found "paused" thawed the other's freeze, leaving a container
-// recorded paused that ran.
+// recorded paused that ran. Exec holds it shared (lockExecStart).
 func (r *Runtime) lockPause(ctx context.Context, id string) (func(), error) {
 	return r.store.Lock(ctx, "pause-"+id, true)
+}
+
+// lockExecStart keeps container id from being paused while an Exec
+// starts a process in it, other Execs being free to: an Exec that read
+// "running" and then joined the cgroups of a container frozen meanwhile
+// had its forking thread frozen with the container, in this program, and
+// returned only after an Unpause.
+func (r *Runtime) lockExecStart(ctx context.Context, id string) (func(), error) {
+	return r.store.Lock(ctx, "pause-"+id, false)
 }
 
 // CommitOption configures Commit.

@@ -101,6 +101,11 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	if p.Dir != "" && !strings.HasPrefix(p.Dir, "/") {
 		return nil, fmt.Errorf("%w: working directory %q is not absolute", ErrInvalid, p.Dir)
 	}
+	unlockPause, err := c.rt.lockExecStart(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockPause()
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
 		return nil, err
@@ -144,6 +149,7 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
 	}
 
+	execStarting()
 	e := &Execution{ctr: c, done: make(chan struct{})}
 	var files [3]*os.File
 	defer func() {
@@ -209,6 +215,10 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	go e.reap()
 	return e, nil
 }
+
+// execStarting runs in Exec once it has found the container running, before
+// it starts anything (a hook for tests).
+var execStarting = func() {}
 
 // wireTerminal copies a TTY exec's terminal to p's writer and p's input
 // to it.

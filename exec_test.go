@@ -542,6 +542,63 @@ func TestExecNotRunning(t *testing.T) {
 	}
 }
 
+// TestExecRacingPause: a Pause that comes while an Exec is starting waits
+// for the start; the Exec neither hangs nor starts a process in a frozen
+// container. Before, the Exec that had found the container running went
+// on into the cgroups the Pause had frozen meanwhile, and its thread,
+// frozen there, kept it from returning until an Unpause.
+func TestExecRacingPause(t *testing.T) {
+	rt := execRuntime(t)
+	ctx := context.Background()
+	c := execContainer(t, rt, &berth.Process{Args: []string{"sleep", "300"}})
+	paused := make(chan error, 1)
+	var once sync.Once
+	berth.SetExecStarting(t, func() {
+		once.Do(func() {
+			go func() { paused <- c.Pause(ctx) }()
+			// The Pause's freeze, had it not waited for the Exec, is done
+			// well within this.
+			select {
+			case err := <-paused:
+				paused <- err
+			case <-time.After(300 * time.Millisecond):
+			}
+		})
+	})
+	type result struct {
+		e   *berth.Execution
+		err error
+	}
+	execd := make(chan result, 1)
+	go func() {
+		e, err := c.Exec(ctx, &berth.Process{Args: []string{"true"}})
+		execd <- result{e, err}
+	}()
+	var e *berth.Execution
+	select {
+	case res := <-execd:
+		if res.err != nil {
+			t.Fatalf("Exec with a Pause coming: %v", res.err)
+		}
+		e = res.e
+	case <-time.After(10 * time.Second):
+		c.Unpause(ctx)
+		t.Fatal("Exec did not return while a Pause came: its process was frozen with the container")
+	}
+	if err := <-paused; err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	if _, err := c.Exec(ctx, &berth.Process{Args: []string{"true"}}); !errors.Is(err, berth.ErrNotRunning) {
+		t.Errorf("Exec in the paused container = %v, want ErrNotRunning", err)
+	}
+	if err := c.Unpause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Wait(ctx); err != nil { // frozen with the container until now, perhaps
+		t.Errorf("the exec'd process: %v", err)
+	}
+}
+
 // shellLessTar is an image with nothing but a static busybox at /busybox:
 // no shell, no applet links, no /etc.
 func shellLessTar(t *testing.T) []byte {

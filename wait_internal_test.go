@@ -26,3 +26,12 @@ func HoldWaitLock(t testing.TB, rt *Runtime, id string) (release func()) {
 	}
 	return unlock
 }
+
+// SetExecStarting has fn run in every Exec of the test once the container
+// was found running, before anything starts. (Exported for the external
+// tests.)
+func SetExecStarting(t testing.TB, fn func()) {
+	old := execStarting
+	execStarting = fn
+	t.Cleanup(func() { execStarting = old })
+}
