@@ -417,7 +417,7 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 		ContainerID: rec.ID, Name: rec.Name, Hostname: rec.Config.Hostname, Aliases: a.Aliases,
 		Addr: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
 		MAC:    net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}.String(),
-		Ifname: "eth" + strconv.Itoa(index), HostIf: "bv" + rec.ID[:10] + strconv.Itoa(index),
+		Ifname: "eth" + strconv.Itoa(index), HostIf: hostVethPrefix(rec.ID) + strconv.Itoa(index),
 		NetworkID: n.ID, NetworkName: n.Name,
 	}
 	if err := r.writeEndpoint(ep); err != nil {
@@ -426,6 +426,10 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 	recordLast(claims, n.Subnet, ip)
 	return ep, nil
 }
+
+// hostVethPrefix begins the names of the host ends of container id's
+// veths, which end in the interface's number.
+func hostVethPrefix(id string) string { return "bv" + id[:10] }
 
 // Address claims make an allocation look at the addresses it would give
 // rather than at every endpoint of the network: endpoints/<net ID>/claims

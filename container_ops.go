@@ -212,10 +212,14 @@ func (r *Runtime) track(id string, run *running) {
 	r.running[id] = run
 }
 
-func (r *Runtime) forget(id string) {
+// forget drops run, if it is still the one tracked for id: a Start may
+// have launched the container again since run's exit was recorded.
+func (r *Runtime) forget(id string, run *running) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.running, id)
+	if r.running[id] == run {
+		delete(r.running, id)
+	}
 }
 
 func (r *Runtime) owned(id string) *running {
@@ -265,6 +269,17 @@ func (r *Runtime) Container(ctx context.Context, nameOrID string) (*Container, e
 		return nil, fmt.Errorf("no such container: %s: %w", nameOrID, ErrNotFound)
 	}
 	return r.containerHandle(matchID, matchName), nil
+}
+
+// startedSince reports whether container id was started again (or is
+// being started) since run, which has ended. An auto-removed container
+// is never started again, and its record is not read.
+func (r *Runtime) startedSince(id string, run *running) bool {
+	if run.rec.Config.AutoRemove {
+		return false
+	}
+	rec, err := r.readRecord(id)
+	return err == nil && (rec.State.Status == statusCreated || rec.State.StartedAt.After(run.rec.State.StartedAt))
 }
 
 func (r *Runtime) containerHandle(id, name string) *Container {
@@ -440,10 +455,19 @@ func (c *Container) State(ctx context.Context) (ContainerState, error) {
 }
 
 func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
-	if run := c.run; run != nil {
+	// The run this Runtime has going, else the one the handle was made
+	// with, unless the container was started again since (Start): the
+	// record tells of the later run.
+	run := r.owned(c.ID)
+	if run == nil {
+		run = c.run
+	}
+	if run != nil {
 		select {
 		case <-run.done:
-			return run.err
+			if !r.startedSince(c.ID, run) {
+				return run.err
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}

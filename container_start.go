@@ -910,7 +910,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	}
 	run.err = exitErr
 	close(run.done)
-	r.forget(rec.ID)
+	r.forget(rec.ID, run)
 }
 
 // abort undoes a launch that failed before the user's program ran.

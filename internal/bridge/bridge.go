@@ -97,6 +97,23 @@ func Delete(name string) error {
 	return nil
 }
 
+// DeletePrefixed deletes every link of the host whose name starts with
+// prefix.
+func DeletePrefixed(prefix string) error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing links: %w", err)
+	}
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, prefix) {
+			if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
+				return fmt.Errorf("deleting link %s: %w", l.Attrs().Name, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Exists reports whether a link called name exists on the host.
 func Exists(name string) bool {
 	_, _, err := indexAndMTU(name)

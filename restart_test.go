@@ -1,0 +1,226 @@
+package berth_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+)
+
+// counting is a script that counts its runs in a file of the container's
+// root filesystem, prints the count and exits with it.
+const counting = "echo x >> /runs; n=$(wc -l < /runs); echo run $n; exit $n"
+
+// exitCode is the code of Wait's *ExitError, 0 for nil, -1 for another error.
+func exitCode(err error) int {
+	var ee *berth.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.Code
+	}
+	return -1
+}
+
+// TestStartAgain starts an exited attached container again: the changes
+// to its filesystem are kept, its log grows, its exit code is the new
+// run's, and Wait on handles made before the start waits for the new run.
+func TestStartAgain(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	p := sh(counting)
+	p.Stdout = &out
+	c := mustRun(t, rt, "busybox", p, berth.WithName("again"))
+	if got := exitCode(c.Wait(ctx)); got != 1 {
+		t.Fatalf("first run: exit %d, want 1", got)
+	}
+	first, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := rt.Container(ctx, "again") // a handle made while it is exited
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	for name, h := range map[string]*berth.Container{"Run's handle": c, "a later handle": other} {
+		if got := exitCode(h.Wait(ctx)); got != 2 {
+			t.Errorf("Wait on %s after Start: exit %d, want 2 (the second run's)", name, got)
+		}
+	}
+	st, err := c.State(ctx)
+	if err != nil || st.Status != "exited" || st.ExitCode != 2 || !st.StartedAt.After(first.StartedAt) {
+		t.Errorf("State after the second run = %+v, %v; want exited 2, started after %v", st, err, first.StartedAt)
+	}
+	if out.String() != "run 1\n" {
+		t.Errorf("Run's stdout got %q, want only the first run's output", out.String())
+	}
+	var logs bytes.Buffer
+	if err := c.Logs(ctx, &logs, &logs); err != nil {
+		t.Fatal(err)
+	}
+	if logs.String() != "run 1\nrun 2\n" {
+		t.Errorf("Logs = %q, want both runs' output", logs.String())
+	}
+	// Restart of an exited container starts it.
+	if err := c.Restart(ctx, time.Second); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if got := exitCode(c.Wait(ctx)); got != 3 {
+		t.Errorf("after Restart: exit %d, want 3", got)
+	}
+	if err := c.Remove(ctx); err != nil {
+		t.Fatalf("Remove after the restarts: %v", err)
+	}
+}
+
+// TestStartRunningAndPaused: Start leaves a running container alone (no
+// second process) and refuses a paused one; Restart gives a running
+// container a new process.
+func TestStartRunningAndPaused(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := sleeper(t, rt, "steady")
+	before, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start of a running container: %v", err)
+	}
+	if st, _ := c.State(ctx); st.Pid != before.Pid || !st.Running {
+		t.Errorf("Start of a running container changed it: %+v, was %+v", st, before)
+	}
+	if err := c.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Start of a paused container: %v, want ErrInvalid", err)
+	}
+	if err := c.Unpause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(ctx, 0); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	st, err := c.State(ctx)
+	if err != nil || !st.Running || st.Pid == before.Pid || !alive(st.Pid) || !st.StartedAt.After(before.StartedAt) {
+		t.Errorf("State after Restart = %+v, %v; want running with a new process (was %+v)", st, err, before)
+	}
+	if got, err := execOutput(t, c, "echo in"); err != nil || got != "in\n" {
+		t.Errorf("exec after Restart: %q, %v", got, err)
+	}
+}
+
+// TestStartAutoRemoved: an auto-removed container is gone once it exits.
+func TestStartAutoRemoved(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("true"), berth.WithAutoRemove())
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("Start of an auto-removed container: %v, want ErrNotFound", err)
+	}
+}
+
+// TestStartDetachedFromAnotherProgram: a detached container another
+// program ran, stopped here, is started here again, and outlives this
+// Runtime.
+func TestStartDetachedFromAnotherProgram(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	berthtest.Busybox(t, rt, "busybox")
+	prog := runProgram(t, root, "detached", "lasting", "echo x >> /runs; wc -l < /runs; exec sleep 300")
+	if err := prog.Wait(); err != nil {
+		t.Fatalf("the starting program: %v", err)
+	}
+	c, err := rt.Container(ctx, "lasting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.WaitLog(wctx, "1"); err != nil {
+		t.Fatalf("the first run's output: %v", err)
+	}
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	rt.Close()
+
+	rt2, err := berth.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	c, err = rt2.Container(ctx, "lasting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove(ctx, berth.WithForce())
+	st, err := c.State(ctx)
+	if err != nil || !st.Running || !alive(st.Pid) {
+		t.Fatalf("State after the starting Runtime closed = %+v, %v; want running", st, err)
+	}
+	var logs bytes.Buffer
+	if !eventually(5*time.Second, func() bool {
+		logs.Reset()
+		c.Logs(ctx, &logs, &logs)
+		return logs.String() == "1\n2\n"
+	}) {
+		t.Errorf("Logs = %q, want 1 and 2: the file of the first run kept", logs.String())
+	}
+}
+
+// TestStartNetworking: a restarted container is on its network again,
+// under its name and alias, with its port published anew.
+func TestStartNetworking(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if _, err := rt.CreateNetwork(ctx, "again"); err != nil {
+		t.Fatal(err)
+	}
+	c := httpServer(t, rt, "web", berth.WithNetwork("again", "www"), berth.WithPublish("127.0.0.1::80"))
+	if err := c.Restart(ctx, 0); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.WaitListening(wctx, "tcp", 80); err != nil {
+		t.Fatalf("after Restart, never listened on 80: %v", err)
+	}
+	for _, name := range []string{"web", "www"} {
+		got, err := output(t, rt, "busybox", sh("wget -q -O - http://"+name+"/"), berth.WithNetwork("again"))
+		if err != nil || strings.TrimSpace(got) != "hello from web" {
+			t.Errorf("wget http://%s/ after Restart: %q, %v", name, got, err)
+		}
+	}
+	ports, err := c.Ports(ctx)
+	if err != nil || len(ports) != 1 || ports[0].HostPort == 0 {
+		t.Fatalf("Ports after Restart = %v, %v", ports, err)
+	}
+	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", ports[0].HostPort)); got != "hello from web" {
+		t.Errorf("through the published port after Restart: %q", got)
+	}
+}
