@@ -962,6 +962,10 @@ func eachContainer(ctx context.Context, c *cli, names []string, fn func(name str
 		if err == nil {
 			err = fn(name, ctr)
 		}
+		var status *statusError
+		if errors.As(err, &status) && len(names) == 1 {
+			return err // a followed container's exit code (start -a)
+		}
 		if err != nil {
 			errs = append(errs, "Error: "+noSuchContainer(name, err).Error())
 		}
@@ -989,6 +993,78 @@ func stopCommand(fs *flagSet) runFunc {
 			return nil
 		})
 	}
+}
+
+// startCommand is docker start. A container run in the foreground (run
+// without -d) belongs to the program that starts it, which here is this
+// command: it is started attached, as with -a, and lives as long as the
+// command does. A detached one runs on in the background unless -a.
+func startCommand(fs *flagSet) runFunc {
+	var attachOut bool
+	fs.Bool(&attachOut, "a", "attach", "Attach STDOUT/STDERR and forward signals")
+	return func(ctx context.Context, c *cli, args []string) error {
+		if attachOut && len(args) > 1 {
+			return &statusError{code: exitFailure, msg: "you cannot start and attach multiple containers at once"}
+		}
+		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
+			return startOrFollow(ctx, c, name, ctr, attachOut, len(args), ctr.Start)
+		})
+	}
+}
+
+// restartCommand is docker restart; a container run in the foreground is
+// restarted attached, as start starts it.
+func restartCommand(fs *flagSet) runFunc {
+	var seconds int
+	fs.Int(&seconds, "t", "time", 0, "Seconds to wait before killing the container (default: the container's stop timeout)")
+	return func(ctx context.Context, c *cli, args []string) error {
+		timeout := time.Duration(-1) // the container's own
+		if fs.isSet("time") || fs.isSet("t") {
+			timeout = time.Duration(seconds) * time.Second
+		}
+		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
+			return startOrFollow(ctx, c, name, ctr, false, len(args), func(ctx context.Context) error {
+				return ctr.Restart(ctx, timeout)
+			})
+		})
+	}
+}
+
+// startOrFollow starts ctr with start (Start or Restart). A detached
+// container is left running and its name printed, unless attachOut; a
+// foreground one, or any with attachOut, is followed as run follows one:
+// its output from the start on, the signals this command gets, its exit
+// code as ours. Only one of the command's count names can be followed.
+func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut bool, count int, start func(context.Context) error) error {
+	info, err := ctr.Inspect(ctx)
+	if err != nil {
+		return err
+	}
+	if !attachOut && info.Detached {
+		if err := start(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, name)
+		return nil
+	}
+	if count > 1 {
+		return fmt.Errorf("%s was run in the foreground and lives only as long as the command that starts it: start it on its own", name)
+	}
+	sigc := make(chan os.Signal, 8)
+	notifyProxied(sigc, false)
+	since := time.Now() // before the start: its first lines are logged before it returns
+	if err := start(ctx); err != nil {
+		return err
+	}
+	wctx := context.WithoutCancel(ctx)
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		ctr.Logs(wctx, c.stdout, c.stderr, berth.WithFollow(), berth.WithSince(since))
+	}()
+	err = attach(ctx, c, &berth.Process{}, ctr, sigc)
+	<-logged
+	return err
 }
 
 // killCommand is docker kill.

@@ -692,3 +692,48 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestStartRestart: start of a stopped detached container leaves it
+// running in the background with its filesystem kept; restart gives it
+// a new process; start of a foreground container follows it (as -a) and
+// exits with its code; start -a of several names is refused as docker
+// refuses it.
+func TestStartRestart(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	runDetached(t, root, "--name", "bg", "busybox", "sh", "-c", "echo x >> /runs; exec sleep 300")
+	mustBerth(t, root, "stop", "-t", "0", "bg")
+	if got := mustBerth(t, root, "start", "bg"); got != "bg\n" {
+		t.Errorf("start bg printed %q", got)
+	}
+	pid := strings.TrimSpace(mustBerth(t, root, "inspect", "-f", "{{.State.Pid}}", "bg"))
+	if got := mustBerth(t, root, "exec", "bg", "wc", "-l", "/runs"); strings.TrimSpace(got) != "2 /runs" {
+		t.Errorf("after start, /runs: %q, want the first run's line kept", got)
+	}
+	if got := mustBerth(t, root, "restart", "-t", "0", "bg"); got != "bg\n" {
+		t.Errorf("restart bg printed %q", got)
+	}
+	if got := strings.TrimSpace(mustBerth(t, root, "inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "bg")); got == "running "+pid || !strings.HasPrefix(got, "running ") {
+		t.Errorf("after restart: %q, want running with a pid other than %s", got, pid)
+	}
+
+	res := runBerth(t, root, nil, "run", "--name", "fg", "busybox", "sh", "-c", "echo x >> /runs; n=$(wc -l < /runs); echo run $n; exit $n")
+	if res.code != 1 || res.stdout != "run 1\n" {
+		t.Fatalf("run fg: exit %d, stdout %q", res.code, res.stdout)
+	}
+	res = runBerth(t, root, nil, "start", "fg")
+	if res.code != 2 || res.stdout != "run 2\n" {
+		t.Errorf("start fg: exit %d, stdout %q, stderr %q; want its second run followed, exit 2", res.code, res.stdout, res.stderr)
+	}
+	if got := mustBerth(t, root, "logs", "fg"); got != "run 1\nrun 2\n" {
+		t.Errorf("logs fg = %q", got)
+	}
+	res = runBerth(t, root, nil, "start", "-a", "fg", "bg")
+	if res.code != 1 || res.stderr != "you cannot start and attach multiple containers at once\n" {
+		t.Errorf("start -a fg bg: exit %d, stderr %q", res.code, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "start", "nosuch"); res.code != 1 || res.stderr != "Error: No such container: nosuch\n" {
+		t.Errorf("start nosuch: exit %d, stderr %q", res.code, res.stderr)
+	}
+	mustBerth(t, root, "rm", "fg")
+}
