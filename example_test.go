@@ -82,6 +82,34 @@ func ExampleWithDetach() {
 	c.Remove(ctx)
 }
 
+// An orchestration tool's service: stopped by one program, started again
+// by the next, with what it wrote kept.
+func ExampleContainer_Start() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	c, err := rt.Container(ctx, "worker") // run earlier WithDetach
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := c.State(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if !st.Running {
+		if err := c.Start(ctx); err != nil { // runs on after this program, as Run made it
+			log.Fatal(err)
+		}
+	}
+	// Or stop it (its stop timeout) and start it again at once:
+	if err := c.Restart(ctx, -1); err != nil {
+		log.Fatal(err)
+	}
+}
+
 // Exec into a running container and commit what it changed.
 func ExampleContainer_Commit() {
 	ctx := context.Background()
