@@ -12,21 +12,22 @@ import (
 
 // Start starts a container that has exited again (docker start): the same
 // ID, name, configuration and root filesystem, with the changes its
-// processes made, and the same volumes. Its networks, published ports
-// (a host port left to the kernel may change, as with docker), name server
-// entries and /etc/hosts are made anew, and its output is appended to its
-// log. Starting a container that runs already does nothing (docker start);
-// a paused one fails with an error wrapping ErrInvalid, an auto-removed
-// one is gone once it exits.
+// processes made, and the same volumes. Its networks (those Connect added
+// while it was stopped among them), published ports (a host port left to
+// the kernel may change, as with docker), name server entries and
+// /etc/hosts are made anew, and its output is appended to its log.
+// Starting a container that runs already does nothing (docker start); a
+// paused one fails with an error wrapping ErrInvalid, and an auto-removed
+// one is gone once it exits (ErrNotFound).
 //
 // The container keeps the lifetime Run gave it. A detached container
 // (WithDetach) runs on after the program that started it; any program on
 // the root can start it. An attached one now belongs to this Runtime and
-// dies with it or with the program, as at Run; with no Process of Run's
-// to write to, its output goes to its log only (Logs). Start returns once
-// the container's process runs; use Wait for its end. If the command
-// cannot be run, Start fails as Run does, and the container is left
-// exited with the reason in its State.
+// dies with it or with the program, as at Run, but is then left exited
+// rather than removed; with no Process of Run's to write to, its output
+// goes to its log only (Logs). Start returns once the container's process
+// runs; use Wait for its end. If the command cannot be run, Start fails as
+// Run does, and the container is left exited with the reason in its State.
 func (c *Container) Start(ctx context.Context) error {
 	r := c.rt
 	done, err := r.beginRun()
@@ -38,28 +39,9 @@ func (c *Container) Start(ctx context.Context) error {
 	if err != nil || rec == nil {
 		return err // nil and nil: it runs already
 	}
-	for _, id := range rec.Config.ChainIDs {
-		if !r.snaps.Exists(id) {
-			unlock()
-			return fmt.Errorf("starting container %s: its image's layer %s is gone from the store", c.Name, shortID(id))
-		}
-	}
-	// The host ends of the last run's veths go with its network namespace,
-	// in the background; the new ones have the same names.
-	if len(rec.Config.Networks) > 0 {
-		if err := bridge.DeletePrefixed(hostVethPrefix(rec.ID)); err != nil {
-			unlock()
-			return fmt.Errorf("starting container %s: %w", c.Name, err)
-		}
-	}
-	// "created" until it runs, as a Run's container is, with this program
-	// named as its starter: a sweep elsewhere that finds it so after this
-	// program died settles it as it does a Run's (settleCreated).
-	rec.State = ContainerState{Status: statusCreated}
-	rec.Creator, rec.CreatorStart = os.Getpid(), selfStart()
-	if err := r.writeRecord(rec); err != nil {
+	if err := r.prepareStartAgain(ctx, c, rec); err != nil {
 		unlock()
-		return err
+		return fmt.Errorf("starting container %s: %w", c.Name, err)
 	}
 	if rec.Config.Detached {
 		unlock() // the monitor takes it to start the container
@@ -78,20 +60,82 @@ func (c *Container) Start(ctx context.Context) error {
 	return nil
 }
 
+// prepareStartAgain readies container rec, exited and under its owner
+// lock, for a launch: what its last run left is cleared, and its record
+// says "created", with this program as its starter (so that a sweep
+// elsewhere settles a start cut short by this program's death as it
+// settles a Run's). rec is updated to the record written.
+func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *containerRecord) error {
+	for _, id := range rec.Config.ChainIDs {
+		if !r.snaps.Exists(id) {
+			return fmt.Errorf("its image's layer %s is gone from the store", shortID(id))
+		}
+	}
+	if rec.State.Status == statusDead {
+		// Its owner died: the sweep's cleaning, done here.
+		r.deleteCgroup(rec.ID)
+		r.removeStrayEndpoints(rec.ID)
+	}
+	// The host ends of the last run's veths go with its network namespace,
+	// in the background; the new ones have the same names.
+	if len(rec.Config.Networks) > 0 {
+		if err := bridge.DeletePrefixed(hostVethPrefix(rec.ID)); err != nil {
+			return err
+		}
+	}
+	// Its volumes' locks, shared, until the record says "created": a
+	// forced volume removal either sees the container live or is done
+	// before, and then the start fails here.
+	for _, m := range rec.Config.Mounts {
+		if m.Type != MountVolume {
+			continue
+		}
+		unlockVolume, err := r.store.Lock(ctx, volumeLock(m.Source), false)
+		if err != nil {
+			return err
+		}
+		defer unlockVolume()
+		if _, err := os.Stat(r.volumeDir(m.Source)); err != nil {
+			return fmt.Errorf("its volume %s: %w", m.Source, err)
+		}
+	}
+	// Under the record's lock, which a copy to or from the stopped
+	// container holds while its overlay is mounted.
+	cur, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+		cur.State = ContainerState{Status: statusCreated}
+		cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*rec = *cur
+	return nil
+}
+
 // Restart stops the container as Stop does (timeout as there) if it runs,
 // then starts it again as Start does (docker restart). A container that
-// is not running is only started.
+// is not running is only started; a paused one is stopped all the same.
+// An auto-removed container, which stopping would remove, fails with an
+// error wrapping ErrInvalid.
 func (c *Container) Restart(ctx context.Context, timeout time.Duration) error {
+	rec, err := c.rt.readRecord(c.ID)
+	if err != nil {
+		return err
+	}
+	if rec.Config.AutoRemove {
+		return fmt.Errorf("%w: container %s is removed when it stops (auto-remove) and cannot be restarted", ErrInvalid, c.Name)
+	}
 	if err := c.Stop(ctx, timeout); err != nil {
 		return err
 	}
 	return c.Start(ctx)
 }
 
-// lockExited waits until container c has exited and no other program
-// holds it (one that is finishing its exit, or starting it), and returns
-// its record with its owner lock held; or a nil record when the container
-// runs, or was started by another program meanwhile.
+// lockExited waits until container c has exited (or its owner died) and
+// no other program holds it (one that is finishing its exit, or starting
+// it), and returns its record with its owner lock held; or a nil record
+// when the container runs, or was started by another program meanwhile.
 func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecord, func(), error) {
 	for {
 		rec, err := r.currentRecord(c.ID)
@@ -103,27 +147,33 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 			return nil, nil, fmt.Errorf("%w: container %s is paused; unpause it instead", ErrInvalid, c.Name)
 		case rec.State.Running:
 			return nil, nil, nil
+		case rec.creatorGone():
+			if r.settleCreated(c.ID, errCreatorGone) {
+				continue // read what it was settled as
+			}
+		case rec.State.Status == statusCreated:
+			// Another program is starting it: it runs in a moment.
 		case rec.Config.AutoRemove:
 			// Removed as it exited, or about to be.
 			return nil, nil, fmt.Errorf("container %s: %w", c.Name, ErrNotFound)
-		case rec.creatorGone():
-			r.settleCreated(c.ID, errCreatorGone)
-			continue
-		case rec.State.Status == statusExited:
+		default: // exited, or dead: running when its owner died
 			locked, unlock, err := r.lockOwner(c.ID)
-			if err == nil && locked.State.Status == statusExited {
-				return locked, unlock, nil
-			}
 			if err == nil {
+				switch {
+				case locked.State.Status == statusExited:
+					return locked, unlock, nil
+				case locked.State.Running && !locked.alive():
+					locked.State.Status, locked.State.Running = statusDead, false
+					return locked, unlock, nil
+				}
 				unlock()
 				continue
 			}
 			if !errors.Is(err, errOwned) {
 				return nil, nil, err
 			}
+			// Its owner is letting go of it after recording its exit.
 		}
-		// Another program is starting it, or has recorded its exit and
-		// is letting go of it: a moment.
 		select {
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("starting container %s: %w", c.Name, ctx.Err())

@@ -40,6 +40,20 @@ type containerRecord struct {
 	// settleCreated.
 	Creator      int    `json:"creator,omitempty"`
 	CreatorStart uint64 `json:"creatorStart,omitempty"`
+	// Starts counts the launches that got the container's process running:
+	// 1 after Run, one more per Start.
+	Starts int `json:"starts,omitempty"`
+}
+
+// startedAgain reports whether the container was started again after its
+// first run (Start), or is being started again: an attached one the user
+// kept past an exit, which its owner's death leaves exited, not removed
+// as it removes one on its first run.
+func (rec *containerRecord) startedAgain() bool {
+	if rec.State.Status == statusCreated {
+		return rec.Starts >= 1
+	}
+	return rec.Starts >= 2
 }
 
 const (

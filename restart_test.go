@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -222,5 +225,161 @@ func TestStartNetworking(t *testing.T) {
 	}
 	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", ports[0].HostPort)); got != "hello from web" {
 		t.Errorf("through the published port after Restart: %q", got)
+	}
+}
+
+// TestStartKeptWhenStarterDies: an attached container started again by a
+// program that is then killed is left exited by the next New, with its
+// filesystem, not removed as on its first run.
+func TestStartKeptWhenStarterDies(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("echo x >> /runs; echo ran; exec sleep 300"), berth.WithName("kept"))
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.WaitLog(wctx, "ran"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	prog := runProgram(t, rt.Root(), "start", "kept", "")
+	prog.Process.Kill()
+	prog.Wait()
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	c, err = rt2.Container(ctx, "kept")
+	if err != nil {
+		t.Fatalf("the container after its starter died: %v", err)
+	}
+	st, err := c.State(ctx)
+	if err != nil || st.Running || st.Status != "exited" {
+		t.Fatalf("State = %+v, %v; want exited", st, err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	// The first run's line is kept, this run's comes (the killed start's
+	// process may have died before writing one).
+	var got string
+	if !eventually(5*time.Second, func() bool {
+		got, err = execOutput(t, c, "wc -l < /runs")
+		n, _ := strconv.Atoi(strings.TrimSpace(got))
+		return err == nil && n >= 2
+	}) {
+		t.Errorf("runs recorded in its filesystem: %q, %v; want at least 2", got, err)
+	}
+	c.Remove(ctx, berth.WithForce())
+}
+
+// TestStartAfterMonitorDied: a detached container whose monitor was
+// killed runs on unowned; stopped, it starts again (its record said
+// "running" with no owner: Start used to wait for ever).
+func TestStartAfterMonitorDied(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithName("orphan"), berth.WithDetach())
+	defer c.Remove(ctx, berth.WithForce())
+	pid := monitorPid(t, rt.Root())
+	syscall.Kill(pid, syscall.SIGKILL)
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		t.Fatal("the monitor did not die")
+	}
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := c.Start(sctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if st, err := c.State(ctx); err != nil || !st.Running || !alive(st.Pid) {
+		t.Errorf("State after Start = %+v, %v; want running", st, err)
+	}
+}
+
+// monitorPid is the pid of the monitor serving root.
+func monitorPid(t *testing.T, root string) int {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, p := range procs {
+		env, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(env, []byte("_BERTH_MONITOR_ROOT="+root+"\x00")) {
+			continue
+		}
+		if cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline")); strings.HasPrefix(string(cmd), "berth-monitor") {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			return pid
+		}
+	}
+	t.Fatalf("no monitor for %s", root)
+	return 0
+}
+
+// TestStartJoinsNetworkConnectedWhileStopped: Connect to a stopped
+// container takes effect at its next start.
+func TestStartJoinsNetworkConnectedWhileStopped(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	n, err := rt.CreateNetwork(ctx, "later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := httpServer(t, rt, "late", berth.WithNetworkMode("none"))
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Connect(ctx, c, "latecomer"); !errors.Is(err, berth.ErrInvalid) {
+		t.Fatalf("Connect of a --network none container: %v, want ErrInvalid", err)
+	}
+	c2 := httpServer(t, rt, "late2")
+	if err := c2.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Connect(ctx, c2, "latecomer"); err != nil {
+		t.Fatalf("Connect of a stopped container: %v", err)
+	}
+	if err := c2.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c2.WaitListening(wctx, "tcp", 80); err != nil {
+		t.Fatal(err)
+	}
+	got, err := output(t, rt, "busybox", sh("wget -q -O - http://latecomer/"), berth.WithNetwork("later"))
+	if err != nil || strings.TrimSpace(got) != "hello from late2" {
+		t.Errorf("wget http://latecomer/ on the network connected while stopped: %q, %v", got, err)
+	}
+}
+
+// TestRestartPausedAndAutoRemoved: Restart stops a paused container and
+// starts it; it refuses an auto-removed one, which stopping would remove,
+// and leaves it running.
+func TestRestartPausedAndAutoRemoved(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := sleeper(t, rt, "frozen")
+	before, _ := c.State(ctx)
+	if err := c.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Restart(rctx, 0); err != nil {
+		t.Fatalf("Restart of a paused container: %v", err)
+	}
+	if st, err := c.State(ctx); err != nil || st.Status != "running" || st.Pid == before.Pid {
+		t.Errorf("State after Restart of the paused container = %+v, %v", st, err)
+	}
+	rm := sleeper(t, rt, "passing", berth.WithAutoRemove())
+	if err := rm.Restart(ctx, 0); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Restart of an auto-removed container: %v, want ErrInvalid", err)
+	}
+	if st, err := rm.State(ctx); err != nil || !st.Running {
+		t.Errorf("the auto-removed container after the refused Restart: %+v, %v; want it running", st, err)
 	}
 }

@@ -30,7 +30,8 @@ import (
 // container in BERTH_TEST_RUN_ROOT: the busybox image "busybox" must be
 // there. It runs `sh -c BERTH_TEST_RUN_SCRIPT` named BERTH_TEST_RUN_NAME,
 // attached, detached or detached and auto-removed (BERTH_TEST_RUN_MODE
-// attached, detached, detached-rm), prints "started" once it runs, and then
+// attached, detached, detached-rm), or starts the exited container of that
+// name again (start), prints "started" once it runs, and then
 // blocks (attached) or exits (detached).
 func helperRun() {
 	ctx := context.Background()
@@ -49,7 +50,16 @@ func helperRun() {
 	if mode == "detached-rm" {
 		opts = append(opts, berth.WithAutoRemove())
 	}
-	if _, err := rt.Run(ctx, "busybox", sh(os.Getenv("BERTH_TEST_RUN_SCRIPT")), opts...); err != nil {
+	if mode == "start" { // start the existing container NAME again, attached
+		c, err := rt.Container(ctx, os.Getenv("BERTH_TEST_RUN_NAME"))
+		if err == nil {
+			err = c.Start(ctx)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(4)
+		}
+	} else if _, err := rt.Run(ctx, "busybox", sh(os.Getenv("BERTH_TEST_RUN_SCRIPT")), opts...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(4)
 	}

@@ -13,7 +13,9 @@ import (
 )
 
 // sweepContainers cleans what dead programs left: an attached container
-// whose program died is removed with its cgroup; a detached one whose
+// whose program died is removed with its cgroup (one started again since
+// its first run, which the user kept, is marked exited instead); a
+// detached one whose
 // monitor died and whose process is gone is marked exited with an unknown
 // status; cgroups of this root with no container are killed and deleted.
 // Containers whose owner lives are not touched: its owner lock says so.
@@ -68,7 +70,7 @@ func (r *Runtime) sweepContainers() {
 				return // still running, unowned: Wait and Stop work through its pid
 			}
 			r.deleteCgroup(id)
-			if !rec.Config.Detached || rec.Config.AutoRemove {
+			if rec.Config.AutoRemove || (!rec.Config.Detached && !rec.startedAgain()) {
 				r.removeContainerFiles(id, rec.Name)
 				return
 			}
@@ -138,8 +140,8 @@ const errCreatorGone = "the program that created the container exited before sta
 // settleCreated ends a container that is still "created" although nothing
 // will start it: its creator gave up (cause is why) or is gone. Like a
 // failed start, it is recorded as exited with code 128 and cause as its
-// error, or removed when it is attached or auto-removed (as the sweep
-// removes those of a dead owner); a cgroup a dead start left is killed and
+// error, or removed when it is auto-removed, or attached and never ran
+// (as the sweep removes those of a dead owner); a cgroup a dead start left is killed and
 // deleted. It does nothing, and reports false, when the container is no
 // longer "created" or someone holds its owner lock: a monitor starting it.
 // A monitor that takes the lock afterwards finds the container no longer
@@ -153,7 +155,7 @@ func (r *Runtime) settleCreated(id, cause string) bool {
 	if rec.State.Status != statusCreated {
 		return false
 	}
-	if !rec.Config.Detached || rec.Config.AutoRemove {
+	if rec.Config.AutoRemove || (!rec.Config.Detached && !rec.startedAgain()) {
 		r.removeContainerFiles(id, rec.Name)
 		return true
 	}
