@@ -433,6 +433,14 @@ func (c *Container) diff(ctx context.Context, rec *containerRecord, pause bool, 
 			return "", 0, err
 		}
 	}
+	if rec.State.Status != statusRunning && rec.State.Status != statusPaused {
+		// Exited: its owner lock, held while its upper directory is read,
+		// keeps a Start from running it meanwhile (one that has it already
+		// is starting it: what it writes may be read, as without a pause).
+		if unlock, ok := r.store.TryLock("owner-"+c.ID, true); ok {
+			defer unlock()
+		}
+	}
 	tr.mark("pause")
 	tmpDir, release, err := r.store.TempDir("commit-")
 	if err != nil {

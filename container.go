@@ -180,5 +180,5 @@ type Rlimit struct {
 // goroutine, any number of times, also on a container started by another
 // program; ctx bounds the wait only.
 func (c *Container) Wait(ctx context.Context) error {
-	return c.rt.waitContainer(ctx, c)
+	return c.rt.waitContainer(ctx, c, time.Time{})
 }

@@ -454,13 +454,19 @@ func (c *Container) State(ctx context.Context) (ContainerState, error) {
 	return rec.State, nil
 }
 
-func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
+// waitContainer is Wait. With startedAt set it waits only for the run
+// that started then: once the record tells of another (a Start since), or
+// none, that run has ended, and it returns nil.
+func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt time.Time) error {
 	// The run this Runtime has going, else the one the handle was made
 	// with, unless the container was started again since (Start): the
 	// record tells of the later run.
 	run := r.owned(c.ID)
 	if run == nil {
 		run = c.run
+	}
+	if run != nil && !startedAt.IsZero() && !run.rec.State.StartedAt.Equal(startedAt) {
+		run = nil // another run's; the record says how the one asked for is
 	}
 	if run != nil {
 		select {
@@ -487,6 +493,10 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container) error {
 		if err != nil {
 			unlockWait()
 			return err
+		}
+		if !startedAt.IsZero() && !rec.State.StartedAt.Equal(startedAt) {
+			unlockWait()
+			return nil // that run ended; this is another's record
 		}
 		if !rec.State.Running && rec.State.Status != statusCreated {
 			unlockWait()
@@ -623,8 +633,10 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if err := c.Signal(ctx, sig); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
+	// Only the run signalled is waited for and killed: a Start elsewhere
+	// may run the container again as soon as it exits.
 	wctx, cancel := context.WithTimeout(ctx, timeout)
-	werr := c.Wait(wctx)
+	werr := c.rt.waitContainer(wctx, c, rec.State.StartedAt)
 	cancel()
 	if werr == nil || !errors.Is(werr, context.DeadlineExceeded) {
 		return nil
@@ -632,12 +644,15 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if cur, err := c.rt.readRecord(c.ID); err != nil || !cur.State.StartedAt.Equal(rec.State.StartedAt) {
+		return nil
+	}
 	if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
 		cg.Kill()
 	} else {
 		c.Signal(ctx, syscall.SIGKILL)
 	}
-	if err := c.Wait(ctx); err != nil && ctx.Err() != nil {
+	if err := c.rt.waitContainer(ctx, c, rec.State.StartedAt); err != nil && ctx.Err() != nil {
 		return err
 	}
 	return nil
@@ -693,6 +708,9 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	// lock from before the start to the recorded exit, so the record is
 	// read again while it is held: a container still starting (created)
 	// may turn running, and is killed then, or refused without force.
+	// Taken, the lock is held to the end: a Start elsewhere takes it to
+	// run the container again.
+	var unlockOwner func()
 	for delay := 500 * time.Microsecond; ; delay = min(2*delay, 20*time.Millisecond) {
 		if rec.State.Running {
 			if !cfg.force {
@@ -707,8 +725,13 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 			}
 		}
 		if unlock, ok := c.rt.store.TryLock("owner-"+c.ID, true); ok {
+			// Read again under it: a Start may have run it since.
+			fresh, err := c.rt.readRecord(c.ID)
+			if err == nil && !fresh.State.Running && (fresh.State.Status != statusCreated || fresh.creatorGone()) {
+				unlockOwner = unlock
+				break
+			}
 			unlock()
-			break
 		}
 		select {
 		case <-ctx.Done():
@@ -722,6 +745,7 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 			return err
 		}
 	}
+	defer unlockOwner()
 	c.rt.awaitWaiters(c.ID)
 	// A copy from or to the stopped container, or its export, holds its
 	// lock while its overlay is mounted: removed meanwhile, its upper

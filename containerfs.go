@@ -228,7 +228,7 @@ func (c *Container) inRoot(ctx context.Context, fn func(root int) error) error {
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			c.Wait(wctx)
 			cancel()
-		case rec.State.Status == statusCreated && attempt < 200:
+		case rec.State.Status == statusCreated && !rec.creatorGone():
 			// Starting now: mounting its overlay too would race its own.
 			select {
 			case <-ctx.Done():
@@ -292,8 +292,8 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 	if err != nil {
 		return err
 	}
-	if rec.State.Running {
-		return errStarted
+	if rec.State.Running || (rec.State.Status == statusCreated && !rec.creatorGone()) {
+		return errStarted // or starting: its own overlay is being mounted
 	}
 	if rec.Config.throwaway() {
 		// Its exit is recorded and its removal under way; its volatile
