@@ -1007,7 +1007,7 @@ func startCommand(fs *flagSet) runFunc {
 			return &statusError{code: exitFailure, msg: "you cannot start and attach multiple containers at once"}
 		}
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
-			return startOrFollow(ctx, c, name, ctr, attachOut, len(args), ctr.Start)
+			return startOrFollow(ctx, c, name, ctr, attachOut, len(args), nil)
 		})
 	}
 }
@@ -1016,32 +1016,40 @@ func startCommand(fs *flagSet) runFunc {
 // restarted attached, as start starts it.
 func restartCommand(fs *flagSet) runFunc {
 	var seconds int
-	fs.Int(&seconds, "t", "time", 0, "Seconds to wait before killing the container (default: the container's stop timeout)")
+	fs.Int(&seconds, "t", "time", 0, "Seconds to wait before killing the container (default: the container's stop timeout; -1 waits forever)")
 	return func(ctx context.Context, c *cli, args []string) error {
 		timeout := time.Duration(-1) // the container's own
 		if fs.isSet("time") || fs.isSet("t") {
 			timeout = time.Duration(seconds) * time.Second
+			if seconds < 0 {
+				timeout = math.MaxInt64
+			}
 		}
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
-			return startOrFollow(ctx, c, name, ctr, false, len(args), func(ctx context.Context) error {
-				return ctr.Restart(ctx, timeout)
-			})
+			return startOrFollow(ctx, c, name, ctr, false, len(args), &timeout)
 		})
 	}
 }
 
-// startOrFollow starts ctr with start (Start or Restart). A detached
-// container is left running and its name printed, unless attachOut; a
-// foreground one, or any with attachOut, is followed as run follows one:
-// its output from the start on, the signals this command gets, its exit
-// code as ours. Only one of the command's count names can be followed.
-func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut bool, count int, start func(context.Context) error) error {
+// startOrFollow starts ctr, or restarts it when stopTimeout is set (Stop's
+// timeout). A detached container is left running and its name printed,
+// unless attachOut, as is one that runs already; a foreground one, or any
+// with attachOut, is followed as run follows one: its output from the
+// start on, the signals this command gets, its exit code as ours. Only one
+// of the command's count names can be followed.
+func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut bool, count int, stopTimeout *time.Duration) error {
 	info, err := ctr.Inspect(ctx)
 	if err != nil {
 		return err
 	}
-	if !attachOut && info.Detached {
-		if err := start(ctx); err != nil {
+	restart := stopTimeout != nil
+	if !attachOut && (info.Detached || info.AutoRemove || (info.State.Running && !restart)) {
+		if restart {
+			err = ctr.Restart(ctx, *stopTimeout)
+		} else {
+			err = ctr.Start(ctx)
+		}
+		if err != nil {
 			return err
 		}
 		fmt.Fprintln(c.stdout, name)
@@ -1050,10 +1058,15 @@ func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Containe
 	if count > 1 {
 		return fmt.Errorf("%s was run in the foreground and lives only as long as the command that starts it: start it on its own", name)
 	}
+	if restart {
+		if err := ctr.Stop(ctx, *stopTimeout); err != nil {
+			return err
+		}
+	}
 	sigc := make(chan os.Signal, 8)
 	notifyProxied(sigc, false)
-	since := time.Now() // before the start: its first lines are logged before it returns
-	if err := start(ctx); err != nil {
+	since := time.Now() // before the start: its first lines are logged before Start returns
+	if err := ctr.Start(ctx); err != nil {
 		return err
 	}
 	wctx := context.WithoutCancel(ctx)

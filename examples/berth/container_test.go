@@ -725,7 +725,11 @@ func TestStartRestart(t *testing.T) {
 	if res.code != 2 || res.stdout != "run 2\n" {
 		t.Errorf("start fg: exit %d, stdout %q, stderr %q; want its second run followed, exit 2", res.code, res.stdout, res.stderr)
 	}
-	if got := mustBerth(t, root, "logs", "fg"); got != "run 1\nrun 2\n" {
+	res = runBerth(t, root, nil, "restart", "fg")
+	if res.code != 3 || res.stdout != "run 3\n" {
+		t.Errorf("restart fg: exit %d, stdout %q, stderr %q; want its third run followed, exit 3", res.code, res.stdout, res.stderr)
+	}
+	if got := mustBerth(t, root, "logs", "fg"); got != "run 1\nrun 2\nrun 3\n" {
 		t.Errorf("logs fg = %q", got)
 	}
 	res = runBerth(t, root, nil, "start", "-a", "fg", "bg")
