@@ -30,7 +30,26 @@ import (
 // see WithDetach for one that outlives it. If the command cannot be run,
 // Run fails with an error that errors.As finds an *ExitError in, with code
 // 127 (not found) or 126 (not executable), as docker exits.
-func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...RunOption) (_ *Container, retErr error) {
+func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...RunOption) (*Container, error) {
+	return r.createOrRun(ctx, image, p, false, opts)
+}
+
+// Create creates a container as Run does, with the same options, but
+// does not start it (docker create): its status is "created" until Start
+// starts it, and until then files can be copied into it (CopyTo), it can
+// be connected to networks, inspected and removed. Its lifetime once
+// started is as for Run: attached unless WithDetach. Its output goes to
+// its log (Logs), so p's Stdin, Stdout and Stderr must be nil.
+func (r *Runtime) Create(ctx context.Context, image string, p *Process, opts ...RunOption) (*Container, error) {
+	if p != nil && (p.Stdin != nil || p.Stdout != nil || p.Stderr != nil) {
+		return nil, fmt.Errorf("%w: a created container's output goes to its log; Process.Stdin, Stdout and Stderr must be nil", ErrInvalid)
+	}
+	return r.createOrRun(ctx, image, p, true, opts)
+}
+
+// createOrRun is Run, or Create when createOnly is set: the container is
+// made and left "created", with no program named as its starter.
+func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, createOnly bool, opts []RunOption) (_ *Container, retErr error) {
 	done, err := r.beginRun()
 	if err != nil {
 		return nil, err
@@ -114,8 +133,10 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 		}
 	}()
 	tr.mark("mounts")
-	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated},
-		Creator: os.Getpid(), CreatorStart: selfStart()}
+	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated}}
+	if !createOnly {
+		rec.Creator, rec.CreatorStart = os.Getpid(), selfStart()
+	}
 	if err := r.writeRecord(rec); err != nil {
 		r.removeContainerFiles(id, name)
 		return nil, err
@@ -125,6 +146,9 @@ func (r *Runtime) Run(ctx context.Context, image string, p *Process, opts ...Run
 	tr.done()
 	releaseVolumes() // the record names the volumes now: Remove sees them in use
 	c := &Container{ID: id, Name: name, rt: r}
+	if createOnly {
+		return c, nil
+	}
 	if cfg.Detached {
 		if err := r.startDetached(ctx, rec); err != nil {
 			// The container must not stay "created": unless the monitor
@@ -727,7 +751,7 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 		if unlock, ok := c.rt.store.TryLock("owner-"+c.ID, true); ok {
 			// Read again under it: a Start may have run it since.
 			fresh, err := c.rt.readRecord(c.ID)
-			if err == nil && !fresh.State.Running && (fresh.State.Status != statusCreated || fresh.creatorGone()) {
+			if err == nil && !fresh.State.Running && !fresh.starting() {
 				unlockOwner = unlock
 				break
 			}

@@ -10,24 +10,26 @@ import (
 	"github.com/berth-dev/berth/internal/bridge"
 )
 
-// Start starts a container that has exited again (docker start): the same
-// ID, name, configuration and root filesystem, with the changes its
-// processes made, and the same volumes. Its networks (those Connect added
-// while it was stopped among them), published ports (a host port left to
-// the kernel may change, as with docker), name server entries and
-// /etc/hosts are made anew, and its output is appended to its log.
-// Starting a container that runs already does nothing (docker start); a
-// paused one fails with an error wrapping ErrInvalid, and an auto-removed
-// one is gone once it exits (ErrNotFound).
+// Start starts a container that Create made, or one that has exited,
+// again (docker start): the same ID, name, configuration and root
+// filesystem, with the changes its processes made (or CopyTo), and the
+// same volumes. Its networks (those Connect added while it was stopped
+// among them), published ports (a host port left to the kernel may
+// change, as with docker), name server entries and /etc/hosts are made
+// anew, and its output is appended to its log. Starting a container that
+// runs already does nothing (docker start); a paused one fails with an
+// error wrapping ErrInvalid, and an auto-removed one is gone once it exits
+// (ErrNotFound).
 //
-// The container keeps the lifetime Run gave it. A detached container
+// The container has the lifetime Run gives one. A detached container
 // (WithDetach) runs on after the program that started it; any program on
-// the root can start it. An attached one now belongs to this Runtime and
-// dies with it or with the program, as at Run, but is then left exited
-// rather than removed; with no Process of Run's to write to, its output
-// goes to its log only (Logs). Start returns once the container's process
-// runs; use Wait for its end. If the command cannot be run, Start fails as
-// Run does, and the container is left exited with the reason in its State.
+// the root can start it. An attached one belongs to the Runtime that
+// started it and dies with it or with the program, as at Run; once it has
+// run before, it is then left exited rather than removed. With no
+// Process of Run's to write to, its output goes to its log only (Logs).
+// Start returns once the container's process runs; use Wait for its end.
+// If the command cannot be run, Start fails as Run does, and the container
+// is left exited with the reason in its State.
 func (c *Container) Start(ctx context.Context) error {
 	r := c.rt
 	done, err := r.beginRun()
@@ -60,8 +62,8 @@ func (c *Container) Start(ctx context.Context) error {
 	return nil
 }
 
-// prepareStartAgain readies container rec, exited and under its owner
-// lock, for a launch: what its last run left is cleared, and its record
+// prepareStartAgain readies container rec, exited or never started and
+// under its owner lock, for a launch: what its last run left is cleared, and its record
 // says "created", with this program as its starter (so that a sweep
 // elsewhere settles a start cut short by this program's death as it
 // settles a Run's). rec is updated to the record written.
@@ -78,7 +80,7 @@ func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *cont
 	}
 	// The host ends of the last run's veths go with its network namespace,
 	// in the background; the new ones have the same names.
-	if len(rec.Config.Networks) > 0 {
+	if rec.Starts > 0 && len(rec.Config.Networks) > 0 {
 		if err := bridge.DeletePrefixed(hostVethPrefix(rec.ID)); err != nil {
 			return err
 		}
@@ -132,7 +134,8 @@ func (c *Container) Restart(ctx context.Context, timeout time.Duration) error {
 	return c.Start(ctx)
 }
 
-// lockExited waits until container c has exited (or its owner died) and
+// lockExited waits until container c has exited (or its owner died, or
+// it was made by Create and never started) and
 // no other program holds it (one that is finishing its exit, or starting
 // it), and returns its record with its owner lock held; or a nil record
 // when the container runs, or was started by another program meanwhile.
@@ -151,16 +154,16 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 			if r.settleCreated(c.ID, errCreatorGone) {
 				continue // read what it was settled as
 			}
-		case rec.State.Status == statusCreated:
+		case rec.starting():
 			// Another program is starting it: it runs in a moment.
-		case rec.Config.AutoRemove:
+		case rec.Config.AutoRemove && rec.State.Status != statusCreated:
 			// Removed as it exited, or about to be.
 			return nil, nil, fmt.Errorf("container %s: %w", c.Name, ErrNotFound)
-		default: // exited, or dead: running when its owner died
+		default: // exited, created (Create), or dead: running when its owner died
 			locked, unlock, err := r.lockOwner(c.ID)
 			if err == nil {
 				switch {
-				case locked.State.Status == statusExited:
+				case locked.State.Status == statusExited || (locked.State.Status == statusCreated && locked.Creator == 0):
 					return locked, unlock, nil
 				case locked.State.Running && !locked.alive():
 					locked.State.Status, locked.State.Running = statusDead, false

@@ -261,6 +261,12 @@ func (rec *containerRecord) creatorGone() bool {
 		procStartTime(rec.Creator) != rec.CreatorStart
 }
 
+// starting reports whether the container is being started: "created",
+// with a starter (Run or Start) that lives. One Create made has none.
+func (rec *containerRecord) starting() bool {
+	return rec.State.Status == statusCreated && rec.Creator > 0 && !rec.creatorGone()
+}
+
 // alive reports whether the record's process still runs.
 func (rec *containerRecord) alive() bool {
 	return rec.State.Pid > 0 && rec.PidStart != 0 && procStartTime(rec.State.Pid) == rec.PidStart

@@ -228,7 +228,7 @@ func (c *Container) inRoot(ctx context.Context, fn func(root int) error) error {
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			c.Wait(wctx)
 			cancel()
-		case rec.State.Status == statusCreated && !rec.creatorGone():
+		case rec.starting():
 			// Starting now: mounting its overlay too would race its own.
 			select {
 			case <-ctx.Done():
@@ -292,7 +292,7 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 	if err != nil {
 		return err
 	}
-	if rec.State.Running || (rec.State.Status == statusCreated && !rec.creatorGone()) {
+	if rec.State.Running || rec.starting() {
 		return errStarted // or starting: its own overlay is being mounted
 	}
 	if rec.Config.throwaway() {

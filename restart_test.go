@@ -1,6 +1,7 @@
 package berth_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -381,5 +382,100 @@ func TestRestartPausedAndAutoRemoved(t *testing.T) {
 	}
 	if st, err := rm.State(ctx); err != nil || !st.Running {
 		t.Errorf("the auto-removed container after the refused Restart: %+v, %v; want it running", st, err)
+	}
+}
+
+// TestCreate: a container Create made is "created" until Start, survives
+// another program's New, takes files (CopyTo) and network connections
+// before it starts, and runs with them once started.
+func TestCreate(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if _, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"true"}, Stdout: &bytes.Buffer{}}); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Create with a Stdout: %v, want ErrInvalid", err)
+	}
+	c, err := rt.Create(ctx, "busybox", sh("cat /etc/greeting; exit 4"), berth.WithName("made"))
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	rt2, err := berth.New(rt.Root()) // its sweep leaves the created container alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	c2, err := rt2.Container(ctx, "made")
+	if err != nil {
+		t.Fatalf("the created container from another Runtime: %v", err)
+	}
+	if st, err := c2.State(ctx); err != nil || st.Status != "created" || st.Running {
+		t.Fatalf("State of the created container = %+v, %v; want created", st, err)
+	}
+	if list, err := rt.Containers(ctx); err != nil || len(list) != 0 {
+		t.Errorf("Containers without WithAll = %v, %v; want none running", list, err)
+	}
+	if list, err := rt.Containers(ctx, berth.WithAll()); err != nil || len(list) != 1 || list[0].State.Status != "created" {
+		t.Errorf("Containers(WithAll) = %+v, %v; want the created one", list, err)
+	}
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Errorf("Stop of a created container: %v", err)
+	}
+	if _, err := c.Exec(ctx, &berth.Process{Args: []string{"true"}}); !errors.Is(err, berth.ErrNotRunning) {
+		t.Errorf("Exec in a created container: %v, want ErrNotRunning", err)
+	}
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	tw.WriteHeader(&tar.Header{Name: "greeting", Mode: 0o644, Size: 6})
+	tw.Write([]byte("hello\n"))
+	tw.Close()
+	if err := c.CopyTo(ctx, "/etc", &tarball); err != nil {
+		t.Fatalf("CopyTo the created container: %v", err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got := exitCode(c.Wait(ctx)); got != 4 {
+		t.Errorf("exit %d, want 4", got)
+	}
+	var logs bytes.Buffer
+	if err := c.Logs(ctx, &logs, &logs); err != nil || logs.String() != "hello\n" {
+		t.Errorf("Logs = %q, %v; want the copied file's content", logs.String(), err)
+	}
+
+	d, err := rt.Create(ctx, "busybox", sh("true"), berth.WithName("dropped"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove(ctx); err != nil {
+		t.Errorf("Remove of a created container: %v", err)
+	}
+	if _, err := rt.Container(ctx, "dropped"); !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("Container after Remove: %v, want ErrNotFound", err)
+	}
+}
+
+// TestCreateDetached: a detached container Create made runs on, once
+// started, after the Runtime that started it closed.
+func TestCreateDetached(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c, err := rt.Create(ctx, "busybox", sh("exec sleep 300"), berth.WithName("later"), berth.WithDetach())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove(ctx, berth.WithForce())
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := rt2.Container(ctx, "later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	rt2.Close()
+	if st, err := c.State(ctx); err != nil || !st.Running || !alive(st.Pid) {
+		t.Errorf("State after the starting Runtime closed = %+v, %v; want running", st, err)
 	}
 }

@@ -308,7 +308,7 @@ func (r *Runtime) volumeUsers() (map[string][]volumeUser, error) {
 		if err != nil {
 			continue
 		}
-		live := rec.State.Running || rec.State.Status == statusCreated
+		live := rec.State.Running || rec.starting()
 		for _, m := range rec.Config.Mounts {
 			if m.Type == MountVolume {
 				users[m.Source] = append(users[m.Source], volumeUser{rec.ID, live})
