@@ -60,14 +60,15 @@ type runFlags struct {
 	publishAll                                      bool
 }
 
-// runCommand is docker run.
-func runCommand(fs *flagSet) runFunc {
-	var f runFlags
+// register defines docker run's flags on fs; create has them all but -d.
+func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.capAdd, "", "cap-add", "Add Linux capabilities")
 	fs.Strings(&f.capDrop, "", "cap-drop", "Drop Linux capabilities")
 	fs.Int(&f.cpuShares, "c", "cpu-shares", 0, "CPU shares (relative weight)")
 	fs.String(&f.cpus, "", "cpus", "decimal", "", "Number of CPUs")
-	fs.Bool(&f.detach, "d", "detach", "Run container in background and print container ID")
+	if !create {
+		fs.Bool(&f.detach, "d", "detach", "Run container in background and print container ID")
+	}
 	fs.String(&f.entrypoint, "", "entrypoint", "string", "", "Overwrite the default ENTRYPOINT of the image")
 	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
 	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
@@ -99,6 +100,12 @@ func runCommand(fs *flagSet) runFunc {
 	fs.Bool(&f.publishAll, "P", "publish-all", "Publish all exposed ports to random ports")
 	fs.Strings(&f.addHosts, "", "add-host", "Add a custom host-to-IP mapping (host:ip)")
 	fs.Strings(&f.dns, "", "dns", "Set custom DNS servers")
+}
+
+// runCommand is docker run.
+func runCommand(fs *flagSet) runFunc {
+	var f runFlags
+	f.register(fs, false)
 	return func(ctx context.Context, c *cli, args []string) error {
 		image := args[0]
 		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
@@ -992,6 +999,35 @@ func stopCommand(fs *flagSet) runFunc {
 			fmt.Fprintln(c.stdout, name)
 			return nil
 		})
+	}
+}
+
+// createCommand is docker create: the container is made as run makes it,
+// detached (started, it runs in the background, as docker's does), and
+// its ID printed.
+func createCommand(fs *flagSet) runFunc {
+	var f runFlags
+	f.register(fs, true)
+	return func(ctx context.Context, c *cli, args []string) error {
+		image := args[0]
+		f.detach = true
+		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
+		if err != nil {
+			return runError(err)
+		}
+		rt, err := c.runtime()
+		if err != nil {
+			return runError(err)
+		}
+		if err := ensureImage(ctx, c, rt, image, f.pull, f.quiet); err != nil {
+			return runError(err)
+		}
+		ctr, err := rt.Create(ctx, image, p, opts...)
+		if err != nil {
+			return runFailed(ctx, rt, err, f.name)
+		}
+		fmt.Fprintln(c.stdout, ctr.ID)
+		return nil
 	}
 }
 

@@ -741,3 +741,33 @@ func TestStartRestart(t *testing.T) {
 	}
 	mustBerth(t, root, "rm", "fg")
 }
+
+// TestCreateCommand: create makes a container that ps -a lists as
+// Created, that cp writes into, and that start -a runs and follows.
+func TestCreateCommand(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	id := strings.TrimSpace(mustBerth(t, root, "create", "--name", "made", "busybox", "sh", "-c", "cat /greeting; exit 5"))
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
+		t.Fatalf("create printed %q, want a container ID", id)
+	}
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", id) })
+	if row := psRowOf(psRows(t, root, "-a"), "made"); row == nil || row[4] != "Created" {
+		t.Errorf("ps -a row of made = %q, want status Created", row)
+	}
+	if psRowOf(psRows(t, root), "made") != nil {
+		t.Error("ps without -a lists the created container")
+	}
+	src := filepath.Join(t.TempDir(), "greeting")
+	if err := os.WriteFile(src, []byte("hello from cp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustBerth(t, root, "cp", src, "made:/greeting")
+	res := runBerth(t, root, nil, "start", "-a", "made")
+	if res.code != 5 || res.stdout != "hello from cp\n" {
+		t.Errorf("start -a made: exit %d, stdout %q, stderr %q; want the copied file and exit 5", res.code, res.stdout, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "create", "-d", "busybox"); res.code != 125 {
+		t.Errorf("create -d: exit %d, want 125 (no such flag)", res.code)
+	}
+}
