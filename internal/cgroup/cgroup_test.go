@@ -28,6 +28,10 @@ const busybox = "/bin/busybox"
 var testRoot = fmt.Sprintf("/berth-test-%d", os.Getpid())
 
 func TestMain(m *testing.M) {
+	if os.Getenv(idleEnv) != "" { // another program, for TestKillSparesAnotherProgram
+		time.Sleep(time.Hour)
+		os.Exit(0)
+	}
 	code := m.Run()
 	if l, err := hostLayout(); err == nil && os.Geteuid() == 0 {
 		if c, err := l.load(testRoot); err == nil {
@@ -313,6 +317,93 @@ func TestLifecycle(t *testing.T) {
 
 // TestKillLeavesNoZombieInside checks what Kill's doc promises: a killed process its parent
 // has not reaped yet no longer counts as inside the cgroup.
+// idleEnv makes this test binary idle, multithreaded, as another program.
+const idleEnv = "BERTH_CGROUP_TEST_IDLE"
+
+// TestKillSparesAnotherProgram: a thread of another program in the
+// cgroup's v1 hierarchies (a berth program's Exec forking into the
+// container, for a moment) does not make that program one of the
+// cgroup's processes. Kill, run by the container's owner as the container
+// exited, used to SIGKILL it: v1's cgroup.procs lists the process of every
+// thread inside.
+func TestKillSparesAnotherProgram(t *testing.T) {
+	for _, tl := range layouts(t) {
+		if tl.l.v1 == nil {
+			continue
+		}
+		t.Run(tl.name, func(t *testing.T) {
+			c := mustNew(t, tl.l, parentFor(t, tl.l)+"/a", Resources{})
+			victim := startBlocked(t, "exec sleep 300")
+			if err := c.Add(victim.pid()); err != nil {
+				t.Fatal(err)
+			}
+			victim.release(t)
+			other := exec.Command(os.Args[0])
+			other.Env = append(os.Environ(), idleEnv+"=1")
+			if err := other.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				other.Process.Kill()
+				other.Wait()
+			}()
+			pid := other.Process.Pid
+			var tid int
+			deadline := time.Now().Add(5 * time.Second)
+			for tid == 0 && time.Now().Before(deadline) {
+				entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+				for _, e := range entries {
+					if id, _ := strconv.Atoi(e.Name()); id != pid && id != 0 {
+						tid = id
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if tid == 0 {
+				t.Fatal("the other program has no second thread")
+			}
+			// Where the thread is in each v1 hierarchy, to put it back.
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", tid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			was := map[string]string{}
+			for line := range strings.Lines(string(b)) {
+				parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+				for ctrl := range strings.SplitSeq(parts[1], ",") {
+					was[ctrl] = parts[2]
+				}
+			}
+			back := map[string]string{}
+			for name, dir := range c.v1Dirs {
+				back[dir] = strings.TrimSuffix(dir, c.path) + was[procKey(name)]
+				if err := writeFile(dir, "tasks", strconv.Itoa(tid)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			killErr := c.Kill()
+			time.Sleep(10 * time.Millisecond) // a SIGKILL sent takes effect by then
+			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z ") {
+				t.Fatalf("the other program, whose thread was in the cgroup, was killed (%v)", err)
+			}
+			for _, dir := range back {
+				if err := writeFile(dir, "tasks", strconv.Itoa(tid)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if killErr != nil {
+				t.Fatalf("Kill: %v", killErr)
+			}
+			if sig, ok := signaled(victim.wait(t, 10*time.Second)); !ok || sig != syscall.SIGKILL {
+				t.Errorf("the cgroup's process: %v, want killed", victim.err)
+			}
+			if err := c.Delete(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func TestKillLeavesNoZombieInside(t *testing.T) {
 	for _, tl := range layouts(t) {
 		t.Run(tl.name, func(t *testing.T) {

@@ -143,23 +143,40 @@ func subtree(dir string) ([]string, error) {
 
 // procsIn returns the processes in dir's cgroup.procs and in those of every cgroup below it.
 // found names the first file that listed any, for error messages.
+//
+// A v1 hierarchy places threads one by one, and its cgroup.procs lists the process of every
+// thread inside: a thread of another program that joined the cgroup to fork a process into
+// it (a berth program's Exec, for a few milliseconds) made that program one of the
+// cgroup's processes, and Kill, run by the container's owner as the container exited,
+// SIGKILLed it. So where there is a tasks file (v1), a process counts only if its leader
+// thread is inside: a container's processes all start there. (One whose leader exited
+// while its other threads run is left out too; it dies with its pid namespace.)
 func procsIn(dir string) (pids []int, found string, err error) {
 	dirs, err := subtree(dir)
 	if err != nil {
 		return nil, "", err
 	}
 	for _, d := range dirs {
-		b, err := readControl(filepath.Join(d, "cgroup.procs"))
+		listed, err := readIDs(filepath.Join(d, "cgroup.procs"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed while we walked
 		}
 		if err != nil {
 			return nil, "", err
 		}
-		for _, f := range strings.Fields(string(b)) {
-			pid, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, "", fmt.Errorf("parsing %s: %w", filepath.Join(d, "cgroup.procs"), err)
+		if len(listed) == 0 {
+			continue
+		}
+		tasks, err := readIDs(filepath.Join(d, "tasks"))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			tasks = nil // v2: a process's threads are all in one cgroup
+		case err != nil:
+			return nil, "", err
+		}
+		for _, pid := range listed {
+			if tasks != nil && !slices.Contains(tasks, pid) {
+				continue
 			}
 			pids = append(pids, pid)
 			if found == "" {
@@ -168,6 +185,23 @@ func procsIn(dir string) (pids []int, found string, err error) {
 		}
 	}
 	return pids, found, nil
+}
+
+// readIDs reads a cgroup file of process or thread IDs, one per line.
+func readIDs(file string) ([]int, error) {
+	b, err := readControl(file)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int
+	for _, f := range strings.Fields(string(b)) {
+		id, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", file, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // rmdirRetry removes an empty cgroup directory. The kernel answers EBUSY for a short while
