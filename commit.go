@@ -61,6 +61,9 @@ func (c *Container) Pause(ctx context.Context) error {
 		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 	}
 	if err := cg.Freeze(ctx); err != nil {
+		if !rec.alive() { // it exited meanwhile, and its cgroup went
+			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+		}
 		return fmt.Errorf("pausing container %s: %w", c.Name, err)
 	}
 	_, err = c.rt.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
@@ -104,6 +107,9 @@ func (c *Container) Unpause(ctx context.Context) error {
 		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 	}
 	if err := cg.Thaw(ctx); err != nil {
+		if !rec.alive() {
+			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+		}
 		return fmt.Errorf("unpausing container %s: %w", c.Name, err)
 	}
 	_, err = c.rt.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
@@ -433,7 +439,7 @@ func (c *Container) diff(ctx context.Context, rec *containerRecord, pause bool, 
 			return "", 0, err
 		}
 	}
-	if rec.State.Status != statusRunning && rec.State.Status != statusPaused {
+	if rec.State.Status == statusExited || rec.State.Status == statusDead {
 		// Exited: its owner lock, held while its upper directory is read,
 		// keeps a Start from running it meanwhile (one that has it already
 		// is starting it: what it writes may be read, as without a pause).

@@ -940,20 +940,28 @@ func (ns *netSetup) teardown() {
 	// any socket made in it (Dial). Joiners are known, and their veths go
 	// now, which leaves the joiners with their loopback only; a socket is
 	// not, so a veth still there a moment later goes then, off the
-	// caller's path.
+	// caller's path. That one is known by its index, not its name: the
+	// container started again meanwhile (Start) has veths of the same
+	// names.
 	if r.namespaceShared(eps[0].ContainerID) {
 		for _, ep := range eps {
 			bridge.Delete(ep.HostIf)
 		}
 	} else {
-		go func() {
-			time.Sleep(vethGrace)
-			for _, ep := range eps {
-				if bridge.Exists(ep.HostIf) {
-					bridge.Delete(ep.HostIf)
-				}
+		var indexes []int
+		for _, ep := range eps {
+			if i := bridge.Index(ep.HostIf); i > 0 {
+				indexes = append(indexes, i)
 			}
-		}()
+		}
+		if len(indexes) > 0 {
+			go func() {
+				time.Sleep(vethGrace)
+				for _, i := range indexes {
+					bridge.DeleteIndex(i)
+				}
+			}()
+		}
 	}
 	for _, ep := range eps {
 		r.dropEndpoint(ep)

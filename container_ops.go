@@ -134,7 +134,9 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 	}()
 	tr.mark("mounts")
 	rec := &containerRecord{ID: id, Name: name, Created: time.Now().UTC(), Config: cfg, State: ContainerState{Status: statusCreated}}
-	if !createOnly {
+	if createOnly {
+		rec.Made = true
+	} else {
 		rec.Creator, rec.CreatorStart = os.Getpid(), selfStart()
 	}
 	if err := r.writeRecord(rec); err != nil {
@@ -151,14 +153,9 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 	}
 	if cfg.Detached {
 		if err := r.startDetached(ctx, rec); err != nil {
-			// The container must not stay "created": unless the monitor
-			// has it (it holds the owner lock), it never started, and is
-			// settled here; if the monitor has it (Run's context ended
-			// while it was starting it), it is stopped once started. A Run
+			// The container must not stay "created" (abandonStart). A Run
 			// that fails leaves nothing running.
-			if !r.settleCreated(id, err.Error()) {
-				r.stopAbandoned(c)
-			}
+			r.abandonStart(c, err.Error())
 			return nil, fmt.Errorf("starting container %s: %w", name, err)
 		}
 		return c, nil
@@ -183,33 +180,38 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 	return c, nil
 }
 
-// stopAbandoned stops a detached container that a monitor went on
-// starting after Run gave up on it: it waits (at most stopAbandonedWithin)
-// for the start to end and stops what started. The monitor records its
-// exit, or removes it if it is auto-removed.
-func (r *Runtime) stopAbandoned(c *Container) {
-	ctx, cancel := context.WithTimeout(context.Background(), stopAbandonedWithin)
-	defer cancel()
-	for {
+// abandonStart ends the start of a detached container given up on once
+// its record said "created" (the request to the monitor failed, or its
+// context ended): unless a monitor has it, it never started, and is
+// settled (settleCreated); if a monitor went on to start it, it is
+// stopped once started, and the monitor records its exit (or removes it,
+// auto-removed). It waits at most stopAbandonedWithin: a program that
+// holds the owner lock a moment (reading the record) must not leave the
+// container "created" with a living starter, which every later Start,
+// copy and Remove would wait on.
+func (r *Runtime) abandonStart(c *Container, cause string) {
+	deadline := time.Now().Add(stopAbandonedWithin)
+	for time.Now().Before(deadline) {
+		if r.settleCreated(c.ID, cause) {
+			return
+		}
 		rec, err := r.readRecord(c.ID)
 		if err != nil {
 			return
 		}
 		if rec.State.Status != statusCreated {
 			if rec.State.Running {
+				ctx, cancel := context.WithDeadline(context.Background(), deadline)
 				c.Stop(ctx, 0)
+				cancel()
 			}
 			return
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Millisecond):
-		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
-// stopAbandonedWithin bounds stopAbandoned: a monitor's start takes
+// stopAbandonedWithin bounds abandonStart: a monitor's start takes
 // milliseconds, and one that hangs is not waited for beyond this.
 const stopAbandonedWithin = 10 * time.Second
 
@@ -522,6 +524,10 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 			unlockWait()
 			return nil // that run ended; this is another's record
 		}
+		if rec.neverStarted() {
+			unlockWait()
+			return nil // not running, as docker wait answers at once
+		}
 		if !rec.State.Running && rec.State.Status != statusCreated {
 			unlockWait()
 			var exitErr error
@@ -603,12 +609,26 @@ func waitPidfd(ctx context.Context, fd int) {
 	}
 }
 
+// exitedWithin reports whether the process of pidfd has exited (reaped or
+// not), or does within ms milliseconds.
+func exitedWithin(fd, ms int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(fds, ms)
+	return n > 0
+}
+
 // Signal sends sig to the container's first process (docker kill -s).
 func (c *Container) Signal(ctx context.Context, sig Signal) error {
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
 		return err
 	}
+	return c.signalRun(rec, sig)
+}
+
+// signalRun sends sig to the first process of the run rec records, if it
+// still runs.
+func (c *Container) signalRun(rec *containerRecord, sig Signal) error {
 	if !rec.State.Running || !rec.alive() {
 		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 	}
@@ -654,7 +674,7 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Signal(ctx, sig); err != nil && !errors.Is(err, ErrNotRunning) {
+	if err := c.signalRun(rec, sig); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	// Only the run signalled is waited for and killed: a Start elsewhere
@@ -674,7 +694,7 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
 		cg.Kill()
 	} else {
-		c.Signal(ctx, syscall.SIGKILL)
+		c.signalRun(rec, syscall.SIGKILL)
 	}
 	if err := c.rt.waitContainer(ctx, c, rec.State.StartedAt); err != nil && ctx.Err() != nil {
 		return err

@@ -48,9 +48,7 @@ func (c *Container) Start(ctx context.Context) error {
 	if rec.Config.Detached {
 		unlock() // the monitor takes it to start the container
 		if err := r.startDetached(ctx, rec); err != nil {
-			if !r.settleCreated(c.ID, err.Error()) {
-				r.stopAbandoned(c)
-			}
+			r.abandonStart(c, err.Error())
 			return fmt.Errorf("starting container %s: %w", c.Name, err)
 		}
 		return nil
@@ -80,7 +78,7 @@ func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *cont
 	}
 	// The host ends of the last run's veths go with its network namespace,
 	// in the background; the new ones have the same names.
-	if rec.Starts > 0 && len(rec.Config.Networks) > 0 {
+	if !rec.neverStarted() && len(rec.Config.Networks) > 0 {
 		if err := bridge.DeletePrefixed(hostVethPrefix(rec.ID)); err != nil {
 			return err
 		}
@@ -125,7 +123,7 @@ func (c *Container) Restart(ctx context.Context, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if rec.Config.AutoRemove {
+	if rec.Config.AutoRemove && rec.State.Status != statusCreated {
 		return fmt.Errorf("%w: container %s is removed when it stops (auto-remove) and cannot be restarted", ErrInvalid, c.Name)
 	}
 	if err := c.Stop(ctx, timeout); err != nil {

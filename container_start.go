@@ -304,8 +304,7 @@ type running struct {
 // claimStart takes the owner lock of a container about to be launched,
 // which must be in state "created".
 func (r *Runtime) claimStart(rec *containerRecord) (unlock func(), err error) {
-	unlock, ok := r.store.TryLock("owner-"+rec.ID, true)
-	if !ok {
+	if unlock, err = r.lockCreated(rec.ID, time.Second); err != nil {
 		return nil, fmt.Errorf("container %s is owned by another program", rec.Name)
 	}
 	return unlock, nil

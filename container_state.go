@@ -43,13 +43,19 @@ type containerRecord struct {
 	// Starts counts the launches that got the container's process running:
 	// 1 after Run, one more per Start.
 	Starts int `json:"starts,omitempty"`
+	// Made is set on a container Create made: the user keeps it, and its
+	// owner's death leaves it exited, never removed, from its first run on.
+	Made bool `json:"made,omitempty"`
 }
 
 // startedAgain reports whether the container was started again after its
-// first run (Start), or is being started again: an attached one the user
-// kept past an exit, which its owner's death leaves exited, not removed
-// as it removes one on its first run.
+// first run (Start), or is being started again, or was made by Create: an
+// attached one the user kept, which its owner's death leaves exited, not
+// removed as it removes one on its first run.
 func (rec *containerRecord) startedAgain() bool {
+	if rec.Made {
+		return true
+	}
 	if rec.State.Status == statusCreated {
 		return rec.Starts >= 1
 	}
@@ -259,6 +265,12 @@ var selfStart = sync.OnceValue(func() uint64 { return procStartTime(os.Getpid())
 func (rec *containerRecord) creatorGone() bool {
 	return rec.State.Status == statusCreated && rec.Creator > 0 && rec.CreatorStart != 0 &&
 		procStartTime(rec.Creator) != rec.CreatorStart
+}
+
+// neverStarted reports a container Create made that no start has been
+// asked of yet.
+func (rec *containerRecord) neverStarted() bool {
+	return rec.State.Status == statusCreated && rec.Creator == 0
 }
 
 // starting reports whether the container is being started: "created",

@@ -295,7 +295,7 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 	if rec.State.Running || rec.starting() {
 		return errStarted // or starting: its own overlay is being mounted
 	}
-	if rec.Config.throwaway() {
+	if rec.Config.throwaway() && !rec.neverStarted() {
 		// Its exit is recorded and its removal under way; its volatile
 		// overlay cannot be mounted again (initproc.Spec.Volatile).
 		return fmt.Errorf("%w: container %s was auto-removed when it exited", ErrNotFound, rec.Name)
@@ -323,7 +323,10 @@ func (r *Runtime) inStoppedRoot(ctx context.Context, id string, fn func(root int
 	var binds []initproc.Mount
 	for _, m := range r.mountSpecs(rec.Config.Mounts) {
 		if m.Type == "bind" {
-			m.Seed = false
+			// A volume gets the image's content on its first mount, as
+			// docker gives it at create: a copy into a container Create
+			// made may be that mount.
+			m.Seed = m.Seed && rec.neverStarted()
 			binds = append(binds, m)
 		}
 	}

@@ -171,6 +171,13 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	}
 	if initproc.ExecDirectSupported(spec) {
 		if err := e.startDirect(spec, ns, cg, files, p); err != nil {
+			if exitedWithin(pidfd, 100) {
+				// It exited meanwhile: a fork into a pid namespace whose
+				// first process is gone fails with ENOMEM, and one just
+				// before is killed with the namespace's other processes
+				// before that first process is gone.
+				return nil, notRunning
+			}
 			return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
 		}
 		go e.reap()
@@ -183,6 +190,9 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	e.cmd, e.wait = proc.Cmd, proc.Wait
 	proc.Cmd.Stdin, proc.Cmd.Stdout, proc.Cmd.Stderr = files[0], files[1], files[2]
 	if err := proc.Start(ns); err != nil {
+		if exitedWithin(pidfd, 100) {
+			return nil, notRunning
+		}
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
 	}
 	fail := func(err error) (*Execution, error) {

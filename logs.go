@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -133,8 +134,12 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 	}
 	f, err := os.Open(filepath.Join(c.rt.containerDir(c.ID), logName))
 	if err != nil {
-		if _, rerr := c.rt.readRecord(c.ID); rerr != nil {
+		rec, rerr := c.rt.readRecord(c.ID)
+		if rerr != nil {
 			return rerr
+		}
+		if rec.neverStarted() && errors.Is(err, fs.ErrNotExist) {
+			return nil // nothing logged yet
 		}
 		return fmt.Errorf("container %s has no log: %w", c.Name, err)
 	}

@@ -291,11 +291,13 @@ func (m *monitor) start(id string) monitorReply {
 	}
 	// The lock first, the record then: the program that asked may have
 	// given up since (settleCreated holds the lock to end the record).
-	rec, unlock, err := m.rt.lockOwner(id)
-	if errors.Is(err, errOwned) {
+	unlock, err := m.rt.lockCreated(id, time.Second)
+	if err != nil {
 		return monitorReply{Error: "container " + id + " is owned by another program"}
 	}
+	rec, err := m.rt.readRecord(id)
 	if err != nil {
+		unlock()
 		return monitorReply{Error: err.Error()}
 	}
 	if rec.State.Status != statusCreated {

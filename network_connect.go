@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/berth-dev/berth/internal/bridge"
 )
@@ -21,7 +22,7 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	cur, err := r.readRecord(c.ID)
+	cur, err := r.notStarting(ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -83,6 +84,23 @@ func (r *Runtime) freeInterfaceIndex(rec *containerRecord) int {
 	return i
 }
 
+// notStarting waits while container id is being started, and returns its
+// record then: a network joined or left while a start is setting up the
+// container's networks would be recorded but not made (or undone).
+func (r *Runtime) notStarting(ctx context.Context, id string) (*containerRecord, error) {
+	for {
+		rec, err := r.readRecord(id)
+		if err != nil || !rec.starting() {
+			return rec, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 func (r *Runtime) undoConnect(ctx context.Context, c *Container, n *Network, cause error) error {
 	r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
 		rec.Config.Networks = slices.DeleteFunc(rec.Config.Networks, func(a networkAttachment) bool { return a.NetworkID == n.ID })
@@ -98,6 +116,9 @@ func (r *Runtime) undoConnect(ctx context.Context, c *Container, n *Network, cau
 func (n *Network) Disconnect(ctx context.Context, c *Container) error {
 	r := n.rt
 	if err := r.checkOpen(); err != nil {
+		return err
+	}
+	if _, err := r.notStarting(ctx, c.ID); err != nil {
 		return err
 	}
 	rec, err := r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {

@@ -6,10 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -477,5 +480,192 @@ func TestCreateDetached(t *testing.T) {
 	rt2.Close()
 	if st, err := c.State(ctx); err != nil || !st.Running || !alive(st.Pid) {
 		t.Errorf("State after the starting Runtime closed = %+v, %v; want running", st, err)
+	}
+}
+
+// TestLifecycleStress runs Start, Stop, Restart, Exec, Pause, Unpause,
+// CopyTo, Wait and Remove on a few containers from several goroutines at
+// once for a while. No operation may hang, and once every container is
+// removed nothing of them may be left: cgroups, veths, processes.
+func TestLifecycleStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a stress test")
+	}
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	names := []string{"s0", "s1", "s2"}
+	var ids []string
+	for i, name := range names {
+		opts := []berth.RunOption{berth.WithName(name)}
+		if i%2 == 1 {
+			opts = append(opts, berth.WithDetach())
+		}
+		c := mustRun(t, rt, "busybox", sh("trap 'exit 3' TERM; echo x >> /runs; while true; do sleep 0.05; done"), opts...)
+		ids = append(ids, c.ID)
+	}
+	tarball := func(name string) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: 1})
+		tw.Write([]byte("x"))
+		tw.Close()
+		return b.Bytes()
+	}
+	var copies atomic.Int64
+	ops := []func(c *berth.Container, ctx context.Context) error{
+		func(c *berth.Container, ctx context.Context) error { return c.Start(ctx) },
+		func(c *berth.Container, ctx context.Context) error { return c.Stop(ctx, 50*time.Millisecond) },
+		func(c *berth.Container, ctx context.Context) error { return c.Restart(ctx, 50*time.Millisecond) },
+		func(c *berth.Container, ctx context.Context) error {
+			e, err := c.Exec(ctx, &berth.Process{Args: []string{"true"}})
+			if err == nil {
+				c.Unpause(ctx) // a Pause after the start would hold the exec'd process
+				err = e.Wait(ctx)
+			}
+			return err
+		},
+		func(c *berth.Container, ctx context.Context) error {
+			err := c.Pause(ctx)
+			time.Sleep(5 * time.Millisecond)
+			c.Unpause(ctx)
+			return err
+		},
+		func(c *berth.Container, ctx context.Context) error {
+			// Two copies of one file at once may race each other: each
+			// copy's file is its own.
+			return c.CopyTo(ctx, "/", bytes.NewReader(tarball(fmt.Sprintf("f%d", copies.Add(1)))))
+		},
+		func(c *berth.Container, ctx context.Context) error {
+			wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			err := c.Wait(wctx)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return nil
+			}
+			return err
+		},
+	}
+	deadline := time.Now().Add(4 * time.Second)
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(g), 7))
+			for time.Now().Before(deadline) {
+				c, err := rt.Container(ctx, names[rnd.IntN(len(names))])
+				if err != nil {
+					t.Errorf("Container: %v", err)
+					return
+				}
+				i := rnd.IntN(len(ops))
+				octx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				err = ops[i](c, octx)
+				timedOut := octx.Err() != nil
+				cancel()
+				if timedOut {
+					t.Errorf("operation %d on %s did not return in 20 s: %v", i, c.Name, err)
+					return
+				}
+				// Errors the races allow: not running, paused, already
+				// paused or not paused.
+				if err != nil && !errors.Is(err, berth.ErrNotRunning) && !errors.Is(err, berth.ErrInvalid) && exitCode(err) < 0 {
+					t.Errorf("operation %d on %s: %v", i, c.Name, err)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	for _, name := range names {
+		c, err := rt.Container(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Unpause(ctx)
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if err := c.Remove(rctx, berth.WithForce()); err != nil {
+			t.Errorf("Remove %s: %v", name, err)
+		}
+		cancel()
+	}
+	if !eventually(5*time.Second, func() bool { return len(cgroupDirs(t, rt.Root())) == 0 }) {
+		t.Errorf("cgroups left: %v", cgroupDirs(t, rt.Root()))
+	}
+	links, _ := filepath.Glob("/sys/class/net/bv*")
+	for _, l := range links {
+		for _, id := range ids {
+			if strings.HasPrefix(filepath.Base(l), "bv"+id[:10]) {
+				if eventually(3*time.Second, func() bool { _, err := os.Stat(l); return err != nil }) {
+					continue
+				}
+				t.Errorf("veth left: %s", l)
+			}
+		}
+	}
+}
+
+// TestCreateCopyIntoVolume: a copy into a volume of a container Create
+// made gives the volume the image's content first, as docker's create
+// does: the copy used to leave it with the copied file alone, and the
+// start, finding it not empty, never seeded it.
+func TestCreateCopyIntoVolume(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"/bin/sh", "-c", "cat /bin/extra"}},
+		berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "tools", Target: "/bin"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove(ctx, berth.WithForce())
+	if err := c.Wait(ctx); err != nil {
+		t.Errorf("Wait on a container never started: %v, want nil at once (docker wait)", err)
+	}
+	var logs bytes.Buffer
+	if err := c.Logs(ctx, &logs, &logs); err != nil || logs.Len() != 0 {
+		t.Errorf("Logs of a container never started: %q, %v; want nothing", logs.String(), err)
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "extra", Mode: 0o644, Size: 6})
+	tw.Write([]byte("extra\n"))
+	tw.Close()
+	if err := c.CopyTo(ctx, "/bin", &b); err != nil {
+		t.Fatalf("CopyTo: %v", err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v (the volume lacks the image's /bin/sh?)", err)
+	}
+	if err := c.Wait(ctx); err != nil {
+		t.Fatalf("the container: %v", err)
+	}
+	logs.Reset()
+	if c.Logs(ctx, &logs, &logs); logs.String() != "extra\n" {
+		t.Errorf("Logs = %q", logs.String())
+	}
+}
+
+// TestCreateKeptWhenStarterDies: an attached container Create made is
+// kept, exited, when the program that started it is killed during its
+// first run.
+func TestCreateKeptWhenStarterDies(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if _, err := rt.Create(ctx, "busybox", sh("exec sleep 300"), berth.WithName("made-kept")); err != nil {
+		t.Fatal(err)
+	}
+	prog := runProgram(t, rt.Root(), "start", "made-kept", "")
+	prog.Process.Kill()
+	prog.Wait()
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	c, err := rt2.Container(ctx, "made-kept")
+	if err != nil {
+		t.Fatalf("the created container after its starter died: %v", err)
+	}
+	if st, err := c.State(ctx); err != nil || st.Status != "exited" {
+		t.Errorf("State = %+v, %v; want exited", st, err)
 	}
 }

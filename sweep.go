@@ -1,6 +1,7 @@
 package berth
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -74,11 +75,13 @@ func (r *Runtime) sweepContainers() {
 				r.removeContainerFiles(id, rec.Name)
 				return
 			}
-			rec.State.Status, rec.State.Running, rec.State.Pid = statusExited, false, 0
-			rec.State.ExitCode = 255
-			rec.State.Error = "the process that owned the container died; its exit status is unknown"
-			rec.State.FinishedAt = time.Now().UTC()
-			r.writeRecord(rec)
+			r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+				cur.State.Status, cur.State.Running, cur.State.Pid = statusExited, false, 0
+				cur.State.ExitCode = 255
+				cur.State.Error = "the process that owned the container died; its exit status is unknown"
+				cur.State.FinishedAt = time.Now().UTC()
+				return nil
+			})
 		}()
 	}
 }
@@ -160,9 +163,34 @@ func (r *Runtime) settleCreated(id, cause string) bool {
 		return true
 	}
 	r.deleteCgroup(id)
-	rec.State.Status, rec.State.ExitCode, rec.State.Error = statusExited, 128, cause
-	rec.State.FinishedAt = time.Now().UTC()
-	return r.writeRecord(rec) == nil
+	// Under the record's lock too: a Connect meanwhile is kept.
+	_, err = r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+		cur.State.Status, cur.State.ExitCode, cur.State.Error = statusExited, 128, cause
+		cur.State.FinishedAt = time.Now().UTC()
+		return nil
+	})
+	return err == nil
+}
+
+// lockCreated takes the owner lock of a container about to be started,
+// whose record says "created": a program that holds the lock a moment (one
+// that read the record to see whether it could start or settle it) is
+// waited for, at most within. It fails with errOwned once the record no
+// longer says "created" (another program started or settled it).
+func (r *Runtime) lockCreated(id string, within time.Duration) (func(), error) {
+	deadline := time.Now().Add(within)
+	for {
+		if unlock, ok := r.store.TryLock("owner-"+id, true); ok {
+			return unlock, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, errOwned
+		}
+		if cur, err := r.readRecord(id); err != nil || cur.State.Status != statusCreated {
+			return nil, errOwned
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // errOwned is lockOwner's error when another holds the owner lock.

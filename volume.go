@@ -222,10 +222,11 @@ func (r *Runtime) Volumes(ctx context.Context) ([]*Volume, error) {
 
 // Remove deletes the volume and its data (docker volume rm). While a
 // container of the root uses it it fails with ErrInUse. WithForce lifts
-// that for containers that are not running (created and never started by a
-// program that died, or exited): their records keep naming the volume, and
-// a container started later WithVolumesFrom one of them gets a new, empty
-// volume of that name. A volume a running, paused or starting container
+// that for containers that are not running (made by Create and never
+// started, created by a Run whose program died, or exited): their records
+// keep naming the volume; such a container started later (Start) fails,
+// and one started WithVolumesFrom one of them gets a new, empty volume of
+// that name. A volume a running, paused or starting container
 // mounts is never removed, forced or not: its process would lose the data
 // it is using, and docker refuses too (docker volume rm --force refuses a
 // volume any container uses; its force only hides a missing volume).

@@ -101,6 +101,11 @@ func Delete(name string) error {
 // prefix.
 func DeletePrefixed(prefix string) error {
 	links, err := netlink.LinkList()
+	// A dump that links changed under (the kernel's NLM_F_DUMP_INTR) is
+	// asked again.
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 10; try++ {
+		links, err = netlink.LinkList()
+	}
 	if err != nil {
 		return fmt.Errorf("listing links: %w", err)
 	}
@@ -110,6 +115,26 @@ func DeletePrefixed(prefix string) error {
 				return fmt.Errorf("deleting link %s: %w", l.Attrs().Name, err)
 			}
 		}
+	}
+	return nil
+}
+
+// Index is the index of the host's link name, or 0 when there is none.
+func Index(name string) int {
+	index, _, err := indexAndMTU(name)
+	if err != nil {
+		return 0
+	}
+	return index
+}
+
+// DeleteIndex removes the link whose index is index, if there still is
+// one: unlike a name, which a new link can take as soon as the old one
+// goes, an index is not handed out again soon.
+func DeleteIndex(index int) error {
+	err := netlink.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("deleting link %d: %w", index, err)
 	}
 	return nil
 }
