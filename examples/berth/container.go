@@ -122,7 +122,7 @@ func runCommand(fs *flagSet) runFunc {
 		if f.detach {
 			ctr, err := rt.Run(ctx, image, p, opts...)
 			if err != nil {
-				return runFailed(ctx, rt, err, f.name)
+				return runFailed(ctx, rt, err, f.name, "run")
 			}
 			fmt.Fprintln(c.stdout, ctr.ID)
 			return nil
@@ -646,9 +646,10 @@ func runError(err error) error {
 	return &statusError{code: exitBerth, msg: "Error: " + err.Error()}
 }
 
-// runFailed is the exit of a run whose container did not start: 126 or
-// 127 when its command could not be run, as docker exits, else 125.
-func runFailed(ctx context.Context, rt *berth.Runtime, err error, name string) error {
+// runFailed is the exit of a run (or create, cmd) whose container did not
+// start: 126 or 127 when its command could not be run, as docker exits,
+// else 125.
+func runFailed(ctx context.Context, rt *berth.Runtime, err error, name, cmd string) error {
 	code := exitBerth
 	var ee *berth.ExitError
 	if errors.As(err, &ee) {
@@ -663,7 +664,7 @@ func runFailed(ctx context.Context, rt *berth.Runtime, err error, name string) e
 		}
 		msg += ". You have to remove (or rename) that container to be able to reuse that name."
 	}
-	return &statusError{code: code, msg: "Error: " + msg + "\nSee 'berth run --help'."}
+	return &statusError{code: code, msg: "Error: " + msg + "\nSee 'berth " + cmd + " --help'."}
 }
 
 // runAttached runs the container with our standard streams and exits with
@@ -680,7 +681,7 @@ func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p
 
 	ctr, err := rt.Run(ctx, image, p, opts...)
 	if err != nil {
-		return runFailed(ctx, rt, err, name)
+		return runFailed(ctx, rt, err, name, "run")
 	}
 	return attach(ctx, c, p, ctr, sigc)
 }
@@ -1024,7 +1025,7 @@ func createCommand(fs *flagSet) runFunc {
 		}
 		ctr, err := rt.Create(ctx, image, p, opts...)
 		if err != nil {
-			return runFailed(ctx, rt, err, f.name)
+			return runFailed(ctx, rt, err, f.name, "create")
 		}
 		fmt.Fprintln(c.stdout, ctr.ID)
 		return nil
