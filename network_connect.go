@@ -2,6 +2,7 @@ package berth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/bridge"
+	"golang.org/x/sys/unix"
 )
 
 // Connect attaches the container to the network (docker network connect
@@ -22,6 +24,11 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
+	unlock, err := r.lockNetworks(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	cur, err := r.notStarting(ctx, c.ID)
 	if err != nil {
 		return err
@@ -49,14 +56,30 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 	if err != nil {
 		return r.undoConnect(ctx, c, n, err)
 	}
-	f, err := os.Open("/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/net")
+	nsPath := "/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/net"
+	f, err := os.Open(nsPath)
 	if err == nil {
 		mac, _ := net.ParseMAC(ep.MAC)
-		err = bridge.Attach(int(f.Fd()), bridge.Endpoint{Bridge: bridgeName(r.root, n.ID), HostName: ep.HostIf, Name: ep.Ifname, Addr: ep.Addr, MAC: mac})
+		bep := bridge.Endpoint{Bridge: bridgeName(r.root, n.ID), HostName: ep.HostIf, Name: ep.Ifname, Addr: ep.Addr, MAC: mac}
+		err = bridge.Attach(int(f.Fd()), bep)
+		if errors.Is(err, unix.EEXIST) && bridge.Exists(ep.HostIf) {
+			// The container has no interface of that number (Connect and
+			// Disconnect hold its network lock): a host end of that name
+			// is an earlier run's the kernel has not deleted yet.
+			if bridge.Delete(ep.HostIf) == nil {
+				err = bridge.Attach(int(f.Fd()), bep)
+			}
+		}
 		f.Close()
 	}
 	if err != nil {
 		r.dropEndpoint(ep)
+		if _, serr := os.Stat(nsPath); serr != nil || procStartTime(rec.State.Pid) != rec.PidStart {
+			// It stopped meanwhile (its namespace went with it, before its
+			// process was reaped): it joins the network when it next
+			// starts, as a stopped one does.
+			return nil
+		}
 		return r.undoConnect(ctx, c, n, fmt.Errorf("connecting container %s to network %q: %w", c.Name, n.Name, err))
 	}
 	_, err = r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
@@ -82,6 +105,14 @@ func (r *Runtime) freeInterfaceIndex(rec *containerRecord) int {
 		i++
 	}
 	return i
+}
+
+// lockNetworks serialises Connect and Disconnect of container id across
+// programs: a Disconnect between a Connect's record update and its veth
+// found no endpoint to remove, and left the container an interface its
+// record did not list, whose name the next Connect then could not take.
+func (r *Runtime) lockNetworks(ctx context.Context, id string) (func(), error) {
+	return r.store.Lock(ctx, "net-"+id, true)
 }
 
 // notStarting waits while container id is being started, and returns its
@@ -118,6 +149,11 @@ func (n *Network) Disconnect(ctx context.Context, c *Container) error {
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
+	unlock, err := r.lockNetworks(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := r.notStarting(ctx, c.ID); err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 var errWouldBlock = errors.New("lock held by another process")
 
 // Per-object locks. A lock named <kind>-<64 hex digits>, for a kind in
-// objectLockKinds (a container's owner, record, wait and pause locks), is not a
+// objectLockKinds (a container's owner, record, wait, pause and network locks), is not a
 // file of its own but one byte of locks/objects, locked with an open file
 // description lock (fcntl F_OFD_SETLK): like flock, it belongs to the open
 // file, conflicts between two opens in one process, is shared by a fork
@@ -29,7 +29,7 @@ var errWouldBlock = errors.New("lock held by another process")
 // removals, a quarter of the monitor's CPU was that scan. The byte is the
 // name's 64-bit FNV-1a hash with the top bit cleared, so two live names
 // share one with a chance of about n²/2⁶⁴.
-var objectLockKinds = []string{"owner-", "ctr-", "wait-", "pause-"}
+var objectLockKinds = []string{"owner-", "ctr-", "wait-", "pause-", "net-"}
 
 const objectLockFile = "objects"
 

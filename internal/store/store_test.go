@@ -314,8 +314,11 @@ func TestObjectLocks(t *testing.T) {
 	if _, ok := objectLockByte("owner-" + id1[:63]); ok {
 		t.Error("a 63-digit ID was taken for an object lock")
 	}
-	if _, ok := objectLockByte("net-" + id1); ok {
-		t.Error("net-<id> was taken for an object lock")
+	if _, ok := objectLockByte("volume-" + id1); ok {
+		t.Error("volume-<id> was taken for an object lock")
+	}
+	if _, ok := objectLockByte("net-" + id1); !ok {
+		t.Error("net-<id>, a container's network lock, is not an object lock")
 	}
 }
 
