@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/berth-dev/berth/internal/caps"
 	"golang.org/x/sys/unix"
@@ -527,9 +528,15 @@ func (d *Direct) fork(r *startReq) (int, error) {
 		defer release()
 		exe = path
 	}
-	pid, err := syscall.ForkExec(exe, argv, &syscall.ProcAttr{
-		Dir: ".", Env: s.Env, Files: files, Sys: sys,
-	})
+	attr := &syscall.ProcAttr{Dir: ".", Env: s.Env, Files: files, Sys: sys}
+	pid, err := syscall.ForkExec(exe, argv, attr)
+	// ETXTBSY: a process another thread of this program forked while the
+	// helper's file was open for writing holds that fd until its own exec,
+	// a moment (Go's golang.org/issue/22315).
+	for try := 0; err == syscall.ETXTBSY && try < 50; try++ {
+		time.Sleep(time.Millisecond)
+		pid, err = syscall.ForkExec(exe, argv, attr)
+	}
 	if err != nil {
 		// The child's steps that can fail: the credentials, chdir(".") as
 		// the user (EACCES: the user may not enter the working directory)
