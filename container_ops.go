@@ -609,6 +609,15 @@ func waitPidfd(ctx context.Context, fd int) {
 	}
 }
 
+// killCgroup kills every process in container id's cgroup.
+func (r *Runtime) killCgroup(id string) error {
+	cg, err := cgroup.Load(r.cgroupPath(id))
+	if err != nil {
+		return err
+	}
+	return cg.Kill()
+}
+
 // exitedWithin reports whether the process of pidfd has exited (reaped or
 // not), or does within ms milliseconds.
 func exitedWithin(fd, ms int) bool {
@@ -688,12 +697,14 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if cur, err := c.rt.readRecord(c.ID); err != nil || !cur.State.StartedAt.Equal(rec.State.StartedAt) {
+	cur, err := c.rt.readRecord(c.ID)
+	if err != nil || !cur.State.StartedAt.Equal(rec.State.StartedAt) {
 		return nil
 	}
-	if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
-		cg.Kill()
-	} else {
+	// SIGKILL to the run's first process ends its pid namespace, every
+	// process of the run with it; the cgroup, whose path the next run
+	// takes, is killed only to reach a paused run's frozen processes.
+	if cur.State.Status != statusPaused || c.rt.killCgroup(c.ID) != nil {
 		c.signalRun(rec, syscall.SIGKILL)
 	}
 	if err := c.rt.waitContainer(ctx, c, rec.State.StartedAt); err != nil && ctx.Err() != nil {

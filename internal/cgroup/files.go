@@ -158,8 +158,8 @@ func procsIn(dir string) (pids []int, found string, err error) {
 	}
 	for _, d := range dirs {
 		listed, err := readIDs(filepath.Join(d, "cgroup.procs"))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed while we walked
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+			continue // removed while we walked (or read)
 		}
 		if err != nil {
 			return nil, "", err
@@ -169,6 +169,8 @@ func procsIn(dir string) (pids []int, found string, err error) {
 		}
 		tasks, err := readIDs(filepath.Join(d, "tasks"))
 		switch {
+		case errors.Is(err, unix.ENODEV):
+			continue // removed while we read
 		case errors.Is(err, fs.ErrNotExist):
 			tasks = nil // v2: a process's threads are all in one cgroup
 		case err != nil:
