@@ -512,7 +512,32 @@ func TestLifecycleStress(t *testing.T) {
 		return b.Bytes()
 	}
 	var copies atomic.Int64
+	n, err := rt.CreateNetwork(ctx, "stress")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ops := []func(c *berth.Container, ctx context.Context) error{
+		func(c *berth.Container, ctx context.Context) error { return n.Connect(ctx, c) },
+		func(c *berth.Container, ctx context.Context) error { return n.Disconnect(ctx, c) },
+		func(c *berth.Container, ctx context.Context) error {
+			_, err := c.Commit(ctx)
+			return err
+		},
+		func(c *berth.Container, ctx context.Context) error {
+			_, err := c.Top(ctx)
+			return err
+		},
+		func(c *berth.Container, ctx context.Context) error {
+			// Another container made and removed beside these.
+			o, err := rt.Create(ctx, "busybox", sh("true"))
+			if err == nil {
+				err = o.Start(ctx)
+				if rerr := o.Remove(ctx, berth.WithForce()); err == nil {
+					err = rerr
+				}
+			}
+			return err
+		},
 		func(c *berth.Container, ctx context.Context) error { return c.Start(ctx) },
 		func(c *berth.Container, ctx context.Context) error { return c.Stop(ctx, 50*time.Millisecond) },
 		func(c *berth.Container, ctx context.Context) error { return c.Restart(ctx, 50*time.Millisecond) },
@@ -568,8 +593,9 @@ func TestLifecycleStress(t *testing.T) {
 					return
 				}
 				// Errors the races allow: not running, paused, already
-				// paused or not paused.
-				if err != nil && !errors.Is(err, berth.ErrNotRunning) && !errors.Is(err, berth.ErrInvalid) && exitCode(err) < 0 {
+				// paused or not paused, on the network already or not.
+				if err != nil && !errors.Is(err, berth.ErrNotRunning) && !errors.Is(err, berth.ErrInvalid) && exitCode(err) < 0 &&
+					!errors.Is(err, berth.ErrExists) && !errors.Is(err, berth.ErrNotFound) { // connected twice, disconnected twice
 					t.Errorf("operation %d on %s: %v", i, c.Name, err)
 				}
 			}
