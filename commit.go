@@ -443,8 +443,12 @@ func (c *Container) diff(ctx context.Context, rec *containerRecord, pause bool, 
 		// Exited: its owner lock, held while its upper directory is read,
 		// keeps a Start from running it meanwhile (one that has it already
 		// is starting it: what it writes may be read, as without a pause).
-		if unlock, ok := r.store.TryLock("owner-"+c.ID, true); ok {
-			defer unlock()
+		if locked, unlock, err := r.lockOwner(c.ID); err == nil {
+			if locked.State.Status == statusExited || locked.State.Status == statusDead {
+				defer unlock()
+			} else {
+				unlock() // started since: a Start's monitor waits for this lock
+			}
 		}
 	}
 	tr.mark("pause")

@@ -775,7 +775,8 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 				cg.Kill()
 			}
 			c.Signal(ctx, syscall.SIGKILL)
-			if err := c.Wait(ctx); err != nil && ctx.Err() != nil {
+			// The run killed, not one started since (the loop finds that).
+			if err := c.rt.waitContainer(ctx, c, rec.State.StartedAt); err != nil && ctx.Err() != nil {
 				return err
 			}
 		}

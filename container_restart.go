@@ -29,7 +29,8 @@ import (
 // Process of Run's to write to, its output goes to its log only (Logs).
 // Start returns once the container's process runs; use Wait for its end.
 // If the command cannot be run, Start fails as Run does, and the container
-// is left exited with the reason in its State.
+// is left exited with the reason in its State (or removed, if it is
+// auto-removed).
 func (c *Container) Start(ctx context.Context) error {
 	r := c.rt
 	done, err := r.beginRun()
@@ -99,8 +100,15 @@ func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *cont
 			return fmt.Errorf("its volume %s: %w", m.Source, err)
 		}
 	}
-	// Under the record's lock, which a copy to or from the stopped
-	// container holds while its overlay is mounted.
+	// Under the container's network lock, which Connect and Disconnect
+	// hold: one made before is in the record read here, one after waits
+	// for the start (notStarting). Under the record's lock, which a copy
+	// to or from the stopped container holds while its overlay is mounted.
+	unlockNetworks, err := r.lockNetworks(ctx, rec.ID)
+	if err != nil {
+		return err
+	}
+	defer unlockNetworks()
 	cur, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
 		cur.State = ContainerState{Status: statusCreated}
 		cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
@@ -146,8 +154,10 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 		switch {
 		case rec.State.Status == statusPaused:
 			return nil, nil, fmt.Errorf("%w: container %s is paused; unpause it instead", ErrInvalid, c.Name)
-		case rec.State.Running:
+		case rec.State.Running && rec.alive():
 			return nil, nil, nil
+		case rec.State.Running:
+			// Exited; its owner is recording that: a moment.
 		case rec.creatorGone():
 			if r.settleCreated(c.ID, errCreatorGone) {
 				continue // read what it was settled as
@@ -161,7 +171,7 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 			locked, unlock, err := r.lockOwner(c.ID)
 			if err == nil {
 				switch {
-				case locked.State.Status == statusExited || (locked.State.Status == statusCreated && locked.Creator == 0):
+				case locked.State.Status == statusExited || locked.neverStarted():
 					return locked, unlock, nil
 				case locked.State.Running && !locked.alive():
 					locked.State.Status, locked.State.Running = statusDead, false

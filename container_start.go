@@ -414,22 +414,19 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 		c.Close() // the child's ends of the pipes
 	}
 	run.closers = nil
-	state := ContainerState{Status: statusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC()}
-	state.Networks, state.Ports = run.net.state()
-	pidStart := procStartTime(pid)
-	// Read, changed and written under the record's lock: a Connect or
-	// Disconnect made while the container was starting is kept.
-	cur, err := r.updateRecord(context.WithoutCancel(ctx), rec.ID, func(cur *containerRecord) error {
-		cur.State, cur.PidStart = state, pidStart
-		cur.Starts++
-		return nil
-	})
-	if err != nil {
+	// The whole record, as read or written when the start began: a Connect
+	// or Disconnect waits while the container is being started
+	// (notStarting), and one made before a start again is in the record
+	// that start read under the network lock.
+	rec.State = ContainerState{Status: statusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC()}
+	rec.State.Networks, rec.State.Ports = run.net.state()
+	rec.PidStart = procStartTime(pid)
+	rec.Starts++
+	if err := r.writeRecord(rec); err != nil {
 		run.proc.Cmd.Process.Kill()
 		run.proc.Wait()
 		return nil, err
 	}
-	*rec = *cur
 	r.track(rec.ID, run)
 	go run.wait()
 	return run, nil

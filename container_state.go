@@ -48,18 +48,22 @@ type containerRecord struct {
 	Made bool `json:"made,omitempty"`
 }
 
-// startedAgain reports whether the container was started again after its
-// first run (Start), or is being started again, or was made by Create: an
-// attached one the user kept, which its owner's death leaves exited, not
-// removed as it removes one on its first run.
-func (rec *containerRecord) startedAgain() bool {
-	if rec.Made {
+// removedWithOwner reports whether the death of the program that owns the
+// container (or was starting it) removes it rather than leaving it
+// exited: an auto-removed one, and an attached one on its first run from
+// Run. One the user kept (made by Create, or started again after an exit)
+// is left exited.
+func (rec *containerRecord) removedWithOwner() bool {
+	if rec.Config.AutoRemove {
 		return true
 	}
-	if rec.State.Status == statusCreated {
-		return rec.Starts >= 1
+	if rec.Config.Detached || rec.Made {
+		return false
 	}
-	return rec.Starts >= 2
+	if rec.State.Status == statusCreated {
+		return rec.Starts == 0 // Run's first start; later, a start again
+	}
+	return rec.Starts <= 1
 }
 
 const (
@@ -270,7 +274,7 @@ func (rec *containerRecord) creatorGone() bool {
 // neverStarted reports a container Create made that no start has been
 // asked of yet.
 func (rec *containerRecord) neverStarted() bool {
-	return rec.State.Status == statusCreated && rec.Creator == 0
+	return rec.State.Status == statusCreated && rec.Made && rec.Creator == 0
 }
 
 // starting reports whether the container is being started: "created",

@@ -226,7 +226,7 @@ func (c *Container) inRoot(ctx context.Context, fn func(root int) error) error {
 			// It exited: let its owner record that before the overlay can
 			// be mounted here.
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			c.Wait(wctx)
+			c.rt.waitContainer(wctx, c, rec.State.StartedAt)
 			cancel()
 		case rec.starting():
 			// Starting now: mounting its overlay too would race its own.

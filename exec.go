@@ -171,7 +171,8 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	}
 	if initproc.ExecDirectSupported(spec) {
 		if err := e.startDirect(spec, ns, cg, files, p); err != nil {
-			if exitedWithin(pidfd, 100) {
+			var se *startError
+			if !errors.As(err, &se) && exitedWithin(pidfd, 100) {
 				// It exited meanwhile: a fork into a pid namespace whose
 				// first process is gone fails with ENOMEM, and one just
 				// before is killed with the namespace's other processes
@@ -190,7 +191,8 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	e.cmd, e.wait = proc.Cmd, proc.Wait
 	proc.Cmd.Stdin, proc.Cmd.Stdout, proc.Cmd.Stderr = files[0], files[1], files[2]
 	if err := proc.Start(ns); err != nil {
-		if exitedWithin(pidfd, 100) {
+		var se *initproc.SetupError
+		if !(errors.As(err, &se) && se.ExitCode != 0) && exitedWithin(pidfd, 100) {
 			return nil, notRunning
 		}
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)

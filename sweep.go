@@ -71,7 +71,7 @@ func (r *Runtime) sweepContainers() {
 				return // still running, unowned: Wait and Stop work through its pid
 			}
 			r.deleteCgroup(id)
-			if rec.Config.AutoRemove || (!rec.Config.Detached && !rec.startedAgain()) {
+			if rec.removedWithOwner() {
 				r.removeContainerFiles(id, rec.Name)
 				return
 			}
@@ -158,7 +158,7 @@ func (r *Runtime) settleCreated(id, cause string) bool {
 	if rec.State.Status != statusCreated {
 		return false
 	}
-	if rec.Config.AutoRemove || (!rec.Config.Detached && !rec.startedAgain()) {
+	if rec.removedWithOwner() {
 		r.removeContainerFiles(id, rec.Name)
 		return true
 	}
