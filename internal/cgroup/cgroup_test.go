@@ -315,8 +315,6 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-// TestKillLeavesNoZombieInside checks what Kill's doc promises: a killed process its parent
-// has not reaped yet no longer counts as inside the cgroup.
 // idleEnv makes this test binary idle, multithreaded, as another program.
 const idleEnv = "BERTH_CGROUP_TEST_IDLE"
 
@@ -329,6 +327,9 @@ const idleEnv = "BERTH_CGROUP_TEST_IDLE"
 func TestKillSparesAnotherProgram(t *testing.T) {
 	for _, tl := range layouts(t) {
 		if tl.l.v1 == nil {
+			t.Run(tl.name, func(t *testing.T) {
+				t.Skip("no v1 hierarchy: a v2 cgroup takes a process's threads together")
+			})
 			continue
 		}
 		t.Run(tl.name, func(t *testing.T) {
@@ -382,9 +383,11 @@ func TestKillSparesAnotherProgram(t *testing.T) {
 				}
 			}
 			killErr := c.Kill()
-			time.Sleep(10 * time.Millisecond) // a SIGKILL sent takes effect by then
-			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z ") {
-				t.Fatalf("the other program, whose thread was in the cgroup, was killed (%v)", err)
+			// A SIGKILL sent to it would have made it a zombie within this.
+			for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+				if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z ") {
+					t.Fatalf("the other program, whose thread was in the cgroup, was killed (%v)", err)
+				}
 			}
 			for _, dir := range back {
 				if err := writeFile(dir, "tasks", strconv.Itoa(tid)); err != nil {
@@ -404,6 +407,8 @@ func TestKillSparesAnotherProgram(t *testing.T) {
 	}
 }
 
+// TestKillLeavesNoZombieInside checks what Kill's doc promises: a killed process its parent
+// has not reaped yet no longer counts as inside the cgroup.
 func TestKillLeavesNoZombieInside(t *testing.T) {
 	for _, tl := range layouts(t) {
 		t.Run(tl.name, func(t *testing.T) {

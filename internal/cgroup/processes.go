@@ -72,8 +72,10 @@ func (c *Cgroup) Kill() error {
 		if err != nil {
 			return err
 		}
-		// A thread of this program inside (a direct start's, before it
-		// leaves) lists the program's pid: never signal ourselves.
+		// Never signal ourselves: procsIn leaves out a process whose
+		// threads inside do not include its leader (a direct start's
+		// thread, before it leaves), so this holds only if this program's
+		// main thread was put in the cgroup.
 		if i := slices.Index(pids, os.Getpid()); i >= 0 {
 			if hasFreezer && frozeHere {
 				setFrozenV1(context.Background(), freezer, false)
