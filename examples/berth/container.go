@@ -981,18 +981,28 @@ func eachContainer(ctx context.Context, c *cli, names []string, fn func(name str
 	return failures(errs)
 }
 
-// stopCommand is docker stop.
-func stopCommand(fs *flagSet) runFunc {
+// stopTimeoutFlag defines stop's and restart's -t on fs and returns what
+// it asks of Stop: the container's own stop timeout when it is not set,
+// for ever for a negative one.
+func stopTimeoutFlag(fs *flagSet) func() time.Duration {
 	var seconds int
 	fs.Int(&seconds, "t", "time", 0, "Seconds to wait before killing the container (default: the container's stop timeout; -1 waits forever)")
-	return func(ctx context.Context, c *cli, args []string) error {
-		timeout := time.Duration(-1) // the container's own
-		if fs.isSet("time") || fs.isSet("t") {
-			timeout = time.Duration(seconds) * time.Second
-			if seconds < 0 {
-				timeout = math.MaxInt64
-			}
+	return func() time.Duration {
+		switch {
+		case !fs.isSet("time") && !fs.isSet("t"):
+			return -1 // the container's own
+		case seconds < 0:
+			return math.MaxInt64
 		}
+		return time.Duration(seconds) * time.Second
+	}
+}
+
+// stopCommand is docker stop.
+func stopCommand(fs *flagSet) runFunc {
+	stopTimeout := stopTimeoutFlag(fs)
+	return func(ctx context.Context, c *cli, args []string) error {
+		timeout := stopTimeout()
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
 			if err := ctr.Stop(ctx, timeout); err != nil {
 				return err
@@ -1052,16 +1062,9 @@ func startCommand(fs *flagSet) runFunc {
 // restartCommand is docker restart; a container run in the foreground is
 // restarted attached, as start starts it.
 func restartCommand(fs *flagSet) runFunc {
-	var seconds int
-	fs.Int(&seconds, "t", "time", 0, "Seconds to wait before killing the container (default: the container's stop timeout; -1 waits forever)")
+	stopTimeout := stopTimeoutFlag(fs)
 	return func(ctx context.Context, c *cli, args []string) error {
-		timeout := time.Duration(-1) // the container's own
-		if fs.isSet("time") || fs.isSet("t") {
-			timeout = time.Duration(seconds) * time.Second
-			if seconds < 0 {
-				timeout = math.MaxInt64
-			}
-		}
+		timeout := stopTimeout()
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
 			return startOrFollow(ctx, c, name, ctr, false, len(args), &timeout)
 		})
