@@ -247,18 +247,7 @@ func TestStartKeptWhenStarterDies(t *testing.T) {
 	if err := c.Stop(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	prog := runProgram(t, rt.Root(), "start", "kept", "")
-	prog.Process.Kill()
-	prog.Wait()
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt2.Close()
-	c, err = rt2.Container(ctx, "kept")
-	if err != nil {
-		t.Fatalf("the container after its starter died: %v", err)
-	}
+	c = startedByKilledProgram(t, rt, "kept")
 	st, err := c.State(ctx)
 	if err != nil || st.Running || st.Status != "exited" {
 		t.Fatalf("State = %+v, %v; want exited", st, err)
@@ -679,19 +668,28 @@ func TestCreateKeptWhenStarterDies(t *testing.T) {
 	if _, err := rt.Create(ctx, "busybox", sh("exec sleep 300"), berth.WithName("made-kept")); err != nil {
 		t.Fatal(err)
 	}
-	prog := runProgram(t, rt.Root(), "start", "made-kept", "")
+	c := startedByKilledProgram(t, rt, "made-kept")
+	if st, err := c.State(ctx); err != nil || st.Status != "exited" {
+		t.Errorf("State = %+v, %v; want exited", st, err)
+	}
+}
+
+// startedByKilledProgram has another program start the attached container
+// name, kills that program, and returns the container as a Runtime opened
+// next (whose New sweeps what the program left) finds it.
+func startedByKilledProgram(t *testing.T, rt *berth.Runtime, name string) *berth.Container {
+	t.Helper()
+	prog := runProgram(t, rt.Root(), "start", name, "")
 	prog.Process.Kill()
 	prog.Wait()
 	rt2, err := berth.New(rt.Root())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rt2.Close()
-	c, err := rt2.Container(ctx, "made-kept")
+	t.Cleanup(func() { rt2.Close() })
+	c, err := rt2.Container(context.Background(), name)
 	if err != nil {
-		t.Fatalf("the created container after its starter died: %v", err)
+		t.Fatalf("container %s after its starter died: %v", name, err)
 	}
-	if st, err := c.State(ctx); err != nil || st.Status != "exited" {
-		t.Errorf("State = %+v, %v; want exited", st, err)
-	}
+	return c
 }
