@@ -178,7 +178,10 @@ type Rlimit struct {
 // Wait waits until the container's process exits and returns nil for exit
 // status 0 or an *ExitError. It may be called at any time, from any
 // goroutine, any number of times, also on a container started by another
-// program; ctx bounds the wait only.
+// program; ctx bounds the wait only. It waits for the container's latest
+// run: on a container started again (Start) since the handle was made, for
+// that start's; on one Create made that was never started, it returns nil
+// at once, as docker wait does; on one being started, for that start's.
 func (c *Container) Wait(ctx context.Context) error {
 	return c.rt.waitContainer(ctx, c, time.Time{})
 }

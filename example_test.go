@@ -91,21 +91,13 @@ func ExampleContainer_Start() {
 		log.Fatal(err)
 	}
 	defer rt.Close()
-	c, err := rt.Container(ctx, "worker") // run earlier WithDetach
+	c, err := rt.Container(ctx, "worker") // run earlier WithDetach, since stopped
 	if err != nil {
 		log.Fatal(err)
 	}
-	st, err := c.State(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if !st.Running {
-		if err := c.Start(ctx); err != nil { // runs on after this program, as Run made it
-			log.Fatal(err)
-		}
-	}
-	// Or stop it (its stop timeout) and start it again at once:
-	if err := c.Restart(ctx, -1); err != nil {
+	// Runs on after this program, as Run made it. (c.Restart(ctx, -1)
+	// stops a running one first, with its stop timeout.)
+	if err := c.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
 }

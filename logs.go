@@ -126,7 +126,9 @@ func WithTail(n int) LogOption { return logOptionFunc(func(c *logConfig) { c.tai
 
 // Logs copies the container's logged output to stdout and stderr (either
 // may be nil to skip that stream), as docker logs does. It works for any
-// container in the root, running or exited, started by any program.
+// container in the root, running or exited, started by any program; one
+// Create made and never started has logged nothing. A container started
+// again (Start) has the output of all its runs, oldest first.
 func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...LogOption) error {
 	cfg := logConfig{tail: -1}
 	for _, o := range opts {
