@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -753,7 +754,9 @@ const defaultPsFormat = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}
 func psCommand(fs *flagSet) runFunc {
 	var all, quiet, noTrunc bool
 	var format string
+	var filterArgs []string
 	fs.Bool(&all, "a", "all", "Show all containers (default shows just running)")
+	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (id, name, label, status, exited, ancestor, network, volume)")
 	fs.String(&format, "", "format", "string", "", "Format output using a custom template")
 	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
 	fs.Bool(&quiet, "q", "quiet", "Only display container IDs")
@@ -762,8 +765,12 @@ func psCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
+		filters, err := parsePsFilters(filterArgs)
+		if err != nil {
+			return err
+		}
 		var opts []berth.ListOption
-		if all {
+		if all || len(filters["status"]) > 0 { // docker's status filter looks at all
 			opts = append(opts, berth.WithAll())
 		}
 		infos, err := rt.Containers(ctx, opts...)
@@ -773,7 +780,9 @@ func psCommand(fs *flagSet) runFunc {
 		now := time.Now()
 		var rows []psRow
 		for _, info := range infos {
-			rows = append(rows, newPsRow(info, noTrunc, now))
+			if filters.match(info) {
+				rows = append(rows, newPsRow(info, noTrunc, now))
+			}
 		}
 		if quiet {
 			for _, r := range rows {
@@ -786,6 +795,83 @@ func psCommand(fs *flagSet) runFunc {
 		}
 		return printRows(c.stdout, format, psHeader, rows)
 	}
+}
+
+// psFilters are ps's --filter values by key: a container matches when,
+// for every key given, it matches one of that key's values (docker's
+// rule).
+type psFilters map[string][]string
+
+// psStatuses are the values docker's status filter takes.
+var psStatuses = []string{"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+
+// parsePsFilters checks ps's --filter arguments as docker does: KEY=VALUE,
+// a key ps knows, a status docker knows, an exit code that is a number.
+func parsePsFilters(args []string) (psFilters, error) {
+	f := psFilters{}
+	for _, a := range args {
+		key, value, ok := strings.Cut(a, "=")
+		if !ok {
+			return nil, &statusError{code: exitBerth, msg: fmt.Sprintf("invalid argument %q for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'berth ps --help'.", a)}
+		}
+		switch key {
+		case "id", "name", "label", "ancestor", "network", "volume":
+		case "status":
+			if !slices.Contains(psStatuses, value) {
+				return nil, fmt.Errorf("Invalid filter '%s'", a)
+			}
+		case "exited":
+			if _, err := strconv.Atoi(value); err != nil {
+				return nil, fmt.Errorf("Invalid filter '%s': %w", a, err)
+			}
+		case "before", "since", "publish", "expose", "health", "isolation", "is-task":
+			return nil, fmt.Errorf("filter '%s' is docker's but not supported by berth", key)
+		default:
+			return nil, fmt.Errorf("Invalid filter '%s'", key)
+		}
+		f[key] = append(f[key], value)
+	}
+	return f, nil
+}
+
+// match reports whether info passes every key of f.
+func (f psFilters) match(info *berth.ContainerInfo) bool {
+	for key, values := range f {
+		if !slices.ContainsFunc(values, func(v string) bool { return psFilterMatch(key, v, info) }) {
+			return false
+		}
+	}
+	return true
+}
+
+func psFilterMatch(key, v string, info *berth.ContainerInfo) bool {
+	switch key {
+	case "id":
+		return strings.HasPrefix(info.ID, v)
+	case "name":
+		// A regular expression, as docker's; docker's names begin with "/".
+		re, err := regexp.Compile(v)
+		return err == nil && (re.MatchString(info.Name) || re.MatchString("/"+info.Name))
+	case "label":
+		k, want, hasValue := strings.Cut(v, "=")
+		got, ok := info.Labels[k]
+		return ok && (!hasValue || got == want)
+	case "status":
+		return info.State.Status == v
+	case "exited":
+		code, _ := strconv.Atoi(v)
+		return info.State.Status == "exited" && info.State.ExitCode == code
+	case "ancestor":
+		id := strings.TrimPrefix(info.ImageID, "sha256:")
+		return info.Image == v || (len(strings.TrimPrefix(v, "sha256:")) >= 4 && strings.HasPrefix(id, strings.TrimPrefix(v, "sha256:")))
+	case "network":
+		return slices.Contains(info.Networks, v)
+	case "volume":
+		return slices.ContainsFunc(info.Mounts, func(m berth.Mount) bool {
+			return (m.Type == berth.MountVolume && m.Source == v) || m.Target == v
+		})
+	}
+	return false
 }
 
 func newPsRow(info *berth.ContainerInfo, noTrunc bool, now time.Time) psRow {

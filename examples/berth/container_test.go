@@ -785,3 +785,59 @@ func TestCreateCommand(t *testing.T) {
 		t.Errorf("create -d: exit %d, want 125 (no such flag)", res.code)
 	}
 }
+
+// TestPsFilter: ps --filter as docker's: one key's values OR'd, keys
+// AND'ed, a status filter looking at every container, docker's errors.
+func TestPsFilter(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	runDetached(t, root, "--name", "web", "-l", "tier=front", "busybox", "sleep", "300")
+	made := strings.TrimSpace(mustBerth(t, root, "create", "--name", "made", "busybox", "true"))
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", made) })
+	if res := runBerth(t, root, nil, "run", "--name", "done", "busybox", "sh", "-c", "exit 3"); res.code != 3 {
+		t.Fatalf("run done: exit %d", res.code)
+	}
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", "done") })
+	names := func(args ...string) string {
+		t.Helper()
+		out := mustBerth(t, root, append(append([]string{"ps"}, args...), "--format", "{{.Names}}")...)
+		lines := strings.Fields(out)
+		slices.Sort(lines)
+		return strings.Join(lines, " ")
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--filter", "name=web"}, "web"},
+		{[]string{"-a", "--filter", "name=^/?(web|made)$"}, "made web"},
+		{[]string{"--filter", "status=exited"}, "done"}, // no -a: status looks at all
+		{[]string{"--filter", "exited=3"}, ""},          // exited does not
+		{[]string{"-a", "--filter", "exited=3"}, "done"},
+		{[]string{"-a", "--filter", "status=created"}, "made"},
+		{[]string{"-a", "--filter", "label=tier=front"}, "web"},
+		{[]string{"-a", "--filter", "label=tier"}, "web"},
+		{[]string{"-a", "--filter", "label=tier=back"}, ""},
+		{[]string{"-a", "--filter", "name=web", "--filter", "name=made"}, "made web"},
+		{[]string{"-a", "--filter", "name=web", "--filter", "status=exited"}, ""},
+		{[]string{"-a", "--filter", "ancestor=busybox"}, "done made web"},
+		{[]string{"-a", "-f", "id=" + made[:12]}, "made"},
+	} {
+		if got := names(c.args...); got != c.want {
+			t.Errorf("ps %s: %q, want %q", strings.Join(c.args, " "), got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"--filter", "foo=bar"}, 1, "Error: Invalid filter 'foo'\n"},
+		{[]string{"--filter", "status=xyz"}, 1, "Error: Invalid filter 'status=xyz'\n"},
+		{[]string{"-f", "bogus"}, 125, "invalid argument \"bogus\" for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'berth ps --help'.\n"},
+	} {
+		if res := runBerth(t, root, nil, append([]string{"ps"}, c.args...)...); res.code != c.code || res.stderr != c.stderr {
+			t.Errorf("ps %s: exit %d, stderr %q; want %d, %q", strings.Join(c.args, " "), res.code, res.stderr, c.code, c.stderr)
+		}
+	}
+}
