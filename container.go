@@ -144,6 +144,8 @@ type containerConfig struct {
 	Publish     []PortBinding       `json:"publish,omitempty"`
 	ExtraHosts  []string            `json:"extraHosts,omitempty"`
 	DNS         []string            `json:"dns,omitempty"`
+	// Healthcheck is the image's HEALTHCHECK, or WithHealthcheck's.
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 }
 
 // Resources limits what a container may use (docker run --memory, --cpus,

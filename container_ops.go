@@ -375,6 +375,9 @@ type ContainerInfo struct {
 	// DNS are the --add-host and --dns values.
 	Publish         []PortBinding
 	ExtraHosts, DNS []string
+	// Healthcheck is the check WaitHealthy runs (the image's HEALTHCHECK
+	// or WithHealthcheck's), nil for none.
+	Healthcheck *HealthConfig
 	// LogPath is the file holding the container's output.
 	LogPath string
 }
@@ -390,7 +393,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.State, LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
-		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS,
+		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, Healthcheck: cfg.Healthcheck,
 	}
 	for _, a := range cfg.Networks {
 		info.Networks = append(info.Networks, a.Name)

@@ -99,6 +99,11 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if _, err := capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
 		return cfg, err
 	}
+	hc, err := mergeHealthcheck(img.Config.Healthcheck, o.healthcheck)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Healthcheck = hc
 	for _, rl := range cfg.Rlimits {
 		if _, ok := rlimitTypes[rl.Name]; !ok {
 			return cfg, fmt.Errorf("%w: unknown ulimit %q", ErrInvalid, rl.Name)

@@ -26,6 +26,9 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrClosed reports a call on a Runtime after Close.
 	ErrClosed = errors.New("runtime is closed")
+	// ErrUnhealthy reports a container whose health check failed as many
+	// times in a row as it allows (WaitHealthy; docker's "unhealthy").
+	ErrUnhealthy = errors.New("container is unhealthy")
 )
 
 // ExitError reports a process that ended unsuccessfully, like os/exec's

@@ -40,6 +40,32 @@ func ExampleRuntime_Run() {
 	fmt.Println(st.Status)
 }
 
+// A test's service that says when it is ready through its image's
+// HEALTHCHECK (testcontainers' wait.ForHealthCheck).
+func ExampleContainer_WaitHealthy() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh", "-c", "sleep 1; touch /ready; exec sleep 300"}},
+		berth.WithAutoRemove(), berth.WithHealthcheck(berth.HealthConfig{
+			Test:        []string{"CMD-SHELL", "test -f /ready"},
+			Interval:    100 * time.Millisecond,
+			StartPeriod: 10 * time.Second,
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Stop(ctx, 0)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.WaitHealthy(wctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
 // A step of a CI agent: run a command, stream its output, get its exit code.
 func ExampleContainer_Wait() {
 	ctx := context.Background()

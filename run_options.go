@@ -30,6 +30,7 @@ type runConfig struct {
 	publishAll  bool
 	extraHosts  []string
 	dns         []string
+	healthcheck *HealthConfig
 	// noImageVolumes leaves the image's VOLUMEs unmounted: a build's RUN
 	// writes below them into its layer, as BuildKit's does.
 	noImageVolumes bool
@@ -131,6 +132,16 @@ func WithSeccomp(on bool) RunOption {
 // STOPSIGNAL, else SIGTERM.
 func WithStopSignal(sig string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.stopSignal = sig })
+}
+
+// WithHealthcheck sets the container's health check, in place of its
+// image's HEALTHCHECK (docker run --health-cmd, --health-interval,
+// --health-timeout, --health-start-period, --health-retries): Test is
+// {"CMD", args...}, {"CMD-SHELL", command} or {"NONE"} for none; a zero
+// Interval, Timeout or Retries takes the image's value, else docker's
+// default. WaitHealthy runs it.
+func WithHealthcheck(h HealthConfig) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.healthcheck = &h })
 }
 
 // WithStopTimeout sets how long Stop waits before SIGKILL when called with
