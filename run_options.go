@@ -137,9 +137,10 @@ func WithStopSignal(sig string) RunOption {
 // WithHealthcheck sets the container's health check, in place of its
 // image's HEALTHCHECK (docker run --health-cmd, --health-interval,
 // --health-timeout, --health-start-period, --health-retries): Test is
-// {"CMD", args...}, {"CMD-SHELL", command} or {"NONE"} for none; a zero
-// Interval, Timeout or Retries takes the image's value, else docker's
-// default. WaitHealthy runs it.
+// {"CMD", args...}, {"CMD-SHELL", command} or {"NONE"} for none. A field
+// left zero (Test empty) takes the image's value, else docker's default
+// (30 s interval and timeout, no start period, 3 retries). WaitHealthy
+// runs it.
 func WithHealthcheck(h HealthConfig) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.healthcheck = &h })
 }
