@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
-	"github.com/berth-dev/berth/berthtest"
 )
 
 // counting is a script that counts its runs in a file of the container's
@@ -147,15 +146,9 @@ func TestStartAutoRemoved(t *testing.T) {
 // program ran, stopped here, is started here again, and outlives this
 // Runtime.
 func TestStartDetachedFromAnotherProgram(t *testing.T) {
-	berthtest.Skip(t)
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	root := filepath.Join(t.TempDir(), "root")
-	rt, err := berth.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	berthtest.Busybox(t, rt, "busybox")
-	prog := runProgram(t, root, "detached", "lasting", "echo x >> /runs; wc -l < /runs; exec sleep 300")
+	prog := runProgram(t, rt.Root(), "detached", "lasting", "echo x >> /runs; wc -l < /runs; exec sleep 300")
 	if err := prog.Wait(); err != nil {
 		t.Fatalf("the starting program: %v", err)
 	}
@@ -174,13 +167,8 @@ func TestStartDetachedFromAnotherProgram(t *testing.T) {
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
+	rt2 := sameRoot(t, rt)
 	rt.Close()
-
-	rt2, err := berth.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt2.Close()
 	c, err = rt2.Container(ctx, "lasting")
 	if err != nil {
 		t.Fatal(err)
@@ -390,11 +378,7 @@ func TestCreate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	rt2, err := berth.New(rt.Root()) // its sweep leaves the created container alone
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt2.Close()
+	rt2 := sameRoot(t, rt) // its sweep leaves the created container alone
 	c2, err := rt2.Container(ctx, "made")
 	if err != nil {
 		t.Fatalf("the created container from another Runtime: %v", err)
@@ -455,10 +439,7 @@ func TestCreateDetached(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Remove(ctx, berth.WithForce())
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt2 := sameRoot(t, rt)
 	c2, err := rt2.Container(ctx, "later")
 	if err != nil {
 		t.Fatal(err)
@@ -682,12 +663,7 @@ func startedByKilledProgram(t *testing.T, rt *berth.Runtime, name string) *berth
 	prog := runProgram(t, rt.Root(), "start", name, "")
 	prog.Process.Kill()
 	prog.Wait()
-	rt2, err := berth.New(rt.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt2.Close() })
-	c, err := rt2.Container(context.Background(), name)
+	c, err := sameRoot(t, rt).Container(context.Background(), name)
 	if err != nil {
 		t.Fatalf("container %s after its starter died: %v", name, err)
 	}
