@@ -104,11 +104,25 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 }
 
 // runCommand is docker run.
-func runCommand(fs *flagSet) runFunc {
+func runCommand(fs *flagSet) runFunc { return runOrCreate(fs, false) }
+
+// createCommand is docker create: the container is made as run makes it,
+// detached (started, it runs in the background, as docker's does), and
+// its ID printed.
+func createCommand(fs *flagSet) runFunc { return runOrCreate(fs, true) }
+
+// runOrCreate is run, or create: the same flags (but -d), configuration,
+// image pull and failures.
+func runOrCreate(fs *flagSet, create bool) runFunc {
 	var f runFlags
-	f.register(fs, false)
+	f.register(fs, create)
+	cmd := "run"
+	if create {
+		cmd = "create"
+	}
 	return func(ctx context.Context, c *cli, args []string) error {
 		image := args[0]
+		f.detach = f.detach || create
 		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
 		if err != nil {
 			return runError(err)
@@ -120,15 +134,19 @@ func runCommand(fs *flagSet) runFunc {
 		if err := ensureImage(ctx, c, rt, image, f.pull, f.quiet); err != nil {
 			return runError(err)
 		}
-		if f.detach {
-			ctr, err := rt.Run(ctx, image, p, opts...)
-			if err != nil {
-				return runFailed(ctx, rt, err, f.name, "run")
-			}
-			fmt.Fprintln(c.stdout, ctr.ID)
-			return nil
+		if !f.detach {
+			return runAttached(ctx, c, rt, image, p, opts, f.interactive, f.name)
 		}
-		return runAttached(ctx, c, rt, image, p, opts, f.interactive, f.name)
+		newContainer := rt.Run
+		if create {
+			newContainer = rt.Create
+		}
+		ctr, err := newContainer(ctx, image, p, opts...)
+		if err != nil {
+			return runFailed(ctx, rt, err, f.name, cmd)
+		}
+		fmt.Fprintln(c.stdout, ctr.ID)
+		return nil
 	}
 }
 
@@ -1096,35 +1114,6 @@ func stopCommand(fs *flagSet) runFunc {
 			fmt.Fprintln(c.stdout, name)
 			return nil
 		})
-	}
-}
-
-// createCommand is docker create: the container is made as run makes it,
-// detached (started, it runs in the background, as docker's does), and
-// its ID printed.
-func createCommand(fs *flagSet) runFunc {
-	var f runFlags
-	f.register(fs, true)
-	return func(ctx context.Context, c *cli, args []string) error {
-		image := args[0]
-		f.detach = true
-		p, opts, err := f.config(fs, args[1:], os.LookupEnv)
-		if err != nil {
-			return runError(err)
-		}
-		rt, err := c.runtime()
-		if err != nil {
-			return runError(err)
-		}
-		if err := ensureImage(ctx, c, rt, image, f.pull, f.quiet); err != nil {
-			return runError(err)
-		}
-		ctr, err := rt.Create(ctx, image, p, opts...)
-		if err != nil {
-			return runFailed(ctx, rt, err, f.name, "create")
-		}
-		fmt.Fprintln(c.stdout, ctr.ID)
-		return nil
 	}
 }
 
