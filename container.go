@@ -144,8 +144,10 @@ type containerConfig struct {
 	Publish     []PortBinding       `json:"publish,omitempty"`
 	ExtraHosts  []string            `json:"extraHosts,omitempty"`
 	DNS         []string            `json:"dns,omitempty"`
-	// Healthcheck is the image's HEALTHCHECK, or WithHealthcheck's.
+	// Healthcheck is the image's HEALTHCHECK, or WithHealthcheck's; Shell
+	// the image's SHELL, which runs a CMD-SHELL check.
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+	Shell       []string      `json:"shell,omitempty"`
 }
 
 // Resources limits what a container may use (docker run --memory, --cpus,

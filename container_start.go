@@ -103,7 +103,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Healthcheck = hc
+	cfg.Healthcheck, cfg.Shell = hc, img.Config.Shell
 	for _, rl := range cfg.Rlimits {
 		if _, ok := rlimitTypes[rl.Name]; !ok {
 			return cfg, fmt.Errorf("%w: unknown ulimit %q", ErrInvalid, rl.Name)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -60,7 +61,8 @@ func mergeHealthcheck(image, run *HealthConfig) (*HealthConfig, error) {
 // (testcontainers' wait.ForHealthCheck, docker's "healthy"): its image's
 // HEALTHCHECK, or WithHealthcheck's. The check's command runs in the
 // container as docker runs it (CMD as an Exec of its arguments, CMD-SHELL
-// through /bin/sh -c), at once and then every Interval (docker's default
+// through the image's SHELL, by default /bin/sh -c), at once and then
+// every Interval (docker's default
 // 30 s), each run bounded by Timeout (30 s); a run that exits 0 makes the
 // container healthy. Retries (3) failed runs in a row, not counting those
 // within StartPeriod of the container's start, make it unhealthy:
@@ -92,23 +94,26 @@ func (c *Container) WaitHealthy(ctx context.Context) error {
 	}
 	args := h.Test[1:]
 	if h.Test[0] == "CMD-SHELL" {
-		args = []string{"/bin/sh", "-c", h.Test[1]}
+		// The image's SHELL, as docker's probe takes it, else /bin/sh -c.
+		args = append(slices.Clone(rec.Config.Shell), h.Test[1])
+		if len(rec.Config.Shell) == 0 {
+			args = []string{"/bin/sh", "-c", h.Test[1]}
+		}
 	}
 	failures := 0
 	for {
 		out, code, err := c.probe(ctx, args, timeout)
-		switch {
-		case err != nil:
-			return err
-		case code == 0:
+		if err == nil && code == 0 {
 			return nil
 		}
-		st, err := c.State(ctx)
-		if err != nil {
-			return err
-		}
-		if !st.Running {
+		st, serr := c.State(ctx)
+		switch {
+		case serr != nil:
+			return serr
+		case !st.Running: // an exec that raced the exit may have failed otherwise
 			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+		case err != nil:
+			return err
 		}
 		if time.Since(st.StartedAt) >= h.StartPeriod {
 			failures++
@@ -143,9 +148,13 @@ func (c *Container) probe(ctx context.Context, args []string, timeout time.Durat
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err = e.Wait(pctx)
-	if pctx.Err() != nil && ctx.Err() == nil {
+	if pctx.Err() != nil {
+		// Past its timeout, or the caller gave up: the check goes either way.
 		e.Signal(context.WithoutCancel(ctx), syscall.SIGKILL)
 		e.Wait(context.WithoutCancel(ctx))
+		if ctx.Err() != nil {
+			return "", 0, ctx.Err()
+		}
 		return fmt.Sprintf("health check exceeded its %v timeout", timeout), -1, nil
 	}
 	switch {

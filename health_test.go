@@ -34,12 +34,11 @@ func TestWaitHealthy(t *testing.T) {
 	if info, err := c.Inspect(ctx); err != nil || info.Healthcheck == nil || info.Healthcheck.Test[1] != "test -f /ready" {
 		t.Errorf("Inspect's Healthcheck = %+v, %v; want the image's", info, err)
 	}
-	start := time.Now()
 	if err := c.WaitHealthy(wctx); err != nil {
 		t.Errorf("WaitHealthy with the image's check: %v", err)
 	}
-	if d := time.Since(start); d < 250*time.Millisecond {
-		t.Errorf("healthy after %v, before the container made /ready (0.3 s)", d)
+	if d := sinceStart(t, c); d < 250*time.Millisecond {
+		t.Errorf("healthy %v after the start, before the container made /ready (0.3 s)", d)
 	}
 
 	failing := berth.HealthConfig{Test: []string{"CMD", "false"}, Interval: 20 * time.Millisecond, StartPeriod: time.Nanosecond, Retries: 3}
@@ -52,18 +51,17 @@ func TestWaitHealthy(t *testing.T) {
 	failing.StartPeriod = 500 * time.Millisecond
 	c3 := mustRun(t, rt, ref, nil, berth.WithAutoRemove(), berth.WithHealthcheck(failing))
 	defer c3.Stop(ctx, 0)
-	start = time.Now()
 	if err := c3.WaitHealthy(wctx); !errors.Is(err, berth.ErrUnhealthy) {
 		t.Errorf("WaitHealthy with a failing check and a start period: %v, want ErrUnhealthy", err)
 	}
-	if d := time.Since(start); d < 400*time.Millisecond {
-		t.Errorf("unhealthy after %v, within its 0.5 s start period", d)
+	if d := sinceStart(t, c3); d < 500*time.Millisecond {
+		t.Errorf("unhealthy %v after the start, within its 0.5 s start period", d)
 	}
 
 	slow := berth.HealthConfig{Test: []string{"CMD", "sleep", "30"}, Timeout: 100 * time.Millisecond, StartPeriod: time.Nanosecond, Retries: 1}
 	c4 := mustRun(t, rt, ref, nil, berth.WithAutoRemove(), berth.WithHealthcheck(slow))
 	defer c4.Stop(ctx, 0)
-	start = time.Now()
+	start := time.Now()
 	if err := c4.WaitHealthy(wctx); !errors.Is(err, berth.ErrUnhealthy) || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("WaitHealthy with a check beyond its timeout: %v, want ErrUnhealthy naming the timeout", err)
 	}
@@ -91,4 +89,14 @@ func TestWaitHealthy(t *testing.T) {
 	if _, err := rt.Run(ctx, ref, nil, berth.WithHealthcheck(berth.HealthConfig{Test: []string{"true"}})); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("Run with a check not CMD, CMD-SHELL or NONE: %v, want ErrInvalid", err)
 	}
+}
+
+// sinceStart is how long ago the container's process started.
+func sinceStart(t *testing.T, c *berth.Container) time.Duration {
+	t.Helper()
+	st, err := c.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Since(st.StartedAt)
 }

@@ -83,7 +83,8 @@ type ImageConfig struct {
 	ArgsEscaped  bool                `json:"ArgsEscaped,omitempty"`
 }
 
-// HealthConfig is an image's HEALTHCHECK.
+// HealthConfig is a health check: an image's HEALTHCHECK, or one a
+// container is run with (WithHealthcheck). WaitHealthy runs it.
 type HealthConfig struct {
 	Test        []string      `json:"Test,omitempty"`
 	Interval    time.Duration `json:"Interval,omitempty"`
