@@ -191,8 +191,7 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	e.cmd, e.wait = proc.Cmd, proc.Wait
 	proc.Cmd.Stdin, proc.Cmd.Stdout, proc.Cmd.Stderr = files[0], files[1], files[2]
 	if err := proc.Start(ns); err != nil {
-		var se *initproc.SetupError
-		if !(errors.As(err, &se) && se.ExitCode != 0) && exitedWithin(pidfd, 100) {
+		if exitedWithin(pidfd, 100) { // 126 and 127 come from Release, below
 			return nil, notRunning
 		}
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
@@ -215,11 +214,7 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		var se *initproc.SetupError
-		if errors.As(err, &se) && se.ExitCode != 0 {
-			return nil, fmt.Errorf("exec in container %s: %w", c.Name, &startError{err: err, code: se.ExitCode})
-		}
-		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
+		return nil, fmt.Errorf("exec in container %s: %w", c.Name, asStartError(err))
 	}
 	if p.TTY {
 		e.wireTerminal(proc.Master(), p)
