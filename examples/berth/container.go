@@ -116,10 +116,6 @@ func createCommand(fs *flagSet) runFunc { return runOrCreate(fs, true) }
 func runOrCreate(fs *flagSet, create bool) runFunc {
 	var f runFlags
 	f.register(fs, create)
-	cmd := "run"
-	if create {
-		cmd = "create"
-	}
 	return func(ctx context.Context, c *cli, args []string) error {
 		image := args[0]
 		f.detach = f.detach || create
@@ -137,9 +133,9 @@ func runOrCreate(fs *flagSet, create bool) runFunc {
 		if !f.detach {
 			return runAttached(ctx, c, rt, image, p, opts, f.interactive, f.name)
 		}
-		newContainer := rt.Run
+		newContainer, cmd := rt.Run, "run"
 		if create {
-			newContainer = rt.Create
+			newContainer, cmd = rt.Create, "create"
 		}
 		ctr, err := newContainer(ctx, image, p, opts...)
 		if err != nil {
@@ -783,12 +779,12 @@ func psCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		filters, err := parsePsFilters(filterArgs)
+		filters, err := parsePsFilters(ctx, rt, filterArgs)
 		if err != nil {
 			return err
 		}
 		var opts []berth.ListOption
-		if all || len(filters["status"]) > 0 { // docker's status filter looks at all
+		if all || len(filters.values["status"]) > 0 { // docker's status filter looks at all
 			opts = append(opts, berth.WithAll())
 		}
 		infos, err := rt.Containers(ctx, opts...)
@@ -817,23 +813,37 @@ func psCommand(fs *flagSet) runFunc {
 
 // psFilters are ps's --filter values by key: a container matches when,
 // for every key given, it matches one of that key's values (docker's
-// rule).
-type psFilters map[string][]string
+// rule). Names are compiled and ancestors resolved to image IDs once.
+type psFilters struct {
+	values    map[string][]string
+	names     []*regexp.Regexp
+	ancestors []string // image IDs, and the references as given
+}
 
 // psStatuses are the values docker's status filter takes.
 var psStatuses = []string{"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
 // parsePsFilters checks ps's --filter arguments as docker does: KEY=VALUE,
 // a key ps knows, a status docker knows, an exit code that is a number.
-func parsePsFilters(args []string) (psFilters, error) {
-	f := psFilters{}
+func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psFilters, error) {
+	f := &psFilters{values: map[string][]string{}}
 	for _, a := range args {
 		key, value, ok := strings.Cut(a, "=")
 		if !ok {
 			return nil, &statusError{code: exitBerth, msg: fmt.Sprintf("invalid argument %q for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'berth ps --help'.", a)}
 		}
 		switch key {
-		case "id", "name", "label", "ancestor", "network", "volume":
+		case "id", "label", "network", "volume":
+		case "name":
+			// One that does not compile matches nothing, as with docker.
+			if re, err := regexp.Compile(value); err == nil {
+				f.names = append(f.names, re)
+			}
+		case "ancestor":
+			f.ancestors = append(f.ancestors, value)
+			if img, err := rt.Image(ctx, value); err == nil {
+				f.ancestors = append(f.ancestors, img.ID)
+			}
 		case "status":
 			if !slices.Contains(psStatuses, value) {
 				return nil, fmt.Errorf("Invalid filter '%s'", a)
@@ -847,29 +857,38 @@ func parsePsFilters(args []string) (psFilters, error) {
 		default:
 			return nil, fmt.Errorf("Invalid filter '%s'", key)
 		}
-		f[key] = append(f[key], value)
+		f.values[key] = append(f.values[key], value)
 	}
 	return f, nil
 }
 
 // match reports whether info passes every key of f.
-func (f psFilters) match(info *berth.ContainerInfo) bool {
-	for key, values := range f {
-		if !slices.ContainsFunc(values, func(v string) bool { return psFilterMatch(key, v, info) }) {
+func (f *psFilters) match(info *berth.ContainerInfo) bool {
+	for key, values := range f.values {
+		var ok bool
+		switch key {
+		case "name": // a regular expression, as docker's; docker's names begin with "/"
+			ok = slices.ContainsFunc(f.names, func(re *regexp.Regexp) bool {
+				return re.MatchString(info.Name) || re.MatchString("/"+info.Name)
+			})
+		case "ancestor":
+			ok = slices.Contains(f.ancestors, info.Image) || slices.Contains(f.ancestors, info.ImageID)
+		default:
+			ok = slices.ContainsFunc(values, func(v string) bool { return psFilterMatch(key, v, info) })
+		}
+		if !ok {
 			return false
 		}
 	}
 	return true
 }
 
+// psFilterMatch reports whether info matches one value of the keys
+// compared as given.
 func psFilterMatch(key, v string, info *berth.ContainerInfo) bool {
 	switch key {
 	case "id":
 		return strings.HasPrefix(info.ID, v)
-	case "name":
-		// A regular expression, as docker's; docker's names begin with "/".
-		re, err := regexp.Compile(v)
-		return err == nil && (re.MatchString(info.Name) || re.MatchString("/"+info.Name))
 	case "label":
 		k, want, hasValue := strings.Cut(v, "=")
 		got, ok := info.Labels[k]
@@ -879,9 +898,6 @@ func psFilterMatch(key, v string, info *berth.ContainerInfo) bool {
 	case "exited":
 		code, _ := strconv.Atoi(v)
 		return info.State.Status == "exited" && info.State.ExitCode == code
-	case "ancestor":
-		id := strings.TrimPrefix(info.ImageID, "sha256:")
-		return info.Image == v || (len(strings.TrimPrefix(v, "sha256:")) >= 4 && strings.HasPrefix(id, strings.TrimPrefix(v, "sha256:")))
 	case "network":
 		return slices.Contains(info.Networks, v)
 	case "volume":

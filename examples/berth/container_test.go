@@ -703,26 +703,15 @@ func TestStartRestart(t *testing.T) {
 	mustBerth(t, root, "import", tarball, "busybox")
 	// Each run logs its count of runs once it has written its line.
 	runDetached(t, root, "--name", "bg", "busybox", "sh", "-c", "echo x >> /runs; wc -l < /runs; exec sleep 300")
-	logged := func(want string) bool {
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if mustBerth(t, root, "logs", "bg") == want {
-				return true
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return false
+	logged := func(want string) func() bool {
+		return func() bool { return mustBerth(t, root, "logs", "bg") == want }
 	}
-	if !logged("1\n") {
-		t.Fatal("the first run never wrote its line")
-	}
+	waitFor(t, logged("1\n"), "the first run's line")
 	mustBerth(t, root, "stop", "-t", "0", "bg")
 	if got := mustBerth(t, root, "start", "bg"); got != "bg\n" {
 		t.Errorf("start bg printed %q", got)
 	}
-	if !logged("1\n2\n") {
-		t.Errorf("after start, logs %q: want the first run's line kept in /runs", mustBerth(t, root, "logs", "bg"))
-	}
+	waitFor(t, logged("1\n2\n"), "the second run's line after the first's, kept in /runs")
 	pid := strings.TrimSpace(mustBerth(t, root, "inspect", "-f", "{{.State.Pid}}", "bg"))
 	if got := mustBerth(t, root, "restart", "-t", "0", "bg"); got != "bg\n" {
 		t.Errorf("restart bg printed %q", got)
