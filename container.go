@@ -59,10 +59,15 @@ type Container struct {
 // ContainerState says where a container is in its life, as docker inspect's
 // State does.
 type ContainerState struct {
-	// Status is "created", "running", "paused", "exited" or "dead".
+	// Status is "created", "running", "paused", "restarting", "exited" or
+	// "dead".
 	Status string
 	// Running reports Status "running" or "paused".
 	Running bool
+	// Restarting reports Status "restarting": the container exited, and
+	// its restart policy starts it again after a back-off (see
+	// WithRestartPolicy). ExitCode and FinishedAt are the last run's.
+	Restarting bool
 	// Pid is the host pid of the container's first process while it runs.
 	Pid int
 	// ExitCode is the process's exit status once it exited (128+signal
@@ -148,6 +153,7 @@ type containerConfig struct {
 	// the image's SHELL, which runs a CMD-SHELL check.
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 	Shell       []string      `json:"shell,omitempty"`
+	Restart     RestartPolicy `json:"restart,omitzero"`
 }
 
 // Resources limits what a container may use (docker run --memory, --cpus,

@@ -378,6 +378,11 @@ type ContainerInfo struct {
 	// Healthcheck is the check WaitHealthy runs (the image's HEALTHCHECK
 	// or WithHealthcheck's), nil for none.
 	Healthcheck *HealthConfig
+	// RestartPolicy is WithRestartPolicy's; RestartCount counts the
+	// restarts by it since the container was last started by Run, Start
+	// or Restart (docker's RestartCount).
+	RestartPolicy RestartPolicy
+	RestartCount  int
 	// LogPath is the file holding the container's output.
 	LogPath string
 }
@@ -394,6 +399,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		State: rec.State, LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
 		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, Healthcheck: cfg.Healthcheck,
+		RestartPolicy: cfg.Restart, RestartCount: rec.RestartCount,
 	}
 	for _, a := range cfg.Networks {
 		info.Networks = append(info.Networks, a.Name)
@@ -424,7 +430,7 @@ func (r *Runtime) Containers(ctx context.Context, opts ...ListOption) ([]*Contai
 		if err != nil {
 			continue
 		}
-		if !cfg.all && !rec.State.Running {
+		if !cfg.all && !rec.State.Running && !rec.State.Restarting {
 			continue
 		}
 		out = append(out, r.info(rec))
@@ -434,11 +440,19 @@ func (r *Runtime) Containers(ctx context.Context, opts ...ListOption) ([]*Contai
 }
 
 // currentRecord reads a record and corrects a "running" state whose owner
-// died (a detached container whose monitor was killed, say).
+// died (a detached container whose monitor was killed, say), and a restart
+// pending with a monitor that died. An exited container whose restart is
+// pending is "restarting".
 func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
 	rec, err := r.readRecord(id)
 	if err != nil {
 		return nil, err
+	}
+	if rec.State.Restarting {
+		rec.State.Restarting = rec.restartPending()
+		if rec.State.Restarting {
+			rec.State.Status = statusRestarting
+		}
 	}
 	if rec.State.Running && !rec.alive() {
 		if unlock, ok := r.store.TryLock("owner-"+id, true); ok {
@@ -629,13 +643,57 @@ func exitedWithin(fd, ms int) bool {
 	return n > 0
 }
 
-// Signal sends sig to the container's first process (docker kill -s).
+// Signal sends sig to the container's first process (docker kill -s). A
+// container that is not running fails with ErrNotRunning. Signalling a
+// container that has a restart policy (WithRestartPolicy) keeps the policy
+// from restarting it once it exits, as docker kill does, when sig is
+// SIGKILL, the container's stop signal, or any signal if neither the
+// image nor WithStopSignal set one; a restart the policy has pending is
+// called off.
 func (c *Container) Signal(ctx context.Context, sig Signal) error {
-	rec, err := c.rt.currentRecord(c.ID)
+	rec, err := c.rt.runToEnd(ctx, c, func(rec *containerRecord) bool {
+		stop, err := parseSignal(rec.Config.StopSignal)
+		return sig == syscall.SIGKILL || rec.Config.StopSignal == "" || (err == nil && sig == stop)
+	})
 	if err != nil {
 		return err
 	}
+	if rec == nil {
+		return nil // a restart called off
+	}
 	return c.signalRun(rec, sig)
+}
+
+// runToEnd returns container c's record for Stop or Signal. A start in
+// progress elsewhere is waited out first, as docker's container lock
+// orders the two. A restart its policy has pending is called off, and nil
+// returned. For a container with a restart policy, stopping(rec) says
+// whether its user ends it, which the record then keeps from the policy.
+func (r *Runtime) runToEnd(ctx context.Context, c *Container, stopping func(*containerRecord) bool) (*containerRecord, error) {
+	for {
+		rec, err := r.currentRecord(c.ID)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case rec.starting():
+			if _, err := r.notStarting(ctx, c.ID); err != nil {
+				return nil, err
+			}
+			continue
+		case rec.State.Restarting:
+			called, err := r.callOffRestart(ctx, c.ID)
+			if err != nil || called {
+				return nil, err
+			}
+			continue // restarted meanwhile
+		case rec.State.Running && rec.Config.Restart.restarts() && stopping(rec):
+			if err := r.markStopRequested(ctx, rec); err != nil {
+				return nil, err
+			}
+		}
+		return rec, nil
+	}
 }
 
 // signalRun sends sig to the first process of the run rec records, if it
@@ -667,14 +725,13 @@ func (c *Container) signalRun(rec *containerRecord, sig Signal) error {
 // then kills every process of the container with SIGKILL (docker stop
 // -t). A negative timeout means the container's stop timeout
 // (DefaultStopTimeout unless WithStopTimeout set one). Stopping a
-// container that is not running is not an error.
+// container that is not running is not an error. A stopped container's
+// restart policy leaves it exited, and a restart it had pending is called
+// off (docker stop).
 func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
-	rec, err := c.rt.currentRecord(c.ID)
-	if err != nil {
+	rec, err := c.rt.runToEnd(ctx, c, func(*containerRecord) bool { return true })
+	if err != nil || rec == nil || !rec.State.Running {
 		return err
-	}
-	if !rec.State.Running {
-		return nil
 	}
 	if timeout < 0 {
 		timeout = rec.Config.StopTimeout
@@ -741,8 +798,9 @@ func WithRemoveVolumes() RemoveOption {
 }
 
 // Remove deletes the container and everything it made: its writable
-// layer, log and state (docker rm). A running container is refused
-// (ErrInUse) unless WithForce, which kills it, also one still starting;
+// layer, log and state (docker rm). A running or restarting container is
+// refused (ErrInUse) unless WithForce, which kills it, also one still
+// starting;
 // Waits on it begun elsewhere read its exit before it goes. It is
 // idempotent: removing a container that is gone is not an error.
 func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
@@ -770,6 +828,14 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	// run the container again.
 	var unlockOwner func()
 	for delay := 500 * time.Microsecond; ; delay = min(2*delay, 20*time.Millisecond) {
+		if rec.State.Restarting {
+			if !cfg.force {
+				return fmt.Errorf("cannot remove restarting container %s: stop it first or force removal: %w", c.Name, ErrInUse)
+			}
+			if _, err := c.rt.callOffRestart(ctx, c.ID); err != nil {
+				return err
+			}
+		}
 		if rec.State.Running {
 			if !cfg.force {
 				return fmt.Errorf("cannot remove running container %s: stop it first or force removal: %w", c.Name, ErrInUse)

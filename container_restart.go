@@ -42,7 +42,7 @@ func (c *Container) Start(ctx context.Context) error {
 	if err != nil || rec == nil {
 		return err // nil and nil: it runs already
 	}
-	if err := r.prepareStartAgain(ctx, c, rec); err != nil {
+	if err := r.prepareStartAgain(ctx, c, rec, false); err != nil {
 		unlock()
 		return fmt.Errorf("starting container %s: %w", c.Name, err)
 	}
@@ -65,8 +65,10 @@ func (c *Container) Start(ctx context.Context) error {
 // under its owner lock, for a launch: what its last run left is cleared, and its record
 // says "created", with this program as its starter (so that a sweep
 // elsewhere settles a start cut short by this program's death as it
-// settles a Run's). rec is updated to the record written.
-func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *containerRecord) error {
+// settles a Run's). rec is updated to the record written. A start the
+// user asked for (not byPolicy: the monitor's restart by the container's
+// restart policy) resets the policy's count and its user's stop.
+func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *containerRecord, byPolicy bool) error {
 	for _, id := range rec.Config.ChainIDs {
 		if !r.snaps.Exists(id) {
 			return fmt.Errorf("its image's layer %s is gone from the store", shortID(id))
@@ -110,6 +112,12 @@ func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *cont
 	}
 	defer unlockNetworks()
 	cur, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+		if byPolicy && (!cur.State.Restarting || cur.Starts != rec.Starts) {
+			return errRestartCalledOff
+		}
+		if !byPolicy {
+			cur.StopRequested, cur.RestartCount = false, 0
+		}
 		cur.State = ContainerState{Status: statusCreated}
 		cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
 		return nil

@@ -43,6 +43,10 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
 		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
+		Restart: o.restart,
+	}
+	if err := o.restart.check(o.detach, o.autoRemove); err != nil {
+		return cfg, err
 	}
 	for _, l := range img.Layers {
 		cfg.ChainIDs = append(cfg.ChainIDs, l.ChainID)
@@ -892,6 +896,14 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 			cur.State.OOMKilled = oom
 			cur.State.Error = msg
 			cur.State.FinishedAt = time.Now().UTC()
+			// The monitor that owns a detached container restarts it as
+			// its policy says (monitor.supervise), once it ran.
+			cur.State.Restarting = msg == "" && cur.Config.Detached &&
+				cur.Config.Restart.restartAfter(code, cur.RestartCount, cur.StopRequested)
+			if cur.State.Restarting {
+				cur.RestartCount++
+				cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
+			}
 			return nil
 		})
 		tr.mark("record")

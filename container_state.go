@@ -46,6 +46,12 @@ type containerRecord struct {
 	// Made is set on a container Create made: the user keeps it, and its
 	// owner's death leaves it exited, never removed, from its first run on.
 	Made bool `json:"made,omitempty"`
+	// RestartCount counts the restarts by the container's restart policy
+	// since its user last started it (docker's RestartCount).
+	RestartCount int `json:"restartCount,omitempty"`
+	// StopRequested is set when Stop or Kill ended the container: its
+	// restart policy leaves it exited. A Start clears it.
+	StopRequested bool `json:"stopRequested,omitempty"`
 }
 
 // removedWithOwner reports whether the death of the program that owns the
@@ -70,8 +76,11 @@ const (
 	statusCreated = "created"
 	statusRunning = "running"
 	statusPaused  = "paused"
-	statusExited  = "exited"
-	statusDead    = "dead"
+	// statusRestarting is never recorded: the record says "exited", with
+	// State.Restarting (see currentRecord).
+	statusRestarting = "restarting"
+	statusExited     = "exited"
+	statusDead       = "dead"
 )
 
 func (r *Runtime) containersDir() string { return filepath.Join(r.root, "containers") }

@@ -108,6 +108,29 @@ func ExampleWithDetach() {
 	c.Remove(ctx)
 }
 
+// A service that is started again whenever it crashes, after docker's
+// back-off, until something stops it.
+func ExampleWithRestartPolicy() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"httpd", "-f", "-p", "8080"}},
+		berth.WithDetach(), berth.WithName("web"),
+		berth.WithRestartPolicy(berth.RestartPolicy{Name: berth.RestartOnFailure, MaxRetries: 5}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	info, err := c.Inspect(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(info.State.Status, info.RestartCount) // "restarting" between a crash and its restart
+	c.Stop(ctx, -1)                                   // stays stopped: the policy leaves alone what Stop ended
+}
+
 // An orchestration tool's service: stopped by one program, started again
 // by the next, with what it wrote kept.
 func ExampleContainer_Start() {

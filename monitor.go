@@ -312,9 +312,6 @@ func (m *monitor) start(id string) monitorReply {
 		}
 		return monitorReply{Error: err.Error()}
 	}
-	go func() {
-		<-run.done
-		m.release()
-	}()
+	go m.supervise(run)
 	return monitorReply{Pid: run.rec.State.Pid}
 }

@@ -31,6 +31,7 @@ type runConfig struct {
 	extraHosts  []string
 	dns         []string
 	healthcheck *HealthConfig
+	restart     RestartPolicy
 	// noImageVolumes leaves the image's VOLUMEs unmounted: a build's RUN
 	// writes below them into its layer, as BuildKit's does.
 	noImageVolumes bool

@@ -309,7 +309,7 @@ func (r *Runtime) volumeUsers() (map[string][]volumeUser, error) {
 		if err != nil {
 			continue
 		}
-		live := rec.State.Running || rec.starting()
+		live := rec.State.Running || rec.starting() || rec.State.Restarting
 		for _, m := range rec.Config.Mounts {
 			if m.Type == MountVolume {
 				users[m.Source] = append(users[m.Source], volumeUser{rec.ID, live})

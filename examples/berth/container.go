@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,7 @@ type runFlags struct {
 	memory, memorySwap, cpus                        string
 	cpuShares, pidsLimit, stopTimeout               int
 	capAdd, capDrop, securityOpts, ulimits          []string
-	stopSignal                                      string
+	stopSignal, restart                             string
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
 	addHosts, dns                                   []string
@@ -83,6 +84,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.pull, "", "pull", "string", "missing", `Pull image before running ("always", "missing", "never")`)
 	fs.Bool(&f.quiet, "q", "quiet", "Suppress the pull output")
 	fs.Bool(&f.readOnly, "", "read-only", "Mount the container's root filesystem as read only")
+	fs.String(&f.restart, "", "restart", "string", "no", `Restart policy to apply when a container exits ("no", "always", "unless-stopped", "on-failure[:max-retries]"); needs -d`)
 	fs.Bool(&f.rm, "", "rm", "Automatically remove the container and its associated anonymous volumes when it exits")
 	fs.Strings(&f.securityOpts, "", "security-opt", "Security Options (no-new-privileges[:true|false], seccomp=unconfined)")
 	fs.String(&f.stopSignal, "", "stop-signal", "string", "", "Signal to stop the container")
@@ -172,6 +174,21 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.rm {
 		opts = append(opts, berth.WithAutoRemove())
+	}
+	if f.restart != "" && f.restart != "no" {
+		policy, err := parseRestartPolicy(f.restart)
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case f.rm:
+			return nil, nil, errors.New("conflicting options: cannot specify both --restart and --rm")
+		case !f.detach:
+			// docker's daemon restarts a foreground container after the
+			// client returns; a berth container run in the foreground ends
+			// with the command.
+			return nil, nil, errors.New("--restart needs -d: a container run in the foreground ends with the berth command")
+		}
+		opts = append(opts, berth.WithRestartPolicy(policy))
 	}
 	if fs.isSet("entrypoint") {
 		if f.entrypoint == "" {
@@ -957,10 +974,27 @@ func shortID(id string) string {
 	return id
 }
 
+// parseRestartPolicy reads docker run --restart: NAME[:MAX-RETRIES]. Run
+// checks the name and count.
+func parseRestartPolicy(s string) (berth.RestartPolicy, error) {
+	name, count, _ := strings.Cut(s, ":")
+	p := berth.RestartPolicy{Name: name}
+	if count != "" {
+		n, err := strconv.Atoi(count)
+		if err != nil {
+			return p, errors.New("invalid restart policy format: maximum retry count must be an integer")
+		}
+		p.MaxRetries = n
+	}
+	return p, nil
+}
+
 // containerStatus is docker's STATUS column: "Up 3 seconds", "Exited (0)
-// 5 seconds ago", "Created".
+// 5 seconds ago", "Created", "Restarting (1) 2 seconds ago".
 func containerStatus(st berth.ContainerState, now time.Time) string {
 	switch st.Status {
+	case "restarting":
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(now.Sub(st.FinishedAt)))
 	case "running":
 		return "Up " + humanDuration(now.Sub(st.StartedAt))
 	case "paused":
@@ -1489,6 +1523,12 @@ type hostConfig struct {
 	NanoCpus       int64
 	CpuShares      int64
 	PidsLimit      *int64 // null when unlimited, as docker prints it
+	RestartPolicy  restartPolicyInspect
+}
+
+type restartPolicyInspect struct {
+	Name              string
+	MaximumRetryCount int
 }
 
 // newContainerInspect shapes info as docker container inspect does.
@@ -1499,19 +1539,21 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		Created: info.Created.UTC().Format(time.RFC3339Nano),
 		Args:    []string{},
 		State: containerStateInspect{
-			Status: st.Status, Running: st.Running, Paused: st.Status == "paused", OOMKilled: st.OOMKilled,
+			Status: st.Status, Running: st.Running || st.Restarting, Paused: st.Status == "paused", Restarting: st.Restarting, OOMKilled: st.OOMKilled,
 			Dead: st.Status == "dead", Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
 			StartedAt: st.StartedAt.UTC().Format(time.RFC3339Nano), FinishedAt: st.FinishedAt.UTC().Format(time.RFC3339Nano),
 		},
-		Image:    info.ImageID,
-		LogPath:  info.LogPath,
-		Name:     "/" + info.Name,
-		Driver:   "overlay",
-		Platform: "linux",
+		Image:        info.ImageID,
+		LogPath:      info.LogPath,
+		Name:         "/" + info.Name,
+		RestartCount: info.RestartCount,
+		Driver:       "overlay",
+		Platform:     "linux",
 		HostConfig: hostConfig{
 			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
+			RestartPolicy: restartPolicyInspect{Name: cmp.Or(info.RestartPolicy.Name, "no"), MaximumRetryCount: info.RestartPolicy.MaxRetries},
 		},
 		Mounts: []mountInspect{},
 		Config: containerConfig{

@@ -830,3 +830,50 @@ func TestPsFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRestartPolicy: run --restart takes docker's policies and refuses
+// what docker refuses (and a foreground container, which ends with the
+// command); ps shows a container waiting out its back-off as Restarting,
+// and inspect shows the policy and the restarts.
+func TestRunRestartPolicy(t *testing.T) {
+	root := containerSetup(t)
+	for _, c := range []struct{ policy, extra, want string }{
+		{"sometimes", "-d", "invalid restart policy 'sometimes'"},
+		{"on-failure:x", "-d", "invalid restart policy format: maximum retry count must be an integer"},
+		{"always:3", "-d", "maximum retry count cannot be used with restart policy 'always'"},
+		{"always", "--rm", "conflicting options: cannot specify both --restart and --rm"},
+		{"unless-stopped", "-i", "--restart needs -d"},
+	} {
+		res := runBerth(t, root, nil, "run", "--restart", c.policy, c.extra, "busybox", "true")
+		if res.code != 125 || !strings.Contains(res.stderr, c.want) {
+			t.Errorf("run --restart %s %s: exit %d, stderr %q; want 125 saying %q", c.policy, c.extra, res.code, res.stderr, c.want)
+		}
+	}
+	if rows := psRows(t, root, "-a"); len(rows) != 1 {
+		t.Errorf("refused runs left containers: %q", rows)
+	}
+
+	runDetached(t, root, "--name", "flaky", "--restart", "on-failure:1", "busybox", "sh", "-c", "echo run; exit 2")
+	waitFor(t, func() bool { return mustBerth(t, root, "logs", "flaky") == "run\nrun\n" }, "flaky's restart")
+	waitFor(t, func() bool {
+		return strings.HasPrefix(mustBerth(t, root, "inspect", "-f", "{{.State.Status}}", "flaky"), "exited")
+	}, "flaky to stay exited")
+	got := mustBerth(t, root, "inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}} {{json .HostConfig.RestartPolicy}}", "flaky")
+	if got != `1 2 {"Name":"on-failure","MaximumRetryCount":1}`+"\n" {
+		t.Errorf("inspect flaky = %q", got)
+	}
+
+	runDetached(t, root, "--name", "crashing", "--restart", "always", "busybox", "false")
+	waitFor(t, func() bool {
+		row := psRowOf(psRows(t, root), "crashing") // listed without -a, as docker lists it
+		return row != nil && strings.HasPrefix(row[4], "Restarting (1) ")
+	}, "ps to show crashing as Restarting (1) …")
+	// Running too, as docker's inspect says of a restarting container.
+	waitFor(t, func() bool {
+		return mustBerth(t, root, "inspect", "-f", "{{.State.Status}} {{.State.Restarting}} {{.State.Running}}", "crashing") == "restarting true true\n"
+	}, "inspect to show crashing restarting")
+	mustBerth(t, root, "stop", "crashing")
+	if got := mustBerth(t, root, "inspect", "-f", "{{.State.Status}} {{.State.Restarting}}", "crashing"); got != "exited false\n" {
+		t.Errorf("after stop: %q, want exited", got)
+	}
+}

@@ -1,0 +1,205 @@
+package berth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// RestartPolicy says when a detached container that exits is started
+// again, as docker run --restart does.
+type RestartPolicy struct {
+	// Name is "no" (or empty), "always", "unless-stopped" or "on-failure".
+	// "always" and "unless-stopped" restart the container whenever it
+	// exits; "on-failure" only when it exits with a non-zero code.
+	Name string
+	// MaxRetries bounds how many times "on-failure" restarts the
+	// container; 0 means without bound. Other policies take none.
+	MaxRetries int
+}
+
+// The restart policies' names.
+const (
+	RestartNo            = "no"
+	RestartAlways        = "always"
+	RestartUnlessStopped = "unless-stopped"
+	RestartOnFailure     = "on-failure"
+)
+
+// WithRestartPolicy has the container's monitor start it again when it
+// exits, as the policy says (docker run --restart). A container that
+// Stop, Kill or a forced Remove ended is not restarted under any policy,
+// until Start or Restart start it again. Restarts wait 100 ms, then twice
+// as long after each restart, up to a minute, and again 100 ms once a run
+// lasted 10 seconds (docker's back-off); meanwhile the container's State
+// says Restarting, with the last run's exit code. Only a detached
+// container (WithDetach) can have a policy: an attached one ends with its
+// program. A policy cannot be combined with WithAutoRemove. Restarts are
+// the root's monitor's work: a container whose monitor is killed, or was
+// running when the host went down, stays exited (docker starts "always"
+// containers again when its daemon starts; berth has none).
+func WithRestartPolicy(p RestartPolicy) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.restart = p })
+}
+
+// check validates the policy with docker's rules and messages.
+func (p RestartPolicy) check(detach, autoRemove bool) error {
+	switch p.Name {
+	case "", RestartNo, RestartAlways, RestartUnlessStopped, RestartOnFailure:
+	default:
+		return fmt.Errorf("%w: invalid restart policy '%s'", ErrInvalid, p.Name)
+	}
+	switch {
+	case p.MaxRetries < 0:
+		return fmt.Errorf("%w: maximum retry count cannot be negative", ErrInvalid)
+	case p.MaxRetries > 0 && p.Name != RestartOnFailure:
+		return fmt.Errorf("%w: maximum retry count cannot be used with restart policy '%s'", ErrInvalid, p.Name)
+	case !p.restarts():
+		return nil
+	case autoRemove:
+		return fmt.Errorf("%w: conflicting options: cannot specify both a restart policy and auto-remove", ErrInvalid)
+	case !detach:
+		return fmt.Errorf("%w: restart policy %q needs a detached container (WithDetach): an attached one ends with its program", ErrInvalid, p.Name)
+	}
+	return nil
+}
+
+// restarts reports whether the policy ever restarts a container.
+func (p RestartPolicy) restarts() bool { return p.Name != "" && p.Name != RestartNo }
+
+// restartAfter reports whether a container that exited with code, after
+// restarts restarts by the policy, is started again: never once Stop or
+// Kill ended it (stopped).
+func (p RestartPolicy) restartAfter(code, restarts int, stopped bool) bool {
+	switch {
+	case stopped:
+		return false
+	case p.Name == RestartAlways || p.Name == RestartUnlessStopped:
+		return true
+	case p.Name == RestartOnFailure:
+		return code != 0 && (p.MaxRetries == 0 || restarts < p.MaxRetries)
+	}
+	return false
+}
+
+// Docker's restart back-off.
+const (
+	firstRestartDelay = 100 * time.Millisecond
+	maxRestartDelay   = time.Minute
+	restartResetAfter = 10 * time.Second // a run this long starts the back-off afresh
+)
+
+// restartDelay is how long to wait before a restart, given the last wait
+// (0 before the first) and how long the run that ended lasted.
+func restartDelay(last, ran time.Duration) time.Duration {
+	if last == 0 || ran >= restartResetAfter {
+		return firstRestartDelay
+	}
+	return min(2*last, maxRestartDelay)
+}
+
+// restartPending reports whether the container waits to be restarted by
+// its policy: its record says so, and the monitor that is to restart it
+// (named as its starter) still runs. A monitor that was killed meanwhile
+// left it exited.
+func (rec *containerRecord) restartPending() bool {
+	return rec.State.Restarting && rec.Creator > 0 && procStartTime(rec.Creator) == rec.CreatorStart
+}
+
+var errRestartCalledOff = errors.New("restart called off")
+
+// supervise waits for the end of a run the monitor started and, for as
+// long as the container's restart policy asks for it, starts the
+// container again, after the back-off. It returns when the container
+// stays exited, is removed or was started by another program.
+func (m *monitor) supervise(run *running) {
+	defer m.release()
+	var delay time.Duration
+	for run != nil {
+		<-run.done
+		id, starts := run.rec.ID, run.rec.Starts
+		rec, err := m.rt.readRecord(id)
+		if err != nil || !rec.State.Restarting || rec.Starts != starts {
+			return
+		}
+		delay = restartDelay(delay, rec.State.FinishedAt.Sub(rec.State.StartedAt))
+		// The record is read again while waiting: a Stop, Start or Remove
+		// meanwhile calls the restart off, and the monitor need not linger
+		// for it. Past the back-off, the owner lock may be held for a
+		// moment by a Commit or a Start (which calls the restart off).
+		for end, busy := time.Now().Add(delay), true; busy; {
+			time.Sleep(max(min(time.Until(end), 50*time.Millisecond), time.Millisecond))
+			if rec, err := m.rt.readRecord(id); err != nil || !rec.State.Restarting || rec.Starts != starts {
+				return
+			}
+			if time.Now().After(end) {
+				run, busy = m.restart(id, starts)
+			}
+		}
+	}
+}
+
+// restart starts container id again by its restart policy, unless the
+// restart was called off. It reports busy when another program holds the
+// container's owner lock. On failure the container is left exited with
+// the reason in its State, as a failed Start leaves it.
+func (m *monitor) restart(id string, starts int) (_ *running, busy bool) {
+	r := m.rt
+	rec, unlock, err := r.lockOwner(id)
+	if err != nil {
+		return nil, errors.Is(err, errOwned)
+	}
+	if !rec.State.Restarting || rec.Starts != starts {
+		unlock()
+		return nil, false
+	}
+	ctx := context.Background()
+	c := &Container{ID: id, Name: rec.Name, rt: r}
+	if err := r.prepareStartAgain(ctx, c, rec, true); err != nil {
+		if !errors.Is(err, errRestartCalledOff) {
+			r.updateRecord(ctx, id, func(cur *containerRecord) error {
+				cur.State.Restarting = false
+				cur.State.Error = "restarting: " + err.Error()
+				return nil
+			})
+		}
+		unlock()
+		return nil, false
+	}
+	run, err := r.launch(ctx, rec, stdio{}, unlock)
+	if err != nil {
+		return nil, false // launch recorded why
+	}
+	return run, false
+}
+
+// callOffRestart ends a restart that container id's policy has pending,
+// as Stop and Kill of a restarting container do in docker, and marks the
+// container stopped by its user. It reports whether one was pending.
+func (r *Runtime) callOffRestart(ctx context.Context, id string) (bool, error) {
+	called := false
+	_, err := r.updateRecord(ctx, id, func(cur *containerRecord) error {
+		called = cur.restartPending()
+		if called {
+			cur.State.Restarting = false
+			cur.StopRequested = true
+		}
+		return nil
+	})
+	return called, err
+}
+
+// markStopRequested records, before container rec is stopped or
+// signalled, that its user ended it: its restart policy then leaves it
+// exited. Nothing is written for a container without a policy.
+func (r *Runtime) markStopRequested(ctx context.Context, rec *containerRecord) error {
+	if !rec.Config.Restart.restarts() {
+		return nil
+	}
+	_, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+		cur.StopRequested = true
+		return nil
+	})
+	return err
+}

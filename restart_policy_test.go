@@ -1,0 +1,282 @@
+package berth_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+)
+
+// TestRestartPolicyRefused: a policy docker refuses, or one that cannot
+// work (an attached or auto-removed container), fails Run with
+// ErrInvalid and leaves no container.
+func TestRestartPolicyRefused(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		policy berth.RestartPolicy
+		opts   []berth.RunOption
+		want   string
+	}{
+		{berth.RestartPolicy{Name: "sometimes"}, []berth.RunOption{berth.WithDetach()}, "invalid restart policy 'sometimes'"},
+		{berth.RestartPolicy{Name: "always", MaxRetries: 3}, []berth.RunOption{berth.WithDetach()}, "maximum retry count cannot be used with restart policy 'always'"},
+		{berth.RestartPolicy{Name: "on-failure", MaxRetries: -1}, []berth.RunOption{berth.WithDetach()}, "maximum retry count cannot be negative"},
+		{berth.RestartPolicy{Name: "always"}, nil, "needs a detached container"},
+		{berth.RestartPolicy{Name: "unless-stopped"}, []berth.RunOption{berth.WithDetach(), berth.WithAutoRemove()}, "auto-remove"},
+	} {
+		opts := append([]berth.RunOption{berth.WithRestartPolicy(tc.policy)}, tc.opts...)
+		c, err := rt.Run(ctx, "busybox", sh("true"), opts...)
+		if err == nil {
+			c.Remove(ctx, berth.WithForce())
+			t.Errorf("Run with %+v succeeded", tc.policy)
+			continue
+		}
+		if !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run with %+v: %v; want ErrInvalid saying %q", tc.policy, err, tc.want)
+		}
+	}
+	if all, err := rt.Containers(ctx, berth.WithAll()); err != nil || len(all) != 0 {
+		t.Errorf("containers after refused runs: %d, %v", len(all), err)
+	}
+	// "no" is no policy, also for an attached container.
+	c := mustRun(t, rt, "busybox", sh("true"), berth.WithRestartPolicy(berth.RestartPolicy{Name: "no"}))
+	if err := c.Wait(ctx); err != nil {
+		t.Errorf("attached run with policy no: %v", err)
+	}
+}
+
+// TestRestartOnFailure: on-failure restarts a container that fails, at
+// most MaxRetries times, keeping its filesystem; one that succeeds is
+// left exited.
+func TestRestartOnFailure(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	policy := berth.WithRestartPolicy(berth.RestartPolicy{Name: "on-failure", MaxRetries: 2})
+	c := mustRun(t, rt, "busybox", sh(counting), berth.WithDetach(), policy)
+	defer c.Remove(ctx, berth.WithForce())
+	info := settled(t, c)
+	if info.State.ExitCode != 3 || info.RestartCount != 2 {
+		t.Errorf("after its retries: exit %d, RestartCount %d; want 3 and 2", info.State.ExitCode, info.RestartCount)
+	}
+	if got := logsOf(t, c); got != "run 1\nrun 2\nrun 3\n" {
+		t.Errorf("logs = %q, want three runs counted in the kept filesystem", got)
+	}
+	if info.RestartPolicy != (berth.RestartPolicy{Name: "on-failure", MaxRetries: 2}) {
+		t.Errorf("Inspect's RestartPolicy = %+v", info.RestartPolicy)
+	}
+
+	ok := mustRun(t, rt, "busybox", sh("echo once"), berth.WithDetach(), policy)
+	defer ok.Remove(ctx, berth.WithForce())
+	if err := ok.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the first restart would come after 100 ms
+	if info := settled(t, ok); info.RestartCount != 0 || logsOf(t, ok) != "once\n" {
+		t.Errorf("a run that exited 0 was restarted: RestartCount %d, logs %q", info.RestartCount, logsOf(t, ok))
+	}
+}
+
+// TestRestartAlways: always restarts a container that exits, even with
+// 0, after docker's doubling back-off; Stop and a SIGKILL end it for
+// good, and Start starts it with its count reset.
+func TestRestartAlways(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	script := "echo x >> /runs; n=$(wc -l < /runs); echo run $n; [ $n -ge 4 ] && exec sleep 300; exit 0"
+	c := mustRun(t, rt, "busybox", sh(script), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
+	defer c.Remove(ctx, berth.WithForce())
+	if !eventually(10*time.Second, func() bool { return logsOf(t, c) == "run 1\nrun 2\nrun 3\nrun 4\n" }) {
+		t.Fatalf("logs = %q, want four runs", logsOf(t, c))
+	}
+	info, err := c.Inspect(ctx)
+	if err != nil || !info.State.Running || info.RestartCount != 3 {
+		t.Fatalf("after three restarts: %+v, RestartCount %d, %v", info.State, info.RestartCount, err)
+	}
+	// Each run's line is logged as it starts: the gaps are the back-off,
+	// 100, 200 and 400 ms, each at least.
+	starts := logTimes(t, c)
+	for i, want := range []time.Duration{100, 200, 400} {
+		if gap := starts[i+1].Sub(starts[i]); gap < want*time.Millisecond*9/10 {
+			t.Errorf("restart %d came %v after the last start, want ≥ %d ms", i+1, gap, want)
+		}
+	}
+
+	// The next back-off is 800 ms: past it, a stopped container is still
+	// exited.
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if st, _ := c.State(ctx); st.Running || st.Restarting || st.Status != "exited" {
+		t.Fatalf("after Stop: %+v, want exited for good", st)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Inspect(ctx); err != nil || !info.State.Running || info.RestartCount != 0 {
+		t.Fatalf("after Start: %+v, RestartCount %d, %v; want running, count reset", info.State, info.RestartCount, err)
+	}
+	if err := c.Signal(ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx); exitCode(err) != 137 {
+		t.Fatalf("Wait after SIGKILL: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st, _ := c.State(ctx); st.Status != "exited" || st.ExitCode != 137 {
+		t.Errorf("after a SIGKILL: %+v, want exited 137 for good (docker kill)", st)
+	}
+}
+
+// TestRestartSignalNotStop: a signal other than the container's stop
+// signal leaves the policy to restart what it ends (docker kill -s with
+// a STOPSIGNAL set).
+func TestRestartSignalNotStop(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	script := "echo x >> /runs; n=$(wc -l < /runs); echo run $n; trap 'exit 5' HUP; sleep 300 & wait"
+	c := mustRun(t, rt, "busybox", sh(script), berth.WithDetach(), berth.WithStopSignal("SIGUSR1"),
+		berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
+	defer c.Remove(ctx, berth.WithForce())
+	if !eventually(5*time.Second, func() bool { return logsOf(t, c) == "run 1\n" }) {
+		t.Fatalf("logs = %q", logsOf(t, c))
+	}
+	if err := c.Signal(ctx, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(5*time.Second, func() bool { return logsOf(t, c) == "run 1\nrun 2\n" }) {
+		st, _ := c.State(ctx)
+		t.Fatalf("after SIGHUP: logs %q, state %+v; want it restarted", logsOf(t, c), st)
+	}
+}
+
+// TestRestartCalledOff: Stop, Signal and Remove of a container waiting
+// out its back-off call the restart off; Remove without force refuses
+// it, as docker refuses to remove a restarting container.
+func TestRestartCalledOff(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, end := range []string{"stop", "kill", "rm"} {
+		c := mustRun(t, rt, "busybox", sh("echo run; exit 1"), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
+		defer c.Remove(ctx, berth.WithForce())
+		restarting(t, c, 2) // the next back-off is 400 ms or more
+		runs := logsOf(t, c)
+		var err error
+		switch end {
+		case "stop":
+			err = c.Stop(ctx, 0)
+		case "kill":
+			err = c.Signal(ctx, syscall.SIGKILL)
+		case "rm":
+			if err := c.Remove(ctx); !errors.Is(err, berth.ErrInUse) {
+				t.Errorf("Remove of a restarting container: %v, want ErrInUse", err)
+			}
+			err = c.Remove(ctx, berth.WithForce())
+		}
+		if err != nil {
+			t.Fatalf("%s of a restarting container: %v", end, err)
+		}
+		time.Sleep(2 * time.Second)
+		st, err := c.State(ctx)
+		switch {
+		case end == "rm" && !errors.Is(err, berth.ErrNotFound):
+			t.Errorf("after rm -f: %+v, %v; want it gone", st, err)
+		case end != "rm" && (err != nil || st.Status != "exited" || st.Restarting):
+			t.Errorf("2 s after %s: %+v, %v; want exited", end, st, err)
+		case end != "rm" && logsOf(t, c) != runs:
+			t.Errorf("after %s, logs went from %q to %q: it ran again", end, runs, logsOf(t, c))
+		}
+	}
+}
+
+// TestRestartMonitorKilled: a container whose monitor is killed during
+// its back-off is left exited, not "restarting" for ever, and starts
+// again on Start.
+func TestRestartMonitorKilled(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("echo x >> /runs; [ $(wc -l < /runs) -ge 3 ] && exec sleep 300; exit 1"),
+		berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
+	defer c.Remove(ctx, berth.WithForce())
+	restarting(t, c, 1)
+	pid := monitorPid(t, rt.Root())
+	syscall.Kill(pid, syscall.SIGKILL)
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		t.Fatal("the monitor did not die")
+	}
+	time.Sleep(time.Second)
+	if st, err := c.State(ctx); err != nil || st.Status != "exited" || st.Restarting {
+		t.Fatalf("with its monitor killed: %+v, %v; want exited", st, err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.State(ctx); err != nil || !st.Running {
+		t.Errorf("after Start: %+v, %v", st, err)
+	}
+}
+
+// restarting waits until c waits out a back-off after at least n
+// restarts.
+func restarting(t *testing.T, c *berth.Container, n int) {
+	t.Helper()
+	ok := eventually(10*time.Second, func() bool {
+		info, err := c.Inspect(context.Background())
+		return err == nil && info.State.Status == "restarting" && info.State.Restarting && info.RestartCount >= n
+	})
+	if !ok {
+		info, err := c.Inspect(context.Background())
+		t.Fatalf("container %s never seen restarting after %d restarts: %+v, %v", c.Name, n, info, err)
+	}
+	if info, _ := c.Inspect(context.Background()); info.State.Running || info.State.ExitCode != 1 {
+		t.Errorf("restarting: %+v, want not running, with the last exit code", info.State)
+	}
+}
+
+// settled waits until c's policy is done restarting it, and returns its
+// inspect data.
+func settled(t *testing.T, c *berth.Container) *berth.ContainerInfo {
+	t.Helper()
+	var info *berth.ContainerInfo
+	ok := eventually(10*time.Second, func() bool {
+		var err error
+		info, err = c.Inspect(context.Background())
+		return err == nil && info.State.Status == "exited" && !info.State.Restarting
+	})
+	if !ok {
+		t.Fatalf("container %s still restarting: %+v", c.Name, info)
+	}
+	return info
+}
+
+func logsOf(t *testing.T, c *berth.Container) string {
+	var out bytes.Buffer
+	if err := c.Logs(context.Background(), &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// logTimes are the timestamps of c's log lines.
+func logTimes(t *testing.T, c *berth.Container) []time.Time {
+	var out bytes.Buffer
+	if err := c.Logs(context.Background(), &out, &out, berth.WithTimestamps()); err != nil {
+		t.Fatal(err)
+	}
+	var times []time.Time
+	for sc := bufio.NewScanner(&out); sc.Scan(); {
+		stamp, _, _ := strings.Cut(sc.Text(), " ")
+		ts, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		times = append(times, ts)
+	}
+	return times
+}
