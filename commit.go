@@ -439,7 +439,7 @@ func (c *Container) diff(ctx context.Context, rec *containerRecord, pause bool, 
 			return "", 0, err
 		}
 	}
-	if rec.State.Status == statusExited || rec.State.Status == statusDead || rec.State.Status == statusRestarting {
+	if rec.State.Status == statusExited || rec.State.Status == statusDead {
 		// Exited: its owner lock, held while its upper directory is read,
 		// keeps a Start from running it meanwhile (one that has it already
 		// is starting it: what it writes may be read, as without a pause).

@@ -191,7 +191,9 @@ type Rlimit struct {
 // program; ctx bounds the wait only. It waits for the container's latest
 // run: on a container started again (Start) since the handle was made, for
 // that start's; on one Create made that was never started, it returns nil
-// at once, as docker wait does; on one being started, for that start's.
+// at once, as docker wait does; on one being started, for that start's;
+// on one waiting out its restart policy's back-off, for its next run's
+// (docker counts it running).
 func (c *Container) Wait(ctx context.Context) error {
 	return c.rt.waitContainer(ctx, c, time.Time{})
 }

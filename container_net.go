@@ -1339,7 +1339,8 @@ func (c *Container) netns() (*os.File, error) {
 // (protocol "tcp", the default when empty, or "udp": a bound socket). It
 // reads the kernel's socket table of the container's network namespace and
 // runs nothing inside the container, so it works for images without a
-// shell. It fails with ErrNotRunning if the container stops first.
+// shell. It fails with ErrNotRunning if the container stops first (not
+// while its restart policy restarts it).
 func (c *Container) WaitListening(ctx context.Context, protocol string, port uint16) error {
 	if protocol == "" {
 		protocol = "tcp"
@@ -1353,10 +1354,13 @@ func (c *Container) WaitListening(ctx context.Context, protocol string, port uin
 		if err != nil {
 			return err
 		}
-		if !rec.alive() {
+		// One its restart policy restarts may listen yet; whether it
+		// restarts is known once its exit is recorded.
+		policyMayRestart := rec.State.Restarting || (rec.State.Running && rec.Config.Restart.restarts())
+		if !rec.alive() && !policyMayRestart {
 			return fmt.Errorf("%w: container %s stopped before listening on %d/%s", ErrNotRunning, c.Name, port, protocol)
 		}
-		if listening(rec.State.Pid, protocol, port) {
+		if rec.alive() && listening(rec.State.Pid, protocol, port) {
 			return nil
 		}
 		select {

@@ -200,7 +200,7 @@ func (r *Runtime) abandonStart(c *Container, cause string) {
 			return
 		}
 		if rec.State.Status != statusCreated {
-			if rec.State.Running {
+			if rec.State.Running || rec.State.Restarting { // Stop calls a restart off
 				ctx, cancel := context.WithDeadline(context.Background(), deadline)
 				c.Stop(ctx, 0)
 				cancel()
@@ -396,7 +396,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
-		State: rec.State, LogPath: filepath.Join(r.containerDir(rec.ID), logName),
+		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
 		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, Healthcheck: cfg.Healthcheck,
 		RestartPolicy: cfg.Restart, RestartCount: rec.RestartCount,
@@ -441,18 +441,14 @@ func (r *Runtime) Containers(ctx context.Context, opts ...ListOption) ([]*Contai
 
 // currentRecord reads a record and corrects a "running" state whose owner
 // died (a detached container whose monitor was killed, say), and a restart
-// pending with a monitor that died. An exited container whose restart is
-// pending is "restarting".
+// by a monitor that died.
 func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
 	rec, err := r.readRecord(id)
 	if err != nil {
 		return nil, err
 	}
-	if rec.State.Restarting {
-		rec.State.Restarting = rec.restartPending()
-		if rec.State.Restarting {
-			rec.State.Status = statusRestarting
-		}
+	if rec.State.Restarting && !rec.restartPending() && !rec.starting() {
+		rec.State.Restarting = false // the monitor that was to restart it died
 	}
 	if rec.State.Running && !rec.alive() {
 		if unlock, ok := r.store.TryLock("owner-"+id, true); ok {
@@ -494,7 +490,7 @@ func (c *Container) State(ctx context.Context) (ContainerState, error) {
 	if err != nil {
 		return ContainerState{}, err
 	}
-	return rec.State, nil
+	return rec.shownState(), nil
 }
 
 // waitContainer is Wait. With startedAt set it waits only for the run
@@ -531,12 +527,17 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 	if err != nil {
 		return err
 	}
+	// A container found waiting out its restart back-off is waited for
+	// through its next run, as docker's wait does (docker counts it
+	// running); one seen running is answered at its exit, restarted or not.
+	seenRunning := false
 	for {
 		rec, err := r.currentRecord(c.ID)
 		if err != nil {
 			unlockWait()
 			return err
 		}
+		seenRunning = seenRunning || rec.State.Running
 		if !startedAt.IsZero() && !rec.State.StartedAt.Equal(startedAt) {
 			unlockWait()
 			return nil // that run ended; this is another's record
@@ -545,7 +546,7 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 			unlockWait()
 			return nil // not running, as docker wait answers at once
 		}
-		if !rec.State.Running && rec.State.Status != statusCreated {
+		if !rec.State.Running && rec.State.Status != statusCreated && (seenRunning || !rec.State.Restarting) {
 			unlockWait()
 			var exitErr error
 			if rec.State.ExitCode != 0 {
@@ -644,12 +645,13 @@ func exitedWithin(fd, ms int) bool {
 }
 
 // Signal sends sig to the container's first process (docker kill -s). A
-// container that is not running fails with ErrNotRunning. Signalling a
-// container that has a restart policy (WithRestartPolicy) keeps the policy
-// from restarting it once it exits, as docker kill does, when sig is
-// SIGKILL, the container's stop signal, or any signal if neither the
-// image nor WithStopSignal set one; a restart the policy has pending is
-// called off.
+// container that is not running fails with ErrNotRunning. For a container
+// with a restart policy (WithRestartPolicy), a signal that stops it, as
+// docker kill counts them, keeps the policy from restarting it once it
+// exits: SIGKILL, the container's stop signal, or any signal if neither
+// the image nor WithStopSignal set one. Such a signal to a container
+// waiting out its back-off (restarting) calls the restart off; another
+// does nothing to it. Either returns nil.
 func (c *Container) Signal(ctx context.Context, sig Signal) error {
 	rec, err := c.rt.runToEnd(ctx, c, func(rec *containerRecord) bool {
 		stop, err := parseSignal(rec.Config.StopSignal)
@@ -664,35 +666,40 @@ func (c *Container) Signal(ctx context.Context, sig Signal) error {
 	return c.signalRun(rec, sig)
 }
 
-// runToEnd returns container c's record for Stop or Signal. A start in
-// progress elsewhere is waited out first, as docker's container lock
-// orders the two. A restart its policy has pending is called off, and nil
-// returned. For a container with a restart policy, stopping(rec) says
-// whether its user ends it, which the record then keeps from the policy.
+// runToEnd returns container c's record for Stop or Signal, or nil when
+// there is no process to signal. A start in progress elsewhere (the
+// monitor's restart among them) is waited out first, as docker's
+// container lock orders the two. For a container with a restart policy,
+// stopping(rec) says whether its user ends it: the record is marked so
+// (endByUser), and a pending restart called off.
 func (r *Runtime) runToEnd(ctx context.Context, c *Container, stopping func(*containerRecord) bool) (*containerRecord, error) {
 	for {
 		rec, err := r.currentRecord(c.ID)
-		if err != nil {
-			return nil, err
-		}
 		switch {
+		case err != nil:
+			return nil, err
 		case rec.starting():
 			if _, err := r.notStarting(ctx, c.ID); err != nil {
 				return nil, err
 			}
 			continue
-		case rec.State.Restarting:
-			called, err := r.callOffRestart(ctx, c.ID)
-			if err != nil || called {
-				return nil, err
+		case !rec.Config.Restart.restarts() || !(rec.State.Running || rec.State.Restarting):
+			return rec, nil
+		case !stopping(rec):
+			if rec.State.Restarting {
+				return nil, nil
 			}
-			continue // restarted meanwhile
-		case rec.State.Running && rec.Config.Restart.restarts() && stopping(rec):
-			if err := r.markStopRequested(ctx, rec); err != nil {
-				return nil, err
-			}
+			return rec, nil
 		}
-		return rec, nil
+		switch found, err := r.endByUser(ctx, rec); {
+		case err != nil:
+			return nil, err
+		case found == endRun:
+			return rec, nil
+		case found == endCalledOff:
+			return nil, nil
+		}
+		time.Sleep(time.Millisecond) // it moved on: read it again
 	}
 }
 
@@ -832,18 +839,18 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 			if !cfg.force {
 				return fmt.Errorf("cannot remove restarting container %s: stop it first or force removal: %w", c.Name, ErrInUse)
 			}
-			if _, err := c.rt.callOffRestart(ctx, c.ID); err != nil {
-				return err
-			}
+			c.Signal(ctx, syscall.SIGKILL) // calls the restart off
 		}
 		if rec.State.Running {
 			if !cfg.force {
 				return fmt.Errorf("cannot remove running container %s: stop it first or force removal: %w", c.Name, ErrInUse)
 			}
+			// The signal first: it keeps a restart policy from
+			// restarting what the cgroup kill ends.
+			c.Signal(ctx, syscall.SIGKILL)
 			if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
 				cg.Kill()
 			}
-			c.Signal(ctx, syscall.SIGKILL)
 			// The run killed, not one started since (the loop finds that).
 			if err := c.rt.waitContainer(ctx, c, rec.State.StartedAt); err != nil && ctx.Err() != nil {
 				return err

@@ -17,7 +17,8 @@ import (
 // among them), published ports (a host port left to the kernel may
 // change, as with docker), name server entries and /etc/hosts are made
 // anew, and its output is appended to its log. Starting a container that
-// runs already does nothing (docker start); a paused one fails with an
+// runs already does nothing (docker start), and so does starting one
+// that its restart policy is about to restart; a paused one fails with an
 // error wrapping ErrInvalid, and an auto-removed one is gone once it exits
 // (ErrNotFound).
 //
@@ -112,13 +113,14 @@ func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *cont
 	}
 	defer unlockNetworks()
 	cur, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
-		if byPolicy && (!cur.State.Restarting || cur.Starts != rec.Starts) {
+		if byPolicy && (!cur.State.Restarting || cur.Starts != rec.Starts || cur.StopRequested) {
 			return errRestartCalledOff
 		}
 		if !byPolicy {
 			cur.StopRequested, cur.RestartCount = false, 0
 		}
-		cur.State = ContainerState{Status: statusCreated}
+		// A restart by the policy is shown as restarting until it runs.
+		cur.State = ContainerState{Status: statusCreated, Restarting: byPolicy}
 		cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
 		return nil
 	})
@@ -172,6 +174,9 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 			}
 		case rec.starting():
 			// Another program is starting it: it runs in a moment.
+		case rec.State.Restarting:
+			// Its policy restarts it (docker start does nothing then).
+			return nil, nil, nil
 		case rec.Config.AutoRemove && rec.State.Status != statusCreated:
 			// Removed as it exited, or about to be.
 			return nil, nil, fmt.Errorf("container %s: %w", c.Name, ErrNotFound)

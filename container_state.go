@@ -49,8 +49,8 @@ type containerRecord struct {
 	// RestartCount counts the restarts by the container's restart policy
 	// since its user last started it (docker's RestartCount).
 	RestartCount int `json:"restartCount,omitempty"`
-	// StopRequested is set when Stop or Kill ended the container: its
-	// restart policy leaves it exited. A Start clears it.
+	// StopRequested is set when its user ended the container (see
+	// endByUser): its restart policy leaves it exited. A Start clears it.
 	StopRequested bool `json:"stopRequested,omitempty"`
 }
 
@@ -76,8 +76,8 @@ const (
 	statusCreated = "created"
 	statusRunning = "running"
 	statusPaused  = "paused"
-	// statusRestarting is never recorded: the record says "exited", with
-	// State.Restarting (see currentRecord).
+	// statusRestarting is never recorded: the record says "exited" or
+	// "created", with State.Restarting (see shownState).
 	statusRestarting = "restarting"
 	statusExited     = "exited"
 	statusDead       = "dead"
@@ -276,8 +276,24 @@ var selfStart = sync.OnceValue(func() uint64 { return procStartTime(os.Getpid())
 // share one (in another, a live creator would look gone), as the records'
 // container pids are.
 func (rec *containerRecord) creatorGone() bool {
-	return rec.State.Status == statusCreated && rec.Creator > 0 && rec.CreatorStart != 0 &&
-		procStartTime(rec.Creator) != rec.CreatorStart
+	return rec.State.Status == statusCreated && rec.Creator > 0 && rec.CreatorStart != 0 && !rec.creatorLives()
+}
+
+// shownState is the container's state as users see it: "restarting"
+// while its policy restarts it (the record says "exited", then "created"
+// while the monitor starts it again).
+func (rec *containerRecord) shownState() ContainerState {
+	st := rec.State
+	if st.Restarting {
+		st.Status = statusRestarting
+	}
+	return st
+}
+
+// creatorLives reports whether the program the record names as its
+// creator (or starter) still runs.
+func (rec *containerRecord) creatorLives() bool {
+	return rec.Creator > 0 && rec.CreatorStart != 0 && procStartTime(rec.Creator) == rec.CreatorStart
 }
 
 // neverStarted reports a container Create made that no start has been

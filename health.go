@@ -69,7 +69,8 @@ func mergeHealthcheck(image, run *HealthConfig) (*HealthConfig, error) {
 // WaitHealthy then fails with an error wrapping ErrUnhealthy that holds
 // the last run's output. It fails with an error wrapping ErrInvalid for a
 // container with no health check, ErrNotRunning when the container is
-// not running or stops, and ctx's error when ctx ends first.
+// not running or stops (not while its restart policy restarts it), and
+// ctx's error when ctx ends first.
 //
 // Unlike docker's daemon, berth keeps no health state: the check runs
 // only while WaitHealthy does, and the first run does not wait an Interval.
@@ -102,30 +103,43 @@ func (c *Container) WaitHealthy(ctx context.Context) error {
 	}
 	failures := 0
 	for {
+		began := time.Now()
 		out, code, err := c.probe(ctx, args, timeout)
 		if err == nil && code == 0 {
 			return nil
 		}
 		st, serr := c.State(ctx)
+		// Restarted by its policy, or about to be: its checks start
+		// afresh with the new run, as docker's do. (A check that found
+		// it not running while the record says running raced its exit,
+		// not recorded yet: whether it restarts is seen next time.)
+		restarted := st.Restarting || st.StartedAt.After(began) ||
+			(errors.Is(err, ErrNotRunning) && st.Status == statusRunning)
 		switch {
 		case serr != nil:
 			return serr
+		case restarted:
+			failures = 0
 		case !st.Running: // an exec that raced the exit may have failed otherwise
 			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 		case err != nil:
 			return err
 		}
-		if time.Since(st.StartedAt) >= h.StartPeriod {
+		if !restarted && time.Since(st.StartedAt) >= h.StartPeriod {
 			failures++
 		}
 		if failures >= retries {
 			return fmt.Errorf("container %s: health check failed %d times in a row, the last with exit code %d: %q: %w",
 				c.Name, failures, code, strings.TrimSpace(out), ErrUnhealthy)
 		}
+		next := interval
+		if restarted {
+			next = min(interval, 50*time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(interval):
+		case <-time.After(next):
 		}
 	}
 }

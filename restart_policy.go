@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -29,8 +30,8 @@ const (
 
 // WithRestartPolicy has the container's monitor start it again when it
 // exits, as the policy says (docker run --restart). A container that
-// Stop, Kill or a forced Remove ended is not restarted under any policy,
-// until Start or Restart start it again. Restarts wait 100 ms, then twice
+// Stop, a forced Remove or a Signal that stops it (see Signal) ended is
+// not restarted under any policy, until Start or Restart start it again. Restarts wait 100 ms, then twice
 // as long after each restart, up to a minute, and again 100 ms once a run
 // lasted 10 seconds (docker's back-off); meanwhile the container's State
 // says Restarting, with the last run's exit code. Only a detached
@@ -69,8 +70,8 @@ func (p RestartPolicy) check(detach, autoRemove bool) error {
 func (p RestartPolicy) restarts() bool { return p.Name != "" && p.Name != RestartNo }
 
 // restartAfter reports whether a container that exited with code, after
-// restarts restarts by the policy, is started again: never once Stop or
-// Kill ended it (stopped).
+// restarts restarts by the policy, is started again: never once its user
+// ended it (stopped: see endByUser).
 func (p RestartPolicy) restartAfter(code, restarts int, stopped bool) bool {
 	switch {
 	case stopped:
@@ -99,12 +100,13 @@ func restartDelay(last, ran time.Duration) time.Duration {
 	return min(2*last, maxRestartDelay)
 }
 
-// restartPending reports whether the container waits to be restarted by
-// its policy: its record says so, and the monitor that is to restart it
-// (named as its starter) still runs. A monitor that was killed meanwhile
-// left it exited.
+// restartPending reports whether the container, exited, waits out the
+// back-off before its policy restarts it: its record says so, and the
+// monitor that is to restart it (named as its starter) still runs. A
+// monitor killed meanwhile left it exited. (While that monitor starts it
+// again, the record says "created" with Restarting set: starting.)
 func (rec *containerRecord) restartPending() bool {
-	return rec.State.Restarting && rec.Creator > 0 && procStartTime(rec.Creator) == rec.CreatorStart
+	return rec.State.Restarting && rec.State.Status == statusExited && rec.creatorLives()
 }
 
 var errRestartCalledOff = errors.New("restart called off")
@@ -115,10 +117,23 @@ var errRestartCalledOff = errors.New("restart called off")
 // stays exited, is removed or was started by another program.
 func (m *monitor) supervise(run *running) {
 	defer m.release()
+	id, starts := run.rec.ID, 0
+	defer func() {
+		// Given up on while the record says restarting (it could not be
+		// read or written a moment): the container is left exited, not
+		// "restarting" for as long as this monitor lives.
+		m.rt.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+			if !cur.restartPending() || cur.Starts != starts || cur.Creator != os.Getpid() {
+				return errRestartCalledOff // nothing to write
+			}
+			cur.State.Restarting = false
+			return nil
+		})
+	}()
 	var delay time.Duration
 	for run != nil {
 		<-run.done
-		id, starts := run.rec.ID, run.rec.Starts
+		starts = run.rec.Starts
 		rec, err := m.rt.readRecord(id)
 		if err != nil || !rec.State.Restarting || rec.Starts != starts {
 			return
@@ -129,7 +144,7 @@ func (m *monitor) supervise(run *running) {
 		// for it. Past the back-off, the owner lock may be held for a
 		// moment by a Commit or a Start (which calls the restart off).
 		for end, busy := time.Now().Add(delay), true; busy; {
-			time.Sleep(max(min(time.Until(end), 50*time.Millisecond), time.Millisecond))
+			time.Sleep(max(min(time.Until(end), 50*time.Millisecond), 20*time.Millisecond))
 			if rec, err := m.rt.readRecord(id); err != nil || !rec.State.Restarting || rec.Starts != starts {
 				return
 			}
@@ -174,32 +189,38 @@ func (m *monitor) restart(id string, starts int) (_ *running, busy bool) {
 	return run, false
 }
 
-// callOffRestart ends a restart that container id's policy has pending,
-// as Stop and Kill of a restarting container do in docker, and marks the
-// container stopped by its user. It reports whether one was pending.
-func (r *Runtime) callOffRestart(ctx context.Context, id string) (bool, error) {
-	called := false
-	_, err := r.updateRecord(ctx, id, func(cur *containerRecord) error {
-		called = cur.restartPending()
-		if called {
-			cur.State.Restarting = false
-			cur.StopRequested = true
-		}
-		return nil
-	})
-	return called, err
-}
+// What endByUser found.
+const (
+	endRun       = iota // the run rec records goes on: signal it
+	endCalledOff        // a pending restart was called off: nothing runs
+	endMovedOn          // the record changed since rec: read it again
+)
 
-// markStopRequested records, before container rec is stopped or
-// signalled, that its user ended it: its restart policy then leaves it
-// exited. Nothing is written for a container without a policy.
-func (r *Runtime) markStopRequested(ctx context.Context, rec *containerRecord) error {
-	if !rec.Config.Restart.restarts() {
-		return nil
-	}
+// endByUser records that the user ends container rec's run (Stop, a
+// Signal that stops it, a forced Remove), before it is signalled, in one
+// record update: its restart policy then leaves it exited, and a restart
+// the policy has pending is called off (docker stop and kill of a
+// restarting container). Only if the record still tells of the run or
+// the back-off rec does: a run that exits meanwhile may be the policy's
+// to restart, and is then read again.
+func (r *Runtime) endByUser(ctx context.Context, rec *containerRecord) (int, error) {
+	found := endMovedOn
 	_, err := r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+		switch {
+		case cur.Starts != rec.Starts:
+		case cur.State.Running:
+			found = endRun
+		case cur.restartPending():
+			found, cur.State.Restarting = endCalledOff, false
+		}
+		if found == endMovedOn {
+			return errRestartCalledOff // nothing to write
+		}
 		cur.StopRequested = true
 		return nil
 	})
-	return err
+	if found == endMovedOn {
+		err = nil
+	}
+	return found, err
 }

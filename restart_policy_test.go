@@ -94,9 +94,12 @@ func TestRestartAlways(t *testing.T) {
 	if !eventually(10*time.Second, func() bool { return logsOf(t, c) == "run 1\nrun 2\nrun 3\nrun 4\n" }) {
 		t.Fatalf("logs = %q, want four runs", logsOf(t, c))
 	}
-	info, err := c.Inspect(ctx)
-	if err != nil || !info.State.Running || info.RestartCount != 3 {
-		t.Fatalf("after three restarts: %+v, RestartCount %d, %v", info.State, info.RestartCount, err)
+	var info *berth.ContainerInfo
+	if !eventually(5*time.Second, func() bool {
+		info, _ = c.Inspect(ctx)
+		return info != nil && info.State.Running // its line may be logged before the record says so
+	}) || info.RestartCount != 3 {
+		t.Fatalf("after three restarts: %+v", info)
 	}
 	// Each run's line is logged as it starts: the gaps are the back-off,
 	// 100, 200 and 400 ms, each at least.
@@ -165,7 +168,7 @@ func TestRestartCalledOff(t *testing.T) {
 	for _, end := range []string{"stop", "kill", "rm"} {
 		c := mustRun(t, rt, "busybox", sh("echo run; exit 1"), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
 		defer c.Remove(ctx, berth.WithForce())
-		restarting(t, c, 2) // the next back-off is 400 ms or more
+		restarting(t, c, 4) // the back-off is 800 ms or more
 		runs := logsOf(t, c)
 		var err error
 		switch end {
@@ -182,13 +185,13 @@ func TestRestartCalledOff(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s of a restarting container: %v", end, err)
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(1500 * time.Millisecond)
 		st, err := c.State(ctx)
 		switch {
 		case end == "rm" && !errors.Is(err, berth.ErrNotFound):
 			t.Errorf("after rm -f: %+v, %v; want it gone", st, err)
 		case end != "rm" && (err != nil || st.Status != "exited" || st.Restarting):
-			t.Errorf("2 s after %s: %+v, %v; want exited", end, st, err)
+			t.Errorf("1.5 s after %s: %+v, %v; want exited", end, st, err)
 		case end != "rm" && logsOf(t, c) != runs:
 			t.Errorf("after %s, logs went from %q to %q: it ran again", end, runs, logsOf(t, c))
 		}
@@ -201,10 +204,10 @@ func TestRestartCalledOff(t *testing.T) {
 func TestRestartMonitorKilled(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	c := mustRun(t, rt, "busybox", sh("echo x >> /runs; [ $(wc -l < /runs) -ge 3 ] && exec sleep 300; exit 1"),
+	c := mustRun(t, rt, "busybox", sh("echo x >> /runs; [ $(wc -l < /runs) -ge 6 ] && exec sleep 300; exit 1"),
 		berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
 	defer c.Remove(ctx, berth.WithForce())
-	restarting(t, c, 1)
+	restarting(t, c, 4) // an 800 ms back-off: time to find and kill the monitor
 	pid := monitorPid(t, rt.Root())
 	syscall.Kill(pid, syscall.SIGKILL)
 	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
@@ -222,6 +225,57 @@ func TestRestartMonitorKilled(t *testing.T) {
 	}
 }
 
+// TestRestartWaiters: Wait, WaitListening and WaitHealthy on a container
+// that crashes until what it needs is there wait through its restarts
+// (docker counts a restarting container running), and a signal that does
+// not stop it leaves its back-off alone.
+func TestRestartWaiters(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("[ -e /ready ] || exit 3; exec httpd -f -p 8080"), berth.WithDetach(),
+		berth.WithRestartPolicy(berth.RestartPolicy{Name: "on-failure"}), berth.WithStopSignal("SIGTERM"),
+		berth.WithHealthcheck(berth.HealthConfig{Test: []string{"CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/ready"},
+			Interval: 50 * time.Millisecond, StartPeriod: 10 * time.Second}))
+	defer c.Remove(ctx, berth.WithForce())
+	// A back-off of 1.6 s: the waits below begin in it, and the container
+	// runs next once /ready is there.
+	restarting(t, c, 5)
+	if err := c.Signal(ctx, syscall.SIGHUP); err != nil {
+		t.Errorf("SIGHUP to a restarting container: %v, want nil", err)
+	}
+	listening, healthy, waited := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	go func() { listening <- c.WaitListening(wctx, "tcp", 8080) }()
+	go func() { healthy <- c.WaitHealthy(wctx) }()
+	go func() { waited <- c.Wait(wctx) }()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-listening:
+		t.Fatalf("WaitListening returned before the service could listen: %v", err)
+	case err := <-healthy:
+		t.Fatalf("WaitHealthy returned before the service could answer: %v", err)
+	case err := <-waited:
+		t.Fatalf("Wait returned during the back-off: %v", err)
+	default:
+	}
+	if err := c.CopyTo(ctx, "/", bytes.NewReader(tarOf(t, "ready", ""))); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-listening; err != nil {
+		t.Errorf("WaitListening: %v", err)
+	}
+	if err := <-healthy; err != nil {
+		t.Errorf("WaitHealthy: %v", err)
+	}
+	if err := c.Stop(ctx, 0); err != nil { // httpd as pid 1 ignores SIGTERM
+		t.Fatal(err)
+	}
+	if err := <-waited; exitCode(err) != 137 {
+		t.Errorf("Wait begun during a back-off = %v, want the next run's end (137), not the last's (3)", err)
+	}
+}
+
 // restarting waits until c waits out a back-off after at least n
 // restarts.
 func restarting(t *testing.T, c *berth.Container, n int) {
@@ -234,7 +288,7 @@ func restarting(t *testing.T, c *berth.Container, n int) {
 		info, err := c.Inspect(context.Background())
 		t.Fatalf("container %s never seen restarting after %d restarts: %+v, %v", c.Name, n, info, err)
 	}
-	if info, _ := c.Inspect(context.Background()); info.State.Running || info.State.ExitCode != 1 {
+	if info, _ := c.Inspect(context.Background()); info.State.Running || info.State.ExitCode == 0 {
 		t.Errorf("restarting: %+v, want not running, with the last exit code", info.State)
 	}
 }
