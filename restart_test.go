@@ -454,23 +454,30 @@ func TestCreateDetached(t *testing.T) {
 }
 
 // TestLifecycleStress runs Start, Stop, Restart, Exec, Pause, Unpause,
-// CopyTo, Wait and Remove on a few containers from several goroutines at
-// once for a while. No operation may hang, and once every container is
-// removed nothing of them may be left: cgroups, veths, processes.
+// CopyTo, Wait and Remove on a few containers (one of them restarted by
+// its restart policy too) from several goroutines at once for a while. No
+// operation may hang, and once every container is removed nothing of them
+// may be left: cgroups, veths, processes.
 func TestLifecycleStress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a stress test")
 	}
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	names := []string{"s0", "s1", "s2"}
+	names := []string{"s0", "s1", "s2", "s3"}
 	var ids []string
 	for i, name := range names {
 		opts := []berth.RunOption{berth.WithName(name)}
+		script := "trap 'exit 3' TERM; echo x >> /runs; while true; do sleep 0.05; done"
 		if i%2 == 1 {
 			opts = append(opts, berth.WithDetach())
 		}
-		c := mustRun(t, rt, "busybox", sh("trap 'exit 3' TERM; echo x >> /runs; while true; do sleep 0.05; done"), opts...)
+		if i == 3 {
+			// Its restart policy restarts it after every 0.2 s run.
+			script = "trap 'exit 3' TERM; echo x >> /runs; for i in 1 2 3 4; do sleep 0.05; done; exit 1"
+			opts = append(opts, berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
+		}
+		c := mustRun(t, rt, "busybox", sh(script), opts...)
 		ids = append(ids, c.ID)
 	}
 	tarball := func(name string) []byte {
