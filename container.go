@@ -154,6 +154,7 @@ type containerConfig struct {
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 	Shell       []string      `json:"shell,omitempty"`
 	Restart     RestartPolicy `json:"restart,omitzero"`
+	ShmSize     int64         `json:"shmSize,omitempty"`
 }
 
 // Resources limits what a container may use (docker run --memory, --cpus,

@@ -383,6 +383,9 @@ type ContainerInfo struct {
 	// or Restart (docker's RestartCount).
 	RestartPolicy RestartPolicy
 	RestartCount  int
+	// ShmSize is the size of /dev/shm in bytes (WithShmSize), 0 for
+	// docker's 64 MiB.
+	ShmSize int64
 	// LogPath is the file holding the container's output.
 	LogPath string
 }
@@ -399,7 +402,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
 		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, Healthcheck: cfg.Healthcheck,
-		RestartPolicy: cfg.Restart, RestartCount: rec.RestartCount,
+		RestartPolicy: cfg.Restart, RestartCount: rec.RestartCount, ShmSize: cfg.ShmSize,
 	}
 	for _, a := range cfg.Networks {
 		info.Networks = append(info.Networks, a.Name)

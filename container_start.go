@@ -43,7 +43,10 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
 		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
-		Restart: o.restart,
+		Restart: o.restart, ShmSize: o.shmSize,
+	}
+	if o.shmSize < 0 {
+		return cfg, fmt.Errorf("%w: SHM size can not be less than 0", ErrInvalid)
 	}
 	if err := o.restart.check(o.detach, o.autoRemove); err != nil {
 		return cfg, err
@@ -244,7 +247,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	s := &initproc.Spec{
 		Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Rootfs: filepath.Join(dir, "rootfs"),
 		Volatile:       cfg.throwaway(),
-		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname,
+		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname, ShmSize: cfg.ShmSize,
 		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
 		NoNewPrivileges: cfg.NoNewPrivs, BuildKitGroups: cfg.BuildKitGroups,
 		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,

@@ -55,3 +55,27 @@ func TestRunBasics(t *testing.T) {
 		}
 	}
 }
+
+// TestShmSize: /dev/shm is docker's 64 MiB unless WithShmSize sets its
+// size (docker run --shm-size); a negative size is refused.
+func TestShmSize(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	shm := func(opts ...berth.RunOption) string {
+		t.Helper()
+		out, _, err := runOut(t, rt, "busybox", sh("grep ' /dev/shm ' /proc/mounts"), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := shm(); !strings.Contains(got, "size=65536k") {
+		t.Errorf("default /dev/shm: %q, want size=65536k", got)
+	}
+	if got := shm(berth.WithShmSize(200 << 20)); !strings.Contains(got, "size=204800k") || !strings.Contains(got, "nosuid,nodev,noexec") {
+		t.Errorf("/dev/shm with WithShmSize(200 MiB): %q, want size=204800k, nosuid, nodev, noexec", got)
+	}
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithShmSize(-1)); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("WithShmSize(-1): %v, want ErrInvalid", err)
+	}
+}

@@ -32,6 +32,7 @@ type runConfig struct {
 	dns         []string
 	healthcheck *HealthConfig
 	restart     RestartPolicy
+	shmSize     int64
 	// noImageVolumes leaves the image's VOLUMEs unmounted: a build's RUN
 	// writes below them into its layer, as BuildKit's does.
 	noImageVolumes bool
@@ -144,6 +145,13 @@ func WithStopSignal(sig string) RunOption {
 // runs it.
 func WithHealthcheck(h HealthConfig) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.healthcheck = &h })
+}
+
+// WithShmSize sets the size of the container's /dev/shm in bytes (docker
+// run --shm-size), which databases and browsers often need larger.
+// Default, and for 0: 64 MiB, as docker's.
+func WithShmSize(bytes int64) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.shmSize = bytes })
 }
 
 // WithStopTimeout sets how long Stop waits before SIGKILL when called with

@@ -52,7 +52,7 @@ type runFlags struct {
 	rm, detach, interactive, tty, readOnly, quiet   bool
 	name, workdir, user, entrypoint, hostname, pull string
 	env, envFiles, labels                           []string
-	memory, memorySwap, cpus                        string
+	memory, memorySwap, cpus, shmSize               string
 	cpuShares, pidsLimit, stopTimeout               int
 	capAdd, capDrop, securityOpts, ulimits          []string
 	stopSignal, restart                             string
@@ -86,6 +86,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Bool(&f.readOnly, "", "read-only", "Mount the container's root filesystem as read only")
 	fs.String(&f.restart, "", "restart", "string", "no", `Restart policy to apply when a container exits ("no", "always", "unless-stopped", "on-failure[:max-retries]"); needs -d`)
 	fs.Bool(&f.rm, "", "rm", "Automatically remove the container and its associated anonymous volumes when it exits")
+	fs.String(&f.shmSize, "", "shm-size", "bytes", "", "Size of /dev/shm")
 	fs.Strings(&f.securityOpts, "", "security-opt", "Security Options (no-new-privileges[:true|false], seccomp=unconfined)")
 	fs.String(&f.stopSignal, "", "stop-signal", "string", "", "Signal to stop the container")
 	fs.Int(&f.stopTimeout, "", "stop-timeout", 0, "Timeout (in seconds) to stop a container")
@@ -220,6 +221,13 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.readOnly {
 		opts = append(opts, berth.WithReadOnlyRootfs())
+	}
+	if f.shmSize != "" {
+		n, err := parseMemory(f.shmSize)
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid argument %q for \"--shm-size\" flag: %w", f.shmSize, err)
+		}
+		opts = append(opts, berth.WithShmSize(n))
 	}
 	if len(f.capAdd) > 0 {
 		opts = append(opts, berth.WithCapAdd(f.capAdd...))
@@ -1523,6 +1531,7 @@ type hostConfig struct {
 	NanoCpus       int64
 	CpuShares      int64
 	PidsLimit      *int64 // null when unlimited, as docker prints it
+	ShmSize        int64
 	RestartPolicy  restartPolicyInspect
 }
 
@@ -1553,6 +1562,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
+			ShmSize:       cmp.Or(info.ShmSize, 64<<20),
 			RestartPolicy: restartPolicyInspect{Name: cmp.Or(info.RestartPolicy.Name, "no"), MaximumRetryCount: info.RestartPolicy.MaxRetries},
 		},
 		Mounts: []mountInspect{},

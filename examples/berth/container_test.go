@@ -877,3 +877,21 @@ func TestRunRestartPolicy(t *testing.T) {
 		t.Errorf("after stop: %q, want exited", got)
 	}
 }
+
+// TestRunShmSize: --shm-size sizes /dev/shm as docker's does, inspect
+// shows it (docker's 64 MiB when unset), and a bad size is refused.
+func TestRunShmSize(t *testing.T) {
+	root := containerSetup(t)
+	res := runBerth(t, root, nil, "run", "--rm", "--shm-size", "100m", "busybox", "grep", " /dev/shm ", "/proc/mounts")
+	if res.code != 0 || !strings.Contains(res.stdout, "size=102400k") {
+		t.Errorf("run --shm-size 100m: exit %d, %q %q; want size=102400k", res.code, res.stdout, res.stderr)
+	}
+	runDetached(t, root, "--name", "big", "--shm-size", "1g", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "plain", "busybox", "sleep", "300")
+	if got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.ShmSize}}", "big", "plain"); got != "1073741824\n67108864\n" {
+		t.Errorf("inspect ShmSize = %q", got)
+	}
+	if res := runBerth(t, root, nil, "run", "--shm-size", "lots", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, `invalid argument "lots" for "--shm-size" flag: invalid size: 'lots'`) {
+		t.Errorf("run --shm-size lots: exit %d, stderr %q", res.code, res.stderr)
+	}
+}

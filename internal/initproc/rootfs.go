@@ -165,7 +165,7 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	} else if err := mountFresh(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
-	if err := setupDev(root, console); err != nil {
+	if err := setupDev(root, console, s.ShmSize); err != nil {
 		return err
 	}
 	var helper unix.Stat_t
@@ -364,8 +364,11 @@ var devNodes = []devNode{
 
 // setupDev mounts a fresh tmpfs on /dev and fills it. Nothing from the image's
 // /dev is visible, so nothing there can redirect a device (say /dev/null →
-// /etc/passwd).
-func setupDev(root int, console int) error {
+// /etc/passwd). /dev/shm has shmSize bytes, docker's 64 MiB for 0.
+func setupDev(root int, console int, shmSize int64) error {
+	if shmSize <= 0 {
+		shmSize = 64 << 20
+	}
 	if err := mountFresh(root, "/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
@@ -391,7 +394,7 @@ func setupDev(root int, console int) error {
 		data        string
 	}{
 		{"pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=65536k"},
+		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=" + strconv.FormatInt(shmSize, 10)},
 		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	} {
 		fd, err := unix.Openat(dev, m.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -42,6 +42,8 @@ type Spec struct {
 	// Hostname is set in the container's UTS namespace; empty keeps the
 	// kernel's default for a new namespace (the host's name, as copied).
 	Hostname string
+	// ShmSize is the size of /dev/shm in bytes; 0 means docker's 64 MiB.
+	ShmSize int64 `json:",omitempty"`
 	// NetNS, when set, is a network namespace file (/proc/PID/ns/net) the
 	// child joins before any mount, instead of the new namespace it was
 	// started in: docker's --network host and container:NAME.
