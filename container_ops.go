@@ -533,14 +533,18 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 	// A container found waiting out its restart back-off is waited for
 	// through its next run, as docker's wait does (docker counts it
 	// running); one seen running is answered at its exit, restarted or not.
-	seenRunning := false
+	seenRunning, firstStarts := false, -1
 	for {
 		rec, err := r.currentRecord(c.ID)
 		if err != nil {
 			unlockWait()
 			return err
 		}
-		seenRunning = seenRunning || rec.State.Running
+		if firstStarts < 0 {
+			firstStarts = rec.Starts
+		}
+		// A run too short for a poll to see running still counts.
+		seenRunning = seenRunning || rec.State.Running || rec.Starts != firstStarts
 		if !startedAt.IsZero() && !rec.State.StartedAt.Equal(startedAt) {
 			unlockWait()
 			return nil // that run ended; this is another's record

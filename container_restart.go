@@ -119,8 +119,14 @@ func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *cont
 		if !byPolicy {
 			cur.StopRequested, cur.RestartCount = false, 0
 		}
-		// A restart by the policy is shown as restarting until it runs.
-		cur.State = ContainerState{Status: statusCreated, Restarting: byPolicy}
+		// A restart by the policy is shown as restarting, with the last
+		// run's end, until it runs.
+		last := cur.State
+		cur.State = ContainerState{Status: statusCreated}
+		if byPolicy {
+			cur.State.Restarting = true
+			cur.State.ExitCode, cur.State.OOMKilled, cur.State.Error, cur.State.FinishedAt = last.ExitCode, last.OOMKilled, last.Error, last.FinishedAt
+		}
 		cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
 		return nil
 	})

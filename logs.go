@@ -209,18 +209,29 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 // contains text (testcontainers' wait.ForLog; lines logged before the call
 // count), for a container that says when it is ready ("ready to accept
 // connections"). It fails with an error wrapping ErrNotRunning when the
-// container exits without logging it, and with ctx's error when ctx ends
+// container exits without logging it (not while its restart policy
+// restarts it: its next runs may), and with ctx's error when ctx ends
 // first. It reads the log as Logs does, so it works for containers any
 // program started.
 func (c *Container) WaitLog(ctx context.Context, text string) error {
-	err := c.Logs(ctx, &logMatcher{text: []byte(text)}, &logMatcher{text: []byte(text)}, WithFollow())
-	switch {
-	case errors.Is(err, errLogMatched):
-		return nil
-	case err != nil:
-		return err
+	for {
+		err := c.Logs(ctx, &logMatcher{text: []byte(text)}, &logMatcher{text: []byte(text)}, WithFollow())
+		switch {
+		case errors.Is(err, errLogMatched):
+			return nil
+		case err != nil:
+			return err
+		}
+		// Logs follows one run, as docker logs -f does.
+		if st, err := c.State(ctx); err != nil || !st.Restarting {
+			return fmt.Errorf("container %s exited without logging %q: %w", c.Name, text, ErrNotRunning)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("container %s exited without logging %q: %w", c.Name, text, ErrNotRunning)
 }
 
 // errLogMatched stops Logs for WaitLog once the text is seen.

@@ -117,6 +117,10 @@ var errRestartCalledOff = errors.New("restart called off")
 // stays exited, is removed or was started by another program.
 func (m *monitor) supervise(run *running) {
 	defer m.release()
+	if !run.rec.Config.Restart.restarts() {
+		<-run.done
+		return
+	}
 	id, starts := run.rec.ID, 0
 	defer func() {
 		// Given up on while the record says restarting (it could not be

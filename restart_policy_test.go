@@ -143,7 +143,7 @@ func TestRestartAlways(t *testing.T) {
 func TestRestartSignalNotStop(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	script := "echo x >> /runs; n=$(wc -l < /runs); echo run $n; trap 'exit 5' HUP; sleep 300 & wait"
+	script := "trap 'exit 5' HUP; echo x >> /runs; n=$(wc -l < /runs); echo run $n; sleep 300 & wait"
 	c := mustRun(t, rt, "busybox", sh(script), berth.WithDetach(), berth.WithStopSignal("SIGUSR1"),
 		berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
 	defer c.Remove(ctx, berth.WithForce())
@@ -214,25 +214,28 @@ func TestRestartMonitorKilled(t *testing.T) {
 		t.Fatal("the monitor did not die")
 	}
 	time.Sleep(time.Second)
-	if st, err := c.State(ctx); err != nil || st.Status != "exited" || st.Restarting {
+	// "created" if it was killed starting the container again.
+	if st, err := c.State(ctx); err != nil || (st.Status != "exited" && st.Status != "created") || st.Restarting {
 		t.Fatalf("with its monitor killed: %+v, %v; want exited", st, err)
 	}
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := c.State(ctx); err != nil || !st.Running {
+	// Its fifth run or later: one that runs on.
+	if !eventually(5*time.Second, func() bool { st, err := c.State(ctx); return err == nil && st.Running }) {
+		st, err := c.State(ctx)
 		t.Errorf("after Start: %+v, %v", st, err)
 	}
 }
 
-// TestRestartWaiters: Wait, WaitListening and WaitHealthy on a container
+// TestRestartWaiters: Wait, WaitLog, WaitListening and WaitHealthy on a container
 // that crashes until what it needs is there wait through its restarts
 // (docker counts a restarting container running), and a signal that does
 // not stop it leaves its back-off alone.
 func TestRestartWaiters(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	c := mustRun(t, rt, "busybox", sh("[ -e /ready ] || exit 3; exec httpd -f -p 8080"), berth.WithDetach(),
+	c := mustRun(t, rt, "busybox", sh("[ -e /ready ] || exit 3; echo serving; exec httpd -f -p 8080"), berth.WithDetach(),
 		berth.WithRestartPolicy(berth.RestartPolicy{Name: "on-failure"}), berth.WithStopSignal("SIGTERM"),
 		berth.WithHealthcheck(berth.HealthConfig{Test: []string{"CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/ready"},
 			Interval: 50 * time.Millisecond, StartPeriod: 10 * time.Second}))
@@ -243,9 +246,10 @@ func TestRestartWaiters(t *testing.T) {
 	if err := c.Signal(ctx, syscall.SIGHUP); err != nil {
 		t.Errorf("SIGHUP to a restarting container: %v, want nil", err)
 	}
-	listening, healthy, waited := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	listening, healthy, waited, logged := make(chan error, 1), make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	go func() { logged <- c.WaitLog(wctx, "serving") }()
 	go func() { listening <- c.WaitListening(wctx, "tcp", 8080) }()
 	go func() { healthy <- c.WaitHealthy(wctx) }()
 	go func() { waited <- c.Wait(wctx) }()
@@ -257,10 +261,15 @@ func TestRestartWaiters(t *testing.T) {
 		t.Fatalf("WaitHealthy returned before the service could answer: %v", err)
 	case err := <-waited:
 		t.Fatalf("Wait returned during the back-off: %v", err)
+	case err := <-logged:
+		t.Fatalf("WaitLog returned before the service said so: %v", err)
 	default:
 	}
 	if err := c.CopyTo(ctx, "/", bytes.NewReader(tarOf(t, "ready", ""))); err != nil {
 		t.Fatal(err)
+	}
+	if err := <-logged; err != nil {
+		t.Errorf("WaitLog: %v", err)
 	}
 	if err := <-listening; err != nil {
 		t.Errorf("WaitListening: %v", err)

@@ -167,6 +167,7 @@ func (r *Runtime) settleCreated(id, cause string) bool {
 	_, err = r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
 		cur.State.Status, cur.State.ExitCode, cur.State.Error = statusExited, 128, cause
 		cur.State.FinishedAt = time.Now().UTC()
+		cur.State.Restarting = false // its monitor died restarting it
 		return nil
 	})
 	return err == nil
