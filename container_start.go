@@ -311,6 +311,9 @@ type running struct {
 
 	done chan struct{}
 	err  error // the exit, once done is closed: nil or *ExitError
+	// restarting, once done is closed: the container's restart policy
+	// has the monitor start it again (monitor.supervise).
+	restarting bool
 }
 
 // claimStart takes the owner lock of a container about to be launched,
@@ -907,6 +910,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 				cur.RestartCount++
 				cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
 			}
+			run.restarting = cur.State.Restarting
 			return nil
 		})
 		tr.mark("record")

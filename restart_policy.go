@@ -111,49 +111,54 @@ func (rec *containerRecord) restartPending() bool {
 
 var errRestartCalledOff = errors.New("restart called off")
 
+// errUnchanged, from an updateRecord function, leaves the record as it was.
+var errUnchanged = errors.New("record unchanged")
+
 // supervise waits for the end of a run the monitor started and, for as
-// long as the container's restart policy asks for it, starts the
-// container again, after the back-off. It returns when the container
-// stays exited, is removed or was started by another program.
+// long as the container's restart policy asks for it (the exit's record
+// says so: the policy may have changed since the start, see Update),
+// starts the container again after the back-off. It returns when the
+// container stays exited, is removed or was started by another program.
 func (m *monitor) supervise(run *running) {
 	defer m.release()
-	if !run.rec.Config.Restart.restarts() {
-		<-run.done
-		return
-	}
-	id, starts := run.rec.ID, 0
-	defer func() {
-		// Given up on while the record says restarting (it could not be
-		// read or written a moment): the container is left exited, not
-		// "restarting" for as long as this monitor lives.
-		m.rt.updateRecord(context.Background(), id, func(cur *containerRecord) error {
-			if !cur.restartPending() || cur.Starts != starts || cur.Creator != os.Getpid() {
-				return errRestartCalledOff // nothing to write
-			}
-			cur.State.Restarting = false
-			return nil
-		})
-	}()
 	var delay time.Duration
 	for run != nil {
 		<-run.done
-		starts = run.rec.Starts
-		rec, err := m.rt.readRecord(id)
-		if err != nil || !rec.State.Restarting || rec.Starts != starts {
+		if !run.restarting {
 			return
 		}
-		delay = restartDelay(delay, rec.State.FinishedAt.Sub(rec.State.StartedAt))
-		// The record is read again while waiting: a Stop, Start or Remove
-		// meanwhile calls the restart off, and the monitor need not linger
-		// for it. Past the back-off, the owner lock may be held for a
-		// moment by a Commit or a Start (which calls the restart off).
-		for end, busy := time.Now().Add(delay), true; busy; {
-			time.Sleep(max(min(time.Until(end), 50*time.Millisecond), 20*time.Millisecond))
-			if rec, err := m.rt.readRecord(id); err != nil || !rec.State.Restarting || rec.Starts != starts {
-				return
-			}
-			if time.Now().After(end) {
-				run, busy = m.restart(id, starts)
+		id, starts := run.rec.ID, run.rec.Starts
+		rec, err := m.rt.readRecord(id)
+		if err == nil {
+			delay = restartDelay(delay, rec.State.FinishedAt.Sub(rec.State.StartedAt))
+		}
+		run = m.restartAfter(id, starts, delay)
+	}
+}
+
+// restartAfter waits out the back-off, reading the record again meanwhile
+// (a Stop, Start or Remove calls the restart off, and the monitor need
+// not linger for it), then restarts the container; past the back-off,
+// the owner lock may be held a moment by a Commit or a Start (which calls
+// the restart off). Given up on while the record says restarting (it
+// could not be read or written), the container is left exited, not
+// "restarting" for as long as this monitor lives.
+func (m *monitor) restartAfter(id string, starts int, delay time.Duration) *running {
+	defer m.rt.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+		if !cur.restartPending() || cur.Starts != starts || cur.Creator != os.Getpid() {
+			return errUnchanged
+		}
+		cur.State.Restarting = false
+		return nil
+	})
+	for end := time.Now().Add(delay); ; {
+		time.Sleep(max(min(time.Until(end), 50*time.Millisecond), 20*time.Millisecond))
+		if rec, err := m.rt.readRecord(id); err != nil || !rec.State.Restarting || rec.Starts != starts {
+			return nil
+		}
+		if time.Now().After(end) {
+			if run, busy := m.restart(id, starts); !busy {
+				return run
 			}
 		}
 	}
@@ -218,7 +223,7 @@ func (r *Runtime) endByUser(ctx context.Context, rec *containerRecord) (int, err
 			found, cur.State.Restarting = endCalledOff, false
 		}
 		if found == endMovedOn {
-			return errRestartCalledOff // nothing to write
+			return errUnchanged
 		}
 		cur.StopRequested = true
 		return nil

@@ -66,8 +66,7 @@ type runFlags struct {
 func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.capAdd, "", "cap-add", "Add Linux capabilities")
 	fs.Strings(&f.capDrop, "", "cap-drop", "Drop Linux capabilities")
-	fs.Int(&f.cpuShares, "c", "cpu-shares", 0, "CPU shares (relative weight)")
-	fs.String(&f.cpus, "", "cpus", "decimal", "", "Number of CPUs")
+	f.registerLimits(fs)
 	if !create {
 		fs.Bool(&f.detach, "d", "detach", "Run container in background and print container ID")
 	}
@@ -77,10 +76,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.hostname, "h", "hostname", "string", "", "Container host name")
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
-	fs.String(&f.memory, "m", "memory", "bytes", "", "Memory limit")
-	fs.String(&f.memorySwap, "", "memory-swap", "bytes", "", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
-	fs.Int(&f.pidsLimit, "", "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
 	fs.String(&f.pull, "", "pull", "string", "missing", `Pull image before running ("always", "missing", "never")`)
 	fs.Bool(&f.quiet, "q", "quiet", "Suppress the pull output")
 	fs.Bool(&f.readOnly, "", "read-only", "Mount the container's root filesystem as read only")
@@ -104,6 +100,15 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Bool(&f.publishAll, "P", "publish-all", "Publish all exposed ports to random ports")
 	fs.Strings(&f.addHosts, "", "add-host", "Add a custom host-to-IP mapping (host:ip)")
 	fs.Strings(&f.dns, "", "dns", "Set custom DNS servers")
+}
+
+// registerLimits defines the limit flags run, create and update share.
+func (f *runFlags) registerLimits(fs *flagSet) {
+	fs.Int(&f.cpuShares, "c", "cpu-shares", 0, "CPU shares (relative weight)")
+	fs.String(&f.cpus, "", "cpus", "decimal", "", "Number of CPUs")
+	fs.String(&f.memory, "m", "memory", "bytes", "", "Memory limit")
+	fs.String(&f.memorySwap, "", "memory-swap", "bytes", "", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+	fs.Int(&f.pidsLimit, "", "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
 }
 
 // runCommand is docker run.
@@ -212,7 +217,7 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 		}
 		opts = append(opts, berth.WithLabels(labels))
 	}
-	res, err := f.resources()
+	res, err := f.resources(fs, berth.Resources{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -450,18 +455,19 @@ func (f *runFlags) mountList() ([]berth.Mount, error) {
 	return out, nil
 }
 
-// resources checks the limits as docker's client does and converts them.
-func (f *runFlags) resources() (berth.Resources, error) {
-	var res berth.Resources
+// resources checks the limits as docker's client does and converts them:
+// those whose flags are set, over base (a container's own, for update).
+func (f *runFlags) resources(fs *flagSet, base berth.Resources) (berth.Resources, error) {
+	res := base
 	var err error
-	if f.memory != "" {
+	if fs.isSet("memory") {
 		if res.Memory, err = parseMemory(f.memory); err != nil {
 			return res, fmt.Errorf("invalid argument %q for \"-m, --memory\" flag: %w", f.memory, err)
 		}
 	}
-	switch f.memorySwap {
-	case "":
-	case "-1":
+	switch {
+	case !fs.isSet("memory-swap"):
+	case f.memorySwap == "-1":
 		res.MemorySwap = -1
 	default:
 		if res.MemorySwap, err = parseMemory(f.memorySwap); err != nil {
@@ -474,17 +480,19 @@ func (f *runFlags) resources() (berth.Resources, error) {
 	if res.MemorySwap > 0 && res.MemorySwap < res.Memory {
 		return res, errors.New("Minimum memoryswap limit should be larger than memory limit, see usage")
 	}
-	if f.cpus != "" {
+	if fs.isSet("cpus") {
 		if res.NanoCPUs, err = parseCPUs(f.cpus); err != nil {
 			return res, fmt.Errorf("invalid argument %q for \"--cpus\" flag: %w", f.cpus, err)
 		}
 	}
-	if f.cpuShares < 0 {
-		return res, fmt.Errorf("invalid argument \"%d\" for \"-c, --cpu-shares\" flag: must not be negative", f.cpuShares)
+	if fs.isSet("cpu-shares") {
+		if f.cpuShares < 0 {
+			return res, fmt.Errorf("invalid argument \"%d\" for \"-c, --cpu-shares\" flag: must not be negative", f.cpuShares)
+		}
+		res.CPUShares = uint64(f.cpuShares)
 	}
-	res.CPUShares = uint64(f.cpuShares)
-	if f.pidsLimit > 0 { // docker: 0 and -1 both mean unlimited
-		res.PidsLimit = int64(f.pidsLimit)
+	if fs.isSet("pids-limit") {
+		res.PidsLimit = max(int64(f.pidsLimit), 0) // docker: 0 and -1 both mean unlimited
 	}
 	return res, nil
 }
@@ -1167,6 +1175,46 @@ func stopCommand(fs *flagSet) runFunc {
 		timeout := stopTimeout()
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
 			if err := ctr.Stop(ctx, timeout); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, name)
+			return nil
+		})
+	}
+}
+
+// updateCommand is docker update: the limits and restart policy its flags
+// give, over each container's own.
+func updateCommand(fs *flagSet) runFunc {
+	var f runFlags
+	f.registerLimits(fs)
+	fs.String(&f.restart, "", "restart", "string", "", "Restart policy to apply when a container exits")
+	return func(ctx context.Context, c *cli, args []string) error {
+		limits := slices.ContainsFunc([]string{"cpu-shares", "cpus", "memory", "memory-swap", "pids-limit"}, fs.isSet)
+		if !limits && !fs.isSet("restart") {
+			return &statusError{code: exitFailure, msg: "You must provide one or more flags when using this command."}
+		}
+		var u berth.ContainerUpdate
+		if fs.isSet("restart") {
+			p, err := parseRestartPolicy(f.restart)
+			if err != nil {
+				return err
+			}
+			u.RestartPolicy = &p
+		}
+		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
+			if limits {
+				info, err := ctr.Inspect(ctx)
+				if err != nil {
+					return err
+				}
+				res, err := f.resources(fs, info.Resources)
+				if err != nil {
+					return err
+				}
+				u.Resources = &res
+			}
+			if err := ctr.Update(ctx, u); err != nil {
 				return err
 			}
 			fmt.Fprintln(c.stdout, name)

@@ -895,3 +895,34 @@ func TestRunShmSize(t *testing.T) {
 		t.Errorf("run --shm-size lots: exit %d, stderr %q", res.code, res.stderr)
 	}
 }
+
+// TestUpdateCommand: update changes the limits its flags give (short
+// ones too), keeps the others, sets a restart policy, and fails as docker
+// does without flags, for a bad value or a missing container.
+func TestUpdateCommand(t *testing.T) {
+	root := containerSetup(t)
+	runDetached(t, root, "--name", "svc", "-m", "64m", "--cpus", "0.5", "busybox", "sleep", "300")
+	if got := mustBerth(t, root, "update", "-m", "96m", "--pids-limit", "40", "--restart", "unless-stopped", "svc"); got != "svc\n" {
+		t.Errorf("update printed %q", got)
+	}
+	got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "svc")
+	if got != "100663296 500000000 40 unless-stopped\n" {
+		t.Errorf("inspect after update = %q", got)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"update", "svc"}, "You must provide one or more flags when using this command."},
+		{[]string{"update", "-m", "1m", "svc"}, "the minimum is 6 MiB"},
+		{[]string{"update", "--memory", "lots", "svc"}, `invalid argument "lots" for "-m, --memory" flag`},
+		{[]string{"update", "-m", "64m", "nosuch"}, "No such container: nosuch"},
+	} {
+		if res := runBerth(t, root, nil, c.args...); res.code != 1 || !strings.Contains(res.stderr, c.want) {
+			t.Errorf("berth %s: exit %d, stderr %q; want 1 saying %q", strings.Join(c.args, " "), res.code, res.stderr, c.want)
+		}
+	}
+	if got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.Memory}}", "svc"); got != "100663296\n" {
+		t.Errorf("a refused update changed the memory limit: %q", got)
+	}
+}

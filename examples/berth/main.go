@@ -122,6 +122,7 @@ func commands() []*command {
 		{name: "start", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Start one or more stopped containers", args: atLeast(1), setup: startCommand},
 		{name: "stats", usage: "[OPTIONS] [CONTAINER...]", short: "Display a live stream of container(s) resource usage statistics", args: atLeast(0), setup: statsCommand},
 		{name: "stop", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Stop one or more running containers", args: atLeast(1), setup: stopCommand},
+		{name: "update", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Update configuration of one or more containers", args: atLeast(1), setup: updateCommand},
 		{name: "tag", usage: "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", args: exactly(2), setup: tagCommand},
 		{name: "top", usage: "CONTAINER", short: "Display the running processes of a container", args: exactly(1), setup: topCommand},
 		{name: "unpause", usage: "CONTAINER [CONTAINER...]", short: "Unpause all processes within one or more containers", args: atLeast(1), setup: unpauseCommand},
@@ -376,11 +377,18 @@ type listValue []string
 func (l *listValue) String() string     { return strings.Join(*l, ",") }
 func (l *listValue) Set(s string) error { *l = append(*l, s); return nil }
 
-// isSet reports whether the flag named long was given on the command
-// line, for flags whose zero value means something (--entrypoint "").
+// isSet reports whether the flag named long, or its one-letter alias,
+// was given on the command line, for flags whose zero value means
+// something (--entrypoint "").
 func (f *flagSet) isSet(long string) bool {
+	short := ""
+	for _, d := range f.docs {
+		if d.long == long {
+			short = d.short
+		}
+	}
 	set := false
-	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == long })
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == long || (short != "" && fl.Name == short) })
 	return set
 }
 

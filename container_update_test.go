@@ -1,0 +1,98 @@
+package berth_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+)
+
+// TestUpdate: Update gives a running container new limits at once (its
+// cgroup's files), keeps them for its next start, and gives it a restart
+// policy that decides about its next exit; what docker refuses is refused
+// and changes nothing.
+func TestUpdate(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("trap 'exit 4' USR2; echo x >> /runs; [ $(wc -l < /runs) -ge 2 ] && exec sleep 300; sleep 300 & wait"), berth.WithDetach(),
+		berth.WithResources(berth.Resources{Memory: 64 << 20, PidsLimit: 20}))
+	defer c.Remove(ctx, berth.WithForce())
+	limits := func() string {
+		t.Helper()
+		st, err := c.State(ctx)
+		if err != nil || !st.Running {
+			t.Fatalf("State = %+v, %v", st, err)
+		}
+		return cgroupFile(t, st.Pid, "memory", "memory.limit_in_bytes") + " " + cgroupFile(t, st.Pid, "pids", "pids.max") + " " +
+			cgroupFile(t, st.Pid, "cpu", "cpu.cfs_quota_us")
+	}
+	if got := limits(); got != "67108864 20 -1" {
+		t.Fatalf("limits at the start: %q", got)
+	}
+	res := berth.Resources{Memory: 128 << 20, PidsLimit: 50, NanoCPUs: 500_000_000}
+	policy := berth.RestartPolicy{Name: "on-failure"}
+	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &res, RestartPolicy: &policy}); err != nil {
+		t.Fatal(err)
+	}
+	if got := limits(); got != "134217728 50 50000" {
+		t.Errorf("limits after Update: %q, want 128 MiB, 50 pids, half a CPU", got)
+	}
+	if info, err := c.Inspect(ctx); err != nil || info.Resources != res || info.RestartPolicy != policy {
+		t.Errorf("Inspect after Update: %+v, %+v, %v", info.Resources, info.RestartPolicy, err)
+	}
+
+	// Refused: nothing changes.
+	bad := berth.Resources{Memory: 1 << 20}
+	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &bad}); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Update to a 1 MiB memory limit: %v, want ErrInvalid", err)
+	}
+	if err := c.Update(ctx, berth.ContainerUpdate{RestartPolicy: &berth.RestartPolicy{Name: "sometimes"}}); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Update to an unknown policy: %v, want ErrInvalid", err)
+	}
+	if got := limits(); got != "134217728 50 50000" {
+		t.Errorf("limits after refused updates: %q", got)
+	}
+
+	// The policy it was given restarts it after a failure (a signal from
+	// inside, which the user did not send: the script exits 4), and the
+	// new run has the limits.
+	e, err := c.Exec(ctx, sh("kill -USR2 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Wait(ctx)
+	if !eventually(10*time.Second, func() bool {
+		info, err := c.Inspect(ctx)
+		return err == nil && info.State.Running && info.RestartCount == 1
+	}) {
+		info, _ := c.Inspect(ctx)
+		t.Fatalf("after a failure, with an on-failure policy from Update: %+v", info)
+	}
+	if got := limits(); got != "134217728 50 50000" {
+		t.Errorf("limits of the restarted run: %q", got)
+	}
+
+	// Stopped, it takes new limits at its next start.
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	res.PidsLimit = 70
+	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &res}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := limits(); !strings.HasPrefix(got, "134217728 70 ") {
+		t.Errorf("limits after a stopped container's update and a start: %q", got)
+	}
+
+	attached := mustRun(t, rt, "busybox", sh("sleep 300"))
+	defer attached.Remove(ctx, berth.WithForce())
+	if err := attached.Update(ctx, berth.ContainerUpdate{RestartPolicy: &policy}); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("a restart policy for an attached container: %v, want ErrInvalid", err)
+	}
+}
