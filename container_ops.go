@@ -676,9 +676,10 @@ func (c *Container) Signal(ctx context.Context, sig Signal) error {
 // runToEnd returns container c's record for Stop or Signal, or nil when
 // there is no process to signal. A start in progress elsewhere (the
 // monitor's restart among them) is waited out first, as docker's
-// container lock orders the two. For a container with a restart policy,
-// stopping(rec) says whether its user ends it: the record is marked so
-// (endByUser), and a pending restart called off.
+// container lock orders the two. stopping(rec) says whether its user ends
+// it: the record is marked so (endByUser), also without a restart policy
+// (Update may give it one before the exit), and a pending restart called
+// off.
 func (r *Runtime) runToEnd(ctx context.Context, c *Container, stopping func(*containerRecord) bool) (*containerRecord, error) {
 	for {
 		rec, err := r.currentRecord(c.ID)
@@ -690,7 +691,7 @@ func (r *Runtime) runToEnd(ctx context.Context, c *Container, stopping func(*con
 				return nil, err
 			}
 			continue
-		case !rec.Config.Restart.restarts() || !(rec.State.Running || rec.State.Restarting):
+		case !(rec.State.Running || rec.State.Restarting):
 			return rec, nil
 		case !stopping(rec):
 			if rec.State.Restarting {

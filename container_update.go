@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"syscall"
 
 	"github.com/berth-dev/berth/internal/cgroup"
 )
@@ -24,9 +25,12 @@ type ContainerUpdate struct {
 // Update changes a container's limits and restart policy (docker
 // update): a running or paused container's cgroup gets the new limits at
 // once, and the record keeps them for its next starts; a new policy
-// decides about the container's next exit. Limits the kernel refuses for
-// the running container (a memory limit below what it uses, say) fail
-// the update and change nothing. Invalid values fail with ErrInvalid.
+// decides about the container's next exit. Invalid values fail with
+// ErrInvalid. On cgroup v1 (and hybrid hosts, for their v1 controllers)
+// the kernel refuses a memory limit below what the container uses and
+// cannot reclaim: the update then fails and the old limits are put back.
+// On cgroup v2 the kernel takes it and reclaims, OOM-killing processes of
+// the container if it must, as with docker.
 func (c *Container) Update(ctx context.Context, u ContainerUpdate) error {
 	r := c.rt
 	if err := r.checkOpen(); err != nil {
@@ -67,21 +71,21 @@ func (c *Container) Update(ctx context.Context, u ContainerUpdate) error {
 		if !cur.State.Running {
 			return nil // the next start makes its cgroup with them
 		}
-		// Under the record's lock: the run's exit, recorded under it too,
-		// comes before (the cgroup is gone) or after.
+		// The run's exit deletes its cgroup before it takes the record's
+		// lock to record the exit: a cgroup gone, or going, is the exit's.
 		cg, err := cgroup.Load(r.cgroupPath(c.ID))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // it exited: its next start takes them
-		}
 		if err == nil {
-			if err = cg.Update(liveLimits(*u.Resources)); err != nil {
-				cg.Update(liveLimits(old)) // what was written before the refusal
+			if err = cg.Update(liveLimits(*u.Resources)); err != nil && !cgroupGone(err) {
+				if rerr := cg.Update(liveLimits(old)); rerr != nil && !cgroupGone(rerr) {
+					err = errors.Join(err, fmt.Errorf("putting the old limits back: %w", rerr))
+				}
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("updating container %s's limits: %w", c.Name, err)
+		switch {
+		case err == nil, cgroupGone(err):
+			return nil // if it exited, its next start takes them
 		}
-		return nil
+		return fmt.Errorf("updating container %s's limits: %w", c.Name, err)
 	})
 	return err
 }
@@ -93,4 +97,10 @@ func liveLimits(res Resources) cgroup.Resources {
 	l := cgroupResources(res)
 	l.RestrictDevices = false
 	return l
+}
+
+// cgroupGone reports an error from a cgroup that is deleted, or being
+// deleted, under the caller.
+func cgroupGone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV)
 }

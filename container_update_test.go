@@ -3,6 +3,9 @@ package berth_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +52,11 @@ func TestUpdate(t *testing.T) {
 	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &bad}); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("Update to a 1 MiB memory limit: %v, want ErrInvalid", err)
 	}
+	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &bad, RestartPolicy: &berth.RestartPolicy{Name: "always"}}); err == nil {
+		t.Error("Update with a bad limit and a good policy succeeded")
+	} else if info, _ := c.Inspect(ctx); info.RestartPolicy != policy {
+		t.Errorf("a refused update changed the restart policy to %+v", info.RestartPolicy)
+	}
 	if err := c.Update(ctx, berth.ContainerUpdate{RestartPolicy: &berth.RestartPolicy{Name: "sometimes"}}); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("Update to an unknown policy: %v, want ErrInvalid", err)
 	}
@@ -94,5 +102,38 @@ func TestUpdate(t *testing.T) {
 	defer attached.Remove(ctx, berth.WithForce())
 	if err := attached.Update(ctx, berth.ContainerUpdate{RestartPolicy: &policy}); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("a restart policy for an attached container: %v, want ErrInvalid", err)
+	}
+}
+
+// TestUpdateRefusedByKernel: a memory limit below what the container holds
+// and cannot give back (tmpfs pages, no swap allowed) is refused by a v1
+// memory cgroup: Update fails, and the cgroup and the record keep the old
+// limits. (cgroup v2 takes it and OOM-kills instead.)
+func TestUpdateRefusedByKernel(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	old := berth.Resources{Memory: 64 << 20, MemorySwap: 64 << 20}
+	c := mustRun(t, rt, "busybox", sh("dd if=/dev/zero of=/dev/shm/fill bs=1M count=40 2>/dev/null; echo filled; exec sleep 300"),
+		berth.WithDetach(), berth.WithResources(old))
+	defer c.Remove(ctx, berth.WithForce())
+	if err := c.WaitLog(ctx, "filled"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.State(ctx)
+	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", st.Pid))
+	if !regexp.MustCompile(`(?m)^\d+:([^:]*,)?memory(,[^:]*)?:`).Match(cg) {
+		t.Skip("no cgroup v1 memory controller: v2 reclaims and OOM-kills rather than refuse")
+	}
+	// The pids limit is written before the memory limit is refused.
+	low := berth.Resources{Memory: 16 << 20, MemorySwap: 16 << 20, PidsLimit: 30}
+	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &low}); err == nil {
+		t.Fatal("Update to 16 MiB of a container holding 40 MiB of tmpfs succeeded")
+	}
+	if got := cgroupFile(t, st.Pid, "memory", "memory.limit_in_bytes") + " " + cgroupFile(t, st.Pid, "memory", "memory.memsw.limit_in_bytes") + " " +
+		cgroupFile(t, st.Pid, "pids", "pids.max"); got != "67108864 67108864 max" {
+		t.Errorf("limits after the refusal: %s, want the old 64 MiB and no pids limit", got)
+	}
+	if info, err := c.Inspect(ctx); err != nil || info.Resources != old {
+		t.Errorf("the record after the refusal: %+v, %v", info.Resources, err)
 	}
 }

@@ -132,18 +132,18 @@ func (m *monitor) supervise(run *running) {
 		if err == nil {
 			delay = restartDelay(delay, rec.State.FinishedAt.Sub(rec.State.StartedAt))
 		}
-		run = m.restartAfter(id, starts, delay)
+		run = m.waitAndRestart(id, starts, delay)
 	}
 }
 
-// restartAfter waits out the back-off, reading the record again meanwhile
+// waitAndRestart waits out the back-off, reading the record again meanwhile
 // (a Stop, Start or Remove calls the restart off, and the monitor need
 // not linger for it), then restarts the container; past the back-off,
 // the owner lock may be held a moment by a Commit or a Start (which calls
 // the restart off). Given up on while the record says restarting (it
 // could not be read or written), the container is left exited, not
 // "restarting" for as long as this monitor lives.
-func (m *monitor) restartAfter(id string, starts int, delay time.Duration) *running {
+func (m *monitor) waitAndRestart(id string, starts int, delay time.Duration) *running {
 	defer m.rt.updateRecord(context.Background(), id, func(cur *containerRecord) error {
 		if !cur.restartPending() || cur.Starts != starts || cur.Creator != os.Getpid() {
 			return errUnchanged

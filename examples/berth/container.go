@@ -217,7 +217,11 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 		}
 		opts = append(opts, berth.WithLabels(labels))
 	}
-	res, err := f.resources(fs, berth.Resources{})
+	given, err := f.limits(fs)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := overLimits(berth.Resources{}, given)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -455,44 +459,66 @@ func (f *runFlags) mountList() ([]berth.Mount, error) {
 	return out, nil
 }
 
-// resources checks the limits as docker's client does and converts them:
-// those whose flags are set, over base (a container's own, for update).
-func (f *runFlags) resources(fs *flagSet, base berth.Resources) (berth.Resources, error) {
-	res := base
+// limits reads the limit flags that were given, as docker's client does.
+// A zero value changes nothing (docker update's rule; for run, nothing is
+// unlimited already): memory, swap, CPUs and shares are kept, and a pids
+// limit of -1 lifts one.
+func (f *runFlags) limits(fs *flagSet) (berth.Resources, error) {
+	var l berth.Resources
 	var err error
 	if fs.isSet("memory") {
-		if res.Memory, err = parseMemory(f.memory); err != nil {
-			return res, fmt.Errorf("invalid argument %q for \"-m, --memory\" flag: %w", f.memory, err)
+		if l.Memory, err = parseMemory(f.memory); err != nil {
+			return l, fmt.Errorf("invalid argument %q for \"-m, --memory\" flag: %w", f.memory, err)
 		}
 	}
 	switch {
 	case !fs.isSet("memory-swap"):
 	case f.memorySwap == "-1":
-		res.MemorySwap = -1
+		l.MemorySwap = -1
 	default:
-		if res.MemorySwap, err = parseMemory(f.memorySwap); err != nil {
-			return res, fmt.Errorf("invalid argument %q for \"--memory-swap\" flag: %w", f.memorySwap, err)
+		if l.MemorySwap, err = parseMemory(f.memorySwap); err != nil {
+			return l, fmt.Errorf("invalid argument %q for \"--memory-swap\" flag: %w", f.memorySwap, err)
 		}
+	}
+	if fs.isSet("cpus") {
+		if l.NanoCPUs, err = parseCPUs(f.cpus); err != nil {
+			return l, fmt.Errorf("invalid argument %q for \"--cpus\" flag: %w", f.cpus, err)
+		}
+	}
+	if f.cpuShares < 0 {
+		return l, fmt.Errorf("invalid argument \"%d\" for \"-c, --cpu-shares\" flag: must not be negative", f.cpuShares)
+	}
+	l.CPUShares = uint64(f.cpuShares)
+	l.PidsLimit = int64(f.pidsLimit)
+	return l, nil
+}
+
+// overLimits applies the limits given (see limits) over base, a
+// container's own for update, and checks docker's rules for the result.
+func overLimits(base, given berth.Resources) (berth.Resources, error) {
+	res := base
+	set := func(to *int64, v int64) {
+		if v != 0 {
+			*to = v
+		}
+	}
+	set(&res.Memory, given.Memory)
+	set(&res.MemorySwap, given.MemorySwap)
+	set(&res.NanoCPUs, given.NanoCPUs)
+	if given.CPUShares != 0 {
+		res.CPUShares = given.CPUShares
+	}
+	switch {
+	case given.PidsLimit < 0:
+		res.PidsLimit = 0 // unlimited
+	case given.PidsLimit > 0:
+		res.PidsLimit = given.PidsLimit
 	}
 	if res.MemorySwap != 0 && res.Memory == 0 {
 		return res, errors.New("You should always set the Memory limit when using Memoryswap limit, see usage")
 	}
 	if res.MemorySwap > 0 && res.MemorySwap < res.Memory {
 		return res, errors.New("Minimum memoryswap limit should be larger than memory limit, see usage")
-	}
-	if fs.isSet("cpus") {
-		if res.NanoCPUs, err = parseCPUs(f.cpus); err != nil {
-			return res, fmt.Errorf("invalid argument %q for \"--cpus\" flag: %w", f.cpus, err)
-		}
-	}
-	if fs.isSet("cpu-shares") {
-		if f.cpuShares < 0 {
-			return res, fmt.Errorf("invalid argument \"%d\" for \"-c, --cpu-shares\" flag: must not be negative", f.cpuShares)
-		}
-		res.CPUShares = uint64(f.cpuShares)
-	}
-	if fs.isSet("pids-limit") {
-		res.PidsLimit = max(int64(f.pidsLimit), 0) // docker: 0 and -1 both mean unlimited
 	}
 	return res, nil
 }
@@ -1184,7 +1210,7 @@ func stopCommand(fs *flagSet) runFunc {
 }
 
 // updateCommand is docker update: the limits and restart policy its flags
-// give, over each container's own.
+// give, over each container's own (a zero value keeps the container's).
 func updateCommand(fs *flagSet) runFunc {
 	var f runFlags
 	f.registerLimits(fs)
@@ -1194,21 +1220,29 @@ func updateCommand(fs *flagSet) runFunc {
 		if !limits && !fs.isSet("restart") {
 			return &statusError{code: exitFailure, msg: "You must provide one or more flags when using this command."}
 		}
+		// The values first, once, as docker's client checks them (125).
+		given, err := f.limits(fs)
+		if err != nil {
+			return runError(err)
+		}
 		var u berth.ContainerUpdate
 		if fs.isSet("restart") {
 			p, err := parseRestartPolicy(f.restart)
 			if err != nil {
-				return err
+				return runError(err)
 			}
 			u.RestartPolicy = &p
 		}
+		// Each container's limits with the given ones over them. (Two
+		// updates of one container at once may each keep the other's
+		// old values: the merge is not under the container's lock.)
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
 			if limits {
 				info, err := ctr.Inspect(ctx)
 				if err != nil {
 					return err
 				}
-				res, err := f.resources(fs, info.Resources)
+				res, err := overLimits(info.Resources, given)
 				if err != nil {
 					return err
 				}
