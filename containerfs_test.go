@@ -720,3 +720,33 @@ func TestCopyStoppedContainerVolumes(t *testing.T) {
 		}
 	}
 }
+
+// TestCopySamePathConcurrently: copies of one file into a running
+// container at the same time all succeed, and the file is whole, one
+// copy's (the last writer's, as with docker cp). The second used to fail
+// with "file exists" when the first made the name again between its
+// removal of the old file and its own create.
+func TestCopySamePathConcurrently(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach())
+	defer c.Remove(ctx, berth.WithForce())
+	bodies := []string{strings.Repeat("a", 100000), strings.Repeat("b", 100000)}
+	var wg sync.WaitGroup
+	for _, body := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				if err := c.CopyTo(ctx, "/", bytes.NewReader(fsTar(t, fsEnt{typ: 'f', name: "shared", body: body}))); err != nil {
+					t.Errorf("copy %d: %v", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := execOut(t, c, &berth.Process{Args: []string{"cat", "/shared"}}); !slices.Contains(bodies, got) {
+		t.Errorf("/shared holds %d bytes, not one copy's whole content", len(got))
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -260,7 +261,10 @@ func (a *applier) file(rel, dir, base string, hdr *tar.Header, content io.Reader
 	}
 	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(pfd, base, flags, 0o600)
-	if err == unix.EEXIST {
+	// Another writer of the directory (a second copy into a running
+	// container) may make the name again between the two: the last
+	// writer's file stays, as with docker cp.
+	for tries := 0; err == unix.EEXIST && tries < 5; tries++ {
 		if err := a.replace(rel, pfd, base); err != nil {
 			return 0, err
 		}
@@ -278,7 +282,9 @@ func (a *applier) file(rel, dir, base string, hdr *tar.Header, content io.Reader
 		return n, err
 	}
 	atime, mtime := entryTimes(hdr)
-	return n, setTimes(pfd, base, atime, mtime)
+	// Through the fd, not the name, which another writer may have taken
+	// since.
+	return n, setTimesFd(fd, atime, mtime)
 }
 
 // copyContent writes size bytes from r to the new, empty file fd, leaving
@@ -744,6 +750,16 @@ func setTimes(pfd int, name string, atime, mtime time.Time) error {
 	ts := []unix.Timespec{toTimespec(atime), toTimespec(mtime)}
 	if err := unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("setting times: %w", err)
+	}
+	return nil
+}
+
+// setTimesFd sets the times of the file open as fd (futimens: utimensat
+// with no path).
+func setTimesFd(fd int, atime, mtime time.Time) error {
+	ts := [2]unix.Timespec{toTimespec(atime), toTimespec(mtime)}
+	if _, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); errno != 0 {
+		return fmt.Errorf("setting times: %w", errno)
 	}
 	return nil
 }
