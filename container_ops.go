@@ -322,7 +322,7 @@ type listOptionFunc func(*listConfig)
 func (f listOptionFunc) applyList(c *listConfig) { f(c) }
 
 // WithAll lists stopped containers too (docker ps -a). Default: running
-// ones only.
+// ones, and those their restart policy is restarting.
 func WithAll() ListOption { return listOptionFunc(func(c *listConfig) { c.all = true }) }
 
 // ContainerInfo is what Inspect and Containers report about a container.
@@ -658,7 +658,8 @@ func exitedWithin(fd, ms int) bool {
 // exits: SIGKILL, the container's stop signal, or any signal if neither
 // the image nor WithStopSignal set one. Such a signal to a container
 // waiting out its back-off (restarting) calls the restart off; another
-// does nothing to it. Either returns nil.
+// does nothing to it. Either returns nil. A start in progress elsewhere is
+// waited for first.
 func (c *Container) Signal(ctx context.Context, sig Signal) error {
 	rec, err := c.rt.runToEnd(ctx, c, func(rec *containerRecord) bool {
 		stop, err := parseSignal(rec.Config.StopSignal)
@@ -742,7 +743,7 @@ func (c *Container) signalRun(rec *containerRecord, sig Signal) error {
 // (DefaultStopTimeout unless WithStopTimeout set one). Stopping a
 // container that is not running is not an error. A stopped container's
 // restart policy leaves it exited, and a restart it had pending is called
-// off (docker stop).
+// off (docker stop). A start in progress elsewhere is waited for first.
 func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	rec, err := c.rt.runToEnd(ctx, c, func(*containerRecord) bool { return true })
 	if err != nil || rec == nil || !rec.State.Running {
@@ -815,9 +816,8 @@ func WithRemoveVolumes() RemoveOption {
 // Remove deletes the container and everything it made: its writable
 // layer, log and state (docker rm). A running or restarting container is
 // refused (ErrInUse) unless WithForce, which kills it, also one still
-// starting;
-// Waits on it begun elsewhere read its exit before it goes. It is
-// idempotent: removing a container that is gone is not an error.
+// starting; Waits on it begun elsewhere read its exit before it goes. It
+// is idempotent: removing a container that is gone is not an error.
 func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 	var cfg removeConfig
 	for _, o := range opts {

@@ -55,9 +55,6 @@ func (c *Container) Update(ctx context.Context, u ContainerUpdate) error {
 	}
 	_, err = r.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
 		if p := u.RestartPolicy; p != nil {
-			if p.restarts() && cur.Config.AutoRemove {
-				return fmt.Errorf("%w: restart policy cannot be updated because container %s is auto-removed", ErrInvalid, c.Name)
-			}
 			if err := p.check(cur.Config.Detached, cur.Config.AutoRemove); err != nil {
 				return err
 			}

@@ -126,8 +126,8 @@ func TestUpdateRefusedByKernel(t *testing.T) {
 	}
 	// The pids limit is written before the memory limit is refused.
 	low := berth.Resources{Memory: 16 << 20, MemorySwap: 16 << 20, PidsLimit: 30}
-	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &low}); err == nil {
-		t.Fatal("Update to 16 MiB of a container holding 40 MiB of tmpfs succeeded")
+	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &low}); err == nil || errors.Is(err, berth.ErrInvalid) {
+		t.Fatalf("Update to 16 MiB of a container holding 40 MiB of tmpfs: %v, want the kernel's refusal", err)
 	}
 	if got := cgroupFile(t, st.Pid, "memory", "memory.limit_in_bytes") + " " + cgroupFile(t, st.Pid, "memory", "memory.memsw.limit_in_bytes") + " " +
 		cgroupFile(t, st.Pid, "pids", "pids.max"); got != "67108864 67108864 max" {

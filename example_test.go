@@ -129,6 +129,7 @@ func ExampleWithRestartPolicy() {
 	}
 	fmt.Println(info.State.Status, info.RestartCount) // "restarting" between a crash and its restart
 	c.Stop(ctx, -1)                                   // stays stopped: the policy leaves alone what Stop ended
+	c.Remove(ctx)
 }
 
 // An orchestration tool's service: stopped by one program, started again

@@ -222,14 +222,22 @@ func (c *Container) WaitLog(ctx context.Context, text string) error {
 		case err != nil:
 			return err
 		}
-		// Logs follows one run, as docker logs -f does.
-		if st, err := c.State(ctx); err != nil || !st.Restarting {
-			return fmt.Errorf("container %s exited without logging %q: %w", c.Name, text, ErrNotRunning)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		// Logs follows one run, as docker logs -f does: through a restart
+		// by the container's policy, the next run is followed (its log
+		// read again from the start, once).
+		for {
+			st, err := c.State(ctx)
+			if err == nil && st.Running {
+				break
+			}
+			if err != nil || !st.Restarting {
+				return fmt.Errorf("container %s exited without logging %q: %w", c.Name, text, ErrNotRunning)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 }

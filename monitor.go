@@ -21,7 +21,8 @@ import (
 // exit status and output must still be recorded. One monitor process per
 // root does that for all of them: it is a re-executed, sealed copy of the
 // calling binary (like the container child stage), started on demand,
-// parent of every detached container of its root, and gone once none runs.
+// parent of every detached container of its root, and gone once none runs
+// (or waits out a restart back-off, see WithRestartPolicy).
 // One shared process keeps the host cost per detached container to a few
 // goroutines instead of a process each (docker and podman run a shim or
 // conmon per container).

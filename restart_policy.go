@@ -29,9 +29,9 @@ const (
 )
 
 // WithRestartPolicy has the container's monitor start it again when it
-// exits, as the policy says (docker run --restart). A container that
-// Stop, a forced Remove or a Signal that stops it (see Signal) ended is
-// not restarted under any policy, until Start or Restart start it again. Restarts wait 100 ms, then twice
+// exits, as the policy says (docker run --restart). A container ended by
+// Stop, a forced Remove or a stopping Signal (see Signal) is not
+// restarted under any policy until Start or Restart start it again. Restarts wait 100 ms, then twice
 // as long after each restart, up to a minute, and again 100 ms once a run
 // lasted 10 seconds (docker's back-off); meanwhile the container's State
 // says Restarting, with the last run's exit code. Only a detached
@@ -136,9 +136,9 @@ func (m *monitor) supervise(run *running) {
 	}
 }
 
-// waitAndRestart waits out the back-off, reading the record again meanwhile
-// (a Stop, Start or Remove calls the restart off, and the monitor need
-// not linger for it), then restarts the container; past the back-off,
+// waitAndRestart waits out the back-off, reading the record again every
+// 250 ms meanwhile (a Stop, Start or Remove calls the restart off, and the
+// monitor need not linger for it), then restarts the container; past the back-off,
 // the owner lock may be held a moment by a Commit or a Start (which calls
 // the restart off). Given up on while the record says restarting (it
 // could not be read or written), the container is left exited, not
@@ -152,7 +152,7 @@ func (m *monitor) waitAndRestart(id string, starts int, delay time.Duration) *ru
 		return nil
 	})
 	for end := time.Now().Add(delay); ; {
-		time.Sleep(max(min(time.Until(end), 50*time.Millisecond), 20*time.Millisecond))
+		time.Sleep(max(min(time.Until(end), 250*time.Millisecond), 20*time.Millisecond))
 		if rec, err := m.rt.readRecord(id); err != nil || !rec.State.Restarting || rec.Starts != starts {
 			return nil
 		}

@@ -221,7 +221,8 @@ func TestRestartMonitorKilled(t *testing.T) {
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Its fifth run or later: one that runs on.
+	// Its fifth run (Start's) exits 1 and the new monitor restarts it:
+	// the sixth runs on.
 	if !eventually(5*time.Second, func() bool { st, err := c.State(ctx); return err == nil && st.Running }) {
 		st, err := c.State(ctx)
 		t.Errorf("after Start: %+v, %v", st, err)
@@ -240,9 +241,9 @@ func TestRestartWaiters(t *testing.T) {
 		berth.WithHealthcheck(berth.HealthConfig{Test: []string{"CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/ready"},
 			Interval: 50 * time.Millisecond, StartPeriod: 10 * time.Second}))
 	defer c.Remove(ctx, berth.WithForce())
-	// A back-off of 1.6 s: the waits below begin in it, and the container
+	// A back-off of 3.2 s: the waits below begin in it, and the container
 	// runs next once /ready is there.
-	restarting(t, c, 5)
+	restarting(t, c, 6)
 	if err := c.Signal(ctx, syscall.SIGHUP); err != nil {
 		t.Errorf("SIGHUP to a restarting container: %v, want nil", err)
 	}

@@ -102,13 +102,15 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.dns, "", "dns", "Set custom DNS servers")
 }
 
-// registerLimits defines the limit flags run, create and update share.
-func (f *runFlags) registerLimits(fs *flagSet) {
+// registerLimits defines the limit flags run, create and update share,
+// and returns their names.
+func (f *runFlags) registerLimits(fs *flagSet) []string {
 	fs.Int(&f.cpuShares, "c", "cpu-shares", 0, "CPU shares (relative weight)")
 	fs.String(&f.cpus, "", "cpus", "decimal", "", "Number of CPUs")
 	fs.String(&f.memory, "m", "memory", "bytes", "", "Memory limit")
 	fs.String(&f.memorySwap, "", "memory-swap", "bytes", "", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
 	fs.Int(&f.pidsLimit, "", "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
+	return []string{"cpu-shares", "cpus", "memory", "memory-swap", "pids-limit"}
 }
 
 // runCommand is docker run.
@@ -181,11 +183,13 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	if f.rm {
 		opts = append(opts, berth.WithAutoRemove())
 	}
-	if f.restart != "" && f.restart != "no" {
+	if f.restart != "" {
 		policy, err := parseRestartPolicy(f.restart)
 		switch {
 		case err != nil:
 			return nil, nil, err
+		case policy.Name == "" || policy.Name == berth.RestartNo:
+			// Run checks a count given with it.
 		case f.rm:
 			return nil, nil, errors.New("conflicting options: cannot specify both --restart and --rm")
 		case !f.detach:
@@ -461,8 +465,8 @@ func (f *runFlags) mountList() ([]berth.Mount, error) {
 
 // limits reads the limit flags that were given, as docker's client does.
 // A zero value changes nothing (docker update's rule; for run, nothing is
-// unlimited already): memory, swap, CPUs and shares are kept, and a pids
-// limit of -1 lifts one.
+// unlimited already): memory, swap, CPUs and shares are kept; a pids
+// limit of 0 or -1 lifts one.
 func (f *runFlags) limits(fs *flagSet) (berth.Resources, error) {
 	var l berth.Resources
 	var err error
@@ -490,6 +494,9 @@ func (f *runFlags) limits(fs *flagSet) (berth.Resources, error) {
 	}
 	l.CPUShares = uint64(f.cpuShares)
 	l.PidsLimit = int64(f.pidsLimit)
+	if l.PidsLimit == 0 && fs.isSet("pids-limit") {
+		l.PidsLimit = -1 // docker update --pids-limit 0 lifts the limit
+	}
 	return l, nil
 }
 
@@ -1213,10 +1220,10 @@ func stopCommand(fs *flagSet) runFunc {
 // give, over each container's own (a zero value keeps the container's).
 func updateCommand(fs *flagSet) runFunc {
 	var f runFlags
-	f.registerLimits(fs)
+	limitFlags := f.registerLimits(fs)
 	fs.String(&f.restart, "", "restart", "string", "", "Restart policy to apply when a container exits")
 	return func(ctx context.Context, c *cli, args []string) error {
-		limits := slices.ContainsFunc([]string{"cpu-shares", "cpus", "memory", "memory-swap", "pids-limit"}, fs.isSet)
+		limits := slices.ContainsFunc(limitFlags, fs.isSet)
 		if !limits && !fs.isSet("restart") {
 			return &statusError{code: exitFailure, msg: "You must provide one or more flags when using this command."}
 		}

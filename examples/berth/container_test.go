@@ -843,6 +843,7 @@ func TestRunRestartPolicy(t *testing.T) {
 		{"always:3", "-d", "maximum retry count cannot be used with restart policy 'always'"},
 		{"always", "--rm", "conflicting options: cannot specify both --restart and --rm"},
 		{"unless-stopped", "-i", "--restart needs -d"},
+		{"no:2", "-i", "maximum retry count cannot be used with restart policy 'no'"},
 	} {
 		res := runBerth(t, root, nil, "run", "--restart", c.policy, c.extra, "busybox", "true")
 		if res.code != 125 || !strings.Contains(res.stderr, c.want) {
@@ -914,6 +915,10 @@ func TestUpdateCommand(t *testing.T) {
 	}
 	if got := limits(); got != "100663296 500000000 512 40 unless-stopped\n" {
 		t.Errorf("inspect after update = %q", got)
+	}
+	mustBerth(t, root, "update", "--pids-limit", "0", "svc") // lifts it, as docker's
+	if got := limits(); got != "100663296 500000000 512 <nil> unless-stopped\n" {
+		t.Errorf("inspect after update --pids-limit 0 = %q", got)
 	}
 	if res := runBerth(t, root, nil, "update", "--memory", "lots", "svc"); res.code != 125 || !strings.Contains(res.stderr, `invalid argument "lots" for "-m, --memory" flag`) {
 		t.Errorf("update --memory lots: exit %d, stderr %q; want 125 as docker's client", res.code, res.stderr)

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -754,12 +753,10 @@ func setTimes(pfd int, name string, atime, mtime time.Time) error {
 	return nil
 }
 
-// setTimesFd sets the times of the file open as fd (futimens: utimensat
-// with no path).
+// setTimesFd sets the times of the file open as fd.
 func setTimesFd(fd int, atime, mtime time.Time) error {
-	ts := [2]unix.Timespec{toTimespec(atime), toTimespec(mtime)}
-	if _, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); errno != 0 {
-		return fmt.Errorf("setting times: %w", errno)
+	if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{toTimespec(atime), toTimespec(mtime)}, unix.AT_EMPTY_PATH); err != nil {
+		return fmt.Errorf("setting times: %w", err)
 	}
 	return nil
 }
