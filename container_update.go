@@ -10,36 +10,33 @@ import (
 	"github.com/berth-dev/berth/internal/cgroup"
 )
 
-// ContainerUpdate is what Update changes (docker update). A nil field is
-// left as it is.
+// ContainerUpdate is what Update changes (docker update).
 type ContainerUpdate struct {
-	// Resources replaces the container's limits, all of them: read them
-	// with Inspect and change what should change. A zero field lifts its
-	// limit.
-	Resources *Resources
-	// RestartPolicy replaces the container's restart policy, which needs
-	// a detached container that is not auto-removed (WithRestartPolicy).
-	RestartPolicy *RestartPolicy
+	// Resources are the container's limits. A zero field means no limit.
+	Resources Resources
+	// RestartPolicy is the container's restart policy, which needs a
+	// detached container that is not auto-removed (WithRestartPolicy).
+	RestartPolicy RestartPolicy
 }
 
 // Update changes a container's limits and restart policy (docker
-// update): a running or paused container's cgroup gets the new limits at
-// once, and the record keeps them for its next starts; a new policy
-// decides about the container's next exit. Invalid values fail with
-// ErrInvalid. On cgroup v1 (and hybrid hosts, for their v1 controllers)
-// the kernel refuses a memory limit below what the container uses and
-// cannot reclaim: the update then fails and the old limits are put back.
-// On cgroup v2 the kernel takes it and reclaims, OOM-killing processes of
+// update). change is given the container's current ones and changes what
+// should change; it runs under the container's lock (so two updates never
+// undo each other), and must not use the container. An error from it
+// fails the update, which then changes nothing.
+//
+// A running or paused container's cgroup gets the new limits at once, and
+// the record keeps them for its next starts; a new policy decides about
+// the container's next exit. Invalid values fail with ErrInvalid. On
+// cgroup v1 (and hybrid hosts, for their v1 controllers) the kernel
+// refuses a memory limit below what the container uses and cannot
+// reclaim: the update then fails and the old limits are put back. On
+// cgroup v2 the kernel takes it and reclaims, OOM-killing processes of
 // the container if it must, as with docker.
-func (c *Container) Update(ctx context.Context, u ContainerUpdate) error {
+func (c *Container) Update(ctx context.Context, change func(*ContainerUpdate) error) error {
 	r := c.rt
 	if err := r.checkOpen(); err != nil {
 		return err
-	}
-	if u.Resources != nil {
-		if err := cgroupResources(*u.Resources).Validate(); err != nil {
-			return fmt.Errorf("%w: updating container %s: %w", ErrInvalid, c.Name, err)
-		}
 	}
 	// Under the lock a start takes while it reads the record it launches
 	// with (prepareStartAgain), and once no start is in progress: the
@@ -54,26 +51,27 @@ func (c *Container) Update(ctx context.Context, u ContainerUpdate) error {
 		return err
 	}
 	_, err = r.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
-		if p := u.RestartPolicy; p != nil {
-			if err := p.check(cur.Config.Detached, cur.Config.AutoRemove); err != nil {
-				return err
-			}
-			cur.Config.Restart = *p
+		old := ContainerUpdate{Resources: cur.Config.Resources, RestartPolicy: cur.Config.Restart}
+		u := old
+		if err := change(&u); err != nil {
+			return err
 		}
-		if u.Resources == nil {
-			return nil
+		if err := u.RestartPolicy.check(cur.Config.Detached, cur.Config.AutoRemove); err != nil {
+			return err
 		}
-		old := cur.Config.Resources
-		cur.Config.Resources = *u.Resources
-		if !cur.State.Running {
+		if err := cgroupResources(u.Resources).Validate(); err != nil {
+			return fmt.Errorf("%w: updating container %s: %w", ErrInvalid, c.Name, err)
+		}
+		cur.Config.Resources, cur.Config.Restart = u.Resources, u.RestartPolicy
+		if !cur.State.Running || u.Resources == old.Resources {
 			return nil // the next start makes its cgroup with them
 		}
 		// The run's exit deletes its cgroup before it takes the record's
 		// lock to record the exit: a cgroup gone, or going, is the exit's.
 		cg, err := cgroup.Load(r.cgroupPath(c.ID))
 		if err == nil {
-			if err = cg.Update(liveLimits(*u.Resources)); err != nil && !cgroupGone(err) {
-				if rerr := cg.Update(liveLimits(old)); rerr != nil && !cgroupGone(rerr) {
+			if err = cg.Update(liveLimits(u.Resources)); err != nil && !cgroupGone(err) {
+				if rerr := cg.Update(liveLimits(old.Resources)); rerr != nil && !cgroupGone(rerr) {
 					err = errors.Join(err, fmt.Errorf("putting the old limits back: %w", rerr))
 				}
 			}

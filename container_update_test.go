@@ -37,7 +37,7 @@ func TestUpdate(t *testing.T) {
 	}
 	res := berth.Resources{Memory: 128 << 20, PidsLimit: 50, NanoCPUs: 500_000_000}
 	policy := berth.RestartPolicy{Name: "on-failure"}
-	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &res, RestartPolicy: &policy}); err != nil {
+	if err := c.Update(ctx, set(res, policy)); err != nil {
 		t.Fatal(err)
 	}
 	if got := limits(); got != "134217728 50 50000" {
@@ -49,15 +49,15 @@ func TestUpdate(t *testing.T) {
 
 	// Refused: nothing changes.
 	bad := berth.Resources{Memory: 1 << 20}
-	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &bad}); !errors.Is(err, berth.ErrInvalid) {
+	if err := c.Update(ctx, setLimits(bad)); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("Update to a 1 MiB memory limit: %v, want ErrInvalid", err)
 	}
-	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &bad, RestartPolicy: &berth.RestartPolicy{Name: "always"}}); err == nil {
+	if err := c.Update(ctx, set(bad, berth.RestartPolicy{Name: "always"})); err == nil {
 		t.Error("Update with a bad limit and a good policy succeeded")
 	} else if info, _ := c.Inspect(ctx); info.RestartPolicy != policy {
 		t.Errorf("a refused update changed the restart policy to %+v", info.RestartPolicy)
 	}
-	if err := c.Update(ctx, berth.ContainerUpdate{RestartPolicy: &berth.RestartPolicy{Name: "sometimes"}}); !errors.Is(err, berth.ErrInvalid) {
+	if err := c.Update(ctx, setPolicy(berth.RestartPolicy{Name: "sometimes"})); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("Update to an unknown policy: %v, want ErrInvalid", err)
 	}
 	if got := limits(); got != "134217728 50 50000" {
@@ -88,7 +88,7 @@ func TestUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.PidsLimit = 70
-	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &res}); err != nil {
+	if err := c.Update(ctx, setLimits(res)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Start(ctx); err != nil {
@@ -98,9 +98,24 @@ func TestUpdate(t *testing.T) {
 		t.Errorf("limits after a stopped container's update and a start: %q", got)
 	}
 
+	// The change is given the current values; its error changes nothing.
+	err = c.Update(ctx, func(u *berth.ContainerUpdate) error {
+		if u.Resources != res || u.RestartPolicy != policy {
+			t.Errorf("Update's change was given %+v, want the container's %+v and %+v", u, res, policy)
+		}
+		u.Resources.PidsLimit = 5
+		return errors.New("changed my mind")
+	})
+	if err == nil || err.Error() != "changed my mind" {
+		t.Errorf("Update whose change failed: %v", err)
+	}
+	if info, _ := c.Inspect(ctx); info.Resources != res {
+		t.Errorf("a failed change was kept: %+v", info.Resources)
+	}
+
 	attached := mustRun(t, rt, "busybox", sh("sleep 300"))
 	defer attached.Remove(ctx, berth.WithForce())
-	if err := attached.Update(ctx, berth.ContainerUpdate{RestartPolicy: &policy}); !errors.Is(err, berth.ErrInvalid) {
+	if err := attached.Update(ctx, setPolicy(policy)); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("a restart policy for an attached container: %v, want ErrInvalid", err)
 	}
 }
@@ -126,7 +141,7 @@ func TestUpdateRefusedByKernel(t *testing.T) {
 	}
 	// The pids limit is written before the memory limit is refused.
 	low := berth.Resources{Memory: 16 << 20, MemorySwap: 16 << 20, PidsLimit: 30}
-	if err := c.Update(ctx, berth.ContainerUpdate{Resources: &low}); err == nil || errors.Is(err, berth.ErrInvalid) {
+	if err := c.Update(ctx, setLimits(low)); err == nil || errors.Is(err, berth.ErrInvalid) {
 		t.Fatalf("Update to 16 MiB of a container holding 40 MiB of tmpfs: %v, want the kernel's refusal", err)
 	}
 	if got := cgroupFile(t, st.Pid, "memory", "memory.limit_in_bytes") + " " + cgroupFile(t, st.Pid, "memory", "memory.memsw.limit_in_bytes") + " " +
@@ -135,5 +150,28 @@ func TestUpdateRefusedByKernel(t *testing.T) {
 	}
 	if info, err := c.Inspect(ctx); err != nil || info.Resources != old {
 		t.Errorf("the record after the refusal: %+v, %v", info.Resources, err)
+	}
+}
+
+// set, setLimits and setPolicy are Update's change functions that set
+// both, the limits or the policy.
+func set(res berth.Resources, p berth.RestartPolicy) func(*berth.ContainerUpdate) error {
+	return func(u *berth.ContainerUpdate) error {
+		u.Resources, u.RestartPolicy = res, p
+		return nil
+	}
+}
+
+func setLimits(res berth.Resources) func(*berth.ContainerUpdate) error {
+	return func(u *berth.ContainerUpdate) error {
+		u.Resources = res
+		return nil
+	}
+}
+
+func setPolicy(p berth.RestartPolicy) func(*berth.ContainerUpdate) error {
+	return func(u *berth.ContainerUpdate) error {
+		u.RestartPolicy = p
+		return nil
 	}
 }

@@ -1223,8 +1223,7 @@ func updateCommand(fs *flagSet) runFunc {
 	limitFlags := f.registerLimits(fs)
 	fs.String(&f.restart, "", "restart", "string", "", "Restart policy to apply when a container exits")
 	return func(ctx context.Context, c *cli, args []string) error {
-		limits := slices.ContainsFunc(limitFlags, fs.isSet)
-		if !limits && !fs.isSet("restart") {
+		if !slices.ContainsFunc(limitFlags, fs.isSet) && !fs.isSet("restart") {
 			return &statusError{code: exitFailure, msg: "You must provide one or more flags when using this command."}
 		}
 		// The values first, once, as docker's client checks them (125).
@@ -1232,30 +1231,24 @@ func updateCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return runError(err)
 		}
-		var u berth.ContainerUpdate
+		var policy *berth.RestartPolicy
 		if fs.isSet("restart") {
 			p, err := parseRestartPolicy(f.restart)
 			if err != nil {
 				return runError(err)
 			}
-			u.RestartPolicy = &p
+			policy = &p
 		}
-		// Each container's limits with the given ones over them. (Two
-		// updates of one container at once may each keep the other's
-		// old values: the merge is not under the container's lock.)
+		// Each container's limits with the given ones over them.
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
-			if limits {
-				info, err := ctr.Inspect(ctx)
-				if err != nil {
-					return err
+			err := ctr.Update(ctx, func(u *berth.ContainerUpdate) (err error) {
+				if policy != nil {
+					u.RestartPolicy = *policy
 				}
-				res, err := overLimits(info.Resources, given)
-				if err != nil {
-					return err
-				}
-				u.Resources = &res
-			}
-			if err := ctr.Update(ctx, u); err != nil {
+				u.Resources, err = overLimits(u.Resources, given)
+				return err
+			})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintln(c.stdout, name)
