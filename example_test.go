@@ -132,6 +132,29 @@ func ExampleWithRestartPolicy() {
 	c.Remove(ctx)
 }
 
+// Give a running service more memory and a restart policy, as docker
+// update does: the other limits stay as they are.
+func ExampleContainer_Update() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	c, err := rt.Container(ctx, "web") // run earlier WithDetach
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = c.Update(ctx, func(u *berth.ContainerUpdate) error {
+		u.Resources.Memory = 512 << 20
+		u.RestartPolicy = berth.RestartPolicy{Name: berth.RestartUnlessStopped}
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
 // An orchestration tool's service: stopped by one program, started again
 // by the next, with what it wrote kept.
 func ExampleContainer_Start() {
