@@ -175,6 +175,11 @@ type Resources struct {
 	// PidsLimit caps the number of processes and threads (at most the
 	// kernel's 4194304); 0 and -1 mean none.
 	PidsLimit int64 `json:"pidsLimit,omitempty"`
+	// CpusetCpus are the CPUs the container may run on, a list such as
+	// "0-2,4" (docker run --cpuset-cpus); empty means all the host's.
+	// Hosts with a cgroup v1 cpuset hierarchy only (v1 and hybrid); on
+	// cgroup v2 it fails with ErrUnsupported.
+	CpusetCpus string `json:"cpusetCpus,omitempty"`
 }
 
 // Rlimit is a resource limit of the container's processes (docker run

@@ -285,7 +285,8 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 
 // cgroupResources converts a container's limits for the cgroup package.
 func cgroupResources(res Resources) cgroup.Resources {
-	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares, PidsLimit: res.PidsLimit, RestrictDevices: true}
+	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares,
+		PidsLimit: res.PidsLimit, CpusetCpus: res.CpusetCpus, RestrictDevices: true}
 }
 
 // stdio is how a started container's standard streams are wired.

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +81,43 @@ func TestShmSize(t *testing.T) {
 	}
 	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithShmSize(-1)); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("WithShmSize(-1): %v, want ErrInvalid", err)
+	}
+}
+
+// TestCpusetCpus: WithResources' CpusetCpus pins the container to those
+// CPUs (docker run --cpuset-cpus), Update moves it, and CPUs the host
+// lacks or a malformed list are refused.
+func TestCpusetCpus(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if self, _ := os.ReadFile("/proc/self/cgroup"); !regexp.MustCompile(`(?m)^\d+:([^:]*,)?cpuset(,[^:]*)?:`).Match(self) {
+		t.Skip("no cgroup v1 cpuset hierarchy: CpusetCpus is refused on cgroup v2")
+	}
+	last := strconv.Itoa(runtime.NumCPU() - 1)
+	allowed := func(c *berth.Container) string {
+		t.Helper()
+		out := execOut(t, c, sh("grep Cpus_allowed_list /proc/1/status"))
+		return strings.TrimSpace(strings.TrimPrefix(out, "Cpus_allowed_list:"))
+	}
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithResources(berth.Resources{CpusetCpus: last}))
+	defer c.Remove(ctx, berth.WithForce())
+	if got := allowed(c); got != last {
+		t.Errorf("Cpus_allowed_list = %q, want %s", got, last)
+	}
+	err := c.Update(ctx, func(u *berth.ContainerUpdate) error {
+		u.Resources.CpusetCpus = "0"
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed(c); got != "0" {
+		t.Errorf("Cpus_allowed_list after Update = %q, want 0", got)
+	}
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithResources(berth.Resources{CpusetCpus: "0-4095"})); err == nil || !strings.Contains(err.Error(), "requested CPUs are not available") {
+		t.Errorf("CPUs the host lacks: %v", err)
+	}
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithResources(berth.Resources{CpusetCpus: "one"})); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("a malformed CPU list: %v, want ErrInvalid", err)
 	}
 }

@@ -52,7 +52,7 @@ type runFlags struct {
 	rm, detach, interactive, tty, readOnly, quiet   bool
 	name, workdir, user, entrypoint, hostname, pull string
 	env, envFiles, labels                           []string
-	memory, memorySwap, cpus, shmSize               string
+	memory, memorySwap, cpus, shmSize, cpusetCpus   string
 	cpuShares, pidsLimit, stopTimeout               int
 	capAdd, capDrop, securityOpts, ulimits          []string
 	stopSignal, restart                             string
@@ -107,10 +107,11 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 func (f *runFlags) registerLimits(fs *flagSet) []string {
 	fs.Int(&f.cpuShares, "c", "cpu-shares", 0, "CPU shares (relative weight)")
 	fs.String(&f.cpus, "", "cpus", "decimal", "", "Number of CPUs")
+	fs.String(&f.cpusetCpus, "", "cpuset-cpus", "string", "", "CPUs in which to allow execution (0-3, 0,1)")
 	fs.String(&f.memory, "m", "memory", "bytes", "", "Memory limit")
 	fs.String(&f.memorySwap, "", "memory-swap", "bytes", "", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
 	fs.Int(&f.pidsLimit, "", "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
-	return []string{"cpu-shares", "cpus", "memory", "memory-swap", "pids-limit"}
+	return []string{"cpu-shares", "cpus", "cpuset-cpus", "memory", "memory-swap", "pids-limit"}
 }
 
 // runCommand is docker run.
@@ -493,6 +494,7 @@ func (f *runFlags) limits(fs *flagSet) (berth.Resources, error) {
 		return l, fmt.Errorf("invalid argument \"%d\" for \"-c, --cpu-shares\" flag: must not be negative", f.cpuShares)
 	}
 	l.CPUShares = uint64(f.cpuShares)
+	l.CpusetCpus = f.cpusetCpus
 	l.PidsLimit = int64(f.pidsLimit)
 	if l.PidsLimit == 0 && fs.isSet("pids-limit") {
 		l.PidsLimit = -1 // docker update --pids-limit 0 lifts the limit
@@ -514,6 +516,9 @@ func overLimits(base, given berth.Resources) (berth.Resources, error) {
 	set(&res.NanoCPUs, given.NanoCPUs)
 	if given.CPUShares != 0 {
 		res.CPUShares = given.CPUShares
+	}
+	if given.CpusetCpus != "" {
+		res.CpusetCpus = given.CpusetCpus
 	}
 	switch {
 	case given.PidsLimit < 0:
@@ -1613,6 +1618,7 @@ type hostConfig struct {
 	NanoCpus       int64
 	CpuShares      int64
 	PidsLimit      *int64 // null when unlimited, as docker prints it
+	CpusetCpus     string
 	ShmSize        int64
 	RestartPolicy  restartPolicyInspect
 }
@@ -1644,6 +1650,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
+			CpusetCpus:    info.Resources.CpusetCpus,
 			ShmSize:       cmp.Or(info.ShmSize, 64<<20),
 			RestartPolicy: restartPolicyInspect{Name: cmp.Or(info.RestartPolicy.Name, "no"), MaximumRetryCount: info.RestartPolicy.MaxRetries},
 		},

@@ -1088,3 +1088,27 @@ func TestRemoveIfEmpty(t *testing.T) {
 		}
 	}
 }
+
+func TestCpuSubset(t *testing.T) {
+	for _, c := range []struct {
+		cpus, of string
+		want     bool
+	}{
+		{"0", "0-1", true},
+		{"0-1", "0-1", true},
+		{"1,3", "0-3", true},
+		{"2", "0-1", false},
+		{"0-2", "0,1", false},
+		{"4", "0-3,5", false},
+		{"5", "0-3,5", true},
+	} {
+		if got := cpuSubset(c.cpus, c.of); got != c.want {
+			t.Errorf("cpuSubset(%q, %q) = %v, want %v", c.cpus, c.of, got, c.want)
+		}
+	}
+	for _, bad := range []string{"one", "0-", "-1", "0,,1", "0 1"} {
+		if (Resources{CpusetCpus: bad}).Validate() == nil {
+			t.Errorf("Validate took cpuset cpus %q", bad)
+		}
+	}
+}

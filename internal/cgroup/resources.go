@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -35,6 +36,10 @@ type Resources struct {
 	// PidsLimit is the maximum number of tasks (docker run --pids-limit); 0 or -1 means
 	// unlimited.
 	PidsLimit int64
+	// CpusetCpus are the CPUs the processes may run on (docker run --cpuset-cpus), a list
+	// such as "0-2,4"; empty means the parent's. Only on a v1 cpuset hierarchy (v1 and hybrid
+	// hosts).
+	CpusetCpus string
 	// RestrictDevices limits device access to docker's default allow-list (null, zero, full,
 	// random, urandom, tty, console, ptmx, the pts, tun; mknod of any device stays allowed, as
 	// in docker, but opening one outside the list fails). Without it a container holding
@@ -170,8 +175,61 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("invalid pids limit %d: must be -1, 0 (unlimited) or positive", r.PidsLimit)
 	case r.PidsLimit > maxPids:
 		return fmt.Errorf("invalid pids limit %d: the kernel's maximum is %d", r.PidsLimit, maxPids)
+	case r.CpusetCpus != "" && !cpuList.MatchString(r.CpusetCpus):
+		return fmt.Errorf("invalid value %q for cpuset cpus: want a list such as 0-2,4", r.CpusetCpus)
 	}
 	return nil
+}
+
+// cpuList is the kernel's list format for cpuset.cpus.
+var cpuList = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+
+// setCpus writes the cpuset directory dir's CPUs: cpus, or its parent's
+// when cpus is empty (lifting a restriction). CPUs the parent does not
+// have are refused with docker's message rather than the kernel's EINVAL.
+func setCpus(dir, cpus string) error {
+	available, err := readString(filepath.Dir(dir), "cpuset.cpus")
+	if err != nil {
+		return err
+	}
+	available = strings.TrimSpace(available)
+	if cpus == "" {
+		cpus = available
+	} else if !cpuSubset(cpus, available) {
+		return fmt.Errorf("requested CPUs are not available - requested %s, available: %s", cpus, available)
+	}
+	return writeFile(dir, "cpuset.cpus", cpus)
+}
+
+// cpuSubset reports whether every CPU of the list cpus is in the list of.
+func cpuSubset(cpus, of string) bool {
+	in := map[int]bool{}
+	for _, c := range expandCPUs(of) {
+		in[c] = true
+	}
+	for _, c := range expandCPUs(cpus) {
+		if !in[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// expandCPUs lists the CPUs of a list such as "0-2,4" (checked by cpuList).
+func expandCPUs(list string) []int {
+	var out []int
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, _ := strconv.Atoi(lo)
+		b := a
+		if isRange {
+			b, _ = strconv.Atoi(hi)
+		}
+		for c := a; c <= b && c-a < 4096; c++ {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // memory returns the memory limit and the memory+swap limit in bytes, -1 meaning unlimited.
@@ -231,6 +289,7 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 		{cgroup1.Memory, res.MemoryLimit > 0},
 		{cgroup1.Cpu, res.NanoCPUs > 0 || res.CPUShares > 0},
 		{cgroup1.Pids, res.PidsLimit > 0},
+		{cgroup1.Cpuset, res.CpusetCpus != ""},
 	} {
 		if _, ok := c.v1Dirs[need.name]; need.wanted && !ok {
 			return fmt.Errorf("cgroup %s: a %s limit was requested but the host has no %s hierarchy: %w",
@@ -274,6 +333,11 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 			if err := writeDevicePolicy(dir); err != nil {
 				return fmt.Errorf("cgroup %s: %w", c.path, err)
 			}
+		}
+	}
+	if dir, ok := c.v1Dirs[cgroup1.Cpuset]; ok && (!fresh || res.CpusetCpus != "") {
+		if err := setCpus(dir, res.CpusetCpus); err != nil {
+			return fmt.Errorf("cgroup %s: %w", c.path, err)
 		}
 	}
 	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok && (!fresh || res.MemoryLimit > 0) {
@@ -350,6 +414,9 @@ func (c *Cgroup) v2Resources(res Resources) (*cgroup2.Resources, error) {
 // "max", which is what reading memory.max then shows.
 func v2Resources(res Resources, available map[string]bool, swap bool) (*cgroup2.Resources, error) {
 	var r2 cgroup2.Resources
+	if res.CpusetCpus != "" {
+		return nil, fmt.Errorf("cpuset cpus on a cgroup v2 host: %w", errors.ErrUnsupported)
+	}
 	wanted := map[string]bool{
 		"memory": res.MemoryLimit > 0,
 		"cpu":    res.NanoCPUs > 0 || res.CPUShares > 0,
