@@ -158,7 +158,7 @@ type containerConfig struct {
 }
 
 // Resources limits what a container may use (docker run --memory, --cpus,
-// --cpu-shares, --pids-limit). Zero values mean unlimited.
+// --cpu-shares, --pids-limit, --cpuset-cpus). Zero values mean no limit.
 type Resources struct {
 	// Memory is the memory limit in bytes, at least 6 MiB (docker's
 	// minimum); 0 means none.
@@ -176,9 +176,9 @@ type Resources struct {
 	// kernel's 4194304); 0 and -1 mean none.
 	PidsLimit int64 `json:"pidsLimit,omitempty"`
 	// CpusetCpus are the CPUs the container may run on, a list such as
-	// "0-2,4" (docker run --cpuset-cpus); empty means all the host's.
+	// "0-2,4" (docker run --cpuset-cpus); empty means no restriction.
 	// Hosts with a cgroup v1 cpuset hierarchy only (v1 and hybrid); on
-	// cgroup v2 it fails with ErrUnsupported.
+	// cgroup v2 it fails with an error wrapping errors.ErrUnsupported.
 	CpusetCpus string `json:"cpusetCpus,omitempty"`
 }
 

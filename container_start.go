@@ -60,8 +60,8 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if len(p.Args) > 0 {
 		cfg.Cmd = p.Args
 	}
-	if err := cgroupResources(o.resources).Validate(); err != nil {
-		return cfg, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if err := checkLimits(o.resources); err != nil {
+		return cfg, err
 	}
 	cfg.Args = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
 	if len(cfg.Args) == 0 {

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"os"
 	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +91,15 @@ func TestCpusetCpus(t *testing.T) {
 	if self, _ := os.ReadFile("/proc/self/cgroup"); !regexp.MustCompile(`(?m)^\d+:([^:]*,)?cpuset(,[^:]*)?:`).Match(self) {
 		t.Skip("no cgroup v1 cpuset hierarchy: CpusetCpus is refused on cgroup v2")
 	}
-	last := strconv.Itoa(runtime.NumCPU() - 1)
+	online, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus := regexp.MustCompile(`\d+`).FindAllString(string(online), -1)
+	first, last := cpus[0], cpus[len(cpus)-1]
+	if first == last {
+		t.Skip("one CPU: nothing to pin to and move from")
+	}
 	allowed := func(c *berth.Container) string {
 		t.Helper()
 		out := execOut(t, c, sh("grep Cpus_allowed_list /proc/1/status"))
@@ -104,18 +110,25 @@ func TestCpusetCpus(t *testing.T) {
 	if got := allowed(c); got != last {
 		t.Errorf("Cpus_allowed_list = %q, want %s", got, last)
 	}
-	err := c.Update(ctx, func(u *berth.ContainerUpdate) error {
-		u.Resources.CpusetCpus = "0"
+	err = c.Update(ctx, func(u *berth.ContainerUpdate) error {
+		u.Resources.CpusetCpus = first
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := allowed(c); got != "0" {
-		t.Errorf("Cpus_allowed_list after Update = %q, want 0", got)
+	if got := allowed(c); got != first {
+		t.Errorf("Cpus_allowed_list after Update = %q, want %s", got, first)
 	}
-	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithResources(berth.Resources{CpusetCpus: "0-4095"})); err == nil || !strings.Contains(err.Error(), "requested CPUs are not available") {
-		t.Errorf("CPUs the host lacks: %v", err)
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithResources(berth.Resources{CpusetCpus: "0-4095"})); !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), "Requested CPUs are not available") {
+		t.Errorf("CPUs the host lacks: %v, want ErrInvalid with docker's message", err)
+	}
+	err = c.Update(ctx, func(u *berth.ContainerUpdate) error {
+		u.Resources.CpusetCpus = "4095"
+		return nil
+	})
+	if !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Update to CPUs the host lacks: %v, want ErrInvalid", err)
 	}
 	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithResources(berth.Resources{CpusetCpus: "one"})); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("a malformed CPU list: %v, want ErrInvalid", err)

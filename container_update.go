@@ -20,10 +20,12 @@ type ContainerUpdate struct {
 }
 
 // Update changes a container's limits and restart policy (docker
-// update). change is given the container's current ones and changes what
-// should change; it runs under the container's lock (so two updates never
-// undo each other), and must not use the container. An error from it
-// fails the update, which then changes nothing.
+// update). change is called once, with the container's current limits
+// and restart policy, and changes what should change; an error from it
+// fails the update, which then changes nothing. It is called with the
+// container's record locked, so that two updates never undo each other:
+// it must return promptly and must not call methods that change a
+// container of the root (Inspect and State are safe).
 //
 // A running or paused container's cgroup gets the new limits at once, and
 // the record keeps them for its next starts; a new policy decides about
@@ -37,6 +39,9 @@ func (c *Container) Update(ctx context.Context, change func(*ContainerUpdate) er
 	r := c.rt
 	if err := r.checkOpen(); err != nil {
 		return err
+	}
+	if change == nil {
+		return fmt.Errorf("%w: Update of container %s without a change", ErrInvalid, c.Name)
 	}
 	// Under the lock a start takes while it reads the record it launches
 	// with (prepareStartAgain), and once no start is in progress: the
@@ -56,11 +61,18 @@ func (c *Container) Update(ctx context.Context, change func(*ContainerUpdate) er
 		if err := change(&u); err != nil {
 			return err
 		}
-		if err := u.RestartPolicy.check(cur.Config.Detached, cur.Config.AutoRemove); err != nil {
-			return err
+		if u == old {
+			return errUnchanged
 		}
-		if err := cgroupResources(u.Resources).Validate(); err != nil {
-			return fmt.Errorf("%w: updating container %s: %w", ErrInvalid, c.Name, err)
+		if u.RestartPolicy != old.RestartPolicy {
+			if err := u.RestartPolicy.check(cur.Config.Detached, cur.Config.AutoRemove); err != nil {
+				return err
+			}
+		}
+		if u.Resources != old.Resources {
+			if err := checkLimits(u.Resources); err != nil {
+				return fmt.Errorf("updating container %s: %w", c.Name, err)
+			}
 		}
 		cur.Config.Resources, cur.Config.Restart = u.Resources, u.RestartPolicy
 		if !cur.State.Running || u.Resources == old.Resources {
@@ -82,7 +94,26 @@ func (c *Container) Update(ctx context.Context, change func(*ContainerUpdate) er
 		}
 		return fmt.Errorf("updating container %s's limits: %w", c.Name, err)
 	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
 	return err
+}
+
+// checkLimits checks limits before a container is made or updated with
+// them: what docker refuses, and CPUs the host lacks.
+func checkLimits(res Resources) error {
+	if err := cgroupResources(res).Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if res.CpusetCpus != "" {
+		if err := cgroup.CheckCpus(res.CpusetCpus); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // liveLimits are res for a running container's cgroup: its device rules

@@ -1228,7 +1228,8 @@ func updateCommand(fs *flagSet) runFunc {
 	limitFlags := f.registerLimits(fs)
 	fs.String(&f.restart, "", "restart", "string", "", "Restart policy to apply when a container exits")
 	return func(ctx context.Context, c *cli, args []string) error {
-		if !slices.ContainsFunc(limitFlags, fs.isSet) && !fs.isSet("restart") {
+		limits := slices.ContainsFunc(limitFlags, fs.isSet)
+		if !limits && !fs.isSet("restart") {
 			return &statusError{code: exitFailure, msg: "You must provide one or more flags when using this command."}
 		}
 		// The values first, once, as docker's client checks them (125).
@@ -1250,7 +1251,9 @@ func updateCommand(fs *flagSet) runFunc {
 				if policy != nil {
 					u.RestartPolicy = *policy
 				}
-				u.Resources, err = overLimits(u.Resources, given)
+				if limits {
+					u.Resources, err = overLimits(u.Resources, given)
+				}
 				return err
 			})
 			if err != nil {

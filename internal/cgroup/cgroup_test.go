@@ -1106,7 +1106,7 @@ func TestCpuSubset(t *testing.T) {
 			t.Errorf("cpuSubset(%q, %q) = %v, want %v", c.cpus, c.of, got, c.want)
 		}
 	}
-	for _, bad := range []string{"one", "0-", "-1", "0,,1", "0 1"} {
+	for _, bad := range []string{"one", "0-", "-1", "0,,1", "0 1", "5-2", "99999999999999999999", "0-9000"} {
 		if (Resources{CpusetCpus: bad}).Validate() == nil {
 			t.Errorf("Validate took cpuset cpus %q", bad)
 		}

@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -175,61 +174,140 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("invalid pids limit %d: must be -1, 0 (unlimited) or positive", r.PidsLimit)
 	case r.PidsLimit > maxPids:
 		return fmt.Errorf("invalid pids limit %d: the kernel's maximum is %d", r.PidsLimit, maxPids)
-	case r.CpusetCpus != "" && !cpuList.MatchString(r.CpusetCpus):
-		return fmt.Errorf("invalid value %q for cpuset cpus: want a list such as 0-2,4", r.CpusetCpus)
+	}
+	if r.CpusetCpus != "" {
+		if _, err := parseCPUs(r.CpusetCpus); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// cpuList is the kernel's list format for cpuset.cpus.
-var cpuList = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+// maxCPU bounds a CPU number in a list (docker's ParseUintListMaximum
+// bound, the kernel's NR_CPUS on large builds).
+const maxCPU = 8191
 
-// setCpus writes the cpuset directory dir's CPUs: cpus, or its parent's
-// when cpus is empty (lifting a restriction). CPUs the parent does not
-// have are refused with docker's message rather than the kernel's EINVAL.
-func setCpus(dir, cpus string) error {
-	available, err := readString(filepath.Dir(dir), "cpuset.cpus")
-	if err != nil {
-		return err
+// parseCPUs reads a cpuset list such as "0-2,4" as the set of its CPUs.
+func parseCPUs(list string) (map[int]bool, error) {
+	set := map[int]bool{}
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || lo == "" || a < 0 || b < a || b > maxCPU {
+			return nil, fmt.Errorf("Invalid value %s for cpuset cpus", list)
+		}
+		for c := a; c <= b; c++ {
+			set[c] = true
+		}
 	}
-	available = strings.TrimSpace(available)
-	if cpus == "" {
-		cpus = available
-	} else if !cpuSubset(cpus, available) {
-		return fmt.Errorf("requested CPUs are not available - requested %s, available: %s", cpus, available)
-	}
-	return writeFile(dir, "cpuset.cpus", cpus)
+	return set, nil
 }
 
 // cpuSubset reports whether every CPU of the list cpus is in the list of.
 func cpuSubset(cpus, of string) bool {
-	in := map[int]bool{}
-	for _, c := range expandCPUs(of) {
-		in[c] = true
+	want, err := parseCPUs(cpus)
+	if err != nil {
+		return false
 	}
-	for _, c := range expandCPUs(cpus) {
-		if !in[c] {
+	have, err := parseCPUs(of)
+	if err != nil {
+		return false
+	}
+	for c := range want {
+		if !have[c] {
 			return false
 		}
 	}
 	return true
 }
 
-// expandCPUs lists the CPUs of a list such as "0-2,4" (checked by cpuList).
-func expandCPUs(list string) []int {
-	var out []int
-	for _, part := range strings.Split(list, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, _ := strconv.Atoi(lo)
-		b := a
-		if isRange {
-			b, _ = strconv.Atoi(hi)
+// CheckCpus checks a cpuset list against the host before a container is
+// made with it (docker's check at create and update): the host must have
+// a v1 cpuset hierarchy (v2 is not supported) and every CPU of the list,
+// as its root cpuset (the online CPUs) has them.
+func CheckCpus(cpus string) error {
+	if _, err := parseCPUs(cpus); err != nil {
+		return err
+	}
+	l, err := hostLayout()
+	if err != nil {
+		return err
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		return err
+	}
+	root, ok := roots[cgroup1.Cpuset]
+	if !ok {
+		return fmt.Errorf("cpuset cpus need a cgroup v1 cpuset hierarchy, which this host lacks: %w", errors.ErrUnsupported)
+	}
+	online, err := readString(root, "cpuset.cpus")
+	if err != nil {
+		return err
+	}
+	if online = strings.TrimSpace(online); !cpuSubset(cpus, online) {
+		return fmt.Errorf("Requested CPUs are not available - requested %s, available: %s", cpus, online)
+	}
+	return nil
+}
+
+// setCpus writes the cpuset directory dir's CPUs: cpus, or its parent's
+// when cpus is empty (lifting a restriction). The kernel takes only CPUs
+// the parent has; a v1 cpuset loses a CPU that goes offline and gets it
+// back only at the root, so berth's ancestors are widened to the root's
+// CPUs first when the request needs it.
+func setCpus(dir, cpus string) error {
+	parent := filepath.Dir(dir)
+	available, err := readString(parent, "cpuset.cpus")
+	if err != nil {
+		return err
+	}
+	available = strings.TrimSpace(available)
+	if cpus != "" && !cpuSubset(cpus, available) {
+		if err := widenCpusets(parent); err != nil {
+			return err
 		}
-		for c := a; c <= b && c-a < 4096; c++ {
-			out = append(out, c)
+		if available, err = readString(parent, "cpuset.cpus"); err != nil {
+			return err
+		}
+		if available = strings.TrimSpace(available); !cpuSubset(cpus, available) {
+			return fmt.Errorf("Requested CPUs are not available - requested %s, available: %s", cpus, available)
 		}
 	}
-	return out
+	if cpus == "" {
+		cpus = available
+	}
+	if cur, err := readString(dir, "cpuset.cpus"); err == nil && strings.TrimSpace(cur) == cpus {
+		return nil
+	}
+	return writeFile(dir, "cpuset.cpus", cpus)
+}
+
+// widenCpusets gives dir and its ancestors below the hierarchy's root
+// (the directory whose parent has no cpuset.cpus file) the root's CPUs,
+// top down.
+func widenCpusets(dir string) error {
+	var chain []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(d), "cpuset.cpus")); err != nil || d == "/" {
+			root := d
+			online, err := readString(root, "cpuset.cpus")
+			if err != nil {
+				return err
+			}
+			for i := len(chain) - 1; i >= 0; i-- {
+				if err := writeFile(chain[i], "cpuset.cpus", strings.TrimSpace(online)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		chain = append(chain, d)
+	}
 }
 
 // memory returns the memory limit and the memory+swap limit in bytes, -1 meaning unlimited.
