@@ -43,18 +43,11 @@ func (c *Container) Update(ctx context.Context, change func(*ContainerUpdate) er
 	if change == nil {
 		return fmt.Errorf("%w: Update of container %s without a change", ErrInvalid, c.Name)
 	}
-	// Under the lock a start takes while it reads the record it launches
-	// with (prepareStartAgain), and once no start is in progress: the
-	// launch writes that record whole, and would undo a change made
-	// between the two.
-	unlock, err := r.lockNetworks(ctx, c.ID)
+	_, unlock, err := r.lockNotStarting(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if _, err := r.notStarting(ctx, c.ID); err != nil {
-		return err
-	}
 	_, err = r.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
 		old := ContainerUpdate{Resources: cur.Config.Resources, RestartPolicy: cur.Config.Restart}
 		u := old

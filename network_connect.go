@@ -24,15 +24,11 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	unlock, err := r.lockNetworks(ctx, c.ID)
+	cur, unlock, err := r.lockNotStarting(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	cur, err := r.notStarting(ctx, c.ID)
-	if err != nil {
-		return err
-	}
 	if mode, _ := networkModeOf(&cur.Config); mode != "bridge" {
 		return fmt.Errorf("%w: container %s uses network mode %q and cannot join networks", ErrInvalid, c.Name, cur.Config.NetworkMode)
 	}
@@ -115,6 +111,24 @@ func (r *Runtime) lockNetworks(ctx context.Context, id string) (func(), error) {
 	return r.store.Lock(ctx, "net-"+id, true)
 }
 
+// lockNotStarting takes container id's network lock (lockNetworks), which
+// a start holds while it reads the record it launches with, and then
+// waits while a start is in progress (notStarting): a change to the
+// record made under it is neither missed by a start nor undone by a
+// launch's write of the whole record it read. It returns the record.
+func (r *Runtime) lockNotStarting(ctx context.Context, id string) (*containerRecord, func(), error) {
+	unlock, err := r.lockNetworks(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := r.notStarting(ctx, id)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return rec, unlock, nil
+}
+
 // notStarting waits while container id is being started, and returns its
 // record then: a network joined or left while a start is setting up the
 // container's networks would be recorded but not made (or undone).
@@ -149,14 +163,11 @@ func (n *Network) Disconnect(ctx context.Context, c *Container) error {
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	unlock, err := r.lockNetworks(ctx, c.ID)
+	_, unlock, err := r.lockNotStarting(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if _, err := r.notStarting(ctx, c.ID); err != nil {
-		return err
-	}
 	rec, err := r.updateRecord(ctx, c.ID, func(rec *containerRecord) error {
 		before := len(rec.Config.Networks)
 		rec.Config.Networks = slices.DeleteFunc(rec.Config.Networks, func(a networkAttachment) bool { return a.NetworkID == n.ID })
