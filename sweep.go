@@ -61,12 +61,23 @@ func (r *Runtime) sweepContainers() {
 		if err != nil || !rec.State.Running {
 			continue
 		}
+		sweepLocking(id)
 		unlock, ok := r.store.TryLock("owner-"+id, true)
 		if !ok {
 			continue
 		}
 		func() {
 			defer unlock()
+			// Read again under the lock: the owner records the exit and
+			// then lets go, so the record read above may predate an exit
+			// recorded since. Judged on it, a container killed with 137
+			// was marked exited with 255 as its monitor let go
+			// (TestSweepAfterRecordedExit; berth wait after kill, 1 in 40
+			// on a loaded machine).
+			rec, err := r.readRecord(id)
+			if err != nil || !rec.State.Running {
+				return
+			}
 			if rec.alive() && rec.Config.Detached {
 				return // still running, unowned: Wait and Stop work through its pid
 			}
@@ -85,6 +96,10 @@ func (r *Runtime) sweepContainers() {
 		}()
 	}
 }
+
+// sweepLocking runs in the sweep between its read of container id's record
+// and its try of the owner lock (a hook for tests).
+var sweepLocking = func(id string) {}
 
 // unrecordedAge is how old a container directory without a record must
 // be for the sweep to remove it (a variable for tests).

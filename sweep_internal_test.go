@@ -66,3 +66,50 @@ func TestSweepLeftovers(t *testing.T) {
 		t.Error("the auto-removed container is still listed")
 	}
 }
+
+// TestSweepAfterRecordedExit: a sweep that read a container's record as
+// running, and gets its owner lock only after the owner recorded the exit
+// and let go, leaves the recorded exit alone. It used to judge the record
+// it had read first, and marked the container exited with 255.
+func TestSweepAfterRecordedExit(t *testing.T) {
+	root := t.TempDir()
+	rt, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	rec := &containerRecord{ID: newContainerID(), Name: "killed", Created: time.Now().UTC(), Config: containerConfig{Detached: true},
+		State: ContainerState{Status: statusRunning, Running: true, Pid: os.Getpid(), StartedAt: time.Now().UTC()}, PidStart: 1}
+	if err := makeContainerDir(rt.containerDir(rec.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.writeRecord(rec); err != nil {
+		t.Fatal(err)
+	}
+	unlockOwner, ok := rt.store.TryLock("owner-"+rec.ID, true)
+	if !ok {
+		t.Fatal("owner lock taken")
+	}
+	// The owner records the exit and lets go between the sweep's read and
+	// its try of the lock.
+	defer func(f func(string)) { sweepLocking = f }(sweepLocking)
+	sweepLocking = func(id string) {
+		if id != rec.ID {
+			return
+		}
+		rt.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+			cur.State.Status, cur.State.Running, cur.State.Pid, cur.State.ExitCode = statusExited, false, 0, 137
+			return nil
+		})
+		unlockOwner()
+	}
+	next, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	got, err := next.readRecord(rec.ID)
+	if err != nil || got.State.Status != statusExited || got.State.ExitCode != 137 {
+		t.Errorf("after the sweep: %+v, %v; want the recorded exit, 137", got.State, err)
+	}
+}
