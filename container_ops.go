@@ -865,9 +865,12 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 			}
 		}
 		if unlock, ok := c.rt.store.TryLock("owner-"+c.ID, true); ok {
-			// Read again under it: a Start may have run it since.
+			// Read again under it: a Start may have run it since. One
+			// that says running with its process gone lost its owner
+			// (a killed monitor): nothing runs, and no one else would
+			// ever record its end.
 			fresh, err := c.rt.readRecord(c.ID)
-			if err == nil && !fresh.State.Running && !fresh.starting() {
+			if err == nil && (!fresh.State.Running || !fresh.alive()) && !fresh.starting() {
 				unlockOwner = unlock
 				break
 			}

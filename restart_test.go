@@ -676,3 +676,33 @@ func startedByKilledProgram(t *testing.T, rt *berth.Runtime, name string) *berth
 	}
 	return c
 }
+
+// TestRemoveAfterMonitorDied: a detached container whose monitor was
+// killed, and whose process then ended, is removed (force or not): its
+// record says running with no owner to record the exit, and Remove used to
+// wait for that exit for ever.
+func TestRemoveAfterMonitorDied(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach())
+	st, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := monitorPid(t, rt.Root())
+	syscall.Kill(pid, syscall.SIGKILL)
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		t.Fatal("the monitor did not die")
+	}
+	syscall.Kill(st.Pid, syscall.SIGKILL)
+	if !eventually(5*time.Second, func() bool { return !alive(st.Pid) }) {
+		t.Fatal("the container's process did not die")
+	}
+	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if _, err := rt.Container(ctx, c.ID); !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("after Remove: %v, want ErrNotFound", err)
+	}
+}
