@@ -36,6 +36,16 @@ func httpServer(t *testing.T, rt *berth.Runtime, name string, opts ...berth.RunO
 	return c
 }
 
+// getPublished fetches / from c's one published port through 127.0.0.1.
+func getPublished(t *testing.T, c *berth.Container) string {
+	t.Helper()
+	ports, err := c.Ports(context.Background())
+	if err != nil || len(ports) != 1 || ports[0].HostPort == 0 {
+		t.Fatalf("Ports of %s = %v, %v; want one bound port", c.Name, ports, err)
+	}
+	return httpGet(t, fmt.Sprintf("127.0.0.1:%d", ports[0].HostPort))
+}
+
 func httpGet(t *testing.T, addr string) string {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -177,11 +187,7 @@ func TestNetworkNamesAndPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := c.Ports(ctx)
-	if err != nil || len(ports) != 1 || ports[0].HostPort == 0 {
-		t.Fatalf("Ports = %v, %v", ports, err)
-	}
-	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", ports[0].HostPort)); got != "hello from web" {
+	if got := getPublished(t, c); got != "hello from web" {
 		t.Errorf("through the published port: %q", got)
 	}
 	conn, err := c.Dial(ctx, "tcp", "127.0.0.1:80")

@@ -1,7 +1,6 @@
 package berth_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -211,11 +210,7 @@ func TestStartNetworking(t *testing.T) {
 			t.Errorf("wget http://%s/ after Restart: %q, %v", name, got, err)
 		}
 	}
-	ports, err := c.Ports(ctx)
-	if err != nil || len(ports) != 1 || ports[0].HostPort == 0 {
-		t.Fatalf("Ports after Restart = %v, %v", ports, err)
-	}
-	if got := httpGet(t, fmt.Sprintf("127.0.0.1:%d", ports[0].HostPort)); got != "hello from web" {
+	if got := getPublished(t, c); got != "hello from web" {
 		t.Errorf("through the published port after Restart: %q", got)
 	}
 }
@@ -398,12 +393,7 @@ func TestCreate(t *testing.T) {
 	if _, err := c.Exec(ctx, &berth.Process{Args: []string{"true"}}); !errors.Is(err, berth.ErrNotRunning) {
 		t.Errorf("Exec in a created container: %v, want ErrNotRunning", err)
 	}
-	var tarball bytes.Buffer
-	tw := tar.NewWriter(&tarball)
-	tw.WriteHeader(&tar.Header{Name: "greeting", Mode: 0o644, Size: 6})
-	tw.Write([]byte("hello\n"))
-	tw.Close()
-	if err := c.CopyTo(ctx, "/etc", &tarball); err != nil {
+	if err := c.CopyTo(ctx, "/etc", bytes.NewReader(tarOf(t, "greeting", "hello\n"))); err != nil {
 		t.Fatalf("CopyTo the created container: %v", err)
 	}
 	if err := c.Start(ctx); err != nil {
@@ -480,14 +470,6 @@ func TestLifecycleStress(t *testing.T) {
 		c := mustRun(t, rt, "busybox", sh(script), opts...)
 		ids = append(ids, c.ID)
 	}
-	tarball := func(name string) []byte {
-		var b bytes.Buffer
-		tw := tar.NewWriter(&b)
-		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: 1})
-		tw.Write([]byte("x"))
-		tw.Close()
-		return b.Bytes()
-	}
 	var copies atomic.Int64
 	n, err := rt.CreateNetwork(ctx, "stress")
 	if err != nil {
@@ -535,7 +517,7 @@ func TestLifecycleStress(t *testing.T) {
 		func(c *berth.Container, ctx context.Context) error {
 			// Two copies of one file at once may race each other: each
 			// copy's file is its own.
-			return c.CopyTo(ctx, "/", bytes.NewReader(tarball(fmt.Sprintf("f%d", copies.Add(1)))))
+			return c.CopyTo(ctx, "/", bytes.NewReader(tarOf(t, fmt.Sprintf("f%d", copies.Add(1)), "x")))
 		},
 		func(c *berth.Container, ctx context.Context) error {
 			wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
@@ -627,12 +609,7 @@ func TestCreateCopyIntoVolume(t *testing.T) {
 	if err := c.Logs(ctx, &logs, &logs); err != nil || logs.Len() != 0 {
 		t.Errorf("Logs of a container never started: %q, %v; want nothing", logs.String(), err)
 	}
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	tw.WriteHeader(&tar.Header{Name: "extra", Mode: 0o644, Size: 6})
-	tw.Write([]byte("extra\n"))
-	tw.Close()
-	if err := c.CopyTo(ctx, "/bin", &b); err != nil {
+	if err := c.CopyTo(ctx, "/bin", bytes.NewReader(tarOf(t, "extra", "extra\n"))); err != nil {
 		t.Fatalf("CopyTo: %v", err)
 	}
 	if err := c.Start(ctx); err != nil {
