@@ -170,10 +170,7 @@ func runArgs(s *buildState, c *instructions.RunCommand) (args []string, script *
 	if !c.PrependShell {
 		return c.CmdLine, nil, nil
 	}
-	sh := s.cf.Config.Shell
-	if len(sh) == 0 {
-		sh = []string{"/bin/sh", "-c"}
-	}
+	sh := shellOf(s.cf.Config.Shell)
 	cmd := strings.Join(c.CmdLine, " ")
 	if len(c.Files) > 0 {
 		if len(c.CmdLine) != 1 {

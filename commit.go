@@ -444,7 +444,7 @@ func (c *Container) diff(ctx context.Context, rec *containerRecord, pause bool, 
 		// keeps a Start from running it meanwhile (one that has it already
 		// is starting it: what it writes may be read, as without a pause).
 		if locked, unlock, err := r.lockOwner(c.ID); err == nil {
-			if locked.State.Status == statusExited || locked.State.Status == statusDead {
+			if locked.State.Status == statusExited || locked.processGone() {
 				defer unlock()
 			} else {
 				unlock() // started since: a Start's monitor waits for this lock
@@ -745,11 +745,7 @@ func commandLine(cfg *v1.Config, cl instructions.ShellDependantCmdLine) []string
 	if !cl.PrependShell {
 		return cl.CmdLine
 	}
-	sh := cfg.Shell
-	if len(sh) == 0 {
-		sh = []string{"/bin/sh", "-c"}
-	}
-	return append(slices.Clone(sh), strings.Join(cl.CmdLine, " "))
+	return append(slices.Clone(shellOf(cfg.Shell)), strings.Join(cl.CmdLine, " "))
 }
 
 // exposedPorts reads an EXPOSE argument, "PORT[-PORT][/PROTO]", into the

@@ -513,7 +513,9 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 	if run != nil {
 		select {
 		case <-run.done:
-			if !r.startedSince(c.ID, run) {
+			// Asked for this run (startedAt), its end is the answer; else
+			// the record may tell of a later start to wait for.
+			if !startedAt.IsZero() || !r.startedSince(c.ID, run) {
 				return run.err
 			}
 		case <-ctx.Done():
@@ -856,9 +858,7 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 			// The signal first: it keeps a restart policy from
 			// restarting what the cgroup kill ends.
 			c.Signal(ctx, syscall.SIGKILL)
-			if cg, err := cgroup.Load(c.rt.cgroupPath(c.ID)); err == nil {
-				cg.Kill()
-			}
+			c.rt.killCgroup(c.ID)
 			// The run killed, not one started since (the loop finds that).
 			if err := c.rt.waitContainer(ctx, c, rec.State.StartedAt); err != nil && ctx.Err() != nil {
 				return err
@@ -870,7 +870,7 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 			// (a killed monitor): nothing runs, and no one else would
 			// ever record its end.
 			fresh, err := c.rt.readRecord(c.ID)
-			if err == nil && (!fresh.State.Running || !fresh.alive()) && !fresh.starting() {
+			if err == nil && (!fresh.State.Running || fresh.processGone()) && !fresh.starting() {
 				unlockOwner = unlock
 				break
 			}
@@ -912,9 +912,7 @@ func (c *Container) Remove(ctx context.Context, opts ...RemoveOption) error {
 // (removeWithoutRecord). Without it, such a container could be removed by
 // no one while a monitor owned it.
 func (r *Runtime) removeDamaged(ctx context.Context, id string) error {
-	if cg, err := cgroup.Load(r.cgroupPath(id)); err == nil {
-		cg.Kill()
-	}
+	r.killCgroup(id)
 	unlock, err := r.store.Lock(ctx, "owner-"+id, true)
 	if err != nil {
 		return err

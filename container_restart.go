@@ -192,7 +192,7 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 				switch {
 				case locked.State.Status == statusExited || locked.neverStarted():
 					return locked, unlock, nil
-				case locked.State.Running && !locked.alive():
+				case locked.processGone():
 					locked.State.Status, locked.State.Running = statusDead, false
 					return locked, unlock, nil
 				}

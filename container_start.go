@@ -25,6 +25,15 @@ import (
 // sync of the host's filesystem when it is unmounted.
 func (c *containerConfig) throwaway() bool { return c.AutoRemove || c.BuildKitGroups }
 
+// shellOf is an image's SHELL, through which a shell-form command runs
+// (RUN, CMD, a CMD-SHELL health check), or docker's /bin/sh -c.
+func shellOf(shell []string) []string {
+	if len(shell) == 0 {
+		return []string{"/bin/sh", "-c"}
+	}
+	return shell
+}
+
 // defaultPath is the PATH docker gives a container whose image sets none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

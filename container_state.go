@@ -308,6 +308,11 @@ func (rec *containerRecord) starting() bool {
 	return rec.State.Status == statusCreated && rec.Creator > 0 && !rec.creatorGone()
 }
 
+// processGone reports a record that says running while its process has
+// ended: with its owner lock free, the owner died before recording the
+// exit, and the container is dead.
+func (rec *containerRecord) processGone() bool { return rec.State.Running && !rec.alive() }
+
 // alive reports whether the record's process still runs.
 func (rec *containerRecord) alive() bool {
 	return rec.State.Pid > 0 && rec.PidStart != 0 && procStartTime(rec.State.Pid) == rec.PidStart

@@ -230,10 +230,8 @@ func (c *Container) inRoot(ctx context.Context, fn func(root int) error) error {
 			cancel()
 		case rec.starting():
 			// Starting now: mounting its overlay too would race its own.
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(10 * time.Millisecond):
+			if _, err := c.rt.notStarting(ctx, c.ID); err != nil {
+				return err
 			}
 		default:
 			err := c.rt.inStoppedRoot(ctx, c.ID, fn)

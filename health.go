@@ -95,11 +95,8 @@ func (c *Container) WaitHealthy(ctx context.Context) error {
 	}
 	args := h.Test[1:]
 	if h.Test[0] == "CMD-SHELL" {
-		// The image's SHELL, as docker's probe takes it, else /bin/sh -c.
-		args = append(slices.Clone(rec.Config.Shell), h.Test[1])
-		if len(rec.Config.Shell) == 0 {
-			args = []string{"/bin/sh", "-c", h.Test[1]}
-		}
+		// The image's SHELL, as docker's probe takes it.
+		args = append(slices.Clone(shellOf(rec.Config.Shell)), h.Test[1])
 	}
 	failures := 0
 	for {

@@ -70,7 +70,7 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 	}
 	if err != nil {
 		r.dropEndpoint(ep)
-		if _, serr := os.Stat(nsPath); serr != nil || procStartTime(rec.State.Pid) != rec.PidStart {
+		if _, serr := os.Stat(nsPath); serr != nil || !rec.alive() {
 			// It stopped meanwhile (its namespace went with it, before its
 			// process was reaped): it joins the network when it next
 			// starts, as a stopped one does.
