@@ -453,7 +453,7 @@ func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
 	if rec.State.Restarting && !rec.restartPending() && !rec.starting() {
 		rec.State.Restarting = false // the monitor that was to restart it died
 	}
-	if rec.State.Running && !rec.alive() {
+	if rec.processGone() {
 		if unlock, ok := r.store.TryLock("owner-"+id, true); ok {
 			// Read again under the lock: the owner records the exit and
 			// then lets go, so the record read above may predate an exit
@@ -466,7 +466,7 @@ func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
 				return nil, err
 			}
 			rec = fresh
-			if rec.State.Running && !rec.alive() {
+			if rec.processGone() {
 				// The owner died with the process: its exit status is
 				// lost, as sweepContainers records it.
 				rec.State.Status, rec.State.Running, rec.State.Pid = statusDead, false, 0
