@@ -880,7 +880,7 @@ func (b *builder) step1(ctx context.Context, st *buildStage, s *buildState, n *p
 	case *instructions.MaintainerCommand:
 		s.cf.Author = c.Maintainer
 	case *instructions.HealthCheckCommand:
-		// Recorded in the image config as docker does; WaitHealthy runs it.
+		// Recorded in the image config as docker does; containers run it.
 		h := c.Health
 		if h == nil {
 			return fmt.Errorf("%w: HEALTHCHECK without a command", ErrInvalid)

@@ -88,6 +88,11 @@ type ContainerState struct {
 	// Ports are the published ports with the host ports chosen, while the
 	// container runs (docker port).
 	Ports []PortBinding `json:",omitempty"`
+	// Health is what the container's health check found since it last
+	// started (docker's State.Health), nil for a container without one.
+	// The process that started the container runs the check while it runs
+	// (see HealthState); the last status stays once it stopped.
+	Health *HealthState `json:",omitempty"`
 }
 
 // ContainerStats is a snapshot of a running container's resource use

@@ -375,7 +375,7 @@ type ContainerInfo struct {
 	// DNS are the --add-host and --dns values.
 	Publish         []PortBinding
 	ExtraHosts, DNS []string
-	// Healthcheck is the check WaitHealthy runs (the image's HEALTHCHECK
+	// Healthcheck is the container's health check (the image's HEALTHCHECK
 	// or WithHealthcheck's), nil for none.
 	Healthcheck *HealthConfig
 	// RestartPolicy is WithRestartPolicy's; RestartCount counts the

@@ -122,7 +122,7 @@ func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *cont
 		// A restart by the policy is shown as restarting, with the last
 		// run's end, until it runs.
 		last := cur.State
-		cur.State = ContainerState{Status: statusCreated}
+		cur.State = ContainerState{Status: statusCreated, Health: last.Health}
 		if byPolicy {
 			cur.State.Restarting = true
 			cur.State.ExitCode, cur.State.OOMKilled, cur.State.Error, cur.State.FinishedAt = last.ExitCode, last.OOMKilled, last.Error, last.FinishedAt

@@ -443,7 +443,14 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	// or Disconnect waits while the container is being started
 	// (notStarting), and one made before a start again is in the record
 	// that start read under the network lock.
+	last := rec.State
 	rec.State = ContainerState{Status: statusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC()}
+	if rec.Config.Healthcheck != nil {
+		rec.State.Health = &HealthState{Status: HealthStarting}
+		if last.Health != nil {
+			rec.State.Health.Log = last.Health.Log
+		}
+	}
 	rec.State.Networks, rec.State.Ports = run.net.state()
 	rec.PidStart = procStartTime(pid)
 	rec.Starts++
@@ -454,6 +461,9 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	}
 	r.track(rec.ID, run)
 	go run.wait()
+	if rec.Config.Healthcheck != nil {
+		go run.watchHealth(*rec)
+	}
 	return run, nil
 }
 

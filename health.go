@@ -2,11 +2,13 @@ package berth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -54,107 +56,257 @@ func mergeHealthcheck(image, run *HealthConfig) (*HealthConfig, error) {
 	case h.Interval < 0, h.Timeout < 0, h.StartPeriod < 0, h.Retries < 0:
 		return nil, fmt.Errorf("%w: health check times and retries cannot be negative", ErrInvalid)
 	}
+	// As docker's daemon: a check that ran every few nanoseconds would keep
+	// a CPU busy with execs.
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"interval", h.Interval}, {"timeout", h.Timeout}, {"start period", h.StartPeriod}} {
+		if d.v != 0 && d.v < time.Millisecond {
+			return nil, fmt.Errorf("%w: health check %s %v is less than 1ms", ErrInvalid, d.name, d.v)
+		}
+	}
 	return &h, nil
 }
 
-// WaitHealthy waits until the container's health check passes
-// (testcontainers' wait.ForHealthCheck, docker's "healthy"): its image's
-// HEALTHCHECK, or WithHealthcheck's. The check's command runs in the
-// container as docker runs it (CMD as an Exec of its arguments, CMD-SHELL
-// through the image's SHELL, by default /bin/sh -c), at once and then
-// every Interval (docker's default
-// 30 s), each run bounded by Timeout (30 s); a run that exits 0 makes the
-// container healthy. Retries (3) failed runs in a row, not counting those
-// within StartPeriod of the container's start, make it unhealthy:
-// WaitHealthy then fails with an error wrapping ErrUnhealthy that holds
-// the last run's output. It fails with an error wrapping ErrInvalid for a
-// container with no health check, ErrNotRunning when the container is
-// not running or stops (not while its restart policy restarts it), and
-// ctx's error when ctx ends first.
+// The health statuses (ContainerState.Health.Status), as docker's.
+const (
+	// HealthStarting: no check has passed since the container started,
+	// and fewer than Retries have failed in a row.
+	HealthStarting = "starting"
+	// HealthHealthy: the last check passed.
+	HealthHealthy = "healthy"
+	// HealthUnhealthy: Retries checks failed in a row since the last pass
+	// (or the start), not counting those within StartPeriod of the start
+	// while it was still starting.
+	HealthUnhealthy = "unhealthy"
+)
+
+// HealthState is a container's health (docker inspect's State.Health):
+// what its checks found since it last started.
+type HealthState struct {
+	// Status is HealthStarting, HealthHealthy or HealthUnhealthy.
+	Status string
+	// FailingStreak counts the checks that failed in a row, those within
+	// the start period not included.
+	FailingStreak int
+	// Log is the last five checks, oldest first, kept from run to run.
+	Log []HealthResult
+}
+
+// HealthResult is one run of a health check.
+type HealthResult struct {
+	Start, End time.Time
+	// ExitCode is the check's exit code: 0 passed; -1 when it outlived its
+	// Timeout or could not be run.
+	ExitCode int
+	// Output is its first 4 KiB of output and error output ("..." after
+	// them when it wrote more), or why it failed.
+	Output string
+}
+
+// healthLogSize is how many results HealthState.Log keeps (docker's).
+const healthLogSize = 5
+
+// healthStartInterval is how often the check runs within the start period
+// while the container is starting, unless its Interval is shorter
+// (docker's default --health-start-interval).
+const healthStartInterval = 5 * time.Second
+
+// healthDelay is how long after the start, or after a check ended, the
+// next check runs: Interval; within StartPeriod, while still starting, no
+// later than healthStartInterval; and never past the start period's end.
+func healthDelay(h *HealthConfig, sinceStart time.Duration, status string) time.Duration {
+	interval := cmp.Or(h.Interval, defaultHealthInterval)
+	if sinceStart >= h.StartPeriod {
+		return interval
+	}
+	delay := interval
+	if status == HealthStarting {
+		delay = min(interval, healthStartInterval)
+	}
+	return min(delay, h.StartPeriod-sinceStart)
+}
+
+// nextHealth is the health h becomes with check res (docker's rules):
+// a pass makes the container healthy; a failure counts against it unless
+// it is still starting within StartPeriod of started, and Retries of them
+// in a row make it unhealthy.
+func nextHealth(h HealthState, cfg *HealthConfig, started time.Time, res HealthResult) HealthState {
+	h.Log = append(slices.Clone(h.Log[max(0, len(h.Log)-healthLogSize+1):]), res)
+	switch {
+	case res.ExitCode == 0:
+		h.Status, h.FailingStreak = HealthHealthy, 0
+	case h.Status == HealthStarting && res.Start.Sub(started) < cfg.StartPeriod:
+		// Failures in the start period do not count.
+	default:
+		h.FailingStreak++
+		if h.FailingStreak >= cmp.Or(cfg.Retries, defaultHealthRetries) {
+			h.Status = HealthUnhealthy
+		}
+	}
+	return h
+}
+
+// recordHealth records check res of the container's run number starts,
+// and returns the health it made. It fails with errUnchanged once that
+// run no longer runs: the check is not the container's to count.
+func (r *Runtime) recordHealth(id string, starts int, res HealthResult) (HealthState, error) {
+	var h HealthState
+	_, err := r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+		if cur.Starts != starts || !cur.State.Running || cur.Config.Healthcheck == nil {
+			return errUnchanged
+		}
+		h = HealthState{Status: HealthStarting}
+		if cur.State.Health != nil {
+			h = *cur.State.Health
+		}
+		h = nextHealth(h, cur.Config.Healthcheck, cur.State.StartedAt, res)
+		cur.State.Health = &h
+		return nil
+	})
+	return h, err
+}
+
+// watchHealth runs the container's health check while run lasts, as
+// docker's daemon does (see healthDelay), and records what it finds in
+// the container's State.Health. rec is the run's record as launch wrote
+// it. It runs in the process that started the container: the program for an attached one, the monitor for a detached
+// one. A paused container is not checked.
+func (run *running) watchHealth(rec containerRecord) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-run.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c := &Container{ID: rec.ID, Name: rec.Name, rt: run.rt}
+	cfg, starts, started := rec.Config.Healthcheck, rec.Starts, rec.State.StartedAt
+	args := healthArgs(&rec)
+	status := HealthStarting
+	for {
+		t := time.NewTimer(healthDelay(cfg, time.Since(started), status))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		res, err := c.probe(ctx, args, cmp.Or(cfg.Timeout, defaultHealthTimeout))
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			continue // paused, or exiting: not a check's result
+		}
+		if h, err := run.rt.recordHealth(rec.ID, starts, res); err == nil {
+			status = h.Status
+		}
+	}
+}
+
+// healthArgs is the command a container's check runs: CMD's arguments, or
+// CMD-SHELL's command through the image's SHELL (as docker's probe takes
+// it), by default /bin/sh -c.
+func healthArgs(rec *containerRecord) []string {
+	h := rec.Config.Healthcheck
+	if h.Test[0] == "CMD-SHELL" {
+		return append(slices.Clone(shellOf(rec.Config.Shell)), h.Test[1])
+	}
+	return h.Test[1:]
+}
+
+// WaitHealthy waits until the container is healthy (testcontainers'
+// wait.ForHealthCheck, docker's "healthy"): its health check is its
+// image's HEALTHCHECK, or WithHealthcheck's. It returns at once for a
+// container whose State.Health says healthy. Otherwise it runs the check
+// itself, at once and then as its supervisor does (every Interval, see
+// HealthState), and records each result in State.Health as the
+// supervisor's are recorded, so that both count: docker would run the
+// first check only an Interval (30 s by default) after the start. The
+// command runs in the container as docker runs it (CMD as an Exec of its
+// arguments, CMD-SHELL through the image's SHELL, by default /bin/sh -c),
+// bounded by Timeout (30 s).
 //
-// Unlike docker's daemon, berth keeps no health state: the check runs
-// only while WaitHealthy does, and the first run does not wait an Interval.
+// It fails with an error wrapping ErrUnhealthy, with the last check's
+// exit code and output, once the container is unhealthy after a check
+// of its own; with ErrInvalid for a container with no health check;
+// ErrNotRunning when the container is not running or stops (not while its
+// restart policy restarts it: the checks start afresh with the new run);
+// and ctx's error when ctx ends first.
 func (c *Container) WaitHealthy(ctx context.Context) error {
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
 		return err
 	}
-	h := rec.Config.Healthcheck
-	if h == nil {
+	cfg := rec.Config.Healthcheck
+	if cfg == nil {
 		return fmt.Errorf("%w: container %s has no health check", ErrInvalid, c.Name)
 	}
-	interval, timeout, retries := h.Interval, h.Timeout, h.Retries
-	if interval == 0 {
-		interval = defaultHealthInterval
-	}
-	if timeout == 0 {
-		timeout = defaultHealthTimeout
-	}
-	if retries == 0 {
-		retries = defaultHealthRetries
-	}
-	args := h.Test[1:]
-	if h.Test[0] == "CMD-SHELL" {
-		// The image's SHELL, as docker's probe takes it.
-		args = append(slices.Clone(shellOf(rec.Config.Shell)), h.Test[1])
-	}
-	failures := 0
+	args := healthArgs(rec)
+	timeout := cmp.Or(cfg.Timeout, defaultHealthTimeout)
 	for {
-		began := time.Now()
-		out, code, err := c.probe(ctx, args, timeout)
-		if err == nil && code == 0 {
+		// What the record says decides whether to check now, a moment
+		// later (starting, restarting, paused) or not at all.
+		delay := 50 * time.Millisecond // unless a check says otherwise
+		switch st := rec.shownState(); {
+		case st.Status == statusRunning && st.Health != nil && st.Health.Status == HealthHealthy:
 			return nil
-		}
-		st, serr := c.State(ctx)
-		// Restarted by its policy, or about to be: its checks start
-		// afresh with the new run, as docker's do. (A check that found
-		// it not running while the record says running raced its exit,
-		// not recorded yet: whether it restarts is seen next time.)
-		restarted := st.Restarting || st.StartedAt.After(began) ||
-			(errors.Is(err, ErrNotRunning) && st.Status == statusRunning)
-		switch {
-		case serr != nil:
-			return serr
-		case restarted:
-			failures = 0
-		case !st.Running: // an exec that raced the exit may have failed otherwise
+		case st.Status == statusRunning:
+			res, err := c.probe(ctx, args, timeout)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				break // the container ended, or was paused: its record says so soon
+			}
+			h, err := c.rt.recordHealth(c.ID, rec.Starts, res)
+			switch {
+			case err == nil && h.Status == HealthHealthy:
+				return nil
+			case err == nil && h.Status == HealthUnhealthy:
+				return fmt.Errorf("container %s: health check failed %d times in a row, the last with exit code %d: %q: %w",
+					c.Name, h.FailingStreak, res.ExitCode, strings.TrimSpace(res.Output), ErrUnhealthy)
+			case err == nil:
+				delay = healthDelay(cfg, time.Since(rec.State.StartedAt), h.Status)
+			case !errors.Is(err, errUnchanged):
+				return err
+			}
+			// (errUnchanged: the run it checked has ended.)
+		case st.Status == statusPaused, st.Restarting, rec.starting():
+		default:
 			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
-		case err != nil:
-			return err
-		}
-		if !restarted && time.Since(st.StartedAt) >= h.StartPeriod {
-			failures++
-		}
-		if failures >= retries {
-			return fmt.Errorf("container %s: health check failed %d times in a row, the last with exit code %d: %q: %w",
-				c.Name, failures, code, strings.TrimSpace(out), ErrUnhealthy)
-		}
-		next := interval
-		if restarted {
-			next = min(interval, 50*time.Millisecond)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(next):
+		case <-time.After(delay):
+		}
+		if rec, err = c.rt.currentRecord(c.ID); err != nil {
+			return err
 		}
 	}
 }
 
-// probe runs one health check: its output (the first 4 KiB, as docker
-// keeps) and exit code. One that outlives timeout is killed and fails, as
-// does a command that cannot run (code 126 or 127). err is for the
-// container stopping, or ctx ending.
-func (c *Container) probe(ctx context.Context, args []string, timeout time.Duration) (string, int, error) {
+// probe runs one health check, bounded by timeout. One that outlives it
+// is killed, and its result says so with exit code -1, as does one that
+// could not be run. err is for the container not running (or paused), or
+// ctx ending.
+func (c *Container) probe(ctx context.Context, args []string, timeout time.Duration) (HealthResult, error) {
+	res := HealthResult{Start: time.Now().UTC()}
 	var out limitedBuffer
 	p := &Process{Args: args, Stdout: &out, Stderr: &out}
 	e, err := c.Exec(ctx, p)
 	var ee *ExitError
 	switch {
 	case errors.As(err, &ee):
-		return err.Error(), ee.Code, nil
+		res.ExitCode, res.Output, res.End = ee.Code, err.Error(), time.Now().UTC()
+		return res, nil
 	case err != nil:
-		return "", 0, err
+		return res, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -164,25 +316,47 @@ func (c *Container) probe(ctx context.Context, args []string, timeout time.Durat
 		e.Signal(context.WithoutCancel(ctx), syscall.SIGKILL)
 		e.Wait(context.WithoutCancel(ctx))
 		if ctx.Err() != nil {
-			return "", 0, ctx.Err()
+			return res, ctx.Err()
 		}
-		return fmt.Sprintf("health check exceeded its %v timeout", timeout), -1, nil
+		res.ExitCode, res.Output = -1, fmt.Sprintf("Health check exceeded timeout (%v)", timeout)
+		if o := out.String(); o != "" {
+			res.Output += ": " + o
+		}
+	} else {
+		switch {
+		case errors.As(err, &ee):
+			res.ExitCode = ee.Code
+		case err != nil:
+			return res, err
+		}
+		res.Output = out.String()
 	}
-	switch {
-	case err == nil:
-		return out.String(), 0, nil
-	case errors.As(err, &ee):
-		return out.String(), ee.Code, nil
-	}
-	return "", 0, err
+	res.End = time.Now().UTC()
+	return res, nil
 }
 
-// limitedBuffer keeps the first 4 KiB written to it.
-type limitedBuffer struct{ bytes.Buffer }
+// limitedBuffer keeps the first 4 KiB written to it, as docker keeps of a
+// check's output; String adds "..." when more was written.
+type limitedBuffer struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	truncated bool
+}
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := 4096 - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(len(p), room)])
-	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	room := max(4096-b.buf.Len(), 0)
+	b.buf.Write(p[:min(len(p), room)])
+	b.truncated = b.truncated || len(p) > room
 	return len(p), nil
+}
+
+func (b *limitedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.truncated {
+		return b.buf.String() + "..."
+	}
+	return b.buf.String()
 }

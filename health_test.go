@@ -41,7 +41,7 @@ func TestWaitHealthy(t *testing.T) {
 		t.Errorf("healthy %v after the start, before the container made /ready (0.3 s)", d)
 	}
 
-	failing := berth.HealthConfig{Test: []string{"CMD", "false"}, Interval: 20 * time.Millisecond, StartPeriod: time.Nanosecond, Retries: 3}
+	failing := berth.HealthConfig{Test: []string{"CMD", "false"}, Interval: 20 * time.Millisecond, StartPeriod: time.Millisecond, Retries: 3}
 	c2 := mustRun(t, rt, ref, nil, berth.WithAutoRemove(), berth.WithHealthcheck(failing))
 	defer c2.Stop(ctx, 0)
 	if err := c2.WaitHealthy(wctx); !errors.Is(err, berth.ErrUnhealthy) {
@@ -58,7 +58,7 @@ func TestWaitHealthy(t *testing.T) {
 		t.Errorf("unhealthy %v after the start, within its 0.5 s start period", d)
 	}
 
-	slow := berth.HealthConfig{Test: []string{"CMD", "sleep", "30"}, Timeout: 100 * time.Millisecond, StartPeriod: time.Nanosecond, Retries: 1}
+	slow := berth.HealthConfig{Test: []string{"CMD", "sleep", "30"}, Timeout: 100 * time.Millisecond, StartPeriod: time.Millisecond, Retries: 1}
 	c4 := mustRun(t, rt, ref, nil, berth.WithAutoRemove(), berth.WithHealthcheck(slow))
 	defer c4.Stop(ctx, 0)
 	start := time.Now()
@@ -89,6 +89,9 @@ func TestWaitHealthy(t *testing.T) {
 	if _, err := rt.Run(ctx, ref, nil, berth.WithHealthcheck(berth.HealthConfig{Test: []string{"true"}})); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("Run with a check not CMD, CMD-SHELL or NONE: %v, want ErrInvalid", err)
 	}
+	if _, err := rt.Run(ctx, ref, nil, berth.WithHealthcheck(berth.HealthConfig{Interval: time.Microsecond})); !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), "interval") {
+		t.Errorf("Run with a check every microsecond: %v, want ErrInvalid naming the interval", err)
+	}
 }
 
 // sinceStart is how long ago the container's process started.
@@ -99,4 +102,104 @@ func sinceStart(t *testing.T, c *berth.Container) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Since(st.StartedAt)
+}
+
+// TestHealthState checks that the process that started a container runs
+// its health check without anyone waiting on it, as docker's daemon does,
+// and records what it finds in State.Health: starting, then healthy at a
+// pass, unhealthy after Retries failures in a row, the last five results
+// in its log; no checks while paused; the last status kept once the
+// container stopped, and starting again (the log kept) at the next start.
+// Both for an attached container (checked by this program) and a detached
+// one (checked by its monitor).
+func TestHealthState(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	check := berth.HealthConfig{Test: []string{"CMD-SHELL", "test -f /ready"}, Interval: 50 * time.Millisecond, Retries: 2}
+	for _, detach := range []bool{false, true} {
+		t.Run(map[bool]string{false: "attached", true: "detached"}[detach], func(t *testing.T) {
+			opts := []berth.RunOption{berth.WithHealthcheck(check)}
+			if detach {
+				opts = append(opts, berth.WithDetach())
+			}
+			c := mustRun(t, rt, "busybox", sh("sleep 0.3; touch /ready; exec sleep 300"), opts...)
+			defer c.Remove(ctx, berth.WithForce())
+			st, err := c.State(ctx)
+			if err != nil || st.Health == nil || st.Health.Status != berth.HealthStarting {
+				t.Fatalf("State.Health at the start = %+v, %v; want starting", st.Health, err)
+			}
+			h := awaitHealth(t, c, berth.HealthHealthy)
+			if n := len(h.Log); n == 0 || h.Log[n-1].ExitCode != 0 || h.FailingStreak != 0 {
+				t.Errorf("healthy with log %+v, streak %d; want the last check passed, streak 0", h.Log, h.FailingStreak)
+			}
+			if h.Log[0].ExitCode != 1 || h.Log[0].End.Before(h.Log[0].Start) {
+				t.Errorf("first check %+v: want the failure before /ready was made, with its times", h.Log[0])
+			}
+
+			if err := c.Pause(ctx); err != nil {
+				t.Fatal(err)
+			}
+			paused := checksIn(t, c)
+			time.Sleep(300 * time.Millisecond)
+			if n := checksIn(t, c); n != paused {
+				t.Errorf("the check ran %d times while the container was paused", n-paused)
+			}
+			if err := c.Unpause(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			execOut(t, c, &berth.Process{Args: []string{"rm", "/ready"}})
+			h = awaitHealth(t, c, berth.HealthUnhealthy)
+			if h.FailingStreak < 2 || len(h.Log) != 5 || h.Log[4].ExitCode != 1 {
+				t.Errorf("unhealthy with streak %d and log %+v; want a streak of 2 or more, five results, the last failed", h.FailingStreak, h.Log)
+			}
+			if err := c.WaitHealthy(ctx); !errors.Is(err, berth.ErrUnhealthy) {
+				t.Errorf("WaitHealthy on an unhealthy container whose check still fails: %v, want ErrUnhealthy", err)
+			}
+			execOut(t, c, &berth.Process{Args: []string{"touch", "/ready"}})
+			awaitHealth(t, c, berth.HealthHealthy) // a pass makes it healthy again
+
+			if err := c.Stop(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := c.State(ctx); st.Health == nil || st.Health.Status != berth.HealthHealthy {
+				t.Errorf("State.Health once stopped = %+v, want the last status (healthy)", st.Health)
+			}
+			if err := c.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := c.State(ctx); st.Health == nil || st.Health.Status != berth.HealthStarting || len(st.Health.Log) != 5 {
+				t.Errorf("State.Health at the next start = %+v, want starting with the log kept", st.Health)
+			}
+			awaitHealth(t, c, berth.HealthHealthy)
+		})
+	}
+}
+
+// awaitHealth waits until c's State.Health says status, and returns it.
+func awaitHealth(t *testing.T, c *berth.Container, status string) berth.HealthState {
+	t.Helper()
+	var st berth.ContainerState
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		var err error
+		if st, err = c.State(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if st.Health != nil && st.Health.Status == status {
+			return *st.Health
+		}
+	}
+	t.Fatalf("State.Health = %+v after 20 s, want %s", st.Health, status)
+	return berth.HealthState{}
+}
+
+// checksIn is the start time of c's last recorded check, as nanoseconds:
+// it changes with every check recorded.
+func checksIn(t *testing.T, c *berth.Container) int64 {
+	t.Helper()
+	st, err := c.State(context.Background())
+	if err != nil || st.Health == nil || len(st.Health.Log) == 0 {
+		t.Fatalf("State.Health = %+v, %v; want checks recorded", st.Health, err)
+	}
+	return st.Health.Log[len(st.Health.Log)-1].Start.UnixNano()
 }

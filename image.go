@@ -84,7 +84,7 @@ type ImageConfig struct {
 }
 
 // HealthConfig is a health check: an image's HEALTHCHECK, or one a
-// container is run with (WithHealthcheck). WaitHealthy runs it.
+// container is run with (WithHealthcheck); see ContainerState.Health.
 type HealthConfig struct {
 	Test        []string      `json:"Test,omitempty"`
 	Interval    time.Duration `json:"Interval,omitempty"`

@@ -141,8 +141,10 @@ func WithStopSignal(sig string) RunOption {
 // --health-timeout, --health-start-period, --health-retries): Test is
 // {"CMD", args...}, {"CMD-SHELL", command} or {"NONE"} for none. A field
 // left zero (Test empty) takes the image's value, else docker's default
-// (30 s interval and timeout, no start period, 3 retries). WaitHealthy
-// runs it.
+// (30 s interval and timeout, no start period, 3 retries); times under
+// 1 ms are refused, as docker refuses them. The process that starts the
+// container runs it while the container runs, and records what it finds
+// in ContainerState.Health; WaitHealthy runs it too.
 func WithHealthcheck(h HealthConfig) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.healthcheck = &h })
 }

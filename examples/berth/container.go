@@ -60,6 +60,10 @@ type runFlags struct {
 	networks, networkAliases, publish               []string
 	addHosts, dns                                   []string
 	publishAll                                      bool
+	healthCmd, healthInterval, healthTimeout        string
+	healthStartPeriod                               string
+	healthRetries                                   int
+	noHealthcheck                                   bool
 }
 
 // register defines docker run's flags on fs; create has them all but -d.
@@ -73,10 +77,16 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.entrypoint, "", "entrypoint", "string", "", "Overwrite the default ENTRYPOINT of the image")
 	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
 	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
+	fs.String(&f.healthCmd, "", "health-cmd", "string", "", "Command to run to check health")
+	fs.String(&f.healthInterval, "", "health-interval", "duration", "", "Time between running the check (ms|s|m|h) (default 30s)")
+	fs.Int(&f.healthRetries, "", "health-retries", 0, "Consecutive failures needed to report unhealthy (default 3)")
+	fs.String(&f.healthStartPeriod, "", "health-start-period", "duration", "", "Start period for the container to initialize before starting health-retries countdown (ms|s|m|h)")
+	fs.String(&f.healthTimeout, "", "health-timeout", "duration", "", "Maximum time to allow one check to run (ms|s|m|h) (default 30s)")
 	fs.String(&f.hostname, "h", "hostname", "string", "", "Container host name")
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
+	fs.Bool(&f.noHealthcheck, "", "no-healthcheck", "Disable any container-specified HEALTHCHECK")
 	fs.String(&f.pull, "", "pull", "string", "missing", `Pull image before running ("always", "missing", "never")`)
 	fs.Bool(&f.quiet, "q", "quiet", "Suppress the pull output")
 	fs.Bool(&f.readOnly, "", "read-only", "Mount the container's root filesystem as read only")
@@ -261,6 +271,11 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	if f.stopSignal != "" {
 		opts = append(opts, berth.WithStopSignal(f.stopSignal))
 	}
+	if h, err := f.healthcheck(); err != nil {
+		return nil, nil, err
+	} else if h != nil {
+		opts = append(opts, berth.WithHealthcheck(*h))
+	}
 	if fs.isSet("stop-timeout") {
 		if f.stopTimeout < 0 {
 			return nil, nil, fmt.Errorf("invalid argument \"%d\" for \"--stop-timeout\" flag: must not be negative", f.stopTimeout)
@@ -293,6 +308,50 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 		return nil, nil, err
 	}
 	return p, append(opts, netOpts...), nil
+}
+
+// healthcheck turns the --health-* flags into the container's health
+// check, checked as docker's client checks them; nil for none given.
+// Fields left zero take the image's (see berth.WithHealthcheck).
+func (f *runFlags) healthcheck() (*berth.HealthConfig, error) {
+	var h berth.HealthConfig
+	for _, d := range []struct {
+		flag, value string
+		to          *time.Duration
+	}{
+		{"health-interval", f.healthInterval, &h.Interval},
+		{"health-timeout", f.healthTimeout, &h.Timeout},
+		{"health-start-period", f.healthStartPeriod, &h.StartPeriod},
+	} {
+		if d.value == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.value)
+		if err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", d.value, d.flag, err)
+		}
+		if v < 0 {
+			return nil, fmt.Errorf("--%s cannot be negative", d.flag)
+		}
+		*d.to = v
+	}
+	if f.healthRetries < 0 {
+		return nil, errors.New("--health-retries cannot be negative")
+	}
+	h.Retries = f.healthRetries
+	if f.healthCmd != "" {
+		h.Test = []string{"CMD-SHELL", f.healthCmd}
+	}
+	set := len(h.Test) > 0 || h.Interval != 0 || h.Timeout != 0 || h.StartPeriod != 0 || h.Retries != 0
+	switch {
+	case f.noHealthcheck && set:
+		return nil, errors.New("--no-healthcheck conflicts with --health-* options")
+	case f.noHealthcheck:
+		return &berth.HealthConfig{Test: []string{"NONE"}}, nil
+	case set:
+		return &h, nil
+	}
+	return nil, nil
 }
 
 // networkOptions turns --network, --network-alias, -p, -P, --add-host and
@@ -923,7 +982,11 @@ func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psF
 			if _, err := strconv.Atoi(value); err != nil {
 				return nil, fmt.Errorf("Invalid filter '%s': %w", a, err)
 			}
-		case "before", "since", "publish", "expose", "health", "isolation", "is-task":
+		case "health":
+			if !slices.Contains([]string{berth.HealthStarting, berth.HealthHealthy, berth.HealthUnhealthy, "none"}, value) {
+				return nil, fmt.Errorf("Unrecognised filter value for health: %s", value)
+			}
+		case "before", "since", "publish", "expose", "isolation", "is-task":
 			return nil, fmt.Errorf("filter '%s' is docker's but not supported by berth", key)
 		default:
 			return nil, fmt.Errorf("Invalid filter '%s'", key)
@@ -966,6 +1029,11 @@ func psFilterMatch(key, v string, info *berth.ContainerInfo) bool {
 		return ok && (!hasValue || got == want)
 	case "status":
 		return info.State.Status == v
+	case "health":
+		if info.State.Health == nil {
+			return v == "none"
+		}
+		return info.State.Health.Status == v
 	case "exited":
 		code, _ := strconv.Atoi(v)
 		return info.State.Status == "exited" && info.State.ExitCode == code
@@ -1043,13 +1111,21 @@ func parseRestartPolicy(s string) (berth.RestartPolicy, error) {
 	return p, nil
 }
 
-// containerStatus is docker's STATUS column: "Up 3 seconds", "Exited (0)
-// 5 seconds ago", "Created", "Restarting (1) 2 seconds ago".
+// containerStatus is docker's STATUS column: "Up 3 seconds", "Up 3
+// seconds (healthy)", "Exited (0) 5 seconds ago", "Created", "Restarting
+// (1) 2 seconds ago".
 func containerStatus(st berth.ContainerState, now time.Time) string {
 	switch st.Status {
 	case "restarting":
 		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(now.Sub(st.FinishedAt)))
 	case "running":
+		switch {
+		case st.Health == nil:
+		case st.Health.Status == berth.HealthStarting:
+			return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (health: starting)"
+		default:
+			return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (" + st.Health.Status + ")"
+		}
 		return "Up " + humanDuration(now.Sub(st.StartedAt))
 	case "paused":
 		return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (Paused)"
@@ -1611,6 +1687,7 @@ type containerStateInspect struct {
 	Error      string
 	StartedAt  string
 	FinishedAt string
+	Health     *berth.HealthState `json:",omitempty"`
 }
 
 type hostConfig struct {
@@ -1642,6 +1719,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			Status: st.Status, Running: st.Running || st.Restarting, Paused: st.Status == "paused", Restarting: st.Restarting, OOMKilled: st.OOMKilled,
 			Dead: st.Status == "dead", Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
 			StartedAt: st.StartedAt.UTC().Format(time.RFC3339Nano), FinishedAt: st.FinishedAt.UTC().Format(time.RFC3339Nano),
+			Health: st.Health,
 		},
 		Image:        info.ImageID,
 		LogPath:      info.LogPath,
@@ -1663,7 +1741,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			AttachStdout: !info.Detached, AttachStderr: !info.Detached,
 			Tty: info.TTY, Env: info.Env, Cmd: info.Cmd, Image: info.Image,
 			WorkingDir: info.WorkingDir, Entrypoint: info.Entrypoint, Labels: info.Labels,
-			StopSignal: info.StopSignal,
+			StopSignal: info.StopSignal, Healthcheck: info.Healthcheck,
 		},
 		NetworkSettings: newNetworkSettings(info.State),
 	}

@@ -879,6 +879,60 @@ func TestRunRestartPolicy(t *testing.T) {
 	}
 }
 
+// TestRunHealthcheck: the --health-* flags give a container its check,
+// which runs in the background as docker's daemon runs it; ps shows and
+// filters on its health, inspect prints State.Health and the check; bad
+// flags are refused as docker's client refuses them.
+func TestRunHealthcheck(t *testing.T) {
+	root := containerSetup(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--no-healthcheck", "--health-cmd", "true"}, "--no-healthcheck conflicts with --health-* options"},
+		{[]string{"--health-interval", "-1s"}, "--health-interval cannot be negative"},
+		{[]string{"--health-retries", "-2"}, "--health-retries cannot be negative"},
+		{[]string{"--health-timeout", "soon"}, `invalid argument "soon" for "--health-timeout" flag`},
+		{[]string{"--health-cmd", "true", "--health-interval", "1us"}, "health check interval 1µs is less than 1ms"},
+	} {
+		res := runBerth(t, root, nil, append(append([]string{"run", "-d"}, c.args...), "busybox", "true")...)
+		if res.code != 125 || !strings.Contains(res.stderr, c.want) {
+			t.Errorf("run %q: exit %d, stderr %q; want 125 saying %q", c.args, res.code, res.stderr, c.want)
+		}
+	}
+	if res := runBerth(t, root, nil, "ps", "--filter", "health=fine"); res.code == 0 || !strings.Contains(res.stderr, "Unrecognised filter value for health: fine") {
+		t.Errorf("ps --filter health=fine: exit %d, stderr %q", res.code, res.stderr)
+	}
+
+	runDetached(t, root, "--name", "svc", "--health-cmd", "test -f /ready", "--health-interval", "100ms", "--health-retries", "2",
+		"busybox", "sh", "-c", "sleep 1.5; touch /ready; exec sleep 300")
+	runDetached(t, root, "--name", "plain", "busybox", "sleep", "300")
+	if row := psRowOf(psRows(t, root), "svc"); row == nil || !strings.HasSuffix(row[4], " (health: starting)") {
+		t.Errorf("ps row of svc at the start = %q, want Up … (health: starting)", row)
+	}
+	waitFor(t, func() bool {
+		row := psRowOf(psRows(t, root), "svc")
+		return row != nil && strings.HasSuffix(row[4], " (healthy)")
+	}, "ps to show svc healthy")
+	if got := mustBerth(t, root, "ps", "--filter", "health=healthy", "--format", "{{.Names}}"); got != "svc\n" {
+		t.Errorf("ps --filter health=healthy = %q, want svc", got)
+	}
+	if got := mustBerth(t, root, "ps", "--filter", "health=none", "--format", "{{.Names}}"); got != "plain\n" {
+		t.Errorf("ps --filter health=none = %q, want plain", got)
+	}
+	got := mustBerth(t, root, "inspect", "-f", "{{.State.Health.Status}} {{.State.Health.FailingStreak}} {{json .Config.Healthcheck}}", "svc")
+	if want := `healthy 0 {"Test":["CMD-SHELL","test -f /ready"],"Interval":100000000,"Retries":2}` + "\n"; got != want {
+		t.Errorf("inspect svc = %q, want %q", got, want)
+	}
+	mustBerth(t, root, "exec", "svc", "rm", "/ready")
+	waitFor(t, func() bool {
+		return mustBerth(t, root, "inspect", "-f", "{{.State.Health.Status}}", "svc") == "unhealthy\n"
+	}, "svc to turn unhealthy")
+	if got := mustBerth(t, root, "inspect", "-f", "{{with index .State.Health.Log 4}}{{.ExitCode}}{{end}}", "svc"); got != "1\n" {
+		t.Errorf("the last check's exit code = %q, want 1", got)
+	}
+}
+
 // TestRunShmSize: --shm-size sizes /dev/shm as docker's does, inspect
 // shows it (docker's 64 MiB when unset), and a bad size is refused.
 func TestRunShmSize(t *testing.T) {
