@@ -71,6 +71,7 @@ func (c *Container) Pause(ctx context.Context) error {
 			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 		}
 		cur.State.Status = statusPaused
+		cur.State.unwatched()
 		return nil
 	})
 	if err != nil {

@@ -90,8 +90,13 @@ type ContainerState struct {
 	Ports []PortBinding `json:",omitempty"`
 	// Health is what the container's health check found since it last
 	// started (docker's State.Health), nil for a container without one.
-	// The process that started the container runs the check while it runs
-	// (see HealthState); the last status stays once it stopped.
+	// The process that started the container (this program, or for a
+	// detached one its monitor) runs the check while it runs, as docker's
+	// daemon does: the first an Interval after the start, then an Interval
+	// after each ended; within StartPeriod, while starting, every 5 s or
+	// every Interval if shorter (docker: every 5 s, its default start
+	// interval). A pause, a stop or an exit makes it unhealthy, as docker
+	// does; the next start makes it starting again.
 	Health *HealthState `json:",omitempty"`
 }
 

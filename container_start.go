@@ -922,6 +922,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 			cur.State.OOMKilled = oom
 			cur.State.Error = msg
 			cur.State.FinishedAt = time.Now().UTC()
+			cur.State.unwatched()
 			// The monitor that owns a detached container restarts it as
 			// its policy says (monitor.supervise), once it ran.
 			cur.State.Restarting = msg == "" && cur.Config.Detached &&

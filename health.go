@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Docker's health check defaults.
@@ -114,18 +116,22 @@ const healthLogSize = 5
 const healthStartInterval = 5 * time.Second
 
 // healthDelay is how long after the start, or after a check ended, the
-// next check runs: Interval; within StartPeriod, while still starting, no
-// later than healthStartInterval; and never past the start period's end.
+// next check runs, as docker schedules them: Interval; within StartPeriod,
+// what is left of it when that is shorter, else, while still starting,
+// healthStartInterval (or Interval when shorter: docker would wait 5 s
+// between checks asked for every 50 ms). Never under 1 ms (older records
+// may hold shorter times).
 func healthDelay(h *HealthConfig, sinceStart time.Duration, status string) time.Duration {
 	interval := cmp.Or(h.Interval, defaultHealthInterval)
-	if sinceStart >= h.StartPeriod {
-		return interval
-	}
 	delay := interval
-	if status == HealthStarting {
+	switch left := h.StartPeriod - sinceStart; {
+	case left <= 0:
+	case left < interval:
+		delay = left
+	case status == HealthStarting:
 		delay = min(interval, healthStartInterval)
 	}
-	return min(delay, h.StartPeriod-sinceStart)
+	return max(delay, time.Millisecond)
 }
 
 // nextHealth is the health h becomes with check res (docker's rules):
@@ -148,13 +154,25 @@ func nextHealth(h HealthState, cfg *HealthConfig, started time.Time, res HealthR
 	return h
 }
 
+// unwatched marks the health of a container whose checks stop (it was
+// paused or ended) unhealthy, as docker's daemon marks it; the next check
+// after an Unpause, or the next start, says otherwise.
+func (st *ContainerState) unwatched() {
+	if st.Health != nil {
+		st.Health.Status = HealthUnhealthy
+	}
+}
+
 // recordHealth records check res of the container's run number starts,
 // and returns the health it made. It fails with errUnchanged once that
-// run no longer runs: the check is not the container's to count.
+// run no longer runs, or while it is paused: the check is not the
+// container's to count.
 func (r *Runtime) recordHealth(id string, starts int, res HealthResult) (HealthState, error) {
 	var h HealthState
 	_, err := r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
-		if cur.Starts != starts || !cur.State.Running || cur.Config.Healthcheck == nil {
+		// Not while paused either: a check that ended as the container
+		// was frozen is not counted, as docker counts none then.
+		if cur.Starts != starts || cur.State.Status != statusRunning || cur.Config.Healthcheck == nil {
 			return errUnchanged
 		}
 		h = HealthState{Status: HealthStarting}
@@ -195,12 +213,12 @@ func (run *running) watchHealth(rec containerRecord) {
 			return
 		case <-t.C:
 		}
-		res, err := c.probe(ctx, args, cmp.Or(cfg.Timeout, defaultHealthTimeout))
-		if ctx.Err() != nil {
+		res, err := c.probe(ctx, &rec, args, cmp.Or(cfg.Timeout, defaultHealthTimeout))
+		switch {
+		case ctx.Err() != nil, errors.Is(err, ErrClosed):
 			return
-		}
-		if err != nil {
-			continue // paused, or exiting: not a check's result
+		case err != nil:
+			continue // paused, or ending: no check's result
 		}
 		if h, err := run.rt.recordHealth(rec.ID, starts, res); err == nil {
 			status = h.Status
@@ -223,20 +241,23 @@ func healthArgs(rec *containerRecord) []string {
 // wait.ForHealthCheck, docker's "healthy"): its health check is its
 // image's HEALTHCHECK, or WithHealthcheck's. It returns at once for a
 // container whose State.Health says healthy. Otherwise it runs the check
-// itself, at once and then as its supervisor does (every Interval, see
-// HealthState), and records each result in State.Health as the
-// supervisor's are recorded, so that both count: docker would run the
-// first check only an Interval (30 s by default) after the start. The
-// command runs in the container as docker runs it (CMD as an Exec of its
-// arguments, CMD-SHELL through the image's SHELL, by default /bin/sh -c),
-// bounded by Timeout (30 s).
+// itself, at once and then on the schedule the container's own checks
+// keep (see ContainerState.Health): docker's first check would come an
+// Interval (30 s by default) after the start. A pass is recorded as
+// theirs are, making the container healthy; its failures are its own,
+// so that a caller waiting early does not make the container unhealthy
+// sooner. The command runs in the container as docker runs it (CMD as an
+// Exec of its arguments, CMD-SHELL through the image's SHELL, by default
+// /bin/sh -c), bounded by Timeout (30 s).
 //
 // It fails with an error wrapping ErrUnhealthy, with the last check's
-// exit code and output, once the container is unhealthy after a check
-// of its own; with ErrInvalid for a container with no health check;
-// ErrNotRunning when the container is not running or stops (not while its
-// restart policy restarts it: the checks start afresh with the new run);
-// and ctx's error when ctx ends first.
+// exit code and output, once Retries (3) of its checks failed in a row,
+// not counting those within StartPeriod of the container's start while
+// it is starting (docker's rule); with
+// ErrInvalid for a container with no health check; ErrNotRunning when the
+// container is not running or stops (not while its restart policy
+// restarts it: the checks start afresh with the new run); and ctx's
+// error when ctx ends first.
 func (c *Container) WaitHealthy(ctx context.Context) error {
 	rec, err := c.rt.currentRecord(c.ID)
 	if err != nil {
@@ -246,36 +267,47 @@ func (c *Container) WaitHealthy(ctx context.Context) error {
 	if cfg == nil {
 		return fmt.Errorf("%w: container %s has no health check", ErrInvalid, c.Name)
 	}
-	args := healthArgs(rec)
-	timeout := cmp.Or(cfg.Timeout, defaultHealthTimeout)
+	args, timeout := healthArgs(rec), cmp.Or(cfg.Timeout, defaultHealthTimeout)
+	retries := cmp.Or(cfg.Retries, defaultHealthRetries)
+	failures, starts := 0, rec.Starts
 	for {
-		// What the record says decides whether to check now, a moment
-		// later (starting, restarting, paused) or not at all.
+		if rec.Starts != starts { // started again: its checks start afresh
+			failures, starts = 0, rec.Starts
+		}
 		delay := 50 * time.Millisecond // unless a check says otherwise
 		switch st := rec.shownState(); {
 		case st.Status == statusRunning && st.Health != nil && st.Health.Status == HealthHealthy:
 			return nil
 		case st.Status == statusRunning:
-			res, err := c.probe(ctx, args, timeout)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				break // the container ended, or was paused: its record says so soon
-			}
-			h, err := c.rt.recordHealth(c.ID, rec.Starts, res)
+			res, err := c.probe(ctx, rec, args, timeout)
 			switch {
-			case err == nil && h.Status == HealthHealthy:
-				return nil
-			case err == nil && h.Status == HealthUnhealthy:
-				return fmt.Errorf("container %s: health check failed %d times in a row, the last with exit code %d: %q: %w",
-					c.Name, h.FailingStreak, res.ExitCode, strings.TrimSpace(res.Output), ErrUnhealthy)
-			case err == nil:
-				delay = healthDelay(cfg, time.Since(rec.State.StartedAt), h.Status)
-			case !errors.Is(err, errUnchanged):
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case errors.Is(err, ErrNotRunning):
+				// Ended, or paused: its record says which soon.
+			case err != nil:
 				return err
+			case res.ExitCode == 0:
+				_, err := c.rt.recordHealth(c.ID, rec.Starts, res)
+				if err == nil {
+					return nil
+				}
+				if !errors.Is(err, errUnchanged) {
+					return err
+				}
+				// The run it checked ended, or was paused.
+			default:
+				// Docker's rule: failures count unless the container is
+				// still starting within its start period.
+				if st.Health == nil || st.Health.Status != HealthStarting || res.Start.Sub(rec.State.StartedAt) >= cfg.StartPeriod {
+					failures++
+				}
+				if failures >= retries {
+					return fmt.Errorf("container %s: health check failed %d times in a row, the last with exit code %d: %q: %w",
+						c.Name, failures, res.ExitCode, strings.TrimSpace(res.Output), ErrUnhealthy)
+				}
+				delay = healthDelay(cfg, time.Since(rec.State.StartedAt), HealthStarting)
 			}
-			// (errUnchanged: the run it checked has ended.)
 		case st.Status == statusPaused, st.Restarting, rec.starting():
 		default:
 			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
@@ -291,48 +323,67 @@ func (c *Container) WaitHealthy(ctx context.Context) error {
 	}
 }
 
-// probe runs one health check, bounded by timeout. One that outlives it
-// is killed, and its result says so with exit code -1, as does one that
-// could not be run. err is for the container not running (or paused), or
-// ctx ending.
-func (c *Container) probe(ctx context.Context, args []string, timeout time.Duration) (HealthResult, error) {
+// probe runs one health check in the run rec records, bounded by
+// timeout. One that outlives it is killed, and its result says so with
+// exit code -1, as does one that could not be started. err is for the
+// container not running (paused, or its run ending: a check killed as it
+// ends failed nothing), the Runtime closed, or ctx ending.
+func (c *Container) probe(ctx context.Context, rec *containerRecord, args []string, timeout time.Duration) (HealthResult, error) {
 	res := HealthResult{Start: time.Now().UTC()}
 	var out limitedBuffer
 	p := &Process{Args: args, Stdout: &out, Stderr: &out}
 	e, err := c.Exec(ctx, p)
 	var ee *ExitError
 	switch {
-	case errors.As(err, &ee):
+	case errors.As(err, &ee): // 126 or 127: it could not be run
 		res.ExitCode, res.Output, res.End = ee.Code, err.Error(), time.Now().UTC()
 		return res, nil
-	case err != nil:
+	case errors.Is(err, ErrNotRunning), errors.Is(err, ErrClosed), ctx.Err() != nil:
 		return res, err
+	case err != nil:
+		res.ExitCode, res.Output, res.End = -1, err.Error(), time.Now().UTC()
+		return res, nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err = e.Wait(pctx)
-	if pctx.Err() != nil {
-		// Past its timeout, or the caller gave up: the check goes either way.
+	switch {
+	case ctx.Err() != nil:
 		e.Signal(context.WithoutCancel(ctx), syscall.SIGKILL)
 		e.Wait(context.WithoutCancel(ctx))
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
+		return res, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		e.Signal(ctx, syscall.SIGKILL)
+		e.Wait(ctx)
 		res.ExitCode, res.Output = -1, fmt.Sprintf("Health check exceeded timeout (%v)", timeout)
 		if o := out.String(); o != "" {
 			res.Output += ": " + o
 		}
-	} else {
-		switch {
-		case errors.As(err, &ee):
-			res.ExitCode = ee.Code
-		case err != nil:
-			return res, err
-		}
+	case errors.As(err, &ee) && ee.Signal != 0 && rec.endsWithin(250):
+		// The kernel kills the processes of a pid namespace whose first
+		// process exits: the check was cut short, not failed.
+		return res, fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
+	case errors.As(err, &ee):
+		res.ExitCode, res.Output = ee.Code, out.String()
+	case err != nil:
+		res.ExitCode, res.Output = -1, err.Error()
+	default:
 		res.Output = out.String()
 	}
 	res.End = time.Now().UTC()
 	return res, nil
+}
+
+// endsWithin reports whether the first process of the run rec records has
+// ended, or ends within ms milliseconds.
+func (rec *containerRecord) endsWithin(ms int) bool {
+	fd, err := unix.PidfdOpen(rec.State.Pid, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	// The pidfd pins the process: check it is still the container's.
+	return procStartTime(rec.State.Pid) != rec.PidStart || exitedWithin(fd, ms)
 }
 
 // limitedBuffer keeps the first 4 KiB written to it, as docker keeps of a

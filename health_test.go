@@ -106,71 +106,79 @@ func sinceStart(t *testing.T, c *berth.Container) time.Duration {
 
 // TestHealthState checks that the process that started a container runs
 // its health check without anyone waiting on it, as docker's daemon does,
-// and records what it finds in State.Health: starting, then healthy at a
-// pass, unhealthy after Retries failures in a row, the last five results
-// in its log; no checks while paused; the last status kept once the
-// container stopped, and starting again (the log kept) at the next start.
-// Both for an attached container (checked by this program) and a detached
-// one (checked by its monitor).
+// and records what it finds in State.Health: starting (failures within
+// the start period not counted), healthy at a pass, unhealthy after
+// Retries failures in a row, the last five results in its log;
+// unhealthy and unchecked while paused, and once stopped; starting again,
+// the log kept, at the next start. Both for an attached container
+// (checked by this program) and a detached one (checked by its monitor).
 func TestHealthState(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	check := berth.HealthConfig{Test: []string{"CMD-SHELL", "test -f /ready"}, Interval: 50 * time.Millisecond, Retries: 2}
+	check := berth.HealthConfig{Test: []string{"CMD-SHELL", "test -f /ready"}, Interval: 50 * time.Millisecond, Retries: 2, StartPeriod: time.Minute}
 	for _, detach := range []bool{false, true} {
 		t.Run(map[bool]string{false: "attached", true: "detached"}[detach], func(t *testing.T) {
 			opts := []berth.RunOption{berth.WithHealthcheck(check)}
 			if detach {
 				opts = append(opts, berth.WithDetach())
 			}
-			c := mustRun(t, rt, "busybox", sh("sleep 0.3; touch /ready; exec sleep 300"), opts...)
+			c := mustRun(t, rt, "busybox", sh("exec sleep 300"), opts...)
 			defer c.Remove(ctx, berth.WithForce())
+			touch := func(verb string) { execOut(t, c, &berth.Process{Args: []string{verb, "/ready"}}) }
 			st, err := c.State(ctx)
 			if err != nil || st.Health == nil || st.Health.Status != berth.HealthStarting {
 				t.Fatalf("State.Health at the start = %+v, %v; want starting", st.Health, err)
 			}
-			h := awaitHealth(t, c, berth.HealthHealthy)
-			if n := len(h.Log); n == 0 || h.Log[n-1].ExitCode != 0 || h.FailingStreak != 0 {
-				t.Errorf("healthy with log %+v, streak %d; want the last check passed, streak 0", h.Log, h.FailingStreak)
+			for checksIn(t, c, false) < 3 {
+				time.Sleep(20 * time.Millisecond)
 			}
-			if h.Log[0].ExitCode != 1 || h.Log[0].End.Before(h.Log[0].Start) {
-				t.Errorf("first check %+v: want the failure before /ready was made, with its times", h.Log[0])
+			if st, _ := c.State(ctx); st.Health.Status != berth.HealthStarting || st.Health.FailingStreak != 0 || st.Health.Log[0].ExitCode != 1 {
+				t.Errorf("after failing checks in the start period: %+v; want starting, no streak, exit code 1 logged", st.Health)
+			}
+			touch("touch")
+			h := awaitHealth(t, c, berth.HealthHealthy)
+			if last := h.Log[len(h.Log)-1]; last.ExitCode != 0 || last.End.Before(last.Start) || h.FailingStreak != 0 {
+				t.Errorf("healthy with log %+v, streak %d; want the last check passed, streak 0", h.Log, h.FailingStreak)
 			}
 
 			if err := c.Pause(ctx); err != nil {
 				t.Fatal(err)
 			}
-			paused := checksIn(t, c)
+			paused := checksIn(t, c, true)
 			time.Sleep(300 * time.Millisecond)
-			if n := checksIn(t, c); n != paused {
-				t.Errorf("the check ran %d times while the container was paused", n-paused)
+			if st, _ := c.State(ctx); st.Health.Status != berth.HealthUnhealthy || checksIn(t, c, true) != paused {
+				t.Errorf("paused: %+v; want unhealthy (docker's), no check recorded meanwhile", st.Health)
 			}
 			if err := c.Unpause(ctx); err != nil {
 				t.Fatal(err)
 			}
+			awaitHealth(t, c, berth.HealthHealthy) // the next check passes
 
-			execOut(t, c, &berth.Process{Args: []string{"rm", "/ready"}})
-			h = awaitHealth(t, c, berth.HealthUnhealthy)
+			touch("rm")
+			h = awaitHealth(t, c, berth.HealthUnhealthy) // its start period does not matter once it passed
 			if h.FailingStreak < 2 || len(h.Log) != 5 || h.Log[4].ExitCode != 1 {
 				t.Errorf("unhealthy with streak %d and log %+v; want a streak of 2 or more, five results, the last failed", h.FailingStreak, h.Log)
 			}
 			if err := c.WaitHealthy(ctx); !errors.Is(err, berth.ErrUnhealthy) {
 				t.Errorf("WaitHealthy on an unhealthy container whose check still fails: %v, want ErrUnhealthy", err)
 			}
-			execOut(t, c, &berth.Process{Args: []string{"touch", "/ready"}})
+			touch("touch")
 			awaitHealth(t, c, berth.HealthHealthy) // a pass makes it healthy again
 
+			touch("rm")
 			if err := c.Stop(ctx, 0); err != nil {
 				t.Fatal(err)
 			}
-			if st, _ := c.State(ctx); st.Health == nil || st.Health.Status != berth.HealthHealthy {
-				t.Errorf("State.Health once stopped = %+v, want the last status (healthy)", st.Health)
+			if st, _ := c.State(ctx); st.Health == nil || st.Health.Status != berth.HealthUnhealthy {
+				t.Errorf("State.Health once stopped = %+v, want unhealthy (docker's)", st.Health)
 			}
 			if err := c.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if st, _ := c.State(ctx); st.Health == nil || st.Health.Status != berth.HealthStarting || len(st.Health.Log) != 5 {
+			if st, _ := c.State(ctx); st.Health == nil || st.Health.Status != berth.HealthStarting || st.Health.FailingStreak != 0 || len(st.Health.Log) != 5 {
 				t.Errorf("State.Health at the next start = %+v, want starting with the log kept", st.Health)
 			}
+			touch("touch")
 			awaitHealth(t, c, berth.HealthHealthy)
 		})
 	}
@@ -193,13 +201,45 @@ func awaitHealth(t *testing.T, c *berth.Container, status string) berth.HealthSt
 	return berth.HealthState{}
 }
 
-// checksIn is the start time of c's last recorded check, as nanoseconds:
-// it changes with every check recorded.
-func checksIn(t *testing.T, c *berth.Container) int64 {
+// checksIn counts c's recorded checks (up to the log's five), or with
+// last, returns the start time of the last one as nanoseconds, which
+// changes with every check recorded.
+func checksIn(t *testing.T, c *berth.Container, last bool) int64 {
 	t.Helper()
 	st, err := c.State(context.Background())
-	if err != nil || st.Health == nil || len(st.Health.Log) == 0 {
-		t.Fatalf("State.Health = %+v, %v; want checks recorded", st.Health, err)
+	if err != nil || st.Health == nil {
+		t.Fatalf("State.Health = %+v, %v; want one", st.Health, err)
 	}
-	return st.Health.Log[len(st.Health.Log)-1].Start.UnixNano()
+	n := len(st.Health.Log)
+	switch {
+	case !last:
+		return int64(n)
+	case n == 0:
+		t.Fatal("no check recorded")
+	}
+	return st.Health.Log[n-1].Start.UnixNano()
+}
+
+// TestHealthCheckCutByExit: a check the container's exit kills (the
+// kernel kills a pid namespace's processes with its first) failed
+// nothing: neither the container's checks nor WaitHealthy count it.
+func TestHealthCheckCutByExit(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	slow := berth.HealthConfig{Test: []string{"CMD", "sleep", "30"}, Interval: time.Millisecond, Timeout: time.Minute, Retries: 1}
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithHealthcheck(slow))
+	defer c.Remove(ctx, berth.WithForce())
+	waited := make(chan error, 1)
+	go func() { waited <- c.WaitHealthy(ctx) }()
+	time.Sleep(500 * time.Millisecond) // both checks under way
+	if err := c.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; !errors.Is(err, berth.ErrNotRunning) {
+		t.Errorf("WaitHealthy whose check the stop cut short: %v, want ErrNotRunning", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if st, _ := c.State(ctx); st.Health == nil || len(st.Health.Log) != 0 || st.Health.FailingStreak != 0 {
+		t.Errorf("State.Health after a stop cut the check short = %+v, want nothing recorded", st.Health)
+	}
 }

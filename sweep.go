@@ -91,6 +91,7 @@ func (r *Runtime) sweepContainers() {
 				cur.State.ExitCode = 255
 				cur.State.Error = "the process that owned the container died; its exit status is unknown"
 				cur.State.FinishedAt = time.Now().UTC()
+				cur.State.unwatched()
 				return nil
 			})
 		}()

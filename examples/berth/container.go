@@ -1119,14 +1119,14 @@ func containerStatus(st berth.ContainerState, now time.Time) string {
 	case "restarting":
 		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(now.Sub(st.FinishedAt)))
 	case "running":
+		up := "Up " + humanDuration(now.Sub(st.StartedAt))
 		switch {
 		case st.Health == nil:
+			return up
 		case st.Health.Status == berth.HealthStarting:
-			return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (health: starting)"
-		default:
-			return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (" + st.Health.Status + ")"
+			return up + " (health: starting)"
 		}
-		return "Up " + humanDuration(now.Sub(st.StartedAt))
+		return up + " (" + st.Health.Status + ")"
 	case "paused":
 		return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (Paused)"
 	case "created":
