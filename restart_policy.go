@@ -37,9 +37,11 @@ const (
 // says Restarting, with the last run's exit code. Only a detached
 // container (WithDetach) can have a policy: an attached one ends with its
 // program. A policy cannot be combined with WithAutoRemove. Restarts are
-// the root's monitor's work: a container whose monitor is killed, or was
-// running when the host went down, stays exited (docker starts "always"
-// containers again when its daemon starts; berth has none).
+// the root's monitor's work. One whose monitor died (killed, or the host
+// went down) with it running or waiting out a back-off is started again
+// by the next New on its root, as docker's daemon starts such containers
+// when it starts: when its policy restarts an exit with the unknown code
+// 255 it is marked with, with its restart count back to 0.
 func WithRestartPolicy(p RestartPolicy) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.restart = p })
 }

@@ -344,3 +344,65 @@ func logTimes(t *testing.T, c *berth.Container) []time.Time {
 	}
 	return times
 }
+
+// TestRestartUnwatched: containers whose restart policy lost its monitor
+// (killed with their processes, as a host crash kills them) are started
+// again by the next New on their root, as docker's daemon starts them
+// when it starts: "always", and "on-failure" (the exit unknown, 255),
+// with a fresh restart count; not one without a policy, nor one its user
+// stopped.
+func TestRestartUnwatched(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	run := func(policy string) *berth.Container {
+		c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: policy}))
+		t.Cleanup(func() { c.Remove(ctx, berth.WithForce()) })
+		return c
+	}
+	always, onFailure, none, stopped := run("always"), run("on-failure"), run("no"), run("unless-stopped")
+	if err := stopped.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]int{}
+	for _, c := range []*berth.Container{always, onFailure, none} {
+		st, err := c.State(ctx)
+		if err != nil || !st.Running {
+			t.Fatalf("%s: %+v, %v", c.Name, st, err)
+		}
+		pids[c.Name] = st.Pid
+	}
+	// Until reaped (the host's init reaps the orphans), a process is
+	// taken to run on unowned: Wait and Stop work through its pid.
+	dead := func(pid int) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		if !eventually(10*time.Second, func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH }) {
+			t.Fatalf("process %d was not reaped", pid)
+		}
+	}
+	dead(monitorPid(t, rt.Root()))
+	for _, pid := range pids {
+		dead(pid)
+	}
+
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	for _, c := range []*berth.Container{always, onFailure} {
+		if !eventually(10*time.Second, func() bool { st, err := c.State(ctx); return err == nil && st.Running && st.Pid != pids[c.Name] }) {
+			st, err := c.State(ctx)
+			t.Errorf("%s after its monitor died and the next New: %+v, %v; want started again", c.Name, st, err)
+		}
+		if info, err := c.Inspect(ctx); err != nil || info.RestartCount != 0 {
+			t.Errorf("%s: restart count %d, %v; want 0 (docker resets it when its daemon starts them)", c.Name, info.RestartCount, err)
+		}
+	}
+	rt2.Close() // waits for the starts
+	if st, err := none.State(ctx); err != nil || st.Status != "exited" || st.ExitCode != 255 {
+		t.Errorf("without a policy: %+v, %v; want exited 255", st, err)
+	}
+	if st, err := stopped.State(ctx); err != nil || st.Status != "exited" || st.ExitCode != 137 {
+		t.Errorf("stopped by its user: %+v, %v; want left exited (137)", st, err)
+	}
+}

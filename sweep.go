@@ -20,6 +20,13 @@ import (
 // monitor died and whose process is gone is marked exited with an unknown
 // status; cgroups of this root with no container are killed and deleted.
 // Containers whose owner lives are not touched: its owner lock says so.
+//
+// A detached container whose restart policy had it running, or waiting
+// out a back-off, when its monitor died (the monitor killed, the host
+// rebooted) is started again, in the background, as docker's daemon
+// starts such containers when it starts: the policy decides on the exit
+// code 255 it is then marked with (on-failure restarts it), and its
+// restart count starts again from 0.
 func (r *Runtime) sweepContainers() {
 	entries, _ := os.ReadDir(r.containersDir())
 	// Orphaned cgroups (a removal that could not delete one, a program
@@ -29,6 +36,8 @@ func (r *Runtime) sweepContainers() {
 	// directory before its cgroup, as one made by another program has.
 	r.inBackground(func() { r.sweepCgroups(entries) })
 	r.takeLeftSpares()
+	var restarts []*containerRecord
+	defer func() { r.restartUnwatched(restarts) }()
 	for _, e := range entries {
 		id := e.Name()
 		// The record first: the owner lock of a container that is not
@@ -51,7 +60,14 @@ func (r *Runtime) sweepContainers() {
 			continue
 		}
 		if err == nil && rec.creatorGone() {
-			r.settleCreated(id, errCreatorGone)
+			// A monitor that died restarting it had its policy's word.
+			if r.settleCreated(id, errCreatorGone) && rec.State.Restarting {
+				restarts = append(restarts, rec)
+			}
+			continue
+		}
+		if err == nil && rec.State.Restarting && rec.State.Status == statusExited && !rec.creatorLives() {
+			restarts = append(restarts, rec) // its monitor died in the back-off
 			continue
 		}
 		if err == nil && rec.Config.AutoRemove && rec.State.Status == statusExited {
@@ -86,7 +102,7 @@ func (r *Runtime) sweepContainers() {
 				r.removeContainerFiles(id, rec.Name)
 				return
 			}
-			r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+			cur, err := r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
 				cur.State.Status, cur.State.Running, cur.State.Pid = statusExited, false, 0
 				cur.State.ExitCode = 255
 				cur.State.Error = "the process that owned the container died; its exit status is unknown"
@@ -94,8 +110,30 @@ func (r *Runtime) sweepContainers() {
 				cur.State.unwatched()
 				return nil
 			})
+			if err == nil && cur.Config.Detached && cur.Config.Restart.restartAfter(255, cur.RestartCount, cur.StopRequested) {
+				restarts = append(restarts, cur)
+			}
 		}()
 	}
+}
+
+// restartUnwatched starts again, in the background, the containers the
+// sweep found whose restart policy lost its monitor (see
+// sweepContainers). Not from a monitor's own New: the program that
+// started that monitor has swept already, and the start would ask the
+// monitor that is not yet listening. A start that fails is recorded in
+// the container's State, as any failed start is; one that another
+// program made meanwhile leaves it as it is.
+func (r *Runtime) restartUnwatched(recs []*containerRecord) {
+	if len(recs) == 0 || inMonitor {
+		return
+	}
+	r.inBackground(func() {
+		for _, rec := range recs {
+			c := &Container{ID: rec.ID, Name: rec.Name, rt: r}
+			c.Start(context.Background())
+		}
+	})
 }
 
 // sweepLocking runs in the sweep between its read of container id's record
