@@ -182,6 +182,14 @@ func monitorMain(root string) int {
 	}
 	m := &monitor{rt: rt, ln: ln, idle: make(chan struct{}, 1)}
 	go m.accept()
+	// The restarts its New's sweep claimed (see sweepContainers), as its
+	// policy's own.
+	for _, p := range rt.claimed {
+		m.mu.Lock()
+		m.active++
+		m.mu.Unlock()
+		go m.supervise(m.waitAndRestart(p.id, p.starts, 0))
+	}
 	m.serveUntilIdle()
 	ln.Close()
 	// Let in-flight starts finish before the process goes.

@@ -171,14 +171,30 @@ func (m *monitor) waitAndRestart(id string, starts int, delay time.Duration) *ru
 // container's owner lock. On failure the container is left exited with
 // the reason in its State, as a failed Start leaves it.
 func (m *monitor) restart(id string, starts int) (_ *running, busy bool) {
-	r := m.rt
+	rec, unlock, busy := m.rt.prepareRestart(id, starts)
+	if rec == nil {
+		return nil, busy
+	}
+	run, err := m.rt.launch(context.Background(), rec, stdio{}, unlock)
+	if err != nil {
+		return nil, false // launch recorded why
+	}
+	return run, false
+}
+
+// prepareRestart readies container id to be started again by its restart
+// policy after its run number starts, and returns its record with its
+// owner lock held: nil when the restart was called off, or failed (the
+// container is then left exited with the reason in its State), with busy
+// set when another program holds the lock.
+func (r *Runtime) prepareRestart(id string, starts int) (_ *containerRecord, unlock func(), busy bool) {
 	rec, unlock, err := r.lockOwner(id)
 	if err != nil {
-		return nil, errors.Is(err, errOwned)
+		return nil, nil, errors.Is(err, errOwned)
 	}
 	if !rec.State.Restarting || rec.Starts != starts {
 		unlock()
-		return nil, false
+		return nil, nil, false
 	}
 	ctx := context.Background()
 	c := &Container{ID: id, Name: rec.Name, rt: r}
@@ -191,13 +207,9 @@ func (m *monitor) restart(id string, starts int) (_ *running, busy bool) {
 			})
 		}
 		unlock()
-		return nil, false
+		return nil, nil, false
 	}
-	run, err := r.launch(ctx, rec, stdio{}, unlock)
-	if err != nil {
-		return nil, false // launch recorded why
-	}
-	return run, false
+	return rec, unlock, false
 }
 
 // What endByUser found.

@@ -349,28 +349,32 @@ func logTimes(t *testing.T, c *berth.Container) []time.Time {
 // (killed with their processes, as a host crash kills them) are started
 // again by the next New on their root, as docker's daemon starts them
 // when it starts: "always", and "on-failure" (the exit unknown, 255),
-// with a fresh restart count; not one without a policy, nor one its user
-// stopped.
+// with a fresh restart count, and one that was waiting out its back-off;
+// not one without a policy, nor one its user stopped; and a Stop right
+// after that New is not undone by the restart.
 func TestRestartUnwatched(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	run := func(policy string) *berth.Container {
-		c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: policy}))
+	run := func(policy string, p *berth.Process) *berth.Container {
+		c := mustRun(t, rt, "busybox", p, berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: policy}))
 		t.Cleanup(func() { c.Remove(ctx, berth.WithForce()) })
 		return c
 	}
-	always, onFailure, none, stopped := run("always"), run("on-failure"), run("no"), run("unless-stopped")
+	sleeper := sh("exec sleep 300")
+	always, onFailure, none, stopped, stopAfter := run("always", sleeper), run("on-failure", sleeper), run("no", sleeper), run("unless-stopped", sleeper), run("always", sleeper)
+	crashing := run("always", sh("exit 1"))
 	if err := stopped.Stop(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	pids := map[string]int{}
-	for _, c := range []*berth.Container{always, onFailure, none} {
+	for _, c := range []*berth.Container{always, onFailure, none, stopAfter} {
 		st, err := c.State(ctx)
 		if err != nil || !st.Running {
 			t.Fatalf("%s: %+v, %v", c.Name, st, err)
 		}
 		pids[c.Name] = st.Pid
 	}
+	restarting(t, crashing, 3) // a back-off of 400 ms or more
 	// Until reaped (the host's init reaps the orphans), a process is
 	// taken to run on unowned: Wait and Stop work through its pid.
 	dead := func(pid int) {
@@ -384,11 +388,17 @@ func TestRestartUnwatched(t *testing.T) {
 		dead(pid)
 	}
 
+	opened := time.Now()
 	rt2, err := berth.New(rt.Root())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rt2.Close()
+	// Stopped at once: whether before its restart (which it calls off)
+	// or after, it stays stopped.
+	if err := stopAfter.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []*berth.Container{always, onFailure} {
 		if !eventually(10*time.Second, func() bool { st, err := c.State(ctx); return err == nil && st.Running && st.Pid != pids[c.Name] }) {
 			st, err := c.State(ctx)
@@ -398,11 +408,44 @@ func TestRestartUnwatched(t *testing.T) {
 			t.Errorf("%s: restart count %d, %v; want 0 (docker resets it when its daemon starts them)", c.Name, info.RestartCount, err)
 		}
 	}
+	if !eventually(10*time.Second, func() bool { st, err := crashing.State(ctx); return err == nil && st.StartedAt.After(opened) }) {
+		st, err := crashing.State(ctx)
+		t.Errorf("the container in its back-off after the next New: %+v, %v; want started again", st, err)
+	}
 	rt2.Close() // waits for the starts
 	if st, err := none.State(ctx); err != nil || st.Status != "exited" || st.ExitCode != 255 {
 		t.Errorf("without a policy: %+v, %v; want exited 255", st, err)
 	}
 	if st, err := stopped.State(ctx); err != nil || st.Status != "exited" || st.ExitCode != 137 {
 		t.Errorf("stopped by its user: %+v, %v; want left exited (137)", st, err)
+	}
+	if st, err := stopAfter.State(ctx); err != nil || st.Running || st.Restarting {
+		t.Errorf("stopped right after the New: %+v, %v; want left stopped", st, err)
+	}
+}
+
+// TestRestartUnwatchedByMonitor: in a program that keeps its Runtime, the
+// next monitor (started for another container) is the first to sweep
+// after the last one died, and restarts what that one left.
+func TestRestartUnwatchedByMonitor(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
+	defer c.Remove(ctx, berth.WithForce())
+	st, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{monitorPid(t, rt.Root()), st.Pid} {
+		syscall.Kill(pid, syscall.SIGKILL)
+		if !eventually(10*time.Second, func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH }) {
+			t.Fatalf("process %d was not reaped", pid)
+		}
+	}
+	other := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach())
+	defer other.Remove(ctx, berth.WithForce())
+	if !eventually(10*time.Second, func() bool { now, err := c.State(ctx); return err == nil && now.Running && now.Pid != st.Pid }) {
+		now, err := c.State(ctx)
+		t.Errorf("after the next monitor started: %+v, %v; want started again", now, err)
 	}
 }

@@ -29,6 +29,9 @@ type Runtime struct {
 	root  string
 	store *store.Store
 	snaps *snapshot.Snapshots
+	// claimed are the restarts New's sweep claimed in a monitor, which
+	// carries them out (see restartClaimed).
+	claimed []pendingRestart
 
 	mu       sync.Mutex
 	closed   bool

@@ -22,11 +22,12 @@ import (
 // Containers whose owner lives are not touched: its owner lock says so.
 //
 // A detached container whose restart policy had it running, or waiting
-// out a back-off, when its monitor died (the monitor killed, the host
-// rebooted) is started again, in the background, as docker's daemon
-// starts such containers when it starts: the policy decides on the exit
-// code 255 it is then marked with (on-failure restarts it), and its
-// restart count starts again from 0.
+// out a back-off or restarting it, when its monitor died (the monitor
+// killed, the host rebooted) is started again, as docker's daemon starts
+// such containers when it starts: the policy decides on the exit code 255
+// it is then marked with (on-failure restarts it), and its restart count
+// starts again from 0. The sweep claims the restart in the record (see
+// claimRestart); restartClaimed carries it out.
 func (r *Runtime) sweepContainers() {
 	entries, _ := os.ReadDir(r.containersDir())
 	// Orphaned cgroups (a removal that could not delete one, a program
@@ -36,8 +37,7 @@ func (r *Runtime) sweepContainers() {
 	// directory before its cgroup, as one made by another program has.
 	r.inBackground(func() { r.sweepCgroups(entries) })
 	r.takeLeftSpares()
-	var restarts []*containerRecord
-	defer func() { r.restartUnwatched(restarts) }()
+	var restarts []pendingRestart
 	for _, e := range entries {
 		id := e.Name()
 		// The record first: the owner lock of a container that is not
@@ -59,15 +59,14 @@ func (r *Runtime) sweepContainers() {
 			}
 			continue
 		}
-		if err == nil && rec.creatorGone() {
-			// A monitor that died restarting it had its policy's word.
-			if r.settleCreated(id, errCreatorGone) && rec.State.Restarting {
-				restarts = append(restarts, rec)
+		if err == nil && rec.restartUnwatched() {
+			if p, ok := r.claimUnwatched(id); ok {
+				restarts = append(restarts, p)
 			}
 			continue
 		}
-		if err == nil && rec.State.Restarting && rec.State.Status == statusExited && !rec.creatorLives() {
-			restarts = append(restarts, rec) // its monitor died in the back-off
+		if err == nil && rec.creatorGone() {
+			r.settleCreated(id, errCreatorGone)
 			continue
 		}
 		if err == nil && rec.Config.AutoRemove && rec.State.Status == statusExited {
@@ -108,32 +107,117 @@ func (r *Runtime) sweepContainers() {
 				cur.State.Error = "the process that owned the container died; its exit status is unknown"
 				cur.State.FinishedAt = time.Now().UTC()
 				cur.State.unwatched()
+				if cur.Config.Detached && cur.Config.Restart.restartAfter(255, 0, cur.StopRequested) {
+					cur.claimRestart()
+				}
 				return nil
 			})
-			if err == nil && cur.Config.Detached && cur.Config.Restart.restartAfter(255, cur.RestartCount, cur.StopRequested) {
-				restarts = append(restarts, cur)
+			if err == nil && cur.State.Restarting {
+				restarts = append(restarts, pendingRestart{id: id, starts: cur.Starts})
 			}
 		}()
 	}
+	r.restartClaimed(restarts)
 }
 
-// restartUnwatched starts again, in the background, the containers the
-// sweep found whose restart policy lost its monitor (see
-// sweepContainers). Not from a monitor's own New: the program that
-// started that monitor has swept already, and the start would ask the
-// monitor that is not yet listening. A start that fails is recorded in
-// the container's State, as any failed start is; one that another
-// program made meanwhile leaves it as it is.
-func (r *Runtime) restartUnwatched(recs []*containerRecord) {
-	if len(recs) == 0 || inMonitor {
+// pendingRestart is a restart by its policy that the sweep claimed:
+// container id's, after its run number starts.
+type pendingRestart struct {
+	id     string
+	starts int
+}
+
+// restartUnwatched reports a container whose restart policy was
+// restarting it (waiting out the back-off, or starting it again) when
+// its monitor died.
+func (rec *containerRecord) restartUnwatched() bool {
+	st := rec.State.Status
+	return rec.State.Restarting && (st == statusExited || st == statusCreated) && !rec.creatorLives()
+}
+
+// claimRestart, in a record update, makes this program the one to
+// restart the container by its policy, as its monitor was to: exited,
+// restarting (restartPending, so that a Stop or a Start calls it off as
+// it would the monitor's), its restart count back to 0 as docker's
+// daemon sets it when it starts.
+func (cur *containerRecord) claimRestart() {
+	cur.State.Status, cur.State.Running, cur.State.Pid = statusExited, false, 0
+	cur.State.Restarting = true
+	cur.RestartCount = 0
+	cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
+}
+
+// claimUnwatched claims the restart of container id whose policy lost
+// its monitor (restartUnwatched), under its owner lock and once only: of
+// two programs sweeping at once, the second finds the first's claim. A
+// monitor that died starting it may have left its cgroup.
+func (r *Runtime) claimUnwatched(id string) (pendingRestart, bool) {
+	rec, unlock, err := r.lockOwner(id)
+	if err != nil {
+		return pendingRestart{}, false
+	}
+	defer unlock()
+	if !rec.restartUnwatched() {
+		return pendingRestart{}, false
+	}
+	if rec.State.Status == statusCreated {
+		r.deleteCgroup(id)
+	}
+	cur, err := r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+		if !cur.restartUnwatched() {
+			return errUnchanged
+		}
+		cur.claimRestart()
+		return nil
+	})
+	if err != nil {
+		return pendingRestart{}, false
+	}
+	return pendingRestart{id: id, starts: cur.Starts}, true
+}
+
+// restartClaimed carries out the restarts the sweep claimed. A monitor
+// keeps them for monitorMain, which restarts them as its own once it
+// listens (the start would otherwise ask the monitor that is not yet
+// listening). A program has the root's monitor start them, in the
+// background: Close waits for them. One the program could not carry out
+// (it exited first) stays claimed by a program that is gone, which the
+// next sweep claims again; one called off meanwhile (Stop, Start,
+// Remove) is left as it is.
+func (r *Runtime) restartClaimed(ps []pendingRestart) {
+	switch {
+	case len(ps) == 0:
+		return
+	case inMonitor:
+		r.claimed = ps
 		return
 	}
 	r.inBackground(func() {
-		for _, rec := range recs {
-			c := &Container{ID: rec.ID, Name: rec.Name, rt: r}
-			c.Start(context.Background())
+		for _, p := range ps {
+			r.restartFromProgram(p)
 		}
 	})
+}
+
+// restartFromProgram has the root's monitor start container p.id again,
+// as its policy would have, readied here as the monitor readies a
+// restart (prepareRestart). Another program holding the container's owner
+// lock (a Commit) is waited for a moment.
+func (r *Runtime) restartFromProgram(p pendingRestart) {
+	for end := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rec, unlock, busy := r.prepareRestart(p.id, p.starts)
+		if busy && time.Now().Before(end) {
+			continue
+		}
+		if rec == nil {
+			return
+		}
+		unlock() // the monitor takes it to start the container
+		if err := r.startDetached(context.Background(), rec); err != nil {
+			r.abandonStart(&Container{ID: rec.ID, Name: rec.Name, rt: r}, err.Error())
+		}
+		return
+	}
 }
 
 // sweepLocking runs in the sweep between its read of container id's record
