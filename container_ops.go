@@ -192,7 +192,7 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 func (r *Runtime) abandonStart(c *Container, cause string) {
 	deadline := time.Now().Add(stopAbandonedWithin)
 	for time.Now().Before(deadline) {
-		if r.settleCreated(c.ID, cause) {
+		if r.settleCreated(c.ID, cause, false) {
 			return
 		}
 		rec, err := r.readRecord(c.ID)
@@ -451,7 +451,10 @@ func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
 		return nil, err
 	}
 	if rec.State.Restarting && !rec.restartPending() && !rec.starting() {
-		rec.State.Restarting = false // the monitor that was to restart it died
+		// The monitor (or program) that was to restart it died: the next
+		// sweep claims the restart (restartUnwatched); until then it is
+		// shown exited.
+		rec.State.Restarting = false
 	}
 	if rec.processGone() {
 		if unlock, ok := r.store.TryLock("owner-"+id, true); ok {
@@ -574,7 +577,7 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 			}
 			return exitErr
 		}
-		if rec.creatorGone() && r.settleCreated(c.ID, errCreatorGone) {
+		if rec.creatorGone() && r.settleCreated(c.ID, errCreatorGone, true) {
 			continue // read what it was settled as
 		}
 		delay := 10 * time.Millisecond
@@ -695,6 +698,11 @@ func (r *Runtime) runToEnd(ctx context.Context, c *Container, stopping func(*con
 			}
 			continue
 		case !(rec.State.Running || rec.State.Restarting):
+			if rec.Config.Restart.restarts() && stopping(rec) {
+				if err := r.callOffUnwatched(ctx, rec.ID); err != nil {
+					return nil, err
+				}
+			}
 			return rec, nil
 		case !stopping(rec):
 			if rec.State.Restarting {

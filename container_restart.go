@@ -67,8 +67,9 @@ func (c *Container) Start(ctx context.Context) error {
 // says "created", with this program as its starter (so that a sweep
 // elsewhere settles a start cut short by this program's death as it
 // settles a Run's). rec is updated to the record written. A start the
-// user asked for (not byPolicy: the monitor's restart by the container's
-// restart policy) resets the policy's count and its user's stop.
+// user asked for (not byPolicy: a restart by the container's
+// restart policy, by the monitor or by a program that claimed it after
+// the monitor died) resets the policy's count and its user's stop.
 func (r *Runtime) prepareStartAgain(ctx context.Context, c *Container, rec *containerRecord, byPolicy bool) error {
 	for _, id := range rec.Config.ChainIDs {
 		if !r.snaps.Exists(id) {
@@ -175,7 +176,7 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 		case rec.State.Running:
 			// Exited; its owner is recording that: a moment.
 		case rec.creatorGone():
-			if r.settleCreated(c.ID, errCreatorGone) {
+			if r.settleCreated(c.ID, errCreatorGone, true) {
 				continue // read what it was settled as
 			}
 		case rec.starting():

@@ -157,7 +157,10 @@ func (r *Runtime) spawnMonitor() error {
 
 // monitorMain is the monitor process. It returns its exit code.
 func monitorMain(root string) int {
-	rt, err := New(root)
+	// Its containers are swept once it serves the root, below: the sweep
+	// claims the restarts of containers whose monitor died, which only the
+	// monitor that serves may carry out.
+	rt, err := New(root, optionFunc(func(r *Runtime) { r.sweepLater = true }))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "berth monitor:", err)
 		return 1
@@ -182,14 +185,15 @@ func monitorMain(root string) int {
 	}
 	m := &monitor{rt: rt, ln: ln, idle: make(chan struct{}, 1)}
 	go m.accept()
-	// The restarts its New's sweep claimed (see sweepContainers), as its
-	// policy's own.
+	// The restarts its sweep claims are its policy's own.
+	rt.sweepContainers()
 	for _, p := range rt.claimed {
 		m.mu.Lock()
 		m.active++
 		m.mu.Unlock()
-		go m.supervise(m.waitAndRestart(p.id, p.starts, 0))
+		go func() { m.supervise(m.waitAndRestart(p.id, p.starts, 0)) }()
 	}
+	rt.claimed = nil
 	m.serveUntilIdle()
 	ln.Close()
 	// Let in-flight starts finish before the process goes.
@@ -278,11 +282,12 @@ func (m *monitor) serve(conn net.Conn) {
 	if err := json.NewDecoder(conn).Decode(&req); err != nil {
 		return
 	}
-	reply := m.start(req.ID)
+	reply, byPolicy := m.start(req.ID)
 	started = reply.Error == ""
-	if err := json.NewEncoder(conn).Encode(reply); err != nil && started {
+	if err := json.NewEncoder(conn).Encode(reply); err != nil && started && !byPolicy {
 		// The program that asked is gone or gave up (its Run failed): a
-		// container it was told nothing about must not run on.
+		// container it was told nothing about must not run on. (One its
+		// restart policy restarts runs on regardless.)
 		c := &Container{ID: req.ID, rt: m.rt}
 		c.Stop(context.Background(), 0)
 	}
@@ -298,33 +303,36 @@ func (m *monitor) release() {
 	m.poke()
 }
 
-func (m *monitor) start(id string) monitorReply {
+// start launches container id, which a program readied, and reports
+// whether its restart policy restarts it (see restartFromProgram).
+func (m *monitor) start(id string) (_ monitorReply, byPolicy bool) {
 	if !validContainerID(id) {
-		return monitorReply{Error: "bad container id"}
+		return monitorReply{Error: "bad container id"}, false
 	}
 	// The lock first, the record then: the program that asked may have
 	// given up since (settleCreated holds the lock to end the record).
 	unlock, err := m.rt.lockCreated(id, time.Second)
 	if err != nil {
-		return monitorReply{Error: "container " + id + " is owned by another program"}
+		return monitorReply{Error: "container " + id + " is owned by another program"}, false
 	}
 	rec, err := m.rt.readRecord(id)
 	if err != nil {
 		unlock()
-		return monitorReply{Error: err.Error()}
+		return monitorReply{Error: err.Error()}, false
 	}
 	if rec.State.Status != statusCreated {
 		unlock()
-		return monitorReply{Error: fmt.Sprintf("container %s is %s, not created", rec.Name, rec.State.Status)}
+		return monitorReply{Error: fmt.Sprintf("container %s is %s, not created", rec.Name, rec.State.Status)}, false
 	}
+	byPolicy = rec.State.Restarting
 	run, err := m.rt.launch(context.Background(), rec, stdio{}, unlock)
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {
-			return monitorReply{Error: err.Error(), ExitCode: se.code}
+			return monitorReply{Error: err.Error(), ExitCode: se.code}, byPolicy
 		}
-		return monitorReply{Error: err.Error()}
+		return monitorReply{Error: err.Error()}, byPolicy
 	}
 	go m.supervise(run)
-	return monitorReply{Pid: run.rec.State.Pid}
+	return monitorReply{Pid: run.rec.State.Pid}, byPolicy
 }

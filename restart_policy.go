@@ -104,9 +104,11 @@ func restartDelay(last, ran time.Duration) time.Duration {
 
 // restartPending reports whether the container, exited, waits out the
 // back-off before its policy restarts it: its record says so, and the
-// monitor that is to restart it (named as its starter) still runs. A
-// monitor killed meanwhile left it exited. (While that monitor starts it
-// again, the record says "created" with Restarting set: starting.)
+// monitor (or the program that claimed the restart after the monitor
+// died: see claimRestart) that is to restart it, named as its starter,
+// still runs. One whose starter died is restartUnwatched, for the next
+// sweep to claim. (While it is started again, the record says "created"
+// with Restarting set: starting.)
 func (rec *containerRecord) restartPending() bool {
 	return rec.State.Restarting && rec.State.Status == statusExited && rec.creatorLives()
 }
@@ -210,6 +212,28 @@ func (r *Runtime) prepareRestart(id string, starts int) (_ *containerRecord, unl
 		return nil, nil, false
 	}
 	return rec, unlock, false
+}
+
+// callOffUnwatched records that its user ended container id whose
+// restart policy lost its monitor, before a sweep claimed the restart
+// (restartUnwatched) or marked the end of its process (processGone): the
+// next sweep leaves it exited, as endByUser has the monitor leave it.
+func (r *Runtime) callOffUnwatched(ctx context.Context, id string) error {
+	_, err := r.updateRecord(ctx, id, func(cur *containerRecord) error {
+		switch {
+		case cur.restartUnwatched():
+			cur.State.Restarting = false
+		case cur.processGone():
+		default:
+			return errUnchanged
+		}
+		cur.StopRequested = true
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
 }
 
 // What endByUser found.

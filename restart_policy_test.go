@@ -426,26 +426,39 @@ func TestRestartUnwatched(t *testing.T) {
 
 // TestRestartUnwatchedByMonitor: in a program that keeps its Runtime, the
 // next monitor (started for another container) is the first to sweep
-// after the last one died, and restarts what that one left.
+// after the last one died, and restarts what that one left, but for a
+// container its user stopped before that sweep.
 func TestRestartUnwatchedByMonitor(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
-	defer c.Remove(ctx, berth.WithForce())
-	st, err := c.State(ctx)
-	if err != nil {
-		t.Fatal(err)
+	run := func() (*berth.Container, int) {
+		c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithRestartPolicy(berth.RestartPolicy{Name: "always"}))
+		t.Cleanup(func() { c.Remove(ctx, berth.WithForce()) })
+		st, err := c.State(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, st.Pid
 	}
-	for _, pid := range []int{monitorPid(t, rt.Root()), st.Pid} {
+	c, pid := run()
+	stopped, stoppedPid := run()
+	st := berth.ContainerState{Pid: pid}
+	for _, pid := range []int{monitorPid(t, rt.Root()), pid, stoppedPid} {
 		syscall.Kill(pid, syscall.SIGKILL)
 		if !eventually(10*time.Second, func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH }) {
 			t.Fatalf("process %d was not reaped", pid)
 		}
+	}
+	if err := stopped.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
 	}
 	other := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach())
 	defer other.Remove(ctx, berth.WithForce())
 	if !eventually(10*time.Second, func() bool { now, err := c.State(ctx); return err == nil && now.Running && now.Pid != st.Pid }) {
 		now, err := c.State(ctx)
 		t.Errorf("after the next monitor started: %+v, %v; want started again", now, err)
+	}
+	if now, err := stopped.State(ctx); err != nil || now.Running || now.Restarting {
+		t.Errorf("stopped before the next monitor swept: %+v, %v; want left exited", now, err)
 	}
 }

@@ -29,9 +29,11 @@ type Runtime struct {
 	root  string
 	store *store.Store
 	snaps *snapshot.Snapshots
-	// claimed are the restarts New's sweep claimed in a monitor, which
-	// carries them out (see restartClaimed).
+	// claimed are the restarts the sweep claimed (see restartClaimed).
 	claimed []pendingRestart
+	// sweepLater is set in a monitor, which sweeps its root's containers
+	// once it serves the root (monitorMain).
+	sweepLater bool
 
 	mu       sync.Mutex
 	closed   bool
@@ -92,7 +94,9 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	for _, o := range opts {
 		o.applyRuntime(r)
 	}
-	r.sweepContainers()
+	if !r.sweepLater {
+		r.sweepContainers()
+	}
 	tr.mark("containers")
 	// Bridges and tables of roots that no longer exist are found in the
 	// kernel, not in this root. The sweep runs here, not on a goroutine
@@ -103,6 +107,9 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	tr.mark("orphans")
 	r.sweepNetworks(tables)
 	tr.mark("networks")
+	// Last: the restarts start beside the caller's first work, after the
+	// sweeps of endpoints and bridges above.
+	r.restartClaimed()
 	return r, nil
 }
 

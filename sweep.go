@@ -27,7 +27,8 @@ import (
 // such containers when it starts: the policy decides on the exit code 255
 // it is then marked with (on-failure restarts it), and its restart count
 // starts again from 0. The sweep claims the restart in the record (see
-// claimRestart); restartClaimed carries it out.
+// claimRestart), taking the owner lock of such an exited container too;
+// restartClaimed carries it out.
 func (r *Runtime) sweepContainers() {
 	entries, _ := os.ReadDir(r.containersDir())
 	// Orphaned cgroups (a removal that could not delete one, a program
@@ -37,14 +38,15 @@ func (r *Runtime) sweepContainers() {
 	// directory before its cgroup, as one made by another program has.
 	r.inBackground(func() { r.sweepCgroups(entries) })
 	r.takeLeftSpares()
-	var restarts []pendingRestart
 	for _, e := range entries {
 		id := e.Name()
 		// The record first: the owner lock of a container that is not
 		// running must not be taken (another program may be starting it,
-		// and takes it without waiting). The exception is a container
-		// whose creator died before starting it: only a monitor could
-		// still start it, and settleCreated leaves it to one that has.
+		// and takes it without waiting). The exceptions are a container
+		// whose creator died before starting it (only a monitor could
+		// still start it, and settleCreated leaves it to one that has),
+		// and one whose restart its monitor left when it died
+		// (claimUnwatched: no one else starts it).
 		rec, err := r.readRecord(id)
 		if errors.Is(err, errUnreadableRecord) {
 			r.removeUnreadable(id)
@@ -61,12 +63,12 @@ func (r *Runtime) sweepContainers() {
 		}
 		if err == nil && rec.restartUnwatched() {
 			if p, ok := r.claimUnwatched(id); ok {
-				restarts = append(restarts, p)
+				r.claimed = append(r.claimed, p)
 			}
 			continue
 		}
 		if err == nil && rec.creatorGone() {
-			r.settleCreated(id, errCreatorGone)
+			r.settleCreated(id, errCreatorGone, true)
 			continue
 		}
 		if err == nil && rec.Config.AutoRemove && rec.State.Status == statusExited {
@@ -113,11 +115,10 @@ func (r *Runtime) sweepContainers() {
 				return nil
 			})
 			if err == nil && cur.State.Restarting {
-				restarts = append(restarts, pendingRestart{id: id, starts: cur.Starts})
+				r.claimed = append(r.claimed, pendingRestart{id: id, starts: cur.Starts})
 			}
 		}()
 	}
-	r.restartClaimed(restarts)
 }
 
 // pendingRestart is a restart by its policy that the sweep claimed:
@@ -135,13 +136,12 @@ func (rec *containerRecord) restartUnwatched() bool {
 	return rec.State.Restarting && (st == statusExited || st == statusCreated) && !rec.creatorLives()
 }
 
-// claimRestart, in a record update, makes this program the one to
-// restart the container by its policy, as its monitor was to: exited,
+// claimRestart, in a record update of an exited container, makes this
+// program the one to restart it by its policy, as its monitor was to:
 // restarting (restartPending, so that a Stop or a Start calls it off as
 // it would the monitor's), its restart count back to 0 as docker's
 // daemon sets it when it starts.
 func (cur *containerRecord) claimRestart() {
-	cur.State.Status, cur.State.Running, cur.State.Pid = statusExited, false, 0
 	cur.State.Restarting = true
 	cur.RestartCount = 0
 	cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
@@ -167,6 +167,7 @@ func (r *Runtime) claimUnwatched(id string) (pendingRestart, bool) {
 		if !cur.restartUnwatched() {
 			return errUnchanged
 		}
+		cur.State.Status = statusExited
 		cur.claimRestart()
 		return nil
 	})
@@ -177,19 +178,16 @@ func (r *Runtime) claimUnwatched(id string) (pendingRestart, bool) {
 }
 
 // restartClaimed carries out the restarts the sweep claimed. A monitor
-// keeps them for monitorMain, which restarts them as its own once it
-// listens (the start would otherwise ask the monitor that is not yet
-// listening). A program has the root's monitor start them, in the
+// restarts them as its own (it sweeps once it serves the root: see
+// monitorMain). A program has the root's monitor start them, in the
 // background: Close waits for them. One the program could not carry out
 // (it exited first) stays claimed by a program that is gone, which the
 // next sweep claims again; one called off meanwhile (Stop, Start,
 // Remove) is left as it is.
-func (r *Runtime) restartClaimed(ps []pendingRestart) {
-	switch {
-	case len(ps) == 0:
-		return
-	case inMonitor:
-		r.claimed = ps
+func (r *Runtime) restartClaimed() {
+	ps := r.claimed
+	r.claimed = nil
+	if len(ps) == 0 {
 		return
 	}
 	r.inBackground(func() {
@@ -202,21 +200,27 @@ func (r *Runtime) restartClaimed(ps []pendingRestart) {
 // restartFromProgram has the root's monitor start container p.id again,
 // as its policy would have, readied here as the monitor readies a
 // restart (prepareRestart). Another program holding the container's owner
-// lock (a Commit) is waited for a moment.
+// lock (a Commit) is waited for, for as long as the restart stays this
+// program's to make. A start the monitor could not make is recorded,
+// and the restart given up, as a failed restart by the monitor is.
 func (r *Runtime) restartFromProgram(p pendingRestart) {
-	for end := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for {
 		rec, unlock, busy := r.prepareRestart(p.id, p.starts)
-		if busy && time.Now().Before(end) {
-			continue
-		}
-		if rec == nil {
+		if rec != nil {
+			unlock() // the monitor takes it to start the container
+			if err := r.startDetached(context.Background(), rec); err != nil {
+				r.settleCreated(p.id, "restarting: "+err.Error(), false)
+			}
 			return
 		}
-		unlock() // the monitor takes it to start the container
-		if err := r.startDetached(context.Background(), rec); err != nil {
-			r.abandonStart(&Container{ID: rec.ID, Name: rec.Name, rt: r}, err.Error())
+		if !busy {
+			return
 		}
-		return
+		time.Sleep(20 * time.Millisecond)
+		cur, err := r.readRecord(p.id)
+		if err != nil || !cur.State.Restarting || cur.Starts != p.starts || cur.Creator != os.Getpid() {
+			return
+		}
 	}
 }
 
@@ -286,8 +290,10 @@ const errCreatorGone = "the program that created the container exited before sta
 // deleted. It does nothing, and reports false, when the container is no
 // longer "created" or someone holds its owner lock: a monitor starting it.
 // A monitor that takes the lock afterwards finds the container no longer
-// created and does not start it.
-func (r *Runtime) settleCreated(id, cause string) bool {
+// created and does not start it. With keepRestart, a restart by the
+// container's policy whose starter died making it stays for the next
+// sweep to claim (claimUnwatched); without, it is given up.
+func (r *Runtime) settleCreated(id, cause string, keepRestart bool) bool {
 	rec, unlock, err := r.lockOwner(id)
 	if err != nil {
 		return false
@@ -305,7 +311,9 @@ func (r *Runtime) settleCreated(id, cause string) bool {
 	_, err = r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
 		cur.State.Status, cur.State.ExitCode, cur.State.Error = statusExited, 128, cause
 		cur.State.FinishedAt = time.Now().UTC()
-		cur.State.Restarting = false // its monitor died restarting it
+		// A restart by its policy whose starter died is the next sweep's
+		// to claim (see claimUnwatched), unless it failed.
+		cur.State.Restarting = cur.State.Restarting && keepRestart
 		return nil
 	})
 	return err == nil
