@@ -189,8 +189,9 @@ func (r *Runtime) recordHealth(id string, starts int, res HealthResult) (HealthS
 // watchHealth runs the container's health check while run lasts, as
 // docker's daemon does (see healthDelay), and records what it finds in
 // the container's State.Health. rec is the run's record as launch wrote
-// it. It runs in the process that started the container: the program for an attached one, the monitor for a detached
-// one. A paused container is not checked.
+// it. It runs in the process that started the container: the program for
+// an attached one, the monitor for a detached one. A paused container is
+// not checked.
 func (run *running) watchHealth(rec containerRecord) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
