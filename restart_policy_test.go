@@ -5,12 +5,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth"
+	"golang.org/x/sys/unix"
 )
 
 // TestRestartPolicyRefused: a policy docker refuses, or one that cannot
@@ -375,18 +380,7 @@ func TestRestartUnwatched(t *testing.T) {
 		pids[c.Name] = st.Pid
 	}
 	restarting(t, crashing, 3) // a back-off of 400 ms or more
-	// Until reaped (the host's init reaps the orphans), a process is
-	// taken to run on unowned: Wait and Stop work through its pid.
-	dead := func(pid int) {
-		syscall.Kill(pid, syscall.SIGKILL)
-		if !eventually(10*time.Second, func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH }) {
-			t.Fatalf("process %d was not reaped", pid)
-		}
-	}
-	dead(monitorPid(t, rt.Root()))
-	for _, pid := range pids {
-		dead(pid)
-	}
+	killReaped(t, append([]int{monitorPid(t, rt.Root())}, slices.Collect(maps.Values(pids))...)...)
 
 	opened := time.Now()
 	rt2, err := berth.New(rt.Root())
@@ -443,12 +437,7 @@ func TestRestartUnwatchedByMonitor(t *testing.T) {
 	c, pid := run()
 	stopped, stoppedPid := run()
 	st := berth.ContainerState{Pid: pid}
-	for _, pid := range []int{monitorPid(t, rt.Root()), pid, stoppedPid} {
-		syscall.Kill(pid, syscall.SIGKILL)
-		if !eventually(10*time.Second, func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH }) {
-			t.Fatalf("process %d was not reaped", pid)
-		}
-	}
+	killReaped(t, monitorPid(t, rt.Root()), pid, stoppedPid)
 	if err := stopped.Stop(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -461,4 +450,50 @@ func TestRestartUnwatchedByMonitor(t *testing.T) {
 	if now, err := stopped.State(ctx); err != nil || now.Running || now.Restarting {
 		t.Errorf("stopped before the next monitor swept: %+v, %v; want left exited", now, err)
 	}
+}
+
+// killReaped SIGKILLs processes pids, which run when it is called (a
+// monitor and its containers, as a host crash kills them), and waits
+// until each is reaped (by the host's init: until then a process is taken
+// to run on, unowned). It signals through pidfds opened first: a
+// container may die with its monitor, and its pid, reused meanwhile,
+// must not be signalled (this machine's pid_max is 32768).
+func killReaped(t *testing.T, pids ...int) {
+	t.Helper()
+	type proc struct {
+		pid, fd int
+		start   string
+	}
+	var procs []proc
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatalf("process %d: %v", pid, err)
+		}
+		defer unix.Close(fd)
+		procs = append(procs, proc{pid, fd, statStart(pid)})
+	}
+	for _, p := range procs {
+		unix.PidfdSendSignal(p.fd, unix.SIGKILL, nil, 0)
+	}
+	for _, p := range procs {
+		if !eventually(10*time.Second, func() bool { return statStart(p.pid) != p.start }) {
+			t.Fatalf("process %d was not reaped", p.pid)
+		}
+	}
+}
+
+// statStart is process pid's start time from /proc/PID/stat, "" when no
+// process has that pid.
+func statStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
 }
