@@ -900,7 +900,7 @@ func psCommand(fs *flagSet) runFunc {
 	var format string
 	var filterArgs []string
 	fs.Bool(&all, "a", "all", "Show all containers (default shows just running)")
-	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (id, name, label, status, exited, ancestor, network, volume)")
+	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (id, name, label, status, exited, ancestor, network, volume, health, before, since, publish, expose)")
 	fs.String(&format, "", "format", "string", "", "Format output using a custom template")
 	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
 	fs.Bool(&quiet, "q", "quiet", "Only display container IDs")
@@ -947,7 +947,47 @@ func psCommand(fs *flagSet) runFunc {
 type psFilters struct {
 	values    map[string][]string
 	names     []*regexp.Regexp
-	ancestors []string // image IDs, and the references as given
+	ancestors []string             // image IDs, and the references as given
+	created   map[string]time.Time // before= and since= values: their containers' creation
+	ports     map[string]portRange // publish= and expose= values
+	exposed   func(imageID string) []berth.PortBinding
+}
+
+// portRange is a publish= or expose= value: a port or a range of them,
+// and a protocol (tcp when none is given).
+type portRange struct {
+	lo, hi uint16
+	proto  string
+}
+
+func (p portRange) has(port uint16, proto string) bool {
+	return port >= p.lo && port <= p.hi && cmp.Or(proto, "tcp") == p.proto
+}
+
+// parsePortRange reads a publish= or expose= value as docker does: PORT,
+// or LO-HI, with /PROTO or not.
+func parsePortRange(key, value string) (portRange, error) {
+	if strings.Contains(value, ":") {
+		return portRange{}, fmt.Errorf("filter for '%s' should not contain ':': %s", key, value)
+	}
+	ports, proto, _ := strings.Cut(value, "/")
+	lo, hi, isRange := strings.Cut(ports, "-")
+	if !isRange {
+		hi = lo
+	}
+	var r portRange
+	for _, b := range []struct {
+		s  string
+		to *uint16
+	}{{lo, &r.lo}, {hi, &r.hi}} {
+		n, err := strconv.ParseUint(b.s, 10, 16)
+		if err != nil {
+			return portRange{}, fmt.Errorf("error while looking up for %s %s: %w", key, value, err)
+		}
+		*b.to = uint16(n)
+	}
+	r.proto = cmp.Or(proto, "tcp")
+	return r, nil
 }
 
 // psStatuses are the values docker's status filter takes.
@@ -956,7 +996,23 @@ var psStatuses = []string{"created", "restarting", "running", "removing", "pause
 // parsePsFilters checks ps's --filter arguments as docker does: KEY=VALUE,
 // a key ps knows, a status docker knows, an exit code that is a number.
 func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psFilters, error) {
-	f := &psFilters{values: map[string][]string{}}
+	f := &psFilters{values: map[string][]string{}, created: map[string]time.Time{}, ports: map[string]portRange{}}
+	images := map[string][]berth.PortBinding{}
+	f.exposed = func(imageID string) []berth.PortBinding {
+		ports, ok := images[imageID]
+		if !ok {
+			if img, err := rt.Image(ctx, imageID); err == nil {
+				for p := range img.Config.ExposedPorts {
+					port, proto, _ := strings.Cut(p, "/")
+					if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+						ports = append(ports, berth.PortBinding{ContainerPort: uint16(n), Protocol: proto})
+					}
+				}
+			}
+			images[imageID] = ports
+		}
+		return ports
+	}
 	for _, a := range args {
 		key, value, ok := strings.Cut(a, "=")
 		if !ok {
@@ -986,7 +1042,23 @@ func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psF
 			if !slices.Contains([]string{berth.HealthStarting, berth.HealthHealthy, berth.HealthUnhealthy, "none"}, value) {
 				return nil, fmt.Errorf("Unrecognised filter value for health: %s", value)
 			}
-		case "before", "since", "publish", "expose", "isolation", "is-task":
+		case "before", "since":
+			ctr, err := rt.Container(ctx, value)
+			if err != nil {
+				return nil, fmt.Errorf("no such container %s", value)
+			}
+			info, err := ctr.Inspect(ctx)
+			if err != nil {
+				return nil, err
+			}
+			f.created[value] = info.Created
+		case "publish", "expose":
+			r, err := parsePortRange(key, value)
+			if err != nil {
+				return nil, err
+			}
+			f.ports[value] = r
+		case "isolation", "is-task":
 			return nil, fmt.Errorf("filter '%s' is docker's but not supported by berth", key)
 		default:
 			return nil, fmt.Errorf("Invalid filter '%s'", key)
@@ -1008,7 +1080,7 @@ func (f *psFilters) match(info *berth.ContainerInfo) bool {
 		case "ancestor":
 			ok = slices.Contains(f.ancestors, info.Image) || slices.Contains(f.ancestors, info.ImageID)
 		default:
-			ok = slices.ContainsFunc(values, func(v string) bool { return psFilterMatch(key, v, info) })
+			ok = slices.ContainsFunc(values, func(v string) bool { return f.matchValue(key, v, info) })
 		}
 		if !ok {
 			return false
@@ -1017,10 +1089,18 @@ func (f *psFilters) match(info *berth.ContainerInfo) bool {
 	return true
 }
 
-// psFilterMatch reports whether info matches one value of the keys
-// compared as given.
-func psFilterMatch(key, v string, info *berth.ContainerInfo) bool {
+// matchValue reports whether info matches value v of key.
+func (f *psFilters) matchValue(key, v string, info *berth.ContainerInfo) bool {
 	switch key {
+	case "before":
+		return info.Created.Before(f.created[v])
+	case "since":
+		return info.Created.After(f.created[v])
+	case "publish": // the host's port, as docker 20.10 matches it
+		return slices.ContainsFunc(info.State.Ports, func(p berth.PortBinding) bool { return f.ports[v].has(p.HostPort, p.Protocol) })
+	case "expose": // the container's: its image's EXPOSE and its published ports
+		exposed := func(p berth.PortBinding) bool { return f.ports[v].has(p.ContainerPort, p.Protocol) }
+		return slices.ContainsFunc(info.Publish, exposed) || slices.ContainsFunc(f.exposed(info.ImageID), exposed)
 	case "id":
 		return strings.HasPrefix(info.ID, v)
 	case "label":

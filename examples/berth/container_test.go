@@ -779,7 +779,9 @@ func TestCreateCommand(t *testing.T) {
 }
 
 // TestPsFilter: ps --filter as docker's: one key's values OR'd, keys
-// AND'ed, a status filter looking at every container, docker's errors.
+// AND'ed, a status filter looking at every container, before and since
+// by creation, publish by the host's port and expose by the container's
+// (docker 20.10's, checked there), docker's errors.
 func TestPsFilter(t *testing.T) {
 	root, tarball := setup(t)
 	mustBerth(t, root, "import", tarball, "busybox")
@@ -790,6 +792,10 @@ func TestPsFilter(t *testing.T) {
 		t.Fatalf("run done: exit %d", res.code)
 	}
 	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", "done") })
+	runDetached(t, root, "--name", "pub", "-p", "127.0.0.1::80", "busybox", "sleep", "300")
+	_, hostPort, _ := strings.Cut(strings.TrimSpace(mustBerth(t, root, "port", "pub", "80")), ":")
+	mustBerth(t, root, "commit", "--change", "EXPOSE 9000", "pub", "exposing:1")
+	runDetached(t, root, "--name", "ex", "exposing:1", "sleep", "300")
 	names := func(args ...string) string {
 		t.Helper()
 		out := mustBerth(t, root, append(append([]string{"ps"}, args...), "--format", "{{.Names}}")...)
@@ -812,8 +818,16 @@ func TestPsFilter(t *testing.T) {
 		{[]string{"-a", "--filter", "label=tier=back"}, ""},
 		{[]string{"-a", "--filter", "name=web", "--filter", "name=made"}, "made web"},
 		{[]string{"-a", "--filter", "name=web", "--filter", "status=exited"}, ""},
-		{[]string{"-a", "--filter", "ancestor=busybox"}, "done made web"},
+		{[]string{"-a", "--filter", "ancestor=busybox"}, "done made pub web"},
 		{[]string{"-a", "-f", "id=" + made[:12]}, "made"},
+		{[]string{"-a", "--filter", "before=pub"}, "done made web"},
+		{[]string{"--filter", "since=made"}, "ex pub"}, // without -a: the running ones
+		{[]string{"-a", "--filter", "since=made"}, "done ex pub"},
+		{[]string{"--filter", "publish=" + hostPort}, "pub"}, // the host's port, as docker 20.10 matches it
+		{[]string{"--filter", "publish=" + hostPort + "/udp"}, ""},
+		{[]string{"--filter", "publish=80"}, ""},
+		{[]string{"--filter", "expose=80"}, "pub"},           // a published port is exposed
+		{[]string{"--filter", "expose=8999-9001/tcp"}, "ex"}, // the image's EXPOSE
 	} {
 		if got := names(c.args...); got != c.want {
 			t.Errorf("ps %s: %q, want %q", strings.Join(c.args, " "), got, c.want)
@@ -827,6 +841,9 @@ func TestPsFilter(t *testing.T) {
 		{[]string{"--filter", "foo=bar"}, 1, "Error: Invalid filter 'foo'\n"},
 		{[]string{"--filter", "status=xyz"}, 1, "Error: Invalid filter 'status=xyz'\n"},
 		{[]string{"-f", "bogus"}, 125, "invalid argument \"bogus\" for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'berth ps --help'.\n"},
+		{[]string{"--filter", "publish=8089:80"}, 1, "Error: filter for 'publish' should not contain ':': 8089:80\n"},
+		{[]string{"--filter", "before=nosuch"}, 1, "Error: no such container nosuch\n"},
+		{[]string{"--filter", "expose=x"}, 1, "Error: error while looking up for expose x: strconv.ParseUint: parsing \"x\": invalid syntax\n"},
 	} {
 		if res := runBerth(t, root, nil, append([]string{"ps"}, c.args...)...); res.code != c.code || res.stderr != c.stderr {
 			t.Errorf("ps %s: exit %d, stderr %q; want %d, %q", strings.Join(c.args, " "), res.code, res.stderr, c.code, c.stderr)
