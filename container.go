@@ -92,10 +92,10 @@ type ContainerState struct {
 	// started (docker's State.Health), nil for a container without one.
 	// The process that started the container (this program, or for a
 	// detached one its monitor) runs the check while it runs, as docker's
-	// daemon does: the first an Interval after the start, then an Interval
-	// after each ended; within StartPeriod, while starting, every 5 s or
-	// every Interval if shorter (docker: every 5 s, its default start
-	// interval). A pause, a stop or an exit makes it unhealthy, as docker
+	// daemon does: an Interval after the start, and after each check ends;
+	// within StartPeriod, what is left of it when that is shorter, else,
+	// while starting, every 5 s, or every Interval if shorter (docker:
+	// every 5 s, its default start interval). A pause, a stop or an exit makes it unhealthy, as docker
 	// does; the next start makes it starting again.
 	Health *HealthState `json:",omitempty"`
 }

@@ -698,9 +698,16 @@ func (r *Runtime) runToEnd(ctx context.Context, c *Container, stopping func(*con
 			}
 			continue
 		case !(rec.State.Running || rec.State.Restarting):
-			if rec.Config.Restart.restarts() && stopping(rec) {
-				if err := r.callOffUnwatched(ctx, rec.ID); err != nil {
+			// One whose owner died, or whose policy's restart its monitor
+			// left: see callOffUnwatched.
+			if stopping(rec) && (rec.State.Status == statusDead || rec.Config.Restart.restarts()) {
+				movedOn, err := r.callOffUnwatched(ctx, rec.ID)
+				if err != nil {
 					return nil, err
+				}
+				if movedOn {
+					time.Sleep(time.Millisecond)
+					continue
 				}
 			}
 			return rec, nil

@@ -339,7 +339,7 @@ func (c *Container) probe(ctx context.Context, rec *containerRecord, args []stri
 	case errors.As(err, &ee): // 126 or 127: it could not be run
 		res.ExitCode, res.Output, res.End = ee.Code, err.Error(), time.Now().UTC()
 		return res, nil
-	case errors.Is(err, ErrNotRunning), errors.Is(err, ErrClosed), ctx.Err() != nil:
+	case errors.Is(err, ErrNotRunning), errors.Is(err, ErrClosed), err != nil && ctx.Err() != nil:
 		return res, err
 	case err != nil:
 		res.ExitCode, res.Output, res.End = -1, err.Error(), time.Now().UTC()
@@ -376,15 +376,20 @@ func (c *Container) probe(ctx context.Context, rec *containerRecord, args []stri
 }
 
 // endsWithin reports whether the first process of the run rec records has
-// ended, or ends within ms milliseconds.
+// ended, is exiting, or ends within ms milliseconds. (A pid namespace's
+// first process is exiting, PF_EXITING set, before the kernel kills the
+// namespace's other processes, and becomes a zombie only once they are
+// gone.)
 func (rec *containerRecord) endsWithin(ms int) bool {
+	const pfExiting = 0x4
 	fd, err := unix.PidfdOpen(rec.State.Pid, 0)
 	if err != nil {
 		return true
 	}
 	defer unix.Close(fd)
 	// The pidfd pins the process: check it is still the container's.
-	return procStartTime(rec.State.Pid) != rec.PidStart || exitedWithin(fd, ms)
+	start, _, flags := procStat(rec.State.Pid)
+	return start != rec.PidStart || flags&pfExiting != 0 || exitedWithin(fd, ms)
 }
 
 // limitedBuffer keeps the first 4 KiB written to it, as docker keeps of a

@@ -129,8 +129,8 @@ func TestHealthState(t *testing.T) {
 			if err != nil || st.Health == nil || st.Health.Status != berth.HealthStarting {
 				t.Fatalf("State.Health at the start = %+v, %v; want starting", st.Health, err)
 			}
-			for checksIn(t, c, false) < 3 {
-				time.Sleep(20 * time.Millisecond)
+			if !eventually(20*time.Second, func() bool { return checksIn(t, c, false) >= 3 }) {
+				t.Fatal("no three checks recorded in 20 s")
 			}
 			if st, _ := c.State(ctx); st.Health.Status != berth.HealthStarting || st.Health.FailingStreak != 0 || st.Health.Log[0].ExitCode != 1 {
 				t.Errorf("after failing checks in the start period: %+v; want starting, no streak, exit code 1 logged", st.Health)
@@ -241,5 +241,28 @@ func TestHealthCheckCutByExit(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if st, _ := c.State(ctx); st.Health == nil || len(st.Health.Log) != 0 || st.Health.FailingStreak != 0 {
 		t.Errorf("State.Health after a stop cut the check short = %+v, want nothing recorded", st.Health)
+	}
+}
+
+// TestHealthUnwatched: a detached container whose monitor died runs on,
+// unowned, with no one to check it: the next New's sweep marks its
+// health unhealthy (docker's daemon marks so a container it stops
+// checking), rather than leaving the last "healthy" for WaitHealthy and
+// ps to trust.
+func TestHealthUnwatched(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(),
+		berth.WithHealthcheck(berth.HealthConfig{Test: []string{"CMD", "true"}, Interval: 50 * time.Millisecond}))
+	defer c.Remove(ctx, berth.WithForce())
+	awaitHealth(t, c, berth.HealthHealthy)
+	killReaped(t, monitorPid(t, rt.Root()))
+	rt2, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	if st, err := c.State(ctx); err != nil || !st.Running || st.Health == nil || st.Health.Status != berth.HealthUnhealthy {
+		t.Errorf("after its monitor died and the next New: %+v, %v; want running, unhealthy", st, err)
 	}
 }

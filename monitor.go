@@ -37,12 +37,8 @@ const monitorEnv = "_BERTH_MONITOR_ROOT"
 // before it exits (a variable for tests).
 var monitorIdle = 2 * time.Second
 
-// inMonitor is set in the monitor process.
-var inMonitor bool
-
 func init() {
 	if root, ok := os.LookupEnv(monitorEnv); ok {
-		inMonitor = true
 		os.Unsetenv(monitorEnv)
 		os.Exit(monitorMain(root))
 	}

@@ -38,10 +38,13 @@ const (
 // container (WithDetach) can have a policy: an attached one ends with its
 // program. A policy cannot be combined with WithAutoRemove. Restarts are
 // the root's monitor's work. One whose monitor died (killed, or the host
-// went down) with it running or waiting out a back-off is started again
-// by the next New on its root, as docker's daemon starts such containers
-// when it starts: when its policy restarts an exit with the unknown code
-// 255 it is marked with, with its restart count back to 0.
+// went down) is started again by the next New on its root, as docker's
+// daemon starts such containers when it starts, its restart count back to
+// 0: one that was waiting out its back-off, or being restarted; and one
+// whose process died too (a host crash), marked exited with the unknown
+// code 255, when its policy restarts that. One whose process outlived its
+// monitor runs on, unowned, and is started again by the first New after
+// it exits.
 func WithRestartPolicy(p RestartPolicy) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.restart = p })
 }
@@ -214,14 +217,21 @@ func (r *Runtime) prepareRestart(id string, starts int) (_ *containerRecord, unl
 	return rec, unlock, false
 }
 
-// callOffUnwatched records that its user ended container id whose
-// restart policy lost its monitor, before a sweep claimed the restart
-// (restartUnwatched) or marked the end of its process (processGone): the
-// next sweep leaves it exited, as endByUser has the monitor leave it.
-func (r *Runtime) callOffUnwatched(ctx context.Context, id string) error {
-	_, err := r.updateRecord(ctx, id, func(cur *containerRecord) error {
+// callOffUnwatched records that its user ended container id whose owner
+// died (its process ended, its record still says running: processGone)
+// or whose restart by its policy its monitor left when it died, claimed
+// since by a sweep or not: no sweep restarts it then, and a claim is
+// called off as endByUser calls off a monitor's pending restart. (The
+// record the caller judged may predate a sweep's claim.) It reports
+// movedOn for one being started again meanwhile: the caller reads it
+// again.
+func (r *Runtime) callOffUnwatched(ctx context.Context, id string) (movedOn bool, err error) {
+	_, err = r.updateRecord(ctx, id, func(cur *containerRecord) error {
 		switch {
-		case cur.restartUnwatched():
+		case cur.State.Restarting && cur.State.Status == statusCreated:
+			movedOn = true
+			return errUnchanged
+		case cur.State.Restarting && cur.State.Status == statusExited:
 			cur.State.Restarting = false
 		case cur.processGone():
 		default:
@@ -231,9 +241,9 @@ func (r *Runtime) callOffUnwatched(ctx context.Context, id string) error {
 		return nil
 	})
 	if errors.Is(err, errUnchanged) {
-		return nil
+		err = nil
 	}
-	return err
+	return movedOn, err
 }
 
 // What endByUser found.

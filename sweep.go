@@ -96,7 +96,15 @@ func (r *Runtime) sweepContainers() {
 				return
 			}
 			if rec.alive() && rec.Config.Detached {
-				return // still running, unowned: Wait and Stop work through its pid
+				// Still running, unowned: Wait and Stop work through its
+				// pid. No one checks its health any more.
+				if h := rec.State.Health; h != nil && h.Status != HealthUnhealthy {
+					r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+						cur.State.unwatched()
+						return nil
+					})
+				}
+				return
 			}
 			r.deleteCgroup(id)
 			if rec.removedWithOwner() {
@@ -109,7 +117,7 @@ func (r *Runtime) sweepContainers() {
 				cur.State.Error = "the process that owned the container died; its exit status is unknown"
 				cur.State.FinishedAt = time.Now().UTC()
 				cur.State.unwatched()
-				if cur.Config.Detached && cur.Config.Restart.restartAfter(255, 0, cur.StopRequested) {
+				if cur.Config.Detached && cur.Config.Restart.restartAfter(255, cur.RestartCount, cur.StopRequested) {
 					cur.claimRestart()
 				}
 				return nil

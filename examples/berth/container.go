@@ -1044,8 +1044,10 @@ func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psF
 			}
 		case "before", "since":
 			ctr, err := rt.Container(ctx, value)
-			if err != nil {
-				return nil, fmt.Errorf("no such container %s", value)
+			if errors.Is(err, berth.ErrNotFound) {
+				return nil, fmt.Errorf("no such container %s", value) // docker 20.10's words for it here
+			} else if err != nil {
+				return nil, err
 			}
 			info, err := ctr.Inspect(ctx)
 			if err != nil {
