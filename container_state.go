@@ -301,7 +301,7 @@ func (rec *containerRecord) shownState() ContainerState {
 // creatorLives reports whether the program the record names as its
 // creator (or starter) still runs.
 func (rec *containerRecord) creatorLives() bool {
-	return rec.Creator > 0 && rec.CreatorStart != 0 && procStartTime(rec.Creator) == rec.CreatorStart
+	return rec.Creator > 0 && procRuns(rec.Creator, rec.CreatorStart)
 }
 
 // neverStarted reports a container Create made that no start has been
@@ -323,5 +323,14 @@ func (rec *containerRecord) processGone() bool { return rec.State.Running && !re
 
 // alive reports whether the record's process still runs.
 func (rec *containerRecord) alive() bool {
-	return rec.State.Pid > 0 && rec.PidStart != 0 && procStartTime(rec.State.Pid) == rec.PidStart
+	return rec.State.Pid > 0 && procRuns(rec.State.Pid, rec.PidStart)
+}
+
+// procRuns reports whether process pid, started at start (clock ticks
+// since boot: a recycled pid does not match), still runs. A zombie does
+// not: it ended, and waits only to be reaped, which for one whose parent
+// died is the host's init's work, and takes it a while on some hosts.
+func procRuns(pid int, start uint64) bool {
+	now, state, _ := procStat(pid)
+	return start != 0 && now == start && state != 'Z' && state != 'X'
 }

@@ -256,7 +256,7 @@ func TestHealthUnwatched(t *testing.T) {
 		berth.WithHealthcheck(berth.HealthConfig{Test: []string{"CMD", "true"}, Interval: 50 * time.Millisecond}))
 	defer c.Remove(ctx, berth.WithForce())
 	awaitHealth(t, c, berth.HealthHealthy)
-	killReaped(t, monitorPid(t, rt.Root()))
+	killDead(t, monitorPid(t, rt.Root()))
 	rt2, err := berth.New(rt.Root())
 	if err != nil {
 		t.Fatal(err)

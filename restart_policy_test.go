@@ -380,7 +380,7 @@ func TestRestartUnwatched(t *testing.T) {
 		pids[c.Name] = st.Pid
 	}
 	restarting(t, crashing, 3) // a back-off of 400 ms or more
-	killReaped(t, append([]int{monitorPid(t, rt.Root())}, slices.Collect(maps.Values(pids))...)...)
+	killDead(t, append([]int{monitorPid(t, rt.Root())}, slices.Collect(maps.Values(pids))...)...)
 
 	opened := time.Now()
 	rt2, err := berth.New(rt.Root())
@@ -437,7 +437,7 @@ func TestRestartUnwatchedByMonitor(t *testing.T) {
 	c, pid := run()
 	stopped, stoppedPid := run()
 	st := berth.ContainerState{Pid: pid}
-	killReaped(t, monitorPid(t, rt.Root()), pid, stoppedPid)
+	killDead(t, monitorPid(t, rt.Root()), pid, stoppedPid)
 	if err := stopped.Stop(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -452,13 +452,14 @@ func TestRestartUnwatchedByMonitor(t *testing.T) {
 	}
 }
 
-// killReaped SIGKILLs processes pids, which run when it is called (a
+// killDead SIGKILLs processes pids, which run when it is called (a
 // monitor and its containers, as a host crash kills them), and waits
-// until each is reaped (by the host's init: until then a process is taken
-// to run on, unowned). It signals through pidfds opened first: a
-// container may die with its monitor, and its pid, reused meanwhile,
-// must not be signalled (this machine's pid_max is 32768).
-func killReaped(t *testing.T, pids ...int) {
+// until each has ended: a zombie the host's init has not reaped yet (it
+// takes seconds here) counts as ended, as it does for berth, once its
+// threads are gone. It signals
+// through pidfds opened first, never a pid reused meanwhile (this
+// machine's pid_max is 32768).
+func killDead(t *testing.T, pids ...int) {
 	t.Helper()
 	type proc struct {
 		pid, fd int
@@ -471,29 +472,36 @@ func killReaped(t *testing.T, pids ...int) {
 			t.Fatalf("process %d: %v", pid, err)
 		}
 		defer unix.Close(fd)
-		procs = append(procs, proc{pid, fd, statStart(pid)})
+		start, _ := statStart(pid)
+		procs = append(procs, proc{pid, fd, start})
 	}
 	for _, p := range procs {
 		unix.PidfdSendSignal(p.fd, unix.SIGKILL, nil, 0)
 	}
 	for _, p := range procs {
-		if !eventually(10*time.Second, func() bool { return statStart(p.pid) != p.start }) {
-			t.Fatalf("process %d was not reaped", p.pid)
+		// A zombie leader's other threads may still be exiting, holding
+		// its files (and so its locks): its task list says when they are gone.
+		if !eventually(10*time.Second, func() bool {
+			start, zombie := statStart(p.pid)
+			tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.pid))
+			return start != p.start || zombie && len(tasks) <= 1
+		}) {
+			t.Fatalf("process %d did not die", p.pid)
 		}
 	}
 }
 
 // statStart is process pid's start time from /proc/PID/stat, "" when no
-// process has that pid.
-func statStart(pid int) string {
+// process has that pid, and whether it is a zombie.
+func statStart(pid int) (start string, zombie bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return ""
+		return "", false
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	if len(f) < 20 {
-		return ""
+		return "", false
 	}
-	return f[19]
+	return f[19], f[0] == "Z" || f[0] == "X"
 }
