@@ -1357,10 +1357,11 @@ func (c *Container) WaitListening(ctx context.Context, protocol string, port uin
 		// One its restart policy restarts may listen yet; whether it
 		// restarts is known once its exit is recorded.
 		policyMayRestart := rec.State.Restarting || (rec.State.Running && rec.Config.Restart.restarts())
-		if !rec.alive() && !policyMayRestart {
+		alive := rec.alive()
+		if !alive && !policyMayRestart {
 			return fmt.Errorf("%w: container %s stopped before listening on %d/%s", ErrNotRunning, c.Name, port, protocol)
 		}
-		if rec.alive() && listening(rec.State.Pid, protocol, port) {
+		if alive && listening(rec.State.Pid, protocol, port) {
 			return nil
 		}
 		select {

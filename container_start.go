@@ -322,8 +322,10 @@ type running struct {
 	done chan struct{}
 	err  error // the exit, once done is closed: nil or *ExitError
 	// restarting, once done is closed: the container's restart policy
-	// has the monitor start it again (monitor.supervise).
+	// has the monitor start it again (monitor.supervise), after a run
+	// that lasted ran.
 	restarting bool
+	ran        time.Duration
 }
 
 // claimStart takes the owner lock of a container about to be launched,
@@ -443,13 +445,13 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	// or Disconnect waits while the container is being started
 	// (notStarting), and one made before a start again is in the record
 	// that start read under the network lock.
-	last := rec.State
+	var healthLog []HealthResult // kept from run to run, as docker keeps it
+	if rec.State.Health != nil {
+		healthLog = rec.State.Health.Log
+	}
 	rec.State = ContainerState{Status: statusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC()}
 	if rec.Config.Healthcheck != nil {
-		rec.State.Health = &HealthState{Status: HealthStarting}
-		if last.Health != nil {
-			rec.State.Health.Log = last.Health.Log
-		}
+		rec.State.Health = &HealthState{Status: HealthStarting, Log: healthLog}
 	}
 	rec.State.Networks, rec.State.Ports = run.net.state()
 	rec.PidStart = procStartTime(pid)
@@ -932,6 +934,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 				cur.Creator, cur.CreatorStart = os.Getpid(), selfStart()
 			}
 			run.restarting = cur.State.Restarting
+			run.ran = cur.State.FinishedAt.Sub(cur.State.StartedAt)
 			return nil
 		})
 		tr.mark("record")

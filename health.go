@@ -143,15 +143,20 @@ func nextHealth(h HealthState, cfg *HealthConfig, started time.Time, res HealthR
 	switch {
 	case res.ExitCode == 0:
 		h.Status, h.FailingStreak = HealthHealthy, 0
-	case h.Status == HealthStarting && res.Start.Sub(started) < cfg.StartPeriod:
-		// Failures in the start period do not count.
-	default:
+	case failureCounts(h.Status, cfg, started, res):
 		h.FailingStreak++
 		if h.FailingStreak >= cmp.Or(cfg.Retries, defaultHealthRetries) {
 			h.Status = HealthUnhealthy
 		}
 	}
 	return h
+}
+
+// failureCounts reports whether a failed check res counts against a
+// container started at started whose health was status: unless it is
+// still starting within its start period (docker's rule).
+func failureCounts(status string, cfg *HealthConfig, started time.Time, res HealthResult) bool {
+	return status != HealthStarting || res.Start.Sub(started) >= cfg.StartPeriod
 }
 
 // unwatched marks the health of a container whose checks stop (it was
@@ -298,9 +303,11 @@ func (c *Container) WaitHealthy(ctx context.Context) error {
 				}
 				// The run it checked ended, or was paused.
 			default:
-				// Docker's rule: failures count unless the container is
-				// still starting within its start period.
-				if st.Health == nil || st.Health.Status != HealthStarting || res.Start.Sub(rec.State.StartedAt) >= cfg.StartPeriod {
+				status := HealthStarting // a record from before health was recorded
+				if st.Health != nil {
+					status = st.Health.Status
+				}
+				if failureCounts(status, cfg, rec.State.StartedAt, res) {
 					failures++
 				}
 				if failures >= retries {

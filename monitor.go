@@ -182,14 +182,12 @@ func monitorMain(root string) int {
 	m := &monitor{rt: rt, ln: ln, idle: make(chan struct{}, 1)}
 	go m.accept()
 	// The restarts its sweep claims are its policy's own.
-	rt.sweepContainers()
-	for _, p := range rt.claimed {
+	for _, p := range rt.sweepContainers() {
 		m.mu.Lock()
 		m.active++
 		m.mu.Unlock()
 		go func() { m.supervise(m.waitAndRestart(p.id, p.starts, 0)) }()
 	}
-	rt.claimed = nil
 	m.serveUntilIdle()
 	ln.Close()
 	// Let in-flight starts finish before the process goes.

@@ -134,12 +134,8 @@ func (m *monitor) supervise(run *running) {
 		if !run.restarting {
 			return
 		}
-		id, starts := run.rec.ID, run.rec.Starts
-		rec, err := m.rt.readRecord(id)
-		if err == nil {
-			delay = restartDelay(delay, rec.State.FinishedAt.Sub(rec.State.StartedAt))
-		}
-		run = m.waitAndRestart(id, starts, delay)
+		delay = restartDelay(delay, run.ran)
+		run = m.waitAndRestart(run.rec.ID, run.rec.Starts, delay)
 	}
 }
 

@@ -29,8 +29,6 @@ type Runtime struct {
 	root  string
 	store *store.Store
 	snaps *snapshot.Snapshots
-	// claimed are the restarts the sweep claimed (see restartClaimed).
-	claimed []pendingRestart
 	// sweepLater is set in a monitor, which sweeps its root's containers
 	// once it serves the root (monitorMain).
 	sweepLater bool
@@ -94,8 +92,9 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	for _, o := range opts {
 		o.applyRuntime(r)
 	}
+	var claimed []pendingRestart
 	if !r.sweepLater {
-		r.sweepContainers()
+		claimed = r.sweepContainers()
 	}
 	tr.mark("containers")
 	// Bridges and tables of roots that no longer exist are found in the
@@ -109,7 +108,7 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	tr.mark("networks")
 	// Last: the restarts start beside the caller's first work, after the
 	// sweeps of endpoints and bridges above.
-	r.restartClaimed()
+	r.restartClaimed(claimed)
 	return r, nil
 }
 

@@ -27,9 +27,9 @@ import (
 // such containers when it starts: the policy decides on the exit code 255
 // it is then marked with (on-failure restarts it), and its restart count
 // starts again from 0. The sweep claims the restart in the record (see
-// claimRestart), taking the owner lock of such an exited container too;
-// restartClaimed carries it out.
-func (r *Runtime) sweepContainers() {
+// claimRestart), taking the owner lock of such an exited container too,
+// and returns the claims, which restartClaimed carries out.
+func (r *Runtime) sweepContainers() (claimed []pendingRestart) {
 	entries, _ := os.ReadDir(r.containersDir())
 	// Orphaned cgroups (a removal that could not delete one, a program
 	// that died making one) are swept beside the caller's first work:
@@ -63,7 +63,7 @@ func (r *Runtime) sweepContainers() {
 		}
 		if err == nil && rec.restartUnwatched() {
 			if p, ok := r.claimUnwatched(id); ok {
-				r.claimed = append(r.claimed, p)
+				claimed = append(claimed, p)
 			}
 			continue
 		}
@@ -79,20 +79,19 @@ func (r *Runtime) sweepContainers() {
 			continue
 		}
 		sweepLocking(id)
-		unlock, ok := r.store.TryLock("owner-"+id, true)
-		if !ok {
+		// Read again under the lock (lockOwner): the owner records the
+		// exit and then lets go, so the record read above may predate an
+		// exit recorded since. Judged on it, a container killed with 137
+		// was marked exited with 255 as its monitor let go
+		// (TestSweepAfterRecordedExit; berth wait after kill, 1 in 40 on a
+		// loaded machine).
+		rec, unlock, err := r.lockOwner(id)
+		if err != nil {
 			continue
 		}
 		func() {
 			defer unlock()
-			// Read again under the lock: the owner records the exit and
-			// then lets go, so the record read above may predate an exit
-			// recorded since. Judged on it, a container killed with 137
-			// was marked exited with 255 as its monitor let go
-			// (TestSweepAfterRecordedExit; berth wait after kill, 1 in 40
-			// on a loaded machine).
-			rec, err := r.readRecord(id)
-			if err != nil || !rec.State.Running {
+			if !rec.State.Running {
 				return
 			}
 			if rec.alive() && rec.Config.Detached {
@@ -123,10 +122,11 @@ func (r *Runtime) sweepContainers() {
 				return nil
 			})
 			if err == nil && cur.State.Restarting {
-				r.claimed = append(r.claimed, pendingRestart{id: id, starts: cur.Starts})
+				claimed = append(claimed, pendingRestart{id: id, starts: cur.Starts})
 			}
 		}()
 	}
+	return claimed
 }
 
 // pendingRestart is a restart by its policy that the sweep claimed:
@@ -192,9 +192,7 @@ func (r *Runtime) claimUnwatched(id string) (pendingRestart, bool) {
 // (it exited first) stays claimed by a program that is gone, which the
 // next sweep claims again; one called off meanwhile (Stop, Start,
 // Remove) is left as it is.
-func (r *Runtime) restartClaimed() {
-	ps := r.claimed
-	r.claimed = nil
+func (r *Runtime) restartClaimed(ps []pendingRestart) {
 	if len(ps) == 0 {
 		return
 	}

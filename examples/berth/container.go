@@ -1003,9 +1003,8 @@ func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psF
 		if !ok {
 			if img, err := rt.Image(ctx, imageID); err == nil {
 				for p := range img.Config.ExposedPorts {
-					port, proto, _ := strings.Cut(p, "/")
-					if n, err := strconv.ParseUint(port, 10, 16); err == nil {
-						ports = append(ports, berth.PortBinding{ContainerPort: uint16(n), Protocol: proto})
+					if b, err := berth.ParsePortBinding(p); err == nil {
+						ports = append(ports, b)
 					}
 				}
 			}

@@ -384,6 +384,21 @@ func makeDevicesParent(parent string) error {
 // still under way.
 var staleTempAge = 10 * time.Second
 
+// hostV1Root is the root directory of the host's v1 hierarchy of
+// controller name; ok is false when the host has none.
+func hostV1Root(name cgroup1.Name) (root string, ok bool, err error) {
+	l, err := hostLayout()
+	if err != nil {
+		return "", false, err
+	}
+	roots, err := l.v1Roots()
+	if err != nil {
+		return "", false, err
+	}
+	root, ok = roots[name]
+	return root, ok, nil
+}
+
 // SweepTemporary removes what a program killed in makeDevicesParent left
 // for parent (a cgroup path such as /berth/<root tag>): empty devices
 // directories of a temporary name beside it, once they are old enough
@@ -392,16 +407,8 @@ func SweepTemporary(parent string) {
 	if err := checkPath(parent); err != nil {
 		return
 	}
-	l, err := hostLayout()
-	if err != nil {
-		return
-	}
-	roots, err := l.v1Roots()
-	if err != nil {
-		return
-	}
-	root, ok := roots[cgroup1.Devices]
-	if !ok {
+	root, ok, err := hostV1Root(cgroup1.Devices)
+	if err != nil || !ok {
 		return
 	}
 	dir := filepath.Join(root, path.Dir(parent))

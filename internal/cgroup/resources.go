@@ -233,15 +233,10 @@ func CheckCpus(cpus string) error {
 	if _, err := parseCPUs(cpus); err != nil {
 		return err
 	}
-	l, err := hostLayout()
+	root, ok, err := hostV1Root(cgroup1.Cpuset)
 	if err != nil {
 		return err
 	}
-	roots, err := l.v1Roots()
-	if err != nil {
-		return err
-	}
-	root, ok := roots[cgroup1.Cpuset]
 	if !ok {
 		return fmt.Errorf("cpuset cpus need a cgroup v1 cpuset hierarchy, which this host lacks: %w", errors.ErrUnsupported)
 	}
