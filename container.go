@@ -146,6 +146,7 @@ type containerConfig struct {
 	CapAdd      []string          `json:"capAdd,omitempty"`
 	CapDrop     []string          `json:"capDrop,omitempty"`
 	NoNewPrivs  bool              `json:"noNewPrivileges"`
+	Privileged  bool              `json:"privileged,omitempty"`
 	// BuildKitGroups: a build step's container (withBuildKitGroups).
 	BuildKitGroups bool          `json:"buildKitGroups,omitempty"`
 	Seccomp        bool          `json:"seccomp"`

@@ -350,10 +350,12 @@ type ContainerInfo struct {
 	// 0 for DefaultStopTimeout.
 	StopTimeout time.Duration
 	// CapAdd and CapDrop are the capability changes it was run with;
-	// NoNewPrivileges and Seccomp say whether those protections apply.
+	// NoNewPrivileges and Seccomp say whether those protections apply;
+	// Privileged that it runs with WithPrivileged.
 	CapAdd, CapDrop []string
 	NoNewPrivileges bool
 	Seccomp         bool
+	Privileged      bool
 	Rlimits         []Rlimit
 	AutoRemove      bool
 	Detached        bool
@@ -397,7 +399,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
 		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
-		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Rlimits: cfg.Rlimits,
+		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,

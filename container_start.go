@@ -52,7 +52,12 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
 		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
-		Restart: o.restart, ShmSize: o.shmSize,
+		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged,
+	}
+	if o.privileged {
+		// As docker: no seccomp filter, and no_new_privs only when asked.
+		cfg.Seccomp = false
+		cfg.NoNewPrivs = o.nnpSet && o.noNewPrivs
 	}
 	if o.shmSize < 0 {
 		return cfg, fmt.Errorf("%w: SHM size can not be less than 0", ErrInvalid)
@@ -194,7 +199,7 @@ func capabilitySet(add, drop []string) ([]string, error) {
 		// ALL means all this program can give: a capability missing from
 		// its own bounding set (CAP_SYS_RESOURCE on this project's
 		// machines) made capset fail and the container not start.
-		set = (caps.All() & caps.Supported() & boundingSet()) &^ dropped
+		set = everyCapability() &^ dropped
 	case dropAll:
 		set = added
 	default:
@@ -206,6 +211,20 @@ func capabilitySet(add, drop []string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// capabilities is the container's capability set: every one for a
+// privileged container (docker ignores --cap-add and --cap-drop then),
+// else capabilitySet's.
+func (c *containerConfig) capabilities() ([]string, error) {
+	if c.Privileged {
+		return everyCapability().Names(), nil
+	}
+	return capabilitySet(c.CapAdd, c.CapDrop)
+}
+
+// everyCapability is every capability this program can give: the
+// kernel's that are in its own bounding set.
+func everyCapability() caps.Set { return caps.All() & caps.Supported() & boundingSet() }
 
 // boundingSet is the calling thread's capability bounding set.
 func boundingSet() caps.Set {
@@ -277,8 +296,14 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	}
 	r.stackInitLayer(ctx, cfg.ChainIDs, s)
 	var err error
-	if s.Capabilities, err = capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
+	if s.Capabilities, err = cfg.capabilities(); err != nil {
 		return nil, err
+	}
+	if cfg.Privileged {
+		s.Privileged = true
+		if s.Devices, err = hostDevices(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Seccomp {
 		if s.SeccompFilter, err = r.seccompFilter(s.Capabilities); err != nil {
@@ -381,6 +406,9 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	}
 	tr.mark("log")
 	res := cgroupResources(rec.Config.Resources)
+	if rec.Config.Privileged {
+		res.RestrictDevices, res.AllDevices = false, true
+	}
 	cgroupPath := r.cgroupPath(rec.ID)
 	newCgroup := func() (err error) {
 		if run.cg, err = cgroup.New(cgroupPath, res); err != nil {

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/berth-dev/berth/internal/caps"
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
 	"golang.org/x/sys/unix"
@@ -38,14 +37,6 @@ func (f execOptionFunc) applyExec(c *execConfig) { f(c) }
 // attached and is killed if the calling program dies.
 func WithExecDetach() ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.detach = true })
-}
-
-// WithPrivileged gives the process every capability the calling program
-// can give and no seccomp filter (docker exec --privileged); no_new_privs
-// stays as the container has it. Default: the container's capabilities
-// and seccomp filter.
-func WithPrivileged() ExecOption {
-	return execOptionFunc(func(c *execConfig) { c.privileged = true })
 }
 
 // Execution is a process started in a running container by Exec. Its
@@ -292,10 +283,9 @@ func (r *Runtime) execSpec(rec *containerRecord, p *Process, o *execConfig) (*in
 	}
 	var err error
 	if o.privileged {
-		all := caps.All() & caps.Supported() & boundingSet()
-		s.Capabilities = all.Names()
+		s.Capabilities = everyCapability().Names()
 	} else {
-		if s.Capabilities, err = capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
+		if s.Capabilities, err = cfg.capabilities(); err != nil {
 			return nil, err
 		}
 		if cfg.Seccomp {

@@ -18,7 +18,9 @@ type runConfig struct {
 	capAdd      []string
 	capDrop     []string
 	noNewPrivs  bool
+	nnpSet      bool // WithNoNewPrivileges was given
 	seccomp     bool
+	privileged  bool
 	stopSignal  string
 	stopTimeout time.Duration
 	rlimits     []Rlimit
@@ -120,8 +122,37 @@ func WithCapDrop(caps ...string) RunOption {
 // berth is stricter than docker here; setuid binaries in the image then
 // gain nothing.
 func WithNoNewPrivileges(on bool) RunOption {
-	return runOptionFunc(func(c *runConfig) { c.noNewPrivs = on })
+	return runOptionFunc(func(c *runConfig) { c.noNewPrivs, c.nnpSet = on, true })
 }
+
+// RunExecOption is an option of both Run (and Create) and Exec.
+type RunExecOption interface {
+	RunOption
+	ExecOption
+}
+
+type privilegedOption struct{}
+
+func (privilegedOption) applyRun(c *runConfig)   { c.privileged = true }
+func (privilegedOption) applyExec(c *execConfig) { c.privileged = true }
+
+// WithPrivileged lifts the container's confinement, as docker run
+// --privileged does: every capability the calling program can give
+// (WithCapAdd and WithCapDrop are ignored), no seccomp filter, no masked
+// or read-only paths in /proc and /sys, /sys read-write, every device
+// node of the host's /dev (read when the container starts) and no
+// device restriction by its cgroup. no_new_privs is off unless
+// WithNoNewPrivileges turns it on, as in docker, so that setuid programs
+// work inside. Processes Exec starts in such a container have the same.
+//
+// Given to Exec (docker exec --privileged), it gives that one process
+// every capability and no seccomp filter; no_new_privs stays as the
+// container has it.
+//
+// The container can then do almost anything the host's root can,
+// through /sys, /proc/sys and the devices: use it only for images that
+// need it (Docker in Docker, system tests of kernel features).
+func WithPrivileged() RunExecOption { return privilegedOption{} }
 
 // WithSeccomp sets whether docker's default seccomp profile applies
 // (docker --security-opt seccomp=unconfined turns it off). Default: true.

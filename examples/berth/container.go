@@ -59,7 +59,7 @@ type runFlags struct {
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
 	addHosts, dns                                   []string
-	publishAll                                      bool
+	publishAll, privileged                          bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
 	healthRetries                                   int
@@ -87,6 +87,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
 	fs.Bool(&f.noHealthcheck, "", "no-healthcheck", "Disable any container-specified HEALTHCHECK")
+	fs.Bool(&f.privileged, "", "privileged", "Give extended privileges to this container")
 	fs.String(&f.pull, "", "pull", "string", "missing", `Pull image before running ("always", "missing", "never")`)
 	fs.Bool(&f.quiet, "q", "quiet", "Suppress the pull output")
 	fs.Bool(&f.readOnly, "", "read-only", "Mount the container's root filesystem as read only")
@@ -245,6 +246,9 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.readOnly {
 		opts = append(opts, berth.WithReadOnlyRootfs())
+	}
+	if f.privileged {
+		opts = append(opts, berth.WithPrivileged())
 	}
 	if f.shmSize != "" {
 		n, err := parseMemory(f.shmSize)
@@ -1774,6 +1778,9 @@ type containerStateInspect struct {
 type hostConfig struct {
 	AutoRemove     bool
 	ReadonlyRootfs bool
+	Privileged     bool
+	CapAdd         []string
+	CapDrop        []string
 	Memory         int64
 	MemorySwap     int64
 	NanoCpus       int64
@@ -1809,7 +1816,8 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		Driver:       "overlay",
 		Platform:     "linux",
 		HostConfig: hostConfig{
-			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly,
+			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly, Privileged: info.Privileged,
+			CapAdd: info.CapAdd, CapDrop: info.CapDrop,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus:    info.Resources.CpusetCpus,

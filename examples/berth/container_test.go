@@ -972,6 +972,27 @@ func TestRunShmSize(t *testing.T) {
 	}
 }
 
+// TestRunPrivileged: --privileged gives every capability, no seccomp
+// filter and a read-write /sys, and inspect shows it in HostConfig with
+// the capability flags as given (ignored, as docker ignores them).
+func TestRunPrivileged(t *testing.T) {
+	root := containerSetup(t)
+	res := runBerth(t, root, nil, "run", "--rm", "--privileged", "--cap-drop", "ALL", "busybox", "sh", "-c",
+		"grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; grep -c '^CapEff:.0000000000000000' /proc/self/status")
+	if want := "NoNewPrivs:\t0\nSeccomp:\t0\nrw\n0\n"; res.stdout != want {
+		t.Errorf("run --privileged: exit %d, stdout %q, want %q (stderr %q)", res.code, res.stdout, want, res.stderr)
+	}
+	runDetached(t, root, "--name", "priv", "--privileged", "--cap-add", "NET_ADMIN", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "plain", "busybox", "sleep", "300")
+	got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.Privileged}} {{json .HostConfig.CapAdd}}", "priv", "plain")
+	if want := "true [\"NET_ADMIN\"]\nfalse null\n"; got != want {
+		t.Errorf("inspect Privileged and CapAdd = %q, want %q", got, want)
+	}
+	if got := mustBerth(t, root, "exec", "priv", "grep", "^Seccomp:", "/proc/self/status"); got != "Seccomp:\t0\n" {
+		t.Errorf("exec in the privileged container: %q, want no seccomp filter", got)
+	}
+}
+
 // TestUpdateCommand: update changes the limits its flags give (short
 // ones too), keeps the others, sets a restart policy, and fails as docker
 // does without flags, for a bad value or a missing container.

@@ -216,6 +216,22 @@ func (l layout) newCgroup(p string) (*Cgroup, error) {
 	return c, nil
 }
 
+// dropV1 leaves the v1 hierarchy of controller name out of the cgroup:
+// it has no directory there.
+func (c *Cgroup) dropV1(name cgroup1.Name) {
+	dir, ok := c.v1Dirs[name]
+	if !ok {
+		return
+	}
+	delete(c.v1Dirs, name)
+	for _, other := range c.v1Dirs {
+		if other == dir {
+			return // a hierarchy mounted with another controller, which stays
+		}
+	}
+	c.dirs = slices.DeleteFunc(c.dirs, func(d string) bool { return d == dir })
+}
+
 func (c *Cgroup) exists() bool {
 	for _, d := range c.dirs {
 		if _, err := os.Stat(d); err == nil {
@@ -253,6 +269,9 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 	const tries = 10
 	gone := func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) }
 	if l.v1 != nil {
+		if res.AllDevices {
+			c.dropV1(cgroup1.Devices)
+		}
 		err := c.makeV1Dirs(res.RestrictDevices)
 		for try := 1; try < tries && gone(err); try++ {
 			err = c.makeV1Dirs(res.RestrictDevices)
@@ -449,6 +468,11 @@ func (l layout) load(p string) (*Cgroup, error) {
 		if _, err := os.Stat(dir); err == nil {
 			c.v1ok = true
 			break
+		}
+	}
+	if dir, ok := c.v1Dirs[cgroup1.Devices]; ok && c.v1ok {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			c.dropV1(cgroup1.Devices) // made with AllDevices
 		}
 	}
 	hasV2 := false

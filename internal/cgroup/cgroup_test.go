@@ -1004,6 +1004,84 @@ func TestDevicePolicyInherited(t *testing.T) {
 	}
 }
 
+// TestAllDevices: a cgroup made with AllDevices (a privileged container)
+// under a parent holding docker's device policy has no devices directory,
+// so a process added stays in its starter's devices cgroup while it joins
+// the others; Load finds it the same, and Delete leaves nothing. Both
+// device settings at once are refused.
+func TestAllDevices(t *testing.T) {
+	devRoot := devicesRoot(t)
+	parent := testRoot + "/all-devices"
+	t.Cleanup(func() { unix.Rmdir(filepath.Join(devRoot, parent)) })
+	restricted, err := New(parent+"/restricted", Resources{RestrictDevices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restricted.Delete() })
+	c, err := New(parent+"/all", Resources{AllDevices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Delete() })
+	if _, err := os.Stat(filepath.Join(devRoot, parent, "all")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a devices directory was made (%v): it would inherit the parent's policy", err)
+	}
+	if _, err := os.Stat(filepath.Join(devRoot, parent, "restricted")); err != nil {
+		t.Errorf("the restricted sibling has no devices directory: %v", err)
+	}
+	loaded, err := Load(parent + "/all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := loaded.v1Dirs[cgroup1.Devices]; ok || len(loaded.v1Dirs) == 0 {
+		t.Errorf("Load's v1 directories %v: want all but devices", loaded.v1Dirs)
+	}
+	if slices.Contains(loaded.dirs, filepath.Join(devRoot, parent, "all")) {
+		t.Errorf("Load lists the missing devices directory in %v", loaded.dirs)
+	}
+	p := startBlocked(t, "exec sleep 100")
+	if err := loaded.Add(p.pid()); err != nil {
+		t.Fatal(err)
+	}
+	cgroups := func(pid int) map[string]string {
+		t.Helper()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if f := strings.SplitN(l, ":", 3); len(f) == 3 {
+				m[f[1]] = f[2]
+			}
+		}
+		return m
+	}
+	own, got := cgroups(os.Getpid()), cgroups(p.pid())
+	if got["devices"] != own["devices"] {
+		t.Errorf("the process is in devices cgroup %q, want its starter's %q", got["devices"], own["devices"])
+	}
+	if got["memory"] != parent+"/all" || got["pids"] != parent+"/all" {
+		t.Errorf("the process is in memory %q, pids %q; want %s", got["memory"], got["pids"], parent+"/all")
+	}
+	p.reap()
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, 10*time.Second)
+	if err := loaded.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range c.dirs {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left after Delete (%v)", d, err)
+		}
+	}
+	if _, err := New(parent+"/both", Resources{AllDevices: true, RestrictDevices: true}); err == nil {
+		t.Error("New took both AllDevices and RestrictDevices")
+	}
+}
+
 // TestSweepTemporary: a temporary devices parent a killed program left is
 // removed once old; a young one (a program may be filling it), another
 // name, and one with a child in it stay.

@@ -44,7 +44,13 @@ type Resources struct {
 	// in docker, but opening one outside the list fails). Without it a container holding
 	// CAP_MKNOD could make a node for a host disk and read it. On v1 and hybrid hosts it is
 	// the devices controller; on v2 an eBPF device program (containerd/cgroups builds it).
+	// Update without it leaves the device rules as they are.
 	RestrictDevices bool
+	// AllDevices, for New, restricts no device (docker run --privileged): no v2 device
+	// program, and no directory in a v1 devices hierarchy, where a cgroup can allow no more
+	// than its parent, which holds docker's policy for its other children (makeV1Dirs); the
+	// processes stay in the devices cgroup of whoever joined them. Not with RestrictDevices.
+	AllDevices bool
 }
 
 // defaultDevices is docker's default device allow-list, as the devices cgroup applies it.
@@ -174,6 +180,8 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("invalid pids limit %d: must be -1, 0 (unlimited) or positive", r.PidsLimit)
 	case r.PidsLimit > maxPids:
 		return fmt.Errorf("invalid pids limit %d: the kernel's maximum is %d", r.PidsLimit, maxPids)
+	case r.RestrictDevices && r.AllDevices:
+		return fmt.Errorf("invalid device rules: both restricted and all devices")
 	}
 	if r.CpusetCpus != "" {
 		if _, err := parseCPUs(r.CpusetCpus); err != nil {

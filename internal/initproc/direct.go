@@ -553,7 +553,7 @@ func (d *Direct) fork(r *startReq) (int, error) {
 }
 
 // replaceProc deletes the helper's file and mounts the container's /proc,
-// for its pid namespace, masked as Docker does.
+// for its pid namespace, masked as Docker does (unless privileged).
 func (d *Direct) replaceProc(pid int) error {
 	pidns, err := pidfdNamespace(pid, pidfdGetPidNamespace) // this thread has no procfs to find it in
 	if err != nil {
@@ -593,6 +593,9 @@ func (d *Direct) replaceProc(pid int) error {
 	defer unix.Close(mnt)
 	if err := unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return stepError("mount proc", "/proc", err)
+	}
+	if d.cfg.Spec.Privileged {
+		return nil
 	}
 	return maskPaths(root, "/proc/")
 }

@@ -165,7 +165,7 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	} else if err := mountFresh(root, "/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
-	if err := setupDev(root, console, s.ShmSize); err != nil {
+	if err := setupDev(root, console, s); err != nil {
 		return err
 	}
 	var helper unix.Stat_t
@@ -174,7 +174,11 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 			return err
 		}
 	}
-	if err := mountFresh(root, "/sys", "sysfs", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+	sysFlags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if s.Privileged {
+		sysFlags &^= unix.MS_RDONLY
+	}
+	if err := mountFresh(root, "/sys", "sysfs", "sysfs", sysFlags, ""); err != nil {
 		return err
 	}
 	if cfg.lateFiles != nil {
@@ -199,8 +203,10 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 			return err
 		}
 	}
-	if err := maskPaths(root, masks); err != nil {
-		return err
+	if !s.Privileged {
+		if err := maskPaths(root, masks); err != nil {
+			return err
+		}
 	}
 	if s.Dir != "" {
 		fd, err := mkdirIn(root, s.Dir, 0)
@@ -364,8 +370,10 @@ var devNodes = []devNode{
 
 // setupDev mounts a fresh tmpfs on /dev and fills it. Nothing from the image's
 // /dev is visible, so nothing there can redirect a device (say /dev/null →
-// /etc/passwd). /dev/shm has shmSize bytes, docker's 64 MiB for 0.
-func setupDev(root int, console int, shmSize int64) error {
+// /etc/passwd). /dev/shm has s.ShmSize bytes, docker's 64 MiB for 0; the
+// nodes of s.Devices are made last.
+func setupDev(root int, console int, s *Spec) error {
+	shmSize := s.ShmSize
 	if shmSize <= 0 {
 		shmSize = 64 << 20
 	}
@@ -442,7 +450,41 @@ func setupDev(root int, console int, shmSize int64) error {
 			return stepError("bind console", "/dev/console", err)
 		}
 	}
+	for _, d := range s.Devices {
+		if err := makeDevice(dev, d); err != nil {
+			return stepError("mknod", d.Path, err)
+		}
+	}
 	return nil
+}
+
+// makeDevice makes d's node inside dev, the container's fresh /dev, with
+// its parent directories; a name already there (a default node, or the
+// ptmx link) is kept. No symlink is followed: dev holds only what setupDev
+// made.
+func makeDevice(dev int, d Device) error {
+	rel, ok := strings.CutPrefix(path.Clean(d.Path), "/dev/")
+	if !ok || d.Type != unix.S_IFCHR && d.Type != unix.S_IFBLK {
+		return unix.EINVAL
+	}
+	dir := dev
+	if parent := path.Dir(rel); parent != "." {
+		fd, err := mkdirIn(dev, parent, unix.RESOLVE_NO_SYMLINKS)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		dir = fd
+	}
+	name := path.Base(rel)
+	err := unix.Mknodat(dir, name, d.Type|d.Mode&0o7777, int(unix.Mkdev(d.Major, d.Minor)))
+	if err == unix.EEXIST {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return unix.Fchownat(dir, name, int(d.UID), int(d.GID), unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // bindFile binds a host file the parent wrote (trusted) over dest inside root.

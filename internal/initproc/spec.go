@@ -44,6 +44,13 @@ type Spec struct {
 	Hostname string
 	// ShmSize is the size of /dev/shm in bytes; 0 means docker's 64 MiB.
 	ShmSize int64 `json:",omitempty"`
+	// Privileged drops docker's masked and read-only paths and mounts
+	// /sys read-write (docker run --privileged; its capabilities, seccomp
+	// and devices are Capabilities, SeccompFilter and Devices).
+	Privileged bool `json:",omitempty"`
+	// Devices are device nodes made in the container's /dev besides
+	// docker's default ones, which they do not replace.
+	Devices []Device `json:",omitempty"`
 	// NetNS, when set, is a network namespace file (/proc/PID/ns/net) the
 	// child joins before any mount, instead of the new namespace it was
 	// started in: docker's --network host and container:NAME.
@@ -112,6 +119,19 @@ type Spec struct {
 	// (Process.Cmd.Stdin etc.): the child makes it its controlling terminal and
 	// bind-mounts it at /dev/console.
 	TTY bool
+}
+
+// Device is a device node inside the container (docker run --device).
+type Device struct {
+	// Path is where the node is made, under /dev, with any missing
+	// parent directories; a name that exists there already is kept.
+	Path string
+	// Type is unix.S_IFCHR or unix.S_IFBLK.
+	Type         uint32
+	Major, Minor uint32
+	// Mode holds the node's permission bits; UID and GID own it.
+	Mode     uint32
+	UID, GID uint32
 }
 
 // Rlimit is one resource limit (`docker run --ulimit`). Type is an
