@@ -147,6 +147,7 @@ type containerConfig struct {
 	CapDrop     []string          `json:"capDrop,omitempty"`
 	NoNewPrivs  bool              `json:"noNewPrivileges"`
 	Privileged  bool              `json:"privileged,omitempty"`
+	Sysctls     map[string]string `json:"sysctls,omitempty"`
 	// BuildKitGroups: a build step's container (withBuildKitGroups).
 	BuildKitGroups bool          `json:"buildKitGroups,omitempty"`
 	Seccomp        bool          `json:"seccomp"`

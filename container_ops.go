@@ -356,12 +356,14 @@ type ContainerInfo struct {
 	NoNewPrivileges bool
 	Seccomp         bool
 	Privileged      bool
-	Rlimits         []Rlimit
-	AutoRemove      bool
-	Detached        bool
-	ReadOnly        bool
-	Resources       Resources
-	State           ContainerState
+	// Sysctls are WithSysctls's kernel parameters.
+	Sysctls    map[string]string
+	Rlimits    []Rlimit
+	AutoRemove bool
+	Detached   bool
+	ReadOnly   bool
+	Resources  Resources
+	State      ContainerState
 	// Mounts are the container's binds, volumes (Source is the volume's
 	// name, made up for an anonymous one) and tmpfs mounts, in the order
 	// they are made.
@@ -399,7 +401,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
 		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
-		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Rlimits: cfg.Rlimits,
+		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,

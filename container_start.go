@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,12 +53,15 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
 		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
-		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged,
+		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged, Sysctls: o.sysctls,
 	}
 	if o.privileged {
 		// As docker: no seccomp filter, and no_new_privs only when asked.
 		cfg.Seccomp = false
 		cfg.NoNewPrivs = o.nnpSet && o.noNewPrivs
+	}
+	if err := checkSysctls(o.sysctls); err != nil {
+		return cfg, err
 	}
 	if o.shmSize < 0 {
 		return cfg, fmt.Errorf("%w: SHM size can not be less than 0", ErrInvalid)
@@ -131,6 +135,31 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		}
 	}
 	return cfg, nil
+}
+
+// namespacedSysctls are the kernel parameters outside net.* and
+// fs.mqueue.* that docker lets a container set: those of its IPC
+// namespace.
+var namespacedSysctls = []string{"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+	"kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+// checkSysctls refuses a kernel parameter docker refuses (see
+// WithSysctls), and a name that is no plain dotted name.
+func checkSysctls(sysctls map[string]string) error {
+	for k := range sysctls {
+		plain := k != "" && !strings.Contains(k, "..") && !strings.HasPrefix(k, ".") && !strings.HasSuffix(k, ".") &&
+			strings.IndexFunc(k, func(c rune) bool {
+				return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-", c))
+			}) < 0
+		if !plain {
+			return fmt.Errorf("%w: sysctl %q: not a kernel parameter name", ErrInvalid, k)
+		}
+		if !strings.HasPrefix(k, "net.") && !strings.HasPrefix(k, "fs.mqueue.") && !slices.Contains(namespacedSysctls, k) {
+			return fmt.Errorf("%w: sysctl %q is not allowed: only those of the container's namespaces are (net.*, fs.mqueue.*, %s)",
+				ErrInvalid, k, strings.Join(namespacedSysctls, ", "))
+		}
+	}
+	return nil
 }
 
 // mergeEnv overlays KEY=VALUE pairs on base, replacing keys base has.
@@ -280,7 +309,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		NoNewPrivileges: cfg.NoNewPrivs, BuildKitGroups: cfg.BuildKitGroups,
 		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,
 		Files: files,
-		NetNS: netns,
+		NetNS: netns, Sysctls: cfg.Sysctls,
 	}
 	if s.User == "" {
 		s.User = "0"

@@ -1,6 +1,9 @@
 package berth
 
-import "time"
+import (
+	"maps"
+	"time"
+)
 
 // RunOption configures Run.
 type RunOption interface{ applyRun(*runConfig) }
@@ -21,6 +24,7 @@ type runConfig struct {
 	nnpSet      bool // WithNoNewPrivileges was given
 	seccomp     bool
 	privileged  bool
+	sysctls     map[string]string
 	stopSignal  string
 	stopTimeout time.Duration
 	rlimits     []Rlimit
@@ -153,6 +157,25 @@ func (privilegedOption) applyExec(c *execConfig) { c.privileged = true }
 // through /sys, /proc/sys and the devices: use it only for images that
 // need it (Docker in Docker, system tests of kernel features).
 func WithPrivileged() RunExecOption { return privilegedOption{} }
+
+// WithSysctls sets kernel parameters in the container's own namespaces
+// (docker run --sysctl), by their dotted names: docker's list of those
+// that belong to a namespace, net.* (not with network mode "host"; with
+// "container:NAME" they change the namespace it shares), fs.mqueue.*,
+// kernel.msgmax, kernel.msgmnb, kernel.msgmni, kernel.sem,
+// kernel.shmall, kernel.shmmax, kernel.shmmni and
+// kernel.shm_rmid_forced. They are written before the container's
+// filesystem is set up; a key the kernel lacks, or a value it refuses,
+// fails the start with an error naming it. Any other key fails Run with
+// ErrInvalid.
+func WithSysctls(sysctls map[string]string) RunOption {
+	return runOptionFunc(func(c *runConfig) {
+		if c.sysctls == nil {
+			c.sysctls = map[string]string{}
+		}
+		maps.Copy(c.sysctls, sysctls)
+	})
+}
 
 // WithSeccomp sets whether docker's default seccomp profile applies
 // (docker --security-opt seccomp=unconfined turns it off). Default: true.

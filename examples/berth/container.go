@@ -58,7 +58,7 @@ type runFlags struct {
 	stopSignal, restart                             string
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
-	addHosts, dns                                   []string
+	addHosts, dns, sysctls                          []string
 	publishAll, privileged                          bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
@@ -97,6 +97,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.securityOpts, "", "security-opt", "Security Options (no-new-privileges[:true|false], seccomp=unconfined)")
 	fs.String(&f.stopSignal, "", "stop-signal", "string", "", "Signal to stop the container")
 	fs.Int(&f.stopTimeout, "", "stop-timeout", 0, "Timeout (in seconds) to stop a container")
+	fs.Strings(&f.sysctls, "", "sysctl", "Sysctl options (KEY=VALUE)")
 	fs.Bool(&f.tty, "t", "tty", "Allocate a pseudo-TTY")
 	fs.Strings(&f.ulimits, "", "ulimit", "Ulimit options (name=soft[:hard])")
 	fs.String(&f.user, "u", "user", "string", "", "Username or UID (format: <name|uid>[:<group|gid>])")
@@ -249,6 +250,17 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.privileged {
 		opts = append(opts, berth.WithPrivileged())
+	}
+	if len(f.sysctls) > 0 {
+		m := map[string]string{}
+		for _, kv := range f.sysctls {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return nil, nil, fmt.Errorf("invalid argument %q for \"--sysctl\" flag: want KEY=VALUE", kv)
+			}
+			m[k] = v
+		}
+		opts = append(opts, berth.WithSysctls(m))
 	}
 	if f.shmSize != "" {
 		n, err := parseMemory(f.shmSize)
@@ -1781,6 +1793,7 @@ type hostConfig struct {
 	Privileged     bool
 	CapAdd         []string
 	CapDrop        []string
+	Sysctls        map[string]string `json:",omitempty"`
 	Memory         int64
 	MemorySwap     int64
 	NanoCpus       int64
@@ -1817,7 +1830,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		Platform:     "linux",
 		HostConfig: hostConfig{
 			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly, Privileged: info.Privileged,
-			CapAdd: info.CapAdd, CapDrop: info.CapDrop,
+			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus:    info.Resources.CpusetCpus,

@@ -993,6 +993,29 @@ func TestRunPrivileged(t *testing.T) {
 	}
 }
 
+// TestRunSysctl: --sysctl sets a parameter of the container's namespaces,
+// inspect shows it in HostConfig, and docker's refusals hold: a parameter
+// of the host's, and a flag without a value.
+func TestRunSysctl(t *testing.T) {
+	root := containerSetup(t)
+	res := runBerth(t, root, nil, "run", "--rm", "--sysctl", "net.core.somaxconn=1234", "busybox", "cat", "/proc/sys/net/core/somaxconn")
+	if res.code != 0 || res.stdout != "1234\n" {
+		t.Errorf("run --sysctl net.core.somaxconn=1234: exit %d, %q %q", res.code, res.stdout, res.stderr)
+	}
+	runDetached(t, root, "--name", "tuned", "--sysctl", "kernel.shmmni=1000", "busybox", "sleep", "300")
+	if got := mustBerth(t, root, "inspect", "-f", "{{json .HostConfig.Sysctls}}", "tuned"); got != `{"kernel.shmmni":"1000"}`+"\n" {
+		t.Errorf("inspect Sysctls = %q", got)
+	}
+	for _, tc := range []struct{ arg, want string }{
+		{"kernel.hostname=x", `sysctl "kernel.hostname" is not allowed`},
+		{"net.core.somaxconn", `invalid argument "net.core.somaxconn" for "--sysctl" flag`},
+	} {
+		if res := runBerth(t, root, nil, "run", "--rm", "--sysctl", tc.arg, "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("run --sysctl %s: exit %d, stderr %q; want 125 and %q", tc.arg, res.code, res.stderr, tc.want)
+		}
+	}
+}
+
 // TestUpdateCommand: update changes the limits its flags give (short
 // ones too), keeps the others, sets a restart policy, and fails as docker
 // does without flags, for a bad value or a missing container.

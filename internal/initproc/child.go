@@ -90,6 +90,9 @@ func runStage() error {
 			return err
 		}
 	}
+	if err := writeSysctls(s.Sysctls); err != nil {
+		return err
+	}
 	// Device nodes and dirs get exactly the modes asked for; the user's
 	// program gets Docker's 022 back right before execve.
 	unix.Umask(0)
@@ -427,6 +430,24 @@ func readStageSpec(cfg any) error {
 	}
 	if err := json.Unmarshal(data, cfg); err != nil {
 		return stepError("decode spec", "", err)
+	}
+	return nil
+}
+
+// writeSysctls writes kernel parameters through the host's /proc, which
+// this process still sees: what a parameter of a namespace shows is
+// decided by the namespaces of the process opening it, the container's.
+func writeSysctls(sysctls map[string]string) error {
+	for k, v := range sysctls {
+		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			_, err = unix.Write(fd, []byte(v))
+			unix.Close(fd)
+		}
+		if err != nil {
+			return stepError("set sysctl "+k+"="+v, p, err)
+		}
 	}
 	return nil
 }

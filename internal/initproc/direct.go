@@ -55,7 +55,9 @@ func DirectSupported(spec *Spec) bool {
 			return false
 		}
 	}
-	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && DirectAvailable()
+	// Sysctls are written once the network is wired, which the child
+	// stage is released after.
+	return spec.NoNewPrivileges && len(spec.Rlimits) == 0 && len(spec.Sysctls) == 0 && DirectAvailable()
 }
 
 // DirectAvailable reports whether this host and architecture start

@@ -51,6 +51,11 @@ type Spec struct {
 	// Devices are device nodes made in the container's /dev besides
 	// docker's default ones, which they do not replace.
 	Devices []Device `json:",omitempty"`
+	// Sysctls are kernel parameters, by dotted name ("net.core.somaxconn"),
+	// written into /proc/sys in the container's namespaces before its
+	// filesystem is set up (in the child stage, which the network is
+	// wired before). The caller checks that each is namespaced.
+	Sysctls map[string]string `json:",omitempty"`
 	// NetNS, when set, is a network namespace file (/proc/PID/ns/net) the
 	// child joins before any mount, instead of the new namespace it was
 	// started in: docker's --network host and container:NAME.
