@@ -234,11 +234,7 @@ func capabilitySet(add, drop []string) ([]string, error) {
 	default:
 		set = caps.DefaultSet&^dropped | added
 	}
-	names := set.Names()
-	if names == nil {
-		names = []string{}
-	}
-	return names, nil
+	return capNames(set), nil
 }
 
 // capabilities is the container's capability set: every one for a
@@ -246,9 +242,18 @@ func capabilitySet(add, drop []string) ([]string, error) {
 // else capabilitySet's.
 func (c *containerConfig) capabilities() ([]string, error) {
 	if c.Privileged {
-		return everyCapability().Names(), nil
+		return capNames(everyCapability()), nil
 	}
 	return capabilitySet(c.CapAdd, c.CapDrop)
+}
+
+// capNames names set's capabilities; an empty set is an empty list,
+// which for the child stage means none (nil means docker's default).
+func capNames(set caps.Set) []string {
+	if names := set.Names(); names != nil {
+		return names
+	}
+	return []string{}
 }
 
 // everyCapability is every capability this program can give: the

@@ -1,11 +1,11 @@
 package berth
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/berth-dev/berth/internal/initproc"
 	"golang.org/x/sys/unix"
@@ -14,13 +14,17 @@ import (
 // hostDevices lists the device nodes of the host's /dev for a privileged
 // container, as runc lists them for docker: character and block devices,
 // with their owners and modes, but none below /dev/pts, /dev/shm,
-// /dev/mqueue, /dev/fd or a hidden directory, not /dev/console (the
-// container gets its own), and no symlink.
+// /dev/mqueue, /dev/fd, /dev/.lxc, /dev/.lxd-mounts or /dev/.udev, none
+// named console (the container gets its own), and no symlink. A
+// directory that goes away meanwhile (a device unplugged) is skipped.
 func hostDevices() ([]initproc.Device, error) {
 	var devs []initproc.Device
 	var walk func(dir string) error
 	walk = func(dir string) error {
 		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && dir != "/dev" {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("listing the host's devices: %w", err)
 		}
@@ -29,16 +33,13 @@ func hostDevices() ([]initproc.Device, error) {
 			switch t := e.Type(); {
 			case t.IsDir():
 				switch e.Name() {
-				case "pts", "shm", "mqueue", "fd":
-					continue
-				}
-				if strings.HasPrefix(e.Name(), ".") {
+				case "pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev":
 					continue
 				}
 				if err := walk(name); err != nil {
 					return err
 				}
-			case t&fs.ModeDevice != 0 && name != "/dev/console":
+			case t&fs.ModeDevice != 0 && e.Name() != "console":
 				var st unix.Stat_t
 				if err := unix.Lstat(name, &st); err != nil {
 					continue // gone since the listing

@@ -139,6 +139,11 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 		}
 		return nil, fmt.Errorf("exec in container %s: %w", c.Name, err)
 	}
+	if cg.NoDevicesDir() && !rec.Config.Privileged {
+		// Its device policy is gone: a process joining would keep this
+		// program's devices cgroup, with CAP_MKNOD.
+		return nil, fmt.Errorf("exec in container %s: its cgroup %s has no devices directory", c.Name, cg.Path())
+	}
 
 	execStarting()
 	e := &Execution{ctr: c, done: make(chan struct{})}
@@ -283,7 +288,7 @@ func (r *Runtime) execSpec(rec *containerRecord, p *Process, o *execConfig) (*in
 	}
 	var err error
 	if o.privileged {
-		s.Capabilities = everyCapability().Names()
+		s.Capabilities = capNames(everyCapability())
 	} else {
 		if s.Capabilities, err = cfg.capabilities(); err != nil {
 			return nil, err

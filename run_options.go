@@ -124,7 +124,7 @@ func WithCapDrop(caps ...string) RunOption {
 // WithNoNewPrivileges sets whether the container's processes run with
 // no_new_privs (docker --security-opt no-new-privileges). Default: true —
 // berth is stricter than docker here; setuid binaries in the image then
-// gain nothing.
+// gain nothing — but false with WithPrivileged, as in docker.
 func WithNoNewPrivileges(on bool) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.noNewPrivs, c.nnpSet = on, true })
 }

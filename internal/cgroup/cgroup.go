@@ -150,6 +150,9 @@ type Cgroup struct {
 	v2     *cgroup2.Manager        // the unified tree (all of it on v2, controller-less on hybrid)
 	v2Dir  string
 	dirs   []string // every directory, existing or not: what Delete removes
+	// noDevices: the host has a v1 devices hierarchy and the cgroup no
+	// directory in it (AllDevices).
+	noDevices bool
 }
 
 // New creates the cgroup at path (for example "/berth/<id>", relative to the root of each
@@ -216,21 +219,27 @@ func (l layout) newCgroup(p string) (*Cgroup, error) {
 	return c, nil
 }
 
-// dropV1 leaves the v1 hierarchy of controller name out of the cgroup:
-// it has no directory there.
-func (c *Cgroup) dropV1(name cgroup1.Name) {
+// dropV1 leaves the v1 hierarchy of controller name out of the cgroup,
+// which has no directory there, and reports whether the host has it.
+func (c *Cgroup) dropV1(name cgroup1.Name) bool {
 	dir, ok := c.v1Dirs[name]
 	if !ok {
-		return
+		return false
 	}
 	delete(c.v1Dirs, name)
 	for _, other := range c.v1Dirs {
 		if other == dir {
-			return // a hierarchy mounted with another controller, which stays
+			return true // a hierarchy mounted with another controller, which stays
 		}
 	}
 	c.dirs = slices.DeleteFunc(c.dirs, func(d string) bool { return d == dir })
+	return true
 }
+
+// NoDevicesDir reports whether the cgroup has no directory in the host's
+// v1 devices hierarchy: it was made with AllDevices (or lost it since),
+// and a process joining it keeps the devices cgroup it is in.
+func (c *Cgroup) NoDevicesDir() bool { return c.noDevices }
 
 func (c *Cgroup) exists() bool {
 	for _, d := range c.dirs {
@@ -270,7 +279,7 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 	gone := func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) }
 	if l.v1 != nil {
 		if res.AllDevices {
-			c.dropV1(cgroup1.Devices)
+			c.noDevices = c.dropV1(cgroup1.Devices)
 		}
 		err := c.makeV1Dirs(res.RestrictDevices)
 		for try := 1; try < tries && gone(err); try++ {
@@ -472,7 +481,7 @@ func (l layout) load(p string) (*Cgroup, error) {
 	}
 	if dir, ok := c.v1Dirs[cgroup1.Devices]; ok && c.v1ok {
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			c.dropV1(cgroup1.Devices) // made with AllDevices
+			c.noDevices = c.dropV1(cgroup1.Devices) // made with AllDevices
 		}
 	}
 	hasV2 := false
@@ -574,7 +583,9 @@ func (c *Cgroup) v1Cgroup() (cgroup1.Cgroup, error) {
 // and no process. It is for parents such as "/berth/<root>" that hold the cgroups of one
 // root's containers: removing them when the last container is gone keeps the hierarchies
 // tidy, and a parent still in use by another program stays. A container's cgroup is in every
-// hierarchy, so the first rmdir refused as busy ends it: a parent in use costs one system
+// hierarchy (but a v1 devices one, made with AllDevices, whose parent may then go while the
+// others stay; it is made again with its policy when needed), so the first rmdir refused as
+// busy ends it: a parent in use costs one system
 // call, not one per hierarchy (ten on a hybrid host, 0.1-0.2 ms of a CLI command).
 func RemoveIfEmpty(p string) error {
 	if err := checkPath(p); err != nil {

@@ -126,7 +126,8 @@ type Spec struct {
 	TTY bool
 }
 
-// Device is a device node inside the container (docker run --device).
+// Device is a device node inside the container: a host device of a
+// privileged container (whose cgroup must then allow it).
 type Device struct {
 	// Path is where the node is made, under /dev, with any missing
 	// parent directories; a name that exists there already is kept.
