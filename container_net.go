@@ -1509,7 +1509,7 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 	if mode == "host" {
 		for k := range cfg.Sysctls {
 			if strings.HasPrefix(k, "net.") {
-				return fmt.Errorf("%w: sysctl %q is not allowed with network mode host: it would change the host's", ErrInvalid, k)
+				return fmt.Errorf("%w: sysctl %q is not allowed with network mode host: it would change the host's network namespace", ErrInvalid, k)
 			}
 		}
 	}

@@ -162,6 +162,15 @@ func checkSysctls(sysctls map[string]string) error {
 	return nil
 }
 
+func hasNetSysctl(sysctls map[string]string) bool {
+	for k := range sysctls {
+		if strings.HasPrefix(k, "net.") {
+			return true
+		}
+	}
+	return false
+}
+
 // mergeEnv overlays KEY=VALUE pairs on base, replacing keys base has.
 func mergeEnv(base, over []string) []string {
 	out := append([]string{}, base...)
@@ -333,6 +342,19 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	if s.Capabilities, err = cfg.capabilities(); err != nil {
 		return nil, err
 	}
+	if s.CgroupFS, err = cgroupFS(); err != nil {
+		return nil, err
+	}
+	if hasNetSysctl(cfg.Sysctls) {
+		// The network the container joins (NetNS, set once the
+		// network is prepared) may be the host's: the child refuses
+		// net.* there (see Spec.HostNetNS).
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+			return nil, err
+		}
+		s.HostNetNS = st.Ino
+	}
 	if cfg.Privileged {
 		s.Privileged = true
 		if s.Devices, err = hostDevices(); err != nil {
@@ -349,6 +371,19 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	}
 	s.Mounts = r.mountSpecs(cfg.Mounts)
 	return s, nil
+}
+
+// cgroupFS is what a container's /sys/fs/cgroup holds on this host.
+func cgroupFS() ([]initproc.CgroupFS, error) {
+	hs, err := cgroup.Hierarchies()
+	if err != nil {
+		return nil, fmt.Errorf("listing the host's cgroup hierarchies: %w", err)
+	}
+	fs := make([]initproc.CgroupFS, len(hs))
+	for i, h := range hs {
+		fs[i] = initproc.CgroupFS{Dir: h.Dir, Options: h.Options, Links: h.Links}
+	}
+	return fs, nil
 }
 
 // cgroupResources converts a container's limits for the cgroup package.

@@ -161,7 +161,8 @@ func WithPrivileged() RunExecOption { return privilegedOption{} }
 // WithSysctls sets kernel parameters in the container's own namespaces
 // (docker run --sysctl), by their dotted names: docker's list of those
 // that belong to a namespace, net.* (not with network mode "host"; with
-// "container:NAME" they change the namespace it shares), fs.mqueue.*,
+// "container:NAME" they change the namespace it shares, and fail the
+// start when that is the host's), fs.mqueue.*,
 // kernel.msgmax, kernel.msgmnb, kernel.msgmni, kernel.sem,
 // kernel.shmall, kernel.shmmax, kernel.shmmni and
 // kernel.shm_rmid_forced. They are written before the container's

@@ -29,6 +29,14 @@ func TestSysctls(t *testing.T) {
 		}
 		host[f] = strings.TrimSpace(string(b))
 	}
+	// Should a write reach the host, it does not stay.
+	t.Cleanup(func() {
+		for f, v := range host {
+			if b, _ := os.ReadFile(f); strings.TrimSpace(string(b)) != v {
+				os.WriteFile(f, []byte(v), 0)
+			}
+		}
+	})
 	// Values unlike the host's.
 	ttl, shmmax, msgMax := "99", "123456789", "17"
 	if host[files[0]] == ttl || host[files[1]] == shmmax || host[files[2]] == msgMax {
@@ -56,6 +64,24 @@ func TestSysctls(t *testing.T) {
 			berth.WithSysctls(map[string]string{"net.ipv4.ip_default_ttl": "42"}))
 		if got := execOut(t, srv, sh("cat /proc/sys/net/ipv4/ip_default_ttl")); got != "42\n" {
 			t.Errorf("the container whose namespace was shared reads %q, want 42", got)
+		}
+	})
+
+	// A container sharing the network of one on the host's network
+	// reaches the host's namespace: docker (runc) refuses net.* there.
+	t.Run("shared with the host's network", func(t *testing.T) {
+		hostNet, err := rt.Run(ctx, "busybox", sh("sleep 60"), berth.WithDetach(), berth.WithNetworkMode("host"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { hostNet.Remove(ctx, berth.WithForce()) })
+		_, _, err = runOut(t, rt, "busybox", sh("true"), berth.WithAutoRemove(), berth.WithNetworkMode("container:"+hostNet.Name),
+			berth.WithSysctls(map[string]string{"net.ipv4.ip_default_ttl": "43"}))
+		if err == nil || !strings.Contains(err.Error(), "host's network namespace") {
+			t.Errorf("got %v, want a refusal naming the host's network namespace", err)
+		}
+		if b, _ := os.ReadFile(files[0]); strings.TrimSpace(string(b)) != host[files[0]] {
+			t.Errorf("the host's %s is now %s", files[0], b)
 		}
 	})
 

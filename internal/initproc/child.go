@@ -90,7 +90,7 @@ func runStage() error {
 			return err
 		}
 	}
-	if err := writeSysctls(s.Sysctls); err != nil {
+	if err := writeSysctls(s); err != nil {
 		return err
 	}
 	// Device nodes and dirs get exactly the modes asked for; the user's
@@ -437,8 +437,22 @@ func readStageSpec(cfg any) error {
 // writeSysctls writes kernel parameters through the host's /proc, which
 // this process still sees: what a parameter of a namespace shows is
 // decided by the namespaces of the process opening it, the container's.
-func writeSysctls(sysctls map[string]string) error {
-	for k, v := range sysctls {
+// A net.* one is refused in the caller's network namespace (s.HostNetNS),
+// which a container joining another's (NetNS) may have reached: that
+// other container shares the caller's, or its pid was reused.
+func writeSysctls(s *Spec) error {
+	if s.HostNetNS != 0 {
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+			return stepError("stat network namespace", "/proc/thread-self/ns/net", err)
+		}
+		for k := range s.Sysctls {
+			if strings.HasPrefix(k, "net.") && st.Ino == s.HostNetNS {
+				return &SetupError{Step: "set sysctl " + k, Path: s.NetNS, Msg: "not allowed in the host's network namespace, which this container shares"}
+			}
+		}
+	}
+	for k, v := range s.Sysctls {
 		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
 		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == nil {

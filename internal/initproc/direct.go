@@ -596,6 +596,22 @@ func (d *Direct) replaceProc(pid int) error {
 	if err := unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return stepError("mount proc", "/proc", err)
 	}
+	if len(d.cfg.Spec.CgroupFS) > 0 {
+		// The cgroup filesystems show the mounting thread's cgroup
+		// namespace: the process's, which the fork made.
+		cgns, err := pidfdNamespace(pid, pidfdGetCgroupNamespace)
+		if err != nil {
+			return stepError("open cgroup namespace", "", err)
+		}
+		err = unix.Setns(cgns, unix.CLONE_NEWCGROUP)
+		unix.Close(cgns)
+		if err != nil {
+			return stepError("join cgroup namespace", "", err)
+		}
+		if err := mountCgroups(&d.cfg.Spec); err != nil {
+			return err
+		}
+	}
 	if d.cfg.Spec.Privileged {
 		return nil
 	}
@@ -701,8 +717,9 @@ func childless(tid int) bool {
 // The pidfd ioctls that open a process's namespaces (Linux 6.11), which
 // x/sys/unix does not define yet: _IO(0xFF, 3) and _IO(0xFF, 5).
 const (
-	pidfdGetMntNamespace = 0xFF03
-	pidfdGetPidNamespace = 0xFF05
+	pidfdGetCgroupNamespace = 0xFF01
+	pidfdGetMntNamespace    = 0xFF03
+	pidfdGetPidNamespace    = 0xFF05
 )
 
 // pidfdNamespace opens a namespace of process pid (req one of the pidfd

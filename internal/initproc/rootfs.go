@@ -181,6 +181,9 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	if err := mountFresh(root, "/sys", "sysfs", "sysfs", sysFlags, ""); err != nil {
 		return err
 	}
+	if err := cgroupSkeleton(root, s); err != nil {
+		return err
+	}
 	if cfg.lateFiles != nil {
 		if cfg.Files, err = cfg.lateFiles(); err != nil {
 			return err
@@ -217,6 +220,13 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	}
 	if err := pivotRoot(root); err != nil {
 		return err
+	}
+	if !direct {
+		// In the container's cgroup namespace already; a direct start's
+		// thread joins it once the process is forked (replaceProc).
+		if err := mountCgroups(s); err != nil {
+			return err
+		}
 	}
 	if s.ReadonlyRootfs {
 		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
@@ -485,6 +495,62 @@ func makeDevice(dev int, d Device) error {
 		return err
 	}
 	return unix.Fchownat(dir, name, int(d.UID), int(d.GID), unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// cgroupSkeleton mounts a tmpfs at /sys/fs/cgroup holding a directory
+// for each v1 hierarchy of s.CgroupFS and its links, read-only unless
+// privileged, for mountCgroups to mount them on. /sys is the fresh sysfs.
+func cgroupSkeleton(root int, s *Spec) error {
+	if len(s.CgroupFS) == 0 || s.CgroupFS[0].Dir == "" {
+		return nil // none, or cgroup2 mounted at /sys/fs/cgroup itself
+	}
+	const dir = "/sys/fs/cgroup"
+	if err := mountFresh(root, dir, "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=64k"); err != nil {
+		return err
+	}
+	fd, err := openIn(root, dir, unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return stepError("open", dir, err)
+	}
+	defer unix.Close(fd)
+	for _, h := range s.CgroupFS {
+		if err := unix.Mkdirat(fd, h.Dir, 0o755); err != nil {
+			return stepError("mkdir", dir+"/"+h.Dir, err)
+		}
+		for _, l := range h.Links {
+			if err := unix.Symlinkat(h.Dir, fd, l); err != nil {
+				return stepError("symlink", dir+"/"+l, err)
+			}
+		}
+	}
+	if s.Privileged {
+		return nil
+	}
+	if err := unix.Mount("", fdPath(fd), "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return stepError("remount read-only", dir, err)
+	}
+	return nil
+}
+
+// mountCgroups mounts s.CgroupFS under /sys/fs/cgroup, after pivot_root,
+// in the container's cgroup namespace: each filesystem's root is then the
+// container's cgroup. Paths are plain: /sys and what is in it are the
+// mounts this stage made, and nothing of the container runs yet.
+func mountCgroups(s *Spec) error {
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if !s.Privileged {
+		flags |= unix.MS_RDONLY
+	}
+	for _, h := range s.CgroupFS {
+		target, fstype := "/sys/fs/cgroup/"+h.Dir, "cgroup"
+		if h.Dir == "" {
+			target, fstype = "/sys/fs/cgroup", "cgroup2"
+		}
+		if err := unix.Mount(fstype, target, fstype, flags, h.Options); err != nil {
+			return stepError("mount "+fstype+" "+h.Options, target, err)
+		}
+	}
+	return nil
 }
 
 // bindFile binds a host file the parent wrote (trusted) over dest inside root.

@@ -51,11 +51,22 @@ type Spec struct {
 	// Devices are device nodes made in the container's /dev besides
 	// docker's default ones, which they do not replace.
 	Devices []Device `json:",omitempty"`
+	// CgroupFS are the cgroup filesystems mounted under /sys/fs/cgroup,
+	// from inside the container's cgroup namespace, so that each shows
+	// the container's own cgroup as its root (what the JVM and Go's
+	// runtime read their limits from), read-only unless Privileged. A v1
+	// hierarchy gets a directory (and links) in a tmpfs there; the cgroup2
+	// tree of a v2 host (Dir "") is mounted at /sys/fs/cgroup itself.
+	CgroupFS []CgroupFS `json:",omitempty"`
 	// Sysctls are kernel parameters, by dotted name ("net.core.somaxconn"),
 	// written into /proc/sys in the container's namespaces before its
 	// filesystem is set up (in the child stage, which the network is
 	// wired before). The caller checks that each is namespaced.
 	Sysctls map[string]string `json:",omitempty"`
+	// HostNetNS is the inode of the caller's network namespace: net.*
+	// Sysctls are refused when the namespace joined (NetNS) is that one,
+	// as runc refuses them in the host's. 0: no check.
+	HostNetNS uint64 `json:",omitempty"`
 	// NetNS, when set, is a network namespace file (/proc/PID/ns/net) the
 	// child joins before any mount, instead of the new namespace it was
 	// started in: docker's --network host and container:NAME.
@@ -124,6 +135,13 @@ type Spec struct {
 	// (Process.Cmd.Stdin etc.): the child makes it its controlling terminal and
 	// bind-mounts it at /dev/console.
 	TTY bool
+}
+
+// CgroupFS is one cgroup filesystem of the container (cgroup.Hierarchy).
+type CgroupFS struct {
+	Dir     string   // under /sys/fs/cgroup; "" for cgroup2 at /sys/fs/cgroup
+	Options string   // a v1 hierarchy's mount options ("cpu,cpuacct", "none,name=systemd")
+	Links   []string // symlinks to Dir beside it
 }
 
 // Device is a device node inside the container: a host device of a
