@@ -148,6 +148,7 @@ type containerConfig struct {
 	NoNewPrivs  bool              `json:"noNewPrivileges"`
 	Privileged  bool              `json:"privileged,omitempty"`
 	Sysctls     map[string]string `json:"sysctls,omitempty"`
+	Init        bool              `json:"init,omitempty"`
 	// BuildKitGroups: a build step's container (withBuildKitGroups).
 	BuildKitGroups bool          `json:"buildKitGroups,omitempty"`
 	Seccomp        bool          `json:"seccomp"`

@@ -356,8 +356,10 @@ type ContainerInfo struct {
 	NoNewPrivileges bool
 	Seccomp         bool
 	Privileged      bool
-	// Sysctls are WithSysctls's kernel parameters.
+	// Sysctls are WithSysctls's kernel parameters; Init says that an
+	// init runs the command (WithInit).
 	Sysctls    map[string]string
+	Init       bool
 	Rlimits    []Rlimit
 	AutoRemove bool
 	Detached   bool
@@ -401,7 +403,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
 		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
-		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Rlimits: cfg.Rlimits,
+		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,

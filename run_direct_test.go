@@ -350,22 +350,35 @@ func statusField(t *testing.T, pid int, key string) string {
 func TestDirectRegressIgnoredSignals(t *testing.T) {
 	rt := directRuntime(t)
 	ctx := context.Background()
-	signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
-	t.Cleanup(func() { signal.Reset(syscall.SIGTERM, syscall.SIGUSR1) })
-	t.Run("PID 1 status", func(t *testing.T) {
-		c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}})
-		defer c.Remove(ctx, berth.WithForce())
-		st, err := c.State(ctx)
-		if err != nil || st.Pid == 0 {
-			t.Fatalf("State = %+v, %v; want a running container", st, err)
-		}
-		if got := statusField(t, st.Pid, "SigIgn"); got != "0000000000000000" {
-			t.Errorf("SigIgn of the container's PID 1 = %s, want none (this program ignores TERM and USR1)", got)
-		}
-		if got := statusField(t, st.Pid, "SigBlk"); got != "0000000000000000" {
-			t.Errorf("SigBlk of the container's PID 1 = %s, want none", got)
-		}
-	})
+	// SIGINT is one a Go program that started ignoring it leaves ignored:
+	// the child stage, started after this, does.
+	signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGINT)
+	t.Cleanup(func() { unignore(syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGINT) })
+	// The child stage (rlimits take it) starts ignoring what this program
+	// ignores, and must not pass that on either. The first may have been
+	// started ahead of need, before the Ignore: the second is started
+	// after it.
+	for name, opts := range map[string][]berth.RunOption{
+		"direct":      nil,
+		"child stage": {berth.WithRlimits(berth.Rlimit{Name: "nofile", Soft: 1000, Hard: 1000})},
+	} {
+		t.Run("PID 1 status, "+name, func(t *testing.T) {
+			for range 2 {
+				c := mustRun(t, rt, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, opts...)
+				defer c.Remove(ctx, berth.WithForce())
+				st, err := c.State(ctx)
+				if err != nil || st.Pid == 0 {
+					t.Fatalf("State = %+v, %v; want a running container", st, err)
+				}
+				if got := statusField(t, st.Pid, "SigIgn"); got != "0000000000000000" {
+					t.Errorf("SigIgn of the container's PID 1 = %s, want none (this program ignores TERM, USR1 and INT)", got)
+				}
+				if got := statusField(t, st.Pid, "SigBlk"); got != "0000000000000000" {
+					t.Errorf("SigBlk of the container's PID 1 = %s, want none", got)
+				}
+			}
+		})
+	}
 	t.Run("Stop by SIGTERM", func(t *testing.T) {
 		var out syncBuffer
 		p := sh(`trap "exit 143" TERM; echo ready; sleep 300 & wait`)
@@ -389,4 +402,12 @@ func TestDirectRegressIgnoredSignals(t *testing.T) {
 			t.Errorf("Wait = %#v, want exit code 143 from the TERM trap (137: SIGKILL after the timeout)", err)
 		}
 	})
+}
+
+// unignore undoes signal.Ignore: signal.Reset alone leaves a signal the
+// Go runtime handles by default (SIGTERM) ignored, and every process this
+// program starts afterwards, tests' containers among them, with it.
+func unignore(sigs ...os.Signal) {
+	signal.Notify(make(chan os.Signal, 1), sigs...)
+	signal.Reset(sigs...)
 }

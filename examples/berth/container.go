@@ -59,7 +59,7 @@ type runFlags struct {
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
 	addHosts, dns, sysctls                          []string
-	publishAll, privileged                          bool
+	publishAll, privileged, init                    bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
 	healthRetries                                   int
@@ -83,6 +83,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.healthStartPeriod, "", "health-start-period", "duration", "", "Start period for the container to initialize before starting health-retries countdown (ms|s|m|h)")
 	fs.String(&f.healthTimeout, "", "health-timeout", "duration", "", "Maximum time to allow one check to run (ms|s|m|h) (default 30s)")
 	fs.String(&f.hostname, "h", "hostname", "string", "", "Container host name")
+	fs.Bool(&f.init, "", "init", "Run an init inside the container that forwards signals and reaps processes")
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
@@ -250,6 +251,9 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.privileged {
 		opts = append(opts, berth.WithPrivileged())
+	}
+	if f.init {
+		opts = append(opts, berth.WithInit())
 	}
 	if len(f.sysctls) > 0 {
 		m := map[string]string{}
@@ -1794,6 +1798,7 @@ type hostConfig struct {
 	CapAdd         []string
 	CapDrop        []string
 	Sysctls        map[string]string `json:",omitempty"`
+	Init           *bool             // null unless --init, as docker prints it
 	Memory         int64
 	MemorySwap     int64
 	NanoCpus       int64
@@ -1852,6 +1857,9 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 	}
 	if info.Resources.PidsLimit > 0 {
 		out.HostConfig.PidsLimit = &info.Resources.PidsLimit
+	}
+	if info.Init {
+		out.HostConfig.Init = &info.Init
 	}
 	if out.Config.Labels == nil {
 		out.Config.Labels = map[string]string{}

@@ -1016,6 +1016,22 @@ func TestRunSysctl(t *testing.T) {
 	}
 }
 
+// TestRunInit: --init runs the command under berth's init as PID 1, the
+// command's exit code passes through, and inspect shows HostConfig.Init
+// (null without it, as docker prints it).
+func TestRunInit(t *testing.T) {
+	root := containerSetup(t)
+	res := runBerth(t, root, nil, "run", "--rm", "--init", "busybox", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; exit 3")
+	if res.code != 3 || !strings.HasPrefix(res.stdout, "/dev/.berth-init /bin/sh sh -c ") {
+		t.Errorf("run --init: exit %d, PID 1 %q (stderr %q); want 3 and the init", res.code, res.stdout, res.stderr)
+	}
+	runDetached(t, root, "--name", "inited", "--init", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "plain", "busybox", "sleep", "300")
+	if got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.Init}}", "inited", "plain"); got != "true\n<nil>\n" {
+		t.Errorf("inspect HostConfig.Init = %q", got)
+	}
+}
+
 // TestUpdateCommand: update changes the limits its flags give (short
 // ones too), keeps the others, sets a restart policy, and fails as docker
 // does without flags, for a bad value or a missing container.

@@ -143,7 +143,12 @@ func runStage() error {
 		return err
 	}
 
-	return dropPrivilegesAndExec(s, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, s.Args, s.Env, trace)
+	args := s.Args
+	if s.Init {
+		// The init runs the program as its child (see initImage).
+		argv0, args = InitPath, append([]string{InitPath, argv0}, s.Args...)
+	}
+	return dropPrivilegesAndExec(s, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, args, s.Env, s.Init, trace)
 }
 
 // prepareUser fills an empty Spec.User from its numeric ids and returns
@@ -162,7 +167,7 @@ func prepareUser(s *Spec) []uint32 {
 // capabilities, the working directory with its CVE-2024-21626 check, fds
 // closed at execve, no_new_privs and seccomp, execve. user carries the
 // resolved UID, GID and groups. It returns only when something failed.
-func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, noNewPrivs bool, dir, argv0 string, args, env []string, trace func(string)) error {
+func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, noNewPrivs bool, dir, argv0 string, args, env []string, blockSignals bool, trace func(string)) error {
 	// Without no_new_privs the kernel only accepts a filter from a thread with
 	// CAP_SYS_ADMIN, so load it while we still have it; every later syscall of
 	// ours (setgroups, setresuid, capset, prctl, chdir, execve) is one the
@@ -204,7 +209,17 @@ func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, 
 		}
 	}
 	unix.Umask(0o022)
+	defaultIgnoredSignals()
 	trace("exec")
+	if blockSignals {
+		// For the init: a signal sent as soon as the start returns waits
+		// for it (see helperBlockSignals). Nothing of ours runs after.
+		all := unix.Sigset_t{}
+		for i := range all.Val {
+			all.Val[i] = ^uint64(0)
+		}
+		unix.PthreadSigmask(unix.SIG_SETMASK, &all, nil)
+	}
 
 	unix.Write(syncFd, []byte{execMarker})
 	err := syscall.Exec(argv0, args, env)
@@ -464,4 +479,30 @@ func writeSysctls(s *Spec) error {
 		}
 	}
 	return nil
+}
+
+// kernelSigaction is the kernel's struct sigaction on amd64 and arm64.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// defaultIgnoredSignals gives every signal this process ignores its
+// default action back, right before execve, which keeps SIG_IGN: the
+// child stage starts ignoring what the program that started it ignored
+// (the Go runtime then leaves those alone), and a container's processes
+// would too: a shell cannot trap an ignored SIGTERM, nor is a command run
+// by the init stopped by one. (A direct start's helper does the same.)
+func defaultIgnoredSignals() {
+	const sigIgn = 1
+	for sig := uintptr(1); sig <= 64; sig++ {
+		var old kernelSigaction
+		if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, sig, 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 || old.handler != sigIgn {
+			continue
+		}
+		dfl := kernelSigaction{}
+		unix.RawSyscall6(unix.SYS_RT_SIGACTION, sig, uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+	}
 }

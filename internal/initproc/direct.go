@@ -243,7 +243,8 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, place Placement, afterFo
 	// finishes placing it (afterFork): it runs nothing of the user's
 	// before the go-ahead below.
 	orphanKill := d.exec && !d.cfg.Spec.Detached // a Run's fork sets Pdeathsig itself
-	_, werr := filterW.Write(helperPayload(helperMask(d.cfg.Caps, d.cfg.Spec.UID), d.cfg.Seccomp, orphanKill))
+	blockSignals := d.cfg.Spec.Init && !d.exec   // the helper execs the init
+	_, werr := filterW.Write(helperPayload(helperMask(d.cfg.Caps, d.cfg.Spec.UID), d.cfg.Seccomp, orphanKill, blockSignals))
 	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
 	// The thread is out of the cgroups, as far as it could go itself.
 	<-r.placed
@@ -515,6 +516,10 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	}
 	files := []uintptr{r.files[0].Fd(), r.files[1].Fd(), r.files[2].Fd(), r.filterR.Fd(), r.statusW.Fd()}
 	argv := append([]string{d.argv0}, s.Args...)
+	if s.Init && !d.exec {
+		// The helper execs the init, which runs the program as its child.
+		argv = append([]string{InitPath, InitPath}, argv...)
+	}
 	exe := helperPath // a Run's container has no /proc yet
 	if d.exec {
 		// The container's /proc, the child's own fds: the helper's fd must

@@ -105,12 +105,17 @@ func elf64(machine uint16, code []byte) []byte {
 // helperMask), the flags and the filter, for the helper to apply while the
 // caller finishes placing it. orphanKill arms a parent-death SIGKILL (an
 // attached exec: Go's own cannot be used, its child checks getppid, which
-// is 0 in the container's pid namespace). The go-ahead byte, helperGo,
-// follows later, on its own.
-func helperPayload(mask uint64, filter []byte, orphanKill bool) []byte {
+// is 0 in the container's pid namespace). blockSignals has it exec with
+// every signal blocked rather than none (the init: see
+// helperBlockSignals). The go-ahead byte, helperGo, follows later, on
+// its own.
+func helperPayload(mask uint64, filter []byte, orphanKill, blockSignals bool) []byte {
 	var flags uint64
 	if orphanKill {
 		flags |= helperOrphanKill
+	}
+	if blockSignals {
+		flags |= helperBlockSignals
 	}
 	b := make([]byte, 0, 24+len(filter))
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(filter)))
@@ -128,9 +133,15 @@ const (
 	helperArmed = 'A'
 )
 
-// helperOrphanKill is the payload's flag that arms a parent-death SIGKILL,
-// the only flag the helper knows.
-const helperOrphanKill = 1
+// The payload's flags: helperOrphanKill arms a parent-death SIGKILL;
+// helperBlockSignals execs with every signal blocked, for the init, so
+// that a signal sent as soon as the start returns (a Stop's SIGTERM)
+// waits for it instead of reaching a PID 1 without a handler, which drops
+// it (execve keeps the mask and what is pending).
+const (
+	helperOrphanKill   = 1
+	helperBlockSignals = 2
+)
 
 // helperStatus splits what the caller read from the helper's status pipe
 // into whether it holds the armed byte and the errno the helper reported

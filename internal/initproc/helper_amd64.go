@@ -88,21 +88,21 @@ func helperImage() []byte {
 	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
 	syscall()
 	testRAX()
-	a.jump(0x84, "short")                                                                    // jz short             ; the caller died
-	a.jump(0x88, "fail")                                                                     // js fail
-	a.op(0x49, 0x01, 0xc5)                                                                   // add r13, rax
-	a.op(0x49, 0x83, 0xfd, header)                                                           // cmp r13, header
-	a.jump(0x82, "read")                                                                     // jb read              ; the header is not all there
-	a.op(0x49, 0x8b, 0x0c, 0x24)                                                             // mov rcx, [r12]       ; the filter's length in bytes
-	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-header-1)...)...)                      // cmp rcx, bufSize-25  ; room for the header and the go-ahead
-	a.jump(0x87, "toobig")                                                                   // ja toobig
-	a.op(0xf6, 0xc1, 0x07)                                                                   // test cl, 7
-	a.jump(0x85, "badlen")                                                                   // jnz badlen           ; not whole instructions
-	a.op(append([]byte{0x49, 0xf7, 0x44, 0x24, 0x10}, imm(^uint32(helperOrphanKill))...)...) // test qword [r12+16], ~known ; flags it does not know
-	a.jump(0x85, "badlen")                                                                   // jnz badlen
-	a.op(0x48, 0x83, 0xc1, header)                                                           // add rcx, header
-	a.op(0x49, 0x39, 0xcd)                                                                   // cmp r13, rcx
-	a.jump(0x82, "read")                                                                     // jb read              ; the filter is not all there
+	a.jump(0x84, "short")                                                                                       // jz short             ; the caller died
+	a.jump(0x88, "fail")                                                                                        // js fail
+	a.op(0x49, 0x01, 0xc5)                                                                                      // add r13, rax
+	a.op(0x49, 0x83, 0xfd, header)                                                                              // cmp r13, header
+	a.jump(0x82, "read")                                                                                        // jb read              ; the header is not all there
+	a.op(0x49, 0x8b, 0x0c, 0x24)                                                                                // mov rcx, [r12]       ; the filter's length in bytes
+	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-header-1)...)...)                                         // cmp rcx, bufSize-25  ; room for the header and the go-ahead
+	a.jump(0x87, "toobig")                                                                                      // ja toobig
+	a.op(0xf6, 0xc1, 0x07)                                                                                      // test cl, 7
+	a.jump(0x85, "badlen")                                                                                      // jnz badlen           ; not whole instructions
+	a.op(append([]byte{0x49, 0xf7, 0x44, 0x24, 0x10}, imm(^uint32(helperOrphanKill|helperBlockSignals))...)...) // test qword [r12+16], ~known ; flags it does not know
+	a.jump(0x85, "badlen")                                                                                      // jnz badlen
+	a.op(0x48, 0x83, 0xc1, header)                                                                              // add rcx, header
+	a.op(0x49, 0x39, 0xcd)                                                                                      // cmp r13, rcx
+	a.jump(0x82, "read")                                                                                        // jb read              ; the filter is not all there
 
 	a.op(0x4d, 0x8b, 0x74, 0x24, 0x08) // mov r14, [r12+8]      ; the capability mask
 	a.op(0x45, 0x31, 0xff)             // xor r15d, r15d        ; capability number
@@ -136,10 +136,14 @@ func helperImage() []byte {
 	a.op(0x31, 0xd2)             // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
 	syscall()
-	a.op(0x49, 0xff, 0xc7)       // inc r15
-	a.op(0x49, 0x83, 0xff, 0x41) // cmp r15, 65
-	a.jump(0x82, "sig")          // jb sig
-	movEAX(sysRtSigprocmask)     // rt_sigprocmask(SIG_SETMASK, rsp (zeros), NULL, 8)
+	a.op(0x49, 0xff, 0xc7)                                 // inc r15
+	a.op(0x49, 0x83, 0xff, 0x41)                           // cmp r15, 65
+	a.jump(0x82, "sig")                                    // jb sig
+	a.op(0x41, 0xf6, 0x44, 0x24, 0x10, helperBlockSignals) // test byte [r12+16], blockSignals
+	a.jump(0x84, "setmask")                                // jz setmask          ; none blocked
+	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff)   // mov qword [rsp], -1  ; all blocked
+	a.label("setmask")
+	movEAX(sysRtSigprocmask) // rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8)
 	movEDI(2)
 	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
 	a.op(0x31, 0xd2)             // xor edx, edx
@@ -258,6 +262,149 @@ func helperImage() []byte {
 	a.label("toobig")
 	a.op(0x48, 0xc7, 0xc0, 0xf9, 0xff, 0xff, 0xff) // mov rax, -E2BIG  ; the filter does not fit
 	a.jump(0, "fail")
+
+	return elf64(62 /* EM_X86_64 */, a.bytes())
+}
+
+// initImage returns the init for amd64 (docker run --init; docker's is
+// tini): a static ELF program that runs as the container's PID 1 with the
+// container's credentials, capabilities and seccomp filter, and
+//
+//  1. blocks every signal and forks;
+//  2. in the child: moves into a process group of its own, makes it the
+//     terminal's foreground group when there is a terminal, unblocks all
+//     signals and execs argv[1] with argv[2:] (126, or 127 when the file
+//     is gone, if that fails);
+//  3. in itself: waits for signals (rt_sigtimedwait; blocked signals
+//     reach a PID 1, which ignores every unblocked one it has no handler
+//     for); on SIGCHLD reaps every child that ended, so that orphans the
+//     kernel gives it do not stay zombies; forwards every other signal
+//     but SIGTTIN and SIGTTOU to its child;
+//  4. exits once its child ended: with its exit code, or 128+N when a
+//     signal N killed it, as a shell reports it.
+func initImage() []byte {
+	const (
+		sysRtSigprocmask  = 14
+		sysIoctl          = 16
+		sysGetpid         = 39
+		sysFork           = 57
+		sysExecve         = 59
+		sysWait4          = 61
+		sysKill           = 62
+		sysSetpgid        = 109
+		sysRtSigtimedwait = 128
+		sysExitGroup      = 231
+		tiocspgrp         = 0x5410
+		sigchld           = 17
+		sigttin           = 21
+		sigttou           = 22
+	)
+	a := &asm{}
+	imm := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+	movEAX := func(v uint32) { a.op(append([]byte{0xb8}, imm(v)...)...) } // mov eax, imm32
+	movEDI := func(v uint32) { a.op(append([]byte{0xbf}, imm(v)...)...) } // mov edi, imm32
+	movESI := func(v uint32) { a.op(append([]byte{0xbe}, imm(v)...)...) } // mov esi, imm32
+	movEDX := func(v uint32) { a.op(append([]byte{0xba}, imm(v)...)...) } // mov edx, imm32
+	syscall := func() { a.op(0x0f, 0x05) }
+	setMask := func() { // rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8)
+		movEAX(sysRtSigprocmask)
+		movEDI(2)
+		a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
+		a.op(0x31, 0xd2)             // xor edx, edx
+		a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
+		syscall()
+	}
+
+	a.op(0x48, 0x89, 0xe3)                               // mov rbx, rsp          ; rbx = &argc
+	a.op(0x48, 0x83, 0xec, 0x10)                         // sub rsp, 16           ; [rsp] a signal set, [rsp+8] a status
+	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff) // mov qword [rsp], -1   ; every signal
+	setMask()                                            //                       ; all blocked
+	movEAX(sysFork)                                      // fork()
+	syscall()
+	a.op(0x48, 0x85, 0xc0) // test rax, rax
+	a.jump(0x88, "forkfail")
+	a.jump(0x84, "child")
+	a.op(0x49, 0x89, 0xc4) // mov r12, rax          ; the child's pid
+
+	a.label("wait")
+	movEAX(sysRtSigtimedwait) // rt_sigtimedwait(rsp (all), NULL, NULL, 8)
+	a.op(0x48, 0x89, 0xe7)    // mov rdi, rsp
+	a.op(0x31, 0xf6)          // xor esi, esi
+	a.op(0x31, 0xd2)          // xor edx, edx
+	a.op(0x41, 0xba, 8, 0, 0, 0)
+	syscall()
+	a.op(0x48, 0x85, 0xc0) // test rax, rax
+	a.jump(0x88, "wait")   // js wait              ; interrupted
+	a.op(0x83, 0xf8, sigchld)
+	a.jump(0x84, "reap")
+	a.op(0x83, 0xf8, sigttin)
+	a.jump(0x84, "wait")
+	a.op(0x83, 0xf8, sigttou)
+	a.jump(0x84, "wait")
+	a.op(0x89, 0xc6)       // mov esi, eax          ; kill(child, signal)
+	a.op(0x4c, 0x89, 0xe7) // mov rdi, r12
+	movEAX(sysKill)
+	syscall()
+	a.jump(0, "wait")
+
+	a.label("reap")
+	movEAX(sysWait4)                               // wait4(-1, rsp+8, WNOHANG, NULL)
+	a.op(0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff) // mov rdi, -1
+	a.op(0x48, 0x8d, 0x74, 0x24, 0x08)             // lea rsi, [rsp+8]
+	movEDX(1)                                      // WNOHANG
+	a.op(0x45, 0x31, 0xd2)                         // xor r10d, r10d
+	syscall()
+	a.op(0x48, 0x85, 0xc0)                   // test rax, rax
+	a.jump(0x8e, "wait")                     // jle wait             ; none ended (0), or none left (-ECHILD)
+	a.op(0x4c, 0x39, 0xe0)                   // cmp rax, r12
+	a.jump(0x85, "reap")                     // jne reap             ; an orphan: reaped, look again
+	a.op(0x8b, 0x44, 0x24, 0x08)             // mov eax, [rsp+8]      ; the child's status
+	a.op(0x89, 0xc1)                         // mov ecx, eax
+	a.op(0x83, 0xe1, 0x7f)                   // and ecx, 0x7f         ; the signal that killed it
+	a.jump(0x84, "exited")                   // jz exited
+	a.op(0x8d, 0xb9, 0x80, 0x00, 0x00, 0x00) // lea edi, [rcx+128]
+	a.jump(0, "exit")
+	a.label("exited")
+	a.op(0xc1, 0xe8, 0x08)             // shr eax, 8
+	a.op(0x25, 0xff, 0x00, 0x00, 0x00) // and eax, 0xff         ; its exit code
+	a.op(0x89, 0xc7)                   // mov edi, eax
+	a.label("exit")
+	movEAX(sysExitGroup)
+	syscall()
+
+	a.label("child")
+	movEAX(sysSetpgid) // setpgid(0, 0)
+	a.op(0x31, 0xff)   // xor edi, edi
+	a.op(0x31, 0xf6)   // xor esi, esi
+	syscall()
+	movEAX(sysGetpid)
+	syscall()
+	a.op(0x89, 0x44, 0x24, 0x08) // mov [rsp+8], eax
+	movEAX(sysIoctl)             // ioctl(0, TIOCSPGRP, rsp+8): fails, harmlessly, without a terminal
+	a.op(0x31, 0xff)             // xor edi, edi
+	movESI(tiocspgrp)
+	a.op(0x48, 0x8d, 0x54, 0x24, 0x08) // lea rdx, [rsp+8]
+	syscall()
+	a.op(0x48, 0xc7, 0x04, 0x24, 0, 0, 0, 0) // mov qword [rsp], 0   ; no signal
+	setMask()                                //                      ; none blocked
+	a.op(0x48, 0x8b, 0x0b)                   // mov rcx, [rbx]            ; argc
+	a.op(0x48, 0x8d, 0x54, 0xcb, 0x10)       // lea rdx, [rbx+rcx*8+16]   ; envp
+	a.op(0x48, 0x8b, 0x7b, 0x10)             // mov rdi, [rbx+16]         ; argv[1]: the path
+	a.op(0x48, 0x8d, 0x73, 0x18)             // lea rsi, [rbx+24]         ; argv+2
+	movEAX(sysExecve)
+	syscall()
+	movEDI(126)
+	a.op(0x48, 0x83, 0xf8, 0xfe) // cmp rax, -ENOENT
+	a.jump(0x85, "childexit")
+	movEDI(127)
+	a.label("childexit")
+	movEAX(sysExitGroup)
+	syscall()
+
+	a.label("forkfail")
+	movEDI(1)
+	movEAX(sysExitGroup)
+	syscall()
 
 	return elf64(62 /* EM_X86_64 */, a.bytes())
 }

@@ -29,7 +29,7 @@ func runHelperMask(t *testing.T, mask uint64, filter []byte, argv ...string) (st
 	defer outR.Close()
 	h := startHelper(t, argv, outW)
 	outW.Close()
-	h.payload.Write(helperPayload(mask, filter, false))
+	h.payload.Write(helperPayload(mask, filter, false, false))
 	h.payload.Write([]byte{helperGo})
 	h.payload.Close()
 	out, _ := io.ReadAll(outR)
@@ -97,8 +97,8 @@ func TestHelperReportsExecFailure(t *testing.T) {
 		}
 	}
 	// Flags it does not know are refused too.
-	payload := helperPayload(^uint64(0), nil, false)
-	payload[16] = 2
+	payload := helperPayload(^uint64(0), nil, false, false)
+	payload[16] = 4
 	if errno, ran := helperWithPayload(t, append(payload, helperGo)); errno != syscall.EINVAL || ran {
 		t.Errorf("unknown flag: errno %v, ran %v; want EINVAL and not run", errno, ran)
 	}
@@ -135,13 +135,13 @@ func busyboxPath(t *testing.T) string {
 // byte) must never get the program run, filter or not; nor does a byte
 // other than a go-ahead, or more than one, run it.
 func TestHelperNeedsGoAhead(t *testing.T) {
-	whole := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false)
+	whole := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false, false)
 	for _, payload := range [][]byte{
 		nil,
 		make([]byte, 8),
 		whole[:20], // the header cut short
 		whole[:30], // the filter cut short
-		helperPayload(^uint64(0), nil, false),
+		helperPayload(^uint64(0), nil, false, false),
 		whole,
 		append(whole[:len(whole):len(whole)], 'X'),
 		append(whole[:len(whole):len(whole)], helperGo, helperGo),
@@ -180,7 +180,12 @@ func TestHelperDropsBoundingSet(t *testing.T) {
 func TestHelperResetsSignals(t *testing.T) {
 	bb := busyboxPath(t)
 	signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
-	defer signal.Reset(syscall.SIGTERM, syscall.SIGUSR1)
+	defer func() {
+		// Reset alone leaves SIGTERM ignored, and with it every process
+		// the later tests start.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGUSR1)
+		signal.Reset(syscall.SIGTERM, syscall.SIGUSR1)
+	}()
 	out, errno := runHelper(t, nil, bb, "cat", "/proc/self/status")
 	if errno != 0 {
 		t.Fatal(errno)
@@ -192,6 +197,28 @@ func TestHelperResetsSignals(t *testing.T) {
 	}
 }
 
+// With helperBlockSignals the helper execs with every signal blocked (but
+// SIGKILL and SIGSTOP, which cannot be): the init's way to keep a signal
+// sent right after the start.
+func TestHelperBlocksSignals(t *testing.T) {
+	bb := busyboxPath(t)
+	outR, outW := mustPipe(t)
+	defer outR.Close()
+	h := startHelper(t, []string{bb, "cat", "/proc/self/status"}, outW)
+	outW.Close()
+	h.payload.Write(helperPayload(^uint64(0), nil, false, true))
+	h.payload.Write([]byte{helperGo})
+	h.payload.Close()
+	out, _ := io.ReadAll(outR)
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(h.pid, &ws, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "SigBlk:\tfffffffffffbfeff"; !strings.Contains(string(out), want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+}
+
 // The helper applies the filter and the capability mask as soon as it has
 // them, before the go-ahead: that is what lets it overlap the caller's
 // last steps. The program still waits for the go-ahead.
@@ -200,7 +227,7 @@ func TestHelperFiltersBeforeGoAhead(t *testing.T) {
 	h := startHelper(t, []string{busyboxPath(t), "touch", marker}, nil)
 	pid := h.pid
 	keep := uint64(1) << unix.CAP_KILL
-	h.payload.Write(helperPayload(keep, filterBytes(allowAllFilter()), false))
+	h.payload.Write(helperPayload(keep, filterBytes(allowAllFilter()), false, false))
 	var status string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -238,7 +265,7 @@ func TestHelperSplitPayload(t *testing.T) {
 	defer outR.Close()
 	h := startHelper(t, []string{busyboxPath(t), "cat", "/proc/self/status"}, outW)
 	outW.Close()
-	payload := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false)
+	payload := helperPayload(^uint64(0), filterBytes(allowAllFilter()), false, false)
 	for i := 0; i < len(payload); {
 		n := 1
 		if i >= 24 {
@@ -327,7 +354,7 @@ func startOrphanHelper(fd int, bb string, orphanKill bool) (int, error) {
 	}
 	defer h.payload.Close()
 	defer h.status.Close()
-	h.payload.Write(helperPayload(^uint64(0), nil, orphanKill))
+	h.payload.Write(helperPayload(^uint64(0), nil, orphanKill, false))
 	if orphanKill {
 		h.status.SetReadDeadline(time.Now().Add(10 * time.Second))
 		b := make([]byte, 8)

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -168,6 +169,11 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	if err := setupDev(root, console, s); err != nil {
 		return err
 	}
+	if s.Init {
+		if err := writeInit(root); err != nil {
+			return err
+		}
+	}
 	var helper unix.Stat_t
 	if direct {
 		if helper, err = writeHelper(root); err != nil {
@@ -302,6 +308,40 @@ func mountpoint(root int, dir, fstype string) (int, error) {
 // helperPath is where a direct start writes the exec helper, in the
 // container's own fresh /dev tmpfs, until the helper runs.
 const helperPath = "/dev/.berth-exec"
+
+// InitPath is where a container with Spec.Init has the init it runs as
+// PID 1: in its fresh /dev, like the exec helper, so that nothing of it is
+// in the container's filesystem (diff, commit, export).
+const InitPath = "/dev/.berth-init"
+
+// initELF is the init program (nil where there is none).
+var initELF = sync.OnceValue(initImage)
+
+// writeInit writes the init program into the container's fresh /dev,
+// read-only and executable for everyone.
+func writeInit(root int) error {
+	img := initELF()
+	if img == nil {
+		return &SetupError{Step: "write the init", Path: InitPath, Msg: "the init exists for amd64 only"}
+	}
+	dev, err := openIn(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return stepError("open /dev", "/dev", err)
+	}
+	defer unix.Close(dev)
+	f, err := unix.Openat(dev, path.Base(InitPath), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o555)
+	if err != nil {
+		return stepError("create", InitPath, err)
+	}
+	_, err = unix.Write(f, img)
+	if cerr := unix.Close(f); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return stepError("write the init", InitPath, err)
+	}
+	return nil
+}
 
 // writeHelper writes the exec helper (execute-only) at helperPath inside
 // root and returns its identity for checkHelper. A copy, not a bind of the

@@ -44,6 +44,11 @@ type Spec struct {
 	Hostname string
 	// ShmSize is the size of /dev/shm in bytes; 0 means docker's 64 MiB.
 	ShmSize int64 `json:",omitempty"`
+	// Init runs a minimal init as PID 1 (docker run --init; see
+	// initImage), from InitPath in the fresh /dev, which starts Args as
+	// its child, forwards it the signals it gets, reaps the orphans it
+	// inherits and exits as the child does. amd64 only.
+	Init bool `json:",omitempty"`
 	// Privileged drops docker's masked and read-only paths and mounts
 	// /sys read-write (docker run --privileged; its capabilities, seccomp
 	// and devices are Capabilities, SeccompFilter and Devices).
