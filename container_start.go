@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,6 +64,13 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	}
 	if err := checkSysctls(o.sysctls); err != nil {
 		return cfg, err
+	}
+	if o.init {
+		for _, m := range o.mounts {
+			if t := path.Clean("/" + m.Target); t == "/dev" || t == initproc.InitPath {
+				return cfg, fmt.Errorf("%w: WithInit: the mount at %s would hide the init (%s)", ErrInvalid, m.Target, initproc.InitPath)
+			}
+		}
 	}
 	if o.shmSize < 0 {
 		return cfg, fmt.Errorf("%w: SHM size can not be less than 0", ErrInvalid)

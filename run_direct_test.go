@@ -16,11 +16,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
 	"github.com/berth-dev/berth/internal/initproc"
 	"github.com/google/go-containerregistry/pkg/compression"
+	"golang.org/x/sys/unix"
 )
 
 // Regression tests for the review of the direct start (a locked thread of
@@ -350,8 +352,8 @@ func statusField(t *testing.T, pid int, key string) string {
 func TestDirectRegressIgnoredSignals(t *testing.T) {
 	rt := directRuntime(t)
 	ctx := context.Background()
-	// SIGINT is one a Go program that started ignoring it leaves ignored:
-	// the child stage, started after this, does.
+	// SIGINT is one a Go program started ignoring keeps ignored: the
+	// child stage, started after this, does.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGINT)
 	t.Cleanup(func() { unignore(syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGINT) })
 	// The child stage (rlimits take it) starts ignoring what this program
@@ -405,9 +407,21 @@ func TestDirectRegressIgnoredSignals(t *testing.T) {
 }
 
 // unignore undoes signal.Ignore: signal.Reset alone leaves a signal the
-// Go runtime handles by default (SIGTERM) ignored, and every process this
-// program starts afterwards, tests' containers among them, with it.
-func unignore(sigs ...os.Signal) {
-	signal.Notify(make(chan os.Signal, 1), sigs...)
-	signal.Reset(sigs...)
+// Go runtime handles by default ignored, and every process this program
+// starts afterwards, tests' containers among them, with it. Notify then
+// Reset puts Go's handler back; for SIGINT and SIGHUP, which Go puts back
+// as it found them (ignored, after Ignore), the kernel's default is set
+// directly: it ends the program as Go's handler would.
+func unignore(sigs ...syscall.Signal) {
+	for _, sig := range sigs {
+		if sig == syscall.SIGINT || sig == syscall.SIGHUP {
+			var dfl struct {
+				handler, flags, restorer, mask uint64
+			}
+			unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+			continue
+		}
+		signal.Notify(make(chan os.Signal, 1), sig)
+		signal.Reset(sig)
+	}
 }

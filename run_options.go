@@ -185,9 +185,12 @@ func WithSysctls(sysctls map[string]string) RunOption {
 // container, which would otherwise stay zombies under a command that
 // never waits for them, and exits as the command does (128+N when signal
 // N killed it). It is a few hundred bytes of berth's own (docker's is
-// tini), run from /dev with the container's user, capabilities and
-// seccomp filter; nothing of it is in the container's filesystem. amd64
-// only: elsewhere the start fails.
+// tini), run from /dev/.berth-init with the container's user,
+// capabilities and seccomp filter; nothing of it is in the container's
+// filesystem. A mount at /dev would hide it: Run refuses one. Since the
+// init exits with 128+N for a command killed by signal N, the container's
+// ExitError has that Code and no Signal, as docker's does. amd64 only:
+// elsewhere the start fails.
 func WithInit() RunOption {
 	return runOptionFunc(func(c *runConfig) { c.init = true })
 }

@@ -1798,7 +1798,7 @@ type hostConfig struct {
 	CapAdd         []string
 	CapDrop        []string
 	Sysctls        map[string]string `json:",omitempty"`
-	Init           *bool             // null unless --init, as docker prints it
+	Init           *bool             `json:",omitempty"` // absent (a template's <nil>) unless --init, as docker
 	Memory         int64
 	MemorySwap     int64
 	NanoCpus       int64

@@ -209,17 +209,19 @@ func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, 
 		}
 	}
 	unix.Umask(0o022)
-	defaultIgnoredSignals()
-	trace("exec")
 	if blockSignals {
 		// For the init: a signal sent as soon as the start returns waits
-		// for it (see helperBlockSignals). Nothing of ours runs after.
+		// for it (see helperBlockSignals); blocked first, none that was
+		// ignored can end this stage once it is not. Nothing of ours runs
+		// after.
 		all := unix.Sigset_t{}
 		for i := range all.Val {
 			all.Val[i] = ^uint64(0)
 		}
 		unix.PthreadSigmask(unix.SIG_SETMASK, &all, nil)
 	}
+	defaultIgnoredSignals()
+	trace("exec")
 
 	unix.Write(syncFd, []byte{execMarker})
 	err := syscall.Exec(argv0, args, env)

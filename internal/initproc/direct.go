@@ -291,6 +291,9 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, place Placement, afterFo
 	armed, errno, ok := helperStatus(status)
 	switch {
 	case ok && errno != 0:
+		if blockSignals {
+			return p, execError(InitPath, errno) // the helper execs the init
+		}
 		return p, execError(d.argv0, errno)
 	case !ok || armed != orphanKill || werr != nil || rerr != nil:
 		return p, fmt.Errorf("container start: the exec helper did not report (write %v, read %v, %q)", werr, rerr, status)

@@ -43,6 +43,13 @@ func (a *asm) jump(cc byte, label string) {
 	a.op(0, 0, 0, 0)
 }
 
+// rel emits the 32-bit displacement from the end of the instruction to
+// label: the last field of a jump or of a RIP-relative operand.
+func (a *asm) rel(label string) {
+	a.fixups = append(a.fixups, fixup{at: len(a.code), label: label})
+	a.op(0, 0, 0, 0)
+}
+
 func (a *asm) bytes() []byte {
 	for _, f := range a.fixups {
 		target, ok := a.labels[f.label]

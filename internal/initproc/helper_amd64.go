@@ -270,20 +270,27 @@ func helperImage() []byte {
 // tini): a static ELF program that runs as the container's PID 1 with the
 // container's credentials, capabilities and seccomp filter, and
 //
-//  1. blocks every signal and forks;
+//  1. sets SIGCHLD to its default action (were it ignored, the kernel
+//     would reap the children itself and send no SIGCHLD), blocks every
+//     signal (its launcher execs it with all blocked already, so that
+//     none sent meanwhile is lost) and forks;
 //  2. in the child: moves into a process group of its own, makes it the
 //     terminal's foreground group when there is a terminal, unblocks all
-//     signals and execs argv[1] with argv[2:] (126, or 127 when the file
-//     is gone, if that fails);
+//     signals and execs argv[1] with argv[2:]; if that fails, writes
+//     "berth-init: exec PATH failed" to stderr and exits 126, or 127 when
+//     the file is gone;
 //  3. in itself: waits for signals (rt_sigtimedwait; blocked signals
 //     reach a PID 1, which ignores every unblocked one it has no handler
 //     for); on SIGCHLD reaps every child that ended, so that orphans the
 //     kernel gives it do not stay zombies; forwards every other signal
-//     but SIGTTIN and SIGTTOU to its child;
+//     but SIGTTIN and SIGTTOU to its child. Should rt_sigtimedwait fail
+//     for good (a filter refusing it), it only reaps, blocking in wait4;
 //  4. exits once its child ended: with its exit code, or 128+N when a
 //     signal N killed it, as a shell reports it.
 func initImage() []byte {
 	const (
+		sysWrite          = 1
+		sysRtSigaction    = 13
 		sysRtSigprocmask  = 14
 		sysIoctl          = 16
 		sysGetpid         = 39
@@ -298,6 +305,10 @@ func initImage() []byte {
 		sigchld           = 17
 		sigttin           = 21
 		sigttou           = 22
+		eintr             = 4
+		enoent            = 2
+		execMsg           = "berth-init: exec "
+		execMsgEnd        = " failed\n"
 	)
 	a := &asm{}
 	imm := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
@@ -315,7 +326,17 @@ func initImage() []byte {
 		syscall()
 	}
 
-	a.op(0x48, 0x89, 0xe3)                               // mov rbx, rsp          ; rbx = &argc
+	a.op(0x48, 0x89, 0xe3) // mov rbx, rsp          ; rbx = &argc
+	for range 4 {
+		a.op(0x6a, 0x00) // push 0               ; a zeroed struct sigaction (32 bytes): SIG_DFL
+	}
+	movEAX(sysRtSigaction) // rt_sigaction(SIGCHLD, rsp, NULL, 8)
+	movEDI(sigchld)
+	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
+	a.op(0x31, 0xd2)             // xor edx, edx
+	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
+	syscall()
+	a.op(0x48, 0x83, 0xc4, 0x20)                         // add rsp, 32
 	a.op(0x48, 0x83, 0xec, 0x10)                         // sub rsp, 16           ; [rsp] a signal set, [rsp+8] a status
 	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff) // mov qword [rsp], -1   ; every signal
 	setMask()                                            //                       ; all blocked
@@ -333,8 +354,12 @@ func initImage() []byte {
 	a.op(0x31, 0xd2)          // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0)
 	syscall()
-	a.op(0x48, 0x85, 0xc0) // test rax, rax
-	a.jump(0x88, "wait")   // js wait              ; interrupted
+	a.op(0x48, 0x85, 0xc0)              // test rax, rax
+	a.jump(0x89, "got")                 // jns got
+	a.op(0x48, 0x83, 0xf8, 0x100-eintr) // cmp rax, -EINTR
+	a.jump(0x84, "wait")                // je wait              ; interrupted
+	a.jump(0, "blockwait")              //                      ; refused for good
+	a.label("got")
 	a.op(0x83, 0xf8, sigchld)
 	a.jump(0x84, "reap")
 	a.op(0x83, 0xf8, sigttin)
@@ -354,10 +379,11 @@ func initImage() []byte {
 	movEDX(1)                                      // WNOHANG
 	a.op(0x45, 0x31, 0xd2)                         // xor r10d, r10d
 	syscall()
-	a.op(0x48, 0x85, 0xc0)                   // test rax, rax
-	a.jump(0x8e, "wait")                     // jle wait             ; none ended (0), or none left (-ECHILD)
-	a.op(0x4c, 0x39, 0xe0)                   // cmp rax, r12
-	a.jump(0x85, "reap")                     // jne reap             ; an orphan: reaped, look again
+	a.op(0x48, 0x85, 0xc0) // test rax, rax
+	a.jump(0x8e, "wait")   // jle wait             ; none ended (0), or none left (-ECHILD)
+	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
+	a.jump(0x85, "reap")   // jne reap             ; an orphan: reaped, look again
+	a.label("status")
 	a.op(0x8b, 0x44, 0x24, 0x08)             // mov eax, [rsp+8]      ; the child's status
 	a.op(0x89, 0xc1)                         // mov ecx, eax
 	a.op(0x83, 0xe1, 0x7f)                   // and ecx, 0x7f         ; the signal that killed it
@@ -371,6 +397,19 @@ func initImage() []byte {
 	a.label("exit")
 	movEAX(sysExitGroup)
 	syscall()
+
+	a.label("blockwait")
+	movEAX(sysWait4)                               // wait4(-1, rsp+8, 0, NULL)
+	a.op(0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff) // mov rdi, -1
+	a.op(0x48, 0x8d, 0x74, 0x24, 0x08)             // lea rsi, [rsp+8]
+	a.op(0x31, 0xd2)                               // xor edx, edx
+	a.op(0x45, 0x31, 0xd2)                         // xor r10d, r10d
+	syscall()
+	a.op(0x48, 0x85, 0xc0) // test rax, rax
+	a.jump(0x88, "forkfail")
+	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
+	a.jump(0x85, "blockwait")
+	a.jump(0, "status")
 
 	a.label("child")
 	movEAX(sysSetpgid) // setpgid(0, 0)
@@ -393,8 +432,32 @@ func initImage() []byte {
 	a.op(0x48, 0x8d, 0x73, 0x18)             // lea rsi, [rbx+24]         ; argv+2
 	movEAX(sysExecve)
 	syscall()
+	a.op(0x49, 0x89, 0xc5) // mov r13, rax          ; -errno
+	movEAX(sysWrite)       // write(2, execMsg, len)
+	movEDI(2)
+	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+execmsg]
+	a.rel("execmsg")
+	movEDX(uint32(len(execMsg)))
+	syscall()
+	a.op(0x48, 0x8b, 0x73, 0x10) // mov rsi, [rbx+16]    ; argv[1]
+	a.op(0x31, 0xd2)             // xor edx, edx
+	a.label("strlen")
+	a.op(0x80, 0x3c, 0x16, 0x00) // cmp byte [rsi+rdx], 0
+	a.jump(0x84, "strdone")
+	a.op(0x48, 0xff, 0xc2) // inc rdx
+	a.jump(0, "strlen")
+	a.label("strdone")
+	movEAX(sysWrite) // write(2, argv[1], rdx)
+	movEDI(2)
+	syscall()
+	movEAX(sysWrite) // write(2, execMsgEnd, len)
+	movEDI(2)
+	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+execmsgend]
+	a.rel("execmsgend")
+	movEDX(uint32(len(execMsgEnd)))
+	syscall()
 	movEDI(126)
-	a.op(0x48, 0x83, 0xf8, 0xfe) // cmp rax, -ENOENT
+	a.op(0x49, 0x83, 0xfd, 0x100-enoent) // cmp r13, -ENOENT
 	a.jump(0x85, "childexit")
 	movEDI(127)
 	a.label("childexit")
@@ -406,5 +469,9 @@ func initImage() []byte {
 	movEAX(sysExitGroup)
 	syscall()
 
+	a.label("execmsg")
+	a.op([]byte(execMsg)...)
+	a.label("execmsgend")
+	a.op([]byte(execMsgEnd)...)
 	return elf64(62 /* EM_X86_64 */, a.bytes())
 }
