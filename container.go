@@ -149,6 +149,7 @@ type containerConfig struct {
 	Privileged  bool              `json:"privileged,omitempty"`
 	Sysctls     map[string]string `json:"sysctls,omitempty"`
 	Init        bool              `json:"init,omitempty"`
+	GroupAdd    []string          `json:"groupAdd,omitempty"`
 	// BuildKitGroups: a build step's container (withBuildKitGroups).
 	BuildKitGroups bool          `json:"buildKitGroups,omitempty"`
 	Seccomp        bool          `json:"seccomp"`

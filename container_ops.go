@@ -357,9 +357,11 @@ type ContainerInfo struct {
 	Seccomp         bool
 	Privileged      bool
 	// Sysctls are WithSysctls's kernel parameters; Init says that an
-	// init runs the command (WithInit).
+	// init runs the command (WithInit); GroupAdd are WithGroupAdd's
+	// groups.
 	Sysctls    map[string]string
 	Init       bool
+	GroupAdd   []string
 	Rlimits    []Rlimit
 	AutoRemove bool
 	Detached   bool
@@ -403,7 +405,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
 		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
-		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, Rlimits: cfg.Rlimits,
+		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd, Rlimits: cfg.Rlimits,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,

@@ -55,7 +55,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
 		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged, Sysctls: o.sysctls,
-		Init: o.init,
+		Init: o.init, GroupAdd: o.groupAdd,
 	}
 	if o.privileged {
 		// As docker: no seccomp filter, and no_new_privs only when asked.
@@ -332,7 +332,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		NoNewPrivileges: cfg.NoNewPrivs, BuildKitGroups: cfg.BuildKitGroups,
 		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,
 		Files: files,
-		NetNS: netns, Sysctls: cfg.Sysctls, Init: cfg.Init,
+		NetNS: netns, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd,
 	}
 	if s.User == "" {
 		s.User = "0"

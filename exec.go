@@ -274,7 +274,7 @@ func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces
 func (r *Runtime) execSpec(rec *containerRecord, p *Process, o *execConfig) (*initproc.ExecSpec, error) {
 	cfg := &rec.Config
 	s := &initproc.ExecSpec{
-		Args: p.Args, Env: mergeEnv(cfg.Env, p.Env), Dir: cfg.Dir, User: cfg.User,
+		Args: p.Args, Env: mergeEnv(cfg.Env, p.Env), Dir: cfg.Dir, User: cfg.User, GroupAdd: cfg.GroupAdd,
 		TTY: p.TTY, Detached: o.detach, NoNewPrivileges: cfg.NoNewPrivs,
 	}
 	if p.Dir != "" {

@@ -26,6 +26,7 @@ type runConfig struct {
 	privileged  bool
 	sysctls     map[string]string
 	init        bool
+	groupAdd    []string
 	stopSignal  string
 	stopTimeout time.Duration
 	rlimits     []Rlimit
@@ -177,6 +178,14 @@ func WithSysctls(sysctls map[string]string) RunOption {
 		}
 		maps.Copy(c.sysctls, sysctls)
 	})
+}
+
+// WithGroupAdd adds supplementary groups to the container's user, and to
+// every process Exec starts in it (docker run --group-add): group names,
+// looked up in the container's /etc/group when it starts (a name missing
+// there fails the start), or numeric gids, which need no entry.
+func WithGroupAdd(groups ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.groupAdd = append(c.groupAdd, groups...) })
 }
 
 // WithInit runs an init as the container's PID 1 (docker run --init),

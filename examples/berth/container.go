@@ -58,7 +58,7 @@ type runFlags struct {
 	stopSignal, restart                             string
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
-	addHosts, dns, sysctls                          []string
+	addHosts, dns, sysctls, groupAdd                []string
 	publishAll, privileged, init                    bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
@@ -77,6 +77,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.entrypoint, "", "entrypoint", "string", "", "Overwrite the default ENTRYPOINT of the image")
 	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
 	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
+	fs.Strings(&f.groupAdd, "", "group-add", "Add additional groups to join")
 	fs.String(&f.healthCmd, "", "health-cmd", "string", "", "Command to run to check health")
 	fs.String(&f.healthInterval, "", "health-interval", "duration", "", "Time between running the check (ms|s|m|h) (default 30s)")
 	fs.Int(&f.healthRetries, "", "health-retries", 0, "Consecutive failures needed to report unhealthy (default 3)")
@@ -254,6 +255,9 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.init {
 		opts = append(opts, berth.WithInit())
+	}
+	if len(f.groupAdd) > 0 {
+		opts = append(opts, berth.WithGroupAdd(f.groupAdd...))
 	}
 	if len(f.sysctls) > 0 {
 		m := map[string]string{}
@@ -1799,6 +1803,7 @@ type hostConfig struct {
 	CapDrop        []string
 	Sysctls        map[string]string `json:",omitempty"`
 	Init           *bool             `json:",omitempty"` // absent (a template's <nil>) unless --init, as docker
+	GroupAdd       []string
 	Memory         int64
 	MemorySwap     int64
 	NanoCpus       int64
@@ -1835,7 +1840,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		Platform:     "linux",
 		HostConfig: hostConfig{
 			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly, Privileged: info.Privileged,
-			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls,
+			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls, GroupAdd: info.GroupAdd,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus:    info.Resources.CpusetCpus,

@@ -313,6 +313,7 @@ func TestRunAttached(t *testing.T) {
 		{"read-only", "", []string{"run", "--rm", "--read-only", "busybox", "touch", "/x"}, 1, "", "touch: /x: Read-only file system\n"},
 		{"ulimit", "", []string{"run", "--rm", "--ulimit", "nofile=1024:2048", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn"}, 0, "1024\n2048\n", ""},
 		{"cap-drop", "", []string{"run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"}, 0, "CapEff:\t0000000000000000\n", ""},
+		{"group-add", "", []string{"run", "--rm", "--group-add", "4321", "--group-add", "tty", "busybox", "id", "-G"}, 0, "0 5 4321\n", ""},
 		{"memory limit", "", []string{"run", "--rm", "-m", "8m", "--memory-swap", "8M", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=32M", "count=1"}, 137, "", ""},
 		{"pids limit", "", []string{"run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"}, 2, "", "sh: can't fork"},
 	}

@@ -63,6 +63,8 @@ type ExecSpec struct {
 	// resolved from the container's /etc/passwd and /etc/group. Empty means
 	// root.
 	User string
+	// GroupAdd means what it means in Spec (the container's).
+	GroupAdd []string
 	// TTY gives the process a pseudo-terminal from the container's own
 	// devpts; the parent gets the master from ExecProcess.Master.
 	TTY bool
@@ -509,7 +511,7 @@ func runExecStage() error {
 			return stepError("setrlimit "+strconv.Itoa(r.Type), "", err)
 		}
 	}
-	user := &Spec{User: s.User, Env: s.Env, Detached: s.Detached}
+	user := &Spec{User: s.User, GroupAdd: s.GroupAdd, Env: s.Env, Detached: s.Detached}
 	if user.User == "" {
 		user.User = "0"
 	}

@@ -29,6 +29,7 @@ func PrepareExec(spec *ExecSpec, ns *Namespaces) (*Direct, error) {
 	d := &Direct{exec: true}
 	s := &d.cfg.Spec
 	s.Args, s.Env, s.Dir, s.User, s.TTY, s.Detached = spec.Args, spec.Env, spec.Dir, spec.User, spec.TTY, spec.Detached
+	s.GroupAdd = spec.GroupAdd
 	if s.User == "" {
 		s.User = "0"
 	}

@@ -95,6 +95,9 @@ type Spec struct {
 	// child from the container's /etc/passwd and /etc/group. Whether set or
 	// not, HOME is added to Env from the passwd entry when Env lacks it.
 	User string
+	// GroupAdd are more supplementary groups for User (docker run
+	// --group-add): names from the container's /etc/group, or gids.
+	GroupAdd []string `json:",omitempty"`
 	// BuildKitGroups gives User the supplementary groups BuildKit's RUN
 	// gives, not docker run's: a user named without a group gets only its
 	// /etc/group memberships, a named group none besides itself.

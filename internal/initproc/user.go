@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,17 +58,8 @@ func resolveUser(s *Spec) error {
 			return &SetupError{Step: "resolve user", Msg: fmt.Sprintf("gid %s out of range 0-%d", groupPart, maxID)}
 		}
 		if err != nil {
-			ok := false
-			for _, f := range groups {
-				if len(f) >= 3 && f[0] == groupPart {
-					if g, e := parseID(f[2]); e == nil {
-						gid, ok = g, true
-						break
-					}
-				}
-			}
-			if !ok {
-				return &SetupError{Step: "resolve user", Path: "/etc/group", Msg: fmt.Sprintf("unable to find group %s: no matching entries in group file", groupPart)}
+			if gid, err = lookupGroup(groups, groupPart); err != nil {
+				return err
 			}
 		}
 		s.GID = uint32(gid)
@@ -95,6 +87,18 @@ func resolveUser(s *Spec) error {
 			}
 		}
 	}
+	for _, g := range s.GroupAdd {
+		gid, err := parseID(g)
+		if err != nil {
+			gid, err = lookupGroup(groups, g)
+			if err != nil {
+				return err
+			}
+		}
+		if !slices.Contains(s.AdditionalGIDs, uint32(gid)) {
+			s.AdditionalGIDs = append(s.AdditionalGIDs, uint32(gid))
+		}
+	}
 	hasHome := false
 	for _, kv := range s.Env {
 		if strings.HasPrefix(kv, "HOME=") {
@@ -105,6 +109,18 @@ func resolveUser(s *Spec) error {
 		s.Env = append(s.Env, "HOME="+home)
 	}
 	return nil
+}
+
+// lookupGroup finds group name's gid in the container's /etc/group.
+func lookupGroup(groups [][]string, name string) (uint64, error) {
+	for _, f := range groups {
+		if len(f) >= 3 && f[0] == name {
+			if g, e := parseID(f[2]); e == nil {
+				return g, nil
+			}
+		}
+	}
+	return 0, &SetupError{Step: "resolve user", Path: "/etc/group", Msg: fmt.Sprintf("unable to find group %s: no matching entries in group file", name)}
 }
 
 // maxID is the largest uid or gid a container process may get, as runc
