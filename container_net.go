@@ -1506,13 +1506,6 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 			}
 		}
 	}
-	if mode == "host" {
-		for k := range cfg.Sysctls {
-			if strings.HasPrefix(k, "net.") {
-				return fmt.Errorf("%w: sysctl %q is not allowed with network mode host: it would change the host's network namespace", ErrInvalid, k)
-			}
-		}
-	}
 	if len(cfg.Publish) > 0 && mode != "bridge" {
 		return fmt.Errorf("%w: ports cannot be published with network mode %q", ErrInvalid, o.networkMode)
 	}

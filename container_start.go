@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,15 +61,8 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		cfg.Seccomp = false
 		cfg.NoNewPrivs = o.nnpSet && o.noNewPrivs
 	}
-	if err := checkSysctls(o.sysctls); err != nil {
+	if err := checkSysctls(o.sysctls, o.networkMode == "host"); err != nil {
 		return cfg, err
-	}
-	if o.init {
-		for _, m := range o.mounts {
-			if t := path.Clean("/" + m.Target); t == "/dev" || t == initproc.InitPath {
-				return cfg, fmt.Errorf("%w: WithInit: the mount at %s would hide the init (%s)", ErrInvalid, m.Target, initproc.InitPath)
-			}
-		}
 	}
 	if o.shmSize < 0 {
 		return cfg, fmt.Errorf("%w: SHM size can not be less than 0", ErrInvalid)
@@ -153,9 +145,13 @@ var namespacedSysctls = []string{"kernel.msgmax", "kernel.msgmnb", "kernel.msgmn
 	"kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 // checkSysctls refuses a kernel parameter docker refuses (see
-// WithSysctls), and a name that is no plain dotted name.
-func checkSysctls(sysctls map[string]string) error {
+// WithSysctls), net.* ones with the host's network, and a name that is no
+// plain dotted name.
+func checkSysctls(sysctls map[string]string, hostNetwork bool) error {
 	for k := range sysctls {
+		if hostNetwork && strings.HasPrefix(k, "net.") {
+			return fmt.Errorf("%w: sysctl %q is not allowed with network mode host: it would change the host's network namespace", ErrInvalid, k)
+		}
 		plain := k != "" && !strings.Contains(k, "..") && !strings.HasPrefix(k, ".") && !strings.HasSuffix(k, ".") &&
 			strings.IndexFunc(k, func(c rune) bool {
 				return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-", c))
@@ -382,8 +378,9 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	return s, nil
 }
 
-// cgroupFS is what a container's /sys/fs/cgroup holds on this host.
-func cgroupFS() ([]initproc.CgroupFS, error) {
+// cgroupFS is what a container's /sys/fs/cgroup holds on this host,
+// worked out once per process.
+var cgroupFS = sync.OnceValues(func() ([]initproc.CgroupFS, error) {
 	hs, err := cgroup.Hierarchies()
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's cgroup hierarchies: %w", err)
@@ -393,7 +390,7 @@ func cgroupFS() ([]initproc.CgroupFS, error) {
 		fs[i] = initproc.CgroupFS{Dir: h.Dir, Options: h.Options, Links: h.Links}
 	}
 	return fs, nil
-}
+})
 
 // cgroupResources converts a container's limits for the cgroup package.
 func cgroupResources(res Resources) cgroup.Resources {

@@ -136,6 +136,9 @@ func (r *Runtime) resolveMounts(ctx context.Context, img *Image, o *runConfig) (
 		if seen[m.Target] {
 			return fmt.Errorf("%w: duplicate mount point: %s", ErrInvalid, m.Target)
 		}
+		if o.init && (m.Target == "/dev" || m.Target == initproc.InitPath) {
+			return fmt.Errorf("%w: WithInit: the mount at %s would hide the init (%s)", ErrInvalid, m.Target, initproc.InitPath)
+		}
 		seen[m.Target] = true
 		out = append(out, m)
 		return nil

@@ -196,7 +196,9 @@ func WithGroupAdd(groups ...string) RunOption {
 // N killed it). It is a few hundred bytes of berth's own (docker's is
 // tini), run from /dev/.berth-init with the container's user,
 // capabilities and seccomp filter; nothing of it is in the container's
-// filesystem. A mount at /dev would hide it: Run refuses one. Since the
+// filesystem. A mount at /dev would hide it: Run refuses one (but one
+// reaching /dev through an image's symlink fails the start instead, the
+// init not found). Since the
 // init exits with 128+N for a command killed by signal N, the container's
 // ExitError has that Code and no Signal, as docker's does. amd64 only:
 // elsewhere the start fails.

@@ -473,15 +473,25 @@ func (l layout) load(p string) (*Cgroup, error) {
 	// (v1Cgroup): Exec loads the container's cgroup every time. With no v1
 	// directory left, only the v2 one of a hybrid cgroup is, and it stays
 	// deletable.
-	for _, dir := range c.v1Dirs {
-		if _, err := os.Stat(dir); err == nil {
-			c.v1ok = true
-			break
-		}
+	// The devices directory first: the common cgroup has it, and one stat
+	// decides; a cgroup made with AllDevices has the others only.
+	devGone := false
+	if dir, ok := c.v1Dirs[cgroup1.Devices]; ok {
+		_, err := os.Stat(dir)
+		c.v1ok, devGone = err == nil, errors.Is(err, fs.ErrNotExist)
 	}
-	if dir, ok := c.v1Dirs[cgroup1.Devices]; ok && c.v1ok {
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			c.noDevices = c.dropV1(cgroup1.Devices) // made with AllDevices
+	if !c.v1ok {
+		for name, dir := range c.v1Dirs {
+			if name == cgroup1.Devices {
+				continue
+			}
+			if _, err := os.Stat(dir); err == nil {
+				c.v1ok = true
+				break
+			}
+		}
+		if c.v1ok && devGone {
+			c.noDevices = c.dropV1(cgroup1.Devices)
 		}
 	}
 	hasV2 := false

@@ -1190,3 +1190,29 @@ func TestCpuSubset(t *testing.T) {
 		}
 	}
 }
+
+// TestV1Hierarchies: controllers mounted together (cpu,cpuacct, as
+// Debian and Ubuntu mount them, with links named after each) make one
+// mount naming both, with the links; the named systemd hierarchy mounts
+// by name; a lone controller is itself.
+func TestV1Hierarchies(t *testing.T) {
+	roots := map[cgroup1.Name]string{
+		cgroup1.Cpu: "/sys/fs/cgroup/cpu", cgroup1.Cpuacct: "/sys/fs/cgroup/cpuacct",
+		cgroup1.Memory: "/sys/fs/cgroup/memory", cgroup1.SystemdDbus: "/sys/fs/cgroup/systemd",
+	}
+	links := map[string]string{"/sys/fs/cgroup/cpu": "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuacct": "/sys/fs/cgroup/cpu,cpuacct"}
+	got := v1Hierarchies(roots, func(p string) string {
+		if l, ok := links[p]; ok {
+			return l
+		}
+		return p
+	})
+	want := []Hierarchy{
+		{Dir: "cpu,cpuacct", Options: "cpu,cpuacct", Links: []string{"cpu", "cpuacct"}},
+		{Dir: "memory", Options: "memory"},
+		{Dir: "systemd", Options: "none,name=systemd"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("v1Hierarchies = %+v\nwant %+v", got, want)
+	}
+}

@@ -27,8 +27,10 @@ type Hierarchy struct {
 // Hierarchies is what a container's /sys/fs/cgroup holds on this host,
 // as docker makes it: on v1 and hybrid hosts each v1 hierarchy (not a
 // hybrid host's unified tree, which docker's cgroup v1 mode leaves out
-// too), on v2 hosts the cgroup2 tree.
-var Hierarchies = sync.OnceValues(func() ([]Hierarchy, error) {
+// too), on v2 hosts the cgroup2 tree. It is read once per process.
+func Hierarchies() ([]Hierarchy, error) { return hostHierarchies() }
+
+var hostHierarchies = sync.OnceValues(func() ([]Hierarchy, error) {
 	l, err := hostLayout()
 	if err != nil {
 		return nil, err
@@ -40,9 +42,24 @@ var Hierarchies = sync.OnceValues(func() ([]Hierarchy, error) {
 	if err != nil {
 		return nil, err
 	}
+	return v1Hierarchies(roots, func(p string) string {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return real
+		}
+		return p
+	}), nil
+})
+
+// v1Hierarchies groups the v1 roots of each controller by the directory
+// they resolve to (a host mounting cpu and cpuacct together names both
+// /sys/fs/cgroup/cpu and /sys/fs/cgroup/cpuacct, links to
+// cpu,cpuacct): one Hierarchy per mount, whose options name all of its
+// controllers, with a link for each controller named otherwise.
+func v1Hierarchies(roots map[cgroup1.Name]string, resolve func(string) string) []Hierarchy {
 	byDir := map[string][]string{}
 	for name, root := range roots {
-		byDir[filepath.Base(root)] = append(byDir[filepath.Base(root)], string(name))
+		dir := filepath.Base(resolve(root))
+		byDir[dir] = append(byDir[dir], string(name))
 	}
 	var hs []Hierarchy
 	for dir, names := range byDir {
@@ -59,5 +76,5 @@ var Hierarchies = sync.OnceValues(func() ([]Hierarchy, error) {
 		hs = append(hs, h)
 	}
 	slices.SortFunc(hs, func(a, b Hierarchy) int { return strings.Compare(a.Dir, b.Dir) })
-	return hs, nil
-})
+	return hs
+}

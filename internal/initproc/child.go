@@ -43,8 +43,8 @@ func stepError(step, p string, err error) error {
 }
 
 // runStage is the container setup, in runc's order (libcontainer
-// standard_init_linux.go and rootfs_linux.go): close leaked fds, mounts,
-// pivot_root, hostname, network, rlimits, tty, user, capabilities,
+// standard_init_linux.go and rootfs_linux.go): close leaked fds, sysctls,
+// mounts, pivot_root, hostname, network, rlimits, tty, user, capabilities,
 // no_new_privs, seccomp, execve. Each step's comment says why it sits where
 // it does.
 func runStage() error {
@@ -146,7 +146,7 @@ func runStage() error {
 	args := s.Args
 	if s.Init {
 		// The init runs the program as its child (see initImage).
-		argv0, args = InitPath, append([]string{InitPath, argv0}, s.Args...)
+		argv0, args = InitPath, initArgv(argv0, s.Args)
 	}
 	return dropPrivilegesAndExec(s, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, args, s.Env, s.Init, trace)
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,8 +51,10 @@ import (
 func DirectSupported(spec *Spec) bool {
 	for _, m := range spec.Mounts {
 		// A file bind in /proc (procFiles) would lie under the procfs the
-		// direct start mounts after the fork.
-		if d := path.Clean("/" + m.Destination); d == "/dev" || d == helperPath || inProc(d) {
+		// direct start mounts after the fork, and one at or under
+		// /sys/fs/cgroup under the cgroup filesystems.
+		d := path.Clean("/" + m.Destination)
+		if d == "/dev" || d == helperPath || inProc(d) || d == "/sys/fs/cgroup" || strings.HasPrefix(d, "/sys/fs/cgroup/") {
 			return false
 		}
 	}
@@ -521,7 +524,7 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	argv := append([]string{d.argv0}, s.Args...)
 	if s.Init && !d.exec {
 		// The helper execs the init, which runs the program as its child.
-		argv = append([]string{InitPath, InitPath}, argv...)
+		argv = append([]string{InitPath}, initArgv(d.argv0, s.Args)...)
 	}
 	exe := helperPath // a Run's container has no /proc yet
 	if d.exec {
@@ -565,7 +568,12 @@ func (d *Direct) fork(r *startReq) (int, error) {
 // replaceProc deletes the helper's file and mounts the container's /proc,
 // for its pid namespace, masked as Docker does (unless privileged).
 func (d *Direct) replaceProc(pid int) error {
-	pidns, err := pidfdNamespace(pid, pidfdGetPidNamespace) // this thread has no procfs to find it in
+	pidfd, err := unix.PidfdOpen(pid, 0) // this thread has no procfs to find its namespaces in
+	if err != nil {
+		return stepError("open pidfd", "", err)
+	}
+	defer unix.Close(pidfd)
+	pidns, err := namespaceOf(pidfd, pidfdGetPidNamespace)
 	if err != nil {
 		return stepError("open pid namespace", "", err)
 	}
@@ -607,7 +615,7 @@ func (d *Direct) replaceProc(pid int) error {
 	if len(d.cfg.Spec.CgroupFS) > 0 {
 		// The cgroup filesystems show the mounting thread's cgroup
 		// namespace: the process's, which the fork made.
-		cgns, err := pidfdNamespace(pid, pidfdGetCgroupNamespace)
+		cgns, err := namespaceOf(pidfd, pidfdGetCgroupNamespace)
 		if err != nil {
 			return stepError("open cgroup namespace", "", err)
 		}
@@ -616,7 +624,7 @@ func (d *Direct) replaceProc(pid int) error {
 		if err != nil {
 			return stepError("join cgroup namespace", "", err)
 		}
-		if err := mountCgroups(&d.cfg.Spec); err != nil {
+		if err := mountCgroups(&d.cfg.Spec, ""); err != nil {
 			return err
 		}
 	}
@@ -723,7 +731,8 @@ func childless(tid int) bool {
 }
 
 // The pidfd ioctls that open a process's namespaces (Linux 6.11), which
-// x/sys/unix does not define yet: _IO(0xFF, 3) and _IO(0xFF, 5).
+// x/sys/unix does not define yet: _IO(0xFF, 1), _IO(0xFF, 3) and
+// _IO(0xFF, 5).
 const (
 	pidfdGetCgroupNamespace = 0xFF01
 	pidfdGetMntNamespace    = 0xFF03
@@ -738,6 +747,12 @@ func pidfdNamespace(pid int, req uintptr) (int, error) {
 		return -1, err
 	}
 	defer unix.Close(pidfd)
+	return namespaceOf(pidfd, req)
+}
+
+// namespaceOf opens a namespace of the process of pidfd (req one of the
+// pidfd ioctls above).
+func namespaceOf(pidfd int, req uintptr) (int, error) {
 	ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), req, 0)
 	if e != 0 {
 		return -1, e

@@ -12,15 +12,17 @@ import "encoding/binary"
 //     ptrace it before its filter is on (an exec joins a container whose
 //     processes run as the same user);
 //  2. read from fd 3 the filter's length in bytes (8 bytes), a capability
-//     mask (8 bytes), flags (8 bytes: bit 0 arms a parent-death SIGKILL)
+//     mask (8 bytes), flags (8 bytes: bit 0 arms a parent-death SIGKILL,
+//     bit 1 execs with every signal blocked: helperBlockSignals)
 //     and the seccomp filter (8 bytes per instruction, none for no
 //     filter), which the caller writes right after the fork;
 //  3. drop from its bounding set every capability not in the mask (a
 //     root helper runs with every capability until here, which also keeps
 //     ptrace away from it; a non-root one gets an all-ones mask, its
 //     bounding set being dropped before the fork);
-//  4. set every signal's action to the default and unblock all (execve
-//     keeps the forking program's ignored signals),
+//  4. set every signal's action to the default and unblock all, or block
+//     all with helperBlockSignals (execve keeps the forking program's
+//     ignored signals, and the mask),
 //  5. mark fd 4 (the status pipe) close-on-exec,
 //  6. arm the parent-death SIGKILL if the flags ask for it, and say so
 //     with one byte, 'A', on fd 4: the caller waits for it before its

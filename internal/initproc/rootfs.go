@@ -190,6 +190,15 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	if err := cgroupSkeleton(root, s); err != nil {
 		return err
 	}
+	if !direct {
+		// In the container's cgroup namespace already, and before the
+		// user's mounts, which may cover these (a direct start's thread
+		// mounts them once the process is forked, in replaceProc, and
+		// leaves containers with mounts there to the child stage).
+		if err := mountCgroups(s, s.Rootfs); err != nil {
+			return err
+		}
+	}
 	if cfg.lateFiles != nil {
 		if cfg.Files, err = cfg.lateFiles(); err != nil {
 			return err
@@ -227,13 +236,7 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	if err := pivotRoot(root); err != nil {
 		return err
 	}
-	if !direct {
-		// In the container's cgroup namespace already; a direct start's
-		// thread joins it once the process is forked (replaceProc).
-		if err := mountCgroups(s); err != nil {
-			return err
-		}
-	}
+
 	if s.ReadonlyRootfs {
 		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return stepError("remount root read-only", "/", err)
@@ -314,6 +317,12 @@ const helperPath = "/dev/.berth-exec"
 // in the container's filesystem (diff, commit, export).
 const InitPath = "/dev/.berth-init"
 
+// initArgv is the init's argv for a command at path (resolved) with
+// args: the init runs argv[1] with argv[2:] as its child.
+func initArgv(path string, args []string) []string {
+	return append([]string{InitPath, path}, args...)
+}
+
 // initELF is the init program (nil where there is none).
 var initELF = sync.OnceValue(initImage)
 
@@ -324,40 +333,31 @@ func writeInit(root int) error {
 	if img == nil {
 		return &SetupError{Step: "write the init", Path: InitPath, Msg: "the init exists for amd64 only"}
 	}
-	dev, err := openIn(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
-	if err != nil {
-		return stepError("open /dev", "/dev", err)
-	}
-	defer unix.Close(dev)
-	f, err := unix.Openat(dev, path.Base(InitPath), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o555)
-	if err != nil {
-		return stepError("create", InitPath, err)
-	}
-	_, err = unix.Write(f, img)
-	if cerr := unix.Close(f); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return stepError("write the init", InitPath, err)
-	}
-	return nil
+	_, err := writeDevFile(root, InitPath, img, 0o555)
+	return err
 }
 
 // writeHelper writes the exec helper (execute-only) at helperPath inside
 // root and returns its identity for checkHelper. A copy, not a bind of the
 // sealed memfd: a file of a kernel-internal mount cannot be bound.
 func writeHelper(root int) (unix.Stat_t, error) {
+	return writeDevFile(root, helperPath, helperELF(), 0o111)
+}
+
+// writeDevFile writes a new file p, with mode, in the fresh /dev inside
+// root, and returns its identity.
+func writeDevFile(root int, p string, content []byte, mode uint32) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	dev, err := openIn(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_NO_SYMLINKS)
 	if err != nil {
 		return st, stepError("open /dev", "/dev", err)
 	}
 	defer unix.Close(dev)
-	f, err := unix.Openat(dev, path.Base(helperPath), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o111)
+	f, err := unix.Openat(dev, path.Base(p), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, mode)
 	if err != nil {
-		return st, stepError("create", helperPath, err)
+		return st, stepError("create", p, err)
 	}
-	_, err = unix.Write(f, helperELF())
+	_, err = unix.Write(f, content)
 	if err == nil {
 		err = unix.Fstat(f, &st)
 	}
@@ -365,7 +365,7 @@ func writeHelper(root int) (unix.Stat_t, error) {
 		err = cerr
 	}
 	if err != nil {
-		return st, stepError("write the exec helper", helperPath, err)
+		return st, stepError("write", p, err)
 	}
 	return st, nil
 }
@@ -572,19 +572,20 @@ func cgroupSkeleton(root int, s *Spec) error {
 	return nil
 }
 
-// mountCgroups mounts s.CgroupFS under /sys/fs/cgroup, after pivot_root,
-// in the container's cgroup namespace: each filesystem's root is then the
-// container's cgroup. Paths are plain: /sys and what is in it are the
-// mounts this stage made, and nothing of the container runs yet.
-func mountCgroups(s *Spec) error {
+// mountCgroups mounts s.CgroupFS under root+"/sys/fs/cgroup" (root is
+// s.Rootfs before pivot_root, "" after), in the container's cgroup
+// namespace: each filesystem's root is then the container's cgroup. Paths
+// are plain: root is berth's, /sys and what is in it are the mounts this
+// stage made, and nothing of the container runs yet.
+func mountCgroups(s *Spec, root string) error {
 	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
 	if !s.Privileged {
 		flags |= unix.MS_RDONLY
 	}
 	for _, h := range s.CgroupFS {
-		target, fstype := "/sys/fs/cgroup/"+h.Dir, "cgroup"
+		target, fstype := root+"/sys/fs/cgroup/"+h.Dir, "cgroup"
 		if h.Dir == "" {
-			target, fstype = "/sys/fs/cgroup", "cgroup2"
+			target, fstype = root+"/sys/fs/cgroup", "cgroup2"
 		}
 		if err := unix.Mount(fstype, target, fstype, flags, h.Options); err != nil {
 			return stepError("mount "+fstype+" "+h.Options, target, err)
