@@ -62,62 +62,55 @@ func helperImage() []byte {
 		header  = 24
 	)
 	a := &asm{}
-	imm := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
-	movEAX := func(v uint32) { a.op(append([]byte{0xb8}, imm(v)...)...) } // mov eax, imm32
-	movEDI := func(v uint32) { a.op(append([]byte{0xbf}, imm(v)...)...) } // mov edi, imm32
-	movESI := func(v uint32) { a.op(append([]byte{0xbe}, imm(v)...)...) } // mov esi, imm32
-	movEDX := func(v uint32) { a.op(append([]byte{0xba}, imm(v)...)...) } // mov edx, imm32
-	syscall := func() { a.op(0x0f, 0x05) }
-	testRAX := func() { a.op(0x48, 0x85, 0xc0) } // test rax, rax
 
-	movEAX(sysPrctl) // prctl(PR_SET_DUMPABLE, 0)
-	movEDI(4)
+	a.movEAX(sysPrctl) // prctl(PR_SET_DUMPABLE, 0)
+	a.movEDI(4)
 	a.op(0x31, 0xf6) // xor esi, esi
-	syscall()
-	a.op(0x48, 0x89, 0xe3)                                     // mov rbx, rsp        ; rbx = &argc
-	a.op(append([]byte{0x48, 0x81, 0xec}, imm(bufSize)...)...) // sub rsp, bufSize
-	a.op(0x49, 0x89, 0xe4)                                     // mov r12, rsp        ; r12 = buffer
-	a.op(0x45, 0x31, 0xed)                                     // xor r13d, r13d      ; r13 = bytes read
+	a.syscall()
+	a.op(0x48, 0x89, 0xe3)                                       // mov rbx, rsp        ; rbx = &argc
+	a.op(append([]byte{0x48, 0x81, 0xec}, imm32(bufSize)...)...) // sub rsp, bufSize
+	a.op(0x49, 0x89, 0xe4)                                       // mov r12, rsp        ; r12 = buffer
+	a.op(0x45, 0x31, 0xed)                                       // xor r13d, r13d      ; r13 = bytes read
 
 	// The filter first: the caller writes it as soon as we are forked,
 	// and we load it while the caller is still placing us (cgroups, the
 	// container's /proc).
 	a.label("read")
-	movEAX(sysRead)
-	movEDI(3)
+	a.movEAX(sysRead)
+	a.movEDI(3)
 	a.op(0x4b, 0x8d, 0x34, 0x2c) // lea rsi, [r12+r13]
-	movEDX(bufSize)
+	a.movEDX(bufSize)
 	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
-	syscall()
-	testRAX()
-	a.jump(0x84, "short")                                                                                       // jz short             ; the caller died
-	a.jump(0x88, "fail")                                                                                        // js fail
-	a.op(0x49, 0x01, 0xc5)                                                                                      // add r13, rax
-	a.op(0x49, 0x83, 0xfd, header)                                                                              // cmp r13, header
-	a.jump(0x82, "read")                                                                                        // jb read              ; the header is not all there
-	a.op(0x49, 0x8b, 0x0c, 0x24)                                                                                // mov rcx, [r12]       ; the filter's length in bytes
-	a.op(append([]byte{0x48, 0x81, 0xf9}, imm(bufSize-header-1)...)...)                                         // cmp rcx, bufSize-25  ; room for the header and the go-ahead
-	a.jump(0x87, "toobig")                                                                                      // ja toobig
-	a.op(0xf6, 0xc1, 0x07)                                                                                      // test cl, 7
-	a.jump(0x85, "badlen")                                                                                      // jnz badlen           ; not whole instructions
-	a.op(append([]byte{0x49, 0xf7, 0x44, 0x24, 0x10}, imm(^uint32(helperOrphanKill|helperBlockSignals))...)...) // test qword [r12+16], ~known ; flags it does not know
-	a.jump(0x85, "badlen")                                                                                      // jnz badlen
-	a.op(0x48, 0x83, 0xc1, header)                                                                              // add rcx, header
-	a.op(0x49, 0x39, 0xcd)                                                                                      // cmp r13, rcx
-	a.jump(0x82, "read")                                                                                        // jb read              ; the filter is not all there
+	a.syscall()
+	a.testRAX()
+	a.jump(0x84, "short")                                                                                         // jz short             ; the caller died
+	a.jump(0x88, "fail")                                                                                          // js fail
+	a.op(0x49, 0x01, 0xc5)                                                                                        // add r13, rax
+	a.op(0x49, 0x83, 0xfd, header)                                                                                // cmp r13, header
+	a.jump(0x82, "read")                                                                                          // jb read              ; the header is not all there
+	a.op(0x49, 0x8b, 0x0c, 0x24)                                                                                  // mov rcx, [r12]       ; the filter's length in bytes
+	a.op(append([]byte{0x48, 0x81, 0xf9}, imm32(bufSize-header-1)...)...)                                         // cmp rcx, bufSize-25  ; room for the header and the go-ahead
+	a.jump(0x87, "toobig")                                                                                        // ja toobig
+	a.op(0xf6, 0xc1, 0x07)                                                                                        // test cl, 7
+	a.jump(0x85, "badlen")                                                                                        // jnz badlen           ; not whole instructions
+	a.op(append([]byte{0x49, 0xf7, 0x44, 0x24, 0x10}, imm32(^uint32(helperOrphanKill|helperBlockSignals))...)...) // test qword [r12+16], ~known ; flags it does not know
+	a.jump(0x85, "badlen")                                                                                        // jnz badlen
+	a.op(0x48, 0x83, 0xc1, header)                                                                                // add rcx, header
+	a.op(0x49, 0x39, 0xcd)                                                                                        // cmp r13, rcx
+	a.jump(0x82, "read")                                                                                          // jb read              ; the filter is not all there
 
 	a.op(0x4d, 0x8b, 0x74, 0x24, 0x08) // mov r14, [r12+8]      ; the capability mask
 	a.op(0x45, 0x31, 0xff)             // xor r15d, r15d        ; capability number
 	a.label("cap")
 	a.op(0x4d, 0x0f, 0xa3, 0xfe) // bt r14, r15
 	a.jump(0x82, "nextcap")      // jc nextcap           ; kept
-	movEAX(sysPrctl)             // prctl(PR_CAPBSET_DROP, r15)
-	movEDI(24)
+	a.movEAX(sysPrctl)           // prctl(PR_CAPBSET_DROP, r15)
+	a.movEDI(24)
 	a.op(0x4c, 0x89, 0xfe) // mov rsi, r15
-	syscall()
+	a.syscall()
 	a.op(0x48, 0x83, 0xf8, 0xea) // cmp rax, -EINVAL      ; beyond the kernel's last capability
 	a.jump(0x84, "nextcap")
-	testRAX()
+	a.testRAX()
 	a.jump(0x85, "fail")
 	a.label("nextcap")
 	a.op(0x49, 0xff, 0xc7)       // inc r15
@@ -132,12 +125,12 @@ func helperImage() []byte {
 	}
 	a.op(0x41, 0xbf, 1, 0, 0, 0) // mov r15d, 1
 	a.label("sig")
-	movEAX(sysRtSigaction)       // rt_sigaction(r15, rsp, NULL, 8); SIGKILL and SIGSTOP fail, harmlessly
+	a.movEAX(sysRtSigaction)     // rt_sigaction(r15, rsp, NULL, 8); SIGKILL and SIGSTOP fail, harmlessly
 	a.op(0x44, 0x89, 0xff)       // mov edi, r15d
 	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
 	a.op(0x31, 0xd2)             // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
-	syscall()
+	a.syscall()
 	a.op(0x49, 0xff, 0xc7)                                 // inc r15
 	a.op(0x49, 0x83, 0xff, 0x41)                           // cmp r15, 65
 	a.jump(0x82, "sig")                                    // jb sig
@@ -145,48 +138,48 @@ func helperImage() []byte {
 	a.jump(0x84, "setmask")                                // jz setmask          ; none blocked
 	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff)   // mov qword [rsp], -1  ; all blocked
 	a.label("setmask")
-	movEAX(sysRtSigprocmask) // rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8)
-	movEDI(2)
+	a.movEAX(sysRtSigprocmask) // rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8)
+	a.movEDI(2)
 	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
 	a.op(0x31, 0xd2)             // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
-	syscall()
-	testRAX()
+	a.syscall()
+	a.testRAX()
 	a.jump(0x85, "fail")
 	a.op(0x48, 0x83, 0xc4, 0x20) // add rsp, 32
-	movEAX(sysFcntl)             // fcntl(4, F_SETFD, FD_CLOEXEC)
-	movEDI(4)
-	movESI(2)
-	movEDX(1)
-	syscall()
-	testRAX()
+	a.movEAX(sysFcntl)           // fcntl(4, F_SETFD, FD_CLOEXEC)
+	a.movEDI(4)
+	a.movESI(2)
+	a.movEDX(1)
+	a.syscall()
+	a.testRAX()
 	a.jump(0x85, "fail")                                 // jnz fail
 	a.op(0x41, 0xf6, 0x44, 0x24, 0x10, helperOrphanKill) // test byte [r12+16], orphanKill ; a parent-death SIGKILL?
 	a.jump(0x84, "nodeath")                              // jz nodeath
-	movEAX(sysPrctl)                                     // prctl(PR_SET_PDEATHSIG, SIGKILL)
-	movEDI(1)
-	movESI(9)
-	syscall()
-	testRAX()
+	a.movEAX(sysPrctl)                                   // prctl(PR_SET_PDEATHSIG, SIGKILL)
+	a.movEDI(1)
+	a.movESI(9)
+	a.syscall()
+	a.testRAX()
 	a.jump(0x85, "fail")
 	a.op(0x6a, helperArmed) // push 'A'
-	movEAX(sysWrite)        // write(4, rsp, 1)         ; armed: the caller may go ahead
-	movEDI(4)
+	a.movEAX(sysWrite)      // write(4, rsp, 1)         ; armed: the caller may go ahead
+	a.movEDI(4)
 	a.op(0x48, 0x89, 0xe6) // mov rsi, rsp
-	movEDX(1)
-	syscall()
+	a.movEDX(1)
+	a.syscall()
 	a.op(0x48, 0x83, 0xc4, 0x08) // add rsp, 8
-	testRAX()
+	a.testRAX()
 	a.jump(0x88, "fail") // js fail
 	a.label("nodeath")
-	movEAX(sysPrctl) // prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-	movEDI(38)
-	movESI(1)
+	a.movEAX(sysPrctl) // prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+	a.movEDI(38)
+	a.movESI(1)
 	a.op(0x31, 0xd2)       // xor edx, edx
 	a.op(0x4d, 0x31, 0xd2) // xor r10, r10
 	a.op(0x4d, 0x31, 0xc0) // xor r8, r8
-	syscall()
-	testRAX()
+	a.syscall()
+	a.testRAX()
 	a.jump(0x85, "fail")
 	a.op(0x49, 0x8b, 0x0c, 0x24)         // mov rcx, [r12]
 	a.op(0x48, 0xc1, 0xe9, 0x03)         // shr rcx, 3            ; instructions
@@ -195,30 +188,30 @@ func helperImage() []byte {
 	a.op(0x48, 0x89, 0x0c, 0x24)         // mov [rsp], rcx        ; .len (and zero padding)
 	a.op(0x49, 0x8d, 0x44, 0x24, header) // lea rax, [r12+24]   ; the filter, after the header
 	a.op(0x48, 0x89, 0x44, 0x24, 0x08)   // mov [rsp+8], rax      ; .filter
-	movEAX(sysSeccomp)                   // seccomp(SECCOMP_SET_MODE_FILTER, 0, rsp)
-	movEDI(1)
+	a.movEAX(sysSeccomp)                 // seccomp(SECCOMP_SET_MODE_FILTER, 0, rsp)
+	a.movEDI(1)
 	a.op(0x31, 0xf6)       // xor esi, esi
 	a.op(0x48, 0x89, 0xe2) // mov rdx, rsp
-	syscall()
-	testRAX()
+	a.syscall()
+	a.testRAX()
 	a.jump(0x85, "fail")
 	a.op(0x48, 0x83, 0xc4, 0x10) // add rsp, 16
 
 	// Then the go-ahead: one byte, and EOF.
 	a.label("filtered")
 	a.label("read2")
-	movEAX(sysRead)
-	movEDI(3)
+	a.movEAX(sysRead)
+	a.movEDI(3)
 	a.op(0x4b, 0x8d, 0x34, 0x2c) // lea rsi, [r12+r13]
-	movEDX(bufSize)
+	a.movEDX(bufSize)
 	a.op(0x4c, 0x29, 0xea) // sub rdx, r13
-	syscall()
-	testRAX()
-	a.jump(0x84, "eof")                                        // jz eof
-	a.jump(0x88, "fail")                                       // js fail
-	a.op(0x49, 0x01, 0xc5)                                     // add r13, rax
-	a.op(append([]byte{0x49, 0x81, 0xfd}, imm(bufSize)...)...) // cmp r13, bufSize
-	a.jump(0x82, "read2")                                      // jb read2             ; else judge what is there
+	a.syscall()
+	a.testRAX()
+	a.jump(0x84, "eof")                                          // jz eof
+	a.jump(0x88, "fail")                                         // js fail
+	a.op(0x49, 0x01, 0xc5)                                       // add r13, rax
+	a.op(append([]byte{0x49, 0x81, 0xfd}, imm32(bufSize)...)...) // cmp r13, bufSize
+	a.jump(0x82, "read2")                                        // jb read2             ; else judge what is there
 
 	a.label("eof")
 	a.op(0x49, 0x8b, 0x0c, 0x24)             // mov rcx, [r12]
@@ -229,29 +222,29 @@ func helperImage() []byte {
 	a.op(0x83, 0xf8, 'G')                    // cmp eax, 'G'
 	a.jump(0x85, "short")                    // jne short
 
-	movEAX(sysClose)
-	movEDI(3)
-	syscall()
+	a.movEAX(sysClose)
+	a.movEDI(3)
+	a.syscall()
 
 	a.label("exec")
 	a.op(0x48, 0x8b, 0x0b)             // mov rcx, [rbx]            ; argc
 	a.op(0x48, 0x8d, 0x54, 0xcb, 0x10) // lea rdx, [rbx+rcx*8+16]   ; envp
 	a.op(0x48, 0x8b, 0x7b, 0x08)       // mov rdi, [rbx+8]          ; argv[0]: the path
 	a.op(0x48, 0x8d, 0x73, 0x10)       // lea rsi, [rbx+16]         ; argv+1
-	movEAX(sysExecve)
-	syscall()
+	a.movEAX(sysExecve)
+	a.syscall()
 
 	a.label("fail")              // rax = -errno
 	a.op(0x48, 0xf7, 0xd8)       // neg rax
 	a.op(0x41, 0x89, 0x04, 0x24) // mov [r12], eax
-	movEAX(sysWrite)             // write(4, r12, 4)
-	movEDI(4)
+	a.movEAX(sysWrite)           // write(4, r12, 4)
+	a.movEDI(4)
 	a.op(0x4c, 0x89, 0xe6) // mov rsi, r12
-	movEDX(4)
-	syscall()
-	movEAX(sysExitGroup)
-	movEDI(127)
-	syscall()
+	a.movEDX(4)
+	a.syscall()
+	a.movEAX(sysExitGroup)
+	a.movEDI(127)
+	a.syscall()
 
 	a.label("short")
 	a.op(0x48, 0xc7, 0xc0, 0xe0, 0xff, 0xff, 0xff) // mov rax, -EPIPE  ; no go-ahead
@@ -313,49 +306,43 @@ func initImage() []byte {
 		execMsgEnd        = " failed\n"
 	)
 	a := &asm{}
-	imm := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
-	movEAX := func(v uint32) { a.op(append([]byte{0xb8}, imm(v)...)...) } // mov eax, imm32
-	movEDI := func(v uint32) { a.op(append([]byte{0xbf}, imm(v)...)...) } // mov edi, imm32
-	movESI := func(v uint32) { a.op(append([]byte{0xbe}, imm(v)...)...) } // mov esi, imm32
-	movEDX := func(v uint32) { a.op(append([]byte{0xba}, imm(v)...)...) } // mov edx, imm32
-	syscall := func() { a.op(0x0f, 0x05) }
 	setMask := func() { // rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8)
-		movEAX(sysRtSigprocmask)
-		movEDI(2)
+		a.movEAX(sysRtSigprocmask)
+		a.movEDI(2)
 		a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
 		a.op(0x31, 0xd2)             // xor edx, edx
 		a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
-		syscall()
+		a.syscall()
 	}
 
 	a.op(0x48, 0x89, 0xe3) // mov rbx, rsp          ; rbx = &argc
 	for range 4 {
 		a.op(0x6a, 0x00) // push 0               ; a zeroed struct sigaction (32 bytes): SIG_DFL
 	}
-	movEAX(sysRtSigaction) // rt_sigaction(SIGCHLD, rsp, NULL, 8)
-	movEDI(sigchld)
+	a.movEAX(sysRtSigaction) // rt_sigaction(SIGCHLD, rsp, NULL, 8)
+	a.movEDI(sigchld)
 	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
 	a.op(0x31, 0xd2)             // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
-	syscall()
+	a.syscall()
 	a.op(0x48, 0x83, 0xc4, 0x20)                         // add rsp, 32
 	a.op(0x48, 0x83, 0xec, 0x10)                         // sub rsp, 16           ; [rsp] a signal set, [rsp+8] a status
 	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff) // mov qword [rsp], -1   ; every signal
 	setMask()                                            //                       ; all blocked
-	movEAX(sysFork)                                      // fork()
-	syscall()
+	a.movEAX(sysFork)                                    // fork()
+	a.syscall()
 	a.op(0x48, 0x85, 0xc0) // test rax, rax
 	a.jump(0x88, "forkfail")
 	a.jump(0x84, "child")
 	a.op(0x49, 0x89, 0xc4) // mov r12, rax          ; the child's pid
 
 	a.label("wait")
-	movEAX(sysRtSigtimedwait) // rt_sigtimedwait(rsp (all), NULL, NULL, 8)
-	a.op(0x48, 0x89, 0xe7)    // mov rdi, rsp
-	a.op(0x31, 0xf6)          // xor esi, esi
-	a.op(0x31, 0xd2)          // xor edx, edx
+	a.movEAX(sysRtSigtimedwait) // rt_sigtimedwait(rsp (all), NULL, NULL, 8)
+	a.op(0x48, 0x89, 0xe7)      // mov rdi, rsp
+	a.op(0x31, 0xf6)            // xor esi, esi
+	a.op(0x31, 0xd2)            // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0)
-	syscall()
+	a.syscall()
 	a.op(0x48, 0x85, 0xc0)              // test rax, rax
 	a.jump(0x89, "got")                 // jns got
 	a.op(0x48, 0x83, 0xf8, 0x100-eintr) // cmp rax, -EINTR
@@ -370,17 +357,17 @@ func initImage() []byte {
 	a.jump(0x84, "wait")
 	a.op(0x89, 0xc6)       // mov esi, eax          ; kill(child, signal)
 	a.op(0x4c, 0x89, 0xe7) // mov rdi, r12
-	movEAX(sysKill)
-	syscall()
+	a.movEAX(sysKill)
+	a.syscall()
 	a.jump(0, "wait")
 
 	a.label("reap")
-	movEAX(sysWait4)                               // wait4(-1, rsp+8, WNOHANG, NULL)
+	a.movEAX(sysWait4)                             // wait4(-1, rsp+8, WNOHANG, NULL)
 	a.op(0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff) // mov rdi, -1
 	a.op(0x48, 0x8d, 0x74, 0x24, 0x08)             // lea rsi, [rsp+8]
-	movEDX(1)                                      // WNOHANG
+	a.movEDX(1)                                    // WNOHANG
 	a.op(0x45, 0x31, 0xd2)                         // xor r10d, r10d
-	syscall()
+	a.syscall()
 	a.op(0x48, 0x85, 0xc0) // test rax, rax
 	a.jump(0x8e, "wait")   // jle wait             ; none ended (0), or none left (-ECHILD)
 	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
@@ -397,16 +384,16 @@ func initImage() []byte {
 	a.op(0x25, 0xff, 0x00, 0x00, 0x00) // and eax, 0xff         ; its exit code
 	a.op(0x89, 0xc7)                   // mov edi, eax
 	a.label("exit")
-	movEAX(sysExitGroup)
-	syscall()
+	a.movEAX(sysExitGroup)
+	a.syscall()
 
 	a.label("blockwait")
-	movEAX(sysWait4)                               // wait4(-1, rsp+8, 0, NULL)
+	a.movEAX(sysWait4)                             // wait4(-1, rsp+8, 0, NULL)
 	a.op(0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff) // mov rdi, -1
 	a.op(0x48, 0x8d, 0x74, 0x24, 0x08)             // lea rsi, [rsp+8]
 	a.op(0x31, 0xd2)                               // xor edx, edx
 	a.op(0x45, 0x31, 0xd2)                         // xor r10d, r10d
-	syscall()
+	a.syscall()
 	a.op(0x48, 0x85, 0xc0) // test rax, rax
 	a.jump(0x88, "forkfail")
 	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
@@ -414,33 +401,33 @@ func initImage() []byte {
 	a.jump(0, "status")
 
 	a.label("child")
-	movEAX(sysSetpgid) // setpgid(0, 0)
-	a.op(0x31, 0xff)   // xor edi, edi
-	a.op(0x31, 0xf6)   // xor esi, esi
-	syscall()
-	movEAX(sysGetpid)
-	syscall()
+	a.movEAX(sysSetpgid) // setpgid(0, 0)
+	a.op(0x31, 0xff)     // xor edi, edi
+	a.op(0x31, 0xf6)     // xor esi, esi
+	a.syscall()
+	a.movEAX(sysGetpid)
+	a.syscall()
 	a.op(0x89, 0x44, 0x24, 0x08) // mov [rsp+8], eax
-	movEAX(sysIoctl)             // ioctl(0, TIOCSPGRP, rsp+8): fails, harmlessly, without a terminal
+	a.movEAX(sysIoctl)           // ioctl(0, TIOCSPGRP, rsp+8): fails, harmlessly, without a terminal
 	a.op(0x31, 0xff)             // xor edi, edi
-	movESI(tiocspgrp)
+	a.movESI(tiocspgrp)
 	a.op(0x48, 0x8d, 0x54, 0x24, 0x08) // lea rdx, [rsp+8]
-	syscall()
+	a.syscall()
 	a.op(0x48, 0xc7, 0x04, 0x24, 0, 0, 0, 0) // mov qword [rsp], 0   ; no signal
 	setMask()                                //                      ; none blocked
 	a.op(0x48, 0x8b, 0x0b)                   // mov rcx, [rbx]            ; argc
 	a.op(0x48, 0x8d, 0x54, 0xcb, 0x10)       // lea rdx, [rbx+rcx*8+16]   ; envp
 	a.op(0x48, 0x8b, 0x7b, 0x10)             // mov rdi, [rbx+16]         ; argv[1]: the path
 	a.op(0x48, 0x8d, 0x73, 0x18)             // lea rsi, [rbx+24]         ; argv+2
-	movEAX(sysExecve)
-	syscall()
+	a.movEAX(sysExecve)
+	a.syscall()
 	a.op(0x49, 0x89, 0xc5) // mov r13, rax          ; -errno
-	movEAX(sysWrite)       // write(2, execMsg, len)
-	movEDI(2)
+	a.movEAX(sysWrite)     // write(2, execMsg, len)
+	a.movEDI(2)
 	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+execmsg]
 	a.rel("execmsg")
-	movEDX(uint32(len(execMsg)))
-	syscall()
+	a.movEDX(uint32(len(execMsg)))
+	a.syscall()
 	a.op(0x48, 0x8b, 0x73, 0x10) // mov rsi, [rbx+16]    ; argv[1]
 	a.op(0x31, 0xd2)             // xor edx, edx
 	a.label("strlen")
@@ -449,27 +436,27 @@ func initImage() []byte {
 	a.op(0x48, 0xff, 0xc2) // inc rdx
 	a.jump(0, "strlen")
 	a.label("strdone")
-	movEAX(sysWrite) // write(2, argv[1], rdx)
-	movEDI(2)
-	syscall()
-	movEAX(sysWrite) // write(2, execMsgEnd, len)
-	movEDI(2)
+	a.movEAX(sysWrite) // write(2, argv[1], rdx)
+	a.movEDI(2)
+	a.syscall()
+	a.movEAX(sysWrite) // write(2, execMsgEnd, len)
+	a.movEDI(2)
 	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+execmsgend]
 	a.rel("execmsgend")
-	movEDX(uint32(len(execMsgEnd)))
-	syscall()
-	movEDI(126)
+	a.movEDX(uint32(len(execMsgEnd)))
+	a.syscall()
+	a.movEDI(126)
 	a.op(0x49, 0x83, 0xfd, 0x100-enoent) // cmp r13, -ENOENT
 	a.jump(0x85, "childexit")
-	movEDI(127)
+	a.movEDI(127)
 	a.label("childexit")
-	movEAX(sysExitGroup)
-	syscall()
+	a.movEAX(sysExitGroup)
+	a.syscall()
 
 	a.label("forkfail")
-	movEDI(1)
-	movEAX(sysExitGroup)
-	syscall()
+	a.movEDI(1)
+	a.movEAX(sysExitGroup)
+	a.syscall()
 
 	a.label("execmsg")
 	a.op([]byte(execMsg)...)
@@ -477,3 +464,14 @@ func initImage() []byte {
 	a.op([]byte(execMsgEnd)...)
 	return elf64(62 /* EM_X86_64 */, a.bytes())
 }
+
+// imm32 is v as a little-endian 32-bit immediate.
+func imm32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+
+// The instructions both programs use most, named.
+func (a *asm) movEAX(v uint32) { a.op(append([]byte{0xb8}, imm32(v)...)...) } // mov eax, imm32
+func (a *asm) movEDI(v uint32) { a.op(append([]byte{0xbf}, imm32(v)...)...) } // mov edi, imm32
+func (a *asm) movESI(v uint32) { a.op(append([]byte{0xbe}, imm32(v)...)...) } // mov esi, imm32
+func (a *asm) movEDX(v uint32) { a.op(append([]byte{0xba}, imm32(v)...)...) } // mov edx, imm32
+func (a *asm) syscall()        { a.op(0x0f, 0x05) }
+func (a *asm) testRAX()        { a.op(0x48, 0x85, 0xc0) } // test rax, rax
