@@ -45,11 +45,25 @@ func Skip(t testing.TB) {
 // dir), then closes it.
 func NewRuntime(t testing.TB, opts ...berth.Option) *berth.Runtime {
 	t.Helper()
-	rt, err := berth.New(filepath.Join(t.TempDir(), "root"), opts...)
+	root := filepath.Join(t.TempDir(), "root")
+	rt, err := berth.New(root, opts...)
 	if err != nil {
 		t.Fatalf("berth.New: %v", err)
 	}
 	t.Cleanup(func() {
+		// The root goes before the test's temporary directory does: a
+		// monitor still finishing a container the loop below removed can
+		// write in it meanwhile (a lock file), which fails the testing
+		// package's single RemoveAll ("directory not empty"); a retry
+		// after a moment finds it done.
+		defer func() {
+			for try := 0; try < 20; try++ {
+				if err := os.RemoveAll(root); err == nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if list, err := rt.Containers(ctx, berth.WithAll()); err == nil {
