@@ -150,6 +150,9 @@ type containerConfig struct {
 	Sysctls     map[string]string `json:"sysctls,omitempty"`
 	Init        bool              `json:"init,omitempty"`
 	GroupAdd    []string          `json:"groupAdd,omitempty"`
+	// ExposedPorts are the image's EXPOSE and WithExpose's ports, as
+	// "80/tcp", sorted; nil in records made before they were kept.
+	ExposedPorts []string `json:"exposedPorts,omitempty"`
 	// BuildKitGroups: a build step's container (withBuildKitGroups).
 	BuildKitGroups bool          `json:"buildKitGroups,omitempty"`
 	Seccomp        bool          `json:"seccomp"`

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -1486,12 +1485,7 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		cfg.Publish = append(cfg.Publish, b)
 	}
 	if o.publishAll {
-		var exposed []string
-		for p := range img.Config.ExposedPorts {
-			exposed = append(exposed, p)
-		}
-		sort.Strings(exposed)
-		for _, p := range exposed {
+		for _, p := range cfg.ExposedPorts {
 			b, err := ParsePortBinding(p)
 			if err != nil {
 				return fmt.Errorf("image EXPOSE %q: %w", p, err)

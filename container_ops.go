@@ -359,15 +359,19 @@ type ContainerInfo struct {
 	// Sysctls are WithSysctls's kernel parameters; Init says that an
 	// init runs the command (WithInit); GroupAdd are WithGroupAdd's
 	// groups.
-	Sysctls    map[string]string
-	Init       bool
-	GroupAdd   []string
-	Rlimits    []Rlimit
-	AutoRemove bool
-	Detached   bool
-	ReadOnly   bool
-	Resources  Resources
-	State      ContainerState
+	Sysctls  map[string]string
+	Init     bool
+	GroupAdd []string
+	// ExposedPorts are the image's EXPOSE and WithExpose's ports ("80/tcp"),
+	// sorted (docker's Config.ExposedPorts); nil for a container made
+	// before berth kept them.
+	ExposedPorts []string
+	Rlimits      []Rlimit
+	AutoRemove   bool
+	Detached     bool
+	ReadOnly     bool
+	Resources    Resources
+	State        ContainerState
 	// Mounts are the container's binds, volumes (Source is the volume's
 	// name, made up for an anonymous one) and tmpfs mounts, in the order
 	// they are made.
@@ -406,7 +410,8 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd, Rlimits: cfg.Rlimits,
-		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
+		ExposedPorts: cfg.ExposedPorts,
+		AutoRemove:   cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
 		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, Healthcheck: cfg.Healthcheck,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,6 +65,20 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if err := checkSysctls(o.sysctls, o.networkMode == "host"); err != nil {
 		return cfg, err
 	}
+	exposed := maps.Clone(img.Config.ExposedPorts)
+	for _, spec := range o.expose {
+		ports, err := exposedPorts(spec)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: WithExpose: %v", ErrInvalid, err)
+		}
+		if exposed == nil {
+			exposed = map[string]struct{}{}
+		}
+		for _, p := range ports {
+			exposed[p] = struct{}{}
+		}
+	}
+	cfg.ExposedPorts = slices.Sorted(maps.Keys(exposed))
 	if o.shmSize < 0 {
 		return cfg, fmt.Errorf("%w: SHM size can not be less than 0", ErrInvalid)
 	}

@@ -27,6 +27,7 @@ type runConfig struct {
 	sysctls     map[string]string
 	init        bool
 	groupAdd    []string
+	expose      []string
 	stopSignal  string
 	stopTimeout time.Duration
 	rlimits     []Rlimit
@@ -186,6 +187,13 @@ func WithSysctls(sysctls map[string]string) RunOption {
 // there fails the start), or numeric gids, which need no entry.
 func WithGroupAdd(groups ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.groupAdd = append(c.groupAdd, groups...) })
+}
+
+// WithExpose adds ports the container exposes to its image's EXPOSE
+// (docker run --expose): "80", "53/udp", "8000-8010/tcp". WithPublishAll
+// publishes them all; nothing else is opened by exposing.
+func WithExpose(ports ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.expose = append(c.expose, ports...) })
 }
 
 // WithInit runs an init as the container's PID 1 (docker run --init),

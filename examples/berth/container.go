@@ -58,7 +58,7 @@ type runFlags struct {
 	stopSignal, restart                             string
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
-	addHosts, dns, sysctls, groupAdd                []string
+	addHosts, dns, sysctls, groupAdd, expose        []string
 	publishAll, privileged, init                    bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
@@ -77,6 +77,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.entrypoint, "", "entrypoint", "string", "", "Overwrite the default ENTRYPOINT of the image")
 	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
 	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
+	fs.Strings(&f.expose, "", "expose", "Expose a port or a range of ports")
 	fs.Strings(&f.groupAdd, "", "group-add", "Add additional groups to join")
 	fs.String(&f.healthCmd, "", "health-cmd", "string", "", "Command to run to check health")
 	fs.String(&f.healthInterval, "", "health-interval", "duration", "", "Time between running the check (ms|s|m|h) (default 30s)")
@@ -258,6 +259,9 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if len(f.groupAdd) > 0 {
 		opts = append(opts, berth.WithGroupAdd(f.groupAdd...))
+	}
+	if len(f.expose) > 0 {
+		opts = append(opts, berth.WithExpose(f.expose...))
 	}
 	if len(f.sysctls) > 0 {
 		m := map[string]string{}
@@ -974,7 +978,7 @@ type psFilters struct {
 	ancestors []string             // image IDs, and the references as given
 	created   map[string]time.Time // before= and since= values: their containers' creation
 	ports     map[string]portRange // publish= and expose= values
-	exposed   func(imageID string) []berth.PortBinding
+	exposed   func(*berth.ContainerInfo) []berth.PortBinding
 }
 
 // portRange is a publish= or expose= value: a port or a range of them,
@@ -1022,17 +1026,27 @@ var psStatuses = []string{"created", "restarting", "running", "removing", "pause
 func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psFilters, error) {
 	f := &psFilters{values: map[string][]string{}, created: map[string]time.Time{}, ports: map[string]portRange{}}
 	images := map[string][]berth.PortBinding{}
-	f.exposed = func(imageID string) []berth.PortBinding {
-		ports, ok := images[imageID]
+	f.exposed = func(info *berth.ContainerInfo) []berth.PortBinding {
+		if info.ExposedPorts != nil {
+			var ports []berth.PortBinding
+			for _, p := range info.ExposedPorts {
+				if b, err := berth.ParsePortBinding(p); err == nil {
+					ports = append(ports, b)
+				}
+			}
+			return ports
+		}
+		// A container made before berth kept its exposed ports: its image's.
+		ports, ok := images[info.ImageID]
 		if !ok {
-			if img, err := rt.Image(ctx, imageID); err == nil {
+			if img, err := rt.Image(ctx, info.ImageID); err == nil {
 				for p := range img.Config.ExposedPorts {
 					if b, err := berth.ParsePortBinding(p); err == nil {
 						ports = append(ports, b)
 					}
 				}
 			}
-			images[imageID] = ports
+			images[info.ImageID] = ports
 		}
 		return ports
 	}
@@ -1123,9 +1137,9 @@ func (f *psFilters) matchValue(key, v string, info *berth.ContainerInfo) bool {
 		return info.Created.After(f.created[v])
 	case "publish": // the host's port, as docker 20.10 matches it
 		return slices.ContainsFunc(info.State.Ports, func(p berth.PortBinding) bool { return f.ports[v].has(p.HostPort, p.Protocol) })
-	case "expose": // the container's: its image's EXPOSE and its published ports
+	case "expose": // the container's: its exposed ports (EXPOSE, --expose) and its published ones
 		exposed := func(p berth.PortBinding) bool { return f.ports[v].has(p.ContainerPort, p.Protocol) }
-		return slices.ContainsFunc(info.Publish, exposed) || slices.ContainsFunc(f.exposed(info.ImageID), exposed)
+		return slices.ContainsFunc(info.Publish, exposed) || slices.ContainsFunc(f.exposed(info), exposed)
 	case "id":
 		return strings.HasPrefix(info.ID, v)
 	case "label":
@@ -1865,6 +1879,12 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 	}
 	if info.Init {
 		out.HostConfig.Init = &info.Init
+	}
+	for _, p := range info.ExposedPorts {
+		if out.Config.ExposedPorts == nil {
+			out.Config.ExposedPorts = map[string]struct{}{}
+		}
+		out.Config.ExposedPorts[p] = struct{}{}
 	}
 	if out.Config.Labels == nil {
 		out.Config.Labels = map[string]string{}

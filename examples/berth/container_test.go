@@ -8,9 +8,9 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"runtime"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -798,6 +798,10 @@ func TestPsFilter(t *testing.T) {
 	_, hostPort, _ := strings.Cut(strings.TrimSpace(mustBerth(t, root, "port", "pub", "80")), ":")
 	mustBerth(t, root, "commit", "--change", "EXPOSE 9000", "pub", "exposing:1")
 	runDetached(t, root, "--name", "ex", "exposing:1", "sleep", "300")
+	runDetached(t, root, "--name", "more", "--expose", "7000-7001/udp", "busybox", "sleep", "300")
+	if got := mustBerth(t, root, "inspect", "-f", "{{json .Config.ExposedPorts}}", "ex", "more"); got != `{"9000/tcp":{}}`+"\n"+`{"7000/udp":{},"7001/udp":{}}`+"\n" {
+		t.Errorf("inspect Config.ExposedPorts = %q", got)
+	}
 	names := func(args ...string) string {
 		t.Helper()
 		out := mustBerth(t, root, append(append([]string{"ps"}, args...), "--format", "{{.Names}}")...)
@@ -820,16 +824,18 @@ func TestPsFilter(t *testing.T) {
 		{[]string{"-a", "--filter", "label=tier=back"}, ""},
 		{[]string{"-a", "--filter", "name=web", "--filter", "name=made"}, "made web"},
 		{[]string{"-a", "--filter", "name=web", "--filter", "status=exited"}, ""},
-		{[]string{"-a", "--filter", "ancestor=busybox"}, "done made pub web"},
+		{[]string{"-a", "--filter", "ancestor=busybox"}, "done made more pub web"},
 		{[]string{"-a", "-f", "id=" + made[:12]}, "made"},
 		{[]string{"-a", "--filter", "before=pub"}, "done made web"},
-		{[]string{"--filter", "since=made"}, "ex pub"}, // without -a: the running ones
-		{[]string{"-a", "--filter", "since=made"}, "done ex pub"},
+		{[]string{"--filter", "since=made"}, "ex more pub"}, // without -a: the running ones
+		{[]string{"-a", "--filter", "since=made"}, "done ex more pub"},
 		{[]string{"--filter", "publish=" + hostPort}, "pub"}, // the host's port, as docker 20.10 matches it
 		{[]string{"--filter", "publish=" + hostPort + "/udp"}, ""},
 		{[]string{"--filter", "publish=80"}, ""},
 		{[]string{"--filter", "expose=80"}, "pub"},           // a published port is exposed
 		{[]string{"--filter", "expose=8999-9001/tcp"}, "ex"}, // the image's EXPOSE
+		{[]string{"--filter", "expose=7001/udp"}, "more"},    // --expose
+		{[]string{"--filter", "expose=7001"}, ""},
 	} {
 		if got := names(c.args...); got != c.want {
 			t.Errorf("ps %s: %q, want %q", strings.Join(c.args, " "), got, c.want)
