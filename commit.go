@@ -361,6 +361,14 @@ func commitRunConfig(parent *v1.ConfigFile, rec *containerRecord) v1.Config {
 		Shell:        slices.Clone(pc.Shell),
 		ArgsEscaped:  pc.ArgsEscaped,
 	}
+	if rec.Config.ExposedPorts != nil {
+		// The image's and WithExpose's (a record made before berth kept
+		// them has the image's only, above).
+		cfg.ExposedPorts = map[string]struct{}{}
+		for _, p := range rec.Config.ExposedPorts {
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+	}
 	if cfg.WorkingDir == "/" && pc.WorkingDir == "" {
 		cfg.WorkingDir = "" // berth's default, not a setting of the container
 	}

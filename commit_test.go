@@ -364,7 +364,7 @@ func TestCommitConfig(t *testing.T) {
 	rt := berthtest.NewRuntime(t)
 	berthtest.Busybox(t, rt, "busybox")
 	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh", "-c", "echo hi > /hi"}, Env: []string{"FROM_RUN=1"}},
-		berth.WithLabels(map[string]string{"run.label": "x"}), berth.WithStopSignal("SIGUSR1"))
+		berth.WithLabels(map[string]string{"run.label": "x"}), berth.WithStopSignal("SIGUSR1"), berth.WithExpose("8080"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,10 +378,11 @@ func TestCommitConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantPlain := berth.ImageConfig{
-		Env:        []string{"FROM_RUN=1"},
-		Cmd:        []string{"sh", "-c", "echo hi > /hi"},
-		Labels:     map[string]string{"run.label": "x"},
-		StopSignal: "SIGUSR1",
+		Env:          []string{"FROM_RUN=1"},
+		Cmd:          []string{"sh", "-c", "echo hi > /hi"},
+		Labels:       map[string]string{"run.label": "x"},
+		StopSignal:   "SIGUSR1",
+		ExposedPorts: map[string]struct{}{"8080/tcp": {}}, // WithExpose's, as docker commit keeps them
 	}
 	if d := lineDiff(fmt.Sprintf("%+v", wantPlain), fmt.Sprintf("%+v", plain.Config)); d != "" {
 		t.Errorf("config of a plain commit (-want +got):\n%s", d)
@@ -422,7 +423,7 @@ func TestCommitConfig(t *testing.T) {
 	}
 	want := berth.ImageConfig{
 		User:         "1000:50",
-		ExposedPorts: map[string]struct{}{"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}},
+		ExposedPorts: map[string]struct{}{"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}, "8080/tcp": {}},
 		Env:          []string{"FROM_RUN=1", "A=1", "B=two words", "C=1-two words"},
 		Entrypoint:   []string{"sh", "-c"},
 		Cmd:          []string{"echo $A $C; pwd; id -u; id -g"},
