@@ -45,16 +45,14 @@ import "encoding/binary"
 // instruction, so that what runs in the container is readable in source.
 func helperImage() []byte {
 	const (
-		sysRead          = 0
-		sysWrite         = 1
-		sysClose         = 3
-		sysFcntl         = 72
-		sysPrctl         = 157
-		sysSeccomp       = 317
-		sysExecve        = 59
-		sysExitGroup     = 231
-		sysRtSigaction   = 13
-		sysRtSigprocmask = 14
+		sysRead        = 0
+		sysWrite       = 1
+		sysClose       = 3
+		sysFcntl       = 72
+		sysPrctl       = 157
+		sysSeccomp     = 317
+		sysExitGroup   = 231
+		sysRtSigaction = 13
 		// The buffer for the header, the filter and the go-ahead: it takes
 		// filters of up to bufSize-25 bytes, far more than the kernel's
 		// 4096 instructions (32 KiB).
@@ -138,12 +136,7 @@ func helperImage() []byte {
 	a.jump(0x84, "setmask")                                // jz setmask          ; none blocked
 	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff)   // mov qword [rsp], -1  ; all blocked
 	a.label("setmask")
-	a.movEAX(sysRtSigprocmask) // rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8)
-	a.movEDI(2)
-	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
-	a.op(0x31, 0xd2)             // xor edx, edx
-	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
-	a.syscall()
+	a.setMaskRSP()
 	a.testRAX()
 	a.jump(0x85, "fail")
 	a.op(0x48, 0x83, 0xc4, 0x20) // add rsp, 32
@@ -227,12 +220,7 @@ func helperImage() []byte {
 	a.syscall()
 
 	a.label("exec")
-	a.op(0x48, 0x8b, 0x0b)             // mov rcx, [rbx]            ; argc
-	a.op(0x48, 0x8d, 0x54, 0xcb, 0x10) // lea rdx, [rbx+rcx*8+16]   ; envp
-	a.op(0x48, 0x8b, 0x7b, 0x08)       // mov rdi, [rbx+8]          ; argv[0]: the path
-	a.op(0x48, 0x8d, 0x73, 0x10)       // lea rsi, [rbx+16]         ; argv+1
-	a.movEAX(sysExecve)
-	a.syscall()
+	a.execArgv(0) // execve(argv[0], argv+1, envp)
 
 	a.label("fail")              // rax = -errno
 	a.op(0x48, 0xf7, 0xd8)       // neg rax
@@ -286,11 +274,9 @@ func initImage() []byte {
 	const (
 		sysWrite          = 1
 		sysRtSigaction    = 13
-		sysRtSigprocmask  = 14
 		sysIoctl          = 16
 		sysGetpid         = 39
 		sysFork           = 57
-		sysExecve         = 59
 		sysWait4          = 61
 		sysKill           = 62
 		sysSetpgid        = 109
@@ -306,12 +292,16 @@ func initImage() []byte {
 		execMsgEnd        = " failed\n"
 	)
 	a := &asm{}
-	setMask := func() { // rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8)
-		a.movEAX(sysRtSigprocmask)
-		a.movEDI(2)
-		a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
-		a.op(0x31, 0xd2)             // xor edx, edx
-		a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
+	wait4 := func(wnohang bool) { // wait4(-1, rsp+8, WNOHANG or 0, NULL): the status at [rsp+8]
+		a.movEAX(sysWait4)
+		a.op(0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff) // mov rdi, -1
+		a.op(0x48, 0x8d, 0x74, 0x24, 0x08)             // lea rsi, [rsp+8]
+		if wnohang {
+			a.movEDX(1)
+		} else {
+			a.op(0x31, 0xd2) // xor edx, edx
+		}
+		a.op(0x45, 0x31, 0xd2) // xor r10d, r10d
 		a.syscall()
 	}
 
@@ -328,7 +318,7 @@ func initImage() []byte {
 	a.op(0x48, 0x83, 0xc4, 0x20)                         // add rsp, 32
 	a.op(0x48, 0x83, 0xec, 0x10)                         // sub rsp, 16           ; [rsp] a signal set, [rsp+8] a status
 	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff) // mov qword [rsp], -1   ; every signal
-	setMask()                                            //                       ; all blocked
+	a.setMaskRSP()                                       //                       ; all blocked
 	a.movEAX(sysFork)                                    // fork()
 	a.syscall()
 	a.op(0x48, 0x85, 0xc0) // test rax, rax
@@ -362,12 +352,7 @@ func initImage() []byte {
 	a.jump(0, "wait")
 
 	a.label("reap")
-	a.movEAX(sysWait4)                             // wait4(-1, rsp+8, WNOHANG, NULL)
-	a.op(0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff) // mov rdi, -1
-	a.op(0x48, 0x8d, 0x74, 0x24, 0x08)             // lea rsi, [rsp+8]
-	a.movEDX(1)                                    // WNOHANG
-	a.op(0x45, 0x31, 0xd2)                         // xor r10d, r10d
-	a.syscall()
+	wait4(true)            // wait4(-1, rsp+8, WNOHANG, NULL)
 	a.op(0x48, 0x85, 0xc0) // test rax, rax
 	a.jump(0x8e, "wait")   // jle wait             ; none ended (0), or none left (-ECHILD)
 	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
@@ -388,12 +373,7 @@ func initImage() []byte {
 	a.syscall()
 
 	a.label("blockwait")
-	a.movEAX(sysWait4)                             // wait4(-1, rsp+8, 0, NULL)
-	a.op(0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff) // mov rdi, -1
-	a.op(0x48, 0x8d, 0x74, 0x24, 0x08)             // lea rsi, [rsp+8]
-	a.op(0x31, 0xd2)                               // xor edx, edx
-	a.op(0x45, 0x31, 0xd2)                         // xor r10d, r10d
-	a.syscall()
+	wait4(false)           // wait4(-1, rsp+8, 0, NULL)
 	a.op(0x48, 0x85, 0xc0) // test rax, rax
 	a.jump(0x88, "forkfail")
 	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
@@ -414,15 +394,10 @@ func initImage() []byte {
 	a.op(0x48, 0x8d, 0x54, 0x24, 0x08) // lea rdx, [rsp+8]
 	a.syscall()
 	a.op(0x48, 0xc7, 0x04, 0x24, 0, 0, 0, 0) // mov qword [rsp], 0   ; no signal
-	setMask()                                //                      ; none blocked
-	a.op(0x48, 0x8b, 0x0b)                   // mov rcx, [rbx]            ; argc
-	a.op(0x48, 0x8d, 0x54, 0xcb, 0x10)       // lea rdx, [rbx+rcx*8+16]   ; envp
-	a.op(0x48, 0x8b, 0x7b, 0x10)             // mov rdi, [rbx+16]         ; argv[1]: the path
-	a.op(0x48, 0x8d, 0x73, 0x18)             // lea rsi, [rbx+24]         ; argv+2
-	a.movEAX(sysExecve)
-	a.syscall()
-	a.op(0x49, 0x89, 0xc5) // mov r13, rax          ; -errno
-	a.movEAX(sysWrite)     // write(2, execMsg, len)
+	a.setMaskRSP()                           //                      ; none blocked
+	a.execArgv(1)                            // execve(argv[1], argv+2, envp)
+	a.op(0x49, 0x89, 0xc5)                   // mov r13, rax          ; -errno
+	a.movEAX(sysWrite)                       // write(2, execMsg, len)
 	a.movEDI(2)
 	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+execmsg]
 	a.rel("execmsg")
@@ -475,3 +450,25 @@ func (a *asm) movESI(v uint32) { a.op(append([]byte{0xbe}, imm32(v)...)...) } //
 func (a *asm) movEDX(v uint32) { a.op(append([]byte{0xba}, imm32(v)...)...) } // mov edx, imm32
 func (a *asm) syscall()        { a.op(0x0f, 0x05) }
 func (a *asm) testRAX()        { a.op(0x48, 0x85, 0xc0) } // test rax, rax
+
+// setMaskRSP is rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8): the signal
+// mask becomes the 8 bytes at the top of the stack.
+func (a *asm) setMaskRSP() {
+	a.movEAX(14)                 // rt_sigprocmask
+	a.movEDI(2)                  // SIG_SETMASK
+	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
+	a.op(0x31, 0xd2)             // xor edx, edx
+	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
+	a.syscall()
+}
+
+// execArgv is execve(argv[i], argv+i+1, envp) of the program's own
+// arguments, with rbx = &argc as both programs keep it.
+func (a *asm) execArgv(i byte) {
+	a.op(0x48, 0x8b, 0x0b)             // mov rcx, [rbx]            ; argc
+	a.op(0x48, 0x8d, 0x54, 0xcb, 0x10) // lea rdx, [rbx+rcx*8+16]   ; envp
+	a.op(0x48, 0x8b, 0x7b, 8*(i+1))    // mov rdi, [rbx+8*(i+1)]    ; argv[i]: the path
+	a.op(0x48, 0x8d, 0x73, 8*(i+2))    // lea rsi, [rbx+8*(i+2)]    ; argv+i+1
+	a.movEAX(59)                       // execve
+	a.syscall()
+}
