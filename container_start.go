@@ -167,12 +167,11 @@ func checkSysctls(sysctls map[string]string, hostNetwork bool) error {
 		if hostNetwork && strings.HasPrefix(k, "net.") {
 			return fmt.Errorf("%w: sysctl %q is not allowed with network mode host: it would change the host's network namespace", ErrInvalid, k)
 		}
-		plain := k != "" && !strings.Contains(k, "..") && !strings.HasPrefix(k, ".") && !strings.HasSuffix(k, ".") &&
-			strings.IndexFunc(k, func(c rune) bool {
-				return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-", c))
-			}) < 0
-		if !plain {
-			return fmt.Errorf("%w: sysctl %q: not a kernel parameter name", ErrInvalid, k)
+		// Dotted parts of letters, digits, _ and -: no "/", no "..".
+		for _, part := range strings.Split(k, ".") {
+			if part == "" || strings.Trim(part, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+				return fmt.Errorf("%w: sysctl %q: not a kernel parameter name", ErrInvalid, k)
+			}
 		}
 		if !strings.HasPrefix(k, "net.") && !strings.HasPrefix(k, "fs.mqueue.") && !slices.Contains(namespacedSysctls, k) {
 			return fmt.Errorf("%w: sysctl %q is not allowed: only those of the container's namespaces are (net.*, fs.mqueue.*, %s)",

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/berth-dev/berth/internal/initproc"
@@ -19,46 +18,38 @@ import (
 // directory that goes away meanwhile (a device unplugged) is skipped.
 func hostDevices() ([]initproc.Device, error) {
 	var devs []initproc.Device
-	var walk func(dir string) error
-	walk = func(dir string) error {
-		entries, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) && dir != "/dev" {
+	err := filepath.WalkDir("/dev", func(name string, e fs.DirEntry, err error) error {
+		switch {
+		case err != nil && name != "/dev" && errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return err
+		case e.IsDir():
+			switch e.Name() {
+			case "pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev":
+				return fs.SkipDir
+			}
+			return nil
+		case e.Type()&fs.ModeDevice == 0 || e.Name() == "console":
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("listing the host's devices: %w", err)
+		var st unix.Stat_t
+		if err := unix.Lstat(name, &st); err != nil {
+			return nil // gone since the listing
 		}
-		for _, e := range entries {
-			name := filepath.Join(dir, e.Name())
-			switch t := e.Type(); {
-			case t.IsDir():
-				switch e.Name() {
-				case "pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev":
-					continue
-				}
-				if err := walk(name); err != nil {
-					return err
-				}
-			case t&fs.ModeDevice != 0 && e.Name() != "console":
-				var st unix.Stat_t
-				if err := unix.Lstat(name, &st); err != nil {
-					continue // gone since the listing
-				}
-				kind := st.Mode & unix.S_IFMT
-				if kind != unix.S_IFCHR && kind != unix.S_IFBLK {
-					continue
-				}
-				devs = append(devs, initproc.Device{
-					Path: name, Type: kind,
-					Major: unix.Major(st.Rdev), Minor: unix.Minor(st.Rdev),
-					Mode: st.Mode &^ unix.S_IFMT, UID: st.Uid, GID: st.Gid,
-				})
-			}
+		kind := st.Mode & unix.S_IFMT
+		if kind != unix.S_IFCHR && kind != unix.S_IFBLK {
+			return nil
 		}
+		devs = append(devs, initproc.Device{
+			Path: name, Type: kind,
+			Major: unix.Major(st.Rdev), Minor: unix.Minor(st.Rdev),
+			Mode: st.Mode &^ unix.S_IFMT, UID: st.Uid, GID: st.Gid,
+		})
 		return nil
-	}
-	if err := walk("/dev"); err != nil {
-		return nil, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the host's devices: %w", err)
 	}
 	return devs, nil
 }

@@ -148,7 +148,7 @@ func runStage() error {
 		// The init runs the program as its child (see initImage).
 		argv0, args = InitPath, initArgv(argv0, s.Args)
 	}
-	return dropPrivilegesAndExec(s, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, args, s.Env, s.Init, trace)
+	return dropPrivilegesAndExec(s, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, args, s.Env, trace)
 }
 
 // prepareUser fills an empty Spec.User from its numeric ids and returns
@@ -167,7 +167,7 @@ func prepareUser(s *Spec) []uint32 {
 // capabilities, the working directory with its CVE-2024-21626 check, fds
 // closed at execve, no_new_privs and seccomp, execve. user carries the
 // resolved UID, GID and groups. It returns only when something failed.
-func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, noNewPrivs bool, dir, argv0 string, args, env []string, blockSignals bool, trace func(string)) error {
+func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, noNewPrivs bool, dir, argv0 string, args, env []string, trace func(string)) error {
 	// Without no_new_privs the kernel only accepts a filter from a thread with
 	// CAP_SYS_ADMIN, so load it while we still have it; every later syscall of
 	// ours (setgroups, setresuid, capset, prctl, chdir, execve) is one the
@@ -209,7 +209,7 @@ func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, 
 		}
 	}
 	unix.Umask(0o022)
-	if blockSignals {
+	if user.Init {
 		// For the init: a signal sent as soon as the start returns waits
 		// for it (see helperBlockSignals); blocked first, none that was
 		// ignored can end this stage once it is not. Nothing of ours runs

@@ -530,7 +530,7 @@ func runExecStage() error {
 		return err
 	}
 
-	return dropPrivilegesAndExec(user, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, s.Args, user.Env, false, func(string) {})
+	return dropPrivilegesAndExec(user, bytesFilter(cfg.Seccomp), cfg.Caps, s.NoNewPrivileges, s.Dir, argv0, s.Args, user.Env, func(string) {})
 }
 
 // execTerminal gives the process a terminal of the container's own devpts
