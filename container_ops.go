@@ -192,7 +192,7 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 func (r *Runtime) abandonStart(c *Container, cause string) {
 	deadline := time.Now().Add(stopAbandonedWithin)
 	for time.Now().Before(deadline) {
-		if r.settleCreated(c.ID, cause, false) {
+		if r.settleCreated(c.ID, cause) {
 			return
 		}
 		rec, err := r.readRecord(c.ID)
@@ -487,6 +487,7 @@ func (r *Runtime) currentRecord(id string) (*containerRecord, error) {
 				// lost, as sweepContainers records it.
 				rec.State.Status, rec.State.Running, rec.State.Pid = statusDead, false, 0
 				rec.State.ExitCode = 255
+				rec.State.unwatched()
 			}
 		}
 	}
@@ -590,7 +591,7 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 			}
 			return exitErr
 		}
-		if rec.creatorGone() && r.settleCreated(c.ID, errCreatorGone, true) {
+		if rec.creatorGone() && r.settleCreated(c.ID, errCreatorGone) {
 			continue // read what it was settled as
 		}
 		delay := 10 * time.Millisecond
@@ -748,15 +749,11 @@ func (c *Container) signalRun(rec *containerRecord, sig Signal) error {
 	if !rec.State.Running || !rec.alive() {
 		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 	}
-	fd, err := unix.PidfdOpen(rec.State.Pid, 0)
-	if err != nil {
+	fd, ok := rec.pinFirstProcess()
+	if !ok {
 		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 	}
 	defer unix.Close(fd)
-	// The pidfd pins the process: check it is still the container's.
-	if procStartTime(rec.State.Pid) != rec.PidStart {
-		return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
-	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)

@@ -176,7 +176,7 @@ func (r *Runtime) lockExited(ctx context.Context, c *Container) (*containerRecor
 		case rec.State.Running:
 			// Exited; its owner is recording that: a moment.
 		case rec.creatorGone():
-			if r.settleCreated(c.ID, errCreatorGone, true) {
+			if r.settleCreated(c.ID, errCreatorGone) {
 				continue // read what it was settled as
 			}
 		case rec.starting():

@@ -326,11 +326,29 @@ func (rec *containerRecord) alive() bool {
 	return rec.State.Pid > 0 && procRuns(rec.State.Pid, rec.PidStart)
 }
 
+// pinFirstProcess opens a pidfd of the run's first process, which pins it:
+// ok is false (and nothing is open) when the process is gone, or its pid
+// now names another process. The caller closes the fd.
+func (rec *containerRecord) pinFirstProcess() (fd int, ok bool) {
+	fd, err := unix.PidfdOpen(rec.State.Pid, 0)
+	if err != nil {
+		return -1, false
+	}
+	if procStartTime(rec.State.Pid) != rec.PidStart {
+		unix.Close(fd)
+		return -1, false
+	}
+	return fd, true
+}
+
 // procRuns reports whether process pid, started at start (clock ticks
 // since boot: a recycled pid does not match), still runs. A zombie does
 // not: it ended, and waits only to be reaped, which for one whose parent
 // died is the host's init's work, and takes it a while on some hosts.
 func procRuns(pid int, start uint64) bool {
+	if start == 0 {
+		return false // nothing to compare with: no /proc read
+	}
 	now, state, _ := procStat(pid)
-	return start != 0 && now == start && state != 'Z' && state != 'X'
+	return now == start && state != 'Z' && state != 'X'
 }

@@ -116,14 +116,11 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	// The pidfd pins the container's first process for the namespace
 	// check, which must see the process the record names, not a recycled
 	// pid.
-	pidfd, err := unix.PidfdOpen(rec.State.Pid, 0)
-	if err != nil {
+	pidfd, ok := rec.pinFirstProcess()
+	if !ok {
 		return nil, notRunning
 	}
 	defer unix.Close(pidfd)
-	if procStartTime(rec.State.Pid) != rec.PidStart {
-		return nil, notRunning
-	}
 	ns, err := initproc.OpenNamespaces(rec.State.Pid, pidfd)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) || errors.Is(err, fs.ErrNotExist) {

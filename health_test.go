@@ -265,4 +265,19 @@ func TestHealthUnwatched(t *testing.T) {
 	if st, err := c.State(ctx); err != nil || !st.Running || st.Health == nil || st.Health.Status != berth.HealthUnhealthy {
 		t.Errorf("after its monitor died and the next New: %+v, %v; want running, unhealthy", st, err)
 	}
+
+	// Its process dead with its monitor, before any sweep: shown dead,
+	// and so not healthy.
+	d := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(),
+		berth.WithHealthcheck(berth.HealthConfig{Test: []string{"CMD", "true"}, Interval: 50 * time.Millisecond}))
+	defer d.Remove(ctx, berth.WithForce())
+	awaitHealth(t, d, berth.HealthHealthy)
+	st, err := d.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killDead(t, monitorPid(t, rt.Root()), st.Pid)
+	if st, err := d.State(ctx); err != nil || st.Status != "dead" || st.Health == nil || st.Health.Status != berth.HealthUnhealthy {
+		t.Errorf("dead with its monitor, before a sweep: %+v, %v; want dead, unhealthy", st, err)
+	}
 }

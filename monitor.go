@@ -182,10 +182,11 @@ func monitorMain(root string) int {
 	m := &monitor{rt: rt, ln: ln, idle: make(chan struct{}, 1)}
 	go m.accept()
 	// The restarts its sweep claims are its policy's own.
-	for _, p := range rt.sweepContainers() {
-		m.mu.Lock()
-		m.active++
-		m.mu.Unlock()
+	claimed := rt.sweepContainers()
+	m.mu.Lock()
+	m.active += len(claimed)
+	m.mu.Unlock()
+	for _, p := range claimed {
 		go func() { m.supervise(m.waitAndRestart(p.id, p.starts, 0)) }()
 	}
 	m.serveUntilIdle()

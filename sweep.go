@@ -68,7 +68,7 @@ func (r *Runtime) sweepContainers() (claimed []pendingRestart) {
 			continue
 		}
 		if err == nil && rec.creatorGone() {
-			r.settleCreated(id, errCreatorGone, true)
+			r.settleCreated(id, errCreatorGone)
 			continue
 		}
 		if err == nil && rec.Config.AutoRemove && rec.State.Status == statusExited {
@@ -215,7 +215,7 @@ func (r *Runtime) restartFromProgram(p pendingRestart) {
 		if rec != nil {
 			unlock() // the monitor takes it to start the container
 			if err := r.startDetached(context.Background(), rec); err != nil {
-				r.settleCreated(p.id, "restarting: "+err.Error(), false)
+				r.settleCreated(p.id, "restarting: "+err.Error())
 			}
 			return
 		}
@@ -296,10 +296,10 @@ const errCreatorGone = "the program that created the container exited before sta
 // deleted. It does nothing, and reports false, when the container is no
 // longer "created" or someone holds its owner lock: a monitor starting it.
 // A monitor that takes the lock afterwards finds the container no longer
-// created and does not start it. With keepRestart, a restart by the
-// container's policy whose starter died making it stays for the next
-// sweep to claim (claimUnwatched); without, it is given up.
-func (r *Runtime) settleCreated(id, cause string, keepRestart bool) bool {
+// created and does not start it. A restart by the container's policy
+// whose starter died making it (cause errCreatorGone) stays for the next
+// sweep to claim (claimUnwatched); one that failed is given up.
+func (r *Runtime) settleCreated(id, cause string) bool {
 	rec, unlock, err := r.lockOwner(id)
 	if err != nil {
 		return false
@@ -319,7 +319,7 @@ func (r *Runtime) settleCreated(id, cause string, keepRestart bool) bool {
 		cur.State.FinishedAt = time.Now().UTC()
 		// A restart by its policy whose starter died is the next sweep's
 		// to claim (see claimUnwatched), unless it failed.
-		cur.State.Restarting = cur.State.Restarting && keepRestart
+		cur.State.Restarting = cur.State.Restarting && cause == errCreatorGone
 		return nil
 	})
 	return err == nil
