@@ -147,12 +147,19 @@ type Cgroup struct {
 	v1Once sync.Once
 	v1Err  error
 	v1Dirs map[cgroup1.Name]string // absolute directory per v1 controller
-	v2     *cgroup2.Manager        // the unified tree (all of it on v2, controller-less on hybrid)
-	v2Dir  string
-	dirs   []string // every directory, existing or not: what Delete removes
+	// v1Roots is each v1 hierarchy's root directory, which v1Dirs are
+	// paths in: below it at path, but a devices directory moved to the
+	// open devices parent (openDevices).
+	v1Roots map[cgroup1.Name]string
+	v2      *cgroup2.Manager // the unified tree (all of it on v2, controller-less on hybrid)
+	v2Dir   string
+	dirs    []string // every directory, existing or not: what Delete removes
 	// noDevices: the host has a v1 devices hierarchy and the cgroup no
 	// directory in it (AllDevices).
 	noDevices bool
+	// openDevices is the open devices parent of a cgroup whose v1 devices
+	// directory is there (moveDevices), "" for any other.
+	openDevices string
 }
 
 // New creates the cgroup at path (for example "/berth/<id>", relative to the root of each
@@ -204,7 +211,7 @@ func (l layout) newCgroup(p string) (*Cgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", p, err)
 	}
-	c := &Cgroup{path: p, layout: l, v1Dirs: make(map[cgroup1.Name]string, len(roots))}
+	c := &Cgroup{path: p, layout: l, v1Dirs: make(map[cgroup1.Name]string, len(roots)), v1Roots: roots}
 	for name, root := range roots {
 		dir := filepath.Join(root, p)
 		c.v1Dirs[name] = dir
@@ -234,6 +241,48 @@ func (c *Cgroup) dropV1(name cgroup1.Name) bool {
 	}
 	c.dirs = slices.DeleteFunc(c.dirs, func(d string) bool { return d == dir })
 	return true
+}
+
+// openDevicesParent is the cgroup path beside parent under which a
+// cgroup in parent with devices of its own (Resources.Devices) has its v1
+// devices directory: "/berth/<root>" holds docker's device policy for its
+// children (makeDevicesParent), and a child can allow no device its
+// parent does not, so such a cgroup's devices directory is made in
+// "/berth/<root>.devices", which allows every device as the hierarchy's
+// root does, and gets the whole policy written (updateV1).
+func openDevicesParent(parent string) string { return parent + ".devices" }
+
+// moveDevices puts the cgroup's v1 devices directory into the open
+// devices parent (openDevicesParent), with any controller mounted with
+// devices, and reports whether the host has a v1 devices hierarchy.
+func (c *Cgroup) moveDevices() bool {
+	dir, ok := c.v1Dirs[cgroup1.Devices]
+	if !ok {
+		return false
+	}
+	open := filepath.Join(c.v1Roots[cgroup1.Devices], openDevicesParent(path.Dir(c.path)))
+	moved := filepath.Join(open, path.Base(c.path))
+	for name, d := range c.v1Dirs {
+		if d == dir {
+			c.v1Dirs[name] = moved
+		}
+	}
+	c.dirs[slices.Index(c.dirs, dir)] = moved
+	c.openDevices = open
+	return true
+}
+
+// undoMoveDevices puts the devices directory back at dir, where
+// moveDevices found it.
+func (c *Cgroup) undoMoveDevices(dir string) {
+	moved := c.v1Dirs[cgroup1.Devices]
+	for name, d := range c.v1Dirs {
+		if d == moved {
+			c.v1Dirs[name] = dir
+		}
+	}
+	c.dirs[slices.Index(c.dirs, moved)] = dir
+	c.openDevices = ""
 }
 
 // NoDevicesDir reports whether the cgroup has no directory in the host's
@@ -280,6 +329,9 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 	if l.v1 != nil {
 		if res.AllDevices {
 			c.noDevices = c.dropV1(cgroup1.Devices)
+		}
+		if len(res.Devices) > 0 {
+			c.moveDevices()
 		}
 		err := c.makeV1Dirs(res.RestrictDevices)
 		for try := 1; try < tries && gone(err); try++ {
@@ -337,7 +389,7 @@ func (c *Cgroup) makeV1Dirs(restrictDevices bool) error {
 				if err := os.MkdirAll(filepath.Dir(parent), 0o755); err != nil {
 					return err
 				}
-				if name == cgroup1.Devices && restrictDevices {
+				if name == cgroup1.Devices && restrictDevices && c.openDevices == "" {
 					if err := makeDevicesParent(parent); err != nil {
 						return err
 					}
@@ -351,8 +403,7 @@ func (c *Cgroup) makeV1Dirs(restrictDevices bool) error {
 			}
 			continue
 		}
-		root := strings.TrimSuffix(dir, c.path)
-		cur := root
+		cur := c.v1Roots[name]
 		for _, part := range strings.Split(strings.TrimPrefix(c.path, "/"), "/") {
 			parent := cur
 			cur = filepath.Join(cur, part)
@@ -393,7 +444,7 @@ func makeDevicesParent(parent string) error {
 	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return err
 	}
-	err := writeDevicePolicy(tmp)
+	err := writeDevicePolicy(tmp, nil)
 	if err == nil {
 		err = os.Rename(tmp, parent)
 	}
@@ -479,6 +530,15 @@ func (l layout) load(p string) (*Cgroup, error) {
 	if dir, ok := c.v1Dirs[cgroup1.Devices]; ok {
 		_, err := os.Stat(dir)
 		c.v1ok, devGone = err == nil, errors.Is(err, fs.ErrNotExist)
+		if devGone {
+			// Made with devices of its own, in the open devices parent?
+			c.moveDevices()
+			if _, err := os.Stat(c.v1Dirs[cgroup1.Devices]); err == nil {
+				c.v1ok, devGone = true, false
+			} else {
+				c.undoMoveDevices(dir)
+			}
+		}
 	}
 	if !c.v1ok {
 		for name, dir := range c.v1Dirs {
@@ -522,9 +582,18 @@ func (l layout) list(parent string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var children []string
+	// A cgroup with devices of its own has its devices directory under
+	// the open devices parent, and may have only that one left.
+	dirs := make([]string, 0, len(roots)+1)
 	for _, root := range roots {
-		entries, err := os.ReadDir(filepath.Join(root, parent))
+		dirs = append(dirs, filepath.Join(root, parent))
+	}
+	if v1, _ := l.v1Roots(); v1[cgroup1.Devices] != "" && parent != "/" {
+		dirs = append(dirs, filepath.Join(v1[cgroup1.Devices], openDevicesParent(parent)))
+	}
+	var children []string
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -882,6 +883,17 @@ func TestV2Resources(t *testing.T) {
 			}
 		})
 	}
+	t.Run("devices", func(t *testing.T) {
+		fuse := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: new(int64(10)), Minor: new(int64(229)), Access: "rw"}
+		r2, err := v2Resources(Resources{RestrictDevices: true, Devices: []specs.LinuxDeviceCgroup{fuse}}, all, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append(defaultDevices(), fuse)
+		if len(r2.Devices) != len(want) || deviceRule(r2.Devices[len(want)-1]) != "c 10:229 rw" {
+			t.Errorf("v2 device rules %v, want docker's and then c 10:229 rw", r2.Devices)
+		}
+	})
 	t.Run("missing controller", func(t *testing.T) {
 		_, err := v2Resources(Resources{PidsLimit: 10}, map[string]bool{"cpu": true, "memory": true}, true)
 		if !errors.Is(err, errors.ErrUnsupported) {
@@ -1079,6 +1091,140 @@ func TestAllDevices(t *testing.T) {
 	}
 	if _, err := New(parent+"/both", Resources{AllDevices: true, RestrictDevices: true}); err == nil {
 		t.Error("New took both AllDevices and RestrictDevices")
+	}
+}
+
+// TestOwnDevices: a cgroup allowing devices of its own (docker run
+// --device) under a parent holding docker's device policy has its devices
+// directory in the open parent beside it, with the policy and its own
+// rules, which the kernel enforces on a process in it; a restricted
+// sibling keeps the policy alone. Load and List find it, even when it is
+// all that is left of a cgroup, and Delete removes it with the open
+// parent. Devices without RestrictDevices, or a rule the kernel would not
+// take, are refused.
+func TestOwnDevices(t *testing.T) {
+	devRoot := devicesRoot(t)
+	parent := testRoot + "/own-devices"
+	open := filepath.Join(devRoot, parent+".devices")
+	t.Cleanup(func() {
+		unix.Rmdir(filepath.Join(devRoot, parent))
+		unix.Rmdir(open)
+	})
+	restricted, err := New(parent+"/restricted", Resources{RestrictDevices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restricted.Delete() })
+	fuse := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: new(int64(10)), Minor: new(int64(229)), Access: "rw"}
+	res := Resources{RestrictDevices: true, Devices: []specs.LinuxDeviceCgroup{fuse}}
+	c, err := New(parent+"/own", res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Delete() })
+	if _, err := os.Stat(filepath.Join(devRoot, parent, "own")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a devices directory below the restricted parent was made (%v)", err)
+	}
+	list := func(dir string) []string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, "devices.list"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		slices.Sort(lines)
+		return lines
+	}
+	var policy []string
+	for _, d := range defaultDevices() {
+		if d.Allow {
+			policy = append(policy, deviceRule(d))
+		}
+	}
+	want := slices.Sorted(slices.Values(append(slices.Clone(policy), "c 10:229 rw")))
+	if got := list(filepath.Join(open, "own")); !slices.Equal(got, want) {
+		t.Errorf("own devices.list %q, want %q", got, want)
+	}
+	slices.Sort(policy)
+	if got := list(filepath.Join(devRoot, parent, "restricted")); !slices.Equal(got, policy) {
+		t.Errorf("the restricted sibling's devices.list %q, want docker's %q", got, policy)
+	}
+
+	loaded, err := Load(parent + "/own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loaded.v1Dirs[cgroup1.Devices]; got != filepath.Join(open, "own") || loaded.NoDevicesDir() {
+		t.Errorf("Load's devices directory %q (none: %v), want %s", got, loaded.NoDevicesDir(), filepath.Join(open, "own"))
+	}
+	// The kernel's check: nodes of the allowed device and of another one
+	// (loop-control), opened by a process in the cgroup.
+	nodes := t.TempDir()
+	for _, n := range []struct {
+		name         string
+		major, minor uint32
+	}{{"fuse", 10, 229}, {"loop-control", 10, 237}} {
+		if err := unix.Mknod(filepath.Join(nodes, n.name), unix.S_IFCHR|0o600, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startBlocked(t, fmt.Sprintf("{ exec 3<>%[1]s/fuse && echo fuse opened; exec 4<>%[1]s/loop-control && echo loop-control opened; } >%[1]s/out 2>&1", nodes))
+	if err := loaded.Add(p.pid()); err != nil {
+		t.Fatal(err)
+	}
+	p.release(t)
+	p.wait(t, 10*time.Second)
+	out, err := os.ReadFile(filepath.Join(nodes, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out); !strings.Contains(got, "fuse opened") || strings.Contains(got, "loop-control opened") ||
+		!strings.Contains(got, "not permitted") {
+		t.Errorf("in the cgroup, opening the allowed and another device said %q; want the first opened and the second not permitted", got)
+	}
+
+	if got, err := List(parent); err != nil || !slices.Contains(got, parent+"/own") {
+		t.Errorf("List(%s) = %v, %v; want %s in it", parent, got, err, parent+"/own")
+	}
+	if err := loaded.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range append(slices.Clone(c.dirs), open) {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left after Delete (%v)", d, err)
+		}
+	}
+
+	// What a program killed while making such a cgroup leaves: the
+	// devices directory alone.
+	if err := os.MkdirAll(filepath.Join(open, "half"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := List(parent); err != nil || !slices.Contains(got, parent+"/half") {
+		t.Errorf("List(%s) = %v, %v; want the half-made %s in it", parent, got, err, parent+"/half")
+	}
+	half, err := Load(parent + "/half")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := half.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(open); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s left after deleting the half-made cgroup (%v)", open, err)
+	}
+
+	for _, bad := range []Resources{
+		{Devices: []specs.LinuxDeviceCgroup{fuse}},
+		{RestrictDevices: true, Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "x", Access: "rw"}}},
+		{RestrictDevices: true, Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "c", Access: "rwx"}}},
+		{RestrictDevices: true, Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "c", Access: ""}}},
+		{RestrictDevices: true, Devices: []specs.LinuxDeviceCgroup{{Allow: false, Type: "c", Access: "r"}}},
+	} {
+		if c, err := New(parent+"/bad", bad); err == nil {
+			c.Delete()
+			t.Errorf("New took %+v", bad.Devices)
+		}
 	}
 }
 

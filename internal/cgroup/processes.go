@@ -121,6 +121,7 @@ func (c *Cgroup) Delete() error {
 		}
 	}
 	if len(rest) == 0 {
+		c.removeOpenDevices()
 		return nil
 	}
 	pids, found, err := c.pids()
@@ -148,5 +149,14 @@ func (c *Cgroup) Delete() error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cgroup %s: deleting: %w", c.path, err)
 	}
+	c.removeOpenDevices()
 	return nil
+}
+
+// removeOpenDevices removes the open devices parent the cgroup's devices
+// directory was in, unless another cgroup is in it (rmdir refuses).
+func (c *Cgroup) removeOpenDevices() {
+	if c.openDevices != "" {
+		unix.Rmdir(c.openDevices)
+	}
 }

@@ -51,6 +51,12 @@ type Resources struct {
 	// than its parent, which holds docker's policy for its other children (makeV1Dirs); the
 	// processes stay in the devices cgroup of whoever joined them. Not with RestrictDevices.
 	AllDevices bool
+	// Devices are allowed besides docker's list, with RestrictDevices
+	// (docker run --device and --device-cgroup-rule). On v1 the cgroup's
+	// devices directory is then not below its parent, which holds
+	// docker's policy, but in an open parent beside it (see
+	// openDevicesParent).
+	Devices []specs.LinuxDeviceCgroup
 }
 
 // defaultDevices is docker's default device allow-list, as the devices cgroup applies it.
@@ -82,10 +88,11 @@ func defaultDevices() []specs.LinuxDeviceCgroup {
 	}
 }
 
-// writeDevicePolicy writes docker's default device policy into the v1
-// devices directory dir: deny everything, then allow the list.
-func writeDevicePolicy(dir string) error {
-	for _, d := range defaultDevices() {
+// writeDevicePolicy writes docker's default device policy, with extra
+// allowed too, into the v1 devices directory dir: deny everything, then
+// allow the list.
+func writeDevicePolicy(dir string, extra []specs.LinuxDeviceCgroup) error {
+	for _, d := range append(defaultDevices(), extra...) {
 		file := "devices.deny"
 		if d.Allow {
 			file = "devices.allow"
@@ -124,6 +131,23 @@ func hasDevicePolicy(dir string) bool {
 		delete(want, line) // each once
 	}
 	return true
+}
+
+// checkDeviceRule refuses an allowed device rule the devices controller
+// would not take: a type other than a, b or c, access other than a
+// non-empty subset of "rwm", or a deny.
+func checkDeviceRule(d specs.LinuxDeviceCgroup) error {
+	switch {
+	case !d.Allow:
+		return fmt.Errorf("invalid device rule %q: only allowing rules are taken", deviceRule(d))
+	case d.Type != "a" && d.Type != "b" && d.Type != "c":
+		return fmt.Errorf("invalid device rule %q: the type must be a, b or c", deviceRule(d))
+	case d.Access == "" || strings.Trim(d.Access, "rwm") != "":
+		return fmt.Errorf("invalid device rule %q: the access must be made of r, w and m", deviceRule(d))
+	case d.Major != nil && *d.Major < 0, d.Minor != nil && *d.Minor < 0:
+		return fmt.Errorf("invalid device rule %q: negative device number", deviceRule(d))
+	}
+	return nil
 }
 
 // deviceRule is the line the v1 devices controller takes for d: "a" for
@@ -182,6 +206,13 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("invalid pids limit %d: the kernel's maximum is %d", r.PidsLimit, maxPids)
 	case r.RestrictDevices && r.AllDevices:
 		return fmt.Errorf("invalid device rules: both restricted and all devices")
+	case len(r.Devices) > 0 && !r.RestrictDevices:
+		return fmt.Errorf("invalid device rules: devices allowed without restricting the others")
+	}
+	for _, d := range r.Devices {
+		if err := checkDeviceRule(d); err != nil {
+			return err
+		}
 	}
 	if r.CpusetCpus != "" {
 		if _, err := parseCPUs(r.CpusetCpus); err != nil {
@@ -410,8 +441,8 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 		// A v1 devices cgroup starts with a copy of its parent's policy:
 		// when that is already docker's, as makeV1Dirs gives a parent it
 		// makes, there is nothing to write (13 writes per container).
-		if !fresh || !hasDevicePolicy(dir) {
-			if err := writeDevicePolicy(dir); err != nil {
+		if !fresh || len(res.Devices) > 0 || !hasDevicePolicy(dir) {
+			if err := writeDevicePolicy(dir, res.Devices); err != nil {
 				return fmt.Errorf("cgroup %s: %w", c.path, err)
 			}
 		}
@@ -546,7 +577,7 @@ func v2Resources(res Resources, available map[string]bool, swap bool) (*cgroup2.
 		r2.Pids = &cgroup2.Pids{Max: limit}
 	}
 	if res.RestrictDevices {
-		r2.Devices = defaultDevices()
+		r2.Devices = append(defaultDevices(), res.Devices...)
 	}
 	return &r2, nil
 }

@@ -54,7 +54,7 @@ func (c *Cgroup) MoveThread(tid int) (*ThreadMove, error) {
 		if !ok {
 			continue // a hierarchy the kernel does not list for the thread
 		}
-		backDir := filepath.Join(strings.TrimSuffix(dir, c.path), from)
+		backDir := filepath.Join(c.v1Roots[name], from)
 		held := heldTasks(backDir) // opened here, in this fd table
 		if held.err != nil {
 			m.Close()
