@@ -150,6 +150,10 @@ type containerConfig struct {
 	Sysctls     map[string]string `json:"sysctls,omitempty"`
 	Init        bool              `json:"init,omitempty"`
 	GroupAdd    []string          `json:"groupAdd,omitempty"`
+	// Devices and DeviceCgroupRules are WithDevices' and
+	// WithDeviceCgroupRules', resolved on the host at each start.
+	Devices           []DeviceMapping `json:"devices,omitempty"`
+	DeviceCgroupRules []string        `json:"deviceCgroupRules,omitempty"`
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports, as
 	// "80/tcp", sorted; nil in records made before they were kept.
 	ExposedPorts []string `json:"exposedPorts,omitempty"`

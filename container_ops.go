@@ -362,6 +362,10 @@ type ContainerInfo struct {
 	Sysctls  map[string]string
 	Init     bool
 	GroupAdd []string
+	// Devices and DeviceCgroupRules are WithDevices' devices, read, and
+	// WithDeviceCgroupRules' rules.
+	Devices           []DeviceMapping
+	DeviceCgroupRules []string
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports ("80/tcp"),
 	// sorted (docker's Config.ExposedPorts); nil for a container made
 	// before berth kept them.
@@ -410,8 +414,8 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, Labels: cfg.Labels,
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd, Rlimits: cfg.Rlimits,
-		ExposedPorts: cfg.ExposedPorts,
-		AutoRemove:   cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
+		ExposedPorts: cfg.ExposedPorts, Devices: cfg.Devices, DeviceCgroupRules: cfg.DeviceCgroupRules,
+		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
 		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, Healthcheck: cfg.Healthcheck,

@@ -55,7 +55,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		CapAdd: o.capAdd, CapDrop: o.capDrop, NoNewPrivs: o.noNewPrivs, Seccomp: o.seccomp,
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
 		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged, Sysctls: o.sysctls,
-		Init: o.init, GroupAdd: o.groupAdd,
+		Init: o.init, GroupAdd: o.groupAdd, DeviceCgroupRules: o.deviceRules,
 	}
 	if o.privileged {
 		// As docker: no seccomp filter, and no_new_privs only when asked.
@@ -64,6 +64,18 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	}
 	if err := checkSysctls(o.sysctls, o.networkMode == "host"); err != nil {
 		return cfg, err
+	}
+	for _, spec := range o.devices {
+		d, err := parseDevice(spec)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Devices = append(cfg.Devices, d)
+	}
+	for _, rule := range o.deviceRules {
+		if _, err := parseDeviceCgroupRule(rule); err != nil {
+			return cfg, err
+		}
 	}
 	exposed := maps.Clone(img.Config.ExposedPorts)
 	for _, spec := range o.expose {
@@ -498,6 +510,11 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	if rec.Config.Privileged {
 		res.RestrictDevices, res.AllDevices = false, true
 	}
+	var devices []initproc.Device
+	if devices, res.Devices, err = containerDevices(&rec.Config); err != nil {
+		return nil, err
+	}
+	spec.Devices = append(spec.Devices, devices...)
 	cgroupPath := r.cgroupPath(rec.ID)
 	newCgroup := func() (err error) {
 		if run.cg, err = cgroup.New(cgroupPath, res); err != nil {

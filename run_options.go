@@ -27,6 +27,8 @@ type runConfig struct {
 	sysctls     map[string]string
 	init        bool
 	groupAdd    []string
+	devices     []string
+	deviceRules []string
 	expose      []string
 	stopSignal  string
 	stopTimeout time.Duration
@@ -187,6 +189,29 @@ func WithSysctls(sysctls map[string]string) RunOption {
 // there fails the start), or numeric gids, which need no entry.
 func WithGroupAdd(groups ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.groupAdd = append(c.groupAdd, groups...) })
+}
+
+// WithDevices gives the container host devices (docker run --device), in
+// docker's form HOST[:CONTAINER][:PERMISSIONS]: "/dev/fuse",
+// "/dev/sdb:/dev/xvdb", "/dev/ttyUSB0:rw". The host node (a symlink to
+// one is followed) is made at the container path, by default the host's,
+// with the host node's mode and owner, and the container's cgroup lets it
+// use the device with the permissions, by default "rwm" (read, write,
+// mknod). A directory gives every device node below it. The host's
+// devices are looked up at each start: one missing then fails the start.
+// Unlike docker, the container path must be in /dev and not one of the
+// entries berth makes there (/dev/null, /dev/pts, ...).
+func WithDevices(devices ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.devices = append(c.devices, devices...) })
+}
+
+// WithDeviceCgroupRules lets the container use devices its cgroup would
+// refuse (docker run --device-cgroup-rule), by rules such as
+// "c 10:229 rw" or "b 8:* r": a type (c, b or a for all), major and
+// minor numbers or * for any, and access, r, w and m. No node is made:
+// one the container makes with mknod, or gets from a volume, then opens.
+func WithDeviceCgroupRules(rules ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.deviceRules = append(c.deviceRules, rules...) })
 }
 
 // WithExpose adds ports the container exposes to its image's EXPOSE

@@ -59,6 +59,7 @@ type runFlags struct {
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
 	addHosts, dns, sysctls, groupAdd, expose        []string
+	devices, deviceRules                            []string
 	publishAll, privileged, init                    bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
@@ -74,6 +75,8 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	if !create {
 		fs.Bool(&f.detach, "d", "detach", "Run container in background and print container ID")
 	}
+	fs.Strings(&f.devices, "", "device", "Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS])")
+	fs.Strings(&f.deviceRules, "", "device-cgroup-rule", `Add a rule to the cgroup allowed devices list ("c 10:229 rwm")`)
 	fs.String(&f.entrypoint, "", "entrypoint", "string", "", "Overwrite the default ENTRYPOINT of the image")
 	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
 	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
@@ -262,6 +265,12 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if len(f.expose) > 0 {
 		opts = append(opts, berth.WithExpose(f.expose...))
+	}
+	if len(f.devices) > 0 {
+		opts = append(opts, berth.WithDevices(f.devices...))
+	}
+	if len(f.deviceRules) > 0 {
+		opts = append(opts, berth.WithDeviceCgroupRules(f.deviceRules...))
 	}
 	if len(f.sysctls) > 0 {
 		m := map[string]string{}
@@ -1810,22 +1819,24 @@ type containerStateInspect struct {
 }
 
 type hostConfig struct {
-	AutoRemove     bool
-	ReadonlyRootfs bool
-	Privileged     bool
-	CapAdd         []string
-	CapDrop        []string
-	Sysctls        map[string]string `json:",omitempty"`
-	Init           *bool             `json:",omitempty"` // absent (a template's <nil>) unless --init, as docker
-	GroupAdd       []string
-	Memory         int64
-	MemorySwap     int64
-	NanoCpus       int64
-	CpuShares      int64
-	PidsLimit      *int64 // null when unlimited, as docker prints it
-	CpusetCpus     string
-	ShmSize        int64
-	RestartPolicy  restartPolicyInspect
+	AutoRemove        bool
+	ReadonlyRootfs    bool
+	Privileged        bool
+	CapAdd            []string
+	CapDrop           []string
+	Sysctls           map[string]string `json:",omitempty"`
+	Init              *bool             `json:",omitempty"` // absent (a template's <nil>) unless --init, as docker
+	GroupAdd          []string
+	Devices           []berth.DeviceMapping // [] when none, as docker
+	DeviceCgroupRules []string
+	Memory            int64
+	MemorySwap        int64
+	NanoCpus          int64
+	CpuShares         int64
+	PidsLimit         *int64 // null when unlimited, as docker prints it
+	CpusetCpus        string
+	ShmSize           int64
+	RestartPolicy     restartPolicyInspect
 }
 
 type restartPolicyInspect struct {
@@ -1855,6 +1866,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		HostConfig: hostConfig{
 			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly, Privileged: info.Privileged,
 			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls, GroupAdd: info.GroupAdd,
+			Devices: append([]berth.DeviceMapping{}, info.Devices...), DeviceCgroupRules: info.DeviceCgroupRules,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus:    info.Resources.CpusetCpus,

@@ -1024,6 +1024,31 @@ func TestRunSysctl(t *testing.T) {
 	}
 }
 
+// TestRunDevice: --device makes the host's node in the container, and
+// inspect shows HostConfig.Devices and DeviceCgroupRules as docker does
+// (an empty list and null without them); a bad one exits 125.
+func TestRunDevice(t *testing.T) {
+	root := containerSetup(t)
+	node := filepath.Join(t.TempDir(), "null")
+	if err := unix.Mknod(node, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	res := runBerth(t, root, nil, "run", "--rm", "--device", node+":/dev/mine:rw", "busybox", "stat", "-c", "%t:%T %a", "/dev/mine")
+	if res.code != 0 || res.stdout != "1:3 600\n" {
+		t.Errorf("run --device %s:/dev/mine:rw: exit %d, %q %q", node, res.code, res.stdout, res.stderr)
+	}
+	runDetached(t, root, "--name", "dev", "--device", node+":/dev/mine", "--device-cgroup-rule", "c 10:229 rw", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "plain", "busybox", "sleep", "300")
+	got := mustBerth(t, root, "inspect", "-f", "{{json .HostConfig.Devices}} {{json .HostConfig.DeviceCgroupRules}}", "dev", "plain")
+	want := `[{"PathOnHost":"` + node + `","PathInContainer":"/dev/mine","CgroupPermissions":"rwm"}] ["c 10:229 rw"]` + "\n[] null\n"
+	if got != want {
+		t.Errorf("inspect HostConfig.Devices and DeviceCgroupRules:\n%s\nwant:\n%s", got, want)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--device", node+":/etc/mine", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "/etc/mine is not under /dev") {
+		t.Errorf("run --device to /etc: exit %d, stderr %q; want 125 saying it is not under /dev", res.code, res.stderr)
+	}
+}
+
 // TestRunInit: --init runs the command under berth's init as PID 1, the
 // command's exit code passes through, and inspect shows HostConfig.Init
 // (null without it, as docker prints it).

@@ -3,6 +3,7 @@ package initproc
 import (
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,6 +317,25 @@ const helperPath = "/dev/.berth-exec"
 // PID 1: in its fresh /dev, like the exec helper, so that nothing of it is
 // in the container's filesystem (diff, commit, export).
 const InitPath = "/dev/.berth-init"
+
+// DevEntry reports whether p, a clean absolute path, is or is below an
+// entry a container's fresh /dev has before Spec.Devices are made there
+// (setupDev's nodes, directories, mounts and links, the console, the
+// exec helper and the init), or is /dev itself: a device node there would
+// be kept out or land on a mount.
+func DevEntry(p string) bool {
+	rel, ok := strings.CutPrefix(p, "/dev/")
+	if !ok {
+		return p == "/dev"
+	}
+	first, _, _ := strings.Cut(rel, "/")
+	switch first {
+	case "pts", "shm", "mqueue", "fd", "stdin", "stdout", "stderr", "ptmx", "core", "console",
+		path.Base(helperPath), path.Base(InitPath):
+		return true
+	}
+	return slices.ContainsFunc(devNodes, func(n devNode) bool { return n.name == first })
+}
 
 // initArgv is the init's argv for a command at path (resolved) with
 // args: the init runs argv[1] with argv[2:] as its child.
