@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -72,7 +71,8 @@ func parseDevice(spec string) (DeviceMapping, error) {
 // checkDevicePath refuses a container path berth cannot make a node at:
 // outside /dev (berth makes device nodes only in the container's fresh
 // /dev, never in its filesystem, where a commit would keep them), or at
-// one of the entries /dev has already (/dev/null, /dev/pts, ...).
+// or below one of the directories, mounts and links /dev has already
+// (/dev/pts, /dev/shm, /dev/fd, ...).
 func checkDevicePath(p string) error {
 	switch {
 	case p == "/dev":
@@ -80,7 +80,7 @@ func checkDevicePath(p string) error {
 	case !strings.HasPrefix(p, "/dev/"):
 		return fmt.Errorf("%s is not under /dev: berth makes device nodes only in the container's /dev", p)
 	case initproc.DevEntry(p):
-		return fmt.Errorf("%s is one of the container's own /dev entries", p)
+		return fmt.Errorf("%s is in or at one of the container's own /dev directories, mounts or links", p)
 	}
 	return nil
 }
@@ -105,7 +105,7 @@ var deviceCgroupRule = regexp.MustCompile(`^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rw
 // parseDeviceCgroupRule reads a rule such as "c 10:229 rw".
 func parseDeviceCgroupRule(rule string) (specs.LinuxDeviceCgroup, error) {
 	m := deviceCgroupRule.FindStringSubmatch(rule)
-	if m == nil || !validDeviceMode(m[4]) {
+	if m == nil {
 		return specs.LinuxDeviceCgroup{}, fmt.Errorf("%w: invalid device cgroup rule %q: want TYPE MAJOR:MINOR ACCESS, such as \"c 10:229 rwm\"", ErrInvalid, rule)
 	}
 	num := func(s string) (*int64, error) {
@@ -172,26 +172,21 @@ func devicesAt(m DeviceMapping) ([]initproc.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := os.Lstat(host)
-	if err != nil {
+	d, err := deviceNode(host)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if !st.IsDir() {
-		d, err := deviceNode(host)
-		if err != nil {
-			return nil, err
-		}
-		if d == nil {
-			return nil, fmt.Errorf("%s is not a device node", host)
-		}
+	case d != nil:
 		d.Path = m.PathInContainer
 		return []initproc.Device{*d}, nil
 	}
 	var devs []initproc.Device
 	err = filepath.WalkDir(host, func(name string, e fs.DirEntry, err error) error {
 		switch {
-		case err != nil && name != host && errors.Is(err, fs.ErrNotExist):
-			return nil // gone since the listing
+		case name == host && err == nil && !e.IsDir():
+			return fmt.Errorf("%s is not a device node", host)
+		case err != nil && name != host:
+			return nil // gone since the listing, or unreadable: skipped, as docker skips it
 		case err != nil:
 			return err
 		case e.Type()&fs.ModeDevice == 0:

@@ -39,7 +39,8 @@ func deviceNodes(t *testing.T, major int, minors map[string]int) string {
 // WithDeviceCgroupRules give, as docker run --device and
 // --device-cgroup-rule do: the host's node at the container path with its
 // numbers, mode and owner, a directory's nodes below the path, a symlink
-// followed, and the container's cgroup allowing exactly the given access.
+// followed, a default node (/dev/zero) replaced, and the container's
+// cgroup allowing exactly the given access.
 // The nodes are of a major no driver has: opening one the cgroup allows
 // fails with ENXIO ("No such device or address"), one it refuses with
 // EPERM. A process Exec starts has the same devices cgroup; removing the
@@ -48,15 +49,15 @@ func TestDevices(t *testing.T) {
 	rt := busyboxRuntime(t)
 	major := unusedMajor(t)
 	m, _ := strconv.Atoi(major)
-	host := deviceNodes(t, m, map[string]int{"one": 1, "dir/a": 2, "dir/sub/b": 3, "ro": 4, "unmapped": 7})
+	host := deviceNodes(t, m, map[string]int{"one": 1, "dir/a": 2, "dir/sub/b": 3, "ro": 4, "six": 6, "unmapped": 7})
 	if err := os.Symlink("ro", filepath.Join(host, "link")); err != nil {
 		t.Fatal(err)
 	}
 	opts := []berth.RunOption{
-		berth.WithDevices(host+"/one:/dev/one:rw", host+"/dir:/dev/mapped", host+"/link:/dev/ro:r"),
+		berth.WithDevices(host+"/one:/dev/one:rw", host+"/dir:/dev/mapped", host+"/link:/dev/ro:r", host+"/six:/dev/zero"),
 		berth.WithDeviceCgroupRules(fmt.Sprintf("c %s:5 rw", major)),
 	}
-	script := `stat -c '%n %F %t:%T %a %u:%g' /dev/one /dev/mapped/a /dev/mapped/sub/b /dev/ro; echo ---
+	script := `stat -c '%n %F %t:%T %a %u:%g' /dev/one /dev/mapped/a /dev/mapped/sub/b /dev/ro /dev/zero; echo ---
 try() { if "$@" 2>/tmp/err; then echo "$2: opened"; else echo "$2: $(sed 's/.*: //' /tmp/err)"; fi; }
 try cat /dev/one; try cat /dev/mapped/sub/b; try cat /dev/ro; try tee /dev/ro </dev/null
 mknod /tmp/five c ` + major + ` 5 && try cat /tmp/five
@@ -67,6 +68,7 @@ mknod /tmp/seven c ` + major + ` 7 && try cat /tmp/seven`
 /dev/mapped/a character special file %[1]s:2 640 1000:1001
 /dev/mapped/sub/b character special file %[1]s:3 640 1000:1001
 /dev/ro character special file %[1]s:4 640 1000:1001
+/dev/zero character special file %[1]s:6 640 1000:1001
 ---
 /dev/one: No such device or address
 /dev/mapped/sub/b: No such device or address
@@ -86,15 +88,17 @@ mknod /tmp/seven c ` + major + ` 7 && try cat /tmp/seven`
 	if want := "cat: can't open '/dev/one': No such device or address\ncat: can't open '/dev/seven': No such file or directory\ncat: can't open '/tmp/seven': Operation not permitted\n"; got != want {
 		t.Errorf("in an exec'd process:\n%s\nwant:\n%s", got, want)
 	}
-	cgroups, err := filepath.Glob("/sys/fs/cgroup/devices/berth/*.devices/" + c.ID)
-	if err != nil || len(cgroups) != 1 {
-		t.Fatalf("devices cgroup of the container: %v %v; want one in an open parent", cgroups, err)
+	open := "/sys/fs/cgroup/devices/berth/" + rootTag(rt.Root()) + ".devices"
+	_, err := os.Stat("/sys/fs/cgroup/devices/berth")
+	v1 := err == nil
+	if _, err := os.Stat(filepath.Join(open, c.ID)); v1 && err != nil {
+		t.Errorf("the container's devices cgroup is not in the open parent: %v", err)
 	}
 	if err := c.Remove(context.Background(), berth.WithForce()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Dir(cgroups[0])); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("%s left after the container's removal (%v)", filepath.Dir(cgroups[0]), err)
+	if _, err := os.Stat(open); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left after the container's removal (%v)", open, err)
 	}
 }
 
@@ -120,13 +124,13 @@ func TestDevicesRefused(t *testing.T) {
 		{berth.WithDevices("/dev/fuse:/dev/fuse:rr"), `bad mode "rr"`},
 		{berth.WithDevices("/a:/b:r:w"), "invalid device specification"},
 		{berth.WithDevices("/dev/fuse:/etc/fuse"), "/etc/fuse is not under /dev"},
-		{berth.WithDevices("/dev/fuse:/dev/null"), "/dev/null is one of the container's own /dev entries"},
-		{berth.WithDevices("/dev/fuse:/dev/pts/9"), "/dev/pts/9 is one of the container's own /dev entries"},
+		{berth.WithDevices("/dev/fuse:/dev/pts/9"), "/dev/pts/9 is in or at one of the container's own /dev directories"},
+		{berth.WithDevices("/dev/fuse:/dev/shm"), "/dev/shm is in or at one of the container's own /dev directories"},
 		{berth.WithDevices("/dev/fuse:/dev/../etc/x"), "/etc/x is not under /dev"},
 		{berth.WithDevices("/dev/snd:/dev"), "/dev is the container's /dev itself"},
 		{berth.WithDeviceCgroupRules("c 1:3"), `invalid device cgroup rule "c 1:3"`},
 		{berth.WithDeviceCgroupRules("x 1:3 r"), `invalid device cgroup rule "x 1:3 r"`},
-		{berth.WithDeviceCgroupRules("c 1:3 rr"), `invalid device cgroup rule "c 1:3 rr"`},
+		{berth.WithDeviceCgroupRules("c 1:3 rwmr"), `invalid device cgroup rule "c 1:3 rwmr"`},
 		{berth.WithDeviceCgroupRules("c 99999999999:3 r"), "out of range"},
 	} {
 		_, _, err := runOut(t, rt, "busybox", sh("true"), tc.opt, berth.WithAutoRemove())
@@ -144,8 +148,8 @@ func TestDevicesRefused(t *testing.T) {
 			t.Errorf("WithDevices(%q): %v; want an error saying %q", tc.device, err, tc.want)
 		}
 	}
-	if left, _ := filepath.Glob("/sys/fs/cgroup/devices/berth/*.devices"); len(left) > 0 {
-		t.Errorf("open devices parents left: %v", left)
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/berth/" + rootTag(rt.Root()) + ".devices"); len(left) > 0 {
+		t.Errorf("open devices parent left: %v", left)
 	}
 	list, err := rt.Containers(context.Background(), berth.WithAll())
 	if err != nil || len(list) != 0 {

@@ -110,13 +110,14 @@ func rootTag(root string) string {
 }
 
 // cgroupDirs lists the cgroup directories of a root's containers in every
-// hierarchy: /sys/fs/cgroup/*/berth/<tag>/* (v1 and hybrid) and
+// hierarchy: /sys/fs/cgroup/*/berth/<tag>/* (v1 and hybrid; a container
+// with devices of its own has its devices one in <tag>.devices) and
 // /sys/fs/cgroup/berth/<tag>/* (v2).
 func cgroupDirs(t *testing.T, root string) []string {
 	t.Helper()
 	tag := rootTag(root)
 	var out []string
-	for _, pattern := range []string{"/sys/fs/cgroup/*/berth/" + tag + "/*", "/sys/fs/cgroup/berth/" + tag + "/*"} {
+	for _, pattern := range []string{"/sys/fs/cgroup/*/berth/" + tag + "/*", "/sys/fs/cgroup/*/berth/" + tag + ".devices/*", "/sys/fs/cgroup/berth/" + tag + "/*"} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)
@@ -131,11 +132,12 @@ func cgroupDirs(t *testing.T, root string) []string {
 }
 
 // parentCgroups lists the root's parent cgroup in every hierarchy where it
-// exists: /sys/fs/cgroup/*/berth/<tag> and /sys/fs/cgroup/berth/<tag>.
+// exists: /sys/fs/cgroup/*/berth/<tag> (and <tag>.devices) and
+// /sys/fs/cgroup/berth/<tag>.
 func parentCgroups(t *testing.T, root string) []string {
 	t.Helper()
 	var out []string
-	for _, pattern := range []string{"/sys/fs/cgroup/*/berth/" + rootTag(root), "/sys/fs/cgroup/berth/" + rootTag(root)} {
+	for _, pattern := range []string{"/sys/fs/cgroup/*/berth/" + rootTag(root), "/sys/fs/cgroup/*/berth/" + rootTag(root) + ".devices", "/sys/fs/cgroup/berth/" + rootTag(root)} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)

@@ -199,8 +199,10 @@ func WithGroupAdd(groups ...string) RunOption {
 // use the device with the permissions, by default "rwm" (read, write,
 // mknod). A directory gives every device node below it. The host's
 // devices are looked up at each start: one missing then fails the start.
-// Unlike docker, the container path must be in /dev and not one of the
-// entries berth makes there (/dev/null, /dev/pts, ...).
+// A node at one of /dev's default ones (/dev/null, ...) replaces it.
+// Unlike docker, the container path must be in /dev, and not in or at
+// the directories, mounts and links berth makes there (/dev/pts,
+// /dev/shm, /dev/fd, ...).
 func WithDevices(devices ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.devices = append(c.devices, devices...) })
 }

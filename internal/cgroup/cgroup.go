@@ -252,16 +252,31 @@ func (c *Cgroup) dropV1(name cgroup1.Name) bool {
 // root does, and gets the whole policy written (updateV1).
 func openDevicesParent(parent string) string { return parent + ".devices" }
 
+// movedDevicesDir is where the cgroup's v1 devices directory is when it
+// has devices of its own, and the open parent it is in; "" without a v1
+// devices hierarchy.
+func (c *Cgroup) movedDevicesDir() (dir, open string) {
+	root, ok := c.v1Roots[cgroup1.Devices]
+	if !ok {
+		return "", ""
+	}
+	open = filepath.Join(root, openDevicesParent(path.Dir(c.path)))
+	return filepath.Join(open, path.Base(c.path)), open
+}
+
 // moveDevices puts the cgroup's v1 devices directory into the open
-// devices parent (openDevicesParent), with any controller mounted with
-// devices, and reports whether the host has a v1 devices hierarchy.
-func (c *Cgroup) moveDevices() bool {
+// devices parent (movedDevicesDir), with any controller mounted with
+// devices, but for cpuset, whose directories makeV1Dirs fills along the
+// cgroup's path.
+func (c *Cgroup) moveDevices() error {
 	dir, ok := c.v1Dirs[cgroup1.Devices]
 	if !ok {
-		return false
+		return nil
 	}
-	open := filepath.Join(c.v1Roots[cgroup1.Devices], openDevicesParent(path.Dir(c.path)))
-	moved := filepath.Join(open, path.Base(c.path))
+	if c.v1Dirs[cgroup1.Cpuset] == dir {
+		return fmt.Errorf("cgroup %s: devices of its own with devices and cpuset in one hierarchy: %w", c.path, errors.ErrUnsupported)
+	}
+	moved, open := c.movedDevicesDir()
 	for name, d := range c.v1Dirs {
 		if d == dir {
 			c.v1Dirs[name] = moved
@@ -269,20 +284,7 @@ func (c *Cgroup) moveDevices() bool {
 	}
 	c.dirs[slices.Index(c.dirs, dir)] = moved
 	c.openDevices = open
-	return true
-}
-
-// undoMoveDevices puts the devices directory back at dir, where
-// moveDevices found it.
-func (c *Cgroup) undoMoveDevices(dir string) {
-	moved := c.v1Dirs[cgroup1.Devices]
-	for name, d := range c.v1Dirs {
-		if d == moved {
-			c.v1Dirs[name] = dir
-		}
-	}
-	c.dirs[slices.Index(c.dirs, moved)] = dir
-	c.openDevices = ""
+	return nil
 }
 
 // NoDevicesDir reports whether the cgroup has no directory in the host's
@@ -307,6 +309,11 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 	if err := res.Validate(); err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", p, err)
 	}
+	if len(res.Devices) > 0 {
+		if err := c.moveDevices(); err != nil {
+			return nil, err
+		}
+	}
 	// Creating is idempotent (it only makes missing directories), which also completes a
 	// cgroup a crashed program left half-made. Only what this call created is rolled back.
 	fresh := !c.exists()
@@ -329,9 +336,6 @@ func (l layout) create(p string, res Resources) (_ *Cgroup, retErr error) {
 	if l.v1 != nil {
 		if res.AllDevices {
 			c.noDevices = c.dropV1(cgroup1.Devices)
-		}
-		if len(res.Devices) > 0 {
-			c.moveDevices()
 		}
 		err := c.makeV1Dirs(res.RestrictDevices)
 		for try := 1; try < tries && gone(err); try++ {
@@ -530,13 +534,10 @@ func (l layout) load(p string) (*Cgroup, error) {
 	if dir, ok := c.v1Dirs[cgroup1.Devices]; ok {
 		_, err := os.Stat(dir)
 		c.v1ok, devGone = err == nil, errors.Is(err, fs.ErrNotExist)
-		if devGone {
-			// Made with devices of its own, in the open devices parent?
-			c.moveDevices()
-			if _, err := os.Stat(c.v1Dirs[cgroup1.Devices]); err == nil {
+		// Made with devices of its own, in the open devices parent?
+		if moved, _ := c.movedDevicesDir(); devGone {
+			if _, err := os.Stat(moved); err == nil && c.moveDevices() == nil {
 				c.v1ok, devGone = true, false
-			} else {
-				c.undoMoveDevices(dir)
 			}
 		}
 	}
@@ -677,6 +678,11 @@ func RemoveIfEmpty(p string) error {
 	roots, err := l.roots()
 	if err != nil {
 		return err
+	}
+	if v1, _ := l.v1Roots(); v1[cgroup1.Devices] != "" {
+		// Delete removes it with the last cgroup in it, but a program
+		// killed meanwhile leaves it.
+		unix.Rmdir(filepath.Join(v1[cgroup1.Devices], openDevicesParent(p)))
 	}
 	for _, r := range roots {
 		// rmdir refuses a cgroup with children (EBUSY) or tasks: exactly the cases to keep.

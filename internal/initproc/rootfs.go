@@ -3,7 +3,6 @@ package initproc
 import (
 	"os"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -318,15 +317,15 @@ const helperPath = "/dev/.berth-exec"
 // in the container's filesystem (diff, commit, export).
 const InitPath = "/dev/.berth-init"
 
-// DevEntry reports whether p, a clean absolute path, is or is below an
-// entry a container's fresh /dev has before Spec.Devices are made there
-// (setupDev's nodes, directories, mounts and links, the console, the
-// exec helper and the init), or is /dev itself: a device node there would
-// be kept out or land on a mount.
+// DevEntry reports whether p, a clean absolute path, is or is below one
+// of the entries of a container's fresh /dev that a device node of
+// Spec.Devices cannot replace: setupDev's directories, mounts and links,
+// the console, the exec helper and the init. (Its default nodes, such as
+// /dev/null, it replaces.)
 func DevEntry(p string) bool {
 	rel, ok := strings.CutPrefix(p, "/dev/")
 	if !ok {
-		return p == "/dev"
+		return false
 	}
 	first, _, _ := strings.Cut(rel, "/")
 	switch first {
@@ -334,7 +333,7 @@ func DevEntry(p string) bool {
 		path.Base(helperPath), path.Base(InitPath):
 		return true
 	}
-	return slices.ContainsFunc(devNodes, func(n devNode) bool { return n.name == first })
+	return false
 }
 
 // initArgv is the init's argv for a command at path (resolved) with
@@ -529,9 +528,10 @@ func setupDev(root int, console int, s *Spec) error {
 }
 
 // makeDevice makes d's node inside dev, the container's fresh /dev, with
-// its parent directories; a name already there (a default node, or the
-// ptmx link) is kept. No symlink is followed: dev holds only what setupDev
-// made.
+// its parent directories. A device node already there (a default one, or
+// one made before) is replaced, as runc replaces them; anything else of
+// that name (the ptmx link) is kept. No symlink is followed: dev holds
+// only what setupDev made.
 func makeDevice(dev int, d Device) error {
 	rel, ok := strings.CutPrefix(path.Clean(d.Path), "/dev/")
 	if !ok || d.Type != unix.S_IFCHR && d.Type != unix.S_IFBLK {
@@ -549,7 +549,17 @@ func makeDevice(dev int, d Device) error {
 	name := path.Base(rel)
 	err := unix.Mknodat(dir, name, d.Type|d.Mode&0o7777, int(unix.Mkdev(d.Major, d.Minor)))
 	if err == unix.EEXIST {
-		return nil
+		var st unix.Stat_t
+		if unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			return err
+		}
+		if kind := st.Mode & unix.S_IFMT; kind != unix.S_IFCHR && kind != unix.S_IFBLK {
+			return nil
+		}
+		if err := unix.Unlinkat(dir, name, 0); err != nil {
+			return err
+		}
+		err = unix.Mknodat(dir, name, d.Type|d.Mode&0o7777, int(unix.Mkdev(d.Major, d.Minor)))
 	}
 	if err != nil {
 		return err
