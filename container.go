@@ -154,6 +154,11 @@ type containerConfig struct {
 	// WithDeviceCgroupRules', resolved on the host at each start.
 	Devices           []DeviceMapping `json:"devices,omitempty"`
 	DeviceCgroupRules []string        `json:"deviceCgroupRules,omitempty"`
+	// PidMode ("host" or "container:ID"), IpcMode ("host", "none") and
+	// UTSMode ("host") are the namespaces it shares; "" for its own.
+	PidMode string `json:"pidMode,omitempty"`
+	IpcMode string `json:"ipcMode,omitempty"`
+	UTSMode string `json:"utsMode,omitempty"`
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports, as
 	// "80/tcp", sorted; nil in records made before they were kept.
 	ExposedPorts []string `json:"exposedPorts,omitempty"`

@@ -91,6 +91,9 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 	if err := r.resolveNetworking(ctx, img, &o, &cfg); err != nil {
 		return nil, err
 	}
+	if err := r.resolveNamespaceModes(ctx, &o, &cfg); err != nil {
+		return nil, err
+	}
 	name := strings.TrimPrefix(o.name, "/")
 	if name == "" {
 		name = generatedName(id)
@@ -366,6 +369,10 @@ type ContainerInfo struct {
 	// WithDeviceCgroupRules' rules.
 	Devices           []DeviceMapping
 	DeviceCgroupRules []string
+	// PidMode, IpcMode and UTSMode are the namespaces it shares
+	// (WithPidMode, WithIpcMode, WithUTSMode): "host", "container:ID"
+	// (pid), "none" (IPC); "" for its own.
+	PidMode, IpcMode, UTSMode string
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports ("80/tcp"),
 	// sorted (docker's Config.ExposedPorts); nil for a container made
 	// before berth kept them.
@@ -415,6 +422,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd, Rlimits: cfg.Rlimits,
 		ExposedPorts: cfg.ExposedPorts, Devices: cfg.Devices, DeviceCgroupRules: cfg.DeviceCgroupRules,
+		PidMode: cfg.PidMode, IpcMode: cfg.IpcMode, UTSMode: cfg.UTSMode,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,

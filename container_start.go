@@ -62,7 +62,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		cfg.Seccomp = false
 		cfg.NoNewPrivs = o.nnpSet && o.noNewPrivs
 	}
-	if err := checkSysctls(o.sysctls, o.networkMode == "host"); err != nil {
+	if err := checkSysctls(o.sysctls, o.networkMode == "host", o.ipcMode == "host"); err != nil {
 		return cfg, err
 	}
 	for _, spec := range o.devices {
@@ -131,7 +131,17 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if _, err := parseSignal(cfg.StopSignal); err != nil {
 		return cfg, err
 	}
-	if cfg.Hostname == "" {
+	switch {
+	case o.utsMode == "host" && o.hostname != "":
+		return cfg, fmt.Errorf("%w: conflicting options: hostname and the UTS mode host", ErrInvalid)
+	case o.utsMode == "host":
+		// The host's, which the container shares: what it shows in
+		// $HOSTNAME, /etc/hostname and inspect, as in docker.
+		var err error
+		if cfg.Hostname, err = os.Hostname(); err != nil {
+			return cfg, err
+		}
+	case cfg.Hostname == "":
 		cfg.Hostname = id[:12]
 	}
 	if len(cfg.Hostname) > 64 || strings.IndexFunc(cfg.Hostname, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 {
@@ -172,12 +182,15 @@ var namespacedSysctls = []string{"kernel.msgmax", "kernel.msgmnb", "kernel.msgmn
 	"kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 // checkSysctls refuses a kernel parameter docker refuses (see
-// WithSysctls), net.* ones with the host's network, and a name that is no
-// plain dotted name.
-func checkSysctls(sysctls map[string]string, hostNetwork bool) error {
+// WithSysctls), net.* ones with the host's network, IPC ones with the
+// host's IPC namespace, and a name that is no plain dotted name.
+func checkSysctls(sysctls map[string]string, hostNetwork, hostIPC bool) error {
 	for k := range sysctls {
 		if hostNetwork && strings.HasPrefix(k, "net.") {
 			return fmt.Errorf("%w: sysctl %q is not allowed with network mode host: it would change the host's network namespace", ErrInvalid, k)
+		}
+		if hostIPC && (strings.HasPrefix(k, "fs.mqueue.") || slices.Contains(namespacedSysctls, k)) {
+			return fmt.Errorf("%w: sysctl %q is not allowed with IPC mode host: it would change the host's IPC namespace", ErrInvalid, k)
 		}
 		// Dotted parts of letters, digits, _ and -: no "/", no "..".
 		for _, part := range strings.Split(k, ".") {
@@ -356,6 +369,9 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		Files: files,
 		NetNS: netns, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd,
 	}
+	if err := r.sharedNamespaces(cfg, s); err != nil {
+		return nil, err
+	}
 	if s.User == "" {
 		s.User = "0"
 	}
@@ -490,7 +506,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	// started now. A terminal needs the cold path, which starts the child
 	// on the pty.
 	var warm *initproc.Warm
-	if !direct && !rec.Config.TTY {
+	if !direct && !rec.Config.TTY && rec.Config.PidMode == "" { // see Spec.PidNS
 		if warm = r.takeWarm(rec.Config.Detached); warm == nil {
 			warm, _ = initproc.Prestart(rec.Config.Detached) // on failure, the cold path says why
 		}
@@ -992,6 +1008,12 @@ func (run *running) wait() {
 	defer tr.done()
 	werr := run.proc.Wait()
 	tr.mark("procwait")
+	if run.rec.Config.PidMode != "" {
+		// Not PID 1 of a pid namespace of its own, whose end would have
+		// killed the rest: they go with it (as runc kills them), before
+		// they keep its output open.
+		run.cg.Kill()
+	}
 	run.copiers.Wait()
 	tr.mark("copiers")
 	code, sig := exitStatus(run.proc.Cmd.ProcessState, werr)

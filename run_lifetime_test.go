@@ -32,7 +32,9 @@ import (
 // attached, detached or detached and auto-removed (BERTH_TEST_RUN_MODE
 // attached, detached, detached-rm), or starts the exited container of that
 // name again (start), prints "started" once it runs, and then
-// blocks (attached) or exits (detached).
+// blocks (attached) or exits (detached). BERTH_TEST_RUN_PID is its pid
+// mode (WithPidMode), and BERTH_TEST_RUN_CHILD_STAGE set starts it
+// through the child stage (an rlimit).
 func helperRun() {
 	ctx := context.Background()
 	rt, err := berth.New(os.Getenv("BERTH_TEST_RUN_ROOT"))
@@ -49,6 +51,12 @@ func helperRun() {
 	}
 	if mode == "detached-rm" {
 		opts = append(opts, berth.WithAutoRemove())
+	}
+	if m := os.Getenv("BERTH_TEST_RUN_PID"); m != "" {
+		opts = append(opts, berth.WithPidMode(m))
+	}
+	if os.Getenv("BERTH_TEST_RUN_CHILD_STAGE") != "" {
+		opts = append(opts, starts[1].opts...)
 	}
 	if mode == "start" { // start the existing container NAME again, attached
 		c, err := rt.Container(ctx, os.Getenv("BERTH_TEST_RUN_NAME"))

@@ -29,6 +29,9 @@ type runConfig struct {
 	groupAdd    []string
 	devices     []string
 	deviceRules []string
+	pidMode     string
+	ipcMode     string
+	utsMode     string
 	expose      []string
 	stopSignal  string
 	stopTimeout time.Duration
@@ -214,6 +217,33 @@ func WithDevices(devices ...string) RunOption {
 // one the container makes with mknod, or gets from a volume, then opens.
 func WithDeviceCgroupRules(rules ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.deviceRules = append(c.deviceRules, rules...) })
+}
+
+// WithPidMode sets the container's pid namespace (docker run --pid):
+// "host", the host's, where the container sees every process of the host
+// and its own have their host pids; or "container:NAME", that of the
+// running container NAME, whose processes it then sees. Its command is
+// not PID 1 then: when it exits, berth kills the container's other
+// processes, which its own pid namespace's end would have killed. The
+// default is a pid namespace of its own.
+func WithPidMode(mode string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.pidMode = mode })
+}
+
+// WithIpcMode sets the container's IPC namespace (docker run --ipc):
+// "private", the default, its own with its own /dev/shm; "host", the
+// host's, and the host's /dev/shm; "none", its own without a /dev/shm.
+// docker's "shareable" and "container:NAME" are not supported: Run fails
+// with ErrInvalid.
+func WithIpcMode(mode string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.ipcMode = mode })
+}
+
+// WithUTSMode sets the container's UTS namespace (docker run --uts):
+// "host" shares the host's, so that its hostname is the host's (and
+// WithHostname is refused). The default is its own.
+func WithUTSMode(mode string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.utsMode = mode })
 }
 
 // WithExpose adds ports the container exposes to its image's EXPOSE

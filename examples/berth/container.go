@@ -60,6 +60,7 @@ type runFlags struct {
 	networks, networkAliases, publish               []string
 	addHosts, dns, sysctls, groupAdd, expose        []string
 	devices, deviceRules                            []string
+	pid, ipc, uts                                   string
 	publishAll, privileged, init                    bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
@@ -80,6 +81,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.entrypoint, "", "entrypoint", "string", "", "Overwrite the default ENTRYPOINT of the image")
 	fs.Strings(&f.env, "e", "env", "Set environment variables (KEY=VALUE, or KEY to pass berth's own)")
 	fs.Strings(&f.envFiles, "", "env-file", "Read in a file of environment variables")
+	fs.String(&f.ipc, "", "ipc", "string", "", `IPC mode to use ("private", "host" or "none")`)
 	fs.Strings(&f.expose, "", "expose", "Expose a port or a range of ports")
 	fs.Strings(&f.groupAdd, "", "group-add", "Add additional groups to join")
 	fs.String(&f.healthCmd, "", "health-cmd", "string", "", "Command to run to check health")
@@ -92,6 +94,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
+	fs.String(&f.pid, "", "pid", "string", "", `PID namespace to use ("host" or "container:NAME")`)
 	fs.Bool(&f.noHealthcheck, "", "no-healthcheck", "Disable any container-specified HEALTHCHECK")
 	fs.Bool(&f.privileged, "", "privileged", "Give extended privileges to this container")
 	fs.String(&f.pull, "", "pull", "string", "missing", `Pull image before running ("always", "missing", "never")`)
@@ -106,6 +109,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.sysctls, "", "sysctl", "Sysctl options (KEY=VALUE)")
 	fs.Bool(&f.tty, "t", "tty", "Allocate a pseudo-TTY")
 	fs.Strings(&f.ulimits, "", "ulimit", "Ulimit options (name=soft[:hard])")
+	fs.String(&f.uts, "", "uts", "string", "", `UTS namespace to use ("host")`)
 	fs.String(&f.user, "u", "user", "string", "", "Username or UID (format: <name|uid>[:<group|gid>])")
 	fs.String(&f.workdir, "w", "workdir", "string", "", "Working directory inside the container")
 	fs.Strings(&f.volumes, "v", "volume", "Bind mount a volume (SRC:DST[:OPTS], or DST for an anonymous volume)")
@@ -268,6 +272,15 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if len(f.devices) > 0 {
 		opts = append(opts, berth.WithDevices(f.devices...))
+	}
+	if f.pid != "" {
+		opts = append(opts, berth.WithPidMode(f.pid))
+	}
+	if f.ipc != "" {
+		opts = append(opts, berth.WithIpcMode(f.ipc))
+	}
+	if f.uts != "" {
+		opts = append(opts, berth.WithUTSMode(f.uts))
 	}
 	if len(f.deviceRules) > 0 {
 		opts = append(opts, berth.WithDeviceCgroupRules(f.deviceRules...))
@@ -1829,6 +1842,9 @@ type hostConfig struct {
 	GroupAdd          []string
 	Devices           []berth.DeviceMapping // [] when none, as docker
 	DeviceCgroupRules []string
+	PidMode           string
+	IpcMode           string
+	UTSMode           string
 	Memory            int64
 	MemorySwap        int64
 	NanoCpus          int64
@@ -1867,6 +1883,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			AutoRemove: info.AutoRemove, ReadonlyRootfs: info.ReadOnly, Privileged: info.Privileged,
 			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls, GroupAdd: info.GroupAdd,
 			Devices: append([]berth.DeviceMapping{}, info.Devices...), DeviceCgroupRules: info.DeviceCgroupRules,
+			PidMode: info.PidMode, IpcMode: cmp.Or(info.IpcMode, "private"), UTSMode: info.UTSMode,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus:    info.Resources.CpusetCpus,

@@ -1049,6 +1049,30 @@ func TestRunDevice(t *testing.T) {
 	}
 }
 
+// TestRunNamespaceModes: --pid, --ipc and --uts share the host's
+// namespaces (or another container's pid namespace), inspect shows them as
+// docker does (IpcMode "private" by default), and a mode berth does not
+// support exits 125.
+func TestRunNamespaceModes(t *testing.T) {
+	root := containerSetup(t)
+	host, _ := os.Hostname()
+	res := runBerth(t, root, nil, "run", "--rm", "--pid", "host", "--uts", "host", "--ipc", "none", "busybox", "sh", "-c",
+		"[ $$ != 1 ] && echo not-pid-1; hostname; [ -e /dev/shm ] || echo no-shm")
+	if want := "not-pid-1\n" + host + "\nno-shm\n"; res.code != 0 || res.stdout != want {
+		t.Errorf("run --pid host --uts host --ipc none: exit %d, %q (stderr %q); want %q", res.code, res.stdout, res.stderr, want)
+	}
+	runDetached(t, root, "--name", "shared", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "joiner", "--pid", "container:shared", "--ipc", "host", "busybox", "sleep", "300")
+	id := strings.TrimSpace(mustBerth(t, root, "inspect", "-f", "{{.Id}}", "shared"))
+	got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.PidMode}} {{.HostConfig.IpcMode}} {{.HostConfig.UTSMode}}|", "joiner", "shared")
+	if want := "container:" + id + " host |\n private |\n"; got != want {
+		t.Errorf("inspect PidMode, IpcMode, UTSMode = %q, want %q", got, want)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--ipc", "shareable", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "does not share") {
+		t.Errorf("run --ipc shareable: exit %d, stderr %q; want 125", res.code, res.stderr)
+	}
+}
+
 // TestRunInit: --init runs the command under berth's init as PID 1, the
 // command's exit code passes through, and inspect shows HostConfig.Init
 // (null without it, as docker prints it).

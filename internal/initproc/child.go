@@ -48,6 +48,11 @@ func stepError(step, p string, err error) error {
 // no_new_privs, seccomp, execve. Each step's comment says why it sits where
 // it does.
 func runStage() error {
+	// A parent-death signal of its own from the start, for a child
+	// started into a pid namespace it joins without Go's (see Command),
+	// until setupUser arms it again after the uid change; a parent that
+	// died before this leaves the spec pipe at EOF, and the stage ends.
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
 	// Before anything else, so that no fd the parent leaked (every fd without
 	// CLOEXEC in the parent survives the fork and exec) is usable during setup:
 	// CVE-2024-21626 chdir'ed through such an fd into the host.
@@ -89,6 +94,9 @@ func runStage() error {
 		if err := joinNetNS(s.NetNS); err != nil {
 			return err
 		}
+	}
+	if err := joinIpcUTS(s); err != nil {
+		return err
 	}
 	if err := writeSysctls(s); err != nil {
 		return err
@@ -424,14 +432,34 @@ func loadFilter(f []unix.SockFilter) error {
 // runs on the main thread, which later calls execve) into the network
 // namespace at path, before /sys is mounted so that it shows that
 // namespace's interfaces.
-func joinNetNS(path string) error {
+func joinNetNS(path string) error { return joinNS(path, unix.CLONE_NEWNET, "network") }
+
+// joinNS moves this thread into the namespace of type nstype (named kind)
+// at path. A pid namespace is the one the thread's children are forked
+// into.
+func joinNS(path string, nstype int, kind string) error {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return stepError("open network namespace", path, err)
+		return stepError("open "+kind+" namespace", path, err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		return stepError("join network namespace", path, err)
+	if err := unix.Setns(fd, nstype); err != nil {
+		return stepError("join "+kind+" namespace", path, err)
+	}
+	return nil
+}
+
+// joinIpcUTS moves this thread into the IPC and UTS namespaces the spec
+// names, before anything is mounted (/dev/mqueue shows the IPC
+// namespace of whoever mounts it).
+func joinIpcUTS(s *Spec) error {
+	if s.IpcNS != "" {
+		if err := joinNS(s.IpcNS, unix.CLONE_NEWIPC, "IPC"); err != nil {
+			return err
+		}
+	}
+	if s.UTSNS != "" {
+		return joinNS(s.UTSNS, unix.CLONE_NEWUTS, "UTS")
 	}
 	return nil
 }

@@ -245,8 +245,10 @@ func (d *Direct) Start(stdio [3]*os.File, cgroupFD int, place Placement, afterFo
 	// thread leaves the cgroups and mounts its /proc and this program
 	// finishes placing it (afterFork): it runs nothing of the user's
 	// before the go-ahead below.
-	orphanKill := d.exec && !d.cfg.Spec.Detached // a Run's fork sets Pdeathsig itself
-	blockSignals := d.cfg.Spec.Init && !d.exec   // the helper execs the init
+	// A Run's fork sets Pdeathsig itself, but into a pid namespace it
+	// joins (see helperPayload).
+	orphanKill := (d.exec || d.cfg.Spec.PidNS != "") && !d.cfg.Spec.Detached
+	blockSignals := d.cfg.Spec.Init && !d.exec // the helper execs the init
 	_, werr := filterW.Write(helperPayload(helperMask(d.cfg.Caps, d.cfg.Spec.UID), d.cfg.Seccomp, orphanKill, blockSignals))
 	proc, _ := os.FindProcess(r.pid) // a handle on a pidfd; it never fails on Linux
 	// The thread is out of the cgroups, as far as it could go itself.
@@ -391,7 +393,23 @@ func (d *Direct) prepare() error {
 		}
 		d.netReady(ns)
 	}
-	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC); err != nil {
+	if err := joinIpcUTS(s); err != nil {
+		return err
+	}
+	if s.PidNS != "" {
+		// The fork's pid namespace (fork leaves CLONE_NEWPID out).
+		if err := joinNS(s.PidNS, unix.CLONE_NEWPID, "pid"); err != nil {
+			return err
+		}
+	}
+	flags := unix.CLONE_FS | unix.CLONE_NEWNS
+	if s.IpcNS == "" {
+		flags |= unix.CLONE_NEWIPC
+	}
+	if s.UTSNS == "" {
+		flags |= unix.CLONE_NEWUTS
+	}
+	if err := unix.Unshare(flags); err != nil {
 		return stepError("unshare namespaces", "", err)
 	}
 	unix.Umask(0)
@@ -505,7 +523,11 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	}
 	if !d.exec {
 		sys.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP
-		if !s.Detached {
+		if s.PidNS != "" {
+			// Into the one prepare joined, where the helper arms the
+			// parent-death signal (helperPayload).
+			sys.Cloneflags = unix.CLONE_NEWCGROUP
+		} else if !s.Detached {
 			sys.Pdeathsig = syscall.SIGKILL
 		}
 	}

@@ -111,8 +111,9 @@ func elf64(machine uint16, code []byte) []byte {
 // after the fork: the filter's length in bytes, the capability mask (see
 // helperMask), the flags and the filter, for the helper to apply while the
 // caller finishes placing it. orphanKill arms a parent-death SIGKILL (an
-// attached exec: Go's own cannot be used, its child checks getppid, which
-// is 0 in the container's pid namespace). blockSignals has it exec with
+// attached exec, or a Run into a pid namespace it joins: Go's own cannot
+// be used, its child checks getppid, which is 0 in the container's pid
+// namespace). blockSignals has it exec with
 // every signal blocked rather than none (the init: see
 // helperBlockSignals). The go-ahead byte, helperGo, follows later, on
 // its own.

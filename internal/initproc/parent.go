@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -55,6 +57,7 @@ type Process struct {
 	Warnings []string
 
 	config       []byte
+	pidNS        string // Spec.PidNS: the child is started there
 	onWait       func() // called once Wait has returned
 	specR, specW *os.File
 	syncR, syncW *os.File
@@ -77,6 +80,14 @@ func Command(spec *Spec) (*Process, error) {
 	p, err := newProcess(spec.Detached)
 	if err != nil {
 		return nil, err
+	}
+	if spec.PidNS != "" {
+		// Go's parent-death signal would kill the child at once: its
+		// child checks getppid, 0 in a pid namespace its parent is not
+		// in. The stage arms its own (runStage).
+		p.pidNS = spec.PidNS
+		p.Cmd.SysProcAttr.Cloneflags &^= unix.CLONE_NEWPID
+		p.Cmd.SysProcAttr.Pdeathsig = 0
 	}
 	if err := p.configure(spec); err != nil {
 		p.closeAll()
@@ -239,6 +250,9 @@ func (w *Warm) Use(spec *Spec) (*Process, error) {
 	if spec.TTY {
 		return nil, errors.New("initproc: a warm child has pipes, not a terminal")
 	}
+	if spec.PidNS != "" {
+		return nil, errors.New("initproc: a warm child has a pid namespace of its own")
+	}
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -377,7 +391,11 @@ func rewriteFile(p string, data []byte) error {
 // placing it in a cgroup and moving network interfaces into its namespace.
 // A caller that gives up before Release kills Cmd.Process and calls Cmd.Wait.
 func (p *Process) Start() error {
-	if err := p.Cmd.Start(); err != nil {
+	start := p.Cmd.Start
+	if p.pidNS != "" {
+		start = p.startInPidNS
+	}
+	if err := start(); err != nil {
 		p.closeAll()
 		return fmt.Errorf("starting the container child: %w", err)
 	}
@@ -386,6 +404,47 @@ func (p *Process) Start() error {
 	p.specR.Close()
 	p.syncW.Close()
 	return nil
+}
+
+// startInPidNS starts the child in the pid namespace p.pidNS: from a
+// thread that joined it (a thread's children are forked into the pid
+// namespace it joined) and that goes back to this process's own at once,
+// to live on as any other thread: its end would send the child its
+// parent-death signal.
+func (p *Process) startInPidNS() error {
+	own, err := unix.Open("/proc/self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: "/proc/self/ns/pid", Err: err}
+	}
+	defer unix.Close(own)
+	target, err := unix.Open(p.pidNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the pid namespace to join: %w", &fs.PathError{Op: "open", Path: p.pidNS, Err: err})
+	}
+	defer unix.Close(target)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(target, unix.CLONE_NEWPID); err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("joining the pid namespace %s: %w", p.pidNS, err)
+			return
+		}
+		err := p.Cmd.Start()
+		if rerr := unix.Setns(own, unix.CLONE_NEWPID); rerr != nil {
+			// The thread stays locked, and ends with this goroutine.
+			if err == nil {
+				p.Cmd.Process.Kill()
+				p.Cmd.Wait()
+				err = fmt.Errorf("leaving the pid namespace %s: %w", p.pidNS, rerr)
+			}
+			done <- err
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- err
+	}()
+	return <-done
 }
 
 // Pid returns the child's pid in the caller's pid namespace; valid after Start.

@@ -3,6 +3,7 @@ package initproc
 import (
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,8 +440,8 @@ var devNodes = []devNode{
 
 // setupDev mounts a fresh tmpfs on /dev and fills it. Nothing from the image's
 // /dev is visible, so nothing there can redirect a device (say /dev/null →
-// /etc/passwd). /dev/shm has s.ShmSize bytes, docker's 64 MiB for 0; the
-// nodes of s.Devices are made last.
+// /etc/passwd). /dev/shm has s.ShmSize bytes, docker's 64 MiB for 0, or is
+// what s.Shm says; the nodes of s.Devices are made last.
 func setupDev(root int, console int, s *Spec) error {
 	shmSize := s.ShmSize
 	if shmSize <= 0 {
@@ -460,25 +461,38 @@ func setupDev(root int, console int, s *Spec) error {
 			return stepError("mknod", "/dev/"+n.name, err)
 		}
 	}
-	for _, d := range []string{"pts", "shm", "mqueue"} {
-		if err := unix.Mkdirat(dev, d, 0o755); err != nil {
-			return stepError("mkdir", "/dev/"+d, err)
-		}
-	}
-	for _, m := range []struct {
+	type devMount struct {
 		dir, fstype string
 		flags       uintptr
 		data        string
-	}{
+	}
+	mounts := []devMount{
 		{"pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
 		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=" + strconv.FormatInt(shmSize, 10)},
 		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-	} {
+	}
+	switch s.Shm {
+	case "":
+	case "none":
+		mounts = slices.Delete(mounts, 1, 2)
+	default:
+		mounts[1] = devMount{dir: "shm", fstype: "bind"}
+	}
+	for _, m := range mounts {
+		if err := unix.Mkdirat(dev, m.dir, 0o755); err != nil {
+			return stepError("mkdir", "/dev/"+m.dir, err)
+		}
 		fd, err := unix.Openat(dev, m.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return stepError("open", "/dev/"+m.dir, err)
 		}
-		err = mountOn(m.fstype, fd, m.fstype, m.flags, m.data)
+		if m.fstype == "bind" {
+			// The host's directory, as this copy of the host's mounts
+			// shows it (s.Shm is berth's, not the image's).
+			err = unix.Mount(s.Shm, fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
+		} else {
+			err = mountOn(m.fstype, fd, m.fstype, m.flags, m.data)
+		}
 		unix.Close(fd)
 		if err != nil {
 			return stepError("mount "+m.fstype, "/dev/"+m.dir, err)

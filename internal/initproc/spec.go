@@ -76,6 +76,18 @@ type Spec struct {
 	// child joins before any mount, instead of the new namespace it was
 	// started in: docker's --network host and container:NAME.
 	NetNS string `json:",omitempty"`
+	// PidNS, IpcNS and UTSNS, when set, are namespace files the container
+	// joins instead of having new ones (docker's --pid, --ipc and --uts
+	// host and container:NAME): the pid namespace is the one its process
+	// is forked into, so a child stage for it cannot be started ahead of
+	// need (Prestart); the others are joined as NetNS is.
+	PidNS string `json:",omitempty"`
+	IpcNS string `json:",omitempty"`
+	UTSNS string `json:",omitempty"`
+	// Shm says what /dev/shm is: "" a fresh tmpfs of ShmSize bytes, "none"
+	// nothing (docker's --ipc none), else a host directory bound there
+	// (--ipc host: the host's /dev/shm).
+	Shm string `json:",omitempty"`
 
 	// Args is the command; Args[0] is looked up in Env's PATH inside the
 	// container (Docker's default PATH when Env has none). Required.
