@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -66,6 +67,14 @@ type Mount struct {
 	TmpfsSize int64
 	// TmpfsMode is the mode of a tmpfs's root; 0 means 01777.
 	TmpfsMode os.FileMode
+	// TmpfsOptions are further mount options of a tmpfs, as docker run
+	// --tmpfs takes them after the path: "exec", "suid" and "dev" lift
+	// the noexec, nosuid and nodev every tmpfs is mounted with (as
+	// docker's are); "noexec", "nosuid", "nodev", the atime words
+	// ("noatime", "relatime", ...), "sync" and "async" are mount flags;
+	// "uid=N", "gid=N" and "nr_inodes=N" go to tmpfs. ReadOnly, not "ro",
+	// makes it read-only.
+	TmpfsOptions []string
 }
 
 // WithMounts adds bind mounts, volumes and tmpfs mounts to the container
@@ -96,11 +105,24 @@ type mountRecord struct {
 	NoCopy      bool        `json:"noCopy,omitempty"`
 	TmpfsSize   int64       `json:"tmpfsSize,omitempty"`
 	TmpfsMode   os.FileMode `json:"tmpfsMode,omitempty"`
+	// TmpfsOptions are Mount.TmpfsOptions, checked.
+	TmpfsOptions []string `json:"tmpfsOptions,omitempty"`
 	// Anonymous marks a volume this container created for itself (the
 	// image's VOLUME, or a Mount without Source): it goes with the
 	// container under auto-remove.
 	Anonymous bool `json:"anonymous,omitempty"`
 }
+
+// tmpfsFlagWords are the mount flags Mount.TmpfsOptions takes.
+var tmpfsFlagWords = map[string]bool{
+	"exec": true, "noexec": true, "suid": true, "nosuid": true, "dev": true, "nodev": true,
+	"atime": true, "noatime": true, "diratime": true, "nodiratime": true, "relatime": true,
+	"norelatime": true, "strictatime": true, "sync": true, "async": true,
+}
+
+// tmpfsDataOption is a tmpfs option Mount.TmpfsOptions takes: an owner of
+// its root, or a number of inodes (with k, m or g).
+var tmpfsDataOption = regexp.MustCompile(`^((uid|gid)=[0-9]{1,10}|nr_inodes=[0-9]{1,19}[kmgKMG]?)$`)
 
 var propagations = map[string]bool{"": true, "private": true, "rprivate": true, "shared": true, "rshared": true, "slave": true, "rslave": true}
 
@@ -218,7 +240,7 @@ func (r *Runtime) resolveMounts(ctx context.Context, img *Image, o *runConfig) (
 
 // checkMount validates a Mount given to WithMounts.
 func checkMount(m Mount) (mountRecord, error) {
-	rec := mountRecord{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Propagation: m.Propagation, NoCopy: m.NoCopy, TmpfsSize: m.TmpfsSize, TmpfsMode: m.TmpfsMode}
+	rec := mountRecord{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Propagation: m.Propagation, NoCopy: m.NoCopy, TmpfsSize: m.TmpfsSize, TmpfsMode: m.TmpfsMode, TmpfsOptions: m.TmpfsOptions}
 	if !path.IsAbs(m.Target) {
 		return rec, fmt.Errorf("%w: mount target %q is not an absolute path", ErrInvalid, m.Target)
 	}
@@ -232,7 +254,7 @@ func checkMount(m Mount) (mountRecord, error) {
 	if !propagations[m.Propagation] {
 		return rec, fmt.Errorf("%w: mount on %s: unknown propagation %q", ErrInvalid, m.Target, m.Propagation)
 	}
-	if (m.TmpfsSize != 0 || m.TmpfsMode != 0) && m.Type != MountTmpfs {
+	if (m.TmpfsSize != 0 || m.TmpfsMode != 0 || len(m.TmpfsOptions) > 0) && m.Type != MountTmpfs {
 		return rec, fmt.Errorf("%w: mount on %s: tmpfs options on a %s mount", ErrInvalid, m.Target, m.Type)
 	}
 	switch m.Type {
@@ -253,6 +275,11 @@ func checkMount(m Mount) (mountRecord, error) {
 		}
 		if m.TmpfsSize < 0 || m.TmpfsMode&^(os.ModePerm|os.ModeSticky|os.ModeSetuid|os.ModeSetgid) != 0 {
 			return rec, fmt.Errorf("%w: tmpfs on %s: bad size or mode", ErrInvalid, m.Target)
+		}
+		for _, o := range m.TmpfsOptions {
+			if !tmpfsFlagWords[o] && !tmpfsDataOption.MatchString(o) {
+				return rec, fmt.Errorf("%w: tmpfs on %s: unsupported option %q (want exec, suid, dev, their no- forms, an atime word, sync, async, uid=N, gid=N or nr_inodes=N)", ErrInvalid, m.Target, o)
+			}
 		}
 	default:
 		return rec, fmt.Errorf("%w: mount type %q (want bind, volume or tmpfs)", ErrInvalid, m.Type)
@@ -321,6 +348,13 @@ func (r *Runtime) mountSpecs(mounts []mountRecord) []initproc.Mount {
 			if m.TmpfsSize > 0 {
 				data = append(data, "size="+strconv.FormatInt(m.TmpfsSize, 10))
 			}
+			for _, o := range m.TmpfsOptions {
+				if tmpfsFlagWords[o] {
+					opts = append(opts, o) // after the defaults, which "exec" and the others lift
+				} else {
+					data = append(data, o)
+				}
+			}
 			out = append(out, initproc.Mount{Type: "tmpfs", Source: "tmpfs", Destination: m.Target, Options: opts, Data: strings.Join(data, ",")})
 		}
 	}
@@ -359,7 +393,7 @@ func (r *Runtime) removeAnonymousVolumes(mounts []mountRecord) {
 func mountsOf(recs []mountRecord) []Mount {
 	var out []Mount
 	for _, m := range recs {
-		out = append(out, Mount{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Propagation: m.Propagation, NoCopy: m.NoCopy, TmpfsSize: m.TmpfsSize, TmpfsMode: m.TmpfsMode})
+		out = append(out, Mount{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Propagation: m.Propagation, NoCopy: m.NoCopy, TmpfsSize: m.TmpfsSize, TmpfsMode: m.TmpfsMode, TmpfsOptions: m.TmpfsOptions})
 	}
 	return out
 }

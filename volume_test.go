@@ -332,6 +332,36 @@ func TestTmpfsLimit(t *testing.T) {
 	}
 }
 
+// TestTmpfsOptions checks docker --tmpfs's options: a tmpfs is noexec,
+// nosuid and nodev (a program copied there cannot run) unless "exec" (and
+// the others) lift it; uid, gid and nr_inodes reach the tmpfs; options
+// tmpfs or berth would not take are refused, naming them.
+func TestTmpfsOptions(t *testing.T) {
+	rt := busyboxRuntime(t)
+	run := "cp /bin/busybox /t/true && /t/true && echo ran; stat -c '%u:%g' /t; grep ' /t ' /proc/mounts"
+	out, err := output(t, rt, "busybox", sh(run), berth.WithAutoRemove(),
+		berth.WithMounts(berth.Mount{Type: berth.MountTmpfs, Target: "/t"}))
+	if err != nil || strings.Contains(out, "ran") || !strings.Contains(out, "nosuid,nodev,noexec") {
+		t.Errorf("a plain tmpfs: %q, %v; want its program refused, and nosuid,nodev,noexec", out, err)
+	}
+	out = mustOutput(t, rt, "busybox", sh(run), berth.WithAutoRemove(), berth.WithMounts(berth.Mount{
+		Type: berth.MountTmpfs, Target: "/t", TmpfsOptions: []string{"exec", "uid=1000", "gid=1001", "nr_inodes=64", "noatime"}}))
+	if !strings.HasPrefix(out, "ran\n1000:1001\ntmpfs /t tmpfs rw,nosuid,nodev,noatime,") || !strings.Contains(out, "nr_inodes=64") ||
+		!strings.Contains(out, "uid=1000,gid=1001") {
+		t.Errorf("tmpfs with exec, uid, gid, nr_inodes and noatime: %q", out)
+	}
+	for _, o := range []string{"ro", "size=1m", "uid=x", "mode=777", "nr_inodes=1,exec", "x-mount.mkdir", ""} {
+		_, err := rt.Run(context.Background(), "busybox", sh("true"), berth.WithMounts(berth.Mount{Type: berth.MountTmpfs, Target: "/t", TmpfsOptions: []string{o}}))
+		if !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("unsupported option %q", o)) {
+			t.Errorf("tmpfs option %q: %v; want ErrInvalid naming it", o, err)
+		}
+	}
+	_, err = rt.Run(context.Background(), "busybox", sh("true"), berth.WithMounts(berth.Mount{Type: berth.MountVolume, Target: "/t", TmpfsOptions: []string{"exec"}}))
+	if !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("tmpfs options on a volume: %v, want ErrInvalid", err)
+	}
+}
+
 // TestVolumesFrom shares one container's volumes and binds with another.
 func TestVolumesFrom(t *testing.T) {
 	rt := busyboxRuntime(t)

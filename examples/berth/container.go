@@ -114,7 +114,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.workdir, "w", "workdir", "string", "", "Working directory inside the container")
 	fs.Strings(&f.volumes, "v", "volume", "Bind mount a volume (SRC:DST[:OPTS], or DST for an anonymous volume)")
 	fs.Strings(&f.mounts, "", "mount", "Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=…,target=…)")
-	fs.Strings(&f.tmpfs, "", "tmpfs", "Mount a tmpfs directory (PATH[:size=…,mode=…])")
+	fs.Strings(&f.tmpfs, "", "tmpfs", "Mount a tmpfs directory (PATH[:size=…,mode=…,exec,uid=…,…])")
 	fs.Strings(&f.volumesFrom, "", "volumes-from", "Mount volumes from the specified container(s)")
 	fs.Strings(&f.networks, "", "network", "Connect a container to a network (NAME, none, host, container:NAME, or name=NAME,alias=ALIAS); repeat for several")
 	fs.Strings(&f.networkAliases, "", "network-alias", "Add network-scoped alias for the container (on its first network)")

@@ -363,11 +363,10 @@ func parseTmpfsFlag(s string) (berth.Mount, error) {
 			m.TmpfsMode = fileMode(uint32(n))
 		case "ro":
 			m.ReadOnly = true
-		case "rw", "noexec", "nosuid", "nodev":
-			// berth's tmpfs mounts are always noexec, nosuid and nodev, as
-			// docker's default
+		case "rw":
 		default:
-			return m, fmt.Errorf("invalid argument %q for \"--tmpfs\" flag: unsupported option %q", s, k)
+			// exec, uid=1000, ...: berth.Mount.TmpfsOptions, which Run checks.
+			m.TmpfsOptions = append(m.TmpfsOptions, o)
 		}
 	}
 	return m, nil

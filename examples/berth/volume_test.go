@@ -86,6 +86,13 @@ func TestVolumeCLI(t *testing.T) {
 		t.Errorf("volume inspect = %v", inspected[0])
 	}
 	mustBerth(t, root, "run", "--name", "writer", "-v", "db:/db", "--tmpfs", "/scratch:size=1m", "busybox", "sh", "-c", "echo row > /db/t && touch /scratch/x")
+	// docker's --tmpfs options after the size: exec lifts noexec.
+	if out := mustBerth(t, root, "run", "--rm", "--tmpfs", "/x:size=4m,exec,uid=7", "busybox", "sh", "-c", "cp /bin/busybox /x/true && /x/true && stat -c %u /x"); out != "7\n" {
+		t.Errorf("--tmpfs /x:size=4m,exec,uid=7: %q", out)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--tmpfs", "/x:bogus", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, `unsupported option "bogus"`) {
+		t.Errorf("--tmpfs /x:bogus: exit %d, %q", res.code, res.stderr)
+	}
 	// A single host file binds as a file (docker -v /etc/localtime:...:ro),
 	// and docker's consistency words are accepted and ignored.
 	hostFile := filepath.Join(t.TempDir(), "app.conf")
