@@ -327,20 +327,18 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (_ *
 		}
 		ns.netnsPath = "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/net"
 	case "container":
-		trec, err := r.readRecord(target)
+		nsFile, path, trec, err := r.pinnedNamespace(target, "net")
 		if err != nil {
 			return nil, fmt.Errorf("network of container %s: %w", target, err)
 		}
-		if !trec.alive() {
-			return nil, fmt.Errorf("%w: container %s, whose network this one joins", ErrNotRunning, trec.Name)
-		}
+		ns.closers = append(ns.closers, func() { nsFile.Close() })
 		tdir := r.containerDir(trec.ID)
 		for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
 			if b, err := os.ReadFile(filepath.Join(tdir, "etc_"+f)); err == nil {
 				files["/etc/"+f] = b
 			}
 		}
-		ns.netnsPath = "/proc/" + strconv.Itoa(trec.State.Pid) + "/ns/net"
+		ns.netnsPath = path
 		// The target's teardown looks here for containers in its namespace.
 		joiners := filepath.Join(r.containerDir(trec.ID), "netns-joiners")
 		if err := os.MkdirAll(joiners, 0o700); err != nil {
@@ -412,8 +410,12 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 		return nil, err
 	}
 	b := ip.As4()
+	hostname := rec.Config.Hostname
+	if rec.Config.UTSMode == "host" {
+		hostname = "" // the host's: the name server must not answer it with this container
+	}
 	ep := &endpointRecord{
-		ContainerID: rec.ID, Name: rec.Name, Hostname: rec.Config.Hostname, Aliases: a.Aliases,
+		ContainerID: rec.ID, Name: rec.Name, Hostname: hostname, Aliases: a.Aliases,
 		Addr: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
 		MAC:    net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}.String(),
 		Ifname: "eth" + strconv.Itoa(index), HostIf: hostVethPrefix(rec.ID) + strconv.Itoa(index),

@@ -369,9 +369,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		Files: files,
 		NetNS: netns, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd,
 	}
-	if err := r.sharedNamespaces(cfg, s); err != nil {
-		return nil, err
-	}
+
 	if s.User == "" {
 		s.User = "0"
 	}
@@ -531,6 +529,9 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 		return nil, err
 	}
 	spec.Devices = append(spec.Devices, devices...)
+	if err := r.sharedNamespaces(&rec.Config, spec, &run.closers); err != nil {
+		return nil, err
+	}
 	cgroupPath := r.cgroupPath(rec.ID)
 	newCgroup := func() (err error) {
 		if run.cg, err = cgroup.New(cgroupPath, res); err != nil {
@@ -1008,12 +1009,7 @@ func (run *running) wait() {
 	defer tr.done()
 	werr := run.proc.Wait()
 	tr.mark("procwait")
-	if run.rec.Config.PidMode != "" {
-		// Not PID 1 of a pid namespace of its own, whose end would have
-		// killed the rest: they go with it (as runc kills them), before
-		// they keep its output open.
-		run.cg.Kill()
-	}
+	run.killRest()
 	run.copiers.Wait()
 	tr.mark("copiers")
 	code, sig := exitStatus(run.proc.Cmd.ProcessState, werr)
@@ -1121,6 +1117,16 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 	r.forget(rec.ID, run)
 }
 
+// killRest kills what is left in the cgroup of a container whose first
+// process ended but that shares a pid namespace (WithPidMode): not PID 1
+// of one of its own, whose end kills the rest, its processes go with it
+// (as runc kills them), before they keep its output open.
+func (run *running) killRest() {
+	if run.rec.Config.PidMode != "" && run.cg != nil {
+		run.cg.Kill()
+	}
+}
+
 // abort undoes a launch that failed before the user's program ran.
 func (run *running) abort(cause error) {
 	for _, c := range run.closers {
@@ -1135,6 +1141,7 @@ func (run *running) abort(cause error) {
 		run.proc.Cmd.Process.Kill()
 		run.proc.Wait()
 	}
+	run.killRest()
 	run.copiers.Wait()
 	if code == 0 {
 		code = 128 // docker's "created, never ran" has no code; keep it non-zero

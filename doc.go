@@ -36,9 +36,10 @@
 // [Runtime.Run] starts a [Process] from an image in new mount, pid, uts,
 // ipc, net and cgroup namespaces, on an overlay of the image's layers, with
 // docker's default capabilities, seccomp profile and masked paths, and
-// no_new_privs. The process is PID 1 of its namespace, as in docker. An
-// attached container (the default) dies with its Runtime and with the
-// program, even if the program is SIGKILLed; [WithDetach] makes one that
+// no_new_privs. The process is PID 1 of its namespace, as in docker
+// (unless [WithPidMode] shares one). An attached container (the default)
+// dies with its Runtime and with the program, even if the program is
+// SIGKILLed; [WithDetach] makes one that
 // outlives it, which any program opening the same root can list
 // ([Runtime.Containers]), find ([Runtime.Container]), wait for, read the
 // logs of, stop and remove.

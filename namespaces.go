@@ -3,11 +3,13 @@ package berth
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/berth-dev/berth/internal/initproc"
+	"golang.org/x/sys/unix"
 )
 
 // resolveNamespaceModes checks WithPidMode and WithIpcMode (WithUTSMode
@@ -29,6 +31,8 @@ func (r *Runtime) resolveNamespaceModes(ctx context.Context, o *runConfig, cfg *
 	}
 	switch m := o.ipcMode; {
 	case m == "" || m == "private":
+	case (m == "host" || m == "none") && o.shmSize != 0:
+		return fmt.Errorf("%w: WithShmSize sizes a /dev/shm of the container's own, which IPC mode %q has not", ErrInvalid, m)
 	case m == "host" || m == "none":
 		cfg.IpcMode = m
 	case m == "shareable" || strings.HasPrefix(m, "container:"):
@@ -47,22 +51,22 @@ func (r *Runtime) resolveNamespaceModes(ctx context.Context, o *runConfig, cfg *
 }
 
 // sharedNamespaces puts into s the namespaces the container shares, as
-// it starts: this program's for "host" (the host's), or those of the
-// process of the container named, which must be running.
-func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec) error {
+// it starts: this program's for "host" (the host's), or the pid namespace
+// of the running container named, pinned (see pinnedNamespace) by a file
+// it adds to closers, which the caller closes once the container runs.
+func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, closers *[]io.Closer) error {
 	own := "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/"
 	switch {
 	case cfg.PidMode == "host":
-		s.PidNS = own + "pid"
+		s.PidHost = true
 	case strings.HasPrefix(cfg.PidMode, "container:"):
-		trec, err := r.readRecord(strings.TrimPrefix(cfg.PidMode, "container:"))
+		id := strings.TrimPrefix(cfg.PidMode, "container:")
+		f, path, _, err := r.pinnedNamespace(id, "pid")
 		if err != nil {
-			return fmt.Errorf("pid namespace of container %s: %w", strings.TrimPrefix(cfg.PidMode, "container:"), err)
+			return fmt.Errorf("pid namespace of container %s: %w", id, err)
 		}
-		if !trec.alive() {
-			return fmt.Errorf("%w: container %s, whose pid namespace this one joins", ErrNotRunning, trec.Name)
-		}
-		s.PidNS = "/proc/" + strconv.Itoa(trec.State.Pid) + "/ns/pid"
+		*closers = append(*closers, f)
+		s.PidNS = path
 	}
 	switch cfg.IpcMode {
 	case "host":
@@ -74,4 +78,31 @@ func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec) error
 		s.UTSNS, s.Hostname = own+"uts", ""
 	}
 	return nil
+}
+
+// pinnedNamespace opens the namespace kind ("pid", "net") of container
+// id's running process for a container that joins it, and returns it with
+// the path the joiner opens it by (/proc/<this program>/fd/N, valid while
+// the file is open) and the container's record. The process is pinned by
+// a pidfd and still runs once its namespace is open, so that a pid reused
+// meanwhile cannot send the joiner into another namespace (the host's).
+func (r *Runtime) pinnedNamespace(id, kind string) (*os.File, string, *containerRecord, error) {
+	rec, err := r.readRecord(id)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	pidfd, ok := rec.pinFirstProcess()
+	if !ok {
+		return nil, "", rec, fmt.Errorf("%w: container %s, whose %s namespace this one joins", ErrNotRunning, rec.Name, kind)
+	}
+	defer unix.Close(pidfd)
+	f, err := os.Open("/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/" + kind)
+	if err == nil && unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
+		f.Close()
+		err = fmt.Errorf("%w: container %s, whose %s namespace this one joins", ErrNotRunning, rec.Name, kind)
+	}
+	if err != nil {
+		return nil, "", rec, err
+	}
+	return f, "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(f.Fd())), rec, nil
 }

@@ -49,7 +49,7 @@ func TestPidModeHost(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the background pid: %q", out)
 			}
-			if !eventually(5*time.Second, func() bool { return unix.Kill(left, 0) == unix.ESRCH }) {
+			if !eventually(5*time.Second, func() bool { return !alive(left) }) {
 				t.Errorf("the process the command left behind (host pid %d) still runs", left)
 			}
 		})
@@ -73,19 +73,23 @@ func TestPidModeHost(t *testing.T) {
 	}
 }
 
-// TestPidModeKilledProgram: a container attached to a program and in
-// another container's pid namespace dies with the program, SIGKILLed, in
-// both starts: Go's parent-death signal cannot be used there, so the exec
-// helper or the child stage arms its own.
+// TestPidModeKilledProgram: the command of a container attached to a
+// program and in another container's pid namespace dies with the program,
+// SIGKILLed, in both starts: Go's parent-death signal cannot be used
+// there, so the exec helper or the child stage arms its own. What the
+// command started in the background outlives it (no pid namespace of its
+// own ends), until the next New on the root sweeps the dead program's
+// container.
 func TestPidModeKilledProgram(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	target := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithName("target"))
 	defer target.Remove(ctx, berth.WithForce())
+	var background []int
 	for i, stage := range []string{"", "1"} {
 		name := fmt.Sprintf("joiner%d", i)
 		prog := startHelperProgram(t, "BERTH_TEST_RUN_ROOT="+rt.Root(), "BERTH_TEST_RUN_MODE=attached",
-			"BERTH_TEST_RUN_NAME="+name, "BERTH_TEST_RUN_SCRIPT=exec sleep 300",
+			"BERTH_TEST_RUN_NAME="+name, "BERTH_TEST_RUN_SCRIPT=sleep 301 & exec sleep 300",
 			"BERTH_TEST_RUN_PID=container:target", "BERTH_TEST_RUN_CHILD_STAGE="+stage)
 		c, err := rt.Container(ctx, name)
 		if err != nil {
@@ -95,10 +99,30 @@ func TestPidModeKilledProgram(t *testing.T) {
 		if err != nil || !st.Running {
 			t.Fatalf("%s: %+v, %v", name, st, err)
 		}
+		var top []berth.ProcessInfo
+		eventually(5*time.Second, func() bool { top, _ = c.Top(ctx); return len(top) == 2 })
+		for _, p := range top {
+			if p.PID != st.Pid {
+				background = append(background, p.PID)
+			}
+		}
 		prog.Process.Signal(syscall.SIGKILL)
 		prog.Wait()
 		if !eventually(5*time.Second, func() bool { return !alive(st.Pid) }) {
 			t.Errorf("%s (child stage %q): its process %d still runs 5s after its program was SIGKILLed", name, stage, st.Pid)
+		}
+	}
+	if len(background) != 2 {
+		t.Fatalf("background processes %v, want one per container", background)
+	}
+	swept, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	swept.Close()
+	for _, pid := range background {
+		if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+			t.Errorf("background process %d still runs after the sweep", pid)
 		}
 	}
 	if st, err := target.State(ctx); err != nil || !st.Running || !alive(st.Pid) {
@@ -180,6 +204,7 @@ func TestIpcModes(t *testing.T) {
 		{[]berth.RunOption{berth.WithIpcMode("container:x")}, `IPC mode "container:x": berth does not share`},
 		{[]berth.RunOption{berth.WithIpcMode("hots")}, `IPC mode "hots": want private, host or none`},
 		{[]berth.RunOption{berth.WithIpcMode("host"), berth.WithSysctls(map[string]string{"kernel.shmmax": "1"})}, `sysctl "kernel.shmmax" is not allowed with IPC mode host`},
+		{[]berth.RunOption{berth.WithIpcMode("none"), berth.WithShmSize(1 << 20)}, `WithShmSize sizes a /dev/shm of the container's own`},
 	} {
 		if _, _, err := runOut(t, rt, "busybox", sh("true"), append(tc.opts, berth.WithAutoRemove())...); !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("got %v; want ErrInvalid saying %q", err, tc.want)

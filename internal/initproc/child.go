@@ -52,7 +52,9 @@ func runStage() error {
 	// started into a pid namespace it joins without Go's (see Command),
 	// until setupUser arms it again after the uid change; a parent that
 	// died before this leaves the spec pipe at EOF, and the stage ends.
-	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
+	if os.Getenv(stageOwnDeathSignal) != "" {
+		unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
+	}
 	// Before anything else, so that no fd the parent leaked (every fd without
 	// CLOEXEC in the parent survives the fork and exec) is usable during setup:
 	// CVE-2024-21626 chdir'ed through such an fd into the host.

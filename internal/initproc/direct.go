@@ -523,11 +523,12 @@ func (d *Direct) fork(r *startReq) (int, error) {
 	}
 	if !d.exec {
 		sys.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP
-		if s.PidNS != "" {
-			// Into the one prepare joined, where the helper arms the
-			// parent-death signal (helperPayload).
+		if s.PidNS != "" || s.PidHost {
+			// The caller's, or the one prepare joined, where the helper
+			// arms the parent-death signal (helperPayload).
 			sys.Cloneflags = unix.CLONE_NEWCGROUP
-		} else if !s.Detached {
+		}
+		if !s.Detached && s.PidNS == "" {
 			sys.Pdeathsig = syscall.SIGKILL
 		}
 	}

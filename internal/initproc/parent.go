@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"runtime"
 	"strings"
 	"syscall"
 
@@ -68,11 +67,12 @@ type Process struct {
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Command prepares, without starting, the child for spec: a Cmd of the
-// sealed binary in new mount, pid, uts, ipc and net namespaces (the child
-// unshares its cgroup namespace itself after Release, so that it is rooted at
-// the cgroup the caller put it in), killed if the thread that starts it exits
-// (Pdeathsig, which is per thread: start it from a thread that lives as long
-// as the container should). Command writes spec.Files into spec.StateDir.
+// sealed binary in new mount, pid, uts, ipc and net namespaces, but those
+// spec shares (PidHost, PidNS, IpcNS, UTSNS; the child unshares its cgroup
+// namespace itself after Release, so that it is rooted at the cgroup the
+// caller put it in), killed if the thread that starts it exits (Pdeathsig,
+// which is per thread: start it from a thread that lives as long as the
+// container should). Command writes spec.Files into spec.StateDir.
 func Command(spec *Spec) (*Process, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
@@ -81,13 +81,25 @@ func Command(spec *Spec) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	sys := p.Cmd.SysProcAttr
+	if spec.PidHost {
+		sys.Cloneflags &^= unix.CLONE_NEWPID
+	}
 	if spec.PidNS != "" {
 		// Go's parent-death signal would kill the child at once: its
 		// child checks getppid, 0 in a pid namespace its parent is not
 		// in. The stage arms its own (runStage).
 		p.pidNS = spec.PidNS
-		p.Cmd.SysProcAttr.Cloneflags &^= unix.CLONE_NEWPID
-		p.Cmd.SysProcAttr.Pdeathsig = 0
+		sys.Cloneflags &^= unix.CLONE_NEWPID
+		sys.Pdeathsig = 0
+		p.Cmd.Env = append(p.Cmd.Env, stageOwnDeathSignal+"=1")
+	}
+	// Namespaces the stage joins (runStage) need no new ones.
+	if spec.IpcNS != "" {
+		sys.Cloneflags &^= unix.CLONE_NEWIPC
+	}
+	if spec.UTSNS != "" {
+		sys.Cloneflags &^= unix.CLONE_NEWUTS
 	}
 	if err := p.configure(spec); err != nil {
 		p.closeAll()
@@ -250,7 +262,7 @@ func (w *Warm) Use(spec *Spec) (*Process, error) {
 	if spec.TTY {
 		return nil, errors.New("initproc: a warm child has pipes, not a terminal")
 	}
-	if spec.PidNS != "" {
+	if spec.PidNS != "" || spec.PidHost {
 		return nil, errors.New("initproc: a warm child has a pid namespace of its own")
 	}
 	if err := validate(spec); err != nil {
@@ -406,11 +418,15 @@ func (p *Process) Start() error {
 	return nil
 }
 
+// stageOwnDeathSignal, in a child stage's environment, has it arm its
+// parent-death signal itself, first thing (see Command).
+const stageOwnDeathSignal = "BERTH_STAGE_PDEATHSIG"
+
 // startInPidNS starts the child in the pid namespace p.pidNS: from a
 // thread that joined it (a thread's children are forked into the pid
 // namespace it joined) and that goes back to this process's own at once,
-// to live on as any other thread: its end would send the child its
-// parent-death signal.
+// to live on as any other thread. One that cannot go back is parked for
+// good: its end would be the parent death of every child started from it.
 func (p *Process) startInPidNS() error {
 	own, err := unix.Open("/proc/self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -423,27 +439,22 @@ func (p *Process) startInPidNS() error {
 	}
 	defer unix.Close(target)
 	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	onOtherThread(func() {
 		if err := unix.Setns(target, unix.CLONE_NEWPID); err != nil {
-			runtime.UnlockOSThread()
 			done <- fmt.Errorf("joining the pid namespace %s: %w", p.pidNS, err)
 			return
 		}
 		err := p.Cmd.Start()
 		if rerr := unix.Setns(own, unix.CLONE_NEWPID); rerr != nil {
-			// The thread stays locked, and ends with this goroutine.
 			if err == nil {
 				p.Cmd.Process.Kill()
 				p.Cmd.Wait()
-				err = fmt.Errorf("leaving the pid namespace %s: %w", p.pidNS, rerr)
 			}
-			done <- err
-			return
+			done <- fmt.Errorf("leaving the pid namespace %s: %w", p.pidNS, rerr)
+			select {} // see above
 		}
-		runtime.UnlockOSThread()
 		done <- err
-	}()
+	})
 	return <-done
 }
 

@@ -80,10 +80,12 @@ type Spec struct {
 	// joins instead of having new ones (docker's --pid, --ipc and --uts
 	// host and container:NAME): the pid namespace is the one its process
 	// is forked into, so a child stage for it cannot be started ahead of
-	// need (Prestart); the others are joined as NetNS is.
-	PidNS string `json:",omitempty"`
-	IpcNS string `json:",omitempty"`
-	UTSNS string `json:",omitempty"`
+	// need (Prestart); the others are joined as NetNS is. PidHost keeps
+	// the caller's pid namespace (--pid host), which needs no joining.
+	PidNS   string `json:",omitempty"`
+	PidHost bool   `json:",omitempty"`
+	IpcNS   string `json:",omitempty"`
+	UTSNS   string `json:",omitempty"`
 	// Shm says what /dev/shm is: "" a fresh tmpfs of ShmSize bytes, "none"
 	// nothing (docker's --ipc none), else a host directory bound there
 	// (--ipc host: the host's /dev/shm).
