@@ -63,7 +63,12 @@ func TestParseTmpfsFlag(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("parseTmpfsFlag = %+v, %v; want %+v", got, err, want)
 	}
-	for _, bad := range []string{"run", "/run:size=x", "/run:exec"} {
+	got, err = parseTmpfsFlag("/run:exec,uid=7,ro")
+	want = berth.Mount{Type: berth.MountTmpfs, Target: "/run", ReadOnly: true, TmpfsOptions: []string{"exec", "uid=7"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("parseTmpfsFlag = %+v, %v; want %+v", got, err, want)
+	}
+	for _, bad := range []string{"run", "/run:size=x", "/run:mode=9"} {
 		if _, err := parseTmpfsFlag(bad); err == nil {
 			t.Errorf("parseTmpfsFlag(%q) accepted", bad)
 		}
