@@ -156,9 +156,12 @@ type containerConfig struct {
 	DeviceCgroupRules []string        `json:"deviceCgroupRules,omitempty"`
 	// PidMode ("host" or "container:ID"), IpcMode ("host", "none") and
 	// UTSMode ("host") are the namespaces it shares; "" for its own.
-	PidMode string `json:"pidMode,omitempty"`
-	IpcMode string `json:"ipcMode,omitempty"`
-	UTSMode string `json:"utsMode,omitempty"`
+	// LogMaxSize and LogMaxFiles are WithLogRotation's.
+	LogMaxSize  int64  `json:"logMaxSize,omitempty"`
+	LogMaxFiles int    `json:"logMaxFiles,omitempty"`
+	PidMode     string `json:"pidMode,omitempty"`
+	IpcMode     string `json:"ipcMode,omitempty"`
+	UTSMode     string `json:"utsMode,omitempty"`
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports, as
 	// "80/tcp", sorted; nil in records made before they were kept.
 	ExposedPorts []string `json:"exposedPorts,omitempty"`

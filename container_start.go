@@ -56,6 +56,15 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
 		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged, Sysctls: o.sysctls,
 		Init: o.init, GroupAdd: o.groupAdd, DeviceCgroupRules: o.deviceRules,
+		LogMaxSize: o.logMaxSize, LogMaxFiles: o.logMaxFiles,
+	}
+	switch {
+	case o.logMaxSize < 0 || o.logMaxFiles < 0:
+		return cfg, fmt.Errorf("%w: log rotation: negative size %d or file count %d", ErrInvalid, o.logMaxSize, o.logMaxFiles)
+	case o.logMaxFiles > 1 && o.logMaxSize == 0:
+		return cfg, fmt.Errorf("%w: log rotation: %d files need a size to rotate at", ErrInvalid, o.logMaxFiles)
+	case o.logMaxFiles > 100:
+		return cfg, fmt.Errorf("%w: log rotation: %d files; at most 100 are kept", ErrInvalid, o.logMaxFiles)
 	}
 	if o.privileged {
 		// As docker: no seccomp filter, and no_new_privs only when asked.
@@ -516,7 +525,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 		}
 	}()
 	dir := r.containerDir(rec.ID)
-	if run.log, err = openLog(dir); err != nil {
+	if run.log, err = openLog(dir, rec.Config.LogMaxSize, rec.Config.LogMaxFiles); err != nil {
 		return nil, err
 	}
 	tr.mark("log")

@@ -10,8 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Container logs are kept in containers/<id>/log in the CRI format
@@ -25,19 +29,63 @@ const logName = "log"
 
 // logFile appends records for several streams of one container. Each
 // chunk read from the container becomes one write(2), so the log is
-// current for readers in other programs without a flush schedule.
+// current for readers in other programs without a flush schedule. With
+// a size limit (WithLogRotation) a write that takes the log to it
+// rotates it: log becomes log.1, log.1 log.2, and so on, the oldest
+// beyond maxFiles deleted, and a new log is started.
 type logFile struct {
-	mu  sync.Mutex
-	f   *os.File
-	buf []byte
+	mu       sync.Mutex
+	f        *os.File
+	buf      []byte
+	dir      string
+	size     int64 // of f
+	maxSize  int64 // 0: no rotation
+	maxFiles int
 }
 
-func openLog(dir string) (*logFile, error) {
-	f, err := os.OpenFile(filepath.Join(dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
+func openLog(dir string, maxSize int64, maxFiles int) (*logFile, error) {
+	l := &logFile{dir: dir, maxSize: maxSize, maxFiles: max(maxFiles, 1)}
+	if err := l.open(); err != nil {
 		return nil, err
 	}
-	return &logFile{f: f}, nil
+	return l, nil
+}
+
+// open opens (or makes) the log to append to.
+func (l *logFile) open() error {
+	f, err := os.OpenFile(filepath.Join(l.dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	l.f, l.size = f, 0
+	if l.maxSize > 0 {
+		if fi, err := f.Stat(); err == nil {
+			l.size = fi.Size() // a container started again appends
+		}
+	}
+	return nil
+}
+
+// rotate moves the full log aside (see logFile) and starts a new one. A
+// reader holding an older file reads it to its end and goes on with the
+// newer ones (logSource); one that falls more than maxFiles behind loses
+// what was deleted, as docker's readers do.
+func (l *logFile) rotate() error {
+	l.f.Close()
+	name := func(i int) string {
+		if i == 0 {
+			return filepath.Join(l.dir, logName)
+		}
+		return filepath.Join(l.dir, logName+"."+strconv.Itoa(i))
+	}
+	if l.maxFiles == 1 {
+		os.Remove(name(0))
+	} else {
+		for i := l.maxFiles - 1; i >= 1; i-- {
+			os.Rename(name(i-1), name(i)) // over the oldest, which goes
+		}
+	}
+	return l.open()
 }
 
 // logTimeFormat is RFC 3339 with nine digits of fraction always, as docker
@@ -49,6 +97,9 @@ const logTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 func (l *logFile) write(stream string, p []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.f == nil {
+		return // lost with a failed rotation
+	}
 	ts := time.Now().UTC().AppendFormat(nil, logTimeFormat)
 	b := l.buf[:0]
 	for len(p) > 0 {
@@ -57,21 +108,51 @@ func (l *logFile) write(stream string, p []byte) {
 		if !full {
 			tag = " P "
 		}
+		start := len(b)
 		b = append(b, ts...)
 		b = append(b, " "+stream+tag...)
 		b = append(b, line...)
 		b = append(b, '\n')
 		p = rest
+		// A record that would take the log past its size goes into the
+		// next one (unless it is the log's first: one record larger than
+		// the size fills a log alone).
+		if l.maxSize > 0 && l.size+int64(len(b)) > l.maxSize && l.size+int64(start) > 0 {
+			l.flush(b[:start])
+			if !l.rotateOrKeep() {
+				return
+			}
+			b = append(b[:0], b[start:]...)
+		}
 	}
-	l.f.Write(b)
+	l.flush(b)
 	if cap(b) <= 256<<10 {
 		l.buf = b
 	}
 }
 
+// flush appends b, whole records, to the log.
+func (l *logFile) flush(b []byte) {
+	n, _ := l.f.Write(b)
+	l.size += int64(n)
+}
+
+// rotateOrKeep rotates the log, and reports whether one is open to write
+// to: one that fails to rotate logs on unbounded, if it can.
+func (l *logFile) rotateOrKeep() bool {
+	if err := l.rotate(); err != nil {
+		l.maxSize, l.f = 0, nil
+		l.open()
+	}
+	return l.f != nil
+}
+
 func (l *logFile) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
 	return l.f.Close()
 }
 
@@ -134,7 +215,7 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 	for _, o := range opts {
 		o.applyLog(&cfg)
 	}
-	f, err := os.Open(filepath.Join(c.rt.containerDir(c.ID), logName))
+	src, err := openLogs(c.rt.containerDir(c.ID))
 	if err != nil {
 		rec, rerr := c.rt.readRecord(c.ID)
 		if rerr != nil {
@@ -145,18 +226,11 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 		}
 		return fmt.Errorf("container %s has no log: %w", c.Name, err)
 	}
-	defer f.Close()
-	switch {
-	case cfg.tail == 0:
-		if _, err := f.Seek(0, io.SeekEnd); err != nil {
-			return err
-		}
-	case cfg.tail > 0:
-		if err := seekTail(f, cfg.tail); err != nil {
-			return err
-		}
+	defer src.close()
+	if err := src.seekTail(cfg.tail); err != nil {
+		return err
 	}
-	br := bufio.NewReaderSize(f, 64<<10)
+	br := bufio.NewReaderSize(src, 64<<10)
 	var pending []byte
 	for {
 		line, err := br.ReadSlice('\n')
@@ -169,8 +243,12 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 			if !cfg.follow {
 				return nil
 			}
+			if src.catchUp() {
+				continue // rotated: the rest of this file, then the newer ones
+			}
 			if st, serr := c.State(ctx); serr != nil || !st.Running {
 				// One more pass: the owner flushes before it records the exit.
+				src.catchUp()
 				rest, _ := io.ReadAll(br)
 				pending = append(pending, rest...)
 				for len(pending) > 0 {
@@ -302,11 +380,149 @@ func emitLogLine(rec []byte, stdout, stderr io.Writer, cfg *logConfig) error {
 	return err
 }
 
-// seekTail positions f at the start of its last n lines.
-func seekTail(f *os.File, n int) error {
+// logSource reads a container's log files, oldest first, as one stream:
+// the rotated ones (log.N ... log.1) and log, the one written to, as far
+// as it knows (catchUp learns of rotations since).
+type logSource struct {
+	dir   string
+	files []*os.File
+	cur   int
+}
+
+// openLogs opens the container's log files as one consistent set: a
+// rotation meanwhile has them opened again.
+func openLogs(dir string) (*logSource, error) {
+	for try := 0; ; try++ {
+		last, err := os.Open(filepath.Join(dir, logName))
+		if err != nil {
+			return nil, err
+		}
+		var files []*os.File
+		for i := 1; ; i++ {
+			f, err := os.Open(filepath.Join(dir, logName+"."+strconv.Itoa(i)))
+			if err != nil {
+				break
+			}
+			files = append(files, f)
+		}
+		slices.Reverse(files)
+		s := &logSource{dir: dir, files: append(files, last)}
+		if try == 10 || sameInode(last, filepath.Join(dir, logName)) {
+			return s, nil
+		}
+		s.close()
+	}
+}
+
+func (s *logSource) Read(p []byte) (int, error) {
+	for {
+		n, err := s.files[s.cur].Read(p)
+		if n > 0 || err != io.EOF || s.cur == len(s.files)-1 {
+			return n, err
+		}
+		s.files[s.cur].Close()
+		s.files[s.cur] = nil
+		s.cur++
+	}
+}
+
+// catchUp adds the files written since the last one known was rotated
+// (found among log.1, log.2, ... by its inode; all of them if it is gone
+// already) and reports whether there were any. Read takes them once the
+// last known one is read to its end. A rotation while it opens them (log.1
+// is no longer the file it opened as log.1) has it open them again.
+func (s *logSource) catchUp() bool {
+	last := s.files[len(s.files)-1]
+	logPath := filepath.Join(s.dir, logName)
+	for try := 0; try < 10 && !sameInode(last, logPath); try++ {
+		var newer []*os.File // log.1, log.2, ...: newest first
+		var again *os.File   // the last known one, reached
+		for i := 1; ; i++ {
+			f, err := os.Open(filepath.Join(s.dir, logName+"."+strconv.Itoa(i)))
+			if err != nil {
+				break
+			}
+			if sameFile(f, last) {
+				again = f
+				break
+			}
+			newer = append(newer, f)
+		}
+		first := again // what was opened as log.1
+		if len(newer) > 0 {
+			first = newer[0]
+		}
+		cur, err := os.Open(logPath)
+		ok := err == nil && (first == nil || sameInode(first, filepath.Join(s.dir, logName+".1")))
+		if again != nil {
+			again.Close()
+		}
+		if ok {
+			slices.Reverse(newer)
+			s.files = append(append(s.files, newer...), cur)
+			return true
+		}
+		if err == nil {
+			cur.Close()
+		}
+		for _, f := range newer {
+			f.Close()
+		}
+	}
+	return false
+}
+
+// sameFile reports whether a and b are one file.
+func sameFile(a, b *os.File) bool {
+	var sa, sb unix.Stat_t
+	return unix.Fstat(int(a.Fd()), &sa) == nil && unix.Fstat(int(b.Fd()), &sb) == nil && sa.Ino == sb.Ino && sa.Dev == sb.Dev
+}
+
+// seekTail places the source at the start of the last n lines (n < 0:
+// all of them; 0: none), over as many files as they take.
+func (s *logSource) seekTail(n int) error {
+	last := len(s.files) - 1
+	switch {
+	case n < 0:
+		return nil
+	case n == 0:
+		s.cur = last
+		_, err := s.files[last].Seek(0, io.SeekEnd)
+		return err
+	}
+	for i := last; i >= 0; i-- {
+		found, err := seekTail(s.files[i], n)
+		if err != nil {
+			return err
+		}
+		s.cur = i
+		if n -= found; n <= 0 {
+			break
+		}
+	}
+	return nil
+}
+
+func (s *logSource) close() {
+	for _, f := range s.files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// sameInode reports whether f is the file at path.
+func sameInode(f *os.File, path string) bool {
+	var a, b unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &a) == nil && unix.Stat(path, &b) == nil && a.Ino == b.Ino && a.Dev == b.Dev
+}
+
+// seekTail positions f at the start of its last n lines, or at its
+// start when it has fewer, and returns how many lines that is.
+func seekTail(f *os.File, n int) (int, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	size := fi.Size()
 	const chunk = 64 << 10
@@ -316,19 +532,22 @@ func seekTail(f *os.File, n int) error {
 		start := max(0, off-chunk)
 		m, err := f.ReadAt(buf[:off-start], start)
 		if err != nil && err != io.EOF {
-			return err
+			return 0, err
 		}
 		for i := m - 1; i >= 0; i-- {
 			if buf[i] == '\n' && start+int64(i) != size-1 {
 				seen++
 				if seen == n {
 					_, err := f.Seek(start+int64(i)+1, io.SeekStart)
-					return err
+					return n, err
 				}
 			}
 		}
 		off = start
 	}
+	if size > 0 {
+		seen++ // the first line
+	}
 	_, err = f.Seek(0, io.SeekStart)
-	return err
+	return seen, err
 }

@@ -29,6 +29,8 @@ type runConfig struct {
 	groupAdd    []string
 	devices     []string
 	deviceRules []string
+	logMaxSize  int64
+	logMaxFiles int
 	pidMode     string
 	ipcMode     string
 	utsMode     string
@@ -217,6 +219,17 @@ func WithDevices(devices ...string) RunOption {
 // one the container makes with mknod, or gets from a volume, then opens.
 func WithDeviceCgroupRules(rules ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.deviceRules = append(c.deviceRules, rules...) })
+}
+
+// WithLogRotation bounds the container's log (docker's json-file log
+// options max-size and max-file): once the log holds maxSize bytes it is
+// rotated, and at most maxFiles files are kept, the oldest output
+// deleted; maxFiles 0 means 1, as docker's default. Logs and WaitLog read
+// what is kept, oldest first, and a follower keeps up across rotations
+// (one that falls maxFiles files behind loses what was deleted). Default:
+// one log, unbounded, as docker's.
+func WithLogRotation(maxSize int64, maxFiles int) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.logMaxSize, c.logMaxFiles = maxSize, maxFiles })
 }
 
 // WithPidMode sets the container's pid namespace (docker run --pid):

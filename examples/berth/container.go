@@ -60,7 +60,8 @@ type runFlags struct {
 	networks, networkAliases, publish               []string
 	addHosts, dns, sysctls, groupAdd, expose        []string
 	devices, deviceRules                            []string
-	pid, ipc, uts                                   string
+	pid, ipc, uts, logDriver                        string
+	logOpts                                         []string
 	publishAll, privileged, init                    bool
 	healthCmd, healthInterval, healthTimeout        string
 	healthStartPeriod                               string
@@ -93,6 +94,8 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
 	fs.String(&f.ipc, "", "ipc", "string", "", `IPC mode to use ("private", "host" or "none")`)
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
+	fs.String(&f.logDriver, "", "log-driver", "string", "", `Logging driver for the container ("json-file" or "local": berth keeps one kind of log)`)
+	fs.Strings(&f.logOpts, "", "log-opt", "Log driver options (max-size=SIZE, max-file=N)")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
 	fs.Bool(&f.noHealthcheck, "", "no-healthcheck", "Disable any container-specified HEALTHCHECK")
 	fs.String(&f.pid, "", "pid", "string", "", `PID namespace to use ("host" or "container:NAME")`)
@@ -275,6 +278,11 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.pid != "" {
 		opts = append(opts, berth.WithPidMode(f.pid))
+	}
+	if rot, err := logRotation(f.logDriver, f.logOpts); err != nil {
+		return nil, nil, err
+	} else if rot != nil {
+		opts = append(opts, rot)
 	}
 	if f.ipc != "" {
 		opts = append(opts, berth.WithIpcMode(f.ipc))
@@ -1842,6 +1850,7 @@ type hostConfig struct {
 	GroupAdd          []string
 	Devices           []berth.DeviceMapping // [] when none, as docker
 	DeviceCgroupRules []string
+	LogConfig         logConfigInspect
 	PidMode           string
 	IpcMode           string
 	UTSMode           string
@@ -1853,6 +1862,57 @@ type hostConfig struct {
 	CpusetCpus        string
 	ShmSize           int64
 	RestartPolicy     restartPolicyInspect
+}
+
+// logConfigInspect is docker's HostConfig.LogConfig: berth's log is
+// json-file's in what it keeps (max-size in bytes, max-file).
+type logConfigInspect struct {
+	Type   string
+	Config map[string]string
+}
+
+// logOptsOf is a container's log rotation as docker's log options.
+func logOptsOf(info *berth.ContainerInfo) map[string]string {
+	opts := map[string]string{}
+	if info.LogMaxSize > 0 {
+		opts["max-size"] = strconv.FormatInt(info.LogMaxSize, 10)
+		opts["max-file"] = strconv.Itoa(max(info.LogMaxFiles, 1))
+	}
+	return opts
+}
+
+// logRotation reads --log-driver and --log-opt: json-file's and local's
+// max-size and max-file (docker's default for max-file, 1, when only
+// max-size is given); other drivers and options are refused.
+func logRotation(driver string, opts []string) (berth.RunOption, error) {
+	switch driver {
+	case "", "json-file", "local":
+	default:
+		return nil, fmt.Errorf("log driver %q is not supported: berth keeps its own log, as json-file's", driver)
+	}
+	var size int64
+	var files int
+	for _, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		var err error
+		switch {
+		case !ok:
+			err = fmt.Errorf("want KEY=VALUE")
+		case k == "max-size":
+			size, err = parseMemory(v)
+		case k == "max-file":
+			files, err = strconv.Atoi(v)
+		default:
+			err = fmt.Errorf("unknown log opt %q (max-size and max-file are supported)", k)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--log-opt\" flag: %v", o, err)
+		}
+	}
+	if size == 0 && files == 0 {
+		return nil, nil
+	}
+	return berth.WithLogRotation(size, files), nil
 }
 
 type restartPolicyInspect struct {
@@ -1884,7 +1944,8 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls, GroupAdd: info.GroupAdd,
 			Devices: append([]berth.DeviceMapping{}, info.Devices...), DeviceCgroupRules: info.DeviceCgroupRules,
 			PidMode: info.PidMode, IpcMode: cmp.Or(info.IpcMode, "private"), UTSMode: info.UTSMode,
-			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
+			LogConfig: logConfigInspect{Type: "json-file", Config: logOptsOf(info)},
+			Memory:    info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus:    info.Resources.CpusetCpus,
 			ShmSize:       cmp.Or(info.ShmSize, 64<<20),

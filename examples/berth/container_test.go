@@ -1073,6 +1073,35 @@ func TestRunNamespaceModes(t *testing.T) {
 	}
 }
 
+// TestRunLogOpts: --log-opt max-size and max-file rotate the log (logs
+// shows the newest lines), inspect shows them in HostConfig.LogConfig, and
+// another driver or option exits 125.
+func TestRunLogOpts(t *testing.T) {
+	root := containerSetup(t)
+	mustBerth(t, root, "run", "--name", "chatty", "--log-driver", "json-file", "--log-opt", "max-size=4k", "--log-opt", "max-file=2",
+		"busybox", "sh", "-c", "for i in $(seq 1 300); do echo line $i; done")
+	out := mustBerth(t, root, "logs", "--tail", "2", "chatty")
+	if out != "line 299\nline 300\n" {
+		t.Errorf("logs --tail 2 of a rotated log: %q", out)
+	}
+	if all := mustBerth(t, root, "logs", "chatty"); strings.HasPrefix(all, "line 1\n") || len(all) > 2*4096 {
+		t.Errorf("logs of a log kept to 2 files of 4k: %d bytes, from %q", len(all), all[:min(len(all), 20)])
+	}
+	if got := mustBerth(t, root, "inspect", "-f", "{{json .HostConfig.LogConfig}}", "chatty"); got != `{"Type":"json-file","Config":{"max-file":"2","max-size":"4096"}}`+"\n" {
+		t.Errorf("inspect LogConfig = %q", got)
+	}
+	for _, tc := range []struct{ args []string }{
+		{[]string{"--log-driver", "syslog"}},
+		{[]string{"--log-opt", "compress=true"}},
+		{[]string{"--log-opt", "max-file=3"}},
+	} {
+		args := append(append([]string{"run", "--rm"}, tc.args...), "busybox", "true")
+		if res := runBerth(t, root, nil, args...); res.code != 125 {
+			t.Errorf("run %v: exit %d, %q; want 125", tc.args, res.code, res.stderr)
+		}
+	}
+}
+
 // TestRunInit: --init runs the command under berth's init as PID 1, the
 // command's exit code passes through, and inspect shows HostConfig.Init
 // (null without it, as docker prints it).
