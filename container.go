@@ -198,6 +198,17 @@ type Resources struct {
 	// NanoCPUs is the CPU quota in billionths of a CPU (--cpus 1.5 is
 	// 1_500_000_000).
 	NanoCPUs int64 `json:"nanoCPUs,omitempty"`
+	// CPUPeriod and CPUQuota are the CFS period and quota in microseconds
+	// (docker run --cpu-period, --cpu-quota): a period of 1000 to 1000000
+	// (0: 100000), a quota of at least 1000 (0 or -1: none). The other
+	// way to say NanoCPUs, which they exclude.
+	CPUPeriod int64 `json:"cpuPeriod,omitempty"`
+	CPUQuota  int64 `json:"cpuQuota,omitempty"`
+	// MemoryReservation is the soft memory limit in bytes (docker run
+	// --memory-reservation): under memory pressure the kernel reclaims
+	// the container down to it first. At least 6 MiB and at most Memory;
+	// 0 means none.
+	MemoryReservation int64 `json:"memoryReservation,omitempty"`
 	// CPUShares is the relative CPU weight (cgroup v1 shares; converted to
 	// a weight on cgroup v2).
 	CPUShares uint64 `json:"cpuShares,omitempty"`
@@ -209,6 +220,10 @@ type Resources struct {
 	// Hosts with a cgroup v1 cpuset hierarchy only (v1 and hybrid); on
 	// cgroup v2 it fails with an error wrapping errors.ErrUnsupported.
 	CpusetCpus string `json:"cpusetCpus,omitempty"`
+	// CpusetMems are the memory nodes (NUMA) the container may allocate
+	// on (docker run --cpuset-mems), a list as CpusetCpus; the same hosts
+	// only.
+	CpusetMems string `json:"cpusetMems,omitempty"`
 }
 
 // Rlimit is a resource limit of the container's processes (docker run

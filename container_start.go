@@ -444,7 +444,8 @@ var cgroupFS = sync.OnceValues(func() ([]initproc.CgroupFS, error) {
 // cgroupResources converts a container's limits for the cgroup package.
 func cgroupResources(res Resources) cgroup.Resources {
 	return cgroup.Resources{MemoryLimit: res.Memory, MemorySwap: res.MemorySwap, NanoCPUs: res.NanoCPUs, CPUShares: res.CPUShares,
-		PidsLimit: res.PidsLimit, CpusetCpus: res.CpusetCpus, RestrictDevices: true}
+		CPUPeriod: res.CPUPeriod, CPUQuota: res.CPUQuota, MemoryReservation: res.MemoryReservation,
+		PidsLimit: res.PidsLimit, CpusetCpus: res.CpusetCpus, CpusetMems: res.CpusetMems, RestrictDevices: true}
 }
 
 // stdio is how a started container's standard streams are wired.

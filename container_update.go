@@ -99,8 +99,14 @@ func checkLimits(res Resources) error {
 	if err := cgroupResources(res).Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if res.CpusetCpus != "" {
-		if err := cgroup.CheckCpus(res.CpusetCpus); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+	for _, c := range []struct {
+		list  string
+		check func(string) error
+	}{{res.CpusetCpus, cgroup.CheckCpus}, {res.CpusetMems, cgroup.CheckMems}} {
+		if c.list == "" {
+			continue
+		}
+		if err := c.check(c.list); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		} else if err != nil {
 			return err

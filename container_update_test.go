@@ -120,6 +120,55 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+// TestCFSAndReservation: docker's --cpu-period, --cpu-quota,
+// --memory-reservation and --cpuset-mems reach the container's cgroup at
+// its start and with Update, and Update lifts them; --cpus with a period
+// is refused as docker refuses it.
+func TestCFSAndReservation(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	res := berth.Resources{Memory: 64 << 20, MemoryReservation: 32 << 20, CPUPeriod: 50000, CPUQuota: 25000}
+	v1 := cgroupV1Memory()
+	if v1 {
+		res.CpusetMems = "0"
+	}
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithResources(res))
+	defer c.Remove(ctx, berth.WithForce())
+	files := func() string {
+		t.Helper()
+		st, err := c.State(ctx)
+		if err != nil || !st.Running {
+			t.Fatalf("State = %+v, %v", st, err)
+		}
+		if !v1 {
+			return cgroupFile(t, st.Pid, "cpu", "cpu.max") + " " + cgroupFile(t, st.Pid, "memory", "memory.low")
+		}
+		return cgroupFile(t, st.Pid, "cpu", "cpu.cfs_period_us") + " " + cgroupFile(t, st.Pid, "cpu", "cpu.cfs_quota_us") + " " +
+			cgroupFile(t, st.Pid, "memory", "memory.soft_limit_in_bytes") + " " + cgroupFile(t, st.Pid, "cpuset", "cpuset.mems")
+	}
+	want := map[bool]string{true: "50000 25000 33554432 0", false: "25000 50000 33554432"}
+	if got := files(); got != want[v1] {
+		t.Errorf("at the start: %q, want %q", got, want[v1])
+	}
+	res2 := berth.Resources{Memory: 64 << 20}
+	if err := c.Update(ctx, setLimits(res2)); err != nil {
+		t.Fatal(err)
+	}
+	want = map[bool]string{true: "100000 -1 9223372036854771712 0", false: "max 100000 0"}
+	if got := files(); got != want[v1] {
+		t.Errorf("after lifting them: %q, want %q", got, want[v1])
+	}
+	if err := c.Update(ctx, setLimits(berth.Resources{NanoCPUs: 1e9, CPUPeriod: 50000})); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("--cpus with --cpu-period: %v, want ErrInvalid", err)
+	}
+}
+
+// cgroupV1Memory reports whether the host has a v1 memory hierarchy.
+func cgroupV1Memory() bool {
+	_, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+	return err == nil
+}
+
 // TestUpdateRefusedByKernel: a memory limit below what the container holds
 // and cannot give back (tmpfs pages, no swap allowed) is refused by a v1
 // memory cgroup: Update fails, and the cgroup and the record keep the old

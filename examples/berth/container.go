@@ -53,6 +53,8 @@ type runFlags struct {
 	name, workdir, user, entrypoint, hostname, pull string
 	env, envFiles, labels                           []string
 	memory, memorySwap, cpus, shmSize, cpusetCpus   string
+	memoryReservation, cpusetMems                   string
+	cpuPeriod, cpuQuota                             int
 	cpuShares, pidsLimit, stopTimeout               int
 	capAdd, capDrop, securityOpts, ulimits          []string
 	stopSignal, restart                             string
@@ -130,13 +132,17 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 // registerLimits defines the limit flags run, create and update share,
 // and returns their names.
 func (f *runFlags) registerLimits(fs *flagSet) []string {
+	fs.Int(&f.cpuPeriod, "", "cpu-period", 0, "Limit CPU CFS (Completely Fair Scheduler) period")
+	fs.Int(&f.cpuQuota, "", "cpu-quota", 0, "Limit CPU CFS (Completely Fair Scheduler) quota")
 	fs.Int(&f.cpuShares, "c", "cpu-shares", 0, "CPU shares (relative weight)")
 	fs.String(&f.cpus, "", "cpus", "decimal", "", "Number of CPUs")
 	fs.String(&f.cpusetCpus, "", "cpuset-cpus", "string", "", "CPUs in which to allow execution (0-3, 0,1)")
+	fs.String(&f.cpusetMems, "", "cpuset-mems", "string", "", "MEMs in which to allow execution (0-3, 0,1)")
 	fs.String(&f.memory, "m", "memory", "bytes", "", "Memory limit")
+	fs.String(&f.memoryReservation, "", "memory-reservation", "bytes", "", "Memory soft limit")
 	fs.String(&f.memorySwap, "", "memory-swap", "bytes", "", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
 	fs.Int(&f.pidsLimit, "", "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
-	return []string{"cpu-shares", "cpus", "cpuset-cpus", "memory", "memory-swap", "pids-limit"}
+	return []string{"cpu-period", "cpu-quota", "cpu-shares", "cpus", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "memory-swap", "pids-limit"}
 }
 
 // runCommand is docker run.
@@ -602,16 +608,22 @@ func (f *runFlags) limits(fs *flagSet) (berth.Resources, error) {
 			return l, fmt.Errorf("invalid argument %q for \"--memory-swap\" flag: %w", f.memorySwap, err)
 		}
 	}
+	if fs.isSet("memory-reservation") {
+		if l.MemoryReservation, err = parseMemory(f.memoryReservation); err != nil {
+			return l, fmt.Errorf("invalid argument %q for \"--memory-reservation\" flag: %w", f.memoryReservation, err)
+		}
+	}
 	if fs.isSet("cpus") {
 		if l.NanoCPUs, err = parseCPUs(f.cpus); err != nil {
 			return l, fmt.Errorf("invalid argument %q for \"--cpus\" flag: %w", f.cpus, err)
 		}
 	}
+	l.CPUPeriod, l.CPUQuota = int64(f.cpuPeriod), int64(f.cpuQuota)
 	if f.cpuShares < 0 {
 		return l, fmt.Errorf("invalid argument \"%d\" for \"-c, --cpu-shares\" flag: must not be negative", f.cpuShares)
 	}
 	l.CPUShares = uint64(f.cpuShares)
-	l.CpusetCpus = f.cpusetCpus
+	l.CpusetCpus, l.CpusetMems = f.cpusetCpus, f.cpusetMems
 	l.PidsLimit = int64(f.pidsLimit)
 	if l.PidsLimit == 0 && fs.isSet("pids-limit") {
 		l.PidsLimit = -1 // docker update --pids-limit 0 lifts the limit
@@ -631,11 +643,17 @@ func overLimits(base, given berth.Resources) (berth.Resources, error) {
 	set(&res.Memory, given.Memory)
 	set(&res.MemorySwap, given.MemorySwap)
 	set(&res.NanoCPUs, given.NanoCPUs)
+	set(&res.CPUPeriod, given.CPUPeriod)
+	set(&res.CPUQuota, given.CPUQuota)
+	set(&res.MemoryReservation, given.MemoryReservation)
 	if given.CPUShares != 0 {
 		res.CPUShares = given.CPUShares
 	}
 	if given.CpusetCpus != "" {
 		res.CpusetCpus = given.CpusetCpus
+	}
+	if given.CpusetMems != "" {
+		res.CpusetMems = given.CpusetMems
 	}
 	switch {
 	case given.PidsLimit < 0:
@@ -1860,6 +1878,10 @@ type hostConfig struct {
 	CpuShares         int64
 	PidsLimit         *int64 // null when unlimited, as docker prints it
 	CpusetCpus        string
+	CpusetMems        string
+	CpuPeriod         int64
+	CpuQuota          int64
+	MemoryReservation int64
 	ShmSize           int64
 	RestartPolicy     restartPolicyInspect
 }
@@ -1947,7 +1969,8 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			LogConfig: logConfigInspect{Type: "json-file", Config: logOptsOf(info)},
 			Memory:    info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
-			CpusetCpus:    info.Resources.CpusetCpus,
+			CpusetCpus: info.Resources.CpusetCpus, CpusetMems: info.Resources.CpusetMems,
+			CpuPeriod: info.Resources.CPUPeriod, CpuQuota: info.Resources.CPUQuota, MemoryReservation: info.Resources.MemoryReservation,
 			ShmSize:       cmp.Or(info.ShmSize, 64<<20),
 			RestartPolicy: restartPolicyInspect{Name: cmp.Or(info.RestartPolicy.Name, "no"), MaximumRetryCount: info.RestartPolicy.MaxRetries},
 		},

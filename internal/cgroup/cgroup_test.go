@@ -586,6 +586,23 @@ func TestUpdate(t *testing.T) {
 			check(cpu, "cpu.cfs_quota_us", "100000")
 			check(pids, "pids.max", "5")
 
+			// docker's --cpu-period/--cpu-quota and --memory-reservation, and
+			// lifting them.
+			if err := c.Update(Resources{MemoryLimit: 32 << 20, MemoryReservation: 16 << 20, CPUPeriod: 50000, CPUQuota: 25000}); err != nil {
+				t.Fatal(err)
+			}
+			check(cpu, "cpu.cfs_period_us", "50000")
+			check(cpu, "cpu.cfs_quota_us", "25000")
+			check(mem, "memory.soft_limit_in_bytes", "16777216")
+			if err := c.Update(Resources{MemoryLimit: 32 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			check(cpu, "cpu.cfs_period_us", "100000")
+			check(cpu, "cpu.cfs_quota_us", "-1")
+			if v, err := readInt(mem, "memory.soft_limit_in_bytes"); err != nil || v < unlimitedV1 {
+				t.Errorf("memory.soft_limit_in_bytes after lifting = %d, %v; want unlimited", v, err)
+			}
+
 			// Lowering memory+swap below the old memory limit needs the memory limit first.
 			if err := c.Update(Resources{MemoryLimit: 16 << 20, MemorySwap: 16 << 20}); err != nil {
 				t.Fatal(err)
@@ -827,6 +844,19 @@ func TestResourcesValidate(t *testing.T) {
 		{"negative pids", Resources{PidsLimit: -2}, false},
 		{"the kernel's most pids", Resources{PidsLimit: 4 << 20}, true},
 		{"more pids than the kernel takes", Resources{PidsLimit: 4<<20 + 1}, false},
+		{"cpu period and quota", Resources{CPUPeriod: 50000, CPUQuota: 25000}, true},
+		{"unlimited quota", Resources{CPUQuota: -1}, true},
+		{"period below 1ms", Resources{CPUPeriod: 999}, false},
+		{"period above 1s", Resources{CPUPeriod: 1000001}, false},
+		{"quota below 1ms", Resources{CPUQuota: 999}, false},
+		{"quota below -1", Resources{CPUQuota: -2}, false},
+		{"nano cpus and a period", Resources{NanoCPUs: 1e9, CPUPeriod: 50000}, false},
+		{"nano cpus and a quota", Resources{NanoCPUs: 1e9, CPUQuota: 50000}, false},
+		{"reservation", Resources{MemoryReservation: 8 << 20}, true},
+		{"reservation below 6 MiB", Resources{MemoryReservation: 1 << 20}, false},
+		{"reservation above the limit", Resources{MemoryLimit: 8 << 20, MemoryReservation: 16 << 20}, false},
+		{"mems", Resources{CpusetMems: "0"}, true},
+		{"bad mems", Resources{CpusetMems: "0-"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.res.Validate(); (err == nil) != tc.ok {
@@ -893,6 +923,18 @@ func TestV2Resources(t *testing.T) {
 		want := append(defaultDevices(), fuse)
 		if len(r2.Devices) != len(want) || deviceRule(r2.Devices[len(want)-1]) != "c 10:229 rw" {
 			t.Errorf("v2 device rules %v, want docker's and then c 10:229 rw", r2.Devices)
+		}
+	})
+	t.Run("period, quota and reservation", func(t *testing.T) {
+		r2, err := v2Resources(Resources{CPUPeriod: 50000, CPUQuota: 25000, MemoryReservation: 16 << 20}, all, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(r2.CPU.Max) != "25000 50000" || r2.Memory.Low == nil || *r2.Memory.Low != 16<<20 {
+			t.Errorf("cpu.max %q, memory.low %v; want \"25000 50000\" and 16 MiB", r2.CPU.Max, r2.Memory.Low)
+		}
+		if _, err := v2Resources(Resources{CpusetMems: "0"}, all, true); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("cpuset mems on v2: %v, want ErrUnsupported", err)
 		}
 	})
 	t.Run("missing controller", func(t *testing.T) {

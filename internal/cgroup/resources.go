@@ -29,6 +29,14 @@ type Resources struct {
 	// enforced as a quota over a 100 ms period; 0 means unlimited. The kernel's smallest quota
 	// makes 0.01 CPU (1e7) the minimum.
 	NanoCPUs int64
+	// CPUPeriod and CPUQuota are the CFS period and quota in microseconds (docker run
+	// --cpu-period, --cpu-quota), the other way to say NanoCPUs, which they exclude: a period
+	// of 1000 to 1000000 (0: 100000) and a quota of at least 1000 (0 or -1: unlimited).
+	CPUPeriod, CPUQuota int64
+	// MemoryReservation is the soft memory limit in bytes (docker run --memory-reservation),
+	// which the kernel reclaims a cgroup down to under memory pressure: memory.soft_limit_in_bytes
+	// on v1, memory.low on v2. 0 means none; at least 6 MiB and at most MemoryLimit.
+	MemoryReservation int64
 	// CPUShares is the relative CPU weight (docker run --cpu-shares), 2 to 262144, 0 meaning
 	// the default of 1024. On v2 it becomes cpu.weight with runc's conversion.
 	CPUShares uint64
@@ -39,6 +47,9 @@ type Resources struct {
 	// such as "0-2,4"; empty means the parent's. Only on a v1 cpuset hierarchy (v1 and hybrid
 	// hosts).
 	CpusetCpus string
+	// CpusetMems are the memory nodes they may allocate on (docker run --cpuset-mems), a list
+	// as CpusetCpus; empty means the parent's. Only on a v1 cpuset hierarchy.
+	CpusetMems string
 	// RestrictDevices limits device access to docker's default allow-list (null, zero, full,
 	// random, urandom, tty, console, ptmx, the pts, tun; mknod of any device stays allowed, as
 	// in docker, but opening one outside the list fails). Without it a container holding
@@ -198,6 +209,18 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("invalid CPU limit %d nanoCPUs: the minimum is 0.01 CPU (%d)", r.NanoCPUs, minNanoCPUs)
 	case r.NanoCPUs > math.MaxInt64/cpuPeriodUs:
 		return fmt.Errorf("invalid CPU limit %d nanoCPUs: too large", r.NanoCPUs)
+	case r.NanoCPUs != 0 && r.CPUPeriod != 0:
+		return fmt.Errorf("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+	case r.NanoCPUs != 0 && r.CPUQuota != 0:
+		return fmt.Errorf("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+	case r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000):
+		return fmt.Errorf("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+	case r.CPUQuota < -1 || r.CPUQuota > 0 && r.CPUQuota < 1000:
+		return fmt.Errorf("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+	case r.MemoryReservation < 0 || r.MemoryReservation > 0 && r.MemoryReservation < minMemory:
+		return fmt.Errorf("invalid memory reservation %d: the minimum is 6 MiB (%d bytes), as docker's", r.MemoryReservation, minMemory)
+	case r.MemoryLimit > 0 && r.MemoryReservation > r.MemoryLimit:
+		return fmt.Errorf("Minimum memory limit can not be less than memory reservation limit, see usage")
 	case r.CPUShares == 1 || r.CPUShares > maxCPUShares:
 		return fmt.Errorf("invalid CPU shares %d: must be 0 (default) or 2 to %d", r.CPUShares, maxCPUShares)
 	case r.PidsLimit < -1:
@@ -218,6 +241,9 @@ func (r Resources) Validate() error {
 		if _, err := parseCPUs(r.CpusetCpus); err != nil {
 			return err
 		}
+	}
+	if _, err := parseCPUs(r.CpusetMems); r.CpusetMems != "" && err != nil {
+		return fmt.Errorf("Invalid value %s for cpuset mems", r.CpusetMems)
 	}
 	return nil
 }
@@ -268,8 +294,22 @@ func cpuSubset(cpus, of string) bool {
 // made with it (docker's check at create and update): the host must have
 // a v1 cpuset hierarchy (v2 is not supported) and every CPU of the list,
 // as its root cpuset (the online CPUs) has them.
-func CheckCpus(cpus string) error {
-	if _, err := parseCPUs(cpus); err != nil {
+func CheckCpus(cpus string) error { return checkCpuset(cpusetCPUs, cpus) }
+
+// CheckMems is CheckCpus for memory nodes (docker run --cpuset-mems).
+func CheckMems(mems string) error { return checkCpuset(cpusetMems, mems) }
+
+// cpusetFile is one of a v1 cpuset's lists: its file and what docker
+// calls its members in errors.
+type cpusetFile struct{ file, what string }
+
+var (
+	cpusetCPUs = cpusetFile{"cpuset.cpus", "CPUs"}
+	cpusetMems = cpusetFile{"cpuset.mems", "memory nodes"}
+)
+
+func checkCpuset(f cpusetFile, list string) error {
+	if _, err := parseCPUs(list); err != nil {
 		return err
 	}
 	root, ok, err := hostV1Root(cgroup1.Cpuset)
@@ -277,64 +317,64 @@ func CheckCpus(cpus string) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("cpuset cpus need a cgroup v1 cpuset hierarchy, which this host lacks: %w", errors.ErrUnsupported)
+		return fmt.Errorf("cpuset %s need a cgroup v1 cpuset hierarchy, which this host lacks: %w", f.what, errors.ErrUnsupported)
 	}
-	online, err := readString(root, "cpuset.cpus")
+	online, err := readString(root, f.file)
 	if err != nil {
 		return err
 	}
-	if online = strings.TrimSpace(online); !cpuSubset(cpus, online) {
-		return fmt.Errorf("Requested CPUs are not available - requested %s, available: %s", cpus, online)
+	if online = strings.TrimSpace(online); !cpuSubset(list, online) {
+		return fmt.Errorf("Requested %s are not available - requested %s, available: %s", f.what, list, online)
 	}
 	return nil
 }
 
-// setCpus writes the cpuset directory dir's CPUs: cpus, or its parent's
-// when cpus is empty (lifting a restriction). The kernel takes only CPUs
-// the parent has; a v1 cpuset loses a CPU that goes offline and gets it
-// back only at the root, so berth's ancestors are widened to the root's
-// CPUs first when the request needs it.
-func setCpus(dir, cpus string) error {
+// setCpuset writes the list f of the cpuset directory dir: list, or its
+// parent's when list is empty (lifting a restriction). The kernel takes
+// only CPUs (and memory nodes) the parent has; a v1 cpuset loses a CPU
+// that goes offline and gets it back only at the root, so berth's
+// ancestors are widened to the root's first when the request needs it.
+func setCpuset(dir string, f cpusetFile, list string) error {
 	parent := filepath.Dir(dir)
-	available, err := readString(parent, "cpuset.cpus")
+	available, err := readString(parent, f.file)
 	if err != nil {
 		return err
 	}
 	available = strings.TrimSpace(available)
-	if cpus != "" && !cpuSubset(cpus, available) {
-		if err := widenCpusets(parent); err != nil {
+	if list != "" && !cpuSubset(list, available) {
+		if err := widenCpusets(parent, f.file); err != nil {
 			return err
 		}
-		if available, err = readString(parent, "cpuset.cpus"); err != nil {
+		if available, err = readString(parent, f.file); err != nil {
 			return err
 		}
-		if available = strings.TrimSpace(available); !cpuSubset(cpus, available) {
-			return fmt.Errorf("Requested CPUs are not available - requested %s, available: %s", cpus, available)
+		if available = strings.TrimSpace(available); !cpuSubset(list, available) {
+			return fmt.Errorf("Requested %s are not available - requested %s, available: %s", f.what, list, available)
 		}
 	}
-	if cpus == "" {
-		cpus = available
+	if list == "" {
+		list = available
 	}
-	if cur, err := readString(dir, "cpuset.cpus"); err == nil && strings.TrimSpace(cur) == cpus {
+	if cur, err := readString(dir, f.file); err == nil && strings.TrimSpace(cur) == list {
 		return nil
 	}
-	return writeFile(dir, "cpuset.cpus", cpus)
+	return writeFile(dir, f.file, list)
 }
 
 // widenCpusets gives dir and its ancestors below the hierarchy's root
-// (the directory whose parent has no cpuset.cpus file) the root's CPUs,
-// top down.
-func widenCpusets(dir string) error {
+// (the directory whose parent has no cpuset file) the root's list in
+// file, top down.
+func widenCpusets(dir, file string) error {
 	var chain []string
 	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(filepath.Dir(d), "cpuset.cpus")); err != nil || d == "/" {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(d), file)); err != nil || d == "/" {
 			root := d
-			online, err := readString(root, "cpuset.cpus")
+			online, err := readString(root, file)
 			if err != nil {
 				return err
 			}
 			for i := len(chain) - 1; i >= 0; i-- {
-				if err := writeFile(chain[i], "cpuset.cpus", strings.TrimSpace(online)); err != nil {
+				if err := writeFile(chain[i], file, strings.TrimSpace(online)); err != nil {
 					return err
 				}
 			}
@@ -360,12 +400,26 @@ func (r Resources) memory() (limit, memsw int64) {
 	return r.MemoryLimit, memsw
 }
 
-// cpuQuota returns the CFS quota in microseconds per cpuPeriodUs, -1 meaning unlimited.
-func (r Resources) cpuQuota() int64 {
-	if r.NanoCPUs == 0 {
-		return -1
+// cfs returns the CFS quota and period in microseconds, the quota -1
+// meaning unlimited: NanoCPUs over docker's 100 ms period, or CPUQuota
+// and CPUPeriod.
+func (r Resources) cfs() (quota, period int64) {
+	period = cpuPeriodUs
+	if r.CPUPeriod > 0 {
+		period = r.CPUPeriod
 	}
-	return r.NanoCPUs * cpuPeriodUs / 1e9
+	switch {
+	case r.NanoCPUs > 0:
+		return r.NanoCPUs * cpuPeriodUs / 1e9, period
+	case r.CPUQuota > 0:
+		return r.CPUQuota, period
+	}
+	return -1, period
+}
+
+// cpuLimited reports whether r sets anything of the cpu controller.
+func (r Resources) cpuLimited() bool {
+	return r.NanoCPUs > 0 || r.CPUShares > 0 || r.CPUPeriod > 0 || r.CPUQuota > 0
 }
 
 func (r Resources) cpuShares() uint64 {
@@ -398,10 +452,10 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 		name   cgroup1.Name
 		wanted bool
 	}{
-		{cgroup1.Memory, res.MemoryLimit > 0},
-		{cgroup1.Cpu, res.NanoCPUs > 0 || res.CPUShares > 0},
+		{cgroup1.Memory, res.MemoryLimit > 0 || res.MemoryReservation > 0},
+		{cgroup1.Cpu, res.cpuLimited()},
 		{cgroup1.Pids, res.PidsLimit > 0},
-		{cgroup1.Cpuset, res.CpusetCpus != ""},
+		{cgroup1.Cpuset, res.CpusetCpus != "" || res.CpusetMems != ""},
 	} {
 		if _, ok := c.v1Dirs[need.name]; need.wanted && !ok {
 			return fmt.Errorf("cgroup %s: a %s limit was requested but the host has no %s hierarchy: %w",
@@ -414,14 +468,15 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 	// The files are written here rather than through cgroup1's Update,
 	// which visits every controller and re-reads the ancestors' cpuset
 	// files on each call.
-	if dir, ok := c.v1Dirs[cgroup1.Cpu]; ok && (!fresh || res.NanoCPUs > 0 || res.CPUShares > 0) {
+	if dir, ok := c.v1Dirs[cgroup1.Cpu]; ok && (!fresh || res.cpuLimited()) {
+		quota, period := res.cfs()
 		for _, f := range []struct {
 			name  string
 			value int64
 		}{
 			{"cpu.shares", int64(res.cpuShares())},
-			{"cpu.cfs_period_us", cpuPeriodUs}, // before the quota, which must fit in it
-			{"cpu.cfs_quota_us", res.cpuQuota()},
+			{"cpu.cfs_period_us", period},
+			{"cpu.cfs_quota_us", quota},
 		} {
 			if err := writeFile(dir, f.name, strconv.FormatInt(f.value, 10)); err != nil {
 				return fmt.Errorf("cgroup %s: %w", c.path, err)
@@ -447,14 +502,30 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 			}
 		}
 	}
-	if dir, ok := c.v1Dirs[cgroup1.Cpuset]; ok && (!fresh || res.CpusetCpus != "") {
-		if err := setCpus(dir, res.CpusetCpus); err != nil {
-			return fmt.Errorf("cgroup %s: %w", c.path, err)
+	if dir, ok := c.v1Dirs[cgroup1.Cpuset]; ok {
+		for _, set := range []struct {
+			f    cpusetFile
+			list string
+		}{{cpusetCPUs, res.CpusetCpus}, {cpusetMems, res.CpusetMems}} {
+			if !fresh || set.list != "" {
+				if err := setCpuset(dir, set.f, set.list); err != nil {
+					return fmt.Errorf("cgroup %s: %w", c.path, err)
+				}
+			}
 		}
 	}
 	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok && (!fresh || res.MemoryLimit > 0) {
 		limit, memsw := res.memory()
 		if err := setV1Memory(dir, limit, memsw); err != nil {
+			return fmt.Errorf("cgroup %s: %w", c.path, err)
+		}
+	}
+	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok && (!fresh || res.MemoryReservation > 0) {
+		soft := int64(-1) // none
+		if res.MemoryReservation > 0 {
+			soft = res.MemoryReservation
+		}
+		if err := writeFile(dir, "memory.soft_limit_in_bytes", strconv.FormatInt(soft, 10)); err != nil {
 			return fmt.Errorf("cgroup %s: %w", c.path, err)
 		}
 	}
@@ -526,12 +597,12 @@ func (c *Cgroup) v2Resources(res Resources) (*cgroup2.Resources, error) {
 // "max", which is what reading memory.max then shows.
 func v2Resources(res Resources, available map[string]bool, swap bool) (*cgroup2.Resources, error) {
 	var r2 cgroup2.Resources
-	if res.CpusetCpus != "" {
-		return nil, fmt.Errorf("cpuset cpus on a cgroup v2 host: %w", errors.ErrUnsupported)
+	if res.CpusetCpus != "" || res.CpusetMems != "" {
+		return nil, fmt.Errorf("cpuset cpus or mems on a cgroup v2 host: %w", errors.ErrUnsupported)
 	}
 	wanted := map[string]bool{
-		"memory": res.MemoryLimit > 0,
-		"cpu":    res.NanoCPUs > 0 || res.CPUShares > 0,
+		"memory": res.MemoryLimit > 0 || res.MemoryReservation > 0,
+		"cpu":    res.cpuLimited(),
 		"pids":   res.PidsLimit > 0,
 	}
 	for _, name := range []string{"memory", "cpu", "pids"} {
@@ -541,14 +612,14 @@ func v2Resources(res Resources, available map[string]bool, swap bool) (*cgroup2.
 		}
 	}
 	if available["cpu"] {
-		quota := res.cpuQuota()
+		quota, period := res.cfs()
 		var q *int64
 		if quota > 0 {
 			q = &quota
 		}
 		r2.CPU = &cgroup2.CPU{
 			Weight: new(cgroup2.ConvertCPUSharesToCgroupV2Value(res.cpuShares())),
-			Max:    cgroup2.NewCPUMax(q, new(uint64(cpuPeriodUs))),
+			Max:    cgroup2.NewCPUMax(q, new(uint64(period))),
 		}
 	}
 	if available["memory"] {
@@ -559,7 +630,9 @@ func v2Resources(res Resources, available map[string]bool, swap bool) (*cgroup2.
 			}
 			return v
 		}
-		r2.Memory = &cgroup2.Memory{Max: new(unlimited(limit))}
+		// memory.low protects the reservation from reclaim: the nearest v2
+		// has to a soft limit (runc maps docker's reservation to it too).
+		r2.Memory = &cgroup2.Memory{Max: new(unlimited(limit)), Low: new(res.MemoryReservation)}
 		if swap {
 			// memory.swap.max counts swap alone, docker's value counts memory plus swap.
 			swapOnly := int64(-1)
