@@ -156,7 +156,9 @@ type containerConfig struct {
 	DeviceCgroupRules []string        `json:"deviceCgroupRules,omitempty"`
 	// PidMode ("host" or "container:ID"), IpcMode ("host", "none") and
 	// UTSMode ("host") are the namespaces it shares; "" for its own.
-	// LogMaxSize and LogMaxFiles are WithLogRotation's.
+	// NoLog is WithoutLog; LogMaxSize and LogMaxFiles are
+	// WithLogRotation's.
+	NoLog       bool   `json:"noLog,omitempty"`
 	LogMaxSize  int64  `json:"logMaxSize,omitempty"`
 	LogMaxFiles int    `json:"logMaxFiles,omitempty"`
 	PidMode     string `json:"pidMode,omitempty"`

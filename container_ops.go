@@ -373,9 +373,11 @@ type ContainerInfo struct {
 	// (WithPidMode, WithIpcMode, WithUTSMode): "host", "container:ID"
 	// (pid), "none" (IPC); "" for its own.
 	PidMode, IpcMode, UTSMode string
-	// LogMaxSize and LogMaxFiles are WithLogRotation's; 0 for none.
+	// LogMaxSize and LogMaxFiles are WithLogRotation's, 0 for none;
+	// NoLog is WithoutLog.
 	LogMaxSize  int64
 	LogMaxFiles int
+	NoLog       bool
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports ("80/tcp"),
 	// sorted (docker's Config.ExposedPorts); nil for a container made
 	// before berth kept them.
@@ -426,7 +428,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd, Rlimits: cfg.Rlimits,
 		ExposedPorts: cfg.ExposedPorts, Devices: cfg.Devices, DeviceCgroupRules: cfg.DeviceCgroupRules,
 		PidMode: cfg.PidMode, IpcMode: cfg.IpcMode, UTSMode: cfg.UTSMode,
-		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles,
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles, NoLog: cfg.NoLog,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,

@@ -56,7 +56,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
 		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged, Sysctls: o.sysctls,
 		Init: o.init, GroupAdd: o.groupAdd, DeviceCgroupRules: o.deviceRules,
-		LogMaxSize: o.logMaxSize, LogMaxFiles: o.logMaxFiles,
+		LogMaxSize: o.logMaxSize, LogMaxFiles: o.logMaxFiles, NoLog: o.noLog,
 	}
 	switch {
 	case o.logMaxSize < 0 || o.logMaxFiles < 0:
@@ -65,6 +65,8 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		return cfg, fmt.Errorf("%w: log rotation: %d files need a size to rotate at", ErrInvalid, o.logMaxFiles)
 	case o.logMaxFiles > 100:
 		return cfg, fmt.Errorf("%w: log rotation: %d files; at most 100 are kept", ErrInvalid, o.logMaxFiles)
+	case o.noLog && o.logMaxSize > 0:
+		return cfg, fmt.Errorf("%w: WithoutLog and WithLogRotation: there is no log to rotate", ErrInvalid)
 	}
 	if o.privileged {
 		// As docker: no seccomp filter, and no_new_privs only when asked.
@@ -526,7 +528,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 		}
 	}()
 	dir := r.containerDir(rec.ID)
-	if run.log, err = openLog(dir, rec.Config.LogMaxSize, rec.Config.LogMaxFiles); err != nil {
+	if run.log, err = openLog(dir, rec.Config.LogMaxSize, rec.Config.LogMaxFiles, rec.Config.NoLog); err != nil {
 		return nil, err
 	}
 	tr.mark("log")

@@ -43,10 +43,17 @@ type logFile struct {
 	maxFiles int
 }
 
-func openLog(dir string, maxSize int64, maxFiles int) (*logFile, error) {
+// openLog opens the log of the container in dir for a start, or makes
+// one that keeps nothing (noLog: WithoutLog; an empty log stays, for
+// readers to find it empty and say why).
+func openLog(dir string, maxSize int64, maxFiles int, noLog bool) (*logFile, error) {
 	l := &logFile{dir: dir, maxSize: maxSize, maxFiles: max(maxFiles, 1)}
 	if err := l.open(); err != nil {
 		return nil, err
+	}
+	if noLog {
+		l.f.Close()
+		l.f = nil
 	}
 	return l, nil
 }
@@ -66,26 +73,55 @@ func (l *logFile) open() error {
 	return nil
 }
 
-// rotate moves the full log aside (see logFile) and starts a new one. A
-// reader holding an older file reads it to its end and goes on with the
-// newer ones (logSource); one that falls more than maxFiles behind loses
-// what was deleted, as docker's readers do.
+// rotate moves the full log aside (see logFile) and starts a new one,
+// holding the directory's lock (lockLogs) so that no reader finds the
+// files half renamed. A reader holding an older file reads it to its end
+// and goes on with the newer ones (logSource); one that falls more than
+// maxFiles behind loses what was deleted, as docker's readers do.
 func (l *logFile) rotate() error {
+	unlock, err := lockLogs(l.dir, unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	l.f.Close()
-	name := func(i int) string {
-		if i == 0 {
-			return filepath.Join(l.dir, logName)
-		}
-		return filepath.Join(l.dir, logName+"."+strconv.Itoa(i))
-	}
 	if l.maxFiles == 1 {
-		os.Remove(name(0))
+		err = os.Remove(logPath(l.dir, 0))
 	} else {
-		for i := l.maxFiles - 1; i >= 1; i-- {
-			os.Rename(name(i-1), name(i)) // over the oldest, which goes
+		for i := l.maxFiles - 1; i >= 1 && err == nil; i-- {
+			err = os.Rename(logPath(l.dir, i-1), logPath(l.dir, i)) // over the oldest, which goes
+			if errors.Is(err, fs.ErrNotExist) {
+				err = nil // not that many yet
+			}
 		}
 	}
-	return l.open()
+	if oerr := l.open(); err == nil {
+		err = oerr
+	}
+	return err
+}
+
+// logPath is the container's log in dir (i 0) or its i-th rotated file.
+func logPath(dir string, i int) string {
+	if i == 0 {
+		return filepath.Join(dir, logName)
+	}
+	return filepath.Join(dir, logName+"."+strconv.Itoa(i))
+}
+
+// lockLogs takes the flock of the container directory dir, which a
+// rotation holds exclusively (how) and readers shared while they open
+// the files, and returns its release.
+func lockLogs(dir string, how int) (func(), error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	if err := unix.Flock(fd, how); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "flock", Path: dir, Err: err}
+	}
+	return func() { unix.Close(fd) }, nil
 }
 
 // logTimeFormat is RFC 3339 with nine digits of fraction always, as docker
@@ -138,9 +174,13 @@ func (l *logFile) flush(b []byte) {
 }
 
 // rotateOrKeep rotates the log, and reports whether one is open to write
-// to: one that fails to rotate logs on unbounded, if it can.
+// to: one that fails to rotate logs on unbounded, if it can (rotating on
+// every record otherwise).
 func (l *logFile) rotateOrKeep() bool {
 	if err := l.rotate(); err != nil {
+		if l.f != nil {
+			l.f.Close()
+		}
 		l.maxSize, l.f = 0, nil
 		l.open()
 	}
@@ -227,6 +267,11 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 		return fmt.Errorf("container %s has no log: %w", c.Name, err)
 	}
 	defer src.close()
+	if src.empty() {
+		if rec, err := c.rt.readRecord(c.ID); err == nil && rec.Config.NoLog {
+			return fmt.Errorf("container %s keeps no log (WithoutLog): configured logging driver does not support reading", c.Name)
+		}
+	}
 	if err := src.seekTail(cfg.tail); err != nil {
 		return err
 	}
@@ -389,29 +434,28 @@ type logSource struct {
 	cur   int
 }
 
-// openLogs opens the container's log files as one consistent set: a
-// rotation meanwhile has them opened again.
+// openLogs opens the container's log files as one set, under the
+// directory's lock (see rotate).
 func openLogs(dir string) (*logSource, error) {
-	for try := 0; ; try++ {
-		last, err := os.Open(filepath.Join(dir, logName))
-		if err != nil {
-			return nil, err
-		}
-		var files []*os.File
-		for i := 1; ; i++ {
-			f, err := os.Open(filepath.Join(dir, logName+"."+strconv.Itoa(i)))
-			if err != nil {
-				break
-			}
-			files = append(files, f)
-		}
-		slices.Reverse(files)
-		s := &logSource{dir: dir, files: append(files, last)}
-		if try == 10 || sameInode(last, filepath.Join(dir, logName)) {
-			return s, nil
-		}
-		s.close()
+	unlock, err := lockLogs(dir, unix.LOCK_SH)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
+	last, err := os.Open(logPath(dir, 0))
+	if err != nil {
+		return nil, err
+	}
+	var files []*os.File
+	for i := 1; ; i++ {
+		f, err := os.Open(logPath(dir, i))
+		if err != nil {
+			break
+		}
+		files = append(files, f)
+	}
+	slices.Reverse(files)
+	return &logSource{dir: dir, files: append(files, last)}, nil
 }
 
 func (s *logSource) Read(p []byte) (int, error) {
@@ -429,53 +473,52 @@ func (s *logSource) Read(p []byte) (int, error) {
 // catchUp adds the files written since the last one known was rotated
 // (found among log.1, log.2, ... by its inode; all of them if it is gone
 // already) and reports whether there were any. Read takes them once the
-// last known one is read to its end. A rotation while it opens them (log.1
-// is no longer the file it opened as log.1) has it open them again.
+// last known one is read to its end. The files are opened under the
+// directory's lock (see rotate).
 func (s *logSource) catchUp() bool {
 	last := s.files[len(s.files)-1]
-	logPath := filepath.Join(s.dir, logName)
-	for try := 0; try < 10 && !sameInode(last, logPath); try++ {
-		var newer []*os.File // log.1, log.2, ...: newest first
-		var again *os.File   // the last known one, reached
-		for i := 1; ; i++ {
-			f, err := os.Open(filepath.Join(s.dir, logName+"."+strconv.Itoa(i)))
-			if err != nil {
-				break
-			}
-			if sameFile(f, last) {
-				again = f
-				break
-			}
-			newer = append(newer, f)
-		}
-		first := again // what was opened as log.1
-		if len(newer) > 0 {
-			first = newer[0]
-		}
-		cur, err := os.Open(logPath)
-		ok := err == nil && (first == nil || sameInode(first, filepath.Join(s.dir, logName+".1")))
-		if again != nil {
-			again.Close()
-		}
-		if ok {
-			slices.Reverse(newer)
-			s.files = append(append(s.files, newer...), cur)
-			return true
-		}
-		if err == nil {
-			cur.Close()
-		}
-		for _, f := range newer {
-			f.Close()
+	// The common case, no rotation, without the lock: log is still the
+	// last file known (a rotation under way shows as a missing log).
+	if fi, err := os.Stat(logPath(s.dir, 0)); err == nil {
+		if li, err := last.Stat(); err == nil && os.SameFile(fi, li) {
+			return false
 		}
 	}
-	return false
+	unlock, err := lockLogs(s.dir, unix.LOCK_SH)
+	if err != nil {
+		return false
+	}
+	defer unlock()
+	cur, err := os.Open(logPath(s.dir, 0))
+	if err != nil {
+		return false
+	}
+	if sameFile(cur, last) {
+		cur.Close()
+		return false
+	}
+	var newer []*os.File // log.1, log.2, ...: newest first
+	for i := 1; ; i++ {
+		f, err := os.Open(logPath(s.dir, i))
+		if err != nil {
+			break
+		}
+		if sameFile(f, last) {
+			f.Close()
+			break
+		}
+		newer = append(newer, f)
+	}
+	slices.Reverse(newer)
+	s.files = append(append(s.files, newer...), cur)
+	return true
 }
 
 // sameFile reports whether a and b are one file.
 func sameFile(a, b *os.File) bool {
-	var sa, sb unix.Stat_t
-	return unix.Fstat(int(a.Fd()), &sa) == nil && unix.Fstat(int(b.Fd()), &sb) == nil && sa.Ino == sb.Ino && sa.Dev == sb.Dev
+	ia, errA := a.Stat()
+	ib, errB := b.Stat()
+	return errA == nil && errB == nil && os.SameFile(ia, ib)
 }
 
 // seekTail places the source at the start of the last n lines (n < 0:
@@ -487,6 +530,7 @@ func (s *logSource) seekTail(n int) error {
 		return nil
 	case n == 0:
 		s.cur = last
+		s.skip()
 		_, err := s.files[last].Seek(0, io.SeekEnd)
 		return err
 	}
@@ -500,7 +544,25 @@ func (s *logSource) seekTail(n int) error {
 			break
 		}
 	}
+	s.skip()
 	return nil
+}
+
+// empty reports whether the log holds nothing: one file, empty.
+func (s *logSource) empty() bool {
+	fi, err := s.files[0].Stat()
+	return len(s.files) == 1 && err == nil && fi.Size() == 0
+}
+
+// skip closes the files before the current one, which a tail leaves
+// unread: held, a rotated file's blocks would stay allocated.
+func (s *logSource) skip() {
+	for i := range s.cur {
+		if s.files[i] != nil {
+			s.files[i].Close()
+			s.files[i] = nil
+		}
+	}
 }
 
 func (s *logSource) close() {
@@ -509,12 +571,6 @@ func (s *logSource) close() {
 			f.Close()
 		}
 	}
-}
-
-// sameInode reports whether f is the file at path.
-func sameInode(f *os.File, path string) bool {
-	var a, b unix.Stat_t
-	return unix.Fstat(int(f.Fd()), &a) == nil && unix.Stat(path, &b) == nil && a.Ino == b.Ino && a.Dev == b.Dev
 }
 
 // seekTail positions f at the start of its last n lines, or at its

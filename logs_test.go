@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,5 +171,100 @@ func TestLogRotationOneFile(t *testing.T) {
 		if _, err := rt.Run(ctx, "busybox", sh("true"), bad); !errors.Is(err, berth.ErrInvalid) {
 			t.Errorf("bad rotation: %v, want ErrInvalid", err)
 		}
+	}
+}
+
+// TestLogsDuringRotation: Logs called again and again while the log
+// rotates under it returns each time a run of whole lines in order with
+// no gap, the files opened as one set (a reader never sees a rotation
+// half done).
+func TestLogsDuringRotation(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh(printLines(1, 6000)), berth.WithLogRotation(8<<10, 100), berth.WithDetach())
+	defer c.Remove(ctx, berth.WithForce())
+	for i := 0; ; i++ {
+		var out bytes.Buffer
+		if err := c.Logs(ctx, &out, nil); err != nil {
+			t.Fatalf("Logs during rotation: %v", err)
+		}
+		got := wholeLines(out.String())
+		got = got[:strings.LastIndex(got, "\n")+1] // a line the container is still writing may show in part
+		first, n := 0, strings.Count(got, "\n")
+		fmt.Sscanf(got, "line %d", &first)
+		if n > 0 && got != numbered(first, first+n-1) {
+			prev := first - 1
+			for _, l := range strings.Split(got, "\n") {
+				k := 0
+				fmt.Sscanf(l, "line %d", &k)
+				if k != prev+1 {
+					t.Logf("after %d: %q", prev, l[:min(len(l), 30)])
+				}
+				prev = k
+			}
+			t.Fatalf("Logs call %d during rotation: %d lines from line %d, not a run of whole lines in order", i, n, first)
+		}
+		if st, err := c.State(ctx); err != nil || !st.Running {
+			if n == 0 || first+n-1 != 6000 {
+				t.Errorf("after the exit: lines %d to %d, want the run to end at 6000", first, first+n-1)
+			}
+			return
+		}
+	}
+}
+
+// TestLogRotationRestart: a container started again appends to its log
+// with the size it had, so that the limit holds across runs, and Logs
+// shows both runs' output in order.
+func TestLogRotationRestart(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh(`n=$(cat /n 2>/dev/null || echo 0); echo $((n+1)) > /n; for i in $(seq 1 20); do printf 'line %-94d\n' $((n*20+i)); done`),
+		berth.WithLogRotation(4<<10, 3), berth.WithDetach())
+	defer c.Remove(ctx, berth.WithForce())
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	files := logFiles(t, rt, c)
+	if len(files) != 2 || files["log.1"] > 4<<10 || files["log"] > 4<<10 {
+		t.Errorf("log files after two runs of ~2.8 KiB each: %v; want log and log.1, each at most 4 KiB", files)
+	}
+	var out bytes.Buffer
+	if err := c.Logs(ctx, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != numbered(1, 40) {
+		t.Errorf("Logs of both runs: %d bytes, want lines 1-40", out.Len())
+	}
+}
+
+// TestWithoutLog: a container run WithoutLog gives its output to the
+// caller and keeps none: Logs fails saying so, and nothing is on disk.
+func TestWithoutLog(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	var stdout bytes.Buffer
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"echo", "to the caller"}, Stdout: &stdout}, berth.WithoutLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove(ctx)
+	if err := c.Wait(ctx); err != nil || stdout.String() != "to the caller\n" {
+		t.Fatalf("attached output: %q, %v", stdout.String(), err)
+	}
+	if err := c.Logs(ctx, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "keeps no log") {
+		t.Errorf("Logs of a container without a log: %v", err)
+	}
+	if files := logFiles(t, rt, c); files["log"] != 0 || len(files) != 1 {
+		t.Errorf("log files %v: want an empty log alone", files)
+	}
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithoutLog(), berth.WithLogRotation(1<<20, 2)); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("WithoutLog and WithLogRotation: %v, want ErrInvalid", err)
 	}
 }

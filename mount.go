@@ -70,8 +70,8 @@ type Mount struct {
 	// TmpfsOptions are further mount options of a tmpfs, as docker run
 	// --tmpfs takes them after the path: "exec", "suid" and "dev" lift
 	// the noexec, nosuid and nodev every tmpfs is mounted with (as
-	// docker's are); "noexec", "nosuid", "nodev", the atime words
-	// ("noatime", "relatime", ...), "sync" and "async" are mount flags;
+	// docker's are); "noexec", "nosuid", "nodev" and the atime words
+	// ("noatime", "relatime", ...) are mount flags;
 	// "uid=N", "gid=N" and "nr_inodes=N" go to tmpfs. ReadOnly, not "ro",
 	// makes it read-only.
 	TmpfsOptions []string
@@ -117,12 +117,26 @@ type mountRecord struct {
 var tmpfsFlagWords = map[string]bool{
 	"exec": true, "noexec": true, "suid": true, "nosuid": true, "dev": true, "nodev": true,
 	"atime": true, "noatime": true, "diratime": true, "nodiratime": true, "relatime": true,
-	"norelatime": true, "strictatime": true, "sync": true, "async": true,
+	"norelatime": true, "strictatime": true,
 }
 
-// tmpfsDataOption is a tmpfs option Mount.TmpfsOptions takes: an owner of
-// its root, or a number of inodes (with k, m or g).
-var tmpfsDataOption = regexp.MustCompile(`^((uid|gid)=[0-9]{1,10}|nr_inodes=[0-9]{1,19}[kmgKMG]?)$`)
+// tmpfsOption reports whether Mount.TmpfsOptions takes o: a flag word,
+// an owner of the tmpfs's root (a 32-bit id), or a number of inodes
+// (with k, m or g).
+func tmpfsOption(o string) bool {
+	if tmpfsFlagWords[o] {
+		return true
+	}
+	k, v, _ := strings.Cut(o, "=")
+	switch k {
+	case "uid", "gid":
+		_, err := strconv.ParseUint(v, 10, 32)
+		return err == nil && strings.Trim(v, "0123456789") == ""
+	case "nr_inodes":
+		return regexp.MustCompile(`^[0-9]{1,19}[kmgKMG]?$`).MatchString(v)
+	}
+	return false
+}
 
 var propagations = map[string]bool{"": true, "private": true, "rprivate": true, "shared": true, "rshared": true, "slave": true, "rslave": true}
 
@@ -277,8 +291,8 @@ func checkMount(m Mount) (mountRecord, error) {
 			return rec, fmt.Errorf("%w: tmpfs on %s: bad size or mode", ErrInvalid, m.Target)
 		}
 		for _, o := range m.TmpfsOptions {
-			if !tmpfsFlagWords[o] && !tmpfsDataOption.MatchString(o) {
-				return rec, fmt.Errorf("%w: tmpfs on %s: unsupported option %q (want exec, suid, dev, their no- forms, an atime word, sync, async, uid=N, gid=N or nr_inodes=N)", ErrInvalid, m.Target, o)
+			if !tmpfsOption(o) {
+				return rec, fmt.Errorf("%w: tmpfs on %s: unsupported option %q (want exec, suid, dev, their no- forms, an atime word, uid=N, gid=N or nr_inodes=N)", ErrInvalid, m.Target, o)
 			}
 		}
 	default:

@@ -31,6 +31,7 @@ type runConfig struct {
 	deviceRules []string
 	logMaxSize  int64
 	logMaxFiles int
+	noLog       bool
 	pidMode     string
 	ipcMode     string
 	utsMode     string
@@ -230,6 +231,14 @@ func WithDeviceCgroupRules(rules ...string) RunOption {
 // one log, unbounded, as docker's.
 func WithLogRotation(maxSize int64, maxFiles int) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.logMaxSize, c.logMaxFiles = maxSize, maxFiles })
+}
+
+// WithoutLog keeps no log of the container's output (docker run
+// --log-driver none): Logs and WaitLog fail for it, while an attached
+// container's output still reaches Process.Stdout and Stderr. For
+// containers whose output nobody reads again, it spares the disk.
+func WithoutLog() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.noLog = true })
 }
 
 // WithPidMode sets the container's pid namespace (docker run --pid):

@@ -350,7 +350,7 @@ func TestTmpfsOptions(t *testing.T) {
 		!strings.Contains(out, "uid=1000,gid=1001") {
 		t.Errorf("tmpfs with exec, uid, gid, nr_inodes and noatime: %q", out)
 	}
-	for _, o := range []string{"ro", "size=1m", "uid=x", "mode=777", "nr_inodes=1,exec", "x-mount.mkdir", ""} {
+	for _, o := range []string{"ro", "size=1m", "uid=x", "uid=4294967296", "uid=-1", "mode=777", "nr_inodes=1,exec", "x-mount.mkdir", "sync", ""} {
 		_, err := rt.Run(context.Background(), "busybox", sh("true"), berth.WithMounts(berth.Mount{Type: berth.MountTmpfs, Target: "/t", TmpfsOptions: []string{o}}))
 		if !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("unsupported option %q", o)) {
 			t.Errorf("tmpfs option %q: %v; want ErrInvalid naming it", o, err)

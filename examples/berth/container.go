@@ -96,7 +96,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
 	fs.String(&f.ipc, "", "ipc", "string", "", `IPC mode to use ("private", "host" or "none")`)
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
-	fs.String(&f.logDriver, "", "log-driver", "string", "", `Logging driver for the container ("json-file" or "local": berth keeps one kind of log)`)
+	fs.String(&f.logDriver, "", "log-driver", "string", "", `Logging driver for the container ("json-file", "local" or "none")`)
 	fs.Strings(&f.logOpts, "", "log-opt", "Log driver options (max-size=SIZE, max-file=N)")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
 	fs.Bool(&f.noHealthcheck, "", "no-healthcheck", "Disable any container-specified HEALTHCHECK")
@@ -285,11 +285,11 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	if f.pid != "" {
 		opts = append(opts, berth.WithPidMode(f.pid))
 	}
-	if rot, err := logRotation(f.logDriver, f.logOpts); err != nil {
+	logOpts, err := logOptions(f.logDriver, f.logOpts)
+	if err != nil {
 		return nil, nil, err
-	} else if rot != nil {
-		opts = append(opts, rot)
 	}
+	opts = append(opts, logOpts...)
 	if f.ipc != "" {
 		opts = append(opts, berth.WithIpcMode(f.ipc))
 	}
@@ -1893,27 +1893,41 @@ type logConfigInspect struct {
 	Config map[string]string
 }
 
-// logOptsOf is a container's log rotation as docker's log options.
-func logOptsOf(info *berth.ContainerInfo) map[string]string {
+// logConfigOf is a container's log as docker's HostConfig.LogConfig:
+// json-file's options (max-size in bytes), or the none driver.
+func logConfigOf(info *berth.ContainerInfo) logConfigInspect {
+	if info.NoLog {
+		return logConfigInspect{Type: "none", Config: map[string]string{}}
+	}
 	opts := map[string]string{}
 	if info.LogMaxSize > 0 {
 		opts["max-size"] = strconv.FormatInt(info.LogMaxSize, 10)
-		opts["max-file"] = strconv.Itoa(max(info.LogMaxFiles, 1))
 	}
-	return opts
+	if info.LogMaxFiles > 0 {
+		opts["max-file"] = strconv.Itoa(info.LogMaxFiles)
+	}
+	return logConfigInspect{Type: "json-file", Config: opts}
 }
 
-// logRotation reads --log-driver and --log-opt: json-file's and local's
-// max-size and max-file (docker's default for max-file, 1, when only
-// max-size is given); other drivers and options are refused.
-func logRotation(driver string, opts []string) (berth.RunOption, error) {
-	switch driver {
-	case "", "json-file", "local":
-	default:
-		return nil, fmt.Errorf("log driver %q is not supported: berth keeps its own log, as json-file's", driver)
-	}
+// logOptions reads --log-driver and --log-opt as docker's json-file and
+// local drivers take them: max-size in decimal units ("10m" is 10^7
+// bytes), max-file, which needs max-size to matter (local's defaults:
+// 20m and 5); "none" keeps no log. Other drivers and options are refused.
+func logOptions(driver string, opts []string) ([]berth.RunOption, error) {
 	var size int64
-	var files int
+	files := 0
+	switch driver {
+	case "", "json-file":
+	case "local":
+		size, files = 20e6, 5
+	case "none":
+		if len(opts) > 0 {
+			return nil, fmt.Errorf("the none log driver takes no --log-opt")
+		}
+		return []berth.RunOption{berth.WithoutLog()}, nil
+	default:
+		return nil, fmt.Errorf("log driver %q is not supported: berth keeps its own log, as json-file's (or none)", driver)
+	}
 	for _, o := range opts {
 		k, v, ok := strings.Cut(o, "=")
 		var err error
@@ -1921,9 +1935,13 @@ func logRotation(driver string, opts []string) (berth.RunOption, error) {
 		case !ok:
 			err = fmt.Errorf("want KEY=VALUE")
 		case k == "max-size":
-			size, err = parseMemory(v)
+			if size, err = decimalSize(v); err == nil && size <= 0 {
+				err = fmt.Errorf("max-size must be a positive number")
+			}
 		case k == "max-file":
-			files, err = strconv.Atoi(v)
+			if files, err = strconv.Atoi(v); err == nil && files < 1 {
+				err = fmt.Errorf("max-file cannot be less than 1")
+			}
 		default:
 			err = fmt.Errorf("unknown log opt %q (max-size and max-file are supported)", k)
 		}
@@ -1931,10 +1949,29 @@ func logRotation(driver string, opts []string) (berth.RunOption, error) {
 			return nil, fmt.Errorf("invalid argument %q for \"--log-opt\" flag: %v", o, err)
 		}
 	}
-	if size == 0 && files == 0 {
-		return nil, nil
+	if size == 0 {
+		return nil, nil // max-file alone rotates nothing, as in docker
 	}
-	return berth.WithLogRotation(size, files), nil
+	return []berth.RunOption{berth.WithLogRotation(size, files)}, nil
+}
+
+// decimalSize reads a size as docker's units.FromHumanSize does: a number
+// and an optional unit, k, m, g, t or p in powers of 1000 (an "i" or "b"
+// after it changes nothing).
+func decimalSize(s string) (int64, error) {
+	m := regexp.MustCompile(`^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$`).FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("invalid size: %q", s)
+	}
+	n, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size: %q", s)
+	}
+	unit := map[string]float64{"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}[strings.ToLower(m[2])]
+	if n*unit > math.MaxInt64 {
+		return 0, fmt.Errorf("invalid size: %q", s)
+	}
+	return int64(n * unit), nil
 }
 
 type restartPolicyInspect struct {
@@ -1966,7 +2003,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls, GroupAdd: info.GroupAdd,
 			Devices: append([]berth.DeviceMapping{}, info.Devices...), DeviceCgroupRules: info.DeviceCgroupRules,
 			PidMode: info.PidMode, IpcMode: cmp.Or(info.IpcMode, "private"), UTSMode: info.UTSMode,
-			LogConfig: logConfigInspect{Type: "json-file", Config: logOptsOf(info)},
+			LogConfig: logConfigOf(info),
 			Memory:    info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus: info.Resources.CpusetCpus, CpusetMems: info.Resources.CpusetMems,

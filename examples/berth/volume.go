@@ -364,6 +364,7 @@ func parseTmpfsFlag(s string) (berth.Mount, error) {
 		case "ro":
 			m.ReadOnly = true
 		case "rw":
+			m.ReadOnly = false // the last word wins, as in docker
 		default:
 			// exec, uid=1000, ...: berth.Mount.TmpfsOptions, which Run checks.
 			m.TmpfsOptions = append(m.TmpfsOptions, o)

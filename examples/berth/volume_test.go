@@ -68,6 +68,11 @@ func TestParseTmpfsFlag(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("parseTmpfsFlag = %+v, %v; want %+v", got, err, want)
 	}
+	got, err = parseTmpfsFlag("/run:ro,rw") // the last word wins, as in docker
+	want = berth.Mount{Type: berth.MountTmpfs, Target: "/run"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("parseTmpfsFlag = %+v, %v; want %+v", got, err, want)
+	}
 	for _, bad := range []string{"run", "/run:size=x", "/run:mode=9"} {
 		if _, err := parseTmpfsFlag(bad); err == nil {
 			t.Errorf("parseTmpfsFlag(%q) accepted", bad)
