@@ -156,6 +156,8 @@ type containerConfig struct {
 	DeviceCgroupRules []string        `json:"deviceCgroupRules,omitempty"`
 	// PidMode ("host" or "container:ID"), IpcMode ("host", "none") and
 	// UTSMode ("host") are the namespaces it shares; "" for its own.
+	// OomScoreAdj is WithOomScoreAdj's.
+	OomScoreAdj int `json:"oomScoreAdj,omitempty"`
 	// NoLog is WithoutLog; LogMaxSize and LogMaxFiles are
 	// WithLogRotation's.
 	NoLog       bool   `json:"noLog,omitempty"`

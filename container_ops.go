@@ -378,6 +378,8 @@ type ContainerInfo struct {
 	LogMaxSize  int64
 	LogMaxFiles int
 	NoLog       bool
+	// OomScoreAdj is WithOomScoreAdj's.
+	OomScoreAdj int
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports ("80/tcp"),
 	// sorted (docker's Config.ExposedPorts); nil for a container made
 	// before berth kept them.
@@ -428,7 +430,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd, Rlimits: cfg.Rlimits,
 		ExposedPorts: cfg.ExposedPorts, Devices: cfg.Devices, DeviceCgroupRules: cfg.DeviceCgroupRules,
 		PidMode: cfg.PidMode, IpcMode: cfg.IpcMode, UTSMode: cfg.UTSMode,
-		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles, NoLog: cfg.NoLog,
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles, NoLog: cfg.NoLog, OomScoreAdj: cfg.OomScoreAdj,
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,

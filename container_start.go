@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,7 +57,10 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Resources: o.resources, Rlimits: o.rlimits, BuildKitGroups: o.buildKitGroups,
 		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged, Sysctls: o.sysctls,
 		Init: o.init, GroupAdd: o.groupAdd, DeviceCgroupRules: o.deviceRules,
-		LogMaxSize: o.logMaxSize, LogMaxFiles: o.logMaxFiles, NoLog: o.noLog,
+		LogMaxSize: o.logMaxSize, LogMaxFiles: o.logMaxFiles, NoLog: o.noLog, OomScoreAdj: o.oomScoreAdj,
+	}
+	if o.oomScoreAdj < -1000 || o.oomScoreAdj > 1000 {
+		return cfg, fmt.Errorf("%w: Invalid value %d, range for oom score adj is [-1000, 1000]", ErrInvalid, o.oomScoreAdj)
 	}
 	switch {
 	case o.logMaxSize < 0 || o.logMaxFiles < 0:
@@ -667,6 +671,11 @@ func (run *running) startStage(ctx context.Context, spec *initproc.Spec, warm *i
 		run.proc.Wait()
 		return fmt.Errorf("placing the container in its cgroup: %w", err)
 	}
+	if err := setOomScoreAdj(pid, run.rec.Config.OomScoreAdj); err != nil {
+		run.proc.Cmd.Process.Kill()
+		run.proc.Wait()
+		return err
+	}
 	tr.mark("cgadd")
 	if err := run.net.attach(ctx, run.rec, pid); err != nil {
 		run.proc.Cmd.Process.Kill()
@@ -764,7 +773,7 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 	// (Without netReady there was nothing to wire: networks with endpoints
 	// give the thread a namespace of its own, the others join one.)
 	limit := run.rec.Config.Resources.PidsLimit
-	run.proc, err = forkDirect(d, run.cg, files, func() error {
+	run.proc, err = forkDirect(d, run.cg, files, func(pid int) error {
 		// Before the user's program runs: the limit must hold from its
 		// first fork.
 		if limit > 0 {
@@ -772,7 +781,7 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 				return fmt.Errorf("setting the pids limit: %w", err)
 			}
 		}
-		return nil
+		return setOomScoreAdj(pid, run.rec.Config.OomScoreAdj)
 	})
 	tr.mark("start")
 	if attaching {
@@ -790,9 +799,9 @@ func (run *running) startDirect(ctx context.Context, spec *initproc.Spec, std st
 // v1 cgroups, fork the process with stdio files into cg's unified cgroup,
 // and move back out, on every path: a cgroup holding a thread of this
 // program can be neither deleted nor killed. placed (if not nil) runs once
-// the thread is out, before the process runs anything of the user's. A
-// failed start's process is reaped.
-func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed func() error) (*initproc.Process, error) {
+// the thread is out, with the process's pid, before the process runs
+// anything of the user's. A failed start's process is reaped.
+func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed func(pid int) error) (*initproc.Process, error) {
 	move, err := cg.MoveThread(d.Tid())
 	if err != nil {
 		d.Abort()
@@ -815,7 +824,7 @@ func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed
 			return fmt.Errorf("taking the starting thread out of the container's cgroup: %w", err)
 		}
 		if placed != nil && pid != 0 {
-			return placed()
+			return placed(pid)
 		}
 		return nil
 	})
@@ -830,6 +839,26 @@ func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed
 		return nil, asStartError(err)
 	}
 	return proc, nil
+}
+
+// setOomScoreAdj gives the container's first process (pid, which has
+// run nothing of the user's yet, so that everything it starts inherits
+// it) the OOM killer's score adjustment adj (docker run --oom-score-adj);
+// 0 leaves the one it has. Lowering it below this program's own needs
+// CAP_SYS_RESOURCE.
+func setOomScoreAdj(pid, adj int) error {
+	if adj == 0 {
+		return nil
+	}
+	p := "/proc/" + strconv.Itoa(pid) + "/oom_score_adj"
+	err := os.WriteFile(p, []byte(strconv.Itoa(adj)), 0)
+	if errors.Is(err, os.ErrPermission) && adj < 0 {
+		return fmt.Errorf("setting the OOM score adjustment %d: %w (lowering it needs CAP_SYS_RESOURCE, which this program may lack)", adj, err)
+	}
+	if err != nil {
+		return fmt.Errorf("setting the OOM score adjustment %d: %w", adj, err)
+	}
+	return nil
 }
 
 // asStartError gives a setup failure that carries docker's 126 or 127 its

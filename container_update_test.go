@@ -163,6 +163,40 @@ func TestCFSAndReservation(t *testing.T) {
 	}
 }
 
+// TestOomScoreAdj: WithOomScoreAdj gives the container's processes the
+// OOM score adjustment in both starts (a child of its command inherits
+// it); a negative one needs CAP_SYS_RESOURCE, which this machine kind's
+// root lacks: then the start fails saying so; out of range is refused.
+func TestOomScoreAdj(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	for _, start := range starts {
+		t.Run(start.name, func(t *testing.T) {
+			out := containerOut(t, rt, "cat /proc/self/oom_score_adj; sh -c 'cat /proc/self/oom_score_adj'", append(start.opts, berth.WithOomScoreAdj(500))...)
+			if out != "500\n500\n" {
+				t.Errorf("oom_score_adj of the command and its child: %q, want 500 twice", out)
+			}
+		})
+	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var capEff uint64
+	fmt.Sscanf(statusFields(string(status), "CapEff")[len("CapEff: "):], "%x", &capEff)
+	out, _, err := runOut(t, rt, "busybox", sh("cat /proc/self/oom_score_adj"), berth.WithOomScoreAdj(-500), berth.WithAutoRemove())
+	if capEff&(1<<24) != 0 { // CAP_SYS_RESOURCE
+		if err != nil || out != "-500\n" {
+			t.Errorf("a negative adjustment with CAP_SYS_RESOURCE: %q, %v", out, err)
+		}
+	} else if err == nil || !strings.Contains(err.Error(), "CAP_SYS_RESOURCE") {
+		t.Errorf("a negative adjustment without CAP_SYS_RESOURCE: %q, %v; want an error naming it", out, err)
+	}
+	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithOomScoreAdj(1001)); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("adjustment 1001: %v, want ErrInvalid", err)
+	}
+}
+
 // cgroupV1Memory reports whether the host has a v1 memory hierarchy.
 func cgroupV1Memory() bool {
 	_, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes")

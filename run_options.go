@@ -32,6 +32,7 @@ type runConfig struct {
 	logMaxSize  int64
 	logMaxFiles int
 	noLog       bool
+	oomScoreAdj int
 	pidMode     string
 	ipcMode     string
 	utsMode     string
@@ -231,6 +232,15 @@ func WithDeviceCgroupRules(rules ...string) RunOption {
 // one log, unbounded, as docker's.
 func WithLogRotation(maxSize int64, maxFiles int) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.logMaxSize, c.logMaxFiles = maxSize, maxFiles })
+}
+
+// WithOomScoreAdj sets the OOM killer's score adjustment of the
+// container's processes (docker run --oom-score-adj), -1000 to 1000:
+// positive makes them its first victims, negative spares them. Lowering
+// it below the calling program's own needs CAP_SYS_RESOURCE; without it
+// the start fails saying so. Processes Exec starts have the program's.
+func WithOomScoreAdj(adj int) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.oomScoreAdj = adj })
 }
 
 // WithoutLog keeps no log of the container's output (docker run

@@ -54,7 +54,7 @@ type runFlags struct {
 	env, envFiles, labels                           []string
 	memory, memorySwap, cpus, shmSize, cpusetCpus   string
 	memoryReservation, cpusetMems                   string
-	cpuPeriod, cpuQuota                             int
+	cpuPeriod, cpuQuota, oomScoreAdj                int
 	cpuShares, pidsLimit, stopTimeout               int
 	capAdd, capDrop, securityOpts, ulimits          []string
 	stopSignal, restart                             string
@@ -100,6 +100,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.logOpts, "", "log-opt", "Log driver options (max-size=SIZE, max-file=N)")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
 	fs.Bool(&f.noHealthcheck, "", "no-healthcheck", "Disable any container-specified HEALTHCHECK")
+	fs.Int(&f.oomScoreAdj, "", "oom-score-adj", 0, "Tune host's OOM preferences (-1000 to 1000)")
 	fs.String(&f.pid, "", "pid", "string", "", `PID namespace to use ("host" or "container:NAME")`)
 	fs.Bool(&f.privileged, "", "privileged", "Give extended privileges to this container")
 	fs.String(&f.pull, "", "pull", "string", "missing", `Pull image before running ("always", "missing", "never")`)
@@ -284,6 +285,9 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.pid != "" {
 		opts = append(opts, berth.WithPidMode(f.pid))
+	}
+	if f.oomScoreAdj != 0 {
+		opts = append(opts, berth.WithOomScoreAdj(f.oomScoreAdj))
 	}
 	logOpts, err := logOptions(f.logDriver, f.logOpts)
 	if err != nil {
@@ -1870,6 +1874,7 @@ type hostConfig struct {
 	DeviceCgroupRules []string
 	LogConfig         logConfigInspect
 	PidMode           string
+	OomScoreAdj       int
 	IpcMode           string
 	UTSMode           string
 	Memory            int64
@@ -2003,8 +2008,8 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls, GroupAdd: info.GroupAdd,
 			Devices: append([]berth.DeviceMapping{}, info.Devices...), DeviceCgroupRules: info.DeviceCgroupRules,
 			PidMode: info.PidMode, IpcMode: cmp.Or(info.IpcMode, "private"), UTSMode: info.UTSMode,
-			LogConfig: logConfigOf(info),
-			Memory:    info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
+			LogConfig: logConfigOf(info), OomScoreAdj: info.OomScoreAdj,
+			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
 			CpusetCpus: info.Resources.CpusetCpus, CpusetMems: info.Resources.CpusetMems,
 			CpuPeriod: info.Resources.CPUPeriod, CpuQuota: info.Resources.CPUQuota, MemoryReservation: info.Resources.MemoryReservation,

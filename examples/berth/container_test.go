@@ -1113,6 +1113,28 @@ func TestRunLogOpts(t *testing.T) {
 	}
 }
 
+// TestRunCFSFlags: --cpu-period, --cpu-quota, --memory-reservation and
+// --cpuset-mems for run and update, and --oom-score-adj for run, shown by
+// inspect; --cpus with a period exits 125.
+func TestRunCFSFlags(t *testing.T) {
+	root := containerSetup(t)
+	runDetached(t, root, "--name", "cfs", "-m", "64m", "--cpu-period", "50000", "--cpu-quota", "25000", "--memory-reservation", "32m", "--cpuset-mems", "0",
+		"--oom-score-adj", "300", "busybox", "sleep", "300")
+	show := func() string {
+		return mustBerth(t, root, "inspect", "-f", "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.MemoryReservation}} {{.HostConfig.CpusetMems}} {{.HostConfig.OomScoreAdj}}", "cfs")
+	}
+	if got := show(); got != "50000 25000 33554432 0 300\n" {
+		t.Errorf("inspect after run = %q", got)
+	}
+	mustBerth(t, root, "update", "--memory-reservation", "48m", "--cpu-quota", "40000", "cfs")
+	if got := show(); got != "50000 40000 50331648 0 300\n" {
+		t.Errorf("inspect after update = %q", got)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--cpus", "1", "--cpu-period", "50000", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "Conflicting options") {
+		t.Errorf("run --cpus --cpu-period: exit %d, %q", res.code, res.stderr)
+	}
+}
+
 // TestRunInit: --init runs the command under berth's init as PID 1, the
 // command's exit code passes through, and inspect shows HostConfig.Init
 // (null without it, as docker prints it).
