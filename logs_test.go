@@ -43,6 +43,20 @@ func wholeLines(s string) string {
 	return s
 }
 
+// keptRun reads the container's log (Logs) and reports the number of
+// its first whole line, and whether the lines run from there to last,
+// whole and in order.
+func keptRun(t *testing.T, c *berth.Container, last int) (first int, ok bool) {
+	t.Helper()
+	var out bytes.Buffer
+	if err := c.Logs(context.Background(), &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := wholeLines(out.String())
+	fmt.Sscanf(got, "line %d", &first)
+	return first, got == numbered(first, last)
+}
+
 // logFiles lists a container's log files on disk, with their sizes.
 func logFiles(t *testing.T, rt *berth.Runtime, c *berth.Container) map[string]int64 {
 	t.Helper()
@@ -86,17 +100,10 @@ func TestLogRotation(t *testing.T) {
 	if total > 3*16<<10 {
 		t.Errorf("the logs take %d bytes, more than 3 files of 16 KiB", total)
 	}
+	if first, ok := keptRun(t, c, 2000); first <= 1 || !ok {
+		t.Errorf("Logs after rotation: from line %d; want the kept lines, whole and in order, to line 2000", first)
+	}
 	var out bytes.Buffer
-	if err := c.Logs(ctx, &out, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := wholeLines(out.String())
-	first := 0
-	fmt.Sscanf(got, "line %d", &first)
-	if first <= 1 || got != numbered(first, 2000) {
-		t.Errorf("Logs after rotation: %d bytes from line %d; want the kept lines, whole and in order, to line 2000", len(got), first)
-	}
-	out.Reset()
 	if err := c.Logs(ctx, &out, nil, berth.WithTail(150)); err != nil {
 		t.Fatal(err)
 	}
@@ -157,15 +164,8 @@ func TestLogRotationOneFile(t *testing.T) {
 	if files := logFiles(t, rt, c); len(files) != 1 || files["log"] > 4<<10 {
 		t.Errorf("log files %v: want one, of at most 4 KiB", files)
 	}
-	var out bytes.Buffer
-	if err := c.Logs(ctx, &out, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := wholeLines(out.String())
-	first := 0
-	fmt.Sscanf(got, "line %d", &first)
-	if first <= 1 || got != numbered(first, 500) {
-		t.Errorf("Logs of one rotated file: %d bytes from line %d, want the last lines, whole", out.Len(), first)
+	if first, ok := keptRun(t, c, 500); first <= 1 || !ok {
+		t.Errorf("Logs of one rotated file: from line %d, want the last lines, whole and in order", first)
 	}
 	for _, bad := range []berth.RunOption{berth.WithLogRotation(-1, 1), berth.WithLogRotation(0, 3), berth.WithLogRotation(1<<20, 101)} {
 		if _, err := rt.Run(ctx, "busybox", sh("true"), bad); !errors.Is(err, berth.ErrInvalid) {

@@ -55,7 +55,7 @@ func (r *Runtime) resolveNamespaceModes(ctx context.Context, o *runConfig, cfg *
 // of the running container named, pinned (see pinnedNamespace) by a file
 // it adds to closers, which the caller closes once the container runs.
 func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, closers *[]io.Closer) error {
-	own := "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/"
+	own := func(kind string) string { return "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/" + kind }
 	switch {
 	case cfg.PidMode == "host":
 		s.PidHost = true
@@ -70,12 +70,12 @@ func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, close
 	}
 	switch cfg.IpcMode {
 	case "host":
-		s.IpcNS, s.Shm = own+"ipc", "/dev/shm"
+		s.IpcNS, s.Shm = own("ipc"), "/dev/shm"
 	case "none":
 		s.Shm = "none"
 	}
 	if cfg.UTSMode == "host" {
-		s.UTSNS, s.Hostname = own+"uts", ""
+		s.UTSNS, s.Hostname = own("uts"), ""
 	}
 	return nil
 }
