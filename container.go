@@ -156,16 +156,16 @@ type containerConfig struct {
 	DeviceCgroupRules []string        `json:"deviceCgroupRules,omitempty"`
 	// PidMode ("host" or "container:ID"), IpcMode ("host", "none") and
 	// UTSMode ("host") are the namespaces it shares; "" for its own.
+	PidMode string `json:"pidMode,omitempty"`
+	IpcMode string `json:"ipcMode,omitempty"`
+	UTSMode string `json:"utsMode,omitempty"`
 	// OomScoreAdj is WithOomScoreAdj's.
 	OomScoreAdj int `json:"oomScoreAdj,omitempty"`
 	// NoLog is WithoutLog; LogMaxSize and LogMaxFiles are
 	// WithLogRotation's.
-	NoLog       bool   `json:"noLog,omitempty"`
-	LogMaxSize  int64  `json:"logMaxSize,omitempty"`
-	LogMaxFiles int    `json:"logMaxFiles,omitempty"`
-	PidMode     string `json:"pidMode,omitempty"`
-	IpcMode     string `json:"ipcMode,omitempty"`
-	UTSMode     string `json:"utsMode,omitempty"`
+	NoLog       bool  `json:"noLog,omitempty"`
+	LogMaxSize  int64 `json:"logMaxSize,omitempty"`
+	LogMaxFiles int   `json:"logMaxFiles,omitempty"`
 	// ExposedPorts are the image's EXPOSE and WithExpose's ports, as
 	// "80/tcp", sorted; nil in records made before they were kept.
 	ExposedPorts []string `json:"exposedPorts,omitempty"`

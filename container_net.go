@@ -1424,11 +1424,10 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		if len(attach) > 0 {
 			return fmt.Errorf("%w: network mode %q cannot be combined with WithNetwork", ErrInvalid, mode)
 		}
-		target, err := r.Container(ctx, strings.TrimPrefix(mode, "container:"))
-		if err != nil {
-			return fmt.Errorf("network mode %q: %w", mode, err)
+		var err error
+		if mode, err = r.containerMode(ctx, "network", mode); err != nil {
+			return err
 		}
-		mode = "container:" + target.ID
 	default:
 		attach = append([]networkAttachment{{NetworkID: mode, Name: mode}}, attach...)
 		mode = "bridge"

@@ -384,7 +384,6 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		Files: files,
 		NetNS: netns, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd,
 	}
-
 	if s.User == "" {
 		s.User = "0"
 	}
@@ -844,8 +843,8 @@ func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed
 // setOomScoreAdj gives the container's first process (pid, which has
 // run nothing of the user's yet, so that everything it starts inherits
 // it) the OOM killer's score adjustment adj (docker run --oom-score-adj);
-// 0 leaves the one it has. Lowering it below this program's own needs
-// CAP_SYS_RESOURCE.
+// 0 leaves the one it has. A negative one (below the least a privileged
+// ancestor allowed, normally 0) needs CAP_SYS_RESOURCE.
 func setOomScoreAdj(pid, adj int) error {
 	if adj == 0 {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,9 +155,17 @@ func TestCFSAndReservation(t *testing.T) {
 	if err := c.Update(ctx, setLimits(res2)); err != nil {
 		t.Fatal(err)
 	}
-	want = map[bool]string{true: "100000 -1 9223372036854771712 0", false: "max 100000 0"}
-	if got := files(); got != want[v1] {
-		t.Errorf("after lifting them: %q, want %q", got, want[v1])
+	// Lifted: no quota, a soft limit the kernel's largest (its value
+	// depends on the page size), the parent's memory nodes.
+	got := strings.Fields(files())
+	if v1 {
+		soft, _ := strconv.ParseInt(got[2], 10, 64)
+		parentMems, _ := os.ReadFile("/sys/fs/cgroup/cpuset/cpuset.mems")
+		if got[0] != "100000" || got[1] != "-1" || soft < 1<<62 || got[3] != strings.TrimSpace(string(parentMems)) {
+			t.Errorf("after lifting them: %q, want 100000 -1, unlimited, the root cpuset's mems", got)
+		}
+	} else if strings.Join(got, " ") != "max 100000 0" {
+		t.Errorf("after lifting them: %q, want max 100000 0", got)
 	}
 	if err := c.Update(ctx, setLimits(berth.Resources{NanoCPUs: 1e9, CPUPeriod: 50000})); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("--cpus with --cpu-period: %v, want ErrInvalid", err)

@@ -44,16 +44,19 @@ type logFile struct {
 }
 
 // openLog opens the log of the container in dir for a start, or makes
-// one that keeps nothing (noLog: WithoutLog; an empty log stays, for
-// readers to find it empty and say why).
+// one that keeps nothing (noLog: WithoutLog), with no file (the emptied
+// one a spare directory kept is deleted), for readers to find none and
+// say why.
 func openLog(dir string, maxSize int64, maxFiles int, noLog bool) (*logFile, error) {
 	l := &logFile{dir: dir, maxSize: maxSize, maxFiles: max(maxFiles, 1)}
+	if noLog {
+		if err := os.Remove(logPath(dir, 0)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return l, nil
+	}
 	if err := l.open(); err != nil {
 		return nil, err
-	}
-	if noLog {
-		l.f.Close()
-		l.f = nil
 	}
 	return l, nil
 }
@@ -117,7 +120,7 @@ func lockLogs(dir string, how int) (func(), error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
-	if err := unix.Flock(fd, how); err != nil {
+	if err := flockRetry(fd, how); err != nil {
 		unix.Close(fd)
 		return nil, &fs.PathError{Op: "flock", Path: dir, Err: err}
 	}
@@ -261,17 +264,15 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 		if rerr != nil {
 			return rerr
 		}
+		if rec.Config.NoLog {
+			return fmt.Errorf("container %s keeps no log (WithoutLog): configured logging driver does not support reading", c.Name)
+		}
 		if rec.neverStarted() && errors.Is(err, fs.ErrNotExist) {
 			return nil // nothing logged yet
 		}
 		return fmt.Errorf("container %s has no log: %w", c.Name, err)
 	}
 	defer src.close()
-	if src.empty() {
-		if rec, err := c.rt.readRecord(c.ID); err == nil && rec.Config.NoLog {
-			return fmt.Errorf("container %s keeps no log (WithoutLog): configured logging driver does not support reading", c.Name)
-		}
-	}
 	if err := src.seekTail(cfg.tail); err != nil {
 		return err
 	}
@@ -546,12 +547,6 @@ func (s *logSource) seekTail(n int) error {
 	}
 	s.skip()
 	return nil
-}
-
-// empty reports whether the log holds nothing: one file, empty.
-func (s *logSource) empty() bool {
-	fi, err := s.files[0].Stat()
-	return len(s.files) == 1 && err == nil && fi.Size() == 0
 }
 
 // skip closes the files before the current one, which a tail leaves

@@ -184,6 +184,10 @@ func TestLogsDuringRotation(t *testing.T) {
 	c := mustRun(t, rt, "busybox", sh(printLines(1, 6000)), berth.WithLogRotation(8<<10, 100), berth.WithDetach())
 	defer c.Remove(ctx, berth.WithForce())
 	for i := 0; ; i++ {
+		// The state first: one that has ended then has all its output in
+		// the log the Logs call reads.
+		st, err := c.State(ctx)
+		ended := err != nil || !st.Running
 		var out bytes.Buffer
 		if err := c.Logs(ctx, &out, nil); err != nil {
 			t.Fatalf("Logs during rotation: %v", err)
@@ -204,7 +208,7 @@ func TestLogsDuringRotation(t *testing.T) {
 			}
 			t.Fatalf("Logs call %d during rotation: %d lines from line %d, not a run of whole lines in order", i, n, first)
 		}
-		if st, err := c.State(ctx); err != nil || !st.Running {
+		if ended {
 			if n == 0 || first+n-1 != 6000 {
 				t.Errorf("after the exit: lines %d to %d, want the run to end at 6000", first, first+n-1)
 			}
@@ -245,7 +249,7 @@ func TestLogRotationRestart(t *testing.T) {
 }
 
 // TestWithoutLog: a container run WithoutLog gives its output to the
-// caller and keeps none: Logs fails saying so, and nothing is on disk.
+// caller and keeps none: Logs fails saying so, and no log file is there.
 func TestWithoutLog(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
@@ -261,8 +265,8 @@ func TestWithoutLog(t *testing.T) {
 	if err := c.Logs(ctx, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "keeps no log") {
 		t.Errorf("Logs of a container without a log: %v", err)
 	}
-	if files := logFiles(t, rt, c); files["log"] != 0 || len(files) != 1 {
-		t.Errorf("log files %v: want an empty log alone", files)
+	if files := logFiles(t, rt, c); len(files) != 0 {
+		t.Errorf("log files %v: want none", files)
 	}
 	if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithoutLog(), berth.WithLogRotation(1<<20, 2)); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("WithoutLog and WithLogRotation: %v, want ErrInvalid", err)

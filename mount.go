@@ -133,10 +133,13 @@ func tmpfsOption(o string) bool {
 		_, err := strconv.ParseUint(v, 10, 32)
 		return err == nil && strings.Trim(v, "0123456789") == ""
 	case "nr_inodes":
-		return regexp.MustCompile(`^[0-9]{1,19}[kmgKMG]?$`).MatchString(v)
+		return inodeCount.MatchString(v)
 	}
 	return false
 }
+
+// inodeCount is a tmpfs's nr_inodes: a number, with k, m or g.
+var inodeCount = regexp.MustCompile(`^[0-9]{1,19}[kmgKMG]?$`)
 
 var propagations = map[string]bool{"": true, "private": true, "rprivate": true, "shared": true, "rshared": true, "slave": true, "rslave": true}
 
@@ -292,7 +295,7 @@ func checkMount(m Mount) (mountRecord, error) {
 		}
 		for _, o := range m.TmpfsOptions {
 			if !tmpfsOption(o) {
-				return rec, fmt.Errorf("%w: tmpfs on %s: unsupported option %q (want exec, suid, dev, their no- forms, an atime word, uid=N, gid=N or nr_inodes=N)", ErrInvalid, m.Target, o)
+				return rec, fmt.Errorf("%w: tmpfs on %s: unsupported option %q (want exec, suid, dev, their no- forms, an atime word, uid=N, gid=N or nr_inodes=N; size and mode are TmpfsSize and TmpfsMode, ro is ReadOnly)", ErrInvalid, m.Target, o)
 			}
 		}
 	default:

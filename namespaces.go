@@ -2,11 +2,14 @@ package berth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/berth-dev/berth/internal/initproc"
 	"golang.org/x/sys/unix"
@@ -21,11 +24,10 @@ func (r *Runtime) resolveNamespaceModes(ctx context.Context, o *runConfig, cfg *
 	case m == "host":
 		cfg.PidMode = m
 	case strings.HasPrefix(m, "container:"):
-		target, err := r.Container(ctx, strings.TrimPrefix(m, "container:"))
-		if err != nil {
-			return fmt.Errorf("pid mode %q: %w", m, err)
+		var err error
+		if cfg.PidMode, err = r.containerMode(ctx, "pid", m); err != nil {
+			return err
 		}
-		cfg.PidMode = "container:" + target.ID
 	default:
 		return fmt.Errorf("%w: pid mode %q: want host or container:NAME", ErrInvalid, m)
 	}
@@ -48,6 +50,16 @@ func (r *Runtime) resolveNamespaceModes(ctx context.Context, o *runConfig, cfg *
 		return fmt.Errorf("%w: UTS mode %q: want host", ErrInvalid, o.utsMode)
 	}
 	return nil
+}
+
+// containerMode resolves a mode "container:NAME" (of kind "network" or
+// "pid", for errors) to the one kept, "container:ID".
+func (r *Runtime) containerMode(ctx context.Context, kind, mode string) (string, error) {
+	target, err := r.Container(ctx, strings.TrimPrefix(mode, "container:"))
+	if err != nil {
+		return "", fmt.Errorf("%s mode %q: %w", kind, mode, err)
+	}
+	return "container:" + target.ID, nil
 }
 
 // sharedNamespaces puts into s the namespaces the container shares, as
@@ -91,15 +103,15 @@ func (r *Runtime) pinnedNamespace(id, kind string) (*os.File, string, *container
 	if err != nil {
 		return nil, "", nil, err
 	}
+	notRunning := fmt.Errorf("%w: container %s, whose %s namespace this one joins", ErrNotRunning, rec.Name, kind)
 	pidfd, ok := rec.pinFirstProcess()
 	if !ok {
-		return nil, "", rec, fmt.Errorf("%w: container %s, whose %s namespace this one joins", ErrNotRunning, rec.Name, kind)
+		return nil, "", rec, notRunning
 	}
 	defer unix.Close(pidfd)
-	f, err := os.Open("/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/" + kind)
-	if err == nil && unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
-		f.Close()
-		err = fmt.Errorf("%w: container %s, whose %s namespace this one joins", ErrNotRunning, rec.Name, kind)
+	f, err := initproc.OpenNamespace(rec.State.Pid, pidfd, kind)
+	if errors.Is(err, syscall.ESRCH) || errors.Is(err, fs.ErrNotExist) {
+		return nil, "", rec, notRunning
 	}
 	if err != nil {
 		return nil, "", rec, err

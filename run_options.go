@@ -177,7 +177,8 @@ func WithPrivileged() RunExecOption { return privilegedOption{} }
 // start when that is the host's), fs.mqueue.*,
 // kernel.msgmax, kernel.msgmnb, kernel.msgmni, kernel.sem,
 // kernel.shmall, kernel.shmmax, kernel.shmmni and
-// kernel.shm_rmid_forced. They are written before the container's
+// kernel.shm_rmid_forced (not these, nor fs.mqueue.*, with IPC mode
+// "host"). They are written before the container's
 // filesystem is set up; a key the kernel lacks, or a value it refuses,
 // fails the start with an error naming it. Any other key fails Run with
 // ErrInvalid.
@@ -236,9 +237,10 @@ func WithLogRotation(maxSize int64, maxFiles int) RunOption {
 
 // WithOomScoreAdj sets the OOM killer's score adjustment of the
 // container's processes (docker run --oom-score-adj), -1000 to 1000:
-// positive makes them its first victims, negative spares them. Lowering
-// it below the calling program's own needs CAP_SYS_RESOURCE; without it
-// the start fails saying so. Processes Exec starts have the program's.
+// positive makes them its first victims, negative spares them. A
+// negative one (below the least a privileged ancestor allowed, normally
+// 0) needs CAP_SYS_RESOURCE in the calling program; without it the start
+// fails saying so. Processes Exec starts have the program's.
 func WithOomScoreAdj(adj int) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.oomScoreAdj = adj })
 }
@@ -256,8 +258,10 @@ func WithoutLog() RunOption {
 // and its own have their host pids; or "container:NAME", that of the
 // running container NAME, whose processes it then sees. Its command is
 // not PID 1 then: when it exits, berth kills the container's other
-// processes, which its own pid namespace's end would have killed. The
-// default is a pid namespace of its own.
+// processes, which its own pid namespace's end would have killed. But an
+// attached container whose program is SIGKILLed loses only its command:
+// what that started lives on until the next New on the root sweeps it.
+// The default is a pid namespace of its own.
 func WithPidMode(mode string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.pidMode = mode })
 }
@@ -331,7 +335,8 @@ func WithHealthcheck(h HealthConfig) RunOption {
 
 // WithShmSize sets the size of the container's /dev/shm in bytes (docker
 // run --shm-size), which databases and browsers often need larger.
-// Default, and for 0: 64 MiB, as docker's.
+// Default, and for 0: 64 MiB, as docker's. Refused with WithIpcMode
+// "host" or "none", which give the container no /dev/shm of its own.
 func WithShmSize(bytes int64) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.shmSize = bytes })
 }

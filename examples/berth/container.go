@@ -734,7 +734,12 @@ func parseEnvFile(b []byte, lookupEnv func(string) (string, bool)) ([]string, er
 // parseMemory reads a size as docker's --memory does: a number, possibly
 // with a fraction, then an optional binary unit b, k, m, g, t or p (any
 // case, "kb", "kib" too). No unit means bytes.
-func parseMemory(s string) (int64, error) {
+func parseMemory(s string) (int64, error) { return parseSize(s, 1024) }
+
+// parseSize reads a size such as "64m" or "1.5GiB": a number and a unit
+// (b, k, m, g, t or p, with an optional "b" or "ib"), in powers of base
+// (docker's memory flags take 1024, its log sizes 1000).
+func parseSize(s string, base float64) (int64, error) {
 	// Cut before lower-casing: a letter's lower case can be longer in
 	// bytes ("İ"), which put the cut past the end of s.
 	num := strings.TrimRightFunc(s, unicode.IsLetter)
@@ -746,7 +751,7 @@ func parseMemory(s string) (int64, error) {
 	}
 	mult := map[string]float64{"": 1, "b": 1}
 	for i, u := range []string{"k", "m", "g", "t", "p"} {
-		m := math.Pow(1024, float64(i+1))
+		m := math.Pow(base, float64(i+1))
 		mult[u], mult[u+"b"], mult[u+"ib"] = m, m, m
 	}
 	m, ok := mult[unit]
@@ -1940,7 +1945,7 @@ func logOptions(driver string, opts []string) ([]berth.RunOption, error) {
 		case !ok:
 			err = fmt.Errorf("want KEY=VALUE")
 		case k == "max-size":
-			if size, err = decimalSize(v); err == nil && size <= 0 {
+			if size, err = parseSize(v, 1000); err == nil && size <= 0 {
 				err = fmt.Errorf("max-size must be a positive number")
 			}
 		case k == "max-file":
@@ -1958,25 +1963,6 @@ func logOptions(driver string, opts []string) ([]berth.RunOption, error) {
 		return nil, nil // max-file alone rotates nothing, as in docker
 	}
 	return []berth.RunOption{berth.WithLogRotation(size, files)}, nil
-}
-
-// decimalSize reads a size as docker's units.FromHumanSize does: a number
-// and an optional unit, k, m, g, t or p in powers of 1000 (an "i" or "b"
-// after it changes nothing).
-func decimalSize(s string) (int64, error) {
-	m := regexp.MustCompile(`^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$`).FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf("invalid size: %q", s)
-	}
-	n, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return 0, fmt.Errorf("invalid size: %q", s)
-	}
-	unit := map[string]float64{"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}[strings.ToLower(m[2])]
-	if n*unit > math.MaxInt64 {
-		return 0, fmt.Errorf("invalid size: %q", s)
-	}
-	return int64(n * unit), nil
 }
 
 type restartPolicyInspect struct {

@@ -679,16 +679,17 @@ func RemoveIfEmpty(p string) error {
 	if err != nil {
 		return err
 	}
-	if v1, _ := l.v1Roots(); v1[cgroup1.Devices] != "" {
-		// Delete removes it with the last cgroup in it, but a program
-		// killed meanwhile leaves it.
-		unix.Rmdir(filepath.Join(v1[cgroup1.Devices], openDevicesParent(p)))
-	}
 	for _, r := range roots {
 		// rmdir refuses a cgroup with children (EBUSY) or tasks: exactly the cases to keep.
 		if err := unix.Rmdir(filepath.Join(r, p)); err == unix.EBUSY || err == unix.ENOTEMPTY {
 			return nil
 		}
+	}
+	// Gone, so no cgroup is in p's open devices parent either (each has
+	// its other directories in p) but what a program killed making one
+	// left; Delete removes it with its last cgroup otherwise.
+	if v1, _ := l.v1Roots(); v1[cgroup1.Devices] != "" {
+		unix.Rmdir(filepath.Join(v1[cgroup1.Devices], openDevicesParent(p)))
 	}
 	return nil
 }

@@ -442,7 +442,7 @@ func (c *Cgroup) update(res Resources, fresh bool) error {
 		return fmt.Errorf("cgroup %s: %w", c.path, err)
 	}
 	if c.layout.mode == ModeV2 {
-		return c.updateV2(res)
+		return c.updateV2(res, fresh)
 	}
 	return c.updateV1(res, fresh)
 }
@@ -560,13 +560,16 @@ func setV1Memory(dir string, limit, memsw int64) error {
 	return nil
 }
 
-func (c *Cgroup) updateV2(res Resources) error {
+func (c *Cgroup) updateV2(res Resources, fresh bool) error {
 	if c.v2 == nil {
 		return fmt.Errorf("cgroup %s: %s does not exist: %w", c.path, c.v2Dir, fs.ErrNotExist)
 	}
 	r2, err := c.v2Resources(res)
 	if err != nil {
 		return err
+	}
+	if fresh && res.MemoryReservation == 0 && r2.Memory != nil {
+		r2.Memory.Low = nil // a fresh cgroup's memory.low is 0 already
 	}
 	if err := c.v2.Update(r2); err != nil {
 		return fmt.Errorf("cgroup %s: updating limits: %w", c.path, err)

@@ -122,11 +122,34 @@ func OpenNamespaces(pid, pidfd int) (_ *Namespaces, retErr error) {
 		}
 		n.fds[name] = fd
 	}
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	if k, err := unix.Poll(fds, 0); err != nil || k > 0 {
+	if exited(pidfd) {
 		return nil, fmt.Errorf("process %d: %w", pid, syscall.ESRCH)
 	}
 	return n, nil
+}
+
+// OpenNamespace opens the namespace kind ("pid", "net", ...) of process
+// pid, which pidfd pins: it fails (ESRCH) if the process has exited by
+// the time the namespace is open, when pid may name another process.
+func OpenNamespace(pid, pidfd int, kind string) (*os.File, error) {
+	p := "/proc/" + strconv.Itoa(pid) + "/ns/" + kind
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", p, err)
+	}
+	if exited(pidfd) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("process %d: %w", pid, syscall.ESRCH)
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// exited reports whether the process of pidfd has exited (a zombie
+// included), or cannot be asked.
+func exited(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	k, err := unix.Poll(fds, 0)
+	return err != nil || k > 0
 }
 
 // Close closes the fds. It is idempotent.

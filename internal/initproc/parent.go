@@ -67,12 +67,13 @@ type Process struct {
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Command prepares, without starting, the child for spec: a Cmd of the
-// sealed binary in new mount, pid, uts, ipc and net namespaces, but those
-// spec shares (PidHost, PidNS, IpcNS, UTSNS; the child unshares its cgroup
-// namespace itself after Release, so that it is rooted at the cgroup the
-// caller put it in), killed if the thread that starts it exits (Pdeathsig,
-// which is per thread: start it from a thread that lives as long as the
-// container should). Command writes spec.Files into spec.StateDir.
+// sealed binary in new mount, pid, uts, ipc and net namespaces, but for
+// those spec shares (PidHost, PidNS, IpcNS, UTSNS), killed if the thread
+// that starts it exits (Pdeathsig, which is per thread: start it from a
+// thread that lives as long as the container should). The child unshares
+// its cgroup namespace itself after Release, so that it is rooted at the
+// cgroup the caller put it in. Command writes spec.Files into
+// spec.StateDir.
 func Command(spec *Spec) (*Process, error) {
 	if err := validate(spec); err != nil {
 		return nil, err

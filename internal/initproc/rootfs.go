@@ -330,11 +330,16 @@ func DevEntry(p string) bool {
 	}
 	first, _, _ := strings.Cut(rel, "/")
 	switch first {
-	case "pts", "shm", "mqueue", "fd", "stdin", "stdout", "stderr", "ptmx", "core", "console",
-		path.Base(helperPath), path.Base(InitPath):
+	case "pts", "shm", "mqueue", "console", path.Base(helperPath), path.Base(InitPath): // setupDev's mounts, and files
 		return true
 	}
-	return false
+	return slices.ContainsFunc(devLinks, func(l [2]string) bool { return l[1] == first })
+}
+
+// devLinks are the symlinks of a container's fresh /dev: target, name.
+var devLinks = [][2]string{
+	{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+	{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"},
 }
 
 // initArgv is the init's argv for a command at path (resolved) with
@@ -498,10 +503,7 @@ func setupDev(root int, console int, s *Spec) error {
 			return stepError("mount "+m.fstype, "/dev/"+m.dir, err)
 		}
 	}
-	for _, l := range [][2]string{
-		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"},
-	} {
+	for _, l := range devLinks {
 		if err := unix.Symlinkat(l[0], dev, l[1]); err != nil {
 			return stepError("symlink", "/dev/"+l[1], err)
 		}
@@ -569,6 +571,9 @@ func makeDevice(dev int, d Device) error {
 		}
 		if kind := st.Mode & unix.S_IFMT; kind != unix.S_IFCHR && kind != unix.S_IFBLK {
 			return nil
+		}
+		if st.Mode == d.Type|d.Mode&0o7777 && st.Rdev == unix.Mkdev(d.Major, d.Minor) && st.Uid == d.UID && st.Gid == d.GID {
+			return nil // the same node (a privileged container's copy of the host's /dev/null, say)
 		}
 		if err := unix.Unlinkat(dir, name, 0); err != nil {
 			return err
