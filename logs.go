@@ -569,7 +569,9 @@ func (s *logSource) close() {
 }
 
 // seekTail positions f at the start of its last n lines, or at its
-// start when it has fewer, and returns how many lines that is.
+// start when it has fewer, and returns how many lines that is. A line is
+// what ends with a full record ("F"): a line the container wrote in
+// parts is one, from its first part on.
 func seekTail(f *os.File, n int) (int, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -578,7 +580,31 @@ func seekTail(f *os.File, n int) (int, error) {
 	size := fi.Size()
 	const chunk = 64 << 10
 	buf := make([]byte, chunk)
-	seen := 0
+	lines := 0
+	next := size // the start of the record after the one at hand
+	// record takes the record starting at s (its predecessor ends at
+	// s-1): a full one counts a line, and the one before the last n
+	// lines has the tail start after it.
+	record := func(s int64, inBuf []byte) (done bool, err error) {
+		head := inBuf
+		if len(head) < 64 {
+			head = make([]byte, 64)
+			k, err := f.ReadAt(head, s)
+			if err != nil && err != io.EOF {
+				return false, err
+			}
+			head = head[:k]
+		}
+		if recordTag(head) == 'F' {
+			if lines == n {
+				_, err := f.Seek(next, io.SeekStart)
+				return true, err
+			}
+			lines++
+		}
+		next = s
+		return false, nil
+	}
 	for off := size; off > 0; {
 		start := max(0, off-chunk)
 		m, err := f.ReadAt(buf[:off-start], start)
@@ -586,19 +612,30 @@ func seekTail(f *os.File, n int) (int, error) {
 			return 0, err
 		}
 		for i := m - 1; i >= 0; i-- {
-			if buf[i] == '\n' && start+int64(i) != size-1 {
-				seen++
-				if seen == n {
-					_, err := f.Seek(start+int64(i)+1, io.SeekStart)
-					return n, err
-				}
+			if buf[i] != '\n' || start+int64(i) == size-1 {
+				continue
+			}
+			if done, err := record(start+int64(i)+1, buf[i+1:m]); done || err != nil {
+				return lines, err
 			}
 		}
 		off = start
 	}
 	if size > 0 {
-		seen++ // the first line
+		if done, err := record(0, nil); done || err != nil {
+			return lines, err
+		}
 	}
 	_, err = f.Seek(0, io.SeekStart)
-	return seen, err
+	return lines, err
+}
+
+// recordTag is the tag of the record head begins (F or P), or 0.
+func recordTag(head []byte) byte {
+	_, rest, ok1 := bytes.Cut(head, []byte{' '})
+	_, rest, ok2 := bytes.Cut(rest, []byte{' '})
+	if !ok1 || !ok2 || len(rest) == 0 {
+		return 0
+	}
+	return rest[0]
 }
