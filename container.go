@@ -170,8 +170,11 @@ type containerConfig struct {
 	// "80/tcp", sorted; nil in records made before they were kept.
 	ExposedPorts []string `json:"exposedPorts,omitempty"`
 	// BuildKitGroups: a build step's container (withBuildKitGroups).
-	BuildKitGroups bool          `json:"buildKitGroups,omitempty"`
-	Seccomp        bool          `json:"seccomp"`
+	BuildKitGroups bool `json:"buildKitGroups,omitempty"`
+	Seccomp        bool `json:"seccomp"`
+	// SeccompProfile is WithSeccompProfile's, in docker's JSON form; ""
+	// for docker's default.
+	SeccompProfile string        `json:"seccompProfile,omitempty"`
 	Resources      Resources     `json:"resources"`
 	Rlimits        []Rlimit      `json:"rlimits,omitempty"`
 	Mounts         []mountRecord `json:"mounts,omitempty"`

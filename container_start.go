@@ -18,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/internal/caps"
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
+	"github.com/berth-dev/berth/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,6 +59,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Restart: o.restart, ShmSize: o.shmSize, Privileged: o.privileged, Sysctls: o.sysctls,
 		Init: o.init, GroupAdd: o.groupAdd, DeviceCgroupRules: o.deviceRules,
 		LogMaxSize: o.logMaxSize, LogMaxFiles: o.logMaxFiles, NoLog: o.noLog, OomScoreAdj: o.oomScoreAdj,
+		SeccompProfile: o.seccompProfile,
 	}
 	if o.oomScoreAdj < -1000 || o.oomScoreAdj > 1000 {
 		return cfg, fmt.Errorf("%w: Invalid value %d, range for oom score adj is [-1000, 1000]", ErrInvalid, o.oomScoreAdj)
@@ -176,6 +178,20 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	}
 	if _, err := capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
 		return cfg, err
+	}
+	if cfg.Seccomp && cfg.SeccompProfile != "" {
+		// Compiled now, to refuse at Run what would fail every start.
+		caps, err := cfg.capabilities()
+		if err != nil {
+			return cfg, err
+		}
+		p, err := seccomp.LoadProfile([]byte(cfg.SeccompProfile), caps)
+		if err == nil {
+			_, err = seccomp.Compile(p)
+		}
+		if err != nil {
+			return cfg, fmt.Errorf("%w: seccomp profile: %v", ErrInvalid, err)
+		}
 	}
 	hc, err := mergeHealthcheck(img.Config.Healthcheck, o.healthcheck)
 	if err != nil {
@@ -421,7 +437,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		}
 	}
 	if cfg.Seccomp {
-		if s.SeccompFilter, err = r.seccompFilter(s.Capabilities); err != nil {
+		if s.SeccompFilter, err = r.seccompFilter(s.Capabilities, cfg.SeccompProfile); err != nil {
 			return nil, err
 		}
 	}

@@ -291,7 +291,7 @@ func (r *Runtime) execSpec(rec *containerRecord, p *Process, o *execConfig) (*in
 			return nil, err
 		}
 		if cfg.Seccomp {
-			if s.SeccompFilter, err = r.seccompFilter(s.Capabilities); err != nil {
+			if s.SeccompFilter, err = r.seccompFilter(s.Capabilities, cfg.SeccompProfile); err != nil {
 				return nil, err
 			}
 		}

@@ -9,48 +9,49 @@ import (
 type RunOption interface{ applyRun(*runConfig) }
 
 type runConfig struct {
-	name        string
-	detach      bool
-	autoRemove  bool
-	entrypoint  []string
-	hasEntry    bool
-	hostname    string
-	labels      map[string]string
-	resources   Resources
-	readOnly    bool
-	capAdd      []string
-	capDrop     []string
-	noNewPrivs  bool
-	nnpSet      bool // WithNoNewPrivileges was given
-	seccomp     bool
-	privileged  bool
-	sysctls     map[string]string
-	init        bool
-	groupAdd    []string
-	devices     []string
-	deviceRules []string
-	logMaxSize  int64
-	logMaxFiles int
-	noLog       bool
-	oomScoreAdj int
-	pidMode     string
-	ipcMode     string
-	utsMode     string
-	expose      []string
-	stopSignal  string
-	stopTimeout time.Duration
-	rlimits     []Rlimit
-	mounts      []Mount
-	volumesFrom []string
-	networks    []networkAttachment // names in NetworkID until resolved
-	networkMode string
-	publish     []string
-	publishAll  bool
-	extraHosts  []string
-	dns         []string
-	healthcheck *HealthConfig
-	restart     RestartPolicy
-	shmSize     int64
+	name           string
+	detach         bool
+	autoRemove     bool
+	entrypoint     []string
+	hasEntry       bool
+	hostname       string
+	labels         map[string]string
+	resources      Resources
+	readOnly       bool
+	capAdd         []string
+	capDrop        []string
+	noNewPrivs     bool
+	nnpSet         bool // WithNoNewPrivileges was given
+	seccomp        bool
+	privileged     bool
+	sysctls        map[string]string
+	init           bool
+	groupAdd       []string
+	devices        []string
+	deviceRules    []string
+	logMaxSize     int64
+	logMaxFiles    int
+	noLog          bool
+	oomScoreAdj    int
+	seccompProfile string
+	pidMode        string
+	ipcMode        string
+	utsMode        string
+	expose         []string
+	stopSignal     string
+	stopTimeout    time.Duration
+	rlimits        []Rlimit
+	mounts         []Mount
+	volumesFrom    []string
+	networks       []networkAttachment // names in NetworkID until resolved
+	networkMode    string
+	publish        []string
+	publishAll     bool
+	extraHosts     []string
+	dns            []string
+	healthcheck    *HealthConfig
+	restart        RestartPolicy
+	shmSize        int64
 	// noImageVolumes leaves the image's VOLUMEs unmounted: a build's RUN
 	// writes below them into its layer, as BuildKit's does.
 	noImageVolumes bool
@@ -311,6 +312,20 @@ func WithInit() RunOption {
 // (docker --security-opt seccomp=unconfined turns it off). Default: true.
 func WithSeccomp(on bool) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.seccomp = on })
+}
+
+// WithSeccompProfile replaces docker's default seccomp profile with
+// profile, in docker's JSON form (docker run --security-opt
+// seccomp=FILE: defaultAction, architectures, syscalls with their names,
+// action, args and includes/excludes), for the container's processes and
+// those Exec starts in it. It is expanded for the container's
+// capabilities and the host, as docker's own is, and compiled when Run is
+// called: a profile that does not parse, or uses an action berth does not
+// compile (SCMP_ACT_NOTIFY), fails Run with ErrInvalid. The profile must
+// let the container's program start (execve and what its loader calls);
+// a privileged container has none, as with docker.
+func WithSeccompProfile(profile []byte) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.seccomp, c.seccompProfile = true, string(profile) })
 }
 
 // WithStopSignal sets the signal Stop sends first, by name ("SIGINT",

@@ -12,14 +12,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// seccompFilter returns docker's default profile compiled for a capability
-// set, once per set and Runtime.
-func (r *Runtime) seccompFilter(capNames []string) ([]unix.SockFilter, error) {
+// seccompFilter returns docker's default profile, or profile (docker's
+// JSON form) when set, compiled for a capability set, once per set,
+// profile and Runtime.
+func (r *Runtime) seccompFilter(capNames []string, profile string) ([]unix.SockFilter, error) {
 	key := strings.Join(capNames, ",")
+	if profile != "" {
+		key += "\x00" + profile
+	}
 	if f, ok := r.filters.Load(key); ok {
 		return f.([]unix.SockFilter), nil
 	}
-	f, err := r.compiledProfile(capNames)
+	f, err := r.compiledProfile(capNames, profile)
 	if err != nil {
 		return nil, err
 	}
@@ -37,8 +41,11 @@ func (r *Runtime) seccompFilter(capNames []string) ([]unix.SockFilter, error) {
 // program from anywhere else is a hole in every container), and only if
 // it decodes for its key; otherwise the profile is compiled and the file
 // replaced.
-func (r *Runtime) compiledProfile(capNames []string) (seccomp.Filter, error) {
+func (r *Runtime) compiledProfile(capNames []string, profile string) (seccomp.Filter, error) {
 	p, err := seccomp.DefaultProfile(capNames)
+	if profile != "" {
+		p, err = seccomp.LoadProfile([]byte(profile), capNames)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package berth_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,4 +123,42 @@ func sameRoot(t *testing.T, rt *berth.Runtime) *berth.Runtime {
 	}
 	t.Cleanup(func() { next.Close() })
 	return next
+}
+
+// TestSeccompProfile: WithSeccompProfile replaces docker's default with a
+// profile in docker's JSON form, for the container's process and an
+// exec'd one, in both starts: a profile that lets everything through but
+// mkdir (EPERM) and chmod (its errnoRet, ENOSYS) makes exactly those
+// fail; a profile that does not parse, or whose action berth does not
+// compile, fails Run with ErrInvalid; one that refuses execve fails the
+// start.
+func TestSeccompProfile(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	profile := []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+		{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"},
+		{"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}`)
+	script := `grep Seccomp: /proc/self/status; mkdir /tmp/d 2>&1; chmod 600 /etc/hostname 2>&1; touch /tmp/f && echo touched`
+	want := "Seccomp:\t2\nmkdir: can't create directory '/tmp/d': Operation not permitted\nchmod: /etc/hostname: Function not implemented\ntouched\n"
+	for _, start := range starts {
+		t.Run(start.name, func(t *testing.T) {
+			if got := containerOut(t, rt, script, append(start.opts, berth.WithSeccompProfile(profile))...); got != want {
+				t.Errorf("with the profile:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithSeccompProfile(profile), berth.WithDetach())
+	defer c.Remove(ctx, berth.WithForce())
+	if got := execOut(t, c, sh("mkdir /tmp/e 2>&1; true")); got != "mkdir: can't create directory '/tmp/e': Operation not permitted\n" {
+		t.Errorf("in an exec'd process: %q", got)
+	}
+	for _, bad := range []string{`{`, `{"defaultAction": "SCMP_ACT_NOTIFY"}`, `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_BOGUS"}]}`} {
+		if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithSeccompProfile([]byte(bad))); !errors.Is(err, berth.ErrInvalid) {
+			t.Errorf("profile %s: %v, want ErrInvalid", bad, err)
+		}
+	}
+	noExec := []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}`)
+	if _, _, err := runOut(t, rt, "busybox", sh("true"), berth.WithSeccompProfile(noExec), berth.WithAutoRemove()); err == nil {
+		t.Error("a profile refusing execve started the container")
+	}
 }

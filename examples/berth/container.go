@@ -109,7 +109,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.restart, "", "restart", "string", "no", `Restart policy to apply when a container exits ("no", "always", "unless-stopped", "on-failure[:max-retries]"); needs -d`)
 	fs.Bool(&f.rm, "", "rm", "Automatically remove the container and its associated anonymous volumes when it exits")
 	fs.String(&f.shmSize, "", "shm-size", "bytes", "", "Size of /dev/shm")
-	fs.Strings(&f.securityOpts, "", "security-opt", "Security Options (no-new-privileges[:true|false], seccomp=unconfined)")
+	fs.Strings(&f.securityOpts, "", "security-opt", "Security Options (no-new-privileges[:true|false], seccomp=unconfined|PROFILE.json)")
 	fs.String(&f.stopSignal, "", "stop-signal", "string", "", "Signal to stop the container")
 	fs.Int(&f.stopTimeout, "", "stop-timeout", 0, "Timeout (in seconds) to stop a container")
 	fs.Strings(&f.sysctls, "", "sysctl", "Sysctl options (KEY=VALUE)")
@@ -831,11 +831,16 @@ func securityOpt(s string) (berth.RunOption, error) {
 	case key == "seccomp" && val == "unconfined":
 		return berth.WithSeccomp(false), nil
 	case key == "seccomp":
-		return nil, fmt.Errorf("--security-opt %s: berth has only its built-in profile; seccomp=unconfined turns it off", s)
+		// A profile file, read here, as docker's client reads it.
+		profile, err := os.ReadFile(val)
+		if err != nil {
+			return nil, fmt.Errorf("opening seccomp profile (%s) failed: %w", val, err)
+		}
+		return berth.WithSeccompProfile(profile), nil
 	case s == "apparmor=unconfined" || s == "label=disable" || s == "label:disable":
 		return nil, nil
 	}
-	return nil, fmt.Errorf("invalid --security-opt: %q: berth supports no-new-privileges[:true|false] and seccomp=unconfined", s)
+	return nil, fmt.Errorf("invalid --security-opt: %q: berth supports no-new-privileges[:true|false], seccomp=unconfined and seccomp=PROFILE.json", s)
 }
 
 // ensureImage pulls image when it is not in the store, or always, as the

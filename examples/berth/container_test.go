@@ -116,10 +116,31 @@ func TestSecurityOpt(t *testing.T) {
 			t.Errorf("securityOpt(%q): %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"no-new-privileges:maybe", "seccomp=/tmp/profile.json", "apparmor=docker-default", "bogus"} {
+	for _, bad := range []string{"no-new-privileges:maybe", "seccomp=/nonexistent/profile.json", "apparmor=docker-default", "bogus"} {
 		if _, err := securityOpt(bad); err == nil {
 			t.Errorf("securityOpt(%q) succeeded, want an error", bad)
 		}
+	}
+}
+
+// TestRunSeccompProfile: --security-opt seccomp=FILE runs the container
+// under the profile the file holds (docker's JSON form).
+func TestRunSeccompProfile(t *testing.T) {
+	root := containerSetup(t)
+	file := filepath.Join(t.TempDir(), "profile.json")
+	profile := `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}`
+	if err := os.WriteFile(file, []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runBerth(t, root, nil, "run", "--rm", "--security-opt", "seccomp="+file, "busybox", "sh", "-c", "mkdir /tmp/d 2>&1; true")
+	if res.code != 0 || res.stdout != "mkdir: can't create directory '/tmp/d': Operation not permitted\n" {
+		t.Errorf("run with a profile refusing mkdir: exit %d, %q %q", res.code, res.stdout, res.stderr)
+	}
+	if err := os.WriteFile(file, []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--security-opt", "seccomp="+file, "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "seccomp profile") {
+		t.Errorf("run with a broken profile: exit %d, %q; want 125", res.code, res.stderr)
 	}
 }
 

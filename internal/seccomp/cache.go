@@ -33,6 +33,18 @@ func DefaultProfile(caps []string) (*specs.LinuxSeccomp, error) {
 	return p, nil
 }
 
+// LoadProfile expands a seccomp profile in docker's JSON form (what
+// docker run --security-opt seccomp=FILE takes) as DefaultProfile expands
+// docker's own.
+func LoadProfile(body []byte, caps []string) (*specs.LinuxSeccomp, error) {
+	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}}
+	p, err := moby.LoadProfile(string(body), rs)
+	if err != nil {
+		return nil, fmt.Errorf("expanding the seccomp profile: %w", err)
+	}
+	return p, nil
+}
+
 // Key names the program Compile makes of p on this architecture: a hash of
 // every field of p that compile reads, the native architecture and the
 // compiler's revision. Two profiles with one key compile to one program.
