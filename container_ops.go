@@ -94,6 +94,17 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 	if err := r.resolveNamespaceModes(ctx, &o, &cfg); err != nil {
 		return nil, err
 	}
+	if cfg.Seccomp && cfg.SeccompProfile != "" {
+		// Compiled now (and kept for the start), to refuse at Run what
+		// would fail every start.
+		caps, err := cfg.capabilities()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := r.seccompFilter(caps, cfg.SeccompProfile); err != nil {
+			return nil, fmt.Errorf("%w: seccomp profile: %v", ErrInvalid, err)
+		}
+	}
 	name := strings.TrimPrefix(o.name, "/")
 	if name == "" {
 		name = generatedName(id)

@@ -18,7 +18,6 @@ import (
 	"github.com/berth-dev/berth/internal/caps"
 	"github.com/berth-dev/berth/internal/cgroup"
 	"github.com/berth-dev/berth/internal/initproc"
-	"github.com/berth-dev/berth/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -179,20 +178,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if _, err := capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
 		return cfg, err
 	}
-	if cfg.Seccomp && cfg.SeccompProfile != "" {
-		// Compiled now, to refuse at Run what would fail every start.
-		caps, err := cfg.capabilities()
-		if err != nil {
-			return cfg, err
-		}
-		p, err := seccomp.LoadProfile([]byte(cfg.SeccompProfile), caps)
-		if err == nil {
-			_, err = seccomp.Compile(p)
-		}
-		if err != nil {
-			return cfg, fmt.Errorf("%w: seccomp profile: %v", ErrInvalid, err)
-		}
-	}
+
 	hc, err := mergeHealthcheck(img.Config.Healthcheck, o.healthcheck)
 	if err != nil {
 		return cfg, err
@@ -856,13 +842,15 @@ func forkDirect(d *initproc.Direct, cg *cgroup.Cgroup, files [3]*os.File, placed
 	return proc, nil
 }
 
-// setOomScoreAdj gives the container's first process (pid, which has
-// run nothing of the user's yet, so that everything it starts inherits
-// it) the OOM killer's score adjustment adj (docker run --oom-score-adj);
-// 0 leaves the one it has. A negative one (below the least a privileged
-// ancestor allowed, normally 0) needs CAP_SYS_RESOURCE.
+// setOomScoreAdj gives a container's process (pid, which has run nothing
+// of the user's yet, so that everything it starts inherits it: the first
+// one, or an exec'd one) the OOM killer's score adjustment adj (docker
+// run --oom-score-adj; 0 by default, as docker gives its containers, not
+// its daemon's). It is written only when it differs from this program's,
+// which the process has from the fork. A negative one (below the least a
+// privileged ancestor allowed, normally 0) needs CAP_SYS_RESOURCE.
 func setOomScoreAdj(pid, adj int) error {
-	if adj == 0 {
+	if adj == ownOomScoreAdj() {
 		return nil
 	}
 	p := "/proc/" + strconv.Itoa(pid) + "/oom_score_adj"
@@ -875,6 +863,16 @@ func setOomScoreAdj(pid, adj int) error {
 	}
 	return nil
 }
+
+// ownOomScoreAdj is this program's OOM score adjustment, read once.
+var ownOomScoreAdj = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+})
 
 // asStartError gives a setup failure that carries docker's 126 or 127 its
 // exit code.

@@ -174,7 +174,7 @@ func TestCFSAndReservation(t *testing.T) {
 
 // TestOomScoreAdj: WithOomScoreAdj gives the container's processes the
 // OOM score adjustment in both starts (a child of its command inherits
-// it); a negative one needs CAP_SYS_RESOURCE, which this machine kind's
+// it), and an exec'd process too; a negative one needs CAP_SYS_RESOURCE, which this machine kind's
 // root lacks: then the start fails saying so; out of range is refused.
 func TestOomScoreAdj(t *testing.T) {
 	rt := busyboxRuntime(t)
@@ -186,6 +186,11 @@ func TestOomScoreAdj(t *testing.T) {
 				t.Errorf("oom_score_adj of the command and its child: %q, want 500 twice", out)
 			}
 		})
+	}
+	c := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithOomScoreAdj(400), berth.WithDetach())
+	defer c.Remove(ctx, berth.WithForce())
+	if got := execOut(t, c, sh("cat /proc/self/oom_score_adj")); got != "400\n" {
+		t.Errorf("an exec'd process's oom_score_adj: %q, want the container's 400", got)
 	}
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {

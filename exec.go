@@ -163,7 +163,7 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 		}
 	}
 	if initproc.ExecDirectSupported(spec) {
-		if err := e.startDirect(spec, ns, cg, files, p); err != nil {
+		if err := e.startDirect(spec, ns, cg, files, p, rec.Config.OomScoreAdj); err != nil {
 			var se *startError
 			if !errors.As(err, &se) && exitedWithin(pidfd, 100) {
 				// It exited meanwhile: a fork into a pid namespace whose
@@ -198,6 +198,9 @@ func (c *Container) Exec(ctx context.Context, p *Process, opts ...ExecOption) (_
 	// later could fork outside the container's limits first.
 	if err := cg.Add(proc.Pid()); err != nil {
 		return fail(fmt.Errorf("exec in container %s: placing the process in the container's cgroup: %w", c.Name, err))
+	}
+	if err := setOomScoreAdj(proc.Pid(), rec.Config.OomScoreAdj); err != nil {
+		return fail(fmt.Errorf("exec in container %s: %w", c.Name, err))
 	}
 	stop := context.AfterFunc(ctx, func() { proc.Cmd.Process.Kill() })
 	err = proc.Release()
@@ -238,7 +241,7 @@ func (e *Execution) wireTerminal(master *os.File, p *Process) {
 // startDirect starts the process without an exec stage (see
 // initproc.PrepareExec): a thread of this process joins the container's
 // namespaces and v1 cgroups and forks it there, into the unified cgroup.
-func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces, cg *cgroup.Cgroup, files [3]*os.File, p *Process) error {
+func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces, cg *cgroup.Cgroup, files [3]*os.File, p *Process, oomScoreAdj int) error {
 	if !spec.TTY && slices.Contains(files[:], nil) {
 		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 		if err != nil {
@@ -255,7 +258,7 @@ func (e *Execution) startDirect(spec *initproc.ExecSpec, ns *initproc.Namespaces
 	if err != nil {
 		return asStartError(err)
 	}
-	proc, err := forkDirect(d, cg, files, nil)
+	proc, err := forkDirect(d, cg, files, func(pid int) error { return setOomScoreAdj(pid, oomScoreAdj) })
 	if err != nil {
 		return err
 	}

@@ -241,7 +241,9 @@ func WithLogRotation(maxSize int64, maxFiles int) RunOption {
 // positive makes them its first victims, negative spares them. A
 // negative one (below the least a privileged ancestor allowed, normally
 // 0) needs CAP_SYS_RESOURCE in the calling program; without it the start
-// fails saying so. Processes Exec starts have the program's.
+// fails saying so. Processes Exec starts in it get the same, as docker's.
+// Without it the container's processes have 0, docker's default, not the
+// calling program's.
 func WithOomScoreAdj(adj int) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.oomScoreAdj = adj })
 }
@@ -309,9 +311,10 @@ func WithInit() RunOption {
 }
 
 // WithSeccomp sets whether docker's default seccomp profile applies
-// (docker --security-opt seccomp=unconfined turns it off). Default: true.
+// (docker --security-opt seccomp=unconfined turns it off, builtin on). It
+// replaces a WithSeccompProfile given before it. Default: true.
 func WithSeccomp(on bool) RunOption {
-	return runOptionFunc(func(c *runConfig) { c.seccomp = on })
+	return runOptionFunc(func(c *runConfig) { c.seccomp, c.seccompProfile = on, "" })
 }
 
 // WithSeccompProfile replaces docker's default seccomp profile with
@@ -320,10 +323,12 @@ func WithSeccomp(on bool) RunOption {
 // action, args and includes/excludes), for the container's processes and
 // those Exec starts in it. It is expanded for the container's
 // capabilities and the host, as docker's own is, and compiled when Run is
-// called: a profile that does not parse, or uses an action berth does not
-// compile (SCMP_ACT_NOTIFY), fails Run with ErrInvalid. The profile must
-// let the container's program start (execve and what its loader calls);
-// a privileged container has none, as with docker.
+// called: a profile that does not parse, is empty, has flags, or uses an
+// action berth does not compile (SCMP_ACT_NOTIFY), fails Run with
+// ErrInvalid. SCMP_ACT_KILL kills the process (libseccomp's kills the
+// thread). The profile must let the container's program start (execve
+// and what its loader calls); a privileged container has none, as with
+// docker.
 func WithSeccompProfile(profile []byte) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.seccomp, c.seccompProfile = true, string(profile) })
 }

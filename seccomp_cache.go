@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/seccomp"
 	"github.com/berth-dev/berth/internal/store"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,9 +43,12 @@ func (r *Runtime) seccompFilter(capNames []string, profile string) ([]unix.SockF
 // it decodes for its key; otherwise the profile is compiled and the file
 // replaced.
 func (r *Runtime) compiledProfile(capNames []string, profile string) (seccomp.Filter, error) {
-	p, err := seccomp.DefaultProfile(capNames)
+	var p *specs.LinuxSeccomp
+	var err error
 	if profile != "" {
 		p, err = seccomp.LoadProfile([]byte(profile), capNames)
+	} else {
+		p, err = seccomp.DefaultProfile(capNames)
 	}
 	if err != nil {
 		return nil, err

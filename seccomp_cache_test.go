@@ -152,13 +152,37 @@ func TestSeccompProfile(t *testing.T) {
 	if got := execOut(t, c, sh("mkdir /tmp/e 2>&1; true")); got != "mkdir: can't create directory '/tmp/e': Operation not permitted\n" {
 		t.Errorf("in an exec'd process: %q", got)
 	}
-	for _, bad := range []string{`{`, `{"defaultAction": "SCMP_ACT_NOTIFY"}`, `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_BOGUS"}]}`} {
+	for _, bad := range []string{`{`, `{}`, `{"defaultAction": "SCMP_ACT_NOTIFY"}`, `{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}`,
+		`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_BOGUS"}]}`} {
 		if _, err := rt.Run(ctx, "busybox", sh("true"), berth.WithSeccompProfile([]byte(bad))); !errors.Is(err, berth.ErrInvalid) {
 			t.Errorf("profile %s: %v, want ErrInvalid", bad, err)
 		}
 	}
 	noExec := []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}`)
-	if _, _, err := runOut(t, rt, "busybox", sh("true"), berth.WithSeccompProfile(noExec), berth.WithAutoRemove()); err == nil {
-		t.Error("a profile refusing execve started the container")
+	for _, start := range starts {
+		_, _, err := runOut(t, rt, "busybox", sh("true"), append(start.opts, berth.WithSeccompProfile(noExec), berth.WithAutoRemove())...)
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || ee.Code != 126 {
+			t.Errorf("%s: a profile refusing execve: %v, want exit 126 (the command could not run)", start.name, err)
+		}
+	}
+	// A default that logs lets every call it does not name through,
+	// newer ones included (not ENOSYS, as under a refusing default).
+	logging := []byte(`{"defaultAction": "SCMP_ACT_LOG", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}`)
+	if got := containerOut(t, rt, "touch /tmp/f && echo fine", berth.WithSeccompProfile(logging)); got != "fine\n" {
+		t.Errorf("under a logging default: %q", got)
+	}
+	// The default profile afterwards, on this Runtime and a new one on
+	// the root (the compiled programs are cached by profile): mkdir works.
+	if got := containerOut(t, rt, "mkdir /tmp/d && echo made"); got != "made\n" {
+		t.Errorf("the default profile after a custom one: %q", got)
+	}
+	again, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if got := containerOut(t, again, "mkdir /tmp/d && echo made"); got != "made\n" {
+		t.Errorf("the default profile on a new Runtime: %q", got)
 	}
 }

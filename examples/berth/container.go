@@ -830,6 +830,8 @@ func securityOpt(s string) (berth.RunOption, error) {
 		return berth.WithNoNewPrivileges(on), nil
 	case key == "seccomp" && val == "unconfined":
 		return berth.WithSeccomp(false), nil
+	case key == "seccomp" && val == "builtin":
+		return berth.WithSeccomp(true), nil
 	case key == "seccomp":
 		// A profile file, read here, as docker's client reads it.
 		profile, err := os.ReadFile(val)

@@ -19,7 +19,7 @@ import (
 // to the emitted program, or programs compiled by older builds would still
 // be loaded. TestCompilerRevision fails until it is changed (and its golden
 // hash updated) when the output for a fixed profile changes.
-const compilerRevision = 1
+const compilerRevision = 2 // 2: log and trace defaults let newer syscalls through; SCMP_ACT_KILL kills the process
 
 // DefaultProfile expands Docker's default seccomp profile for the native
 // architecture, the running kernel and a container whose bounding set is
@@ -39,8 +39,13 @@ func DefaultProfile(caps []string) (*specs.LinuxSeccomp, error) {
 func LoadProfile(body []byte, caps []string) (*specs.LinuxSeccomp, error) {
 	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}}
 	p, err := moby.LoadProfile(string(body), rs)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("expanding the seccomp profile: %w", err)
+	case p == nil:
+		return nil, errors.New("the seccomp profile is empty (no defaultAction)")
+	case len(p.Flags) > 0:
+		return nil, fmt.Errorf("seccomp profile flags %v are not supported", p.Flags)
 	}
 	return p, nil
 }

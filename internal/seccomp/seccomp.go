@@ -46,6 +46,7 @@ const (
 	retLog         = 0x7ffc0000
 	retAllow       = 0x7fff0000
 	retDataMask    = 0x0000ffff
+	retActionMask  = 0xffff0000
 )
 
 // Offsets into struct seccomp_data.
@@ -268,9 +269,10 @@ func compileArch(as *asm, t *archTable, rules []specs.LinuxSyscall, def uint32) 
 	}
 	// runc's trick: a syscall newer than anything the profile mentions gets
 	// ENOSYS rather than EPERM, so libcs fall back to older calls instead of
-	// failing (clone3 → clone is the famous case).
+	// failing (clone3 → clone is the famous case). Not under a default
+	// that lets calls through (allow, log, trace: runc's isAllowAction).
 	tail := def
-	if def != retAllow {
+	if def != retAllow && def != retLog && def&retActionMask != retTrace {
 		tail = retErrno | uint32(syscall.ENOSYS)
 	}
 	if cur != 0 { // cur wrapped to 0 only if the profile named syscall 2^32-1
@@ -396,10 +398,14 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 		return retAllow, nil
 	case specs.ActErrno:
 		return retErrno | data(syscall.EPERM), nil
-	case specs.ActKill, specs.ActKillThread:
-		return retKillThread, nil
-	case specs.ActKillProcess:
+	case specs.ActKill, specs.ActKillProcess:
+		// SCMP_ACT_KILL is libseccomp's kill-thread; berth kills the
+		// process: a child stage (a Go program of several threads) whose
+		// thread the filter killed would hang its start, the rest of it
+		// alive. A container's single-threaded program sees no difference.
 		return retKillProcess, nil
+	case specs.ActKillThread:
+		return retKillThread, nil
 	case specs.ActTrap:
 		return retTrap, nil
 	case specs.ActTrace:
