@@ -178,7 +178,6 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	if _, err := capabilitySet(cfg.CapAdd, cfg.CapDrop); err != nil {
 		return cfg, err
 	}
-
 	hc, err := mergeHealthcheck(img.Config.Healthcheck, o.healthcheck)
 	if err != nil {
 		return cfg, err
