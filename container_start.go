@@ -683,8 +683,17 @@ func (run *running) startStage(ctx context.Context, spec *initproc.Spec, warm *i
 		return err
 	}
 	tr.mark("attach")
-	if err := run.proc.Release(); err != nil {
+	// The stage's setup ends in its exec or an error, but for a setup
+	// that cannot report (a seccomp profile that kills only its thread):
+	// ctx ending kills it, as an Exec's.
+	stop := context.AfterFunc(ctx, func() { run.proc.Cmd.Process.Kill() })
+	err = run.proc.Release()
+	stop()
+	if err != nil {
 		run.proc.Wait()
+		if ctx.Err() != nil {
+			return fmt.Errorf("starting the container: %w (%v)", ctx.Err(), err)
+		}
 		return asStartError(err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/internal/caps"
@@ -184,5 +185,15 @@ func TestSeccompProfile(t *testing.T) {
 	defer again.Close()
 	if got := containerOut(t, again, "mkdir /tmp/d && echo made"); got != "made\n" {
 		t.Errorf("the default profile on a new Runtime: %q", got)
+	}
+	// A profile that kills the thread of the child stage's setup (umask
+	// is one of its calls after the filter loads) leaves the stage alive
+	// but silent: the start ends with Run's context.
+	killThread := []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["umask"], "action": "SCMP_ACT_KILL_THREAD"}]}`)
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = rt.Run(short, "busybox", sh("true"), append(starts[1].opts, berth.WithSeccompProfile(killThread), berth.WithAutoRemove())...)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a child stage whose setup thread the profile kills: %v, want the context's end", err)
 	}
 }
