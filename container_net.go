@@ -325,7 +325,7 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (_ *
 		if len(cfg.DNS) > 0 {
 			files["/etc/resolv.conf"] = resolvConf(cfg.DNS)
 		}
-		ns.netnsPath = "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/net"
+		ns.netnsPath = ownNamespace("net")
 	case "container":
 		nsFile, path, trec, err := r.pinnedNamespace(target, "net")
 		if err != nil {

@@ -415,12 +415,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 		}
 		s.HostNetNS = st.Ino
 	}
-	if cfg.Privileged {
-		s.Privileged = true
-		if s.Devices, err = hostDevices(); err != nil {
-			return nil, err
-		}
-	}
+	s.Privileged = cfg.Privileged
 	if cfg.Seccomp {
 		if s.SeccompFilter, err = r.seccompFilter(s.Capabilities, cfg.SeccompProfile); err != nil {
 			return nil, err

@@ -127,14 +127,21 @@ func parseDeviceCgroupRule(rule string) (specs.LinuxDeviceCgroup, error) {
 	return r, err
 }
 
-// containerDevices resolves the container's WithDevices on the host, as
-// it starts: the nodes to make in its /dev, and the cgroup rules letting
+// containerDevices resolves the container's devices on the host, as it
+// starts: the nodes to make in its /dev (every host device for a
+// privileged container, then WithDevices'), and the cgroup rules letting
 // it use them and those of WithDeviceCgroupRules (none for a privileged
 // container, whose cgroup restricts no device). A host path that is a
 // symlink is followed; a directory gives every device node below it, and
 // must have one.
 func containerDevices(cfg *containerConfig) ([]initproc.Device, []specs.LinuxDeviceCgroup, error) {
 	var nodes []initproc.Device
+	if cfg.Privileged {
+		var err error
+		if nodes, err = hostDevices(); err != nil {
+			return nil, nil, err
+		}
+	}
 	var rules []specs.LinuxDeviceCgroup
 	for _, m := range cfg.Devices {
 		found, err := devicesAt(m)

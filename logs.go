@@ -396,10 +396,8 @@ func (m *logMatcher) Write(p []byte) (int, error) {
 
 // emitLogLine writes one CRI record's content to its stream.
 func emitLogLine(rec []byte, stdout, stderr io.Writer, cfg *logConfig) error {
-	ts, rest, ok1 := bytes.Cut(rec, []byte{' '})
-	stream, rest, ok2 := bytes.Cut(rest, []byte{' '})
-	tag, content, ok3 := bytes.Cut(rest, []byte{' '})
-	if !ok1 || !ok2 || !ok3 {
+	ts, stream, tag, content, ok := splitRecord(rec)
+	if !ok {
 		return nil // a record cut short by a crash
 	}
 	if !cfg.since.IsZero() {
@@ -632,10 +630,17 @@ func seekTail(f *os.File, n int) (int, error) {
 
 // recordTag is the tag of the record head begins (F or P), or 0.
 func recordTag(head []byte) byte {
-	_, rest, ok1 := bytes.Cut(head, []byte{' '})
-	_, rest, ok2 := bytes.Cut(rest, []byte{' '})
-	if !ok1 || !ok2 || len(rest) == 0 {
-		return 0
+	if _, _, tag, _, ok := splitRecord(head); ok && len(tag) > 0 {
+		return tag[0]
 	}
-	return rest[0]
+	return 0
+}
+
+// splitRecord splits a CRI log record, "TIMESTAMP STREAM TAG CONTENT";
+// ok is false for one cut short.
+func splitRecord(rec []byte) (ts, stream, tag, content []byte, ok bool) {
+	ts, rest, ok1 := bytes.Cut(rec, []byte{' '})
+	stream, rest, ok2 := bytes.Cut(rest, []byte{' '})
+	tag, content, ok3 := bytes.Cut(rest, []byte{' '})
+	return ts, stream, tag, content, ok1 && ok2 && ok3
 }

@@ -131,7 +131,7 @@ func tmpfsOption(o string) bool {
 	switch k {
 	case "uid", "gid":
 		_, err := strconv.ParseUint(v, 10, 32)
-		return err == nil && strings.Trim(v, "0123456789") == ""
+		return err == nil
 	case "nr_inodes":
 		return inodeCount.MatchString(v)
 	}

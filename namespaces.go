@@ -52,6 +52,12 @@ func (r *Runtime) resolveNamespaceModes(ctx context.Context, o *runConfig, cfg *
 	return nil
 }
 
+// ownNamespace is this program's namespace of kind ("net", "ipc", ...)
+// as a path a container's start opens: the host's, for a mode "host".
+func ownNamespace(kind string) string {
+	return "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/" + kind
+}
+
 // containerMode resolves a mode "container:NAME" (of kind "network" or
 // "pid", for errors) to the one kept, "container:ID".
 func (r *Runtime) containerMode(ctx context.Context, kind, mode string) (string, error) {
@@ -67,7 +73,6 @@ func (r *Runtime) containerMode(ctx context.Context, kind, mode string) (string,
 // of the running container named, pinned (see pinnedNamespace) by a file
 // it adds to closers, which the caller closes once the container runs.
 func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, closers *[]io.Closer) error {
-	own := func(kind string) string { return "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/" + kind }
 	switch {
 	case cfg.PidMode == "host":
 		s.PidHost = true
@@ -82,12 +87,12 @@ func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, close
 	}
 	switch cfg.IpcMode {
 	case "host":
-		s.IpcNS, s.Shm = own("ipc"), "/dev/shm"
+		s.IpcNS, s.Shm = ownNamespace("ipc"), "/dev/shm"
 	case "none":
 		s.Shm = "none"
 	}
 	if cfg.UTSMode == "host" {
-		s.UTSNS, s.Hostname = own("uts"), ""
+		s.UTSNS, s.Hostname = ownNamespace("uts"), ""
 	}
 	return nil
 }

@@ -325,8 +325,7 @@ func WithSeccomp(on bool) RunOption {
 // capabilities and the host, as docker's own is, and compiled when Run is
 // called: a profile that does not parse, is empty, has flags, or uses an
 // action berth does not compile (SCMP_ACT_NOTIFY), fails Run with
-// ErrInvalid. SCMP_ACT_KILL kills the process (libseccomp's kills the
-// thread). The profile must let the container's program start (execve
+// ErrInvalid. The profile must let the container's program start (execve
 // and what its loader calls); a privileged container has none, as with
 // docker.
 func WithSeccompProfile(profile []byte) RunOption {

@@ -32,7 +32,8 @@ func (r *Runtime) seccompFilter(capNames []string, profile string) ([]unix.SockF
 	return f, nil
 }
 
-// compiledProfile compiles docker's default profile for a capability set,
+// compiledProfile compiles docker's default profile, or profile, for a
+// capability set,
 // or reads what an earlier program on the root compiled: compiling costs
 // 1.5-3 ms in a fresh process here (every CLI command is one), reading the
 // program back about 0.1 ms. The file is named by seccomp.Key, a hash of

@@ -186,10 +186,11 @@ func TestSeccompProfile(t *testing.T) {
 	if got := containerOut(t, again, "mkdir /tmp/d && echo made"); got != "made\n" {
 		t.Errorf("the default profile on a new Runtime: %q", got)
 	}
-	// A profile that kills the thread of the child stage's setup (umask
-	// is one of its calls after the filter loads) leaves the stage alive
-	// but silent: the start ends with Run's context.
-	killThread := []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["umask"], "action": "SCMP_ACT_KILL_THREAD"}]}`)
+	// A profile that kills the thread of the child stage's setup (its
+	// marker's write is the one call it makes after the filter loads, but
+	// the execve) leaves the stage alive but silent: the start ends with
+	// Run's context.
+	killThread := []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["write"], "action": "SCMP_ACT_KILL_THREAD"}]}`)
 	short, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	_, err = rt.Run(short, "busybox", sh("true"), append(starts[1].opts, berth.WithSeccompProfile(killThread), berth.WithAutoRemove())...)

@@ -535,7 +535,8 @@ func (l layout) load(p string) (*Cgroup, error) {
 		_, err := os.Stat(dir)
 		c.v1ok, devGone = err == nil, errors.Is(err, fs.ErrNotExist)
 		// Made with devices of its own, in the open devices parent?
-		if moved, _ := c.movedDevicesDir(); devGone {
+		if devGone {
+			moved, _ := c.movedDevicesDir()
 			if _, err := os.Stat(moved); err == nil && c.moveDevices() == nil {
 				c.v1ok, devGone = true, false
 			}

@@ -237,13 +237,13 @@ func (r Resources) Validate() error {
 			return err
 		}
 	}
-	if r.CpusetCpus != "" {
-		if _, err := parseCPUs(r.CpusetCpus); err != nil {
-			return err
+	for _, set := range [...]struct{ list, what string }{{r.CpusetCpus, "cpus"}, {r.CpusetMems, "mems"}} {
+		if set.list == "" {
+			continue
 		}
-	}
-	if _, err := parseCPUs(r.CpusetMems); r.CpusetMems != "" && err != nil {
-		return fmt.Errorf("Invalid value %s for cpuset mems", r.CpusetMems)
+		if _, err := parseCPUs(set.list); err != nil {
+			return fmt.Errorf("Invalid value %s for cpuset %s", set.list, set.what)
+		}
 	}
 	return nil
 }
@@ -514,19 +514,21 @@ func (c *Cgroup) updateV1(res Resources, fresh bool) error {
 			}
 		}
 	}
-	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok && (!fresh || res.MemoryLimit > 0) {
-		limit, memsw := res.memory()
-		if err := setV1Memory(dir, limit, memsw); err != nil {
-			return fmt.Errorf("cgroup %s: %w", c.path, err)
+	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok {
+		if !fresh || res.MemoryLimit > 0 {
+			limit, memsw := res.memory()
+			if err := setV1Memory(dir, limit, memsw); err != nil {
+				return fmt.Errorf("cgroup %s: %w", c.path, err)
+			}
 		}
-	}
-	if dir, ok := c.v1Dirs[cgroup1.Memory]; ok && (!fresh || res.MemoryReservation > 0) {
-		soft := int64(-1) // none
-		if res.MemoryReservation > 0 {
-			soft = res.MemoryReservation
-		}
-		if err := writeFile(dir, "memory.soft_limit_in_bytes", strconv.FormatInt(soft, 10)); err != nil {
-			return fmt.Errorf("cgroup %s: %w", c.path, err)
+		if !fresh || res.MemoryReservation > 0 {
+			soft := int64(-1) // none
+			if res.MemoryReservation > 0 {
+				soft = res.MemoryReservation
+			}
+			if err := writeFile(dir, "memory.soft_limit_in_bytes", strconv.FormatInt(soft, 10)); err != nil {
+				return fmt.Errorf("cgroup %s: %w", c.path, err)
+			}
 		}
 	}
 	return nil

@@ -208,16 +208,6 @@ func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, 
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return stepError("close_range", "", err)
 	}
-	if noNewPrivs {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return stepError("no_new_privs", "", err)
-		}
-		if len(filter) > 0 {
-			if err := loadFilter(filter); err != nil {
-				return stepError("load seccomp filter", "", err)
-			}
-		}
-	}
 	unix.Umask(0o022)
 	if user.Init {
 		// For the init: a signal sent as soon as the start returns waits
@@ -232,6 +222,18 @@ func dropPrivilegesAndExec(user *Spec, filter []unix.SockFilter, keep caps.Set, 
 	}
 	defaultIgnoredSignals()
 	trace("exec")
+	// The filter last, as runc loads it: only the marker's write and the
+	// execve are ours to pass it (a custom profile judges them too).
+	if noNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return stepError("no_new_privs", "", err)
+		}
+		if len(filter) > 0 {
+			if err := loadFilter(filter); err != nil {
+				return stepError("load seccomp filter", "", err)
+			}
+		}
+	}
 
 	unix.Write(syncFd, []byte{execMarker})
 	err := syscall.Exec(argv0, args, env)

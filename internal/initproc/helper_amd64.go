@@ -123,12 +123,9 @@ func helperImage() []byte {
 	}
 	a.op(0x41, 0xbf, 1, 0, 0, 0) // mov r15d, 1
 	a.label("sig")
-	a.movEAX(sysRtSigaction)     // rt_sigaction(r15, rsp, NULL, 8); SIGKILL and SIGSTOP fail, harmlessly
-	a.op(0x44, 0x89, 0xff)       // mov edi, r15d
-	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
-	a.op(0x31, 0xd2)             // xor edx, edx
-	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
-	a.syscall()
+	a.movEAX(sysRtSigaction) // rt_sigaction(r15, rsp, NULL, 8); SIGKILL and SIGSTOP fail, harmlessly
+	a.op(0x44, 0x89, 0xff)   // mov edi, r15d
+	a.sigsetCall()
 	a.op(0x49, 0xff, 0xc7)                                 // inc r15
 	a.op(0x49, 0x83, 0xff, 0x41)                           // cmp r15, 65
 	a.jump(0x82, "sig")                                    // jb sig
@@ -311,17 +308,14 @@ func initImage() []byte {
 	}
 	a.movEAX(sysRtSigaction) // rt_sigaction(SIGCHLD, rsp, NULL, 8)
 	a.movEDI(sigchld)
-	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
-	a.op(0x31, 0xd2)             // xor edx, edx
-	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
-	a.syscall()
+	a.sigsetCall()
 	a.op(0x48, 0x83, 0xc4, 0x20)                         // add rsp, 32
 	a.op(0x48, 0x83, 0xec, 0x10)                         // sub rsp, 16           ; [rsp] a signal set, [rsp+8] a status
 	a.op(0x48, 0xc7, 0x04, 0x24, 0xff, 0xff, 0xff, 0xff) // mov qword [rsp], -1   ; every signal
 	a.setMaskRSP()                                       //                       ; all blocked
 	a.movEAX(sysFork)                                    // fork()
 	a.syscall()
-	a.op(0x48, 0x85, 0xc0) // test rax, rax
+	a.testRAX()
 	a.jump(0x88, "forkfail")
 	a.jump(0x84, "child")
 	a.op(0x49, 0x89, 0xc4) // mov r12, rax          ; the child's pid
@@ -333,7 +327,7 @@ func initImage() []byte {
 	a.op(0x31, 0xd2)            // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0)
 	a.syscall()
-	a.op(0x48, 0x85, 0xc0)              // test rax, rax
+	a.testRAX()
 	a.jump(0x89, "got")                 // jns got
 	a.op(0x48, 0x83, 0xf8, 0x100-eintr) // cmp rax, -EINTR
 	a.jump(0x84, "wait")                // je wait              ; interrupted
@@ -352,8 +346,8 @@ func initImage() []byte {
 	a.jump(0, "wait")
 
 	a.label("reap")
-	wait4(true)            // wait4(-1, rsp+8, WNOHANG, NULL)
-	a.op(0x48, 0x85, 0xc0) // test rax, rax
+	wait4(true) // wait4(-1, rsp+8, WNOHANG, NULL)
+	a.testRAX()
 	a.jump(0x8e, "wait")   // jle wait             ; none ended (0), or none left (-ECHILD)
 	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
 	a.jump(0x85, "reap")   // jne reap             ; an orphan: reaped, look again
@@ -373,8 +367,8 @@ func initImage() []byte {
 	a.syscall()
 
 	a.label("blockwait")
-	wait4(false)           // wait4(-1, rsp+8, 0, NULL)
-	a.op(0x48, 0x85, 0xc0) // test rax, rax
+	wait4(false) // wait4(-1, rsp+8, 0, NULL)
+	a.testRAX()
 	a.jump(0x88, "forkfail")
 	a.op(0x4c, 0x39, 0xe0) // cmp rax, r12
 	a.jump(0x85, "blockwait")
@@ -397,12 +391,7 @@ func initImage() []byte {
 	a.setMaskRSP()                           //                      ; none blocked
 	a.execArgv(1)                            // execve(argv[1], argv+2, envp)
 	a.op(0x49, 0x89, 0xc5)                   // mov r13, rax          ; -errno
-	a.movEAX(sysWrite)                       // write(2, execMsg, len)
-	a.movEDI(2)
-	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+execmsg]
-	a.rel("execmsg")
-	a.movEDX(uint32(len(execMsg)))
-	a.syscall()
+	a.writeStderr("execmsg", len(execMsg))
 	a.op(0x48, 0x8b, 0x73, 0x10) // mov rsi, [rbx+16]    ; argv[1]
 	a.op(0x31, 0xd2)             // xor edx, edx
 	a.label("strlen")
@@ -414,12 +403,7 @@ func initImage() []byte {
 	a.movEAX(sysWrite) // write(2, argv[1], rdx)
 	a.movEDI(2)
 	a.syscall()
-	a.movEAX(sysWrite) // write(2, execMsgEnd, len)
-	a.movEDI(2)
-	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+execmsgend]
-	a.rel("execmsgend")
-	a.movEDX(uint32(len(execMsgEnd)))
-	a.syscall()
+	a.writeStderr("execmsgend", len(execMsgEnd))
 	a.movEDI(126)
 	a.op(0x49, 0x83, 0xfd, 0x100-enoent) // cmp r13, -ENOENT
 	a.jump(0x85, "childexit")
@@ -449,17 +433,34 @@ func (a *asm) movEDI(v uint32) { a.op(append([]byte{0xbf}, imm32(v)...)...) } //
 func (a *asm) movESI(v uint32) { a.op(append([]byte{0xbe}, imm32(v)...)...) } // mov esi, imm32
 func (a *asm) movEDX(v uint32) { a.op(append([]byte{0xba}, imm32(v)...)...) } // mov edx, imm32
 func (a *asm) syscall()        { a.op(0x0f, 0x05) }
-func (a *asm) testRAX()        { a.op(0x48, 0x85, 0xc0) } // test rax, rax
+
+// writeStderr writes n bytes at label to fd 2 (write(2, label, n)).
+func (a *asm) writeStderr(label string, n int) {
+	a.movEAX(1) // write
+	a.movEDI(2)
+	a.op(0x48, 0x8d, 0x35) // lea rsi, [rip+label]
+	a.rel(label)
+	a.movEDX(uint32(n))
+	a.syscall()
+}
+func (a *asm) testRAX() { a.op(0x48, 0x85, 0xc0) } // test rax, rax
 
 // setMaskRSP is rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8): the signal
 // mask becomes the 8 bytes at the top of the stack.
-func (a *asm) setMaskRSP() {
-	a.movEAX(14)                 // rt_sigprocmask
-	a.movEDI(2)                  // SIG_SETMASK
+// sigsetCall makes the system call in eax (rt_sigprocmask or
+// rt_sigaction, edi its first argument) with the struct at rsp, no old
+// one, and the kernel's 8-byte signal set.
+func (a *asm) sigsetCall() {
 	a.op(0x48, 0x89, 0xe6)       // mov rsi, rsp
 	a.op(0x31, 0xd2)             // xor edx, edx
 	a.op(0x41, 0xba, 8, 0, 0, 0) // mov r10d, 8
 	a.syscall()
+}
+
+func (a *asm) setMaskRSP() {
+	a.movEAX(14) // rt_sigprocmask
+	a.movEDI(2)  // SIG_SETMASK
+	a.sigsetCall()
 }
 
 // execArgv is execve(argv[i], argv+i+1, envp) of the program's own

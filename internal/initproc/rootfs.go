@@ -237,7 +237,6 @@ func setupRootfs(cfg *stageConfig, console int, direct bool) error {
 	if err := pivotRoot(root); err != nil {
 		return err
 	}
-
 	if s.ReadonlyRootfs {
 		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return stepError("remount root read-only", "/", err)

@@ -54,7 +54,7 @@ type Spec struct {
 	// and devices are Capabilities, SeccompFilter and Devices).
 	Privileged bool `json:",omitempty"`
 	// Devices are device nodes made in the container's /dev besides
-	// docker's default ones, which they do not replace.
+	// docker's default ones, which one of the same name replaces.
 	Devices []Device `json:",omitempty"`
 	// CgroupFS are the cgroup filesystems mounted under /sys/fs/cgroup,
 	// from inside the container's cgroup namespace, so that each shows
@@ -167,10 +167,12 @@ type CgroupFS struct {
 }
 
 // Device is a device node inside the container: a host device of a
-// privileged container (whose cgroup must then allow it).
+// privileged container, or one WithDevices gives (whose cgroup must
+// then allow it).
 type Device struct {
 	// Path is where the node is made, under /dev, with any missing
-	// parent directories; a name that exists there already is kept.
+	// parent directories; a device node there already is replaced (unless
+	// it is the same), anything else of the name kept.
 	Path string
 	// Type is unix.S_IFCHR or unix.S_IFBLK.
 	Type         uint32

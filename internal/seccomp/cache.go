@@ -19,7 +19,7 @@ import (
 // to the emitted program, or programs compiled by older builds would still
 // be loaded. TestCompilerRevision fails until it is changed (and its golden
 // hash updated) when the output for a fixed profile changes.
-const compilerRevision = 2 // 2: log and trace defaults let newer syscalls through; SCMP_ACT_KILL kills the process
+const compilerRevision = 3 // 2: log and trace defaults let newer syscalls through; 3: SCMP_ACT_KILL kills the thread again
 
 // DefaultProfile expands Docker's default seccomp profile for the native
 // architecture, the running kernel and a container whose bounding set is

@@ -398,14 +398,10 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 		return retAllow, nil
 	case specs.ActErrno:
 		return retErrno | data(syscall.EPERM), nil
-	case specs.ActKill, specs.ActKillProcess:
-		// SCMP_ACT_KILL is libseccomp's kill-thread; berth kills the
-		// process: a child stage (a Go program of several threads) whose
-		// thread the filter killed would hang its start, the rest of it
-		// alive. A container's single-threaded program sees no difference.
-		return retKillProcess, nil
-	case specs.ActKillThread:
+	case specs.ActKill, specs.ActKillThread: // libseccomp's SCMP_ACT_KILL kills the thread
 		return retKillThread, nil
+	case specs.ActKillProcess:
+		return retKillProcess, nil
 	case specs.ActTrap:
 		return retTrap, nil
 	case specs.ActTrace:
