@@ -185,6 +185,11 @@ type containerConfig struct {
 	Publish     []PortBinding       `json:"publish,omitempty"`
 	ExtraHosts  []string            `json:"extraHosts,omitempty"`
 	DNS         []string            `json:"dns,omitempty"`
+	// DNSSearch and DNSOptions are WithDNSSearch's and WithDNSOptions'
+	// (["."] for no search domains); Domainname is WithDomainname's.
+	DNSSearch  []string `json:"dnsSearch,omitempty"`
+	DNSOptions []string `json:"dnsOptions,omitempty"`
+	Domainname string   `json:"domainname,omitempty"`
 	// Healthcheck is the image's HEALTHCHECK, or WithHealthcheck's; Shell
 	// the image's SHELL, which runs a CMD-SHELL check.
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`

@@ -316,15 +316,12 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (_ *
 	mode, target := networkModeOf(cfg)
 	switch mode {
 	case "none":
-		files["/etc/hosts"] = []byte(hostsFile(cfg.Hostname, netip.Addr{}, cfg.ExtraHosts))
-		files["/etc/resolv.conf"] = resolvConf(cfg.DNS)
+		files["/etc/hosts"] = []byte(hostsFile(cfg, netip.Addr{}))
+		files["/etc/resolv.conf"] = resolvConf(cfg, mode)
 	case "host":
 		hosts, _ := os.ReadFile("/etc/hosts")
 		files["/etc/hosts"] = append(hosts, []byte(extraHostLines(cfg.ExtraHosts))...)
-		files["/etc/resolv.conf"], _ = os.ReadFile("/etc/resolv.conf")
-		if len(cfg.DNS) > 0 {
-			files["/etc/resolv.conf"] = resolvConf(cfg.DNS)
-		}
+		files["/etc/resolv.conf"] = resolvConf(cfg, mode)
 		ns.netnsPath = ownNamespace("net")
 	case "container":
 		nsFile, path, trec, err := r.pinnedNamespace(target, "net")
@@ -360,8 +357,8 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (_ *
 				first = ep.Addr.Addr()
 			}
 		}
-		files["/etc/hosts"] = []byte(hostsFile(cfg.Hostname, first, cfg.ExtraHosts))
-		files["/etc/resolv.conf"] = embeddedResolvConf()
+		files["/etc/hosts"] = []byte(hostsFile(cfg, first))
+		files["/etc/resolv.conf"] = resolvConf(cfg, mode)
 	default:
 		return nil, fmt.Errorf("%w: network mode %q", ErrInvalid, cfg.NetworkMode)
 	}
@@ -714,7 +711,7 @@ func (ns *netSetup) startDNS(nsFD int, rec *containerRecord) error {
 	if err != nil {
 		return fmt.Errorf("starting the container's name server: %w", err)
 	}
-	hostConf, _ := os.ReadFile("/etc/resolv.conf")
+	hostConf, _ := os.ReadFile(hostResolvConf)
 	srv := &dns.Server{
 		Local:       ns.rt.resolverFor(rec.ID),
 		HostServers: dns.Servers(hostConf),
@@ -1163,15 +1160,18 @@ func (r *Runtime) sweepNetworks(tables []string) {
 }
 
 // hostsFile is a container's /etc/hosts: localhost, its own address and
-// name, and the extra hosts it was given.
-func hostsFile(hostname string, ip netip.Addr, extra []string) string {
+// name (with its domain name first, hostname.domainname, where it has
+// one), and the extra hosts it was given.
+func hostsFile(cfg *containerConfig, ip netip.Addr) string {
 	s := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-	if ip.IsValid() {
-		s += ip.String() + "\t" + hostname + "\n"
-	} else {
-		s += "127.0.1.1\t" + hostname + "\n"
+	if !ip.IsValid() {
+		ip = netip.AddrFrom4([4]byte{127, 0, 1, 1})
 	}
-	return s + extraHostLines(extra)
+	names := cfg.Hostname
+	if cfg.Domainname != "" {
+		names = cfg.Hostname + "." + cfg.Domainname + " " + cfg.Hostname
+	}
+	return s + ip.String() + "\t" + names + "\n" + extraHostLines(cfg.ExtraHosts)
 }
 
 // extraHostLines formats --add-host entries ("name:ip").
@@ -1184,45 +1184,94 @@ func extraHostLines(extra []string) string {
 	return b.String()
 }
 
-// embeddedResolvConf points a container at its name server, keeping the
-// host's search domains as docker does.
-func embeddedResolvConf() []byte {
-	var b strings.Builder
-	b.WriteString("nameserver 127.0.0.11\n")
-	if host, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		for _, line := range strings.Split(string(host), "\n") {
-			if f := strings.Fields(line); len(f) > 0 && (f[0] == "search" || f[0] == "domain") {
-				b.WriteString(line + "\n")
+// hostResolvConf is the host's resolver configuration.
+var hostResolvConf = "/etc/resolv.conf"
+
+// resolvConf is the container's /etc/resolv.conf, made from the host's
+// as docker makes it. The name servers are the ones given (WithDNS) or
+// the host's, without the loopback ones a container cannot reach unless
+// it shares the host's network; on a bridge network the one name server
+// is the container's own, 127.0.0.11, which forwards to those (see
+// startDNS). The search domains and options are the ones given or the
+// host's; on a bridge network ndots:0 is added unless an ndots option is
+// there, so that a container's name is asked for as it is.
+func resolvConf(cfg *containerConfig, mode string) []byte {
+	var servers, search, options []string
+	host, _ := os.ReadFile(hostResolvConf)
+	for _, line := range strings.Split(string(host), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			if mode == "host" || !(strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+				servers = append(servers, f[1])
 			}
+		case "search", "domain": // the last one counts, as for the resolver
+			search = f[1:]
+		case "options":
+			options = append(options, f[1:]...)
 		}
 	}
-	b.WriteString("options ndots:0\n")
+	if len(cfg.DNS) > 0 {
+		servers = cfg.DNS
+	}
+	if mode == "bridge" {
+		servers = []string{dns.Addr.Addr().String()}
+	}
+	if len(cfg.DNSSearch) > 0 {
+		search = nil
+		if cfg.DNSSearch[0] != "." {
+			search = cfg.DNSSearch
+		}
+	}
+	if len(cfg.DNSOptions) > 0 {
+		options = cfg.DNSOptions
+	}
+	if mode == "bridge" && !slices.ContainsFunc(options, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
+		options = append(slices.Clip(options), "ndots:0")
+	}
+	var b strings.Builder
+	for _, s := range servers {
+		b.WriteString("nameserver " + s + "\n")
+	}
+	if len(search) > 0 {
+		b.WriteString("search " + strings.Join(search, " ") + "\n")
+	}
+	if len(options) > 0 {
+		b.WriteString("options " + strings.Join(options, " ") + "\n")
+	}
 	return []byte(b.String())
 }
 
-// resolvConf is the host's resolv.conf minus loopback name servers a
-// container cannot reach, as docker writes it, or the servers given.
-func resolvConf(servers []string) []byte {
-	if len(servers) > 0 {
-		var b strings.Builder
-		for _, s := range servers {
-			b.WriteString("nameserver " + s + "\n")
-		}
-		return []byte(b.String())
+// notDomainChar says c has no place in a domain name.
+func notDomainChar(c rune) bool {
+	return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_')
+}
+
+// checkResolverSettings checks WithDNSSearch's domains and
+// WithDNSOptions' options, which become words of /etc/resolv.conf.
+func checkResolverSettings(search, options []string) error {
+	if slices.Contains(search, ".") && len(search) > 1 {
+		return fmt.Errorf("%w: DNS search domains %q: \".\" (none) cannot be combined with others", ErrInvalid, search)
 	}
-	b, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+	for _, d := range search {
+		name := strings.TrimSuffix(d, ".")
+		if d == "." {
 			continue
 		}
-		out = append(out, line)
+		if name == "" || len(name) > 253 || strings.HasPrefix(name, ".") || strings.Contains(name, "..") ||
+			strings.IndexFunc(name, notDomainChar) >= 0 {
+			return fmt.Errorf("%w: DNS search domain %q: want a domain name", ErrInvalid, d)
+		}
 	}
-	return []byte(strings.Join(out, "\n"))
+	for _, o := range options {
+		if o == "" || strings.IndexFunc(o, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 {
+			return fmt.Errorf("%w: DNS option %q: want one word, such as ndots:2", ErrInvalid, o)
+		}
+	}
+	return nil
 }
 
 // Ports returns the container's published ports with the host ports
@@ -1476,7 +1525,14 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 			return fmt.Errorf("%w: DNS server %q: want an IP address", ErrInvalid, s)
 		}
 	}
-	cfg.ExtraHosts, cfg.DNS = hosts, o.dns
+	if err := checkResolverSettings(o.dnsSearch, o.dnsOptions); err != nil {
+		return err
+	}
+	if strings.HasPrefix(mode, "container:") && len(o.dns)+len(o.dnsSearch)+len(o.dnsOptions)+len(hosts) > 0 {
+		// The files are the other container's, as its network is.
+		return fmt.Errorf("%w: conflicting options: DNS settings or extra hosts and the network mode container", ErrInvalid)
+	}
+	cfg.ExtraHosts, cfg.DNS, cfg.DNSSearch, cfg.DNSOptions = hosts, o.dns, o.dnsSearch, o.dnsOptions
 	for _, spec := range o.publish {
 		b, err := ParsePortBinding(spec)
 		if err != nil {

@@ -413,9 +413,13 @@ type ContainerInfo struct {
 	Networks    []string
 	// Publish is the ports asked for (docker's HostConfig.PortBindings; a
 	// HostPort of 0 is chosen at start, see State.Ports); ExtraHosts and
-	// DNS are the --add-host and --dns values.
-	Publish         []PortBinding
-	ExtraHosts, DNS []string
+	// DNS are the --add-host and --dns values, DNSSearch and DNSOptions
+	// the --dns-search and --dns-option ones; Domainname is
+	// WithDomainname's.
+	Publish               []PortBinding
+	ExtraHosts, DNS       []string
+	DNSSearch, DNSOptions []string
+	Domainname            string
 	// Healthcheck is the container's health check (the image's HEALTHCHECK
 	// or WithHealthcheck's), nil for none.
 	Healthcheck *HealthConfig
@@ -445,7 +449,8 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 		AutoRemove: cfg.AutoRemove, Detached: cfg.Detached, ReadOnly: cfg.ReadOnly, Resources: cfg.Resources,
 		State: rec.shownState(), LogPath: filepath.Join(r.containerDir(rec.ID), logName),
 		Mounts: mountsOf(cfg.Mounts), NetworkMode: cfg.NetworkMode, Publish: cfg.Publish,
-		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, Healthcheck: cfg.Healthcheck,
+		ExtraHosts: cfg.ExtraHosts, DNS: cfg.DNS, DNSSearch: cfg.DNSSearch, DNSOptions: cfg.DNSOptions, Domainname: cfg.Domainname,
+		Healthcheck:   cfg.Healthcheck,
 		RestartPolicy: cfg.Restart, RestartCount: rec.RestartCount, ShmSize: cfg.ShmSize,
 	}
 	for _, a := range cfg.Networks {

@@ -150,6 +150,8 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	switch {
 	case o.utsMode == "host" && o.hostname != "":
 		return cfg, fmt.Errorf("%w: conflicting options: hostname and the UTS mode host", ErrInvalid)
+	case o.utsMode == "host" && o.domainname != "":
+		return cfg, fmt.Errorf("%w: conflicting options: domainname and the UTS mode host", ErrInvalid)
 	case o.utsMode == "host":
 		// The host's, which the container shares: what it shows in
 		// $HOSTNAME, /etc/hostname and inspect, as in docker.
@@ -160,10 +162,13 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	case cfg.Hostname == "":
 		cfg.Hostname = id[:12]
 	}
-	if len(cfg.Hostname) > 64 || strings.IndexFunc(cfg.Hostname, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 {
-		// The kernel takes up to 64 bytes; white space or a control
-		// character would add lines to the container's /etc/hosts.
-		return cfg, fmt.Errorf("%w: hostname %q: want at most 64 characters, no white space or control characters", ErrInvalid, cfg.Hostname)
+	cfg.Domainname = o.domainname
+	for _, n := range []struct{ kind, name string }{{"hostname", cfg.Hostname}, {"domainname", cfg.Domainname}} {
+		if len(n.name) > 64 || strings.IndexFunc(n.name, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 {
+			// The kernel takes up to 64 bytes; white space or a control
+			// character would add lines to the container's /etc/hosts.
+			return cfg, fmt.Errorf("%w: %s %q: want at most 64 characters, no white space or control characters", ErrInvalid, n.kind, n.name)
+		}
 	}
 	cfg.Env = mergeEnv(img.Config.Env, p.Env)
 	if !hasEnv(cfg.Env, "PATH") {
@@ -378,7 +383,7 @@ func (r *Runtime) initSpec(ctx context.Context, rec *containerRecord, files map[
 	s := &initproc.Spec{
 		Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Rootfs: filepath.Join(dir, "rootfs"),
 		Volatile:       cfg.throwaway(),
-		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname, ShmSize: cfg.ShmSize,
+		ReadonlyRootfs: cfg.ReadOnly, Hostname: cfg.Hostname, Domainname: cfg.Domainname, ShmSize: cfg.ShmSize,
 		Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User,
 		NoNewPrivileges: cfg.NoNewPrivs, BuildKitGroups: cfg.BuildKitGroups,
 		StateDir: dir, TTY: cfg.TTY, Detached: cfg.Detached,

@@ -49,6 +49,9 @@ type runConfig struct {
 	publishAll     bool
 	extraHosts     []string
 	dns            []string
+	dnsSearch      []string
+	dnsOptions     []string
+	domainname     string
 	healthcheck    *HealthConfig
 	restart        RestartPolicy
 	shmSize        int64
@@ -429,6 +432,28 @@ func WithExtraHosts(hosts ...string) RunOption {
 // Default: the host's resolver.
 func WithDNS(servers ...string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.dns = append(c.dns, servers...) })
+}
+
+// WithDNSSearch sets the search domains of the container's
+// /etc/resolv.conf (docker run --dns-search); "." alone means none.
+// Default: the host's.
+func WithDNSSearch(domains ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.dnsSearch = append(c.dnsSearch, domains...) })
+}
+
+// WithDNSOptions sets the options of the container's /etc/resolv.conf
+// (docker run --dns-option), such as "ndots:2" or "timeout:1". Default:
+// the host's. On a bridge network "ndots:0" is added unless an ndots
+// option is given, as docker does for its embedded name server.
+func WithDNSOptions(options ...string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.dnsOptions = append(c.dnsOptions, options...) })
+}
+
+// WithDomainname sets the container's NIS domain name (docker run
+// --domainname), which its /etc/hosts also gives as its host's full name
+// (hostname.domainname). It cannot be combined with WithUTSMode("host").
+func WithDomainname(name string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.domainname = name })
 }
 
 // withBuildKitGroups is for Build's RUN: the user's supplementary groups

@@ -61,6 +61,8 @@ type runFlags struct {
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
 	addHosts, dns, sysctls, groupAdd, expose        []string
+	dnsSearch, dnsOptions                           []string
+	domainname                                      string
 	devices, deviceRules                            []string
 	pid, ipc, uts, logDriver                        string
 	logOpts                                         []string
@@ -128,6 +130,9 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Bool(&f.publishAll, "P", "publish-all", "Publish all exposed ports to random ports")
 	fs.Strings(&f.addHosts, "", "add-host", "Add a custom host-to-IP mapping (host:ip)")
 	fs.Strings(&f.dns, "", "dns", "Set custom DNS servers")
+	fs.Strings(&f.dnsSearch, "", "dns-search", "Set custom DNS search domains (\".\" for none)")
+	fs.Strings(&f.dnsOptions, "", "dns-option", "Set DNS options")
+	fs.String(&f.domainname, "", "domainname", "string", "", "Container NIS domain name")
 }
 
 // registerLimits defines the limit flags run, create and update share,
@@ -242,6 +247,9 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	}
 	if f.hostname != "" {
 		opts = append(opts, berth.WithHostname(f.hostname))
+	}
+	if f.domainname != "" {
+		opts = append(opts, berth.WithDomainname(f.domainname))
 	}
 	if len(f.labels) > 0 {
 		labels := map[string]string{}
@@ -423,7 +431,7 @@ func (f *runFlags) healthcheck() (*berth.HealthConfig, error) {
 }
 
 // networkOptions turns --network, --network-alias, -p, -P, --add-host and
-// --dns into Run's options.
+// --dns, --dns-search and --dns-option into Run's options.
 func (f *runFlags) networkOptions() ([]berth.RunOption, error) {
 	var opts []berth.RunOption
 	if len(f.networks) == 0 && len(f.networkAliases) > 0 {
@@ -482,6 +490,12 @@ func (f *runFlags) networkOptions() ([]berth.RunOption, error) {
 	}
 	if len(f.dns) > 0 {
 		opts = append(opts, berth.WithDNS(f.dns...))
+	}
+	if len(f.dnsSearch) > 0 {
+		opts = append(opts, berth.WithDNSSearch(f.dnsSearch...))
+	}
+	if len(f.dnsOptions) > 0 {
+		opts = append(opts, berth.WithDNSOptions(f.dnsOptions...))
 	}
 	return opts, nil
 }
@@ -1884,6 +1898,10 @@ type hostConfig struct {
 	GroupAdd          []string
 	Devices           []berth.DeviceMapping // [] when none, as docker
 	DeviceCgroupRules []string
+	Dns               []string // [] when none, as docker
+	DnsOptions        []string
+	DnsSearch         []string
+	ExtraHosts        []string // null when none
 	LogConfig         logConfigInspect
 	PidMode           string
 	OomScoreAdj       int
@@ -2001,6 +2019,8 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 			CapAdd: info.CapAdd, CapDrop: info.CapDrop, Sysctls: info.Sysctls, GroupAdd: info.GroupAdd,
 			Devices: append([]berth.DeviceMapping{}, info.Devices...), DeviceCgroupRules: info.DeviceCgroupRules,
 			PidMode: info.PidMode, IpcMode: cmp.Or(info.IpcMode, "private"), UTSMode: info.UTSMode,
+			Dns: append([]string{}, info.DNS...), DnsOptions: append([]string{}, info.DNSOptions...),
+			DnsSearch: append([]string{}, info.DNSSearch...), ExtraHosts: info.ExtraHosts,
 			LogConfig: logConfigOf(info), OomScoreAdj: info.OomScoreAdj,
 			Memory: info.Resources.Memory, MemorySwap: info.Resources.MemorySwap,
 			NanoCpus: info.Resources.NanoCPUs, CpuShares: int64(info.Resources.CPUShares),
@@ -2011,7 +2031,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		},
 		Mounts: []mountInspect{},
 		Config: containerConfig{
-			Hostname: info.Hostname, User: info.User,
+			Hostname: info.Hostname, Domainname: info.Domainname, User: info.User,
 			AttachStdout: !info.Detached, AttachStderr: !info.Detached,
 			Tty: info.TTY, Env: info.Env, Cmd: info.Cmd, Image: info.Image,
 			WorkingDir: info.WorkingDir, Entrypoint: info.Entrypoint, Labels: info.Labels,

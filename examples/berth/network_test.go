@@ -338,3 +338,24 @@ func TestRunNetworkNames(t *testing.T) {
 		t.Errorf("run --network none with --hostname/--add-host/--dns printed:\n%q\nwant:\n%q", out, want)
 	}
 }
+
+// TestRunDNSFlags: --dns, --dns-search, --dns-option and --domainname make
+// the container's resolv.conf and domain name, and inspect shows them
+// where docker does (empty lists as [], no extra hosts as null).
+func TestRunDNSFlags(t *testing.T) {
+	root := containerSetup(t)
+	res := runBerth(t, root, nil, "run", "--rm", "--network", "none", "--dns", "192.0.2.1", "--dns-search", "a.example",
+		"--dns-option", "ndots:3", "--domainname", "dom.example", "-h", "web", "busybox", "sh", "-c", "cat /etc/resolv.conf /proc/sys/kernel/domainname")
+	if want := "nameserver 192.0.2.1\nsearch a.example\noptions ndots:3\ndom.example\n"; res.code != 0 || res.stdout != want {
+		t.Errorf("run with DNS flags: exit %d, %q (stderr %q); want %q", res.code, res.stdout, res.stderr, want)
+	}
+	mustBerth(t, root, "create", "--name", "named", "--dns-search", "b.example", "--domainname", "d.example", "busybox", "true")
+	mustBerth(t, root, "create", "--name", "plain", "busybox", "true")
+	got := mustBerth(t, root, "inspect", "-f", "{{json .HostConfig.Dns}} {{json .HostConfig.DnsSearch}} {{json .HostConfig.DnsOptions}} {{json .HostConfig.ExtraHosts}} {{.Config.Domainname}}|", "named", "plain")
+	if want := "[] [\"b.example\"] [] null d.example|\n[] [] [] null |\n"; got != want {
+		t.Errorf("inspect DNS fields = %q, want %q", got, want)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--dns-option", "a b", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "DNS option") {
+		t.Errorf("run --dns-option 'a b': exit %d, stderr %q; want 125", res.code, res.stderr)
+	}
+}

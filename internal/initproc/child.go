@@ -42,6 +42,22 @@ func stepError(step, p string, err error) error {
 	return se
 }
 
+// setUTSNames names the container's UTS namespace: its hostname and NIS
+// domain name, where given.
+func setUTSNames(s *Spec) error {
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return stepError("sethostname", s.Hostname, err)
+		}
+	}
+	if s.Domainname != "" {
+		if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
+			return stepError("setdomainname", s.Domainname, err)
+		}
+	}
+	return nil
+}
+
 // runStage is the container setup, in runc's order (libcontainer
 // standard_init_linux.go and rootfs_linux.go): close leaked fds, sysctls,
 // mounts, pivot_root, hostname, network, rlimits, tty, user, capabilities,
@@ -115,10 +131,8 @@ func runStage() error {
 		return err
 	}
 	trace("rootfs")
-	if s.Hostname != "" {
-		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-			return stepError("sethostname", s.Hostname, err)
-		}
+	if err := setUTSNames(s); err != nil {
+		return err
 	}
 	if err := loopbackUp(); err != nil {
 		return stepError("bring up lo", "", err)

@@ -423,10 +423,8 @@ func (d *Direct) prepare() error {
 	if err := setupRootfs(&d.cfg, console, true); err != nil {
 		return err
 	}
-	if s.Hostname != "" {
-		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-			return stepError("sethostname", s.Hostname, err)
-		}
+	if err := setUTSNames(s); err != nil {
+		return err
 	}
 	callerGIDs := prepareUser(s)
 	if err := resolveUser(s); err != nil {

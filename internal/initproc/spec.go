@@ -42,6 +42,9 @@ type Spec struct {
 	// Hostname is set in the container's UTS namespace; empty keeps the
 	// kernel's default for a new namespace (the host's name, as copied).
 	Hostname string
+	// Domainname is the NIS domain name set beside it (docker run
+	// --domainname); empty keeps the new namespace's "(none)".
+	Domainname string `json:",omitempty"`
 	// ShmSize is the size of /dev/shm in bytes; 0 means docker's 64 MiB.
 	ShmSize int64 `json:",omitempty"`
 	// Init runs a minimal init as PID 1 (docker run --init; see
