@@ -1,6 +1,7 @@
 package berth
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -119,6 +120,10 @@ type networkAttachment struct {
 	NetworkID string   `json:"networkID"`
 	Name      string   `json:"name"`
 	Aliases   []string `json:"aliases,omitempty"`
+	// IP and MAC are WithIP's and WithMACAddress'; zero for addresses
+	// given at each start.
+	IP  netip.Addr `json:"ip,omitzero"`
+	MAC string     `json:"mac,omitempty"`
 }
 
 // endpointRecord is a running container's place on a network, stored as
@@ -389,8 +394,11 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 	// allocator does: a just-released address may still sit on a veth the
 	// kernel is deleting.
 	start := lastGiven(claims, n.Subnet)
-	var ip netip.Addr
-	for a, i := start.Next(), 0; i < 1<<(32-n.Subnet.Bits()); a, i = a.Next(), i+1 {
+	ip := a.IP
+	if ip.IsValid() && r.addressTaken(n, claims, ip) {
+		return nil, fmt.Errorf("%w: network %q: address %s is another running container's", ErrInUse, n.Name, ip)
+	}
+	for a, i := start.Next(), 0; !ip.IsValid() && i < 1<<(32-n.Subnet.Bits()); a, i = a.Next(), i+1 {
 		if !n.Subnet.Contains(a) {
 			a = n.Subnet.Addr()
 		}
@@ -407,6 +415,7 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 		return nil, err
 	}
 	b := ip.As4()
+	mac := cmp.Or(a.MAC, net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}.String())
 	hostname := rec.Config.Hostname
 	if rec.Config.UTSMode == "host" {
 		hostname = "" // the host's: the name server must not answer it with this container
@@ -414,14 +423,16 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 	ep := &endpointRecord{
 		ContainerID: rec.ID, Name: rec.Name, Hostname: hostname, Aliases: a.Aliases,
 		Addr: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
-		MAC:    net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}.String(),
+		MAC:    mac,
 		Ifname: "eth" + strconv.Itoa(index), HostIf: hostVethPrefix(rec.ID) + strconv.Itoa(index),
 		NetworkID: n.ID, NetworkName: n.Name,
 	}
 	if err := r.writeEndpoint(ep); err != nil {
 		return nil, err
 	}
-	recordLast(claims, n.Subnet, ip)
+	if !a.IP.IsValid() {
+		recordLast(claims, n.Subnet, ip)
+	}
 	return ep, nil
 }
 
@@ -1245,6 +1256,42 @@ func resolvConf(cfg *containerConfig, mode string) []byte {
 	return []byte(b.String())
 }
 
+// fixEndpointAddresses checks WithIP's and WithMACAddress' addresses and
+// puts them on the attachments (to nets, given as in given) of the
+// networks they name.
+func fixEndpointAddresses(fixed []fixedAddress, given []networkAttachment, nets []*networkRecord, attach []networkAttachment) error {
+	for _, f := range fixed {
+		i := slices.IndexFunc(nets, func(n *networkRecord) bool { return f.network == n.Name || f.network == n.ID })
+		if i < 0 {
+			i = slices.IndexFunc(given, func(a networkAttachment) bool { return f.network == a.NetworkID })
+		}
+		if i < 0 {
+			return fmt.Errorf("%w: an address for network %q, which the container does not join", ErrInvalid, f.network)
+		}
+		a, n := &attach[i], nets[i]
+		if f.mac != "" {
+			hw, err := net.ParseMAC(f.mac)
+			if err != nil || len(hw) != 6 || hw[0]&1 != 0 || [6]byte(hw) == [6]byte{} {
+				return fmt.Errorf("%w: MAC address %q: want a unicast Ethernet address such as 02:42:ac:11:00:02", ErrInvalid, f.mac)
+			}
+			a.MAC = hw.String()
+			continue
+		}
+		ip, err := netip.ParseAddr(f.ip)
+		switch {
+		case n.Name == DefaultNetwork:
+			return fmt.Errorf("%w: a fixed address on the default network: only user-defined networks take one, as in docker", ErrInvalid)
+		case n.AutoSubnet:
+			// berth may move such a subnet, so no address in it is fixed.
+			return fmt.Errorf("%w: a fixed address on network %q, whose subnet berth chose: it needs one given when the network is made (WithSubnet), as in docker", ErrInvalid, n.Name)
+		case err != nil || !ip.Is4() || !n.Subnet.Contains(ip) || ip == n.Gateway || ip == n.Subnet.Masked().Addr() || ip == lastAddr(n.Subnet):
+			return fmt.Errorf("%w: address %q on network %q: want an address of %s other than its first, last and gateway %s", ErrInvalid, f.ip, n.Name, n.Subnet, n.Gateway)
+		}
+		a.IP = ip
+	}
+	return nil
+}
+
 // notDomainChar says c has no place in a domain name.
 func notDomainChar(c rune) bool {
 	return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_')
@@ -1482,15 +1529,13 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		mode = "bridge"
 	}
 	cfg.NetworkMode = mode
-	var first *networkRecord // the default route's network
-	for i, a := range attach {
+	var nets []*networkRecord // attach's, looked up
+	for _, a := range attach {
 		n, err := r.lookupNetwork(ctx, a.NetworkID)
 		if err != nil {
 			return err
 		}
-		if i == 0 {
-			first = n
-		}
+		nets = append(nets, n)
 		for _, have := range cfg.Networks {
 			if have.NetworkID == n.ID {
 				return fmt.Errorf("%w: network %q given twice", ErrInvalid, n.Name)
@@ -1498,10 +1543,13 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		}
 		cfg.Networks = append(cfg.Networks, networkAttachment{NetworkID: n.ID, Name: n.Name, Aliases: a.Aliases})
 	}
+	if err := fixEndpointAddresses(o.fixedAddresses, attach, nets, cfg.Networks); err != nil {
+		return err
+	}
 	var gateway netip.Addr // the host's address on the first network (host-gateway)
 	switch {
-	case first != nil:
-		gateway = first.Gateway
+	case len(nets) > 0:
+		gateway = nets[0].Gateway
 	case mode == "host":
 		gateway = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
@@ -1560,11 +1608,11 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 	if len(cfg.Publish) > 0 && mode != "bridge" {
 		return fmt.Errorf("%w: ports cannot be published with network mode %q", ErrInvalid, o.networkMode)
 	}
-	if len(cfg.Publish) > 0 && first != nil && first.Internal {
+	if len(cfg.Publish) > 0 && len(nets) > 0 && nets[0].Internal {
 		// Ports are published through the first network, and an internal
 		// network has no way in from the host (docker publishes nothing
 		// there, silently).
-		return fmt.Errorf("%w: ports cannot be published on internal network %q (list a network that is not internal first)", ErrInvalid, first.Name)
+		return fmt.Errorf("%w: ports cannot be published on internal network %q (list a network that is not internal first)", ErrInvalid, nets[0].Name)
 	}
 	return nil
 }

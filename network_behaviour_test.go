@@ -1392,3 +1392,78 @@ func TestWaitListeningUDPNameServer(t *testing.T) {
 		t.Errorf("WaitListening(udp, 53) with a server on 127.0.0.1:53: %v", err)
 	}
 }
+
+// TestNetworkFixedAddresses: WithIP gives a container its address on a
+// network with a subnet of the user's, at every start, and another
+// running container's address is refused (ErrInUse) until it stops;
+// WithMACAddress sets the interface's Ethernet address, on the default
+// network too; addresses docker refuses are refused.
+func TestNetworkFixedAddresses(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	if _, err := rt.CreateNetwork(ctx, "fixed", berth.WithSubnet("10.231.10.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CreateNetwork(ctx, "chosen"); err != nil {
+		t.Fatal(err)
+	}
+	want := netip.MustParseAddr("10.231.10.50")
+	a := sleeper(t, rt, "fixed-a", berth.WithNetwork("fixed"), berth.WithIP("fixed", want.String()), berth.WithMACAddress("fixed", "02:AA:bb:cc:dd:ee"))
+	if got := ipOf(t, a); got != want {
+		t.Fatalf("WithIP %s: the container has %s", want, got)
+	}
+	if out, err := execOutput(t, a, "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print $4}'"); err != nil || out != "02:aa:bb:cc:dd:ee\n10.231.10.50/24\n" {
+		t.Errorf("eth0's MAC and address: %q, %v", out, err)
+	}
+	b := sleeper(t, rt, "fixed-b", berth.WithNetwork("fixed"))
+	if out, err := execOutput(t, b, "ping -c 1 -W 3 fixed-a >/dev/null && echo reached"); err != nil || out != "reached\n" {
+		t.Errorf("another container pinging fixed-a by name: %q, %v", out, err)
+	}
+	if _, err := rt.Run(ctx, "busybox", sh("exec sleep 300"), berth.WithNetwork("fixed"), berth.WithIP("fixed", want.String()), berth.WithAutoRemove()); !errors.Is(err, berth.ErrInUse) {
+		t.Errorf("a second container with a running one's address: %v, want ErrInUse", err)
+	}
+	if err := a.Stop(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := sleeper(t, rt, "fixed-c", berth.WithNetwork("fixed"), berth.WithIP("fixed", want.String()))
+	if err := a.Start(ctx); !errors.Is(err, berth.ErrInUse) {
+		t.Errorf("starting again while another container has its address: %v, want ErrInUse", err)
+	}
+	if err := c.Remove(ctx, berth.WithForce()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatalf("starting again once its address is free: %v", err)
+	}
+	if got := ipOf(t, a); got != want {
+		t.Errorf("started again: the container has %s, want %s", got, want)
+	}
+
+	d := sleeper(t, rt, "fixed-mac", berth.WithMACAddress(berth.DefaultNetwork, "02:00:00:00:00:07"))
+	if out, err := execOutput(t, d, "cat /sys/class/net/eth0/address"); err != nil || out != "02:00:00:00:00:07\n" {
+		t.Errorf("WithMACAddress on the default network: %q, %v", out, err)
+	}
+
+	for _, bad := range []struct {
+		name string
+		opts []berth.RunOption
+	}{
+		{"an address on the default network", []berth.RunOption{berth.WithIP(berth.DefaultNetwork, "172.17.0.9")}},
+		{"an address on a network whose subnet berth chose", []berth.RunOption{berth.WithNetwork("chosen"), berth.WithIP("chosen", "10.0.0.9")}},
+		{"an address outside the subnet", []berth.RunOption{berth.WithNetwork("fixed"), berth.WithIP("fixed", "10.231.11.5")}},
+		{"the gateway's address", []berth.RunOption{berth.WithNetwork("fixed"), berth.WithIP("fixed", "10.231.10.1")}},
+		{"the subnet's first address", []berth.RunOption{berth.WithNetwork("fixed"), berth.WithIP("fixed", "10.231.10.0")}},
+		{"the subnet's last address", []berth.RunOption{berth.WithNetwork("fixed"), berth.WithIP("fixed", "10.231.10.255")}},
+		{"an IPv6 address", []berth.RunOption{berth.WithNetwork("fixed"), berth.WithIP("fixed", "fd00::5")}},
+		{"no address", []berth.RunOption{berth.WithNetwork("fixed"), berth.WithIP("fixed", "ten")}},
+		{"a network the container does not join", []berth.RunOption{berth.WithNetwork("fixed"), berth.WithIP("chosen", "10.0.0.9")}},
+		{"a multicast MAC address", []berth.RunOption{berth.WithMACAddress(berth.DefaultNetwork, "01:00:5e:00:00:01")}},
+		{"a MAC address of zeros", []berth.RunOption{berth.WithMACAddress(berth.DefaultNetwork, "00:00:00:00:00:00")}},
+		{"a long MAC address", []berth.RunOption{berth.WithMACAddress(berth.DefaultNetwork, "02:00:00:00:00:00:00:07")}},
+		{"no MAC address", []berth.RunOption{berth.WithMACAddress(berth.DefaultNetwork, "zz")}},
+	} {
+		if _, err := rt.Run(ctx, "busybox", sh("true"), append(bad.opts, berth.WithAutoRemove())...); !errors.Is(err, berth.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", bad.name, err)
+		}
+	}
+}

@@ -50,6 +50,7 @@ type runConfig struct {
 	extraHosts     []string
 	dns            []string
 	dnsSearch      []string
+	fixedAddresses []fixedAddress
 	dnsOptions     []string
 	domainname     string
 	healthcheck    *HealthConfig
@@ -387,6 +388,29 @@ func WithNetwork(name string, aliases ...string) RunOption {
 		c.networks = append(c.networks, networkAttachment{NetworkID: name, Name: name, Aliases: aliases})
 	})
 }
+
+// WithIP gives the container a fixed IPv4 address on the named network
+// (docker run --network NAME --ip; compose's ipv4_address), which it
+// joins by WithNetwork or WithNetworkMode. As in docker, the network must
+// have a subnet given when it was made (WithSubnet), and the address must
+// be in it, neither its first or last nor the gateway. The address is
+// taken at each start: a start fails with ErrInUse while another running
+// container has it.
+func WithIP(network, ip string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.fixedAddresses = append(c.fixedAddresses, fixedAddress{network: network, ip: ip}) })
+}
+
+// WithMACAddress gives the container's interface on the named network a
+// fixed Ethernet address (docker run --mac-address), a unicast one such
+// as "02:42:ac:11:00:02"; the network is DefaultNetwork when the container
+// joins no other. Default: 02:42 and then the four bytes of its IPv4
+// address, as docker makes it.
+func WithMACAddress(network, mac string) RunOption {
+	return runOptionFunc(func(c *runConfig) { c.fixedAddresses = append(c.fixedAddresses, fixedAddress{network: network, mac: mac}) })
+}
+
+// fixedAddress is WithIP's or WithMACAddress'.
+type fixedAddress struct{ network, ip, mac string }
 
 // WithNetworkMode sets how the container is networked (docker run
 // --network): "bridge" (the default network), "none" (a namespace with only

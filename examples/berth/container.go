@@ -62,7 +62,7 @@ type runFlags struct {
 	networks, networkAliases, publish               []string
 	addHosts, dns, sysctls, groupAdd, expose        []string
 	dnsSearch, dnsOptions                           []string
-	domainname                                      string
+	domainname, ip, macAddress                      string
 	devices, deviceRules                            []string
 	pid, ipc, uts, logDriver                        string
 	logOpts                                         []string
@@ -126,6 +126,8 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Strings(&f.volumesFrom, "", "volumes-from", "Mount volumes from the specified container(s)")
 	fs.Strings(&f.networks, "", "network", "Connect a container to a network (NAME, none, host, container:NAME, or name=NAME,alias=ALIAS); repeat for several")
 	fs.Strings(&f.networkAliases, "", "network-alias", "Add network-scoped alias for the container (on its first network)")
+	fs.String(&f.ip, "", "ip", "string", "", "IPv4 address (e.g., 172.30.100.104) on the first network")
+	fs.String(&f.macAddress, "", "mac-address", "string", "", "Container MAC address (e.g., 92:d0:c6:0a:29:33) on the first network")
 	fs.Strings(&f.publish, "p", "publish", "Publish a container's port(s) to the host ([hostIP:][hostPort:]containerPort[/proto])")
 	fs.Bool(&f.publishAll, "P", "publish-all", "Publish all exposed ports to random ports")
 	fs.Strings(&f.addHosts, "", "add-host", "Add a custom host-to-IP mapping (host:ip)")
@@ -430,13 +432,15 @@ func (f *runFlags) healthcheck() (*berth.HealthConfig, error) {
 	return nil, nil
 }
 
-// networkOptions turns --network, --network-alias, -p, -P, --add-host and
-// --dns, --dns-search and --dns-option into Run's options.
+// networkOptions turns --network, --network-alias, --ip, --mac-address,
+// -p, -P, --add-host and --dns, --dns-search and --dns-option into Run's
+// options.
 func (f *runFlags) networkOptions() ([]berth.RunOption, error) {
 	var opts []berth.RunOption
 	if len(f.networks) == 0 && len(f.networkAliases) > 0 {
 		return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
 	}
+	first := berth.DefaultNetwork // where --ip and --mac-address go, as in docker
 	for i, spec := range f.networks {
 		name, aliases, err := parseNetworkFlag(spec)
 		if err != nil {
@@ -444,6 +448,7 @@ func (f *runFlags) networkOptions() ([]berth.RunOption, error) {
 		}
 		if i == 0 {
 			aliases = append(aliases, f.networkAliases...)
+			first = name
 		}
 		switch {
 		case name == "none" || name == "host" || strings.HasPrefix(name, "container:"):
@@ -459,9 +464,18 @@ func (f *runFlags) networkOptions() ([]berth.RunOption, error) {
 				return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
 			}
 			opts = append(opts, berth.WithNetwork(berth.DefaultNetwork))
+			if i == 0 {
+				first = berth.DefaultNetwork
+			}
 		default:
 			opts = append(opts, berth.WithNetwork(name, aliases...))
 		}
+	}
+	if f.ip != "" {
+		opts = append(opts, berth.WithIP(first, f.ip))
+	}
+	if f.macAddress != "" {
+		opts = append(opts, berth.WithMACAddress(first, f.macAddress))
 	}
 	var ports []string
 	for _, p := range f.publish {

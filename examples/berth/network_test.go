@@ -359,3 +359,19 @@ func TestRunDNSFlags(t *testing.T) {
 		t.Errorf("run --dns-option 'a b': exit %d, stderr %q; want 125", res.code, res.stderr)
 	}
 }
+
+// TestRunFixedAddress: --ip and --mac-address set the address and the
+// Ethernet address on the first network; --ip on the default network
+// exits 125, as in docker.
+func TestRunFixedAddress(t *testing.T) {
+	root := containerSetup(t)
+	mustBerth(t, root, "network", "create", "--subnet", "10.231.12.0/24", "pinned")
+	res := runBerth(t, root, nil, "run", "--rm", "--network", "pinned", "--ip", "10.231.12.77", "--mac-address", "02:00:0a:e7:0c:4d",
+		"busybox", "sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print $4}'")
+	if want := "02:00:0a:e7:0c:4d\n10.231.12.77/24\n"; res.code != 0 || res.stdout != want {
+		t.Errorf("run --ip --mac-address: exit %d, %q (stderr %q); want %q", res.code, res.stdout, res.stderr, want)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--ip", "10.200.1.9", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "default network") {
+		t.Errorf("run --ip on the default network: exit %d, stderr %q; want 125", res.code, res.stderr)
+	}
+}
