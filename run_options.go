@@ -397,7 +397,9 @@ func WithNetwork(name string, aliases ...string) RunOption {
 // taken at each start: a start fails with ErrInUse while another running
 // container has it.
 func WithIP(network, ip string) RunOption {
-	return runOptionFunc(func(c *runConfig) { c.fixedAddresses = append(c.fixedAddresses, fixedAddress{network: network, ip: ip}) })
+	return runOptionFunc(func(c *runConfig) {
+		c.fixedAddresses = append(c.fixedAddresses, fixedAddress{network: network, ip: ip})
+	})
 }
 
 // WithMACAddress gives the container's interface on the named network a
@@ -406,7 +408,9 @@ func WithIP(network, ip string) RunOption {
 // joins no other. Default: 02:42 and then the four bytes of its IPv4
 // address, as docker makes it.
 func WithMACAddress(network, mac string) RunOption {
-	return runOptionFunc(func(c *runConfig) { c.fixedAddresses = append(c.fixedAddresses, fixedAddress{network: network, mac: mac}) })
+	return runOptionFunc(func(c *runConfig) {
+		c.fixedAddresses = append(c.fixedAddresses, fixedAddress{network: network, mac: mac})
+	})
 }
 
 // fixedAddress is WithIP's or WithMACAddress'.
