@@ -229,6 +229,11 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		return nil, fmt.Errorf("building: opening the context: %w", err)
 	}
 	defer root.Close()
+	unlockBuilds, err := r.store.Lock(ctx, buildsLock, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockBuilds()
 	ctxPath, _ := filepath.Abs(contextDir) // names the context's digest memo; OpenRoot succeeded
 	b := &builder{r: r, cfg: cfg, ctxRoot: root, file: cfg.dockerfile, roots: map[string]*lazyRoot{}, digests: newFileDigests(r.store.Root(), ctxPath)}
 	defer b.cleanup()
