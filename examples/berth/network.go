@@ -18,6 +18,7 @@ func networkCommands() []*command {
 		{name: "disconnect", usage: "[OPTIONS] NETWORK CONTAINER", short: "Disconnect a container from a network", args: exactly(2), setup: networkDisconnectCommand},
 		{name: "inspect", usage: "[OPTIONS] NETWORK [NETWORK...]", short: "Display detailed information on one or more networks", args: atLeast(1), setup: networkInspectCommand},
 		{name: "ls", usage: "[OPTIONS]", short: "List networks", args: exactly(0), setup: networkLsCommand},
+		{name: "prune", usage: "[OPTIONS]", short: "Remove all unused networks", args: exactly(0), setup: networkPruneCommand},
 		{name: "rm", usage: "NETWORK [NETWORK...]", short: "Remove one or more networks", args: atLeast(1), setup: networkRmCommand},
 	}
 }

@@ -181,35 +181,11 @@ func volumePruneCommand(fs *flagSet) runFunc {
 	fs.Bool(&force, "f", "force", "Do not prompt for confirmation")
 	fs.Bool(&all, "a", "all", "Remove all unused volumes, not just anonymous ones")
 	return func(ctx context.Context, c *cli, args []string) error {
-		if !force {
-			fmt.Fprint(c.stdout, "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ")
-			var answer string
-			fmt.Fscanln(c.stdin, &answer)
-			if a := strings.ToLower(answer); a != "y" && a != "yes" {
-				return nil
-			}
-		}
-		rt, err := c.runtime()
-		if err != nil {
-			return err
-		}
-		var opts []berth.VolumePruneOption
+		warning := "anonymous local volumes not used by at least one container."
 		if all {
-			opts = append(opts, berth.WithPruneAllVolumes())
+			warning = "all local volumes not used by at least one container."
 		}
-		removed, size, err := rt.PruneVolumes(ctx, opts...)
-		if err != nil {
-			return err
-		}
-		if len(removed) > 0 {
-			fmt.Fprintln(c.stdout, "Deleted Volumes:")
-			for _, n := range removed {
-				fmt.Fprintln(c.stdout, n)
-			}
-			fmt.Fprintln(c.stdout)
-		}
-		fmt.Fprintf(c.stdout, "Total reclaimed space: %s\n", binarySize(uint64(size)))
-		return nil
+		return runPrune(ctx, c, force, warning, pruneVolumes(all))
 	}
 }
 
