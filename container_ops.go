@@ -1010,6 +1010,7 @@ func (r *Runtime) removeContainerDir(id, name string) { r.removeDir(id, name, tr
 // container would share its upper directory.
 func (r *Runtime) removeDir(id, name string, spare bool) {
 	dir := r.containerDir(id)
+	name = r.heldName(name, id)
 	// Rename first so a half-removed container is never listed; what is
 	// under tmp/ is emptied into a spare or deleted in the background
 	// (Close waits for it, and New's sweep deletes what a program that

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/internal/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -200,20 +201,55 @@ func (r *Runtime) claimName(name, id string) error {
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", kept, err)
 	}
-	if err := os.Link(kept, filepath.Join(dir, name)); err != nil {
+	link := filepath.Join(dir, name)
+	err = os.Link(kept, link)
+	if errors.Is(err, fs.ErrExist) {
+		owner, _ := os.ReadFile(link)
+		if r.containerGone(string(owner)) {
+			// A removed container's: its removal lost a race with a
+			// Rename, or its program died between the two.
+			os.Remove(link)
+			err = os.Link(kept, link)
+		}
 		if errors.Is(err, fs.ErrExist) {
-			owner, _ := os.ReadFile(filepath.Join(dir, name))
 			return fmt.Errorf("container name %q is already in use by container %s: %w", name, shortID(string(owner)), ErrExists)
 		}
-		return err
 	}
-	return nil
+	return err
 }
 
 func (r *Runtime) releaseName(name, id string) {
-	if r.nameHeldBy(name, id) {
+	if name != "" && r.nameHeldBy(name, id) {
 		os.Remove(filepath.Join(r.root, "names", name))
 	}
+}
+
+// heldName is the name container id holds: name, or the one its record
+// has now (a Rename since the caller read name changed it); "" for none.
+func (r *Runtime) heldName(name, id string) string {
+	if name != "" && r.nameHeldBy(name, id) {
+		return name
+	}
+	if rec, err := r.readRecord(id); err == nil && rec.Name != name && r.nameHeldBy(rec.Name, id) {
+		return rec.Name
+	}
+	return ""
+}
+
+// containerGone reports that container id has no directory, in place or
+// being removed (removeDir's tmp/ names): a container's directory exists
+// before it claims a name, and its removal releases the name after moving
+// the directory to tmp/.
+func (r *Runtime) containerGone(id string) bool {
+	if !validContainerID(id) {
+		return false
+	}
+	for _, p := range []string{r.containerDir(id), filepath.Join(r.root, "tmp", "rm-"+id), filepath.Join(r.root, "tmp", store.LeftPrefix+id)} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+	}
+	return true
 }
 
 // nameHeldBy reports whether container id holds the name.

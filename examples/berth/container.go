@@ -1710,6 +1710,17 @@ func rmCommand(fs *flagSet) runFunc {
 }
 
 // waitCommand is docker wait: it prints each container's exit code.
+// renameCommand is docker rename.
+func renameCommand(fs *flagSet) runFunc {
+	return func(ctx context.Context, c *cli, args []string) error {
+		ctr, err := c.container(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		return ctr.Rename(ctx, args[1])
+	}
+}
+
 func waitCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {

@@ -1231,3 +1231,30 @@ func TestUpdateCommand(t *testing.T) {
 		t.Errorf("a refused update changed the memory limit: %q", got)
 	}
 }
+
+// TestRenameCommand: rename (and container rename) changes a detached
+// container's name for later commands, from another process than the one
+// that started it; a missing container or a taken name exits 1.
+func TestRenameCommand(t *testing.T) {
+	root := containerSetup(t)
+	runDetached(t, root, "--name", "first", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "other", "busybox", "sleep", "300")
+	mustBerth(t, root, "rename", "first", "second")
+	mustBerth(t, root, "container", "rename", "second", "third")
+	if got := mustBerth(t, root, "inspect", "-f", "{{.Name}}", "third"); got != "/third\n" {
+		t.Errorf("inspect of the renamed container: %q", got)
+	}
+	if got := mustBerth(t, root, "ps", "--format", "{{.Names}}"); got != "other\nthird\n" && got != "third\nother\n" {
+		t.Errorf("ps after the renames: %q", got)
+	}
+	if res := runBerth(t, root, nil, "rename", "first", "x"); res.code != 1 || !strings.Contains(res.stderr, "No such container: first") {
+		t.Errorf("rename of the old name: exit %d, %q", res.code, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "rename", "third", "other"); res.code != 1 || !strings.Contains(res.stderr, "already in use") {
+		t.Errorf("rename to a taken name: exit %d, %q", res.code, res.stderr)
+	}
+	mustBerth(t, root, "stop", "-t", "0", "third")
+	if got := mustBerth(t, root, "ps", "-a", "--filter", "name=third", "--format", "{{.Names}} {{.Status}}"); !strings.HasPrefix(got, "third Exited") {
+		t.Errorf("the renamed container after its stop: %q", got)
+	}
+}

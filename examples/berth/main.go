@@ -117,6 +117,7 @@ func commands() []*command {
 		{name: "ps", usage: "[OPTIONS]", short: "List containers", args: exactly(0), setup: psCommand},
 		{name: "pull", usage: "[OPTIONS] NAME[:TAG|@DIGEST]", short: "Pull an image from a registry", args: exactly(1), setup: pullCommand},
 		{name: "push", usage: "NAME[:TAG]", short: "Push an image to a registry", args: exactly(1), setup: pushCommand},
+		{name: "rename", usage: "CONTAINER NEW_NAME", short: "Rename a container", args: exactly(2), setup: renameCommand},
 		{name: "restart", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Restart one or more containers", args: atLeast(1), setup: restartCommand},
 		{name: "rm", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Remove one or more containers", args: atLeast(1), setup: rmCommand},
 		{name: "rmi", usage: "[OPTIONS] IMAGE [IMAGE...]", short: "Remove one or more images", args: atLeast(1), setup: rmiCommand},

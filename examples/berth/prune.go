@@ -206,7 +206,7 @@ func systemPruneCommand(fs *flagSet) runFunc {
 func containerCommands() []*command {
 	return managed(map[string]string{
 		"commit": "", "cp": "", "create": "", "diff": "", "exec": "", "export": "", "inspect": "", "kill": "",
-		"logs": "", "ls": "ps", "pause": "", "port": "", "restart": "", "rm": "", "run": "", "start": "", "stats": "",
+		"logs": "", "ls": "ps", "pause": "", "port": "", "rename": "", "restart": "", "rm": "", "run": "", "start": "", "stats": "",
 		"stop": "", "top": "", "unpause": "", "update": "", "wait": "",
 	}, &command{name: "prune", usage: "[OPTIONS]", short: "Remove all stopped containers", args: exactly(0), setup: containerPruneCommand})
 }
