@@ -398,15 +398,14 @@ func (r *Runtime) allocateEndpoint(ctx context.Context, rec *containerRecord, a 
 	if ip.IsValid() && r.addressTaken(n, claims, ip) {
 		return nil, fmt.Errorf("%w: network %q: address %s is another running container's", ErrInUse, n.Name, ip)
 	}
-	for a, i := start.Next(), 0; !ip.IsValid() && i < 1<<(32-n.Subnet.Bits()); a, i = a.Next(), i+1 {
-		if !n.Subnet.Contains(a) {
-			a = n.Subnet.Addr()
+	for cand, i := start.Next(), 0; !ip.IsValid() && i < 1<<(32-n.Subnet.Bits()); cand, i = cand.Next(), i+1 {
+		if !n.Subnet.Contains(cand) {
+			cand = n.Subnet.Addr()
 		}
-		if a == n.Gateway || a == n.Subnet.Addr() || a == lastAddr(n.Subnet) || r.addressTaken(n, claims, a) {
+		if cand == n.Gateway || cand == n.Subnet.Addr() || cand == lastAddr(n.Subnet) || r.addressTaken(n, claims, cand) {
 			continue
 		}
-		ip = a
-		break
+		ip = cand
 	}
 	if !ip.IsValid() {
 		return nil, fmt.Errorf("network %q: no free address left in %s", n.Name, n.Subnet)
@@ -1199,31 +1198,42 @@ func extraHostLines(extra []string) string {
 var hostResolvConf = "/etc/resolv.conf"
 
 // resolvConf is the container's /etc/resolv.conf, made from the host's
-// as docker makes it. The name servers are the ones given (WithDNS) or
-// the host's, without the loopback ones a container cannot reach unless
-// it shares the host's network; on a bridge network the one name server
-// is the container's own, 127.0.0.11, which forwards to those (see
-// startDNS). The search domains and options are the ones given or the
-// host's; on a bridge network ndots:0 is added unless an ndots option is
+// as docker makes it. Given no DNS settings, a container with the host's
+// network gets the host's file as it is, and one without a network the
+// host's without the loopback name servers it cannot reach. Otherwise the
+// file is made anew: the name servers given (WithDNS) or the host's (the
+// loopback ones only with the host's network); on a bridge network the one
+// name server is the container's own, 127.0.0.11, which forwards to those
+// (see startDNS); the search domains and options given, or the host's (its
+// last search or domain line, its last options line, as the resolver
+// reads them); on a bridge network ndots:0 unless an ndots option is
 // there, so that a container's name is asked for as it is.
 func resolvConf(cfg *containerConfig, mode string) []byte {
-	var servers, search, options []string
 	host, _ := os.ReadFile(hostResolvConf)
+	given := len(cfg.DNS)+len(cfg.DNSSearch)+len(cfg.DNSOptions) > 0
+	if mode == "host" && !given {
+		return host
+	}
+	var servers, search, options, kept []string
 	for _, line := range strings.Split(string(host), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "nameserver":
-			if mode == "host" || !(strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+		if len(f) >= 2 {
+			switch f[0] {
+			case "nameserver":
+				if mode != "host" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+					continue
+				}
 				servers = append(servers, f[1])
+			case "search", "domain":
+				search = f[1:]
+			case "options":
+				options = f[1:]
 			}
-		case "search", "domain": // the last one counts, as for the resolver
-			search = f[1:]
-		case "options":
-			options = append(options, f[1:]...)
 		}
+		kept = append(kept, line)
+	}
+	if mode == "none" && !given {
+		return []byte(strings.Join(kept, "\n"))
 	}
 	if len(cfg.DNS) > 0 {
 		servers = cfg.DNS
@@ -1292,6 +1302,13 @@ func fixEndpointAddresses(fixed []fixedAddress, given []networkAttachment, nets 
 	return nil
 }
 
+// hasSpaceOrControl reports white space or a control character in s,
+// which would end a word or a line of the files a container is given
+// (/etc/hosts, /etc/resolv.conf).
+func hasSpaceOrControl(s string) bool {
+	return strings.IndexFunc(s, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0
+}
+
 // notDomainChar says c has no place in a domain name.
 func notDomainChar(c rune) bool {
 	return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_')
@@ -1314,7 +1331,7 @@ func checkResolverSettings(search, options []string) error {
 		}
 	}
 	for _, o := range options {
-		if o == "" || strings.IndexFunc(o, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 {
+		if o == "" || hasSpaceOrControl(o) {
 			return fmt.Errorf("%w: DNS option %q: want one word, such as ndots:2", ErrInvalid, o)
 		}
 	}
@@ -1563,7 +1580,7 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 			ip = gateway.String()
 			h = name + ":" + ip
 		}
-		if _, err := netip.ParseAddr(ip); !ok || name == "" || err != nil || strings.ContainsAny(name, " \t\n") {
+		if _, err := netip.ParseAddr(ip); !ok || name == "" || err != nil || hasSpaceOrControl(name) {
 			return fmt.Errorf("%w: extra host %q: want name:ip or name:host-gateway", ErrInvalid, h)
 		}
 		hosts = append(hosts, h)

@@ -164,7 +164,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 	}
 	cfg.Domainname = o.domainname
 	for _, n := range []struct{ kind, name string }{{"hostname", cfg.Hostname}, {"domainname", cfg.Domainname}} {
-		if len(n.name) > 64 || strings.IndexFunc(n.name, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0 {
+		if len(n.name) > 64 || hasSpaceOrControl(n.name) {
 			// The kernel takes up to 64 bytes; white space or a control
 			// character would add lines to the container's /etc/hosts.
 			return cfg, fmt.Errorf("%w: %s %q: want at most 64 characters, no white space or control characters", ErrInvalid, n.kind, n.name)

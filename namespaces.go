@@ -92,7 +92,7 @@ func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, close
 		s.Shm = "none"
 	}
 	if cfg.UTSMode == "host" {
-		s.UTSNS, s.Hostname = ownNamespace("uts"), ""
+		s.UTSNS, s.Hostname, s.Domainname = ownNamespace("uts"), "", "" // never the host's names
 	}
 	return nil
 }

@@ -20,28 +20,22 @@ import (
 // volumes stay too. It returns the IDs removed and the bytes their
 // writable layers held.
 func (r *Runtime) PruneContainers(ctx context.Context) (removed []string, reclaimed int64, err error) {
-	infos, err := r.Containers(ctx, WithAll())
-	if err != nil {
+	if err := r.checkOpen(); err != nil {
 		return nil, 0, err
 	}
-	for _, info := range infos {
-		if s := info.State.Status; s != "created" && s != "exited" && s != "dead" {
+	for _, rec := range r.containerRecords() {
+		if s := rec.shownState().Status; s != "created" && s != "exited" && s != "dead" || rec.Config.BuildKitGroups {
+			// A build's RUN container is the build's: it reads the
+			// container's changes after its process exited.
 			continue
 		}
-		c, err := r.Container(ctx, info.ID)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return removed, reclaimed, err
-		}
-		size := dirSize(filepath.Join(r.containerDir(info.ID), "upper"))
-		if err := c.Remove(ctx); errors.Is(err, ErrInUse) {
+		size := dirSize(filepath.Join(r.containerDir(rec.ID), "upper"))
+		if err := r.containerHandle(rec.ID, rec.Name).Remove(ctx); errors.Is(err, ErrInUse) {
 			continue
 		} else if err != nil {
 			return removed, reclaimed, err
 		}
-		removed = append(removed, info.ID)
+		removed = append(removed, rec.ID)
 		reclaimed += size
 	}
 	return removed, reclaimed, nil
@@ -58,18 +52,18 @@ func (f imagePruneOptionFunc) applyImagePrune(c *imagePruneConfig) { f(c) }
 
 // WithPruneAllImages makes PruneImages remove every image no container
 // uses, tagged or not (docker image prune --all). Default: dangling images
-// only, those no reference names (docker's <none>:<none>).
+// only, those no tag names (docker's <none>, also one pulled by digest).
 func WithPruneAllImages() ImagePruneOption {
 	return imagePruneOptionFunc(func(c *imagePruneConfig) { c.all = true })
 }
 
-// PruneImages removes the images no reference names and no container
-// (running or not) uses (docker image prune), every image no container uses
+// PruneImages removes the images no tag names and no container (running
+// or not) uses (docker image prune), every image no container uses
 // WithPruneAllImages, and then the content nothing else keeps. Images of
 // build steps are the build cache's, not listed and not removed here (see
 // PruneBuildCache). It waits for the builds running in any program on the
-// root. It returns the IDs of the images removed and the bytes of content
-// freed.
+// root, so a build's progress callback must not call it. It returns the
+// IDs of the images removed and the bytes of content freed.
 func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (removed []string, reclaimed int64, err error) {
 	var cfg imagePruneConfig
 	for _, o := range opts {
@@ -101,9 +95,12 @@ func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (re
 			names[d] = append(names[d], k)
 		}
 		for d, keys := range names {
-			dangling := !slices.ContainsFunc(keys, func(k string) bool { return !strings.HasPrefix(k, danglingPrefix) })
-			if used[d] || !dangling && !cfg.all {
-				continue
+			// Docker's rule: an image no tag names is dangling, even one
+			// a digest reference names (pulled by digest).
+			tagged := slices.ContainsFunc(keys, func(k string) bool { return !strings.HasPrefix(k, danglingPrefix) && !strings.Contains(k, "@") })
+			built := slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, intermediatePrefix) })
+			if used[d] || built || tagged && !cfg.all {
+				continue // a build step's (an older root's references): the build cache's
 			}
 			for _, k := range keys {
 				delete(refs, k)
@@ -148,7 +145,8 @@ func (r *Runtime) PruneNetworks(ctx context.Context) ([]string, error) {
 // --mount=type=cache directories and the digests of context files read
 // before, and then deletes the content nothing else keeps. It waits for
 // the builds running in any program on the root. It returns the bytes
-// freed.
+// freed. A build's progress callback must not call it: it would wait for
+// that build.
 func (r *Runtime) PruneBuildCache(ctx context.Context) (int64, error) {
 	if err := r.checkOpen(); err != nil {
 		return 0, err
@@ -172,6 +170,17 @@ func (r *Runtime) PruneBuildCache(ctx context.Context) (int64, error) {
 		}
 	}
 	roots, err := r.store.Roots()
+	if err != nil {
+		return 0, err
+	}
+	err = r.store.UpdateRefs(ctx, func(refs map[string]string) error {
+		for k := range refs {
+			if strings.HasPrefix(k, intermediatePrefix) { // an older root's build steps
+				delete(refs, k)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}

@@ -203,22 +203,30 @@ func TestPruneBuildCache(t *testing.T) {
 	}
 
 	started := make(chan struct{}, 1)
-	built := make(chan time.Time, 1)
+	type result struct {
+		at  time.Time
+		err error
+	}
+	built := make(chan result, 1)
 	slow := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started; sleep 1\n"})
 	go func() {
-		rt.Build(ctx, slow, berth.WithNoCache(), berth.WithBuildProgress(func(ev berth.BuildEvent) {
+		_, err := rt.Build(ctx, slow, berth.WithNoCache(), berth.WithBuildProgress(func(ev berth.BuildEvent) {
 			if ev.Output == "started" {
 				started <- struct{}{}
 			}
 		}))
-		built <- time.Now()
+		built <- result{time.Now(), err}
 	}()
-	<-started
+	select {
+	case <-started:
+	case res := <-built:
+		t.Fatalf("the slow build ended before its RUN printed: %v", res.err)
+	}
 	if _, err := rt.PruneBuildCache(ctx); err != nil {
 		t.Fatal(err)
 	}
 	pruned := time.Now()
-	if done := <-built; done.After(pruned) {
-		t.Errorf("PruneBuildCache returned %v before the build it started during ended", done.Sub(pruned))
+	if res := <-built; res.err != nil || res.at.After(pruned) {
+		t.Errorf("the build PruneBuildCache started during: %v, ended %v after the prune returned", res.err, res.at.Sub(pruned))
 	}
 }

@@ -6,15 +6,19 @@ import (
 	"testing"
 )
 
-// TestResolvConf: a container's /etc/resolv.conf from a host's with search
-// domains, options and a loopback name server, against what docker 20.10
-// wrote on this machine kind for the same host file (default bridge for
-// "none", a user network for "bridge"); docker's one difference, kept out
-// on purpose, is that it keeps the host's loopback server 127.0.0.53 when
-// --dns-search or --dns-option is given, which a container cannot reach.
+// TestResolvConf: a container's /etc/resolv.conf from a host's with a
+// comment, search domains, two options lines and a loopback name server.
+// The rebuilt files are what docker 20.10 wrote on this machine kind for
+// such a host file (its default bridge for "none", a user network for
+// "bridge"), but for one difference kept on purpose: docker keeps the
+// host's loopback server 127.0.0.53 when --dns-search or --dns-option is
+// given, which a container cannot reach. Given nothing, the host's file
+// is kept (without its loopback servers, unless with the host's network),
+// as docker's FilterResolvDNS keeps it.
 func TestResolvConf(t *testing.T) {
+	const hostFile = "# a comment\nnameserver 10.255.255.53\noptions rotate\nnameserver 127.0.0.53\nsearch host.example corp.example\noptions timeout:2 attempts:3\n"
 	host := filepath.Join(t.TempDir(), "resolv.conf")
-	if err := os.WriteFile(host, []byte("# a comment\nnameserver 10.255.255.53\nnameserver 127.0.0.53\nsearch host.example corp.example\noptions timeout:2 attempts:3\n"), 0o644); err != nil {
+	if err := os.WriteFile(host, []byte(hostFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	old := hostResolvConf
@@ -27,11 +31,12 @@ func TestResolvConf(t *testing.T) {
 		want       string
 	}{
 		{"defaults", "none", containerConfig{},
-			"nameserver 10.255.255.53\nsearch host.example corp.example\noptions timeout:2 attempts:3\n"},
+			"# a comment\nnameserver 10.255.255.53\noptions rotate\nsearch host.example corp.example\noptions timeout:2 attempts:3\n"},
 		{"defaults", "bridge", containerConfig{},
 			"nameserver 127.0.0.11\nsearch host.example corp.example\noptions timeout:2 attempts:3 ndots:0\n"},
-		{"defaults", "host", containerConfig{},
-			"nameserver 10.255.255.53\nnameserver 127.0.0.53\nsearch host.example corp.example\noptions timeout:2 attempts:3\n"},
+		{"defaults", "host", containerConfig{}, hostFile},
+		{"dns", "host", containerConfig{DNSSearch: []string{"a.example"}},
+			"nameserver 10.255.255.53\nnameserver 127.0.0.53\nsearch a.example\noptions timeout:2 attempts:3\n"},
 		{"dns", "none", containerConfig{DNS: []string{"1.1.1.1"}},
 			"nameserver 1.1.1.1\nsearch host.example corp.example\noptions timeout:2 attempts:3\n"},
 		{"dns", "bridge", containerConfig{DNS: []string{"1.1.1.1"}},

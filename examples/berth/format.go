@@ -20,7 +20,11 @@ func newTable(w io.Writer) *tabwriter.Writer {
 
 // humanSize formats a byte count like docker's SIZE column: decimal units
 // and 3 significant digits ("4.26MB", "123kB", "512B").
-func humanSize(n int64) string {
+func humanSize(n int64) string { return decimalSize(n, 3) }
+
+// decimalSize formats a byte count in decimal units with digits
+// significant digits (docker's units.HumanSize has 4: "1.235MB").
+func decimalSize(n int64, digits int) string {
 	units := []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
 	v := float64(n)
 	i := 0
@@ -28,7 +32,7 @@ func humanSize(n int64) string {
 		v /= 1000
 		i++
 	}
-	return fmt.Sprintf("%.3g%s", v, units[i])
+	return fmt.Sprintf("%.*g%s", digits, v, units[i])
 }
 
 // humanDuration formats an age like docker's CREATED column does before

@@ -41,7 +41,7 @@ func printDeleted(c *cli, title string, items []string) {
 
 // printReclaimed ends a prune's report as docker's does.
 func printReclaimed(c *cli, n int64) {
-	fmt.Fprintf(c.stdout, "Total reclaimed space: %s\n", humanSize(n))
+	fmt.Fprintf(c.stdout, "Total reclaimed space: %s\n", decimalSize(n, 4))
 }
 
 // pruner is one part of a prune: it removes, prints its section and
@@ -170,7 +170,7 @@ func builderPruneCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "Total:\t%s\n", humanSize(n))
+		fmt.Fprintf(c.stdout, "Total:\t%s\n", decimalSize(n, 4))
 		return nil
 	}
 }
