@@ -224,6 +224,7 @@ type LogOption interface{ applyLog(*logConfig) }
 type logConfig struct {
 	follow     bool
 	since      time.Time
+	until      time.Time
 	timestamps bool
 	tail       int
 }
@@ -238,6 +239,10 @@ func WithFollow() LogOption { return logOptionFunc(func(c *logConfig) { c.follow
 
 // WithSince skips output logged before t (docker logs --since).
 func WithSince(t time.Time) LogOption { return logOptionFunc(func(c *logConfig) { c.since = t }) }
+
+// WithUntil stops at output logged after t (docker logs --until); with
+// WithFollow, Logs also returns once t has passed.
+func WithUntil(t time.Time) LogOption { return logOptionFunc(func(c *logConfig) { c.until = t }) }
 
 // WithTimestamps prefixes each line with its RFC 3339 timestamp (docker
 // logs -t).
@@ -276,6 +281,19 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 	if err := src.seekTail(cfg.tail); err != nil {
 		return err
 	}
+	err = copyLogs(ctx, c, src, stdout, stderr, &cfg)
+	if errors.Is(err, errLogUntil) {
+		return nil
+	}
+	return err
+}
+
+// errLogUntil ends Logs at a record logged after WithUntil's time.
+var errLogUntil = errors.New("logged after the until time")
+
+// copyLogs is Logs' copy from src, which it ends with errLogUntil at
+// WithUntil's time.
+func copyLogs(ctx context.Context, c *Container, src *logSource, stdout, stderr io.Writer, cfg *logConfig) error {
 	br := bufio.NewReaderSize(src, 64<<10)
 	var pending []byte
 	for {
@@ -302,12 +320,15 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 					if !ok {
 						break
 					}
-					if err := emitLogLine(l, stdout, stderr, &cfg); err != nil {
+					if err := emitLogLine(l, stdout, stderr, cfg); err != nil {
 						return err
 					}
 					pending = r
 				}
 				return nil
+			}
+			if !cfg.until.IsZero() && time.Now().After(cfg.until) {
+				return errLogUntil
 			}
 			select {
 			case <-ctx.Done():
@@ -323,7 +344,7 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 			line = append(pending, line...)
 			pending = nil
 		}
-		if err := emitLogLine(line[:len(line)-1], stdout, stderr, &cfg); err != nil {
+		if err := emitLogLine(line[:len(line)-1], stdout, stderr, cfg); err != nil {
 			return err
 		}
 	}
@@ -400,9 +421,14 @@ func emitLogLine(rec []byte, stdout, stderr io.Writer, cfg *logConfig) error {
 	if !ok {
 		return nil // a record cut short by a crash
 	}
-	if !cfg.since.IsZero() {
-		if t, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil && t.Before(cfg.since) {
-			return nil
+	if !cfg.since.IsZero() || !cfg.until.IsZero() {
+		if t, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
+			switch {
+			case !cfg.until.IsZero() && t.After(cfg.until):
+				return errLogUntil
+			case t.Before(cfg.since):
+				return nil
+			}
 		}
 	}
 	w := stdout

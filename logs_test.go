@@ -272,3 +272,46 @@ func TestWithoutLog(t *testing.T) {
 		t.Errorf("WithoutLog and WithLogRotation: %v, want ErrInvalid", err)
 	}
 }
+
+// TestLogsUntil: WithUntil leaves out what was logged after its time, and
+// ends a following Logs once its time has passed while the container runs.
+func TestLogsUntil(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := mustRun(t, rt, "busybox", sh("echo early; sleep 1; echo late"))
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var stamped bytes.Buffer
+	if err := c.Logs(ctx, &stamped, nil, berth.WithTimestamps()); err != nil {
+		t.Fatal(err)
+	}
+	ts, _, _ := strings.Cut(stamped.String(), " ")
+	early, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		t.Fatalf("the first line's timestamp %q: %v", ts, err)
+	}
+	var out bytes.Buffer
+	if err := c.Logs(ctx, &out, nil, berth.WithUntil(early.Add(500*time.Millisecond))); err != nil || out.String() != "early\n" {
+		t.Errorf("Logs until half a second after the first line: %q, %v", out.String(), err)
+	}
+	out.Reset()
+	if err := c.Logs(ctx, &out, nil, berth.WithSince(early.Add(500*time.Millisecond)), berth.WithUntil(early.Add(time.Hour))); err != nil || out.String() != "late\n" {
+		t.Errorf("Logs from half a second after the first line: %q, %v", out.String(), err)
+	}
+
+	running := sleeper(t, rt, "until-follow")
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- running.Logs(ctx, io.Discard, nil, berth.WithFollow(), berth.WithUntil(start.Add(300*time.Millisecond)))
+	}()
+	select {
+	case err := <-done:
+		if err != nil || time.Since(start) < 300*time.Millisecond {
+			t.Errorf("following until 300 ms from now: %v after %v", err, time.Since(start))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("following Logs of a running container did not end at its until time")
+	}
+}
