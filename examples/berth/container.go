@@ -57,7 +57,8 @@ type runFlags struct {
 	cpuPeriod, cpuQuota, oomScoreAdj                int
 	cpuShares, pidsLimit, stopTimeout               int
 	capAdd, capDrop, securityOpts, ulimits          []string
-	stopSignal, restart                             string
+	stopSignal, restart, cidfile                    string
+	labelFiles                                      []string
 	volumes, mounts, tmpfs, volumesFrom             []string
 	networks, networkAliases, publish               []string
 	addHosts, dns, sysctls, groupAdd, expose        []string
@@ -98,6 +99,8 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
 	fs.String(&f.ipc, "", "ipc", "string", "", `IPC mode to use ("private", "host" or "none")`)
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
+	fs.Strings(&f.labelFiles, "", "label-file", "Read in a line delimited file of labels")
+	fs.String(&f.cidfile, "", "cidfile", "string", "", "Write the container ID to the file")
 	fs.String(&f.logDriver, "", "log-driver", "string", "", `Logging driver for the container ("json-file", "local" or "none")`)
 	fs.Strings(&f.logOpts, "", "log-opt", "Log driver options (max-size=SIZE, max-file=N)")
 	fs.String(&f.name, "", "name", "string", "", "Assign a name to the container")
@@ -177,11 +180,16 @@ func runOrCreate(fs *flagSet, create bool) runFunc {
 		if err != nil {
 			return runError(err)
 		}
+		cid, err := openCIDFile(f.cidfile)
+		if err != nil {
+			return runError(err)
+		}
+		defer cid.close()
 		if err := ensureImage(ctx, c, rt, image, f.pull, f.quiet); err != nil {
 			return runError(err)
 		}
 		if !f.detach {
-			return runAttached(ctx, c, rt, image, p, opts, f.interactive, f.name)
+			return runAttached(ctx, c, rt, image, p, opts, f.interactive, f.name, cid.write)
 		}
 		newContainer, cmd := rt.Run, "run"
 		if create {
@@ -191,8 +199,54 @@ func runOrCreate(fs *flagSet, create bool) runFunc {
 		if err != nil {
 			return runFailed(ctx, rt, err, f.name, cmd)
 		}
+		if err := cid.write(ctr); err != nil {
+			return err
+		}
 		fmt.Fprintln(c.stdout, ctr.ID)
 		return nil
+	}
+}
+
+// cidFile is docker run --cidfile's file: made before the container, so
+// that a second run with the same file fails first, given the container's
+// ID once it exists, and removed if it never does.
+type cidFile struct {
+	f       *os.File
+	written bool
+}
+
+func openCIDFile(path string) (*cidFile, error) {
+	if path == "" {
+		return &cidFile{}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("container ID file found, make sure the other container isn't running or delete %s", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the container ID file: %w", err)
+	}
+	return &cidFile{f: f}, nil
+}
+
+func (c *cidFile) write(ctr *berth.Container) error {
+	if c.f == nil {
+		return nil
+	}
+	if _, err := c.f.WriteString(ctr.ID); err != nil {
+		return fmt.Errorf("failed to write the container ID to the file: %w", err)
+	}
+	c.written = true
+	return nil
+}
+
+func (c *cidFile) close() {
+	if c.f == nil {
+		return
+	}
+	c.f.Close()
+	if !c.written {
+		os.Remove(c.f.Name())
 	}
 }
 
@@ -253,9 +307,23 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	if f.domainname != "" {
 		opts = append(opts, berth.WithDomainname(f.domainname))
 	}
-	if len(f.labels) > 0 {
+	labelArgs := f.labels
+	for i := len(f.labelFiles) - 1; i >= 0; i-- {
+		// As docker: a file's lines come before --label, which wins; a
+		// line with a name alone is a label with an empty value.
+		b, err := os.ReadFile(f.labelFiles[i])
+		if err != nil {
+			return nil, nil, err
+		}
+		lines, err := parseEnvFile(b, func(string) (string, bool) { return "", true })
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", f.labelFiles[i], err)
+		}
+		labelArgs = append(lines, labelArgs...)
+	}
+	if len(labelArgs) > 0 {
 		labels := map[string]string{}
-		for _, l := range f.labels {
+		for _, l := range labelArgs {
 			k, v, _ := strings.Cut(l, "=")
 			if k == "" {
 				return nil, nil, fmt.Errorf("invalid label %q: empty name", l)
@@ -935,7 +1003,7 @@ func runFailed(ctx context.Context, rt *berth.Runtime, err error, name, cmd stri
 // runAttached runs the container with our standard streams and exits with
 // its exit code. The signals of proxiedSignals go to the container instead
 // of ending berth; the container dies with berth if berth is killed.
-func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p *berth.Process, opts []berth.RunOption, interactive bool, name string) error {
+func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p *berth.Process, opts []berth.RunOption, interactive bool, name string, created func(*berth.Container) error) error {
 	if interactive && c.stdin != nil {
 		p.Stdin = c.stdin
 	}
@@ -947,6 +1015,10 @@ func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p
 	ctr, err := rt.Run(ctx, image, p, opts...)
 	if err != nil {
 		return runFailed(ctx, rt, err, name, "run")
+	}
+	if err := created(ctr); err != nil {
+		ctr.Remove(ctx, berth.WithForce())
+		return err
 	}
 	return attach(ctx, c, p, ctr, sigc)
 }
@@ -1379,9 +1451,10 @@ func ellipsis(s string, n int) string {
 // logsCommand is docker logs.
 func logsCommand(fs *flagSet) runFunc {
 	var follow, timestamps bool
-	var since, tail string
+	var since, until, tail string
 	fs.Bool(&follow, "f", "follow", "Follow log output")
 	fs.String(&since, "", "since", "string", "", "Show logs since timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)")
+	fs.String(&until, "", "until", "string", "", "Show logs before a timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)")
 	fs.String(&tail, "n", "tail", "string", "all", "Number of lines to show from the end of the logs")
 	fs.Bool(&timestamps, "t", "timestamps", "Show timestamps")
 	return func(ctx context.Context, c *cli, args []string) error {
@@ -1399,6 +1472,13 @@ func logsCommand(fs *flagSet) runFunc {
 				return fmt.Errorf("invalid value for \"since\": %w", err)
 			}
 			opts = append(opts, berth.WithSince(t))
+		}
+		if until != "" {
+			t, err := parseTimestamp(until, now)
+			if err != nil {
+				return fmt.Errorf("invalid value for \"until\": %w", err)
+			}
+			opts = append(opts, berth.WithUntil(t))
 		}
 		if tail != "all" {
 			n, err := strconv.Atoi(tail)

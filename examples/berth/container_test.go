@@ -1258,3 +1258,60 @@ func TestRenameCommand(t *testing.T) {
 		t.Errorf("the renamed container after its stop: %q", got)
 	}
 }
+
+// TestRunCIDFileAndLabelFile: --cidfile gets the container's ID (from run,
+// run -d and create), a second run with the same file exits 125 before
+// making a container, and a failed run leaves no file; --label-file's
+// labels come before --label's, which win.
+func TestRunCIDFileAndLabelFile(t *testing.T) {
+	root := containerSetup(t)
+	dir := t.TempDir()
+	cid := filepath.Join(dir, "cid")
+	mustBerth(t, root, "run", "--cidfile", cid, "--name", "attached", "busybox", "true")
+	b, err := os.ReadFile(cid)
+	if id := strings.TrimSpace(mustBerth(t, root, "inspect", "-f", "{{.Id}}", "attached")); err != nil || string(b) != id {
+		t.Errorf("--cidfile of an attached run: %q, %v; want %s", b, err, id)
+	}
+	if res := runBerth(t, root, nil, "run", "--cidfile", cid, "--name", "second", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "container ID file found") {
+		t.Errorf("run with an existing --cidfile: exit %d, %q", res.code, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "inspect", "second"); res.code != 1 {
+		t.Errorf("the refused run made a container: %q", res.stdout)
+	}
+	created := filepath.Join(dir, "created")
+	id := strings.TrimSpace(mustBerth(t, root, "create", "--cidfile", created, "busybox", "true"))
+	if b, err := os.ReadFile(created); err != nil || string(b) != id {
+		t.Errorf("--cidfile of create: %q, %v; want %s", b, err, id)
+	}
+	failed := filepath.Join(dir, "failed")
+	if res := runBerth(t, root, nil, "run", "-d", "--cidfile", failed, "--name", "attached", "busybox", "true"); res.code != 125 {
+		t.Errorf("run -d with a taken name: exit %d", res.code)
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Errorf("the --cidfile of a failed run: %v; want none", err)
+	}
+
+	labels := filepath.Join(dir, "labels")
+	if err := os.WriteFile(labels, []byte("# comment\ntier=web\nempty\n\nowner=file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustBerth(t, root, "create", "--name", "labelled", "--label-file", labels, "--label", "owner=flag", "busybox", "true")
+	if got := mustBerth(t, root, "inspect", "-f", "{{json .Config.Labels}}", "labelled"); got != `{"empty":"","owner":"flag","tier":"web"}`+"\n" {
+		t.Errorf("labels from --label-file and --label: %s", got)
+	}
+}
+
+// TestLogsUntilFlag: logs --until leaves out later lines.
+func TestLogsUntilFlag(t *testing.T) {
+	root := containerSetup(t)
+	mustBerth(t, root, "run", "--name", "talker", "busybox", "sh", "-c", "echo early; sleep 1; echo late")
+	first := mustBerth(t, root, "logs", "-t", "talker")
+	ts, _, _ := strings.Cut(first, " ")
+	early, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		t.Fatalf("logs -t: %q", first)
+	}
+	if got := mustBerth(t, root, "logs", "--until", early.Add(500*time.Millisecond).Format(time.RFC3339Nano), "talker"); got != "early\n" {
+		t.Errorf("logs --until half a second after the first line: %q", got)
+	}
+}
