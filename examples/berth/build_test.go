@@ -141,3 +141,35 @@ func TestBuildDockerForms(t *testing.T) {
 		})
 	}
 }
+
+// TestHistory: history lists a built image's steps newest first, the
+// image's ID on the newest and <missing> on the others (as docker shows a
+// BuildKit build), each layer's size, 0B for a step without one, the
+// command cut to 45 characters unless --no-trunc; -q and --format as
+// docker's.
+func TestHistory(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	dir := t.TempDir()
+	long := strings.Repeat("a", 60)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN head -c 5000 /dev/zero > /"+long+"\nENV A=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(mustBerth(t, root, "build", "-q", "-t", "hist:1", dir))
+	lines := strings.Split(strings.TrimSuffix(mustBerth(t, root, "history", "hist:1"), "\n"), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "IMAGE ") || !strings.HasPrefix(lines[1], id[7:19]+" ") ||
+		!strings.Contains(lines[1], "ENV A=1") || !strings.Contains(lines[1], " 0B ") ||
+		!strings.HasPrefix(lines[2], "<missing> ") || !strings.Contains(lines[2], "RUN /bin/sh -c head -c 5000 /dev/zero > /aaa…") || strings.Contains(lines[2], " 0B ") ||
+		!strings.HasPrefix(lines[3], "<missing> ") || !strings.Contains(lines[3], "Imported from") {
+		t.Errorf("history:\n%s", strings.Join(lines, "\n"))
+	}
+	if got := mustBerth(t, root, "history", "-q", "--no-trunc", "hist:1"); got != id+"\n<missing>\n<missing>\n" {
+		t.Errorf("history -q --no-trunc: %q", got)
+	}
+	if got := mustBerth(t, root, "image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", "hist:1"); !strings.Contains(got, long) {
+		t.Errorf("history --no-trunc --format: %q", got)
+	}
+	if res := runBerth(t, root, nil, "history", "nothere"); res.code != 1 || !strings.Contains(res.stderr, "No such image: nothere") {
+		t.Errorf("history of a missing image: exit %d, %q", res.code, res.stderr)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -273,6 +274,76 @@ func printRows[T any](w io.Writer, format string, header T, rows []T) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// historyRow is one line of docker history.
+type historyRow struct {
+	ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment string
+}
+
+var historyHeader = historyRow{ID: "IMAGE", CreatedSince: "CREATED", CreatedAt: "CREATED AT", CreatedBy: "CREATED BY", Size: "SIZE", Comment: "COMMENT"}
+
+const defaultHistoryFormat = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+
+// historyCommand is docker history: an image's history, newest first,
+// each entry with the size of the layer it made ("0B" for none). Only
+// the newest names the image: berth keeps no image per step, so the
+// others are "<missing>", as docker shows an image built by BuildKit or
+// pulled.
+func historyCommand(fs *flagSet) runFunc {
+	var quiet, noTrunc bool
+	var format string
+	fs.String(&format, "", "format", "string", "", "Pretty-print history using a Go template")
+	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
+	fs.Bool(&quiet, "q", "quiet", "Only show image IDs")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		img, err := rt.Image(ctx, args[0])
+		if err != nil {
+			return noSuchImage(args[0], err)
+		}
+		rows := historyRows(img, noTrunc, time.Now())
+		if quiet {
+			for _, r := range rows {
+				fmt.Fprintln(c.stdout, r.ID)
+			}
+			return nil
+		}
+		return printRows(c.stdout, cmp.Or(format, defaultHistoryFormat), historyHeader, rows)
+	}
+}
+
+// historyRows are img's history entries, newest first, each non-empty one
+// with its layer's size.
+func historyRows(img *berth.Image, noTrunc bool, now time.Time) []historyRow {
+	rows := make([]historyRow, len(img.History))
+	layer := 0
+	for i, h := range img.History {
+		var size int64
+		if !h.EmptyLayer && layer < len(img.Layers) {
+			l := img.Layers[layer]
+			size = cmp.Or(l.UncompressedSize, l.Size)
+			layer++
+		}
+		by := strings.ReplaceAll(h.CreatedBy, "\t", " ")
+		if !noTrunc {
+			by = ellipsis(by, 45)
+		}
+		rows[len(rows)-1-i] = historyRow{
+			ID: "<missing>", CreatedSince: createdSince(h.Created, now), CreatedAt: h.Created.Local().Format(time.RFC3339),
+			CreatedBy: by, Size: humanSize(size), Comment: h.Comment,
+		}
+	}
+	if len(rows) > 0 {
+		rows[0].ID = img.ShortID()
+		if noTrunc {
+			rows[0].ID = img.ID
+		}
+	}
+	return rows
 }
 
 // tagCommand is docker tag.

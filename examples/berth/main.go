@@ -104,6 +104,7 @@ func commands() []*command {
 		{name: "diff", usage: "CONTAINER", short: "Inspect changes to files or directories on a container's filesystem", args: exactly(1), setup: diffCommand},
 		{name: "exec", usage: "[OPTIONS] CONTAINER COMMAND [ARG...]", short: "Execute a command in a running container", args: atLeast(2), posix: true, setup: execCommand},
 		{name: "export", usage: "[OPTIONS] CONTAINER", short: "Export a container's filesystem as a tar archive", args: exactly(1), setup: exportCommand},
+		{name: "history", usage: "[OPTIONS] IMAGE", short: "Show the history of an image", args: exactly(1), setup: historyCommand},
 		{name: "image", usage: "COMMAND", short: "Manage images", long: "Manage images: the image commands under their management names, and prune", args: atLeast(0), posix: true, setup: groupCommand("image", "Manage images", imageCommands)},
 		{name: "images", usage: "[OPTIONS] [REPOSITORY[:TAG]]", short: "List images", args: atMost(1), setup: imagesCommand},
 		{name: "import", usage: "[OPTIONS] file|- [REPOSITORY[:TAG]]", short: "Import the contents from a tarball to create a filesystem image", args: between(1, 2), setup: importCommand},

@@ -214,7 +214,7 @@ func containerCommands() []*command {
 // imageCommands are docker image's subcommands, as containerCommands.
 func imageCommands() []*command {
 	return managed(map[string]string{
-		"build": "", "import": "", "inspect": "", "load": "", "ls": "images", "pull": "", "push": "", "rm": "rmi",
+		"build": "", "history": "", "import": "", "inspect": "", "load": "", "ls": "images", "pull": "", "push": "", "rm": "rmi",
 		"save": "", "tag": "",
 	}, &command{name: "prune", usage: "[OPTIONS]", short: "Remove unused images", args: exactly(0), setup: imagePruneCommand})
 }
