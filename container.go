@@ -111,6 +111,10 @@ type ContainerStats struct {
 	MemoryUsage, MemoryLimit uint64
 	// Pids is the number of processes and threads in the container.
 	Pids uint64
+	// NetRx and NetTx are the bytes received and sent on the container's
+	// network interfaces, loopback left out (docker stats' NET I/O); zero
+	// with the host's network, as in docker.
+	NetRx, NetTx uint64
 }
 
 // Signal is a process signal, as the container's processes receive it.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -1074,7 +1075,32 @@ func (c *Container) Stats(ctx context.Context) (ContainerStats, error) {
 	if err != nil {
 		return ContainerStats{}, err
 	}
-	return ContainerStats{CPUNanos: s.CPUUsageNanos, MemoryUsage: s.MemoryUsage, MemoryLimit: s.MemoryLimit, Pids: s.Pids}, nil
+	st := ContainerStats{CPUNanos: s.CPUUsageNanos, MemoryUsage: s.MemoryUsage, MemoryLimit: s.MemoryLimit, Pids: s.Pids}
+	if mode, _ := networkModeOf(&rec.Config); mode != "host" {
+		st.NetRx, st.NetTx = netDevBytes(rec.State.Pid)
+	}
+	return st, nil
+}
+
+// netDevBytes sums the bytes received and sent by the interfaces of the
+// network namespace of process pid, loopback left out (docker stats'
+// NET I/O), from its /proc/<pid>/net/dev; zero if it cannot be read.
+func netDevBytes(pid int) (rx, tx uint64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/dev")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, counters, ok := strings.Cut(line, ":")
+		f := strings.Fields(counters)
+		if !ok || strings.TrimSpace(name) == "lo" || len(f) < 9 {
+			continue // the two header lines have no counters after a colon
+		}
+		r, _ := strconv.ParseUint(f[0], 10, 64)
+		t, _ := strconv.ParseUint(f[8], 10, 64)
+		rx, tx = rx+r, tx+t
+	}
+	return rx, tx
 }
 
 // openPTY opens a new pseudo-terminal pair.

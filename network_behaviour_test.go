@@ -1467,3 +1467,36 @@ func TestNetworkFixedAddresses(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsNetIO: Stats counts the bytes a container sent and received
+// on its network interfaces (docker stats' NET I/O), not loopback's, and
+// none without a network.
+func TestStatsNetIO(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	c := sleeper(t, rt, "talker")
+	before, err := c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := gatewayOf(t, rt, berth.DefaultNetwork)
+	if out, err := execOutput(t, c, "ping -A -c 3 -W 2 -s 1000 "+gw.String()+" >/dev/null && ping -A -c 20 -s 1000 127.0.0.1 >/dev/null && echo pinged"); err != nil || out != "pinged\n" {
+		t.Fatalf("pinging the gateway: %q, %v", out, err)
+	}
+	after, err := c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three echo requests and replies of 1000 bytes each way; the twenty
+	// to loopback (20 kB each way) must not count.
+	if sent, got := after.NetTx-before.NetTx, after.NetRx-before.NetRx; sent < 3000 || got < 3000 || sent > 15000 || got > 15000 {
+		t.Errorf("NET I/O of three 1000-byte pings: sent %d, received %d bytes", sent, got)
+	}
+	quiet := sleeper(t, rt, "quiet", berth.WithNetworkMode("none"))
+	if out, err := execOutput(t, quiet, "ping -A -c 5 -s 1000 127.0.0.1 >/dev/null && echo pinged"); err != nil || out != "pinged\n" {
+		t.Fatalf("pinging loopback: %q, %v", out, err)
+	}
+	if s, err := quiet.Stats(ctx); err != nil || s.NetRx != 0 || s.NetTx != 0 {
+		t.Errorf("Stats without a network: %+v, %v; want no NET I/O", s, err)
+	}
+}

@@ -2166,13 +2166,16 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 }
 
 // statsRow is one line of docker stats.
+// Container is the ID, as docker's {{.Container}} when no name was given.
+// There is no BLOCK I/O: this kernel's blkio statistics stay at zero for
+// docker's containers too, so berth could not show a figure it tested.
 type statsRow struct {
-	ID, Name, CPUPerc, MemUsage, MemPerc, PIDs string
+	Container, ID, Name, CPUPerc, MemUsage, MemPerc, NetIO, PIDs string
 }
 
-var statsHeader = statsRow{ID: "CONTAINER ID", Name: "NAME", CPUPerc: "CPU %", MemUsage: "MEM USAGE / LIMIT", MemPerc: "MEM %", PIDs: "PIDS"}
+var statsHeader = statsRow{Container: "CONTAINER", ID: "CONTAINER ID", Name: "NAME", CPUPerc: "CPU %", MemUsage: "MEM USAGE / LIMIT", MemPerc: "MEM %", NetIO: "NET I/O", PIDs: "PIDS"}
 
-const statsFormat = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}"
+const statsFormat = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.PIDs}}"
 
 // statsSample is how long stats measures CPU use over.
 const statsSample = 200 * time.Millisecond
@@ -2184,6 +2187,8 @@ func statsCommand(fs *flagSet) runFunc {
 	fs.Bool(&all, "a", "all", "Show all containers (default shows just running)")
 	fs.Bool(&noStream, "", "no-stream", "Disable streaming stats and only pull the first result")
 	fs.Bool(&noTrunc, "", "no-trunc", "Do not truncate output")
+	var format string
+	fs.String(&format, "", "format", "string", "", "Pretty-print stats using a Go template")
 	return func(ctx context.Context, c *cli, args []string) error {
 		rt, err := c.runtime()
 		if err != nil {
@@ -2198,7 +2203,7 @@ func statsCommand(fs *flagSet) runFunc {
 			if !noStream {
 				fmt.Fprint(c.stdout, "\x1b[2J\x1b[H")
 			}
-			if err := printRows(c.stdout, statsFormat, statsHeader, rows); err != nil {
+			if err := printRows(c.stdout, cmp.Or(format, statsFormat), statsHeader, rows); err != nil {
 				return err
 			}
 			if noStream {
@@ -2281,9 +2286,9 @@ func sampleStats(ctx context.Context, ctrs []*berth.Container, noTrunc bool) []s
 		}
 		a, b := first[i], second[i]
 		var cpu, memPerc float64
-		var usage, limit, pids uint64
+		var usage, limit, pids, rx, tx uint64
 		if b.ok {
-			usage, limit, pids = b.s.MemoryUsage, b.s.MemoryLimit, b.s.Pids
+			usage, limit, pids, rx, tx = b.s.MemoryUsage, b.s.MemoryLimit, b.s.Pids, b.s.NetRx, b.s.NetTx
 			if limit == 0 || limit > hostMem && hostMem > 0 {
 				limit = hostMem
 			}
@@ -2295,10 +2300,11 @@ func sampleStats(ctx context.Context, ctrs []*berth.Container, noTrunc bool) []s
 			}
 		}
 		rows[i] = statsRow{
-			ID: id, Name: ctr.Name,
+			Container: id, ID: id, Name: ctr.Name,
 			CPUPerc:  fmt.Sprintf("%.2f%%", cpu),
 			MemUsage: binarySize(usage) + " / " + binarySize(limit),
 			MemPerc:  fmt.Sprintf("%.2f%%", memPerc),
+			NetIO:    humanSize(int64(rx)) + " / " + humanSize(int64(tx)),
 			PIDs:     strconv.FormatUint(pids, 10),
 		}
 	}

@@ -405,9 +405,12 @@ func TestDetachedLifecycle(t *testing.T) {
 
 	out := mustBerth(t, root, "stats", "--no-stream", "web")
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 2 || !regexp.MustCompile(`^CONTAINER ID\s+NAME\s+CPU %\s+MEM USAGE / LIMIT\s+MEM %\s+PIDS$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^`+id[:12]+`\s+web\s+[0-9.]+%\s+[0-9.]+[KMG]?i?B / [0-9.]+[KMGT]?i?B\s+[0-9.]+%\s+1$`).MatchString(lines[1]) {
+	if len(lines) != 2 || !regexp.MustCompile(`^CONTAINER ID\s+NAME\s+CPU %\s+MEM USAGE / LIMIT\s+MEM %\s+NET I/O\s+PIDS$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^`+id[:12]+`\s+web\s+[0-9.]+%\s+[0-9.]+[KMG]?i?B / [0-9.]+[KMGT]?i?B\s+[0-9.]+%\s+[0-9.]+[kMG]?B / [0-9.]+[kMG]?B\s+1$`).MatchString(lines[1]) {
 		t.Errorf("stats --no-stream web printed:\n%s", out)
+	}
+	if got := mustBerth(t, root, "stats", "--no-stream", "--format", "{{.Name}}|{{.Container}}|{{.PIDs}}", "web"); got != "web|"+id[:12]+"|1\n" {
+		t.Errorf("stats --format = %q", got)
 	}
 	if out := mustBerth(t, root, "stats", "--no-stream"); !strings.Contains(out, " web ") {
 		t.Errorf("stats --no-stream (all running) lacks web:\n%s", out)
