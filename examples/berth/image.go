@@ -529,15 +529,13 @@ func inspectCommand(fs *flagSet) runFunc {
 	var size bool
 	fs.String(&format, "f", "format", "string", "", "Format the output using the given Go template")
 	fs.Bool(&size, "s", "size", "Display total file sizes (always shown for images)")
-	fs.String(&kind, "", "type", "string", "", "Return JSON for specified type (container|image)")
+	fs.String(&kind, "", "type", "string", "", "Return JSON for specified type (container|image|network|volume)")
 	return func(ctx context.Context, c *cli, args []string) error {
 		notFound := "No such object"
 		switch kind {
 		case "":
-		case "image":
-			notFound = "No such image"
-		case "container":
-			notFound = "No such container"
+		case "image", "container", "network", "volume":
+			notFound = "No such " + kind
 		default:
 			return fmt.Errorf("%q is not a valid value for --type", kind)
 		}
@@ -565,12 +563,19 @@ func inspectCommand(fs *flagSet) runFunc {
 	}
 }
 
-// inspectObject finds name as an object of kind ("container", "image"),
-// or as either, container first, when kind is empty.
+// inspectObject finds name as an object of kind ("container", "image",
+// "network", "volume"), or, when kind is empty, as the first of them, in
+// that order, as docker's inspect looks.
 func inspectObject(ctx context.Context, rt *berth.Runtime, kind, name string) (any, error) {
-	if kind != "image" {
-		ctr, err := rt.Container(ctx, name)
-		if err == nil {
+	lookups := []struct {
+		kind string
+		find func() (any, error)
+	}{
+		{"container", func() (any, error) {
+			ctr, err := rt.Container(ctx, name)
+			if err != nil {
+				return nil, err
+			}
 			info, err := ctr.Inspect(ctx)
 			if err != nil {
 				return nil, err
@@ -578,16 +583,34 @@ func inspectObject(ctx context.Context, rt *berth.Runtime, kind, name string) (a
 			ci := newContainerInspect(info)
 			ci.Mounts = inspectMounts(ctx, rt, info.Mounts)
 			return ci, nil
+		}},
+		{"image", func() (any, error) {
+			img, err := rt.Image(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			return newImageInspect(img), nil
+		}},
+		{"network", func() (any, error) { return inspectNetwork(ctx, rt, name) }},
+		{"volume", func() (any, error) {
+			v, err := rt.Volume(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			return newVolumeInspect(v), nil
+		}},
+	}
+	err := berth.ErrNotFound
+	for _, l := range lookups {
+		if kind != "" && kind != l.kind {
+			continue
 		}
-		if kind == "container" || !errors.Is(err, berth.ErrNotFound) {
-			return nil, err
+		var obj any
+		if obj, err = l.find(); !errors.Is(err, berth.ErrNotFound) {
+			return obj, err
 		}
 	}
-	img, err := rt.Image(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return newImageInspect(img), nil
+	return nil, err
 }
 
 // printInspect prints objects as docker inspect does: an indented JSON

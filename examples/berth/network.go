@@ -220,6 +220,19 @@ func newNetworkInspect(n *berth.Network, eps []berth.NetworkEndpoint) networkIns
 	return out
 }
 
+// inspectNetwork is network inspect's object for the network name.
+func inspectNetwork(ctx context.Context, rt *berth.Runtime, name string) (networkInspect, error) {
+	n, err := rt.Network(ctx, name)
+	if err != nil {
+		return networkInspect{}, err
+	}
+	eps, err := n.Endpoints(ctx)
+	if err != nil {
+		return networkInspect{}, err
+	}
+	return newNetworkInspect(n, eps), nil
+}
+
 func networkInspectCommand(fs *flagSet) runFunc {
 	var format string
 	fs.String(&format, "f", "format", "string", "", "Format the output using the given Go template")
@@ -231,16 +244,12 @@ func networkInspectCommand(fs *flagSet) runFunc {
 		var found []networkInspect
 		var errs []string
 		for _, name := range args {
-			n, err := rt.Network(ctx, name)
-			var eps []berth.NetworkEndpoint
-			if err == nil {
-				eps, err = n.Endpoints(ctx)
-			}
+			ni, err := inspectNetwork(ctx, rt, name)
 			if err != nil {
 				errs = append(errs, "Error: "+noSuchNetwork(name, err).Error())
 				continue
 			}
-			found = append(found, newNetworkInspect(n, eps))
+			found = append(found, ni)
 		}
 		if err := printInspect(c.stdout, format, found); err != nil {
 			return err

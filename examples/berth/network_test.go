@@ -375,3 +375,28 @@ func TestRunFixedAddress(t *testing.T) {
 		t.Errorf("run --ip on the default network: exit %d, stderr %q; want 125", res.code, res.stderr)
 	}
 }
+
+// TestInspectTypes: inspect finds networks and volumes too, after
+// containers and images as docker looks, and --type network|volume picks
+// one kind.
+func TestInspectTypes(t *testing.T) {
+	root := containerSetup(t)
+	mustBerth(t, root, "network", "create", "inet")
+	mustBerth(t, root, "volume", "create", "ivol")
+	if got := mustBerth(t, root, "inspect", "-f", "{{.Name}} {{.Driver}}", "inet", "ivol"); got != "inet bridge\nivol local\n" {
+		t.Errorf("inspect of a network and a volume: %q", got)
+	}
+	if got := mustBerth(t, root, "inspect", "--type", "network", "-f", "{{.Name}}", "bridge"); got != "bridge\n" {
+		t.Errorf("inspect --type network bridge: %q", got)
+	}
+	mustBerth(t, root, "create", "--name", "inet2", "busybox", "true")
+	if got := mustBerth(t, root, "inspect", "-f", "{{.Name}}", "inet2"); got != "/inet2\n" {
+		t.Errorf("inspect of a container: %q", got)
+	}
+	if res := runBerth(t, root, nil, "inspect", "--type", "volume", "inet"); res.code != 1 || res.stderr != "Error: No such volume: inet\n" {
+		t.Errorf("inspect --type volume of a network's name: exit %d, %q", res.code, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "inspect", "--type", "bogus", "inet"); res.code == 0 {
+		t.Errorf("inspect --type bogus: exit 0")
+	}
+}
