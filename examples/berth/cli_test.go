@@ -293,7 +293,7 @@ func TestExitCodes(t *testing.T) {
 		{"inspect missing", []string{"inspect", "nothere"}, 1, "Error: No such object: nothere\n", "[]\n"},
 		{"inspect type image missing", []string{"inspect", "--type", "image", "nothere"}, 1, "Error: No such image: nothere\n", "[]\n"},
 		{"inspect some missing", []string{"inspect", "-f", "{{.Os}}", "busybox", "nothere"}, 1, "Error: No such object: nothere\n", "linux\n"},
-		{"inspect bad type", []string{"inspect", "--type", "volume", "busybox"}, 1, "Error: \"volume\" is not a valid value for --type\n", ""},
+		{"inspect bad type", []string{"inspect", "--type", "secret", "busybox"}, 1, "Error: \"secret\" is not a valid value for --type\n", ""},
 		{"inspect bad template", []string{"inspect", "-f", "{{.Id", "busybox"}, 64, "Template parsing error: ", ""},
 		{"rmi missing", []string{"rmi", "nothere"}, 1, "Error: No such image: nothere\n", ""},
 		{"rmi -f missing", []string{"rmi", "-f", "nothere"}, 0, "Error: No such image: nothere\n", ""},
