@@ -40,13 +40,18 @@ import (
 //
 // A paused container's processes receive no signal until Unpause, SIGKILL
 // included: unpause a container before stopping or removing it.
-func (c *Container) Pause(ctx context.Context) error {
+func (c *Container) Pause(ctx context.Context) (retErr error) {
 	unlock, err := c.rt.lockPause(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	rec, err := c.rt.currentRecord(c.ID)
+	defer func() {
+		if retErr == nil && rec != nil {
+			c.rt.containerEvent("pause", rec)
+		}
+	}()
 	if err != nil {
 		return err
 	}
@@ -87,13 +92,18 @@ func (c *Container) Pause(ctx context.Context) error {
 // its status becomes "running" again. Unpausing a container that is not
 // paused fails with an error wrapping ErrInvalid, or ErrNotRunning when it
 // is not running at all.
-func (c *Container) Unpause(ctx context.Context) error {
+func (c *Container) Unpause(ctx context.Context) (retErr error) {
 	unlock, err := c.rt.lockPause(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	rec, err := c.rt.currentRecord(c.ID)
+	defer func() {
+		if retErr == nil && rec != nil {
+			c.rt.containerEvent("unpause", rec)
+		}
+	}()
 	if err != nil {
 		return err
 	}

@@ -158,6 +158,7 @@ func (r *Runtime) createOrRun(ctx context.Context, image string, p *Process, cre
 		r.removeContainerFiles(id, name)
 		return nil, err
 	}
+	r.containerEvent("create", rec)
 	releaseGC()
 	tr.mark("record")
 	tr.done()
@@ -808,11 +809,16 @@ func (c *Container) signalRun(rec *containerRecord, sig Signal) error {
 // container that is not running is not an error. A stopped container's
 // restart policy leaves it exited, and a restart it had pending is called
 // off (docker stop). A start in progress elsewhere is waited for first.
-func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
+func (c *Container) Stop(ctx context.Context, timeout time.Duration) (retErr error) {
 	rec, err := c.rt.runToEnd(ctx, c, func(*containerRecord) bool { return true })
 	if err != nil || rec == nil || !rec.State.Running {
 		return err
 	}
+	defer func() {
+		if retErr == nil {
+			c.rt.containerEvent("stop", rec)
+		}
+	}()
 	if timeout < 0 {
 		timeout = rec.Config.StopTimeout
 		if timeout == 0 {
@@ -1012,6 +1018,7 @@ func (r *Runtime) removeContainerDir(id, name string) { r.removeDir(id, name, tr
 func (r *Runtime) removeDir(id, name string, spare bool) {
 	dir := r.containerDir(id)
 	name = r.heldName(name, id)
+	defer r.emit("container", "destroy", id, map[string]string{"name": name})
 	// Rename first so a half-removed container is never listed; what is
 	// under tmp/ is emptied into a spare or deleted in the background
 	// (Close waits for it, and New's sweep deletes what a program that

@@ -51,6 +51,7 @@ func (c *Container) Rename(ctx context.Context, name string) error {
 		return err
 	}
 	r.releaseName(old, c.ID)
+	r.containerEvent("rename", rec, "oldName", old)
 	if !rec.alive() {
 		return nil
 	}

@@ -628,6 +628,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 		run.proc.Wait()
 		return nil, err
 	}
+	r.containerEvent("start", rec)
 	r.track(rec.ID, run)
 	go run.wait()
 	if rec.Config.Healthcheck != nil {
@@ -1154,6 +1155,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		tr.mark("record")
 		run.unlock()
 	}
+	r.containerEvent("die", rec, "exitCode", strconv.Itoa(code))
 	if rec.Config.AutoRemove {
 		if noWaiters == nil {
 			r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit

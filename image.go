@@ -481,7 +481,11 @@ func (r *Runtime) Tag(ctx context.Context, img *Image, ref string) error {
 	if !r.store.Has(img.Digest) {
 		return fmt.Errorf("image %s: %w", img.ShortID(), ErrNotFound)
 	}
-	return r.setRef(ctx, refKey(parsed), img.Digest)
+	if err := r.setRef(ctx, refKey(parsed), img.Digest); err != nil {
+		return err
+	}
+	r.emit("image", "tag", img.ID, map[string]string{"name": familiar(refKey(parsed))})
+	return nil
 }
 
 // setRef points key at digest, keeping the image it replaces as dangling.
@@ -538,7 +542,11 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 		o.applyRemoveImage(&cfg)
 	}
 	var untagged []string
+	img, _ := r.Image(ctx, ref) // for the events: its ID, and whether it went
+	deleted := false
 	err := r.store.UpdateRefs(ctx, func(refs map[string]string) error {
+		untagged = untagged[:0]
+		defer func() { deleted = img != nil && !referenced(refs, img.Digest) }()
 		if parsed, err := parseRef(ref, false); err == nil {
 			if d, ok := refs[refKey(parsed)]; ok {
 				untagged = append(untagged, familiar(refKey(parsed)))
@@ -604,6 +612,14 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 	})
 	if err != nil {
 		return nil, err
+	}
+	if img != nil {
+		for _, name := range untagged {
+			r.emit("image", "untag", img.ID, map[string]string{"name": name})
+		}
+		if deleted {
+			r.emit("image", "delete", img.ID, nil)
+		}
 	}
 	// Collect what is no longer referenced now if no other program is
 	// adding content; otherwise the next Prune will.

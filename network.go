@@ -224,6 +224,7 @@ func (r *Runtime) createNetwork(ctx context.Context, rec *networkRecord) (*Netwo
 	if err := writeJSONAtomic(r.networkPath(rec.Name), rec); err != nil {
 		return nil, err
 	}
+	r.emit("network", "create", rec.ID, map[string]string{"name": rec.Name})
 	return r.networkFrom(rec), nil
 }
 
@@ -400,6 +401,7 @@ func (n *Network) Remove(ctx context.Context) error {
 	if err := os.Remove(r.networkPath(n.Name)); err != nil {
 		return err
 	}
+	r.emit("network", "destroy", n.ID, map[string]string{"name": n.Name})
 	return r.applyNAT(ctx)
 }
 

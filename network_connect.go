@@ -19,11 +19,12 @@ import (
 // --alias): a running container gets a new interface at once and the
 // others on the network find it by name and alias from then on; a stopped
 // one joins when it next starts. Connecting twice fails with ErrExists.
-func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) error {
+func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) (retErr error) {
 	r := n.rt
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
+	defer n.event("connect", c, &retErr)
 	cur, unlock, err := r.lockNotStarting(ctx, c.ID)
 	if err != nil {
 		return err
@@ -83,6 +84,13 @@ func (n *Network) Connect(ctx context.Context, c *Container, aliases ...string) 
 		return nil
 	})
 	return err
+}
+
+// event records the container's connect or disconnect once it succeeded.
+func (n *Network) event(action string, c *Container, err *error) {
+	if *err == nil {
+		n.rt.emit("network", action, n.ID, map[string]string{"name": n.Name, "container": c.ID})
+	}
 }
 
 // freeInterfaceIndex is the lowest N for which the running container has
@@ -158,11 +166,12 @@ func (r *Runtime) undoConnect(ctx context.Context, c *Container, n *Network, cau
 // disconnect): a running container loses the interface at once, and its
 // name stops resolving there. A container not on the network fails with
 // ErrNotFound.
-func (n *Network) Disconnect(ctx context.Context, c *Container) error {
+func (n *Network) Disconnect(ctx context.Context, c *Container) (retErr error) {
 	r := n.rt
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
+	defer n.event("disconnect", c, &retErr)
 	_, unlock, err := r.lockNotStarting(ctx, c.ID)
 	if err != nil {
 		return err

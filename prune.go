@@ -113,6 +113,9 @@ func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (re
 		return nil, 0, err
 	}
 	slices.Sort(removed)
+	for _, id := range removed {
+		r.emit("image", "delete", id, nil)
+	}
 	rep, err := r.Prune(ctx)
 	return removed, rep.SpaceReclaimed, err
 }

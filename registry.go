@@ -134,6 +134,7 @@ func (r *Runtime) Pull(ctx context.Context, ref string, opts ...PullOption) (*Im
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", ref, err)
 	}
+	r.emit("image", "pull", img.ID, map[string]string{"name": familiar(refKey(parsed))})
 	return img, nil
 }
 

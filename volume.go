@@ -98,6 +98,7 @@ func (r *Runtime) CreateVolume(ctx context.Context, name string, opts ...VolumeO
 	if err := r.createVolumeDir(name, &meta); err != nil {
 		return nil, err
 	}
+	r.emit("volume", "create", name, nil)
 	return r.volumeFromMeta(name, &meta), nil
 }
 
@@ -269,6 +270,7 @@ func (r *Runtime) removeVolume(ctx context.Context, name string, force bool) err
 		return err
 	}
 	os.Remove(filepath.Join(r.root, "locks", volumeLock(name)))
+	r.emit("volume", "destroy", name, nil)
 	return nil
 }
 

@@ -1318,3 +1318,37 @@ func TestLogsUntilFlag(t *testing.T) {
 		t.Errorf("logs --until half a second after the first line: %q", got)
 	}
 }
+
+// TestEventsCommand: events --since --until prints what happened in
+// docker's form, filtered by container and event, and --format as docker's.
+func TestEventsCommand(t *testing.T) {
+	root := containerSetup(t)
+	since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
+	id := strings.TrimSpace(mustBerth(t, root, "run", "-d", "--name", "evweb", "busybox", "true"))
+	mustBerth(t, root, "wait", "evweb")
+	mustBerth(t, root, "rm", "evweb")
+	until := time.Now().Format(time.RFC3339Nano)
+	got := mustBerth(t, root, "events", "--since", since, "--until", until, "--filter", "container=evweb")
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	want := []string{
+		" container create " + id + " (image=busybox, name=evweb)",
+		" container start " + id + " (image=busybox, name=evweb)",
+		" container die " + id + " (exitCode=0, image=busybox, name=evweb)",
+		" container destroy " + id + " (name=evweb)",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("events --filter container=evweb:\n%s", got)
+	}
+	for i, l := range lines {
+		ts, rest, _ := strings.Cut(l, " ")
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || " "+rest != want[i] {
+			t.Errorf("event line %q, want a time and %q", l, want[i])
+		}
+	}
+	if got := mustBerth(t, root, "events", "--since", since, "--until", until, "--filter", "event=die", "--format", "{{.Type}} {{.Status}} {{.Actor.Attributes.exitCode}}"); got != "container die 0\n" {
+		t.Errorf("events --filter event=die --format: %q", got)
+	}
+	if res := runBerth(t, root, nil, "events", "--filter", "bogus=1", "--until", until); res.code == 0 {
+		t.Errorf("events with an unknown filter: exit 0")
+	}
+}

@@ -102,6 +102,7 @@ func commands() []*command {
 		{name: "cp", usage: "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tberth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH", short: "Copy files/folders between a container and the local filesystem", args: exactly(2), setup: cpCommand},
 		{name: "create", usage: "[OPTIONS] IMAGE [COMMAND] [ARG...]", short: "Create a new container", args: atLeast(1), posix: true, setup: createCommand},
 		{name: "diff", usage: "CONTAINER", short: "Inspect changes to files or directories on a container's filesystem", args: exactly(1), setup: diffCommand},
+		{name: "events", usage: "[OPTIONS]", short: "Get real time events from berth", args: exactly(0), setup: eventsCommand},
 		{name: "exec", usage: "[OPTIONS] CONTAINER COMMAND [ARG...]", short: "Execute a command in a running container", args: atLeast(2), posix: true, setup: execCommand},
 		{name: "export", usage: "[OPTIONS] CONTAINER", short: "Export a container's filesystem as a tar archive", args: exactly(1), setup: exportCommand},
 		{name: "history", usage: "[OPTIONS] IMAGE", short: "Show the history of an image", args: exactly(1), setup: historyCommand},

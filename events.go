@@ -1,0 +1,238 @@
+package berth
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Event is something that happened to an object of a root (docker
+// events), in any program using the root.
+type Event struct {
+	// Time is when it happened.
+	Time time.Time `json:"time"`
+	// Type is "container", "image", "network" or "volume".
+	Type string `json:"type"`
+	// Action is what happened: for a container "create", "start", "die",
+	// "stop", "pause", "unpause", "rename" and "destroy"; for an image
+	// "pull", "tag", "untag" and "delete"; for a network "create",
+	// "connect", "disconnect" and "destroy"; for a volume "create" and
+	// "destroy".
+	Action string `json:"action"`
+	// ID is the object's ID (a volume's name, an image's ID; the name an
+	// untag removed).
+	ID string `json:"id"`
+	// Attributes says more, as docker's do: a container's "name" and
+	// "image" (only its name on destroy), "exitCode" on die, "oldName" on
+	// rename; a network's "name" and, on connect and disconnect, the
+	// "container"'s ID; an image's "name" on pull, tag and untag.
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// EventOption configures Events.
+type EventOption interface{ applyEvents(*eventsConfig) }
+
+type eventsConfig struct{ since, until time.Time }
+
+type eventsOptionFunc func(*eventsConfig)
+
+func (f eventsOptionFunc) applyEvents(c *eventsConfig) { f(c) }
+
+// WithEventsSince has Events give the events kept since t first (docker
+// events --since). Default: only events from the call on.
+func WithEventsSince(t time.Time) EventOption {
+	return eventsOptionFunc(func(c *eventsConfig) { c.since = t })
+}
+
+// WithEventsUntil ends Events at t (docker events --until): a t in the
+// past gives the events kept up to it and returns. Default: until ctx
+// ends.
+func WithEventsUntil(t time.Time) EventOption {
+	return eventsOptionFunc(func(c *eventsConfig) { c.until = t })
+}
+
+// The root's events are JSON lines appended to events.log, each with one
+// write(2) to a file opened O_APPEND, so that programs do not interleave
+// them. At eventsMaxSize the file is renamed to events.log.1 (replacing the
+// one before) by the writer that sees it full, under the "events" lock: at
+// least the last eventsMaxSize bytes of events are kept.
+const eventsFile = "events.log"
+
+var eventsMaxSize int64 = 1 << 20 // a variable for the tests
+
+// emit records an event; failing to is not the operation's failure.
+func (r *Runtime) emit(typ, action, id string, attrs map[string]string) {
+	b, err := json.Marshal(Event{Time: time.Now().UTC(), Type: typ, Action: action, ID: id, Attributes: attrs})
+	if err != nil {
+		return
+	}
+	path := filepath.Join(r.root, eventsFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return
+	}
+	n, err := f.Write(append(b, '\n'))
+	var size int64
+	if st, serr := f.Stat(); err == nil && serr == nil {
+		size = st.Size()
+	}
+	f.Close()
+	if n > 0 && size >= eventsMaxSize {
+		if unlock, ok := r.store.TryLock("events", true); ok {
+			if st, err := os.Stat(path); err == nil && st.Size() >= eventsMaxSize {
+				os.Rename(path, path+".1")
+			}
+			unlock()
+		}
+	}
+}
+
+// containerEvent records an event of the container in rec.
+func (r *Runtime) containerEvent(action string, rec *containerRecord, extra ...string) {
+	attrs := map[string]string{"name": rec.Name, "image": rec.Config.Image}
+	for i := 0; i+1 < len(extra); i += 2 {
+		attrs[extra[i]] = extra[i+1]
+	}
+	r.emit("container", action, rec.ID, attrs)
+}
+
+// Events calls fn with each event of the root, in the order they were
+// recorded, as they happen (docker events), until ctx ends (it then
+// returns nil), WithEventsUntil's time passes, or fn returns an error,
+// which it returns. The root keeps its last megabyte or so of events for
+// WithEventsSince.
+func (r *Runtime) Events(ctx context.Context, fn func(Event) error, opts ...EventOption) error {
+	if err := r.checkOpen(); err != nil {
+		return err
+	}
+	var cfg eventsConfig
+	for _, o := range opts {
+		o.applyEvents(&cfg)
+	}
+	path := filepath.Join(r.root, eventsFile)
+	emitted := func(line []byte) error {
+		var ev Event
+		if json.Unmarshal(line, &ev) != nil || ev.Time.Before(cfg.since) {
+			return nil // a line cut short by a crash, or too old
+		}
+		if !cfg.until.IsZero() && ev.Time.After(cfg.until) {
+			return errEventsUntil
+		}
+		return fn(ev)
+	}
+	err := r.followEvents(ctx, path, !cfg.since.IsZero(), cfg.until, emitted)
+	if errors.Is(err, errEventsUntil) || ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+var errEventsUntil = errors.New("events until reached")
+
+// followEvents reads the events file (from its start, and the rotated one
+// before it, with fromStart; else from its end) and then what is appended,
+// across rotations, passing each line to fn.
+func (r *Runtime) followEvents(ctx context.Context, path string, fromStart bool, until time.Time, fn func([]byte) error) error {
+	if fromStart {
+		if err := readEventLines(path+".1", fn); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { f.Close() }()
+	if !fromStart {
+		if _, err := f.Seek(0, io.SeekEnd); err != nil {
+			return err
+		}
+	}
+	br := bufio.NewReader(f)
+	var pending []byte
+	for {
+		line, err := br.ReadBytes('\n')
+		if err == nil {
+			if err := fn(append(pending, line[:len(line)-1]...)); err != nil {
+				return err
+			}
+			pending = nil
+			continue
+		}
+		if err != io.EOF {
+			return err
+		}
+		pending = append(pending, line...)
+		if !until.IsZero() && time.Now().After(until) {
+			return errEventsUntil
+		}
+		// Rotated: read on from the new file once this one is done.
+		if moved, _ := rotatedAway(f, path); moved {
+			next, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+			if err != nil {
+				return err
+			}
+			f.Close()
+			f, pending = next, nil
+			br.Reset(f)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// rotatedAway reports whether path names another file than f now, once
+// f was read to its end (a write that came before the rename is read
+// first: ReadBytes is tried again before this).
+func rotatedAway(f *os.File, path string) (bool, error) {
+	var a, b syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &a); err != nil {
+		return false, err
+	}
+	if err := syscall.Stat(path, &b); err != nil {
+		return errors.Is(err, fs.ErrNotExist), nil
+	}
+	if a.Ino == b.Ino && a.Dev == b.Dev {
+		return false, nil
+	}
+	// Read what was appended to the old file before its rename.
+	if st, err := f.Stat(); err == nil {
+		pos, _ := f.Seek(0, io.SeekCurrent)
+		if pos < st.Size() {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// readEventLines passes each whole line of the file at path to fn; a
+// missing file has none.
+func readEventLines(path string, fn func([]byte) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
