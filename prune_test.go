@@ -230,3 +230,59 @@ func TestPruneBuildCache(t *testing.T) {
 		t.Errorf("the build PruneBuildCache started during: %v, ended %v after the prune returned", res.err, res.at.Sub(pruned))
 	}
 }
+
+// TestDiskUsage: DiskUsage counts and measures images, containers (their
+// writable layers; the stopped ones' reclaimable), volumes (the unused
+// ones' reclaimable) and the build cache (layers only it keeps, until
+// PruneBuildCache).
+func TestDiskUsage(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	stopped := mustRun(t, rt, "busybox", sh("head -c 100000 /dev/urandom > /f"))
+	if err := stopped.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	running := mustRun(t, rt, "busybox", sh("head -c 50000 /dev/urandom > /data/x && echo written && exec sleep 300"),
+		berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "used", Target: "/data"}))
+	defer running.Remove(ctx, berth.WithForce())
+	if err := running.WaitLog(ctx, "written"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CreateVolume(ctx, "idle"); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 30000 /dev/urandom > /built\n"})
+	if _, err := rt.Build(ctx, dir, berth.WithBuildTags("du:1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.RemoveImage(ctx, "du:1"); err != nil {
+		t.Fatal(err)
+	}
+
+	du, err := rt.DiskUsage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if du.Containers != 2 || du.ContainersRunning != 1 || du.ContainersReclaimable < 100000 || du.ContainersReclaimable > 110000 || du.ContainersSize < du.ContainersReclaimable {
+		t.Errorf("containers: %d, %d running, %d bytes, %d reclaimable", du.Containers, du.ContainersRunning, du.ContainersSize, du.ContainersReclaimable)
+	}
+	img, err := rt.Image(ctx, "busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if du.Images != 1 || du.ImagesActive != 1 || du.ImagesSize != img.Size || du.ImagesReclaimable != 0 {
+		t.Errorf("images: %d, %d active, %d bytes (busybox has %d), %d reclaimable", du.Images, du.ImagesActive, du.ImagesSize, img.Size, du.ImagesReclaimable)
+	}
+	if du.Volumes != 2 || du.VolumesActive != 1 || du.VolumesSize < 50000 || du.VolumesReclaimable != 0 {
+		t.Errorf("volumes: %d, %d active, %d bytes, %d reclaimable", du.Volumes, du.VolumesActive, du.VolumesSize, du.VolumesReclaimable)
+	}
+	if du.BuildCache < 1 || du.BuildCacheSize < 30000 {
+		t.Errorf("build cache: %d steps, %d bytes; want the RUN's layer", du.BuildCache, du.BuildCacheSize)
+	}
+	if _, err := rt.PruneBuildCache(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if du, err := rt.DiskUsage(ctx); err != nil || du.BuildCache != 0 || du.BuildCacheSize != 0 {
+		t.Errorf("build cache after PruneBuildCache: %d steps, %d bytes, %v", du.BuildCache, du.BuildCacheSize, err)
+	}
+}

@@ -128,7 +128,7 @@ func commands() []*command {
 		{name: "start", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Start one or more stopped containers", args: atLeast(1), setup: startCommand},
 		{name: "stats", usage: "[OPTIONS] [CONTAINER...]", short: "Display a live stream of container(s) resource usage statistics", args: atLeast(0), setup: statsCommand},
 		{name: "stop", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Stop one or more running containers", args: atLeast(1), setup: stopCommand},
-		{name: "system", usage: "COMMAND", short: "Manage berth", long: "Manage berth: prune", args: atLeast(0), posix: true, setup: groupCommand("system", "Manage berth", systemCommands)},
+		{name: "system", usage: "COMMAND", short: "Manage berth", long: "Manage berth: df, prune", args: atLeast(0), posix: true, setup: groupCommand("system", "Manage berth", systemCommands)},
 		{name: "tag", usage: "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", args: exactly(2), setup: tagCommand},
 		{name: "top", usage: "CONTAINER", short: "Display the running processes of a container", args: exactly(1), setup: topCommand},
 		{name: "unpause", usage: "CONTAINER [CONTAINER...]", short: "Unpause all processes within one or more containers", args: atLeast(1), setup: unpauseCommand},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/berth-dev/berth"
@@ -224,7 +225,47 @@ func builderCommands() []*command {
 }
 
 func systemCommands() []*command {
-	return []*command{{name: "prune", usage: "[OPTIONS]", short: "Remove unused data", args: exactly(0), setup: systemPruneCommand}}
+	return []*command{
+		{name: "df", usage: "[OPTIONS]", short: "Show berth disk usage", args: exactly(0), setup: systemDfCommand},
+		{name: "prune", usage: "[OPTIONS]", short: "Remove unused data", args: exactly(0), setup: systemPruneCommand},
+	}
+}
+
+// dfRow is one line of docker system df.
+type dfRow struct {
+	Type, TotalCount, Active, Size, Reclaimable string
+}
+
+var dfHeader = dfRow{Type: "TYPE", TotalCount: "TOTAL", Active: "ACTIVE", Size: "SIZE", Reclaimable: "RECLAIMABLE"}
+
+// systemDfCommand is docker system df (its summary; no -v).
+func systemDfCommand(fs *flagSet) runFunc {
+	var format string
+	fs.String(&format, "", "format", "string", "", "Pretty-print images using a Go template")
+	return func(ctx context.Context, c *cli, args []string) error {
+		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		du, err := rt.DiskUsage(ctx)
+		if err != nil {
+			return err
+		}
+		row := func(typ string, total, active int, size, reclaimable int64) dfRow {
+			r := dfRow{Type: typ, TotalCount: strconv.Itoa(total), Active: strconv.Itoa(active), Size: decimalSize(size, 4), Reclaimable: decimalSize(reclaimable, 4)}
+			if size > 0 {
+				r.Reclaimable += fmt.Sprintf(" (%d%%)", reclaimable*100/size)
+			}
+			return r
+		}
+		rows := []dfRow{
+			row("Images", du.Images, du.ImagesActive, du.ImagesSize, du.ImagesReclaimable),
+			row("Containers", du.Containers, du.ContainersRunning, du.ContainersSize, du.ContainersReclaimable),
+			row("Local Volumes", du.Volumes, du.VolumesActive, du.VolumesSize, du.VolumesReclaimable),
+			row("Build Cache", du.BuildCache, 0, du.BuildCacheSize, du.BuildCacheSize),
+		}
+		return printRows(c.stdout, cmp.Or(format, "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"), dfHeader, rows)
+	}
 }
 
 // managed is the top-level commands named in names (a management name →

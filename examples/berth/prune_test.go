@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -54,5 +55,29 @@ func TestPruneCommands(t *testing.T) {
 	}
 	if got := mustBerth(t, root, "builder", "prune", "-f"); !strings.HasPrefix(got, "Total:\t") {
 		t.Errorf("builder prune -f: %q", got)
+	}
+}
+
+// TestSystemDf: system df prints docker's four rows, percentages where
+// there is a size.
+func TestSystemDf(t *testing.T) {
+	root := containerSetup(t)
+	mustBerth(t, root, "run", "--name", "wrote", "busybox", "sh", "-c", "head -c 100000 /dev/zero > /f")
+	got := mustBerth(t, root, "system", "df")
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	want := []string{
+		`^TYPE\s+TOTAL\s+ACTIVE\s+SIZE\s+RECLAIMABLE$`,
+		`^Images\s+1\s+1\s+[0-9.]+MB\s+0B \(0%\)$`,
+		`^Containers\s+1\s+0\s+100kB\s+100kB \(100%\)$`,
+		`^Local Volumes\s+0\s+0\s+0B\s+0B$`,
+		`^Build Cache\s+0\s+0\s+0B\s+0B$`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("system df:\n%s", got)
+	}
+	for i, re := range want {
+		if !regexp.MustCompile(re).MatchString(lines[i]) {
+			t.Errorf("system df line %q, want %s", lines[i], re)
+		}
 	}
 }
