@@ -1018,7 +1018,15 @@ func (r *Runtime) removeContainerDir(id, name string) { r.removeDir(id, name, tr
 func (r *Runtime) removeDir(id, name string, spare bool) {
 	dir := r.containerDir(id)
 	name = r.heldName(name, id)
-	defer r.emit("container", "destroy", id, map[string]string{"name": name})
+	// Its destroy event, once this call moved it away: a removal racing
+	// another (a finish's auto-removal and a Remove) or a Run that failed
+	// before its record records none.
+	_, noRecord := os.Lstat(filepath.Join(dir, recordName))
+	destroyed := func() {
+		if noRecord == nil {
+			r.emit("container", "destroy", id, map[string]string{"name": name})
+		}
+	}
 	// Rename first so a half-removed container is never listed; what is
 	// under tmp/ is emptied into a spare or deleted in the background
 	// (Close waits for it, and New's sweep deletes what a program that
@@ -1030,17 +1038,22 @@ func (r *Runtime) removeDir(id, name string, spare bool) {
 		// Nothing of the container's to free: the next Runtime makes a
 		// spare of it (takeLeftSpares).
 		r.releaseName(name, id)
+		destroyed()
 	} else if err := os.Rename(dir, tmp); err == nil {
 		// The name goes first: keepSpare keeps the name file only once
 		// names/<name> no longer links to it.
 		r.releaseName(name, id)
+		destroyed()
 		r.inBackground(func() {
 			if !spare || !r.keepSpare(tmp) {
 				os.RemoveAll(tmp)
 			}
 		})
 	} else {
-		os.RemoveAll(dir)
+		if !errors.Is(err, os.ErrNotExist) { // else another removal moved it first
+			os.RemoveAll(dir)
+			destroyed()
+		}
 		r.releaseName(name, id)
 	}
 	// Lock files of a container made before object locks (store's lock.go).

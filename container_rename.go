@@ -51,7 +51,7 @@ func (c *Container) Rename(ctx context.Context, name string) error {
 		return err
 	}
 	r.releaseName(old, c.ID)
-	r.containerEvent("rename", rec, "oldName", old)
+	r.containerEvent("rename", rec, "oldName", "/"+old) // docker's form
 	if !rec.alive() {
 		return nil
 	}

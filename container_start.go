@@ -1130,8 +1130,12 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 			noWaiters = unlock
 		}
 	}
+	// The die event comes before anything another program may do once the
+	// exit is recorded (a stop's event, a removal's), with the name the
+	// record has then.
 	if noWaiters == nil {
 		_, _ = r.updateRecord(ctx, rec.ID, func(cur *containerRecord) error {
+			r.containerEvent("die", cur, "exitCode", strconv.Itoa(code))
 			cur.State.Status = statusExited
 			cur.State.Running = false
 			cur.State.Pid = 0
@@ -1154,8 +1158,9 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		})
 		tr.mark("record")
 		run.unlock()
+	} else {
+		r.containerEvent("die", rec, "exitCode", strconv.Itoa(code))
 	}
-	r.containerEvent("die", rec, "exitCode", strconv.Itoa(code))
 	if rec.Config.AutoRemove {
 		if noWaiters == nil {
 			r.awaitWaiters(rec.ID) // so that Wait in other programs sees the exit

@@ -207,9 +207,16 @@ func (r *Runtime) claimName(name, id string) error {
 		owner, _ := os.ReadFile(link)
 		if r.containerGone(string(owner)) {
 			// A removed container's: its removal lost a race with a
-			// Rename, or its program died between the two.
-			os.Remove(link)
-			err = os.Link(kept, link)
+			// Rename, or its program died between the two. Taken over
+			// under a lock, the owner read again: two programs taking it
+			// at once would each remove the other's link.
+			if unlock, lerr := r.store.Lock(context.Background(), "names", true); lerr == nil {
+				if now, _ := os.ReadFile(link); string(now) == string(owner) {
+					os.Remove(link)
+				}
+				err = os.Link(kept, link)
+				unlock()
+			}
 		}
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("container name %q is already in use by container %s: %w", name, shortID(string(owner)), ErrExists)

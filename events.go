@@ -26,13 +26,16 @@ type Event struct {
 	// "connect", "disconnect" and "destroy"; for a volume "create" and
 	// "destroy".
 	Action string `json:"action"`
-	// ID is the object's ID (a volume's name, an image's ID; the name an
-	// untag removed).
+	// ID is the object's ID: a volume's name; for an image its ID, but the
+	// reference pulled for a pull, as docker's.
 	ID string `json:"id"`
 	// Attributes says more, as docker's do: a container's "name" and
-	// "image" (only its name on destroy), "exitCode" on die, "oldName" on
-	// rename; a network's "name" and, on connect and disconnect, the
-	// "container"'s ID; an image's "name" on pull, tag and untag.
+	// "image" (only its name on destroy), "exitCode" on die, "oldName"
+	// ("/" and the old name) on rename; a network's "name" and, on
+	// connect and disconnect, the "container"'s ID; an image's "name" on
+	// pull, tag and untag. A network's connect and disconnect are
+	// Network.Connect's and Disconnect's only, not those of every start
+	// and stop as in docker.
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
@@ -52,8 +55,8 @@ func WithEventsSince(t time.Time) EventOption {
 }
 
 // WithEventsUntil ends Events at t (docker events --until): a t in the
-// past gives the events kept up to it and returns. Default: until ctx
-// ends.
+// past gives the events kept up to it (from WithEventsSince's time, or all
+// kept) and returns. Default: until ctx ends.
 func WithEventsUntil(t time.Time) EventOption {
 	return eventsOptionFunc(func(c *eventsConfig) { c.until = t })
 }
@@ -127,7 +130,7 @@ func (r *Runtime) Events(ctx context.Context, fn func(Event) error, opts ...Even
 		}
 		return fn(ev)
 	}
-	err := r.followEvents(ctx, path, !cfg.since.IsZero(), cfg.until, emitted)
+	err := r.followEvents(ctx, path, !cfg.since.IsZero() || !cfg.until.IsZero(), cfg.until, emitted)
 	if errors.Is(err, errEventsUntil) || ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return nil
 	}
@@ -140,16 +143,18 @@ var errEventsUntil = errors.New("events until reached")
 // before it, with fromStart; else from its end) and then what is appended,
 // across rotations, passing each line to fn.
 func (r *Runtime) followEvents(ctx context.Context, path string, fromStart bool, until time.Time, fn func([]byte) error) error {
-	if fromStart {
-		if err := readEventLines(path+".1", fn); err != nil {
-			return err
-		}
-	}
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
 	defer func() { f.Close() }()
+	if fromStart {
+		// The rotated file first, unless it is the one just opened (a
+		// rotation came between).
+		if err := readEventLines(path+".1", f, fn); err != nil {
+			return err
+		}
+	}
 	if !fromStart {
 		if _, err := f.Seek(0, io.SeekEnd); err != nil {
 			return err
@@ -174,10 +179,23 @@ func (r *Runtime) followEvents(ctx context.Context, path string, fromStart bool,
 			return errEventsUntil
 		}
 		// Rotated: read on from the new file once this one is done.
-		if moved, _ := rotatedAway(f, path); moved {
+		if rotatedAway(f, path) {
 			next, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
 			if err != nil {
 				return err
+			}
+			// A writer that opened the old file before the rename may
+			// have appended since the last read.
+			for {
+				line, err := br.ReadBytes('\n')
+				if err != nil {
+					break
+				}
+				if err := fn(append(pending, line[:len(line)-1]...)); err != nil {
+					next.Close()
+					return err
+				}
+				pending = nil
 			}
 			f.Close()
 			f, pending = next, nil
@@ -192,33 +210,24 @@ func (r *Runtime) followEvents(ctx context.Context, path string, fromStart bool,
 	}
 }
 
-// rotatedAway reports whether path names another file than f now, once
-// f was read to its end (a write that came before the rename is read
-// first: ReadBytes is tried again before this).
-func rotatedAway(f *os.File, path string) (bool, error) {
+// rotatedAway reports whether path names another file than f (or none)
+// now and f was read to its end: what was appended to it before the
+// rename is read first.
+func rotatedAway(f *os.File, path string) bool {
 	var a, b syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &a); err != nil {
-		return false, err
+	if syscall.Fstat(int(f.Fd()), &a) != nil {
+		return false
 	}
-	if err := syscall.Stat(path, &b); err != nil {
-		return errors.Is(err, fs.ErrNotExist), nil
+	if pos, err := f.Seek(0, io.SeekCurrent); err != nil || pos < a.Size {
+		return false
 	}
-	if a.Ino == b.Ino && a.Dev == b.Dev {
-		return false, nil
-	}
-	// Read what was appended to the old file before its rename.
-	if st, err := f.Stat(); err == nil {
-		pos, _ := f.Seek(0, io.SeekCurrent)
-		if pos < st.Size() {
-			return false, nil
-		}
-	}
-	return true, nil
+	err := syscall.Stat(path, &b)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && (a.Ino != b.Ino || a.Dev != b.Dev)
 }
 
-// readEventLines passes each whole line of the file at path to fn; a
-// missing file has none.
-func readEventLines(path string, fn func([]byte) error) error {
+// readEventLines passes each whole line of the file at path to fn, unless
+// it is the file open as other; a missing file has none.
+func readEventLines(path string, other *os.File, fn func([]byte) error) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -227,6 +236,11 @@ func readEventLines(path string, fn func([]byte) error) error {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		if oi, err := other.Stat(); err == nil && os.SameFile(fi, oi) {
+			return nil
+		}
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {

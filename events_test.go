@@ -74,7 +74,7 @@ func TestEvents(t *testing.T) {
 		"container create " + c.ID + " name=ev1",
 		"container start " + c.ID + " name=ev1",
 		"container die " + c.ID + " exitCode=3 name=ev1",
-		"container rename " + c.ID + " name=ev2 oldName=ev1",
+		"container rename " + c.ID + " name=ev2 oldName=/ev1",
 		"container destroy " + c.ID + " name=ev2",
 		"container create " + d.ID + " name=evd",
 		"container start " + d.ID + " name=evd",
@@ -133,5 +133,16 @@ func TestEvents(t *testing.T) {
 		berth.WithEventsSince(start), berth.WithEventsUntil(time.Now()))
 	if err != nil || !slices.Equal(replayed, want) {
 		t.Errorf("replayed until now: %v\n%s", err, strings.Join(replayed, "\n"))
+	}
+	// An until time alone replays what is kept up to it, as docker's.
+	replayed = replayed[:0]
+	err = rt.Events(context.Background(), func(ev berth.Event) error {
+		if ev.Type == "volume" {
+			replayed = append(replayed, line(ev))
+		}
+		return nil
+	}, berth.WithEventsUntil(time.Now()))
+	if err != nil || !slices.Equal(replayed, []string{"volume create evvol", "volume destroy evvol"}) {
+		t.Errorf("replayed with an until time alone: %v, %q", err, replayed)
 	}
 }

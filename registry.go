@@ -134,7 +134,12 @@ func (r *Runtime) Pull(ctx context.Context, ref string, opts ...PullOption) (*Im
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", ref, err)
 	}
-	r.emit("image", "pull", img.ID, map[string]string{"name": familiar(refKey(parsed))})
+	key := familiar(refKey(parsed))
+	repo, _, _ := strings.Cut(key, "@")
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo = repo[:i]
+	}
+	r.emit("image", "pull", key, map[string]string{"name": repo})
 	return img, nil
 }
 

@@ -111,6 +111,7 @@ func (r *Runtime) sweepContainers() (claimed []pendingRestart) {
 				return
 			}
 			cur, err := r.updateRecord(context.Background(), id, func(cur *containerRecord) error {
+				r.containerEvent("die", cur, "exitCode", "255")
 				cur.State.Status, cur.State.Running, cur.State.Pid = statusExited, false, 0
 				cur.State.ExitCode = 255
 				cur.State.Error = "the process that owned the container died; its exit status is unknown"

@@ -98,7 +98,6 @@ func (r *Runtime) CreateVolume(ctx context.Context, name string, opts ...VolumeO
 	if err := r.createVolumeDir(name, &meta); err != nil {
 		return nil, err
 	}
-	r.emit("volume", "create", name, nil)
 	return r.volumeFromMeta(name, &meta), nil
 }
 
@@ -134,6 +133,7 @@ func (r *Runtime) createVolumeDir(name string, meta *volumeMeta) error {
 		}
 		return fmt.Errorf("creating volume %q: %w", name, err)
 	}
+	r.emit("volume", "create", name, nil) // also a Run's volumes'
 	return nil
 }
 

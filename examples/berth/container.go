@@ -311,13 +311,9 @@ func (f *runFlags) config(fs *flagSet, command []string, lookupEnv func(string) 
 	for i := len(f.labelFiles) - 1; i >= 0; i-- {
 		// As docker: a file's lines come before --label, which wins; a
 		// line with a name alone is a label with an empty value.
-		b, err := os.ReadFile(f.labelFiles[i])
+		lines, err := readEnvFile(f.labelFiles[i], func(string) (string, bool) { return "", true })
 		if err != nil {
 			return nil, nil, err
-		}
-		lines, err := parseEnvFile(b, func(string) (string, bool) { return "", true })
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f.labelFiles[i], err)
 		}
 		labelArgs = append(lines, labelArgs...)
 	}

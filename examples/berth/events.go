@@ -10,11 +10,18 @@ import (
 	"github.com/berth-dev/berth"
 )
 
-// eventRow is what an events --format template sees: docker's fields.
+// eventRow is what an events --format template sees: docker's fields,
+// with its JSON names.
 type eventRow struct {
-	Type, Action, Status, ID, From string
-	Actor                          eventActor
-	Time, TimeNano                 int64
+	Status   string     `json:"status,omitempty"`
+	ID       string     `json:"id,omitempty"`
+	From     string     `json:"from,omitempty"`
+	Type     string     `json:"Type"`
+	Action   string     `json:"Action"`
+	Actor    eventActor `json:"Actor"`
+	Scope    string     `json:"scope"`
+	Time     int64      `json:"time"`
+	TimeNano int64      `json:"timeNano"`
 }
 
 type eventActor struct {
@@ -66,7 +73,7 @@ func eventsCommand(fs *flagSet) runFunc {
 			print = func(ev berth.Event) error {
 				return tmpl.Execute(c.stdout, eventRow{
 					Type: ev.Type, Action: ev.Action, Status: ev.Action, ID: ev.ID, From: ev.Attributes["image"],
-					Actor: eventActor{ID: ev.ID, Attributes: ev.Attributes}, Time: ev.Time.Unix(), TimeNano: ev.Time.UnixNano(),
+					Actor: eventActor{ID: ev.ID, Attributes: ev.Attributes}, Scope: "local", Time: ev.Time.Unix(), TimeNano: ev.Time.UnixNano(),
 				})
 			}
 		} else {
@@ -98,8 +105,9 @@ func eventsCommand(fs *flagSet) runFunc {
 }
 
 // eventMatches applies docker's events filters: an object filter matches
-// an event of that type by ID or name, and the container's image for
-// "image".
+// an event of that type by a prefix of its ID or by its name, and
+// "image" the container's image or an image's ID or name. (No "label":
+// berth's events do not carry labels.)
 func eventMatches(ev berth.Event, filters map[string][]string) bool {
 	for k, values := range filters {
 		ok := false
@@ -110,7 +118,7 @@ func eventMatches(ev berth.Event, filters map[string][]string) bool {
 			case "event":
 				ok = ok || ev.Action == v
 			case "container", "network", "volume":
-				ok = ok || ev.Type == k && (ev.ID == v || strings.HasPrefix(ev.ID, v) && len(v) >= 12 || ev.Attributes["name"] == v)
+				ok = ok || ev.Type == k && (strings.HasPrefix(ev.ID, v) || ev.Attributes["name"] == v)
 			case "image":
 				ok = ok || ev.Attributes["image"] == v || ev.Type == "image" && (ev.ID == v || ev.Attributes["name"] == v)
 			}
