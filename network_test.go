@@ -350,6 +350,15 @@ func TestBridgeLingerExtended(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The lingering process exits after deleting the bridge, and may
+	// still be releasing its locks in the root meanwhile (the test's
+	// temporary directory was once removed under it).
+	for lingerers(t, root) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lingering process still runs 5 s after the last Close")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestBridgeLingerKeepsNetfilterSockets checks that a program whose last
