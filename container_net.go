@@ -39,6 +39,17 @@ type NetworkEndpoint struct {
 	MAC         string
 }
 
+// NetworkConfig is how a container joins a network, whether or not it runs
+// (docker's EndpointSettings as configured).
+type NetworkConfig struct {
+	Network string
+	Aliases []string
+	// IP is WithIP's address, zero for one given at each start; MAC is
+	// WithMACAddress', "" for one made from the address.
+	IP  netip.Addr
+	MAC string
+}
+
 // PortBinding is a published port (docker run -p, docker port).
 type PortBinding struct {
 	// HostIP is the host address the port is published on; "" or

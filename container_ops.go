@@ -413,6 +413,9 @@ type ContainerInfo struct {
 	// (State.Networks has the addresses while it runs).
 	NetworkMode string
 	Networks    []string
+	// NetworkConfigs says how it joins each of Networks, in their order:
+	// aliases and the addresses WithIP and WithMACAddress fixed.
+	NetworkConfigs []NetworkConfig
 	// Publish is the ports asked for (docker's HostConfig.PortBindings; a
 	// HostPort of 0 is chosen at start, see State.Ports); ExtraHosts and
 	// DNS are the --add-host and --dns values, DNSSearch and DNSOptions
@@ -457,6 +460,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 	}
 	for _, a := range cfg.Networks {
 		info.Networks = append(info.Networks, a.Name)
+		info.NetworkConfigs = append(info.NetworkConfigs, NetworkConfig{Network: a.Name, Aliases: a.Aliases, IP: a.IP, MAC: a.MAC})
 	}
 	if info.NetworkMode == "" {
 		info.NetworkMode = "none" // containers made before networks existed had loopback only

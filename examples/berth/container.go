@@ -1857,6 +1857,7 @@ type portBindingInspect struct {
 }
 
 type endpointInspect struct {
+	IPAMConfig  *ipamConfigInspect // null unless an address was fixed, as docker
 	Aliases     []string
 	MacAddress  string
 	Gateway     string
@@ -1864,15 +1865,28 @@ type endpointInspect struct {
 	IPPrefixLen int
 }
 
-func newNetworkSettings(st berth.ContainerState) networkSettings {
+type ipamConfigInspect struct{ IPv4Address string }
+
+// newNetworkSettings is docker's NetworkSettings: an entry for each
+// network the container joins, with its addresses while it runs.
+func newNetworkSettings(info *berth.ContainerInfo) networkSettings {
+	st := info.State
 	ns := networkSettings{Ports: map[string][]portBindingInspect{}, Networks: map[string]endpointInspect{}}
 	for _, p := range st.Ports {
 		key := portKey(p)
 		ns.Ports[key] = append(ns.Ports[key], portBindingInspect{HostIp: hostIP(p), HostPort: strconv.Itoa(int(p.HostPort))})
 	}
+	for _, nc := range info.NetworkConfigs {
+		ep := endpointInspect{Aliases: nc.Aliases, MacAddress: nc.MAC}
+		if nc.IP.IsValid() {
+			ep.IPAMConfig = &ipamConfigInspect{IPv4Address: nc.IP.String()}
+		}
+		ns.Networks[nc.Network] = ep
+	}
 	for _, ep := range st.Networks {
 		ns.Networks[ep.Network] = endpointInspect{
-			Aliases: ep.Aliases, MacAddress: ep.MAC, Gateway: ep.Gateway.String(),
+			IPAMConfig: ns.Networks[ep.Network].IPAMConfig,
+			Aliases:    ep.Aliases, MacAddress: ep.MAC, Gateway: ep.Gateway.String(),
 			IPAddress: ep.IP.String(), IPPrefixLen: ep.PrefixLen,
 		}
 		if ep.Network == berth.DefaultNetwork {
@@ -1880,6 +1894,15 @@ func newNetworkSettings(st berth.ContainerState) networkSettings {
 		}
 	}
 	return ns
+}
+
+// macAddressOf is docker 20.10's Config.MacAddress: --mac-address, which
+// is the first network's.
+func macAddressOf(info *berth.ContainerInfo) string {
+	if len(info.NetworkConfigs) > 0 {
+		return info.NetworkConfigs[0].MAC
+	}
+	return ""
 }
 
 // portKey is docker's name of a container port: "80/tcp".
@@ -2132,13 +2155,13 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		},
 		Mounts: []mountInspect{},
 		Config: containerConfig{
-			Hostname: info.Hostname, Domainname: info.Domainname, User: info.User,
+			Hostname: info.Hostname, Domainname: info.Domainname, User: info.User, MacAddress: macAddressOf(info),
 			AttachStdout: !info.Detached, AttachStderr: !info.Detached,
 			Tty: info.TTY, Env: info.Env, Cmd: info.Cmd, Image: info.Image,
 			WorkingDir: info.WorkingDir, Entrypoint: info.Entrypoint, Labels: info.Labels,
 			StopSignal: info.StopSignal, Healthcheck: info.Healthcheck,
 		},
-		NetworkSettings: newNetworkSettings(info.State),
+		NetworkSettings: newNetworkSettings(info),
 	}
 	if len(info.Args) > 0 {
 		out.Path, out.Args = info.Args[0], append(out.Args, info.Args[1:]...)

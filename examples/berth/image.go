@@ -453,6 +453,7 @@ type containerConfig struct {
 	Hostname     string
 	Domainname   string
 	User         string
+	MacAddress   string `json:",omitempty"` // a container's --mac-address
 	AttachStdin  bool
 	AttachStdout bool
 	AttachStderr bool

@@ -374,6 +374,20 @@ func TestRunFixedAddress(t *testing.T) {
 	if res := runBerth(t, root, nil, "run", "--rm", "--ip", "10.200.1.9", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "default network") {
 		t.Errorf("run --ip on the default network: exit %d, stderr %q; want 125", res.code, res.stderr)
 	}
+	// inspect shows what was fixed, stopped or running, as docker does.
+	mustBerth(t, root, "create", "--name", "fixed", "--network", "pinned", "--ip", "10.231.12.88", "--mac-address", "02:00:0a:e7:0c:58", "busybox", "sleep", "300")
+	mustBerth(t, root, "create", "--name", "plain", "busybox", "true")
+	const format = "{{json .NetworkSettings.Networks}} {{.Config.MacAddress}}|"
+	want := `{"pinned":{"IPAMConfig":{"IPv4Address":"10.231.12.88"},"Aliases":null,"MacAddress":"02:00:0a:e7:0c:58","Gateway":"","IPAddress":"","IPPrefixLen":0}} 02:00:0a:e7:0c:58|` + "\n" +
+		`{"bridge":{"IPAMConfig":null,"Aliases":null,"MacAddress":"","Gateway":"","IPAddress":"","IPPrefixLen":0}} |` + "\n"
+	if got := mustBerth(t, root, "inspect", "-f", format, "fixed", "plain"); got != want {
+		t.Errorf("inspect of created containers:\n%s\nwant\n%s", got, want)
+	}
+	mustBerth(t, root, "start", "fixed")
+	if got := mustBerth(t, root, "inspect", "-f", "{{json .NetworkSettings.Networks.pinned.IPAMConfig}} {{.NetworkSettings.Networks.pinned.IPAddress}}", "fixed"); got != `{"IPv4Address":"10.231.12.88"} 10.231.12.88`+"\n" {
+		t.Errorf("inspect of the started container: %q", got)
+	}
+	mustBerth(t, root, "rm", "-f", "fixed")
 }
 
 // TestInspectTypes: inspect finds networks and volumes too, after
