@@ -1212,3 +1212,41 @@ func TestBuildCopySymlinkSourceStaysInContext(t *testing.T) {
 		t.Errorf("COPY of a dangling link: %v; want a *BuildError on line 2 wrapping ErrNotFound", err)
 	}
 }
+
+// TestBuildStepsNotListed: while a build's RUN runs, its container exists
+// but Containers does not list it, so removing every listed container
+// leaves the build alone.
+func TestBuildStepsNotListed(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started; sleep 1; echo done > /done\n"})
+	started := make(chan struct{}, 1)
+	built := make(chan error, 1)
+	go func() {
+		_, err := rt.Build(ctx, dir, berth.WithNoCache(), berth.WithBuildTags("steps:1"), berth.WithBuildProgress(func(ev berth.BuildEvent) {
+			if ev.Output == "started" {
+				started <- struct{}{}
+			}
+		}))
+		built <- err
+	}()
+	select {
+	case <-started:
+	case err := <-built:
+		t.Fatalf("the build ended before its RUN printed: %v", err)
+	}
+	ents, err := os.ReadDir(filepath.Join(rt.Root(), "containers"))
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("containers/ during the RUN: %d entries, %v; want the step's", len(ents), err)
+	}
+	infos, err := rt.Containers(ctx, berth.WithAll())
+	if err != nil || len(infos) != 0 {
+		t.Fatalf("Containers(WithAll) during a build's RUN: %d, %v; want none", len(infos), err)
+	}
+	if err := <-built; err != nil {
+		t.Fatalf("the build: %v", err)
+	}
+	if got := runOutput(t, rt, "steps:1", "cat", "/done"); got != "done\n" {
+		t.Errorf("the built image: %q", got)
+	}
+}

@@ -469,7 +469,10 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 }
 
 // Containers lists the root's containers, newest first, including those
-// other programs started (docker ps).
+// other programs started (docker ps). A build's RUN steps are not listed
+// (docker lists no BuildKit step either): they are the build's, and a
+// cleanup of every listed container must not take one from a running
+// build.
 func (r *Runtime) Containers(ctx context.Context, opts ...ListOption) ([]*ContainerInfo, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
@@ -488,8 +491,8 @@ func (r *Runtime) Containers(ctx context.Context, opts ...ListOption) ([]*Contai
 		if err != nil {
 			continue
 		}
-		if !cfg.all && !rec.State.Running && !rec.State.Restarting {
-			continue
+		if !cfg.all && !rec.State.Running && !rec.State.Restarting || rec.Config.BuildKitGroups {
+			continue // a build's RUN step is the build's, as BuildKit's are not listed
 		}
 		out = append(out, r.info(rec))
 	}
