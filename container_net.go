@@ -44,8 +44,8 @@ type NetworkEndpoint struct {
 type NetworkConfig struct {
 	Network string
 	Aliases []string
-	// IP is WithIP's address, zero for one given at each start; MAC is
-	// WithMACAddress', "" for one made from the address.
+	// IP is WithIP's address, zero when berth picks one at each start;
+	// MAC is WithMACAddress', "" for one made from the address.
 	IP  netip.Addr
 	MAC string
 }
@@ -1205,7 +1205,8 @@ func extraHostLines(extra []string) string {
 	return b.String()
 }
 
-// hostResolvConf is the host's resolver configuration.
+// hostResolvConf is the host's resolver configuration (a variable for the
+// tests).
 var hostResolvConf = "/etc/resolv.conf"
 
 // resolvConf is the container's /etc/resolv.conf, made from the host's

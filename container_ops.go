@@ -491,7 +491,7 @@ func (r *Runtime) Containers(ctx context.Context, opts ...ListOption) ([]*Contai
 		if err != nil {
 			continue
 		}
-		if !cfg.all && !rec.State.Running && !rec.State.Restarting || rec.Config.BuildKitGroups {
+		if !cfg.all && !rec.State.Running && !rec.State.Restarting || rec.buildStep() {
 			continue // a build's RUN step is the build's, as BuildKit's are not listed
 		}
 		out = append(out, r.info(rec))

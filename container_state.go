@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/berth-dev/berth/internal/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -367,6 +367,17 @@ func (rec *containerRecord) processGone() bool { return rec.State.Running && !re
 // alive reports whether the record's process still runs.
 func (rec *containerRecord) alive() bool {
 	return rec.State.Pid > 0 && procRuns(rec.State.Pid, rec.PidStart)
+}
+
+// buildStep reports a build's RUN container (withBuildKitGroups marks
+// them): the build's, never listed, pruned or counted as the user's.
+func (rec *containerRecord) buildStep() bool { return rec.Config.BuildKitGroups }
+
+// prunable reports a container PruneContainers removes: created, exited or
+// dead, and not a build's.
+func (rec *containerRecord) prunable() bool {
+	s := rec.shownState().Status
+	return (s == statusCreated || s == statusExited || s == statusDead) && !rec.buildStep()
 }
 
 // pinFirstProcess opens a pidfd of the run's first process, which pins it:

@@ -31,6 +31,11 @@ type DiskUsage struct {
 	BuildCacheSize int64
 }
 
+// writableSize is the bytes of container id's writable layer.
+func (r *Runtime) writableSize(id string) int64 {
+	return dirSize(filepath.Join(r.containerDir(id), "upper"))
+}
+
 // DiskUsage measures what the root's images, containers, volumes and
 // build cache take (docker system df). It walks the containers' writable
 // layers and the volumes, so it takes time in proportion to their files.
@@ -42,16 +47,17 @@ func (r *Runtime) DiskUsage(ctx context.Context) (DiskUsage, error) {
 	recs := r.containerRecords()
 	usedImages := map[string]bool{}
 	for _, rec := range recs {
-		if rec.Config.BuildKitGroups {
-			continue // a build step's
+		if rec.buildStep() {
+			continue
 		}
 		usedImages[rec.Config.ImageDigest] = true
 		du.Containers++
-		size := dirSize(filepath.Join(r.containerDir(rec.ID), "upper"))
+		size := r.writableSize(rec.ID)
 		du.ContainersSize += size
 		if rec.alive() {
 			du.ContainersRunning++
-		} else {
+		}
+		if rec.prunable() {
 			du.ContainersReclaimable += size
 		}
 	}
@@ -67,7 +73,7 @@ func (r *Runtime) DiskUsage(ctx context.Context) (DiskUsage, error) {
 			du.ImagesActive++
 		}
 		for _, l := range img.Layers {
-			listed[l.ChainID] = max(l.UncompressedSize, l.Size)
+			listed[l.ChainID] = l.size()
 			if usedImages[img.Digest] {
 				active[l.ChainID] = true
 			}
@@ -93,7 +99,7 @@ func (r *Runtime) DiskUsage(ctx context.Context) (DiskUsage, error) {
 		du.BuildCache++
 		for _, l := range img.Layers {
 			if _, ok := listed[l.ChainID]; !ok {
-				cached[l.ChainID] = max(l.UncompressedSize, l.Size)
+				cached[l.ChainID] = l.size()
 			}
 		}
 	}

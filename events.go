@@ -49,7 +49,8 @@ type eventsOptionFunc func(*eventsConfig)
 func (f eventsOptionFunc) applyEvents(c *eventsConfig) { f(c) }
 
 // WithEventsSince has Events give the events kept since t first (docker
-// events --since). Default: only events from the call on.
+// events --since). Default: only events from the call on, or, with
+// WithEventsUntil, all those kept.
 func WithEventsSince(t time.Time) EventOption {
 	return eventsOptionFunc(func(c *eventsConfig) { c.since = t })
 }
@@ -151,51 +152,54 @@ func (r *Runtime) followEvents(ctx context.Context, path string, fromStart bool,
 	if fromStart {
 		// The rotated file first, unless it is the one just opened (a
 		// rotation came between).
-		if err := readEventLines(path+".1", f, fn); err != nil {
+		if err := readEventLines(path+".1", fn, f); err != nil {
 			return err
 		}
-	}
-	if !fromStart {
-		if _, err := f.Seek(0, io.SeekEnd); err != nil {
-			return err
-		}
+	} else if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		return err
 	}
 	br := bufio.NewReader(f)
 	var pending []byte
-	for {
-		line, err := br.ReadBytes('\n')
-		if err == nil {
+	// drain passes the whole lines f has now to fn; a line without its
+	// newline yet waits in pending.
+	drain := func() error {
+		for {
+			line, err := br.ReadBytes('\n')
+			if err != nil {
+				pending = append(pending, line...)
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
 			if err := fn(append(pending, line[:len(line)-1]...)); err != nil {
 				return err
 			}
 			pending = nil
-			continue
 		}
-		if err != io.EOF {
+	}
+	for {
+		if err := drain(); err != nil {
 			return err
 		}
-		pending = append(pending, line...)
 		if !until.IsZero() && time.Now().After(until) {
 			return errEventsUntil
 		}
-		// Rotated: read on from the new file once this one is done.
 		if rotatedAway(f, path) {
 			next, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
 			if err != nil {
 				return err
 			}
-			// A writer that opened the old file before the rename may
-			// have appended since the last read.
-			for {
-				line, err := br.ReadBytes('\n')
-				if err != nil {
-					break
-				}
-				if err := fn(append(pending, line[:len(line)-1]...)); err != nil {
-					next.Close()
-					return err
-				}
-				pending = nil
+			// What a writer that opened the old file before the rename
+			// appended since, then the file rotated out in between when
+			// there were two rotations since the last look.
+			err = drain()
+			if err == nil {
+				err = readEventLines(path+".1", fn, f, next)
+			}
+			if err != nil {
+				next.Close()
+				return err
 			}
 			f.Close()
 			f, pending = next, nil
@@ -226,8 +230,8 @@ func rotatedAway(f *os.File, path string) bool {
 }
 
 // readEventLines passes each whole line of the file at path to fn, unless
-// it is the file open as other; a missing file has none.
-func readEventLines(path string, other *os.File, fn func([]byte) error) error {
+// it is one of the files open as skip; a missing file has none.
+func readEventLines(path string, fn func([]byte) error, skip ...*os.File) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -236,8 +240,12 @@ func readEventLines(path string, other *os.File, fn func([]byte) error) error {
 		return err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil {
-		if oi, err := other.Stat(); err == nil && os.SameFile(fi, oi) {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	for _, o := range skip {
+		if oi, err := o.Stat(); err == nil && os.SameFile(fi, oi) {
 			return nil
 		}
 	}

@@ -35,23 +35,34 @@ func TestEventsRotation(t *testing.T) {
 			return nil
 		}, WithEventsSince(start))
 	}()
-	const n = 300 // ~100 bytes each: seven rotations
+	const n = 300 // ~90 bytes each: six rotations
+	next := 0     // the next event the reader must give
+	receive := func(upTo int) {
+		t.Helper()
+		for ; next < upTo; next++ {
+			select {
+			case id := <-got:
+				if want := fmt.Sprintf("v%03d", next); id != want {
+					t.Fatalf("event %d: %s, want %s", next, id, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("only %d of %d events arrived", next, upTo)
+			}
+		}
+	}
 	for i := range n {
 		rt.emit("volume", "create", fmt.Sprintf("v%03d", i), nil)
-		if i%50 == 0 {
-			time.Sleep(30 * time.Millisecond) // the reader at the end of a file
+		if i%40 == 39 {
+			receive(i + 1) // the reader at the end of a file, then more
 		}
 	}
-	for i := range n {
-		select {
-		case id := <-got:
-			if want := fmt.Sprintf("v%03d", i); id != want {
-				t.Fatalf("event %d: %s, want %s", i, id, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only %d of %d events arrived", i, n)
-		}
+	receive(n)
+	// A burst of two rotations while the reader waits: the file rotated
+	// out in between is read too.
+	for i := n; i < n+80; i++ {
+		rt.emit("volume", "create", fmt.Sprintf("v%03d", i), nil)
 	}
+	receive(n + 80)
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Events after its context ended: %v", err)
@@ -64,7 +75,7 @@ func TestEventsRotation(t *testing.T) {
 		replayed = append(replayed, ev.ID)
 		return nil
 	}, WithEventsSince(start), WithEventsUntil(time.Now()))
-	if err != nil || len(replayed) == 0 || replayed[len(replayed)-1] != fmt.Sprintf("v%03d", n-1) {
+	if err != nil || len(replayed) == 0 || replayed[len(replayed)-1] != fmt.Sprintf("v%03d", n+79) {
 		t.Errorf("replay of the kept events: %d events ending %v, %v", len(replayed), replayed[max(len(replayed)-1, 0):], err)
 	}
 }

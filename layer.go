@@ -1,5 +1,7 @@
 package berth
 
+import "cmp"
+
 // Layer describes one layer of an image.
 type Layer struct {
 	// Digest is the digest of the layer blob as stored and pushed
@@ -19,3 +21,7 @@ type Layer struct {
 	// the layer is not unpacked.
 	UncompressedSize int64
 }
+
+// size is the layer's bytes on disk as docker's sizes count them: unpacked,
+// else its blob's.
+func (l Layer) size() int64 { return cmp.Or(l.UncompressedSize, l.Size) }

@@ -24,12 +24,10 @@ func (r *Runtime) PruneContainers(ctx context.Context) (removed []string, reclai
 		return nil, 0, err
 	}
 	for _, rec := range r.containerRecords() {
-		if s := rec.shownState().Status; s != "created" && s != "exited" && s != "dead" || rec.Config.BuildKitGroups {
-			// A build's RUN container is the build's: it reads the
-			// container's changes after its process exited.
+		if !rec.prunable() {
 			continue
 		}
-		size := dirSize(filepath.Join(r.containerDir(rec.ID), "upper"))
+		size := r.writableSize(rec.ID)
 		if err := r.containerHandle(rec.ID, rec.Name).Remove(ctx); errors.Is(err, ErrInUse) {
 			continue
 		} else if err != nil {
@@ -65,6 +63,9 @@ func WithPruneAllImages() ImagePruneOption {
 // root, so a build's progress callback must not call it. It returns the
 // IDs of the images removed and the bytes of content freed.
 func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (removed []string, reclaimed int64, err error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, 0, err
+	}
 	var cfg imagePruneConfig
 	for _, o := range opts {
 		o.applyImagePrune(&cfg)
@@ -100,7 +101,9 @@ func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (re
 			tagged := slices.ContainsFunc(keys, func(k string) bool { return !strings.HasPrefix(k, danglingPrefix) && !strings.Contains(k, "@") })
 			built := slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, intermediatePrefix) })
 			if used[d] || built || tagged && !cfg.all {
-				continue // a build step's (an older root's references): the build cache's
+				// A container's, a build step's (an older root's
+				// references: the build cache's), or tagged.
+				continue
 			}
 			for _, k := range keys {
 				delete(refs, k)

@@ -404,9 +404,9 @@ func WithIP(network, ip string) RunOption {
 
 // WithMACAddress gives the container's interface on the named network a
 // fixed Ethernet address (docker run --mac-address), a unicast one such
-// as "02:42:ac:11:00:02"; the network is DefaultNetwork when the container
-// joins no other. Default: 02:42 and then the four bytes of its IPv4
-// address, as docker makes it.
+// as "02:42:ac:11:00:02"; name DefaultNetwork for a container on no other
+// network. Default: 02:42 and then the four bytes of its IPv4 address, as
+// docker makes it.
 func WithMACAddress(network, mac string) RunOption {
 	return runOptionFunc(func(c *runConfig) {
 		c.fixedAddresses = append(c.fixedAddresses, fixedAddress{network: network, mac: mac})

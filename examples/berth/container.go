@@ -1785,7 +1785,6 @@ func rmCommand(fs *flagSet) runFunc {
 	}
 }
 
-// waitCommand is docker wait: it prints each container's exit code.
 // renameCommand is docker rename.
 func renameCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
@@ -1797,6 +1796,7 @@ func renameCommand(fs *flagSet) runFunc {
 	}
 }
 
+// waitCommand is docker wait: it prints each container's exit code.
 func waitCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
