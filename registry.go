@@ -2,6 +2,7 @@ package berth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -334,3 +335,48 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// Login checks that a registry ("host[:port]"; "" for Docker Hub) accepts
+// the credentials WithAuth gives, or those `docker login` stored for it,
+// as docker login checks them before it stores them: it asks the
+// registry's /v2/ endpoint with them, through its token service when the
+// registry has one. berth stores no credentials; the CLI's login writes
+// them where docker's does, where Pull and Push find them.
+func Login(ctx context.Context, registry string, opts ...RegistryOption) error {
+	var cfg registryConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var nameOpts []name.Option
+	if cfg.insecure {
+		nameOpts = append(nameOpts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(cmp.Or(registry, name.DefaultRegistry), nameOpts...)
+	if err != nil {
+		return fmt.Errorf("%w: registry %q: %v", ErrInvalid, registry, err)
+	}
+	auth := cfg.auth
+	if auth == nil {
+		if auth, err = authn.DefaultKeychain.Resolve(reg); err != nil {
+			return err
+		}
+	}
+	base := cmp.Or[http.RoundTripper](cfg.transport, http.DefaultTransport)
+	rt, err := transport.NewWithContext(ctx, reg, auth, base, nil)
+	if err != nil {
+		return fmt.Errorf("login to %s: %w", reg.RegistryStr(), err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return fmt.Errorf("login to %s: %w", reg.RegistryStr(), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("login to %s: %s", reg.RegistryStr(), resp.Status)
+	}
+	return nil
+}

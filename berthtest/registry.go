@@ -51,6 +51,21 @@ func (b *lockedBuffer) String() string {
 // docker-registry package is not installed.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
+	return startRegistry(t, "")
+}
+
+// StartTokenRegistry starts a registry as StartRegistry does that lets in
+// only requests with a bearer token, which clients are sent to get from
+// realm (Distribution's "silly" access controller: it takes any token, so
+// the token service at realm decides who may log in).
+func StartTokenRegistry(t testing.TB, realm string) *Registry {
+	t.Helper()
+	return startRegistry(t, fmt.Sprintf("auth:\n  silly:\n    realm: %s\n    service: berth-test\n", realm))
+}
+
+// startRegistry starts the registry with extra appended to its config.
+func startRegistry(t testing.TB, extra string) *Registry {
+	t.Helper()
 	bin, err := exec.LookPath(RegistryBinary)
 	if err != nil {
 		t.Skipf("needs %s from Debian's docker-registry package: %v", RegistryBinary, err)
@@ -74,7 +89,7 @@ storage:
     enabled: true
 http:
   addr: %s
-`, filepath.Join(dir, "data"), addr)
+%s`, filepath.Join(dir, "data"), addr, extra)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -95,7 +110,7 @@ http:
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || extra != "" && resp.StatusCode == http.StatusUnauthorized {
 				return r
 			}
 		}

@@ -112,6 +112,8 @@ func commands() []*command {
 		{name: "inspect", usage: "[OPTIONS] NAME [NAME...]", short: "Return low-level information on berth objects", args: atLeast(1), setup: inspectCommand},
 		{name: "kill", usage: "[OPTIONS] CONTAINER [CONTAINER...]", short: "Kill one or more running containers", args: atLeast(1), setup: killCommand},
 		{name: "load", usage: "[OPTIONS]", short: "Load an image from a tar archive or STDIN", args: exactly(0), setup: loadCommand},
+		{name: "login", usage: "[OPTIONS] [SERVER]", short: "Log in to a registry", args: atMost(1), setup: loginCommand},
+		{name: "logout", usage: "[SERVER]", short: "Log out from a registry", args: atMost(1), setup: logoutCommand},
 		{name: "logs", usage: "[OPTIONS] CONTAINER", short: "Fetch the logs of a container", args: exactly(1), setup: logsCommand},
 		{name: "network", usage: "COMMAND", short: "Manage networks", long: "Manage networks: connect, create, disconnect, inspect, ls, prune, rm", args: atLeast(0), posix: true, setup: groupCommand("network", "Manage networks", networkCommands)},
 		{name: "pause", usage: "CONTAINER [CONTAINER...]", short: "Pause all processes within one or more containers", args: atLeast(1), setup: pauseCommand},
