@@ -1159,7 +1159,7 @@ func (run *running) finish(code, sig int, oom bool, msg string) {
 		tr.mark("record")
 		run.unlock()
 	} else {
-		r.emit("container", "die", rec.ID, map[string]string{"name": r.heldName(rec.Name, rec.ID), "image": rec.Config.Image, "exitCode": strconv.Itoa(code)})
+		r.containerEvent("die", rec, "name", r.heldName(rec.Name, rec.ID), "exitCode", strconv.Itoa(code))
 	}
 	if rec.Config.AutoRemove {
 		if noWaiters == nil {

@@ -29,8 +29,8 @@ type Event struct {
 	// ID is the object's ID: a volume's name; for an image its ID, but the
 	// reference pulled for a pull, as docker's.
 	ID string `json:"id"`
-	// Attributes says more, as docker's do: a container's "name" and
-	// "image" (only its name on destroy), "exitCode" on die, "oldName"
+	// Attributes says more, as docker's do: a container's labels, "name"
+	// and "image" (only its name on destroy), "exitCode" on die, "oldName"
 	// ("/" and the old name) on rename; a network's "name" and, on
 	// connect and disconnect, the "container"'s ID; an image's "name" on
 	// pull, tag and untag. A network's connect and disconnect are
@@ -99,8 +99,14 @@ func (r *Runtime) emit(typ, action, id string, attrs map[string]string) {
 }
 
 // containerEvent records an event of the container in rec.
+// Its attributes are docker's: the container's labels, its name and image
+// (over labels of those names), then extra's key-value pairs.
 func (r *Runtime) containerEvent(action string, rec *containerRecord, extra ...string) {
-	attrs := map[string]string{"name": rec.Name, "image": rec.Config.Image}
+	attrs := make(map[string]string, len(rec.Config.Labels)+2+len(extra)/2)
+	for k, v := range rec.Config.Labels {
+		attrs[k] = v
+	}
+	attrs["name"], attrs["image"] = rec.Name, rec.Config.Image
 	for i := 0; i+1 < len(extra); i += 2 {
 		attrs[extra[i]] = extra[i+1]
 	}

@@ -1324,16 +1324,16 @@ func TestLogsUntilFlag(t *testing.T) {
 func TestEventsCommand(t *testing.T) {
 	root := containerSetup(t)
 	since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
-	id := strings.TrimSpace(mustBerth(t, root, "run", "-d", "--name", "evweb", "busybox", "true"))
+	id := strings.TrimSpace(mustBerth(t, root, "run", "-d", "--name", "evweb", "--label", "tier=web", "busybox", "true"))
 	mustBerth(t, root, "wait", "evweb")
 	mustBerth(t, root, "rm", "evweb")
 	until := time.Now().Format(time.RFC3339Nano)
 	got := mustBerth(t, root, "events", "--since", since, "--until", until, "--filter", "container=evweb")
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	want := []string{
-		" container create " + id + " (image=busybox, name=evweb)",
-		" container start " + id + " (image=busybox, name=evweb)",
-		" container die " + id + " (exitCode=0, image=busybox, name=evweb)",
+		" container create " + id + " (image=busybox, name=evweb, tier=web)",
+		" container start " + id + " (image=busybox, name=evweb, tier=web)",
+		" container die " + id + " (exitCode=0, image=busybox, name=evweb, tier=web)",
 		" container destroy " + id + " (name=evweb)",
 	}
 	if len(lines) != len(want) {
@@ -1347,6 +1347,12 @@ func TestEventsCommand(t *testing.T) {
 	}
 	if got := mustBerth(t, root, "events", "--since", since, "--until", until, "--filter", "event=die", "--format", "{{.Type}} {{.Status}} {{.Actor.Attributes.exitCode}}"); got != "container die 0\n" {
 		t.Errorf("events --filter event=die --format: %q", got)
+	}
+	if got := mustBerth(t, root, "events", "--since", since, "--until", until, "--filter", "label=tier=web", "--format", "{{.Action}}"); got != "create\nstart\ndie\n" {
+		t.Errorf("events --filter label=tier=web: %q", got)
+	}
+	if got := mustBerth(t, root, "events", "--since", since, "--until", until, "--filter", "label=tier=db"); got != "" {
+		t.Errorf("events --filter label=tier=db: %q", got)
 	}
 	if res := runBerth(t, root, nil, "events", "--filter", "bogus=1", "--until", until); res.code == 0 {
 		t.Errorf("events with an unknown filter: exit 0")

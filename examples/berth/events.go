@@ -38,7 +38,7 @@ func eventsCommand(fs *flagSet) runFunc {
 	var filterArgs []string
 	fs.String(&since, "", "since", "string", "", "Show all events created since timestamp")
 	fs.String(&until, "", "until", "string", "", "Stream events until this timestamp")
-	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (type, event, container, image, network, volume)")
+	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (type, event, container, image, network, volume, label)")
 	fs.String(&format, "", "format", "string", "", "Format the output using the given Go template")
 	return func(ctx context.Context, c *cli, args []string) error {
 		var opts []berth.EventOption
@@ -59,7 +59,7 @@ func eventsCommand(fs *flagSet) runFunc {
 		filters := map[string][]string{}
 		for _, f := range filterArgs {
 			k, v, ok := strings.Cut(f, "=")
-			if !ok || !slices.Contains([]string{"type", "event", "container", "image", "network", "volume"}, k) {
+			if !ok || !slices.Contains([]string{"type", "event", "container", "image", "network", "volume", "label"}, k) {
 				return fmt.Errorf("invalid filter %q", f)
 			}
 			filters[k] = append(filters[k], v)
@@ -105,9 +105,9 @@ func eventsCommand(fs *flagSet) runFunc {
 }
 
 // eventMatches applies docker's events filters: an object filter matches
-// an event of that type by a prefix of its ID or by its name, and
-// "image" the container's image or an image's ID or name. (No "label":
-// berth's events do not carry labels.)
+// an event of that type by a prefix of its ID or by its name, "image" the
+// container's image or an image's ID or name, and "label" a label (key or
+// key=value) a container's event carries.
 func eventMatches(ev berth.Event, filters map[string][]string) bool {
 	for k, values := range filters {
 		ok := false
@@ -121,6 +121,10 @@ func eventMatches(ev berth.Event, filters map[string][]string) bool {
 				ok = ok || ev.Type == k && (strings.HasPrefix(ev.ID, v) || ev.Attributes["name"] == v)
 			case "image":
 				ok = ok || ev.Attributes["image"] == v || ev.Type == "image" && (ev.ID == v || ev.Attributes["name"] == v)
+			case "label": // key, or key=value, among the attributes
+				lk, lv, withValue := strings.Cut(v, "=")
+				have, present := ev.Attributes[lk]
+				ok = ok || present && (!withValue || have == lv)
 			}
 		}
 		if !ok {
