@@ -340,8 +340,10 @@ func (b *limitedBody) Close() error { return b.rc.Close() }
 // the credentials WithAuth gives, or those `docker login` stored for it,
 // as docker login checks them before it stores them: it asks the
 // registry's /v2/ endpoint with them, through its token service when the
-// registry has one. berth stores no credentials; the CLI's login writes
-// them where docker's does, where Pull and Push find them.
+// registry has one. With none given or stored it checks anonymous access,
+// which a registry open to all grants. berth stores no credentials; the
+// CLI's login writes them where docker's does, where Pull and Push find
+// them.
 func Login(ctx context.Context, registry string, opts ...RegistryOption) error {
 	var cfg registryConfig
 	for _, o := range opts {

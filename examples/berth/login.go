@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/berth-dev/berth"
+	dockerconfig "github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/credentials"
+	"github.com/docker/cli/cli/config/types"
 )
 
 // dockerHubKey is the key docker's config.json gives Docker Hub's
@@ -21,10 +18,11 @@ import (
 const dockerHubKey = "https://index.docker.io/v1/"
 
 // loginCommand is docker login: it checks the credentials with the
-// registry (berth.Login) and stores them as docker does, in the auths of
-// $DOCKER_CONFIG/config.json or ~/.docker/config.json, where berth's pulls
-// and pushes find them. A credential store the file names (credsStore) is
-// not used: berth writes the file's own auths.
+// registry (berth.Login) and stores them as docker's client does, with
+// docker's own configuration code: in the credential helper config.json
+// names (credsStore, credHelpers), else base64 in its auths
+// ($DOCKER_CONFIG/config.json or ~/.docker/config.json), where berth's
+// pulls and pushes find them.
 func loginCommand(fs *flagSet) runFunc {
 	var user, password string
 	var passwordStdin bool
@@ -32,8 +30,10 @@ func loginCommand(fs *flagSet) runFunc {
 	fs.String(&password, "p", "password", "string", "", "Password")
 	fs.Bool(&passwordStdin, "", "password-stdin", "Take the password from stdin")
 	return func(ctx context.Context, c *cli, args []string) error {
-		registry, key := registryKey(args)
-		in := bufio.NewReader(c.stdin)
+		registry, key, err := registryKey(args)
+		if err != nil {
+			return err
+		}
 		switch {
 		case password != "" && passwordStdin:
 			return errors.New("--password and --password-stdin are mutually exclusive")
@@ -42,32 +42,32 @@ func loginCommand(fs *flagSet) runFunc {
 		case password != "":
 			fmt.Fprintln(c.stderr, "WARNING! Using --password via the CLI is insecure. Use --password-stdin.")
 		case passwordStdin:
-			b, err := io.ReadAll(in)
+			b, err := io.ReadAll(c.stdin)
 			if err != nil {
 				return err
 			}
-			password = strings.TrimRight(string(b), "\r\n")
-		}
-		if user == "" {
-			fmt.Fprint(c.stdout, "Username: ")
-			user = readLine(in)
-		}
-		if password == "" && !passwordStdin {
-			fmt.Fprint(c.stdout, "Password: ")
-			password = readLine(in)
+			password = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 		}
 		if user == "" || password == "" {
-			return errors.New("Error: Cannot perform an interactive login from a non TTY device")
+			// No prompt: berth reads no password from a terminal.
+			return errors.New("Cannot perform an interactive login: give --username and --password-stdin")
 		}
 		if err := berth.Login(ctx, registry, berth.WithAuth(user, password)); err != nil {
 			return err
 		}
-		auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-		if err := updateAuths(func(auths map[string]json.RawMessage) bool {
-			auths[key], _ = json.Marshal(map[string]string{"auth": auth})
-			return true
-		}); err != nil {
+		cf, err := dockerconfig.Load(dockerconfig.Dir())
+		if err != nil {
 			return err
+		}
+		if !cf.ContainsAuth() {
+			cf.CredentialsStore = credentials.DetectDefaultStore(cf.CredentialsStore)
+		}
+		store := cf.GetCredentialsStore(key)
+		if err := store.Store(types.AuthConfig{Username: user, Password: password, ServerAddress: key}); err != nil {
+			return fmt.Errorf("storing the credentials: %w", err)
+		}
+		if cf.CredentialsStore == "" && cf.CredentialHelpers[key] == "" {
+			fmt.Fprintf(c.stderr, "WARNING! Your password will be stored unencrypted in %s.\n", cf.Filename)
 		}
 		fmt.Fprintln(c.stdout, "Login Succeeded")
 		return nil
@@ -75,108 +75,56 @@ func loginCommand(fs *flagSet) runFunc {
 }
 
 // logoutCommand is docker logout: it removes the registry's credentials
-// from config.json's auths.
+// from where login stored them, under the key docker uses and the forms
+// older clients used ("https://host", "http://host").
 func logoutCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
-		_, key := registryKey(args)
-		found := false
-		err := updateAuths(func(auths map[string]json.RawMessage) bool {
-			_, found = auths[key]
-			delete(auths, key)
-			return found
-		})
+		_, key, err := registryKey(args)
 		if err != nil {
 			return err
 		}
-		if !found {
+		cf, err := dockerconfig.Load(dockerconfig.Dir())
+		if err != nil {
+			return err
+		}
+		keys := []string{key}
+		if key != dockerHubKey {
+			keys = append(keys, "https://"+key, "http://"+key)
+		}
+		var found []string
+		for _, k := range keys {
+			if _, ok := cf.GetAuthConfigs()[k]; ok {
+				found = append(found, k)
+			}
+		}
+		if len(found) == 0 {
 			fmt.Fprintf(c.stdout, "Not logged in to %s\n", key)
 			return nil
 		}
 		fmt.Fprintf(c.stdout, "Removing login credentials for %s\n", key)
-		return nil
-	}
-}
-
-// registryKey is the registry a login or logout names (args[0], or Docker
-// Hub) and its key in config.json's auths, as docker writes it.
-func registryKey(args []string) (registry, key string) {
-	if len(args) == 0 {
-		return "", dockerHubKey
-	}
-	registry = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(args[0], "https://"), "http://"), "/")
-	switch registry {
-	case "docker.io", "index.docker.io", "registry-1.docker.io", "index.docker.io/v1":
-		return "", dockerHubKey
-	}
-	return registry, registry
-}
-
-func readLine(r *bufio.Reader) string {
-	line, _ := r.ReadString('\n')
-	return strings.TrimRight(line, "\r\n")
-}
-
-// dockerConfigPath is docker's client configuration file.
-func dockerConfigPath() (string, error) {
-	if dir := os.Getenv("DOCKER_CONFIG"); dir != "" {
-		return filepath.Join(dir, "config.json"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(home, ".docker", "config.json"), nil
-}
-
-// updateAuths applies change to the auths of docker's config.json, keeping
-// the rest of the file as it is, and writes it back (mode 0600, through a
-// temporary file) when change reports a change.
-func updateAuths(change func(map[string]json.RawMessage) bool) error {
-	path, err := dockerConfigPath()
-	if err != nil {
-		return err
-	}
-	doc := map[string]json.RawMessage{}
-	auths := map[string]json.RawMessage{}
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return err
-	default:
-		if err := json.Unmarshal(b, &doc); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		if raw, ok := doc["auths"]; ok {
-			if err := json.Unmarshal(raw, &auths); err != nil {
-				return fmt.Errorf("%s: auths: %w", path, err)
+		for _, k := range found {
+			if err := cf.GetCredentialsStore(k).Erase(k); err != nil {
+				return fmt.Errorf("removing the credentials for %s: %w", k, err)
 			}
 		}
-	}
-	if !change(auths) {
 		return nil
 	}
-	if doc["auths"], err = json.Marshal(auths); err != nil {
-		return err
+}
+
+// registryKey is the registry a login or logout names (args[0] as docker
+// reads it: its host and port, without a scheme or path; none is Docker
+// Hub) and its key in config.json, as docker writes it.
+func registryKey(args []string) (registry, key string, err error) {
+	if len(args) == 0 {
+		return "", dockerHubKey, nil
 	}
-	out, err := json.MarshalIndent(doc, "", "\t")
-	if err != nil {
-		return err
+	if strings.Contains(args[0], "@") {
+		return "", "", errors.New("a registry address must not carry credentials: give --username and --password-stdin")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+	registry = credentials.ConvertToHostname(args[0])
+	switch registry {
+	case "docker.io", "index.docker.io", "registry-1.docker.io":
+		return "", dockerHubKey, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.json-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(append(out, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path) // CreateTemp made it 0600
+	return registry, registry, nil
 }
