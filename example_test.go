@@ -234,3 +234,24 @@ func ExampleRuntime_CreateNetwork() {
 		conn.Close()
 	}
 }
+
+// An orchestration tool's watcher: every container of the root that dies,
+// whichever program started it, with its exit code, until ctx ends.
+func ExampleRuntime_Events() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	err = rt.Events(ctx, func(ev berth.Event) error {
+		if ev.Type == "container" && ev.Action == "die" {
+			fmt.Println(ev.Attributes["name"], "exited with", ev.Attributes["exitCode"])
+		}
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
