@@ -1279,18 +1279,19 @@ func resolvConf(cfg *containerConfig, mode string) []byte {
 }
 
 // fixEndpointAddresses checks WithIP's and WithMACAddress' addresses and
-// puts them on the attachments (to nets, given as in given) of the
-// networks they name.
-func fixEndpointAddresses(fixed []fixedAddress, given []networkAttachment, nets []*networkRecord, attach []networkAttachment) error {
+// puts them on the container's attachments to the networks they name (as
+// WithNetwork names them).
+func (r *Runtime) fixEndpointAddresses(ctx context.Context, fixed []fixedAddress, attach []networkAttachment) error {
 	for _, f := range fixed {
-		i := slices.IndexFunc(nets, func(n *networkRecord) bool { return f.network == n.Name || f.network == n.ID })
-		if i < 0 {
-			i = slices.IndexFunc(given, func(a networkAttachment) bool { return f.network == a.NetworkID })
+		n, err := r.lookupNetwork(ctx, f.network)
+		i := -1
+		if err == nil {
+			i = slices.IndexFunc(attach, func(a networkAttachment) bool { return a.NetworkID == n.ID })
 		}
 		if i < 0 {
 			return fmt.Errorf("%w: an address for network %q, which the container does not join", ErrInvalid, f.network)
 		}
-		a, n := &attach[i], nets[i]
+		a := &attach[i]
 		if f.mac != "" {
 			hw, err := net.ParseMAC(f.mac)
 			if err != nil || len(hw) != 6 || hw[0]&1 != 0 || [6]byte(hw) == [6]byte{} {
@@ -1572,7 +1573,7 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 		}
 		cfg.Networks = append(cfg.Networks, networkAttachment{NetworkID: n.ID, Name: n.Name, Aliases: a.Aliases})
 	}
-	if err := fixEndpointAddresses(o.fixedAddresses, attach, nets, cfg.Networks); err != nil {
+	if err := r.fixEndpointAddresses(ctx, o.fixedAddresses, cfg.Networks); err != nil {
 		return err
 	}
 	var gateway netip.Addr // the host's address on the first network (host-gateway)

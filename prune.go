@@ -1,7 +1,6 @@
 package berth
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -77,20 +76,15 @@ func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (re
 		return nil, 0, err
 	}
 	defer unlockBuilds()
-	imgs, err := r.Images(ctx)
-	if err != nil {
-		return nil, 0, err
+	// Read outside the refs lock: a container made meanwhile keeps its
+	// image's content anyway (the collection below).
+	used := map[string]bool{}
+	for _, rec := range r.containerRecords() {
+		used[rec.Config.ImageDigest] = true
 	}
-	ids := map[string]string{} // manifest digest → image ID
-	for _, img := range imgs {
-		ids[img.Digest] = img.ID
-	}
+	var gone []string // manifest digests
 	err = r.store.UpdateRefs(ctx, func(refs map[string]string) error {
-		removed = removed[:0]
-		used := map[string]bool{}
-		for _, rec := range r.containerRecords() {
-			used[rec.Config.ImageDigest] = true
-		}
+		gone = gone[:0]
 		names := map[string][]string{} // manifest digest → its references
 		for k, d := range refs {
 			names[d] = append(names[d], k)
@@ -108,12 +102,19 @@ func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (re
 			for _, k := range keys {
 				delete(refs, k)
 			}
-			removed = append(removed, cmp.Or(ids[d], d))
+			gone = append(gone, d)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, 0, err
+	}
+	for _, d := range gone {
+		id := d
+		if img, err := r.imageFromStore(d, nil); err == nil { // its content stays until the collection below
+			id = img.ID
+		}
+		removed = append(removed, id)
 	}
 	slices.Sort(removed)
 	for _, id := range removed {

@@ -24,10 +24,7 @@ func parseRef(ref string, insecure bool) (name.Reference, error) {
 // refKey is the canonical form under which a reference is stored:
 // "docker.io/library/busybox:latest" or "host:port/repo@sha256:…".
 func refKey(r name.Reference) string {
-	repo := r.Context().Name()
-	if rest, ok := strings.CutPrefix(repo, name.DefaultRegistry+"/"); ok {
-		repo = "docker.io/" + rest
-	}
+	repo := repoKey(r.Context())
 	switch r := r.(type) {
 	case name.Tag:
 		return repo + ":" + r.TagStr()
@@ -35,6 +32,14 @@ func refKey(r name.Reference) string {
 		return repo + "@" + r.DigestStr()
 	}
 	return repo
+}
+
+// repoKey is a repository as refKey writes it, without tag or digest.
+func repoKey(repo name.Repository) string {
+	if rest, ok := strings.CutPrefix(repo.Name(), name.DefaultRegistry+"/"); ok {
+		return "docker.io/" + rest
+	}
+	return repo.Name()
 }
 
 // familiar shortens a stored reference the way docker prints it:

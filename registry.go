@@ -135,12 +135,7 @@ func (r *Runtime) Pull(ctx context.Context, ref string, opts ...PullOption) (*Im
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", ref, err)
 	}
-	key := familiar(refKey(parsed))
-	repo, _, _ := strings.Cut(key, "@")
-	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-		repo = repo[:i]
-	}
-	r.emit("image", "pull", key, map[string]string{"name": repo})
+	r.emit("image", "pull", familiar(refKey(parsed)), map[string]string{"name": familiar(repoKey(parsed.Context()))})
 	return img, nil
 }
 

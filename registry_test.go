@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
@@ -245,6 +246,18 @@ func TestPullPlatformIndex(t *testing.T) {
 	}
 	if _, err := rt.Pull(ctx, r.String(), berth.WithPlatform("linux/s390x")); !errors.Is(err, berth.ErrNotFound) || !strings.Contains(err.Error(), "linux/amd64") {
 		t.Errorf("pull for an absent platform: %v; want ErrNotFound listing what the index has", err)
+	}
+	// One pull event, docker's: the reference as its ID, the repository
+	// as its name; the failed pull records none.
+	var pulls []string
+	rt.Events(ctx, func(ev berth.Event) error {
+		if ev.Type == "image" {
+			pulls = append(pulls, ev.Action+" "+ev.ID+" "+ev.Attributes["name"])
+		}
+		return nil
+	}, berth.WithEventsUntil(time.Now()))
+	if want := "pull " + reg.host + "/multi:1 " + reg.host + "/multi"; len(pulls) != 1 || pulls[0] != want {
+		t.Errorf("image events: %q, want [%q]", pulls, want)
 	}
 	if os.Getenv("GOARCH") == "" && got.Digest != "" {
 		def, err := rt.Pull(ctx, r.String())

@@ -1461,21 +1461,11 @@ func logsCommand(fs *flagSet) runFunc {
 		if timestamps {
 			opts = append(opts, berth.WithTimestamps())
 		}
-		now := time.Now()
-		if since != "" {
-			t, err := parseTimestamp(since, now)
-			if err != nil {
-				return fmt.Errorf("invalid value for \"since\": %w", err)
-			}
-			opts = append(opts, berth.WithSince(t))
+		times, err := timeOptions(timeFlag[berth.LogOption]{"since", since, berth.WithSince}, timeFlag[berth.LogOption]{"until", until, berth.WithUntil})
+		if err != nil {
+			return err
 		}
-		if until != "" {
-			t, err := parseTimestamp(until, now)
-			if err != nil {
-				return fmt.Errorf("invalid value for \"until\": %w", err)
-			}
-			opts = append(opts, berth.WithUntil(t))
-		}
+		opts = append(opts, times...)
 		if tail != "all" {
 			n, err := strconv.Atoi(tail)
 			switch {
@@ -1495,6 +1485,30 @@ func logsCommand(fs *flagSet) runFunc {
 		}
 		return err
 	}
+}
+
+// timeFlag is a --since or --until flag's value and the option it gives.
+type timeFlag[O any] struct {
+	name, value string
+	option      func(time.Time) O
+}
+
+// timeOptions turns the --since and --until values given into their
+// options, read against one "now".
+func timeOptions[O any](flags ...timeFlag[O]) ([]O, error) {
+	now := time.Now()
+	var opts []O
+	for _, f := range flags {
+		if f.value == "" {
+			continue
+		}
+		t, err := parseTimestamp(f.value, now)
+		if err != nil {
+			return nil, fmt.Errorf("invalid value for %q: %w", f.name, err)
+		}
+		opts = append(opts, f.option(t))
+	}
+	return opts, nil
 }
 
 // parseTimestamp reads docker's --since and --until values: a duration
@@ -2343,14 +2357,7 @@ func hostMemory() uint64 {
 // binarySize formats bytes as docker stats does: binary units and 4
 // significant digits ("1.504MiB", "7.668GiB").
 func binarySize(n uint64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v := float64(n)
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.4g%s", v, units[i])
+	return scaledSize(float64(n), 1024, []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}, 4)
 }
 
 // inspectMounts shapes a container's mounts the way docker inspect shows

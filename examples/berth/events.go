@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/berth-dev/berth"
 )
@@ -41,20 +40,9 @@ func eventsCommand(fs *flagSet) runFunc {
 	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (type, event, container, image, network, volume, label)")
 	fs.String(&format, "", "format", "string", "", "Format the output using the given Go template")
 	return func(ctx context.Context, c *cli, args []string) error {
-		var opts []berth.EventOption
-		now := time.Now()
-		for _, t := range []struct {
-			flag, value string
-			opt         func(time.Time) berth.EventOption
-		}{{"since", since, berth.WithEventsSince}, {"until", until, berth.WithEventsUntil}} {
-			if t.value == "" {
-				continue
-			}
-			at, err := parseTimestamp(t.value, now)
-			if err != nil {
-				return fmt.Errorf("invalid value for %q: %w", t.flag, err)
-			}
-			opts = append(opts, t.opt(at))
+		opts, err := timeOptions(timeFlag[berth.EventOption]{"since", since, berth.WithEventsSince}, timeFlag[berth.EventOption]{"until", until, berth.WithEventsUntil})
+		if err != nil {
+			return err
 		}
 		filters := map[string][]string{}
 		for _, f := range filterArgs {

@@ -25,11 +25,15 @@ func humanSize(n int64) string { return decimalSize(n, 3) }
 // decimalSize formats a byte count in decimal units with digits
 // significant digits (docker's units.HumanSize has 4: "1.235MB").
 func decimalSize(n int64, digits int) string {
-	units := []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
-	v := float64(n)
+	return scaledSize(float64(n), 1000, []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}, digits)
+}
+
+// scaledSize divides v by step while it reaches it and prints it with
+// digits significant digits and the unit so reached.
+func scaledSize(v, step float64, units []string, digits int) string {
 	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
+	for v >= step && i < len(units)-1 {
+		v /= step
 		i++
 	}
 	return fmt.Sprintf("%.*g%s", digits, v, units[i])

@@ -17,6 +17,20 @@ import (
 
 // noSuchImage is docker's message for an image that is not in the store;
 // other errors pass through.
+// image finds an image by reference or ID, with docker's message when
+// there is none.
+func (c *cli) image(ctx context.Context, ref string) (*berth.Image, error) {
+	rt, err := c.runtime()
+	if err != nil {
+		return nil, err
+	}
+	img, err := rt.Image(ctx, ref)
+	if err != nil {
+		return nil, noSuchImage(ref, err)
+	}
+	return img, nil
+}
+
 func noSuchImage(name string, err error) error {
 	if errors.Is(err, berth.ErrNotFound) {
 		return fmt.Errorf("No such image: %s", name)
@@ -297,13 +311,9 @@ func historyCommand(fs *flagSet) runFunc {
 	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
 	fs.Bool(&quiet, "q", "quiet", "Only show image IDs")
 	return func(ctx context.Context, c *cli, args []string) error {
-		rt, err := c.runtime()
+		img, err := c.image(ctx, args[0])
 		if err != nil {
 			return err
-		}
-		img, err := rt.Image(ctx, args[0])
-		if err != nil {
-			return noSuchImage(args[0], err)
 		}
 		rows := historyRows(img, noTrunc, time.Now())
 		if quiet {
@@ -349,14 +359,11 @@ func historyRows(img *berth.Image, noTrunc bool, now time.Time) []historyRow {
 // tagCommand is docker tag.
 func tagCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
-		rt, err := c.runtime()
+		img, err := c.image(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		img, err := rt.Image(ctx, args[0])
-		if err != nil {
-			return noSuchImage(args[0], err)
-		}
+		rt, _ := c.runtime() // c.image opened it
 		return rt.Tag(ctx, img, args[1])
 	}
 }
