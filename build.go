@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -42,6 +43,12 @@ type buildSettings struct {
 	progress   func(BuildEvent)
 	secrets    map[string]string // id → source file
 	epoch      *time.Time
+	labels     map[string]string
+	network    string // RUN's network where it names none
+	extraHosts []string
+	outDir     string
+	outTar     io.Writer
+	archive    io.Reader // the context as a tar stream
 }
 
 type buildOptionFunc func(*buildSettings)
@@ -126,6 +133,61 @@ func WithSourceDateEpoch(t time.Time) BuildOption {
 	})
 }
 
+// WithBuildLabels sets labels on the built image's configuration (docker
+// build --label), over the Dockerfile's LABELs of the same keys; the
+// steps before it and their cache are untouched. Default: none.
+func WithBuildLabels(labels map[string]string) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) {
+		if c.labels == nil {
+			c.labels = map[string]string{}
+		}
+		maps.Copy(c.labels, labels)
+	})
+}
+
+// WithBuildNetwork sets the network of every RUN that names none (docker
+// build --network): "default" (a container's default, its bridge
+// network), "none" (loopback only) or "host". A RUN's own --network wins.
+// The mode is part of a RUN's cache key. Default: "default".
+func WithBuildNetwork(mode string) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) { c.network = mode })
+}
+
+// WithBuildExtraHosts adds "name:ip" lines to the /etc/hosts of every RUN
+// (docker build --add-host), as WithExtraHosts does for a container;
+// "name:host-gateway" is the host's address on the RUN's network. The
+// lines are part of a RUN's cache key. Default: none.
+func WithBuildExtraHosts(hosts ...string) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) { c.extraHosts = append(c.extraHosts, hosts...) })
+}
+
+// WithBuildOutputDir also writes the built stage's filesystem into dir
+// (docker build --output type=local,dest=DIR), making dir if it is
+// missing: the image's layers are applied to it in order, as a pull
+// unpacks them, with every path resolved inside dir, so that the files of
+// the image end up there with their modes, owners and times; other files
+// already in dir are left. Default: no output but the image.
+func WithBuildOutputDir(dir string) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) { c.outDir = dir })
+}
+
+// WithBuildOutputTar also writes the built stage's filesystem to w as an
+// uncompressed tar stream (docker build --output type=tar), names relative
+// to its root. Default: no output but the image.
+func WithBuildOutputTar(w io.Writer) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) { c.outTar = w })
+}
+
+// WithContextArchive builds from a context given as a tar stream, plain or
+// compressed with gzip, bzip2, xz or zstd (docker build - with a tar on
+// stdin), instead of a directory: Build's contextDir must be "". The
+// archive is unpacked under the root for the build, every name inside
+// the context (".." and absolute symlinks cannot reach out of it), and
+// removed after it. Default: the context is contextDir.
+func WithContextArchive(r io.Reader) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) { c.archive = r })
+}
+
 // BuildEvent is one progress report of Build. A step first reports itself
 // with Output empty; a RUN step then reports each line it prints with the
 // same Step and Output set.
@@ -175,7 +237,9 @@ const runOutputTail = 10
 // Build builds the image a Dockerfile describes from a context directory
 // (docker build DIR) and returns it; every intermediate step is an image in
 // the store, kept as an untagged (<none>) image so that the build cache
-// can reuse it.
+// can reuse it. An empty contextDir is an empty context (docker build -
+// with a Dockerfile on stdin: give it with WithDockerfileContent), or the
+// archive of WithContextArchive.
 //
 // Instructions: FROM (an image in the store, pulled when missing; scratch;
 // an earlier stage by name or index; ARGs declared before the first FROM,
@@ -224,19 +288,35 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 	for _, o := range opts {
 		o.applyBuild(&cfg)
 	}
-	root, err := os.OpenRoot(contextDir)
-	if err != nil {
-		return nil, fmt.Errorf("building: opening the context: %w", err)
+	if err := cfg.check(contextDir); err != nil {
+		return nil, err
 	}
-	defer root.Close()
 	unlockBuilds, err := r.store.Lock(ctx, buildsLock, false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlockBuilds()
-	ctxPath, _ := filepath.Abs(contextDir) // names the context's digest memo; OpenRoot succeeded
-	b := &builder{r: r, cfg: cfg, ctxRoot: root, file: cfg.dockerfile, roots: map[string]*lazyRoot{}, digests: newFileDigests(r.store.Root(), ctxPath)}
+	b := &builder{r: r, cfg: cfg, file: cfg.dockerfile, roots: map[string]*lazyRoot{}}
 	defer b.cleanup()
+	tempContext := contextDir == ""
+	if tempContext {
+		// An empty context, or the archive's: unpacked under the root
+		// for this build only, so its files' digests are not memoized.
+		if contextDir, err = b.unpackContext(ctx); err != nil {
+			return nil, err
+		}
+		b.digests = &fileDigests{}
+	} else {
+		ctxPath, err := filepath.Abs(contextDir) // names the context's digest memo
+		if err != nil {
+			return nil, fmt.Errorf("building: opening the context: %w", err)
+		}
+		b.digests = newFileDigests(r.store.Root(), ctxPath)
+	}
+	if b.ctxRoot, err = os.OpenRoot(contextDir); err != nil {
+		return nil, fmt.Errorf("building: opening the context: %w", err)
+	}
+	defer b.ctxRoot.Close()
 	defer b.digests.save()
 	if err := b.setEpoch(); err != nil {
 		return nil, err
@@ -251,6 +331,9 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 			p = filepath.Join(contextDir, p)
 		}
 		if src, err = os.ReadFile(p); err != nil {
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) && tempContext {
+				pe.Path = cfg.dockerfile // not the temporary context's path
+			}
 			return nil, fmt.Errorf("building: reading the Dockerfile: %w", err)
 		}
 		ignoreFile = p + ".dockerignore"
@@ -263,7 +346,7 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		if err != nil {
 			return nil, fmt.Errorf("building: reading %s: %w", ignoreFile, err)
 		}
-	} else if b.ignore, err = readIgnore(root); err != nil {
+	} else if b.ignore, err = readIgnore(b.ctxRoot); err != nil {
 		return nil, fmt.Errorf("building: reading .dockerignore: %w", err)
 	}
 	if cfg.progress == nil {
@@ -454,7 +537,11 @@ func (b *builder) run(ctx context.Context, src []byte) (*Image, error) {
 	if err := b.buildStages(ctx, target); err != nil {
 		return nil, err
 	}
-	return b.finish(ctx, target.state)
+	img, err := b.finish(ctx, target.state)
+	if err != nil {
+		return nil, err
+	}
+	return img, b.output(ctx, img)
 }
 
 // metaEnv is the environment the FROM lines and global ARGs expand in.
@@ -1150,8 +1237,8 @@ func (b *builder) finish(ctx context.Context, s *buildState) (*Image, error) {
 		return nil, err
 	}
 	defer unlock()
-	finalKey := stepKey(s.key, "#final", nil, "")
-	if s.dirty || s.img == nil {
+	finalKey := stepKey(s.key, "#final", b.cfg.labelKey(), "")
+	if s.dirty || s.img == nil || len(b.cfg.labels) > 0 {
 		if img := b.cached(ctx, finalKey); img != nil {
 			if err := s.useCached(img, s.key); err != nil {
 				return nil, err
@@ -1161,6 +1248,12 @@ func (b *builder) finish(ctx context.Context, s *buildState) (*Image, error) {
 			cf.Created = v1.Time{Time: b.now()}
 			if n := len(cf.History); n > 0 {
 				cf.Created = cf.History[n-1].Created
+			}
+			if len(b.cfg.labels) > 0 {
+				if cf.Config.Labels == nil {
+					cf.Config.Labels = map[string]string{}
+				}
+				maps.Copy(cf.Config.Labels, b.cfg.labels)
 			}
 			var layers []Layer
 			if s.img != nil {

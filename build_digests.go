@@ -53,6 +53,8 @@ type fileDigest struct {
 // use are dropped when it is saved.
 const maxFileDigests = 100_000
 
+// newFileDigests opens the memo of contextDir's files. A zero fileDigests
+// memoizes for one build only: its context is a temporary one.
 func newFileDigests(root, contextDir string) *fileDigests {
 	sum := sha256.Sum256([]byte(contextDir))
 	return &fileDigests{path: filepath.Join(root, "cache", "file-digests", hex.EncodeToString(sum[:8])+".json")}
@@ -105,7 +107,7 @@ func (d *fileDigests) sum(f *os.File, buf []byte) (string, int64, error) {
 func (d *fileDigests) save() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.dirty {
+	if !d.dirty || d.path == "" {
 		return
 	}
 	if len(d.m) > maxFileDigests {

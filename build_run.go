@@ -35,10 +35,13 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 	if sec := instructions.GetSecurity(c); sec == instructions.SecurityInsecure {
 		return fmt.Errorf("%w: RUN --security=insecure", ErrUnsupported)
 	}
-	network := instructions.GetNetwork(c)
+	network := b.runNetwork(instructions.GetNetwork(c))
 	netOpts, err := runNetwork(network)
 	if err != nil {
 		return err
+	}
+	if len(b.cfg.extraHosts) > 0 {
+		netOpts = append(netOpts, WithExtraHosts(b.cfg.extraHosts...))
 	}
 	args, script, err := runArgs(s, c)
 	if err != nil {
@@ -67,6 +70,9 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 	keyArgs := append(slices.Clone(argEnv), rm.keys...)
 	if network != instructions.NetworkDefault {
 		keyArgs = append(keyArgs, "network="+network)
+	}
+	for _, h := range b.cfg.extraHosts {
+		keyArgs = append(keyArgs, "add-host="+h)
 	}
 	key := stepKey(s.key, "RUN "+quoteJoin(args), keyArgs, "")
 	if img := b.cached(ctx, key); img != nil {

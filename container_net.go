@@ -1180,6 +1180,25 @@ func (r *Runtime) sweepNetworks(tables []string) {
 	}
 }
 
+// hostGateway is the address an extra host may name for the host's
+// address on the container's first network.
+const hostGateway = "host-gateway"
+
+// parseExtraHost reads an extra host, "name:ip" or "name:host-gateway".
+func parseExtraHost(h string) (name, ip string, err error) {
+	name, ip, ok := strings.Cut(h, ":")
+	if !ok || name == "" || hasSpaceOrControl(name) {
+		return "", "", fmt.Errorf("%w: extra host %q: want name:ip or name:host-gateway", ErrInvalid, h)
+	}
+	if ip == hostGateway {
+		return name, ip, nil
+	}
+	if _, err := netip.ParseAddr(ip); err != nil {
+		return "", "", fmt.Errorf("%w: extra host %q: want name:ip or name:host-gateway", ErrInvalid, h)
+	}
+	return name, ip, nil
+}
+
 // hostsFile is a container's /etc/hosts: localhost, its own address and
 // name (with its domain name first, hostname.domainname, where it has
 // one), and the extra hosts it was given.
@@ -1585,18 +1604,17 @@ func (r *Runtime) resolveNetworking(ctx context.Context, img *Image, o *runConfi
 	}
 	var hosts []string
 	for _, h := range o.extraHosts {
-		name, ip, ok := strings.Cut(h, ":")
-		if ok && ip == "host-gateway" {
+		name, ip, err := parseExtraHost(h)
+		if err != nil {
+			return err
+		}
+		if ip == hostGateway {
 			if !gateway.IsValid() {
 				return fmt.Errorf("%w: extra host %q: host-gateway needs a bridge network or the host's", ErrInvalid, h)
 			}
 			ip = gateway.String()
-			h = name + ":" + ip
 		}
-		if _, err := netip.ParseAddr(ip); !ok || name == "" || err != nil || hasSpaceOrControl(name) {
-			return fmt.Errorf("%w: extra host %q: want name:ip or name:host-gateway", ErrInvalid, h)
-		}
-		hosts = append(hosts, h)
+		hosts = append(hosts, name+":"+ip)
 	}
 	for _, s := range o.dns {
 		if _, err := netip.ParseAddr(s); err != nil {

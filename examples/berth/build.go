@@ -1,7 +1,11 @@
 package main
 
 import (
+	"archive/tar"
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,9 +21,9 @@ import (
 // ID.
 func buildCommand(fs *flagSet) runFunc {
 	var (
-		tags, buildArgs, secrets []string
-		file, target, progress   string
-		noCache, quiet           bool
+		tags, buildArgs, secrets, labels, addHosts, outputs []string
+		file, target, progress, network, iidfile            string
+		noCache, quiet                                      bool
 	)
 	fs.Strings(&tags, "t", "tag", `Name and optionally a tag in the "name:tag" format`)
 	fs.String(&file, "f", "file", "string", "", `Name of the Dockerfile (Default is "PATH/Dockerfile")`)
@@ -29,26 +33,83 @@ func buildCommand(fs *flagSet) runFunc {
 	fs.Bool(&quiet, "q", "quiet", "Suppress the build output and print image ID on success")
 	fs.Strings(&secrets, "", "secret", `Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")`)
 	fs.String(&progress, "", "progress", "string", "auto", `Set type of progress output ("auto", "plain", "tty", "quiet")`)
+	fs.Strings(&labels, "", "label", "Set metadata for an image")
+	fs.String(&network, "", "network", "string", "default", `Set the networking mode for the RUN instructions during build ("default", "none", "host")`)
+	fs.Strings(&addHosts, "", "add-host", "Add a custom host-to-IP mapping (host:ip)")
+	fs.Strings(&outputs, "o", "output", `Output destination (format: "type=local,dest=path")`)
+	fs.String(&iidfile, "", "iidfile", "string", "", "Write the image ID to the file")
 	return func(ctx context.Context, c *cli, args []string) error {
 		rt, err := c.runtime()
 		if err != nil {
 			return err
 		}
+		if iidfile != "" {
+			// docker's: a stale ID never outlives a failed build.
+			if err := os.Remove(iidfile); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("removing the iidfile: %w", err)
+			}
+		}
 		opts := []berth.BuildOption{berth.WithBuildTags(tags...)}
+		contextDir, stdin := args[0], io.Reader(c.stdin)
+		if contextDir == "-" {
+			// docker build -: a context archive, or a lone Dockerfile, on
+			// stdin.
+			if file == "-" {
+				return errors.New("invalid argument: can't use stdin for both build context and dockerfile")
+			}
+			in, isArchive, err := peekArchive(c.stdin)
+			if err != nil {
+				return fmt.Errorf("reading the build context from stdin: %w", err)
+			}
+			if isArchive {
+				opts = append(opts, berth.WithContextArchive(in))
+			} else {
+				file, stdin = "-", in
+			}
+			contextDir = ""
+		}
 		switch file {
 		case "":
 		case "-": // docker build -f -: the Dockerfile on stdin
-			b, err := io.ReadAll(c.stdin)
+			b, err := io.ReadAll(stdin)
 			if err != nil {
 				return fmt.Errorf("reading the Dockerfile from stdin: %w", err)
 			}
 			opts = append(opts, berth.WithDockerfileContent(string(b)))
 		default: // relative to the working directory, as docker's -f
+			if contextDir == "" {
+				// docker: inside the archive, relative to its root.
+				opts = append(opts, berth.WithDockerfile(file))
+				break
+			}
 			abs, err := filepath.Abs(file)
 			if err != nil {
 				return err
 			}
 			opts = append(opts, berth.WithDockerfile(abs))
+		}
+		if len(labels) > 0 {
+			m, err := parseLabels(labels)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, berth.WithBuildLabels(m))
+		}
+		if network != "" {
+			opts = append(opts, berth.WithBuildNetwork(network))
+		}
+		if len(addHosts) > 0 {
+			opts = append(opts, berth.WithBuildExtraHosts(addHosts...))
+		}
+		toStdout := false
+		for _, o := range outputs {
+			opt, stdout, closeOut, err := parseOutput(o, c.stdout)
+			if err != nil {
+				return err
+			}
+			defer closeOut()
+			toStdout = toStdout || stdout
+			opts = append(opts, opt)
 		}
 		if len(buildArgs) > 0 {
 			m := map[string]string{}
@@ -98,9 +159,14 @@ func buildCommand(fs *flagSet) runFunc {
 		if !quiet {
 			opts = append(opts, berth.WithBuildProgress(view.event))
 		}
-		img, err := rt.Build(ctx, args[0], opts...)
+		img, err := rt.Build(ctx, contextDir, opts...)
+		if err == nil && iidfile != "" {
+			if werr := os.WriteFile(iidfile, []byte(img.ID), 0o666); werr != nil {
+				err = fmt.Errorf("writing the iidfile: %w", werr)
+			}
+		}
 		if quiet {
-			if err == nil {
+			if err == nil && !toStdout {
 				fmt.Fprintln(c.stdout, img.ID)
 			}
 			return err
@@ -108,6 +174,69 @@ func buildCommand(fs *flagSet) runFunc {
 		view.done(img, tags, err)
 		return err
 	}
+}
+
+// parseOutput reads docker build's --output: a directory, "-" (a tar on
+// stdout), or type=local,dest=DIR and type=tar,dest=FILE (dest=- is
+// stdout). stdout reports an output to stdout; closeOut closes a file the
+// output is written to.
+func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bool, closeOut func(), err error) {
+	typ, dest := "", ""
+	switch {
+	case s == "-":
+		typ, dest = "tar", "-"
+	case !strings.Contains(s, "="):
+		typ, dest = "local", s
+	default:
+		for _, field := range strings.Split(s, ",") {
+			k, v, _ := strings.Cut(field, "=")
+			switch strings.ToLower(k) {
+			case "type":
+				typ = v
+			case "dest":
+				dest = v
+			default:
+				return nil, false, nil, fmt.Errorf("invalid --output %q: unknown key %q", s, k)
+			}
+		}
+	}
+	none := func() {}
+	switch {
+	case dest == "":
+		return nil, false, nil, fmt.Errorf("invalid --output %q: dest is required", s)
+	case typ == "local" && dest == "-":
+		return nil, false, nil, fmt.Errorf("invalid --output %q: a local output needs a directory", s)
+	case typ == "local":
+		return berth.WithBuildOutputDir(dest), false, none, nil
+	case typ == "tar" && dest == "-":
+		return berth.WithBuildOutputTar(stdout), true, none, nil
+	case typ == "tar":
+		f, err := os.Create(dest)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return berth.WithBuildOutputTar(f), false, func() { f.Close() }, nil
+	default:
+		return nil, false, nil, fmt.Errorf("invalid --output %q: type %q is not supported (local, tar)", s, typ)
+	}
+}
+
+// peekArchive tells a tar stream, plain or compressed, from a Dockerfile at
+// the start of r, as docker build - does, and returns a reader of the
+// whole input.
+func peekArchive(r io.Reader) (io.Reader, bool, error) {
+	br := bufio.NewReaderSize(r, 1024)
+	head, err := br.Peek(512)
+	if err != nil && err != io.EOF {
+		return nil, false, err
+	}
+	for _, magic := range [][]byte{{0x1f, 0x8b}, []byte("BZh"), {0xfd, '7', 'z', 'X', 'Z', 0}, {0x28, 0xb5, 0x2f, 0xfd}} {
+		if bytes.HasPrefix(head, magic) {
+			return br, true, nil
+		}
+	}
+	_, terr := tar.NewReader(bytes.NewReader(head)).Next()
+	return br, terr == nil, nil
 }
 
 // parseSecret reads docker build's --secret value: id=ID,src=PATH (source=

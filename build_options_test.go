@@ -1,0 +1,276 @@
+package berth_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+)
+
+// TestBuildLabels checks docker build --label: the labels land on the
+// final image over the Dockerfile's, the steps before it stay cached, and
+// the same labels give the same image again.
+func TestBuildLabels(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo made > /f\nLABEL a=1 c=4\n"})
+	ctx := context.Background()
+	plain, err := rt.Build(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"a": "1", "c": "4"}; !maps.Equal(plain.Config.Labels, want) {
+		t.Errorf("labels without WithBuildLabels: %v, want %v", plain.Config.Labels, want)
+	}
+	var rec buildRecorder
+	labelled, err := rt.Build(ctx, dir, berth.WithBuildLabels(map[string]string{"a": "3", "b": "2"}), berth.WithBuildProgress(rec.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"a": "3", "b": "2", "c": "4"}; !maps.Equal(labelled.Config.Labels, want) {
+		t.Errorf("labels: %v, want %v", labelled.Config.Labels, want)
+	}
+	if !rec.cached("RUN echo made") {
+		t.Error("the RUN before the labels was not taken from the cache")
+	}
+	if labelled.ID == plain.ID {
+		t.Error("the labelled image is the plain one")
+	}
+	if len(labelled.History) != len(plain.History) {
+		t.Errorf("WithBuildLabels added history: %d entries, want %d", len(labelled.History), len(plain.History))
+	}
+	again, err := rt.Build(ctx, dir, berth.WithBuildLabels(map[string]string{"b": "2", "a": "3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != labelled.ID {
+		t.Errorf("the same labels gave %s, then %s", labelled.ID, again.ID)
+	}
+	if back, err := rt.Build(ctx, dir); err != nil || back.ID != plain.ID {
+		t.Errorf("without labels again: %v, %v; want %s", back, err, plain.ID)
+	}
+}
+
+// TestBuildNetworkAndHosts checks docker build --network and --add-host:
+// the mode of every RUN that names none (a RUN's own wins), the extra
+// hosts in each RUN's /etc/hosts, both part of a RUN's cache key, and
+// values refused before anything is built.
+func TestBuildNetworkAndHosts(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	links := "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '"
+	df := "FROM busybox\nRUN " + links + " > /default\nRUN --network=host " + links + " > /host\nRUN grep -h named /etc/hosts > /hosts || true\n"
+	dir := writeContext(t, map[string]string{"Dockerfile": df})
+	ctx := context.Background()
+	build := func(opts ...berth.BuildOption) map[string]imageFile {
+		t.Helper()
+		img, err := rt.Build(ctx, dir, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return imageTree(t, rt, img.ID)
+	}
+	tree := build(berth.WithBuildNetwork("none"), berth.WithBuildExtraHosts("named:10.1.2.3", "other.named:fd00::1"))
+	wantFiles(t, tree, map[string]string{"/default": "lo ", "/hosts": "10.1.2.3\tnamed\nfd00::1\tother.named\n"})
+	if got := tree["/host"].content; got == "lo " || !strings.Contains(got, "lo ") {
+		t.Errorf("RUN --network=host under WithBuildNetwork(none) saw %q, want the host's links", got)
+	}
+	// Without the extra hosts, the RUN that reads them is made anew.
+	wantFiles(t, build(berth.WithBuildNetwork("none")), map[string]string{"/default": "lo ", "/hosts": ""})
+	// The default mode: the first RUN too.
+	if got := build()["/default"].content; !strings.Contains(got, "eth0") {
+		t.Errorf("RUN on the default network saw %q, want eth0", got)
+	}
+
+	before, err := rt.Images(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opt := range map[string]berth.BuildOption{
+		"bridge":      berth.WithBuildNetwork("bridge"),
+		"no ip":       berth.WithBuildExtraHosts("named"),
+		"bad ip":      berth.WithBuildExtraHosts("named:10.1.2"),
+		"empty name":  berth.WithBuildExtraHosts(":10.1.2.3"),
+		"space":       berth.WithBuildExtraHosts("na med:10.1.2.3"),
+		"archive+dir": berth.WithContextArchive(strings.NewReader("")),
+	} {
+		_, err := rt.Build(ctx, dir, opt)
+		if !errors.Is(err, berth.ErrInvalid) && !errors.Is(err, berth.ErrUnsupported) {
+			t.Errorf("%s: %v, want ErrInvalid or ErrUnsupported", name, err)
+		}
+	}
+	after, err := rt.Images(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("refused builds changed the images: %d, then %d", len(before), len(after))
+	}
+}
+
+// TestBuildOutputs checks docker build --output: the final stage's merged
+// filesystem (a file an upper layer deleted absent, modes, owners and
+// symlinks kept) into a directory and as a tar stream, written inside the
+// directory however its existing symlinks point.
+func TestBuildOutputs(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	df := "FROM busybox AS b\n" +
+		"RUN mkdir -p /out/escape /out/sub && echo hi > /out/app && chown 1:2 /out/app && chmod 4750 /out/app && ln -s /etc/passwd /out/link && echo x > /out/escape/f && echo g > /out/sub/gone\n" +
+		"FROM scratch\nCOPY --from=b /out/ /\nCOPY --from=b /bin/busybox /bin/busybox\nRUN [\"/bin/busybox\", \"rm\", \"/sub/gone\"]\n"
+	dir := writeContext(t, map[string]string{"Dockerfile": df})
+
+	out := t.TempDir()
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(out, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "keep"), []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var tarOut bytes.Buffer
+	if _, err := rt.Build(context.Background(), dir, berth.WithBuildOutputDir(out), berth.WithBuildOutputTar(&tarOut)); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("the output wrote through the directory's symlink: %v in %s", ents, outside)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "keep")); err != nil || string(b) != "mine" {
+		t.Errorf("a file already in the directory: %q, %v", b, err)
+	}
+	st, err := os.Lstat(filepath.Join(out, "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "app")); string(b) != "hi\n" || st.Mode().Perm() != 0o750 || st.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("app: %q mode %v", b, st.Mode())
+	}
+	if uid, gid := ownerOf(t, st); uid != 1 || gid != 2 {
+		t.Errorf("app owned by %d:%d, want 1:2", uid, gid)
+	}
+	if l, err := os.Readlink(filepath.Join(out, "link")); err != nil || l != "/etc/passwd" {
+		t.Errorf("link: %q, %v", l, err)
+	}
+	if _, err := os.Lstat(filepath.Join(out, "sub", "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file a later layer deleted is in the output: %v", err)
+	}
+
+	got := map[string]string{}
+	tr := tar.NewReader(&tarOut)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		desc := string(hdr.Typeflag) + " " + hdr.Linkname + string(data)
+		if hdr.Name == "app" && (hdr.Uid != 1 || hdr.Gid != 2 || hdr.Mode&0o7777 != 0o4750) {
+			t.Errorf("app in the tar: %d:%d %o", hdr.Uid, hdr.Gid, hdr.Mode)
+		}
+		got[hdr.Name] = desc
+	}
+	want := map[string]string{
+		"app": "0 hi\n", "link": "2 /etc/passwd", "escape/": "5 ", "escape/f": "0 x\n",
+		"sub/": "5 ", "bin/": "5 ",
+	}
+	for name, desc := range want {
+		if got[name] != desc {
+			t.Errorf("tar entry %s: %q, want %q", name, got[name], desc)
+		}
+	}
+	if _, ok := got["bin/busybox"]; !ok || len(got) != len(want)+1 {
+		t.Errorf("tar entries: %v, want %v and bin/busybox", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+}
+
+// TestBuildContextArchive checks docker build - : a context given as a
+// tar stream (compressed or not), an empty context for a Dockerfile given
+// alone, and an archive whose names climb out, refused without a file
+// outside and without a temporary directory left under the root.
+func TestBuildContextArchive(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	archive := func(compress bool, files ...[2]string) io.Reader {
+		var buf bytes.Buffer
+		var w io.Writer = &buf
+		var zw *gzip.Writer
+		if compress {
+			zw = gzip.NewWriter(&buf)
+			w = zw
+		}
+		tw := tar.NewWriter(w)
+		for _, f := range files {
+			if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o644, Size: int64(len(f[1])), Typeflag: tar.TypeReg}); err != nil {
+				t.Fatal(err)
+			}
+			tw.Write([]byte(f[1]))
+		}
+		tw.Close()
+		if zw != nil {
+			zw.Close()
+		}
+		return &buf
+	}
+	df := [2]string{"sub/Dockerfile.x", "FROM busybox\nCOPY f /f\n"}
+	for _, compress := range []bool{false, true} {
+		img, err := rt.Build(ctx, "", berth.WithContextArchive(archive(compress, df, [2]string{"f", "from the archive"})), berth.WithDockerfile("sub/Dockerfile.x"))
+		if err != nil {
+			t.Fatalf("compressed %v: %v", compress, err)
+		}
+		wantFiles(t, imageTree(t, rt, img.ID), map[string]string{"/f": "from the archive"})
+	}
+	img, err := rt.Build(ctx, "", berth.WithDockerfileContent("FROM busybox\nRUN echo alone > /f\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFiles(t, imageTree(t, rt, img.ID), map[string]string{"/f": "alone\n"})
+	if _, err := rt.Build(ctx, "", berth.WithDockerfileContent("FROM busybox\nCOPY f /f\n")); err == nil {
+		t.Error("a COPY from an empty context succeeded")
+	}
+	if _, err := rt.Build(ctx, "", berth.WithContextArchive(archive(false, [2]string{"f", "x"})), berth.WithDockerfile("sub/none")); err == nil || !strings.Contains(err.Error(), "open sub/none:") {
+		t.Errorf("a Dockerfile missing from the archive: %v, want its name", err)
+	}
+
+	climb := "../../../../../../../../tmp/berth-context-escape-" + filepath.Base(t.TempDir())
+	_, err = rt.Build(ctx, "", berth.WithContextArchive(archive(false, [2]string{"Dockerfile", "FROM busybox\n"}, [2]string{climb, "out"})))
+	if err == nil || !strings.Contains(err.Error(), "context archive") {
+		t.Errorf("an archive climbing out: %v, want an error about the context archive", err)
+	}
+	if _, serr := os.Lstat(filepath.Join("/tmp", filepath.Base(climb))); serr == nil {
+		os.Remove(filepath.Join("/tmp", filepath.Base(climb)))
+		t.Error("the archive wrote outside its context")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(rt.Root(), "tmp")); len(ents) != 0 {
+		t.Errorf("left under the root's tmp: %v", ents)
+	}
+}
+
+// ownerOf returns the uid and gid of the file fi describes.
+func ownerOf(t *testing.T, fi os.FileInfo) (uid, gid uint32) {
+	t.Helper()
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		t.Fatalf("%s: no stat", fi.Name())
+	}
+	return st.Uid, st.Gid
+}
