@@ -46,6 +46,7 @@ type buildSettings struct {
 	labels     map[string]string
 	network    string // RUN's network where it names none
 	extraHosts []string
+	pull       bool
 	outDir     string
 	outTar     io.Writer
 	archive    io.Reader // the context as a tar stream
@@ -159,6 +160,14 @@ func WithBuildNetwork(mode string) BuildOption {
 // lines are part of a RUN's cache key. Default: none.
 func WithBuildExtraHosts(hosts ...string) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.extraHosts = append(c.extraHosts, hosts...) })
+}
+
+// WithBuildPull pulls every image the build names (FROM, COPY --from)
+// from its registry even when the store has it (docker build --pull), once
+// per reference and build, so that a moved tag is followed; a pull that
+// fails fails the build. Default: an image is pulled only when missing.
+func WithBuildPull() BuildOption {
+	return buildOptionFunc(func(c *buildSettings) { c.pull = true })
 }
 
 // WithBuildOutputDir also writes the built stage's filesystem into dir
@@ -296,7 +305,7 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		return nil, err
 	}
 	defer unlockBuilds()
-	b := &builder{r: r, cfg: cfg, file: cfg.dockerfile, roots: map[string]*lazyRoot{}}
+	b := &builder{r: r, cfg: cfg, file: cfg.dockerfile, roots: map[string]*lazyRoot{}, pulls: map[string]*pulledImage{}}
 	defer b.cleanup()
 	tempContext := contextDir == ""
 	if tempContext {
@@ -396,6 +405,7 @@ type builder struct {
 	mu       sync.Mutex
 	steps    int
 	roots    map[string]*lazyRoot // materialized filesystems of stages and images, for --from
+	pulls    map[string]*pulledImage
 	releases []func()
 	digests  *fileDigests // content hashes of files COPY read, kept across builds
 
@@ -844,10 +854,7 @@ func (b *builder) baseState(ctx context.Context, ref string) (*buildState, error
 		cf := &v1.ConfigFile{OS: "linux", Architecture: runtime.GOARCH, RootFS: v1.RootFS{Type: "layers"}, Config: v1.Config{WorkingDir: "/"}}
 		return &buildState{cf: cf, key: "scratch", dirty: true}, nil
 	}
-	img, err := b.r.Image(ctx, ref)
-	if errors.Is(err, ErrNotFound) {
-		img, err = b.r.Pull(ctx, ref)
-	}
+	img, err := b.image(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

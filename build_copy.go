@@ -852,8 +852,27 @@ func (b *builder) sourceRoot(ctx context.Context, s *buildState, from string) (r
 	return root, nil, key, err
 }
 
-// image looks ref up in the store, pulling it when missing.
+// pulledImage is an image WithBuildPull pulled, once per reference.
+type pulledImage struct {
+	once sync.Once
+	img  *Image
+	err  error
+}
+
+// image looks ref up in the store, pulling it when missing, or always
+// (once a build) with WithBuildPull.
 func (b *builder) image(ctx context.Context, ref string) (*Image, error) {
+	if b.cfg.pull {
+		b.mu.Lock()
+		p, ok := b.pulls[ref]
+		if !ok {
+			p = &pulledImage{}
+			b.pulls[ref] = p
+		}
+		b.mu.Unlock()
+		p.once.Do(func() { p.img, p.err = b.r.Pull(ctx, ref) })
+		return p.img, p.err
+	}
 	img, err := b.r.Image(ctx, ref)
 	if errors.Is(err, ErrNotFound) {
 		img, err = b.r.Pull(ctx, ref)

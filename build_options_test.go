@@ -274,3 +274,46 @@ func ownerOf(t *testing.T, fi os.FileInfo) (uid, gid uint32) {
 	}
 	return st.Uid, st.Gid
 }
+
+// TestBuildPull checks docker build --pull: a base image whose tag moved
+// in the registry is pulled again, for FROM and COPY --from, where a build
+// without it uses the store's; a failing pull fails the build.
+func TestBuildPull(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	reg := berthtest.StartRegistry(t)
+	pusher := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, pusher, "busybox")
+	ref := reg.Host + "/test/base:1"
+	push := func(marker string) {
+		t.Helper()
+		img, err := pusher.Build(ctx, "", berth.WithDockerfileContent("FROM busybox\nRUN echo "+marker+" > /marker\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pusher.Push(ctx, img, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push("first")
+	rt := berthtest.NewRuntime(t)
+	df := "FROM " + ref + "\nCOPY --from=" + ref + " /marker /copied\nRUN cat /marker >> /copied\n"
+	build := func(opts ...berth.BuildOption) map[string]imageFile {
+		t.Helper()
+		img, err := rt.Build(ctx, "", append(opts, berth.WithDockerfileContent(df))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return imageTree(t, rt, img.ID)
+	}
+	wantFiles(t, build(), map[string]string{"/copied": "first\nfirst\n"}) // pulled: missing
+	push("second")
+	wantFiles(t, build(), map[string]string{"/copied": "first\nfirst\n"})
+	wantFiles(t, build(berth.WithBuildPull()), map[string]string{"/copied": "second\nsecond\n"})
+	if img, err := rt.Image(ctx, ref); err != nil || !strings.Contains(imageTree(t, rt, img.ID)["/marker"].content, "second") {
+		t.Errorf("the store's %s after the pull: %v", ref, err)
+	}
+	if _, err := rt.Build(ctx, "", berth.WithBuildPull(), berth.WithDockerfileContent("FROM "+reg.Host+"/test/none:1\n")); !errors.Is(err, berth.ErrNotFound) {
+		t.Errorf("a pull of a missing image: %v, want ErrNotFound", err)
+	}
+}
