@@ -227,6 +227,8 @@ func builderCommands() []*command {
 func systemCommands() []*command {
 	return []*command{
 		{name: "df", usage: "[OPTIONS]", short: "Show berth disk usage", args: exactly(0), setup: systemDfCommand},
+		{name: "events", usage: "[OPTIONS]", short: "Get real time events from berth", args: exactly(0), setup: eventsCommand},
+		{name: "info", usage: "[OPTIONS]", short: "Display system-wide information", args: exactly(0), setup: infoCommand},
 		{name: "prune", usage: "[OPTIONS]", short: "Remove unused data", args: exactly(0), setup: systemPruneCommand},
 	}
 }
