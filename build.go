@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -336,20 +337,29 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		src, b.file = []byte(*cfg.content), "Dockerfile"
 	} else {
 		p := cfg.dockerfile
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(contextDir, p)
-		}
-		if src, err = os.ReadFile(p); err != nil {
-			if pe := (*fs.PathError)(nil); errors.As(err, &pe) && tempContext {
-				pe.Path = cfg.dockerfile // not the temporary context's path
+		if tempContext {
+			// The archive's own file, whatever the name says: read
+			// inside the context, as BuildKit reads it.
+			p = path.Clean("/" + filepath.ToSlash(p))[1:]
+			src, err = b.ctxRoot.ReadFile(p)
+		} else {
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(contextDir, p)
 			}
+			src, err = os.ReadFile(p)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("building: reading the Dockerfile: %w", err)
 		}
 		ignoreFile = p + ".dockerignore"
 	}
+	openIgnore := os.Open
+	if tempContext {
+		openIgnore = b.ctxRoot.Open
+	}
 	// BuildKit's rule: <Dockerfile>.dockerignore beside the Dockerfile
 	// wins over the context's .dockerignore.
-	if f, err := os.Open(ignoreFile); ignoreFile != "" && err == nil {
+	if f, err := openIgnore(ignoreFile); ignoreFile != "" && err == nil {
 		b.ignore, err = dockerfile.ParseIgnore(f)
 		f.Close()
 		if err != nil {

@@ -247,8 +247,20 @@ func TestBuildContextArchive(t *testing.T) {
 	if _, err := rt.Build(ctx, "", berth.WithDockerfileContent("FROM busybox\nCOPY f /f\n")); err == nil {
 		t.Error("a COPY from an empty context succeeded")
 	}
-	if _, err := rt.Build(ctx, "", berth.WithContextArchive(archive(false, [2]string{"f", "x"})), berth.WithDockerfile("sub/none")); err == nil || !strings.Contains(err.Error(), "open sub/none:") {
+	if _, err := rt.Build(ctx, "", berth.WithContextArchive(archive(false, [2]string{"f", "x"})), berth.WithDockerfile("sub/none")); err == nil || !strings.Contains(err.Error(), " sub/none: no such file") {
 		t.Errorf("a Dockerfile missing from the archive: %v, want its name", err)
+	}
+	// The Dockerfile of an archive is the archive's: a name that climbs
+	// or is absolute, or a link that leads out, never reads the host's.
+	for _, name := range []string{"../../../../../../../../etc/hostname", "/etc/hostname", "Dockerfile"} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&tar.Header{Name: "Dockerfile", Typeflag: tar.TypeSymlink, Linkname: "/etc/hostname"})
+		tw.Close()
+		_, err := rt.Build(ctx, "", berth.WithContextArchive(&buf), berth.WithDockerfile(name))
+		if err == nil || strings.Contains(err.Error(), "instruction") {
+			t.Errorf("-f %s with an archive: %v, want the file not found in the context", name, err)
+		}
 	}
 
 	climb := "../../../../../../../../tmp/berth-context-escape-" + filepath.Base(t.TempDir())

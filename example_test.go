@@ -40,6 +40,41 @@ func ExampleRuntime_Run() {
 	fmt.Println(st.Status)
 }
 
+// A CI step: build an artifact in a container, with a cache mount kept
+// across builds, and take the files of the last stage out into a
+// directory (docker build -o out -); the image is stored as well.
+func ExampleRuntime_Build() {
+	ctx := context.Background()
+	rt, err := berth.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Close()
+	dockerfile := `FROM busybox AS build
+RUN --mount=type=cache,target=/cache echo built >> /cache/log && mkdir /out && cp /cache/log /out/report
+FROM scratch
+COPY --from=build /out/ /
+`
+	img, err := rt.Build(ctx, "", // no context: the Dockerfile is all
+		berth.WithDockerfileContent(dockerfile),
+		berth.WithBuildLabels(map[string]string{"ci.job": "42"}),
+		berth.WithBuildNetwork("none"),
+		berth.WithBuildOutputDir("out"),
+		berth.WithBuildProgress(func(ev berth.BuildEvent) {
+			if ev.Output == "" {
+				fmt.Printf("#%d %s\n", ev.Step, ev.Instruction)
+			}
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	report, err := os.ReadFile("out/report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(img.Config.Labels["ci.job"], " ", string(report))
+}
+
 // A test's service that says when it is ready through its image's
 // HEALTHCHECK (testcontainers' wait.ForHealthCheck).
 func ExampleContainer_WaitHealthy() {

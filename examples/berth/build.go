@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -61,9 +62,12 @@ func buildCommand(fs *flagSet) runFunc {
 			if err != nil {
 				return fmt.Errorf("reading the build context from stdin: %w", err)
 			}
-			if isArchive {
+			switch {
+			case isArchive:
 				opts = append(opts, berth.WithContextArchive(in))
-			} else {
+			case file != "":
+				return errors.New("ambiguous Dockerfile source: both stdin and flag correspond to Dockerfiles")
+			default:
 				file, stdin = "-", in
 			}
 			contextDir = ""
@@ -102,14 +106,18 @@ func buildCommand(fs *flagSet) runFunc {
 			opts = append(opts, berth.WithBuildExtraHosts(addHosts...))
 		}
 		toStdout := false
-		for _, o := range outputs {
-			opt, stdout, closeOut, err := parseOutput(o, c.stdout)
+		switch len(outputs) {
+		case 0:
+		case 1:
+			opt, stdout, closeOut, err := parseOutput(outputs[0], c.stdout)
 			if err != nil {
 				return err
 			}
 			defer closeOut()
-			toStdout = toStdout || stdout
+			toStdout = stdout
 			opts = append(opts, opt)
+		default: // docker 20.10 takes one too
+			return fmt.Errorf("invalid --output: %d given, one is supported", len(outputs))
 		}
 		if len(buildArgs) > 0 {
 			m := map[string]string{}
@@ -188,7 +196,12 @@ func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bo
 	case !strings.Contains(s, "="):
 		typ, dest = "local", s
 	default:
-		for _, field := range strings.Split(s, ",") {
+		// CSV, as docker reads it: a field may be quoted.
+		fields, err := csv.NewReader(strings.NewReader(s)).Read()
+		if err != nil {
+			return nil, false, nil, fmt.Errorf("invalid --output %q: %w", s, err)
+		}
+		for _, field := range fields {
 			k, v, _ := strings.Cut(field, "=")
 			switch strings.ToLower(k) {
 			case "type":

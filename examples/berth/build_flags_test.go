@@ -1,0 +1,434 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// writeBuildContext writes files (name → content) into a new directory and
+// returns it.
+func writeBuildContext(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// tarOf is a tar of files (name → content), in name order, with the
+// directories their names need.
+func tarOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		for d := filepath.Dir(name); d != "."; d = filepath.Dir(d) {
+			if !dirs[d] {
+				dirs[d] = true
+				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(files[name]))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(files[name])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// imageLabels is the image's labels as inspect's {{json .Config.Labels}}
+// prints them.
+func imageLabels(t *testing.T, root, image string) string {
+	t.Helper()
+	return strings.TrimSpace(mustBerth(t, root, "inspect", image, "--format", "{{json .Config.Labels}}"))
+}
+
+var imageIDPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// TestBuildFlagsLabelAndIIDFile: --label sets labels on the built image's
+// config over the Dockerfile's LABEL of the same key (BuildKit's order),
+// and the cache gives no build another's labels; --iidfile writes the image ID as docker does
+// ("sha256:…", no newline) over a stale file, and a failing build removes
+// a stale file and writes none.
+func TestBuildFlagsLabelAndIIDFile(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	dir := writeBuildContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nLABEL a=dockerfile b=keep\nRUN echo built > /built\n",
+	})
+
+	// Unlabelled first: the labelled builds after it must not take its
+	// final image.
+	plain := strings.TrimSpace(mustBerth(t, root, "build", "-q", "-t", "plain:1", dir))
+	if got, want := imageLabels(t, root, "plain:1"), `{"a":"dockerfile","b":"keep"}`; got != want {
+		t.Errorf("labels without --label = %s, want %s", got, want)
+	}
+
+	iid := filepath.Join(t.TempDir(), "iid")
+	if err := os.WriteFile(iid, []byte("sha256:stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(mustBerth(t, root, "build", "-q", "-t", "labelled:1", "--label", "a=flag", "--label", "c=new value", "--iidfile", iid, dir))
+	if got, want := imageLabels(t, root, "labelled:1"), `{"a":"flag","b":"keep","c":"new value"}`; got != want {
+		t.Errorf("labels with --label a=flag --label c=... = %s, want %s", got, want)
+	}
+	if id == plain {
+		t.Errorf("the labelled build has the unlabelled one's ID %s", id)
+	}
+	if got := imageLabels(t, root, "plain:1"); got != `{"a":"dockerfile","b":"keep"}` {
+		t.Errorf("the unlabelled image's labels changed to %s", got)
+	}
+	b, err := os.ReadFile(iid)
+	if err != nil {
+		t.Fatalf("--iidfile: %v", err)
+	}
+	if string(b) != id || !imageIDPattern.MatchString(id) {
+		t.Errorf("--iidfile wrote %q, want the image ID %q without a newline", b, id)
+	}
+	if inspected := strings.TrimSpace(mustBerth(t, root, "inspect", "labelled:1", "--format", "{{.Id}}")); inspected != string(b) {
+		t.Errorf("--iidfile wrote %q, inspect says the image is %q", b, inspected)
+	}
+
+	// The labels are part of the final image's cache key: the same labels
+	// give the same image again, other labels another image.
+	if got := strings.TrimSpace(mustBerth(t, root, "build", "-q", "--label", "a=flag", "--label", "c=new value", dir)); got != id {
+		t.Errorf("a rebuild with the same labels gave %s, want the cached %s", got, id)
+	}
+	mustBerth(t, root, "build", "-q", "-t", "labelled:2", "--label", "a=second", dir)
+	if got, want := imageLabels(t, root, "labelled:2"), `{"a":"second","b":"keep"}`; got != want {
+		t.Errorf("labels with --label a=second after a build with others = %s, want %s", got, want)
+	}
+
+	// A failing build: the stale ID is gone, and no new one is written.
+	failing := writeBuildContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN exit 3\n"})
+	res := runBerth(t, root, nil, "build", "-q", "--label", "a=x", "--iidfile", iid, failing)
+	if res.code == 0 {
+		t.Errorf("a build whose RUN fails exited 0")
+	}
+	if _, err := os.Stat(iid); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after a failing build the iidfile is still there (%v), want it removed", err)
+	}
+}
+
+// TestBuildFlagsNetworkAndAddHost: --network (none, host, default) sets
+// the network of every RUN without its own --network (which still wins),
+// and is part of the RUN's cache key; --add-host puts its line in every
+// RUN's /etc/hosts and is part of the cache key too; other --network modes
+// ("bridge" too, as BuildKit's) and malformed --add-host values are errors
+// before anything is built.
+func TestBuildFlagsNetworkAndAddHost(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	// A RUN on the host's network is in the test's network namespace.
+	hostNS, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each RUN writes its network namespace, then the links it sees.
+	probe := "{ readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort; }"
+	dir := writeBuildContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\n" +
+			"RUN cat /etc/hosts > /hosts\n" +
+			"RUN " + probe + " > /default\n" +
+			"RUN --network=host " + probe + " > /host\n",
+	})
+	type netView struct {
+		ns    string
+		links []string
+	}
+	files := func(image string) (hosts string, def, host netView) {
+		t.Helper()
+		out := mustBerth(t, root, "run", "--rm", image, "sh", "-c", "cat /hosts; echo ==; cat /default; echo ==; cat /host")
+		parts := strings.Split(out, "==\n")
+		if len(parts) != 3 {
+			t.Fatalf("run %s printed %q", image, out)
+		}
+		view := func(s string) netView {
+			f := strings.Fields(s)
+			if len(f) == 0 {
+				t.Fatalf("run %s printed %q", image, out)
+			}
+			return netView{f[0], f[1:]}
+		}
+		return parts[0], view(parts[1]), view(parts[2])
+	}
+	hasHost := func(hosts, ip, name string) bool {
+		for _, l := range strings.Split(hosts, "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == ip && slices.Contains(f[1:], name) {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Without --network, and with --network default: a network of the
+	// RUN's own, not the host's. The two builds differ only in --add-host:
+	// the second must not take the first's RUNs from the cache.
+	mustBerth(t, root, "build", "-q", "-t", "net:plain", dir)
+	hosts, def, _ := files("net:plain")
+	if def.ns == hostNS || !slices.Contains(def.links, "lo") || len(def.links) < 2 {
+		t.Errorf("no --network: a RUN sees links %q (host's namespace: %v), want lo and its own network's", def.links, def.ns == hostNS)
+	}
+	if strings.Contains(hosts, ".test") {
+		t.Errorf("without --add-host a RUN's /etc/hosts is\n%s", hosts)
+	}
+	mustBerth(t, root, "build", "-q", "-t", "net:default", "--network", "default", "--add-host", "extra.test:10.1.2.3", "--add-host", "v6.test:fd00::7", dir)
+	hosts, def, _ = files("net:default")
+	if !hasHost(hosts, "10.1.2.3", "extra.test") || !hasHost(hosts, "fd00::7", "v6.test") {
+		t.Errorf("--add-host: a RUN's /etc/hosts is\n%s\nwant 10.1.2.3 extra.test and fd00::7 v6.test in it", hosts)
+	}
+	if def.ns == hostNS || !slices.Contains(def.links, "lo") || len(def.links) < 2 {
+		t.Errorf("--network default: a RUN sees links %q (host's namespace: %v), want lo and its own network's", def.links, def.ns == hostNS)
+	}
+
+	// none, then host: these two differ only in --network.
+	mustBerth(t, root, "build", "-q", "-t", "net:none", "--network", "none", dir)
+	_, def, host := files("net:none")
+	if def.ns == hostNS || !slices.Equal(def.links, []string{"lo"}) {
+		t.Errorf("--network none: a RUN sees links %q (host's namespace: %v), want only lo", def.links, def.ns == hostNS)
+	}
+	if host.ns != hostNS {
+		t.Errorf("--network none: RUN --network=host is in %s, want the host's %s", host.ns, hostNS)
+	}
+	mustBerth(t, root, "build", "-q", "-t", "net:host", "--network", "host", dir)
+	if _, def, _ = files("net:host"); def.ns != hostNS {
+		t.Errorf("--network host: a RUN is in %s, want the host's %s", def.ns, hostNS)
+	}
+
+	// Refused before anything is built: no step starts, no image is made.
+	refused := writeBuildContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo refused > /refused\n"})
+	images := mustBerth(t, root, "images", "-a", "-q")
+	for _, tc := range []struct{ flag, value, want string }{
+		{"--network", "bridge", "bridge"},
+		{"--network", "container:x", "container:x"},
+		{"--add-host", "nocolon", "nocolon"},
+		{"--add-host", "name:not-an-ip", "name:not-an-ip"},
+		{"--add-host", ":10.0.0.1", ":10.0.0.1"},
+	} {
+		res := runBerth(t, root, nil, "build", "--progress=plain", tc.flag, tc.value, refused)
+		if res.code == 0 || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("build %s %s: exit %d, stderr %q; want an error naming %q", tc.flag, tc.value, res.code, res.stderr, tc.want)
+		}
+		if strings.Contains(res.stderr, "#1 ") {
+			t.Errorf("build %s %s started building:\n%s", tc.flag, tc.value, res.stderr)
+		}
+	}
+	if got := mustBerth(t, root, "images", "-a", "-q"); got != images {
+		t.Errorf("the refused builds stored images: before\n%s\nafter\n%s", images, got)
+	}
+}
+
+// TestBuildOutput: -o DIR and --output type=local,dest=DIR write the final
+// stage's filesystem into DIR; -o - and type=tar,dest=- write it to stdout
+// as a tar, and nothing else goes there (with -q no ID either: docker's
+// "-q -o -" prints only the tar); type=tar,dest=FILE writes the tar to
+// FILE; values docker refuses or berth does not support are errors naming
+// --output.
+func TestBuildOutput(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	dir := writeBuildContext(t, map[string]string{
+		"Dockerfile": "FROM busybox AS b\n" +
+			"RUN mkdir -p /out/sub && echo app > /out/app && chmod 755 /out/app && echo x > /out/sub/x\n" +
+			"FROM scratch\n" +
+			"COPY --from=b /out/ /\n",
+	})
+	wantEntries := []string{"app", "sub", "sub/x"}
+	checkTar := func(what string, b []byte) {
+		t.Helper()
+		r := bytes.NewReader(b)
+		tr := tar.NewReader(r)
+		var names []string
+		contents := map[string]string{}
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				// Nothing after the tar but the zeros padding it.
+				if rest := b[len(b)-r.Len():]; len(bytes.Trim(rest, "\x00")) > 0 {
+					t.Errorf("%s: %q follows the tar", what, rest)
+				}
+				break
+			}
+			if err != nil {
+				t.Errorf("%s: not a tar: %v (%d bytes: %.200q)", what, err, len(b), b)
+				return
+			}
+			name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+			names = append(names, name)
+			if h.Typeflag == tar.TypeReg {
+				c, _ := io.ReadAll(tr)
+				contents[name] = string(c)
+			}
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, wantEntries) {
+			t.Errorf("%s: tar entries %q, want %q", what, names, wantEntries)
+		}
+		if contents["app"] != "app\n" || contents["sub/x"] != "x\n" {
+			t.Errorf("%s: app and sub/x hold %q and %q, want \"app\\n\" and \"x\\n\"", what, contents["app"], contents["sub/x"])
+		}
+	}
+	checkDir := func(what, d string) {
+		t.Helper()
+		app, err := os.ReadFile(filepath.Join(d, "app"))
+		x, err2 := os.ReadFile(filepath.Join(d, "sub", "x"))
+		if err != nil || err2 != nil || string(app) != "app\n" || string(x) != "x\n" {
+			t.Errorf("%s: app %q (%v), sub/x %q (%v); want \"app\\n\" and \"x\\n\"", what, app, err, x, err2)
+			return
+		}
+		if fi, err := os.Stat(filepath.Join(d, "app")); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: app's mode is %v (%v), want 0755", what, fi.Mode(), err)
+		}
+		entries, _ := os.ReadDir(d)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if !slices.Equal(names, []string{"app", "sub"}) {
+			t.Errorf("%s: the directory holds %q, want only app and sub", what, names)
+		}
+	}
+
+	out1 := filepath.Join(t.TempDir(), "out1")
+	mustBerth(t, root, "build", "-o", out1, dir)
+	checkDir("-o DIR", out1)
+	out2 := filepath.Join(t.TempDir(), "out2")
+	mustBerth(t, root, "build", "--output", "type=local,dest="+out2, dir)
+	checkDir("--output type=local,dest=DIR", out2)
+
+	checkTar("-q -o -", []byte(mustBerth(t, root, "build", "-q", "-o", "-", dir)))
+	res := runBerth(t, root, nil, "build", "--progress=plain", "-o", "-", dir)
+	if res.code != 0 {
+		t.Fatalf("build -o -: exit %d\n%s", res.code, res.stderr)
+	}
+	checkTar("-o - (its stdout)", []byte(res.stdout))
+	if !strings.Contains(res.stderr, "writing image sha256:") {
+		t.Errorf("build -o -: the progress is not on stderr:\n%s", res.stderr)
+	}
+	checkTar("-q --output type=tar,dest=-", []byte(mustBerth(t, root, "build", "-q", "--output", "type=tar,dest=-", dir)))
+	tarFile := filepath.Join(t.TempDir(), "out.tar")
+	mustBerth(t, root, "build", "-q", "--output", "type=tar,dest="+tarFile, dir)
+	b, err := os.ReadFile(tarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTar("--output type=tar,dest=FILE", b)
+
+	bad := t.TempDir()
+	for _, o := range []string{"type=registry,dest=" + filepath.Join(bad, "x"), "type=local", "type=local,dest=-", "type=local,dest=" + filepath.Join(bad, "y") + ",colour=blue"} {
+		res := runBerth(t, root, nil, "build", "-q", "--output", o, dir)
+		if res.code == 0 || !strings.Contains(res.stderr, "--output") {
+			t.Errorf("build --output %s: exit %d, stderr %q; want an error naming --output", o, res.code, res.stderr)
+		}
+	}
+	// Two outputs are refused (docker 20.10 takes one).
+	if res := runBerth(t, root, nil, "build", "-q", "-o", filepath.Join(bad, "a"), "-o", filepath.Join(bad, "b"), dir); res.code == 0 || !strings.Contains(res.stderr, "--output") {
+		t.Errorf("build -o A -o B: exit %d, stderr %q; want an error naming --output", res.code, res.stderr)
+	}
+	if entries, _ := os.ReadDir(bad); len(entries) != 0 {
+		t.Errorf("refused outputs wrote %v", entries)
+	}
+	// The value is CSV, as docker reads it: a quoted field.
+	quoted := filepath.Join(t.TempDir(), "q")
+	mustBerth(t, root, "build", "-q", "--output", `type=local,"dest=`+quoted+`"`, dir)
+	if b, err := os.ReadFile(filepath.Join(quoted, "app")); err != nil || string(b) != "app\n" {
+		t.Errorf("--output with a quoted dest: %q, %v", b, err)
+	}
+}
+
+// TestBuildStdin: docker build - takes a context archive on stdin, plain
+// or compressed, -f naming a Dockerfile inside it, or a lone Dockerfile
+// (an empty context); -f - with it is an error, and a Dockerfile missing
+// from the archive is named as given, not by a temporary path.
+func TestBuildStdin(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	build := func(stdin []byte, args ...string) result {
+		t.Helper()
+		return runBerth(t, root, stdin, append([]string{"build"}, args...)...)
+	}
+
+	plain := tarOf(t, map[string]string{
+		"Dockerfile": "FROM busybox\nCOPY hello.txt /hello.txt\nCMD [\"cat\", \"/hello.txt\"]\n",
+		"hello.txt":  "from the plain tar\n",
+	})
+	if res := build(plain, "-q", "-t", "stdin:plain", "-"); res.code != 0 {
+		t.Fatalf("build - < tar: exit %d\n%s", res.code, res.stderr)
+	}
+	if got := mustBerth(t, root, "run", "--rm", "stdin:plain"); got != "from the plain tar\n" {
+		t.Errorf("the image built from a tar on stdin printed %q", got)
+	}
+
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(tarOf(t, map[string]string{
+		"Dockerfile":       "FROM scratch\n", // not this one
+		"sub/Dockerfile.x": "FROM busybox\nCOPY data/ /data/\nCMD [\"cat\", \"/data/d.txt\"]\n",
+		"data/d.txt":       "from the gzip tar\n",
+	}))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res := build(gz.Bytes(), "-q", "-t", "stdin:gzip", "-f", "sub/Dockerfile.x", "-"); res.code != 0 {
+		t.Fatalf("build -f sub/Dockerfile.x - < tar.gz: exit %d\n%s", res.code, res.stderr)
+	}
+	if got := mustBerth(t, root, "run", "--rm", "stdin:gzip"); got != "from the gzip tar\n" {
+		t.Errorf("the image built from a gzip tar on stdin printed %q", got)
+	}
+
+	// A lone Dockerfile: the context is empty (buildx's empty directory),
+	// the Dockerfile not in it.
+	lone := "FROM busybox\nCOPY . /ctx/\nRUN ls -A /ctx > /list && echo lone > /lone\nCMD [\"cat\", \"/lone\", \"/list\"]\n"
+	if res := build([]byte(lone), "-q", "-t", "stdin:lone", "-"); res.code != 0 {
+		t.Fatalf("build - < Dockerfile: exit %d\n%s", res.code, res.stderr)
+	}
+	if got := mustBerth(t, root, "run", "--rm", "stdin:lone"); got != "lone\n" {
+		t.Errorf("the image built from a Dockerfile on stdin printed %q, want \"lone\\n\" and an empty context", got)
+	}
+
+	if res := build([]byte(lone), "-f", "-", "-"); res.code == 0 || !strings.Contains(res.stderr, "can't use stdin for both build context and dockerfile") {
+		t.Errorf("build -f - -: exit %d, stderr %q; want docker's error", res.code, res.stderr)
+	}
+	if res := build([]byte(lone), "-f", "other.Dockerfile", "-"); res.code == 0 || !strings.Contains(res.stderr, "ambiguous Dockerfile source") {
+		t.Errorf("build -f FILE - < Dockerfile: exit %d, stderr %q; want docker's error", res.code, res.stderr)
+	}
+
+	noDockerfile := tarOf(t, map[string]string{"hello.txt": "hi\n"})
+	for _, tc := range []struct {
+		args []string
+		name string
+	}{
+		{[]string{"-f", "sub/missing.Dockerfile", "-"}, "sub/missing.Dockerfile"},
+		{[]string{"-"}, "Dockerfile"},
+	} {
+		res := build(noDockerfile, tc.args...)
+		if res.code == 0 || !strings.Contains(res.stderr, tc.name) || strings.Contains(res.stderr, root) {
+			t.Errorf("build %v of an archive without the Dockerfile: exit %d, stderr %q; want an error naming %s and no path under the root", tc.args, res.code, res.stderr, tc.name)
+		}
+	}
+}
