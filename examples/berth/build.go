@@ -24,7 +24,7 @@ func buildCommand(fs *flagSet) runFunc {
 	var (
 		tags, buildArgs, secrets, labels, addHosts, outputs []string
 		file, target, progress, network, iidfile            string
-		noCache, quiet                                      bool
+		noCache, quiet, pull                                bool
 	)
 	fs.Strings(&tags, "t", "tag", `Name and optionally a tag in the "name:tag" format`)
 	fs.String(&file, "f", "file", "string", "", `Name of the Dockerfile (Default is "PATH/Dockerfile")`)
@@ -39,6 +39,7 @@ func buildCommand(fs *flagSet) runFunc {
 	fs.Strings(&addHosts, "", "add-host", "Add a custom host-to-IP mapping (host:ip)")
 	fs.Strings(&outputs, "o", "output", `Output destination (format: "type=local,dest=path")`)
 	fs.String(&iidfile, "", "iidfile", "string", "", "Write the image ID to the file")
+	fs.Bool(&pull, "", "pull", "Always attempt to pull a newer version of the image")
 	return func(ctx context.Context, c *cli, args []string) error {
 		rt, err := c.runtime()
 		if err != nil {
@@ -146,6 +147,9 @@ func buildCommand(fs *flagSet) runFunc {
 		}
 		if noCache {
 			opts = append(opts, berth.WithNoCache())
+		}
+		if pull {
+			opts = append(opts, berth.WithBuildPull())
 		}
 		var view buildView
 		switch progress {

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/berthtest"
 )
 
 // writeBuildContext writes files (name → content) into a new directory and
@@ -429,6 +431,35 @@ func TestBuildStdin(t *testing.T) {
 		res := build(noDockerfile, tc.args...)
 		if res.code == 0 || !strings.Contains(res.stderr, tc.name) || strings.Contains(res.stderr, root) {
 			t.Errorf("build %v of an archive without the Dockerfile: exit %d, stderr %q; want an error naming %s and no path under the root", tc.args, res.code, res.stderr, tc.name)
+		}
+	}
+}
+
+// TestBuildFlagsPull: build --pull follows a tag the registry moved, where
+// a build without it uses the image the root has.
+func TestBuildFlagsPull(t *testing.T) {
+	root, tarball := setup(t)
+	reg := berthtest.StartRegistry(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	ref := reg.Host + "/test/base:1"
+	push := func(marker string) {
+		t.Helper()
+		dir := writeBuildContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo " + marker + " > /marker\n"})
+		mustBerth(t, root, "build", "-q", "-t", ref, dir)
+		mustBerth(t, root, "push", ref)
+	}
+	push("first")
+	other := filepath.Join(t.TempDir(), "other")
+	dir := writeBuildContext(t, map[string]string{"Dockerfile": "FROM " + ref + "\nCMD [\"cat\", \"/marker\"]\n"})
+	mustBerth(t, other, "build", "-q", "-t", "app", dir) // pulled: missing
+	push("second")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{{nil, "first\n"}, {[]string{"--pull"}, "second\n"}} {
+		mustBerth(t, other, append(append([]string{"build", "-q", "-t", "app"}, tc.args...), dir)...)
+		if got := mustBerth(t, other, "run", "--rm", "app"); got != tc.want {
+			t.Errorf("build %v: the base has %q, want %q", tc.args, got, tc.want)
 		}
 	}
 }
