@@ -49,7 +49,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Image: ref, ImageID: img.ID, ImageDigest: img.Digest,
 		Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
 		Dir: img.Config.WorkingDir, User: img.Config.User,
-		TTY: p.TTY, OpenStdin: p.Stdin != nil,
+		TTY: p.TTY, OpenStdin: p.Stdin != nil || o.openStdin,
 		Hostname: o.hostname, Labels: o.labels,
 		StopSignal: img.Config.StopSignal, StopTimeout: o.stopTimeout,
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
@@ -474,6 +474,7 @@ type running struct {
 	copiers   sync.WaitGroup
 	closers   []io.Closer
 	master    *os.File // the terminal's master side (Process.TTY), for ResizeTTY
+	stdin     *os.File // the stdin FIFO of WithOpenStdin, closed at the exit
 
 	done chan struct{}
 	err  error // the exit, once done is closed: nil or *ExitError
@@ -532,6 +533,12 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 		}
 	}()
 	dir := r.containerDir(rec.ID)
+	if rec.Config.OpenStdin && std.stdin == nil {
+		if run.stdin, err = openStdinFIFO(dir); err != nil {
+			return nil, err
+		}
+		std.stdin = run.stdin
+	}
 	if run.log, err = openLog(dir, rec.Config.LogMaxSize, rec.Config.LogMaxFiles, rec.Config.NoLog); err != nil {
 		return nil, err
 	}
@@ -1072,6 +1079,7 @@ func (run *running) wait() {
 	defer tr.done()
 	werr := run.proc.Wait()
 	tr.mark("procwait")
+	run.closeStdin()
 	run.killRest()
 	run.copiers.Wait()
 	tr.mark("copiers")
@@ -1201,6 +1209,7 @@ func (run *running) abort(cause error) {
 	for _, c := range run.closers {
 		c.Close()
 	}
+	run.closeStdin()
 	code := 0
 	var se *startError
 	if errors.As(cause, &se) {

@@ -452,16 +452,42 @@ func (e *Execution) ResizeTTY(ctx context.Context, rows, cols uint16) error {
 }
 
 // ResizeTTY sets the size of the terminal of a container run with
-// Process.TTY by this Runtime, attached (what docker run -t does on
-// SIGWINCH). It fails with ErrInvalid for a container without a terminal
-// or whose terminal another program holds (a detached one's, the
-// monitor's), and with an error once the container has exited.
+// Process.TTY (what docker run -t and docker attach do on SIGWINCH),
+// whichever program holds it: this one for a container it runs attached,
+// the monitor for a detached one. It fails with ErrInvalid for a
+// container without a terminal, and with ErrNotRunning once it exited.
 func (c *Container) ResizeTTY(ctx context.Context, rows, cols uint16) error {
-	run := c.rt.owned(c.ID)
-	if run == nil || run.master == nil {
-		return fmt.Errorf("%w: container %s has no terminal this program holds", ErrInvalid, c.Name)
+	if run := c.rt.owned(c.ID); run != nil && run.master != nil {
+		return setWinsize(run.master, rows, cols)
 	}
-	return setWinsize(run.master, rows, cols)
+	rec, err := c.rt.currentRecord(c.ID)
+	if err != nil {
+		return err
+	}
+	if !rec.Config.TTY {
+		return fmt.Errorf("%w: container %s has no terminal", ErrInvalid, c.Name)
+	}
+	if !rec.State.Running {
+		return fmt.Errorf("resizing %s's terminal: %w", c.Name, ErrNotRunning)
+	}
+	// The first process's standard input is the terminal: a copy of that
+	// descriptor (nothing opened anew, whatever it now names) sets the
+	// size if it is a terminal still.
+	pidfd, ok := rec.pinFirstProcess()
+	if !ok {
+		return fmt.Errorf("resizing %s's terminal: %w", c.Name, ErrNotRunning)
+	}
+	defer unix.Close(pidfd)
+	fd, err := unix.PidfdGetfd(pidfd, 0, 0)
+	if err != nil {
+		return fmt.Errorf("resizing %s's terminal: %w", c.Name, err)
+	}
+	f := os.NewFile(uintptr(fd), "tty")
+	defer f.Close()
+	if _, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); err != nil {
+		return fmt.Errorf("%w: resizing %s's terminal: its standard input is no terminal now", ErrInvalid, c.Name)
+	}
+	return setWinsize(f, rows, cols)
 }
 
 // setWinsize sets the window size of the terminal whose master is f.

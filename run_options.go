@@ -11,6 +11,7 @@ type RunOption interface{ applyRun(*runConfig) }
 type runConfig struct {
 	name           string
 	detach         bool
+	openStdin      bool
 	autoRemove     bool
 	entrypoint     []string
 	hasEntry       bool
@@ -80,6 +81,17 @@ func WithName(name string) RunOption {
 // the program, even if the program is SIGKILLed.
 func WithDetach() RunOption {
 	return runOptionFunc(func(c *runConfig) { c.detach = true })
+}
+
+// WithOpenStdin keeps the container's standard input open with no data
+// until a program writes to it through Container.Attach (docker run -d -i,
+// docker create -i): a shell or `cat` waits for input instead of reading
+// end-of-file and exiting. It is for a detached or created container, or
+// an attached one whose Process.Stdin is nil; with a terminal
+// (Process.TTY), what Attach writes is the terminal's input. Each start
+// opens it anew. Default: /dev/null, unless Process.Stdin is given.
+func WithOpenStdin() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.openStdin = true })
 }
 
 // WithAutoRemove removes the container and everything it made once it

@@ -1,0 +1,144 @@
+package berth_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
+)
+
+// TestAttach checks docker run -d -i and docker attach: a detached
+// container's input stays open with no data (a shell waits instead of
+// exiting), another program attaches to it and types into it, sees what
+// it prints from then on on the right streams, and gets its exit; an
+// attachment ending leaves the container running.
+func TestAttach(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+
+	closed, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}}, berth.WithDetach())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closed.Wait(ctx); err != nil {
+		t.Errorf("sh without WithOpenStdin: %v, want it to read end-of-file and exit 0", err)
+	}
+	if err := closed.Attach(ctx, nil, io.Discard, io.Discard); !errors.Is(err, berth.ErrNotRunning) {
+		t.Errorf("Attach to an exited container: %v, want ErrNotRunning", err)
+	}
+
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}}, berth.WithDetach(), berth.WithOpenStdin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+	time.Sleep(100 * time.Millisecond)
+	if st, _ := c.State(ctx); st.Status != "running" {
+		t.Fatalf("sh with WithOpenStdin: %s, want it running, waiting for input", st.Status)
+	}
+	if info, err := c.Inspect(ctx); err != nil || !info.OpenStdin {
+		t.Errorf("inspect: OpenStdin %v, %v", info != nil && info.OpenStdin, err)
+	}
+
+	// Another program attaches; its attachment ends with its context.
+	other, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	oc, err := other.Container(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuffer
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- oc.Attach(actx, strings.NewReader("echo one; echo two >&2\n"), &out, &errOut) }()
+	if !eventually(5*time.Second, func() bool { return out.String() == "one\n" && errOut.String() == "two\n" }) {
+		t.Errorf("attached output: stdout %q, stderr %q; want one, two", out.String(), errOut.String())
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Attach after its context ended: %v", err)
+	}
+	if st, _ := c.State(ctx); st.Status != "running" {
+		t.Fatalf("after the attachment ended: %s, want running", st.Status)
+	}
+
+	// A second attachment sees only what comes after it, and the exit.
+	out = syncBuffer{}
+	go func() { done <- c.Attach(ctx, strings.NewReader("echo three; exit 3\n"), &out, nil) }()
+	select {
+	case err := <-done:
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || ee.Code != 3 {
+			t.Errorf("Attach at the exit: %v, want exit code 3", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Attach did not return at the container's exit")
+	}
+	if got := out.String(); got != "three\n" {
+		t.Errorf("the second attachment saw %q, want only what came after it", got)
+	}
+}
+
+// TestAttachTerminal checks docker run -dit and attach with a terminal:
+// what Attach writes is the terminal's input, and ResizeTTY from another
+// program sets the size the detached container's terminal reports.
+func TestAttachTerminal(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}, TTY: true}, berth.WithDetach(), berth.WithOpenStdin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+	plain, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithDetach())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plain.Remove(context.Background(), berth.WithForce()) })
+	if err := plain.Attach(ctx, strings.NewReader("x"), io.Discard, nil); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Attach with input to a container whose input is closed: %v, want ErrInvalid", err)
+	}
+	if err := plain.ResizeTTY(ctx, 30, 100); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("ResizeTTY of a container without a terminal: %v, want ErrInvalid", err)
+	}
+
+	other, err := berth.New(rt.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	oc, err := other.Container(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := oc.ResizeTTY(ctx, 31, 101); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- oc.Attach(ctx, strings.NewReader("stty size; exit 5\r"), &out, nil) }()
+	select {
+	case err := <-done:
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || ee.Code != 5 {
+			t.Errorf("Attach at the exit: %v, want exit code 5", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Attach did not return at the exit; output so far %q", out.String())
+	}
+	if got := out.String(); !strings.Contains(got, "31 101\r\n") {
+		t.Errorf("the terminal's output %q lacks the size set, 31 101", got)
+	}
+}
