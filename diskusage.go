@@ -36,6 +36,20 @@ func (r *Runtime) writableSize(id string) int64 {
 	return dirSize(filepath.Join(r.containerDir(id), "upper"))
 }
 
+// Size returns the bytes of the files the container added or changed, its
+// writable layer (docker's SizeRw: ps -s, inspect -s), a file with several
+// names counted once. It walks the layer, so it takes time in proportion
+// to the files there.
+func (c *Container) Size(ctx context.Context) (int64, error) {
+	if err := c.rt.checkOpen(); err != nil {
+		return 0, err
+	}
+	if _, err := c.rt.currentRecord(c.ID); err != nil {
+		return 0, err
+	}
+	return c.rt.writableSize(c.ID), nil
+}
+
 // DiskUsage measures what the root's images, containers, volumes and
 // build cache take (docker system df). It walks the containers' writable
 // layers and the volumes, so it takes time in proportion to their files.

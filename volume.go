@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/berth-dev/berth/internal/store"
@@ -373,12 +374,23 @@ func (r *Runtime) PruneVolumes(ctx context.Context, opts ...VolumePruneOption) (
 // symlinks.
 func dirSize(dir string) int64 {
 	var n int64
+	seen := map[[2]uint64]bool{} // a file's further names count nothing, as docker's sizes
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
+		if err != nil || !d.Type().IsRegular() {
+			return nil
 		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			key := [2]uint64{st.Dev, st.Ino}
+			if seen[key] {
+				return nil
+			}
+			seen[key] = true
+		}
+		n += info.Size()
 		return nil
 	})
 	return n

@@ -1068,6 +1068,7 @@ type psRow struct {
 	Labels                      string
 	Networks, Mounts            string
 	LocalVolumes                string
+	Size                        string // with -s or a template that uses it
 	labels                      map[string]string
 }
 
@@ -1077,61 +1078,124 @@ func (r psRow) Label(name string) string { return r.labels[name] }
 var psHeader = psRow{
 	ID: "CONTAINER ID", Image: "IMAGE", Command: "COMMAND", CreatedAt: "CREATED AT", RunningFor: "CREATED",
 	Ports: "PORTS", State: "STATE", Status: "STATUS", Names: "NAMES", Labels: "LABELS",
-	Networks: "NETWORKS", Mounts: "MOUNTS", LocalVolumes: "LOCAL VOLUMES",
+	Networks: "NETWORKS", Mounts: "MOUNTS", LocalVolumes: "LOCAL VOLUMES", Size: "SIZE",
 }
 
 const defaultPsFormat = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 
 // psCommand is docker ps.
 func psCommand(fs *flagSet) runFunc {
-	var all, quiet, noTrunc bool
+	var all, quiet, noTrunc, latest, size bool
+	var last int
 	var format string
 	var filterArgs []string
 	fs.Bool(&all, "a", "all", "Show all containers (default shows just running)")
 	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (id, name, label, status, exited, ancestor, network, volume, health, before, since, publish, expose)")
 	fs.String(&format, "", "format", "string", "", "Format output using a custom template")
+	fs.Int(&last, "n", "last", -1, "Show n last created containers (includes all states) (default -1)")
+	fs.Bool(&latest, "l", "latest", "Show the latest created container (includes all states)")
 	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
 	fs.Bool(&quiet, "q", "quiet", "Only display container IDs")
+	fs.Bool(&size, "s", "size", "Display total file sizes")
+	name := fs.Name() // "berth ps" or "berth container ls"
 	return func(ctx context.Context, c *cli, args []string) error {
 		rt, err := c.runtime()
 		if err != nil {
 			return err
 		}
-		filters, err := parsePsFilters(ctx, rt, filterArgs)
+		filters, err := parsePsFilters(ctx, rt, name, filterArgs)
 		if err != nil {
 			return err
 		}
+		// docker's -n N: the N newest containers that pass the filters,
+		// whatever their state; -l is -n 1 unless -n is given.
+		limit := last
+		if latest && last == -1 {
+			limit = 1
+		}
 		var opts []berth.ListOption
-		if all || len(filters.values["status"]) > 0 { // docker's status filter looks at all
+		if all || limit > 0 || len(filters.values["status"]) > 0 { // docker's status filter looks at all
 			opts = append(opts, berth.WithAll())
 		}
 		infos, err := rt.Containers(ctx, opts...)
 		if err != nil {
 			return err
 		}
+		if format == "" && quiet { // a --format wins over -q, as in docker
+			size = false
+		}
+		// docker works sizes out for a template that uses .Size too.
+		size = size || strings.Contains(format, ".Size")
+		sizes := &psSizes{rt: rt, images: map[string]int64{}}
 		now := time.Now()
 		var rows []psRow
 		for _, info := range infos {
-			if filters.match(info) {
-				rows = append(rows, newPsRow(info, noTrunc, now))
+			if limit > 0 && len(rows) == limit {
+				break
 			}
+			if !filters.match(info) {
+				continue
+			}
+			r := newPsRow(info, noTrunc, now)
+			if size {
+				r.Size, err = sizes.of(ctx, info)
+				if errors.Is(err, berth.ErrNotFound) {
+					continue // removed since it was listed
+				} else if err != nil {
+					return err
+				}
+			}
+			rows = append(rows, r)
 		}
-		if quiet {
+		switch {
+		case format == "" && quiet:
 			for _, r := range rows {
 				fmt.Fprintln(c.stdout, r.ID)
 			}
 			return nil
-		}
-		if format == "" {
+		case format == "" && size:
+			format = defaultPsFormat + "\t{{.Size}}"
+		case format == "":
 			format = defaultPsFormat
 		}
 		return printRows(c.stdout, format, psHeader, rows)
 	}
 }
 
+// psSizes works out ps -s's SIZE column: the container's writable layer
+// and, as "(virtual ...)", that plus its image's size (docker's SizeRw and
+// SizeRootFs).
+type psSizes struct {
+	rt     *berth.Runtime
+	images map[string]int64 // image ID → size
+}
+
+func (s *psSizes) of(ctx context.Context, info *berth.ContainerInfo) (string, error) {
+	ctr, err := s.rt.Container(ctx, info.ID)
+	if err != nil {
+		return "", err
+	}
+	rw, err := ctr.Size(ctx)
+	if err != nil {
+		return "", err
+	}
+	img, ok := s.images[info.ImageID]
+	if !ok {
+		if i, err := s.rt.Image(ctx, info.ImageID); err == nil {
+			img = i.Size
+		} // an image removed under the container counts 0, as a layer docker cannot find
+		s.images[info.ImageID] = img
+	}
+	if rw+img > 0 {
+		return fmt.Sprintf("%s (virtual %s)", humanSize(rw), humanSize(rw+img)), nil
+	}
+	return humanSize(rw), nil
+}
+
 // psFilters are ps's --filter values by key: a container matches when,
-// for every key given, it matches one of that key's values (docker's
-// rule). Names are compiled and ancestors resolved to image IDs once.
+// for every key given, it matches one of that key's values, every one for
+// label (docker's rules). Names are compiled and ancestors resolved to
+// image IDs once.
 type psFilters struct {
 	values    map[string][]string
 	names     []*regexp.Regexp
@@ -1181,9 +1245,15 @@ func parsePortRange(key, value string) (portRange, error) {
 // psStatuses are the values docker's status filter takes.
 var psStatuses = []string{"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
-// parsePsFilters checks ps's --filter arguments as docker does: KEY=VALUE,
+// parsePsFilters checks ps's --filter arguments as docker does: KEY=VALUE
+// (cmd, "berth ps", names the command in the error for one that is not),
 // a key ps knows, a status docker knows, an exit code that is a number.
-func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psFilters, error) {
+func parsePsFilters(ctx context.Context, rt *berth.Runtime, cmd string, args []string) (*psFilters, error) {
+	values, err := parseFilters(cmd, args, "id", "label", "network", "volume", "name", "ancestor", "status", "exited",
+		"health", "before", "since", "publish", "expose", "isolation", "is-task")
+	if err != nil {
+		return nil, err
+	}
 	f := &psFilters{values: map[string][]string{}, created: map[string]time.Time{}, ports: map[string]portRange{}}
 	images := map[string][]berth.PortBinding{}
 	f.exposed = func(info *berth.ContainerInfo) []berth.PortBinding {
@@ -1210,61 +1280,65 @@ func parsePsFilters(ctx context.Context, rt *berth.Runtime, args []string) (*psF
 		}
 		return ports
 	}
-	for _, a := range args {
-		key, value, ok := strings.Cut(a, "=")
-		if !ok {
-			return nil, &statusError{code: exitBerth, msg: fmt.Sprintf("invalid argument %q for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'berth ps --help'.", a)}
+	for _, key := range sortedKeys(values) {
+		for _, value := range values[key] {
+			if err := f.add(ctx, rt, key, value); err != nil {
+				return nil, err
+			}
 		}
-		switch key {
-		case "id", "label", "network", "volume":
-		case "name":
-			// One that does not compile matches nothing, as with docker.
-			if re, err := regexp.Compile(value); err == nil {
-				f.names = append(f.names, re)
-			}
-		case "ancestor":
-			f.ancestors = append(f.ancestors, value)
-			if img, err := rt.Image(ctx, value); err == nil {
-				f.ancestors = append(f.ancestors, img.ID)
-			}
-		case "status":
-			if !slices.Contains(psStatuses, value) {
-				return nil, fmt.Errorf("Invalid filter '%s'", a)
-			}
-		case "exited":
-			if _, err := strconv.Atoi(value); err != nil {
-				return nil, fmt.Errorf("Invalid filter '%s': %w", a, err)
-			}
-		case "health":
-			if !slices.Contains([]string{berth.HealthStarting, berth.HealthHealthy, berth.HealthUnhealthy, "none"}, value) {
-				return nil, fmt.Errorf("Unrecognised filter value for health: %s", value)
-			}
-		case "before", "since":
-			ctr, err := rt.Container(ctx, value)
-			if errors.Is(err, berth.ErrNotFound) {
-				return nil, fmt.Errorf("no such container %s", value) // docker 20.10's words for it here
-			} else if err != nil {
-				return nil, err
-			}
-			info, err := ctr.Inspect(ctx)
-			if err != nil {
-				return nil, err
-			}
-			f.created[value] = info.Created
-		case "publish", "expose":
-			r, err := parsePortRange(key, value)
-			if err != nil {
-				return nil, err
-			}
-			f.ports[value] = r
-		case "isolation", "is-task":
-			return nil, fmt.Errorf("filter '%s' is docker's but not supported by berth", key)
-		default:
-			return nil, fmt.Errorf("Invalid filter '%s'", key)
-		}
-		f.values[key] = append(f.values[key], value)
 	}
 	return f, nil
+}
+
+// add checks one value of key and adds it to f.
+func (f *psFilters) add(ctx context.Context, rt *berth.Runtime, key, value string) error {
+	switch key {
+	case "id", "label", "network", "volume":
+	case "name":
+		// One that does not compile matches nothing, as with docker.
+		if re, err := regexp.Compile(value); err == nil {
+			f.names = append(f.names, re)
+		}
+	case "ancestor":
+		f.ancestors = append(f.ancestors, value)
+		if img, err := rt.Image(ctx, value); err == nil {
+			f.ancestors = append(f.ancestors, img.ID)
+		}
+	case "status":
+		if !slices.Contains(psStatuses, value) {
+			return fmt.Errorf("Invalid filter '%s=%s'", key, value)
+		}
+	case "exited":
+		if _, err := strconv.Atoi(value); err != nil {
+			return fmt.Errorf("Invalid filter '%s=%s': %w", key, value, err)
+		}
+	case "health":
+		if !slices.Contains([]string{berth.HealthStarting, berth.HealthHealthy, berth.HealthUnhealthy, "none"}, value) {
+			return fmt.Errorf("Unrecognised filter value for health: %s", value)
+		}
+	case "before", "since":
+		ctr, err := rt.Container(ctx, value)
+		if errors.Is(err, berth.ErrNotFound) {
+			return fmt.Errorf("no such container %s", value) // docker 20.10's words for it here
+		} else if err != nil {
+			return err
+		}
+		info, err := ctr.Inspect(ctx)
+		if err != nil {
+			return err
+		}
+		f.created[value] = info.Created
+	case "publish", "expose":
+		r, err := parsePortRange(key, value)
+		if err != nil {
+			return err
+		}
+		f.ports[value] = r
+	case "isolation", "is-task":
+		return fmt.Errorf("filter '%s' is docker's but not supported by berth", key)
+	}
+	f.values[key] = append(f.values[key], value)
+	return nil
 }
 
 // match reports whether info passes every key of f.
@@ -1272,6 +1346,8 @@ func (f *psFilters) match(info *berth.ContainerInfo) bool {
 	for key, values := range f.values {
 		var ok bool
 		switch key {
+		case "label": // every value, as docker's (filters.Args.MatchKVList)
+			ok = matchLabels(values, info.Labels)
 		case "name": // a regular expression, as docker's; docker's names begin with "/"
 			ok = slices.ContainsFunc(f.names, func(re *regexp.Regexp) bool {
 				return re.MatchString(info.Name) || re.MatchString("/"+info.Name)
@@ -1302,10 +1378,6 @@ func (f *psFilters) matchValue(key, v string, info *berth.ContainerInfo) bool {
 		return slices.ContainsFunc(info.Publish, exposed) || slices.ContainsFunc(f.exposed(info), exposed)
 	case "id":
 		return strings.HasPrefix(info.ID, v)
-	case "label":
-		k, want, hasValue := strings.Cut(v, "=")
-		got, ok := info.Labels[k]
-		return ok && (!hasValue || got == want)
 	case "status":
 		return info.State.Status == v
 	case "health":

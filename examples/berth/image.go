@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -137,18 +138,36 @@ var imageHeader = imageRow{
 	CreatedSince: "CREATED", CreatedAt: "CREATED AT", Size: "SIZE",
 }
 
-const defaultImagesFormat = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+const (
+	defaultImagesFormat       = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+	defaultImagesDigestFormat = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+)
 
 // imagesCommand is docker images.
 func imagesCommand(fs *flagSet) runFunc {
-	var quiet, noTrunc, all bool
+	var quiet, noTrunc, all, digests bool
 	var format string
+	var filterArgs []string
 	fs.Bool(&all, "a", "all", "Show all images (berth keeps no intermediate images, so this changes nothing)")
+	fs.Bool(&digests, "", "digests", "Show digests")
+	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (dangling, label, before, since, reference)")
 	fs.String(&format, "", "format", "string", "", "Pretty-print images using a Go template")
 	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
 	fs.Bool(&quiet, "q", "quiet", "Only show image IDs")
+	name := fs.Name() // "berth images" or "berth image ls", for the help hint of a malformed filter
 	return func(ctx context.Context, c *cli, args []string) error {
+		filters, err := parseFilters(name, filterArgs, "dangling", "label", "before", "since", "reference")
+		if err != nil {
+			return err
+		}
+		if len(args) == 1 { // docker's client adds the argument as a reference filter
+			filters["reference"] = append(filters["reference"], args[0])
+		}
 		rt, err := c.runtime()
+		if err != nil {
+			return err
+		}
+		f, err := newImageFilter(ctx, rt, filters)
 		if err != nil {
 			return err
 		}
@@ -156,12 +175,16 @@ func imagesCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		filter := ""
-		if len(args) == 1 {
-			filter = args[0]
+		// docker fills the digest of a tagged row only when it is shown.
+		needDigest := digests || strings.Contains(format, "{{.Digest}}")
+		rows, err := imageRows(images, f, imageRowOptions{noTrunc: noTrunc, needDigest: needDigest, digests: digests}, time.Now())
+		if err != nil {
+			return err
 		}
-		rows := imageRows(images, filter, noTrunc, time.Now())
-		if quiet {
+		switch {
+		case format == "" && quiet: // a --format wins over -q, as in docker
+			// berth prints an image's ID once, where docker repeats it
+			// for every tag the listing shows.
 			seen := map[string]bool{}
 			for _, r := range rows {
 				if !seen[r.ID] {
@@ -170,85 +193,262 @@ func imagesCommand(fs *flagSet) runFunc {
 				}
 			}
 			return nil
-		}
-		if format == "" {
+		case format == "" && digests:
+			format = defaultImagesDigestFormat
+		case format == "":
 			format = defaultImagesFormat
+		case digests && strings.HasPrefix(format, "table") && !strings.Contains(format, "{{.Digest}}"):
+			format += "\t{{.Digest}}" // docker adds the column to a table that lacks it
 		}
 		return printRows(c.stdout, format, imageHeader, rows)
 	}
 }
 
-// imageRows makes the rows of docker images: one per tag, or one
-// "<none>" row for an untagged image. A filter "repo[:tag]" (shell
-// patterns allowed) keeps the matching tagged rows.
-func imageRows(images []*berth.Image, filter string, noTrunc bool, now time.Time) []imageRow {
-	var fRepo, fTag string
-	if filter != "" {
-		fRepo, fTag, _ = splitRepoTag(filter)
-		if !strings.Contains(filter[strings.LastIndex(filter, "/")+1:], ":") {
-			fTag = "*"
+// imageFilter is images' --filter, resolved: docker's dangling, label,
+// before, since and reference keys (a REPOSITORY[:TAG] argument is one
+// more reference).
+type imageFilter struct {
+	dangling      string // "true", "false", or "" when not filtered
+	before, since []time.Time
+	labels        []string
+	references    []string
+}
+
+// newImageFilter checks filters as docker's daemon does and looks up the
+// images before= and since= name.
+func newImageFilter(ctx context.Context, rt *berth.Runtime, filters filterArgs) (*imageFilter, error) {
+	f := &imageFilter{labels: filters["label"], references: filters["reference"]}
+	if d := filters["dangling"]; len(d) > 0 {
+		switch {
+		case slices.Contains(d, "true"): // docker's check: "true" among the values wins
+			f.dangling = "true"
+		case slices.Contains(d, "false"):
+			f.dangling = "false"
+		default:
+			return nil, fmt.Errorf("Invalid filter 'dangling=[%s]'", strings.Join(d, " "))
 		}
 	}
+	for _, key := range []string{"before", "since"} {
+		for _, v := range filters[key] {
+			img, err := rt.Image(ctx, v)
+			if errors.Is(err, berth.ErrNotFound) {
+				return nil, fmt.Errorf("No such image: %s", normalizedImageName(v))
+			} else if err != nil {
+				return nil, err
+			}
+			if key == "before" {
+				f.before = append(f.before, img.Created)
+			} else {
+				f.since = append(f.since, img.Created)
+			}
+		}
+	}
+	return f, nil
+}
+
+// normalizedImageName is how docker's daemon names an image it did not
+// find: an ID as given, a reference familiar with its tag ("x:latest").
+func normalizedImageName(s string) string {
+	if strings.HasPrefix(s, "sha256:") {
+		return s
+	}
+	return parseReference(s).familiar()
+}
+
+// keep reports whether img passes the filters on the image itself:
+// created strictly before (since: after) one of the images named, and
+// carrying every label= (docker's rule for labels: all must match).
+func (f *imageFilter) keep(img *berth.Image) bool {
+	if len(f.before) > 0 && !slices.ContainsFunc(f.before, img.Created.Before) {
+		return false
+	}
+	if len(f.since) > 0 && !slices.ContainsFunc(f.since, img.Created.After) {
+		return false
+	}
+	return matchLabels(f.labels, img.Config.Labels)
+}
+
+// matchingRefs are the references among refs that a reference= pattern
+// matches (all of them without one). A pattern is a path.Match pattern
+// tried on the familiar reference ("busybox:latest", "repo@sha256:…") and
+// then on its repository ("busybox"), as docker's reference.FamiliarMatch.
+func (f *imageFilter) matchingRefs(refs []string) ([]string, error) {
+	if len(f.references) == 0 {
+		return refs, nil
+	}
+	var out []string
+	for _, ref := range refs {
+		repo, _, _ := splitRepoTag(ref)
+		for _, pattern := range f.references {
+			ok, err := path.Match(pattern, ref)
+			if err != nil {
+				return nil, err // docker's "syntax error in pattern"
+			}
+			if !ok {
+				ok, _ = path.Match(pattern, repo)
+			}
+			if ok {
+				out = append(out, ref)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// imageRowOptions say how imageRows shows images: full IDs, the digest
+// of tagged rows (needDigest: --digests or a {{.Digest}} template), and a
+// row per digest of a repository the image has no tag in (--digests).
+type imageRowOptions struct {
+	noTrunc, needDigest, digests bool
+}
+
+// imageRows makes the rows of docker images that pass f, as docker's
+// daemon and client make them: a row per tag (per tag and digest of its
+// repository when the digest is shown), a "repo <none>" row for a
+// repository the image has only digests in, and one "<none> <none>" row
+// for an image with no reference. A reference filter keeps the matching
+// references only, and drops an image left with none; dangling=true keeps
+// the images without a tag, dangling=false drops those without any
+// reference.
+func imageRows(images []*berth.Image, f *imageFilter, opts imageRowOptions, now time.Time) ([]imageRow, error) {
 	var rows []imageRow
 	for _, img := range images {
+		if !f.keep(img) {
+			continue
+		}
+		tags, err := f.matchingRefs(img.RepoTags)
+		if err != nil {
+			return nil, err
+		}
+		digestRefs, err := f.matchingRefs(img.RepoDigests)
+		if err != nil {
+			return nil, err
+		}
+		if f.dangling == "true" && len(tags) > 0 {
+			continue
+		}
 		id := img.ShortID()
-		if noTrunc {
+		if opts.noTrunc {
 			id = img.ID
 		}
 		base := imageRow{
 			ID:           id,
-			Digest:       "<none>",
 			CreatedSince: createdSince(img.Created, now),
 			CreatedAt:    img.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 			Size:         humanSize(img.Size),
 		}
-		var tagged []imageRow
-		digestRepos := map[string]string{}
-		for _, name := range img.RepoTags {
-			repo, tag, digest := splitRepoTag(name)
-			if digest != "" {
-				digestRepos[repo] = digest
-				continue
-			}
+		row := func(repo, tag, digest string) {
 			r := base
-			r.Repository, r.Tag = repo, tag
-			tagged = append(tagged, r)
-		}
-		for i := range tagged {
-			if d, ok := digestRepos[tagged[i].Repository]; ok {
-				tagged[i].Digest = d
-				delete(digestRepos, tagged[i].Repository)
-			}
-		}
-		// An image known only by digest in a repository lists as
-		// "repo <none>", one known by nothing as "<none> <none>".
-		for _, repo := range sortedKeys(digestRepos) {
-			r := base
-			r.Repository, r.Tag, r.Digest = repo, "<none>", digestRepos[repo]
-			tagged = append(tagged, r)
-		}
-		if len(tagged) == 0 {
-			r := base
-			r.Repository, r.Tag = "<none>", "<none>"
-			tagged = append(tagged, r)
-		}
-		for _, r := range tagged {
-			if filter != "" && !matchRepoTag(r, fRepo, fTag) {
-				continue
-			}
+			r.Repository, r.Tag, r.Digest = repo, tag, digest
 			rows = append(rows, r)
 		}
+		if len(tags) == 0 && len(digestRefs) == 0 {
+			if f.dangling == "false" || len(f.references) > 0 {
+				continue
+			}
+			row("<none>", "<none>", "<none>")
+			continue
+		}
+		var repos []string // in the order of their first tag
+		tagsOf, digestsOf := map[string][]string{}, map[string][]string{}
+		for _, t := range tags {
+			repo, tag, _ := splitRepoTag(t)
+			if _, ok := tagsOf[repo]; !ok {
+				repos = append(repos, repo)
+			}
+			tagsOf[repo] = append(tagsOf[repo], tag)
+		}
+		for _, d := range digestRefs {
+			repo, _, digest := splitRepoTag(d)
+			digestsOf[repo] = append(digestsOf[repo], digest)
+		}
+		for _, repo := range repos {
+			digests := digestsOf[repo]
+			delete(digestsOf, repo)
+			if !opts.needDigest {
+				digests = nil
+			}
+			for _, tag := range tagsOf[repo] {
+				if len(digests) == 0 {
+					row(repo, tag, "<none>")
+				}
+				for _, d := range digests {
+					row(repo, tag, d)
+				}
+			}
+		}
+		for _, repo := range sortedKeys(digestsOf) {
+			if !opts.digests {
+				row(repo, "<none>", "") // docker's, digest and all
+				continue
+			}
+			for _, d := range digestsOf[repo] {
+				row(repo, "<none>", d)
+			}
+		}
 	}
-	return rows
+	return rows, nil
 }
 
-func matchRepoTag(r imageRow, repo, tag string) bool {
-	if r.Repository == "<none>" {
-		return false
+// filterArgs are a listing's --filter values by key, as docker's
+// filters.Args holds them.
+type filterArgs map[string][]string
+
+// parseFilters reads --filter arguments as docker does: KEY=VALUE, the key
+// lower-cased, key and value trimmed. An argument without "=" is refused
+// as docker's flag parser refuses it (exit 125, with the help hint of
+// cmd, "berth images"), then a key not among keys as docker's daemon
+// refuses it. A row then passes when, for every key given, it matches one
+// of that key's values (label= excepted: see matchLabels).
+func parseFilters(cmd string, args []string, keys ...string) (filterArgs, error) {
+	f := filterArgs{}
+	for _, a := range args {
+		if a == "" {
+			continue // docker ignores an empty filter
+		}
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return nil, &statusError{code: exitBerth, msg: fmt.Sprintf("invalid argument %q for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee '%s --help'.", a, cmd)}
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		f[k] = append(f[k], strings.TrimSpace(v))
 	}
-	okRepo, _ := path.Match(repo, r.Repository)
-	okTag, _ := path.Match(tag, r.Tag)
-	return okRepo && okTag
+	for _, k := range sortedKeys(f) {
+		if !slices.Contains(keys, k) {
+			return nil, fmt.Errorf("Invalid filter '%s'", k)
+		}
+	}
+	return f, nil
+}
+
+// matchLabels is docker's label filter (filters.Args.MatchKVList): labels
+// has every KEY of values, with its VALUE where one is given
+// ("KEY=VALUE"). Unlike other keys, several label values must all match.
+func matchLabels(values []string, labels map[string]string) bool {
+	for _, v := range values {
+		k, want, hasValue := strings.Cut(v, "=")
+		got, ok := labels[k]
+		if !ok || hasValue && got != want {
+			return false
+		}
+	}
+	return true
+}
+
+// matchPattern is docker's name= and id= filter (filters.Args.Match): s
+// equals one of values or one of them, an unanchored regular expression,
+// matches in s; one that does not compile matches nothing.
+func matchPattern(values []string, s string) bool {
+	for _, v := range values {
+		if v == s {
+			return true
+		}
+		if ok, err := regexp.MatchString(v, s); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,10 +109,21 @@ const defaultNetworkFormat = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 func networkLsCommand(fs *flagSet) runFunc {
 	var quiet, noTrunc bool
 	var format string
+	var filterArgs []string
+	fs.Strings(&filterArgs, "f", "filter", "Provide filter values (e.g. 'driver=bridge')")
 	fs.String(&format, "", "format", "string", "", "Pretty-print networks using a Go template")
 	fs.Bool(&noTrunc, "", "no-trunc", "Do not truncate the output")
 	fs.Bool(&quiet, "q", "quiet", "Only display network IDs")
+	name := fs.Name()
 	return func(ctx context.Context, c *cli, args []string) error {
+		filters, err := parseFilters(name, filterArgs, "dangling", "driver", "id", "label", "name", "scope", "type")
+		if err != nil {
+			return err
+		}
+		f, err := newNetworkFilter(filters)
+		if err != nil {
+			return err
+		}
 		rt, err := c.runtime()
 		if err != nil {
 			return err
@@ -120,11 +132,28 @@ func networkLsCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		rows := make([]networkRow, len(nets))
-		for i, n := range nets {
-			rows[i] = newNetworkRow(n, noTrunc)
+		var used func(*berth.Network) (bool, error)
+		if f.dangling != "" {
+			if used, err = networkInUse(ctx, rt); err != nil {
+				return err
+			}
 		}
-		if quiet {
+		var rows []networkRow
+		for _, n := range nets {
+			ok := f.match(n)
+			if ok && f.dangling != "" {
+				inUse, err := used(n)
+				if err != nil {
+					return err
+				}
+				// A builtin network is never dangling, as in docker.
+				ok = (inUse || builtinNetwork(n)) == (f.dangling == "false")
+			}
+			if ok {
+				rows = append(rows, newNetworkRow(n, noTrunc))
+			}
+		}
+		if format == "" && quiet { // a --format wins over -q, as in docker
 			for _, r := range rows {
 				fmt.Fprintln(c.stdout, r.ID)
 			}
@@ -135,6 +164,93 @@ func networkLsCommand(fs *flagSet) runFunc {
 		}
 		return printRows(c.stdout, format, networkHeader, rows)
 	}
+}
+
+// networkFilter is network ls's --filter: docker's dangling, driver, id,
+// label, name, scope and type keys.
+type networkFilter struct {
+	filters  filterArgs
+	dangling string // "true", "false", or "" when not filtered
+}
+
+// newNetworkFilter checks the values of filters as docker's daemon does.
+func newNetworkFilter(filters filterArgs) (*networkFilter, error) {
+	f := &networkFilter{filters: filters}
+	if d := filters["dangling"]; len(d) > 1 {
+		return nil, errors.New(`got more than one value for filter key "dangling"`)
+	} else if len(d) == 1 {
+		switch d[0] {
+		case "true", "1":
+			f.dangling = "true"
+		case "false", "0":
+			f.dangling = "false"
+		default:
+			return nil, errors.New(`invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")`)
+		}
+	}
+	for _, t := range filters["type"] {
+		if t != "builtin" && t != "custom" {
+			return nil, fmt.Errorf("invalid filter: 'type'='%s'", t)
+		}
+	}
+	return f, nil
+}
+
+// match reports whether n passes every key but dangling: name and id are
+// docker's patterns (matchPattern), driver and scope exact, labels all
+// present, type builtin (the default network) or custom (the others).
+func (f *networkFilter) match(n *berth.Network) bool {
+	fl := f.filters
+	typ := "custom"
+	if builtinNetwork(n) {
+		typ = "builtin"
+	}
+	switch {
+	case len(fl["driver"]) > 0 && !slices.Contains(fl["driver"], n.Driver),
+		len(fl["name"]) > 0 && !matchPattern(fl["name"], n.Name),
+		len(fl["id"]) > 0 && !matchPattern(fl["id"], n.ID),
+		len(fl["scope"]) > 0 && !slices.Contains(fl["scope"], "local"),
+		len(fl["type"]) > 0 && !slices.Contains(fl["type"], typ):
+		return false
+	}
+	return matchLabels(fl["label"], n.Labels)
+}
+
+// builtinNetwork reports one of the networks docker predefines: of them
+// berth has and lists the default, bridge ("host" and "none" are network
+// modes, and names no network may take).
+func builtinNetwork(n *berth.Network) bool {
+	switch n.Name {
+	case berth.DefaultNetwork, "host", "none", "default":
+		return true
+	}
+	return false
+}
+
+// networkInUse returns a function that reports whether some container
+// uses a network: a container of the root, running or not, is configured
+// to join it, or one is attached to it now. Docker counts the attached
+// (running) containers only; berth counts what keeps network rm and prune
+// from removing the network, so that "network rm $(network ls -q -f
+// dangling=true)" works.
+func networkInUse(ctx context.Context, rt *berth.Runtime) (func(*berth.Network) (bool, error), error) {
+	infos, err := rt.Containers(ctx, berth.WithAll())
+	if err != nil {
+		return nil, err
+	}
+	configured := map[string]bool{}
+	for _, info := range infos {
+		for _, name := range info.Networks {
+			configured[name] = true
+		}
+	}
+	return func(n *berth.Network) (bool, error) {
+		if configured[n.Name] {
+			return true, nil
+		}
+		eps, err := n.Endpoints(ctx)
+		return len(eps) > 0, err
+	}, nil
 }
 
 func newNetworkRow(n *berth.Network, noTrunc bool) networkRow {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,10 +67,60 @@ func volumeCreateCommand(fs *flagSet) runFunc {
 	}
 }
 
+// volumeRow is one line of docker volume ls, and the object its --format
+// template sees.
+type volumeRow struct {
+	Name, Driver, Scope, Mountpoint, Labels string
+	Links, Size                             string // "N/A": docker fills them in system df -v only
+	labels                                  map[string]string
+}
+
+// Label is docker's {{.Label "name"}}: the value of one label.
+func (r volumeRow) Label(name string) string { return r.labels[name] }
+
+var volumeHeader = volumeRow{
+	Name: "VOLUME NAME", Driver: "DRIVER", Scope: "SCOPE", Mountpoint: "MOUNTPOINT",
+	Labels: "LABELS", Links: "LINKS", Size: "SIZE",
+}
+
+const defaultVolumeFormat = "table {{.Driver}}\t{{.Name}}"
+
+func newVolumeRow(v *berth.Volume) volumeRow {
+	vi := newVolumeInspect(v) // the labels volume inspect shows
+	var labels []string
+	for _, k := range sortedKeys(vi.Labels) {
+		labels = append(labels, k+"="+vi.Labels[k])
+	}
+	return volumeRow{
+		Name: v.Name, Driver: v.Driver, Scope: vi.Scope, Mountpoint: v.Mountpoint,
+		Labels: strings.Join(labels, ","), Links: "N/A", Size: "N/A", labels: vi.Labels,
+	}
+}
+
 func volumeLsCommand(fs *flagSet) runFunc {
 	var quiet bool
+	var format string
+	var filterArgs []string
+	fs.Strings(&filterArgs, "f", "filter", "Provide filter values (e.g. 'dangling=true')")
+	fs.String(&format, "", "format", "string", "", "Pretty-print volumes using a Go template")
 	fs.Bool(&quiet, "q", "quiet", "Only display volume names")
+	name := fs.Name()
 	return func(ctx context.Context, c *cli, args []string) error {
+		filters, err := parseFilters(name, filterArgs, "dangling", "driver", "label", "name")
+		if err != nil {
+			return err
+		}
+		dangling := ""
+		if d := filters["dangling"]; len(d) > 0 {
+			switch {
+			case slices.Contains(d, "true") || slices.Contains(d, "1"):
+				dangling = "true"
+			case slices.Contains(d, "false") || slices.Contains(d, "0"):
+				dangling = "false"
+			default:
+				return fmt.Errorf("Invalid filter 'dangling=[%s]'", strings.Join(d, " "))
+			}
+		}
 		rt, err := c.runtime()
 		if err != nil {
 			return err
@@ -77,18 +129,53 @@ func volumeLsCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		if !quiet {
-			fmt.Fprintf(c.stdout, "%-10s%s\n", "DRIVER", "VOLUME NAME")
-		}
-		for _, v := range vols {
-			if quiet {
-				fmt.Fprintln(c.stdout, v.Name)
-			} else {
-				fmt.Fprintf(c.stdout, "%-10s%s\n", v.Driver, v.Name)
+		var used map[string]bool
+		if dangling != "" {
+			if used, err = usedVolumes(ctx, rt); err != nil {
+				return err
 			}
 		}
-		return nil
+		var rows []volumeRow
+		for _, v := range vols {
+			switch {
+			case len(filters["name"]) > 0 && !matchPattern(filters["name"], v.Name),
+				len(filters["driver"]) > 0 && !slices.Contains(filters["driver"], v.Driver),
+				dangling != "" && used[v.Name] == (dangling == "true"):
+				continue
+			}
+			r := newVolumeRow(v)
+			if !matchLabels(filters["label"], r.labels) {
+				continue
+			}
+			rows = append(rows, r)
+		}
+		if format == "" && quiet { // a --format wins over -q, as in docker
+			for _, r := range rows {
+				fmt.Fprintln(c.stdout, r.Name)
+			}
+			return nil
+		}
+		return printRows(c.stdout, cmp.Or(format, defaultVolumeFormat), volumeHeader, rows)
 	}
+}
+
+// usedVolumes are the volumes some container of the root mounts, running
+// or not: the volumes that are not dangling (docker's filter, and what
+// volume rm and prune leave alone).
+func usedVolumes(ctx context.Context, rt *berth.Runtime) (map[string]bool, error) {
+	infos, err := rt.Containers(ctx, berth.WithAll())
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	for _, info := range infos {
+		for _, m := range info.Mounts {
+			if m.Type == berth.MountVolume {
+				used[m.Source] = true
+			}
+		}
+	}
+	return used, nil
 }
 
 // volumeInspect is the object docker volume inspect prints.
