@@ -240,9 +240,13 @@ func TestPruneBuildCache(t *testing.T) {
 func TestDiskUsage(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	stopped := mustRun(t, rt, "busybox", sh("head -c 100000 /dev/urandom > /f"))
+	stopped := mustRun(t, rt, "busybox", sh("head -c 100000 /dev/urandom > /f && ln /f /f2"))
 	if err := stopped.Wait(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The layer's file, counted once for its two names.
+	if n, err := stopped.Size(ctx); err != nil || n < 100000 || n > 110000 {
+		t.Errorf("Size: %d, %v; want the 100000 bytes written, once", n, err)
 	}
 	running := mustRun(t, rt, "busybox", sh("head -c 50000 /dev/urandom > /data/x && echo written && exec sleep 300"),
 		berth.WithMounts(berth.Mount{Type: berth.MountVolume, Source: "used", Target: "/data"}))
