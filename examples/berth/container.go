@@ -191,6 +191,9 @@ func runOrCreate(fs *flagSet, create bool) runFunc {
 		if !f.detach {
 			return runAttached(ctx, c, rt, image, p, opts, f.interactive, f.name, cid.write)
 		}
+		if f.interactive { // docker run -d -i, create -i: input open for attach
+			opts = append(opts, berth.WithOpenStdin())
+		}
 		newContainer, cmd := rt.Run, "run"
 		if create {
 			newContainer, cmd = rt.Create, "create"
@@ -1719,14 +1722,15 @@ func updateCommand(fs *flagSet) runFunc {
 // command: it is started attached, as with -a, and lives as long as the
 // command does. A detached one runs on in the background unless -a.
 func startCommand(fs *flagSet) runFunc {
-	var attachOut bool
+	var attachOut, interactive bool
 	fs.Bool(&attachOut, "a", "attach", "Attach STDOUT/STDERR and forward signals")
+	fs.Bool(&interactive, "i", "interactive", "Attach container's STDIN")
 	return func(ctx context.Context, c *cli, args []string) error {
-		if attachOut && len(args) > 1 {
+		if (attachOut || interactive) && len(args) > 1 {
 			return &statusError{code: exitFailure, msg: "you cannot start and attach multiple containers at once"}
 		}
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
-			return startOrFollow(ctx, c, name, ctr, attachOut, len(args), nil)
+			return startOrFollow(ctx, c, name, ctr, attachOut || interactive, interactive, len(args), nil)
 		})
 	}
 }
@@ -1738,7 +1742,7 @@ func restartCommand(fs *flagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
 		timeout := stopTimeout()
 		return eachContainer(ctx, c, args, func(name string, ctr *berth.Container) error {
-			return startOrFollow(ctx, c, name, ctr, false, len(args), &timeout)
+			return startOrFollow(ctx, c, name, ctr, false, false, len(args), &timeout)
 		})
 	}
 }
@@ -1748,8 +1752,9 @@ func restartCommand(fs *flagSet) runFunc {
 // unless attachOut, as is one that runs already; a foreground one, or any
 // with attachOut, is followed as run follows one: its output from the
 // start on, the signals this command gets, its exit code as ours. Only one
-// of the command's count names can be followed.
-func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut bool, count int, stopTimeout *time.Duration) error {
+// of the command's count names can be followed. With interactive, our
+// input goes to a container whose input is open (run -i, create -i).
+func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut, interactive bool, count int, stopTimeout *time.Duration) error {
 	info, err := ctr.Inspect(ctx)
 	if err != nil {
 		return err
@@ -1787,7 +1792,13 @@ func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Containe
 		defer close(logged)
 		ctr.Logs(wctx, c.stdout, c.stderr, berth.WithFollow(), berth.WithSince(since))
 	}()
-	err = attach(ctx, c, &berth.Process{}, ctr, sigc)
+	p := &berth.Process{TTY: info.TTY}
+	if interactive && info.OpenStdin && c.stdin != nil {
+		// Input only: the output is the log's, from before the start.
+		p.Stdin = c.stdin
+		go ctr.Attach(wctx, c.stdin, nil, nil)
+	}
+	err = attach(ctx, c, p, ctr, sigc)
 	<-logged
 	return err
 }
