@@ -58,7 +58,9 @@ type buildOptionFunc func(*buildSettings)
 func (f buildOptionFunc) applyBuild(c *buildSettings) { f(c) }
 
 // WithDockerfile names the Dockerfile (docker build -f); a relative path is
-// relative to the context directory. Default: "Dockerfile" in the context.
+// relative to the context directory. With an archive or empty context
+// (contextDir ""), the path is the archive's, read inside it, absolute or
+// not. Default: "Dockerfile" in the context.
 func WithDockerfile(path string) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.dockerfile = path })
 }
@@ -157,8 +159,9 @@ func WithBuildNetwork(mode string) BuildOption {
 
 // WithBuildExtraHosts adds "name:ip" lines to the /etc/hosts of every RUN
 // (docker build --add-host), as WithExtraHosts does for a container;
-// "name:host-gateway" is the host's address on the RUN's network. The
-// lines are part of a RUN's cache key. Default: none.
+// "name:host-gateway" is the host's address on the RUN's network (a RUN
+// with --network=none then fails). The lines, as given, are part of a
+// RUN's cache key. Default: none.
 func WithBuildExtraHosts(hosts ...string) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.extraHosts = append(c.extraHosts, hosts...) })
 }
@@ -172,11 +175,13 @@ func WithBuildPull() BuildOption {
 }
 
 // WithBuildOutputDir also writes the built stage's filesystem into dir
-// (docker build --output type=local,dest=DIR), making dir if it is
-// missing: the image's layers are applied to it in order, as a pull
-// unpacks them, with every path resolved inside dir, so that the files of
-// the image end up there with their modes, owners and times; other files
-// already in dir are left. Default: no output but the image.
+// (docker build --output type=local,dest=DIR), making dir (mode 0700) if
+// it is missing: its files, with their modes and times, owned by the
+// caller as BuildKit's local exporter writes them, every path resolved
+// inside dir. Files already in dir are replaced where the image has the
+// same path, and otherwise left, even where a layer deleted that path. If
+// writing an output fails, Build returns the image, which is stored, and
+// the error. Default: no output but the image.
 func WithBuildOutputDir(dir string) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.outDir = dir })
 }
@@ -193,7 +198,9 @@ func WithBuildOutputTar(w io.Writer) BuildOption {
 // stdin), instead of a directory: Build's contextDir must be "". The
 // archive is unpacked under the root for the build, every name inside
 // the context (".." and absolute symlinks cannot reach out of it), and
-// removed after it. Default: the context is contextDir.
+// removed after it. Entries are unpacked as a layer's are: one named
+// .wh.NAME is taken as a whiteout, not a file. Default: the context is
+// contextDir.
 func WithContextArchive(r io.Reader) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.archive = r })
 }

@@ -2,8 +2,12 @@ package berth
 
 import (
 	"bufio"
+	"bytes"
+	"compress/bzip2"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,7 +54,7 @@ func (b *builder) unpackContext(ctx context.Context) (string, error) {
 	if b.cfg.archive == nil {
 		return dir, nil
 	}
-	rd, err := archive.Decompress(bufio.NewReaderSize(b.cfg.archive, archive.CopyBufSize))
+	rd, err := contextReader(b.cfg.archive)
 	if err != nil {
 		return "", fmt.Errorf("building: reading the context archive: %w", err)
 	}
@@ -58,6 +63,28 @@ func (b *builder) unpackContext(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("building: unpacking the context archive: %w", err)
 	}
 	return dir, nil
+}
+
+// contextReader reads a context archive's tar stream: compressed with
+// bzip2 or xz, which docker build - takes as well (not layers' formats),
+// else as a layer is read (gzip, zstd or plain).
+func contextReader(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, archive.CopyBufSize)
+	head, err := br.Peek(6)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte("BZh")):
+		return io.NopCloser(bzip2.NewReader(br)), nil
+	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		xr, err := xz.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(xr), nil
+	}
+	return archive.Decompress(br)
 }
 
 // runNetwork is the network mode of a RUN whose own --network is mode.
@@ -73,7 +100,7 @@ func (b *builder) runNetwork(mode string) string {
 func (c *buildSettings) labelKey() []string {
 	var keys []string
 	for _, k := range slices.Sorted(maps.Keys(c.labels)) {
-		keys = append(keys, "label:"+k+"="+c.labels[k])
+		keys = append(keys, "label", k, c.labels[k]) // each length-prefixed by stepKey
 	}
 	return keys
 }
@@ -81,23 +108,46 @@ func (c *buildSettings) labelKey() []string {
 // output writes the built image's filesystem where WithBuildOutputDir and
 // WithBuildOutputTar ask.
 func (b *builder) output(ctx context.Context, img *Image) error {
-	if dir := b.cfg.outDir; dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("building: writing the output: %w", err)
-		}
-		for _, l := range img.Layers {
-			if err := b.applyLayer(ctx, dir, l); err != nil {
-				return fmt.Errorf("building: writing the output to %s: %w", dir, err)
-			}
-		}
-	}
-	if b.cfg.outTar == nil {
+	if b.cfg.outDir == "" && b.cfg.outTar == nil {
 		return nil
 	}
-	dir, err := b.materialize(ctx, "image:"+img.ID, img)
+	// The merged filesystem, unpacked under the root: written out as a
+	// tar, it has no whiteouts, so applying it to the directory adds and
+	// replaces files and never deletes one of the caller's.
+	merged, err := b.materialize(ctx, "image:"+img.ID, img)
 	if err != nil {
 		return err
 	}
+	if dir := b.cfg.outDir; dir != "" {
+		// BuildKit's local exporter: a directory only its owner reads,
+		// files owned by the caller.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("building: writing the output: %w", err)
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeTree(ctx, merged, pw)) }()
+		_, err := archive.Apply(ctx, dir, pr, archive.ApplyOptions{NoSameOwner: true})
+		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
+		if err != nil {
+			return fmt.Errorf("building: writing the output to %s: %w", dir, err)
+		}
+	}
+	if b.cfg.outTar != nil {
+		w := bufio.NewWriterSize(b.cfg.outTar, 256<<10)
+		err := writeTree(ctx, merged, w)
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			return fmt.Errorf("building: writing the output: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeTree writes the tree at dir to w as a tar stream, names relative to
+// dir, owners and modes as they are.
+func writeTree(ctx context.Context, dir string, w io.Writer) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -107,17 +157,10 @@ func (b *builder) output(ctx context.Context, img *Image) error {
 	if err := statxAt(fd, "", unix.AT_EMPTY_PATH, &sx); err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(b.cfg.outTar, 256<<10)
 	t := newTarWalker(ctx, w, &sx)
 	t.oneFS = true
 	if err := t.walk(fd, ""); err != nil {
-		return fmt.Errorf("building: writing the output: %w", err)
+		return err
 	}
-	if err := t.close(); err != nil {
-		return fmt.Errorf("building: writing the output: %w", err)
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("building: writing the output: %w", err)
-	}
-	return nil
+	return t.close()
 }

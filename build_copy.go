@@ -863,11 +863,15 @@ type pulledImage struct {
 // (once a build) with WithBuildPull.
 func (b *builder) image(ctx context.Context, ref string) (*Image, error) {
 	if b.cfg.pull {
+		key := ref // one pull per image named, however it is spelled
+		if parsed, err := parseRef(ref, false); err == nil {
+			key = refKey(parsed)
+		}
 		b.mu.Lock()
-		p, ok := b.pulls[ref]
+		p, ok := b.pulls[key]
 		if !ok {
 			p = &pulledImage{}
-			b.pulls[ref] = p
+			b.pulls[key] = p
 		}
 		b.mu.Unlock()
 		p.once.Do(func() { p.img, p.err = b.r.Pull(ctx, ref) })

@@ -40,7 +40,7 @@ func buildCommand(fs *flagSet) runFunc {
 	fs.Strings(&outputs, "o", "output", `Output destination (format: "type=local,dest=path")`)
 	fs.String(&iidfile, "", "iidfile", "string", "", "Write the image ID to the file")
 	fs.Bool(&pull, "", "pull", "Always attempt to pull a newer version of the image")
-	return func(ctx context.Context, c *cli, args []string) error {
+	return func(ctx context.Context, c *cli, args []string) (retErr error) {
 		rt, err := c.runtime()
 		if err != nil {
 			return err
@@ -114,7 +114,11 @@ func buildCommand(fs *flagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			defer closeOut()
+			defer func() {
+				if cerr := closeOut(); retErr == nil && cerr != nil {
+					retErr = fmt.Errorf("writing the output: %w", cerr)
+				}
+			}()
 			toStdout = stdout
 			opts = append(opts, opt)
 		default: // docker 20.10 takes one too
@@ -192,7 +196,7 @@ func buildCommand(fs *flagSet) runFunc {
 // stdout), or type=local,dest=DIR and type=tar,dest=FILE (dest=- is
 // stdout). stdout reports an output to stdout; closeOut closes a file the
 // output is written to.
-func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bool, closeOut func(), err error) {
+func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bool, closeOut func() error, err error) {
 	typ, dest := "", ""
 	switch {
 	case s == "-":
@@ -217,7 +221,7 @@ func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bo
 			}
 		}
 	}
-	none := func() {}
+	none := func() error { return nil }
 	switch {
 	case dest == "":
 		return nil, false, nil, fmt.Errorf("invalid --output %q: dest is required", s)
@@ -226,13 +230,16 @@ func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bo
 	case typ == "local":
 		return berth.WithBuildOutputDir(dest), false, none, nil
 	case typ == "tar" && dest == "-":
+		if isTerminal(stdout) {
+			return nil, false, nil, errors.New("refusing to write output to console")
+		}
 		return berth.WithBuildOutputTar(stdout), true, none, nil
 	case typ == "tar":
 		f, err := os.Create(dest)
 		if err != nil {
 			return nil, false, nil, err
 		}
-		return berth.WithBuildOutputTar(f), false, func() { f.Close() }, nil
+		return berth.WithBuildOutputTar(f), false, f.Close, nil
 	default:
 		return nil, false, nil, fmt.Errorf("invalid --output %q: type %q is not supported (local, tar)", s, typ)
 	}
