@@ -31,12 +31,32 @@ func openStdinFIFO(dir string) (*os.File, error) {
 	if err := unix.Mkfifo(p, 0o600); err != nil {
 		return nil, fmt.Errorf("making the stdin FIFO: %w", err)
 	}
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	f, err := openFIFO(p, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("opening the stdin FIFO: %w", err)
 	}
 	return f, nil
 }
+
+// openFIFO opens the FIFO at p, never through a symlink, and checks that
+// it is one.
+func openFIFO(p string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(p, flag|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a FIFO", p)
+	}
+	return f, nil
+}
+
+// attachDrain is how long Attach lets its log follower catch up with the
+// output once the run it attached to has exited, where the follower does
+// not end by itself (a restart policy started the container again).
+const attachDrain = 200 * time.Millisecond
 
 // closeStdin closes the stdin FIFO at the exit: the goroutine copying it
 // into the container returns, and Attach's writers get EPIPE.
@@ -50,18 +70,20 @@ func (run *running) closeStdin() {
 // attach does, from the program that started it or any other: the output
 // the container logs from now on is copied to stdout and stderr (with a
 // terminal, all of it to stdout; either may be nil), and stdin, if not nil,
-// to its standard input, which must be open (WithOpenStdin, or -i/-t on
-// the command line): with a terminal, stdin is the terminal's input,
-// control characters included. Several attachments may be open at once;
-// their input interleaves. The end of stdin does not close the container's
-// input, as with docker's default.
+// to its standard input, which must have been kept open with
+// WithOpenStdin (ErrInvalid otherwise): with a terminal, stdin is the
+// terminal's input, control characters included. Several attachments may
+// be open at once; their input interleaves. The end of stdin does not
+// close the container's input (docker closes it at the end of a run -i
+// container's first attachment: not berth).
 //
-// Attach returns once the container exits, with Wait's result (nil, or an
-// *ExitError), or when ctx ends, leaving the container running. The
-// output comes from the container's log: a container run with logging off
-// (the "none" log driver) shows none. As with Process.Stdin, a Read of
-// stdin in progress when Attach returns keeps its goroutine until it
-// returns, and what it returns is dropped.
+// Attach returns when the run it attached to exits, with that exit as Wait
+// gives it (nil, or an *ExitError), also when a restart policy starts the
+// container again, or when ctx ends, leaving the container running. The
+// output comes from the container's log: one run with logging off (the
+// "none" log driver) shows none. As with Process.Stdin, a Read of stdin in
+// progress when Attach returns keeps its goroutine until it returns, and
+// what it returns is dropped.
 func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	start := time.Now()
 	rec, err := c.rt.currentRecord(c.ID)
@@ -71,23 +93,48 @@ func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr 
 	if !rec.State.Running {
 		return fmt.Errorf("attaching to %s: %w", c.Name, ErrNotRunning)
 	}
-	var in *os.File
+	if stdin != nil && !rec.Config.KeepStdin {
+		return fmt.Errorf("%w: attaching to %s: its standard input is not kept open (WithOpenStdin)", ErrInvalid, c.Name)
+	}
+	// A Wait begun while the run is seen running answers at its exit,
+	// restarted or not, and keeps an auto-removed container's record
+	// until it has read the exit.
+	wctx, stopWait := context.WithCancel(ctx)
+	defer stopWait()
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait(wctx) }()
 	if stdin != nil {
-		if !rec.Config.OpenStdin {
-			return fmt.Errorf("%w: attaching to %s: its standard input is not open (WithOpenStdin)", ErrInvalid, c.Name)
-		}
-		// Non-blocking: a FIFO whose reader is gone (the container
-		// exited, or an older berth started it without one) fails with
-		// ENXIO instead of waiting for one.
-		in, err = os.OpenFile(filepath.Join(c.rt.containerDir(c.ID), stdinFIFO), os.O_WRONLY|unix.O_NONBLOCK, 0)
-		if err != nil {
+		// Non-blocking: a FIFO whose reader is gone (the run exited)
+		// fails with ENXIO instead of waiting for one.
+		in, err := openFIFO(filepath.Join(c.rt.containerDir(c.ID), stdinFIFO), os.O_WRONLY|unix.O_NONBLOCK)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENXIO) {
+			return fmt.Errorf("attaching to %s: %w", c.Name, ErrNotRunning)
+		} else if err != nil {
 			return fmt.Errorf("attaching to %s's standard input: %w", c.Name, err)
 		}
 		defer in.Close()
 		go io.Copy(in, stdin)
 	}
-	if err := c.Logs(ctx, stdout, stderr, WithFollow(), WithSince(start)); err != nil {
-		return err
+	if rec.Config.NoLog {
+		return <-exited
 	}
-	return c.Wait(ctx)
+	lctx, stopLogs := context.WithCancel(ctx)
+	defer stopLogs()
+	logged := make(chan error, 1)
+	go func() { logged <- c.Logs(lctx, stdout, stderr, WithFollow(), WithSince(start)) }()
+	select {
+	case err := <-exited:
+		select {
+		case <-logged:
+		case <-time.After(attachDrain):
+			stopLogs()
+			<-logged
+		}
+		return err
+	case err := <-logged:
+		if err != nil {
+			return err
+		}
+		return <-exited
+	}
 }

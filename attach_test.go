@@ -113,6 +113,18 @@ func TestAttachTerminal(t *testing.T) {
 	if err := plain.ResizeTTY(ctx, 30, 100); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("ResizeTTY of a container without a terminal: %v, want ErrInvalid", err)
 	}
+	// A terminal's container that put another file on its standard input:
+	// ResizeTTY touches nothing that is not a terminal of the host's.
+	swapped, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh", "-c", "exec 0</etc/passwd; exec sleep 300"}, TTY: true}, berth.WithDetach())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { swapped.Remove(context.Background(), berth.WithForce()) })
+	if !eventually(5*time.Second, func() bool {
+		return errors.Is(swapped.ResizeTTY(ctx, 30, 100), berth.ErrInvalid)
+	}) {
+		t.Errorf("ResizeTTY of a container whose stdin is a file now: %v, want ErrInvalid", swapped.ResizeTTY(ctx, 30, 100))
+	}
 
 	other, err := berth.New(rt.Root())
 	if err != nil {
@@ -140,5 +152,37 @@ func TestAttachTerminal(t *testing.T) {
 	}
 	if got := out.String(); !strings.Contains(got, "31 101\r\n") {
 		t.Errorf("the terminal's output %q lacks the size set, 31 101", got)
+	}
+}
+
+// TestAttachEnds checks that Attach returns the exit of the run it
+// attached to when a restart policy starts the container again, when the
+// container is removed at its exit, and when it keeps no log.
+func TestAttachEnds(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	for name, opt := range map[string]berth.RunOption{
+		"restart policy": berth.WithRestartPolicy(berth.RestartPolicy{Name: "on-failure", MaxRetries: 1}),
+		"auto-remove":    berth.WithAutoRemove(),
+		"no log":         berth.WithoutLog(),
+	} {
+		c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}}, berth.WithDetach(), berth.WithOpenStdin(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+		done := make(chan error, 1)
+		go func() { done <- c.Attach(ctx, strings.NewReader("exit 3\n"), io.Discard, nil) }()
+		select {
+		case err := <-done:
+			var ee *berth.ExitError
+			if !errors.As(err, &ee) || ee.Code != 3 {
+				t.Errorf("%s: Attach returned %v, want the exit code 3", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: Attach did not return at the exit", name)
+		}
 	}
 }

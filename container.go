@@ -140,6 +140,7 @@ type containerConfig struct {
 	User        string            `json:"user,omitempty"`
 	TTY         bool              `json:"tty,omitempty"`
 	OpenStdin   bool              `json:"openStdin,omitempty"`
+	KeepStdin   bool              `json:"keepStdin,omitempty"` // WithOpenStdin: a stdin FIFO at each start
 	Hostname    string            `json:"hostname"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	StopSignal  string            `json:"stopSignal,omitempty"`

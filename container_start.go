@@ -49,7 +49,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Image: ref, ImageID: img.ID, ImageDigest: img.Digest,
 		Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
 		Dir: img.Config.WorkingDir, User: img.Config.User,
-		TTY: p.TTY, OpenStdin: p.Stdin != nil || o.openStdin,
+		TTY: p.TTY, OpenStdin: p.Stdin != nil || o.openStdin, KeepStdin: o.openStdin,
 		Hostname: o.hostname, Labels: o.labels,
 		StopSignal: img.Config.StopSignal, StopTimeout: o.stopTimeout,
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
@@ -533,7 +533,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 		}
 	}()
 	dir := r.containerDir(rec.ID)
-	if rec.Config.OpenStdin && std.stdin == nil {
+	if rec.Config.KeepStdin && std.stdin == nil {
 		if run.stdin, err = openStdinFIFO(dir); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -472,22 +473,55 @@ func (c *Container) ResizeTTY(ctx context.Context, rows, cols uint16) error {
 	}
 	// The first process's standard input is the terminal: a copy of that
 	// descriptor (nothing opened anew, whatever it now names) sets the
-	// size if it is a terminal still.
+	// size. The process could have put anything there since, so the
+	// descriptor must be a file of the host's devpts, as the start made
+	// it, before anything touches it: its fdinfo names its mount without
+	// a call into the file (a hostile FUSE file could block one).
+	noTTY := fmt.Errorf("%w: resizing %s's terminal: its standard input is no terminal now", ErrInvalid, c.Name)
 	pidfd, ok := rec.pinFirstProcess()
 	if !ok {
 		return fmt.Errorf("resizing %s's terminal: %w", c.Name, ErrNotRunning)
 	}
 	defer unix.Close(pidfd)
+	if !onDevpts(rec.State.Pid, 0) {
+		return noTTY
+	}
 	fd, err := unix.PidfdGetfd(pidfd, 0, 0)
 	if err != nil {
-		return fmt.Errorf("resizing %s's terminal: %w", c.Name, err)
+		return fmt.Errorf("resizing %s's terminal: %w", c.Name, ErrNotRunning)
 	}
 	f := os.NewFile(uintptr(fd), "tty")
 	defer f.Close()
-	if _, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); err != nil {
-		return fmt.Errorf("%w: resizing %s's terminal: its standard input is no terminal now", ErrInvalid, c.Name)
+	if !onDevpts(os.Getpid(), fd) { // replaced between the two looks
+		return noTTY
 	}
 	return setWinsize(f, rows, cols)
+}
+
+// onDevpts reports whether process pid's descriptor fd is a file of a
+// devpts mount of this mount namespace, from /proc's fdinfo and mountinfo.
+func onDevpts(pid, fd int) bool {
+	info, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/fdinfo/" + strconv.Itoa(fd))
+	if err != nil {
+		return false
+	}
+	mnt := ""
+	for line := range strings.Lines(string(info)) {
+		if v, ok := strings.CutPrefix(line, "mnt_id:"); ok {
+			mnt = strings.TrimSpace(v)
+		}
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if mnt == "" || err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(mounts)) {
+		if id, rest, _ := strings.Cut(line, " "); id == mnt {
+			_, after, ok := strings.Cut(rest, " - ")
+			return ok && strings.HasPrefix(after, "devpts ")
+		}
+	}
+	return false
 }
 
 // setWinsize sets the window size of the terminal whose master is f.

@@ -42,7 +42,7 @@ func attachCommand(fs *flagSet) runFunc {
 		case !info.State.Running:
 			return errors.New("You cannot attach to a stopped container, start it first")
 		}
-		withStdin := !noStdin && info.OpenStdin && c.stdin != nil
+		withStdin := !noStdin && info.KeepStdinOpen && c.stdin != nil
 		if withStdin && info.TTY && !isTerminal(c.stdin) {
 			return errors.New("the input device is not a TTY")
 		}
@@ -62,8 +62,12 @@ func attachCommand(fs *flagSet) runFunc {
 		defer detach()
 		var in io.Reader
 		var detached atomic.Bool
-		if withStdin {
+		switch {
+		case withStdin && info.TTY:
+			// docker's detach keys, read on a terminal's input only.
 			in = &detachReader{r: c.stdin, keys: keys, detach: func() { detached.Store(true); detach() }}
+		case withStdin:
+			in = c.stdin
 		}
 		done := make(chan error, 1)
 		go func() { done <- ctr.Attach(actx, in, c.stdout, c.stderr) }()
@@ -75,6 +79,10 @@ func attachCommand(fs *flagSet) runFunc {
 					resizeFrom(actx, ctr, c.stdin)
 				case sigProxy && !info.TTY:
 					ctr.Signal(actx, s.(syscall.Signal)) // it may have exited already
+				default:
+					// Not the container's: the signal ends the attachment,
+					// as it ends docker's client, and the container runs on.
+					return &statusError{code: 128 + int(s.(syscall.Signal))}
 				}
 			case err := <-done:
 				var ee *berth.ExitError
@@ -98,7 +106,7 @@ func parseDetachKeys(s string) ([]byte, error) {
 		s = "ctrl-p,ctrl-q"
 	}
 	var keys []byte
-	for _, k := range strings.Split(s, ",") {
+	for _, k := range strings.Split(strings.ToLower(s), ",") {
 		switch {
 		case len(k) == 1:
 			keys = append(keys, k[0])
@@ -125,14 +133,21 @@ func parseDetachKeys(s string) ([]byte, error) {
 type detachReader struct {
 	r       io.Reader
 	keys    []byte
-	matched int    // bytes of keys read and held back
-	pending []byte // passed on but not yet read
-	err     error  // r's, or io.EOF once detached
-	detach  func()
+	matched  int    // bytes of keys read and held back
+	pending  []byte // passed on but not yet read
+	err      error  // r's, or io.EOF once the keys were read
+	detached bool   // the keys were read: detach once pending is passed on
+	detach   func()
 }
 
 func (d *detachReader) Read(p []byte) (int, error) {
 	for len(d.pending) == 0 {
+		if d.detached {
+			// Only now, what came before the keys having been read (and
+			// written on) first.
+			d.detached = false
+			d.detach()
+		}
 		if d.err != nil {
 			return 0, d.err
 		}
@@ -142,8 +157,7 @@ func (d *detachReader) Read(p []byte) (int, error) {
 		for _, b := range buf[:n] {
 			if b == d.keys[d.matched] {
 				if d.matched++; d.matched == len(d.keys) {
-					d.err = io.EOF
-					d.detach()
+					d.err, d.detached = io.EOF, true
 					break
 				}
 				continue

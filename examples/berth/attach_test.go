@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAttachCommand checks docker run -d -i, attach, start -a -i and
@@ -29,19 +35,12 @@ func TestAttachCommand(t *testing.T) {
 		t.Errorf("start -ai: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
 
-	// The detach keys: the container runs on, and what came before
-	// them reached it.
+	// Without a terminal, the detach keys are input like any other (docker
+	// reads them on a terminal only).
 	mustBerth(t, root, "start", "in")
-	res = runBerth(t, root, []byte("echo before > /f\n\x10\x11echo after > /f\n"), "attach", "in")
-	if res.code != 1 || res.stderr != "read escape sequence\n" {
-		t.Errorf("attach, ctrl-p ctrl-q: exit %d, stderr %q; want 1, docker's words", res.code, res.stderr)
-	}
-	if got := mustBerth(t, root, "exec", "in", "cat", "/f"); got != "before\n" {
-		t.Errorf("after detaching: /f is %q, want only what came before the keys", got)
-	}
-	res = runBerth(t, root, []byte("echo a > /g\n\x18\x18y\x18yecho b >> /g\n"), "attach", "--detach-keys", "ctrl-x,y", "in")
-	if res.code != 1 || mustBerth(t, root, "exec", "in", "cat", "/g") != "a\n" {
-		t.Errorf("attach --detach-keys ctrl-x,y: exit %d, stderr %q", res.code, res.stderr)
+	res = runBerth(t, root, []byte("echo \x10\x11 > /f; exit 5\n"), "attach", "in")
+	if res.code != 5 {
+		t.Errorf("attach, ctrl-p ctrl-q in a pipe: exit %d, stderr %q; want the input passed on and exit 5", res.code, res.stderr)
 	}
 	if res := runBerth(t, root, nil, "attach", "--detach-keys", "ctrl-1", "in"); res.code == 0 || !strings.Contains(res.stderr, "Invalid detach keys (ctrl-1) provided") {
 		t.Errorf("attach --detach-keys ctrl-1: exit %d, %q", res.code, res.stderr)
@@ -65,5 +64,54 @@ func TestAttachCommand(t *testing.T) {
 	res = runBerth(t, root, []byte("echo made; exit 3\n"), "start", "-ai", "made")
 	if res.code != 3 || res.stdout != "made\n" {
 		t.Errorf("create -i, start -ai: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestAttachDetachKeys checks docker's detach keys on a terminal: what
+// came before them reaches the container, attach exits 1 with docker's
+// words, and the container runs on.
+func TestAttachDetachKeys(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", "tty") })
+	mustBerth(t, root, "run", "-d", "-i", "-t", "--name", "tty", "busybox", "sh")
+	for _, tc := range []struct {
+		keys  []string
+		input string
+		file  string
+	}{
+		{nil, "echo before > /f\r\x10\x11echo after > /f\r", "/f"},
+		{[]string{"--detach-keys", "ctrl-X,y"}, "echo a > /g\r\x18\x18y\x18yecho b >> /g\r", "/g"},
+	} {
+		master, slave := openTestPTY(t)
+		var stderr bytes.Buffer
+		cmd := exec.Command(berthBin, append(append([]string{"--root", root, "attach"}, tc.keys...), "tty")...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		slave.Close()
+		go io.Copy(io.Discard, master)
+		time.Sleep(300 * time.Millisecond) // attached, its terminal raw
+		master.Write([]byte(tc.input))
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		var err error
+		select {
+		case err = <-waited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			err = fmt.Errorf("still attached after 10 s: %v", <-waited)
+		}
+		master.Close()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || stderr.String() != "read escape sequence\n" {
+			t.Errorf("attach %v: %v, stderr %q; want exit 1, docker's words", tc.keys, err, stderr.String())
+		}
+		want := strings.SplitN(strings.TrimPrefix(tc.input, "echo "), " ", 2)[0] + "\n"
+		waitFor(t, func() bool {
+			res := runBerth(t, root, nil, "exec", "tty", "cat", tc.file)
+			return res.code == 0 && res.stdout == want
+		}, "after detaching, "+tc.file+" holding what came before the keys only")
 	}
 }

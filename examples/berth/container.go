@@ -1781,7 +1781,7 @@ func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Containe
 		}
 	}
 	sigc := make(chan os.Signal, 8)
-	notifyProxied(sigc, false)
+	notifyProxied(sigc, info.TTY)
 	since := time.Now() // before the start: its first lines are logged before Start returns
 	if err := ctr.Start(ctx); err != nil {
 		return err
@@ -1793,7 +1793,7 @@ func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Containe
 		ctr.Logs(wctx, c.stdout, c.stderr, berth.WithFollow(), berth.WithSince(since))
 	}()
 	p := &berth.Process{TTY: info.TTY}
-	if interactive && info.OpenStdin && c.stdin != nil {
+	if interactive && info.KeepStdinOpen && c.stdin != nil {
 		// Input only: the output is the log's, from before the start.
 		p.Stdin = c.stdin
 		go ctr.Attach(wctx, c.stdin, nil, nil)
