@@ -131,8 +131,8 @@ func parseDetachKeys(s string) ([]byte, error) {
 // and reads as ended; a part of keys followed by anything else is passed on
 // whole, as docker's escape proxy does.
 type detachReader struct {
-	r       io.Reader
-	keys    []byte
+	r        io.Reader
+	keys     []byte
 	matched  int    // bytes of keys read and held back
 	pending  []byte // passed on but not yet read
 	err      error  // r's, or io.EOF once the keys were read
