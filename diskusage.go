@@ -2,6 +2,7 @@ package berth
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 )
 
@@ -37,9 +38,9 @@ func (r *Runtime) writableSize(id string) int64 {
 }
 
 // Size returns the bytes of the files the container added or changed, its
-// writable layer (docker's SizeRw: ps -s, inspect -s), a file with several
-// names counted once. It walks the layer, so it takes time in proportion
-// to the files there.
+// writable layer (docker's SizeRw, ps -s), a file with several names
+// counted once. It walks the layer, so it takes time in proportion to the
+// files there; ctx ends it.
 func (c *Container) Size(ctx context.Context) (int64, error) {
 	if err := c.rt.checkOpen(); err != nil {
 		return 0, err
@@ -47,7 +48,11 @@ func (c *Container) Size(ctx context.Context) (int64, error) {
 	if _, err := c.rt.currentRecord(c.ID); err != nil {
 		return 0, err
 	}
-	return c.rt.writableSize(c.ID), nil
+	n, err := walkSize(ctx, filepath.Join(c.rt.containerDir(c.ID), "upper"), true)
+	if err != nil {
+		return 0, fmt.Errorf("sizing %s: %w", c.Name, err)
+	}
+	return n, nil
 }
 
 // DiskUsage measures what the root's images, containers, volumes and

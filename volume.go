@@ -373,14 +373,37 @@ func (r *Runtime) PruneVolumes(ctx context.Context, opts ...VolumePruneOption) (
 // dirSize is the bytes of the regular files under dir, not following
 // symlinks.
 func dirSize(dir string) int64 {
+	n, _ := walkSize(context.Background(), dir, false)
+	return n
+}
+
+// walkSize adds up the sizes of the regular files under dir, a file's
+// further names counting nothing, as docker's sizes count them. strict
+// reports a failed walk (but for a file gone meanwhile) and ctx's end;
+// otherwise what could be read is counted.
+func walkSize(ctx context.Context, dir string, strict bool) (int64, error) {
 	var n int64
-	seen := map[[2]uint64]bool{} // a file's further names count nothing, as docker's sizes
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
+	seen := map[[2]uint64]bool{}
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if strict && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return nil
+		}
+		if strict {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if !d.Type().IsRegular() {
 			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
+			if strict && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
 			return nil
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
@@ -393,5 +416,5 @@ func dirSize(dir string) int64 {
 		n += info.Size()
 		return nil
 	})
-	return n
+	return n, err
 }

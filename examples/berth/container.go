@@ -1102,6 +1102,7 @@ func psCommand(fs *flagSet) runFunc {
 	fs.Bool(&size, "s", "size", "Display total file sizes")
 	name := fs.Name() // "berth ps" or "berth container ls"
 	return func(ctx context.Context, c *cli, args []string) error {
+		format = tableFormat(format)
 		rt, err := c.runtime()
 		if err != nil {
 			return err
@@ -1174,7 +1175,7 @@ type psSizes struct {
 }
 
 func (s *psSizes) of(ctx context.Context, info *berth.ContainerInfo) (string, error) {
-	ctr, err := s.rt.Container(ctx, info.ID)
+	ctr, err := s.rt.Container(ctx, info.Name) // by name: a link, where an ID lists the containers
 	if err != nil {
 		return "", err
 	}
@@ -1590,7 +1591,7 @@ func timeOptions[O any](flags ...timeFlag[O]) ([]O, error) {
 // before now ("10m", "1h30m"), an RFC 3339 time, a local date and time
 // without a zone, or Unix seconds with an optional fraction.
 func parseTimestamp(s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := time.ParseDuration(s); err == nil && s != "0" { // "0" is the epoch, as docker reads it
 		return now.Add(-d), nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {

@@ -31,7 +31,8 @@ type eventActor struct {
 // eventsCommand is docker events: the root's events as they happen, from
 // --since, until --until or an interrupt, filtered as docker filters them
 // (type, event, container, image, network, volume; several values of one
-// key are alternatives, different keys must all match).
+// key are alternatives, but every label must match, and different keys
+// must all match).
 func eventsCommand(fs *flagSet) runFunc {
 	var since, until, format string
 	var filterArgs []string
@@ -39,18 +40,15 @@ func eventsCommand(fs *flagSet) runFunc {
 	fs.String(&until, "", "until", "string", "", "Stream events until this timestamp")
 	fs.Strings(&filterArgs, "f", "filter", "Filter output based on conditions provided (type, event, container, image, network, volume, label)")
 	fs.String(&format, "", "format", "string", "", "Format the output using the given Go template")
+	name := fs.Name() // "berth events" or "berth system events"
 	return func(ctx context.Context, c *cli, args []string) error {
 		opts, err := timeOptions(timeFlag[berth.EventOption]{"since", since, berth.WithEventsSince}, timeFlag[berth.EventOption]{"until", until, berth.WithEventsUntil})
 		if err != nil {
 			return err
 		}
-		filters := map[string][]string{}
-		for _, f := range filterArgs {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok || !slices.Contains([]string{"type", "event", "container", "image", "network", "volume", "label"}, k) {
-				return fmt.Errorf("invalid filter %q", f)
-			}
-			filters[k] = append(filters[k], v)
+		filters, err := parseFilters(name, filterArgs, "type", "event", "container", "image", "network", "volume", "label")
+		if err != nil {
+			return err
 		}
 		var print func(berth.Event) error
 		if format != "" {
@@ -96,8 +94,14 @@ func eventsCommand(fs *flagSet) runFunc {
 // an event of that type by a prefix of its ID or by its name, "image" the
 // container's image or an image's ID or name, and "label" a label (key or
 // key=value) a container's event carries.
-func eventMatches(ev berth.Event, filters map[string][]string) bool {
+func eventMatches(ev berth.Event, filters filterArgs) bool {
 	for k, values := range filters {
+		if k == "label" { // key, or key=value, among the attributes: all of them
+			if !matchLabels(values, ev.Attributes) {
+				return false
+			}
+			continue
+		}
 		ok := false
 		for _, v := range values {
 			switch k {
@@ -109,10 +113,6 @@ func eventMatches(ev berth.Event, filters map[string][]string) bool {
 				ok = ok || ev.Type == k && (strings.HasPrefix(ev.ID, v) || ev.Attributes["name"] == v)
 			case "image":
 				ok = ok || ev.Attributes["image"] == v || ev.Type == "image" && (ev.ID == v || ev.Attributes["name"] == v)
-			case "label": // key, or key=value, among the attributes
-				lk, lv, withValue := strings.Cut(v, "=")
-				have, present := ev.Attributes[lk]
-				ok = ok || present && (!withValue || have == lv)
 			}
 		}
 		if !ok {

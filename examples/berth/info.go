@@ -39,6 +39,12 @@ type infoData struct {
 	Name              string
 	ServerVersion     string
 	SecurityOptions   []string
+	// Fields scripts read from docker's info, with berth's answers: no
+	// ID, no swarm, no debug mode, no warnings.
+	ID       string
+	Debug    bool
+	Swarm    struct{ LocalNodeState string }
+	Warnings []string
 }
 
 // infoCommand is docker info (also system info).
@@ -57,7 +63,7 @@ func infoCommand(fs *flagSet) runFunc {
 		if format != "" {
 			tmpl, err := parseTemplate(format + "\n")
 			if err != nil {
-				return fmt.Errorf("template parsing error: %w", err)
+				return &statusError{code: exitTemplate, msg: "Template parsing error: " + err.Error()}
 			}
 			return tmpl.Execute(c.stdout, info)
 		}
@@ -110,10 +116,8 @@ func gatherInfo(ctx context.Context, rt *berth.Runtime) (*infoData, error) {
 		info.KernelVersion, info.Architecture = unix.ByteSliceToString(uts.Release[:]), unix.ByteSliceToString(uts.Machine[:])
 		info.Name = unix.ByteSliceToString(uts.Nodename[:])
 	}
-	var si unix.Sysinfo_t
-	if err := unix.Sysinfo(&si); err == nil {
-		info.MemTotal = int64(si.Totalram) * int64(si.Unit)
-	}
+	info.MemTotal = int64(hostMemory())
+	info.Swarm.LocalNodeState = "inactive"
 	info.OperatingSystem, info.OSVersion = osRelease()
 	return info, nil
 }

@@ -46,16 +46,16 @@ func TestInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "1"
+	want := "1" // the last mount on /sys/fs/cgroup is the one seen
 	for _, l := range strings.Split(string(mounts), "\n") {
-		if f := strings.Fields(l); len(f) > 2 && f[1] == "/sys/fs/cgroup" && f[2] == "cgroup2" {
-			want = "2"
+		if f := strings.Fields(l); len(f) > 2 && f[1] == "/sys/fs/cgroup" {
+			want = map[bool]string{true: "2", false: "1"}[f[2] == "cgroup2"]
 		}
 	}
 	if info.CgroupVersion != want {
 		t.Errorf("cgroup version %q, want %q from the mount table", info.CgroupVersion, want)
 	}
-	if info.DockerRootDir != root || info.OSType != "linux" || info.NCPU < 1 || info.MemTotal <= 0 || info.Driver == "" {
+	if info.DockerRootDir != root || info.OSType != "linux" || info.NCPU < 1 || info.MemTotal <= 0 || info.Driver != "overlayfs" {
 		t.Errorf("info: %+v", info)
 	}
 
@@ -65,7 +65,10 @@ func TestInfo(t *testing.T) {
 			t.Errorf("info lacks %q:\n%s", line, text)
 		}
 	}
-	if got := mustBerth(t, root, "info", "-f", "{{.ContainersRunning}}/{{.Containers}}"); got != "1/3\n" {
+	if got := mustBerth(t, root, "info", "-f", "{{.ContainersRunning}}/{{.Containers}} {{.Swarm.LocalNodeState}}"); got != "1/3 inactive\n" {
 		t.Errorf("info -f: %q", got)
+	}
+	if res := runBerth(t, root, nil, "info", "-f", "{{"); res.code != 64 || !strings.HasPrefix(res.stderr, "Template parsing error: ") {
+		t.Errorf("info -f '{{': exit %d, %q; want docker's 64 and words", res.code, res.stderr)
 	}
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/berthtest"
 )
@@ -284,5 +286,33 @@ func TestListPsLastSize(t *testing.T) {
 	}
 	if res := runBerth(t, root, nil, "container", "ls", "-f", "bogus"); res.code != 125 || !strings.HasSuffix(res.stderr, "See 'berth container ls --help'.\n") {
 		t.Errorf("container ls -f bogus: exit %d, %q", res.code, res.stderr)
+	}
+}
+
+// TestListFilterSets checks docker's filter rules shared by the listings
+// and events: "table" alone is the default format (-q's IDs with -q), a
+// repeated value is one value, and every label of events' filter must
+// match.
+func TestListFilterSets(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	id := strings.TrimSpace(mustBerth(t, root, "images", "-q"))
+	if got := mustBerth(t, root, "images", "-q", "--format", "table"); strings.TrimSpace(got) != id {
+		t.Errorf("images -q --format table: %q, want the ID %s", got, id)
+	}
+	if got := mustBerth(t, root, "images", "--format", "table"); !strings.HasPrefix(got, "REPOSITORY") {
+		t.Errorf("images --format table: %q, want the default table", got)
+	}
+	mustBerth(t, root, "network", "create", "lone")
+	if got := mustBerth(t, root, "network", "ls", "-q", "-f", "dangling=true", "-f", "dangling=true"); len(strings.Fields(got)) != 1 {
+		t.Errorf("network ls -f dangling=true twice: %q, want the one unused network", got)
+	}
+	mustBerth(t, root, "run", "--rm", "--label", "a=1", "busybox", "true")
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	if got := mustBerth(t, root, "system", "events", "--since", "0", "--until", until, "-f", "type=container", "-f", "label=a=1", "-f", "label=b=2"); got != "" {
+		t.Errorf("events with two labels, one of them absent: %q, want none", got)
+	}
+	if got := mustBerth(t, root, "events", "--since", "0", "--until", until, "-f", "type=container", "-f", "event=start", "-f", "label=a=1"); strings.Count(got, "container start") != 1 {
+		t.Errorf("events with the container's label: %q, want its start", got)
 	}
 }

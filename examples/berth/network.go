@@ -116,6 +116,7 @@ func networkLsCommand(fs *flagSet) runFunc {
 	fs.Bool(&quiet, "q", "quiet", "Only display network IDs")
 	name := fs.Name()
 	return func(ctx context.Context, c *cli, args []string) error {
+		format = tableFormat(format)
 		filters, err := parseFilters(name, filterArgs, "dangling", "driver", "id", "label", "name", "scope", "type")
 		if err != nil {
 			return err

@@ -106,6 +106,7 @@ func volumeLsCommand(fs *flagSet) runFunc {
 	fs.Bool(&quiet, "q", "quiet", "Only display volume names")
 	name := fs.Name()
 	return func(ctx context.Context, c *cli, args []string) error {
+		format = tableFormat(format)
 		filters, err := parseFilters(name, filterArgs, "dangling", "driver", "label", "name")
 		if err != nil {
 			return err
