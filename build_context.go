@@ -145,22 +145,12 @@ func (b *builder) output(ctx context.Context, img *Image) error {
 	return nil
 }
 
-// writeTree writes the tree at dir to w as a tar stream, names relative to
-// dir, owners and modes as they are.
+// writeTree writes the tree at dir to w as a tar stream (tarTree).
 func writeTree(ctx context.Context, dir string, w io.Writer) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	var sx unix.Statx_t
-	if err := statxAt(fd, "", unix.AT_EMPTY_PATH, &sx); err != nil {
-		return err
-	}
-	t := newTarWalker(ctx, w, &sx)
-	t.oneFS = true
-	if err := t.walk(fd, ""); err != nil {
-		return err
-	}
-	return t.close()
+	return tarTree(ctx, fd, w)
 }

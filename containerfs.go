@@ -161,16 +161,7 @@ func (c *Container) Export(ctx context.Context, w io.Writer) error {
 			return err
 		}
 		defer unix.Close(fd)
-		var sx unix.Statx_t
-		if err := statxAt(fd, "", unix.AT_EMPTY_PATH, &sx); err != nil {
-			return err
-		}
-		t := newTarWalker(ctx, out, &sx)
-		t.oneFS = true
-		if err := t.walk(fd, ""); err != nil {
-			return err
-		}
-		return t.close()
+		return tarTree(ctx, fd, out)
 	})
 	if err != nil {
 		return fmt.Errorf("exporting container %s: %w", c.Name, err)
@@ -735,6 +726,21 @@ func newTarWalker(ctx context.Context, w io.Writer, root *unix.Statx_t) *tarWalk
 }
 
 func (t *tarWalker) close() error { return t.tw.Close() }
+
+// tarTree writes the tree of the directory fd, on its filesystem only, to
+// w as a tar stream, names relative to it, owners and modes as they are.
+func tarTree(ctx context.Context, fd int, w io.Writer) error {
+	var sx unix.Statx_t
+	if err := statxAt(fd, "", unix.AT_EMPTY_PATH, &sx); err != nil {
+		return err
+	}
+	t := newTarWalker(ctx, w, &sx)
+	t.oneFS = true
+	if err := t.walk(fd, ""); err != nil {
+		return err
+	}
+	return t.close()
+}
 
 func statxAt(dirfd int, name string, flags int, sx *unix.Statx_t) error {
 	return unix.Statx(dirfd, name, flags|unix.AT_NO_AUTOMOUNT, unix.STATX_BASIC_STATS|unix.STATX_MNT_ID, sx)
