@@ -96,13 +96,18 @@ func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr 
 	if stdin != nil && !rec.Config.KeepStdin {
 		return fmt.Errorf("%w: attaching to %s: its standard input is not kept open (WithOpenStdin)", ErrInvalid, c.Name)
 	}
-	// A Wait begun while the run is seen running answers at its exit,
-	// restarted or not, and keeps an auto-removed container's record
-	// until it has read the exit.
+	// The exit of the run seen running: the wait lock, taken before any
+	// input goes in, keeps an auto-removed container's record until the
+	// exit is read, and the run's start count answers at its exit even
+	// when a restart policy starts the container again.
+	unlockWait, err := c.rt.store.Lock(ctx, "wait-"+c.ID, false)
+	if err != nil {
+		return err
+	}
 	wctx, stopWait := context.WithCancel(ctx)
 	defer stopWait()
 	exited := make(chan error, 1)
-	go func() { exited <- c.Wait(wctx) }()
+	go func() { exited <- c.rt.waitRecorded(wctx, c, time.Time{}, unlockWait, rec.Starts) }()
 	if stdin != nil {
 		// Non-blocking: a FIFO whose reader is gone (the run exited)
 		// fails with ENXIO instead of waiting for one.

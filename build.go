@@ -194,7 +194,7 @@ func WithBuildOutputTar(w io.Writer) BuildOption {
 }
 
 // WithContextArchive builds from a context given as a tar stream, plain or
-// compressed with gzip, bzip2, xz or zstd (docker build - with a tar on
+// compressed with gzip, bzip2 or zstd (docker build - with a tar on
 // stdin), instead of a directory: Build's contextDir must be "". The
 // archive is unpacked under the root for the build, every name inside
 // the context (".." and absolute symlinks cannot reach out of it), and

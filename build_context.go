@@ -15,7 +15,6 @@ import (
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,8 +65,10 @@ func (b *builder) unpackContext(ctx context.Context) (string, error) {
 }
 
 // contextReader reads a context archive's tar stream: compressed with
-// bzip2 or xz, which docker build - takes as well (not layers' formats),
-// else as a layer is read (gzip, zstd or plain).
+// bzip2, which docker build - takes as well (not a layer's format), else as
+// a layer is read (gzip, zstd or plain). xz, which docker also takes, is
+// not read: its decoder allocates the dictionary a stream declares, up to
+// 4 GiB, from a header of a few bytes.
 func contextReader(r io.Reader) (io.ReadCloser, error) {
 	br := bufio.NewReaderSize(r, archive.CopyBufSize)
 	head, err := br.Peek(6)
@@ -78,11 +79,7 @@ func contextReader(r io.Reader) (io.ReadCloser, error) {
 	case bytes.HasPrefix(head, []byte("BZh")):
 		return io.NopCloser(bzip2.NewReader(br)), nil
 	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		xr, err := xz.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return io.NopCloser(xr), nil
+		return nil, fmt.Errorf("%w: an xz-compressed context (gzip, zstd and bzip2 are read)", ErrUnsupported)
 	}
 	return archive.Decompress(br)
 }
@@ -125,9 +122,14 @@ func (b *builder) output(ctx context.Context, img *Image) error {
 			return fmt.Errorf("building: writing the output: %w", err)
 		}
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(writeTree(ctx, merged, pw)) }()
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			pw.CloseWithError(writeTree(ctx, merged, pw))
+		}()
 		_, err := archive.Apply(ctx, dir, pr, archive.ApplyOptions{NoSameOwner: true})
 		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
+		<-written // before the cleanup removes the tree it walks
 		if err != nil {
 			return fmt.Errorf("building: writing the output to %s: %w", dir, err)
 		}

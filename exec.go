@@ -1,6 +1,7 @@
 package berth
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -474,45 +475,54 @@ func (c *Container) ResizeTTY(ctx context.Context, rows, cols uint16) error {
 	// The first process's standard input is the terminal: a copy of that
 	// descriptor (nothing opened anew, whatever it now names) sets the
 	// size. The process could have put anything there since, so the
-	// descriptor must be a file of the host's devpts, as the start made
-	// it, before anything touches it: its fdinfo names its mount without
-	// a call into the file (a hostile FUSE file could block one).
+	// descriptor must be a file of a devpts mount where its parent (the
+	// monitor, or the program that runs it attached) opened the terminal,
+	// before anything touches it: fdinfo names the mount without a call
+	// into the file (a hostile FUSE file could block one).
 	noTTY := fmt.Errorf("%w: resizing %s's terminal: its standard input is no terminal now", ErrInvalid, c.Name)
 	pidfd, ok := rec.pinFirstProcess()
 	if !ok {
 		return fmt.Errorf("resizing %s's terminal: %w", c.Name, ErrNotRunning)
 	}
 	defer unix.Close(pidfd)
-	if !onDevpts(rec.State.Pid, 0) {
+	pid := strconv.Itoa(rec.State.Pid)
+	mnt := fdMount("/proc/" + pid + "/fdinfo/0")
+	if mnt == "" || !devptsMount(mnt, "/proc/"+parentPid(pid)+"/mountinfo") {
 		return noTTY
 	}
 	fd, err := unix.PidfdGetfd(pidfd, 0, 0)
-	if err != nil {
+	if errors.Is(err, unix.EBADF) || errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("resizing %s's terminal: %w", c.Name, ErrNotRunning)
+	} else if err != nil {
+		return fmt.Errorf("resizing %s's terminal: %w", c.Name, err)
 	}
 	f := os.NewFile(uintptr(fd), "tty")
 	defer f.Close()
-	if !onDevpts(os.Getpid(), fd) { // replaced between the two looks
+	if fdMount("/proc/self/fdinfo/"+strconv.Itoa(fd)) != mnt { // replaced between the two looks
 		return noTTY
 	}
 	return setWinsize(f, rows, cols)
 }
 
-// onDevpts reports whether process pid's descriptor fd is a file of a
-// devpts mount of this mount namespace, from /proc's fdinfo and mountinfo.
-func onDevpts(pid, fd int) bool {
-	info, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/fdinfo/" + strconv.Itoa(fd))
+// fdMount is the mnt_id an fdinfo file names, or "".
+func fdMount(fdinfo string) string {
+	info, err := os.ReadFile(fdinfo)
 	if err != nil {
-		return false
+		return ""
 	}
-	mnt := ""
 	for line := range strings.Lines(string(info)) {
 		if v, ok := strings.CutPrefix(line, "mnt_id:"); ok {
-			mnt = strings.TrimSpace(v)
+			return strings.TrimSpace(v)
 		}
 	}
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if mnt == "" || err != nil {
+	return ""
+}
+
+// devptsMount reports whether the mountinfo file lists mount id mnt as a
+// devpts.
+func devptsMount(mnt, mountinfo string) bool {
+	mounts, err := os.ReadFile(mountinfo)
+	if err != nil {
 		return false
 	}
 	for line := range strings.Lines(string(mounts)) {
@@ -522,6 +532,17 @@ func onDevpts(pid, fd int) bool {
 		}
 	}
 	return false
+}
+
+// parentPid is the parent of process pid, from its stat file, or "self".
+func parentPid(pid string) string {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if i := bytes.LastIndexByte(b, ')'); err == nil && i > 0 {
+		if f := strings.Fields(string(b[i+1:])); len(f) > 1 {
+			return f[1]
+		}
+	}
+	return "self"
 }
 
 // setWinsize sets the window size of the terminal whose master is f.

@@ -14,8 +14,6 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/ulikunitz/xz v0.5.17 // indirect
-
 require (
 	github.com/agext/levenshtein v1.2.3 // indirect
 	github.com/cilium/ebpf v0.16.0 // indirect

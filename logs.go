@@ -344,6 +344,9 @@ func copyLogs(ctx context.Context, c *Container, src *logSource, stdout, stderr 
 			line = append(pending, line...)
 			pending = nil
 		}
+		if cfg.follow && ctx.Err() != nil { // a follower that never reaches the end
+			return ctx.Err()
+		}
 		if err := emitLogLine(line[:len(line)-1], stdout, stderr, cfg); err != nil {
 			return err
 		}

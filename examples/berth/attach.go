@@ -106,12 +106,12 @@ func parseDetachKeys(s string) ([]byte, error) {
 		s = "ctrl-p,ctrl-q"
 	}
 	var keys []byte
-	for _, k := range strings.Split(strings.ToLower(s), ",") {
+	for _, k := range strings.Split(s, ",") {
 		switch {
 		case len(k) == 1:
 			keys = append(keys, k[0])
-		case strings.HasPrefix(k, "ctrl-") && len(k) == 6:
-			c := k[5]
+		case strings.HasPrefix(strings.ToLower(k), "ctrl-") && len(k) == 6:
+			c := strings.ToLower(k)[5]
 			switch {
 			case c >= 'a' && c <= 'z':
 				keys = append(keys, c-'a'+1)

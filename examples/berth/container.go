@@ -1176,6 +1176,9 @@ type psSizes struct {
 
 func (s *psSizes) of(ctx context.Context, info *berth.ContainerInfo) (string, error) {
 	ctr, err := s.rt.Container(ctx, info.Name) // by name: a link, where an ID lists the containers
+	if err == nil && ctr.ID != info.ID {
+		ctr, err = s.rt.Container(ctx, info.ID) // renamed since the listing
+	}
 	if err != nil {
 		return "", err
 	}
@@ -1754,7 +1757,9 @@ func restartCommand(fs *flagSet) runFunc {
 // with attachOut, is followed as run follows one: its output from the
 // start on, the signals this command gets, its exit code as ours. Only one
 // of the command's count names can be followed. With interactive, our
-// input goes to a container whose input is open (run -i, create -i).
+// input goes to a container whose input is kept open (run -d -i, create
+// -i; not one run -i in the foreground, which reads /dev/null when started
+// again).
 func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut, interactive bool, count int, stopTimeout *time.Duration) error {
 	info, err := ctr.Inspect(ctx)
 	if err != nil {
@@ -2320,7 +2325,7 @@ func statsCommand(fs *flagSet) runFunc {
 			if !noStream {
 				fmt.Fprint(c.stdout, "\x1b[2J\x1b[H")
 			}
-			if err := printRows(c.stdout, cmp.Or(format, statsFormat), statsHeader, rows); err != nil {
+			if err := printRows(c.stdout, cmp.Or(tableFormat(format), statsFormat), statsHeader, rows); err != nil {
 				return err
 			}
 			if noStream {

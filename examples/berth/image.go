@@ -462,7 +462,7 @@ func historyCommand(fs *flagSet) runFunc {
 			}
 			return nil
 		}
-		return printRows(c.stdout, cmp.Or(format, defaultHistoryFormat), historyHeader, rows)
+		return printRows(c.stdout, cmp.Or(tableFormat(format), defaultHistoryFormat), historyHeader, rows)
 	}
 }
 

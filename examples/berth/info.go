@@ -63,7 +63,7 @@ func infoCommand(fs *flagSet) runFunc {
 		if format != "" {
 			tmpl, err := parseTemplate(format + "\n")
 			if err != nil {
-				return &statusError{code: exitTemplate, msg: "Template parsing error: " + err.Error()}
+				return &statusError{code: exitTemplate, msg: "template parsing error: " + err.Error()} // docker info's words
 			}
 			return tmpl.Execute(c.stdout, info)
 		}

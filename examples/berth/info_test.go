@@ -68,7 +68,7 @@ func TestInfo(t *testing.T) {
 	if got := mustBerth(t, root, "info", "-f", "{{.ContainersRunning}}/{{.Containers}} {{.Swarm.LocalNodeState}}"); got != "1/3 inactive\n" {
 		t.Errorf("info -f: %q", got)
 	}
-	if res := runBerth(t, root, nil, "info", "-f", "{{"); res.code != 64 || !strings.HasPrefix(res.stderr, "Template parsing error: ") {
+	if res := runBerth(t, root, nil, "info", "-f", "{{"); res.code != 64 || !strings.HasPrefix(res.stderr, "template parsing error: ") {
 		t.Errorf("info -f '{{': exit %d, %q; want docker's 64 and words", res.code, res.stderr)
 	}
 }

@@ -266,7 +266,7 @@ func systemDfCommand(fs *flagSet) runFunc {
 			row("Local Volumes", du.Volumes, du.VolumesActive, du.VolumesSize, du.VolumesReclaimable),
 			row("Build Cache", du.BuildCache, 0, du.BuildCacheSize, du.BuildCacheSize),
 		}
-		return printRows(c.stdout, cmp.Or(format, "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"), dfHeader, rows)
+		return printRows(c.stdout, cmp.Or(tableFormat(format), "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"), dfHeader, rows)
 	}
 }
 
