@@ -75,15 +75,7 @@ func TestAttach(t *testing.T) {
 	// A second attachment sees only what comes after it, and the exit.
 	out = syncBuffer{}
 	go func() { done <- c.Attach(ctx, strings.NewReader("echo three; exit 3\n"), &out, nil) }()
-	select {
-	case err := <-done:
-		var ee *berth.ExitError
-		if !errors.As(err, &ee) || ee.Code != 3 {
-			t.Errorf("Attach at the exit: %v, want exit code 3", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Attach did not return at the container's exit")
-	}
+	wantAttachExit(t, done, 3, "the second attachment")
 	if got := out.String(); got != "three\n" {
 		t.Errorf("the second attachment saw %q, want only what came after it", got)
 	}
@@ -141,15 +133,7 @@ func TestAttachTerminal(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- oc.Attach(ctx, strings.NewReader("stty size; exit 5\r"), &out, nil) }()
-	select {
-	case err := <-done:
-		var ee *berth.ExitError
-		if !errors.As(err, &ee) || ee.Code != 5 {
-			t.Errorf("Attach at the exit: %v, want exit code 5", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Attach did not return at the exit; output so far %q", out.String())
-	}
+	wantAttachExit(t, done, 5, "the terminal's attachment")
 	if got := out.String(); !strings.Contains(got, "31 101\r\n") {
 		t.Errorf("the terminal's output %q lacks the size set, 31 101", got)
 	}
@@ -175,14 +159,21 @@ func TestAttachEnds(t *testing.T) {
 		t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
 		done := make(chan error, 1)
 		go func() { done <- c.Attach(ctx, strings.NewReader("exit 3\n"), io.Discard, nil) }()
-		select {
-		case err := <-done:
-			var ee *berth.ExitError
-			if !errors.As(err, &ee) || ee.Code != 3 {
-				t.Errorf("%s: Attach returned %v, want the exit code 3", name, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s: Attach did not return at the exit", name)
+		wantAttachExit(t, done, 3, name)
+	}
+}
+
+// wantAttachExit checks that the Attach whose result done brings returns
+// the container's exit code within 10 seconds.
+func wantAttachExit(t *testing.T, done <-chan error, code int, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || ee.Code != code {
+			t.Errorf("%s: Attach returned %v, want the exit code %d", what, err, code)
 		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s: Attach did not return at the exit", what)
 	}
 }
