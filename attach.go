@@ -98,7 +98,7 @@ func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr 
 	}
 	// The exit of the run seen running: the wait lock, taken before any
 	// input goes in, keeps an auto-removed container's record until the
-	// exit is read, and the run's start count answers at its exit even
+	// exit is read, and a wait that saw the run answers at its exit even
 	// when a restart policy starts the container again.
 	unlockWait, err := c.rt.store.Lock(ctx, "wait-"+c.ID, false)
 	if err != nil {
@@ -107,7 +107,7 @@ func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr 
 	wctx, stopWait := context.WithCancel(ctx)
 	defer stopWait()
 	exited := make(chan error, 1)
-	go func() { exited <- c.rt.waitRecorded(wctx, c, time.Time{}, unlockWait, rec.Starts) }()
+	go func() { exited <- c.rt.waitRecorded(wctx, c, time.Time{}, unlockWait, true) }()
 	if stdin != nil {
 		// Non-blocking: a FIFO whose reader is gone (the run exited)
 		// fails with ENXIO instead of waiting for one.

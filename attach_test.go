@@ -43,8 +43,8 @@ func TestAttach(t *testing.T) {
 	if st, _ := c.State(ctx); st.Status != "running" {
 		t.Fatalf("sh with WithOpenStdin: %s, want it running, waiting for input", st.Status)
 	}
-	if info, err := c.Inspect(ctx); err != nil || !info.OpenStdin {
-		t.Errorf("inspect: OpenStdin %v, %v", info != nil && info.OpenStdin, err)
+	if info, err := c.Inspect(ctx); err != nil || !info.OpenStdin || !info.KeepStdinOpen {
+		t.Errorf("inspect: %+v, %v; want OpenStdin and KeepStdinOpen", info, err)
 	}
 
 	// Another program attaches; its attachment ends with its context.

@@ -313,7 +313,7 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 		return nil, err
 	}
 	defer unlockBuilds()
-	b := &builder{r: r, cfg: cfg, file: cfg.dockerfile, roots: map[string]*lazyRoot{}, pulls: map[string]*pulledImage{}}
+	b := &builder{r: r, cfg: cfg, file: cfg.dockerfile, roots: map[string]*lazyRoot{}, pulls: map[string]func() (*Image, error){}}
 	defer b.cleanup()
 	tempContext := contextDir == ""
 	if tempContext {
@@ -421,8 +421,8 @@ type builder struct {
 
 	mu       sync.Mutex
 	steps    int
-	roots    map[string]*lazyRoot // materialized filesystems of stages and images, for --from
-	pulls    map[string]*pulledImage
+	roots    map[string]*lazyRoot              // materialized filesystems of stages and images, for --from
+	pulls    map[string]func() (*Image, error) // WithBuildPull's, once per reference
 	releases []func()
 	digests  *fileDigests // content hashes of files COPY read, kept across builds
 

@@ -23,10 +23,8 @@ func (c *buildSettings) check(contextDir string) error {
 	if c.archive != nil && contextDir != "" {
 		return fmt.Errorf("%w: a context archive and a context directory (%s): give one", ErrInvalid, contextDir)
 	}
-	switch c.network {
-	case "", instructions.NetworkDefault, instructions.NetworkNone, instructions.NetworkHost:
-	default:
-		return fmt.Errorf("%w: build network %q: want default, none or host", ErrUnsupported, c.network)
+	if _, err := runNetwork(c.network); err != nil {
+		return fmt.Errorf("build network: %w", err)
 	}
 	for _, h := range c.extraHosts {
 		if _, _, err := parseExtraHost(h); err != nil {
@@ -84,8 +82,8 @@ func contextReader(r io.Reader) (io.ReadCloser, error) {
 	return archive.Decompress(br)
 }
 
-// runNetwork is the network mode of a RUN whose own --network is mode.
-func (b *builder) runNetwork(mode string) string {
+// runNetworkMode is the network mode of a RUN whose own --network is mode.
+func (b *builder) runNetworkMode(mode string) string {
 	if mode == instructions.NetworkDefault && b.cfg.network != "" {
 		return b.cfg.network
 	}

@@ -852,13 +852,6 @@ func (b *builder) sourceRoot(ctx context.Context, s *buildState, from string) (r
 	return root, nil, key, err
 }
 
-// pulledImage is an image WithBuildPull pulled, once per reference.
-type pulledImage struct {
-	once sync.Once
-	img  *Image
-	err  error
-}
-
 // image looks ref up in the store, pulling it when missing, or always
 // (once a build) with WithBuildPull.
 func (b *builder) image(ctx context.Context, ref string) (*Image, error) {
@@ -868,14 +861,13 @@ func (b *builder) image(ctx context.Context, ref string) (*Image, error) {
 			key = refKey(parsed)
 		}
 		b.mu.Lock()
-		p, ok := b.pulls[key]
+		pull, ok := b.pulls[key]
 		if !ok {
-			p = &pulledImage{}
-			b.pulls[key] = p
+			pull = sync.OnceValues(func() (*Image, error) { return b.r.Pull(ctx, ref) })
+			b.pulls[key] = pull
 		}
 		b.mu.Unlock()
-		p.once.Do(func() { p.img, p.err = b.r.Pull(ctx, ref) })
-		return p.img, p.err
+		return pull()
 	}
 	img, err := b.r.Image(ctx, ref)
 	if errors.Is(err, ErrNotFound) {

@@ -63,6 +63,9 @@ func newFileDigests(root, contextDir string) *fileDigests {
 func (d *fileDigests) load() {
 	d.once.Do(func() {
 		d.m, d.used = map[string]fileDigest{}, map[string]bool{}
+		if d.path == "" {
+			return // a memo for one build: nothing kept
+		}
 		if b, err := os.ReadFile(d.path); err == nil {
 			json.Unmarshal(b, &d.m)
 		}

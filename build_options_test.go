@@ -113,9 +113,13 @@ func TestBuildNetworkAndHosts(t *testing.T) {
 		"space":       berth.WithBuildExtraHosts("na med:10.1.2.3"),
 		"archive+dir": berth.WithContextArchive(strings.NewReader("")),
 	} {
-		_, err := rt.Build(ctx, dir, opt)
+		var rec buildRecorder
+		_, err := rt.Build(ctx, dir, opt, berth.WithBuildProgress(rec.record))
 		if !errors.Is(err, berth.ErrInvalid) && !errors.Is(err, berth.ErrUnsupported) {
 			t.Errorf("%s: %v, want ErrInvalid or ErrUnsupported", name, err)
+		}
+		if len(rec.events) > 0 {
+			t.Errorf("%s: refused only after %d build events, want before any step", name, len(rec.events))
 		}
 	}
 	after, err := rt.Images(ctx)
@@ -299,13 +303,17 @@ func TestBuildContextArchive(t *testing.T) {
 	}
 	// The Dockerfile of an archive is the archive's: a name that climbs
 	// or is absolute, or a link that leads out, never reads the host's.
-	for _, name := range []string{"../../../../../../../../etc/hostname", "/etc/hostname", "Dockerfile"} {
+	hostFile := filepath.Join(t.TempDir(), "host-dockerfile")
+	if err := os.WriteFile(hostFile, []byte("LEAKED from the host\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{strings.Repeat("../", 16) + strings.TrimPrefix(hostFile, "/"), hostFile, "Dockerfile"} {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
-		tw.WriteHeader(&tar.Header{Name: "Dockerfile", Typeflag: tar.TypeSymlink, Linkname: "/etc/hostname"})
+		tw.WriteHeader(&tar.Header{Name: "Dockerfile", Typeflag: tar.TypeSymlink, Linkname: hostFile})
 		tw.Close()
 		_, err := rt.Build(ctx, "", berth.WithContextArchive(&buf), berth.WithDockerfile(name))
-		if err == nil || strings.Contains(err.Error(), "instruction") {
+		if err == nil || strings.Contains(err.Error(), "LEAKED") || strings.Contains(err.Error(), "instruction") {
 			t.Errorf("-f %s with an archive: %v, want the file not found in the context", name, err)
 		}
 	}

@@ -35,7 +35,7 @@ func (b *builder) runStep(ctx context.Context, s *buildState, n *parser.Node, c 
 	if sec := instructions.GetSecurity(c); sec == instructions.SecurityInsecure {
 		return fmt.Errorf("%w: RUN --security=insecure", ErrUnsupported)
 	}
-	network := b.runNetwork(instructions.GetNetwork(c))
+	network := b.runNetworkMode(instructions.GetNetwork(c))
 	netOpts, err := runNetwork(network)
 	if err != nil {
 		return err

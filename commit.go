@@ -40,18 +40,13 @@ import (
 //
 // A paused container's processes receive no signal until Unpause, SIGKILL
 // included: unpause a container before stopping or removing it.
-func (c *Container) Pause(ctx context.Context) (retErr error) {
+func (c *Container) Pause(ctx context.Context) error {
 	unlock, err := c.rt.lockPause(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	rec, err := c.rt.currentRecord(c.ID)
-	defer func() {
-		if retErr == nil && rec != nil {
-			c.rt.containerEvent("pause", rec)
-		}
-	}()
 	if err != nil {
 		return err
 	}
@@ -71,7 +66,7 @@ func (c *Container) Pause(ctx context.Context) (retErr error) {
 		}
 		return fmt.Errorf("pausing container %s: %w", c.Name, err)
 	}
-	_, err = c.rt.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
+	paused, err := c.rt.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
 		if cur.State.Status != statusRunning {
 			return fmt.Errorf("container %s: %w", c.Name, ErrNotRunning)
 		}
@@ -85,6 +80,7 @@ func (c *Container) Pause(ctx context.Context) (retErr error) {
 		cg.Thaw(context.WithoutCancel(ctx))
 		return err
 	}
+	c.rt.containerEvent("pause", paused)
 	return nil
 }
 
@@ -92,18 +88,13 @@ func (c *Container) Pause(ctx context.Context) (retErr error) {
 // its status becomes "running" again. Unpausing a container that is not
 // paused fails with an error wrapping ErrInvalid, or ErrNotRunning when it
 // is not running at all.
-func (c *Container) Unpause(ctx context.Context) (retErr error) {
+func (c *Container) Unpause(ctx context.Context) error {
 	unlock, err := c.rt.lockPause(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	rec, err := c.rt.currentRecord(c.ID)
-	defer func() {
-		if retErr == nil && rec != nil {
-			c.rt.containerEvent("unpause", rec)
-		}
-	}()
 	if err != nil {
 		return err
 	}
@@ -123,13 +114,17 @@ func (c *Container) Unpause(ctx context.Context) (retErr error) {
 		}
 		return fmt.Errorf("unpausing container %s: %w", c.Name, err)
 	}
-	_, err = c.rt.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
+	unpaused, err := c.rt.updateRecord(ctx, c.ID, func(cur *containerRecord) error {
 		if cur.State.Status == statusPaused {
 			cur.State.Status = statusRunning
 		}
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	c.rt.containerEvent("unpause", unpaused)
+	return nil
 }
 
 // lockPause serialises Pause and Unpause of container id across programs:

@@ -597,17 +597,17 @@ func (r *Runtime) waitContainer(ctx context.Context, c *Container, startedAt tim
 	if err != nil {
 		return err
 	}
-	return r.waitRecorded(ctx, c, startedAt, unlockWait, -1)
+	return r.waitRecorded(ctx, c, startedAt, unlockWait, false)
 }
 
 // waitRecorded is waitContainer's wait for the record to tell of the exit,
-// the wait lock held (unlockWait releases it). firstStarts is the start
-// count of a run the caller saw running, or -1.
-func (r *Runtime) waitRecorded(ctx context.Context, c *Container, startedAt time.Time, unlockWait func(), firstStarts int) error {
+// the wait lock held (unlockWait releases it). seenRunning says the caller
+// saw the container running before it took the lock.
+func (r *Runtime) waitRecorded(ctx context.Context, c *Container, startedAt time.Time, unlockWait func(), seenRunning bool) error {
 	// A container found waiting out its restart back-off is waited for
 	// through its next run, as docker's wait does (docker counts it
 	// running); one seen running is answered at its exit, restarted or not.
-	seenRunning := firstStarts >= 0
+	firstStarts := -1
 	for {
 		rec, err := r.currentRecord(c.ID)
 		if err != nil {

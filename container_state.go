@@ -290,31 +290,32 @@ func generatedName(id string) string {
 // procStartTime returns a process's start time in clock ticks since boot,
 // or 0 if it does not exist.
 func procStartTime(pid int) uint64 {
-	start, _, _ := procStat(pid)
+	start, _, _, _ := procStat(pid)
 	return start
 }
 
 // procStat reads a process's start time (0 if it does not exist), state
 // and flags from /proc/PID/stat.
-func procStat(pid int) (start uint64, state byte, flags uint64) {
+func procStat(pid int) (start uint64, state byte, flags uint64, ppid int) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	// The command name may contain spaces and parentheses: fields count
 	// from the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	fields := strings.Fields(s[i+1:])
 	if len(fields) < 20 {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	start, _ = strconv.ParseUint(fields[19], 10, 64)
 	flags, _ = strconv.ParseUint(fields[6], 10, 64)
-	return start, fields[0][0], flags
+	ppid, _ = strconv.Atoi(fields[1])
+	return start, fields[0][0], flags, ppid
 }
 
 // selfStart is this process's start time, for the records it creates.
@@ -403,6 +404,6 @@ func procRuns(pid int, start uint64) bool {
 	if start == 0 {
 		return false // nothing to compare with: no /proc read
 	}
-	now, state, _ := procStat(pid)
+	now, state, _, _ := procStat(pid)
 	return now == start && state != 'Z' && state != 'X'
 }

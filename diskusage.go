@@ -45,7 +45,7 @@ func (c *Container) Size(ctx context.Context) (int64, error) {
 	if err := c.rt.checkOpen(); err != nil {
 		return 0, err
 	}
-	if _, err := c.rt.currentRecord(c.ID); err != nil {
+	if _, err := c.rt.readRecord(c.ID); err != nil { // it exists: no lock, no settling
 		return 0, err
 	}
 	n, err := walkSize(ctx, filepath.Join(c.rt.containerDir(c.ID), "upper"), true)
@@ -64,8 +64,13 @@ func (r *Runtime) DiskUsage(ctx context.Context) (DiskUsage, error) {
 		return du, err
 	}
 	recs := r.containerRecords()
-	usedImages := map[string]bool{}
+	usedImages, usedVolumes := map[string]bool{}, map[string]bool{}
 	for _, rec := range recs {
+		for _, m := range rec.Config.Mounts {
+			if m.Type == MountVolume {
+				usedVolumes[m.Source] = true // by any container, a build's step too
+			}
+		}
 		if rec.buildStep() {
 			continue
 		}
@@ -131,15 +136,11 @@ func (r *Runtime) DiskUsage(ctx context.Context) (DiskUsage, error) {
 	if err != nil {
 		return du, err
 	}
-	users, err := r.volumeUsers()
-	if err != nil {
-		return du, err
-	}
 	for _, v := range vols {
 		du.Volumes++
 		size := dirSize(v.Mountpoint)
 		du.VolumesSize += size
-		if len(users[v.Name]) > 0 {
+		if usedVolumes[v.Name] {
 			du.VolumesActive++
 		} else {
 			du.VolumesReclaimable += size

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -224,15 +223,15 @@ func (r *Runtime) followEvents(ctx context.Context, path string, fromStart bool,
 // now and f was read to its end: what was appended to it before the
 // rename is read first.
 func rotatedAway(f *os.File, path string) bool {
-	var a, b syscall.Stat_t
-	if syscall.Fstat(int(f.Fd()), &a) != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		return false
 	}
-	if pos, err := f.Seek(0, io.SeekCurrent); err != nil || pos < a.Size {
+	if pos, err := f.Seek(0, io.SeekCurrent); err != nil || pos < fi.Size() {
 		return false
 	}
-	err := syscall.Stat(path, &b)
-	return errors.Is(err, fs.ErrNotExist) || err == nil && (a.Ino != b.Ino || a.Dev != b.Dev)
+	pi, err := os.Stat(path)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(fi, pi)
 }
 
 // readEventLines passes each whole line of the file at path to fn, unless
@@ -246,12 +245,8 @@ func readEventLines(path string, fn func([]byte) error, skip ...*os.File) error 
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	for _, o := range skip {
-		if oi, err := o.Stat(); err == nil && os.SameFile(fi, oi) {
+		if sameFile(f, o) {
 			return nil
 		}
 	}

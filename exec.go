@@ -1,7 +1,6 @@
 package berth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -485,9 +484,12 @@ func (c *Container) ResizeTTY(ctx context.Context, rows, cols uint16) error {
 		return fmt.Errorf("resizing %s's terminal: %w", c.Name, ErrNotRunning)
 	}
 	defer unix.Close(pidfd)
-	pid := strconv.Itoa(rec.State.Pid)
-	mnt := fdMount("/proc/" + pid + "/fdinfo/0")
-	if mnt == "" || !devptsMount(mnt, "/proc/"+parentPid(pid)+"/mountinfo") {
+	parent := "self"
+	if _, _, _, ppid := procStat(rec.State.Pid); ppid > 0 {
+		parent = strconv.Itoa(ppid)
+	}
+	mnt := fdMount("/proc/" + strconv.Itoa(rec.State.Pid) + "/fdinfo/0")
+	if mnt == "" || !devptsMount(mnt, "/proc/"+parent+"/mountinfo") {
 		return noTTY
 	}
 	fd, err := unix.PidfdGetfd(pidfd, 0, 0)
@@ -534,18 +536,7 @@ func devptsMount(mnt, mountinfo string) bool {
 	return false
 }
 
-// parentPid is the parent of process pid, from its stat file, or "self".
-func parentPid(pid string) string {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if i := bytes.LastIndexByte(b, ')'); err == nil && i > 0 {
-		if f := strings.Fields(string(b[i+1:])); len(f) > 1 {
-			return f[1]
-		}
-	}
-	return "self"
-}
-
-// setWinsize sets the window size of the terminal whose master is f.
+// setWinsize sets the window size of the terminal f is a side of.
 func setWinsize(f *os.File, rows, cols uint16) error {
 	rc, err := f.SyscallConn()
 	if err != nil {

@@ -395,7 +395,7 @@ func (rec *containerRecord) endsWithin(ms int) bool {
 	}
 	defer unix.Close(fd)
 	// The pidfd pins the process: check it is still the container's.
-	start, _, flags := procStat(rec.State.Pid)
+	start, _, flags, _ := procStat(rec.State.Pid)
 	return start != rec.PidStart || flags&pfExiting != 0 || exitedWithin(fd, ms)
 }
 

@@ -542,13 +542,13 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 		o.applyRemoveImage(&cfg)
 	}
 	var untagged []string
-	img, _ := r.Image(ctx, ref) // for the events: its ID, and whether it went
-	deleted := false
+	removed, deleted := "", false // the manifest untagged, and whether it went, for the events
 	err := r.store.UpdateRefs(ctx, func(refs map[string]string) error {
 		untagged = untagged[:0]
-		defer func() { deleted = img != nil && !referenced(refs, img.Digest) }()
+		defer func() { deleted = removed != "" && !referenced(refs, removed) }()
 		if parsed, err := parseRef(ref, false); err == nil {
 			if d, ok := refs[refKey(parsed)]; ok {
+				removed = d
 				untagged = append(untagged, familiar(refKey(parsed)))
 				delete(refs, refKey(parsed))
 				// Like docker, the image's digest references go with its
@@ -579,6 +579,7 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 		if err != nil {
 			return err
 		}
+		removed = d
 		var names []string
 		for k, v := range refs {
 			if v == d {
@@ -613,12 +614,12 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string, opts ...RemoveIma
 	if err != nil {
 		return nil, err
 	}
-	if img != nil {
+	if id, err := r.configDigest(removed); err == nil { // removed is "" only on an error above
 		for _, name := range untagged {
-			r.emit("image", "untag", img.ID, map[string]string{"name": name})
+			r.emit("image", "untag", id, map[string]string{"name": name})
 		}
 		if deleted {
-			r.emit("image", "delete", img.ID, nil)
+			r.emit("image", "delete", id, nil)
 		}
 	}
 	// Collect what is no longer referenced now if no other program is

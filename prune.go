@@ -111,8 +111,8 @@ func (r *Runtime) PruneImages(ctx context.Context, opts ...ImagePruneOption) (re
 	}
 	for _, d := range gone {
 		id := d
-		if img, err := r.imageFromStore(d, nil); err == nil { // its content stays until the collection below
-			id = img.ID
+		if cd, err := r.configDigest(d); err == nil { // its content stays until the collection below
+			id = cd
 		}
 		removed = append(removed, id)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/berth-dev/berth"
@@ -61,11 +60,11 @@ func attachCommand(fs *flagSet) runFunc {
 		actx, detach := context.WithCancel(context.WithoutCancel(ctx))
 		defer detach()
 		var in io.Reader
-		var detached atomic.Bool
 		switch {
 		case withStdin && info.TTY:
-			// docker's detach keys, read on a terminal's input only.
-			in = &detachReader{r: c.stdin, keys: keys, detach: func() { detached.Store(true); detach() }}
+			// docker's detach keys, read on a terminal's input only: they
+			// alone end actx before we return.
+			in = &detachReader{r: c.stdin, keys: keys, detach: detach}
 		case withStdin:
 			in = c.stdin
 		}
@@ -87,7 +86,7 @@ func attachCommand(fs *flagSet) runFunc {
 			case err := <-done:
 				var ee *berth.ExitError
 				switch {
-				case detached.Load():
+				case actx.Err() != nil: // the detach keys
 					return &statusError{code: exitFailure, msg: "read escape sequence"} // docker's words, no "Error:"
 				case errors.As(err, &ee):
 					return &statusError{code: ee.Code}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestAttachCommand checks docker run -d -i, attach, start -a -i and
@@ -46,7 +48,14 @@ func TestAttachCommand(t *testing.T) {
 		t.Errorf("attach --detach-keys ctrl-1: exit %d, %q", res.code, res.stderr)
 	}
 
-	// Without -i the input is not attached; --no-stdin drops it too.
+	// --no-stdin leaves the open input of a -i container alone.
+	mustBerth(t, root, "run", "-d", "-i", "--name", "ns", "busybox", "sh", "-c", "sleep 0.5; read -t 1 x; echo \"[$x]\"")
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", "ns") })
+	if res := runBerth(t, root, []byte("typed\n"), "attach", "--no-stdin", "ns"); res.stdout != "[]\n" {
+		t.Errorf("attach --no-stdin: exit %d, stdout %q; want the input not passed on", res.code, res.stdout)
+	}
+
+	// Without -i the input is not attached.
 	mustBerth(t, root, "run", "-d", "--name", "quiet", "busybox", "sh", "-c", "sleep 0.5; echo late; exit 2")
 	res = runBerth(t, root, []byte("echo ignored\n"), "attach", "quiet")
 	if res.code != 2 || res.stdout != "late\n" {
@@ -90,9 +99,14 @@ func TestAttachDetachKeys(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		slave.Close()
 		go io.Copy(io.Discard, master)
-		time.Sleep(300 * time.Millisecond) // attached, its terminal raw
+		// Typed only once attach made the terminal raw: before, the line
+		// discipline's flow control would take ctrl-q.
+		waitFor(t, func() bool {
+			tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+			return err == nil && tio.Lflag&(unix.ICANON|unix.ECHO|unix.ISIG) == 0
+		}, "attach to put the terminal in raw mode")
+		slave.Close()
 		master.Write([]byte(tc.input))
 		waited := make(chan error, 1)
 		go func() { waited <- cmd.Wait() }()

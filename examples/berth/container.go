@@ -1261,7 +1261,7 @@ func parsePsFilters(ctx context.Context, rt *berth.Runtime, cmd string, args []s
 	if err != nil {
 		return nil, err
 	}
-	f := &psFilters{values: map[string][]string{}, created: map[string]time.Time{}, ports: map[string]portRange{}}
+	f := &psFilters{values: values, created: map[string]time.Time{}, ports: map[string]portRange{}}
 	images := map[string][]berth.PortBinding{}
 	f.exposed = func(info *berth.ContainerInfo) []berth.PortBinding {
 		if info.ExposedPorts != nil {
@@ -1344,7 +1344,6 @@ func (f *psFilters) add(ctx context.Context, rt *berth.Runtime, key, value strin
 	case "isolation", "is-task":
 		return fmt.Errorf("filter '%s' is docker's but not supported by berth", key)
 	}
-	f.values[key] = append(f.values[key], value)
 	return nil
 }
 
@@ -1422,11 +1421,7 @@ func newPsRow(info *berth.ContainerInfo, noTrunc bool, now time.Time) psRow {
 		r.Command = ellipsis(r.Command, 20)
 	}
 	r.Command = strconv.Quote(r.Command)
-	var labels []string
-	for _, k := range sortedKeys(info.Labels) {
-		labels = append(labels, k+"="+info.Labels[k])
-	}
-	r.Labels, r.labels = strings.Join(labels, ","), info.Labels
+	r.Labels, r.labels = labelColumn(info.Labels), info.Labels
 	r.Networks = strings.Join(info.Networks, ",")
 	var mounts []string
 	volumes := 0

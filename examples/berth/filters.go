@@ -69,6 +69,16 @@ func matchPattern(values []string, s string) bool {
 	return false
 }
 
+// labelColumn is a listing's LABELS column: k=v pairs by key, joined by
+// commas.
+func labelColumn(labels map[string]string) string {
+	var pairs []string
+	for _, k := range sortedKeys(labels) {
+		pairs = append(pairs, k+"="+labels[k])
+	}
+	return strings.Join(pairs, ",")
+}
+
 // tableFormat is a listing's --format as docker reads it: "table" alone is
 // the default table (or -q's IDs), as no format is.
 func tableFormat(format string) string {

@@ -15,8 +15,6 @@ import (
 	"github.com/berth-dev/berth"
 )
 
-// noSuchImage is docker's message for an image that is not in the store;
-// other errors pass through.
 // image finds an image by reference or ID, with docker's message when
 // there is none.
 func (c *cli) image(ctx context.Context, ref string) (*berth.Image, error) {
@@ -31,6 +29,8 @@ func (c *cli) image(ctx context.Context, ref string) (*berth.Image, error) {
 	return img, nil
 }
 
+// noSuchImage is docker's message for an image that is not in the store;
+// other errors pass through.
 func noSuchImage(name string, err error) error {
 	if errors.Is(err, berth.ErrNotFound) {
 		return fmt.Errorf("No such image: %s", name)
@@ -231,10 +231,8 @@ func newImageFilter(ctx context.Context, rt *berth.Runtime, filters filterArgs) 
 	for _, key := range []string{"before", "since"} {
 		for _, v := range filters[key] {
 			img, err := rt.Image(ctx, v)
-			if errors.Is(err, berth.ErrNotFound) {
-				return nil, fmt.Errorf("No such image: %s", normalizedImageName(v))
-			} else if err != nil {
-				return nil, err
+			if err != nil {
+				return nil, noSuchImage(normalizedImageName(v), err)
 			}
 			if key == "before" {
 				f.before = append(f.before, img.Created)
@@ -451,18 +449,19 @@ func historyCommand(fs *flagSet) runFunc {
 	fs.Bool(&noTrunc, "", "no-trunc", "Don't truncate output")
 	fs.Bool(&quiet, "q", "quiet", "Only show image IDs")
 	return func(ctx context.Context, c *cli, args []string) error {
+		format = tableFormat(format)
 		img, err := c.image(ctx, args[0])
 		if err != nil {
 			return err
 		}
 		rows := historyRows(img, noTrunc, time.Now())
-		if quiet {
+		if quiet && format == "" { // a --format wins over -q, as in docker
 			for _, r := range rows {
 				fmt.Fprintln(c.stdout, r.ID)
 			}
 			return nil
 		}
-		return printRows(c.stdout, cmp.Or(tableFormat(format), defaultHistoryFormat), historyHeader, rows)
+		return printRows(c.stdout, cmp.Or(format, defaultHistoryFormat), historyHeader, rows)
 	}
 }
 

@@ -220,13 +220,7 @@ func (f *networkFilter) match(n *berth.Network) bool {
 // builtinNetwork reports one of the networks docker predefines: of them
 // berth has and lists the default, bridge ("host" and "none" are network
 // modes, and names no network may take).
-func builtinNetwork(n *berth.Network) bool {
-	switch n.Name {
-	case berth.DefaultNetwork, "host", "none", "default":
-		return true
-	}
-	return false
-}
+func builtinNetwork(n *berth.Network) bool { return n.Name == berth.DefaultNetwork }
 
 // networkInUse returns a function that reports whether some container
 // uses a network: a container of the root, running or not, is configured
@@ -263,11 +257,7 @@ func newNetworkRow(n *berth.Network, noTrunc bool) networkRow {
 	if !noTrunc {
 		r.ID = shortID(r.ID)
 	}
-	var labels []string
-	for _, k := range sortedKeys(n.Labels) {
-		labels = append(labels, k+"="+n.Labels[k])
-	}
-	r.Labels = strings.Join(labels, ",")
+	r.Labels = labelColumn(n.Labels)
 	return r
 }
 

@@ -87,13 +87,9 @@ const defaultVolumeFormat = "table {{.Driver}}\t{{.Name}}"
 
 func newVolumeRow(v *berth.Volume) volumeRow {
 	vi := newVolumeInspect(v) // the labels volume inspect shows
-	var labels []string
-	for _, k := range sortedKeys(vi.Labels) {
-		labels = append(labels, k+"="+vi.Labels[k])
-	}
 	return volumeRow{
 		Name: v.Name, Driver: v.Driver, Scope: vi.Scope, Mountpoint: v.Mountpoint,
-		Labels: strings.Join(labels, ","), Links: "N/A", Size: "N/A", labels: vi.Labels,
+		Labels: labelColumn(vi.Labels), Links: "N/A", Size: "N/A", labels: vi.Labels,
 	}
 }
 
