@@ -51,6 +51,9 @@ type buildSettings struct {
 	outDir     string
 	outTar     io.Writer
 	archive    io.Reader // the context as a tar stream
+	cacheFrom  []cacheLocation
+	cacheTo    []cacheLocation
+	cacheAll   bool // export every stage's steps (mode=max)
 }
 
 type buildOptionFunc func(*buildSettings)
@@ -220,6 +223,10 @@ type BuildEvent struct {
 	Cached bool
 	// Output is one line the step's process printed, without the newline.
 	Output string
+	// Warning, when not empty, is a problem that did not fail the build
+	// (a cache source that could not be read); the other fields are then
+	// zero.
+	Warning string
 }
 
 // BuildError reports a build that failed on one instruction of its
@@ -283,6 +290,11 @@ const runOutputTail = 10
 // and a base without PATH gets the default one. .dockerignore in the
 // context root (or <Dockerfile>.dockerignore beside the Dockerfile)
 // excludes files.
+//
+// The build cache travels between machines as an OCI image index, in a
+// directory or a registry (WithCacheToDir, WithCacheFromDir and their
+// registry forms: docker build --cache-to and --cache-from), so that a CI
+// machine that starts empty reuses the steps an earlier run built.
 //
 // Cache mounts live under the root in cache/mounts/, one directory per id,
 // kept across builds and programs. Secrets (WithBuildSecret) are copied
@@ -426,6 +438,9 @@ type builder struct {
 	releases []func()
 	digests  *fileDigests // content hashes of files COPY read, kept across builds
 
+	cacheSources []*cacheSource   // WithCacheFrom*'s, opened; read-only once built
+	stepImages   map[string]*Image // key → the image of a step of this build, for the cache exports
+
 	evMu   sync.Mutex
 	events chan BuildEvent // nil without WithBuildProgress
 	closed bool
@@ -561,6 +576,7 @@ func (b *builder) run(ctx context.Context, src []byte) (*Image, error) {
 			return nil, b.fail(nil, fmt.Errorf("%w: target stage %q could not be found", ErrNotFound, b.cfg.target))
 		}
 	}
+	b.openCacheSources(ctx)
 	if err := b.buildStages(ctx, target); err != nil {
 		return nil, err
 	}
@@ -568,7 +584,7 @@ func (b *builder) run(ctx context.Context, src []byte) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return img, b.output(ctx, img)
+	return img, errors.Join(b.output(ctx, img), b.exportCache(ctx, img))
 }
 
 // metaEnv is the environment the FROM lines and global ARGs expand in.
@@ -1147,11 +1163,21 @@ func (b *builder) cachePath(key string) string {
 }
 
 // cached returns the image a step key produced in an earlier build, if it
-// is still in the store.
+// is still in the store, or else the image a cache source has for it
+// (importCached).
 func (b *builder) cached(ctx context.Context, key string) *Image {
 	if b.cfg.noCache {
 		return nil
 	}
+	img := b.localCached(ctx, key)
+	if img == nil {
+		img = b.importCached(ctx, key)
+	}
+	b.recordStep(key, img)
+	return img
+}
+
+func (b *builder) localCached(ctx context.Context, key string) *Image {
 	id, err := os.ReadFile(b.cachePath(key))
 	if err != nil {
 		return nil
@@ -1233,6 +1259,7 @@ func (b *builder) writeState(ctx context.Context, s *buildState, cf *v1.ConfigFi
 	s.img, s.cf, s.dirty = full, cf, false
 	if key != "" {
 		s.key = key
+		b.recordStep(key, full)
 	}
 	return nil
 }

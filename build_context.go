@@ -31,7 +31,7 @@ func (c *buildSettings) check(contextDir string) error {
 			return err
 		}
 	}
-	return nil
+	return c.checkCache()
 }
 
 // unpackContext makes the build's context directory under the root: empty,

@@ -23,6 +23,7 @@ import (
 func buildCommand(fs *flagSet) runFunc {
 	var (
 		tags, buildArgs, secrets, labels, addHosts, outputs []string
+		cacheFrom, cacheTo                                  []string
 		file, target, progress, network, iidfile            string
 		noCache, quiet, pull                                bool
 	)
@@ -40,6 +41,8 @@ func buildCommand(fs *flagSet) runFunc {
 	fs.Strings(&outputs, "o", "output", `Output destination (format: "type=local,dest=path")`)
 	fs.String(&iidfile, "", "iidfile", "string", "", "Write the image ID to the file")
 	fs.Bool(&pull, "", "pull", "Always attempt to pull a newer version of the image")
+	fs.Strings(&cacheFrom, "", "cache-from", `External cache sources (e.g., "user/app:cache", "type=local,src=path/to/dir")`)
+	fs.Strings(&cacheTo, "", "cache-to", `Cache export destinations (e.g., "user/app:cache", "type=local,dest=path/to/dir")`)
 	return func(ctx context.Context, c *cli, args []string) (retErr error) {
 		rt, err := c.runtime()
 		if err != nil {
@@ -155,6 +158,25 @@ func buildCommand(fs *flagSet) runFunc {
 		if pull {
 			opts = append(opts, berth.WithBuildPull())
 		}
+		for _, s := range cacheFrom {
+			opt, _, err := parseCache("--cache-from", s)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, opt)
+		}
+		exportAll := false
+		for _, s := range cacheTo {
+			opt, all, err := parseCache("--cache-to", s)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, opt)
+			exportAll = exportAll || all
+		}
+		if exportAll {
+			opts = append(opts, berth.WithCacheExportAll())
+		}
 		var view buildView
 		switch progress {
 		case "auto":
@@ -245,6 +267,61 @@ func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bo
 	}
 }
 
+// parseCache reads docker build's --cache-from or --cache-to (flag): a
+// registry reference, or type=local with src= (from) or dest= (to), or
+// type=registry with ref=; an export may add mode=min or mode=max (all
+// reports max; berth applies it to every export of the build).
+func parseCache(flag, s string) (opt berth.BuildOption, all bool, err error) {
+	export := flag == "--cache-to"
+	invalid := func(format string, a ...any) error {
+		return fmt.Errorf("invalid %s %q: %s", flag, s, fmt.Sprintf(format, a...))
+	}
+	typ, dir, ref := "registry", "", s
+	if strings.Contains(s, "=") {
+		fields, err := csv.NewReader(strings.NewReader(s)).Read()
+		if err != nil {
+			return nil, false, invalid("%v", err)
+		}
+		typ, ref = "", ""
+		for _, field := range fields {
+			k, v, _ := strings.Cut(field, "=")
+			switch k = strings.ToLower(k); {
+			case k == "type":
+				typ = v
+			case k == "src" && !export, k == "dest" && export:
+				dir = v
+			case k == "ref":
+				ref = v
+			case k == "mode" && export:
+				if v != "min" && v != "max" {
+					return nil, false, invalid("mode %q: want min or max", v)
+				}
+				all = v == "max"
+			default:
+				return nil, false, invalid("unknown key %q", k)
+			}
+		}
+	}
+	switch {
+	case typ == "local" && dir != "" && ref == "":
+		if export {
+			return berth.WithCacheToDir(dir), all, nil
+		}
+		return berth.WithCacheFromDir(dir), all, nil
+	case typ == "local":
+		return nil, false, invalid("type=local needs %s= and no ref=", map[bool]string{true: "dest", false: "src"}[export])
+	case typ == "registry" && ref != "" && dir == "":
+		if export {
+			return berth.WithCacheToRegistry(ref), all, nil
+		}
+		return berth.WithCacheFromRegistry(ref), all, nil
+	case typ == "registry":
+		return nil, false, invalid("type=registry needs ref= and nothing else")
+	default:
+		return nil, false, invalid("type %q is not supported (local, registry)", typ)
+	}
+}
+
 // peekArchive tells a tar stream, plain or compressed, from a Dockerfile at
 // the start of r, as docker build - does, and returns a reader of the
 // whole input.
@@ -307,6 +384,8 @@ type plainView struct {
 func (v *plainView) event(ev berth.BuildEvent) {
 	v.last = max(v.last, ev.Step)
 	switch {
+	case ev.Warning != "":
+		fmt.Fprintf(v.w, "WARNING: %s\n", ev.Warning)
 	case ev.Output != "":
 		fmt.Fprintf(v.w, "#%d %s\n", ev.Step, ev.Output)
 	case ev.Cached:
@@ -337,6 +416,7 @@ type ttyView struct {
 	byNum  map[int]*ttyStep
 	drawn  int // lines drawn last time, which the next redraw overwrites
 	lastAt time.Time
+	warns  []string // printed below the view at the end
 }
 
 type ttyStep struct {
@@ -356,6 +436,10 @@ func newTTYView(w io.Writer) *ttyView {
 }
 
 func (v *ttyView) event(ev berth.BuildEvent) {
+	if ev.Warning != "" {
+		v.warns = append(v.warns, ev.Warning)
+		return
+	}
 	now := v.now()
 	st, ok := v.byNum[ev.Step]
 	if !ok {
@@ -393,6 +477,9 @@ func (v *ttyView) done(img *berth.Image, tags []string, err error) {
 		}
 	}
 	v.draw(err == nil)
+	for _, w := range v.warns {
+		fmt.Fprintf(v.w, "WARNING: %s\n", w)
+	}
 	if err != nil {
 		return
 	}

@@ -463,3 +463,59 @@ func TestBuildFlagsPull(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildCacheFlags: --cache-to and --cache-from, local and registry,
+// between two roots that share only the base image: the second takes every
+// step from the cache (CACHED) and gets the same image ID. A source that
+// is not there is a WARNING, not a failure; forms berth does not take are
+// refused.
+func TestBuildCacheFlags(t *testing.T) {
+	root, tarball := setup(t)
+	reg := berthtest.StartRegistry(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	saved := filepath.Join(t.TempDir(), "busybox.tar")
+	mustBerth(t, root, "save", "-o", saved, "busybox")
+	ctxDir := writeBuildContext(t, map[string]string{
+		"Dockerfile": "FROM busybox AS builder\nRUN head -c 16 /dev/urandom | od -x > /random && echo more > /more\nFROM busybox\nCOPY --from=builder /random /random\n",
+	})
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	ref := reg.Host + "/ci/app:cache"
+	id := strings.TrimSpace(mustBerth(t, root, "build", "-q", "--cache-to", "type=local,dest="+cacheDir+",mode=max", "--cache-to", ref, ctxDir))
+	for _, from := range []string{"type=local,src=" + cacheDir, ref} {
+		other := filepath.Join(t.TempDir(), "other")
+		mustBerth(t, other, "load", "-i", saved)
+		res := runBerth(t, other, nil, "build", "--progress", "plain", "--cache-from", from, ctxDir)
+		if res.code != 0 {
+			t.Fatalf("build --cache-from %s: exit %d\n%s", from, res.code, res.stderr)
+		}
+		if n := strings.Count(res.stderr, " CACHED\n"); n != 2 || strings.Contains(res.stderr, "WARNING") {
+			t.Errorf("build --cache-from %s: %d steps CACHED, want 2 (the RUN of the builder stage too: mode=max):\n%s", from, n, res.stderr)
+		}
+		if got := strings.TrimSpace(mustBerth(t, other, "images", "-q", "--no-trunc")); !strings.Contains(got, id) {
+			t.Errorf("build --cache-from %s: images %q, want %s among them", from, got, id)
+		}
+	}
+
+	missing := filepath.Join(t.TempDir(), "none")
+	res := runBerth(t, root, nil, "build", "--progress", "plain", "--no-cache", "--cache-from", "type=local,src="+missing, ctxDir)
+	if res.code != 0 || strings.Contains(res.stderr, "WARNING") {
+		t.Errorf("--no-cache with a missing source: exit %d, stderr:\n%s\nwant 0 and no source read", res.code, res.stderr)
+	}
+	res = runBerth(t, root, nil, "build", "--progress", "plain", "--cache-from", "type=local,src="+missing, ctxDir)
+	if res.code != 0 || !strings.Contains(res.stderr, "WARNING: the build cache "+missing+" is not used") {
+		t.Errorf("a missing source: exit %d, stderr:\n%s\nwant 0 and a WARNING naming it", res.code, res.stderr)
+	}
+	for _, bad := range [][]string{
+		{"--cache-to", "type=inline"},
+		{"--cache-to", "type=local,src=" + cacheDir},
+		{"--cache-to", "type=local,dest=" + cacheDir + ",mode=all"},
+		{"--cache-from", "type=gha"},
+		{"--cache-from", "type=registry,ref=" + ref + ",dest=x"},
+		{"--cache-to", reg.Host + "/ci/app@sha256:" + strings.Repeat("0", 64)},
+	} {
+		res := runBerth(t, root, nil, append(append([]string{"build"}, bad...), ctxDir)...)
+		if res.code == 0 || !strings.Contains(res.stderr, "cache") || strings.Contains(res.stderr, "#1 ") {
+			t.Errorf("build %s: exit %d, stderr:\n%s\nwant a refusal naming the cache before any step", strings.Join(bad, " "), res.code, res.stderr)
+		}
+	}
+}
