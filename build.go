@@ -438,7 +438,7 @@ type builder struct {
 	releases []func()
 	digests  *fileDigests // content hashes of files COPY read, kept across builds
 
-	cacheSources []*cacheSource   // WithCacheFrom*'s, opened; read-only once built
+	cacheSources []*cacheSource    // WithCacheFrom*'s, opened; read-only once built
 	stepImages   map[string]*Image // key → the image of a step of this build, for the cache exports
 
 	evMu   sync.Mutex
