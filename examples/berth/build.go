@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,29 @@ func buildCommand(fs *flagSet) runFunc {
 		}
 		opts := []berth.BuildOption{berth.WithBuildTags(tags...)}
 		contextDir, stdin := args[0], io.Reader(c.stdin)
-		if contextDir == "-" {
+		if isGitURL(contextDir) {
+			return fmt.Errorf("unable to prepare context: %s: git repositories are not supported as contexts; clone it and build the directory", contextDir)
+		}
+		if isHTTPURL(contextDir) {
+			// docker build URL: a context archive, or a lone Dockerfile,
+			// downloaded.
+			body, err := fetchContext(ctx, contextDir)
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			in, isArchive, err := peekArchive(body)
+			if err != nil {
+				return fmt.Errorf("unable to prepare context: reading %s: %w", contextDir, err)
+			}
+			if isArchive {
+				opts = append(opts, berth.WithContextArchive(in))
+			} else {
+				// docker: the text is the Dockerfile, whatever -f says.
+				file, stdin = "-", io.LimitReader(in, maxRemoteDockerfile+1)
+			}
+			contextDir = ""
+		} else if contextDir == "-" {
 			// docker build -: a context archive, or a lone Dockerfile, on
 			// stdin.
 			if file == "-" {
@@ -82,6 +105,9 @@ func buildCommand(fs *flagSet) runFunc {
 			b, err := io.ReadAll(stdin)
 			if err != nil {
 				return fmt.Errorf("reading the Dockerfile from stdin: %w", err)
+			}
+			if len(b) > maxRemoteDockerfile && args[0] != "-" {
+				return fmt.Errorf("unable to prepare context: the Dockerfile at %s is larger than %d bytes", args[0], maxRemoteDockerfile)
 			}
 			opts = append(opts, berth.WithDockerfileContent(string(b)))
 		default: // relative to the working directory, as docker's -f
@@ -320,6 +346,48 @@ func parseCache(flag, s string) (opt berth.BuildOption, all bool, err error) {
 	default:
 		return nil, false, invalid("type %q is not supported (local, registry)", typ)
 	}
+}
+
+// maxRemoteDockerfile bounds a Dockerfile downloaded as a build's context.
+const maxRemoteDockerfile = 16 << 20
+
+func isHTTPURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+// isGitURL is docker's test for a context that names a git repository.
+func isGitURL(s string) bool {
+	if isHTTPURL(s) {
+		u := s
+		if i := strings.IndexAny(u, "?#"); i >= 0 {
+			u = u[:i]
+		}
+		return strings.HasSuffix(u, ".git") || strings.Contains(s, ".git#")
+	}
+	for _, p := range []string{"git://", "git@", "github.com/"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchContext starts the download of a remote build context, failing on
+// any answer but 200 OK.
+func fetchContext(ctx context.Context, url string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("unable to prepare context: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("unable to prepare context: unable to download remote context %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("unable to prepare context: unable to download remote context %s: %s", url, resp.Status)
+	}
+	return resp.Body, nil
 }
 
 // peekArchive tells a tar stream, plain or compressed, from a Dockerfile at

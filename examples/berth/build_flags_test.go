@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -516,6 +518,46 @@ func TestBuildCacheFlags(t *testing.T) {
 		res := runBerth(t, root, nil, append(append([]string{"build"}, bad...), ctxDir)...)
 		if res.code == 0 || !strings.Contains(res.stderr, "cache") || strings.Contains(res.stderr, "#1 ") {
 			t.Errorf("build %s: exit %d, stderr:\n%s\nwant a refusal naming the cache before any step", strings.Join(bad, " "), res.code, res.stderr)
+		}
+	}
+}
+
+// TestBuildRemoteContext: docker build URL downloads the context, a tar
+// (here gzipped) or else a lone Dockerfile; an answer other than 200 fails
+// the build, naming the URL; a git repository is refused, as berth has no
+// git.
+func TestBuildRemoteContext(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(tarOf(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY data /data\n", "data": "from the archive"}))
+	zw.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ctx.tar.gz":
+			w.Write(gz.Bytes())
+		case "/Dockerfile":
+			io.WriteString(w, "FROM busybox\nRUN echo from the url > /data\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	for path, want := range map[string]string{"/ctx.tar.gz": "from the archive", "/Dockerfile": "from the url\n"} {
+		id := strings.TrimSpace(mustBerth(t, root, "build", "-q", srv.URL+path))
+		if got := mustBerth(t, root, "run", "--rm", "--network", "none", id, "cat", "/data"); got != want {
+			t.Errorf("build %s: /data = %q, want %q", path, got, want)
+		}
+	}
+	res := runBerth(t, root, nil, "build", srv.URL+"/gone")
+	if res.code == 0 || !strings.Contains(res.stderr, srv.URL+"/gone") || !strings.Contains(res.stderr, "404") {
+		t.Errorf("build of a missing URL: exit %d, stderr %q; want a failure naming the URL and 404", res.code, res.stderr)
+	}
+	for _, git := range []string{srv.URL + "/repo.git", "git@example.invalid:o/r", "github.com/o/r"} {
+		res := runBerth(t, root, nil, "build", git)
+		if res.code == 0 || !strings.Contains(res.stderr, "git repositories are not supported") {
+			t.Errorf("build %s: exit %d, stderr %q; want git refused", git, res.code, res.stderr)
 		}
 	}
 }

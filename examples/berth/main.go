@@ -96,7 +96,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		{name: "attach", usage: "[OPTIONS] CONTAINER", short: "Attach local standard input, output, and error streams to a running container", args: exactly(1), setup: attachCommand},
-		{name: "build", usage: "[OPTIONS] PATH", short: "Build an image from a Dockerfile", args: exactly(1), setup: buildCommand},
+		{name: "build", usage: "[OPTIONS] PATH | URL | -", short: "Build an image from a Dockerfile", args: exactly(1), setup: buildCommand},
 		{name: "builder", usage: "COMMAND", short: "Manage builds", long: "Manage builds: prune", args: atLeast(0), posix: true, setup: groupCommand("builder", "Manage builds", builderCommands)},
 		{name: "commit", usage: "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", short: "Create a new image from a container's changes", args: between(1, 2), setup: commitCommand},
 		{name: "container", usage: "COMMAND", short: "Manage containers", long: "Manage containers: the container commands under their management names, and prune", args: atLeast(0), posix: true, setup: groupCommand("container", "Manage containers", containerCommands)},
