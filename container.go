@@ -159,8 +159,9 @@ type containerConfig struct {
 	// WithDeviceCgroupRules', resolved on the host at each start.
 	Devices           []DeviceMapping `json:"devices,omitempty"`
 	DeviceCgroupRules []string        `json:"deviceCgroupRules,omitempty"`
-	// PidMode ("host" or "container:ID"), IpcMode ("host", "none") and
-	// UTSMode ("host") are the namespaces it shares; "" for its own.
+	// PidMode ("host" or "container:ID"), IpcMode ("host", "none",
+	// "shareable" or "container:ID") and UTSMode ("host") are the
+	// namespaces it shares; "" for its own.
 	PidMode string `json:"pidMode,omitempty"`
 	IpcMode string `json:"ipcMode,omitempty"`
 	UTSMode string `json:"utsMode,omitempty"`

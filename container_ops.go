@@ -387,7 +387,7 @@ type ContainerInfo struct {
 	DeviceCgroupRules []string
 	// PidMode, IpcMode and UTSMode are the namespaces it shares
 	// (WithPidMode, WithIpcMode, WithUTSMode): "host", "container:ID"
-	// (pid), "none" (IPC); "" for its own.
+	// (pid, IPC), "none" and "shareable" (IPC); "" for its own.
 	PidMode, IpcMode, UTSMode string
 	// LogMaxSize and LogMaxFiles are WithLogRotation's, 0 for none;
 	// NoLog is WithoutLog.

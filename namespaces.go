@@ -35,12 +35,24 @@ func (r *Runtime) resolveNamespaceModes(ctx context.Context, o *runConfig, cfg *
 	case m == "" || m == "private":
 	case (m == "host" || m == "none") && o.shmSize != 0:
 		return fmt.Errorf("%w: WithShmSize sizes a /dev/shm of the container's own, which IPC mode %q has not", ErrInvalid, m)
-	case m == "host" || m == "none":
+	case m == "host" || m == "none" || m == "shareable":
 		cfg.IpcMode = m
-	case m == "shareable" || strings.HasPrefix(m, "container:"):
-		return fmt.Errorf("%w: IPC mode %q: berth does not share a container's IPC namespace (private, host and none are supported)", ErrInvalid, m)
+	case strings.HasPrefix(m, "container:") && o.shmSize != 0:
+		return fmt.Errorf("%w: WithShmSize sizes a /dev/shm of the container's own, which IPC mode %q has not", ErrInvalid, m)
+	case strings.HasPrefix(m, "container:"):
+		var err error
+		if cfg.IpcMode, err = r.containerMode(ctx, "ipc", m); err != nil {
+			return err
+		}
+		donor, err := r.readRecord(strings.TrimPrefix(cfg.IpcMode, "container:"))
+		if err != nil {
+			return fmt.Errorf("ipc mode %q: %w", m, err)
+		}
+		if err := joinableIpc(donor); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("%w: IPC mode %q: want private, host or none", ErrInvalid, m)
+		return fmt.Errorf("%w: IPC mode %q: want private, shareable, host, none or container:NAME", ErrInvalid, m)
 	}
 	switch o.utsMode {
 	case "":
@@ -85,16 +97,88 @@ func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, close
 		*closers = append(*closers, f)
 		s.PidNS = path
 	}
-	switch cfg.IpcMode {
-	case "host":
+	switch {
+	case cfg.IpcMode == "host":
 		s.IpcNS, s.Shm = ownNamespace("ipc"), "/dev/shm"
-	case "none":
+	case cfg.IpcMode == "none":
 		s.Shm = "none"
+	case strings.HasPrefix(cfg.IpcMode, "container:"):
+		if err := r.sharedIpc(strings.TrimPrefix(cfg.IpcMode, "container:"), s, closers); err != nil {
+			return err
+		}
 	}
 	if cfg.UTSMode == "host" {
 		s.UTSNS, s.Hostname, s.Domainname = ownNamespace("uts"), "", "" // never the host's names
 	}
 	return nil
+}
+
+// joinableIpc refuses to share the IPC of a container that did not make
+// it shareable, as docker does: "shareable" (its own, which others may
+// join) or "host" (the host's) only.
+func joinableIpc(donor *containerRecord) error {
+	if m := donor.Config.IpcMode; m != "shareable" && m != "host" {
+		return fmt.Errorf("%w: container %s has a non-shareable IPC namespace (start it with IPC mode \"shareable\" to share it)", ErrInvalid, donor.Name)
+	}
+	return nil
+}
+
+// sharedIpc puts into s the IPC namespace of the running container id and
+// its /dev/shm (for a "host" donor, the host's), pinned as
+// pinnedNamespace pins one, by files it adds to closers: the namespace,
+// and a detached copy of the donor's /dev/shm mount (initproc.CloneShm),
+// which the start moves onto the container's /dev/shm.
+func (r *Runtime) sharedIpc(id string, s *initproc.Spec, closers *[]io.Closer) error {
+	rec, err := r.readRecord(id)
+	if err != nil {
+		return fmt.Errorf("IPC namespace of container %s: %w", id, err)
+	}
+	if err := joinableIpc(rec); err != nil {
+		return err
+	}
+	notRunning := fmt.Errorf("%w: container %s, whose IPC namespace this one joins", ErrNotRunning, rec.Name)
+	pidfd, ok := rec.pinFirstProcess()
+	if !ok {
+		return notRunning
+	}
+	defer unix.Close(pidfd)
+	open := func(kind string) (*os.File, error) {
+		f, err := initproc.OpenNamespace(rec.State.Pid, pidfd, kind)
+		if errors.Is(err, syscall.ESRCH) || errors.Is(err, fs.ErrNotExist) {
+			return nil, notRunning
+		}
+		if err != nil {
+			return nil, fmt.Errorf("IPC namespace of container %s: %w", rec.Name, err)
+		}
+		*closers = append(*closers, f)
+		return f, nil
+	}
+	ipc, err := open("ipc")
+	if err != nil {
+		return err
+	}
+	s.IpcNS = fdPathOf(ipc)
+	if rec.Config.IpcMode == "host" {
+		s.Shm = "/dev/shm"
+		return nil
+	}
+	mnt, err := open("mnt")
+	if err != nil {
+		return err
+	}
+	shm, err := initproc.CloneShm(mnt)
+	if err != nil {
+		return fmt.Errorf("the /dev/shm of container %s: %w", rec.Name, err)
+	}
+	*closers = append(*closers, shm)
+	s.ShmMount = fdPathOf(shm)
+	return nil
+}
+
+// fdPathOf names an open file of this program as another process (a
+// container's child stage) can open it: /proc/<pid>/fd/N.
+func fdPathOf(f *os.File) string {
+	return "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(f.Fd()))
 }
 
 // pinnedNamespace opens the namespace kind ("pid", "net") of container
@@ -121,5 +205,5 @@ func (r *Runtime) pinnedNamespace(id, kind string) (*os.File, string, *container
 	if err != nil {
 		return nil, "", rec, err
 	}
-	return f, "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(f.Fd())), rec, nil
+	return f, fdPathOf(f), rec, nil
 }

@@ -200,9 +200,7 @@ func TestIpcModes(t *testing.T) {
 		opts []berth.RunOption
 		want string
 	}{
-		{[]berth.RunOption{berth.WithIpcMode("shareable")}, `IPC mode "shareable": berth does not share`},
-		{[]berth.RunOption{berth.WithIpcMode("container:x")}, `IPC mode "container:x": berth does not share`},
-		{[]berth.RunOption{berth.WithIpcMode("hots")}, `IPC mode "hots": want private, host or none`},
+		{[]berth.RunOption{berth.WithIpcMode("hots")}, `IPC mode "hots": want private, shareable, host, none or container:NAME`},
 		{[]berth.RunOption{berth.WithIpcMode("host"), berth.WithSysctls(map[string]string{"kernel.shmmax": "1"})}, `sysctl "kernel.shmmax" is not allowed with IPC mode host`},
 		{[]berth.RunOption{berth.WithIpcMode("none"), berth.WithShmSize(1 << 20)}, `WithShmSize sizes a /dev/shm of the container's own`},
 	} {
@@ -212,7 +210,97 @@ func TestIpcModes(t *testing.T) {
 	}
 }
 
-// TestUTSModeHost: WithUTSMode("host") gives the container the host's
+// TestIpcModeContainer: WithIpcMode("container:NAME") joins the IPC
+// namespace of a running "shareable" container and sees its /dev/shm (files
+// written on either side show on the other), by both ways of starting;
+// a "host" donor gives the host's. Joining a private container is refused,
+// a stopped one is ErrNotRunning, and a donor that put something else at
+// its /dev/shm (a symlink out, a filesystem that is no tmpfs) fails the
+// start, leaving no mount behind.
+func TestIpcModeContainer(t *testing.T) {
+	rt := busyboxRuntime(t)
+	ctx := context.Background()
+	donor := mustRun(t, rt, "busybox", sh("echo from-donor > /dev/shm/d; exec sleep 300"), berth.WithDetach(), berth.WithName("donor"), berth.WithIpcMode("shareable"))
+	defer donor.Remove(ctx, berth.WithForce())
+	donorNS, err := execOutput(t, donor, "until [ -e /dev/shm/d ]; do sleep 0.01; done; readlink /proc/self/ns/ipc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, start := range starts {
+		t.Run(start.name, func(t *testing.T) {
+			got := containerOut(t, rt, `readlink /proc/self/ns/ipc; cat /dev/shm/d; echo from-joiner > /dev/shm/j`, append(start.opts, berth.WithIpcMode("container:donor"))...)
+			if want := donorNS + "from-donor\n"; got != want {
+				t.Errorf("joining the donor: %q, want %q", got, want)
+			}
+			if out, err := execOutput(t, donor, "cat /dev/shm/j"); err != nil || out != "from-joiner\n" {
+				t.Errorf("the joiner's file in the donor's /dev/shm: %q, %v", out, err)
+			}
+		})
+	}
+	hostNS, err := os.Readlink("/proc/self/ns/ipc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostDonor := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithName("host-donor"), berth.WithIpcMode("host"))
+	defer hostDonor.Remove(ctx, berth.WithForce())
+	if got := containerOut(t, rt, "readlink /proc/self/ns/ipc; [ -e /dev/shm/d ] || echo own", berth.WithIpcMode("container:host-donor")); got != hostNS+"\nown\n" {
+		t.Errorf("joining a host-IPC donor: %q, want the host's namespace and /dev/shm", got)
+	}
+
+	private := mustRun(t, rt, "busybox", sh("exec sleep 300"), berth.WithDetach(), berth.WithName("private"))
+	defer private.Remove(ctx, berth.WithForce())
+	for _, tc := range []struct {
+		opts []berth.RunOption
+		want error
+		text string
+	}{
+		{[]berth.RunOption{berth.WithIpcMode("container:private")}, berth.ErrInvalid, "non-shareable IPC namespace"},
+		{[]berth.RunOption{berth.WithIpcMode("container:nosuch")}, berth.ErrNotFound, "nosuch"},
+		{[]berth.RunOption{berth.WithIpcMode("container:donor"), berth.WithShmSize(1 << 20)}, berth.ErrInvalid, "WithShmSize"},
+	} {
+		if _, _, err := runOut(t, rt, "busybox", sh("true"), append(tc.opts, berth.WithAutoRemove())...); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+			t.Errorf("got %v; want %v saying %q", err, tc.want, tc.text)
+		}
+	}
+
+	mountsBefore := hostMountCount(t)
+	for name, script := range map[string]string{
+		"symlink": "umount /dev/shm && rmdir /dev/shm && ln -s / /dev/shm",
+		"proc":    "umount /dev/shm && mount -t proc proc /dev/shm",
+	} {
+		bad := mustRun(t, rt, "busybox", sh(script+" && touch /ready && exec sleep 300"), berth.WithDetach(), berth.WithIpcMode("shareable"), berth.WithPrivileged())
+		if _, err := execOutput(t, bad, "until [ -e /ready ]; do sleep 0.01; done"); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := runOut(t, rt, "busybox", sh("ls /dev/shm"), berth.WithIpcMode("container:"+bad.ID), berth.WithAutoRemove())
+		if err == nil || !strings.Contains(err.Error(), "/dev/shm") {
+			t.Errorf("a donor whose /dev/shm is a %s: %v, want an error about /dev/shm", name, err)
+		}
+		bad.Remove(ctx, berth.WithForce())
+	}
+	if after := hostMountCount(t); after != mountsBefore {
+		t.Errorf("host mounts: %d before the refused joins, %d after", mountsBefore, after)
+	}
+
+	if err := donor.Stop(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runOut(t, rt, "busybox", sh("true"), berth.WithIpcMode("container:donor"), berth.WithAutoRemove()); !errors.Is(err, berth.ErrNotRunning) {
+		t.Errorf("joining a stopped donor: %v, want ErrNotRunning", err)
+	}
+}
+
+// hostMountCount counts this program's mounts.
+func hostMountCount(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestUTSModeHost:  WithUTSMode("host") gives the container the host's
 // hostname (uname, /etc/hostname and $HOSTNAME alike) and refuses a
 // hostname of its own.
 func TestUTSModeHost(t *testing.T) {

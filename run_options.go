@@ -286,10 +286,14 @@ func WithPidMode(mode string) RunOption {
 }
 
 // WithIpcMode sets the container's IPC namespace (docker run --ipc):
-// "private", the default, its own with its own /dev/shm; "host", the
-// host's, and the host's /dev/shm; "none", its own without a /dev/shm.
-// docker's "shareable" and "container:NAME" are not supported: Run fails
-// with ErrInvalid.
+// "private", the default, its own with its own /dev/shm; "shareable", the
+// same, which other containers may join; "container:NAME", the IPC
+// namespace and /dev/shm of a running container that is "shareable" (or
+// "host": then the host's), as docker shares them, for the start (Start
+// joins the donor's namespace again, and fails with ErrNotRunning when the
+// donor is not running); "host", the host's, and the host's /dev/shm;
+// "none", its own without a /dev/shm. Joining a container of another mode
+// fails with ErrInvalid, as docker's "non-shareable" refusal.
 func WithIpcMode(mode string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.ipcMode = mode })
 }
@@ -371,7 +375,8 @@ func WithHealthcheck(h HealthConfig) RunOption {
 // WithShmSize sets the size of the container's /dev/shm in bytes (docker
 // run --shm-size), which databases and browsers often need larger.
 // Default, and for 0: 64 MiB, as docker's. Refused with WithIpcMode
-// "host" or "none", which give the container no /dev/shm of its own.
+// "host", "none" or "container:NAME", which give the container no /dev/shm
+// of its own.
 func WithShmSize(bytes int64) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.shmSize = bytes })
 }

@@ -97,7 +97,7 @@ func (f *runFlags) register(fs *flagSet, create bool) {
 	fs.String(&f.hostname, "h", "hostname", "string", "", "Container host name")
 	fs.Bool(&f.init, "", "init", "Run an init inside the container that forwards signals and reaps processes")
 	fs.Bool(&f.interactive, "i", "interactive", "Keep STDIN open and copy it to the container")
-	fs.String(&f.ipc, "", "ipc", "string", "", `IPC mode to use ("private", "host" or "none")`)
+	fs.String(&f.ipc, "", "ipc", "string", "", `IPC mode to use ("private", "shareable", "container:NAME", "host" or "none")`)
 	fs.Strings(&f.labels, "l", "label", "Set meta data on a container")
 	fs.Strings(&f.labelFiles, "", "label-file", "Read in a line delimited file of labels")
 	fs.String(&f.cidfile, "", "cidfile", "string", "", "Write the container ID to the file")

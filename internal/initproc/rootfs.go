@@ -134,6 +134,17 @@ func mountOn(source string, target int, fstype string, flags uintptr, data strin
 	return unix.Mount(source, fdPath(target), fstype, flags, data)
 }
 
+// moveDetached attaches the detached mount the path names (a
+// /proc/PID/fd/N of CloneShm's file, berth's) on target.
+func moveDetached(path string, target int) error {
+	src, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(src)
+	return unix.MoveMount(src, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+}
+
 // setupRootfs mounts the container's root filesystem and pivots into it.
 // console is the fd of the terminal to bind at /dev/console, or -1. For a
 // direct start /proc stays an empty directory, to be mounted once the
@@ -475,9 +486,11 @@ func setupDev(root int, console int, s *Spec) error {
 		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=" + strconv.FormatInt(shmSize, 10)},
 		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	}
-	switch s.Shm {
-	case "":
-	case "none":
+	switch {
+	case s.ShmMount != "":
+		mounts[1] = devMount{dir: "shm", fstype: "move"}
+	case s.Shm == "":
+	case s.Shm == "none":
 		mounts = slices.Delete(mounts, 1, 2)
 	default:
 		mounts[1] = devMount{dir: "shm", fstype: "bind"}
@@ -490,11 +503,14 @@ func setupDev(root int, console int, s *Spec) error {
 		if err != nil {
 			return stepError("open", "/dev/"+m.dir, err)
 		}
-		if m.fstype == "bind" {
+		switch m.fstype {
+		case "bind":
 			// The host's directory, as this copy of the host's mounts
 			// shows it (s.Shm is berth's, not the image's).
 			err = unix.Mount(s.Shm, fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
-		} else {
+		case "move":
+			err = moveDetached(s.ShmMount, fd)
+		default:
 			err = mountOn(m.fstype, fd, m.fstype, m.flags, m.data)
 		}
 		unix.Close(fd)

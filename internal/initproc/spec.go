@@ -93,6 +93,10 @@ type Spec struct {
 	// nothing (docker's --ipc none), else a host directory bound there
 	// (--ipc host: the host's /dev/shm).
 	Shm string `json:",omitempty"`
+	// ShmMount, when set, names a detached mount (CloneShm's, by a
+	// /proc/PID/fd/N path) moved onto /dev/shm instead: another
+	// container's /dev/shm (--ipc container:NAME).
+	ShmMount string `json:",omitempty"`
 
 	// Args is the command; Args[0] is looked up in Env's PATH inside the
 	// container (Docker's default PATH when Env has none). Required.
