@@ -53,7 +53,6 @@ type buildSettings struct {
 	archive    io.Reader // the context as a tar stream
 	cacheFrom  []cacheLocation
 	cacheTo    []cacheLocation
-	cacheAll   bool // export every stage's steps (mode=max)
 }
 
 type buildOptionFunc func(*buildSettings)
@@ -106,9 +105,10 @@ func WithNoCache() BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.noCache = true })
 }
 
-// WithBuildProgress calls fn for every step as it starts and for every line
-// a RUN step prints, from the goroutine that called Build, one event at a
-// time. Events of one stage come in order; stages built in parallel
+// WithBuildProgress calls fn for every step as it starts, for every line
+// a RUN step prints and for every warning (a cache source that could not
+// be used; without fn, warnings are not reported), from the goroutine
+// that called Build, one event at a time. Events of one stage come in order; stages built in parallel
 // interleave theirs. Default: no events.
 func WithBuildProgress(fn func(BuildEvent)) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.progress = fn })
@@ -224,8 +224,8 @@ type BuildEvent struct {
 	// Output is one line the step's process printed, without the newline.
 	Output string
 	// Warning, when not empty, is a problem that did not fail the build
-	// (a cache source that could not be read); the other fields are then
-	// zero.
+	// (a cache source that could not be read), and the other fields are
+	// zero: an event of no step.
 	Warning string
 }
 
@@ -885,7 +885,10 @@ func (b *builder) baseState(ctx context.Context, ref string) (*buildState, error
 	if strings.EqualFold(ref, "scratch") {
 		// BuildKit's empty image: its working directory is "/".
 		cf := &v1.ConfigFile{OS: "linux", Architecture: runtime.GOARCH, RootFS: v1.RootFS{Type: "layers"}, Config: v1.Config{WorkingDir: "/"}}
-		return &buildState{cf: cf, key: "scratch", dirty: true}, nil
+		// An image's ID carries its platform; scratch's key must too, or
+		// a cache shared by machines of two architectures would give one
+		// the other's images.
+		return &buildState{cf: cf, key: b.baseKey("scratch " + hostPlatform()), dirty: true}, nil
 	}
 	img, err := b.image(ctx, ref)
 	if err != nil {
@@ -895,7 +898,19 @@ func (b *builder) baseState(ctx context.Context, ref string) (*buildState, error
 	if err != nil {
 		return nil, err
 	}
-	return &buildState{img: img, cf: cf, key: img.ID}, nil
+	return &buildState{img: img, cf: cf, key: b.baseKey(img.ID)}, nil
+}
+
+// baseKey is the cache key a stage's steps chain onto: its base's, and
+// SOURCE_DATE_EPOCH when set, which changes what every step makes (file
+// times, history), so that a reproducible build never takes a step made
+// without it, here or from an imported cache. Without an epoch the key
+// is the base's alone, as it always was.
+func (b *builder) baseKey(base string) string {
+	if b.cfg.epoch == nil {
+		return base
+	}
+	return stepKey(base, "#source-date-epoch", []string{strconv.FormatInt(b.cfg.epoch.Unix(), 10)}, "")
 }
 
 // defaultPath gives a stage whose base has no PATH the default one, at the

@@ -46,7 +46,22 @@ type cacheLocation struct {
 	dir  string // an OCI layout directory, or
 	ref  string // a registry reference (a tag)
 	opts []RegistryOption
+	mode CacheMode // an export's
 }
+
+// CacheMode says which steps a build cache export holds, as BuildKit's
+// mode does.
+type CacheMode string
+
+const (
+	// CacheModeMin exports the steps the built image contains: its own
+	// chain of steps, whose layers are the image's. "" means it too.
+	CacheModeMin CacheMode = "min"
+	// CacheModeMax also exports the steps of the stages the built image
+	// does not contain, so that a build elsewhere skips a builder stage
+	// whose output a COPY --from takes.
+	CacheModeMax CacheMode = "max"
+)
 
 func (l cacheLocation) String() string {
 	if l.dir != "" {
@@ -69,12 +84,13 @@ func (l cacheLocation) registry() *registryConfig {
 // its image is copied into the store (the blobs the store lacks, verified
 // against their digests), recorded in the local cache, and the step is
 // reported cached. Sources are read in the order given, after the local
-// cache. A source that cannot be read (missing, damaged, unreachable) is
-// skipped with a BuildEvent Warning and the build goes on without it, as
-// BuildKit does, so the first build of a CI pipeline can name the cache it
-// will export. An entry is trusted as the local cache is: its image is
-// taken as the step's result, unchecked. WithNoCache ignores every
-// source. Default: the local cache only.
+// cache. A source that cannot be read (missing, damaged, unreachable),
+// or an entry that fails, is skipped with a BuildEvent Warning (which
+// only a WithBuildProgress callback sees) and the build goes on without
+// it, as BuildKit does, so the first build of a CI pipeline can name the
+// cache it will export. An entry is trusted as the local cache is: its
+// image is taken as the step's result, unchecked. WithNoCache ignores
+// every source. Default: the local cache only.
 func WithCacheFromDir(dir string) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) { c.cacheFrom = append(c.cacheFrom, cacheLocation{dir: dir}) })
 }
@@ -89,33 +105,25 @@ func WithCacheFromRegistry(ref string, opts ...RegistryOption) BuildOption {
 }
 
 // WithCacheToDir writes the build's cache into dir once the image is built
-// (docker build --cache-to type=local,dest=DIR): an OCI image layout whose
-// index.json lists, by cache key, the image of every step the built image
-// contains (BuildKit's mode=min; WithCacheExportAll adds the other
-// stages'), with their blobs. dir is made if it is missing; its index.json
-// is replaced, and blobs already in it are kept. If the export fails,
-// Build returns the image, which is stored, and the error. Default: no
-// export.
-func WithCacheToDir(dir string) BuildOption {
-	return buildOptionFunc(func(c *buildSettings) { c.cacheTo = append(c.cacheTo, cacheLocation{dir: dir}) })
+// (docker build --cache-to type=local,dest=DIR,mode=MODE): an OCI image
+// layout whose index.json lists, by cache key, the image of each step mode
+// chooses, with their blobs. dir is made if it is missing; its index.json
+// is replaced, and blobs already in it are kept when their size is right
+// (never read again: a blob damaged in place stays until the directory is
+// cleared). If the export fails, Build returns the image, which is stored,
+// and the error. Default: no export.
+func WithCacheToDir(dir string, mode CacheMode) BuildOption {
+	return buildOptionFunc(func(c *buildSettings) { c.cacheTo = append(c.cacheTo, cacheLocation{dir: dir, mode: mode}) })
 }
 
 // WithCacheToRegistry is WithCacheToDir for a registry (docker build
-// --cache-to type=registry,ref=REF): the steps' images are pushed by
-// digest and the index under ref, which must name a tag; opts give
-// credentials and transport as for Push.
-func WithCacheToRegistry(ref string, opts ...RegistryOption) BuildOption {
+// --cache-to type=registry,ref=REF,mode=MODE): the steps' images are
+// pushed by digest and the index under ref, which must name a tag; opts
+// give credentials and transport as for Push.
+func WithCacheToRegistry(ref string, mode CacheMode, opts ...RegistryOption) BuildOption {
 	return buildOptionFunc(func(c *buildSettings) {
-		c.cacheTo = append(c.cacheTo, cacheLocation{ref: ref, opts: opts})
+		c.cacheTo = append(c.cacheTo, cacheLocation{ref: ref, opts: opts, mode: mode})
 	})
-}
-
-// WithCacheExportAll makes the cache exports hold the steps of every stage
-// the build ran, also those of stages the built image does not contain
-// (BuildKit's mode=max): a build elsewhere then skips a builder stage whose
-// output a COPY --from takes. Default: the built image's own steps.
-func WithCacheExportAll() BuildOption {
-	return buildOptionFunc(func(c *buildSettings) { c.cacheAll = true })
 }
 
 // checkCache refuses cache locations that cannot work before anything is
@@ -124,6 +132,9 @@ func (c *buildSettings) checkCache() error {
 	for i, l := range slices.Concat(c.cacheTo, c.cacheFrom) {
 		if l.dir == "" && l.ref == "" {
 			return fmt.Errorf("%w: a build cache location without a directory or reference", ErrInvalid)
+		}
+		if l.mode != "" && l.mode != CacheModeMin && l.mode != CacheModeMax {
+			return fmt.Errorf("%w: build cache %s: mode %q (want min or max)", ErrInvalid, l, l.mode)
 		}
 		if l.ref == "" {
 			continue
@@ -216,8 +227,8 @@ func (b *builder) openCacheSource(ctx context.Context, l cacheLocation) (*cacheS
 	if err := json.Unmarshal(raw, &idx); err != nil {
 		return nil, fmt.Errorf("%w: decoding the cache index: %v", ErrInvalid, err)
 	}
-	if !idx.MediaType.IsIndex() || idx.Annotations[cacheFormatAnnotation] != cacheFormat {
-		return nil, fmt.Errorf("%w: not a berth build cache (format %s)", ErrUnsupported, cacheFormat)
+	if f := idx.Annotations[cacheFormatAnnotation]; !idx.MediaType.IsIndex() || f != cacheFormat {
+		return nil, fmt.Errorf("%w: not a berth build cache of format %s (its index has media type %q, format %q)", ErrUnsupported, cacheFormat, idx.MediaType, f)
 	}
 	if len(idx.Manifests) > maxCacheEntries {
 		return nil, fmt.Errorf("%w: the cache index has %d entries, more than %d", ErrInvalid, len(idx.Manifests), maxCacheEntries)
@@ -308,14 +319,14 @@ func (b *builder) exportCache(ctx context.Context, img *Image) error {
 	b.mu.Lock()
 	steps := sortedSteps(b.stepImages)
 	b.mu.Unlock()
-	var entries []cacheEntry
-	for _, s := range steps {
-		if b.cfg.cacheAll || layersPrefix(s.img.Layers, img.Layers) {
-			entries = append(entries, s)
-		}
-	}
 	var errs []error
 	for _, l := range b.cfg.cacheTo {
+		var entries []cacheEntry
+		for _, s := range steps {
+			if l.mode == CacheModeMax || layersPrefix(s.img.Layers, img.Layers) {
+				entries = append(entries, s)
+			}
+		}
 		var err error
 		if l.dir != "" {
 			err = b.r.exportCacheDir(l.dir, entries)
@@ -375,12 +386,16 @@ func (r *Runtime) exportCacheDir(dir string, entries []cacheEntry) error {
 	}
 	copied := map[string]bool{}
 	for _, e := range entries {
-		for _, d := range append([]string{e.img.Digest, e.img.ID}, layerDigests(e.img)...) {
+		blobs := map[string]int64{e.img.Digest: int64(len(e.img.manifest)), e.img.ID: int64(len(e.img.rawConfig))}
+		for _, l := range e.img.Layers {
+			blobs[l.Digest] = l.Size
+		}
+		for _, d := range sortedKeys(blobs) {
 			if copied[d] {
 				continue
 			}
 			copied[d] = true
-			if err := r.copyBlobTo(d, dir); err != nil {
+			if err := r.copyBlobSized(d, blobs[d], dir); err != nil {
 				return err
 			}
 		}
@@ -396,12 +411,20 @@ func (r *Runtime) exportCacheDir(dir string, entries []cacheEntry) error {
 	return store.WriteFileAtomic(filepath.Join(dir, "index.json"), raw, 0o644)
 }
 
-func layerDigests(img *Image) []string {
-	out := make([]string, len(img.Layers))
-	for i, l := range img.Layers {
-		out[i] = l.Digest
+// copyBlobSized copies blob d into the layout at dir unless a regular file
+// of its size is there (an earlier export's; a torn one is replaced).
+func (r *Runtime) copyBlobSized(d string, size int64, dir string) error {
+	h, err := store.ValidateDigest(d)
+	if err != nil {
+		return err
 	}
-	return out
+	p := filepath.Join(dir, "blobs", "sha256", h)
+	if fi, err := os.Lstat(p); err == nil && (!fi.Mode().IsRegular() || fi.Size() != size) {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
+	return r.copyBlobTo(d, dir)
 }
 
 func (r *Runtime) exportCacheRegistry(ctx context.Context, l cacheLocation, entries []cacheEntry) error {

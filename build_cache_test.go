@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/berthtest"
@@ -77,7 +79,7 @@ func TestBuildCacheDir(t *testing.T) {
 	shareImage(t, a, b, "busybox")
 	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	cache := filepath.Join(t.TempDir(), "cache")
-	built, err := a.Build(ctx, dir, berth.WithCacheToDir(cache))
+	built, err := a.Build(ctx, dir, berth.WithCacheToDir(cache, berth.CacheModeMin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,18 +118,73 @@ func TestBuildCacheDir(t *testing.T) {
 	if err := b.Check(ctx); err != nil {
 		t.Errorf("store after the import: %v", err)
 	}
-	// WithNoCache reads no source.
+	// WithNoCache reads no source: not even a missing one is looked at.
 	rec = buildRecorder{}
-	if _, err := b.Build(ctx, dir, berth.WithCacheFromDir(cache), berth.WithNoCache(), berth.WithBuildProgress(rec.record)); err != nil {
+	if _, err := b.Build(ctx, dir, berth.WithCacheFromDir(cache), berth.WithCacheFromDir(filepath.Join(t.TempDir(), "none")), berth.WithNoCache(), berth.WithBuildProgress(rec.record)); err != nil {
+		t.Fatal(err)
+	}
+	if cached, _, warnings := rec.steps(); len(cached) > 0 || len(warnings) > 0 {
+		t.Errorf("WithNoCache took %q from the cache, warned %q", cached, warnings)
+	}
+	// An export that fails fails the build, which still gives its image.
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := b.Build(ctx, dir, berth.WithCacheToDir(notDir, ""))
+	if img == nil || err == nil || !strings.Contains(err.Error(), "exporting the build cache to "+notDir) {
+		t.Errorf("export into a file: %v, %v; want the image and an error naming the export", img, err)
+	}
+}
+
+// TestBuildCacheKeysPortable checks what makes keys the same between
+// machines and what keeps them apart: the owner of a context file a RUN
+// binds is not in the key (the file shows as root's, as BuildKit sends a
+// context), and SOURCE_DATE_EPOCH is (a reproducible build takes no step
+// made without it).
+func TestBuildCacheKeysPortable(t *testing.T) {
+	berthtest.Skip(t)
+	ctx := context.Background()
+	a := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, a, "busybox")
+	b := berthtest.NewRuntime(t)
+	shareImage(t, a, b, "busybox")
+	df := "FROM busybox\nRUN --mount=type=bind,source=f,target=/m/f stat -c %u:%g /m/f > /owner && head -c 8 /dev/urandom | od -x > /r\n"
+	dir := writeContext(t, map[string]string{"Dockerfile": df, "f": "data"})
+	if err := os.Chown(filepath.Join(dir, "f"), 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "cache")
+	built, err := a.Build(ctx, dir, berth.WithCacheToDir(cache, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := imageTree(t, a, built.ID)["/owner"].content; got != "0:0\n" {
+		t.Errorf("the bound context file's owner: %q, want 0:0", got)
+	}
+	// Another checkout, by another user.
+	if err := os.Chown(filepath.Join(dir, "f"), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	var rec buildRecorder
+	got, err := b.Build(ctx, dir, berth.WithCacheFromDir(cache), berth.WithBuildProgress(rec.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached, rebuilt, warnings := rec.steps(); len(cached) != 1 || got.Digest != built.Digest {
+		t.Errorf("the other owner's build: cached %q, built %q, warnings %q, image %s; want the RUN cached and %s", cached, rebuilt, warnings, got.Digest, built.Digest)
+	}
+	rec = buildRecorder{}
+	if _, err := a.Build(ctx, dir, berth.WithSourceDateEpoch(time.Unix(1700000000, 0)), berth.WithBuildProgress(rec.record)); err != nil {
 		t.Fatal(err)
 	}
 	if cached, _, _ := rec.steps(); len(cached) > 0 {
-		t.Errorf("WithNoCache took %q from the cache", cached)
+		t.Errorf("a build with SOURCE_DATE_EPOCH took %q from a cache made without", cached)
 	}
 }
 
 // TestBuildCacheModes checks what an export holds: the built image's steps
-// (BuildKit's mode=min), or every stage's (WithCacheExportAll, mode=max),
+// (CacheModeMin, BuildKit's mode=min), or every stage's (CacheModeMax),
 // with which a builder stage's output is the same elsewhere.
 func TestBuildCacheModes(t *testing.T) {
 	berthtest.Skip(t)
@@ -137,11 +194,11 @@ func TestBuildCacheModes(t *testing.T) {
 	df := "FROM busybox AS builder\nRUN head -c 16 /dev/urandom | od -x > /artifact && echo more > /more\nFROM busybox\nCOPY --from=builder /artifact /artifact\nRUN cat /artifact > /copy\n"
 	dir := writeContext(t, map[string]string{"Dockerfile": df})
 	minDir, maxDir := filepath.Join(t.TempDir(), "min"), filepath.Join(t.TempDir(), "max")
-	built, err := a.Build(ctx, dir, berth.WithCacheToDir(minDir))
+	built, err := a.Build(ctx, dir, berth.WithCacheToDir(minDir, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Build(ctx, dir, berth.WithCacheToDir(maxDir), berth.WithCacheExportAll()); err != nil {
+	if _, err := a.Build(ctx, dir, berth.WithCacheToDir(maxDir, berth.CacheModeMax)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -208,7 +265,7 @@ func TestBuildCacheRegistry(t *testing.T) {
 	shareImage(t, a, b, "busybox")
 	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	ref := reg.Host + "/ci/app:buildcache"
-	built, err := a.Build(ctx, dir, berth.WithCacheToRegistry(ref))
+	built, err := a.Build(ctx, dir, berth.WithCacheToRegistry(ref, berth.CacheModeMin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +289,7 @@ func TestBuildCacheRegistry(t *testing.T) {
 	}
 	// An export needs a tag; refused before anything is built.
 	rec = buildRecorder{}
-	_, err = a.Build(ctx, dir, berth.WithCacheToRegistry(reg.Host+"/ci/app@sha256:"+strings.Repeat("a", 64)), berth.WithBuildProgress(rec.record))
+	_, err = a.Build(ctx, dir, berth.WithCacheToRegistry(reg.Host+"/ci/app@sha256:"+strings.Repeat("a", 64), ""), berth.WithBuildProgress(rec.record))
 	if !errors.Is(err, berth.ErrInvalid) || len(rec.events) > 0 {
 		t.Errorf("export to a digest: %v after %d events, want ErrInvalid before any step", err, len(rec.events))
 	}
@@ -249,7 +306,7 @@ func TestBuildCacheSourceProblems(t *testing.T) {
 	berthtest.Busybox(t, a, "busybox")
 	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	good := filepath.Join(t.TempDir(), "cache")
-	if _, err := a.Build(ctx, dir, berth.WithCacheToDir(good)); err != nil {
+	if _, err := a.Build(ctx, dir, berth.WithCacheToDir(good, berth.CacheModeMin)); err != nil {
 		t.Fatal(err)
 	}
 	// The last RUN's layer: the top one of the entries with most layers
@@ -327,24 +384,59 @@ func TestBuildCacheSourceProblems(t *testing.T) {
 			})
 		}, 3, "does not match its digest"},
 		{"layer linked out", func(t *testing.T) string {
+			// The right blob, outside: followed, it would import.
+			return copyCache(t, func(d string) {
+				p := filepath.Join(d, "blobs", "sha256", lastLayer)
+				out := filepath.Join(t.TempDir(), "blob")
+				if err := os.Rename(p, out); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(out, p); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}, 3, "not imported"},
+		{"layer a fifo", func(t *testing.T) string {
+			// Opened blocking, it would hang the build for good.
 			return copyCache(t, func(d string) {
 				p := filepath.Join(d, "blobs", "sha256", lastLayer)
 				if err := os.Remove(p); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.Symlink(secret, p); err != nil {
+				if err := syscall.Mkfifo(p, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			})
-		}, 3, "not imported"},
+		}, 3, "not a regular file"},
+		{"index a fifo", func(t *testing.T) string {
+			return copyCache(t, func(d string) {
+				p := filepath.Join(d, "index.json")
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+				if err := syscall.Mkfifo(p, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}, 0, "not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := berthtest.NewRuntime(t)
 			shareImage(t, a, b, "busybox")
 			src := tc.dir(t)
 			var rec buildRecorder
-			if _, err := b.Build(ctx, dir, berth.WithCacheFromDir(src), berth.WithBuildProgress(rec.record)); err != nil {
-				t.Fatalf("the build failed with its cache source: %v", err)
+			done := make(chan error, 1)
+			go func() {
+				_, err := b.Build(ctx, dir, berth.WithCacheFromDir(src), berth.WithBuildProgress(rec.record))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("the build failed with its cache source: %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("the build still runs after a minute")
 			}
 			cached, built, warnings := rec.steps()
 			if len(cached) != tc.wantCached || len(cached)+len(built) != 4 {

@@ -1055,7 +1055,12 @@ func cleanSource(p string) string {
 // What ignore excludes is not there, as BuildKit never sends it: src
 // itself included, and judged by where it leads, not by the name of a
 // link to it.
-func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, h *keyHash, copyData bool) error {
+//
+// Files of the context (fromContext) are owned by root, as BuildKit
+// receives a context (its local source resets owners): the checkout's
+// owner, which differs between machines, is neither in the key nor in the
+// tree; a file not owned by root is copied rather than linked for it.
+func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, h *keyHash, copyData, fromContext bool) error {
 	real, err := followInRoot(root, src)
 	if err != nil {
 		return err
@@ -1073,6 +1078,11 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 		uid, gid := 0, 0
 		if st != nil {
 			uid, gid = int(st.Uid), int(st.Gid)
+		}
+		copyFile := copyData
+		if fromContext {
+			copyFile = copyFile || uid != 0 || gid != 0
+			uid, gid = 0, 0
 		}
 		mode := int64(fi.Mode().Perm())
 		if st != nil {
@@ -1102,7 +1112,7 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 			if h != nil {
 				h.header(rel, tar.TypeReg, mode, uid, gid, "", fi.Size())
 			}
-			linked, err := copyFileFromRoot(root, rel, to, h, copyData)
+			linked, err := copyFileFromRoot(root, rel, to, h, copyFile)
 			if err != nil {
 				return err
 			}

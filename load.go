@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/berth-dev/berth/internal/archive"
@@ -75,10 +76,17 @@ type dirFiles struct{ root *os.Root }
 
 func (d *dirFiles) has(name string) bool { _, err := d.root.Lstat(name); return err == nil }
 
+// open opens a regular file of the layout. Without O_NONBLOCK, opening a
+// FIFO someone left in the directory would block until a writer came,
+// beyond any context, holding whatever locks the reader holds.
 func (d *dirFiles) open(name string) (io.ReadCloser, error) {
-	f, err := d.root.Open(name)
+	f, err := d.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("OCI layout: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: OCI layout: %s is not a regular file", ErrInvalid, name)
 	}
 	return f, nil
 }

@@ -185,23 +185,18 @@ func buildCommand(fs *flagSet) runFunc {
 			opts = append(opts, berth.WithBuildPull())
 		}
 		for _, s := range cacheFrom {
-			opt, _, err := parseCache("--cache-from", s)
+			opt, err := parseCache("--cache-from", s)
 			if err != nil {
 				return err
 			}
 			opts = append(opts, opt)
 		}
-		exportAll := false
 		for _, s := range cacheTo {
-			opt, all, err := parseCache("--cache-to", s)
+			opt, err := parseCache("--cache-to", s)
 			if err != nil {
 				return err
 			}
 			opts = append(opts, opt)
-			exportAll = exportAll || all
-		}
-		if exportAll {
-			opts = append(opts, berth.WithCacheExportAll())
 		}
 		var view buildView
 		switch progress {
@@ -222,6 +217,13 @@ func buildCommand(fs *flagSet) runFunc {
 		}
 		if !quiet {
 			opts = append(opts, berth.WithBuildProgress(view.event))
+		} else {
+			// Quiet hides the steps, not what went wrong with a cache.
+			opts = append(opts, berth.WithBuildProgress(func(ev berth.BuildEvent) {
+				if ev.Warning != "" {
+					fmt.Fprintf(c.stderr, "WARNING: %s\n", ev.Warning)
+				}
+			}))
 		}
 		img, err := rt.Build(ctx, contextDir, opts...)
 		if err == nil && iidfile != "" {
@@ -293,20 +295,26 @@ func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bo
 	}
 }
 
+// cacheTuning are the keys of BuildKit's cache exporters that tune how
+// BuildKit writes its own format (media types, compression): berth's
+// format has one way, so they are taken and have no effect.
+var cacheTuning = map[string]bool{"oci-mediatypes": true, "image-manifest": true, "compression": true, "compression-level": true, "force-compression": true}
+
 // parseCache reads docker build's --cache-from or --cache-to (flag): a
 // registry reference, or type=local with src= (from) or dest= (to), or
-// type=registry with ref=; an export may add mode=min or mode=max (all
-// reports max; berth applies it to every export of the build).
-func parseCache(flag, s string) (opt berth.BuildOption, all bool, err error) {
+// type=registry with ref=; an export may add mode=min or mode=max (an
+// import takes a mode and ignores it, as BuildKit does, so that one
+// string can serve both flags).
+func parseCache(flag, s string) (berth.BuildOption, error) {
 	export := flag == "--cache-to"
 	invalid := func(format string, a ...any) error {
 		return fmt.Errorf("invalid %s %q: %s", flag, s, fmt.Sprintf(format, a...))
 	}
-	typ, dir, ref := "registry", "", s
+	typ, dir, ref, mode := "registry", "", s, berth.CacheModeMin
 	if strings.Contains(s, "=") {
 		fields, err := csv.NewReader(strings.NewReader(s)).Read()
 		if err != nil {
-			return nil, false, invalid("%v", err)
+			return nil, invalid("%v", err)
 		}
 		typ, ref = "", ""
 		for _, field := range fields {
@@ -318,33 +326,34 @@ func parseCache(flag, s string) (opt berth.BuildOption, all bool, err error) {
 				dir = v
 			case k == "ref":
 				ref = v
-			case k == "mode" && export:
+			case k == "mode":
 				if v != "min" && v != "max" {
-					return nil, false, invalid("mode %q: want min or max", v)
+					return nil, invalid("mode %q: want min or max", v)
 				}
-				all = v == "max"
+				mode = berth.CacheMode(v)
+			case cacheTuning[k]:
 			default:
-				return nil, false, invalid("unknown key %q", k)
+				return nil, invalid("unknown key %q", k)
 			}
 		}
 	}
 	switch {
 	case typ == "local" && dir != "" && ref == "":
 		if export {
-			return berth.WithCacheToDir(dir), all, nil
+			return berth.WithCacheToDir(dir, mode), nil
 		}
-		return berth.WithCacheFromDir(dir), all, nil
+		return berth.WithCacheFromDir(dir), nil
 	case typ == "local":
-		return nil, false, invalid("type=local needs %s= and no ref=", map[bool]string{true: "dest", false: "src"}[export])
+		return nil, invalid("type=local needs %s= and no ref=", map[bool]string{true: "dest", false: "src"}[export])
 	case typ == "registry" && ref != "" && dir == "":
 		if export {
-			return berth.WithCacheToRegistry(ref), all, nil
+			return berth.WithCacheToRegistry(ref, mode), nil
 		}
-		return berth.WithCacheFromRegistry(ref), all, nil
+		return berth.WithCacheFromRegistry(ref), nil
 	case typ == "registry":
-		return nil, false, invalid("type=registry needs ref= and nothing else")
+		return nil, invalid("type=registry needs ref= and nothing else")
 	default:
-		return nil, false, invalid("type %q is not supported (local, registry)", typ)
+		return nil, invalid("type %q is not supported (local, registry)", typ)
 	}
 }
 

@@ -480,10 +480,11 @@ func TestBuildCacheFlags(t *testing.T) {
 	ctxDir := writeBuildContext(t, map[string]string{
 		"Dockerfile": "FROM busybox AS builder\nRUN head -c 16 /dev/urandom | od -x > /random && echo more > /more\nFROM busybox\nCOPY --from=builder /random /random\n",
 	})
-	cacheDir := filepath.Join(t.TempDir(), "cache")
+	cacheDir, minDir := filepath.Join(t.TempDir(), "cache"), filepath.Join(t.TempDir(), "min")
 	ref := reg.Host + "/ci/app:cache"
-	id := strings.TrimSpace(mustBerth(t, root, "build", "-q", "--cache-to", "type=local,dest="+cacheDir+",mode=max", "--cache-to", ref, ctxDir))
-	for _, from := range []string{"type=local,src=" + cacheDir, ref} {
+	// A mode per export; BuildKit's tuning keys are taken.
+	id := strings.TrimSpace(mustBerth(t, root, "build", "-q", "--cache-to", "type=local,dest="+cacheDir+",mode=max", "--cache-to", "type=registry,ref="+ref+",mode=max,oci-mediatypes=true,compression=zstd", "--cache-to", "type=local,dest="+minDir, ctxDir))
+	for _, from := range []string{"type=local,src=" + cacheDir + ",mode=max", ref} {
 		other := filepath.Join(t.TempDir(), "other")
 		mustBerth(t, other, "load", "-i", saved)
 		res := runBerth(t, other, nil, "build", "--progress", "plain", "--cache-from", from, ctxDir)
@@ -498,14 +499,24 @@ func TestBuildCacheFlags(t *testing.T) {
 		}
 	}
 
+	// The min export (the default) has the final stage's step only: the
+	// builder's RUN runs again, so the COPY misses too.
+	other := filepath.Join(t.TempDir(), "other")
+	mustBerth(t, other, "load", "-i", saved)
+	if res := runBerth(t, other, nil, "build", "--progress", "plain", "--cache-from", "type=local,src="+minDir, ctxDir); res.code != 0 || strings.Contains(res.stderr, "CACHED") {
+		t.Errorf("build from the min export: exit %d, want 0 and nothing CACHED:\n%s", res.code, res.stderr)
+	}
+
 	missing := filepath.Join(t.TempDir(), "none")
 	res := runBerth(t, root, nil, "build", "--progress", "plain", "--no-cache", "--cache-from", "type=local,src="+missing, ctxDir)
 	if res.code != 0 || strings.Contains(res.stderr, "WARNING") {
 		t.Errorf("--no-cache with a missing source: exit %d, stderr:\n%s\nwant 0 and no source read", res.code, res.stderr)
 	}
-	res = runBerth(t, root, nil, "build", "--progress", "plain", "--cache-from", "type=local,src="+missing, ctxDir)
-	if res.code != 0 || !strings.Contains(res.stderr, "WARNING: the build cache "+missing+" is not used") {
-		t.Errorf("a missing source: exit %d, stderr:\n%s\nwant 0 and a WARNING naming it", res.code, res.stderr)
+	for _, quiet := range []string{"--progress=plain", "-q"} {
+		res = runBerth(t, root, nil, "build", quiet, "--cache-from", "type=local,src="+missing, ctxDir)
+		if res.code != 0 || !strings.Contains(res.stderr, "WARNING: the build cache "+missing+" is not used") {
+			t.Errorf("a missing source, %s: exit %d, stderr:\n%s\nwant 0 and a WARNING naming it", quiet, res.code, res.stderr)
+		}
 	}
 	for _, bad := range [][]string{
 		{"--cache-to", "type=inline"},
