@@ -1074,9 +1074,10 @@ func TestRunDevice(t *testing.T) {
 }
 
 // TestRunNamespaceModes: --pid, --ipc and --uts share the host's
-// namespaces (or another container's pid namespace), inspect shows them as
-// docker does (IpcMode "private" by default), and a mode berth does not
-// support exits 125.
+// namespaces (or another container's pid or IPC namespace: --ipc
+// container:NAME of a shareable container, with its /dev/shm), inspect
+// shows them as docker does (IpcMode "private" by default), and joining a
+// private container's IPC exits 125.
 func TestRunNamespaceModes(t *testing.T) {
 	root := containerSetup(t)
 	host, _ := os.Hostname()
@@ -1092,8 +1093,16 @@ func TestRunNamespaceModes(t *testing.T) {
 	if want := "container:" + id + " host |\n private |\n"; got != want {
 		t.Errorf("inspect PidMode, IpcMode, UTSMode = %q, want %q", got, want)
 	}
-	if res := runBerth(t, root, nil, "run", "--rm", "--ipc", "shareable", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "does not share") {
-		t.Errorf("run --ipc shareable: exit %d, stderr %q; want 125", res.code, res.stderr)
+	runDetached(t, root, "--name", "donor", "--ipc", "shareable", "busybox", "sh", "-c", "echo shared > /dev/shm/f; exec sleep 300")
+	if got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.IpcMode}}", "donor"); got != "shareable\n" {
+		t.Errorf("inspect IpcMode of a shareable container: %q", got)
+	}
+	script := "until [ -e /dev/shm/f ]; do sleep 0.01; done; cat /dev/shm/f"
+	if res := runBerth(t, root, nil, "run", "--rm", "--ipc", "container:donor", "busybox", "sh", "-c", script); res.code != 0 || res.stdout != "shared\n" {
+		t.Errorf("run --ipc container:donor: exit %d, %q (stderr %q); want the donor's /dev/shm file", res.code, res.stdout, res.stderr)
+	}
+	if res := runBerth(t, root, nil, "run", "--rm", "--ipc", "container:shared", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "non-shareable") {
+		t.Errorf("run --ipc container:shared (private): exit %d, stderr %q; want 125", res.code, res.stderr)
 	}
 }
 
