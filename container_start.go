@@ -78,7 +78,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		cfg.Seccomp = false
 		cfg.NoNewPrivs = o.nnpSet && o.noNewPrivs
 	}
-	if err := checkSysctls(o.sysctls, o.networkMode == "host", o.ipcMode == "host"); err != nil {
+	if err := checkSysctls(o.sysctls, o.networkMode == "host", o.ipcMode); err != nil {
 		return cfg, err
 	}
 	for _, spec := range o.devices {
@@ -205,13 +205,14 @@ var namespacedSysctls = []string{"kernel.msgmax", "kernel.msgmnb", "kernel.msgmn
 // checkSysctls refuses a kernel parameter docker refuses (see
 // WithSysctls), net.* ones with the host's network, IPC ones with the
 // host's IPC namespace, and a name that is no plain dotted name.
-func checkSysctls(sysctls map[string]string, hostNetwork, hostIPC bool) error {
+func checkSysctls(sysctls map[string]string, hostNetwork bool, ipcMode string) error {
+	sharedIPC := ipcMode == "host" || strings.HasPrefix(ipcMode, "container:")
 	for k := range sysctls {
 		if hostNetwork && strings.HasPrefix(k, "net.") {
 			return fmt.Errorf("%w: sysctl %q is not allowed with network mode host: it would change the host's network namespace", ErrInvalid, k)
 		}
-		if hostIPC && (strings.HasPrefix(k, "fs.mqueue.") || slices.Contains(namespacedSysctls, k)) {
-			return fmt.Errorf("%w: sysctl %q is not allowed with IPC mode host: it would change the host's IPC namespace", ErrInvalid, k)
+		if sharedIPC && (strings.HasPrefix(k, "fs.mqueue.") || slices.Contains(namespacedSysctls, k)) {
+			return fmt.Errorf("%w: sysctl %q is not allowed with IPC mode %s: it would change the IPC namespace it shares (the host's or another container's)", ErrInvalid, k, ipcMode)
 		}
 		// Dotted parts of letters, digits, _ and -: no "/", no "..".
 		for _, part := range strings.Split(k, ".") {

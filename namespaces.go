@@ -115,9 +115,9 @@ func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, close
 
 // joinableIpc refuses to share the IPC of a container that did not make
 // it shareable, as docker does: "shareable" (its own, which others may
-// join) or "host" (the host's) only.
+// join), "host" (the host's), or "container:ID" (the one it joined).
 func joinableIpc(donor *containerRecord) error {
-	if m := donor.Config.IpcMode; m != "shareable" && m != "host" {
+	if m := donor.Config.IpcMode; m != "shareable" && m != "host" && !strings.HasPrefix(m, "container:") {
 		return fmt.Errorf("%w: container %s has a non-shareable IPC namespace (start it with IPC mode \"shareable\" to share it)", ErrInvalid, donor.Name)
 	}
 	return nil

@@ -289,11 +289,16 @@ func WithPidMode(mode string) RunOption {
 // "private", the default, its own with its own /dev/shm; "shareable", the
 // same, which other containers may join; "container:NAME", the IPC
 // namespace and /dev/shm of a running container that is "shareable" (or
-// "host": then the host's), as docker shares them, for the start (Start
-// joins the donor's namespace again, and fails with ErrNotRunning when the
-// donor is not running); "host", the host's, and the host's /dev/shm;
-// "none", its own without a /dev/shm. Joining a container of another mode
-// fails with ErrInvalid, as docker's "non-shareable" refusal.
+// "host": then the host's, or "container:" itself: then the one it
+// joined), for the start (Start joins the donor's namespace again, and
+// fails with ErrNotRunning when the donor is not running), the /dev/shm
+// nosuid, nodev and noexec whatever the donor did to its own; "host", the
+// host's, and the host's /dev/shm; "none", its own without a /dev/shm.
+// Joining a donor of another mode fails with ErrInvalid, as docker's
+// "non-shareable" refusal (berth refuses at Create already, docker at
+// start). Unlike docker, which ignores it, WithShmSize is refused with a
+// joined /dev/shm, and so are IPC sysctls, which would change the
+// donor's namespace.
 func WithIpcMode(mode string) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.ipcMode = mode })
 }

@@ -57,10 +57,15 @@ func buildCommand(fs *flagSet) runFunc {
 		}
 		opts := []berth.BuildOption{berth.WithBuildTags(tags...)}
 		contextDir, stdin := args[0], io.Reader(c.stdin)
-		if isGitURL(contextDir) {
+		remoteDockerfile := false
+		fi, err := os.Stat(contextDir)
+		switch {
+		case contextDir != "-" && err == nil && fi.IsDir():
+			// docker's order: stdin, a directory that exists, then git,
+			// then a URL ("github.com/me/app" may be a directory).
+		case isGitURL(contextDir):
 			return fmt.Errorf("unable to prepare context: %s: git repositories are not supported as contexts; clone it and build the directory", contextDir)
-		}
-		if isHTTPURL(contextDir) {
+		case isHTTPURL(contextDir):
 			// docker build URL: a context archive, or a lone Dockerfile,
 			// downloaded.
 			body, err := fetchContext(ctx, contextDir)
@@ -72,14 +77,17 @@ func buildCommand(fs *flagSet) runFunc {
 			if err != nil {
 				return fmt.Errorf("unable to prepare context: reading %s: %w", contextDir, err)
 			}
-			if isArchive {
+			switch {
+			case isArchive:
 				opts = append(opts, berth.WithContextArchive(in))
-			} else {
+			case file == "-":
+				return fmt.Errorf("unable to prepare context: %s is not an archive, and the Dockerfile is on stdin", contextDir)
+			default:
 				// docker: the text is the Dockerfile, whatever -f says.
-				file, stdin = "-", io.LimitReader(in, maxRemoteDockerfile+1)
+				file, stdin, remoteDockerfile = "-", io.LimitReader(in, maxRemoteDockerfile+1), true
 			}
 			contextDir = ""
-		} else if contextDir == "-" {
+		case contextDir == "-":
 			// docker build -: a context archive, or a lone Dockerfile, on
 			// stdin.
 			if file == "-" {
@@ -106,7 +114,7 @@ func buildCommand(fs *flagSet) runFunc {
 			if err != nil {
 				return fmt.Errorf("reading the Dockerfile from stdin: %w", err)
 			}
-			if len(b) > maxRemoteDockerfile && args[0] != "-" {
+			if remoteDockerfile && len(b) > maxRemoteDockerfile {
 				return fmt.Errorf("unable to prepare context: the Dockerfile at %s is larger than %d bytes", args[0], maxRemoteDockerfile)
 			}
 			opts = append(opts, berth.WithDockerfileContent(string(b)))
@@ -382,7 +390,8 @@ func isGitURL(s string) bool {
 }
 
 // fetchContext starts the download of a remote build context, failing on
-// any answer but 200 OK.
+// an answer of 400 or above (docker's rule) with its status and the
+// start of its body.
 func fetchContext(ctx context.Context, url string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -392,9 +401,10 @@ func fetchContext(ctx context.Context, url string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to prepare context: unable to download remote context %s: %w", url, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("unable to prepare context: unable to download remote context %s: %s", url, resp.Status)
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("unable to prepare context: unable to download remote context %s: %s: %s", url, resp.Status, bytes.TrimSpace(msg))
 	}
 	return resp.Body, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -570,5 +571,24 @@ func TestBuildRemoteContext(t *testing.T) {
 		if res.code == 0 || !strings.Contains(res.stderr, "git repositories are not supported") {
 			t.Errorf("build %s: exit %d, stderr %q; want git refused", git, res.code, res.stderr)
 		}
+	}
+}
+
+// TestBuildContextOrder: a directory that exists is the context even when
+// its name looks like a git repository's, as docker decides.
+func TestBuildContextOrder(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, "github.com", "me", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "github.com", "me", "app", "Dockerfile"), []byte("FROM busybox\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(berthBin, "--root", root, "build", "-q", "github.com/me/app")
+	cmd.Dir = base
+	if out, err := cmd.CombinedOutput(); err != nil || !imageIDPattern.Match(bytes.TrimSpace(out)) {
+		t.Errorf("build of the directory github.com/me/app: %v\n%s", err, out)
 	}
 }

@@ -17,9 +17,12 @@ import (
 //
 // The path is resolved inside the container's root, with no symlink
 // followed, and must be the root of a tmpfs mount: a container that made
-// /dev/shm a link, or mounted something else there, gets an error, never
-// a bind of whatever the link named. The work happens on a thread of its
-// own (OnOwnThread), which ends with the namespace it joined.
+// /dev/shm a link, or mounted another filesystem there, gets an error,
+// never a bind of whatever the link named. A donor allowed to mount could
+// still have put another tmpfs there, mounted suid or exec, or shared:
+// the copy is made nosuid, nodev and noexec, as a /dev/shm of berth's is,
+// and private, whatever the donor's flags. The work happens on a thread of
+// its own (OnOwnThread), which ends with the namespace it joined.
 func CloneShm(mntNS *os.File) (*os.File, error) {
 	type result struct {
 		f   *os.File
@@ -63,11 +66,16 @@ func cloneShm(nsFD int) (*os.File, error) {
 		return nil, fmt.Errorf("/dev/shm: %w", err)
 	}
 	if st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 || st.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 || fs.Type != unix.TMPFS_MAGIC {
-		return nil, errors.New("/dev/shm is not the container's own tmpfs mount")
+		return nil, errors.New("/dev/shm is not a tmpfs mount")
 	}
 	tree, err := unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
 	if err != nil {
 		return nil, fmt.Errorf("copying the /dev/shm mount: %w", err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC, Propagation: unix.MS_PRIVATE}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		unix.Close(tree)
+		return nil, fmt.Errorf("restricting the copy of /dev/shm: %w", err)
 	}
 	return os.NewFile(uintptr(tree), "/dev/shm"), nil
 }
