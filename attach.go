@@ -8,34 +8,92 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// stdinFIFO names, in a container's directory, the FIFO that is the
+// stdinFIFOName names, in a container's directory, the FIFO that is the
 // standard input of a container run with WithOpenStdin: whoever starts it
-// (the monitor, for a detached one) holds it open for reading and writing,
-// so that the container never reads end-of-file from it, and Attach opens
-// it for writing.
-const stdinFIFO = "stdin"
+// (the monitor, for a detached one) reads it, copying what comes into the
+// container, and holds a writer open so that it never reads end-of-file;
+// Attach opens it for writing.
+const stdinFIFOName = "stdin"
 
-// openStdinFIFO makes a start's stdin FIFO and opens it for reading and
-// writing (the open does not wait for a writer). It is made anew at each
-// start: a writer still holding the last run's FIFO writes to no one.
-func openStdinFIFO(dir string) (*os.File, error) {
-	p := filepath.Join(dir, stdinFIFO)
+// stdinFIFO is a start's stdin FIFO as its starter holds it.
+//
+// With WithStdinOnce, the starter's own writer is let go as soon as
+// another process opens the FIFO (an attachment: inotify tells, as nothing
+// else opens it): from then on the attachment is the only writer, and its
+// end is the container's end-of-file.
+type stdinFIFO struct {
+	*os.File // read
+
+	once   sync.Once
+	keeper *os.File // the starter's writer
+	watch  *fsWatch // for WithStdinOnce
+}
+
+// openStdinFIFO makes a start's stdin FIFO and opens it. It is made anew
+// at each start: a writer still holding the last run's FIFO writes to no
+// one.
+func openStdinFIFO(dir string, once bool) (*stdinFIFO, error) {
+	p := filepath.Join(dir, stdinFIFOName)
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("making the stdin FIFO: %w", err)
 	}
 	if err := unix.Mkfifo(p, 0o600); err != nil {
 		return nil, fmt.Errorf("making the stdin FIFO: %w", err)
 	}
-	f, err := openFIFO(p, os.O_RDWR)
+	// Read and write: the open waits for no writer, and is one.
+	keeper, err := openFIFO(p, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("opening the stdin FIFO: %w", err)
 	}
-	return f, nil
+	if !once {
+		return &stdinFIFO{File: keeper}, nil
+	}
+	s := &stdinFIFO{keeper: keeper}
+	if s.File, err = openFIFO(p, os.O_RDONLY|unix.O_NONBLOCK); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening the stdin FIFO: %w", err)
+	}
+	if s.watch, err = watchPath(p, unix.IN_OPEN); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("watching the stdin FIFO: %w", err)
+	}
+	go func() {
+		<-s.watch.C // an open, or the FIFO gone
+		s.release()
+	}()
+	return s, nil
+}
+
+// release lets the starter's writer go (WithStdinOnce's first attachment,
+// or the exit).
+func (s *stdinFIFO) release() {
+	s.once.Do(func() {
+		if s.keeper != nil {
+			s.keeper.Close()
+		}
+		if s.watch != nil {
+			s.watch.Close()
+			select {
+			case s.watch.C <- struct{}{}: // ends the goroutine waiting on it
+			default:
+			}
+		}
+	})
+}
+
+// Close closes all of it.
+func (s *stdinFIFO) Close() error {
+	s.release()
+	if s.File != nil {
+		return s.File.Close()
+	}
+	return nil
 }
 
 // openFIFO opens the FIFO at p, never through a symlink, and checks that
@@ -73,9 +131,9 @@ func (run *running) closeStdin() {
 // to its standard input, which must have been kept open with
 // WithOpenStdin (ErrInvalid otherwise): with a terminal, stdin is the
 // terminal's input, control characters included. Several attachments may
-// be open at once; their input interleaves. The end of stdin does not
-// close the container's input (docker closes it at the end of a run -i
-// container's first attachment: not berth).
+// be open at once; their input interleaves. The end of stdin closes the
+// container's input only for a container run with WithStdinOnce, and only
+// for the first attachment of each start (docker's StdinOnce).
 //
 // Attach returns when the run it attached to exits, with that exit as Wait
 // gives it (nil, or an *ExitError), also when a restart policy starts the
@@ -111,14 +169,19 @@ func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr 
 	if stdin != nil {
 		// Non-blocking: a FIFO whose reader is gone (the run exited)
 		// fails with ENXIO instead of waiting for one.
-		in, err := openFIFO(filepath.Join(c.rt.containerDir(c.ID), stdinFIFO), os.O_WRONLY|unix.O_NONBLOCK)
+		in, err := openFIFO(filepath.Join(c.rt.containerDir(c.ID), stdinFIFOName), os.O_WRONLY|unix.O_NONBLOCK)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENXIO) {
 			return fmt.Errorf("attaching to %s: %w", c.Name, ErrNotRunning)
 		} else if err != nil {
 			return fmt.Errorf("attaching to %s's standard input: %w", c.Name, err)
 		}
+		// Closed at the end of the input too, not only of the
+		// attachment: the container's end-of-file, with WithStdinOnce.
 		defer in.Close()
-		go io.Copy(in, stdin)
+		go func() {
+			io.Copy(in, stdin)
+			in.Close()
+		}()
 	}
 	if rec.Config.NoLog {
 		return <-exited

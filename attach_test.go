@@ -177,3 +177,74 @@ func wantAttachExit(t *testing.T, done <-chan error, code int, what string) {
 		t.Errorf("%s: Attach did not return at the exit", what)
 	}
 }
+
+// TestAttachStdinOnce checks docker's StdinOnce (create -i, then start -ai
+// with input piped in): the input stays open until an attachment comes,
+// and closes when that attachment's input ends, so `cat` copies it and
+// exits; each start gives one attachment again. Without WithStdinOnce the
+// end of an attachment's input leaves the container's input open, and
+// WithStdinOnce alone is refused.
+func TestAttachStdinOnce(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	for _, detached := range []bool{false, true} {
+		opts := []berth.RunOption{berth.WithOpenStdin(), berth.WithStdinOnce()}
+		if detached {
+			opts = append(opts, berth.WithDetach())
+		}
+		c, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"cat"}}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+		if info, err := c.Inspect(ctx); err != nil || !info.StdinOnce || !info.KeepStdinOpen {
+			t.Errorf("inspect: %+v, %v; want StdinOnce and KeepStdinOpen", info, err)
+		}
+		for _, input := range []string{"first\n", "second\n"} {
+			if err := c.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Open and empty until an attachment comes: cat waits.
+			time.Sleep(100 * time.Millisecond)
+			if st, _ := c.State(ctx); st.Status != "running" {
+				t.Fatalf("detached %v: before any attachment: %s, want cat waiting", detached, st.Status)
+			}
+			var out syncBuffer
+			done := make(chan error, 1)
+			go func() { done <- c.Attach(ctx, strings.NewReader(input), &out, nil) }()
+			select {
+			case err := <-done:
+				if err != nil || out.String() != input {
+					t.Errorf("detached %v: attachment with %q: %v, output %q", detached, input, err, out.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("detached %v: cat did not exit at the end of the attachment's input", detached)
+			}
+		}
+	}
+
+	open, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"cat"}}, berth.WithDetach(), berth.WithOpenStdin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { open.Remove(context.Background(), berth.WithForce()) })
+	var out syncBuffer
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- open.Attach(actx, strings.NewReader("kept\n"), &out, nil) }()
+	if !eventually(5*time.Second, func() bool { return out.String() == "kept\n" }) {
+		t.Errorf("attached output %q", out.String())
+	}
+	time.Sleep(100 * time.Millisecond)
+	if st, _ := open.State(ctx); st.Status != "running" {
+		t.Errorf("without WithStdinOnce, after the attachment's input ended: %s, want running", st.Status)
+	}
+	cancel()
+	<-done
+
+	if _, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"cat"}}, berth.WithStdinOnce()); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("WithStdinOnce without WithOpenStdin: %v, want ErrInvalid", err)
+	}
+}

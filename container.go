@@ -141,6 +141,7 @@ type containerConfig struct {
 	TTY         bool              `json:"tty,omitempty"`
 	OpenStdin   bool              `json:"openStdin,omitempty"`
 	KeepStdin   bool              `json:"keepStdin,omitempty"` // WithOpenStdin: a stdin FIFO at each start
+	StdinOnce   bool              `json:"stdinOnce,omitempty"` // WithStdinOnce: closed after the first attachment
 	Hostname    string            `json:"hostname"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	StopSignal  string            `json:"stopSignal,omitempty"`

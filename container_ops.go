@@ -361,8 +361,10 @@ type ContainerInfo struct {
 	TTY        bool
 	OpenStdin  bool
 	// KeepStdinOpen says the container was run with WithOpenStdin: its
-	// input stays open, for Attach to write to.
+	// input stays open, for Attach to write to; StdinOnce, with
+	// WithStdinOnce, until the first attachment ends.
 	KeepStdinOpen bool
+	StdinOnce     bool
 	Labels        map[string]string
 	StopSignal    string
 	// StopTimeout is the container's own stop timeout (WithStopTimeout), or
@@ -448,7 +450,7 @@ func (r *Runtime) info(rec *containerRecord) *ContainerInfo {
 	info := &ContainerInfo{
 		ID: rec.ID, Name: rec.Name, Created: rec.Created, Image: cfg.Image, ImageID: cfg.ImageID,
 		Args: cfg.Args, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Dir,
-		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, KeepStdinOpen: cfg.KeepStdin, Labels: cfg.Labels,
+		User: cfg.User, Hostname: cfg.Hostname, TTY: cfg.TTY, OpenStdin: cfg.OpenStdin, KeepStdinOpen: cfg.KeepStdin, StdinOnce: cfg.StdinOnce, Labels: cfg.Labels,
 		StopSignal: cfg.StopSignal, StopTimeout: cfg.StopTimeout, CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop,
 		NoNewPrivileges: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Privileged: cfg.Privileged, Sysctls: cfg.Sysctls, Init: cfg.Init, GroupAdd: cfg.GroupAdd, Rlimits: cfg.Rlimits,
 		ExposedPorts: cfg.ExposedPorts, Devices: cfg.Devices, DeviceCgroupRules: cfg.DeviceCgroupRules,

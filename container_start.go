@@ -49,7 +49,7 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Image: ref, ImageID: img.ID, ImageDigest: img.Digest,
 		Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
 		Dir: img.Config.WorkingDir, User: img.Config.User,
-		TTY: p.TTY, OpenStdin: p.Stdin != nil || o.openStdin, KeepStdin: o.openStdin,
+		TTY: p.TTY, OpenStdin: p.Stdin != nil || o.openStdin, KeepStdin: o.openStdin, StdinOnce: o.stdinOnce,
 		Hostname: o.hostname, Labels: o.labels,
 		StopSignal: img.Config.StopSignal, StopTimeout: o.stopTimeout,
 		AutoRemove: o.autoRemove, Detached: o.detach, ReadOnly: o.readOnly,
@@ -59,6 +59,9 @@ func buildConfig(img *Image, ref string, p *Process, o *runConfig, id string) (c
 		Init: o.init, GroupAdd: o.groupAdd, DeviceCgroupRules: o.deviceRules,
 		LogMaxSize: o.logMaxSize, LogMaxFiles: o.logMaxFiles, NoLog: o.noLog, OomScoreAdj: o.oomScoreAdj,
 		SeccompProfile: o.seccompProfile,
+	}
+	if o.stdinOnce && !o.openStdin {
+		return cfg, fmt.Errorf("%w: WithStdinOnce closes an input WithOpenStdin keeps open; it has no use without it", ErrInvalid)
 	}
 	if o.oomScoreAdj < -1000 || o.oomScoreAdj > 1000 {
 		return cfg, fmt.Errorf("%w: Invalid value %d, range for oom score adj is [-1000, 1000]", ErrInvalid, o.oomScoreAdj)
@@ -475,7 +478,7 @@ type running struct {
 	copiers   sync.WaitGroup
 	closers   []io.Closer
 	master    *os.File // the terminal's master side (Process.TTY), for ResizeTTY
-	stdin     *os.File // the stdin FIFO of WithOpenStdin, closed at the exit
+	stdin     *stdinFIFO // WithOpenStdin's, closed at the exit
 
 	done chan struct{}
 	err  error // the exit, once done is closed: nil or *ExitError
@@ -535,7 +538,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	}()
 	dir := r.containerDir(rec.ID)
 	if rec.Config.KeepStdin && std.stdin == nil {
-		if run.stdin, err = openStdinFIFO(dir); err != nil {
+		if run.stdin, err = openStdinFIFO(dir, rec.Config.StdinOnce); err != nil {
 			return nil, err
 		}
 		std.stdin = run.stdin

@@ -330,10 +330,8 @@ func copyLogs(ctx context.Context, c *Container, src *logSource, stdout, stderr 
 			if !cfg.until.IsZero() && time.Now().After(cfg.until) {
 				return errLogUntil
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
+			if err := src.awaitChange(ctx, cfg.until); err != nil {
+				return err
 			}
 			continue
 		}
@@ -460,6 +458,48 @@ type logSource struct {
 	dir   string
 	files []*os.File
 	cur   int
+
+	watch      *fsWatch // the directory's changes, for a follower
+	watchTried bool
+}
+
+// logPoll is how often a follower looks again without a change in the
+// container's directory: for what makes none (an owner that died without
+// recording the exit), or where it cannot be watched.
+const (
+	logPoll         = 20 * time.Millisecond
+	logPollWatched  = time.Second
+	logChangeEvents = unix.IN_MODIFY | unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+)
+
+// awaitChange waits, after the source was read to its end, until the
+// container's directory changes (the log is written or rotated, the
+// record rewritten at the exit), ctx ends, until passes, or a poll's
+// while goes by. The first call only sets the watch up and returns at
+// once: what was written before it is read again.
+func (s *logSource) awaitChange(ctx context.Context, until time.Time) error {
+	if !s.watchTried {
+		s.watchTried = true
+		s.watch, _ = watchPath(s.dir, logChangeEvents) // nil: polled
+		return nil
+	}
+	wait := logPoll
+	var changed chan struct{}
+	if s.watch != nil {
+		wait, changed = logPollWatched, s.watch.C
+	}
+	if !until.IsZero() {
+		wait = min(wait, max(time.Until(until), 0)+time.Millisecond)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+	case <-t.C:
+	}
+	return nil
 }
 
 // openLogs opens the container's log files as one set, under the
@@ -592,6 +632,9 @@ func (s *logSource) close() {
 		if f != nil {
 			f.Close()
 		}
+	}
+	if s.watch != nil {
+		s.watch.Close()
 	}
 }
 

@@ -12,6 +12,7 @@ type runConfig struct {
 	name           string
 	detach         bool
 	openStdin      bool
+	stdinOnce      bool
 	autoRemove     bool
 	entrypoint     []string
 	hasEntry       bool
@@ -86,12 +87,25 @@ func WithDetach() RunOption {
 // WithOpenStdin keeps the container's standard input open with no data
 // until a program writes to it through Container.Attach (docker run -d -i,
 // docker create -i): a shell or `cat` waits for input instead of reading
-// end-of-file and exiting. It is for a detached or created container, or
-// an attached one whose Process.Stdin is nil; with a terminal
-// (Process.TTY), what Attach writes is the terminal's input. Each start
-// opens it anew. Default: /dev/null, unless Process.Stdin is given.
+// end-of-file and exiting. With a terminal (Process.TTY), what Attach
+// writes is the terminal's input. Each start opens it anew. With
+// Process.Stdin given too (docker run -i), the first run reads
+// Process.Stdin and the later starts (Start, a restart policy) open the
+// input as above. Default: /dev/null, unless Process.Stdin is given.
 func WithOpenStdin() RunOption {
 	return runOptionFunc(func(c *runConfig) { c.openStdin = true })
+}
+
+// WithStdinOnce, with WithOpenStdin, closes the container's standard input
+// when the first attachment that writes to it ends (its stdin's
+// end-of-file, or Attach returning): the program then reads end-of-file,
+// as with docker's StdinOnce (docker create -i, then docker start -ai with
+// input piped in; docker run -i). Until an attachment comes, the input
+// stays open and empty; each start opens it anew, for one attachment
+// again. Refused (ErrInvalid) without WithOpenStdin. Default: the input
+// stays open until the container exits, whatever attaches.
+func WithStdinOnce() RunOption {
+	return runOptionFunc(func(c *runConfig) { c.stdinOnce = true })
 }
 
 // WithAutoRemove removes the container and everything it made once it

@@ -76,6 +76,43 @@ func TestAttachCommand(t *testing.T) {
 	}
 }
 
+// TestStdinOnceCommand checks docker's StdinOnce from the command line:
+// the input of create -i and run -i closes at the end of the first
+// attachment's input, so that a piped start -ai (or attach) of `cat` ends
+// at the end of the pipe, at every start; run -d -i keeps it open. Inspect
+// shows docker's Config fields.
+func TestStdinOnceCommand(t *testing.T) {
+	root, tarball := setup(t)
+	mustBerth(t, root, "import", tarball, "busybox")
+	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", "made", "fg", "att", "open") })
+	inspect := func(name string) string {
+		return mustBerth(t, root, "inspect", "-f", "{{.Config.AttachStdin}} {{.Config.OpenStdin}} {{.Config.StdinOnce}}", name)
+	}
+	mustBerth(t, root, "create", "-i", "--name", "made", "busybox", "cat")
+	for _, in := range []string{"one\n", "two\n"} {
+		if res := runBerth(t, root, []byte(in), "start", "-ai", "made"); res.code != 0 || res.stdout != in {
+			t.Errorf("create -i, start -ai with %q piped: exit %d, stdout %q, stderr %q", in, res.code, res.stdout, res.stderr)
+		}
+	}
+	if res := runBerth(t, root, []byte("first\n"), "run", "-i", "--name", "fg", "busybox", "cat"); res.code != 0 || res.stdout != "first\n" {
+		t.Errorf("run -i: exit %d, stdout %q", res.code, res.stdout)
+	}
+	if res := runBerth(t, root, []byte("again\n"), "start", "-ai", "fg"); res.code != 0 || res.stdout != "again\n" {
+		t.Errorf("run -i, then start -ai with input piped: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	mustBerth(t, root, "create", "-i", "--name", "att", "busybox", "cat")
+	mustBerth(t, root, "start", "att")
+	if res := runBerth(t, root, []byte("attached\n"), "attach", "att"); res.code != 0 || res.stdout != "attached\n" {
+		t.Errorf("create -i, start, attach with input piped: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	mustBerth(t, root, "run", "-d", "-i", "--name", "open", "busybox", "cat")
+	for name, want := range map[string]string{"made": "true true true\n", "fg": "true true true\n", "open": "false true false\n"} {
+		if got := inspect(name); got != want {
+			t.Errorf("inspect %s: AttachStdin OpenStdin StdinOnce = %q, want %q", name, got, want)
+		}
+	}
+}
+
 // TestAttachDetachKeys checks docker's detach keys on a terminal: what
 // came before them reaches the container, attach exits 1 with docker's
 // words, and the container runs on.

@@ -193,6 +193,11 @@ func runOrCreate(fs *flagSet, create bool) runFunc {
 		}
 		if f.interactive { // docker run -d -i, create -i: input open for attach
 			opts = append(opts, berth.WithOpenStdin())
+			if create {
+				// docker create -i: closed at the end of the first
+				// attachment's input (start -ai with a pipe ends).
+				opts = append(opts, berth.WithStdinOnce())
+			}
 		}
 		newContainer, cmd := rt.Run, "run"
 		if create {
@@ -1005,6 +1010,9 @@ func runFailed(ctx context.Context, rt *berth.Runtime, err error, name, cmd stri
 func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p *berth.Process, opts []berth.RunOption, interactive bool, name string, created func(*berth.Container) error) error {
 	if interactive && c.stdin != nil {
 		p.Stdin = c.stdin
+		// docker run -i: this run reads our input; a later start -ai
+		// gives it input again, until that input ends.
+		opts = append(opts, berth.WithOpenStdin(), berth.WithStdinOnce())
 	}
 	p.Stdout, p.Stderr = c.stdout, c.stderr
 
@@ -1753,8 +1761,7 @@ func restartCommand(fs *flagSet) runFunc {
 // start on, the signals this command gets, its exit code as ours. Only one
 // of the command's count names can be followed. With interactive, our
 // input goes to a container whose input is kept open (run -d -i, create
-// -i; not one run -i in the foreground, which reads /dev/null when started
-// again).
+// -i, run -i).
 func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut, interactive bool, count int, stopTimeout *time.Duration) error {
 	info, err := ctr.Inspect(ctx)
 	if err != nil {
@@ -2255,6 +2262,7 @@ func newContainerInspect(info *berth.ContainerInfo) containerInspect {
 		Config: containerConfig{
 			Hostname: info.Hostname, Domainname: info.Domainname, User: info.User, MacAddress: macAddressOf(info),
 			AttachStdout: !info.Detached, AttachStderr: !info.Detached,
+			AttachStdin: info.OpenStdin && (info.StdinOnce || !info.Detached), OpenStdin: info.OpenStdin, StdinOnce: info.StdinOnce,
 			Tty: info.TTY, Env: info.Env, Cmd: info.Cmd, Image: info.Image,
 			WorkingDir: info.WorkingDir, Entrypoint: info.Entrypoint, Labels: info.Labels,
 			StopSignal: info.StopSignal, Healthcheck: info.Healthcheck,
