@@ -477,7 +477,7 @@ type running struct {
 	log       *logFile
 	copiers   sync.WaitGroup
 	closers   []io.Closer
-	master    *os.File // the terminal's master side (Process.TTY), for ResizeTTY
+	master    *os.File   // the terminal's master side (Process.TTY), for ResizeTTY
 	stdin     *stdinFIFO // WithOpenStdin's, closed at the exit
 
 	done chan struct{}

@@ -17,7 +17,7 @@ import (
 
 type fsWatcher struct {
 	mu   sync.Mutex
-	file *os.File                       // the inotify instance, nil when none is needed
+	file *os.File                      // the inotify instance, nil when none is needed
 	subs map[int32]map[*fsWatch]uint32 // by watch descriptor: each watch's mask
 }
 
