@@ -8,41 +8,53 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// stdinFIFOName names, in a container's directory, the FIFO that is the
-// standard input of a container run with WithOpenStdin: whoever starts it
+// A container run with WithOpenStdin has, in its directory, a FIFO per
+// start that is its standard input, stdin-<start count>: whoever starts it
 // (the monitor, for a detached one) reads it, copying what comes into the
 // container, and holds a writer open so that it never reads end-of-file;
-// Attach opens it for writing.
-const stdinFIFOName = "stdin"
+// Attach opens it for writing, by the start count of the run it attaches
+// to, so that an attachment to a run that has ended never writes into the
+// next one's.
+const stdinFIFOPrefix = "stdin-"
 
-// stdinFIFO is a start's stdin FIFO as its starter holds it.
+func stdinFIFOPath(dir string, starts int) string {
+	return filepath.Join(dir, stdinFIFOPrefix+strconv.Itoa(starts))
+}
+
+// stdinFIFO is a start's stdin FIFO as its starter holds it: a reader
+// (non-blocking, so that closing it at the exit ends the copy reading it),
+// and a writer that keeps the input open.
 //
-// With WithStdinOnce, the starter's own writer is let go as soon as
-// another process opens the FIFO (an attachment: inotify tells, as nothing
-// else opens it): from then on the attachment is the only writer, and its
-// end is the container's end-of-file.
+// With WithStdinOnce, the keeper is let go as soon as another process
+// opens the FIFO (an attachment: inotify tells, and only a program that
+// looks for the FIFO in the container's directory opens it): from then on
+// the attachments are its writers, and their end is the container's
+// end-of-file.
 type stdinFIFO struct {
 	*os.File // read
 
 	once   sync.Once
-	keeper *os.File // the starter's writer
+	keeper *os.File
 	watch  *fsWatch // for WithStdinOnce
 }
 
-// openStdinFIFO makes a start's stdin FIFO and opens it. It is made anew
-// at each start: a writer still holding the last run's FIFO writes to no
-// one.
-func openStdinFIFO(dir string, once bool) (*stdinFIFO, error) {
-	p := filepath.Join(dir, stdinFIFOName)
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("making the stdin FIFO: %w", err)
+// openStdinFIFO makes the FIFO of a container's start (number starts) and
+// opens it, removing the earlier starts' FIFOs.
+func openStdinFIFO(dir string, starts int, once bool) (*stdinFIFO, error) {
+	old, _ := filepath.Glob(filepath.Join(dir, stdinFIFOPrefix+"*"))
+	for _, p := range append(old, filepath.Join(dir, "stdin")) { // and an older berth's
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("making the stdin FIFO: %w", err)
+		}
 	}
+	p := stdinFIFOPath(dir, starts)
 	if err := unix.Mkfifo(p, 0o600); err != nil {
 		return nil, fmt.Errorf("making the stdin FIFO: %w", err)
 	}
@@ -51,17 +63,18 @@ func openStdinFIFO(dir string, once bool) (*stdinFIFO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the stdin FIFO: %w", err)
 	}
-	if !once {
-		return &stdinFIFO{File: keeper}, nil
-	}
 	s := &stdinFIFO{keeper: keeper}
 	if s.File, err = openFIFO(p, os.O_RDONLY|unix.O_NONBLOCK); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("opening the stdin FIFO: %w", err)
 	}
+	if !once {
+		return s, nil
+	}
 	if s.watch, err = watchPath(p, unix.IN_OPEN); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("watching the stdin FIFO: %w", err)
+		// No inotify to spare (a user has 128 instances): the input
+		// stays open, as without WithStdinOnce.
+		return s, nil
 	}
 	go func() {
 		<-s.watch.C // an open, or the FIFO gone
@@ -97,14 +110,14 @@ func (s *stdinFIFO) Close() error {
 }
 
 // openFIFO opens the FIFO at p, never through a symlink, and checks that
-// it is one.
+// it is one. (Through Stat, not Fd: Fd would put a non-blocking file in
+// blocking mode, where closing it no longer ends a Read or Write.)
 func openFIFO(p string, flag int) (*os.File, error) {
 	f, err := os.OpenFile(p, flag|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+	if fi, err := f.Stat(); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
 		f.Close()
 		return nil, fmt.Errorf("%s: not a FIFO", p)
 	}
@@ -132,8 +145,10 @@ func (run *running) closeStdin() {
 // WithOpenStdin (ErrInvalid otherwise): with a terminal, stdin is the
 // terminal's input, control characters included. Several attachments may
 // be open at once; their input interleaves. The end of stdin closes the
-// container's input only for a container run with WithStdinOnce, and only
-// for the first attachment of each start (docker's StdinOnce).
+// container's input only for a container run with WithStdinOnce (see
+// there). A run that reads the Process.Stdin of the program that started
+// it (a first run with WithOpenStdin and Process.Stdin) takes no other
+// input: Attach with stdin fails with ErrInvalid.
 //
 // Attach returns when the run it attached to exits, with that exit as Wait
 // gives it (nil, or an *ExitError), also when a restart policy starts the
@@ -169,7 +184,13 @@ func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr 
 	if stdin != nil {
 		// Non-blocking: a FIFO whose reader is gone (the run exited)
 		// fails with ENXIO instead of waiting for one.
-		in, err := openFIFO(filepath.Join(c.rt.containerDir(c.ID), stdinFIFOName), os.O_WRONLY|unix.O_NONBLOCK)
+		in, err := openFIFO(stdinFIFOPath(c.rt.containerDir(c.ID), rec.Starts), os.O_WRONLY|unix.O_NONBLOCK)
+		if errors.Is(err, fs.ErrNotExist) {
+			if now, rerr := c.rt.currentRecord(c.ID); rerr == nil && now.State.Running && now.Starts == rec.Starts {
+				// docker run -i: this run reads its starter's input.
+				return fmt.Errorf("%w: attaching to %s: this run's input is the Process.Stdin of the program that started it; attach without input", ErrInvalid, c.Name)
+			}
+		}
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENXIO) {
 			return fmt.Errorf("attaching to %s: %w", c.Name, ErrNotRunning)
 		} else if err != nil {

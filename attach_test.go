@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -247,4 +249,100 @@ func TestAttachStdinOnce(t *testing.T) {
 	if _, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"cat"}}, berth.WithStdinOnce()); !errors.Is(err, berth.ErrInvalid) {
 		t.Errorf("WithStdinOnce without WithOpenStdin: %v, want ErrInvalid", err)
 	}
+}
+
+// TestAttachStdinOnceLimits: a terminal's input stays open at the end of
+// an attachment's (as docker's StdinOnce leaves it), and a first run that
+// reads its starter's Process.Stdin takes no attachment's input
+// (ErrInvalid) but shows its output to one without.
+func TestAttachStdinOnceLimits(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+
+	tty, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}, TTY: true}, berth.WithDetach(), berth.WithOpenStdin(), berth.WithStdinOnce())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Remove(context.Background(), berth.WithForce()) })
+	actx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := tty.Attach(actx, strings.NewReader("echo one\n"), io.Discard, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the first attachment to a terminal: %v, want it to last until its context ends", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tty.Attach(ctx, strings.NewReader("exit 7\n"), io.Discard, nil) }()
+	wantAttachExit(t, done, 7, "a second attachment to a terminal")
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out syncBuffer
+	first, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"cat"}, Stdin: pr, Stdout: &out}, berth.WithOpenStdin(), berth.WithStdinOnce())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Remove(context.Background(), berth.WithForce()) })
+	if err := first.Attach(ctx, strings.NewReader("other\n"), io.Discard, nil); !errors.Is(err, berth.ErrInvalid) {
+		t.Errorf("Attach with input to a run reading its starter's: %v, want ErrInvalid", err)
+	}
+	var seen syncBuffer
+	go func() { done <- first.Attach(ctx, nil, &seen, nil) }()
+	if !eventually(5*time.Second, func() bool {
+		io.WriteString(pw, "line\n")
+		return strings.Contains(seen.String(), "line\n")
+	}) {
+		t.Errorf("an attachment without input saw %q", seen.String())
+	}
+	pw.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the attachment at cat's exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the attachment did not end at cat's exit")
+	}
+}
+
+// TestOpenStdinStartsLeakNothing: each start of a container with an open
+// input leaves no goroutine or thread behind in the program that owns it
+// (the copy out of the stdin FIFO ends with the run).
+func TestOpenStdinStartsLeakNothing(t *testing.T) {
+	berthtest.Skip(t)
+	rt := berthtest.NewRuntime(t)
+	berthtest.Busybox(t, rt, "busybox")
+	ctx := context.Background()
+	c, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithOpenStdin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Remove(context.Background(), berth.WithForce()) })
+	cycle := func() {
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Stop(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // the runtime's own goroutines and threads come up
+	goroutines, threads := runtime.NumGoroutine(), threadCount(t)
+	for range 10 {
+		cycle()
+	}
+	if !eventually(5*time.Second, func() bool {
+		return runtime.NumGoroutine() <= goroutines+2 && threadCount(t) <= threads+2
+	}) {
+		t.Errorf("after 10 starts: %d goroutines (%d before), %d threads (%d before)", runtime.NumGoroutine(), goroutines, threadCount(t), threads)
+	}
+}
+
+func threadCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

@@ -178,3 +178,34 @@ func processMemory(pid int) int64 {
 	}
 	return 0
 }
+
+// BenchmarkWaitLog is testcontainers' wait.ForLog through the Go API: a
+// detached container that logs "ready" 20 ms after it starts, WaitLog for
+// it, then its removal (untimed). The median is the time from Run's call
+// to WaitLog's return: the start, the 20 ms, and how soon WaitLog sees
+// the line.
+func BenchmarkWaitLog(b *testing.B) {
+	berthtest.Skip(b)
+	rt := berthtest.NewRuntime(b)
+	berthtest.Busybox(b, rt, "busybox")
+	ctx := context.Background()
+	p := &berth.Process{Args: []string{"sh", "-c", "usleep 20000; echo ready; exec sleep 300"}}
+	times := make([]time.Duration, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		c, err := rt.Run(ctx, "busybox", p, berth.WithDetach(), berth.WithNetworkMode("none"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.WaitLog(ctx, "ready"); err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, time.Since(start))
+		b.StopTimer()
+		if err := c.Remove(ctx, berth.WithForce()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	reportMedian(b, times)
+}

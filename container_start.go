@@ -538,7 +538,8 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, std stdio, u
 	}()
 	dir := r.containerDir(rec.ID)
 	if rec.Config.KeepStdin && std.stdin == nil {
-		if run.stdin, err = openStdinFIFO(dir, rec.Config.StdinOnce); err != nil {
+		// (docker closes a terminal's input at no attachment's end.)
+		if run.stdin, err = openStdinFIFO(dir, rec.Starts+1, rec.Config.StdinOnce && !rec.Config.TTY); err != nil {
 			return nil, err
 		}
 		std.stdin = run.stdin

@@ -31,7 +31,10 @@ type fsWatch struct {
 	wd int32
 }
 
-// watchPath watches path for the inotify events of mask.
+// watchPath watches path for the inotify events of mask. With
+// IN_Q_OVERFLOW in mask, the watch also wakes when the kernel's queue
+// overflowed (events were lost, maybe its own); without, a lost event is
+// never known.
 func watchPath(path string, mask uint32) (*fsWatch, error) {
 	w := &watcher
 	w.mu.Lock()
@@ -47,7 +50,7 @@ func watchPath(path string, mask uint32) (*fsWatch, error) {
 	}
 	// IN_MASK_ADD: watches of one inode share a descriptor, whose mask is
 	// then all of theirs; each subscriber sees its own events only.
-	wd, err := unix.InotifyAddWatch(int(w.file.Fd()), path, mask|unix.IN_MASK_ADD)
+	wd, err := unix.InotifyAddWatch(int(w.file.Fd()), path, mask&^unix.IN_Q_OVERFLOW|unix.IN_MASK_ADD)
 	if err != nil {
 		w.closeIfIdle()
 		return nil, err
@@ -58,6 +61,13 @@ func watchPath(path string, mask uint32) (*fsWatch, error) {
 	}
 	w.subs[s.wd][s] = mask
 	return s, nil
+}
+
+func (s *fsWatch) wake() {
+	select {
+	case s.C <- struct{}{}:
+	default:
+	}
 }
 
 // Close ends the subscription. Safe to call more than once.
@@ -104,12 +114,19 @@ func (w *fsWatcher) read(f *os.File) {
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			off += unix.SizeofInotifyEvent + int(ev.Len)
+			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+				for _, subs := range w.subs {
+					for s, mask := range subs {
+						if mask&unix.IN_Q_OVERFLOW != 0 {
+							s.wake()
+						}
+					}
+				}
+				continue
+			}
 			for s, mask := range w.subs[ev.Wd] {
 				if ev.Mask&(mask|unix.IN_IGNORED) != 0 {
-					select {
-					case s.C <- struct{}{}:
-					default:
-					}
+					s.wake()
 				}
 			}
 			if ev.Mask&unix.IN_IGNORED != 0 {

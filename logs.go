@@ -296,6 +296,10 @@ var errLogUntil = errors.New("logged after the until time")
 func copyLogs(ctx context.Context, c *Container, src *logSource, stdout, stderr io.Writer, cfg *logConfig) error {
 	br := bufio.NewReaderSize(src, 64<<10)
 	var pending []byte
+	// The container's state is looked at, at the end of the log, once a
+	// poll's while at most: woken by every write of a chatty container, a
+	// follower would otherwise read the record at each.
+	var looked time.Time
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -310,6 +314,13 @@ func copyLogs(ctx context.Context, c *Container, src *logSource, stdout, stderr 
 			if src.catchUp() {
 				continue // rotated: the rest of this file, then the newer ones
 			}
+			if since := time.Since(looked); since < logPoll {
+				if err := src.awaitChange(ctx, cfg.until, logPoll-since); err != nil {
+					return err
+				}
+				continue
+			}
+			looked = time.Now()
 			if st, serr := c.State(ctx); serr != nil || !st.Running {
 				// One more pass: the owner flushes before it records the exit.
 				src.catchUp()
@@ -330,7 +341,7 @@ func copyLogs(ctx context.Context, c *Container, src *logSource, stdout, stderr 
 			if !cfg.until.IsZero() && time.Now().After(cfg.until) {
 				return errLogUntil
 			}
-			if err := src.awaitChange(ctx, cfg.until); err != nil {
+			if err := src.awaitChange(ctx, cfg.until, logPollWatched); err != nil {
 				return err
 			}
 			continue
@@ -469,7 +480,7 @@ type logSource struct {
 const (
 	logPoll         = 20 * time.Millisecond
 	logPollWatched  = time.Second
-	logChangeEvents = unix.IN_MODIFY | unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	logChangeEvents = unix.IN_MODIFY | unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_Q_OVERFLOW
 )
 
 // awaitChange waits, after the source was read to its end, until the
@@ -477,7 +488,7 @@ const (
 // record rewritten at the exit), ctx ends, until passes, or a poll's
 // while goes by. The first call only sets the watch up and returns at
 // once: what was written before it is read again.
-func (s *logSource) awaitChange(ctx context.Context, until time.Time) error {
+func (s *logSource) awaitChange(ctx context.Context, until time.Time, maxWait time.Duration) error {
 	if !s.watchTried {
 		s.watchTried = true
 		s.watch, _ = watchPath(s.dir, logChangeEvents) // nil: polled
@@ -486,7 +497,7 @@ func (s *logSource) awaitChange(ctx context.Context, until time.Time) error {
 	wait := logPoll
 	var changed chan struct{}
 	if s.watch != nil {
-		wait, changed = logPollWatched, s.watch.C
+		wait, changed = min(logPollWatched, maxWait), s.watch.C
 	}
 	if !until.IsZero() {
 		wait = min(wait, max(time.Until(until), 0)+time.Millisecond)

@@ -102,7 +102,11 @@ func WithOpenStdin() RunOption {
 // as with docker's StdinOnce (docker create -i, then docker start -ai with
 // input piped in; docker run -i). Until an attachment comes, the input
 // stays open and empty; each start opens it anew, for one attachment
-// again. Refused (ErrInvalid) without WithOpenStdin. Default: the input
+// again. Attachments open at once close it when the last of them ends
+// (docker: the first). As docker's, it does nothing for a terminal
+// (Process.TTY), whose input stays open. Where the process can watch no
+// more files (a user's 128 inotify instances in use), the input stays
+// open. Refused (ErrInvalid) without WithOpenStdin. Default: the input
 // stays open until the container exits, whatever attaches.
 func WithStdinOnce() RunOption {
 	return runOptionFunc(func(c *runConfig) { c.stdinOnce = true })
