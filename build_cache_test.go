@@ -41,6 +41,17 @@ func shareImage(t *testing.T, from, to *berth.Runtime, ref string) {
 	}
 }
 
+// twoRoots makes two roots with the same busybox image (same ID: build
+// cache keys begin with it), as two machines would pull it.
+func twoRoots(t *testing.T) (a, b *berth.Runtime) {
+	t.Helper()
+	a = berthtest.NewRuntime(t)
+	berthtest.Busybox(t, a, "busybox")
+	b = berthtest.NewRuntime(t)
+	shareImage(t, a, b, "busybox")
+	return a, b
+}
+
 // steps sorts the steps that make a layer (the ones the cache holds) by
 // whether a build's events showed them cached, and returns its warnings.
 func (r *buildRecorder) steps() (cached, built []string, warnings []string) {
@@ -73,10 +84,7 @@ func (r *buildRecorder) steps() (cached, built []string, warnings []string) {
 func TestBuildCacheDir(t *testing.T) {
 	berthtest.Skip(t)
 	ctx := context.Background()
-	a := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, a, "busybox")
-	b := berthtest.NewRuntime(t)
-	shareImage(t, a, b, "busybox")
+	a, b := twoRoots(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	cache := filepath.Join(t.TempDir(), "cache")
 	built, err := a.Build(ctx, dir, berth.WithCacheToDir(cache, berth.CacheModeMin))
@@ -145,10 +153,7 @@ func TestBuildCacheDir(t *testing.T) {
 func TestBuildCacheKeysPortable(t *testing.T) {
 	berthtest.Skip(t)
 	ctx := context.Background()
-	a := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, a, "busybox")
-	b := berthtest.NewRuntime(t)
-	shareImage(t, a, b, "busybox")
+	a, b := twoRoots(t)
 	df := "FROM busybox\nRUN --mount=type=bind,source=f,target=/m/f stat -c %u:%g /m/f > /owner && head -c 8 /dev/urandom | od -x > /r\n"
 	dir := writeContext(t, map[string]string{"Dockerfile": df, "f": "data"})
 	if err := os.Chown(filepath.Join(dir, "f"), 1234, 1234); err != nil {
@@ -259,10 +264,7 @@ func TestBuildCacheRegistry(t *testing.T) {
 	berthtest.Skip(t)
 	reg := berthtest.StartRegistry(t)
 	ctx := context.Background()
-	a := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, a, "busybox")
-	b := berthtest.NewRuntime(t)
-	shareImage(t, a, b, "busybox")
+	a, b := twoRoots(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	ref := reg.Host + "/ci/app:buildcache"
 	built, err := a.Build(ctx, dir, berth.WithCacheToRegistry(ref, berth.CacheModeMin))

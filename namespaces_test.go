@@ -242,7 +242,7 @@ func TestIpcModeContainer(t *testing.T) {
 	// Once the runtime's own files are open, a join leaves no file
 	// open (the copy of the donor's /dev/shm, its namespaces); its
 	// /dev/shm is as the donor's, nosuid, nodev and noexec.
-	fdsBefore := openFDs(t)
+	fdsBefore := countFds(t)
 	if got := containerOut(t, rt, "grep ' /dev/shm ' /proc/self/mountinfo | cut -d' ' -f6", berth.WithIpcMode("container:donor")); got != "rw,nosuid,nodev,noexec,relatime\n" {
 		t.Errorf("the joiner's /dev/shm mount options: %q", got)
 	}
@@ -306,9 +306,9 @@ func TestIpcModeContainer(t *testing.T) {
 		}
 	}
 	// (Background work of the runtime may hold a file for a moment.)
-	for deadline := time.Now().Add(5 * time.Second); openFDs(t) != fdsBefore; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); countFds(t) != fdsBefore; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Errorf("open files of this program: %d before the joins, %d after", fdsBefore, openFDs(t))
+			t.Errorf("open files of this program: %d before the joins, %d after", fdsBefore, countFds(t))
 			break
 		}
 	}
@@ -329,16 +329,6 @@ func TestIpcModeContainer(t *testing.T) {
 	if _, _, err := runOut(t, rt, "busybox", sh("true"), berth.WithIpcMode("container:donor"), berth.WithAutoRemove()); !errors.Is(err, berth.ErrNotRunning) {
 		t.Errorf("joining a stopped donor: %v, want ErrNotRunning", err)
 	}
-}
-
-// openFDs counts this program's open files.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // TestUTSModeHost:  WithUTSMode("host") gives the container the host's
