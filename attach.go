@@ -184,7 +184,14 @@ func (c *Container) Attach(ctx context.Context, stdin io.Reader, stdout, stderr 
 	if stdin != nil {
 		// Non-blocking: a FIFO whose reader is gone (the run exited)
 		// fails with ENXIO instead of waiting for one.
-		in, err := openFIFO(stdinFIFOPath(c.rt.containerDir(c.ID), rec.Starts), os.O_WRONLY|unix.O_NONBLOCK)
+		dir := c.rt.containerDir(c.ID)
+		in, err := openFIFO(stdinFIFOPath(dir, rec.Starts), os.O_WRONLY|unix.O_NONBLOCK)
+		if errors.Is(err, fs.ErrNotExist) {
+			// A run started by an older berth (its monitor may still
+			// run) has one FIFO for all starts; a newer starter removes
+			// it, so if it is there it is the running one's.
+			in, err = openFIFO(filepath.Join(dir, "stdin"), os.O_WRONLY|unix.O_NONBLOCK)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			if now, rerr := c.rt.currentRecord(c.ID); rerr == nil && now.State.Running && now.Starts == rec.Starts {
 				// docker run -i: this run reads its starter's input.

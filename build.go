@@ -210,7 +210,7 @@ func WithContextArchive(r io.Reader) BuildOption {
 
 // BuildEvent is one progress report of Build. A step first reports itself
 // with Output empty; a RUN step then reports each line it prints with the
-// same Step and Output set.
+// same Step and Output set. A warning (Warning set) belongs to no step.
 type BuildEvent struct {
 	// Step numbers the steps of the build from 1, FROM included, across
 	// the stages built.
@@ -305,10 +305,12 @@ const runOutputTail = 10
 // failure cancels the rest. A step that makes a layer (RUN, COPY, ADD) is
 // cached under a key over its parent, its instruction after substitution,
 // the build args it uses and, for COPY, ADD and RUN's bind mounts of the
-// context, the content, mode and ownership of the files it reads (never
-// their mtime). With SOURCE_DATE_EPOCH (WithSourceDateEpoch, or the build
-// arg), the same context gives the same image digest. Errors about an
-// instruction are *BuildError.
+// context, the content and mode of the files it reads (never their mtime,
+// nor the owner: a context's files are root's, as BuildKit receives them,
+// so a key is the same on another machine's checkout). With
+// SOURCE_DATE_EPOCH (WithSourceDateEpoch, or the build arg), the same
+// context gives the same image digest, and the epoch is part of every key.
+// Errors about an instruction are *BuildError.
 func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOption) (*Image, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err

@@ -55,7 +55,8 @@ type CacheMode string
 
 const (
 	// CacheModeMin exports the steps the built image contains: its own
-	// chain of steps, whose layers are the image's. "" means it too.
+	// chain of steps, whose layers and history begin the image's. ""
+	// means it too.
 	CacheModeMin CacheMode = "min"
 	// CacheModeMax also exports the steps of the stages the built image
 	// does not contain, so that a build elsewhere skips a builder stage
@@ -323,7 +324,7 @@ func (b *builder) exportCache(ctx context.Context, img *Image) error {
 	for _, l := range b.cfg.cacheTo {
 		var entries []cacheEntry
 		for _, s := range steps {
-			if l.mode == CacheModeMax || layersPrefix(s.img.Layers, img.Layers) {
+			if l.mode == CacheModeMax || ancestor(s.img, img) {
 				entries = append(entries, s)
 			}
 		}
@@ -353,14 +354,22 @@ func sortedSteps(m map[string]*Image) []cacheEntry {
 	return out
 }
 
-// layersPrefix reports whether the layers of a step's image are the first
-// layers of the built image: the step is one the built image contains.
-func layersPrefix(step, built []Layer) bool {
-	if len(step) > len(built) {
+// ancestor reports whether a step's image is one the built image was made
+// from: its layers and its history begin the built image's (a step of
+// another stage that made no layer has the same layers, not the same
+// history).
+func ancestor(step, built *Image) bool {
+	if len(step.Layers) > len(built.Layers) || len(step.History) > len(built.History) {
 		return false
 	}
-	for i, l := range step {
-		if l.DiffID != built[i].DiffID {
+	for i, l := range step.Layers {
+		if l.DiffID != built.Layers[i].DiffID {
+			return false
+		}
+	}
+	for i, h := range step.History {
+		b := built.History[i]
+		if h.CreatedBy != b.CreatedBy || !h.Created.Equal(b.Created) || h.EmptyLayer != b.EmptyLayer || h.Comment != b.Comment {
 			return false
 		}
 	}

@@ -1056,10 +1056,12 @@ func cleanSource(p string) string {
 // itself included, and judged by where it leads, not by the name of a
 // link to it.
 //
-// Files of the context (fromContext) are owned by root, as BuildKit
-// receives a context (its local source resets owners): the checkout's
-// owner, which differs between machines, is neither in the key nor in the
-// tree; a file not owned by root is copied rather than linked for it.
+// The owners of the context's files (fromContext) are hashed as root's,
+// as BuildKit receives a context (its local source resets them): the
+// checkout's owner, which differs between machines, stays out of the key.
+// The tree keeps them (its files are links to the checkout's: copies,
+// made to show root's, would cost a copy of the bound files at every
+// build and lose their times).
 func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, h *keyHash, copyData, fromContext bool) error {
 	real, err := followInRoot(root, src)
 	if err != nil {
@@ -1079,10 +1081,9 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 		if st != nil {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
-		copyFile := copyData
+		keyUID, keyGID := uid, gid
 		if fromContext {
-			copyFile = copyFile || uid != 0 || gid != 0
-			uid, gid = 0, 0
+			keyUID, keyGID = 0, 0
 		}
 		mode := int64(fi.Mode().Perm())
 		if st != nil {
@@ -1095,7 +1096,7 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 				return err
 			}
 			if h != nil {
-				h.header(rel, tar.TypeSymlink, 0, uid, gid, target, 0)
+				h.header(rel, tar.TypeSymlink, 0, keyUID, keyGID, target, 0)
 			}
 			if err := os.Symlink(target, to); err != nil {
 				return err
@@ -1103,16 +1104,16 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 			return os.Lchown(to, uid, gid)
 		case fi.IsDir():
 			if h != nil {
-				h.header(rel, tar.TypeDir, mode, uid, gid, "", 0)
+				h.header(rel, tar.TypeDir, mode, keyUID, keyGID, "", 0)
 			}
 			if err := os.Mkdir(to, 0o700); err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():
 			if h != nil {
-				h.header(rel, tar.TypeReg, mode, uid, gid, "", fi.Size())
+				h.header(rel, tar.TypeReg, mode, keyUID, keyGID, "", fi.Size())
 			}
-			linked, err := copyFileFromRoot(root, rel, to, h, copyFile)
+			linked, err := copyFileFromRoot(root, rel, to, h, copyData)
 			if err != nil {
 				return err
 			}
