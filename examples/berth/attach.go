@@ -69,17 +69,7 @@ func attachCommand(fs *flagSet) runFunc {
 			in = c.stdin
 		}
 		done := make(chan error, 1)
-		go func() {
-			err := ctr.Attach(actx, in, c.stdout, c.stderr)
-			if in != nil && errors.Is(err, berth.ErrInvalid) {
-				// docker run -i's first run reads its starter's input,
-				// which berth cannot share (docker merges the two):
-				// attach to its output only.
-				fmt.Fprintf(c.stderr, "berth: %s reads the input of the program that started it; attaching without input\n", args[0])
-				err = ctr.Attach(actx, nil, c.stdout, c.stderr)
-			}
-			done <- err
-		}()
+		go func() { done <- ctr.Attach(actx, in, c.stdout, c.stderr) }()
 		for {
 			select {
 			case s := <-sigc:

@@ -193,18 +193,18 @@ func buildCommand(fs *flagSet) runFunc {
 			opts = append(opts, berth.WithBuildPull())
 		}
 		for _, s := range cacheFrom {
-			opt, err := parseCache("--cache-from", s)
+			o, err := parseCache("--cache-from", s)
 			if err != nil {
 				return err
 			}
-			opts = append(opts, opt)
+			opts = append(opts, o...)
 		}
 		for _, s := range cacheTo {
-			opt, err := parseCache("--cache-to", s)
+			o, err := parseCache("--cache-to", s)
 			if err != nil {
 				return err
 			}
-			opts = append(opts, opt)
+			opts = append(opts, o...)
 		}
 		var view buildView
 		switch progress {
@@ -308,58 +308,73 @@ func parseOutput(s string, stdout io.Writer) (opt berth.BuildOption, toStdout bo
 // format has one way, so they are taken and have no effect.
 var cacheTuning = map[string]bool{"oci-mediatypes": true, "image-manifest": true, "compression": true, "compression-level": true, "force-compression": true}
 
-// parseCache reads docker build's --cache-from or --cache-to (flag): a
-// registry reference, or type=local with src= (from) or dest= (to), or
+// parseCache reads docker build's --cache-from or --cache-to (flag):
+// registry references, comma-separated (none for an empty value, which
+// docker ignores too), or type=local with src= (from) or dest= (to), or
 // type=registry with ref=; an export may add mode=min or mode=max (an
 // import takes a mode and ignores it, as BuildKit does, so that one
 // string can serve both flags).
-func parseCache(flag, s string) (berth.BuildOption, error) {
+func parseCache(flag, s string) ([]berth.BuildOption, error) {
 	export := flag == "--cache-to"
 	invalid := func(format string, a ...any) error {
 		return fmt.Errorf("invalid %s %q: %s", flag, s, fmt.Sprintf(format, a...))
 	}
-	typ, dir, ref, mode := "registry", "", s, berth.CacheModeMin
-	if strings.Contains(s, "=") {
-		fields, err := csv.NewReader(strings.NewReader(s)).Read()
-		if err != nil {
-			return nil, invalid("%v", err)
-		}
-		typ, ref = "", ""
-		for _, field := range fields {
-			k, v, _ := strings.Cut(field, "=")
-			switch k = strings.ToLower(k); {
-			case k == "type":
-				typ = v
-			case k == "src" && !export, k == "dest" && export:
-				dir = v
-			case k == "ref":
-				ref = v
-			case k == "mode":
-				if v != "min" && v != "max" {
-					return nil, invalid("mode %q: want min or max", v)
-				}
-				mode = berth.CacheMode(v)
-			case cacheTuning[k]:
-			default:
-				return nil, invalid("unknown key %q", k)
+	fields, err := csv.NewReader(strings.NewReader(s)).Read()
+	if err != nil && s != "" {
+		return nil, invalid("%v", err)
+	}
+	if !strings.Contains(s, "=") {
+		var opts []berth.BuildOption
+		for _, ref := range fields {
+			if ref = strings.TrimSpace(ref); ref == "" {
+				continue
+			}
+			if export {
+				opts = append(opts, berth.WithCacheToRegistry(ref, berth.CacheModeMin))
+			} else {
+				opts = append(opts, berth.WithCacheFromRegistry(ref))
 			}
 		}
+		return opts, nil
 	}
+	typ, dir, ref, mode := "", "", "", berth.CacheModeMin
+	for _, field := range fields {
+		k, v, _ := strings.Cut(field, "=")
+		switch k = strings.ToLower(k); {
+		case k == "type":
+			typ = v
+		case k == "src" && !export, k == "dest" && export:
+			dir = v
+		case k == "ref":
+			ref = v
+		case k == "mode":
+			if v != "min" && v != "max" {
+				return nil, invalid("mode %q: want min or max", v)
+			}
+			mode = berth.CacheMode(v)
+		case cacheTuning[k]:
+		default:
+			return nil, invalid("unknown key %q", k)
+		}
+	}
+	one := func(o berth.BuildOption) ([]berth.BuildOption, error) { return []berth.BuildOption{o}, nil }
 	switch {
 	case typ == "local" && dir != "" && ref == "":
 		if export {
-			return berth.WithCacheToDir(dir, mode), nil
+			return one(berth.WithCacheToDir(dir, mode))
 		}
-		return berth.WithCacheFromDir(dir), nil
+		return one(berth.WithCacheFromDir(dir))
 	case typ == "local":
 		return nil, invalid("type=local needs %s= and no ref=", map[bool]string{true: "dest", false: "src"}[export])
 	case typ == "registry" && ref != "" && dir == "":
 		if export {
-			return berth.WithCacheToRegistry(ref, mode), nil
+			return one(berth.WithCacheToRegistry(ref, mode))
 		}
-		return berth.WithCacheFromRegistry(ref), nil
+		return one(berth.WithCacheFromRegistry(ref))
 	case typ == "registry":
 		return nil, invalid("type=registry needs ref= and nothing else")
+	case typ == "":
+		return nil, invalid("type= is required")
 	default:
 		return nil, invalid("type %q is not supported (local, registry)", typ)
 	}
@@ -375,11 +390,8 @@ func isHTTPURL(s string) bool {
 // isGitURL is docker's test for a context that names a git repository.
 func isGitURL(s string) bool {
 	if isHTTPURL(s) {
-		u := s
-		if i := strings.IndexAny(u, "?#"); i >= 0 {
-			u = u[:i]
-		}
-		return strings.HasSuffix(u, ".git") || strings.Contains(s, ".git#")
+		u, _, _ := strings.Cut(s, "#") // docker's test: .git(#.+)?$
+		return strings.HasSuffix(u, ".git")
 	}
 	for _, p := range []string{"git://", "git@", "github.com/"} {
 		if strings.HasPrefix(s, p) {

@@ -1010,9 +1010,6 @@ func runFailed(ctx context.Context, rt *berth.Runtime, err error, name, cmd stri
 func runAttached(ctx context.Context, c *cli, rt *berth.Runtime, image string, p *berth.Process, opts []berth.RunOption, interactive bool, name string, created func(*berth.Container) error) error {
 	if interactive && c.stdin != nil {
 		p.Stdin = c.stdin
-		// docker run -i: this run reads our input; a later start -ai
-		// gives it input again, until that input ends.
-		opts = append(opts, berth.WithOpenStdin(), berth.WithStdinOnce())
 	}
 	p.Stdout, p.Stderr = c.stdout, c.stderr
 
@@ -1761,7 +1758,8 @@ func restartCommand(fs *flagSet) runFunc {
 // start on, the signals this command gets, its exit code as ours. Only one
 // of the command's count names can be followed. With interactive, our
 // input goes to a container whose input is kept open (run -d -i, create
-// -i, run -i).
+// -i; not one run -i in the foreground, which reads /dev/null when started
+// again).
 func startOrFollow(ctx context.Context, c *cli, name string, ctr *berth.Container, attachOut, interactive bool, count int, stopTimeout *time.Duration) error {
 	info, err := ctr.Inspect(ctx)
 	if err != nil {

@@ -1097,7 +1097,7 @@ func TestRunNamespaceModes(t *testing.T) {
 	if got := mustBerth(t, root, "inspect", "-f", "{{.HostConfig.IpcMode}}", "donor"); got != "shareable\n" {
 		t.Errorf("inspect IpcMode of a shareable container: %q", got)
 	}
-	script := "until [ -e /dev/shm/f ]; do sleep 0.01; done; cat /dev/shm/f"
+	script := "for i in $(seq 3000); do [ -e /dev/shm/f ] && break; sleep 0.01; done; cat /dev/shm/f"
 	if res := runBerth(t, root, nil, "run", "--rm", "--ipc", "container:donor", "busybox", "sh", "-c", script); res.code != 0 || res.stdout != "shared\n" {
 		t.Errorf("run --ipc container:donor: exit %d, %q (stderr %q); want the donor's /dev/shm file", res.code, res.stdout, res.stderr)
 	}
