@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
-	"github.com/berth-dev/berth/berthtest"
 )
 
 // TestAttach checks docker run -d -i and docker attach: a detached
@@ -20,9 +19,7 @@ import (
 // it prints from then on on the right streams, and gets its exit; an
 // attachment ending leaves the container running.
 func TestAttach(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
 
 	closed, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}}, berth.WithDetach())
@@ -87,9 +84,7 @@ func TestAttach(t *testing.T) {
 // what Attach writes is the terminal's input, and ResizeTTY from another
 // program sets the size the detached container's terminal reports.
 func TestAttachTerminal(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	c, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}, TTY: true}, berth.WithDetach(), berth.WithOpenStdin())
 	if err != nil {
@@ -145,9 +140,7 @@ func TestAttachTerminal(t *testing.T) {
 // attached to when a restart policy starts the container again, when the
 // container is removed at its exit, and when it keeps no log.
 func TestAttachEnds(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	for name, opt := range map[string]berth.RunOption{
 		"restart policy": berth.WithRestartPolicy(berth.RestartPolicy{Name: "on-failure", MaxRetries: 1}),
@@ -187,9 +180,7 @@ func wantAttachExit(t *testing.T, done <-chan error, code int, what string) {
 // end of an attachment's input leaves the container's input open, and
 // WithStdinOnce alone is refused.
 func TestAttachStdinOnce(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	for _, detached := range []bool{false, true} {
 		opts := []berth.RunOption{berth.WithOpenStdin(), berth.WithStdinOnce()}
@@ -256,9 +247,7 @@ func TestAttachStdinOnce(t *testing.T) {
 // reads its starter's Process.Stdin takes no attachment's input
 // (ErrInvalid) but shows its output to one without.
 func TestAttachStdinOnceLimits(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
 
 	tty, err := rt.Run(ctx, "busybox", &berth.Process{Args: []string{"sh"}, TTY: true}, berth.WithDetach(), berth.WithOpenStdin(), berth.WithStdinOnce())
@@ -309,9 +298,7 @@ func TestAttachStdinOnceLimits(t *testing.T) {
 // input leaves no goroutine or thread behind in the program that owns it
 // (the copy out of the stdin FIFO ends with the run).
 func TestOpenStdinStartsLeakNothing(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	c, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithOpenStdin())
 	if err != nil {

@@ -24,9 +24,7 @@ import (
 // final image over the Dockerfile's, the steps before it stay cached, and
 // the same labels give the same image again.
 func TestBuildLabels(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo made > /f\nLABEL a=1 c=4\n"})
 	ctx := context.Background()
 	plain, err := rt.Build(ctx, dir)
@@ -70,9 +68,7 @@ func TestBuildLabels(t *testing.T) {
 // hosts in each RUN's /etc/hosts, both part of a RUN's cache key, and
 // values refused before anything is built.
 func TestBuildNetworkAndHosts(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	links := "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '"
 	df := "FROM busybox\nRUN " + links + " > /default\nRUN --network=host " + links + " > /host\nRUN grep -h named /etc/hosts > /hosts || true\n"
 	dir := writeContext(t, map[string]string{"Dockerfile": df})
@@ -136,9 +132,7 @@ func TestBuildNetworkAndHosts(t *testing.T) {
 // symlinks kept) into a directory and as a tar stream, written inside the
 // directory however its existing symlinks point.
 func TestBuildOutputs(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	df := "FROM busybox AS b\n" +
 		"RUN mkdir -p /out/escape /out/sub && echo hi > /out/app && chown 1:2 /out/app && chmod 4750 /out/app && ln -s /etc/passwd /out/link && echo x > /out/escape/f && echo g > /out/sub/gone\n" +
 		"FROM scratch\nCOPY --from=b /out/ /\nCOPY --from=b /bin/busybox /bin/busybox\nRUN [\"/bin/busybox\", \"rm\", \"/sub/gone\"]\n"
@@ -232,9 +226,7 @@ func TestBuildOutputs(t *testing.T) {
 // alone, and an archive whose names climb out, refused without a file
 // outside and without a temporary directory left under the root.
 func TestBuildContextArchive(t *testing.T) {
-	berthtest.Skip(t)
-	rt := berthtest.NewRuntime(t)
-	berthtest.Busybox(t, rt, "busybox")
+	rt := busyboxRuntime(t)
 	ctx := context.Background()
 	archive := func(compress bool, files ...[2]string) io.Reader {
 		var buf bytes.Buffer
