@@ -83,7 +83,7 @@ func (r *buildRecorder) steps() (cached, built []string, warnings []string) {
 func TestBuildCacheDir(t *testing.T) {
 	ctx := context.Background()
 	a, b := twoRoots(t)
-	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	cache := filepath.Join(t.TempDir(), "cache")
 	built, err := a.Build(ctx, dir, berth.WithCacheToDir(cache, berth.CacheModeMin))
 	if err != nil {
@@ -152,7 +152,7 @@ func TestBuildCacheKeysPortable(t *testing.T) {
 	ctx := context.Background()
 	a, b := twoRoots(t)
 	df := "FROM busybox\nRUN --mount=type=bind,source=f,target=/m/f stat -c %u:%g /m/f > /owner && head -c 8 /dev/urandom | od -x > /r\n"
-	dir := writeContext(t, map[string]string{"Dockerfile": df, "f": "data"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": df, "f": "data"})
 	if err := os.Chown(filepath.Join(dir, "f"), 1234, 1234); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestBuildCacheModes(t *testing.T) {
 	ctx := context.Background()
 	a := busyboxRuntime(t)
 	df := "FROM busybox AS builder\nRUN true\nRUN head -c 16 /dev/urandom | od -x > /artifact && echo more > /more\nFROM busybox\nCOPY --from=builder /artifact /artifact\nRUN cat /artifact > /copy\n"
-	dir := writeContext(t, map[string]string{"Dockerfile": df})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": df})
 	minDir, maxDir := filepath.Join(t.TempDir(), "min"), filepath.Join(t.TempDir(), "max")
 	built, err := a.Build(ctx, dir, berth.WithCacheToDir(minDir, ""))
 	if err != nil {
@@ -262,7 +262,7 @@ func TestBuildCacheRegistry(t *testing.T) {
 	reg := berthtest.StartRegistry(t)
 	ctx := context.Background()
 	a, b := twoRoots(t)
-	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	ref := reg.Host + "/ci/app:buildcache"
 	built, err := a.Build(ctx, dir, berth.WithCacheToRegistry(ref, berth.CacheModeMin))
 	if err != nil {
@@ -302,7 +302,7 @@ func TestBuildCacheRegistry(t *testing.T) {
 func TestBuildCacheSourceProblems(t *testing.T) {
 	ctx := context.Background()
 	a := busyboxRuntime(t)
-	dir := writeContext(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": randomDockerfile, "f": "file"})
 	good := filepath.Join(t.TempDir(), "cache")
 	if _, err := a.Build(ctx, dir, berth.WithCacheToDir(good, berth.CacheModeMin)); err != nil {
 		t.Fatal(err)

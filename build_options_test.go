@@ -25,7 +25,7 @@ import (
 // the same labels give the same image again.
 func TestBuildLabels(t *testing.T) {
 	rt := busyboxRuntime(t)
-	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo made > /f\nLABEL a=1 c=4\n"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo made > /f\nLABEL a=1 c=4\n"})
 	ctx := context.Background()
 	plain, err := rt.Build(ctx, dir)
 	if err != nil {
@@ -71,7 +71,7 @@ func TestBuildNetworkAndHosts(t *testing.T) {
 	rt := busyboxRuntime(t)
 	links := "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '"
 	df := "FROM busybox\nRUN " + links + " > /default\nRUN --network=host " + links + " > /host\nRUN grep -h named /etc/hosts > /hosts || true\n"
-	dir := writeContext(t, map[string]string{"Dockerfile": df})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": df})
 	ctx := context.Background()
 	build := func(opts ...berth.BuildOption) map[string]imageFile {
 		t.Helper()
@@ -136,7 +136,7 @@ func TestBuildOutputs(t *testing.T) {
 	df := "FROM busybox AS b\n" +
 		"RUN mkdir -p /out/escape /out/sub && echo hi > /out/app && chown 1:2 /out/app && chmod 4750 /out/app && ln -s /etc/passwd /out/link && echo x > /out/escape/f && echo g > /out/sub/gone\n" +
 		"FROM scratch\nCOPY --from=b /out/ /\nCOPY --from=b /bin/busybox /bin/busybox\nRUN [\"/bin/busybox\", \"rm\", \"/sub/gone\"]\n"
-	dir := writeContext(t, map[string]string{"Dockerfile": df})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": df})
 
 	out := t.TempDir()
 	outside := t.TempDir()

@@ -28,22 +28,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// writeContext writes files (name → content) under a new context dir.
-func writeContext(t testing.TB, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // runOutput runs args in img and returns its stdout.
 func runOutput(t *testing.T, rt *berth.Runtime, img string, args ...string) string {
 	t.Helper()
@@ -85,7 +69,7 @@ func TestBuildApp(t *testing.T) {
 	rt := berthtest.NewRuntime(t)
 	berthtest.Busybox(t, rt, "busybox")
 	ctx := context.Background()
-	dir := writeContext(t, map[string]string{"Dockerfile": appDockerfile, "src/a.txt": "alpha", "b.txt": "beta"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": appDockerfile, "src/a.txt": "alpha", "b.txt": "beta"})
 	if err := os.Symlink("../../etc/shadow", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +343,7 @@ func TestBuildCases(t *testing.T) {
 			for k, v := range tt.files {
 				files[k] = v
 			}
-			dir := writeContext(t, files)
+			dir := berthtest.WriteFiles(t, files)
 			if strings.Contains(tt.dockerfile, "arch.tar") {
 				writeTarFile(t, filepath.Join(dir, "arch.tar"), "inner", "inner")
 			}
@@ -419,7 +403,7 @@ func BenchmarkBuild(b *testing.B) {
 	for i := range 5 {
 		files[filepath.Join("data", string(rune('a'+i)))] = chunk
 	}
-	dir := writeContext(b, files)
+	dir := berthtest.WriteFiles(b, files)
 	ctx := context.Background()
 	b.Run("cold", func(b *testing.B) {
 		for b.Loop() {
@@ -660,7 +644,7 @@ func buildIn(t *testing.T, rt *berth.Runtime, dockerfile string, files map[strin
 	t.Helper()
 	all := map[string]string{"Dockerfile": dockerfile}
 	maps.Copy(all, files)
-	img, err := rt.Build(context.Background(), writeContext(t, all), opts...)
+	img, err := rt.Build(context.Background(), berthtest.WriteFiles(t, all), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -733,7 +717,7 @@ EOT
 // owner) stripped the user's file of its file capabilities.
 func TestBuildBindMountContext(t *testing.T) {
 	rt := busyboxRuntime(t)
-	ctxDir := writeContext(t, map[string]string{
+	ctxDir := berthtest.WriteFiles(t, map[string]string{
 		".dockerignore": "secret.txt\nhidden\n",
 		"secret.txt":    "s",
 		"hidden/x":      "x",
@@ -798,7 +782,7 @@ func TestBuildCopyEmptyWildcard(t *testing.T) {
 	rt := busyboxRuntime(t)
 	_, tree := buildIn(t, rt, "FROM busybox\nCOPY a.txt b.tx[t] /dst/\n", map[string]string{"a.txt": "a"})
 	wantFiles(t, tree, map[string]string{"/dst/a.txt": "a", "/dst/b.txt": "-"})
-	_, err := rt.Build(context.Background(), writeContext(t, map[string]string{"a.txt": "a"}), berth.WithDockerfileContent("FROM busybox\nCOPY nomatch* b.tx[t] /dst/\n"))
+	_, err := rt.Build(context.Background(), berthtest.WriteFiles(t, map[string]string{"a.txt": "a"}), berth.WithDockerfileContent("FROM busybox\nCOPY nomatch* b.tx[t] /dst/\n"))
 	if !errors.Is(err, berth.ErrNotFound) {
 		t.Errorf("COPY of wildcards that match nothing: %v, want ErrNotFound", err)
 	}
@@ -859,7 +843,7 @@ func TestBuildRunWaitsForPrune(t *testing.T) {
 	release := berth.HoldGC(t, rt)
 	built := make(chan error, 1)
 	go func() {
-		_, err := rt.Build(context.Background(), writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nENV A=1\nRUN true\n"}))
+		_, err := rt.Build(context.Background(), berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nENV A=1\nRUN true\n"}))
 		built <- err
 	}()
 	time.Sleep(500 * time.Millisecond)
@@ -921,7 +905,7 @@ RUN --mount=type=secret,id=tok,mode=0440 \
     echo skipped > /optional
 `
 	files["Dockerfile"] = dockerfile
-	ctxDir := writeContext(t, files)
+	ctxDir := berthtest.WriteFiles(t, files)
 	img, err := rt.Build(context.Background(), ctxDir, berth.WithBuildSecret("tok", secret))
 	if err != nil {
 		t.Fatal(err)
@@ -981,7 +965,7 @@ RUN --mount=type=secret,id=tok,mode=0440 \
 func TestBuildSourceDateEpoch(t *testing.T) {
 	berthtest.Skip(t)
 	epoch := time.Unix(1600000000, 0).UTC()
-	dir := writeContext(t, map[string]string{
+	dir := berthtest.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox\nCOPY f /f\nRUN echo made > /made && mkdir /d\nENV A=1\n",
 		"f":          "content",
 	})
@@ -1083,7 +1067,7 @@ ADD `+srv.URL+`/other /named-dl
 		{"COPY --chown=nobody-here f /f", "unable to find user nobody-here"},
 		{"ADD --checksum=sha256:" + sum + " f /f", "only to URL sources"},
 	} {
-		_, err := rt.Build(context.Background(), writeContext(t, map[string]string{"f": "f"}), berth.WithDockerfileContent("FROM busybox\n"+tc.line+"\n"))
+		_, err := rt.Build(context.Background(), berthtest.WriteFiles(t, map[string]string{"f": "f"}), berth.WithDockerfileContent("FROM busybox\n"+tc.line+"\n"))
 		var be *berth.BuildError
 		if !errors.As(err, &be) || be.Line != 2 || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want a BuildError on line 2 containing %q", tc.line, err, tc.want)
@@ -1187,7 +1171,7 @@ func TestBuildCopySymlinkSourceStaysInContext(t *testing.T) {
 	rt := berthtest.NewRuntime(t)
 	berthtest.Busybox(t, rt, "busybox")
 	ctx := context.Background()
-	dir := writeContext(t, map[string]string{"etc/hostname": "from the context\n", "sub/x": "x\n"})
+	dir := berthtest.WriteFiles(t, map[string]string{"etc/hostname": "from the context\n", "sub/x": "x\n"})
 	for link, target := range map[string]string{
 		"abs":     "/etc/hostname",                  // the context's etc/hostname, not the host's
 		"climb":   "../../../../../../etc/hostname", // stops at the context root
@@ -1219,7 +1203,7 @@ func TestBuildCopySymlinkSourceStaysInContext(t *testing.T) {
 func TestBuildStepsNotListed(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started; sleep 1; echo done > /done\n"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started; sleep 1; echo done > /done\n"})
 	started := make(chan struct{}, 1)
 	built := make(chan error, 1)
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/berthtest"
 )
 
 // TestPruneContainers: created and exited containers go with their
@@ -174,7 +175,7 @@ func TestPruneNetworks(t *testing.T) {
 func TestPruneBuildCache(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/c sh -c 'ls /c; head -c 200000 /dev/urandom > /c/f; echo made > /made'\n"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/c sh -c 'ls /c; head -c 200000 /dev/urandom > /c/f; echo made > /made'\n"})
 	if _, err := rt.Build(ctx, dir, berth.WithBuildTags("cached:1")); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +209,7 @@ func TestPruneBuildCache(t *testing.T) {
 		err error
 	}
 	built := make(chan result, 1)
-	slow := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started; sleep 1\n"})
+	slow := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started; sleep 1\n"})
 	go func() {
 		var last time.Time
 		_, err := rt.Build(ctx, slow, berth.WithNoCache(), berth.WithBuildProgress(func(ev berth.BuildEvent) {
@@ -257,7 +258,7 @@ func TestDiskUsage(t *testing.T) {
 	if _, err := rt.CreateVolume(ctx, "idle"); err != nil {
 		t.Fatal(err)
 	}
-	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 30000 /dev/urandom > /built\n"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 30000 /dev/urandom > /built\n"})
 	if _, err := rt.Build(ctx, dir, berth.WithBuildTags("du:1")); err != nil {
 		t.Fatal(err)
 	}

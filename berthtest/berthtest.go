@@ -168,3 +168,21 @@ func WriteBusyboxTar(w io.Writer) error {
 	_, err = w.Write(b)
 	return err
 }
+
+// WriteFiles writes files (slash-separated name → content, directories
+// made as the names need) into a new temporary directory, removed when
+// the test ends, and returns it: a build context, for example.
+func WriteFiles(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

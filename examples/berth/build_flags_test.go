@@ -20,23 +20,6 @@ import (
 	"github.com/berth-dev/berth/berthtest"
 )
 
-// writeBuildContext writes files (name → content) into a new directory and
-// returns it.
-func writeBuildContext(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // tarOf is a tar of files (name → content), in name order, with the
 // directories their names need.
 func tarOf(t *testing.T, files map[string]string) []byte {
@@ -83,7 +66,7 @@ var imageIDPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 func TestBuildFlagsLabelAndIIDFile(t *testing.T) {
 	root, tarball := setup(t)
 	mustBerth(t, root, "import", tarball, "busybox")
-	dir := writeBuildContext(t, map[string]string{
+	dir := berthtest.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox\nLABEL a=dockerfile b=keep\nRUN echo built > /built\n",
 	})
 
@@ -130,7 +113,7 @@ func TestBuildFlagsLabelAndIIDFile(t *testing.T) {
 	}
 
 	// A failing build: the stale ID is gone, and no new one is written.
-	failing := writeBuildContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN exit 3\n"})
+	failing := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN exit 3\n"})
 	res := runBerth(t, root, nil, "build", "-q", "--label", "a=x", "--iidfile", iid, failing)
 	if res.code == 0 {
 		t.Errorf("a build whose RUN fails exited 0")
@@ -156,7 +139,7 @@ func TestBuildFlagsNetworkAndAddHost(t *testing.T) {
 	}
 	// Each RUN writes its network namespace, then the links it sees.
 	probe := "{ readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort; }"
-	dir := writeBuildContext(t, map[string]string{
+	dir := berthtest.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox\n" +
 			"RUN cat /etc/hosts > /hosts\n" +
 			"RUN " + probe + " > /default\n" +
@@ -226,7 +209,7 @@ func TestBuildFlagsNetworkAndAddHost(t *testing.T) {
 	}
 
 	// Refused before anything is built: no step starts, no image is made.
-	refused := writeBuildContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo refused > /refused\n"})
+	refused := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo refused > /refused\n"})
 	images := mustBerth(t, root, "images", "-a", "-q")
 	for _, tc := range []struct{ flag, value, want string }{
 		{"--network", "bridge", "bridge"},
@@ -257,7 +240,7 @@ func TestBuildFlagsNetworkAndAddHost(t *testing.T) {
 func TestBuildOutput(t *testing.T) {
 	root, tarball := setup(t)
 	mustBerth(t, root, "import", tarball, "busybox")
-	dir := writeBuildContext(t, map[string]string{
+	dir := berthtest.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox AS b\n" +
 			"RUN mkdir -p /out/sub && echo app > /out/app && chmod 755 /out/app && echo x > /out/sub/x\n" +
 			"FROM scratch\n" +
@@ -447,13 +430,13 @@ func TestBuildFlagsPull(t *testing.T) {
 	ref := reg.Host + "/test/base:1"
 	push := func(marker string) {
 		t.Helper()
-		dir := writeBuildContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo " + marker + " > /marker\n"})
+		dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo " + marker + " > /marker\n"})
 		mustBerth(t, root, "build", "-q", "-t", ref, dir)
 		mustBerth(t, root, "push", ref)
 	}
 	push("first")
 	other := filepath.Join(t.TempDir(), "other")
-	dir := writeBuildContext(t, map[string]string{"Dockerfile": "FROM " + ref + "\nCMD [\"cat\", \"/marker\"]\n"})
+	dir := berthtest.WriteFiles(t, map[string]string{"Dockerfile": "FROM " + ref + "\nCMD [\"cat\", \"/marker\"]\n"})
 	mustBerth(t, other, "build", "-q", "-t", "app", dir) // pulled: missing
 	push("second")
 	for _, tc := range []struct {
@@ -478,7 +461,7 @@ func TestBuildCacheFlags(t *testing.T) {
 	mustBerth(t, root, "import", tarball, "busybox")
 	saved := filepath.Join(t.TempDir(), "busybox.tar")
 	mustBerth(t, root, "save", "-o", saved, "busybox")
-	ctxDir := writeBuildContext(t, map[string]string{
+	ctxDir := berthtest.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox AS builder\nRUN head -c 16 /dev/urandom | od -x > /random && echo more > /more\nFROM busybox\nCOPY --from=builder /random /random\n",
 	})
 	cacheDir, minDir := filepath.Join(t.TempDir(), "cache"), filepath.Join(t.TempDir(), "min")
