@@ -328,6 +328,12 @@ func (r *Runtime) Build(ctx context.Context, contextDir string, opts ...BuildOpt
 	}
 	defer unlockBuilds()
 	b := &builder{r: r, cfg: cfg, file: cfg.dockerfile, roots: map[string]*lazyRoot{}, pulls: map[string]func() (*Image, error){}}
+	var sourcesOnce sync.Once
+	var sources []*cacheSource
+	b.cacheSources = func(ctx context.Context) []*cacheSource {
+		sourcesOnce.Do(func() { sources = b.openCacheSources(ctx) })
+		return sources
+	}
 	defer b.cleanup()
 	tempContext := contextDir == ""
 	if tempContext {
@@ -440,8 +446,8 @@ type builder struct {
 	releases []func()
 	digests  *fileDigests // content hashes of files COPY read, kept across builds
 
-	cacheSources []*cacheSource    // WithCacheFrom*'s, opened; read-only once built
-	stepImages   map[string]*Image // key → the image of a step of this build, for the cache exports
+	cacheSources func(context.Context) []*cacheSource // WithCacheFrom*'s, opened at the first call
+	stepImages   map[string]*Image                    // key → the image of a step of this build, for the cache exports
 
 	evMu   sync.Mutex
 	events chan BuildEvent // nil without WithBuildProgress
@@ -578,7 +584,6 @@ func (b *builder) run(ctx context.Context, src []byte) (*Image, error) {
 			return nil, b.fail(nil, fmt.Errorf("%w: target stage %q could not be found", ErrNotFound, b.cfg.target))
 		}
 	}
-	b.openCacheSources(ctx)
 	if err := b.buildStages(ctx, target); err != nil {
 		return nil, err
 	}
@@ -1260,16 +1265,7 @@ func (b *builder) writeState(ctx context.Context, s *buildState, cf *v1.ConfigFi
 	if err != nil {
 		return err
 	}
-	if err := b.r.store.AddRoot(img.Digest); err != nil {
-		return err
-	}
-	if key != "" {
-		p := b.cachePath(key)
-		if err := store.WriteCacheFile(p, []byte(img.Digest+"\n"), 0o600); err != nil {
-			return err
-		}
-	}
-	full, err := b.r.imageFromStore(img.Digest, nil)
+	full, err := b.keepStep(img.Digest, key)
 	if err != nil {
 		return err
 	}
@@ -1279,6 +1275,21 @@ func (b *builder) writeState(ctx context.Context, s *buildState, cf *v1.ConfigFi
 		b.recordStep(key, full)
 	}
 	return nil
+}
+
+// keepStep keeps the image with manifest digest d for the build cache (a
+// store root, which Prune leaves) under key, when there is one, and
+// returns it as the store has it.
+func (b *builder) keepStep(d, key string) (*Image, error) {
+	if err := b.r.store.AddRoot(d); err != nil {
+		return nil, err
+	}
+	if key != "" {
+		if err := store.WriteCacheFile(b.cachePath(key), []byte(d+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return b.r.imageFromStore(d, nil)
 }
 
 // flush writes pending metadata steps as an image, so that a container can

@@ -85,7 +85,9 @@ func (l cacheLocation) registry() *registryConfig {
 // its image is copied into the store (the blobs the store lacks, verified
 // against their digests), recorded in the local cache, and the step is
 // reported cached. Sources are read in the order given, after the local
-// cache. A source that cannot be read (missing, damaged, unreachable),
+// cache; the sources are read when a step first misses the local cache
+// (a fully cached build reads none). A source that cannot be read
+// (missing, damaged, unreachable),
 // or an entry that fails, is skipped with a BuildEvent Warning (which
 // only a WithBuildProgress callback sees) and the build goes on without
 // it, as BuildKit does, so the first build of a CI pipeline can name the
@@ -160,20 +162,20 @@ type cacheSource struct {
 	blob     fetchFunc
 }
 
-// openCacheSources opens the build's cache sources. One that cannot be
-// read is left out with a warning.
-func (b *builder) openCacheSources(ctx context.Context) {
-	if b.cfg.noCache {
-		return
-	}
+// openCacheSources opens the build's cache sources, when a step first
+// misses the local cache (a fully cached build reads none: no registry is
+// asked). One that cannot be read is left out with a warning.
+func (b *builder) openCacheSources(ctx context.Context) []*cacheSource {
+	var out []*cacheSource
 	for _, l := range b.cfg.cacheFrom {
 		src, err := b.openCacheSource(ctx, l)
 		if err != nil {
 			b.warn(fmt.Sprintf("the build cache %s is not used: %v", l, err))
 			continue
 		}
-		b.cacheSources = append(b.cacheSources, src)
+		out = append(out, src)
 	}
+	return out
 }
 
 func (b *builder) openCacheSource(ctx context.Context, l cacheLocation) (*cacheSource, error) {
@@ -251,7 +253,10 @@ func (b *builder) openCacheSource(ctx context.Context, l cacheLocation) (*cacheS
 // importCached looks key up in the cache sources, in order, and copies the
 // first entry found into the store and the local cache.
 func (b *builder) importCached(ctx context.Context, key string) *Image {
-	for _, src := range b.cacheSources {
+	if len(b.cfg.cacheFrom) == 0 {
+		return nil
+	}
+	for _, src := range b.cacheSources(ctx) {
 		d, ok := src.entries[key]
 		if !ok {
 			continue
@@ -283,15 +288,8 @@ func (b *builder) importEntry(ctx context.Context, src *cacheSource, key string,
 	if err != nil {
 		return nil, err
 	}
-	// As a step's image made here: kept for the cache (a root), and
-	// found by its key from now on.
-	if err := b.r.store.AddRoot(img.Digest); err != nil {
-		return nil, err
-	}
-	if err := store.WriteCacheFile(b.cachePath(key), []byte(img.Digest+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	return b.r.imageFromStore(img.Digest, nil)
+	// As a step's image made here.
+	return b.keepStep(img.Digest, key)
 }
 
 // recordStep notes the image a step key stands for in this build, for the
@@ -395,16 +393,12 @@ func (r *Runtime) exportCacheDir(dir string, entries []cacheEntry) error {
 	}
 	copied := map[string]bool{}
 	for _, e := range entries {
-		blobs := map[string]int64{e.img.Digest: int64(len(e.img.manifest)), e.img.ID: int64(len(e.img.rawConfig))}
-		for _, l := range e.img.Layers {
-			blobs[l.Digest] = l.Size
-		}
-		for _, d := range sortedKeys(blobs) {
+		for _, d := range append([]string{e.img.Digest, e.img.ID}, layerDigests(e.img)...) {
 			if copied[d] {
 				continue
 			}
 			copied[d] = true
-			if err := r.copyBlobSized(d, blobs[d], dir); err != nil {
+			if err := r.copyBlobTo(d, dir); err != nil {
 				return err
 			}
 		}
@@ -420,20 +414,12 @@ func (r *Runtime) exportCacheDir(dir string, entries []cacheEntry) error {
 	return store.WriteFileAtomic(filepath.Join(dir, "index.json"), raw, 0o644)
 }
 
-// copyBlobSized copies blob d into the layout at dir unless a regular file
-// of its size is there (an earlier export's; a torn one is replaced).
-func (r *Runtime) copyBlobSized(d string, size int64, dir string) error {
-	h, err := store.ValidateDigest(d)
-	if err != nil {
-		return err
+func layerDigests(img *Image) []string {
+	out := make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		out[i] = l.Digest
 	}
-	p := filepath.Join(dir, "blobs", "sha256", h)
-	if fi, err := os.Lstat(p); err == nil && (!fi.Mode().IsRegular() || fi.Size() != size) {
-		if err := os.Remove(p); err != nil {
-			return err
-		}
-	}
-	return r.copyBlobTo(d, dir)
+	return out
 }
 
 func (r *Runtime) exportCacheRegistry(ctx context.Context, l cacheLocation, entries []cacheEntry) error {

@@ -1056,13 +1056,14 @@ func cleanSource(p string) string {
 // itself included, and judged by where it leads, not by the name of a
 // link to it.
 //
-// The owners of the context's files (fromContext) are hashed as root's,
+// The owners of the context's files (the only tree hashed: h not nil)
+// are hashed as root's,
 // as BuildKit receives a context (its local source resets them): the
 // checkout's owner, which differs between machines, stays out of the key.
 // The tree keeps them (its files are links to the checkout's: copies,
 // made to show root's, would cost a copy of the bound files at every
 // build and lose their times).
-func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, h *keyHash, copyData, fromContext bool) error {
+func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, h *keyHash, copyData bool) error {
 	real, err := followInRoot(root, src)
 	if err != nil {
 		return err
@@ -1081,10 +1082,6 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 		if st != nil {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
-		keyUID, keyGID := uid, gid
-		if fromContext {
-			keyUID, keyGID = 0, 0
-		}
 		mode := int64(fi.Mode().Perm())
 		if st != nil {
 			mode = int64(st.Mode & 0o7777)
@@ -1096,7 +1093,7 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 				return err
 			}
 			if h != nil {
-				h.header(rel, tar.TypeSymlink, 0, keyUID, keyGID, target, 0)
+				h.header(rel, tar.TypeSymlink, 0, 0, 0, target, 0)
 			}
 			if err := os.Symlink(target, to); err != nil {
 				return err
@@ -1104,14 +1101,14 @@ func copyTree(root *os.Root, src string, ignore *dockerfile.Ignore, dst string, 
 			return os.Lchown(to, uid, gid)
 		case fi.IsDir():
 			if h != nil {
-				h.header(rel, tar.TypeDir, mode, keyUID, keyGID, "", 0)
+				h.header(rel, tar.TypeDir, mode, 0, 0, "", 0)
 			}
 			if err := os.Mkdir(to, 0o700); err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():
 			if h != nil {
-				h.header(rel, tar.TypeReg, mode, keyUID, keyGID, "", fi.Size())
+				h.header(rel, tar.TypeReg, mode, 0, 0, "", fi.Size())
 			}
 			linked, err := copyFileFromRoot(root, rel, to, h, copyData)
 			if err != nil {

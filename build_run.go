@@ -308,7 +308,7 @@ func (rm *runMounts) addBind(ctx context.Context, m *instructions.Mount) error {
 	if srcKey == "" { // the context: its content is part of the key
 		h = newKeyHash()
 	}
-	if err := copyTree(root, src, ignore, dst, h, !m.ReadOnly, h != nil); err != nil {
+	if err := copyTree(root, src, ignore, dst, h, !m.ReadOnly); err != nil {
 		return fmt.Errorf("--mount source %s: %w", m.Source, err)
 	}
 	if h != nil {
@@ -413,7 +413,7 @@ func (b *builder) makeCacheDir(ctx context.Context, s *buildState, dir string, m
 		if err != nil {
 			return err
 		}
-		err = copyTree(root, cleanSource(m.Source), ignore, tmp, nil, true, false)
+		err = copyTree(root, cleanSource(m.Source), ignore, tmp, nil, true)
 		root.Close()
 		if err != nil {
 			return err

@@ -199,17 +199,22 @@ func (r *Runtime) SaveLayout(ctx context.Context, dir string, refs ...string) er
 	return store.WriteFileAtomic(filepath.Join(dir, "index.json"), index, 0o644)
 }
 
+// copyBlobTo copies blob d of the store into the layout at dir, unless a
+// regular file of its size is there already (an earlier save's; one torn
+// or replaced by something else is written again).
 func (r *Runtime) copyBlobTo(d, dir string) error {
 	h, _ := store.ValidateDigest(d)
 	dst := filepath.Join(dir, "blobs", "sha256", h)
-	if _, err := os.Lstat(dst); err == nil {
-		return nil
-	}
 	src, err := r.store.Open(d)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	if have, err := os.Lstat(dst); err == nil {
+		if want, err := src.Stat(); err == nil && have.Mode().IsRegular() && have.Size() == want.Size() {
+			return nil
+		}
+	}
 	f, err := os.CreateTemp(filepath.Dir(dst), ".tmp-")
 	if err != nil {
 		return err
