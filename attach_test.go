@@ -300,7 +300,8 @@ func TestAttachStdinOnceLimits(t *testing.T) {
 func TestOpenStdinStartsLeakNothing(t *testing.T) {
 	rt := busyboxRuntime(t)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithOpenStdin())
+	// With WithStdinOnce: its watch and the goroutine waiting on it too.
+	c, err := rt.Create(ctx, "busybox", &berth.Process{Args: []string{"sleep", "300"}}, berth.WithOpenStdin(), berth.WithStdinOnce())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -340,10 +340,11 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (_ *
 		files["/etc/resolv.conf"] = resolvConf(cfg, mode)
 		ns.netnsPath = ownNamespace("net")
 	case "container":
-		nsFile, path, trec, err := r.pinnedNamespace(target, "net")
+		pinned, trec, err := r.pinnedNamespaces(target, "net")
 		if err != nil {
 			return nil, fmt.Errorf("network of container %s: %w", target, err)
 		}
+		nsFile := pinned[0]
 		ns.closers = append(ns.closers, func() { nsFile.Close() })
 		tdir := r.containerDir(trec.ID)
 		for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
@@ -351,7 +352,7 @@ func (r *Runtime) prepareNetwork(ctx context.Context, rec *containerRecord) (_ *
 				files["/etc/"+f] = b
 			}
 		}
-		ns.netnsPath = path
+		ns.netnsPath = fdPathOf(nsFile)
 		// The target's teardown looks here for containers in its namespace.
 		joiners := filepath.Join(r.containerDir(trec.ID), "netns-joiners")
 		if err := os.MkdirAll(joiners, 0o700); err != nil {

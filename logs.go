@@ -278,6 +278,10 @@ func (c *Container) Logs(ctx context.Context, stdout, stderr io.Writer, opts ...
 		return fmt.Errorf("container %s has no log: %w", c.Name, err)
 	}
 	defer src.close()
+	if cfg.follow {
+		// Before the first read: nothing written after it goes unseen.
+		src.watch, _ = watchPath(src.dir, logChangeEvents) // nil: polled
+	}
 	if err := src.seekTail(cfg.tail); err != nil {
 		return err
 	}
@@ -470,8 +474,7 @@ type logSource struct {
 	files []*os.File
 	cur   int
 
-	watch      *fsWatch // the directory's changes, for a follower
-	watchTried bool
+	watch *fsWatch // the directory's changes, for a follower (nil: polled)
 }
 
 // logPoll is how often a follower looks again without a change in the
@@ -486,14 +489,8 @@ const (
 // awaitChange waits, after the source was read to its end, until the
 // container's directory changes (the log is written or rotated, the
 // record rewritten at the exit), ctx ends, until passes, or a poll's
-// while goes by. The first call only sets the watch up and returns at
-// once: what was written before it is read again.
+// while goes by.
 func (s *logSource) awaitChange(ctx context.Context, until time.Time, maxWait time.Duration) error {
-	if !s.watchTried {
-		s.watchTried = true
-		s.watch, _ = watchPath(s.dir, logChangeEvents) // nil: polled
-		return nil
-	}
 	wait := logPoll
 	var changed chan struct{}
 	if s.watch != nil {

@@ -90,12 +90,12 @@ func (r *Runtime) sharedNamespaces(cfg *containerConfig, s *initproc.Spec, close
 		s.PidHost = true
 	case strings.HasPrefix(cfg.PidMode, "container:"):
 		id := strings.TrimPrefix(cfg.PidMode, "container:")
-		f, path, _, err := r.pinnedNamespace(id, "pid")
+		ns, _, err := r.pinnedNamespaces(id, "pid")
 		if err != nil {
 			return fmt.Errorf("pid namespace of container %s: %w", id, err)
 		}
-		*closers = append(*closers, f)
-		s.PidNS = path
+		*closers = append(*closers, ns[0])
+		s.PidNS = fdPathOf(ns[0])
 	}
 	switch {
 	case cfg.IpcMode == "host":
@@ -124,49 +124,28 @@ func joinableIpc(donor *containerRecord) error {
 }
 
 // sharedIpc puts into s the IPC namespace of the running container id and
-// its /dev/shm (for a "host" donor, the host's), pinned as
-// pinnedNamespace pins one, by files it adds to closers: the namespace,
-// and a detached copy of the donor's /dev/shm mount (initproc.CloneShm),
-// which the start moves onto the container's /dev/shm.
+// its /dev/shm (for a "host" donor, the host's), pinned with its mount
+// namespace (pinnedNamespaces), by files it adds to closers: the
+// namespaces, and a detached copy of the donor's /dev/shm mount
+// (initproc.CloneShm), which the start moves onto the container's
+// /dev/shm.
 func (r *Runtime) sharedIpc(id string, s *initproc.Spec, closers *[]io.Closer) error {
-	rec, err := r.readRecord(id)
+	ns, rec, err := r.pinnedNamespaces(id, "ipc", "mnt")
 	if err != nil {
 		return fmt.Errorf("IPC namespace of container %s: %w", id, err)
+	}
+	for _, f := range ns {
+		*closers = append(*closers, f)
 	}
 	if err := joinableIpc(rec); err != nil {
 		return err
 	}
-	notRunning := fmt.Errorf("%w: container %s, whose IPC namespace this one joins", ErrNotRunning, rec.Name)
-	pidfd, ok := rec.pinFirstProcess()
-	if !ok {
-		return notRunning
-	}
-	defer unix.Close(pidfd)
-	open := func(kind string) (*os.File, error) {
-		f, err := initproc.OpenNamespace(rec.State.Pid, pidfd, kind)
-		if errors.Is(err, syscall.ESRCH) || errors.Is(err, fs.ErrNotExist) {
-			return nil, notRunning
-		}
-		if err != nil {
-			return nil, fmt.Errorf("IPC namespace of container %s: %w", rec.Name, err)
-		}
-		*closers = append(*closers, f)
-		return f, nil
-	}
-	ipc, err := open("ipc")
-	if err != nil {
-		return err
-	}
-	s.IpcNS = fdPathOf(ipc)
+	s.IpcNS = fdPathOf(ns[0])
 	if rec.Config.IpcMode == "host" {
 		s.Shm = "/dev/shm"
 		return nil
 	}
-	mnt, err := open("mnt")
-	if err != nil {
-		return err
-	}
-	shm, err := initproc.CloneShm(mnt)
+	shm, err := initproc.CloneShm(ns[1])
 	if err != nil {
 		return fmt.Errorf("the /dev/shm of container %s: %w", rec.Name, err)
 	}
@@ -181,29 +160,35 @@ func fdPathOf(f *os.File) string {
 	return "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(f.Fd()))
 }
 
-// pinnedNamespace opens the namespace kind ("pid", "net") of container
-// id's running process for a container that joins it, and returns it with
-// the path the joiner opens it by (/proc/<this program>/fd/N, valid while
-// the file is open) and the container's record. The process is pinned by
-// a pidfd and still runs once its namespace is open, so that a pid reused
+// pinnedNamespaces opens the namespaces of kinds ("pid", "net", ...) of
+// container id's running process for a container that joins them, and
+// returns them, in order, with the container's record; a joiner opens one
+// by fdPathOf (valid while the file is open). The process is pinned by a
+// pidfd and still runs once each namespace is open, so that a pid reused
 // meanwhile cannot send the joiner into another namespace (the host's).
-func (r *Runtime) pinnedNamespace(id, kind string) (*os.File, string, *containerRecord, error) {
+func (r *Runtime) pinnedNamespaces(id string, kinds ...string) ([]*os.File, *containerRecord, error) {
 	rec, err := r.readRecord(id)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	notRunning := fmt.Errorf("%w: container %s, whose %s namespace this one joins", ErrNotRunning, rec.Name, kind)
 	pidfd, ok := rec.pinFirstProcess()
 	if !ok {
-		return nil, "", rec, notRunning
+		return nil, rec, fmt.Errorf("%w: container %s, whose namespaces this one joins", ErrNotRunning, rec.Name)
 	}
 	defer unix.Close(pidfd)
-	f, err := initproc.OpenNamespace(rec.State.Pid, pidfd, kind)
-	if errors.Is(err, syscall.ESRCH) || errors.Is(err, fs.ErrNotExist) {
-		return nil, "", rec, notRunning
+	var out []*os.File
+	for _, kind := range kinds {
+		f, err := initproc.OpenNamespace(rec.State.Pid, pidfd, kind)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			if errors.Is(err, syscall.ESRCH) || errors.Is(err, fs.ErrNotExist) {
+				return nil, rec, fmt.Errorf("%w: container %s, whose %s namespace this one joins", ErrNotRunning, rec.Name, kind)
+			}
+			return nil, rec, err
+		}
+		out = append(out, f)
 	}
-	if err != nil {
-		return nil, "", rec, err
-	}
-	return f, fdPathOf(f), rec, nil
+	return out, rec, nil
 }
