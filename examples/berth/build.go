@@ -57,7 +57,6 @@ func buildCommand(fs *flagSet) runFunc {
 		}
 		opts := []berth.BuildOption{berth.WithBuildTags(tags...)}
 		contextDir, stdin := args[0], io.Reader(c.stdin)
-		remoteDockerfile := false
 		fi, err := os.Stat(contextDir)
 		switch {
 		case contextDir != "-" && err == nil && fi.IsDir():
@@ -84,7 +83,15 @@ func buildCommand(fs *flagSet) runFunc {
 				return fmt.Errorf("unable to prepare context: %s is not an archive, and the Dockerfile is on stdin", contextDir)
 			default:
 				// docker: the text is the Dockerfile, whatever -f says.
-				file, stdin, remoteDockerfile = "-", io.LimitReader(in, maxRemoteDockerfile+1), true
+				b, err := io.ReadAll(io.LimitReader(in, maxRemoteDockerfile+1))
+				if err != nil {
+					return fmt.Errorf("unable to prepare context: reading %s: %w", contextDir, err)
+				}
+				if len(b) > maxRemoteDockerfile {
+					return fmt.Errorf("unable to prepare context: the Dockerfile at %s is larger than %d bytes", contextDir, maxRemoteDockerfile)
+				}
+				file = ""
+				opts = append(opts, berth.WithDockerfileContent(string(b)))
 			}
 			contextDir = ""
 		case contextDir == "-":
@@ -113,9 +120,6 @@ func buildCommand(fs *flagSet) runFunc {
 			b, err := io.ReadAll(stdin)
 			if err != nil {
 				return fmt.Errorf("reading the Dockerfile from stdin: %w", err)
-			}
-			if remoteDockerfile && len(b) > maxRemoteDockerfile {
-				return fmt.Errorf("unable to prepare context: the Dockerfile at %s is larger than %d bytes", args[0], maxRemoteDockerfile)
 			}
 			opts = append(opts, berth.WithDockerfileContent(string(b)))
 		default: // relative to the working directory, as docker's -f
@@ -229,7 +233,7 @@ func buildCommand(fs *flagSet) runFunc {
 			// Quiet hides the steps, not what went wrong with a cache.
 			opts = append(opts, berth.WithBuildProgress(func(ev berth.BuildEvent) {
 				if ev.Warning != "" {
-					fmt.Fprintf(c.stderr, "WARNING: %s\n", ev.Warning)
+					printWarning(c.stderr, ev.Warning)
 				}
 			}))
 		}
@@ -323,16 +327,17 @@ func parseCache(flag, s string) ([]berth.BuildOption, error) {
 	if err != nil && s != "" {
 		return nil, invalid("%v", err)
 	}
+	registry := func(ref string, mode berth.CacheMode) berth.BuildOption {
+		if export {
+			return berth.WithCacheToRegistry(ref, mode)
+		}
+		return berth.WithCacheFromRegistry(ref)
+	}
 	if !strings.Contains(s, "=") {
 		var opts []berth.BuildOption
 		for _, ref := range fields {
-			if ref = strings.TrimSpace(ref); ref == "" {
-				continue
-			}
-			if export {
-				opts = append(opts, berth.WithCacheToRegistry(ref, berth.CacheModeMin))
-			} else {
-				opts = append(opts, berth.WithCacheFromRegistry(ref))
+			if ref = strings.TrimSpace(ref); ref != "" {
+				opts = append(opts, registry(ref, berth.CacheModeMin))
 			}
 		}
 		return opts, nil
@@ -367,10 +372,7 @@ func parseCache(flag, s string) ([]berth.BuildOption, error) {
 	case typ == "local":
 		return nil, invalid("type=local needs %s= and no ref=", map[bool]string{true: "dest", false: "src"}[export])
 	case typ == "registry" && ref != "" && dir == "":
-		if export {
-			return one(berth.WithCacheToRegistry(ref, mode))
-		}
-		return one(berth.WithCacheFromRegistry(ref))
+		return one(registry(ref, mode))
 	case typ == "registry":
 		return nil, invalid("type=registry needs ref= and nothing else")
 	case typ == "":
@@ -467,6 +469,9 @@ func parseSecret(s string) (id, src string, err error) {
 	return id, src, nil
 }
 
+// printWarning prints a build's warning as BuildKit's client does.
+func printWarning(w io.Writer, msg string) { fmt.Fprintf(w, "WARNING: %s\n", msg) }
+
 // buildView shows a build's progress events.
 type buildView interface {
 	event(ev berth.BuildEvent)
@@ -484,7 +489,7 @@ func (v *plainView) event(ev berth.BuildEvent) {
 	v.last = max(v.last, ev.Step)
 	switch {
 	case ev.Warning != "":
-		fmt.Fprintf(v.w, "WARNING: %s\n", ev.Warning)
+		printWarning(v.w, ev.Warning)
 	case ev.Output != "":
 		fmt.Fprintf(v.w, "#%d %s\n", ev.Step, ev.Output)
 	case ev.Cached:
@@ -577,7 +582,7 @@ func (v *ttyView) done(img *berth.Image, tags []string, err error) {
 	}
 	v.draw(err == nil)
 	for _, w := range v.warns {
-		fmt.Fprintf(v.w, "WARNING: %s\n", w)
+		printWarning(v.w, w)
 	}
 	if err != nil {
 		return

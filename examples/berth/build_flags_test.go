@@ -64,8 +64,7 @@ var imageIDPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // ("sha256:…", no newline) over a stale file, and a failing build removes
 // a stale file and writes none.
 func TestBuildFlagsLabelAndIIDFile(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
+	root := containerSetup(t)
 	dir := berthtest.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox\nLABEL a=dockerfile b=keep\nRUN echo built > /built\n",
 	})
@@ -130,8 +129,7 @@ func TestBuildFlagsLabelAndIIDFile(t *testing.T) {
 // ("bridge" too, as BuildKit's) and malformed --add-host values are errors
 // before anything is built.
 func TestBuildFlagsNetworkAndAddHost(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
+	root := containerSetup(t)
 	// A RUN on the host's network is in the test's network namespace.
 	hostNS, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
@@ -238,8 +236,7 @@ func TestBuildFlagsNetworkAndAddHost(t *testing.T) {
 // FILE; values docker refuses or berth does not support are errors naming
 // --output.
 func TestBuildOutput(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
+	root := containerSetup(t)
 	dir := berthtest.WriteFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox AS b\n" +
 			"RUN mkdir -p /out/sub && echo app > /out/app && chmod 755 /out/app && echo x > /out/sub/x\n" +
@@ -354,8 +351,7 @@ func TestBuildOutput(t *testing.T) {
 // (an empty context); -f - with it is an error, and a Dockerfile missing
 // from the archive is named as given, not by a temporary path.
 func TestBuildStdin(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
+	root := containerSetup(t)
 	build := func(stdin []byte, args ...string) result {
 		t.Helper()
 		return runBerth(t, root, stdin, append([]string{"build"}, args...)...)
@@ -512,8 +508,12 @@ func TestBuildCacheFlags(t *testing.T) {
 	if res.code != 0 || strings.Contains(res.stderr, "WARNING") {
 		t.Errorf("--no-cache with a missing source: exit %d, stderr:\n%s\nwant 0 and no source read", res.code, res.stderr)
 	}
+	// In roots without the steps: sources are read at the first miss (a
+	// fully cached build reads none).
 	for _, quiet := range []string{"--progress=plain", "-q"} {
-		res = runBerth(t, root, nil, "build", quiet, "--cache-from", "type=local,src="+missing, ctxDir)
+		fresh := filepath.Join(t.TempDir(), "fresh")
+		mustBerth(t, fresh, "load", "-i", saved)
+		res = runBerth(t, fresh, nil, "build", quiet, "--cache-from", "type=local,src="+missing, ctxDir)
 		if res.code != 0 || !strings.Contains(res.stderr, "WARNING: the build cache "+missing+" is not used") {
 			t.Errorf("a missing source, %s: exit %d, stderr:\n%s\nwant 0 and a WARNING naming it", quiet, res.code, res.stderr)
 		}
@@ -538,8 +538,7 @@ func TestBuildCacheFlags(t *testing.T) {
 // the build, naming the URL; a git repository is refused, as berth has no
 // git.
 func TestBuildRemoteContext(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
+	root := containerSetup(t)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write(tarOf(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY data /data\n", "data": "from the archive"}))
@@ -576,15 +575,8 @@ func TestBuildRemoteContext(t *testing.T) {
 // TestBuildContextOrder: a directory that exists is the context even when
 // its name looks like a git repository's, as docker decides.
 func TestBuildContextOrder(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
-	base := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(base, "github.com", "me", "app"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(base, "github.com", "me", "app", "Dockerfile"), []byte("FROM busybox\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	root := containerSetup(t)
+	base := berthtest.WriteFiles(t, map[string]string{"github.com/me/app/Dockerfile": "FROM busybox\n"})
 	cmd := exec.Command(berthBin, "--root", root, "build", "-q", "github.com/me/app")
 	cmd.Dir = base
 	if out, err := cmd.CombinedOutput(); err != nil || !imageIDPattern.Match(bytes.TrimSpace(out)) {

@@ -11,14 +11,12 @@ import (
 // through --format with docker's field names, against what the test made
 // and what the kernel reports by other means.
 func TestInfo(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
+	root := containerSetup(t)
 	mustBerth(t, root, "tag", "busybox", "other:1")
-	mustBerth(t, root, "run", "-d", "--name", "up", "busybox", "sleep", "300")
-	mustBerth(t, root, "run", "-d", "--name", "held", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "up", "busybox", "sleep", "300")
+	runDetached(t, root, "--name", "held", "busybox", "sleep", "300")
 	mustBerth(t, root, "pause", "held")
 	mustBerth(t, root, "run", "--name", "done", "busybox", "true")
-	t.Cleanup(func() { runBerth(t, root, nil, "rm", "-f", "up", "held") })
 
 	var info struct {
 		Containers, ContainersRunning, ContainersPaused, ContainersStopped, Images, NCPU int

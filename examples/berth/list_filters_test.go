@@ -294,8 +294,7 @@ func TestListPsLastSize(t *testing.T) {
 // repeated value is one value, and every label of events' filter must
 // match.
 func TestListFilterSets(t *testing.T) {
-	root, tarball := setup(t)
-	mustBerth(t, root, "import", tarball, "busybox")
+	root := containerSetup(t)
 	id := strings.TrimSpace(mustBerth(t, root, "images", "-q"))
 	if got := mustBerth(t, root, "images", "-q", "--format", "table"); strings.TrimSpace(got) != id {
 		t.Errorf("images -q --format table: %q, want the ID %s", got, id)
