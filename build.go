@@ -1317,7 +1317,16 @@ func (b *builder) finish(ctx context.Context, s *buildState) (*Image, error) {
 	}
 	defer unlock()
 	finalKey := stepKey(s.key, "#final", b.cfg.labelKey(), "")
-	if s.dirty || s.img == nil || len(b.cfg.labels) > 0 {
+	if len(b.cfg.labels) > 0 {
+		// Pending metadata, as a LABEL step's, over the Dockerfile's.
+		cf := s.cf.DeepCopy()
+		if cf.Config.Labels == nil {
+			cf.Config.Labels = map[string]string{}
+		}
+		maps.Copy(cf.Config.Labels, b.cfg.labels)
+		s.cf, s.dirty = cf, true
+	}
+	if s.dirty || s.img == nil {
 		if img := b.cached(ctx, finalKey); img != nil {
 			if err := s.useCached(img, s.key); err != nil {
 				return nil, err
@@ -1327,12 +1336,6 @@ func (b *builder) finish(ctx context.Context, s *buildState) (*Image, error) {
 			cf.Created = v1.Time{Time: b.now()}
 			if n := len(cf.History); n > 0 {
 				cf.Created = cf.History[n-1].Created
-			}
-			if len(b.cfg.labels) > 0 {
-				if cf.Config.Labels == nil {
-					cf.Config.Labels = map[string]string{}
-				}
-				maps.Copy(cf.Config.Labels, b.cfg.labels)
 			}
 			var layers []Layer
 			if s.img != nil {
@@ -1348,7 +1351,7 @@ func (b *builder) finish(ctx context.Context, s *buildState) (*Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := parsed.(interface{ TagStr() string }); !ok {
+		if !isTag(parsed) {
 			return nil, fmt.Errorf("%w: cannot tag a build with a digest reference %q", ErrInvalid, t)
 		}
 		if err := b.r.setRef(ctx, refKey(parsed), s.img.Digest); err != nil {

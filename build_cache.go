@@ -146,7 +146,7 @@ func (c *buildSettings) checkCache() error {
 		if err != nil {
 			return fmt.Errorf("build cache %s: %w", l.ref, err)
 		}
-		if _, ok := parsed.(interface{ TagStr() string }); !ok && i < len(c.cacheTo) {
+		if !isTag(parsed) && i < len(c.cacheTo) {
 			return fmt.Errorf("%w: build cache %s: an export needs a tag, not a digest", ErrInvalid, l.ref)
 		}
 	}

@@ -236,7 +236,7 @@ func (c *Container) Commit(ctx context.Context, opts ...CommitOption) (*Image, e
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := parsed.(interface{ TagStr() string }); !ok {
+		if !isTag(parsed) {
 			return nil, fmt.Errorf("%w: cannot tag a commit with a digest reference %q", ErrInvalid, cc.tag)
 		}
 		key = refKey(parsed)

@@ -475,7 +475,7 @@ func (r *Runtime) Tag(ctx context.Context, img *Image, ref string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := parsed.(interface{ TagStr() string }); !ok {
+	if !isTag(parsed) {
 		return fmt.Errorf("%w: cannot tag with a digest reference %q", ErrInvalid, ref)
 	}
 	if !r.store.Has(img.Digest) {

@@ -21,6 +21,12 @@ func parseRef(ref string, insecure bool) (name.Reference, error) {
 	return r, nil
 }
 
+// isTag reports whether r names a tag, not a digest.
+func isTag(r name.Reference) bool {
+	_, ok := r.(name.Tag)
+	return ok
+}
+
 // refKey is the canonical form under which a reference is stored:
 // "docker.io/library/busybox:latest" or "host:port/repo@sha256:…".
 func refKey(r name.Reference) string {

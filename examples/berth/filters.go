@@ -40,6 +40,21 @@ func parseFilters(cmd string, args []string, keys ...string) (filterArgs, error)
 	return f, nil
 }
 
+// danglingFilter reads a dangling= filter's values, d, as docker's daemon
+// does: "true" if one of them is among yes, else "false" if one is among
+// no, else an error; "" without any.
+func danglingFilter(d, yes, no []string) (string, error) {
+	switch {
+	case len(d) == 0:
+		return "", nil
+	case slices.ContainsFunc(d, func(v string) bool { return slices.Contains(yes, v) }):
+		return "true", nil
+	case slices.ContainsFunc(d, func(v string) bool { return slices.Contains(no, v) }):
+		return "false", nil
+	}
+	return "", fmt.Errorf("Invalid filter 'dangling=[%s]'", strings.Join(d, " "))
+}
+
 // matchLabels is docker's label filter (filters.Args.MatchKVList): labels
 // has every KEY of values, with its VALUE where one is given
 // ("KEY=VALUE"). Unlike other keys, several label values must all match.

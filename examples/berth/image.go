@@ -218,15 +218,9 @@ type imageFilter struct {
 // images before= and since= name.
 func newImageFilter(ctx context.Context, rt *berth.Runtime, filters filterArgs) (*imageFilter, error) {
 	f := &imageFilter{labels: filters["label"], references: filters["reference"]}
-	if d := filters["dangling"]; len(d) > 0 {
-		switch {
-		case slices.Contains(d, "true"): // docker's check: "true" among the values wins
-			f.dangling = "true"
-		case slices.Contains(d, "false"):
-			f.dangling = "false"
-		default:
-			return nil, fmt.Errorf("Invalid filter 'dangling=[%s]'", strings.Join(d, " "))
-		}
+	var err error
+	if f.dangling, err = danglingFilter(filters["dangling"], []string{"true"}, []string{"false"}); err != nil {
+		return nil, err
 	}
 	for _, key := range []string{"before", "since"} {
 		for _, v := range filters[key] {

@@ -107,16 +107,9 @@ func volumeLsCommand(fs *flagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		dangling := ""
-		if d := filters["dangling"]; len(d) > 0 {
-			switch {
-			case slices.Contains(d, "true") || slices.Contains(d, "1"):
-				dangling = "true"
-			case slices.Contains(d, "false") || slices.Contains(d, "0"):
-				dangling = "false"
-			default:
-				return fmt.Errorf("Invalid filter 'dangling=[%s]'", strings.Join(d, " "))
-			}
+		dangling, err := danglingFilter(filters["dangling"], []string{"true", "1"}, []string{"false", "0"})
+		if err != nil {
+			return err
 		}
 		rt, err := c.runtime()
 		if err != nil {
